@@ -1,0 +1,176 @@
+"""Coach: the application factory."""
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+
+from flask import Flask, g, request
+from flask_login import current_user
+from werkzeug.exceptions import HTTPException
+
+from coach.config import load_config
+from coach.extensions import csrf, db, htmx, login_manager, migrate
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+ERROR_TEXT = {
+    400: ("Bad request", "The request could not be understood. Check what you sent and try again."),
+    403: ("Not allowed", "You do not have permission to do that."),
+    404: ("Not found", "There is nothing here. The link may be wrong, or the thing was removed."),
+    405: ("Method not allowed", "That action is not available here."),
+    410: ("Gone", "This link is no longer valid."),
+    413: ("Too large", "What you sent is larger than allowed."),
+    429: ("Slow down", "Too many requests. Wait a moment and try again."),
+    500: ("Something went wrong", "An unexpected error happened on our side. It has been logged."),
+}
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app; ``config`` overrides settings read from the environment (tests)."""
+    app = Flask(__name__, instance_path=str(Path.cwd() / "instance"), instance_relative_config=False)
+    app.config.update(load_config(Path(app.instance_path), config))
+    _configure_logging(app)
+
+    if app.config["PROXY_FIX_HOPS"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["PROXY_FIX_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    _register_models()
+
+    from coach.accounts.loader import setup_login
+
+    setup_login(login_manager)
+
+    from coach.blueprints.accounts.views import bp as accounts_bp
+    from coach.blueprints.admin.views import bp as admin_bp
+    from coach.blueprints.core.views import bp as core_bp
+    from coach.blueprints.orgs.views import bp as orgs_bp
+
+    app.register_blueprint(core_bp)
+    app.register_blueprint(accounts_bp)
+    app.register_blueprint(orgs_bp)
+    app.register_blueprint(admin_bp)
+
+    _register_request_hooks(app)
+    _register_template_helpers(app)
+    _register_error_handlers(app)
+    from coach.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _register_models() -> None:
+    # Import every model so metadata (and Alembic) sees all tables.
+    import coach.accounts.models  # noqa: F401
+    import coach.orgs.models  # noqa: F401
+    import coach.platform.models  # noqa: F401
+
+
+def _configure_logging(app: Flask) -> None:
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _register_request_hooks(app: Flask) -> None:
+    from coach.htmx import apply_triggers
+    from coach.platform.mail import deliver_committed
+
+    @app.before_request
+    def _identify():
+        g.request_id = uuid.uuid4().hex
+        if current_user.is_authenticated:
+            from coach import tenancy
+
+            tenancy.activate(None, current_user.id)
+
+    @app.after_request
+    def _finish(response):
+        response = apply_triggers(response)
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if app.config["SESSION_COOKIE_SECURE"]:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if current_user.is_authenticated or request.method != "GET":
+            headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.teardown_request
+    def _send_mail(exc):
+        if exc is None:
+            try:
+                deliver_committed()
+            except Exception:  # mail must never turn a finished request into an error
+                app.logger.exception("delivering queued email failed")
+
+
+def _register_template_helpers(app: Flask) -> None:
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from coach.htmx import wants_fragment
+
+    @app.context_processor
+    def _globals():
+        return {"is_fragment": wants_fragment(), "now": datetime.now(timezone.utc)}
+
+    @app.template_filter("localtime")
+    def _localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
+        """Show a UTC time in the viewer's time zone."""
+        if value is None:
+            return ""
+        tz = current_user.timezone if current_user.is_authenticated else "UTC"
+        try:
+            zone = ZoneInfo(tz)
+        except (KeyError, ValueError):
+            zone = ZoneInfo("UTC")
+        return value.astimezone(zone).strftime(fmt)
+
+
+def _register_error_handlers(app: Flask) -> None:
+    from flask_wtf.csrf import CSRFError
+
+    from coach.htmx import render
+
+    def error_page(code: int, message: str | None = None):
+        title, text = ERROR_TEXT.get(code, ERROR_TEXT[500])
+        db.session.rollback()
+        return render("errors/error.html", "content", status=code, code=code, title=title,
+                      message=message or text)
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc):
+        return error_page(400, "Your form expired or was sent without its security token. "
+                               "Reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc):
+        response = error_page(exc.code or 500, exc.description if exc.code in (400, 403, 404, 410) and
+                              exc.description and not exc.description.startswith(("The requested URL",
+                              "The browser (or proxy)", "You don't have the permission")) else None)
+        if exc.code == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        if exc.code == 429:
+            retry_after = getattr(exc, "retry_after", None)
+            response.headers.setdefault("Retry-After", str(retry_after or 60))
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        app.logger.exception("unhandled error")
+        return error_page(500)

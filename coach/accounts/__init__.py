@@ -1,0 +1,1 @@
+"""Accounts: users (global across organizations), passwords and password resets."""

@@ -1,0 +1,150 @@
+"""Account services: sign-up, authentication, password reset, profile.
+
+Plain Python over the database session; no request or session access. The
+caller commits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from flask import current_app
+from sqlalchemy import func, select, update
+
+from coach.accounts.models import PasswordResetToken, PendingSignup, User
+from coach.extensions import db
+from coach.platform.mail import queue_email
+from coach.security import hash_password, needs_rehash, new_token, token_hash, verify_password
+
+SIGNUP_TTL = timedelta(hours=24)
+
+
+class AccountError(ValueError):
+    """A request that cannot be carried out; the message is safe to show."""
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def find_user_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(func.lower(User.email) == normalize_email(email)))
+
+
+def create_user(email: str, password: str, display_name: str, tz: str = "UTC") -> User:
+    """Create an account directly (CLI, seeding, invitation sign-up). Raises if the email is taken."""
+    email = normalize_email(email)
+    if find_user_by_email(email) is not None:
+        raise AccountError("An account with this email already exists.")
+    user = User(email=email, password_hash=hash_password(password), display_name=display_name.strip(), timezone=tz)
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def request_signup(email: str, password: str, display_name: str, tz: str) -> None:
+    """Start a sign-up: email a confirmation link, or a notice if the address already has an account.
+
+    Both branches hash the password and send one email, so the response reveals nothing.
+    """
+    email = normalize_email(email)
+    password_hash = hash_password(password)
+    if find_user_by_email(email) is not None:
+        queue_email(email, "You already have a Coach account", "account_exists")
+        return
+    secret, digest = new_token()
+    db.session.add(PendingSignup(email=email, display_name=display_name.strip(), timezone=tz,
+                                 password_hash=password_hash, token_hash=digest,
+                                 expires_at=_now() + SIGNUP_TTL))
+    queue_email(email, "Confirm your Coach account", "confirm_signup", token=secret, name=display_name)
+
+
+def confirm_signup(secret: str) -> User:
+    """Turn a confirmed sign-up into an account. The link works once."""
+    pending = db.session.scalar(
+        select(PendingSignup).where(PendingSignup.token_hash == token_hash(secret)).with_for_update()
+    )
+    if pending is None or pending.expires_at < _now():
+        raise AccountError("This confirmation link is invalid or has expired. Please sign up again.")
+    email = pending.email
+    db.session.execute(PendingSignup.__table__.delete().where(func.lower(PendingSignup.email) == email))
+    if find_user_by_email(email) is not None:
+        raise AccountError("This email address already has an account. Log in instead.")
+    user = User(email=email, password_hash=pending.password_hash, display_name=pending.display_name,
+                timezone=pending.timezone)
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """Return the user for a correct email and password, else ``None`` (same cost either way)."""
+    user = find_user_by_email(email) if len(email) <= 254 else None
+    if not verify_password(user.password_hash if user else None, password):
+        return None
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+def request_password_reset(email: str) -> None:
+    """Email a single-use reset link if the account exists; do nothing visible otherwise."""
+    user = find_user_by_email(email)
+    if user is None:
+        return
+    secret, digest = new_token()
+    ttl = timedelta(minutes=current_app.config["PASSWORD_RESET_TTL_MINUTES"])
+    db.session.add(PasswordResetToken(user_id=user.id, token_hash=digest, expires_at=_now() + ttl))
+    queue_email(user.email, "Reset your Coach password", "password_reset", token=secret, user=user,
+                ttl_minutes=current_app.config["PASSWORD_RESET_TTL_MINUTES"])
+
+
+@dataclass
+class ResetCheck:
+    token: PasswordResetToken
+    user: User
+
+
+def check_reset_token(secret: str, *, lock: bool = False) -> ResetCheck:
+    """Find the unused, unexpired reset token for ``secret`` or raise :class:`AccountError`."""
+    query = select(PasswordResetToken).where(PasswordResetToken.token_hash == token_hash(secret))
+    if lock:
+        query = query.with_for_update()
+    token = db.session.scalar(query)
+    if token is None or token.used_at is not None or token.expires_at < _now():
+        raise AccountError("This password reset link is invalid, expired or already used. Request a new one.")
+    return ResetCheck(token=token, user=db.session.get(User, token.user_id))
+
+
+def reset_password(secret: str, new_password: str) -> User:
+    """Set a new password with a reset link; the link and every other open link stop working."""
+    check = check_reset_token(secret, lock=True)
+    user = check.user
+    _set_password(user, new_password)
+    db.session.execute(
+        update(PasswordResetToken)
+        .where(PasswordResetToken.user_id == user.id, PasswordResetToken.used_at.is_(None))
+        .values(used_at=_now())
+    )
+    return user
+
+
+def change_password(user: User, current_password: str, new_password: str) -> None:
+    if not verify_password(user.password_hash, current_password):
+        raise AccountError("The current password is not correct.")
+    _set_password(user, new_password)
+
+
+def _set_password(user: User, new_password: str) -> None:
+    user.password_hash = hash_password(new_password)
+    # Sessions elsewhere end; the caller logs this one in again.
+    user.session_version = (user.session_version or 1) + 1
+
+
+def update_profile(user: User, display_name: str, tz: str) -> None:
+    user.display_name = display_name.strip()
+    user.timezone = tz

@@ -1,0 +1,38 @@
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length
+
+from coach.blueprints.forms import BaseForm, TimezoneField, email_field, new_password_field
+
+NAME_RULES = [DataRequired(message="Enter your name."), Length(max=100, message="Use at most 100 characters.")]
+
+
+class SignupForm(BaseForm):
+    display_name = StringField("Your name", validators=NAME_RULES)
+    email = email_field()
+    password = new_password_field()
+    timezone = TimezoneField(default="UTC")
+
+
+class LoginForm(BaseForm):
+    email = email_field()
+    password = PasswordField("Password", validators=[DataRequired(message="Enter your password."), Length(max=128)])
+
+
+class ForgotPasswordForm(BaseForm):
+    email = email_field()
+
+
+class ResetPasswordForm(BaseForm):
+    password = new_password_field("New password")
+    confirm = PasswordField("Repeat new password", validators=[EqualTo("password", message="The passwords do not match.")])
+
+
+class ProfileForm(BaseForm):
+    display_name = StringField("Name", validators=NAME_RULES)
+    timezone = TimezoneField()
+
+
+class ChangePasswordForm(BaseForm):
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=128)])
+    password = new_password_field("New password")
+    confirm = PasswordField("Repeat new password", validators=[EqualTo("password", message="The passwords do not match.")])

@@ -1,0 +1,164 @@
+"""Sign-up, log in and out, password reset, profile."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from coach.accounts import service
+from coach.accounts.service import AccountError
+from coach.blueprints.accounts.forms import (
+    ChangePasswordForm,
+    ForgotPasswordForm,
+    LoginForm,
+    ProfileForm,
+    ResetPasswordForm,
+    SignupForm,
+)
+from coach.extensions import db
+from coach.htmx import redirect_after_post, render
+
+bp = Blueprint("accounts", __name__)
+
+
+def safe_next(default: str = "/") -> str:
+    """The ``next`` target if it stays on this site, else ``default``."""
+    target = request.values.get("next", "")
+    parts = urlsplit(target)
+    if not target.startswith("/") or target.startswith("//") or parts.scheme or parts.netloc or "\\" in target:
+        return default
+    return target
+
+
+def start_session(user) -> None:
+    """Log ``user`` in on a fresh session (no state carried over from before login)."""
+    session.clear()
+    login_user(user)
+    session.permanent = True
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup():
+    """Sign up: we email a confirmation link; the account exists once it is opened."""
+    form = SignupForm()
+    if form.validate_on_submit():
+        service.request_signup(form.email.data, form.password.data, form.display_name.data, form.timezone.data)
+        db.session.commit()
+        return redirect_after_post(url_for("accounts.check_email", email=service.normalize_email(form.email.data)))
+    return render("accounts/signup.html", "form", status=422 if form.errors else 200, form=form)
+
+
+@bp.get("/signup/sent")
+def check_email():
+    """Tell the visitor to look in their inbox (same text whether or not the email had an account)."""
+    return render("accounts/check_email.html", email=request.args.get("email", "")[:254])
+
+
+@bp.route("/signup/confirm/<token>", methods=["GET", "POST"])
+def confirm_signup(token: str):
+    """Confirm an email address; the POST creates the account and logs in."""
+    if request.method == "GET":
+        return render("accounts/confirm.html", token=token)
+    try:
+        user = service.confirm_signup(token)
+    except AccountError as exc:
+        db.session.commit()
+        return render("accounts/confirm.html", status=410, token=None, error=str(exc))
+    db.session.commit()
+    start_session(user)
+    flash("Welcome to Coach! Create your organization or open an invitation to get started.", "success")
+    return redirect_after_post(url_for("orgs.picker"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Log in with email and password."""
+    if current_user.is_authenticated and request.method == "GET":
+        return redirect(safe_next(url_for("orgs.picker")))
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = service.authenticate(form.email.data, form.password.data)
+        if user is not None:
+            db.session.commit()
+            start_session(user)
+            return redirect_after_post(safe_next(url_for("orgs.picker")))
+        form.password.errors.append("Email or password is not correct.")
+    return render("accounts/login.html", "form", status=422 if form.errors else 200, form=form,
+                  next=safe_next(""))
+
+
+@bp.post("/logout")
+def logout():
+    """Log out and forget the session."""
+    logout_user()
+    session.clear()
+    flash("You are logged out.", "info")
+    return redirect_after_post(url_for("accounts.login"))
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+def forgot_password():
+    """Ask for a reset link; the answer is the same whether or not the email has an account."""
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        service.request_password_reset(form.email.data)
+        db.session.commit()
+        flash("If an account uses that address, a reset link is on its way. It works once, for a limited time.",
+              "info")
+        return redirect_after_post(url_for("accounts.login"))
+    return render("accounts/forgot.html", "form", status=422 if form.errors else 200, form=form)
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    """Choose a new password from an emailed link."""
+    try:
+        service.check_reset_token(token)
+    except AccountError as exc:
+        return render("accounts/reset.html", status=410, form=None, error=str(exc))
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            user = service.reset_password(token, form.password.data)
+        except AccountError as exc:
+            db.session.rollback()
+            return render("accounts/reset.html", status=410, form=None, error=str(exc))
+        db.session.commit()
+        start_session(user)
+        flash("Your password is changed and you are logged in.", "success")
+        return redirect_after_post(url_for("orgs.picker"))
+    return render("accounts/reset.html", "form", status=422 if form.errors else 200, form=form)
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+@login_required
+def profile():
+    """Edit name and time zone."""
+    form = ProfileForm(obj=current_user)
+    if form.validate_on_submit():
+        service.update_profile(current_user, form.display_name.data, form.timezone.data)
+        db.session.commit()
+        flash("Profile saved.", "success")
+        return redirect_after_post(url_for("accounts.profile"))
+    return render("accounts/profile.html", "profile_form", status=422 if form.errors else 200, form=form,
+                  password_form=ChangePasswordForm(formdata=None))
+
+
+@bp.post("/profile/password")
+@login_required
+def change_password():
+    """Change the password (the current one is required); other sessions end."""
+    password_form = ChangePasswordForm()
+    if password_form.validate_on_submit():
+        try:
+            service.change_password(current_user, password_form.current_password.data, password_form.password.data)
+        except AccountError as exc:
+            password_form.current_password.errors.append(str(exc))
+        else:
+            db.session.commit()
+            start_session(current_user._get_current_object())
+            flash("Password changed. Other sessions have been logged out.", "success")
+            return redirect_after_post(url_for("accounts.profile"))
+    return render("accounts/profile.html", "password_form", status=422, form=ProfileForm(obj=current_user, formdata=None),
+                  password_form=password_form)

@@ -1,0 +1,19 @@
+from wtforms import SelectField
+
+from coach.blueprints.forms import BaseForm, email_field
+from coach.orgs.models import ROLE_LABELS
+
+ROLE_CHOICES = list(ROLE_LABELS.items())
+
+
+class InviteForm(BaseForm):
+    email = email_field()
+    role = SelectField("Role", choices=ROLE_CHOICES, default="athlete")
+
+
+class RoleForm(BaseForm):
+    role = SelectField("Role", choices=ROLE_CHOICES)
+
+
+class ActionForm(BaseForm):
+    """Just the CSRF token: remove, resend and revoke are buttons."""

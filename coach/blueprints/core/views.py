@@ -1,0 +1,37 @@
+"""Health checks and the development mailbox."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, jsonify
+from sqlalchemy import select
+
+from coach.extensions import db
+from coach.htmx import render
+from coach.platform.models import Email
+
+bp = Blueprint("core", __name__)
+
+
+@bp.get("/health")
+def health():
+    """Liveness: the process answers."""
+    return jsonify(status="ok")
+
+
+@bp.get("/health/ready")
+def ready():
+    """Readiness: PostgreSQL and Redis both answer; 503 names the one that does not."""
+    from coach.platform.health import check_dependencies
+
+    failures = check_dependencies()
+    if failures:
+        return jsonify(status="unavailable", failing=failures), 503
+    return jsonify(status="ok")
+
+
+@bp.get("/dev/mail")
+def dev_mail():
+    """Development only: the emails the app would have sent."""
+    if current_app.config["COACH_ENV"] != "development":
+        abort(404)
+    emails = db.session.scalars(select(Email).order_by(Email.created_at.desc()).limit(50)).all()
+    return render("core/dev_mail.html", emails=emails)

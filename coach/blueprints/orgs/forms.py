@@ -1,0 +1,26 @@
+from wtforms import StringField
+from wtforms.validators import DataRequired, Length
+
+from coach.blueprints.accounts.forms import NAME_RULES
+from coach.blueprints.forms import BaseForm, TimezoneField, new_password_field
+
+
+class CreateOrganizationForm(BaseForm):
+    name = StringField("Organization name", validators=[DataRequired(message="Enter a name."),
+                                                       Length(max=120, message="Use at most 120 characters.")])
+    slug = StringField("Web address", validators=[DataRequired(message="Choose a web address."),
+                                                  Length(max=40, message="Use at most 40 characters.")],
+                       description="Lowercase letters, digits and hyphens: /o/your-club")
+    timezone = TimezoneField(default="UTC")
+
+
+class InvitationSignupForm(BaseForm):
+    display_name = StringField("Your name", validators=NAME_RULES)
+    password = new_password_field()
+    timezone = TimezoneField(default="UTC")
+
+
+class AcceptForm(BaseForm):
+    """Just the CSRF token: accepting is a button."""
+
+

@@ -1,0 +1,127 @@
+"""Organization picker, creation, home, and accepting invitations."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, g, redirect, session, url_for
+from flask_login import current_user, login_required
+
+from coach import tenancy
+from coach.blueprints.accounts.views import start_session
+from coach.blueprints.orgs.forms import AcceptForm, CreateOrganizationForm, InvitationSignupForm
+from coach.extensions import db
+from coach.htmx import redirect_after_post, render
+from coach.orgs import service
+from coach.orgs.models import ROLE_LABELS
+from coach.orgs.service import OrgError
+from coach.tenancy import role_required
+
+bp = Blueprint("orgs", __name__)
+
+
+@bp.url_value_preprocessor
+def _resolve_org(endpoint, values):
+    if values and "slug" in values and endpoint and not endpoint.startswith("orgs.invitation"):
+        tenancy.enter_org(values["slug"])
+
+
+@bp.get("/")
+def index():
+    """Home: the last organization used, the picker, or the welcome page for visitors."""
+    if not current_user.is_authenticated:
+        return render("orgs/welcome.html")
+    last = session.get("last_org")
+    if last:
+        return redirect(url_for("orgs.home", slug=last))
+    return redirect(url_for("orgs.picker"))
+
+
+@bp.get("/orgs")
+@login_required
+def picker():
+    """Switch organization: every organization I belong to."""
+    return render("orgs/picker.html", memberships=service.memberships_of(current_user), roles=ROLE_LABELS)
+
+
+@bp.route("/orgs/new", methods=["GET", "POST"])
+@login_required
+def create():
+    """Create an organization; I become its admin."""
+    form = CreateOrganizationForm()
+    if form.validate_on_submit():
+        try:
+            org = service.create_organization(current_user, form.name.data, form.slug.data, form.timezone.data)
+        except OrgError as exc:
+            db.session.rollback()
+            form.slug.errors.append(str(exc))
+        else:
+            db.session.commit()
+            flash(f"{org.name} is ready. Invite your coaches and athletes.", "success")
+            return redirect_after_post(url_for("orgs.home", slug=org.slug))
+    return render("orgs/create.html", "form", status=422 if form.errors else 200, form=form)
+
+
+@bp.get("/o/<slug>/")
+@role_required()
+def home(slug: str):
+    """The organization's home for a member."""
+    session["last_org"] = g.org.slug
+    return render("orgs/home.html", org=g.org, membership=g.membership, counts=service.role_counts(g.org),
+                  coaches=[m for m in service.members(g.org) if m.role == "coach"], roles=ROLE_LABELS)
+
+
+def _load_invitation(slug: str, token: str):
+    """The organization and open invitation behind a link, or an explanatory 404/410 page."""
+    org = service.org_by_slug(slug) if len(slug) <= 40 and len(token) <= 100 else None
+    if org is None:
+        abort(404, "This invitation link is not valid. Ask for a new invitation.")
+    tenancy.activate(org.id, current_user.id if current_user.is_authenticated else None)
+    try:
+        return org, service.find_open_invitation(org, token)
+    except OrgError as exc:
+        abort(410, str(exc))
+
+
+@bp.get("/invitations/<slug>/<token>")
+def invitation(slug: str, token: str):
+    """An invitation: accept it (signed in) or create an account to accept it."""
+    org, invitation = _load_invitation(slug, token)
+    return render("orgs/invitation.html", org=org, invitation=invitation, token=token, roles=ROLE_LABELS,
+                  accept_form=AcceptForm(), signup_form=InvitationSignupForm())
+
+
+@bp.post("/invitations/<slug>/<token>/accept")
+@login_required
+def invitation_accept(slug: str, token: str):
+    """Join the organization as the signed-in user."""
+    org, _ = _load_invitation(slug, token)
+    if not AcceptForm().validate_on_submit():
+        abort(400)
+    try:
+        service.accept_invitation(org, token, current_user)
+    except OrgError as exc:
+        db.session.rollback()
+        abort(410, str(exc))
+    db.session.commit()
+    flash(f"Welcome to {org.name}!", "success")
+    return redirect_after_post(url_for("orgs.home", slug=org.slug))
+
+
+@bp.post("/invitations/<slug>/<token>/signup")
+def invitation_signup(slug: str, token: str):
+    """Create an account for the invited address and join in one step."""
+    org, invitation = _load_invitation(slug, token)
+    form = InvitationSignupForm()
+    if form.validate_on_submit():
+        try:
+            user = service.sign_up_and_accept(org, token, form.password.data, form.display_name.data,
+                                              form.timezone.data)
+        except OrgError as exc:
+            db.session.rollback()
+            tenancy.activate(org.id)
+            form.password.errors.append(str(exc))
+        else:
+            db.session.commit()
+            start_session(user)
+            flash(f"Welcome to {org.name}!", "success")
+            return redirect_after_post(url_for("orgs.home", slug=org.slug))
+    return render("orgs/invitation.html", "signup", status=422, org=org, invitation=invitation, token=token,
+                  roles=ROLE_LABELS, accept_form=AcceptForm(), signup_form=form)

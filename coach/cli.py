@@ -1,0 +1,74 @@
+"""``flask --app coach`` commands: seed-demo, create-admin (``db upgrade`` comes from Flask-Migrate)."""
+from __future__ import annotations
+
+import click
+from flask import Flask
+from sqlalchemy import select
+
+from coach import tenancy
+from coach.accounts.service import AccountError, create_user, find_user_by_email
+from coach.extensions import db
+from coach.orgs.models import Membership
+from coach.orgs.service import OrgError, create_organization, org_by_slug
+
+DEMO_SLUG = "northside"
+DEMO_PASSWORD = "coach-demo-2026"
+DEMO_PEOPLE = [
+    ("admin@northside.example", "Alex Admin", "admin"),
+    ("maria.coach@northside.example", "Maria Santos", "coach"),
+    ("jonas.coach@northside.example", "Jonas Berg", "coach"),
+    ("sam@northside.example", "Sam Lee", "athlete"),
+    ("priya@northside.example", "Priya Nair", "athlete"),
+    ("tom@northside.example", "Tom Okafor", "athlete"),
+]
+
+
+def register_cli(app: Flask) -> None:
+    @app.cli.command("seed-demo")
+    @click.option("--if-empty", is_flag=True, help="Do nothing when the demo organization exists.")
+    def seed_demo(if_empty: bool):
+        """Create the demo organization (an admin, two coaches, three athletes) and print the logins."""
+        if org_by_slug(DEMO_SLUG) is not None:
+            if not if_empty:
+                raise click.ClickException("The demo organization already exists.")
+        else:
+            people = []
+            for email, name, role in DEMO_PEOPLE:
+                user = find_user_by_email(email) or create_user(email, DEMO_PASSWORD, name, "Europe/Berlin")
+                people.append((user, role))
+            org = create_organization(people[0][0], "Northside Athletics", DEMO_SLUG, "Europe/Berlin")
+            for user, role in people[1:]:
+                db.session.add(Membership(tenant_id=org.id, user_id=user.id, role=role))
+            db.session.commit()
+            click.echo("Seeded the demo organization 'Northside Athletics' (/o/northside/).")
+        click.echo(f"Demo logins (password for all: {DEMO_PASSWORD}):")
+        for email, name, role in DEMO_PEOPLE:
+            click.echo(f"  {role:<8} {email}  ({name})")
+
+    @app.cli.command("create-admin")
+    @click.option("--email", required=True)
+    @click.option("--name", "display_name", required=True)
+    @click.option("--org-slug", required=True, help="Existing organization, or the slug of a new one.")
+    @click.option("--org-name", help="Name for a new organization.")
+    @click.option("--timezone", "tz", default="UTC", show_default=True)
+    @click.password_option(help="Asked for when not given.")
+    def create_admin(email, display_name, org_slug, org_name, tz, password):
+        """Make someone admin of an organization, creating the account and organization as needed."""
+        try:
+            user = find_user_by_email(email) or create_user(email, password, display_name, tz)
+            org = org_by_slug(org_slug)
+            if org is None:
+                create_organization(user, org_name or org_slug, org_slug, tz)
+            else:
+                tenancy.activate(org.id, user.id)
+                membership = db.session.scalar(
+                    select(Membership).where(Membership.tenant_id == org.id, Membership.user_id == user.id))
+                if membership is None:
+                    db.session.add(Membership(tenant_id=org.id, user_id=user.id, role="admin"))
+                else:
+                    membership.role = "admin"
+        except (AccountError, OrgError) as exc:
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from exc
+        db.session.commit()
+        click.echo(f"{email} is admin of /o/{org_slug}/.")

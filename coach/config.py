@@ -1,0 +1,117 @@
+"""Settings, read from the environment only.
+
+Every variable is listed with its default in the README. ``COACH_ENV`` picks the
+profile: ``production`` (the default, strict), ``development`` (``make run``) or
+``testing`` (the test suite).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def _bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise RuntimeError(f"{name} must be an integer, got {value!r}") from exc
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable app."""
+
+
+def _dev_secret_key(instance_path: Path) -> str:
+    """Generate a secret key once and keep it in ``instance/`` so sessions survive restarts."""
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key_file = instance_path / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
+    """Build the Flask config mapping from the environment (and test overrides)."""
+    overrides = dict(overrides or {})
+    env = overrides.pop("COACH_ENV", None) or os.environ.get("COACH_ENV", "production")
+    if env not in {"production", "development", "testing"}:
+        raise ConfigError(f"COACH_ENV must be production, development or testing, not {env!r}")
+    debug = env == "development"
+
+    secret_key = overrides.get("SECRET_KEY") or os.environ.get("SECRET_KEY")
+    if not secret_key:
+        if env == "production":
+            raise ConfigError("SECRET_KEY must be set in production (COACH_ENV=production).")
+        secret_key = _dev_secret_key(instance_path)
+
+    database_url = os.environ.get("DATABASE_URL", "")
+    # PaaS providers hand out postgres:// URLs; SQLAlchemy needs the driver named.
+    for prefix in ("postgres://", "postgresql://"):
+        if database_url.startswith(prefix):
+            database_url = "postgresql+psycopg://" + database_url[len(prefix):]
+
+    owner_url = os.environ.get("DATABASE_OWNER_URL", "") or database_url
+    for prefix in ("postgres://", "postgresql://"):
+        if owner_url.startswith(prefix):
+            owner_url = "postgresql+psycopg://" + owner_url[len(prefix):]
+
+    cfg = {
+        "COACH_ENV": env,
+        "DEBUG": debug,
+        "TESTING": env == "testing",
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "DATABASE_OWNER_URL": owner_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "pool_pre_ping": True,
+            "pool_size": _int("DB_POOL_SIZE", 5),
+            "max_overflow": _int("DB_MAX_OVERFLOW", 10),
+            "pool_timeout": 10,
+            "connect_args": {
+                "connect_timeout": 5,
+                # A runaway query must not hold a web worker forever.
+                "options": f"-c statement_timeout={_int('DB_STATEMENT_TIMEOUT_MS', 15000)}",
+            },
+        },
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "APP_BASE_URL": os.environ.get("APP_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        "MAIL_SERVER": os.environ.get("MAIL_SERVER", ""),
+        "MAIL_PORT": _int("MAIL_PORT", 25),
+        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME", ""),
+        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD", ""),
+        "MAIL_USE_TLS": _bool("MAIL_USE_TLS"),
+        "MAIL_USE_SSL": _bool("MAIL_USE_SSL"),
+        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER", "Coach <no-reply@coach.localhost>"),
+        "MAIL_TIMEOUT": _int("MAIL_TIMEOUT", 10),
+        "PASSWORD_RESET_TTL_MINUTES": _int("PASSWORD_RESET_TTL_MINUTES", 60),
+        "INVITATION_TTL_DAYS": _int("INVITATION_TTL_DAYS", 7),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE", default=env == "production"),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE", default=env == "production"),
+        "PERMANENT_SESSION_LIFETIME": _int("SESSION_LIFETIME_HOURS", 24 * 14) * 3600,
+        "MAX_CONTENT_LENGTH": _int("MAX_FORM_BYTES", 1024 * 1024),
+        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+        "PROXY_FIX_HOPS": _int("PROXY_FIX_HOPS", 0),
+    }
+    cfg.update(overrides)
+    if not cfg["SQLALCHEMY_DATABASE_URI"]:
+        raise ConfigError("DATABASE_URL must be set (make run sets it for the embedded database).")
+    if not cfg.get("DATABASE_OWNER_URL"):
+        cfg["DATABASE_OWNER_URL"] = cfg["SQLALCHEMY_DATABASE_URI"]
+    return cfg

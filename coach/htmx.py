@@ -1,0 +1,59 @@
+"""The one place that decides fragment vs page, and merges ``HX-Trigger`` events."""
+from __future__ import annotations
+
+import json
+
+from flask import Response, g, make_response, render_template, request
+from jinja2_fragments.flask import render_block
+
+
+def wants_fragment() -> bool:
+    """An htmx request that is not boosted navigation and not a history restore."""
+    headers = request.headers
+    return (
+        headers.get("HX-Request") == "true"
+        and headers.get("HX-Boosted") != "true"
+        and headers.get("HX-History-Restore-Request") != "true"
+    )
+
+
+def render(template: str, block: str | None = None, status: int = 200, **context) -> Response:
+    """Render ``block`` of ``template`` for htmx fragment requests, the whole page otherwise."""
+    if block and wants_fragment():
+        body = render_block(template, block, **context)
+    else:
+        body = render_template(template, **context)
+    return make_response(body, status)
+
+
+def trigger(event: str, detail=None) -> None:
+    """Queue an ``HX-Trigger`` event for this response; several calls merge."""
+    g.setdefault("hx_triggers", {})[event] = detail
+
+
+def apply_triggers(response: Response) -> Response:
+    """Merge queued events into any ``HX-Trigger`` the view already set."""
+    events = g.pop("hx_triggers", None)
+    if events:
+        existing = response.headers.get("HX-Trigger")
+        merged: dict = {}
+        if existing:
+            try:
+                merged = json.loads(existing)
+            except ValueError:
+                merged = {name.strip(): None for name in existing.split(",") if name.strip()}
+        merged.update(events)
+        response.headers["HX-Trigger"] = json.dumps(merged)
+    response.vary.add("HX-Request")
+    return response
+
+
+def redirect_after_post(location: str) -> Response:
+    """303 for plain and boosted forms; htmx fragment requests get ``HX-Redirect`` (a full page load)."""
+    if wants_fragment():
+        response = make_response("", 204)
+        response.headers["HX-Redirect"] = location
+        return response
+    response = make_response("", 303)
+    response.headers["Location"] = location
+    return response

@@ -1,0 +1,1 @@
+"""Organizations (the tenants), memberships with roles, and invitations."""

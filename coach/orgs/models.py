@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    String,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from coach.accounts.models import User
+from coach.extensions import db
+
+ROLES = ("admin", "coach", "athlete", "scheduler")
+ROLE_LABELS = {"admin": "Admin", "coach": "Coach", "athlete": "Athlete", "scheduler": "Scheduler"}
+_ROLE_CHECK = "role IN ('admin', 'coach', 'athlete', 'scheduler')"
+
+
+class Organization(db.Model):
+    """The tenant: a club, academy, team or independent coach."""
+
+    __tablename__ = "organizations"
+    __table_args__ = (
+        CheckConstraint("slug ~ '^[a-z0-9]([a-z0-9-]{1,38})[a-z0-9]$'", name="slug_format"),
+        CheckConstraint("char_length(name) BETWEEN 1 AND 120", name="name_length"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    slug: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Membership(db.Model):
+    """A user's role in one organization."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id", name="uq_memberships_tenant_id_id"),
+        UniqueConstraint("tenant_id", "user_id", name="uq_memberships_tenant_id_user_id"),
+        CheckConstraint(_ROLE_CHECK, name="role_valid"),
+        Index("ix_memberships_user_id", "user_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+    organization: Mapped[Organization] = relationship(lazy="joined", innerjoin=True)
+
+
+class Invitation(db.Model):
+    """An emailed invitation to join an organization with a role. Only a hash of the secret is stored."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id", name="uq_invitations_tenant_id_id"),
+        CheckConstraint(_ROLE_CHECK, name="role_valid"),
+        CheckConstraint("char_length(email) <= 254", name="email_length"),
+        ForeignKeyConstraint(
+            ["tenant_id", "invited_by_membership_id"],
+            ["memberships.tenant_id", "memberships.id"],
+            name="fk_invitations_inviter_membership",
+            ondelete="SET NULL (invited_by_membership_id)",
+        ),
+        # One open invitation per address per organization.
+        Index(
+            "uq_invitations_open_email",
+            "tenant_id",
+            func.lower(db.text("email")),
+            unique=True,
+            postgresql_where=db.text("accepted_at IS NULL AND revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by_membership_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    accepted_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -1,0 +1,244 @@
+"""Organization services: create, invite, accept, change roles, remove members.
+
+Functions that touch tenant rows expect the organization to be active
+(``coach.tenancy.activate``); RLS hides everything else. The caller commits.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from coach import tenancy
+from coach.accounts.models import User
+from coach.accounts.service import AccountError, create_user, normalize_email
+from coach.extensions import db
+from coach.orgs.models import ROLES, Invitation, Membership, Organization
+from coach.platform.mail import queue_email
+from coach.security import new_token, token_hash
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
+# Slugs that would read as, or collide with, pages of the app.
+RESERVED_SLUGS = frozenset({
+    "admin", "api", "app", "auth", "coach", "dev", "help", "health", "invitations", "login", "logout",
+    "metrics", "new", "o", "org", "orgs", "organizations", "password", "profile", "settings", "signup",
+    "static", "support", "system", "www",
+})
+
+
+class OrgError(ValueError):
+    """A request that cannot be carried out; the message is safe to show."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def slug_problem(slug: str) -> str | None:
+    """Why ``slug`` cannot be used, or ``None`` if it can."""
+    if not SLUG_RE.match(slug):
+        return "Use 3–40 lowercase letters, digits and hyphens, starting and ending with a letter or digit."
+    if "--" in slug:
+        return "Use single hyphens only."
+    if slug in RESERVED_SLUGS:
+        return "This address is reserved. Choose another."
+    return None
+
+
+def org_by_slug(slug: str) -> Organization | None:
+    return db.session.scalar(select(Organization).where(Organization.slug == slug))
+
+
+def memberships_of(user: User) -> list[Membership]:
+    """Every organization ``user`` belongs to (visible through the own-membership policy)."""
+    return list(db.session.scalars(
+        select(Membership).where(Membership.user_id == user.id).order_by(func.lower(Organization.name))
+        .join(Membership.organization)
+    ))
+
+
+def membership_for(org: Organization, user: User) -> Membership | None:
+    return db.session.scalar(
+        select(Membership).where(Membership.tenant_id == org.id, Membership.user_id == user.id)
+    )
+
+
+def create_organization(creator: User, name: str, slug: str, tz: str) -> Organization:
+    """Create an organization; ``creator`` becomes its first admin."""
+    slug = slug.strip().lower()
+    problem = slug_problem(slug)
+    if problem:
+        raise OrgError(problem)
+    if org_by_slug(slug) is not None:
+        raise OrgError("This address is taken. Choose another.")
+    org = Organization(name=name.strip(), slug=slug, timezone=tz)
+    db.session.add(org)
+    db.session.flush()
+    tenancy.activate(org.id, creator.id)
+    db.session.add(Membership(tenant_id=org.id, user_id=creator.id, role="admin"))
+    db.session.flush()
+    return org
+
+
+def members(org: Organization) -> list[Membership]:
+    return list(db.session.scalars(
+        select(Membership).join(Membership.user).where(Membership.tenant_id == org.id)
+        .order_by(func.lower(User.display_name))
+    ))
+
+
+def role_counts(org: Organization) -> dict[str, int]:
+    rows = db.session.execute(
+        select(Membership.role, func.count()).where(Membership.tenant_id == org.id).group_by(Membership.role)
+    )
+    counts = {role: 0 for role in ROLES}
+    counts.update({role: n for role, n in rows})
+    return counts
+
+
+def get_membership(org: Organization, membership_id) -> Membership | None:
+    return db.session.scalar(
+        select(Membership).where(Membership.tenant_id == org.id, Membership.id == membership_id)
+    )
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise OrgError("Unknown role.")
+
+
+def _admin_count(org: Organization) -> int:
+    return db.session.scalar(
+        select(func.count()).select_from(Membership)
+        .where(Membership.tenant_id == org.id, Membership.role == "admin")
+    )
+
+
+def change_role(org: Organization, membership: Membership, role: str) -> None:
+    """Give a member another role; an organization always keeps at least one admin."""
+    _check_role(role)
+    # Lock the admins so two demotions at once cannot leave none.
+    db.session.execute(
+        select(Membership.id).where(Membership.tenant_id == org.id, Membership.role == "admin").with_for_update()
+    )
+    if membership.role == "admin" and role != "admin" and _admin_count(org) <= 1:
+        raise OrgError("An organization needs at least one admin. Make someone else admin first.")
+    membership.role = role
+
+
+def remove_member(org: Organization, membership: Membership) -> None:
+    db.session.execute(
+        select(Membership.id).where(Membership.tenant_id == org.id, Membership.role == "admin").with_for_update()
+    )
+    if membership.role == "admin" and _admin_count(org) <= 1:
+        raise OrgError("The last admin cannot be removed. Make someone else admin first.")
+    db.session.delete(membership)
+
+
+def pending_invitations(org: Organization) -> list[Invitation]:
+    return list(db.session.scalars(
+        select(Invitation).where(Invitation.tenant_id == org.id, Invitation.accepted_at.is_(None),
+                                 Invitation.revoked_at.is_(None))
+        .order_by(Invitation.created_at.desc())
+    ))
+
+
+def get_invitation(org: Organization, invitation_id) -> Invitation | None:
+    return db.session.scalar(
+        select(Invitation).where(Invitation.tenant_id == org.id, Invitation.id == invitation_id)
+    )
+
+
+def invite(org: Organization, inviter: Membership, email: str, role: str) -> Invitation:
+    """Invite ``email`` to join with ``role`` and email the link."""
+    _check_role(role)
+    email = normalize_email(email)
+    existing_member = db.session.scalar(
+        select(Membership).join(Membership.user)
+        .where(Membership.tenant_id == org.id, func.lower(User.email) == email)
+    )
+    if existing_member is not None:
+        raise OrgError("This person is already a member.")
+    open_invite = db.session.scalar(
+        select(Invitation).where(Invitation.tenant_id == org.id, func.lower(Invitation.email) == email,
+                                 Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
+    )
+    if open_invite is not None:
+        # Inviting again replaces the old link (and its role) instead of failing.
+        open_invite.revoked_at = _now()
+        db.session.flush()
+    secret, digest = new_token()
+    ttl = timedelta(days=current_app.config["INVITATION_TTL_DAYS"])
+    invitation = Invitation(tenant_id=org.id, email=email, role=role, token_hash=digest,
+                            invited_by_membership_id=inviter.id, expires_at=_now() + ttl)
+    db.session.add(invitation)
+    db.session.flush()
+    _send_invitation(org, invitation, inviter.user, secret)
+    return invitation
+
+
+def resend_invitation(org: Organization, invitation: Invitation, sender: User) -> None:
+    """Send a fresh link (the old one stops working) and restart the expiry."""
+    if invitation.accepted_at or invitation.revoked_at:
+        raise OrgError("This invitation is no longer open.")
+    secret, digest = new_token()
+    invitation.token_hash = digest
+    invitation.sent_at = _now()
+    invitation.expires_at = _now() + timedelta(days=current_app.config["INVITATION_TTL_DAYS"])
+    _send_invitation(org, invitation, sender, secret)
+
+
+def revoke_invitation(invitation: Invitation) -> None:
+    if invitation.accepted_at:
+        raise OrgError("This invitation was already accepted.")
+    if invitation.revoked_at is None:
+        invitation.revoked_at = _now()
+
+
+def _send_invitation(org: Organization, invitation: Invitation, inviter: User, secret: str) -> None:
+    queue_email(invitation.email, f"{inviter.display_name} invited you to {org.name} on Coach", "invitation",
+                org=org, invitation=invitation, inviter=inviter, token=secret)
+
+
+def find_open_invitation(org: Organization, secret: str) -> Invitation:
+    """The open invitation of ``org`` behind ``secret``, or :class:`OrgError` saying why not."""
+    invitation = db.session.scalar(
+        select(Invitation).where(Invitation.tenant_id == org.id, Invitation.token_hash == token_hash(secret))
+    )
+    if invitation is None or invitation.revoked_at is not None:
+        raise OrgError("This invitation link is not valid. Ask for a new invitation.")
+    if invitation.accepted_at is not None:
+        raise OrgError("This invitation has already been accepted. Log in to continue.")
+    if invitation.expires_at < _now():
+        raise OrgError("This invitation has expired. Ask for a new invitation.")
+    return invitation
+
+
+def accept_invitation(org: Organization, secret: str, user: User) -> Membership:
+    """Join ``org`` with the invitation's role. Accepting twice, or as an existing member, is harmless."""
+    invitation = find_open_invitation(org, secret)
+    db.session.execute(select(Invitation.id).where(Invitation.id == invitation.id).with_for_update())
+    db.session.refresh(invitation)
+    if invitation.accepted_at is not None:
+        raise OrgError("This invitation has already been accepted. Log in to continue.")
+    invitation.accepted_at = _now()
+    invitation.accepted_by_user_id = user.id
+    membership = membership_for(org, user)
+    if membership is None:
+        membership = Membership(tenant_id=org.id, user_id=user.id, role=invitation.role)
+        db.session.add(membership)
+        db.session.flush()
+    return membership
+
+
+def sign_up_and_accept(org: Organization, secret: str, password: str, display_name: str, tz: str) -> User:
+    """Create the invited person's account (the email link proves the address) and join."""
+    invitation = find_open_invitation(org, secret)
+    try:
+        user = create_user(invitation.email, password, display_name, tz)
+    except AccountError as exc:
+        raise OrgError("An account with this email already exists. Log in to accept the invitation.") from exc
+    accept_invitation(org, secret, user)
+    return user

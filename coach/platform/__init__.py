@@ -1,0 +1,1 @@
+"""Platform plumbing shared by every domain: mail, health."""

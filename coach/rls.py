@@ -1,0 +1,22 @@
+"""Helpers that migrations use so every table gets its grants and, if tenant-scoped, its policy."""
+from alembic import op
+
+APP_ROLE = "coach_app"
+
+TENANT_PREDICATE = "tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid"
+USER_PREDICATE = "user_id = NULLIF(current_setting('app.user_id', true), '')::uuid"
+
+
+def grant_dml(table: str) -> None:
+    """The runtime role may read and write rows, nothing else."""
+    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE}")
+
+
+def tenant_table(table: str) -> None:
+    """Grant DML and isolate ``table`` by organization: RLS enabled, forced, one policy."""
+    grant_dml(table)
+    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    op.execute(
+        f"CREATE POLICY tenant_isolation ON {table} USING ({TENANT_PREDICATE}) WITH CHECK ({TENANT_PREDICATE})"
+    )
