@@ -1,0 +1,204 @@
+"""Test fixtures: throwaway embedded PostgreSQL and Valkey, a real SMTP server, the app, a live server.
+
+Migrations run once per session as the owner role; the app connects as
+``coach_app`` so RLS applies in every test. After each test every table is
+truncated, so tests do not see each other's rows.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import tempfile
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+from werkzeug.serving import make_server
+
+from coach import create_app
+from coach.devstack import start_stack
+from tests.mailbox import Mailbox
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _plain(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """Embedded PostgreSQL and Valkey in a temporary folder, deleted afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="coach-test-"))
+    running = start_stack(base, throwaway=True)
+    yield running
+    running.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mailbox():
+    """A real SMTP server (aiosmtpd) on localhost; messages land in ``mailbox.messages``."""
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    box.port = controller.port
+    yield box
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def live_port() -> int:
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
+def app(stack, mailbox, live_port):
+    application = create_app({
+        "COACH_ENV": "testing",
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "SQLALCHEMY_DATABASE_URI": stack.database_url,
+        "DATABASE_OWNER_URL": stack.owner_url,
+        "REDIS_URL": stack.redis_url,
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": mailbox.port,
+        "APP_BASE_URL": f"http://127.0.0.1:{live_port}",
+        "SERVER_NAME": None,
+    })
+    from flask_migrate import upgrade
+
+    with application.app_context():
+        upgrade()
+    return application
+
+
+@pytest.fixture(scope="session")
+def _tables(app, stack):
+    with psycopg.connect(_plain(stack.owner_url)) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+@pytest.fixture(autouse=True)
+def _clean(request, mailbox):
+    """Empty every table, the mailbox and Redis after each test that used the app."""
+    uses_app = "app" in request.fixturenames
+    stack = request.getfixturevalue("stack") if uses_app else None
+    tables = request.getfixturevalue("_tables") if uses_app else None
+    yield
+    mailbox.clear()
+    if not uses_app:
+        return
+    with psycopg.connect(_plain(stack.owner_url), autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+    import redis
+
+    redis.Redis.from_url(stack.redis_url).flushdb()
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def owner_db(stack):
+    """A connection as ``coach_owner`` (the schema owner) for set-up and catalog checks."""
+    with psycopg.connect(_plain(stack.owner_url), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture()
+def app_db(stack, app):
+    """A connection as ``coach_app``, the runtime role that RLS applies to."""
+    with psycopg.connect(_plain(stack.database_url)) as conn:
+        yield conn
+
+
+@pytest.fixture()
+def ctx(app):
+    """An app context for calling services directly."""
+    with app.test_request_context():
+        yield
+
+
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+class Auth:
+    """Log in and out through the real forms."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def csrf(self, path: str = "/login") -> str:
+        return csrf_from(self.client.get(path).get_data(as_text=True))
+
+    def login(self, email: str, password: str = "correct-horse-battery"):
+        return self.client.post("/login", data={"csrf_token": self.csrf(), "email": email, "password": password})
+
+    def logout(self):
+        token = self.csrf("/profile")
+        return self.client.post("/logout", data={"csrf_token": token})
+
+
+@pytest.fixture()
+def auth(client):
+    return Auth(client)
+
+
+@pytest.fixture(scope="session")
+def live_server(app, live_port):
+    """The app on a real HTTP port for the browser (threaded Werkzeug server)."""
+    server = make_server("127.0.0.1", live_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{live_port}"
+    server.shutdown()
+
+
+def _find_chromium() -> str | None:
+    """Playwright's own Chromium if installed, else Debian's /usr/bin/chromium."""
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            own = p.chromium.executable_path
+        if own and os.path.exists(own):
+            return None  # Playwright finds it itself
+    except Exception:
+        pass
+    for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if os.path.exists(candidate):
+            return candidate
+    pytest.fail(
+        "No Chromium for the browser tests. Install one: `apt-get install chromium` (Debian/Ubuntu) "
+        "or `python -m playwright install chromium` where downloads are allowed."
+    )
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    args = dict(browser_type_launch_args)
+    executable = _find_chromium()
+    if executable:
+        args["executable_path"] = executable
+    args["args"] = [*args.get("args", []), "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+    return args
