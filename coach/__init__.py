@@ -10,7 +10,7 @@ from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
 from coach.config import load_config
-from coach.extensions import csrf, db, htmx, login_manager, migrate
+from coach.extensions import csrf, db, htmx_ext, login_manager, migrate
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -45,7 +45,7 @@ def create_app(config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     login_manager.init_app(app)
     csrf.init_app(app)
-    htmx.init_app(app)
+    htmx_ext.init_app(app)
     _register_models()
 
     from coach.accounts.loader import setup_login
@@ -92,7 +92,8 @@ def _register_request_hooks(app: Flask) -> None:
         if current_user.is_authenticated:
             from coach import tenancy
 
-            tenancy.activate(None, current_user.id)
+            # Keep the organization that a URL value preprocessor (enter_org) already resolved.
+            tenancy.activate(g.get("tenant_id"), current_user.id)
 
     @app.after_request
     def _finish(response):

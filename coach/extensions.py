@@ -25,4 +25,4 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
-htmx = HTMX()
+htmx_ext = HTMX()  # request.htmx-style truth: bool(htmx_ext), .boosted, .history_restore_request

@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, g, make_response, render_template, request
+from flask import Response, g, make_response, render_template
 from jinja2_fragments.flask import render_block
+
+from coach.extensions import htmx_ext
 
 
 def wants_fragment() -> bool:
     """An htmx request that is not boosted navigation and not a history restore."""
-    headers = request.headers
-    return (
-        headers.get("HX-Request") == "true"
-        and headers.get("HX-Boosted") != "true"
-        and headers.get("HX-History-Restore-Request") != "true"
-    )
+    return bool(htmx_ext) and not htmx_ext.boosted and not htmx_ext.history_restore_request
 
 
 def render(template: str, block: str | None = None, status: int = 200, **context) -> Response:

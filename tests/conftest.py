@@ -6,6 +6,7 @@ truncated, so tests do not see each other's rows.
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from aiosmtpd.controller import Controller
+from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from coach import create_app
@@ -60,6 +62,19 @@ def live_port() -> int:
     return _free_port()
 
 
+class IsolatedClient(FlaskClient):
+    """A test client whose every request gets its own app context, as in production.
+
+    Flask reuses an app context that the test already pushed (the ``ctx`` fixture), so
+    without this ``g`` (the logged-in user, the active organization) and the database
+    session would be shared by the test and by every client: a second, anonymous client
+    would act as the user the first one logged in.
+    """
+
+    def open(self, *args, **kwargs):
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def app(stack, mailbox, live_port):
     application = create_app({
@@ -73,6 +88,7 @@ def app(stack, mailbox, live_port):
         "APP_BASE_URL": f"http://127.0.0.1:{live_port}",
         "SERVER_NAME": None,
     })
+    application.test_client_class = IsolatedClient
     from flask_migrate import upgrade
 
     with application.app_context():
@@ -112,7 +128,7 @@ def client(app):
 
 
 @pytest.fixture()
-def owner_db(stack):
+def owner_db(stack, app):
     """A connection as ``coach_owner`` (the schema owner) for set-up and catalog checks."""
     with psycopg.connect(_plain(stack.owner_url), autocommit=True) as conn:
         yield conn

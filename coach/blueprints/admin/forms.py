@@ -1,9 +1,10 @@
 from wtforms import SelectField
+from wtforms.fields.choices import SelectChoice
 
 from coach.blueprints.forms import BaseForm, email_field
 from coach.orgs.models import ROLE_LABELS
 
-ROLE_CHOICES = list(ROLE_LABELS.items())
+ROLE_CHOICES = [SelectChoice(value, label) for value, label in ROLE_LABELS.items()]
 
 
 class InviteForm(BaseForm):

@@ -1,0 +1,216 @@
+"""Row-level security: the catalog is right for every tenant table, and organizations cannot see each other.
+
+These read pg_catalog, so a table added later with a ``tenant_id`` column is covered without
+touching this file.
+"""
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+
+from coach import tenancy
+from coach.extensions import db
+from coach.orgs.models import Membership
+from coach.orgs.service import invite
+from tests.factories import add_member, make_org, make_user
+
+SET_TENANT = "SELECT set_config('app.tenant_id', %s, true)"
+SET_USER = "SELECT set_config('app.user_id', %s, true)"
+
+
+def tenant_tables(conn) -> list[str]:
+    rows = conn.execute(
+        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1"""
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+@pytest.fixture()
+def two_orgs(ctx):
+    """Organizations A and B, each with members and an open invitation."""
+    a = make_org(make_user("a-admin@example.com"), slug="org-a", name="Org A")
+    b = make_org(make_user("b-admin@example.com"), slug="org-b", name="Org B")
+    for org, prefix in ((a, "a"), (b, "b")):
+        add_member(org, make_user(f"{prefix}-coach@example.com"), "coach")
+        add_member(org, make_user(f"{prefix}-athlete@example.com"), "athlete")
+        tenancy.activate(org.id)
+        admin = db.session.scalar(db.select(Membership).where(Membership.role == "admin"))
+        invite(org, admin, f"{prefix}-invitee@example.com", "athlete")
+        db.session.commit()
+    return a, b
+
+
+def test_every_tenant_table_has_rls_enabled_forced_and_a_tenant_policy(owner_db):
+    tables = tenant_tables(owner_db)
+    assert {"memberships", "invitations"} <= set(tables)
+    for table in tables:
+        enabled, forced = owner_db.execute(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass", [table]
+        ).fetchone()
+        assert enabled, f"{table}: row level security is not enabled"
+        assert forced, f"{table}: row level security is not forced"
+        policies = owner_db.execute(
+            "SELECT policyname, cmd, qual, with_check FROM pg_policies WHERE schemaname = 'public' "
+            "AND tablename = %s", [table]
+        ).fetchall()
+        all_commands = [p for p in policies if p[1] == "ALL"]
+        assert all_commands, f"{table}: no policy covering every command"
+        for _, _, qual, with_check in all_commands:
+            for expr in (qual, with_check):
+                assert expr and "app.tenant_id" in expr and "NULLIF" in expr.upper(), (
+                    f"{table}: policy must compare tenant_id with NULLIF(current_setting('app.tenant_id'))")
+
+
+def test_tenant_tables_are_unique_on_tenant_and_id(owner_db):
+    for table in tenant_tables(owner_db):
+        found = owner_db.execute(
+            """SELECT 1 FROM pg_constraint con
+               WHERE con.conrelid = %s::regclass AND con.contype IN ('u', 'p')
+               AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(con.conkey) k
+                    JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k) = ARRAY['id', 'tenant_id']""",
+            [table],
+        ).fetchone()
+        assert found, f"{table}: needs UNIQUE (tenant_id, id) for composite foreign keys"
+
+
+def test_app_role_owns_nothing_and_cannot_bypass_rls(owner_db):
+    superuser, bypass, createrole = owner_db.execute(
+        "SELECT rolsuper, rolbypassrls, rolcreaterole FROM pg_roles WHERE rolname = 'coach_app'"
+    ).fetchone()
+    assert not superuser and not bypass and not createrole
+    owned = owner_db.execute(
+        """SELECT c.relname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
+           WHERE r.rolname = 'coach_app'"""
+    ).fetchall()
+    assert owned == []
+    owned_functions = owner_db.execute(
+        "SELECT p.proname FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner WHERE r.rolname = 'coach_app'"
+    ).fetchall()
+    assert owned_functions == []
+    can_create = owner_db.execute("SELECT has_schema_privilege('coach_app', 'public', 'CREATE')").fetchone()[0]
+    assert not can_create
+
+
+def test_app_role_cannot_change_the_schema(app_db):
+    with pytest.raises(errors.InsufficientPrivilege):
+        app_db.execute("ALTER TABLE memberships DISABLE ROW LEVEL SECURITY")
+
+
+def test_with_one_organization_set_the_other_is_invisible_in_every_tenant_table(two_orgs, app_db, owner_db):
+    a, b = two_orgs
+    tables = tenant_tables(owner_db)
+    with app_db.transaction():
+        app_db.execute(SET_TENANT, [str(a.id)])
+        for table in tables:
+            query = sql.SQL("SELECT tenant_id, count(*) FROM {} GROUP BY tenant_id").format(sql.Identifier(table))
+            seen = dict(app_db.execute(query).fetchall())
+            assert b.id not in seen, f"{table}: organization B's rows are visible to A"
+            if table in ("memberships", "invitations"):
+                assert seen.get(a.id, 0) > 0, f"{table}: A's own rows should be visible"
+
+
+def test_updates_and_deletes_of_another_organizations_rows_change_nothing(two_orgs, app_db, owner_db):
+    a, b = two_orgs
+    for table in tenant_tables(owner_db):
+        with app_db.transaction(force_rollback=True):
+            app_db.execute(SET_TENANT, [str(a.id)])
+            updated = app_db.execute(
+                sql.SQL("UPDATE {} SET tenant_id = tenant_id WHERE tenant_id = %s").format(sql.Identifier(table)),
+                [b.id]).rowcount
+            deleted = app_db.execute(
+                sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier(table)), [b.id]).rowcount
+            assert (updated, deleted) == (0, 0), f"{table}: A changed B's rows"
+    # The owner is under FORCE ROW LEVEL SECURITY too: count B's rows as B.
+    owner_db.execute("SELECT set_config('app.tenant_id', %s, false)", [str(b.id)])
+    remaining = owner_db.execute("SELECT count(*) FROM memberships WHERE tenant_id = %s", [b.id]).fetchone()[0]
+    assert remaining == 3
+
+
+def test_inserting_a_row_for_another_organization_is_refused(two_orgs, app_db, owner_db):
+    a, b = two_orgs
+    for table in tenant_tables(owner_db):
+        # Copy one of A's rows, relabelled as B's: the policy's WITH CHECK must refuse it.
+        statement = sql.SQL(
+            "INSERT INTO {t} SELECT (jsonb_populate_record(NULL::{t}, to_jsonb(r) || "
+            "jsonb_build_object('tenant_id', %s::text, 'id', gen_random_uuid()::text))).* FROM {t} r LIMIT 1"
+        ).format(t=sql.Identifier(table))
+        with pytest.raises(errors.InsufficientPrivilege, match="row-level security"):
+            with app_db.transaction():
+                app_db.execute(SET_TENANT, [str(a.id)])
+                app_db.execute(statement, [str(b.id)])
+
+
+def test_with_no_organization_set_nothing_is_visible(two_orgs, app_db, owner_db):
+    for table in tenant_tables(owner_db):
+        with app_db.transaction():
+            count = app_db.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+            assert count == 0, f"{table}: rows visible without an organization"
+
+
+def test_a_pooled_connection_used_for_a_then_b_sees_none_of_a(two_orgs, app_db, owner_db):
+    a, b = two_orgs
+    with app_db.transaction():
+        app_db.execute(SET_TENANT, [str(a.id)])
+        assert app_db.execute("SELECT count(*) FROM memberships").fetchone()[0] == 3
+    # Same connection, next transaction: the local setting is gone ('' not NULL) ...
+    with app_db.transaction():
+        assert app_db.execute("SELECT current_setting('app.tenant_id', true)").fetchone()[0] in ("", None)
+        assert app_db.execute("SELECT count(*) FROM memberships").fetchone()[0] == 0
+    # ... and with B set, only B's rows.
+    with app_db.transaction():
+        app_db.execute(SET_TENANT, [str(b.id)])
+        tenants = {r[0] for r in app_db.execute("SELECT DISTINCT tenant_id FROM memberships").fetchall()}
+        assert tenants == {b.id}
+
+
+def test_the_app_session_switches_organizations_without_leaking(two_orgs, app):
+    """Through SQLAlchemy's pool and the after_begin hook, as requests and jobs use it."""
+    a, b = two_orgs
+    with app.app_context():  # a fresh context, as a request or job gets: no user, no organization yet
+        tenancy.activate(a.id)
+        assert {m.tenant_id for m in db.session.scalars(db.select(Membership))} == {a.id}
+        db.session.commit()
+        tenancy.activate(b.id)
+        assert {m.tenant_id for m in db.session.scalars(db.select(Membership))} == {b.id}
+        db.session.commit()
+        tenancy.deactivate()
+        assert db.session.scalars(db.select(Membership)).all() == []
+        db.session.rollback()
+
+
+def test_own_memberships_are_readable_across_organizations_but_not_writable(two_orgs, app_db, owner_db):
+    a, b = two_orgs
+    person_id = owner_db.execute("SELECT id FROM users WHERE email = 'a-coach@example.com'").fetchone()[0]
+    owner_db.execute("SELECT set_config('app.tenant_id', %s, false)", [str(b.id)])
+    owner_db.execute("INSERT INTO memberships (id, tenant_id, user_id, role) VALUES (%s, %s, %s, 'athlete')",
+                     [uuid.uuid4(), b.id, person_id])
+    with app_db.transaction(force_rollback=True):
+        app_db.execute(SET_TENANT, [str(a.id)])
+        app_db.execute(SET_USER, [str(person_id)])
+        mine = app_db.execute("SELECT tenant_id FROM memberships WHERE user_id = %s", [person_id]).fetchall()
+        assert {r[0] for r in mine} == {a.id, b.id}
+        assert app_db.execute("UPDATE memberships SET role = 'admin' WHERE tenant_id = %s AND user_id = %s",
+                              [b.id, person_id]).rowcount == 0
+        assert app_db.execute("DELETE FROM memberships WHERE tenant_id = %s AND user_id = %s",
+                              [b.id, person_id]).rowcount == 0
+        others = app_db.execute("SELECT count(*) FROM memberships WHERE tenant_id = %s AND user_id <> %s",
+                                [b.id, person_id]).fetchone()[0]
+        assert others == 0
+
+
+def test_rows_of_two_organizations_cannot_reference_each_other(two_orgs, owner_db):
+    a, b = two_orgs
+    b_admin = owner_db.execute(
+        "SELECT set_config('app.tenant_id', %s, false), (SELECT id FROM memberships WHERE role = 'admin')",
+        [str(b.id)]).fetchone()[1]
+    owner_db.execute("SELECT set_config('app.tenant_id', %s, false)", [str(a.id)])
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        owner_db.execute(
+            "INSERT INTO invitations (id, tenant_id, email, role, token_hash, invited_by_membership_id, expires_at)"
+            " VALUES (%s, %s, 'x@example.com', 'coach', %s, %s, now() + interval '1 day')",
+            [uuid.uuid4(), a.id, uuid.uuid4().hex, b_admin])
