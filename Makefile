@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENDOR := coach/static/vendor
 
-.PHONY: run test setup vendor clean-instance
+.PHONY: run test setup clean-instance
 
 run: setup
 	$(PY) -m coach.devstack run
@@ -21,11 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# npm's postinstall (package.json) copies htmx into coach/static/vendor; a PaaS build runs the same.
 $(VENDOR)/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
-	mkdir -p $(VENDOR)
-	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/htmx.min.js
-	cp node_modules/htmx-ext-ws/dist/ws.min.js $(VENDOR)/htmx-ext-ws.min.js
 	touch $@
 
 clean-instance:

@@ -76,6 +76,7 @@ def _register_models() -> None:
     import coach.accounts.models  # noqa: F401
     import coach.orgs.models  # noqa: F401
     import coach.platform.models  # noqa: F401
+    import coach.platform.mail  # noqa: F401  (registers the mail.send consumer)
 
 
 def _configure_logging(app: Flask) -> None:
@@ -84,7 +85,6 @@ def _configure_logging(app: Flask) -> None:
 
 def _register_request_hooks(app: Flask) -> None:
     from coach.htmx import apply_triggers
-    from coach.platform.mail import deliver_committed
 
     @app.before_request
     def _identify():
@@ -110,14 +110,6 @@ def _register_request_hooks(app: Flask) -> None:
         if current_user.is_authenticated or request.method != "GET":
             headers.setdefault("Cache-Control", "no-store")
         return response
-
-    @app.teardown_request
-    def _send_mail(exc):
-        if exc is None:
-            try:
-                deliver_committed()
-            except Exception:  # mail must never turn a finished request into an error
-                app.logger.exception("delivering queued email failed")
 
 
 def _register_template_helpers(app: Flask) -> None:

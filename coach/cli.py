@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy import select
 
 from coach import tenancy
@@ -28,6 +28,9 @@ def register_cli(app: Flask) -> None:
     @click.option("--if-empty", is_flag=True, help="Do nothing when the demo organization exists.")
     def seed_demo(if_empty: bool):
         """Create the demo organization (an admin, two coaches, three athletes) and print the logins."""
+        if current_app.config["COACH_ENV"] == "production":
+            raise click.ClickException("seed-demo creates accounts with a published password; "
+                                       "it does not run in production (COACH_ENV=production).")
         if org_by_slug(DEMO_SLUG) is not None:
             if not if_empty:
                 raise click.ClickException("The demo organization already exists.")

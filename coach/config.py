@@ -106,7 +106,7 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "PERMANENT_SESSION_LIFETIME": _int("SESSION_LIFETIME_HOURS", 24 * 14) * 3600,
         "MAX_CONTENT_LENGTH": _int("MAX_FORM_BYTES", 1024 * 1024),
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
-        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO").upper(),
         "PROXY_FIX_HOPS": _int("PROXY_FIX_HOPS", 0),
     }
     cfg.update(overrides)

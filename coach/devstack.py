@@ -124,6 +124,16 @@ def _start_stack(instance: Path, *, throwaway: bool, valkey_port: int | None) ->
                  _postgres=pg, _valkey=vk)
 
 
+def _masked(url: str) -> str:
+    """``url`` with any password replaced, safe to print."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
 def _flask(args: list[str], env: dict) -> None:
     subprocess.run([sys.executable, "-m", "flask", "--app", "coach", *args], env=env, cwd=ROOT, check=True)
 
@@ -144,8 +154,8 @@ def run() -> int:
     try:
         _flask(["db", "upgrade"], env)
         _flask(["seed-demo", "--if-empty"], env)
-        print(f"DATABASE_URL={stack.database_url}", flush=True)
-        print(f"REDIS_URL={stack.redis_url}", flush=True)
+        print(f"DATABASE_URL={_masked(stack.database_url)}", flush=True)
+        print(f"REDIS_URL={_masked(stack.redis_url)}", flush=True)
         print(f"Coach is starting on {env['APP_BASE_URL']}  (Ctrl-C stops everything)", flush=True)
         honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start",
                                    "web", "worker"], env=env, cwd=ROOT)

@@ -41,7 +41,8 @@ def apply_triggers(response: Response) -> Response:
                 merged = {name.strip(): None for name in existing.split(",") if name.strip()}
         merged.update(events)
         response.headers["HX-Trigger"] = json.dumps(merged)
-    response.vary.add("HX-Request")
+    for header in ("HX-Request", "HX-Boosted", "HX-History-Restore-Request"):
+        response.vary.add(header)
     return response
 
 

@@ -20,3 +20,13 @@ def tenant_table(table: str) -> None:
     op.execute(
         f"CREATE POLICY tenant_isolation ON {table} USING ({TENANT_PREDICATE}) WITH CHECK ({TENANT_PREDICATE})"
     )
+
+
+def allow_platform_inserts(table: str) -> None:
+    """Let rows that belong to no organization (``tenant_id IS NULL``) be written, never read back.
+
+    For platform-level records such as a failed login for an unknown email or a
+    password-reset email: the runtime role may add them, and only the narrow
+    SECURITY DEFINER functions of the migrations read them.
+    """
+    op.execute(f"CREATE POLICY platform_insert ON {table} FOR INSERT WITH CHECK (tenant_id IS NULL)")

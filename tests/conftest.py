@@ -48,7 +48,11 @@ def stack():
 
 @pytest.fixture(scope="session")
 def mailbox():
-    """A real SMTP server (aiosmtpd) on localhost; messages land in ``mailbox.messages``."""
+    """A real SMTP server (aiosmtpd) on localhost; messages land in ``mailbox.messages``.
+
+    Emails travel through the outbox, the relay and an RQ worker (see ``job_runner``),
+    which run in the background once the app exists.
+    """
     box = Mailbox()
     controller = Controller(box, hostname="127.0.0.1", port=_free_port())
     controller.start()
@@ -97,6 +101,17 @@ def app(stack, mailbox, live_port):
 
 
 @pytest.fixture(scope="session")
+def job_runner(app):
+    """The real relay and an RQ worker running in a background thread for the whole session."""
+    from tests.jobrunner import JobRunner
+
+    runner = JobRunner(app)
+    runner.start()
+    yield runner
+    runner.stop()
+
+
+@pytest.fixture(scope="session")
 def _tables(app, stack):
     with psycopg.connect(_plain(stack.owner_url)) as conn:
         rows = conn.execute(
@@ -109,6 +124,8 @@ def _tables(app, stack):
 def _clean(request, mailbox):
     """Empty every table, the mailbox and Redis after each test that used the app."""
     uses_app = "app" in request.fixturenames
+    if uses_app:
+        request.getfixturevalue("job_runner")
     stack = request.getfixturevalue("stack") if uses_app else None
     tables = request.getfixturevalue("_tables") if uses_app else None
     yield

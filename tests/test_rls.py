@@ -6,6 +6,7 @@ touching this file.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -15,6 +16,7 @@ from coach import tenancy
 from coach.extensions import db
 from coach.orgs.models import Membership
 from coach.orgs.service import invite
+from coach.platform.models import AuditEvent, IdempotencyKey, OutboxEvent, ProcessedEvent
 from tests.factories import add_member, make_org, make_user
 
 SET_TENANT = "SELECT set_config('app.tenant_id', %s, true)"
@@ -39,15 +41,28 @@ def two_orgs(ctx):
         add_member(org, make_user(f"{prefix}-coach@example.com"), "coach")
         add_member(org, make_user(f"{prefix}-athlete@example.com"), "athlete")
         tenancy.activate(org.id)
-        admin = db.session.scalar(db.select(Membership).where(Membership.role == "admin"))
+        admin = db.session.scalar(db.select(Membership).where(Membership.tenant_id == org.id, Membership.role == "admin"))
+        tenancy.activate(org.id, admin.user_id)
         invite(org, admin, f"{prefix}-invitee@example.com", "athlete")
+        # One row in every other tenant table, so each is covered below.
+        db.session.add(OutboxEvent(tenant_id=org.id, topic="test.later", payload={},
+                                   available_at=datetime.now(timezone.utc) + timedelta(days=1)))
+        db.session.add(ProcessedEvent(event_id=uuid.uuid4(), tenant_id=org.id, topic="test.done"))
+        db.session.add(AuditEvent(tenant_id=org.id, action="test.seeded", details={}))
+        db.session.add(IdempotencyKey(tenant_id=org.id, user_id=admin.user_id, key=f"k-{prefix}",
+                                      fingerprint="0" * 64))
         db.session.commit()
     return a, b
 
 
+def admin_user_id(conn, org) -> uuid.UUID:
+    conn.execute("SELECT set_config('app.tenant_id', %s, false)", [str(org.id)])
+    return conn.execute("SELECT user_id FROM memberships WHERE role = 'admin'").fetchone()[0]
+
+
 def test_every_tenant_table_has_rls_enabled_forced_and_a_tenant_policy(owner_db):
     tables = tenant_tables(owner_db)
-    assert {"memberships", "invitations"} <= set(tables)
+    assert {"memberships", "invitations", "outbox_events", "audit_events"} <= set(tables)
     for table in tables:
         enabled, forced = owner_db.execute(
             "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass", [table]
@@ -55,27 +70,51 @@ def test_every_tenant_table_has_rls_enabled_forced_and_a_tenant_policy(owner_db)
         assert enabled, f"{table}: row level security is not enabled"
         assert forced, f"{table}: row level security is not forced"
         policies = owner_db.execute(
-            "SELECT policyname, cmd, qual, with_check FROM pg_policies WHERE schemaname = 'public' "
-            "AND tablename = %s", [table]
+            "SELECT policyname, cmd, roles::text[], qual, with_check FROM pg_policies "
+            "WHERE schemaname = 'public' AND tablename = %s", [table]
         ).fetchall()
-        all_commands = [p for p in policies if p[1] == "ALL"]
-        assert all_commands, f"{table}: no policy covering every command"
-        for _, _, qual, with_check in all_commands:
+        runtime = [p for p in policies if set(p[2]) & {"public", "coach_app"}]
+        assert any(p[1] == "ALL" for p in runtime), f"{table}: no tenant policy covering every command"
+        for name, cmd, roles, qual, with_check in runtime:
+            if cmd == "INSERT":
+                # Rows of no organization may be written (platform events), never read back.
+                assert with_check and ("app.tenant_id" in with_check or with_check == "(tenant_id IS NULL)"), name
+                continue
             for expr in (qual, with_check):
-                assert expr and "app.tenant_id" in expr and "NULLIF" in expr.upper(), (
-                    f"{table}: policy must compare tenant_id with NULLIF(current_setting('app.tenant_id'))")
+                if expr is None and cmd == "SELECT":
+                    continue
+                assert expr and ("app.tenant_id" in expr or "app.user_id" in expr) and "NULLIF" in expr.upper(), (
+                    f"{table}.{name}: must compare with NULLIF(current_setting('app.tenant_id' or 'app.user_id'))")
+        # Policies for any other role may only serve the owner's SECURITY DEFINER functions.
+        for name, cmd, roles, qual, with_check in policies:
+            assert set(roles) <= {"public", "coach_app", "coach_owner"}, f"{table}.{name}: policy for {roles}"
+
+
+def test_functions_that_cross_organizations_are_definer_functions_with_an_empty_search_path(owner_db):
+    rows = owner_db.execute(
+        """SELECT p.proname, p.prosecdef, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname = 'public' AND p.prosecdef"""
+    ).fetchall()
+    assert {r[0] for r in rows} >= {"outbox_claim", "outbox_ack", "outbox_fail"}
+    for name, _, config in rows:
+        assert config and 'search_path=""' in config, f"{name}: SECURITY DEFINER needs search_path=''"
 
 
 def test_tenant_tables_are_unique_on_tenant_and_id(owner_db):
     for table in tenant_tables(owner_db):
+        key = owner_db.execute(
+            """SELECT a.attname FROM pg_constraint con JOIN pg_attribute a
+               ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+               WHERE con.conrelid = %s::regclass AND con.contype = 'p'""", [table]).fetchone()[0]
         found = owner_db.execute(
             """SELECT 1 FROM pg_constraint con
                WHERE con.conrelid = %s::regclass AND con.contype IN ('u', 'p')
                AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(con.conkey) k
-                    JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k) = ARRAY['id', 'tenant_id']""",
-            [table],
+                    JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k)
+                   = (SELECT array_agg(x ORDER BY x) FROM unnest(ARRAY[%s::text, 'tenant_id']) x)""",
+            [table, key],
         ).fetchone()
-        assert found, f"{table}: needs UNIQUE (tenant_id, id) for composite foreign keys"
+        assert found, f"{table}: needs UNIQUE (tenant_id, {key}) for composite foreign keys"
 
 
 def test_app_role_owns_nothing_and_cannot_bypass_rls(owner_db):
@@ -117,8 +156,16 @@ def test_with_one_organization_set_the_other_is_invisible_in_every_tenant_table(
 def test_updates_and_deletes_of_another_organizations_rows_change_nothing(two_orgs, app_db, owner_db):
     a, b = two_orgs
     for table in tenant_tables(owner_db):
+        writable = owner_db.execute("SELECT has_table_privilege('coach_app', %s, 'UPDATE')", [table]).fetchone()[0]
+        if not writable:  # append-only (the audit log): the runtime role may not even try
+            with pytest.raises(errors.InsufficientPrivilege):
+                with app_db.transaction():
+                    app_db.execute(sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier(table)),
+                                   [b.id])
+            continue
         with app_db.transaction(force_rollback=True):
             app_db.execute(SET_TENANT, [str(a.id)])
+            app_db.execute(SET_USER, [str(admin_user_id(owner_db, b))])
             updated = app_db.execute(
                 sql.SQL("UPDATE {} SET tenant_id = tenant_id WHERE tenant_id = %s").format(sql.Identifier(table)),
                 [b.id]).rowcount
@@ -133,7 +180,13 @@ def test_updates_and_deletes_of_another_organizations_rows_change_nothing(two_or
 
 def test_inserting_a_row_for_another_organization_is_refused(two_orgs, app_db, owner_db):
     a, b = two_orgs
+    a_admin = admin_user_id(owner_db, a)
     for table in tenant_tables(owner_db):
+        with app_db.transaction():
+            app_db.execute(SET_TENANT, [str(a.id)])
+            app_db.execute(SET_USER, [str(a_admin)])
+            own = app_db.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+        assert own > 0, f"{table}: the two_orgs fixture must give A a row here"
         # Copy one of A's rows, relabelled as B's: the policy's WITH CHECK must refuse it.
         statement = sql.SQL(
             "INSERT INTO {t} SELECT (jsonb_populate_record(NULL::{t}, to_jsonb(r) || "
@@ -142,6 +195,7 @@ def test_inserting_a_row_for_another_organization_is_refused(two_orgs, app_db, o
         with pytest.raises(errors.InsufficientPrivilege, match="row-level security"):
             with app_db.transaction():
                 app_db.execute(SET_TENANT, [str(a.id)])
+                app_db.execute(SET_USER, [str(a_admin)])
                 app_db.execute(statement, [str(b.id)])
 
 

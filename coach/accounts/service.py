@@ -60,7 +60,9 @@ def request_signup(email: str, password: str, display_name: str, tz: str) -> Non
     db.session.add(PendingSignup(email=email, display_name=display_name.strip(), timezone=tz,
                                  password_hash=password_hash, token_hash=digest,
                                  expires_at=_now() + SIGNUP_TTL))
-    queue_email(email, "Confirm your Coach account", "confirm_signup", token=secret, name=display_name)
+    # No text chosen by the visitor goes into this email: the address is not confirmed yet, so the
+    # form must not become a way to send someone else a message (and links) from our domain.
+    queue_email(email, "Confirm your Coach account", "confirm_signup", token=secret)
 
 
 def confirm_signup(secret: str) -> User:
@@ -69,7 +71,8 @@ def confirm_signup(secret: str) -> User:
         select(PendingSignup).where(PendingSignup.token_hash == token_hash(secret)).with_for_update()
     )
     if pending is None or pending.expires_at < _now():
-        raise AccountError("This confirmation link is invalid or has expired. Please sign up again.")
+        raise AccountError("This confirmation link was already used or has expired. "
+                           "If you confirmed your account, log in; otherwise sign up again.")
     email = pending.email
     db.session.execute(PendingSignup.__table__.delete().where(func.lower(PendingSignup.email) == email))
     if find_user_by_email(email) is not None:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 from flask import current_app
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from coach import tenancy
 from coach.accounts.models import User
@@ -74,8 +75,15 @@ def create_organization(creator: User, name: str, slug: str, tz: str) -> Organiz
     if org_by_slug(slug) is not None:
         raise OrgError("This address is taken. Choose another.")
     org = Organization(name=name.strip(), slug=slug, timezone=tz)
-    db.session.add(org)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():
+            db.session.add(org)
+            db.session.flush()
+    except IntegrityError as exc:
+        # Someone took the address between the check above and this insert.
+        if getattr(exc.orig, "sqlstate", None) == "23505":
+            raise OrgError("This address is taken. Choose another.") from exc
+        raise
     tenancy.activate(org.id, creator.id)
     db.session.add(Membership(tenant_id=org.id, user_id=creator.id, role="admin"))
     db.session.flush()

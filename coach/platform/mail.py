@@ -1,39 +1,52 @@
-"""Email: recorded in the ``emails`` table with the change that causes it, sent after commit.
+"""Email: recorded with the change that causes it, sent by a job on the ``mail`` queue.
 
-A service calls :func:`queue_email` inside its transaction. The row commits or
-rolls back with the change; ids of committed rows are delivered over SMTP at the
-end of the request (or by :func:`deliver_committed` in CLI code). With no
-``MAIL_SERVER`` in development, the stored row is the delivery and ``/dev/mail``
-shows it.
+A service calls :func:`queue_email` inside its transaction. That writes the
+``emails`` row and a ``mail.send`` outbox event; both commit or roll back with
+the change. The relay hands the event to a worker, which sends the message over
+SMTP and records the outcome. With no ``MAIL_SERVER`` outside production the
+stored row is the delivery and ``/dev/mail`` shows it.
+
+Never sent twice for one event: the consumer locks the row and skips it once
+``sent_at`` is set. After an SMTP delivery the bodies are cleared: they carry
+one-time links that must not sit in the database. (A crash after the SMTP server accepted the message but
+before the commit can still repeat it; the Message-ID is the email's id, so
+receiving servers can drop the copy.)
 """
 from __future__ import annotations
 
 import logging
 import smtplib
 import ssl
+import uuid
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import make_msgid
 
-from flask import current_app, g, has_app_context, render_template
-from sqlalchemy import event
-from sqlalchemy.orm import Session
+from flask import current_app, render_template
+from sqlalchemy import select
 
 from coach.extensions import db
+from coach.platform.jobs import consumer
 from coach.platform.models import Email
+from coach.platform.outbox import emit
 
 log = logging.getLogger(__name__)
 
 
+class MailNotSent(RuntimeError):
+    """SMTP refused or failed; the job is retried."""
+
+
 def queue_email(to: str, subject: str, template: str, **context) -> Email:
-    """Record an email to ``to`` in the current transaction.
+    """Record an email to ``to`` and its ``mail.send`` event in the current transaction.
 
     :param template: base name under ``templates/email/``; ``<name>.txt`` and
-        ``<name>.html`` are both rendered.
+        ``<name>.html`` are both rendered now, so the job needs no request.
     """
     context.setdefault("base_url", current_app.config["APP_BASE_URL"])
     transport = "smtp" if current_app.config["MAIL_SERVER"] else "stored"
     email = Email(
+        id=uuid.uuid4(),
         to_address=to,
         subject=subject,
         body_text=render_template(f"email/{template}.txt", **context),
@@ -42,32 +55,14 @@ def queue_email(to: str, subject: str, template: str, **context) -> Email:
     )
     db.session.add(email)
     db.session.flush()
-    db.session.info.setdefault("queued_email_ids", []).append(email.id)
+    emit("mail.send", {"email_id": str(email.id)})
     return email
 
 
-@event.listens_for(Session, "after_commit")
-def _remember_committed(session):
-    ids = session.info.pop("queued_email_ids", None)
-    if ids and has_app_context():
-        g.setdefault("committed_email_ids", []).extend(ids)
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_rolled_back(session):
-    session.info.pop("queued_email_ids", None)
-
-
-def deliver_committed() -> None:
-    """Send every email whose transaction committed during this request or command."""
-    ids = g.pop("committed_email_ids", None) if has_app_context() else None
-    for email_id in ids or ():
-        deliver(email_id)
-
-
-def deliver(email_id) -> None:
-    """Send one recorded email and record the outcome. Never raises: a mail failure is logged."""
-    email = db.session.get(Email, email_id)
+@consumer("mail.send")
+def send_email(payload: dict) -> None:
+    """Consumer of ``mail.send``: send the recorded email once; raise to be retried on SMTP failure."""
+    email = db.session.scalar(select(Email).where(Email.id == uuid.UUID(payload["email_id"])).with_for_update())
     if email is None or email.sent_at is not None:
         return
     cfg = current_app.config
@@ -75,20 +70,20 @@ def deliver(email_id) -> None:
         if cfg["COACH_ENV"] == "production":
             email.error = "MAIL_SERVER is not configured"
             log.error("email %s not sent: MAIL_SERVER is not configured", email.id)
-        else:
-            email.sent_at = datetime.now(timezone.utc)
-            log.info("email %s to %s stored (no SMTP configured; see /dev/mail)", email.id, email.to_address)
-        db.session.commit()
+            return
+        email.sent_at = datetime.now(timezone.utc)
+        log.info("email %s to %s stored (no SMTP configured; see /dev/mail)", email.id, email.to_address)
         return
     try:
         _send_smtp(email)
     except (OSError, smtplib.SMTPException) as exc:
-        email.error = f"{type(exc).__name__}: {exc}"[:2000]
-        log.warning("email %s to %s failed: %s", email.id, email.to_address, email.error)
-    else:
-        email.sent_at = datetime.now(timezone.utc)
-        email.error = None
-    db.session.commit()
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        log.warning("email %s to %s failed: %s", email.id, email.to_address, error)
+        raise MailNotSent(error) from exc
+    email.sent_at = datetime.now(timezone.utc)
+    email.error = None
+    # Bodies carry one-time links (reset, invitation): once delivered, keep only the envelope.
+    email.body_text = email.body_html = ""
 
 
 def _send_smtp(email: Email) -> None:

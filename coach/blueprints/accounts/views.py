@@ -25,6 +25,9 @@ bp = Blueprint("accounts", __name__)
 def safe_next(default: str = "/") -> str:
     """The ``next`` target if it stays on this site, else ``default``."""
     target = request.values.get("next", "")
+    # Control characters are never in a link of ours, and a newline would break the Location header (a 500).
+    if len(target) > 2000 or not target.isprintable():
+        return default
     parts = urlsplit(target)
     if not target.startswith("/") or target.startswith("//") or parts.scheme or parts.netloc or "\\" in target:
         return default
@@ -116,14 +119,14 @@ def reset_password(token: str):
     try:
         service.check_reset_token(token)
     except AccountError as exc:
-        return render("accounts/reset.html", status=410, form=None, error=str(exc))
+        return render("accounts/reset.html", "form", status=410, form=None, error=str(exc))
     form = ResetPasswordForm()
     if form.validate_on_submit():
         try:
             user = service.reset_password(token, form.password.data)
         except AccountError as exc:
             db.session.rollback()
-            return render("accounts/reset.html", status=410, form=None, error=str(exc))
+            return render("accounts/reset.html", "form", status=410, form=None, error=str(exc))
         db.session.commit()
         start_session(user)
         flash("Your password is changed and you are logged in.", "success")

@@ -79,8 +79,12 @@ def change_role(membership_id: str):
         flash(str(exc), "error")
         return _members_page(status=422, block="members")
     db.session.commit()
-    flash(f"{membership.user.display_name} is now {ROLE_LABELS[membership.role].lower()}.", "success")
     trigger("members-changed")
+    if membership.id == g.membership.id and membership.role != "admin":
+        # The members page is admin-only now: send them where they still may go.
+        flash(f"You are now {ROLE_LABELS[membership.role].lower()} in {g.org.name}.", "success")
+        return redirect_after_post(url_for("orgs.home", slug=g.org.slug))
+    flash(f"{membership.user.display_name} is now {ROLE_LABELS[membership.role].lower()}.", "success")
     return redirect_after_post(url_for("admin.members"))
 
 

@@ -28,9 +28,10 @@ def index():
     """Home: the last organization used, the picker, or the welcome page for visitors."""
     if not current_user.is_authenticated:
         return render("orgs/welcome.html")
-    last = session.get("last_org")
-    if last:
-        return redirect(url_for("orgs.home", slug=last))
+    last = service.org_by_slug(session.get("last_org") or "")
+    if last is not None and service.membership_for(last, current_user) is not None:
+        return redirect(url_for("orgs.home", slug=last.slug))
+    session.pop("last_org", None)  # left or removed since: don't send them to a 404
     return redirect(url_for("orgs.picker"))
 
 

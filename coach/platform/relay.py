@@ -1,0 +1,140 @@
+"""The outbox relay: claims events, enqueues one RQ job each, deletes them once enqueued.
+
+Run as ``python -m coach.platform.relay`` (the Procfile's ``relay``). Several relays
+may run at once: each claims a batch with ``FOR UPDATE SKIP LOCKED`` inside its own
+transaction, so no event is claimed twice at the same time; a relay that dies
+mid-batch leaves its events locked only until its transaction aborts, and they
+are delivered again (consumers are idempotent). Wakes on ``LISTEN outbox_events``,
+polls slowly as a fallback.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import time
+
+import psycopg
+from redis.exceptions import RedisError
+from rq import Retry
+from sqlalchemy import text
+
+from coach.extensions import db
+from coach.platform.queues import QUEUE_NAMES, queue, queue_for_topic, redis_conn
+
+log = logging.getLogger(__name__)
+
+BATCH = int(os.environ.get("OUTBOX_BATCH", "500"))
+POLL_SECONDS = float(os.environ.get("OUTBOX_POLL_SECONDS", "5"))
+MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "8"))
+JOB_TIMEOUT = 300
+JOB_RETRY = Retry(max=5, interval=[5, 30, 120, 600, 1800])
+
+
+def _job_data(q, row) -> object:
+    event = {
+        "id": str(row.id),
+        "tenant_id": str(row.tenant_id) if row.tenant_id else None,
+        "topic": row.topic,
+        "payload": row.payload,
+        "request_id": row.request_id,
+        "created_at": row.created_at.timestamp(),
+    }
+    return q.prepare_data("coach.platform.jobs.handle_event", args=[event], job_id=f"event-{row.id}",
+                          timeout=JOB_TIMEOUT, retry=JOB_RETRY, result_ttl=300, failure_ttl=7 * 24 * 3600,
+                          description=f"{row.topic} {row.id}")
+
+
+def relay_once(batch: int = BATCH) -> int:
+    """Move up to ``batch`` due events to RQ; returns how many were delivered."""
+    connection = redis_conn()
+    with db.engine.begin() as conn:
+        rows = conn.execute(text("SELECT * FROM outbox_claim(:n)"), {"n": batch}).all()
+        if not rows:
+            return 0
+        by_queue: dict[str, list] = {}
+        for row in rows:
+            by_queue.setdefault(queue_for_topic(row.topic), []).append(row)
+        delivered = []
+        for name, queue_rows in by_queue.items():
+            q = queue(name, connection)
+            try:
+                with connection.pipeline() as pipe:
+                    q.enqueue_many([_job_data(q, row) for row in queue_rows], pipeline=pipe)
+                    pipe.execute()
+            except (RedisError, OSError) as exc:
+                log.warning("outbox: enqueue on %s failed for %d events: %s", name, len(queue_rows), exc)
+                for row in queue_rows:
+                    conn.execute(text("SELECT outbox_fail(:id, :err, :max)"),
+                                 {"id": row.id, "err": f"{type(exc).__name__}: {exc}", "max": MAX_ATTEMPTS})
+                continue
+            delivered.extend(row.id for row in queue_rows)
+        _after_enqueue_hook()
+        if delivered:
+            conn.execute(text("SELECT outbox_ack(:ids)"), {"ids": delivered})
+        return len(delivered)
+
+
+def _after_enqueue_hook() -> None:
+    """Test seam for the crash-between-enqueue-and-delete fault test (off unless the variable is set)."""
+    marker = os.environ.get("COACH_RELAY_PAUSE_AFTER_ENQUEUE")
+    if marker:
+        open(marker, "w").close()
+        time.sleep(3600)
+
+
+def _listen_connection():
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("LISTEN outbox_events")
+    return conn
+
+
+def run_forever(stop=None) -> None:
+    """Relay until ``stop()`` returns true (or SIGTERM/SIGINT)."""
+    stopping = {"flag": False}
+
+    def _stop(*_):
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    listener = None
+    backoff = 0.5
+    log.info("outbox relay started (batch=%d, poll=%ss, queues=%s)", BATCH, POLL_SECONDS, ",".join(QUEUE_NAMES))
+    while not stopping["flag"] and not (stop and stop()):
+        try:
+            if listener is None:
+                listener = _listen_connection()
+            moved = relay_once()
+            backoff = 0.5
+            if moved >= BATCH:
+                continue  # more may be waiting
+            ready, _, _ = select.select([listener.fileno()], [], [], POLL_SECONDS)
+            if ready:
+                for _ in listener.notifies(timeout=0):
+                    pass
+        except Exception as exc:  # database or Redis away: wait and try again, never die
+            log.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
+            if listener is not None:
+                try:
+                    listener.close()
+                except Exception:
+                    pass
+                listener = None
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 30)
+    log.info("outbox relay stopped")
+
+
+def main() -> None:
+    from coach import create_app
+
+    app = create_app()
+    with app.app_context():
+        run_forever()
+
+
+if __name__ == "__main__":
+    main()
