@@ -1,8 +1,6 @@
 """Coach: the application factory."""
 from __future__ import annotations
 
-import logging
-import uuid
 from pathlib import Path
 
 from flask import Flask, g, request
@@ -48,6 +46,12 @@ def create_app(config: dict | None = None) -> Flask:
     htmx_ext.init_app(app)
     _register_models()
 
+    from coach.platform.observability import init_observability
+    from coach.platform.ratelimit import init_limiter
+
+    init_observability(app)  # first: the request id exists before anything logs
+    init_limiter(app)
+
     from coach.accounts.loader import setup_login
 
     setup_login(login_manager)
@@ -80,7 +84,9 @@ def _register_models() -> None:
 
 
 def _configure_logging(app: Flask) -> None:
-    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from coach.platform.observability import configure_logging
+
+    configure_logging(app.config["LOG_LEVEL"])
 
 
 def _register_request_hooks(app: Flask) -> None:
@@ -88,7 +94,6 @@ def _register_request_hooks(app: Flask) -> None:
 
     @app.before_request
     def _identify():
-        g.request_id = uuid.uuid4().hex
         if current_user.is_authenticated:
             from coach import tenancy
 

@@ -222,6 +222,19 @@ def test_removed_member_loses_access(app, admin, club, owner_db):
     assert Auth(app.test_client()).login("abe@example.com").status_code == 303
 
 
+def test_admin_who_removes_themselves_lands_on_the_picker(app, admin, club):
+    post(admin, f"{MEMBERS}/{club['cora']}/role", role="admin")
+
+    response = post(admin, f"{MEMBERS}/{club['ada']}/remove")
+
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/orgs"
+    picker = text(admin.get("/orgs"))
+    assert "You left Harbour Rowing." in picker
+    assert 'href="/o/harbour/"' not in picker
+    assert admin.get("/o/harbour/").status_code == 404
+
+
 # -- other organizations' ids and malformed ids -----------------------------------------------------
 
 def test_another_organizations_member_cannot_be_changed_or_removed(admin, club, other_club, owner_db):

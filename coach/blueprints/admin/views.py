@@ -95,7 +95,7 @@ def remove_member(membership_id: str):
     membership = _load_membership(membership_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    name = membership.user.display_name
+    name, leaving = membership.user.display_name, membership.id == g.membership.id
     try:
         service.remove_member(g.org, membership)
     except OrgError as exc:
@@ -103,6 +103,9 @@ def remove_member(membership_id: str):
         flash(str(exc), "error")
         return _members_page(status=422, block="members")
     db.session.commit()
+    if leaving:  # this organization is a 404 for them now
+        flash(f"You left {g.org.name}.", "success")
+        return redirect_after_post(url_for("orgs.picker"))
     flash(f"{name} was removed from {g.org.name}.", "success")
     return redirect_after_post(url_for("admin.members"))
 

@@ -1,0 +1,98 @@
+"""What the admin System page and /metrics show: queues, failed jobs, the outbox."""
+from __future__ import annotations
+
+import uuid
+
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+from sqlalchemy import select, text, update
+
+from coach.extensions import db
+from coach.platform.models import OutboxEvent
+from coach.platform.queues import QUEUE_NAMES, queue, redis_conn
+
+
+def queue_stats() -> list[dict]:
+    connection = redis_conn()
+    rows = []
+    for name in QUEUE_NAMES:
+        q = queue(name, connection)
+        rows.append({"name": name, "queued": q.count, "failed": FailedJobRegistry(queue=q).count})
+    return rows
+
+
+def outbox_stats() -> dict:
+    """Platform-wide counts (no event content): pending, dead, age of the oldest pending event."""
+    row = db.session.execute(text("SELECT pending, dead, oldest_age_seconds FROM outbox_stats()")).one()
+    return {"pending": row.pending, "dead": row.dead, "oldest_age_seconds": float(row.oldest_age_seconds)}
+
+
+def dead_letters(tenant_id: uuid.UUID, limit: int = 50) -> list[OutboxEvent]:
+    """This organization's events that exhausted their attempts (RLS shows only its own)."""
+    return list(db.session.scalars(
+        select(OutboxEvent).where(OutboxEvent.tenant_id == tenant_id, OutboxEvent.dead_at.is_not(None))
+        .order_by(OutboxEvent.dead_at.desc()).limit(limit)
+    ))
+
+
+def retry_dead_letter(tenant_id: uuid.UUID, event_id: uuid.UUID) -> bool:
+    """Put a dead event back in line; ``False`` when there is no such dead event here."""
+    result = db.session.execute(
+        update(OutboxEvent)
+        .where(OutboxEvent.tenant_id == tenant_id, OutboxEvent.id == event_id, OutboxEvent.dead_at.is_not(None))
+        .values(dead_at=None, attempts=0, last_error=None, available_at=db.func.now())
+    )
+    return result.rowcount == 1
+
+
+def failed_jobs(tenant_id: uuid.UUID, limit: int = 50) -> list[dict]:
+    """Failed jobs of this organization's events (jobs carry their tenant id)."""
+    connection = redis_conn()
+    found = []
+    for name in QUEUE_NAMES:
+        registry = FailedJobRegistry(queue=queue(name, connection))
+        for job_id in registry.get_job_ids(0, 500):
+            job = _job(job_id, connection)
+            if job is None or _job_tenant(job) != str(tenant_id):
+                continue
+            result = job.latest_result()
+            found.append({"id": job.id, "queue": name, "description": job.description,
+                          "ended_at": job.ended_at, "error": (result.exc_string or "").strip().splitlines()[-1:]
+                          if result else []})
+            if len(found) >= limit:
+                return found
+    return found
+
+
+def _job(job_id: str, connection):
+    from rq.exceptions import NoSuchJobError
+    from rq.serializers import JSONSerializer
+
+    try:
+        return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+
+
+def _job_tenant(job) -> str | None:
+    try:
+        return (job.args[0] or {}).get("tenant_id")
+    except (IndexError, AttributeError, TypeError):
+        return None
+
+
+def retry_failed_job(tenant_id: uuid.UUID, job_id: str) -> bool:
+    job = _job(job_id, redis_conn())
+    if job is None or _job_tenant(job) != str(tenant_id):
+        return False
+    registry = FailedJobRegistry(queue=queue(job.origin, redis_conn()))
+    registry.requeue(job)
+    return True
+
+
+def discard_failed_job(tenant_id: uuid.UUID, job_id: str) -> bool:
+    job = _job(job_id, redis_conn())
+    if job is None or _job_tenant(job) != str(tenant_id):
+        return False
+    FailedJobRegistry(queue=queue(job.origin, redis_conn())).remove(job, delete_job=True)
+    return True
