@@ -57,6 +57,7 @@ def create_app(config: dict | None = None) -> Flask:
     setup_login(login_manager)
 
     from coach.blueprints.accounts.views import bp as accounts_bp
+    import coach.blueprints.admin.platform_views  # noqa: F401  (audit and System pages on the admin blueprint)
     from coach.blueprints.admin.views import bp as admin_bp
     from coach.blueprints.core.views import bp as core_bp
     from coach.blueprints.orgs.views import bp as orgs_bp
@@ -126,6 +127,17 @@ def _register_template_helpers(app: Flask) -> None:
     @app.context_processor
     def _globals():
         return {"is_fragment": wants_fragment(), "now": datetime.now(timezone.utc)}
+
+    @app.template_filter("orgtime")
+    def _orgtime(value: datetime | None, org, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        """Show a UTC time in the organization's time zone (audit trails read in one zone)."""
+        if value is None:
+            return ""
+        try:
+            zone = ZoneInfo(org.timezone)
+        except (KeyError, ValueError):
+            zone = ZoneInfo("UTC")
+        return value.astimezone(zone).strftime(fmt)
 
     @app.template_filter("localtime")
     def _localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:

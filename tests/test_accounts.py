@@ -362,6 +362,37 @@ def test_logout_without_csrf_token_keeps_the_session(ada_client):
     assert is_logged_in(ada_client)
 
 
+def test_repeated_wrong_passwords_for_one_account_are_slowed_down(app, ada):
+    for attempt in range(10):
+        assert log_in(app.test_client(), "ada@example.com", f"guess-number-{attempt}").status_code == 422
+    refused = log_in(app.test_client(), "ada@example.com", "guess-number-11")
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 0
+    assert "Too many requests" in refused.get_data(as_text=True)
+    # Another account is not affected by the guesses against Ada's.
+    make_user("grace@example.com")
+    assert log_in(app.test_client(), "grace@example.com").status_code == 303
+
+
+def test_successful_logins_do_not_use_up_the_login_limit(app, ada):
+    for _ in range(11):
+        assert log_in(app.test_client(), "ada@example.com").status_code == 303
+
+
+def test_one_visitor_cannot_flood_inboxes_with_reset_emails(client):
+    for _ in range(10):
+        assert request_reset(client, "nobody@example.com").status_code == 303
+    refused = request_reset(client, "nobody@example.com")
+    assert refused.status_code == 429
+    assert "Retry-After" in refused.headers
+
+
+def test_typos_do_not_use_up_the_email_limit(client):
+    for _ in range(11):
+        assert request_reset(client, "not-an-email").status_code == 422
+    assert request_reset(client, "nobody@example.com").status_code == 303
+
+
 # --- forgotten password --------------------------------------------------------------------------
 
 
@@ -510,6 +541,33 @@ def test_profile_shows_a_name_as_text_not_markup(ada_client):
     shown = page(ada_client, "/profile")
     assert "&lt;b&gt;Ada&lt;/b&gt;" in shown
     assert "<b>Ada</b>" not in shown
+
+
+def test_form_sent_after_the_session_ended_leads_to_login_and_back(app, ada_client):
+    token = csrf_from(page(ada_client, "/profile"))
+    elsewhere = app.test_client()
+    log_in(elsewhere, "ada@example.com")
+    change_password(elsewhere, PASSWORD)  # ends every other session, including ada_client's
+
+    data = {"csrf_token": token, "display_name": "Too Late", "timezone": "UTC"}
+    plain = ada_client.post("/profile", data=data, headers={"Referer": "http://localhost/profile"})
+    assert plain.status_code == 303
+    target = urlsplit(plain.headers["Location"])
+    assert target.path == "/login" and parse_qs(target.query)["next"] == ["/profile"]
+
+    htmx = ada_client.post("/profile", data=data, headers={**HX, "HX-Current-URL": "http://localhost/profile"})
+    # Not a redirect that htmx would follow and swap into the form: the browser goes to the login page.
+    assert htmx.status_code == 204
+    target = urlsplit(htmx.headers["HX-Redirect"])
+    assert target.path == "/login" and parse_qs(target.query)["next"] == ["/profile"]
+    assert "Log in to continue." in page(ada_client, "/login")
+
+
+def test_login_page_never_offers_to_return_to_another_site(client, ada):
+    response = client.post("/profile", data={"csrf_token": csrf_from(page(client, "/login"))},
+                           headers={**HX, "HX-Current-URL": "https://evil.example/profile"})
+    assert response.status_code == 204
+    assert parse_qs(urlsplit(response.headers["HX-Redirect"]).query)["next"] == ["/"]
 
 
 def change_password(client, current: str, new: str = NEW_PASSWORD, repeat: str | None = None, headers=None):

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlsplit
 
-from flask import flash, redirect, request, url_for
+from flask import flash, request, url_for
 
 from coach.accounts.models import User
 from coach.extensions import db
+from coach.htmx import redirect_after_post, wants_fragment
 
 
 def setup_login(login_manager) -> None:
@@ -31,5 +33,15 @@ def setup_login(login_manager) -> None:
     @login_manager.unauthorized_handler
     def unauthorized():
         flash("Log in to continue.", "info")
-        target = request.full_path if request.method == "GET" else request.referrer or "/"
-        return redirect(url_for("accounts.login", next=target.rstrip("?")), 303)
+        # An htmx fragment request gets HX-Redirect: a plain redirect would swap the login page into the form.
+        return redirect_after_post(url_for("accounts.login", next=_return_path()))
+
+
+def _return_path() -> str:
+    """Where to go back after logging in: this page, or the page a form or fragment was sent from."""
+    if request.method == "GET" and not wants_fragment():
+        return request.full_path.rstrip("?")
+    source = urlsplit(request.headers.get("HX-Current-URL") or request.referrer or "")
+    if source.netloc != request.host or not source.path.startswith("/"):
+        return "/"
+    return source.path + (f"?{source.query}" if source.query else "")

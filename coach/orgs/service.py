@@ -17,6 +17,7 @@ from coach.accounts.models import User
 from coach.accounts.service import AccountError, create_user, normalize_email
 from coach.extensions import db
 from coach.orgs.models import ROLES, Invitation, Membership, Organization
+from coach.platform import audit
 from coach.platform.mail import queue_email
 from coach.security import new_token, token_hash
 
@@ -87,6 +88,8 @@ def create_organization(creator: User, name: str, slug: str, tz: str) -> Organiz
     tenancy.activate(org.id, creator.id)
     db.session.add(Membership(tenant_id=org.id, user_id=creator.id, role="admin"))
     db.session.flush()
+    audit.record("organization.created", actor=creator, target_type="organization", target_id=org.id,
+                 details={"slug": org.slug, "name": org.name})
     return org
 
 
@@ -124,7 +127,7 @@ def _admin_count(org: Organization) -> int:
     )
 
 
-def change_role(org: Organization, membership: Membership, role: str) -> None:
+def change_role(org: Organization, membership: Membership, role: str, actor: User | None = None) -> None:
     """Give a member another role; an organization always keeps at least one admin."""
     _check_role(role)
     # Lock the admins so two demotions at once cannot leave none.
@@ -133,15 +136,20 @@ def change_role(org: Organization, membership: Membership, role: str) -> None:
     )
     if membership.role == "admin" and role != "admin" and _admin_count(org) <= 1:
         raise OrgError("An organization needs at least one admin. Make someone else admin first.")
+    if membership.role != role:
+        audit.record("member.role_changed", actor=actor, target_type="membership", target_id=membership.id,
+                     details={"member": membership.user.email, "from": membership.role, "to": role})
     membership.role = role
 
 
-def remove_member(org: Organization, membership: Membership) -> None:
+def remove_member(org: Organization, membership: Membership, actor: User | None = None) -> None:
     db.session.execute(
         select(Membership.id).where(Membership.tenant_id == org.id, Membership.role == "admin").with_for_update()
     )
     if membership.role == "admin" and _admin_count(org) <= 1:
         raise OrgError("The last admin cannot be removed. Make someone else admin first.")
+    audit.record("member.removed", actor=actor, target_type="membership", target_id=membership.id,
+                 details={"member": membership.user.email, "role": membership.role})
     db.session.delete(membership)
 
 
@@ -184,6 +192,8 @@ def invite(org: Organization, inviter: Membership, email: str, role: str) -> Inv
     db.session.add(invitation)
     db.session.flush()
     _send_invitation(org, invitation, inviter.user, secret)
+    audit.record("invitation.created", actor=inviter.user, target_type="invitation", target_id=invitation.id,
+                 details={"email": email, "role": role})
     return invitation
 
 
@@ -196,13 +206,17 @@ def resend_invitation(org: Organization, invitation: Invitation, sender: User) -
     invitation.sent_at = _now()
     invitation.expires_at = _now() + timedelta(days=current_app.config["INVITATION_TTL_DAYS"])
     _send_invitation(org, invitation, sender, secret)
+    audit.record("invitation.resent", actor=sender, target_type="invitation", target_id=invitation.id,
+                 details={"email": invitation.email})
 
 
-def revoke_invitation(invitation: Invitation) -> None:
+def revoke_invitation(invitation: Invitation, actor: User | None = None) -> None:
     if invitation.accepted_at:
         raise OrgError("This invitation was already accepted.")
     if invitation.revoked_at is None:
         invitation.revoked_at = _now()
+        audit.record("invitation.revoked", actor=actor, target_type="invitation", target_id=invitation.id,
+                     details={"email": invitation.email})
 
 
 def _send_invitation(org: Organization, invitation: Invitation, inviter: User, secret: str) -> None:
@@ -238,6 +252,8 @@ def accept_invitation(org: Organization, secret: str, user: User) -> Membership:
         membership = Membership(tenant_id=org.id, user_id=user.id, role=invitation.role)
         db.session.add(membership)
         db.session.flush()
+    audit.record("invitation.accepted", actor=user, target_type="invitation", target_id=invitation.id,
+                 details={"email": invitation.email, "role": membership.role})
     return membership
 
 

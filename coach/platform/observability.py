@@ -42,7 +42,8 @@ def configure_logging(level: str) -> None:
         return
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
-    root.handlers[:] = [handler]
+    # Replace plain console handlers (basicConfig's); keep others (a test's log capture).
+    root.handlers[:] = [h for h in root.handlers if type(h) is not logging.StreamHandler] + [handler]
     root.setLevel(level)
     logging.Formatter.converter = time.gmtime
 

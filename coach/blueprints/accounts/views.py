@@ -18,6 +18,14 @@ from coach.blueprints.accounts.forms import (
 )
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
+from coach.platform.ratelimit import (
+    EMAIL_PER_IP,
+    LOGIN_PER_ACCOUNT,
+    LOGIN_PER_IP,
+    failed_form,
+    limiter,
+    login_account_key,
+)
 
 bp = Blueprint("accounts", __name__)
 
@@ -34,6 +42,15 @@ def safe_next(default: str = "/") -> str:
     return target
 
 
+def _form_accepted(response) -> bool:
+    """Count a request only when it went through (and so may have sent an email)."""
+    return response.status_code in (204, 303)
+
+
+# Each accepted sign-up or reset request can send an email: an IP may not flood inboxes through us.
+email_limit = limiter.limit(EMAIL_PER_IP, methods=["POST"], deduct_when=_form_accepted, scope="email-ip")
+
+
 def start_session(user) -> None:
     """Log ``user`` in on a fresh session (no state carried over from before login)."""
     session.clear()
@@ -42,6 +59,7 @@ def start_session(user) -> None:
 
 
 @bp.route("/signup", methods=["GET", "POST"])
+@email_limit
 def signup():
     """Sign up: we email a confirmation link; the account exists once it is opened."""
     form = SignupForm()
@@ -75,6 +93,9 @@ def confirm_signup(token: str):
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(LOGIN_PER_ACCOUNT, key_func=login_account_key, methods=["POST"], deduct_when=failed_form,
+               scope="login-account")
+@limiter.limit(LOGIN_PER_IP, methods=["POST"], deduct_when=failed_form, scope="login-ip")
 def login():
     """Log in with email and password."""
     if current_user.is_authenticated and request.method == "GET":
@@ -101,6 +122,7 @@ def logout():
 
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
+@email_limit
 def forgot_password():
     """Ask for a reset link; the answer is the same whether or not the email has an account."""
     form = ForgotPasswordForm()

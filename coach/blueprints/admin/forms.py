@@ -1,4 +1,5 @@
-from wtforms import SelectField
+from wtforms import DateField, HiddenField, SelectField, StringField
+from wtforms.validators import Length, Optional
 from wtforms.fields.choices import SelectChoice
 
 from coach.blueprints.forms import BaseForm, email_field
@@ -28,3 +29,16 @@ class RoleForm(BaseForm):
 
 class ActionForm(BaseForm):
     """Just the CSRF token: remove, resend and revoke are buttons."""
+
+
+class AuditFilterForm(BaseForm):
+    """Filters of the audit page (a GET form: no CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    actor = StringField("Actor email", validators=[Optional(), Length(max=254)])
+    action = StringField("Action", validators=[Optional(), Length(max=64)])
+    since = DateField("From", validators=[Optional()])
+    until = DateField("Until (inclusive)", validators=[Optional()])
+    after = HiddenField(validators=[Optional(), Length(max=200)])

@@ -73,7 +73,7 @@ def change_role(membership_id: str):
         flash("Choose one of the listed roles.", "error")
         return _members_page(status=422, block="members")
     try:
-        service.change_role(g.org, membership, form.role.data)
+        service.change_role(g.org, membership, form.role.data, actor=g.membership.user)
     except OrgError as exc:
         db.session.rollback()
         flash(str(exc), "error")
@@ -97,7 +97,7 @@ def remove_member(membership_id: str):
         abort(400)
     name, leaving = membership.user.display_name, membership.id == g.membership.id
     try:
-        service.remove_member(g.org, membership)
+        service.remove_member(g.org, membership, actor=g.membership.user)
     except OrgError as exc:
         db.session.rollback()
         flash(str(exc), "error")
@@ -154,7 +154,7 @@ def revoke_invitation(invitation_id: str):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        service.revoke_invitation(invitation)
+        service.revoke_invitation(invitation, actor=g.membership.user)
     except OrgError as exc:
         db.session.rollback()
         flash(str(exc), "error")

@@ -1,0 +1,105 @@
+"""Organization admin: the audit trail and the System page (queues, failed jobs, outbox)."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from flask import Response, abort, flash, g, request, stream_with_context, url_for
+
+from coach.blueprints.admin.forms import ActionForm, AuditFilterForm
+from coach.blueprints.admin.views import bp
+from coach.extensions import db
+from coach.htmx import redirect_after_post, render
+from coach.platform import audit, system
+from coach.tenancy import role_required
+
+
+def _audit_filter(form: AuditFilterForm) -> audit.AuditFilter:
+    zone = ZoneInfo(g.org.timezone)
+    since = datetime.combine(form.since.data, time.min, zone) if form.since.data else None
+    until = datetime.combine(form.until.data + timedelta(days=1), time.min, zone) if form.until.data else None
+    return audit.AuditFilter(actor=(form.actor.data or "").strip() or None,
+                             action=(form.action.data or "").strip() or None, since=since, until=until)
+
+
+@bp.get("/audit")
+@role_required("admin")
+def audit_log():
+    """The audit trail, newest first, filtered by actor, action and dates; keyset paged."""
+    form = AuditFilterForm(request.args)
+    if not form.validate():
+        return render("admin/audit.html", status=422, org=g.org, form=form, events=[], next_cursor=None,
+                      actions=audit.actions(g.org.id))
+    if form.after.data and audit.decode_cursor(form.after.data) is None:
+        abort(400, "That page link is not valid.")
+    events, next_cursor = audit.page(g.org.id, _audit_filter(form), form.after.data or None)
+    return render("admin/audit.html", "rows", org=g.org, form=form, events=events, next_cursor=next_cursor,
+                  actions=audit.actions(g.org.id))
+
+
+@bp.get("/audit.csv")
+@role_required("admin")
+def audit_csv():
+    """The filtered audit trail as a CSV download."""
+    form = AuditFilterForm(request.args)
+    if not form.validate():
+        abort(400, "Check the filters: " + "; ".join(e for errs in form.errors.values() for e in errs))
+    chunks = audit.export_csv(g.org.id, _audit_filter(form))
+    filename = f"audit-{g.org.slug}-{datetime.now().strftime('%Y%m%d')}.csv"
+    return Response(stream_with_context(chunks), content_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@bp.get("/system")
+@role_required("admin")
+def system_page():
+    """Queues, failed jobs of this organization, outbox lag and dead letters."""
+    problems = []
+    try:
+        queues = system.queue_stats()
+        failed = system.failed_jobs(g.org.id)
+    except Exception:  # Redis away: say so, keep the page
+        queues, failed = [], []
+        problems.append("Redis does not answer: queue figures are unavailable.")
+    return render("admin/system.html", org=g.org, queues=queues, failed=failed, problems=problems,
+                  outbox=system.outbox_stats(), dead=system.dead_letters(g.org.id),
+                  action_form=ActionForm(formdata=None))
+
+
+def _event_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        abort(404)
+
+
+@bp.post("/system/dead-letters/<event_id>/retry")
+@role_required("admin")
+def retry_dead_letter(event_id: str):
+    """Put a dead outbox event back in line."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if not system.retry_dead_letter(g.org.id, _event_id(event_id)):
+        abort(404)
+    audit.record("outbox.retried", actor=g.membership.user, target_type="outbox_event", target_id=event_id)
+    db.session.commit()
+    flash("The event will be delivered again.", "success")
+    return redirect_after_post(url_for("admin.system_page"))
+
+
+@bp.post("/system/jobs/<job_id>/<action>")
+@role_required("admin")
+def failed_job_action(job_id: str, action: str):
+    """Retry or discard a failed job of this organization."""
+    if action not in ("retry", "discard") or len(job_id) > 100:
+        abort(404)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    done = (system.retry_failed_job if action == "retry" else system.discard_failed_job)(g.org.id, job_id)
+    if not done:
+        abort(404)
+    audit.record(f"job.{action}", actor=g.membership.user, target_type="job", target_id=job_id)
+    db.session.commit()
+    flash("Job queued again." if action == "retry" else "Job discarded.", "success")
+    return redirect_after_post(url_for("admin.system_page"))
