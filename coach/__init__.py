@@ -124,6 +124,14 @@ def _register_template_helpers(app: Flask) -> None:
 
     from coach.htmx import wants_fragment
 
+    from markupsafe import Markup
+
+    from coach.platform.idempotency import FORM_FIELD, new_key
+
+    # A fresh key per rendered form: a double-clicked submit then creates one thing.
+    app.jinja_env.globals["idempotency_field"] = lambda: Markup(
+        f'<input type="hidden" name="{FORM_FIELD}" value="{new_key()}">')
+
     @app.context_processor
     def _globals():
         return {"is_fragment": wants_fragment(), "now": datetime.now(timezone.utc)}

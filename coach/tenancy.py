@@ -8,6 +8,7 @@ organization resolved nothing is set, and the policies show nothing.
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from functools import wraps
 
 from flask import abort, g, has_app_context
@@ -57,6 +58,19 @@ def activate(tenant_id: uuid.UUID | None, user_id: uuid.UUID | None = None) -> N
     if user_id is not None:
         g.user_id = user_id
     _apply_now()
+
+
+@contextmanager
+def acting_for(tenant_id: uuid.UUID | None, user_id: uuid.UUID | None = None):
+    """Act for ``tenant_id`` (and ``user_id``) inside the block, then restore what was in force."""
+    saved = (g.get("tenant_id"), g.get("user_id"))
+    g.tenant_id, g.user_id = tenant_id, user_id
+    _apply_now()
+    try:
+        yield
+    finally:
+        g.tenant_id, g.user_id = saved
+        _apply_now()
 
 
 def deactivate() -> None:

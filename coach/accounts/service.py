@@ -12,7 +12,10 @@ from flask import current_app
 from sqlalchemy import func, select, update
 
 from coach.accounts.models import PasswordResetToken, PendingSignup, User
+from coach import tenancy
 from coach.extensions import db
+from coach.orgs.models import Membership
+from coach.platform import audit
 from coach.platform.mail import queue_email
 from coach.security import hash_password, needs_rehash, new_token, token_hash, verify_password
 
@@ -85,13 +88,36 @@ def confirm_signup(secret: str) -> User:
 
 
 def authenticate(email: str, password: str) -> User | None:
-    """Return the user for a correct email and password, else ``None`` (same cost either way)."""
+    """Return the user for a correct email and password, else ``None`` (same cost either way).
+
+    Both outcomes are written to the audit trail of every organization the account
+    belongs to (a failure for an unknown email becomes a platform event); the
+    caller commits in both cases.
+    """
     user = find_user_by_email(email) if len(email) <= 254 else None
     if not verify_password(user.password_hash if user else None, password):
+        _audit_login("login.failed", user, email)
         return None
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
+    _audit_login("login.succeeded", user, email)
     return user
+
+
+def _audit_login(action: str, user: User | None, email: str) -> None:
+    label = normalize_email(email)[:254]
+    tenant_ids = []
+    if user is not None:
+        with tenancy.acting_for(None, user.id):  # a user's own memberships are readable to them
+            tenant_ids = list(db.session.scalars(select(Membership.tenant_id).where(Membership.user_id == user.id)))
+    if not tenant_ids:
+        audit.record(action, actor=user, actor_label=label, tenant_id=None, target_type="user",
+                     target_id=user.id if user else None)
+        return
+    for tenant_id in tenant_ids:
+        with tenancy.acting_for(tenant_id, user.id):
+            audit.record(action, actor=user, actor_label=label, tenant_id=tenant_id, target_type="user",
+                         target_id=user.id)
 
 
 def request_password_reset(email: str) -> None:

@@ -107,6 +107,7 @@ def login():
             db.session.commit()
             start_session(user)
             return redirect_after_post(safe_next(url_for("orgs.picker")))
+        db.session.commit()  # the failed attempt stays in the audit trail
         form.password.errors.append("Email or password is not correct.")
     return render("accounts/login.html", "form", status=422 if form.errors else 200, form=form,
                   next=safe_next(""))

@@ -10,6 +10,7 @@ from coach.blueprints.admin.forms import ActionForm, InviteForm, RoleForm
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, trigger
 from coach.orgs import service
+from coach.platform.idempotency import idempotent
 from coach.orgs.models import ROLE_LABELS
 from coach.orgs.service import OrgError
 from coach.tenancy import role_required
@@ -112,6 +113,7 @@ def remove_member(membership_id: str):
 
 @bp.post("/invitations")
 @role_required("admin")
+@idempotent
 def invite():
     """Invite someone by email with a role."""
     form = InviteForm()
@@ -130,6 +132,7 @@ def invite():
 
 @bp.post("/invitations/<invitation_id>/resend")
 @role_required("admin")
+@idempotent
 def resend_invitation(invitation_id: str):
     """Send the invitation again with a fresh link."""
     invitation = _load_invitation(invitation_id)

@@ -10,6 +10,7 @@ from coach.blueprints.orgs.forms import AcceptForm, CreateOrganizationForm, Invi
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
 from coach.orgs import service
+from coach.platform.idempotency import idempotent
 from coach.orgs.models import ROLE_LABELS
 from coach.orgs.service import OrgError
 from coach.tenancy import role_required
@@ -44,6 +45,7 @@ def picker():
 
 @bp.route("/orgs/new", methods=["GET", "POST"])
 @login_required
+@idempotent
 def create():
     """Create an organization; I become its admin."""
     form = CreateOrganizationForm()
@@ -91,6 +93,7 @@ def invitation(slug: str, token: str):
 
 @bp.post("/invitations/<slug>/<token>/accept")
 @login_required
+@idempotent
 def invitation_accept(slug: str, token: str):
     """Join the organization as the signed-in user."""
     org, _ = _load_invitation(slug, token)
