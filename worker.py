@@ -11,6 +11,7 @@ from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 from coach import create_app
+from coach.platform.periodic import ensure_scheduled
 
 QUEUES = [q.strip() for q in os.environ.get("RQ_QUEUES", "default,mail,media,notifications").split(",") if q.strip()]
 
@@ -21,6 +22,10 @@ def main() -> None:
     with app.app_context():
         queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in QUEUES]
         worker = Worker(queues, connection=connection, serializer=JSONSerializer)
+        try:
+            ensure_scheduled()  # periodic sweeps: make sure each has a pending run
+        except Exception:  # Redis away at start: the worker's own loop retries connecting
+            app.logger.exception("could not schedule periodic jobs")
         worker.work(with_scheduler=True)
 
 

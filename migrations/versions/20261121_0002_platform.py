@@ -105,6 +105,16 @@ def upgrade():
     op.create_index("ix_processed_events_processed_at", "processed_events", ["processed_at"])
     tenant_table("processed_events")
     allow_platform_inserts("processed_events")
+    op.execute("CREATE POLICY sweep_function ON processed_events FOR ALL TO CURRENT_USER USING (true)")
+    op.execute("""
+        CREATE FUNCTION processed_events_sweep(p_older_than interval) RETURNS integer
+        LANGUAGE sql SECURITY DEFINER SET search_path = '' AS $$
+            WITH gone AS (DELETE FROM public.processed_events WHERE processed_at < now() - p_older_than RETURNING 1)
+            SELECT count(*)::integer FROM gone
+        $$
+    """)
+    op.execute("REVOKE ALL ON FUNCTION processed_events_sweep(interval) FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION processed_events_sweep(interval) TO {APP_ROLE}")
 
     # --- idempotency keys ----------------------------------------------------------------------
     op.create_table(
@@ -191,6 +201,7 @@ def downgrade():
     op.drop_table("audit_events")
     op.execute("DROP FUNCTION IF EXISTS audit_events_append_only()")
     op.execute("DROP FUNCTION IF EXISTS idempotency_keys_sweep(interval)")
+    op.execute("DROP FUNCTION IF EXISTS processed_events_sweep(interval)")
     op.drop_table("idempotency_keys")
     op.drop_table("processed_events")
     for fn in ("outbox_claim(integer)", "outbox_ack(uuid[])", "outbox_fail(uuid, text, integer)", "outbox_stats()"):
