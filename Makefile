@@ -1,16 +1,21 @@
-# Coach: `make run` (set-up + app on embedded PostgreSQL and Valkey), `make test` (set-up + whole suite).
+# Coach: `make run` (set-up + app on embedded PostgreSQL and Valkey), `make test` (set-up + whole suite),
+# `make bench` (set-up + every benchmark of bench/; figures go to docs/PERFORMANCE.md).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 VENDOR := coach/static/vendor
 
-.PHONY: run test setup clean-instance
+.PHONY: run test bench setup clean-instance
 
 run: setup
 	$(PY) -m coach.devstack run
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The benchmarks need nothing beyond the app's own dependencies (the load generator is stdlib only).
+bench: setup
+	$(PY) -m bench all
 
 setup: $(VENV)/.installed $(VENDOR)/.installed
 

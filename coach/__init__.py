@@ -20,8 +20,10 @@ ERROR_TEXT = {
     403: ("Not allowed", "You do not have permission to do that."),
     404: ("Not found", "There is nothing here. The link may be wrong, or the thing was removed."),
     405: ("Method not allowed", "That action is not available here."),
+    409: ("Conflict", "This request clashes with another one. Reload the page and try again."),
     410: ("Gone", "This link is no longer valid."),
     413: ("Too large", "What you sent is larger than allowed."),
+    422: ("Not accepted", "What you sent could not be accepted. Check it and try again."),
     429: ("Slow down", "Too many requests. Wait a moment and try again."),
     500: ("Something went wrong", "An unexpected error happened on our side. It has been logged."),
 }
@@ -178,14 +180,17 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc):
-        response = error_page(exc.code or 500, exc.description if exc.code in (400, 403, 404, 410) and
+        response = error_page(exc.code or 500, exc.description if exc.code in (400, 403, 404, 409, 410, 422) and
                               exc.description and not exc.description.startswith(("The requested URL",
-                              "The browser (or proxy)", "You don't have the permission")) else None)
+                              "The browser (or proxy)", "You don't have the permission", "A conflict happened",
+                              "The request was well-formed")) else None)
         if exc.code == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         if exc.code == 429:
+            from coach.platform.ratelimit import retry_after_seconds
+
             retry_after = getattr(exc, "retry_after", None)
-            response.headers.setdefault("Retry-After", str(retry_after or 60))
+            response.headers.setdefault("Retry-After", str(retry_after or retry_after_seconds()))
         return response
 
     @app.errorhandler(Exception)

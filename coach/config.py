@@ -108,6 +108,8 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO").upper(),
         "PROXY_FIX_HOPS": _int("PROXY_FIX_HOPS", 0),
+        # /metrics answers other machines only with "Authorization: Bearer <METRICS_TOKEN>".
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
     }
     cfg.update(overrides)
     if not cfg["SQLALCHEMY_DATABASE_URI"]:

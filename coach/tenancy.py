@@ -54,10 +54,12 @@ def activate(tenant_id: uuid.UUID | None, user_id: uuid.UUID | None = None) -> N
     :param user_id: the acting user; memberships of this user stay visible
         across organizations (the organization picker needs them).
     """
+    before = (g.get("tenant_id"), g.get("user_id"))
     g.tenant_id = tenant_id
     if user_id is not None:
         g.user_id = user_id
-    _apply_now()
+    if (g.tenant_id, g.get("user_id")) != before:  # a round trip only when something changed
+        _apply_now()
 
 
 @contextmanager

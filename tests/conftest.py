@@ -76,6 +76,9 @@ class IsolatedClient(FlaskClient):
     """
 
     def open(self, *args, **kwargs):
+        # Buffered: a streamed body (stream_with_context) pushes and pops the request context while it is
+        # read, and must be read in the Context that made it, or its database session stays open.
+        kwargs.setdefault("buffered", True)
         return contextvars.Context().run(super().open, *args, **kwargs)
 
 

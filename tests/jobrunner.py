@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
@@ -30,6 +31,8 @@ class JobRunner:
         self.app = app
         self._stop = threading.Event()
         self._idle = threading.Event()
+        self._paused = threading.Event()
+        self._busy = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="test-job-runner", daemon=True)
         self.errors: list[BaseException] = []
 
@@ -39,6 +42,20 @@ class JobRunner:
     def stop(self):
         self._stop.set()
         self._thread.join(timeout=10)
+
+    @contextmanager
+    def paused(self):
+        """Keep the background relay and worker still inside the block (for tests that deliver by hand).
+
+        Returns once any round in progress has finished, so nothing of theirs is in flight.
+        """
+        self._paused.set()
+        with self._busy:
+            pass
+        try:
+            yield self
+        finally:
+            self._paused.clear()
 
     def drain(self, timeout: float = 10.0) -> None:
         """Run relay and worker until nothing is left (from the calling thread)."""
@@ -62,10 +79,16 @@ class JobRunner:
 
     def _run(self):
         while not self._stop.is_set():
+            if self._paused.is_set():
+                self._stop.wait(0.05)
+                continue
             try:
-                with self.app.app_context():
-                    moved = relay_once()
-                    worked = self._work_once()
+                with self._busy:
+                    if self._paused.is_set():
+                        continue
+                    with self.app.app_context():
+                        moved = relay_once()
+                        worked = self._work_once()
                 if not moved and not worked:
                     self._stop.wait(0.05)
             except Exception as exc:  # keep running; tests that need it will time out with a reason

@@ -100,6 +100,13 @@ def members(org: Organization) -> list[Membership]:
     ))
 
 
+def members_with_role(org: Organization, role: str, limit: int = 50) -> list[Membership]:
+    return list(db.session.scalars(
+        select(Membership).join(Membership.user).where(Membership.tenant_id == org.id, Membership.role == role)
+        .order_by(func.lower(User.display_name)).limit(limit)
+    ))
+
+
 def role_counts(org: Organization) -> dict[str, int]:
     rows = db.session.execute(
         select(Membership.role, func.count()).where(Membership.tenant_id == org.id).group_by(Membership.role)

@@ -26,7 +26,7 @@ from coach import tenancy
 from coach.extensions import db
 from coach.platform.models import IdempotencyKey
 
-KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,100}$")
+KEY_RE = re.compile(r"[A-Za-z0-9_-]{8,100}")
 FORM_FIELD = "idempotency_key"
 HEADER = "Idempotency-Key"
 KEPT_HEADERS = ("Location", "HX-Redirect", "HX-Location", "HX-Trigger", "Content-Type")
@@ -103,7 +103,7 @@ def idempotent(view):
         key = request.headers.get(HEADER) or request.form.get(FORM_FIELD)
         if not key or not current_user.is_authenticated or request.method != "POST":
             return view(*args, **kwargs)
-        if not KEY_RE.match(key):
+        if not KEY_RE.fullmatch(key):  # not match: "$" also matches before a trailing newline
             abort(400, "The idempotency key is malformed: use 8–100 letters, digits, '-' or '_'.")
         fingerprint = request_fingerprint()
         for _ in range(3):

@@ -6,7 +6,9 @@ consumer's changes, so a redelivered event finds it and does nothing.
 """
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -37,6 +39,12 @@ def consumer(topic: str):
 def _load_consumers() -> None:
     # Domains register consumers on import; list them here.
     import coach.platform.mail  # noqa: F401
+
+    # Extension and test hook: COACH_EXTRA_CONSUMERS names more modules (comma-separated) that
+    # register consumers on import, e.g. the benchmarks' no-op topic (bench.consumers).
+    for module in os.environ.get("COACH_EXTRA_CONSUMERS", "").split(","):
+        if module.strip():
+            importlib.import_module(module.strip())
 
 
 def _get_app() -> Flask:

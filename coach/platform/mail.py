@@ -20,10 +20,10 @@ import ssl
 import uuid
 from datetime import datetime, timezone
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import parseaddr
 
 from flask import current_app, render_template
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from coach.extensions import db
 from coach.platform.jobs import consumer
@@ -79,6 +79,9 @@ def send_email(payload: dict) -> None:
     except (OSError, smtplib.SMTPException) as exc:
         error = f"{type(exc).__name__}: {exc}"[:2000]
         log.warning("email %s to %s failed: %s", email.id, email.to_address, error)
+        # Record the failure outside the job's transaction, which rolls back so RQ can retry.
+        with db.engine.begin() as conn:
+            conn.execute(update(Email).where(Email.id == email.id).values(error=error))
         raise MailNotSent(error) from exc
     email.sent_at = datetime.now(timezone.utc)
     email.error = None
@@ -92,7 +95,9 @@ def _send_smtp(email: Email) -> None:
     msg["Subject"] = email.subject
     msg["From"] = cfg["MAIL_DEFAULT_SENDER"]
     msg["To"] = email.to_address
-    msg["Message-ID"] = make_msgid(idstring=str(email.id))
+    # The same id on every attempt, so a receiving server can drop a repeat.
+    domain = parseaddr(cfg["MAIL_DEFAULT_SENDER"])[1].rpartition("@")[2] or "coach.localhost"
+    msg["Message-ID"] = f"<{email.id}@{domain}>"
     msg.set_content(email.body_text)
     msg.add_alternative(email.body_html, subtype="html")
     timeout = cfg["MAIL_TIMEOUT"]

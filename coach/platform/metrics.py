@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -32,10 +32,13 @@ class StateCollector:
         pending = GaugeMetricFamily("coach_outbox_pending", "Outbox events not yet relayed")
         dead = GaugeMetricFamily("coach_outbox_dead", "Outbox events that exhausted their attempts")
         lag = GaugeMetricFamily("coach_outbox_lag_seconds", "Age of the oldest pending outbox event")
-        if _app is not None:
+        # The app serving this scrape; a later create_app in the same process (tests, tools)
+        # must not make /metrics read another app's database and Redis.
+        app = current_app._get_current_object() if has_app_context() else _app
+        if app is not None:
             from coach.platform.system import outbox_stats, queue_stats
 
-            with _app.app_context():
+            with app.app_context():
                 try:
                     for row in queue_stats():
                         depth.add_metric([row["name"]], row["queued"])

@@ -1,6 +1,7 @@
 """Request ids, one JSON log line per request, Prometheus metrics, optional OpenTelemetry."""
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -8,10 +9,10 @@ import re
 import time
 import uuid
 
-from flask import Flask, Response, abort, current_app, g, has_app_context, request
+from flask import Flask, Response, abort, current_app, g, has_app_context, request, request_started
 from flask_login import current_user
 
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 access_log = logging.getLogger("coach.request")
 
 
@@ -51,7 +52,8 @@ def configure_logging(level: str) -> None:
 def incoming_request_id() -> str:
     """``X-Request-ID`` if it is a sane token, else a new id (forged or oversized values are replaced)."""
     given = request.headers.get("X-Request-ID", "")
-    return given if REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+    # fullmatch: with match, "$" would let a trailing newline through into the response header.
+    return given if REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
 
 
 def init_observability(app: Flask) -> None:
@@ -59,10 +61,13 @@ def init_observability(app: Flask) -> None:
 
     metrics.init(app)
 
-    @app.before_request
-    def _start():
+    # On request_started, not before_request: URL value preprocessors (the organization lookup) and
+    # earlier before_request hooks (CSRF) run before any before_request of ours and may end the request.
+    def _start(sender, **extra):
         g.request_id = incoming_request_id()
         g.request_started = time.perf_counter()
+
+    request_started.connect(_start, app, weak=False)
 
     @app.after_request
     def _log(response: Response):
@@ -73,6 +78,7 @@ def init_observability(app: Flask) -> None:
         metrics.observe_request(request.method, route, response.status_code, duration_ms / 1000)
         if request.endpoint != "static":
             access_log.info("request", extra={"fields": {
+                "request_id": g.get("request_id"),
                 "method": request.method,
                 "route": route,
                 "status": response.status_code,
@@ -88,7 +94,7 @@ def init_observability(app: Flask) -> None:
         token = current_app.config.get("METRICS_TOKEN")
         auth = request.headers.get("Authorization", "")
         local = request.remote_addr in ("127.0.0.1", "::1")
-        if not (local or (token and auth == f"Bearer {token}")):
+        if not (local or (token and hmac.compare_digest(auth.encode(), f"Bearer {token}".encode()))):
             abort(403)
         body, content_type = metrics.render()
         return Response(body, content_type=content_type)

@@ -19,6 +19,8 @@ def emit(topic: str, payload: dict | None = None, *, tenant_id: uuid.UUID | None
 
     :param tenant_id: defaults to the active organization; ``None`` with no active
         organization makes a platform event (e.g. a password-reset email).
+    :returns: the event as written (detached from the session: its fields stay readable
+        after the commit).
     """
     if tenant_id is None and has_app_context():
         tenant_id = g.get("tenant_id")
@@ -26,4 +28,8 @@ def emit(topic: str, payload: dict | None = None, *, tenant_id: uuid.UUID | None
                         request_id=g.get("request_id") if has_app_context() else None)
     db.session.add(event)
     db.session.flush()
+    # Hand back a detached snapshot: after the commit the row may not be readable (a platform
+    # event is insert-only under RLS) or already gone (the relay deletes it), so the session
+    # must not try to refresh it.
+    db.session.expunge(event)
     return event

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
-from rq import Retry
+from rq import Retry, get_current_job
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import delete, text
 
@@ -57,7 +57,7 @@ def _job_id(name: str, when: datetime) -> str:
 def _schedule(name: str, delay: timedelta):
     when = datetime.now(timezone.utc) + delay
     return queue("default").enqueue_at(when, "coach.platform.periodic.run", name, job_id=_job_id(name, when),
-                                       job_timeout=600, retry=Retry(max=3, interval=[60, 300, 900]),
+                                       job_timeout=600, retry=Retry(max=2, interval=[60, 300]),
                                        result_ttl=3600, description=f"periodic {name}")
 
 
@@ -71,10 +71,15 @@ def run(name: str) -> int:
     with app.app_context():
         try:
             done = globals()[name]()
-            log.info("periodic %s: %s rows", name, done)
-            return done
-        finally:
-            _schedule(name, timedelta(seconds=SCHEDULE[name]))
+        except Exception:
+            # Schedule the next run only once RQ has no retry left, so the chain never forks.
+            job = get_current_job()
+            if job is None or not job.retries_left:
+                _schedule(name, timedelta(seconds=SCHEDULE[name]))
+            raise
+        log.info("periodic %s: %s rows", name, done)
+        _schedule(name, timedelta(seconds=SCHEDULE[name]))
+        return done
 
 
 def ensure_scheduled() -> list[str]:

@@ -6,7 +6,9 @@ Every limit is configurable from the environment (README lists them).
 """
 from __future__ import annotations
 
+import math
 import os
+import time
 
 from flask import g, request
 from flask_limiter import ApplicationLimit, Limiter
@@ -73,6 +75,21 @@ limiter = Limiter(
 LOGIN_PER_ACCOUNT = lambda: _env("RATELIMIT_LOGIN_PER_ACCOUNT", "10 per 15 minutes")  # noqa: E731
 LOGIN_PER_IP = lambda: _env("RATELIMIT_LOGIN_PER_IP", "30 per 15 minutes")  # noqa: E731
 EMAIL_PER_IP = lambda: _env("RATELIMIT_EMAIL_PER_IP", "10 per hour")  # noqa: E731
+
+
+def retry_after_seconds(default: int = 60) -> int:
+    """Seconds until the limit this request broke lets it through again, for the 429's ``Retry-After``.
+
+    Flask-Limiter keeps the larger of an existing ``Retry-After`` and its own figure, so a
+    guessed default would stretch a 10-second window to a minute.
+    """
+    try:
+        current = limiter.current_limit
+        if current is not None and current.breached:
+            return max(1, math.ceil(current.reset_at - time.time()))
+    except Exception:  # storage away: the default is the best we know
+        pass
+    return default
 
 
 def init_limiter(app) -> None:

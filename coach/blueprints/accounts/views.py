@@ -48,7 +48,8 @@ def _form_accepted(response) -> bool:
 
 
 # Each accepted sign-up or reset request can send an email: an IP may not flood inboxes through us.
-email_limit = limiter.limit(EMAIL_PER_IP, methods=["POST"], deduct_when=_form_accepted, scope="email-ip")
+# Shared: sign-up and reset draw on one budget per IP (a plain limit would give each form its own).
+email_limit = limiter.shared_limit(EMAIL_PER_IP, "email-ip", methods=["POST"], deduct_when=_form_accepted)
 
 
 def start_session(user) -> None:

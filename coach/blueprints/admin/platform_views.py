@@ -29,7 +29,8 @@ def audit_log():
     """The audit trail, newest first, filtered by actor, action and dates; keyset paged."""
     form = AuditFilterForm(request.args)
     if not form.validate():
-        return render("admin/audit.html", status=422, org=g.org, form=form, events=[], next_cursor=None,
+        # The htmx filter swaps only the rows, so they carry the messages too.
+        return render("admin/audit.html", "rows", status=422, org=g.org, form=form, events=[], next_cursor=None,
                       actions=audit.actions(g.org.id))
     if form.after.data and audit.decode_cursor(form.after.data) is None:
         abort(400, "That page link is not valid.")

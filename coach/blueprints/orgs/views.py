@@ -66,9 +66,10 @@ def create():
 @role_required()
 def home(slug: str):
     """The organization's home for a member."""
-    session["last_org"] = g.org.slug
+    if session.get("last_org") != g.org.slug:
+        session["last_org"] = g.org.slug
     return render("orgs/home.html", org=g.org, membership=g.membership, counts=service.role_counts(g.org),
-                  coaches=[m for m in service.members(g.org) if m.role == "coach"], roles=ROLE_LABELS)
+                  coaches=service.members_with_role(g.org, "coach"), roles=ROLE_LABELS)
 
 
 def _load_invitation(slug: str, token: str):

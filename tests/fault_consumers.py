@@ -1,0 +1,58 @@
+"""Consumers of ``test.*`` topics for the outbox and fault tests.
+
+Each leaves one observable effect in the consumer's transaction: an ``audit_events`` row
+(action ``test.effect``, ``target_id`` = the payload's ``mark``), so a test counts how
+many times an event took effect. The tests import this module; worker and relay
+subprocesses load it through ``COACH_EXTRA_CONSUMERS=tests.fault_consumers``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from flask import g
+from sqlalchemy import text
+
+from coach.extensions import db
+from coach.platform import audit
+from coach.platform.jobs import consumer
+
+EFFECT = "test.effect"
+
+
+def _effect(payload: dict, **details) -> None:
+    audit.record(EFFECT, target_type="test", target_id=payload["mark"], details=details)
+
+
+@consumer("test.count")
+def count(payload: dict) -> None:
+    """The plain effect."""
+    _effect(payload)
+
+
+@consumer("test.flaky")
+def flaky(payload: dict) -> None:
+    """Writes its effect, then fails (rolling it back) while the file ``payload["fail_while"]`` exists."""
+    _effect(payload)
+    if os.path.exists(payload["fail_while"]):
+        raise RuntimeError("test.flaky: told to fail")
+
+
+@consumer("test.whoami")
+def whoami(payload: dict) -> None:
+    """Records what the job sees: the organization PostgreSQL was told and the request id."""
+    setting = db.session.execute(text("SELECT current_setting('app.tenant_id', true)")).scalar()
+    _effect(payload, tenant_setting=setting, request_id=g.get("request_id"))
+
+
+@consumer("test.slow")
+def slow(payload: dict) -> None:
+    """Appends its pid to ``payload["marker"]``; the first attempt then sleeps (to be killed meanwhile)."""
+    marker = Path(payload["marker"])
+    first = not marker.exists()
+    with marker.open("a") as f:
+        f.write(f"{os.getpid()}\n")
+    if first:
+        time.sleep(float(payload.get("sleep", 30)))
+    _effect(payload)
