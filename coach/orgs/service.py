@@ -196,8 +196,15 @@ def invite(org: Organization, inviter: Membership, email: str, role: str) -> Inv
     ttl = timedelta(days=current_app.config["INVITATION_TTL_DAYS"])
     invitation = Invitation(tenant_id=org.id, email=email, role=role, token_hash=digest,
                             invited_by_membership_id=inviter.id, expires_at=_now() + ttl)
-    db.session.add(invitation)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():
+            db.session.add(invitation)
+            db.session.flush()
+    except IntegrityError as exc:
+        # Another admin invited the same address at the same moment.
+        if getattr(exc.orig, "sqlstate", None) == "23505":
+            raise OrgError("An invitation to this address was just sent. Refresh to see it.") from exc
+        raise
     _send_invitation(org, invitation, inviter.user, secret)
     audit.record("invitation.created", actor=inviter.user, target_type="invitation", target_id=invitation.id,
                  details={"email": email, "role": role})

@@ -81,7 +81,11 @@ def handle_event(event: dict) -> str:
                     {"id": event["id"], "tenant": tenant_id, "topic": event["topic"]},
                 )
             claimed = True
-        except IntegrityError:
+        except IntegrityError as exc:
+            # Only "this event id is already there" means a duplicate; anything else
+            # (e.g. the organization was deleted) is a real failure for RQ to record.
+            if getattr(exc.orig, "sqlstate", None) != "23505":
+                raise
             claimed = False
         if not claimed:
             db.session.rollback()
