@@ -143,6 +143,13 @@ def _clean(request, mailbox):
 
 
 @pytest.fixture()
+def quiet(job_runner):
+    """The background relay and worker stand still: the test (or processes it starts) delivers events."""
+    with job_runner.paused():
+        yield job_runner
+
+
+@pytest.fixture()
 def client(app):
     return app.test_client()
 

@@ -36,13 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
-def quiet(job_runner):
-    """The session's in-process relay and worker stand still: the processes started here do the work."""
-    with job_runner.paused():
-        yield job_runner
-
-
-@pytest.fixture()
 def org(ctx):
     return make_org(make_user(), slug="faults")
 

@@ -30,13 +30,6 @@ HANDLER = "coach.platform.jobs.handle_event"
 
 
 @pytest.fixture()
-def quiet(job_runner):
-    """The background relay and worker stand still: the test delivers events itself."""
-    with job_runner.paused():
-        yield job_runner
-
-
-@pytest.fixture()
 def org(ctx):
     return make_org(make_user("ada@example.com", "Ada Admin"), slug="harbour", name="Harbour Rowing")
 

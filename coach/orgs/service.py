@@ -38,6 +38,18 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _insert_unique(row, taken_message: str) -> None:
+    """Insert ``row`` in a savepoint; a unique-constraint race becomes :class:`OrgError` (``taken_message``)."""
+    try:
+        with db.session.begin_nested():
+            db.session.add(row)
+            db.session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "23505":
+            raise OrgError(taken_message) from exc
+        raise
+
+
 def slug_problem(slug: str) -> str | None:
     """Why ``slug`` cannot be used, or ``None`` if it can."""
     if not SLUG_RE.match(slug):
@@ -76,15 +88,8 @@ def create_organization(creator: User, name: str, slug: str, tz: str) -> Organiz
     if org_by_slug(slug) is not None:
         raise OrgError("This address is taken. Choose another.")
     org = Organization(name=name.strip(), slug=slug, timezone=tz)
-    try:
-        with db.session.begin_nested():
-            db.session.add(org)
-            db.session.flush()
-    except IntegrityError as exc:
-        # Someone took the address between the check above and this insert.
-        if getattr(exc.orig, "sqlstate", None) == "23505":
-            raise OrgError("This address is taken. Choose another.") from exc
-        raise
+    # Someone may take the address between the check above and this insert.
+    _insert_unique(org, "This address is taken. Choose another.")
     tenancy.activate(org.id, creator.id)
     db.session.add(Membership(tenant_id=org.id, user_id=creator.id, role="admin"))
     db.session.flush()
@@ -196,15 +201,8 @@ def invite(org: Organization, inviter: Membership, email: str, role: str) -> Inv
     ttl = timedelta(days=current_app.config["INVITATION_TTL_DAYS"])
     invitation = Invitation(tenant_id=org.id, email=email, role=role, token_hash=digest,
                             invited_by_membership_id=inviter.id, expires_at=_now() + ttl)
-    try:
-        with db.session.begin_nested():
-            db.session.add(invitation)
-            db.session.flush()
-    except IntegrityError as exc:
-        # Another admin invited the same address at the same moment.
-        if getattr(exc.orig, "sqlstate", None) == "23505":
-            raise OrgError("An invitation to this address was just sent. Refresh to see it.") from exc
-        raise
+    # Another admin may invite the same address at the same moment.
+    _insert_unique(invitation, "An invitation to this address was just sent. Refresh to see it.")
     _send_invitation(org, invitation, inviter.user, secret)
     audit.record("invitation.created", actor=inviter.user, target_type="invitation", target_id=invitation.id,
                  details={"email": email, "role": role})
