@@ -97,6 +97,10 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "MAIL_TIMEOUT": _int("MAIL_TIMEOUT", 10),
         "PASSWORD_RESET_TTL_MINUTES": _int("PASSWORD_RESET_TTL_MINUTES", 60),
         "INVITATION_TTL_DAYS": _int("INVITATION_TTL_DAYS", 7),
+        # An unanswered booking request stops holding the coach's time after this long.
+        "BOOKING_REQUEST_TTL_HOURS": _int("BOOKING_REQUEST_TTL_HOURS", 24),
+        # A session moves from active to ended this long after its scheduled end.
+        "BOOKING_END_GRACE_MINUTES": _int("BOOKING_END_GRACE_MINUTES", 15),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE", default=env == "production"),

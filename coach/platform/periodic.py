@@ -23,6 +23,7 @@ SCHEDULE: dict[str, int] = {
     "sweep_idempotency_keys": 3600,
     "sweep_processed_events": 6 * 3600,
     "sweep_expired_tokens": 3600,
+    "sweep_bookings": 60,
 }
 
 
@@ -48,6 +49,13 @@ def sweep_expired_tokens() -> int:
         delete(PasswordResetToken).where(PasswordResetToken.expires_at < now - timedelta(days=7))).rowcount
     db.session.commit()
     return removed
+
+
+def sweep_bookings() -> int:
+    # The safety net under the precise per-booking jobs: expiries, starts, ends, reminders.
+    from coach.booking.jobs import sweep_all
+
+    return sweep_all()
 
 
 def _job_id(name: str, when: datetime) -> str:

@@ -1,0 +1,1 @@
+"""Booking: offerings, availability, slot computation, the booking lifecycle, calendar feeds."""

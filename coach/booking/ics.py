@@ -1,0 +1,56 @@
+"""Calendar files (RFC 5545) for bookings, built with ``icalendar``.
+
+A booking's UID never changes, times are in UTC, and a cancelled, declined or
+expired booking stays in the feed marked ``STATUS:CANCELLED`` with a higher
+``SEQUENCE``, so subscribed calendar apps remove it instead of keeping a ghost.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from icalendar import Calendar, Event
+
+from coach.booking.models import Booking
+from coach.orgs.models import Membership
+
+ICS_STATUS = {"requested": "TENTATIVE", "confirmed": "CONFIRMED", "active": "CONFIRMED", "ended": "CONFIRMED",
+              "no_show": "CONFIRMED", "cancelled": "CANCELLED", "declined": "CANCELLED", "expired": "CANCELLED"}
+
+
+def _event(booking: Booking, viewer: Membership | None, base_url: str, org_slug: str) -> Event:
+    event = Event()
+    other = booking.athlete if viewer is not None and viewer.id == booking.coach_membership_id else booking.coach
+    event.add("uid", f"booking-{booking.id}@coach")
+    event.add("dtstamp", booking.status_changed_at)
+    event.add("last-modified", booking.status_changed_at)
+    event.add("created", booking.created_at)
+    # Rises with every change, so a calendar app replaces its copy.
+    event.add("sequence", max(0, int((booking.status_changed_at - booking.created_at).total_seconds())))
+    event.add("dtstart", booking.starts_at)
+    event.add("dtend", booking.ends_at)
+    prefix = "Requested: " if booking.status == "requested" else ""
+    event.add("summary", f"{prefix}{booking.offering.title} with {other.user.display_name}")
+    event.add("status", ICS_STATUS[booking.status])
+    location = booking.offering.meeting_url or booking.offering.location
+    if location:
+        event.add("location", location)
+    url = f"{base_url}/o/{org_slug}/bookings/{booking.id}"
+    event.add("url", url)
+    description = [f"Status: {booking.status_label}", url]
+    if booking.note:
+        description.insert(1, f"Note: {booking.note}")
+    event.add("description", "\n".join(description))
+    return event
+
+
+def calendar(bookings: Iterable[Booking], viewer: Membership | None, base_url: str, org_slug: str,
+             name: str) -> bytes:
+    cal = Calendar()
+    cal.add("prodid", "-//Coach//Bookings//EN")
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", "PUBLISH")
+    cal.add("x-wr-calname", name)
+    for booking in bookings:
+        cal.add_component(_event(booking, viewer, base_url, org_slug))
+    return cal.to_ical()

@@ -1,0 +1,218 @@
+"""Offerings, availability, sessions and bookings.
+
+A :class:`CoachingSession` is a block of a coach's time; a :class:`Booking` is
+one athlete's place in it (one for a one-on-one offering, up to the capacity for
+a group). ``live_seats`` counts the bookings that hold the time (requested,
+confirmed, active); while it is above zero the session's range, widened by its
+buffers, takes part in the exclusion constraint that keeps a coach from being
+booked twice (see migration 0004). The constraints live in the migration; these
+models map the columns.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import Boolean, Date, DateTime, ForeignKeyConstraint, Integer, SmallInteger, String, Text, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from coach.extensions import db
+from coach.orgs.models import Membership
+
+# Statuses in which a booking holds the coach's time.
+LIVE_STATUSES = ("requested", "confirmed", "active")
+STATUSES = LIVE_STATUSES + ("declined", "expired", "cancelled", "ended", "no_show")
+STATUS_LABELS = {
+    "requested": "Requested", "confirmed": "Confirmed", "active": "In progress", "declined": "Declined",
+    "expired": "Expired", "cancelled": "Cancelled", "ended": "Ended", "no_show": "No-show",
+}
+
+
+def _coach_fk(column: str, name: str) -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(["tenant_id", column], ["memberships.tenant_id", "memberships.id"],
+                                name=name, ondelete="CASCADE")
+
+
+class CoachCalendar(db.Model):
+    """A coach's booking settings: the time zone their availability is stated in."""
+
+    __tablename__ = "coach_calendars"
+    __table_args__ = (_coach_fk("coach_membership_id", "fk_coach_calendars_coach"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    coach_membership_id: Mapped[uuid.UUID] = mapped_column()
+    timezone: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Offering(db.Model):
+    """A kind of session a coach offers: what, how long, how much, and the booking rules."""
+
+    __tablename__ = "offerings"
+    __table_args__ = (_coach_fk("coach_membership_id", "fk_offerings_coach"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    coach_membership_id: Mapped[uuid.UUID] = mapped_column()
+    title: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+    duration_minutes: Mapped[int] = mapped_column(SmallInteger)
+    price_minor: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    location: Mapped[str] = mapped_column(String(200), default="")
+    meeting_url: Mapped[str] = mapped_column(String(500), default="")
+    capacity: Mapped[int] = mapped_column(SmallInteger, default=1)
+    auto_confirm: Mapped[bool] = mapped_column(Boolean, default=False)
+    buffer_before_minutes: Mapped[int] = mapped_column(SmallInteger, default=0)
+    buffer_after_minutes: Mapped[int] = mapped_column(SmallInteger, default=0)
+    min_notice_minutes: Mapped[int] = mapped_column(Integer, default=120)
+    max_per_day: Mapped[int | None] = mapped_column(SmallInteger)
+    horizon_days: Mapped[int] = mapped_column(SmallInteger, default=60)
+    cancellation_window_hours: Mapped[int] = mapped_column(SmallInteger, default=24)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    coach: Mapped[Membership] = relationship(
+        primaryjoin="and_(Offering.tenant_id == Membership.tenant_id, Offering.coach_membership_id == Membership.id)",
+        foreign_keys="[Offering.tenant_id, Offering.coach_membership_id]", viewonly=True, lazy="joined",
+        innerjoin=True)
+
+    @property
+    def price_label(self) -> str:
+        if not self.price_minor:
+            return "Free"
+        return f"{self.price_minor / 100:,.2f} {self.currency}"
+
+
+class AvailabilityRule(db.Model):
+    """Weekly hours: on ``weekday`` (Monday = 0) from ``start_minute`` to ``end_minute``, coach's wall clock."""
+
+    __tablename__ = "availability_rules"
+    __table_args__ = (_coach_fk("coach_membership_id", "fk_availability_rules_coach"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    coach_membership_id: Mapped[uuid.UUID] = mapped_column()
+    weekday: Mapped[int] = mapped_column(SmallInteger)
+    start_minute: Mapped[int] = mapped_column(SmallInteger)
+    end_minute: Mapped[int] = mapped_column(SmallInteger)
+
+
+class AvailabilityOverride(db.Model):
+    """One date's hours instead of the weekly rules; a row with no minutes closes the day."""
+
+    __tablename__ = "availability_overrides"
+    __table_args__ = (_coach_fk("coach_membership_id", "fk_availability_overrides_coach"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    coach_membership_id: Mapped[uuid.UUID] = mapped_column()
+    on_date: Mapped[date] = mapped_column(Date)
+    start_minute: Mapped[int | None] = mapped_column(SmallInteger)
+    end_minute: Mapped[int | None] = mapped_column(SmallInteger)
+
+
+class TimeOff(db.Model):
+    """A range of instants in which the coach takes no sessions."""
+
+    __tablename__ = "time_off"
+    __table_args__ = (_coach_fk("coach_membership_id", "fk_time_off_coach"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    coach_membership_id: Mapped[uuid.UUID] = mapped_column()
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(String(200), default="")
+
+
+class CoachingSession(db.Model):
+    """A held block of a coach's time for one offering; bookings are the places in it."""
+
+    __tablename__ = "coaching_sessions"
+    __table_args__ = (
+        _coach_fk("coach_membership_id", "fk_coaching_sessions_coach"),
+        ForeignKeyConstraint(["tenant_id", "offering_id"], ["offerings.tenant_id", "offerings.id"],
+                             name="fk_coaching_sessions_offering", ondelete="CASCADE"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    coach_membership_id: Mapped[uuid.UUID] = mapped_column()
+    offering_id: Mapped[uuid.UUID] = mapped_column()
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    busy_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    busy_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    capacity: Mapped[int] = mapped_column(SmallInteger)
+    live_seats: Mapped[int] = mapped_column(SmallInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Booking(db.Model):
+    """One athlete's place in a session, and where it is in its lifecycle."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "session_id"], ["coaching_sessions.tenant_id", "coaching_sessions.id"],
+                             name="fk_bookings_session", ondelete="CASCADE"),
+        ForeignKeyConstraint(["tenant_id", "offering_id"], ["offerings.tenant_id", "offerings.id"],
+                             name="fk_bookings_offering", ondelete="CASCADE"),
+        _coach_fk("coach_membership_id", "fk_bookings_coach"),
+        _coach_fk("athlete_membership_id", "fk_bookings_athlete"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    session_id: Mapped[uuid.UUID] = mapped_column()
+    offering_id: Mapped[uuid.UUID] = mapped_column()
+    coach_membership_id: Mapped[uuid.UUID] = mapped_column()
+    athlete_membership_id: Mapped[uuid.UUID] = mapped_column()
+    booked_by_membership_id: Mapped[uuid.UUID | None] = mapped_column()
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    late_cancellation: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancelled_by_membership_id: Mapped[uuid.UUID | None] = mapped_column()
+    rescheduled_from_id: Mapped[uuid.UUID | None] = mapped_column()
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    reminder_24h_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reminder_1h_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    offering: Mapped[Offering] = relationship(
+        primaryjoin="and_(Booking.tenant_id == Offering.tenant_id, Booking.offering_id == Offering.id)",
+        foreign_keys="[Booking.tenant_id, Booking.offering_id]", viewonly=True, lazy="joined", innerjoin=True)
+    coach: Mapped[Membership] = relationship(
+        primaryjoin="and_(Booking.tenant_id == Membership.tenant_id, Booking.coach_membership_id == Membership.id)",
+        foreign_keys="[Booking.tenant_id, Booking.coach_membership_id]", viewonly=True, lazy="joined",
+        innerjoin=True)
+    athlete: Mapped[Membership] = relationship(
+        primaryjoin="and_(Booking.tenant_id == Membership.tenant_id, Booking.athlete_membership_id == Membership.id)",
+        foreign_keys="[Booking.tenant_id, Booking.athlete_membership_id]", viewonly=True, lazy="joined",
+        innerjoin=True)
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS.get(self.status, self.status)
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+
+class CalendarFeed(db.Model):
+    """A member's secret ICS subscription address (only a hash of the secret is stored)."""
+
+    __tablename__ = "calendar_feeds"
+    __table_args__ = (_coach_fk("membership_id", "fk_calendar_feeds_membership"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    membership_id: Mapped[uuid.UUID] = mapped_column()
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
