@@ -730,9 +730,10 @@ def _remind(booking: Booking, kind: str) -> None:
     from coach.platform.mail import queue_email
 
     when = "tomorrow" if kind == "24h" else "in one hour"
+    org = db.session.get(Organization, booking.tenant_id)
     for person, other in ((booking.athlete, booking.coach), (booking.coach, booking.athlete)):
         queue_email(person.user.email, f"Reminder: {booking.offering.title} {when}", "booking_reminder",
-                    booking=booking, person=person, other=other, when=when,
+                    booking=booking, person=person, other=other, when=when, org=org,
                     local_start=booking.starts_at.astimezone(_zone(person.user.timezone)))
 
 
