@@ -61,6 +61,8 @@ def create_app(config: dict | None = None) -> Flask:
     from coach.blueprints.accounts.views import bp as accounts_bp
     import coach.blueprints.admin.platform_views  # noqa: F401  (audit and System pages on the admin blueprint)
     from coach.blueprints.admin.views import bp as admin_bp
+    import coach.blueprints.booking.schedule  # noqa: F401  (schedule pages on the booking blueprint)
+    from coach.blueprints.booking.views import bp as booking_bp
     from coach.blueprints.core.views import bp as core_bp
     from coach.blueprints.orgs.views import bp as orgs_bp
 
@@ -68,6 +70,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(accounts_bp)
     app.register_blueprint(orgs_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(booking_bp)
 
     _register_request_hooks(app)
     _register_template_helpers(app)

@@ -23,6 +23,40 @@ DEMO_PEOPLE = [
 ]
 
 
+# Weekly hours (weekdays Monday = 0) and offerings of the demo coaches.
+DEMO_SCHEDULES = {
+    "maria.coach@northside.example": {
+        "hours": {d: [(9 * 60, 12 * 60), (14 * 60, 18 * 60)] for d in range(5)},
+        "offerings": [
+            dict(title="1:1 technique session", duration_minutes=60, price_minor=6000, location="Court 2",
+                 description="Footwork, serve and stroke technique with video feedback.", buffer_after_minutes=15),
+            dict(title="Group conditioning", duration_minutes=90, price_minor=2000, capacity=8, auto_confirm=True,
+                 location="Main hall", description="Strength and conditioning in a small group."),
+        ],
+    },
+    "jonas.coach@northside.example": {
+        "hours": {d: [(7 * 60, 11 * 60)] for d in (0, 2, 4, 5)},
+        "offerings": [
+            dict(title="Video review call", duration_minutes=30, price_minor=2500,
+                 meeting_url="https://meet.example.com/jonas", description="We go through your last match."),
+        ],
+    },
+}
+
+
+def _seed_schedules(memberships: dict) -> None:
+    from coach.booking import service as booking
+
+    for email, plan in DEMO_SCHEDULES.items():
+        coach = memberships[email]
+        booking.set_coach_timezone(coach, "Europe/Berlin", coach)
+        for weekday, intervals in plan["hours"].items():
+            for start, end in intervals:
+                booking.add_rule(coach, weekday, start, end, coach)
+        for values in plan["offerings"]:
+            booking.save_offering(coach, {"min_notice_minutes": 120, "horizon_days": 60, **values}, coach)
+
+
 def register_cli(app: Flask) -> None:
     @app.cli.command("seed-demo")
     @click.option("--if-empty", is_flag=True, help="Do nothing when the demo organization exists.")
@@ -40,8 +74,12 @@ def register_cli(app: Flask) -> None:
                 user = find_user_by_email(email) or create_user(email, DEMO_PASSWORD, name, "Europe/Berlin")
                 people.append((user, role))
             org = create_organization(people[0][0], "Northside Athletics", DEMO_SLUG, "Europe/Berlin")
+            memberships = {}
             for user, role in people[1:]:
-                db.session.add(Membership(tenant_id=org.id, user_id=user.id, role=role))
+                memberships[user.email] = Membership(tenant_id=org.id, user_id=user.id, role=role)
+                db.session.add(memberships[user.email])
+            db.session.flush()
+            _seed_schedules(memberships)
             db.session.commit()
             click.echo("Seeded the demo organization 'Northside Athletics' (/o/northside/).")
         click.echo(f"Demo logins (password for all: {DEMO_PASSWORD}):")

@@ -1,0 +1,235 @@
+"""A coach's schedule: time zone, weekly hours, date overrides, time off, offerings.
+
+The coach manages their own; schedulers and admins manage any coach's. Each
+section is a block of ``booking/schedule.html`` that htmx swaps in place.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import abort, flash, g, request, url_for
+from wtforms import ValidationError
+
+from coach.blueprints.booking.forms import ActionForm, OfferingForm, OverrideForm, RuleForm, TimeOffForm, TimezoneForm
+from coach.blueprints.booking.views import bp
+from coach.booking import service
+from coach.booking.service import BookingError
+from coach.booking.slots import wall_to_utc
+from coach.extensions import db
+from coach.htmx import redirect_after_post, render
+from coach.platform.idempotency import idempotent
+from coach.tenancy import role_required
+
+UTC = timezone.utc
+
+
+def load_managed_coach(coach_id: str):
+    """The coach whose calendar I may manage, or 404 (unknown) / 403 (someone else's)."""
+    coach = service.get_coach(g.org, coach_id)
+    if coach is None:
+        abort(404)
+    if not service.manages_calendar(g.membership, coach):
+        abort(403)
+    return coach
+
+
+def _page(coach, block: str | None = None, status: int = 200, **forms):
+    tz = service.coach_timezone(coach)
+    now = datetime.now(UTC)
+    today = now.astimezone(service._zone(tz)).date()
+    tz_form = forms.pop("tz_form", None) or TimezoneForm(formdata=None, timezone=tz)
+    return render("booking/schedule.html", block, status=status, org=g.org, coach=coach, tz=tz,
+                  weekly=service.weekly_rules(coach), weekdays=service.WEEKDAYS, label=service.minutes_label,
+                  overrides=service.upcoming_overrides(coach, today), time_off=service.upcoming_time_off(coach, now),
+                  offerings=service.offerings_of(coach, include_inactive=True), tz_form=tz_form,
+                  rule_form=forms.get("rule_form") or RuleForm(formdata=None),
+                  override_form=forms.get("override_form") or OverrideForm(formdata=None),
+                  time_off_form=forms.get("time_off_form") or TimeOffForm(formdata=None),
+                  action_form=ActionForm(formdata=None), zone=service._zone(tz))
+
+
+def _saved(coach, block: str, message: str):
+    """After a change: the section in place for htmx, the page again (303) otherwise."""
+    db.session.commit()
+    from coach.htmx import wants_fragment, trigger
+
+    trigger("schedule-changed")
+    if wants_fragment():
+        return _page(coach, block)
+    flash(message, "success")
+    return redirect_after_post(url_for("booking.schedule", coach_id=coach.id))
+
+
+@bp.get("/coaches/<coach_id>/schedule")
+@role_required()
+def schedule(coach_id: str):
+    """Weekly hours, overrides, time off and offerings of a coach."""
+    return _page(load_managed_coach(coach_id))
+
+
+@bp.get("/schedule")
+@role_required("coach")
+def my_schedule():
+    """A coach's own schedule."""
+    return schedule(str(g.membership.id))
+
+
+@bp.post("/coaches/<coach_id>/schedule/timezone")
+@role_required()
+def set_timezone(coach_id: str):
+    """The zone the weekly hours are read in."""
+    coach = load_managed_coach(coach_id)
+    form = TimezoneForm()
+    if form.validate_on_submit():
+        service.set_coach_timezone(coach, form.timezone.data, g.membership)
+        return _saved(coach, "hours", "Time zone saved.")
+    return _page(coach, "hours", status=422, tz_form=form)
+
+
+@bp.post("/coaches/<coach_id>/schedule/rules")
+@role_required()
+def add_rule(coach_id: str):
+    """Add weekly hours to one day."""
+    coach = load_managed_coach(coach_id)
+    form = RuleForm()
+    if form.validate_on_submit():
+        try:
+            service.add_rule(coach, int(form.weekday.data), form.start.minutes, form.end.minutes, g.membership)
+        except BookingError as exc:
+            db.session.rollback()
+            form.form_errors.append(str(exc))
+        else:
+            return _saved(coach, "hours", "Hours added.")
+    return _page(coach, "hours", status=422, rule_form=form)
+
+
+@bp.post("/coaches/<coach_id>/schedule/rules/<rule_id>/delete")
+@role_required()
+def delete_rule(coach_id: str, rule_id: str):
+    """Remove weekly hours."""
+    coach = load_managed_coach(coach_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if not service.delete_rule(coach, rule_id, g.membership):
+        abort(404)
+    return _saved(coach, "hours", "Hours removed.")
+
+
+@bp.post("/coaches/<coach_id>/schedule/overrides")
+@role_required()
+def set_override(coach_id: str):
+    """Replace one date's hours, or close it."""
+    coach = load_managed_coach(coach_id)
+    form = OverrideForm()
+    if form.validate_on_submit():
+        try:
+            service.set_override(coach, form.on_date.data, form.intervals(), g.membership)
+        except ValidationError as exc:
+            form.hours.errors = [str(exc)]
+        except BookingError as exc:
+            db.session.rollback()
+            form.hours.errors = [str(exc)]
+        else:
+            return _saved(coach, "overrides", "Date saved.")
+    return _page(coach, "overrides", status=422, override_form=form)
+
+
+@bp.post("/coaches/<coach_id>/schedule/overrides/<on_date>/delete")
+@role_required()
+def delete_override(coach_id: str, on_date: str):
+    """Back to the weekly hours on that date."""
+    from datetime import date
+
+    coach = load_managed_coach(coach_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        day = date.fromisoformat(on_date)
+    except ValueError:
+        abort(404)
+    if not service.clear_override(coach, day):
+        abort(404)
+    return _saved(coach, "overrides", "Date back to weekly hours.")
+
+
+@bp.post("/coaches/<coach_id>/schedule/time-off")
+@role_required()
+def add_time_off(coach_id: str):
+    """Block a range of days or hours (read in the coach's zone)."""
+    coach = load_managed_coach(coach_id)
+    form = TimeOffForm()
+    if form.validate_on_submit():
+        zone = service._zone(service.coach_timezone(coach))
+        starts = wall_to_utc(form.starts.data.date(), form.starts.data.hour * 60 + form.starts.data.minute, zone)
+        ends = wall_to_utc(form.ends.data.date(), form.ends.data.hour * 60 + form.ends.data.minute, zone)
+        try:
+            service.add_time_off(coach, starts, ends, form.reason.data or "", g.membership)
+        except BookingError as exc:
+            db.session.rollback()
+            form.ends.errors = [str(exc)]
+        else:
+            return _saved(coach, "time_off", "Time off added.")
+    return _page(coach, "time_off", status=422, time_off_form=form)
+
+
+@bp.post("/coaches/<coach_id>/schedule/time-off/<time_off_id>/delete")
+@role_required()
+def delete_time_off(coach_id: str, time_off_id: str):
+    """Remove time off."""
+    coach = load_managed_coach(coach_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if not service.delete_time_off(coach, time_off_id, g.membership):
+        abort(404)
+    return _saved(coach, "time_off", "Time off removed.")
+
+
+# --- offerings ---------------------------------------------------------------------------------------
+
+@bp.route("/coaches/<coach_id>/offerings/new", methods=["GET", "POST"])
+@role_required()
+@idempotent
+def new_offering(coach_id: str):
+    """Create an offering."""
+    coach = load_managed_coach(coach_id)
+    form = OfferingForm()
+    return _save_offering_form(coach, form, None)
+
+
+@bp.route("/offerings/<offering_id>/edit", methods=["GET", "POST"])
+@role_required()
+def edit_offering(offering_id: str):
+    """Change an offering; booked sessions keep the terms they were booked with."""
+    offering = service.get_offering(g.org, offering_id) or abort(404)
+    coach = load_managed_coach(str(offering.coach_membership_id))
+    form = OfferingForm()
+    if request.method == "GET":
+        form.fill_from(offering)
+    return _save_offering_form(coach, form, offering)
+
+
+def _save_offering_form(coach, form: OfferingForm, offering):
+    if form.validate_on_submit():
+        try:
+            saved = service.save_offering(coach, form.values(), g.membership, offering)
+        except BookingError as exc:
+            db.session.rollback()
+            form.form_errors.append(str(exc))
+        else:
+            db.session.commit()
+            flash(f"{saved.title} saved.", "success")
+            return redirect_after_post(url_for("booking.schedule", coach_id=coach.id))
+    return render("booking/offering_form.html", "form", status=422 if form.errors else 200, org=g.org,
+                  coach=coach, form=form, offering=offering)
+
+
+@bp.post("/offerings/<offering_id>/<any(archive, restore):action>")
+@role_required()
+def toggle_offering(offering_id: str, action: str):
+    """Archive an offering (no new bookings) or restore it."""
+    offering = service.get_offering(g.org, offering_id) or abort(404)
+    coach = load_managed_coach(str(offering.coach_membership_id))
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    service.set_offering_active(offering, action == "restore", g.membership)
+    return _saved(coach, "offerings", "Offering archived." if action == "archive" else "Offering restored.")

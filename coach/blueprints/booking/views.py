@@ -1,0 +1,363 @@
+"""Booking pages: find a coach, pick a time in the week calendar, book; sessions and their actions."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+from flask import Blueprint, abort, flash, g, make_response, request, url_for
+from flask_login import current_user
+from wtforms.fields.choices import SelectChoice
+
+from coach import tenancy
+from coach.blueprints.booking.forms import ActionForm, BookForm
+from coach.booking import ics, service
+from coach.booking.service import BookingError
+from coach.extensions import db
+from coach.htmx import redirect_after_post, render, trigger
+from coach.platform.idempotency import idempotent
+from coach.tenancy import role_required
+
+bp = Blueprint("booking", __name__, url_prefix="/o/<slug>")
+
+UTC = timezone.utc
+
+
+@bp.url_value_preprocessor
+def _resolve_org(endpoint, values):
+    slug = values.pop("slug")
+    if endpoint == "booking.feed":
+        _enter_for_feed(slug)
+    else:
+        tenancy.enter_org(slug)
+
+
+@bp.url_defaults
+def _add_slug(endpoint, values):
+    if "slug" not in values and g.get("org") is not None:
+        values["slug"] = g.org.slug
+
+
+def _enter_for_feed(slug: str) -> None:
+    """Calendar apps fetch the feed without a session: the secret in the URL is the credential."""
+    from coach.orgs.service import org_by_slug
+
+    org = org_by_slug(slug) if len(slug) <= 40 else None
+    if org is None:
+        abort(404)
+    g.org = org
+    tenancy.activate(org.id)
+
+
+@bp.app_template_global("booking_actions")
+def _booking_actions(booking) -> set[str]:
+    return service.allowed_actions(booking, g.membership)
+
+
+@bp.app_template_global("late_if_cancelled")
+def _late_if_cancelled(booking) -> bool:
+    return service.is_late_cancellation(booking, datetime.now(UTC))
+
+
+# --- loaders: the object or a 404/403 -----------------------------------------------------------------
+
+def load_offering(offering_id: str, bookable: bool = True):
+    offering = service.get_offering(g.org, offering_id)
+    if offering is None or (bookable and not offering.active):
+        abort(404)
+    return offering
+
+
+def load_booking(booking_id: str):
+    booking = service.get_booking(g.org, booking_id)
+    if booking is None or not service.may_view(g.membership, booking):
+        abort(404)
+    return booking
+
+
+def viewer_tz() -> str:
+    return current_user.timezone or "UTC"
+
+
+def parse_week(value: str | None) -> date:
+    """The Monday of ``?week=YYYY-MM-DD`` (any day of that week), or this week's Monday in the viewer's zone."""
+    today = datetime.now(UTC).astimezone(service._zone(viewer_tz())).date()
+    if value:
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            abort(400, "Use a week like 2026-11-23.")
+        if abs((day - today).days) > 800:
+            abort(400, "That week is too far away.")
+    else:
+        day = today
+    return day - timedelta(days=day.weekday())
+
+
+def parse_start(value: str | None) -> datetime:
+    try:
+        start = datetime.fromisoformat((value or "").replace("Z", "+00:00"))
+    except ValueError:
+        abort(400, "That time is not valid. Choose a time from the calendar.")
+    if start.tzinfo is None:
+        abort(400, "That time is not valid. Choose a time from the calendar.")
+    return start.astimezone(UTC)
+
+
+def week_context(offering, week: date, reschedule=None) -> dict:
+    """Everything the week calendar needs: the week's slots grouped by the viewer's dates."""
+    tz = viewer_tz()
+    window = service.week_window(week, tz)
+    slots = service.available_slots(offering, *window,
+                                    ignore_session=reschedule.session_id if reschedule and offering.capacity == 1
+                                    else None)
+    zone = service._zone(tz)
+    days = {week + timedelta(days=i): [] for i in range(7)}
+    for slot in slots:
+        days.setdefault(slot.starts_at.astimezone(zone).date(), []).append(slot)
+    this_week = parse_week(None)
+    return dict(offering=offering, coach=offering.coach, week=week, days=days, zone=zone, tz=tz,
+                coach_tz=service.coach_timezone(offering.coach), reschedule=reschedule,
+                prev_week=week - timedelta(days=7) if week > this_week else None,
+                next_week=week + timedelta(days=7), this_week=this_week,
+                today_local=datetime.now(UTC).astimezone(zone).date())
+
+
+# --- finding a coach and a time ----------------------------------------------------------------------
+
+@bp.get("/book")
+@role_required()
+def coaches():
+    """Every coach of the organization with how many offerings each has."""
+    return render("booking/coaches.html", org=g.org, coaches=service.bookable_coaches(g.org))
+
+
+@bp.get("/coaches/<coach_id>")
+@role_required()
+def coach_page(coach_id: str):
+    """A coach's offerings."""
+    coach = service.get_coach(g.org, coach_id) or abort(404)
+    return render("booking/coach.html", org=g.org, coach=coach, offerings=service.offerings_of(coach),
+                  manages=service.manages_calendar(g.membership, coach))
+
+
+@bp.get("/offerings/<offering_id>")
+@role_required()
+def calendar(offering_id: str):
+    """The week calendar of an offering: one week of slots, previous/next week in place."""
+    offering = load_offering(offering_id)
+    reschedule = _load_reschedule(request.args.get("reschedule"))
+    return render("booking/calendar.html", "calendar", org=g.org,
+                  **week_context(offering, parse_week(request.args.get("week")), reschedule))
+
+
+def _load_reschedule(booking_id: str | None):
+    if not booking_id:
+        return None
+    booking = load_booking(booking_id)
+    if "reschedule" not in service.allowed_actions(booking, g.membership):
+        abort(409, "This booking can no longer be rescheduled.")
+    return booking
+
+
+def _athletes_for_form(form: BookForm):
+    if service.books_for_others(g.membership):
+        from coach.orgs.service import members_with_role
+
+        form.athlete.choices = [SelectChoice(str(m.id), f"{m.user.display_name} ({m.user.email})")
+                                for m in members_with_role(g.org, "athlete", limit=1000)]
+    else:
+        form.athlete.choices = [SelectChoice(str(g.membership.id), current_user.display_name)]
+        form.athlete.data = str(g.membership.id)
+
+
+@bp.route("/offerings/<offering_id>/book", methods=["GET", "POST"])
+@role_required("athlete", "scheduler", "admin")
+@idempotent
+def book(offering_id: str):
+    """Confirm a chosen time with a note (and, for schedulers, the athlete), then book it."""
+    offering = load_offering(offering_id)
+    form = BookForm()
+    _athletes_for_form(form)
+    if request.method == "GET":
+        form.start.data = request.args.get("start", "")
+        form.reschedule.data = request.args.get("reschedule", "")
+    starts_at = parse_start(form.start.data)
+    reschedule = _load_reschedule(form.reschedule.data)
+    if reschedule is not None:
+        form.athlete.data = str(reschedule.athlete_membership_id)
+    status, taken = 200, False
+    if form.validate_on_submit():
+        try:
+            booking = _place(offering, form, starts_at, reschedule)
+        except BookingError as exc:
+            db.session.rollback()
+            status, taken = exc.status, isinstance(exc, service.SlotTaken)
+            form.form_errors.append(str(exc))
+        else:
+            db.session.commit()
+            trigger("booking-changed")
+            flash("Booked: the coach confirmed it." if booking.status == "confirmed"
+                  else "Requested: you will see here when the coach answers.", "success")
+            return redirect_after_post(url_for("booking.detail", booking_id=booking.id))
+    elif form.errors:
+        status = 422
+    week = starts_at.astimezone(service._zone(viewer_tz())).date()
+    return render("booking/book.html", "form", status=status, org=g.org, form=form, starts_at=starts_at,
+                  ends_at=starts_at + timedelta(minutes=offering.duration_minutes), taken=taken, **week_context(offering, week - timedelta(days=week.weekday()), reschedule))
+
+
+def _place(offering, form: BookForm, starts_at: datetime, reschedule):
+    if reschedule is not None:
+        return service.reschedule_booking(reschedule, starts_at, g.membership, note=form.note.data or "")
+    athlete = service.get_athlete(g.org, form.athlete.data)
+    if athlete is None or (athlete.id != g.membership.id and not service.books_for_others(g.membership)):
+        raise BookingError("Choose an athlete of this organization.")
+    return service.request_booking(offering, athlete, starts_at, form.note.data or "", g.membership)
+
+
+# --- sessions ----------------------------------------------------------------------------------------
+
+@bp.get("/bookings")
+@role_required()
+def sessions():
+    """My sessions: requests to answer, today, upcoming and past, as coach and as athlete."""
+    coach = g.membership if g.membership.role == "coach" else None
+    if request.args.get("coach") and service.books_for_others(g.membership):
+        coach = service.get_coach(g.org, request.args["coach"]) or abort(404)
+    lists = _session_lists(coach)
+    return render("booking/sessions.html", "lists", org=g.org, coach=coach, action_form=ActionForm(),
+                  coaches=service.coaches(g.org) if service.books_for_others(g.membership) else [], **lists)
+
+
+def _session_lists(coach) -> dict:
+    now = datetime.now(UTC)
+    zone = service._zone(viewer_tz())
+    local_midnight = datetime.combine(now.astimezone(zone).date() + timedelta(days=1), datetime.min.time(), zone)
+    if coach is not None:
+        who, as_coach = coach, True
+        pending = service.bookings_for(who, as_coach=True, statuses=("requested",))
+    else:
+        who, as_coach, pending = g.membership, False, []
+    live = ("requested", "confirmed", "active") if not as_coach else ("confirmed", "active")
+    upcoming = service.bookings_for(who, as_coach=as_coach, statuses=live, after=now - timedelta(hours=12),
+                                    limit=100)
+    upcoming = [b for b in upcoming if b.status == "active" or b.ends_at > now]
+    today = [b for b in upcoming if b.starts_at < local_midnight] if as_coach else []
+    later = [b for b in upcoming if b not in today]
+    past = service.bookings_for(who, as_coach=as_coach, before=now, newest_first=True, limit=30,
+                                statuses=("ended", "no_show", "active", "confirmed", "cancelled", "declined",
+                                          "expired"))
+    return dict(pending=pending, today=today, upcoming=later, past=[b for b in past if b not in upcoming],
+                now=now, me=g.membership)
+
+
+@bp.get("/bookings/<booking_id>")
+@role_required()
+def detail(booking_id: str):
+    """One booking: when, with whom, its status, and what I can do with it."""
+    booking = load_booking(booking_id)
+    return render("booking/detail.html", org=g.org, booking=booking, me=g.membership, action_form=ActionForm(),
+                  actions=service.allowed_actions(booking, g.membership))
+
+
+@bp.post("/bookings/<booking_id>/<any(confirm, decline, cancel, no_show):action>")
+@role_required()
+@idempotent
+def act(booking_id: str, action: str):
+    """Confirm, decline, cancel or mark a no-show; in place for htmx, back to the page otherwise."""
+    booking = load_booking(booking_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        service.transition(booking, action, g.membership)
+    except BookingError as exc:
+        db.session.rollback()
+        booking = load_booking(booking_id)
+        if _fragment_row():
+            return _row(booking, error=str(exc), status=409)
+        abort(409, str(exc))
+    db.session.commit()
+    trigger("booking-changed")
+    if _fragment_row():
+        return _row(booking)
+    flash({"confirm": "Confirmed.", "decline": "Declined.", "cancel": "Cancelled.",
+           "no_show": "Marked as a no-show."}[action], "success")
+    return redirect_after_post(_back_to(booking))
+
+
+def _fragment_row() -> bool:
+    from coach.htmx import wants_fragment
+
+    return wants_fragment() and request.headers.get("HX-Target", "").startswith("booking-")
+
+
+def _row(booking, error: str | None = None, status: int = 200):
+    from flask import render_template
+
+    body = render_template("booking/_booking_row.html", booking=booking, me=g.membership, error=error,
+                           action_form=ActionForm(), actions=service.allowed_actions(booking, g.membership),
+                           now=datetime.now(UTC), as_coach=booking.coach_membership_id == g.membership.id
+                           or service.books_for_others(g.membership))
+    return make_response(body, status)
+
+
+def _back_to(booking) -> str:
+    target = request.form.get("next", "")
+    if target.startswith(f"/o/{g.org.slug}/") and "//" not in target:
+        return target
+    return url_for("booking.detail", booking_id=booking.id)
+
+
+# --- calendar files ----------------------------------------------------------------------------------
+
+def _ics_response(body: bytes, filename: str):
+    response = make_response(body)
+    response.headers["Content-Type"] = "text/calendar; charset=utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.get("/bookings/<booking_id>.ics")
+@role_required()
+def booking_ics(booking_id: str):
+    """One booking as a calendar file."""
+    from flask import current_app
+
+    booking = load_booking(booking_id)
+    return _ics_response(ics.calendar([booking], g.membership, current_app.config["APP_BASE_URL"], g.org.slug,
+                                      f"{g.org.name}: {booking.offering.title}"), f"booking-{booking.id}.ics")
+
+
+@bp.get("/calendar-feed")
+@role_required()
+def feed_settings():
+    """The secret subscription address of my sessions, and how to use it."""
+    return render("booking/feed.html", org=g.org, has_feed=service.has_feed(g.membership), secret=None,
+                  action_form=ActionForm())
+
+
+@bp.post("/calendar-feed")
+@role_required()
+def feed_regenerate():
+    """Issue a new subscription address; the previous one stops working."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    secret = service.regenerate_feed(g.membership)
+    db.session.commit()
+    return render("booking/feed.html", "feed", org=g.org, has_feed=True, secret=secret, action_form=ActionForm())
+
+
+@bp.get("/calendar/<token>.ics")
+def feed(token: str):
+    """The subscription feed itself, fetched by calendar apps with the secret in the URL."""
+    from flask import current_app
+
+    owner = service.feed_owner(g.org, token)
+    if owner is None:
+        abort(404)
+    body = ics.calendar(service.feed_bookings(owner), owner, current_app.config["APP_BASE_URL"], g.org.slug,
+                        f"{g.org.name} sessions")
+    response = _ics_response(body, "coach.ics")
+    response.headers["Content-Disposition"] = 'inline; filename="coach.ics"'
+    response.headers["Cache-Control"] = "private, max-age=300"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
