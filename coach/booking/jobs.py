@@ -15,13 +15,16 @@ from rq import Retry
 
 from coach import tenancy
 from coach.booking import service
+from coach.booking.models import STATUSES
 from coach.extensions import db
 from coach.platform.jobs import _get_app, consumer
 from coach.platform.queues import queue
 
 log = logging.getLogger(__name__)
 
-TOPICS = ("booking.requested", "booking.confirmed", "booking.active")
+# Every booking event is consumed (until notifications land, only to schedule exact-time jobs), so none
+# is dropped as "no consumer".
+TOPICS = tuple(f"booking.{status}" for status in STATUSES)
 
 
 def run_due_for(tenant_id: str) -> int:
