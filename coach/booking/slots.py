@@ -152,7 +152,8 @@ def compute_slots(rules: SlotRules, window_start: datetime, window_end: datetime
         day += timedelta(days=1)
 
     for session in rules.open_sessions:
-        if session.seats_left > 0 and earliest <= session.starts_at < latest:
+        if (session.seats_left > 0 and earliest <= session.starts_at < latest
+                and not _overlaps(off_starts, off_ends, session.starts_at, session.ends_at)):
             slots[session.starts_at] = Slot(session.starts_at, session.ends_at, session.seats_left)
     return [slots[key] for key in sorted(slots)]
 
