@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, g, make_response, render_template
+from flask import Response, g, has_request_context, make_response, render_template
 from jinja2_fragments.flask import render_block
 
 from coach.extensions import htmx_ext
@@ -11,6 +11,9 @@ from coach.extensions import htmx_ext
 
 def wants_fragment() -> bool:
     """An htmx request that is not boosted navigation and not a history restore."""
+    # Templates are also rendered with no request at all (emails queued by jobs and sweeps).
+    if not has_request_context():
+        return False
     return bool(htmx_ext) and not htmx_ext.boosted and not htmx_ext.history_restore_request
 
 

@@ -52,13 +52,23 @@ class TimeOfDayField(StringField):
         self.minutes = minutes
 
 
+class AmountField(DecimalField):
+    """A decimal amount of money: "NaN" and "Infinity" parse as decimals but are not amounts."""
+
+    def process_formdata(self, valuelist):
+        super().process_formdata(valuelist)
+        if self.data is not None and not self.data.is_finite():
+            self.data = None
+            raise ValueError("Enter a price like 45.00.")
+
+
 class OfferingForm(BaseForm):
     title = StringField("Title", validators=[DataRequired(message="Give the offering a title."), Length(max=120)])
     description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
     duration_minutes = IntegerField("Duration (minutes)", default=60, validators=[
         InputRequired(message="Enter the duration in minutes."),
         NumberRange(5, 720, message="A session lasts between 5 and 720 minutes.")])
-    price = DecimalField("Price", places=2, default=Decimal("0"), validators=[
+    price = AmountField("Price", places=2, default=Decimal("0"), validators=[
         InputRequired(message="Enter a price (0 for free)."),
         NumberRange(0, 1_000_000, message="Enter a price between 0 and 1,000,000.")])
     currency = SelectField("Currency", choices=[SelectChoice(c, c) for c in CURRENCIES], default="EUR")
@@ -143,6 +153,18 @@ class TimeOffForm(BaseForm):
     starts = DateTimeLocalField("From", format="%Y-%m-%dT%H:%M", validators=[InputRequired(message="Choose a start.")])
     ends = DateTimeLocalField("Until", format="%Y-%m-%dT%H:%M", validators=[InputRequired(message="Choose an end.")])
     reason = StringField("Reason (only you and schedulers see it)", validators=[Optional(), Length(max=200)])
+
+    def validate_starts(self, field):
+        _within_calendar_years(field)
+
+    def validate_ends(self, field):
+        _within_calendar_years(field)
+
+
+def _within_calendar_years(field) -> None:
+    # Near year 1 or 9999 the conversion to UTC runs off the calendar.
+    if field.data is not None and not 2000 <= field.data.year <= 2999:
+        raise ValidationError("Choose a date between the years 2000 and 2999.")
 
 
 class BookForm(BaseForm):

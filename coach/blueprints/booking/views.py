@@ -93,13 +93,15 @@ def parse_week(value: str | None) -> date:
 
 
 def parse_start(value: str | None) -> datetime:
+    """The UTC instant of ``?start=``; 400 unless it has a zone and lies within the calendar's reach."""
     try:
         start = datetime.fromisoformat((value or "").replace("Z", "+00:00"))
-    except ValueError:
+        # Out of reach, the week around it would step past year 1 or 9999.
+        if start.tzinfo is None or abs(start - datetime.now(UTC)) > timedelta(days=800):
+            raise ValueError(value)
+        return start.astimezone(UTC)
+    except (ValueError, OverflowError):
         abort(400, "That time is not valid. Choose a time from the calendar.")
-    if start.tzinfo is None:
-        abort(400, "That time is not valid. Choose a time from the calendar.")
-    return start.astimezone(UTC)
 
 
 def week_context(offering, week: date, reschedule=None) -> dict:
@@ -144,15 +146,17 @@ def coach_page(coach_id: str):
 def calendar(offering_id: str):
     """The week calendar of an offering: one week of slots, previous/next week in place."""
     offering = load_offering(offering_id)
-    reschedule = _load_reschedule(request.args.get("reschedule"))
+    reschedule = _load_reschedule(request.args.get("reschedule"), offering)
     return render("booking/calendar.html", "calendar", org=g.org,
                   **week_context(offering, parse_week(request.args.get("week")), reschedule))
 
 
-def _load_reschedule(booking_id: str | None):
+def _load_reschedule(booking_id: str | None, offering):
     if not booking_id:
         return None
     booking = load_booking(booking_id)
+    if booking.offering_id != offering.id:  # a booking moves within its own offering only
+        abort(404)
     if "reschedule" not in service.allowed_actions(booking, g.membership):
         abort(409, "This booking can no longer be rescheduled.")
     return booking
@@ -166,7 +170,8 @@ def _athletes_for_form(form: BookForm):
                                 for m in members_with_role(g.org, "athlete", limit=1000)]
     else:
         form.athlete.choices = [SelectChoice(str(g.membership.id), current_user.display_name)]
-        form.athlete.data = str(g.membership.id)
+        if not form.is_submitted():  # a posted id stays as sent: _place refuses anyone else's
+            form.athlete.data = str(g.membership.id)
 
 
 @bp.route("/offerings/<offering_id>/book", methods=["GET", "POST"])
@@ -181,7 +186,7 @@ def book(offering_id: str):
         form.start.data = request.args.get("start", "")
         form.reschedule.data = request.args.get("reschedule", "")
     starts_at = parse_start(form.start.data)
-    reschedule = _load_reschedule(form.reschedule.data)
+    reschedule = _load_reschedule(form.reschedule.data, offering)
     if reschedule is not None:
         form.athlete.data = str(reschedule.athlete_membership_id)
     status, taken = 200, False
@@ -202,7 +207,9 @@ def book(offering_id: str):
         status = 422
     week = starts_at.astimezone(service._zone(viewer_tz())).date()
     return render("booking/book.html", "form", status=status, org=g.org, form=form, starts_at=starts_at,
-                  ends_at=starts_at + timedelta(minutes=offering.duration_minutes), taken=taken, **week_context(offering, week - timedelta(days=week.weekday()), reschedule))
+                  ends_at=starts_at + timedelta(minutes=offering.duration_minutes), taken=taken,
+                  choose_athlete=service.books_for_others(g.membership) and reschedule is None,
+                  **week_context(offering, week - timedelta(days=week.weekday()), reschedule))
 
 
 def _place(offering, form: BookForm, starts_at: datetime, reschedule):
