@@ -13,10 +13,12 @@ import pytest
 from psycopg import errors, sql
 
 from coach import tenancy
+from coach.booking import service as booking_service
 from coach.extensions import db
 from coach.orgs.models import Membership
 from coach.orgs.service import invite
 from coach.platform.models import AuditEvent, IdempotencyKey, OutboxEvent, ProcessedEvent
+from tests.booking_support import make_offering, open_every_day
 from tests.factories import add_member, make_org, make_user
 
 SET_TENANT = "SELECT set_config('app.tenant_id', %s, true)"
@@ -34,16 +36,27 @@ def tenant_tables(conn) -> list[str]:
 
 @pytest.fixture()
 def two_orgs(ctx):
-    """Organizations A and B, each with members and an open invitation."""
+    """Organizations A and B, each with members, an open invitation, and a booking with all its trimmings."""
     a = make_org(make_user("a-admin@example.com"), slug="org-a", name="Org A")
     b = make_org(make_user("b-admin@example.com"), slug="org-b", name="Org B")
+    now = datetime.now(timezone.utc)
     for org, prefix in ((a, "a"), (b, "b")):
-        add_member(org, make_user(f"{prefix}-coach@example.com"), "coach")
-        add_member(org, make_user(f"{prefix}-athlete@example.com"), "athlete")
+        coach = add_member(org, make_user(f"{prefix}-coach@example.com"), "coach")
+        athlete = add_member(org, make_user(f"{prefix}-athlete@example.com"), "athlete")
         tenancy.activate(org.id)
         admin = db.session.scalar(db.select(Membership).where(Membership.tenant_id == org.id, Membership.role == "admin"))
         tenancy.activate(org.id, admin.user_id)
         invite(org, admin, f"{prefix}-invitee@example.com", "athlete")
+        # Booking: a coach calendar and weekly hours, an offering, an override, time off, a booking
+        # (its coaching session) and a calendar feed.
+        open_every_day(coach, tz="Europe/Berlin")
+        offering = make_offering(coach)
+        tenancy.activate(org.id, admin.user_id)
+        booking_service.set_override(coach, (now + timedelta(days=5)).date(), [(10 * 60, 12 * 60)], coach)
+        booking_service.add_time_off(coach, now + timedelta(days=10), now + timedelta(days=11), "Holiday", coach)
+        slot = booking_service.available_slots(offering, now + timedelta(days=2), now + timedelta(days=3))[0]
+        booking_service.request_booking(offering, athlete, slot.starts_at, "", athlete)
+        booking_service.regenerate_feed(athlete)
         # One row in every other tenant table, so each is covered below.
         db.session.add(OutboxEvent(tenant_id=org.id, topic="test.later", payload={},
                                    available_at=datetime.now(timezone.utc) + timedelta(days=1)))

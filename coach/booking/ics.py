@@ -7,6 +7,7 @@ expired booking stays in the feed marked ``STATUS:CANCELLED`` with a higher
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timezone
 
 from icalendar import Calendar, Event
 
@@ -15,19 +16,28 @@ from coach.orgs.models import Membership
 
 ICS_STATUS = {"requested": "TENTATIVE", "confirmed": "CONFIRMED", "active": "CONFIRMED", "ended": "CONFIRMED",
               "no_show": "CONFIRMED", "cancelled": "CANCELLED", "declined": "CANCELLED", "expired": "CANCELLED"}
+# SEQUENCE by status: every transition of the lifecycle leads to a status ranked higher than the one it
+# leaves (see coach.booking.service.TRANSITIONS), so each change raises it, however quickly it follows.
+SEQUENCE = {"requested": 0, "confirmed": 1, "declined": 1, "expired": 1, "active": 2, "cancelled": 2,
+            "ended": 3, "no_show": 4}
+
+
+def _utc(value: datetime) -> datetime:
+    # The driver returns timestamptz in the database session's zone; the file states UTC (…Z).
+    return value.astimezone(timezone.utc)
 
 
 def _event(booking: Booking, viewer: Membership | None, base_url: str, org_slug: str) -> Event:
     event = Event()
     other = booking.athlete if viewer is not None and viewer.id == booking.coach_membership_id else booking.coach
     event.add("uid", f"booking-{booking.id}@coach")
-    event.add("dtstamp", booking.status_changed_at)
-    event.add("last-modified", booking.status_changed_at)
-    event.add("created", booking.created_at)
+    event.add("dtstamp", _utc(booking.status_changed_at))
+    event.add("last-modified", _utc(booking.status_changed_at))
+    event.add("created", _utc(booking.created_at))
     # Rises with every change, so a calendar app replaces its copy.
-    event.add("sequence", max(0, int((booking.status_changed_at - booking.created_at).total_seconds())))
-    event.add("dtstart", booking.starts_at)
-    event.add("dtend", booking.ends_at)
+    event.add("sequence", SEQUENCE[booking.status])
+    event.add("dtstart", _utc(booking.starts_at))
+    event.add("dtend", _utc(booking.ends_at))
     prefix = "Requested: " if booking.status == "requested" else ""
     event.add("summary", f"{prefix}{booking.offering.title} with {other.user.display_name}")
     event.add("status", ICS_STATUS[booking.status])

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import delete, func, or_, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from coach.booking import slots as slotlib
 from coach.booking.models import (
@@ -90,8 +90,14 @@ def _uuid(value) -> uuid.UUID | None:
         return None
 
 
-def _sqlstate(exc: IntegrityError) -> str | None:
+def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None)
+
+
+# Two transactions inserting conflicting rows under an exclusion constraint at the same moment each
+# wait for the other; PostgreSQL then aborts one with a deadlock (40P01) instead of 23P01. For the
+# loser that means the same thing: someone else holds the time.
+EXCLUDED = ("23P01", "40P01")
 
 
 # --- who may do what ------------------------------------------------------------------------------
@@ -269,8 +275,8 @@ def _insert_excluding(row, overlap_message: str) -> None:
         with db.session.begin_nested():
             db.session.add(row)
             db.session.flush()
-    except IntegrityError as exc:
-        if _sqlstate(exc) in ("23P01", "23514"):
+    except DBAPIError as exc:
+        if _sqlstate(exc) in (*EXCLUDED, "23514"):
             raise BookingError(overlap_message) from exc
         raise
 
@@ -351,6 +357,8 @@ def upcoming_time_off(coach: Membership, now: datetime) -> list[TimeOff]:
 def add_time_off(coach: Membership, starts_at: datetime, ends_at: datetime, reason: str,
                  actor: Membership) -> TimeOff:
     """Block ``[starts_at, ends_at)``. Sessions already booked in it stay booked (the coach cancels them)."""
+    if starts_at.tzinfo is None or ends_at.tzinfo is None:
+        raise BookingError("That time is not valid.")
     if starts_at >= ends_at:
         raise BookingError("Time off must end after it starts.")
     if ends_at - starts_at > timedelta(days=366):
@@ -463,6 +471,12 @@ def _check_slot(offering: Offering, starts_at: datetime, now: datetime,
 
 def _hold_seat(offering: Offering, starts_at: datetime, ends_at: datetime) -> CoachingSession:
     """Take a seat: in an open group session at that time, or in a new session holding the coach's time."""
+    # One seat-taker per coach at a time, until its transaction ends. Without it, two requests writing
+    # overlapping sessions (or one joining a group session that another's new session overlaps) each wait
+    # for the other's uncommitted row in the exclusion check, and PostgreSQL aborts one with a deadlock.
+    # The exclusion constraint still decides who gets the time; this only puts the contenders in a line.
+    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                       {"key": f"coach-seats:{offering.tenant_id}:{offering.coach_membership_id}"})
     for attempt in range(2):
         if offering.capacity > 1:
             taken = db.session.execute(
@@ -490,8 +504,8 @@ def _hold_seat(offering: Offering, starts_at: datetime, ends_at: datetime) -> Co
                 db.session.add(session)
                 db.session.flush()
             return session
-        except IntegrityError as exc:
-            if _sqlstate(exc) != "23P01":
+        except DBAPIError as exc:
+            if _sqlstate(exc) not in EXCLUDED:
                 raise
             # Someone else holds this time. For a group, they may have just opened this very session.
             if offering.capacity == 1 or attempt:
@@ -520,18 +534,19 @@ def request_booking(offering: Offering, athlete: Membership, starts_at: datetime
     starts_at = starts_at.astimezone(UTC)
     ignore = rescheduled_from.session_id if rescheduled_from and offering.capacity == 1 else None
     slot = _check_slot(offering, starts_at, now, ignore)
-    session = _hold_seat(offering, slot.starts_at, slot.ends_at)
     status = "confirmed" if offering.auto_confirm else "requested"
     ttl = timedelta(hours=current_app.config["BOOKING_REQUEST_TTL_HOURS"])
-    booking = Booking(
-        tenant_id=offering.tenant_id, session_id=session.id, offering_id=offering.id,
-        coach_membership_id=offering.coach_membership_id, athlete_membership_id=athlete.id,
-        booked_by_membership_id=actor.id, starts_at=slot.starts_at, ends_at=slot.ends_at, status=status, note=note,
-        expires_at=None if offering.auto_confirm else min(now + ttl, slot.starts_at),
-        confirmed_at=now if offering.auto_confirm else None, status_changed_at=now,
-        rescheduled_from_id=rescheduled_from.id if rescheduled_from else None)
     try:
+        # One savepoint for the seat and the booking: a refusal leaves no seat taken in the caller's transaction.
         with db.session.begin_nested():
+            session = _hold_seat(offering, slot.starts_at, slot.ends_at)
+            booking = Booking(
+                tenant_id=offering.tenant_id, session_id=session.id, offering_id=offering.id,
+                coach_membership_id=offering.coach_membership_id, athlete_membership_id=athlete.id,
+                booked_by_membership_id=actor.id, starts_at=session.starts_at, ends_at=session.ends_at, status=status,
+                note=note, expires_at=None if offering.auto_confirm else min(now + ttl, slot.starts_at),
+                confirmed_at=now if offering.auto_confirm else None, status_changed_at=now,
+                rescheduled_from_id=rescheduled_from.id if rescheduled_from else None)
             db.session.add(booking)
             db.session.flush()
     except IntegrityError as exc:
@@ -553,8 +568,8 @@ def reschedule_booking(booking: Booking, starts_at: datetime, actor: Membership,
     If the new time cannot be booked nothing changes: the old booking stays as it was.
     """
     now = now or _now()
-    if booking.status not in ("requested", "confirmed"):
-        raise BookingError(f"A {booking.status_label.lower()} booking cannot be rescheduled.")
+    if "reschedule" not in allowed_actions(booking, actor, now):
+        raise BookingError(f"This booking is {booking.status_label.lower()}; it cannot be rescheduled now.")
     with db.session.begin_nested():
         transition(booking, "cancel", actor, now=now, reason="rescheduled")
         return request_booking(booking.offering, booking.athlete, starts_at,
@@ -821,12 +836,16 @@ def feed_owner(org: Organization, secret: str) -> Membership | None:
 
 
 def feed_bookings(membership: Membership, now: datetime | None = None) -> list[Booking]:
-    """What a member's calendar feed lists: their sessions from 60 days ago on, as coach and as athlete."""
+    """What a member's calendar feed lists: their sessions from 60 days ago on, as coach and as athlete.
+
+    Declined, expired and cancelled ones stay listed (marked cancelled), so a calendar app that
+    showed a request as tentative removes it.
+    """
     since = (now or _now()) - timedelta(days=60)
     return list(db.session.scalars(select(Booking).where(
         Booking.tenant_id == membership.tenant_id,
         or_(Booking.coach_membership_id == membership.id, Booking.athlete_membership_id == membership.id),
-        Booking.starts_at >= since, Booking.status.notin_(("declined", "expired")))
+        Booking.starts_at >= since)
         .order_by(Booking.starts_at).limit(2000)))
 
 
