@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("dashboard", "outbox")
+BENCHMARKS = ("dashboard", "outbox", "booking_race", "calendar", "slots")
 
 
 def main(argv: list[str]) -> int:
