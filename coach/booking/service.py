@@ -15,6 +15,7 @@ accept and expire exactly one changes the row.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 import uuid
@@ -386,7 +387,7 @@ def delete_time_off(coach: Membership, time_off_id, actor: Membership) -> bool:
 # --- slots -------------------------------------------------------------------------------------------
 
 def slot_rules(offering: Offering, window_start: datetime, window_end: datetime, *, with_busy: bool = True,
-               ignore_session: uuid.UUID | None = None) -> slotlib.SlotRules:
+               ignore_session: uuid.UUID | None = None, tz: str | None = None) -> slotlib.SlotRules:
     """Load everything :func:`coach.booking.slots.compute_slots` needs for ``offering`` around a window.
 
     Four queries whatever the size of the window: rules, overrides, time off, held sessions.
@@ -394,7 +395,7 @@ def slot_rules(offering: Offering, window_start: datetime, window_end: datetime,
     :param ignore_session: a session to treat as free (the one a reschedule gives up).
     """
     coach = offering.coach
-    tz = coach_timezone(coach)
+    tz = tz or coach_timezone(coach)
     zone = ZoneInfo(tz)
     # Widen by a day and the longest buffer on each side: intervals and busy ranges near the edges count.
     pad = timedelta(days=1, minutes=240)
@@ -438,9 +439,12 @@ def slot_rules(offering: Offering, window_start: datetime, window_end: datetime,
 
 
 def available_slots(offering: Offering, window_start: datetime, window_end: datetime, now: datetime | None = None,
-                    ignore_session: uuid.UUID | None = None) -> list[slotlib.Slot]:
-    """Bookable slots of ``offering`` starting in ``[window_start, window_end)``, UTC."""
-    rules = slot_rules(offering, window_start, window_end, ignore_session=ignore_session)
+                    ignore_session: uuid.UUID | None = None, tz: str | None = None) -> list[slotlib.Slot]:
+    """Bookable slots of ``offering`` starting in ``[window_start, window_end)``, UTC.
+
+    :param tz: the coach's zone, when the caller already knows it (saves a query).
+    """
+    rules = slot_rules(offering, window_start, window_end, ignore_session=ignore_session, tz=tz)
     return slotlib.compute_slots(rules, window_start, window_end, now or _now())
 
 
@@ -458,10 +462,12 @@ def _check_slot(offering: Offering, starts_at: datetime, now: datetime,
                 ignore_session: uuid.UUID | None) -> slotlib.Slot:
     """The slot starting at ``starts_at``; :class:`SlotTaken` if it was offered but is busy now."""
     window = (starts_at, starts_at + timedelta(minutes=1))
-    for slot in available_slots(offering, *window, now=now, ignore_session=ignore_session):
+    rules = slot_rules(offering, *window, ignore_session=ignore_session)
+    for slot in slotlib.compute_slots(rules, *window, now):
         if slot.starts_at == starts_at:
             return slot
-    free_rules = slot_rules(offering, *window, with_busy=False)
+    # Would it be offered if nobody had booked anything? Then it was taken, not invalid.
+    free_rules = dataclasses.replace(rules, busy=(), open_sessions=(), day_counts={})
     if any(s.starts_at == starts_at for s in slotlib.compute_slots(free_rules, *window, now)):
         raise SlotTaken("This time was just taken. Choose another.")
     if starts_at < now:

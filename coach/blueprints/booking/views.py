@@ -108,7 +108,8 @@ def week_context(offering, week: date, reschedule=None) -> dict:
     """Everything the week calendar needs: the week's slots grouped by the viewer's dates."""
     tz = viewer_tz()
     window = service.week_window(week, tz)
-    slots = service.available_slots(offering, *window,
+    coach_tz = service.coach_timezone(offering.coach)
+    slots = service.available_slots(offering, *window, tz=coach_tz,
                                     ignore_session=reschedule.session_id if reschedule and offering.capacity == 1
                                     else None)
     zone = service._zone(tz)
@@ -117,7 +118,7 @@ def week_context(offering, week: date, reschedule=None) -> dict:
         days.setdefault(slot.starts_at.astimezone(zone).date(), []).append(slot)
     this_week = parse_week(None)
     return dict(offering=offering, coach=offering.coach, week=week, days=days, zone=zone, tz=tz,
-                coach_tz=service.coach_timezone(offering.coach), reschedule=reschedule,
+                coach_tz=coach_tz, reschedule=reschedule,
                 prev_week=week - timedelta(days=7) if week > this_week else None,
                 next_week=week + timedelta(days=7), this_week=this_week,
                 today_local=datetime.now(UTC).astimezone(zone).date())
