@@ -85,6 +85,7 @@ def _register_models() -> None:
     # Import every model so metadata (and Alembic) sees all tables.
     import coach.accounts.models  # noqa: F401
     import coach.booking.models  # noqa: F401
+    import coach.spaces.models  # noqa: F401
     import coach.orgs.models  # noqa: F401
     import coach.platform.models  # noqa: F401
     import coach.platform.mail  # noqa: F401  (registers the mail.send consumer)

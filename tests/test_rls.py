@@ -10,6 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
+
+from coach.spaces import service as spaces_service
 from psycopg import errors, sql
 
 from coach import tenancy
@@ -57,6 +59,15 @@ def two_orgs(ctx):
         slot = booking_service.available_slots(offering, now + timedelta(days=2), now + timedelta(days=3))[0]
         booking_service.request_booking(offering, athlete, slot.starts_at, "", athlete)
         booking_service.regenerate_feed(athlete)
+        # Spaces: a space with a member, a post (edited: a revision; mentioning: a mention), a comment,
+        # a reaction and a flag.
+        space = spaces_service.create_space(org, coach, f"Space {prefix}", "", "open")
+        spaces_service.join(space, athlete)
+        post = spaces_service.create_post(space, coach, "First post")
+        spaces_service.edit_post(post, coach, f"First post, @{spaces_service.handle_of(athlete.user.display_name)}")
+        spaces_service.add_comment(post, athlete, "A comment")
+        spaces_service.toggle_reaction(post, athlete, "like")
+        spaces_service.flag(post, athlete, "Testing flags")
         # One row in every other tenant table, so each is covered below.
         db.session.add(OutboxEvent(tenant_id=org.id, topic="test.later", payload={},
                                    available_at=datetime.now(timezone.utc) + timedelta(days=1)))

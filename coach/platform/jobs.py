@@ -39,6 +39,7 @@ def consumer(topic: str):
 def _load_consumers() -> None:
     # Domains register consumers on import; list them here.
     import coach.booking.jobs  # noqa: F401
+    import coach.spaces.jobs  # noqa: F401
     import coach.platform.mail  # noqa: F401
 
     # Extension and test hook: COACH_EXTRA_CONSUMERS names more modules (comma-separated) that

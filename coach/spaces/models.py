@@ -1,0 +1,148 @@
+"""Spaces, their members, posts, comments, reactions, mentions and flags (constraints: migration 0005)."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, String, Text, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from coach.extensions import db
+from coach.orgs.models import Membership
+
+VISIBILITIES = {"open": "Open", "private": "Private", "announcement": "Announcements"}
+REACTIONS = {"like": "👍", "celebrate": "🎉", "support": "💪", "insightful": "💡", "funny": "😄"}
+
+
+def _member(cls: str, column: str):
+    return relationship(
+        Membership,
+        primaryjoin=f"and_({cls}.tenant_id == Membership.tenant_id, {cls}.{column} == Membership.id)",
+        foreign_keys=f"[{cls}.tenant_id, {cls}.{column}]", viewonly=True, lazy="joined", innerjoin=True)
+
+
+class Space(db.Model):
+    __tablename__ = "spaces"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    name: Mapped[str] = mapped_column(String(80))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    visibility: Mapped[str] = mapped_column(String(16))
+    created_by_membership_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_post_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def visibility_label(self) -> str:
+        return VISIBILITIES[self.visibility]
+
+
+class SpaceMember(db.Model):
+    __tablename__ = "space_members"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    space_id: Mapped[uuid.UUID] = mapped_column()
+    membership_id: Mapped[uuid.UUID] = mapped_column()
+    role: Mapped[str] = mapped_column(String(8))
+    joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    suspended_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    member: Mapped[Membership] = _member("SpaceMember", "membership_id")
+
+
+class Post(db.Model):
+    __tablename__ = "posts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    space_id: Mapped[uuid.UUID] = mapped_column()
+    author_membership_id: Mapped[uuid.UUID] = mapped_column()
+    body_source: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pinned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    hidden_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    comment_count: Mapped[int] = mapped_column(Integer, default=0)
+    flag_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    author: Mapped[Membership] = _member("Post", "author_membership_id")
+
+    @property
+    def visible(self) -> bool:
+        return self.deleted_at is None and self.hidden_at is None and self.removed_at is None
+
+
+class PostRevision(db.Model):
+    """An earlier text of an edited post (hosts can read them)."""
+
+    __tablename__ = "post_revisions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    post_id: Mapped[uuid.UUID] = mapped_column()
+    body_source: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    edited_by_membership_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Comment(db.Model):
+    __tablename__ = "comments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    post_id: Mapped[uuid.UUID] = mapped_column()
+    parent_id: Mapped[uuid.UUID | None] = mapped_column()
+    author_membership_id: Mapped[uuid.UUID] = mapped_column()
+    body_source: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    hidden_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    flag_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    author: Mapped[Membership] = _member("Comment", "author_membership_id")
+
+    @property
+    def visible(self) -> bool:
+        return self.deleted_at is None and self.hidden_at is None and self.removed_at is None
+
+
+class Reaction(db.Model):
+    __tablename__ = "reactions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    post_id: Mapped[uuid.UUID] = mapped_column()
+    membership_id: Mapped[uuid.UUID] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PostMention(db.Model):
+    __tablename__ = "post_mentions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    post_id: Mapped[uuid.UUID] = mapped_column()
+    membership_id: Mapped[uuid.UUID] = mapped_column()
+
+
+class Flag(db.Model):
+    __tablename__ = "flags"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    post_id: Mapped[uuid.UUID | None] = mapped_column()
+    comment_id: Mapped[uuid.UUID | None] = mapped_column()
+    membership_id: Mapped[uuid.UUID] = mapped_column()
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

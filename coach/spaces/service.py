@@ -1,0 +1,719 @@
+"""Spaces: membership of spaces, posts, comments, reactions, mentions, flags and moderation, feeds.
+
+Services never commit; the caller commits once. Content is rendered to sanitised
+HTML when it is written (:mod:`coach.spaces.markdown`), and the source is kept
+beside it for editing.
+
+Who may do what:
+
+- read: every member of the organization in open and announcement spaces; members of
+  the space (and admins) in private ones;
+- post: members of the space who are not suspended there; in an announcement space only
+  its hosts and the organization's coaches and admins;
+- comment and react: members of the space who are not suspended;
+- moderate (pin, delete others' content, restore, remove, suspend, read edit history):
+  hosts of the space and the organization's admins.
+"""
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import and_, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+
+from coach.accounts.models import User
+from coach.extensions import db
+from coach.orgs.models import Membership, Organization
+from coach.platform import audit
+from coach.platform.outbox import emit
+from coach.spaces import markdown
+from coach.spaces.models import (
+    REACTIONS,
+    VISIBILITIES,
+    Comment,
+    Flag,
+    Post,
+    PostMention,
+    PostRevision,
+    Reaction,
+    Space,
+    SpaceMember,
+)
+
+UTC = timezone.utc
+POST_MAX = 20_000
+COMMENT_MAX = 5_000
+PAGE_SIZE = 20
+HIDE_AFTER_FLAGS = 3
+
+
+class SpaceError(ValueError):
+    """A request that cannot be carried out; the message is safe to show. HTTP 422 unless ``status`` says."""
+
+    status = 422
+
+
+class NotAllowed(SpaceError):
+    status = 403
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _uuid(value) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def handle_of(display_name: str) -> str:
+    """The ``@handle`` of a member: their name, lower case, words joined by dots ("Maria Santos" → maria.santos)."""
+    return re.sub(r"[\W_]+", ".", display_name.lower()).strip(".")
+
+
+# SQL twin of handle_of, for finding mentioned members without loading everyone.
+_HANDLE_SQL = func.btrim(func.regexp_replace(func.lower(User.display_name), "[^[:alnum:]]+", ".", "g"), ".")
+
+
+# --- loaders -----------------------------------------------------------------------------------------
+
+def get_space(org: Organization, space_id) -> Space | None:
+    sid = _uuid(space_id)
+    return db.session.scalar(select(Space).where(Space.tenant_id == org.id, Space.id == sid)) if sid else None
+
+
+def get_post(org: Organization, post_id) -> Post | None:
+    pid = _uuid(post_id)
+    return db.session.scalar(select(Post).where(Post.tenant_id == org.id, Post.id == pid)) if pid else None
+
+
+def get_comment(org: Organization, comment_id) -> Comment | None:
+    cid = _uuid(comment_id)
+    return db.session.scalar(select(Comment).where(Comment.tenant_id == org.id, Comment.id == cid)) if cid else None
+
+
+def space_membership(space: Space, member: Membership) -> SpaceMember | None:
+    return db.session.scalar(select(SpaceMember).where(
+        SpaceMember.tenant_id == space.tenant_id, SpaceMember.space_id == space.id,
+        SpaceMember.membership_id == member.id))
+
+
+# --- permissions -------------------------------------------------------------------------------------
+
+@dataclass
+class Access:
+    """What one member may do in one space."""
+
+    read: bool
+    joined: bool
+    host: bool
+    post: bool
+    comment: bool
+    suspended_until: datetime | None = None
+
+
+def access(space: Space, member: Membership, sm: SpaceMember | None = None, now: datetime | None = None) -> Access:
+    now = now or _now()
+    sm = sm if sm is not None else space_membership(space, member)
+    admin = member.role == "admin"
+    joined = sm is not None
+    host = admin or (joined and sm.role == "host")
+    read = space.visibility != "private" or joined or admin
+    suspended = joined and sm.suspended_until is not None and sm.suspended_until > now
+    may_write = joined and not suspended
+    post = may_write and (space.visibility != "announcement" or host or member.role in ("coach", "admin"))
+    return Access(read=read, joined=joined, host=host, post=post, comment=may_write,
+                  suspended_until=sm.suspended_until if suspended else None)
+
+
+def _require(allowed: bool, message: str) -> None:
+    if not allowed:
+        raise NotAllowed(message)
+
+
+# --- spaces ------------------------------------------------------------------------------------------
+
+def create_space(org: Organization, creator: Membership, name: str, description: str, visibility: str) -> Space:
+    """A new space; its creator is its first host. Coaches and admins create spaces."""
+    _require(creator.role in ("coach", "admin"), "Only coaches and admins create spaces.")
+    name = (name or "").strip()
+    if not 1 <= len(name) <= 80:
+        raise SpaceError("A space name has 1 to 80 characters.")
+    if visibility not in VISIBILITIES:
+        raise SpaceError("Choose open, private or announcements.")
+    space = Space(tenant_id=org.id, name=name, description=(description or "").strip()[:500],
+                  visibility=visibility, created_by_membership_id=creator.id)
+    try:
+        with db.session.begin_nested():
+            db.session.add(space)
+            db.session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "23505":
+            raise SpaceError("A space with this name exists already.") from exc
+        raise
+    db.session.add(SpaceMember(tenant_id=org.id, space_id=space.id, membership_id=creator.id, role="host"))
+    db.session.flush()
+    audit.record("space.created", actor=creator.user, target_type="space", target_id=space.id,
+                 details={"name": name, "visibility": visibility})
+    return space
+
+
+@dataclass
+class SpaceSummary:
+    space: Space
+    joined: bool
+    role: str | None
+    new_posts: int
+
+
+def spaces_for(org: Organization, member: Membership) -> list[SpaceSummary]:
+    """Spaces the member can see, with how many posts by others arrived since their last visit (one query)."""
+    sm = select(SpaceMember).where(SpaceMember.tenant_id == org.id, SpaceMember.membership_id == member.id) \
+        .subquery()
+    new_posts = (select(func.count()).select_from(Post).where(
+        Post.tenant_id == org.id, Post.space_id == Space.id, Post.created_at > sm.c.last_seen_at,
+        Post.author_membership_id != member.id, Post.deleted_at.is_(None), Post.hidden_at.is_(None),
+        Post.removed_at.is_(None)).correlate(Space, sm).scalar_subquery())
+    query = (select(Space, sm.c.role, func.coalesce(new_posts, 0))
+             .outerjoin(sm, sm.c.space_id == Space.id)
+             .where(Space.tenant_id == org.id)
+             .order_by(sm.c.role.is_(None), func.lower(Space.name)))
+    if member.role != "admin":
+        query = query.where(or_(Space.visibility != "private", sm.c.id.isnot(None)))
+    return [SpaceSummary(space, role is not None, role, n if role is not None else 0)
+            for space, role, n in db.session.execute(query)]
+
+
+def join(space: Space, member: Membership) -> SpaceMember:
+    """Join an open or announcement space (private ones are by invitation of a host)."""
+    _require(space.visibility != "private", "This space is private: a host adds members.")
+    return _add(space, member, "member")
+
+
+def _add(space: Space, member: Membership, role: str) -> SpaceMember:
+    existing = space_membership(space, member)
+    if existing is not None:
+        return existing
+    sm = SpaceMember(tenant_id=space.tenant_id, space_id=space.id, membership_id=member.id, role=role)
+    try:
+        with db.session.begin_nested():
+            db.session.add(sm)
+            db.session.flush()
+    except IntegrityError:
+        return space_membership(space, member)
+    return sm
+
+
+def leave(space: Space, member: Membership) -> None:
+    sm = space_membership(space, member)
+    if sm is None:
+        return
+    if sm.role == "host":
+        hosts = db.session.scalar(select(func.count()).select_from(SpaceMember).where(
+            SpaceMember.tenant_id == space.tenant_id, SpaceMember.space_id == space.id, SpaceMember.role == "host"))
+        if hosts <= 1:
+            raise SpaceError("You are the only host: make someone else host before you leave.")
+    db.session.delete(sm)
+    db.session.flush()
+
+
+def add_member(space: Space, actor: Membership, member: Membership, role: str = "member") -> SpaceMember:
+    """A host adds (invites) an organization member, e.g. to a private space."""
+    _require(access(space, actor).host, "Only hosts add members.")
+    if member.tenant_id != space.tenant_id:
+        raise SpaceError("Only members of this organization can join its spaces.")
+    if role not in ("host", "member"):
+        raise SpaceError("Choose host or member.")
+    sm = _add(space, member, role)
+    sm.role = role
+    db.session.flush()
+    audit.record("space.member_added", actor=actor.user, target_type="space", target_id=space.id,
+                 details={"member": member.user.email, "role": role})
+    return sm
+
+
+def remove_member(space: Space, actor: Membership, member: Membership) -> None:
+    _require(access(space, actor).host, "Only hosts remove members.")
+    sm = space_membership(space, member)
+    if sm is None:
+        raise SpaceError("Not a member of this space.")
+    db.session.delete(sm)
+    db.session.flush()
+    audit.record("space.member_removed", actor=actor.user, target_type="space", target_id=space.id,
+                 details={"member": member.user.email})
+
+
+def members_of(space: Space) -> list[SpaceMember]:
+    return list(db.session.scalars(select(SpaceMember).join(Membership, and_(
+        Membership.tenant_id == SpaceMember.tenant_id, Membership.id == SpaceMember.membership_id))
+        .join(User, User.id == Membership.user_id)
+        .where(SpaceMember.tenant_id == space.tenant_id, SpaceMember.space_id == space.id)
+        .order_by(SpaceMember.role, func.lower(User.display_name)).limit(1000)))
+
+
+def mark_seen(space: Space, member: Membership, now: datetime | None = None) -> None:
+    db.session.execute(update(SpaceMember).where(
+        SpaceMember.tenant_id == space.tenant_id, SpaceMember.space_id == space.id,
+        SpaceMember.membership_id == member.id).values(last_seen_at=now or _now()))
+
+
+def suspend(space: Space, actor: Membership, member: Membership, until: datetime, reason: str = "") -> None:
+    """Suspend ``member`` from posting and commenting in ``space`` until ``until`` (they can still read)."""
+    _require(access(space, actor).host, "Only hosts suspend members.")
+    if member.id == actor.id:
+        raise SpaceError("You cannot suspend yourself.")
+    sm = space_membership(space, member)
+    if sm is None:
+        raise SpaceError("Not a member of this space.")
+    sm.suspended_until = until
+    db.session.flush()
+    audit.record("space.member_suspended", actor=actor.user, target_type="space", target_id=space.id,
+                 details={"member": member.user.email, "until": until.isoformat(), "reason": reason[:200]})
+
+
+# --- mentions ----------------------------------------------------------------------------------------
+
+def find_mentioned(org: Organization, source: str) -> dict[str, list[Membership]]:
+    """Members of the organization named by ``@handle`` in ``source`` (handle → members)."""
+    handles = markdown.mentioned_handles(source)
+    if not handles:
+        return {}
+    found: dict[str, list[Membership]] = {}
+    for membership, handle in db.session.execute(
+            select(Membership, _HANDLE_SQL).join(Membership.user)
+            .where(Membership.tenant_id == org.id, _HANDLE_SQL.in_(list(handles)[:50]))):
+        found.setdefault(handle, []).append(membership)
+    return found
+
+
+def mention_candidates(org: Organization, prefix: str, limit: int = 8) -> list[tuple[Membership, str]]:
+    """Members whose handle or name starts with ``prefix`` (the autocomplete)."""
+    prefix = prefix.strip().lstrip("@").lower()[:64]
+    if not prefix:
+        return []
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = db.session.execute(
+        select(Membership, _HANDLE_SQL).join(Membership.user)
+        .where(Membership.tenant_id == org.id, or_(_HANDLE_SQL.like(f"{escaped}%"),
+                                                   func.lower(User.display_name).like(f"{escaped}%")))
+        .order_by(func.lower(User.display_name)).limit(limit))
+    return [(m, h) for m, h in rows]
+
+
+def _render(org: Organization, source: str, mention_url) -> tuple[str, dict[str, list[Membership]]]:
+    mentioned = find_mentioned(org, source)
+    urls = {handle: mention_url(members[0]) for handle, members in mentioned.items()}
+    return markdown.render(source, urls), mentioned
+
+
+def _check_text(source: str, limit: int, what: str) -> str:
+    source = (source or "").replace("\r\n", "\n")
+    if not source.strip():
+        raise SpaceError(f"Write something before you {what}.")
+    if len(source) > limit:
+        raise SpaceError(f"That is {len(source):,} characters; the most is {limit:,}.")
+    return source
+
+
+# --- posts -------------------------------------------------------------------------------------------
+
+def create_post(space: Space, author: Membership, source: str, mention_url=lambda m: "#",
+                now: datetime | None = None) -> Post:
+    """Publish a post; mentioned members get a ``space.mentioned`` event each.
+
+    :param mention_url: member → URL of their page, for the mention links.
+    """
+    now = now or _now()
+    _require(access(space, author, now=now).post, _why_not_post(space, author, now))
+    source = _check_text(source, POST_MAX, "post")
+    html, mentioned = _render(_org(space), source, mention_url)
+    post = Post(tenant_id=space.tenant_id, space_id=space.id, author_membership_id=author.id, body_source=source,
+                body_html=html, created_at=now)
+    db.session.add(post)
+    db.session.flush()
+    space.last_post_at = now
+    _record_mentions(post, author, mentioned)
+    emit("space.post_created", {"post_id": str(post.id), "space_id": str(space.id),
+                                "author_membership_id": str(author.id)})
+    return post
+
+
+def _why_not_post(space: Space, member: Membership, now: datetime) -> str:
+    acc = access(space, member, now=now)
+    if not acc.joined:
+        return "Join the space to post."
+    if acc.suspended_until:
+        return "You are suspended from posting in this space for now."
+    return "Only hosts and coaches post in an announcement space."
+
+
+def _org(space: Space) -> Organization:
+    return db.session.get(Organization, space.tenant_id)
+
+
+def _record_mentions(post: Post, author: Membership, mentioned: dict[str, list[Membership]]) -> None:
+    already = set(db.session.scalars(select(PostMention.membership_id).where(
+        PostMention.tenant_id == post.tenant_id, PostMention.post_id == post.id)))
+    for members in mentioned.values():
+        for member in members:
+            if member.id == author.id or member.id in already:
+                continue
+            already.add(member.id)
+            db.session.add(PostMention(tenant_id=post.tenant_id, post_id=post.id, membership_id=member.id))
+            emit("space.mentioned", {"post_id": str(post.id), "membership_id": str(member.id),
+                                     "author_membership_id": str(author.id),
+                                     "excerpt": markdown.plain_excerpt(post.body_source)})
+    db.session.flush()
+
+
+def edit_post(post: Post, editor: Membership, source: str, mention_url=lambda m: "#",
+              now: datetime | None = None) -> Post:
+    """The author changes their post; the previous text is kept as a revision."""
+    _require(editor.id == post.author_membership_id, "Only the author edits a post.")
+    _require(post.deleted_at is None and post.removed_at is None, "This post was deleted.")
+    now = now or _now()
+    source = _check_text(source, POST_MAX, "save")
+    if source == post.body_source:
+        return post
+    db.session.add(PostRevision(tenant_id=post.tenant_id, post_id=post.id, body_source=post.body_source,
+                                body_html=post.body_html, edited_by_membership_id=editor.id, created_at=now))
+    space = db.session.get(Space, post.space_id)
+    post.body_html, mentioned = _render(_org(space), source, mention_url)
+    post.body_source = source
+    post.edited_at = now
+    db.session.flush()
+    _record_mentions(post, editor, mentioned)
+    return post
+
+
+def revisions(post: Post) -> list[PostRevision]:
+    return list(db.session.scalars(select(PostRevision).where(
+        PostRevision.tenant_id == post.tenant_id, PostRevision.post_id == post.id)
+        .order_by(PostRevision.created_at.desc()).limit(100)))
+
+
+def delete_post(post: Post, actor: Membership, now: datetime | None = None) -> None:
+    """Soft delete, by the author, a host of the space or an admin."""
+    space = db.session.get(Space, post.space_id)
+    _require(actor.id == post.author_membership_id or access(space, actor).host,
+             "Only the author, a host or an admin deletes a post.")
+    if post.deleted_at is None:
+        post.deleted_at = now or _now()
+        db.session.flush()
+        if actor.id != post.author_membership_id:
+            audit.record("post.deleted", actor=actor.user, target_type="post", target_id=post.id,
+                         details={"space": space.name, "author": post.author.user.email})
+
+
+def set_pinned(post: Post, actor: Membership, pinned: bool, now: datetime | None = None) -> None:
+    space = db.session.get(Space, post.space_id)
+    _require(access(space, actor).host, "Only hosts pin posts.")
+    post.pinned_at = (now or _now()) if pinned else None
+    db.session.flush()
+
+
+# --- comments and reactions --------------------------------------------------------------------------
+
+def add_comment(post: Post, author: Membership, source: str, parent: Comment | None = None,
+                mention_url=lambda m: "#", now: datetime | None = None) -> Comment:
+    """Comment on a post, or reply to a top-level comment (one level of replies)."""
+    space = db.session.get(Space, post.space_id)
+    now = now or _now()
+    acc = access(space, author, now=now)
+    _require(acc.comment, "Join the space to comment." if not acc.joined else
+             "You are suspended from commenting in this space for now.")
+    _require(post.visible, "This post is not available.")
+    if parent is not None:
+        if parent.post_id != post.id or parent.tenant_id != post.tenant_id:
+            raise SpaceError("Reply to a comment of this post.")
+        if parent.parent_id is not None:
+            parent = db.session.get(Comment, parent.parent_id)  # replies stay one level deep
+    source = _check_text(source, COMMENT_MAX, "comment")
+    html, _ = _render(_org(space), source, mention_url)
+    comment = Comment(tenant_id=post.tenant_id, post_id=post.id, parent_id=parent.id if parent else None,
+                      author_membership_id=author.id, body_source=source, body_html=html, created_at=now)
+    db.session.add(comment)
+    db.session.execute(update(Post).where(Post.id == post.id).values(comment_count=Post.comment_count + 1))
+    db.session.flush()
+    emit("space.commented", {"post_id": str(post.id), "comment_id": str(comment.id),
+                             "post_author_membership_id": str(post.author_membership_id),
+                             "author_membership_id": str(author.id)})
+    return comment
+
+
+def comments_of(post: Post) -> list[tuple[Comment, list[Comment]]]:
+    """Top-level comments, oldest first, each with its replies (one query)."""
+    rows = list(db.session.scalars(select(Comment).where(
+        Comment.tenant_id == post.tenant_id, Comment.post_id == post.id).order_by(Comment.created_at, Comment.id)
+        .limit(1000)))
+    replies: dict[uuid.UUID, list[Comment]] = {}
+    for c in rows:
+        if c.parent_id:
+            replies.setdefault(c.parent_id, []).append(c)
+    return [(c, replies.get(c.id, [])) for c in rows if c.parent_id is None]
+
+
+def delete_comment(comment: Comment, actor: Membership, now: datetime | None = None) -> None:
+    post = db.session.get(Post, comment.post_id)
+    space = db.session.get(Space, post.space_id)
+    _require(actor.id == comment.author_membership_id or access(space, actor).host,
+             "Only the author, a host or an admin deletes a comment.")
+    if comment.deleted_at is None:
+        comment.deleted_at = now or _now()
+        db.session.execute(update(Post).where(Post.id == post.id).values(
+            comment_count=func.greatest(Post.comment_count - 1, 0)))
+        db.session.flush()
+
+
+def toggle_reaction(post: Post, member: Membership, kind: str) -> bool:
+    """Add ``kind`` from ``member`` to ``post``, or take it back; returns whether it is now on."""
+    if kind not in REACTIONS:
+        raise SpaceError("Unknown reaction.")
+    space = db.session.get(Space, post.space_id)
+    _require(access(space, member).comment, "Join the space to react.")
+    _require(post.visible, "This post is not available.")
+    removed = db.session.execute(delete(Reaction).where(
+        Reaction.tenant_id == post.tenant_id, Reaction.post_id == post.id, Reaction.membership_id == member.id,
+        Reaction.kind == kind)).rowcount
+    if removed:
+        return False
+    try:
+        with db.session.begin_nested():
+            db.session.add(Reaction(tenant_id=post.tenant_id, post_id=post.id, membership_id=member.id, kind=kind))
+            db.session.flush()
+    except IntegrityError:
+        pass  # a double click raced us to it: it is on either way
+    return True
+
+
+def reaction_summary(tenant_id: uuid.UUID, post_ids: list[uuid.UUID], member: Membership
+                     ) -> tuple[dict[uuid.UUID, dict[str, int]], dict[uuid.UUID, set[str]]]:
+    """Counts per post and kind, and the member's own reactions, for a page of posts (two queries)."""
+    counts: dict[uuid.UUID, dict[str, int]] = {pid: {} for pid in post_ids}
+    mine: dict[uuid.UUID, set[str]] = {pid: set() for pid in post_ids}
+    if not post_ids:
+        return counts, mine
+    for post_id, kind, n in db.session.execute(
+            select(Reaction.post_id, Reaction.kind, func.count()).where(
+                Reaction.tenant_id == tenant_id, Reaction.post_id.in_(post_ids))
+            .group_by(Reaction.post_id, Reaction.kind)):
+        counts[post_id][kind] = n
+    for post_id, kind in db.session.execute(select(Reaction.post_id, Reaction.kind).where(
+            Reaction.tenant_id == tenant_id, Reaction.post_id.in_(post_ids), Reaction.membership_id == member.id)):
+        mine[post_id].add(kind)
+    return counts, mine
+
+
+# --- flags and moderation ----------------------------------------------------------------------------
+
+def flag(target: Post | Comment, member: Membership, reason: str, now: datetime | None = None) -> bool:
+    """Flag a post or comment; the third flag hides it pending review. Returns whether it is now hidden."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise SpaceError("Say what is wrong with it.")
+    if len(reason) > 500:
+        raise SpaceError("A reason has at most 500 characters.")
+    if target.author_membership_id == member.id:
+        raise SpaceError("You cannot flag what you wrote yourself.")
+    is_post = isinstance(target, Post)
+    row = Flag(tenant_id=target.tenant_id, post_id=target.id if is_post else None,
+               comment_id=None if is_post else target.id, membership_id=member.id, reason=reason)
+    try:
+        with db.session.begin_nested():
+            db.session.add(row)
+            db.session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "23505":
+            raise SpaceError("You have flagged this already; the hosts will look at it.") from exc
+        raise
+    model = Post if is_post else Comment
+    count = db.session.execute(update(model).where(model.id == target.id)
+                               .values(flag_count=model.flag_count + 1).returning(model.flag_count)).scalar_one()
+    hidden = False
+    if count >= HIDE_AFTER_FLAGS:
+        hidden = bool(db.session.execute(update(model).where(model.id == target.id, model.hidden_at.is_(None))
+                                         .values(hidden_at=now or _now())).rowcount)
+        if hidden:
+            audit.record(f"{'post' if is_post else 'comment'}.hidden_by_flags", actor_label="system",
+                         target_type="post" if is_post else "comment", target_id=target.id,
+                         details={"flags": count})
+    db.session.refresh(target)
+    return hidden
+
+
+@dataclass
+class QueueItem:
+    target: Post | Comment
+    kind: str  # "post" or "comment"
+    space: Space
+    flags: list[Flag] = field(default_factory=list)
+
+
+def moderation_queue(org: Organization, moderator: Membership) -> list[QueueItem]:
+    """Flagged or hidden content, not yet resolved, in spaces the moderator hosts (all of them for admins)."""
+    hosted = select(SpaceMember.space_id).where(SpaceMember.tenant_id == org.id,
+                                                 SpaceMember.membership_id == moderator.id,
+                                                 SpaceMember.role == "host")
+    open_flags = list(db.session.scalars(select(Flag).where(Flag.tenant_id == org.id, Flag.resolved_at.is_(None))
+                                         .order_by(Flag.created_at).limit(500)))
+    post_ids = {f.post_id for f in open_flags if f.post_id}
+    comment_ids = {f.comment_id for f in open_flags if f.comment_id}
+    posts = {p.id: p for p in db.session.scalars(select(Post).where(Post.tenant_id == org.id,
+                                                                     Post.id.in_(post_ids)))} if post_ids else {}
+    comments = {c.id: c for c in db.session.scalars(select(Comment).where(
+        Comment.tenant_id == org.id, Comment.id.in_(comment_ids)))} if comment_ids else {}
+    parent_posts = {c.post_id for c in comments.values()} - set(posts)
+    if parent_posts:
+        posts.update({p.id: p for p in db.session.scalars(select(Post).where(Post.tenant_id == org.id,
+                                                                             Post.id.in_(parent_posts)))})
+    space_ids = {p.space_id for p in posts.values()}
+    if moderator.role != "admin":
+        space_ids &= set(db.session.scalars(hosted))
+    spaces = {s.id: s for s in db.session.scalars(select(Space).where(Space.tenant_id == org.id,
+                                                                       Space.id.in_(space_ids)))} if space_ids else {}
+    items: dict[tuple[str, uuid.UUID], QueueItem] = {}
+    for f in open_flags:
+        target = posts.get(f.post_id) if f.post_id else comments.get(f.comment_id)
+        if target is None:
+            continue
+        space_id = target.space_id if f.post_id else posts[target.post_id].space_id
+        if space_id not in spaces:
+            continue
+        key = ("post" if f.post_id else "comment", target.id)
+        item = items.setdefault(key, QueueItem(target, key[0], spaces[space_id]))
+        item.flags.append(f)
+    return sorted(items.values(), key=lambda i: (i.target.hidden_at is None, i.flags[0].created_at))
+
+
+def _space_of(target: Post | Comment) -> Space:
+    post = target if isinstance(target, Post) else db.session.get(Post, target.post_id)
+    return db.session.get(Space, post.space_id)
+
+
+def _resolve_flags(target: Post | Comment, now: datetime) -> None:
+    column = Flag.post_id if isinstance(target, Post) else Flag.comment_id
+    db.session.execute(update(Flag).where(Flag.tenant_id == target.tenant_id, column == target.id,
+                                          Flag.resolved_at.is_(None)).values(resolved_at=now))
+
+
+def restore(target: Post | Comment, moderator: Membership, now: datetime | None = None) -> None:
+    """The content is fine: show it again and close its flags."""
+    now = now or _now()
+    _require(access(_space_of(target), moderator).host, "Only hosts and admins moderate.")
+    target.hidden_at = None
+    target.removed_at = None
+    _resolve_flags(target, now)
+    db.session.flush()
+    kind = "post" if isinstance(target, Post) else "comment"
+    audit.record(f"{kind}.restored", actor=moderator.user, target_type=kind, target_id=target.id)
+
+
+def remove(target: Post | Comment, moderator: Membership, now: datetime | None = None) -> None:
+    """The content breaks the rules: remove it for everyone and close its flags."""
+    now = now or _now()
+    _require(access(_space_of(target), moderator).host, "Only hosts and admins moderate.")
+    target.removed_at = now
+    _resolve_flags(target, now)
+    if isinstance(target, Comment) and target.deleted_at is None:
+        db.session.execute(update(Post).where(Post.id == target.post_id).values(
+            comment_count=func.greatest(Post.comment_count - 1, 0)))
+    db.session.flush()
+    kind = "post" if isinstance(target, Post) else "comment"
+    audit.record(f"{kind}.removed", actor=moderator.user, target_type=kind, target_id=target.id,
+                 details={"author": target.author.user.email})
+
+
+# --- feeds -------------------------------------------------------------------------------------------
+
+def encode_cursor(post: Post) -> str:
+    raw = f"{post.created_at.astimezone(UTC).isoformat()}|{post.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The (created_at, id) a page continues after; ``None`` for a missing or malformed cursor."""
+    if not cursor or len(cursor) > 200:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, post_id = raw.partition("|")
+        created = datetime.fromisoformat(when)
+        return (created, uuid.UUID(post_id)) if created.tzinfo else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+@dataclass
+class FeedPage:
+    posts: list[Post]
+    pinned: list[Post]
+    counts: dict[uuid.UUID, dict[str, int]]
+    mine: dict[uuid.UUID, set[str]]
+    spaces: dict[uuid.UUID, Space]
+    next_cursor: str | None
+
+
+def _visible():
+    return and_(Post.deleted_at.is_(None), Post.hidden_at.is_(None), Post.removed_at.is_(None))
+
+
+def feed_page(org: Organization, member: Membership, space: Space | None = None, after: str | None = None,
+              limit: int = PAGE_SIZE) -> FeedPage:
+    """One page of a feed, newest first: a space's (pinned posts first on its first page) or the home feed.
+
+    A fixed number of queries whatever the page holds: posts with their authors, pinned posts
+    (first page of a space), spaces (home), reaction counts, my reactions.
+    """
+    position = decode_cursor(after)
+    query = select(Post).where(Post.tenant_id == org.id, _visible())
+    if space is not None:
+        query = query.where(Post.space_id == space.id)
+    else:
+        query = query.where(Post.space_id.in_(select(SpaceMember.space_id).where(
+            SpaceMember.tenant_id == org.id, SpaceMember.membership_id == member.id)))
+    pinned: list[Post] = []
+    if space is not None and position is None:
+        pinned = list(db.session.scalars(query.where(Post.pinned_at.isnot(None))
+                                         .order_by(Post.pinned_at.desc()).limit(10)))
+    if position is not None:
+        query = query.where(tuple_(Post.created_at, Post.id) < tuple_(*position))
+    if pinned:
+        query = query.where(Post.id.notin_([p.id for p in pinned]))
+    posts = list(db.session.scalars(query.order_by(Post.created_at.desc(), Post.id.desc()).limit(limit + 1)))
+    more = len(posts) > limit
+    posts = posts[:limit]
+    shown = pinned + posts
+    counts, mine = reaction_summary(org.id, [p.id for p in shown], member)
+    spaces: dict[uuid.UUID, Space] = {}
+    if space is not None:
+        spaces[space.id] = space
+    elif shown:
+        spaces = {s.id: s for s in db.session.scalars(select(Space).where(
+            Space.tenant_id == org.id, Space.id.in_({p.space_id for p in shown})))}
+    return FeedPage(posts, pinned, counts, mine, spaces, encode_cursor(posts[-1]) if more and posts else None)
+
+
+def newer_posts(org: Organization, member: Membership, since: datetime, space: Space | None = None) -> int:
+    """How many visible posts by others arrived after ``since`` (the "N new posts" bar)."""
+    query = select(func.count()).select_from(Post).where(
+        Post.tenant_id == org.id, _visible(), Post.created_at > since, Post.author_membership_id != member.id)
+    if space is not None:
+        query = query.where(Post.space_id == space.id)
+    else:
+        query = query.where(exists().where(SpaceMember.tenant_id == org.id, SpaceMember.space_id == Post.space_id,
+                                           SpaceMember.membership_id == member.id))
+    return db.session.scalar(query) or 0
+
+
+def suspension_period(days: int) -> timedelta:
+    if not 1 <= days <= 365:
+        raise SpaceError("Suspend for 1 to 365 days.")
+    return timedelta(days=days)
