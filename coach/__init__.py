@@ -63,6 +63,7 @@ def create_app(config: dict | None = None) -> Flask:
     from coach.blueprints.admin.views import bp as admin_bp
     import coach.blueprints.booking.schedule  # noqa: F401  (schedule pages on the booking blueprint)
     from coach.blueprints.booking.views import bp as booking_bp
+    from coach.blueprints.spaces.views import bp as spaces_bp
     from coach.blueprints.core.views import bp as core_bp
     from coach.blueprints.orgs.views import bp as orgs_bp
 
@@ -71,6 +72,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(orgs_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(booking_bp)
+    app.register_blueprint(spaces_bp)
 
     _register_request_hooks(app)
     _register_template_helpers(app)

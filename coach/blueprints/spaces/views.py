@@ -1,0 +1,436 @@
+"""Spaces: the list, a space's feed, the home feed, posts with comments and reactions, flags, moderation."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import Blueprint, abort, flash, g, make_response, render_template, request, url_for
+from wtforms.fields.choices import SelectChoice
+
+from coach import tenancy
+from coach.blueprints.spaces.forms import (
+    ActionForm,
+    AddMemberForm,
+    CommentForm,
+    FlagForm,
+    PostForm,
+    SpaceForm,
+    SuspendForm,
+)
+from coach.extensions import db
+from coach.htmx import redirect_after_post, render, trigger, wants_fragment
+from coach.platform.idempotency import idempotent
+from coach.spaces import service
+from coach.spaces.models import REACTIONS
+from coach.spaces.service import SpaceError
+from coach.tenancy import role_required
+
+bp = Blueprint("spaces", __name__, url_prefix="/o/<slug>")
+
+UTC = timezone.utc
+
+
+@bp.url_value_preprocessor
+def _resolve_org(endpoint, values):
+    tenancy.enter_org(values.pop("slug"))
+
+
+@bp.url_defaults
+def _add_slug(endpoint, values):
+    if "slug" not in values and g.get("org") is not None:
+        values["slug"] = g.org.slug
+
+
+def mention_url(member) -> str:
+    return url_for("booking.coach_page", slug=g.org.slug, coach_id=member.id) if member.role == "coach" \
+        else url_for("spaces.feed", slug=g.org.slug)
+
+
+# --- loaders: the object and what I may do with it, or 404 -------------------------------------------
+
+def load_space(space_id: str):
+    space = service.get_space(g.org, space_id)
+    if space is None:
+        abort(404)
+    acc = service.access(space, g.membership)
+    if not acc.read:
+        abort(404)  # a private space is invisible to outsiders
+    return space, acc
+
+
+def load_post(post_id: str):
+    post = service.get_post(g.org, post_id)
+    if post is None:
+        abort(404)
+    space, acc = load_space(str(post.space_id))
+    if (post.deleted_at or post.removed_at or post.hidden_at) and not acc.host:
+        abort(404)
+    return post, space, acc
+
+
+def load_comment(comment_id: str):
+    comment = service.get_comment(g.org, comment_id)
+    if comment is None:
+        abort(404)
+    post, space, acc = load_post(str(comment.post_id))
+    return comment, post, space, acc
+
+
+def _fail(exc: SpaceError):
+    db.session.rollback()
+    abort(exc.status, str(exc))
+
+
+# --- spaces ------------------------------------------------------------------------------------------
+
+@bp.get("/spaces")
+@role_required()
+def index():
+    """Every space I can see, with what is new in each since my last visit."""
+    return render("spaces/index.html", org=g.org, spaces=service.spaces_for(g.org, g.membership),
+                  can_create=g.membership.role in ("coach", "admin"))
+
+
+@bp.route("/spaces/new", methods=["GET", "POST"])
+@role_required("coach", "admin")
+@idempotent
+def create():
+    """Create a space; I become its host."""
+    form = SpaceForm()
+    if form.validate_on_submit():
+        try:
+            space = service.create_space(g.org, g.membership, form.name.data, form.description.data or "",
+                                         form.visibility.data)
+        except SpaceError as exc:
+            db.session.rollback()
+            form.name.errors.append(str(exc))
+        else:
+            db.session.commit()
+            return redirect_after_post(url_for("spaces.space", space_id=space.id))
+    return render("spaces/new.html", "form", status=422 if form.errors else 200, org=g.org, form=form)
+
+
+def _feed_context(space=None, acc=None) -> dict:
+    page = service.feed_page(g.org, g.membership, space, request.args.get("after"))
+    return dict(org=g.org, space=space, acc=acc, page=page, reactions=REACTIONS, action_form=ActionForm(),
+                loaded_at=datetime.now(UTC).isoformat(), me=g.membership)
+
+
+@bp.get("/spaces/<space_id>")
+@role_required()
+def space(space_id: str):
+    """A space's feed: pinned posts first, then newest first; older pages load as I scroll."""
+    space, acc = load_space(space_id)
+    context = _feed_context(space, acc)
+    if acc.joined and not request.args.get("after"):
+        service.mark_seen(space, g.membership)
+        db.session.commit()
+    block = "page" if request.args.get("after") else None
+    return render("spaces/space.html", block, post_form=PostForm(formdata=None), **context)
+
+
+@bp.get("/feed")
+@role_required()
+def feed():
+    """The home feed: every space I joined, newest first."""
+    context = _feed_context()
+    return render("spaces/feed.html", "page" if request.args.get("after") else None, **context)
+
+
+@bp.get("/spaces/<space_id>/new-posts")
+@bp.get("/feed/new-posts")
+@role_required()
+def new_posts(space_id: str | None = None):
+    """The "N new posts" bar: 204 (nothing to swap) while nothing new arrived since the page loaded."""
+    space = load_space(space_id)[0] if space_id else None
+    try:
+        since = datetime.fromisoformat(request.args.get("since", ""))
+    except ValueError:
+        abort(400, "since must be a time.")
+    if since.tzinfo is None:
+        abort(400, "since must be a time with its zone.")
+    count = service.newer_posts(g.org, g.membership, since, space)
+    if not count:
+        return make_response("", 204)
+    href = url_for("spaces.space", space_id=space.id) if space else url_for("spaces.feed")
+    return render_template("spaces/_new_posts.html", count=count, href=href)
+
+
+@bp.post("/spaces/<space_id>/<any(join, leave):action>")
+@role_required()
+def membership(space_id: str, action: str):
+    """Join an open space, or leave one."""
+    space, _ = load_space(space_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        service.join(space, g.membership) if action == "join" else service.leave(space, g.membership)
+    except SpaceError as exc:
+        _fail(exc)
+    db.session.commit()
+    flash(f"You joined {space.name}." if action == "join" else f"You left {space.name}.", "success")
+    return redirect_after_post(url_for("spaces.space", space_id=space.id))
+
+
+@bp.route("/spaces/<space_id>/members", methods=["GET", "POST"])
+@role_required()
+def members(space_id: str):
+    """Members of a space; hosts add, remove and suspend."""
+    space, acc = load_space(space_id)
+    form = AddMemberForm()
+    from coach.orgs.service import members as org_members
+
+    form.member.choices = [SelectChoice(str(m.id), f"{m.user.display_name} ({m.role})") for m in org_members(g.org)]
+    if request.method == "POST":
+        if not acc.host:
+            abort(403)
+        if form.validate_on_submit():
+            from coach.orgs.service import get_membership
+
+            member = get_membership(g.org, service._uuid(form.member.data))
+            if member is None:
+                abort(404)
+            try:
+                service.add_member(space, g.membership, member, form.role.data)
+            except SpaceError as exc:
+                _fail(exc)
+            db.session.commit()
+            flash(f"{member.user.display_name} added.", "success")
+            return redirect_after_post(url_for("spaces.members", space_id=space.id))
+    return render("spaces/members.html", org=g.org, space=space, acc=acc, form=form, action_form=ActionForm(),
+                  suspend_form=SuspendForm(formdata=None), people=service.members_of(space),
+                  now=datetime.now(UTC))
+
+
+@bp.post("/spaces/<space_id>/members/<membership_id>/<any(remove, suspend):action>")
+@role_required()
+def member_action(space_id: str, membership_id: str, action: str):
+    """Remove someone from the space, or suspend them from posting there for some days."""
+    space, acc = load_space(space_id)
+    from coach.orgs.service import get_membership
+
+    member = get_membership(g.org, service._uuid(membership_id))
+    if member is None:
+        abort(404)
+    form = SuspendForm() if action == "suspend" else ActionForm()
+    if not form.validate_on_submit():
+        abort(422, "Suspend for 1 to 365 days.") if action == "suspend" else abort(400)
+    try:
+        if action == "remove":
+            service.remove_member(space, g.membership, member)
+        else:
+            until = datetime.now(UTC) + service.suspension_period(form.days.data)
+            service.suspend(space, g.membership, member, until)
+    except SpaceError as exc:
+        _fail(exc)
+    db.session.commit()
+    flash(f"{member.user.display_name} {'removed' if action == 'remove' else 'suspended'}.", "success")
+    return redirect_after_post(request.form.get("next") if _safe(request.form.get("next"))
+                               else url_for("spaces.members", space_id=space.id))
+
+
+def _safe(target: str | None) -> bool:
+    return bool(target) and target.startswith(f"/o/{g.org.slug}/") and "//" not in target
+
+
+# --- posts -------------------------------------------------------------------------------------------
+
+@bp.post("/spaces/<space_id>/posts")
+@role_required()
+@idempotent
+def create_post(space_id: str):
+    """Publish a post in the space."""
+    space, acc = load_space(space_id)
+    form = PostForm()
+    if form.validate_on_submit():
+        try:
+            service.create_post(space, g.membership, form.body.data, mention_url)
+        except SpaceError as exc:
+            db.session.rollback()
+            form.body.errors.append(str(exc))
+        else:
+            db.session.commit()
+            flash("Posted.", "success")
+            return redirect_after_post(url_for("spaces.space", space_id=space.id))
+    return render("spaces/space.html", "composer", status=422 if form.errors else 403, post_form=form,
+                  **_feed_context(space, acc))
+
+
+@bp.get("/posts/<post_id>")
+@role_required()
+def post(post_id: str):
+    """A post with its comments and replies."""
+    post, space, acc = load_post(post_id)
+    counts, mine = service.reaction_summary(g.org.id, [post.id], g.membership)
+    return render("spaces/post.html", org=g.org, post=post, space=space, acc=acc, counts=counts, mine=mine,
+                  reactions=REACTIONS, comments=service.comments_of(post), comment_form=CommentForm(formdata=None),
+                  action_form=ActionForm(), me=g.membership,
+                  revisions=service.revisions(post) if acc.host and post.edited_at else [])
+
+
+@bp.route("/posts/<post_id>/edit", methods=["GET", "POST"])
+@role_required()
+def edit_post(post_id: str):
+    """The author edits their post (earlier versions stay visible to hosts)."""
+    post, space, acc = load_post(post_id)
+    if post.author_membership_id != g.membership.id:
+        abort(403)
+    form = PostForm()
+    if request.method == "GET":
+        form.body.data = post.body_source
+    elif form.validate_on_submit():
+        try:
+            service.edit_post(post, g.membership, form.body.data, mention_url)
+        except SpaceError as exc:
+            db.session.rollback()
+            form.body.errors.append(str(exc))
+        else:
+            db.session.commit()
+            flash("Saved.", "success")
+            return redirect_after_post(url_for("spaces.post", post_id=post.id))
+    return render("spaces/edit.html", "form", status=422 if form.errors else 200, org=g.org, post=post,
+                  space=space, form=form)
+
+
+@bp.post("/posts/<post_id>/<any(delete, pin, unpin):action>")
+@role_required()
+def post_action(post_id: str, action: str):
+    """Delete a post (author, host, admin), or pin and unpin it (hosts)."""
+    post, space, _ = load_post(post_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        if action == "delete":
+            service.delete_post(post, g.membership)
+        else:
+            service.set_pinned(post, g.membership, action == "pin")
+    except SpaceError as exc:
+        _fail(exc)
+    db.session.commit()
+    flash({"delete": "Post deleted.", "pin": "Pinned to the top.", "unpin": "Unpinned."}[action], "success")
+    return redirect_after_post(url_for("spaces.space", space_id=space.id))
+
+
+@bp.post("/posts/<post_id>/react/<kind>")
+@role_required()
+def react(post_id: str, kind: str):
+    """Toggle one of my reactions; the post's reaction bar swaps in place."""
+    post, space, acc = load_post(post_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if kind not in REACTIONS:
+        abort(422, "Unknown reaction.")
+    try:
+        service.toggle_reaction(post, g.membership, kind)
+    except SpaceError as exc:
+        _fail(exc)
+    db.session.commit()
+    if wants_fragment():
+        counts, mine = service.reaction_summary(g.org.id, [post.id], g.membership)
+        return render_template("spaces/_reactions.html", post=post, counts=counts, mine=mine, reactions=REACTIONS,
+                               action_form=ActionForm(), acc=acc)
+    return redirect_after_post(request.form.get("next") if _safe(request.form.get("next"))
+                               else url_for("spaces.post", post_id=post.id))
+
+
+@bp.post("/posts/<post_id>/comments")
+@role_required()
+@idempotent
+def comment(post_id: str):
+    """Comment on a post, or reply to a comment."""
+    post, space, acc = load_post(post_id)
+    form = CommentForm()
+    if form.validate_on_submit():
+        parent = service.get_comment(g.org, form.parent.data) if form.parent.data else None
+        if form.parent.data and parent is None:
+            abort(404)
+        try:
+            created = service.add_comment(post, g.membership, form.body.data, parent, mention_url)
+        except SpaceError as exc:
+            _fail(exc)
+        db.session.commit()
+        trigger("comments-changed")
+        return redirect_after_post(url_for("spaces.post", post_id=post.id) + f"#comment-{created.id}")
+    return render("spaces/post.html", "comment_form", status=422, org=g.org, post=post, space=space, acc=acc,
+                  counts={}, mine={}, reactions=REACTIONS, comments=[], comment_form=form, action_form=ActionForm(),
+                  me=g.membership, revisions=[])
+
+
+@bp.post("/comments/<comment_id>/delete")
+@role_required()
+def delete_comment(comment_id: str):
+    """Delete a comment (author, host, admin)."""
+    comment, post, space, _ = load_comment(comment_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        service.delete_comment(comment, g.membership)
+    except SpaceError as exc:
+        _fail(exc)
+    db.session.commit()
+    flash("Comment deleted.", "success")
+    return redirect_after_post(url_for("spaces.post", post_id=post.id))
+
+
+# --- flags and moderation ----------------------------------------------------------------------------
+
+@bp.route("/<any(posts, comments):kind>/<target_id>/flag", methods=["GET", "POST"])
+@role_required()
+def flag(kind: str, target_id: str):
+    """Flag a post or comment for the hosts, with a reason."""
+    if kind == "posts":
+        target, _, _ = load_post(target_id)
+        back = url_for("spaces.post", post_id=target.id)
+    else:
+        target, post, _, _ = load_comment(target_id)
+        back = url_for("spaces.post", post_id=post.id)
+    form = FlagForm()
+    if form.validate_on_submit():
+        try:
+            hidden = service.flag(target, g.membership, form.reason.data)
+        except SpaceError as exc:
+            db.session.rollback()
+            form.reason.errors.append(str(exc))
+        else:
+            db.session.commit()
+            flash("Thank you: the hosts will review it." + (" It is hidden until then." if hidden else ""),
+                  "success")
+            return redirect_after_post(back)
+    return render("spaces/flag.html", "form", status=422 if form.errors else 200, org=g.org, form=form,
+                  kind=kind, target=target, back=back)
+
+
+@bp.get("/moderation")
+@role_required()
+def moderation():
+    """Flagged and hidden posts and comments in the spaces I host (all of them for admins)."""
+    return render("spaces/moderation.html", org=g.org, items=service.moderation_queue(g.org, g.membership),
+                  action_form=ActionForm(), suspend_form=SuspendForm(formdata=None))
+
+
+@bp.post("/moderation/<any(posts, comments):kind>/<target_id>/<any(restore, remove):action>")
+@role_required()
+def moderate(kind: str, target_id: str, action: str):
+    """Restore flagged content, or remove it."""
+    target = service.get_post(g.org, target_id) if kind == "posts" else service.get_comment(g.org, target_id)
+    if target is None:
+        abort(404)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        (service.restore if action == "restore" else service.remove)(target, g.membership)
+    except SpaceError as exc:
+        _fail(exc)
+    db.session.commit()
+    flash("Restored." if action == "restore" else "Removed.", "success")
+    return redirect_after_post(url_for("spaces.moderation"))
+
+
+@bp.get("/spaces/<space_id>/mentions")
+@role_required()
+def mention_suggestions(space_id: str):
+    """Who ``@…`` at the end of the text may mean: a small list for the composer."""
+    load_space(space_id)
+    text = request.args.get("body", "")[-80:]
+    word = text.rsplit(None, 1)[-1] if text.strip() else ""
+    people = service.mention_candidates(g.org, word) if word.startswith("@") and len(word) > 1 else []
+    return render_template("spaces/_mentions.html", people=people)
