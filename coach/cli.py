@@ -57,6 +57,28 @@ def _seed_schedules(memberships: dict) -> None:
             booking.save_offering(coach, {"min_notice_minutes": 120, "horizon_days": 60, **values}, coach)
 
 
+def _seed_spaces(org, memberships: dict) -> None:
+    from coach.spaces import service as spaces
+
+    maria = memberships["maria.coach@northside.example"]
+    jonas = memberships["jonas.coach@northside.example"]
+    news = spaces.create_space(org, maria, "Club news", "Announcements from the coaches.", "announcement")
+    squad = spaces.create_space(org, jonas, "Match analysis", "Share clips and questions about your matches.",
+                                "open")
+    for email in ("sam@northside.example", "priya@northside.example", "tom@northside.example"):
+        spaces.join(news, memberships[email])
+        spaces.join(squad, memberships[email])
+    spaces.join(news, jonas)
+    welcome = spaces.create_post(news, maria, "**Welcome to Northside!** Book sessions under *Book*; "
+                                              "@jonas.berg runs the match analysis space.")
+    spaces.set_pinned(welcome, maria, True)
+    question = spaces.create_post(squad, memberships["sam@northside.example"],
+                                  "How do I stop rushing my second serve under pressure?")
+    spaces.add_comment(question, jonas, "Slow the routine down: same bounce count every time. "
+                                        "Bring a clip to our next review call.")
+    spaces.toggle_reaction(question, memberships["priya@northside.example"], "support")
+
+
 def register_cli(app: Flask) -> None:
     @app.cli.command("seed-demo")
     @click.option("--if-empty", is_flag=True, help="Do nothing when the demo organization exists.")
@@ -80,6 +102,7 @@ def register_cli(app: Flask) -> None:
                 db.session.add(memberships[user.email])
             db.session.flush()
             _seed_schedules(memberships)
+            _seed_spaces(org, memberships)
             db.session.commit()
             click.echo("Seeded the demo organization 'Northside Athletics' (/o/northside/).")
         click.echo(f"Demo logins (password for all: {DEMO_PASSWORD}):")
