@@ -120,12 +120,13 @@ def _feed_context(space=None, acc=None) -> dict:
 def space(space_id: str):
     """A space's feed: pinned posts first, then newest first; older pages load as I scroll."""
     space, acc = load_space(space_id)
-    context = _feed_context(space, acc)
+    block = "page" if request.args.get("after") else None
+    response = render("spaces/space.html", block, post_form=PostForm(formdata=None), **_feed_context(space, acc))
     if acc.joined and not request.args.get("after"):
+        # After rendering: the commit expires every loaded row, and reloading them one by one is N+1.
         service.mark_seen(space, g.membership)
         db.session.commit()
-    block = "page" if request.args.get("after") else None
-    return render("spaces/space.html", block, post_form=PostForm(formdata=None), **context)
+    return response
 
 
 @bp.get("/feed")
@@ -241,18 +242,19 @@ def create_post(space_id: str):
     """Publish a post in the space."""
     space, acc = load_space(space_id)
     form = PostForm()
-    if form.validate_on_submit():
+    status = 422 if acc.post else 403  # not joined, suspended, or an announcement space: the composer says why
+    if acc.post and form.validate_on_submit():
         try:
             service.create_post(space, g.membership, form.body.data, mention_url)
         except SpaceError as exc:
             db.session.rollback()
             form.body.errors.append(str(exc))
+            status = exc.status
         else:
             db.session.commit()
             flash("Posted.", "success")
             return redirect_after_post(url_for("spaces.space", space_id=space.id))
-    return render("spaces/space.html", "composer", status=422 if form.errors else 403, post_form=form,
-                  **_feed_context(space, acc))
+    return render("spaces/space.html", "composer", status=status, post_form=form, **_feed_context(space, acc))
 
 
 @bp.get("/posts/<post_id>")
@@ -260,11 +262,14 @@ def create_post(space_id: str):
 def post(post_id: str):
     """A post with its comments and replies."""
     post, space, acc = load_post(post_id)
+    return render("spaces/post.html", **_post_context(post, space, acc, CommentForm(formdata=None)))
+
+
+def _post_context(post, space, acc, comment_form) -> dict:
     counts, mine = service.reaction_summary(g.org.id, [post.id], g.membership)
-    return render("spaces/post.html", org=g.org, post=post, space=space, acc=acc, counts=counts, mine=mine,
-                  reactions=REACTIONS, comments=service.comments_of(post), comment_form=CommentForm(formdata=None),
-                  action_form=ActionForm(), me=g.membership,
-                  revisions=service.revisions(post) if acc.host and post.edited_at else [])
+    return dict(org=g.org, post=post, space=space, acc=acc, counts=counts, mine=mine, reactions=REACTIONS,
+                comments=service.comments_of(post), comment_form=comment_form, action_form=ActionForm(),
+                me=g.membership, revisions=service.revisions(post) if acc.host and post.edited_at else [])
 
 
 @bp.route("/posts/<post_id>/edit", methods=["GET", "POST"])
@@ -349,10 +354,16 @@ def comment(post_id: str):
             _fail(exc)
         db.session.commit()
         trigger("comments-changed")
-        return redirect_after_post(url_for("spaces.post", post_id=post.id) + f"#comment-{created.id}")
-    return render("spaces/post.html", "comment_form", status=422, org=g.org, post=post, space=space, acc=acc,
-                  counts={}, mine={}, reactions=REACTIONS, comments=[], comment_form=form, action_form=ActionForm(),
-                  me=g.membership, revisions=[])
+        target = url_for("spaces.post", post_id=post.id) + f"#comment-{created.id}"
+        if wants_fragment():
+            # HX-Redirect to this same page with a new #fragment would only scroll, not show the comment:
+            # HX-Location loads the page by htmx and then scrolls to the comment.
+            response = make_response("", 204)
+            response.headers["HX-Location"] = target
+            return response
+        return redirect_after_post(target)
+    # Without JavaScript this is the whole post page again: with its comments, not "No comments yet".
+    return render("spaces/post.html", "comment_form", status=422, **_post_context(post, space, acc, form))
 
 
 @bp.post("/comments/<comment_id>/delete")
@@ -394,6 +405,8 @@ def flag(kind: str, target_id: str):
             db.session.commit()
             flash("Thank you: the hosts will review it." + (" It is hidden until then." if hidden else ""),
                   "success")
+            if hidden and kind == "posts":  # the post's page is 404 for its readers now: back to its space
+                back = url_for("spaces.space", space_id=target.space_id)
             return redirect_after_post(back)
     return render("spaces/flag.html", "form", status=422 if form.errors else 200, org=g.org, form=form,
                   kind=kind, target=target, back=back)
