@@ -13,6 +13,7 @@ sanitiser the one that must hold whatever the renderer lets through.
 """
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Mapping
 
@@ -33,13 +34,20 @@ ALLOWED_ATTRIBUTES = {
 }
 URL_SCHEMES = {"http", "https", "mailto"}
 
-# @ followed by a handle: letters, digits, dots, dashes and underscores; not inside a word or an email address.
-MENTION_RE = re.compile(r"(?<![\w@.])@([A-Za-z0-9][A-Za-z0-9._-]{0,63})")
+# @ followed by a handle: letters (any script, as in handles made from names like "José García"), digits,
+# dots, dashes and underscores; not inside a word or an email address.
+MENTION_RE = re.compile(r"(?<![\w@.])@([^\W_][\w.-]{0,63})")
 
 
 def mentioned_handles(source: str) -> set[str]:
-    """Lower-cased handles written as ``@handle`` in ``source``."""
-    return {m.group(1).rstrip(".").lower() for m in MENTION_RE.finditer(source)}
+    """Lower-cased handles written as ``@handle`` in ``source``, outside code and links.
+
+    The same places :func:`render` links, so nobody is notified of a mention shown as plain text.
+    """
+    if "@" not in source:
+        return set()
+    parts, linkable = _text_parts(_md.render(source))
+    return {m.group(1).rstrip(".").lower() for i in linkable for m in MENTION_RE.finditer(parts[i])}
 
 
 def render(source: str, mentions: Mapping[str, str] | None = None) -> str:
@@ -60,10 +68,12 @@ def render(source: str, mentions: Mapping[str, str] | None = None) -> str:
     )
 
 
-def _link_mentions(html: str, mentions: Mapping[str, str]) -> str:
-    # Only outside tags and outside <code>/<pre>: split the markup into tags and text.
+def _text_parts(html: str) -> tuple[list[str], list[int]]:
+    """``html`` split into tags and text, and the indexes of the text parts with an ``@`` outside tags,
+    ``<code>``/``<pre>`` and links."""
     parts = re.split(r"(<[^>]+>)", html)
     in_code = 0
+    linkable = []
     for i, part in enumerate(parts):
         if part.startswith("<"):
             name = part[1:].split()[0].rstrip(">").lower() if len(part) > 2 else ""
@@ -72,9 +82,15 @@ def _link_mentions(html: str, mentions: Mapping[str, str]) -> str:
             elif name in ("/code", "/pre", "/a"):
                 in_code = max(0, in_code - 1)
             continue
-        if in_code or "@" not in part:
-            continue
-        parts[i] = MENTION_RE.sub(lambda m: _mention_link(m, mentions), part)
+        if not in_code and "@" in part:
+            linkable.append(i)
+    return parts, linkable
+
+
+def _link_mentions(html: str, mentions: Mapping[str, str]) -> str:
+    parts, linkable = _text_parts(html)
+    for i in linkable:
+        parts[i] = MENTION_RE.sub(lambda m: _mention_link(m, mentions), parts[i])
     return "".join(parts)
 
 
@@ -88,8 +104,12 @@ def _mention_link(match: re.Match, mentions: Mapping[str, str]) -> str:
 
 
 def plain_excerpt(source: str, limit: int = 140) -> str:
-    """A one-line text excerpt of Markdown ``source`` for emails and notifications."""
-    text = re.sub(r"[`*_>#\[\]()!~-]+", " ", source)
+    """A one-line text excerpt of Markdown ``source`` for emails and notifications.
+
+    The text a reader sees, from the rendered Markdown: markup goes, punctuation, hyphens and
+    parentheses of the prose stay.
+    """
+    text = html.unescape(re.sub(r"<[^>]*>", "", _md.render(source)))
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 

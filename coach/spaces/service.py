@@ -11,6 +11,7 @@ Who may do what:
 - post: members of the space who are not suspended there; in an announcement space only
   its hosts and the organization's coaches and admins;
 - comment and react: members of the space who are not suspended;
+- flag: whoever can read the content, except its author; be told of a mention: whoever can read the post;
 - moderate (pin, delete others' content, restore, remove, suspend, read edit history):
   hosts of the space and the organization's admins.
 """
@@ -48,6 +49,7 @@ UTC = timezone.utc
 POST_MAX = 20_000
 COMMENT_MAX = 5_000
 PAGE_SIZE = 20
+PINNED_MAX = 10
 HIDE_AFTER_FLAGS = 3
 
 
@@ -139,11 +141,18 @@ def _require(allowed: bool, message: str) -> None:
         raise NotAllowed(message)
 
 
+def _no_nul(*values: str | None) -> None:
+    """PostgreSQL cannot store NUL characters: refuse them rather than fail in the database."""
+    if any(value and "\x00" in value for value in values):
+        raise SpaceError("The text contains a character that is not allowed.")
+
+
 # --- spaces ------------------------------------------------------------------------------------------
 
 def create_space(org: Organization, creator: Membership, name: str, description: str, visibility: str) -> Space:
     """A new space; its creator is its first host. Coaches and admins create spaces."""
     _require(creator.role in ("coach", "admin"), "Only coaches and admins create spaces.")
+    _no_nul(name, description)
     name = (name or "").strip()
     if not 1 <= len(name) <= 80:
         raise SpaceError("A space name has 1 to 80 characters.")
@@ -212,15 +221,20 @@ def _add(space: Space, member: Membership, role: str) -> SpaceMember:
     return sm
 
 
-def leave(space: Space, member: Membership) -> None:
-    sm = space_membership(space, member)
-    if sm is None:
-        return
+def _keep_a_host(space: Space, sm: SpaceMember, message: str) -> None:
+    """Refuse to take away the last host of ``space`` (``sm`` is about to stop being one)."""
     if sm.role == "host":
         hosts = db.session.scalar(select(func.count()).select_from(SpaceMember).where(
             SpaceMember.tenant_id == space.tenant_id, SpaceMember.space_id == space.id, SpaceMember.role == "host"))
         if hosts <= 1:
-            raise SpaceError("You are the only host: make someone else host before you leave.")
+            raise SpaceError(message)
+
+
+def leave(space: Space, member: Membership) -> None:
+    sm = space_membership(space, member)
+    if sm is None:
+        return
+    _keep_a_host(space, sm, "You are the only host: make someone else host before you leave.")
     db.session.delete(sm)
     db.session.flush()
 
@@ -233,6 +247,8 @@ def add_member(space: Space, actor: Membership, member: Membership, role: str = 
     if role not in ("host", "member"):
         raise SpaceError("Choose host or member.")
     sm = _add(space, member, role)
+    if role != "host":
+        _keep_a_host(space, sm, "This is the only host: make someone else host first.")
     sm.role = role
     db.session.flush()
     audit.record("space.member_added", actor=actor.user, target_type="space", target_id=space.id,
@@ -245,6 +261,7 @@ def remove_member(space: Space, actor: Membership, member: Membership) -> None:
     sm = space_membership(space, member)
     if sm is None:
         raise SpaceError("Not a member of this space.")
+    _keep_a_host(space, sm, "This is the only host: make someone else host first.")
     db.session.delete(sm)
     db.session.flush()
     audit.record("space.member_removed", actor=actor.user, target_type="space", target_id=space.id,
@@ -316,6 +333,7 @@ def _render(org: Organization, source: str, mention_url) -> tuple[str, dict[str,
 
 def _check_text(source: str, limit: int, what: str) -> str:
     source = (source or "").replace("\r\n", "\n")
+    _no_nul(source)
     if not source.strip():
         raise SpaceError(f"Write something before you {what}.")
     if len(source) > limit:
@@ -360,17 +378,28 @@ def _org(space: Space) -> Organization:
 
 
 def _record_mentions(post: Post, author: Membership, mentioned: dict[str, list[Membership]]) -> None:
+    if not mentioned:
+        return
     already = set(db.session.scalars(select(PostMention.membership_id).where(
         PostMention.tenant_id == post.tenant_id, PostMention.post_id == post.id)))
+    space = db.session.get(Space, post.space_id)
+    readers = None  # everyone in the organization reads open and announcement spaces
+    if space.visibility == "private":
+        readers = set(db.session.scalars(select(SpaceMember.membership_id).where(
+            SpaceMember.tenant_id == post.tenant_id, SpaceMember.space_id == space.id,
+            SpaceMember.membership_id.in_([m.id for ms in mentioned.values() for m in ms]))))
+    excerpt = None
     for members in mentioned.values():
         for member in members:
             if member.id == author.id or member.id in already:
                 continue
+            if readers is not None and member.id not in readers and member.role != "admin":
+                continue  # they cannot open the post: no notification carrying its text
             already.add(member.id)
+            excerpt = excerpt if excerpt is not None else markdown.plain_excerpt(post.body_source)
             db.session.add(PostMention(tenant_id=post.tenant_id, post_id=post.id, membership_id=member.id))
             emit("space.mentioned", {"post_id": str(post.id), "membership_id": str(member.id),
-                                     "author_membership_id": str(author.id),
-                                     "excerpt": markdown.plain_excerpt(post.body_source)})
+                                     "author_membership_id": str(author.id), "excerpt": excerpt})
     db.session.flush()
 
 
@@ -468,8 +497,9 @@ def delete_comment(comment: Comment, actor: Membership, now: datetime | None = N
              "Only the author, a host or an admin deletes a comment.")
     if comment.deleted_at is None:
         comment.deleted_at = now or _now()
-        db.session.execute(update(Post).where(Post.id == post.id).values(
-            comment_count=func.greatest(Post.comment_count - 1, 0)))
+        if comment.removed_at is None:  # a removed comment was counted off already
+            db.session.execute(update(Post).where(Post.id == post.id).values(
+                comment_count=func.greatest(Post.comment_count - 1, 0)))
         db.session.flush()
 
 
@@ -517,12 +547,14 @@ def reaction_summary(tenant_id: uuid.UUID, post_ids: list[uuid.UUID], member: Me
 def flag(target: Post | Comment, member: Membership, reason: str, now: datetime | None = None) -> bool:
     """Flag a post or comment; the third flag hides it pending review. Returns whether it is now hidden."""
     reason = (reason or "").strip()
+    _no_nul(reason)
     if not reason:
         raise SpaceError("Say what is wrong with it.")
     if len(reason) > 500:
         raise SpaceError("A reason has at most 500 characters.")
     if target.author_membership_id == member.id:
         raise SpaceError("You cannot flag what you wrote yourself.")
+    _require(access(_space_of(target), member).read, "This post is not available.")
     is_post = isinstance(target, Post)
     row = Flag(tenant_id=target.tenant_id, post_id=target.id if is_post else None,
                comment_id=None if is_post else target.id, membership_id=member.id, reason=reason)
@@ -608,8 +640,12 @@ def restore(target: Post | Comment, moderator: Membership, now: datetime | None 
     """The content is fine: show it again and close its flags."""
     now = now or _now()
     _require(access(_space_of(target), moderator).host, "Only hosts and admins moderate.")
+    if isinstance(target, Comment) and target.removed_at is not None and target.deleted_at is None:
+        db.session.execute(update(Post).where(Post.id == target.post_id).values(
+            comment_count=Post.comment_count + 1))
     target.hidden_at = None
     target.removed_at = None
+    target.flag_count = 0  # the flags are answered: only new ones count towards hiding it again
     _resolve_flags(target, now)
     db.session.flush()
     kind = "post" if isinstance(target, Post) else "comment"
@@ -680,13 +716,15 @@ def feed_page(org: Organization, member: Membership, space: Space | None = None,
         query = query.where(Post.space_id.in_(select(SpaceMember.space_id).where(
             SpaceMember.tenant_id == org.id, SpaceMember.membership_id == member.id)))
     pinned: list[Post] = []
-    if space is not None and position is None:
-        pinned = list(db.session.scalars(query.where(Post.pinned_at.isnot(None))
-                                         .order_by(Post.pinned_at.desc()).limit(10)))
+    if space is not None:
+        # The pinned posts lead the first page and are left out of the list on every page.
+        top_pinned = query.where(Post.pinned_at.isnot(None)).order_by(Post.pinned_at.desc(), Post.id.desc()) \
+            .limit(PINNED_MAX)
+        if position is None:
+            pinned = list(db.session.scalars(top_pinned))
+        query = query.where(Post.id.notin_(top_pinned.with_only_columns(Post.id).correlate(None)))
     if position is not None:
         query = query.where(tuple_(Post.created_at, Post.id) < tuple_(*position))
-    if pinned:
-        query = query.where(Post.id.notin_([p.id for p in pinned]))
     posts = list(db.session.scalars(query.order_by(Post.created_at.desc(), Post.id.desc()).limit(limit + 1)))
     more = len(posts) > limit
     posts = posts[:limit]
