@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("dashboard", "outbox", "booking_race", "calendar", "slots")
+BENCHMARKS = ("dashboard", "outbox", "booking_race", "calendar", "slots", "feed", "feed_depth")
 
 
 def main(argv: list[str]) -> int:

@@ -99,7 +99,7 @@ def test_post_comment_react_flag_and_moderate(browser, page, live_server, club):
         expect(like).to_have_attribute("aria-pressed", "false")
         like.click()
         expect(like).to_have_attribute("aria-pressed", "true")
-        expect(like).to_have_text("👍 1")
+        expect(like).to_have_text("👍 like 1")
         assert athlete.evaluate("window.__marker") == "post"
         snap(athlete, "post")
 
@@ -116,7 +116,7 @@ def test_post_comment_react_flag_and_moderate(browser, page, live_server, club):
     page.goto(space_url)
     article = page.locator(f"#post-{post_id}")
     expect(article).to_contain_text("1 comment")
-    expect(article.locator("button[title='like']")).to_have_text("👍 1")
+    expect(article.locator("button[title='like']")).to_have_text("👍 like 1")
     expect(article.locator("button[title='like']")).to_have_attribute("aria-pressed", "false")
     snap(page, "feed")
     page.get_by_role("link", name="Moderation").click()
