@@ -41,6 +41,7 @@ from coach.booking.models import (
     TimeOff,
 )
 from coach.extensions import db
+from coach.ids import parse_uuid as _uuid
 from coach.orgs.models import Membership, Organization
 from coach.platform import audit
 from coach.platform.outbox import emit
@@ -80,15 +81,6 @@ class SlotTaken(BookingError):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _uuid(value) -> uuid.UUID | None:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError):
-        return None
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from coach.accounts.models import User
 from coach.extensions import db
+from coach.ids import parse_uuid as _uuid
 from coach.orgs.models import Membership, Organization
 from coach.platform import audit
 from coach.platform.outbox import emit
@@ -65,15 +66,6 @@ class NotAllowed(SpaceError):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _uuid(value) -> uuid.UUID | None:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError):
-        return None
 
 
 def handle_of(display_name: str) -> str:
