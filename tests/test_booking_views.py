@@ -9,13 +9,11 @@ from __future__ import annotations
 import html
 import json
 import re
-import threading
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event
 
 from coach import tenancy
 from coach.accounts.service import update_profile
@@ -23,6 +21,7 @@ from coach.booking import service
 from coach.extensions import db
 from tests.booking_support import BookingWorld, make_offering
 from tests.conftest import Auth, csrf_from
+from tests.querycount import statements_for
 from tests.factories import add_member, make_user
 
 UTC = timezone.utc
@@ -995,25 +994,6 @@ def test_post_without_csrf_token_is_refused(athlete, coach, world, owner_db):
 
 
 # --- a fixed number of queries -------------------------------------------------------------------
-
-def statements_for(app, browser, path: str) -> int:
-    """How many SQL statements this thread sends while serving ``path``."""
-    me = threading.get_ident()
-    seen = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        if threading.get_ident() == me:
-            seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        assert browser.get(path).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    return len(seen)
-
 
 def test_sessions_page_costs_the_same_queries_for_two_or_ten_bookings(quiet, app, world):
     athletes = [world.athlete, another_athlete(world)]

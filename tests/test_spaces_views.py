@@ -9,19 +9,18 @@ from __future__ import annotations
 import base64
 import html
 import re
-import threading
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import event
 
 from coach import tenancy
 from coach.extensions import db
 from coach.orgs.service import membership_for
 from coach.spaces import service
 from tests.conftest import Auth, csrf_from
+from tests.querycount import statements_for
 from tests.factories import add_member, make_org, make_user
 
 UTC = timezone.utc
@@ -225,25 +224,6 @@ def prose_of(page: str, post_id) -> ProseElements:
     parser = ProseElements(post_id)
     parser.feed(page)
     return parser
-
-
-def statements_for(app, browser, path: str) -> int:
-    """How many SQL statements this thread sends while serving ``path``."""
-    me = threading.get_ident()
-    seen = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        if threading.get_ident() == me:
-            seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        assert browser.get(path).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    return len(seen)
 
 
 def minutes(n: int) -> datetime:
