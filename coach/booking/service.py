@@ -40,6 +40,7 @@ from coach.booking.models import (
     Offering,
     TimeOff,
 )
+from coach.dbutil import insert_or_raise
 from coach.extensions import db
 from coach.ids import parse_uuid as _uuid
 from coach.orgs.models import Membership, Organization
@@ -264,14 +265,7 @@ def _overlap_message(existing: list[tuple[int, int]], start: int, end: int) -> s
 
 def _insert_excluding(row, overlap_message: str) -> None:
     """Insert in a savepoint; the exclusion constraint (a concurrent overlapping insert) becomes a message."""
-    try:
-        with db.session.begin_nested():
-            db.session.add(row)
-            db.session.flush()
-    except DBAPIError as exc:
-        if _sqlstate(exc) in (*EXCLUDED, "23514"):
-            raise BookingError(overlap_message) from exc
-        raise
+    insert_or_raise(row, BookingError(overlap_message), (*EXCLUDED, "23514"))
 
 
 def add_rule(coach: Membership, weekday: int, start: int, end: int, actor: Membership) -> AvailabilityRule:

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta, timezone
 
 from flask import current_app
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from coach import tenancy
 from coach.accounts.models import User
 from coach.accounts.service import AccountError, create_user, normalize_email
+from coach.dbutil import insert_or_raise
 from coach.extensions import db
 from coach.orgs.models import ROLES, Invitation, Membership, Organization
 from coach.platform import audit
@@ -40,14 +40,7 @@ def _now() -> datetime:
 
 def _insert_unique(row, taken_message: str) -> None:
     """Insert ``row`` in a savepoint; a unique-constraint race becomes :class:`OrgError` (``taken_message``)."""
-    try:
-        with db.session.begin_nested():
-            db.session.add(row)
-            db.session.flush()
-    except IntegrityError as exc:
-        if getattr(exc.orig, "sqlstate", None) == "23505":
-            raise OrgError(taken_message) from exc
-        raise
+    insert_or_raise(row, OrgError(taken_message))
 
 
 def slug_problem(slug: str) -> str | None:

@@ -27,6 +27,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from coach.accounts.models import User
+from coach.dbutil import insert_or_raise
 from coach.extensions import db
 from coach.ids import parse_uuid as _uuid
 from coach.orgs.models import Membership, Organization
@@ -152,14 +153,7 @@ def create_space(org: Organization, creator: Membership, name: str, description:
         raise SpaceError("Choose open, private or announcements.")
     space = Space(tenant_id=org.id, name=name, description=(description or "").strip()[:500],
                   visibility=visibility, created_by_membership_id=creator.id)
-    try:
-        with db.session.begin_nested():
-            db.session.add(space)
-            db.session.flush()
-    except IntegrityError as exc:
-        if getattr(exc.orig, "sqlstate", None) == "23505":
-            raise SpaceError("A space with this name exists already.") from exc
-        raise
+    insert_or_raise(space, SpaceError("A space with this name exists already."))
     db.session.add(SpaceMember(tenant_id=org.id, space_id=space.id, membership_id=creator.id, role="host"))
     db.session.flush()
     audit.record("space.created", actor=creator.user, target_type="space", target_id=space.id,
@@ -550,14 +544,7 @@ def flag(target: Post | Comment, member: Membership, reason: str, now: datetime 
     is_post = isinstance(target, Post)
     row = Flag(tenant_id=target.tenant_id, post_id=target.id if is_post else None,
                comment_id=None if is_post else target.id, membership_id=member.id, reason=reason)
-    try:
-        with db.session.begin_nested():
-            db.session.add(row)
-            db.session.flush()
-    except IntegrityError as exc:
-        if getattr(exc.orig, "sqlstate", None) == "23505":
-            raise SpaceError("You have flagged this already; the hosts will look at it.") from exc
-        raise
+    insert_or_raise(row, SpaceError("You have flagged this already; the hosts will look at it."))
     model = Post if is_post else Comment
     count = db.session.execute(update(model).where(model.id == target.id)
                                .values(flag_count=model.flag_count + 1).returning(model.flag_count)).scalar_one()
