@@ -318,6 +318,15 @@ def test_a_suspended_member_cannot_post_or_comment_but_can_still_read(w, club):
     assert service.access(club, w.maria, now=until + timedelta(minutes=1)).post
 
 
+def test_a_suspended_member_cannot_edit_their_earlier_posts(w, club):
+    post = w.post(club, w.maria, "Original")
+    now = real_now()
+    w.do(service.suspend, club, w.coach, w.maria, now + timedelta(days=1), "Spam")
+    w.refused(NotAllowed, service.edit_post, post, w.maria, "Sneaky edit", now=now, match="suspended")
+    assert [p.body_source for p in w.read(Post, Post.id == post.id)] == ["Original"]
+    assert w.read(PostRevision) == []
+
+
 def test_only_hosts_suspend_and_nobody_suspends_themselves(w, club):
     until = real_now() + timedelta(days=1)
     w.refused(NotAllowed, service.suspend, club, w.arno, w.maria, until)
@@ -422,6 +431,25 @@ def test_each_person_is_notified_once_per_post(w, club, quiet):
         [str(w.maria.id), str(w.arno.id)])
 
 
+def test_a_mention_in_a_comment_announces_the_comment(w, club, quiet):
+    post = w.post(club, w.coach, "Drill of the week")
+    comment = w.do(service.add_comment, post, w.arno, "@maria.santos look, and @arno.athlete too",
+                   mention_url=member_url)
+    assert mention_links(comment.body_html) == [member_url(w.maria), member_url(w.arno)]
+    [ev] = outbox("space.mentioned")  # not the commenter themselves
+    assert ev.payload["membership_id"] == str(w.maria.id)
+    assert ev.payload["comment_id"] == str(comment.id) and ev.payload["post_id"] == str(post.id)
+    assert ev.payload["excerpt"] == "@maria.santos look, and @arno.athlete too"
+
+
+def test_a_comment_in_a_private_space_announces_only_to_its_readers(w, quiet):
+    private = w.space("Staff", "private")
+    w.do(service.add_member, private, w.coach, w.coach2)
+    post = w.post(private, w.coach, "Plans")
+    w.do(service.add_comment, post, w.coach2, "@maria.santos and @carla.coach", mention_url=member_url)
+    assert [e.payload["membership_id"] for e in outbox("space.mentioned")] == [str(w.coach.id)]
+
+
 def test_a_mention_in_code_or_a_link_notifies_nobody(w, club, quiet):
     post = w.post(club, w.coach, "Use `@maria.santos` or\n\n```\n@arno.athlete\n```\n\n[@bea.athlete](https://e.com)")
     assert mention_links(post.body_html) == []
@@ -453,6 +481,14 @@ def test_the_mentioned_member_receives_an_email(w, club, mailbox):
     assert "Great save @maria.santos, see you Sunday!" in text
     assert f"/o/{w.org.slug}/posts/{post.id}" in text
     assert mailbox.to(w.coach.user.email) == []
+
+
+def test_a_mention_in_a_comment_emails_a_link_to_that_comment(w, club, mailbox):
+    post = w.post(club, w.coach, "Drill of the week")
+    comment = w.do(service.add_comment, post, w.arno, "What do you think, @maria.santos?", mention_url=member_url)
+    text = mailbox.text(mailbox.wait_for(w.maria.user.email, timeout=20))
+    assert "Arno Athlete mentioned you in a comment in Goalkeepers" in text
+    assert f"/o/{w.org.slug}/posts/{post.id}#comment-{comment.id}" in text
 
 
 # --- editing and deleting --------------------------------------------------------------------------

@@ -28,7 +28,8 @@ def email_mention(payload: dict) -> None:
     space = db.session.get(Space, post.space_id)
     org = db.session.scalar(select(Organization).where(Organization.id == post.tenant_id))
     queue_email(member.user.email, f"{author.user.display_name} mentioned you in {space.name}", "mention",
-                member=member, author=author, space=space, org=org, post=post, excerpt=payload.get("excerpt", ""))
+                member=member, author=author, space=space, org=org, post=post, excerpt=payload.get("excerpt", ""),
+                comment_id=payload.get("comment_id"))
 
 
 @consumer("space.post_created")

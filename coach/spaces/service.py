@@ -363,29 +363,37 @@ def _org(space: Space) -> Organization:
     return db.session.get(Organization, space.tenant_id)
 
 
+def _readers_among(space: Space, author: Membership, mentioned: dict[str, list[Membership]],
+                   skip: set[uuid.UUID] = frozenset()) -> list[Membership]:
+    """The mentioned members who may open the space's posts, without the author and ``skip``."""
+    readers = None  # everyone in the organization reads open and announcement spaces
+    if space.visibility == "private":
+        readers = set(db.session.scalars(select(SpaceMember.membership_id).where(
+            SpaceMember.tenant_id == space.tenant_id, SpaceMember.space_id == space.id,
+            SpaceMember.membership_id.in_([m.id for ms in mentioned.values() for m in ms]))))
+    found: dict[uuid.UUID, Membership] = {}
+    for members in mentioned.values():
+        for member in members:
+            if member.id == author.id or member.id in skip or member.id in found:
+                continue
+            if readers is not None and member.id not in readers and member.role != "admin":
+                continue  # they cannot open the post: no notification carrying its text
+            found[member.id] = member
+    return list(found.values())
+
+
 def _record_mentions(post: Post, author: Membership, mentioned: dict[str, list[Membership]]) -> None:
+    """Record and announce each newly mentioned reader of the post (an edit re-mentions no one)."""
     if not mentioned:
         return
     already = set(db.session.scalars(select(PostMention.membership_id).where(
         PostMention.tenant_id == post.tenant_id, PostMention.post_id == post.id)))
-    space = db.session.get(Space, post.space_id)
-    readers = None  # everyone in the organization reads open and announcement spaces
-    if space.visibility == "private":
-        readers = set(db.session.scalars(select(SpaceMember.membership_id).where(
-            SpaceMember.tenant_id == post.tenant_id, SpaceMember.space_id == space.id,
-            SpaceMember.membership_id.in_([m.id for ms in mentioned.values() for m in ms]))))
-    excerpt = None
-    for members in mentioned.values():
-        for member in members:
-            if member.id == author.id or member.id in already:
-                continue
-            if readers is not None and member.id not in readers and member.role != "admin":
-                continue  # they cannot open the post: no notification carrying its text
-            already.add(member.id)
-            excerpt = excerpt if excerpt is not None else markdown.plain_excerpt(post.body_source)
-            db.session.add(PostMention(tenant_id=post.tenant_id, post_id=post.id, membership_id=member.id))
-            emit("space.mentioned", {"post_id": str(post.id), "membership_id": str(member.id),
-                                     "author_membership_id": str(author.id), "excerpt": excerpt})
+    members = _readers_among(db.session.get(Space, post.space_id), author, mentioned, already)
+    excerpt = markdown.plain_excerpt(post.body_source) if members else ""
+    for member in members:
+        db.session.add(PostMention(tenant_id=post.tenant_id, post_id=post.id, membership_id=member.id))
+        emit("space.mentioned", {"post_id": str(post.id), "membership_id": str(member.id),
+                                 "author_membership_id": str(author.id), "excerpt": excerpt})
     db.session.flush()
 
 
@@ -395,12 +403,15 @@ def edit_post(post: Post, editor: Membership, source: str, mention_url=lambda m:
     _require(editor.id == post.author_membership_id, "Only the author edits a post.")
     _require(post.deleted_at is None and post.removed_at is None, "This post was deleted.")
     now = now or _now()
+    space = db.session.get(Space, post.space_id)
+    acc = access(space, editor, now=now)
+    _require(acc.comment, "You are suspended from this space for now." if acc.joined
+             else "Join the space to edit your post.")
     source = _check_text(source, POST_MAX, "save")
     if source == post.body_source:
         return post
     db.session.add(PostRevision(tenant_id=post.tenant_id, post_id=post.id, body_source=post.body_source,
                                 body_html=post.body_html, edited_by_membership_id=editor.id, created_at=now))
-    space = db.session.get(Space, post.space_id)
     post.body_html, mentioned = _render(_org(space), source, mention_url)
     post.body_source = source
     post.edited_at = now
@@ -452,7 +463,7 @@ def add_comment(post: Post, author: Membership, source: str, parent: Comment | N
         if parent.parent_id is not None:
             parent = db.session.get(Comment, parent.parent_id)  # replies stay one level deep
     source = _check_text(source, COMMENT_MAX, "comment")
-    html, _ = _render(_org(space), source, mention_url)
+    html, mentioned = _render(_org(space), source, mention_url)
     comment = Comment(tenant_id=post.tenant_id, post_id=post.id, parent_id=parent.id if parent else None,
                       author_membership_id=author.id, body_source=source, body_html=html, created_at=now)
     db.session.add(comment)
@@ -461,6 +472,12 @@ def add_comment(post: Post, author: Membership, source: str, parent: Comment | N
     emit("space.commented", {"post_id": str(post.id), "comment_id": str(comment.id),
                              "post_author_membership_id": str(post.author_membership_id),
                              "author_membership_id": str(author.id)})
+    members = _readers_among(space, author, mentioned)
+    excerpt = markdown.plain_excerpt(source) if members else ""
+    for member in members:
+        emit("space.mentioned", {"post_id": str(post.id), "comment_id": str(comment.id),
+                                 "membership_id": str(member.id), "author_membership_id": str(author.id),
+                                 "excerpt": excerpt})
     return comment
 
 
