@@ -11,9 +11,15 @@ from coach.config import load_config
 from coach.extensions import csrf, db, htmx_ext, login_manager, migrate
 
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{media}; media-src 'self'{media}; "
+    "connect-src 'self'{media}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
+
+
+def content_security_policy(media_origin: str | None) -> str:
+    """The policy of every page; with S3 storage, browsers load and upload media from its origin too."""
+    return CSP.format(media=f" {media_origin}" if media_origin else "")
+
 
 ERROR_TEXT = {
     400: ("Bad request", "The request could not be understood. Check what you sent and try again."),
@@ -63,9 +69,11 @@ def create_app(config: dict | None = None) -> Flask:
     from coach.blueprints.admin.views import bp as admin_bp
     import coach.blueprints.booking.schedule  # noqa: F401  (schedule pages on the booking blueprint)
     from coach.blueprints.booking.views import bp as booking_bp
+    from coach.blueprints.media.views import bp as media_bp
     from coach.blueprints.spaces.views import bp as spaces_bp
     from coach.blueprints.core.views import bp as core_bp
     from coach.blueprints.orgs.views import bp as orgs_bp
+    from coach.blueprints.storage.views import bp as storage_bp
 
     app.register_blueprint(core_bp)
     app.register_blueprint(accounts_bp)
@@ -73,13 +81,22 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(booking_bp)
     app.register_blueprint(spaces_bp)
+    app.register_blueprint(storage_bp)
+    app.register_blueprint(media_bp)
 
+    with app.app_context():
+        from coach.media.storage import get_storage
+
+        app.config.setdefault("CONTENT_SECURITY_POLICY", content_security_policy(get_storage().browser_origin()))
     _register_request_hooks(app)
     _register_template_helpers(app)
     _register_error_handlers(app)
     from coach.cli import register_cli
 
     register_cli(app)
+    from coach.media.cli import media_cli
+
+    app.cli.add_command(media_cli)
     return app
 
 
@@ -87,6 +104,7 @@ def _register_models() -> None:
     # Import every model so metadata (and Alembic) sees all tables.
     import coach.accounts.models  # noqa: F401
     import coach.booking.models  # noqa: F401
+    import coach.media.models  # noqa: F401
     import coach.spaces.models  # noqa: F401
     import coach.orgs.models  # noqa: F401
     import coach.platform.models  # noqa: F401
@@ -114,7 +132,7 @@ def _register_request_hooks(app: Flask) -> None:
     def _finish(response):
         response = apply_triggers(response)
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("Content-Security-Policy", app.config["CONTENT_SECURITY_POLICY"])
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "same-origin")

@@ -101,6 +101,19 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "BOOKING_REQUEST_TTL_HOURS": _int("BOOKING_REQUEST_TTL_HOURS", 24),
         # A session moves from active to ended this long after its scheduled end.
         "BOOKING_END_GRACE_MINUTES": _int("BOOKING_END_GRACE_MINUTES", 15),
+        # Media: "local" keeps objects under MEDIA_LOCAL_ROOT and signs its own URLs; "s3" uses S3_*.
+        "MEDIA_BACKEND": os.environ.get("MEDIA_BACKEND", "local"),
+        "MEDIA_LOCAL_ROOT": os.environ.get("MEDIA_LOCAL_ROOT", str(instance_path / "media")),
+        "S3_BUCKET": os.environ.get("S3_BUCKET", ""),
+        "S3_REGION": os.environ.get("S3_REGION", "us-east-1"),
+        "S3_ENDPOINT_URL": os.environ.get("S3_ENDPOINT_URL", ""),
+        # The endpoint browsers use, when it differs from the one the app reaches (a proxy or CDN).
+        "S3_PUBLIC_ENDPOINT_URL": os.environ.get("S3_PUBLIC_ENDPOINT_URL", ""),
+        "MEDIA_MAX_BYTES": _int("MEDIA_MAX_BYTES", 500 * 1024 * 1024),
+        "MEDIA_QUOTA_BYTES": _int("MEDIA_QUOTA_BYTES", 100 * 1024 ** 3),
+        "MEDIA_PART_BYTES": _int("MEDIA_PART_BYTES", 8 * 1024 * 1024),
+        "MEDIA_URL_TTL_SECONDS": _int("MEDIA_URL_TTL_SECONDS", 900),
+        "MEDIA_UPLOAD_TTL_HOURS": _int("MEDIA_UPLOAD_TTL_HOURS", 24),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE", default=env == "production"),

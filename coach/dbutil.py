@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import relationship
 
 from coach.extensions import db
 
@@ -22,3 +23,15 @@ def insert_or_raise(row, error: Exception, sqlstates: Iterable[str] = ("23505",)
         if getattr(exc.orig, "sqlstate", None) in tuple(sqlstates):
             raise error from exc
         raise
+
+
+def tenant_relationship(owner: str, column: str, target: str = "Membership", innerjoin: bool = True):
+    """A read-only many-to-one from ``owner.column`` to ``target`` over the composite key (tenant_id, id).
+
+    Tenant tables reference each other by (tenant_id, id), so the join says both; loaded with
+    the row (joined) because every page that shows the row shows its target too.
+    """
+    return relationship(
+        target,
+        primaryjoin=f"and_({owner}.tenant_id == {target}.tenant_id, {owner}.{column} == {target}.id)",
+        foreign_keys=f"[{owner}.tenant_id, {owner}.{column}]", viewonly=True, lazy="joined", innerjoin=innerjoin)

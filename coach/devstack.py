@@ -139,7 +139,7 @@ def _flask(args: list[str], env: dict) -> None:
 
 
 def run() -> int:
-    """``make run``: servers, migrations, demo data, then the Procfile's web, worker and relay until Ctrl-C."""
+    """``make run``: servers, migrations, demo data, then the Procfile's web, worker, media and relay until Ctrl-C."""
     instance = ROOT / "instance"
     instance.mkdir(exist_ok=True)
     stack = start_stack(instance, valkey_port=6390)
@@ -158,7 +158,7 @@ def run() -> int:
         print(f"REDIS_URL={_masked(stack.redis_url)}", flush=True)
         print(f"Coach is starting on {env['APP_BASE_URL']}  (Ctrl-C stops everything)", flush=True)
         honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start",
-                                   "web", "worker", "relay"], env=env, cwd=ROOT)
+                                   "web", "worker", "media", "relay"], env=env, cwd=ROOT)
         return honcho.wait()
     except KeyboardInterrupt:
         if honcho is not None:

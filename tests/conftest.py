@@ -94,6 +94,8 @@ def app(stack, mailbox, live_port):
         "MAIL_PORT": mailbox.port,
         "APP_BASE_URL": f"http://127.0.0.1:{live_port}",
         "SERVER_NAME": None,
+        # Media objects of the local backend, kept out of the checkout's instance/ folder.
+        "MEDIA_LOCAL_ROOT": tempfile.mkdtemp(prefix="coach-test-media-"),
     })
     application.test_client_class = IsolatedClient
     from flask_migrate import upgrade

@@ -14,8 +14,9 @@ import uuid
 from datetime import date, datetime
 
 from sqlalchemy import Boolean, Date, DateTime, ForeignKeyConstraint, Integer, SmallInteger, String, Text, func
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
+from coach.dbutil import tenant_relationship
 from coach.extensions import db
 from coach.orgs.models import Membership
 
@@ -73,10 +74,7 @@ class Offering(db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    coach: Mapped[Membership] = relationship(
-        primaryjoin="and_(Offering.tenant_id == Membership.tenant_id, Offering.coach_membership_id == Membership.id)",
-        foreign_keys="[Offering.tenant_id, Offering.coach_membership_id]", viewonly=True, lazy="joined",
-        innerjoin=True)
+    coach: Mapped[Membership] = tenant_relationship("Offering", "coach_membership_id", "Membership")
 
     @property
     def price_label(self) -> str:
@@ -184,17 +182,9 @@ class Booking(db.Model):
     reminder_1h_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    offering: Mapped[Offering] = relationship(
-        primaryjoin="and_(Booking.tenant_id == Offering.tenant_id, Booking.offering_id == Offering.id)",
-        foreign_keys="[Booking.tenant_id, Booking.offering_id]", viewonly=True, lazy="joined", innerjoin=True)
-    coach: Mapped[Membership] = relationship(
-        primaryjoin="and_(Booking.tenant_id == Membership.tenant_id, Booking.coach_membership_id == Membership.id)",
-        foreign_keys="[Booking.tenant_id, Booking.coach_membership_id]", viewonly=True, lazy="joined",
-        innerjoin=True)
-    athlete: Mapped[Membership] = relationship(
-        primaryjoin="and_(Booking.tenant_id == Membership.tenant_id, Booking.athlete_membership_id == Membership.id)",
-        foreign_keys="[Booking.tenant_id, Booking.athlete_membership_id]", viewonly=True, lazy="joined",
-        innerjoin=True)
+    offering: Mapped[Offering] = tenant_relationship("Booking", "offering_id", "Offering")
+    coach: Mapped[Membership] = tenant_relationship("Booking", "coach_membership_id", "Membership")
+    athlete: Mapped[Membership] = tenant_relationship("Booking", "athlete_membership_id", "Membership")
 
     @property
     def status_label(self) -> str:

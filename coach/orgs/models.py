@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -37,6 +38,8 @@ class Organization(db.Model):
     name: Mapped[str] = mapped_column(String(120))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Room for media in bytes; None means the MEDIA_QUOTA_BYTES default (migration 0006).
+    media_quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Membership(db.Model):

@@ -24,6 +24,7 @@ SCHEDULE: dict[str, int] = {
     "sweep_processed_events": 6 * 3600,
     "sweep_expired_tokens": 3600,
     "sweep_bookings": 60,
+    "sweep_media": 600,
 }
 
 
@@ -54,6 +55,13 @@ def sweep_expired_tokens() -> int:
 def sweep_bookings() -> int:
     # The safety net under the precise per-booking jobs: expiries, starts, ends, reminders.
     from coach.booking.jobs import sweep_all
+
+    return sweep_all()
+
+
+def sweep_media() -> int:
+    # Abandoned uploads (aborted, room released), processing that never finished, deletions to redo.
+    from coach.media.jobs import sweep_all
 
     return sweep_all()
 

@@ -74,6 +74,7 @@ limiter = Limiter(
 
 LOGIN_PER_ACCOUNT = lambda: _env("RATELIMIT_LOGIN_PER_ACCOUNT", "10 per 15 minutes")  # noqa: E731
 LOGIN_PER_IP = lambda: _env("RATELIMIT_LOGIN_PER_IP", "30 per 15 minutes")  # noqa: E731
+UPLOADS_PER_USER = lambda: _env("RATELIMIT_UPLOADS_PER_USER", "60 per hour")  # noqa: E731
 EMAIL_PER_IP = lambda: _env("RATELIMIT_EMAIL_PER_IP", "10 per hour")  # noqa: E731
 
 

@@ -5,20 +5,14 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import DateTime, Integer, String, Text, func
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
+from coach.dbutil import tenant_relationship
 from coach.extensions import db
 from coach.orgs.models import Membership
 
 VISIBILITIES = {"open": "Open", "private": "Private", "announcement": "Announcements"}
 REACTIONS = {"like": "👍", "celebrate": "🎉", "support": "💪", "insightful": "💡", "funny": "😄"}
-
-
-def _member(cls: str, column: str):
-    return relationship(
-        Membership,
-        primaryjoin=f"and_({cls}.tenant_id == Membership.tenant_id, {cls}.{column} == Membership.id)",
-        foreign_keys=f"[{cls}.tenant_id, {cls}.{column}]", viewonly=True, lazy="joined", innerjoin=True)
 
 
 class Space(db.Model):
@@ -50,7 +44,7 @@ class SpaceMember(db.Model):
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     suspended_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    member: Mapped[Membership] = _member("SpaceMember", "membership_id")
+    member: Mapped[Membership] = tenant_relationship("SpaceMember", "membership_id")
 
 
 class Post(db.Model):
@@ -71,7 +65,7 @@ class Post(db.Model):
     comment_count: Mapped[int] = mapped_column(Integer, default=0)
     flag_count: Mapped[int] = mapped_column(Integer, default=0)
 
-    author: Mapped[Membership] = _member("Post", "author_membership_id")
+    author: Mapped[Membership] = tenant_relationship("Post", "author_membership_id")
 
     @property
     def visible(self) -> bool:
@@ -108,7 +102,7 @@ class Comment(db.Model):
     removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     flag_count: Mapped[int] = mapped_column(Integer, default=0)
 
-    author: Mapped[Membership] = _member("Comment", "author_membership_id")
+    author: Mapped[Membership] = tenant_relationship("Comment", "author_membership_id")
 
     @property
     def visible(self) -> bool:
@@ -146,3 +140,15 @@ class Flag(db.Model):
     reason: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PostAttachment(db.Model):
+    """A media item shown with a post, in the author's order (migration 0006)."""
+
+    __tablename__ = "post_attachments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    post_id: Mapped[uuid.UUID] = mapped_column()
+    media_id: Mapped[uuid.UUID] = mapped_column()
+    position: Mapped[int] = mapped_column(Integer)

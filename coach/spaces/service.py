@@ -40,6 +40,7 @@ from coach.spaces.models import (
     Comment,
     Flag,
     Post,
+    PostAttachment,
     PostMention,
     PostRevision,
     Reaction,
@@ -330,10 +331,12 @@ def _check_text(source: str, limit: int, what: str) -> str:
 # --- posts -------------------------------------------------------------------------------------------
 
 def create_post(space: Space, author: Membership, source: str, mention_url=lambda m: "#",
-                now: datetime | None = None) -> Post:
+                now: datetime | None = None, attachments: list | None = None) -> Post:
     """Publish a post; mentioned members get a ``space.mentioned`` event each.
 
     :param mention_url: member → URL of their page, for the mention links.
+    :param attachments: the author's media items to show with the post, in order
+        (checked by :func:`coach.media.service.for_attachment`).
     """
     now = now or _now()
     _require(access(space, author, now=now).post, _why_not_post(space, author, now))
@@ -344,6 +347,11 @@ def create_post(space: Space, author: Membership, source: str, mention_url=lambd
     db.session.add(post)
     db.session.flush()
     space.last_post_at = now
+    for position, item in enumerate(attachments or []):
+        if item.owner_membership_id != author.id or item.tenant_id != post.tenant_id:
+            raise NotAllowed("Attach your own media only.")
+        db.session.add(PostAttachment(tenant_id=post.tenant_id, post_id=post.id, media_id=item.id,
+                                      position=position))
     _record_mentions(post, author, mentioned)
     emit("space.post_created", {"post_id": str(post.id), "space_id": str(space.id),
                                 "author_membership_id": str(author.id)})
@@ -691,6 +699,7 @@ class FeedPage:
     mine: dict[uuid.UUID, set[str]]
     spaces: dict[uuid.UUID, Space]
     next_cursor: str | None
+    attachments: dict[uuid.UUID, list] = field(default_factory=dict)
 
 
 def _visible():
@@ -702,8 +711,10 @@ def feed_page(org: Organization, member: Membership, space: Space | None = None,
     """One page of a feed, newest first: a space's (pinned posts first on its first page) or the home feed.
 
     A fixed number of queries whatever the page holds: posts with their authors, pinned posts
-    (first page of a space), spaces (home), reaction counts, my reactions.
+    (first page of a space), spaces (home), reaction counts, my reactions, attachments.
     """
+    from coach.media.service import attachments_of
+
     position = decode_cursor(after)
     query = select(Post).where(Post.tenant_id == org.id, _visible())
     if space is not None:
@@ -732,7 +743,8 @@ def feed_page(org: Organization, member: Membership, space: Space | None = None,
     elif shown:
         spaces = {s.id: s for s in db.session.scalars(select(Space).where(
             Space.tenant_id == org.id, Space.id.in_({p.space_id for p in shown})))}
-    return FeedPage(posts, pinned, counts, mine, spaces, encode_cursor(posts[-1]) if more and posts else None)
+    return FeedPage(posts, pinned, counts, mine, spaces, encode_cursor(posts[-1]) if more and posts else None,
+                    attachments_of(org.id, [p.id for p in shown]))
 
 
 def newer_posts(org: Organization, member: Membership, since: datetime, space: Space | None = None) -> int:

@@ -19,6 +19,8 @@ from coach.blueprints.spaces.forms import (
 )
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, trigger, wants_fragment
+from coach.media import service as media_service
+from coach.media.service import MediaError
 from coach.platform.idempotency import idempotent
 from coach.spaces import service
 from coach.spaces.models import REACTIONS
@@ -115,7 +117,8 @@ def _feed_context(space=None, acc=None) -> dict:
     # One signed CSRF token for the page's many small forms (five reaction buttons per post): signing it
     # once per form was 40% of rendering the feed.
     return dict(org=g.org, space=space, acc=acc, page=page, reactions=REACTIONS, action_form=ActionForm(),
-                csrf_value=generate_csrf(),
+                csrf_value=generate_csrf(), attachments=page.attachments,
+                attachable=media_service.attachable(g.org, g.membership) if acc and acc.post else [],
                 loaded_at=datetime.now(UTC).isoformat(), me=g.membership)
 
 
@@ -249,8 +252,9 @@ def create_post(space_id: str):
     status = 422 if acc.post else 403  # not joined, suspended, or an announcement space: the composer says why
     if acc.post and form.validate_on_submit():
         try:
-            service.create_post(space, g.membership, form.body.data, mention_url)
-        except SpaceError as exc:
+            attachments = media_service.for_attachment(g.org, g.membership, request.form.getlist("attachments"))
+            service.create_post(space, g.membership, form.body.data, mention_url, attachments=attachments)
+        except (SpaceError, MediaError) as exc:
             db.session.rollback()
             form.body.errors.append(str(exc))
             status = exc.status
@@ -272,6 +276,7 @@ def post(post_id: str):
 def _post_context(post, space, acc, comment_form) -> dict:
     counts, mine = service.reaction_summary(g.org.id, [post.id], g.membership)
     return dict(org=g.org, post=post, space=space, acc=acc, counts=counts, mine=mine, reactions=REACTIONS,
+                attachments=media_service.attachments_of(g.org.id, [post.id]),
                 comments=service.comments_of(post), comment_form=comment_form, action_form=ActionForm(),
                 me=g.membership, revisions=service.revisions(post) if acc.host and post.edited_at else [])
 

@@ -1,0 +1,601 @@
+"""Media: upload intents and their finalizing, the quota, processing results, viewing rights,
+deletion, and timestamped review comments on videos.
+
+Services never commit; the caller commits once. Bytes never pass through here: the browser
+sends them straight to object storage with the part URLs :func:`upload_plan` signs, and
+the worker (:mod:`coach.media.jobs`) makes the renditions.
+
+An item's life: ``uploading`` → ``processing`` (the object is complete and its first bytes
+match its type) → ``ready`` or ``failed``; any of them → ``deleting`` → gone (a job removes
+the stored objects, then the row). ``counted_bytes`` is what the organization's quota counts
+for the item at each step: the declared size while uploading (so parallel uploads cannot
+overshoot), the stored bytes afterwards, nothing once it failed (its objects are removed).
+
+Who may do what: the owner and the organization's admins manage an item (rename, delete).
+Viewing: the owner; the organization's coaches and admins; everyone in the organization when
+its audience is ``organization``; and whoever can read a post it is attached to.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from flask import current_app
+from sqlalchemy import and_, delete, exists, func, or_, select, text, tuple_
+
+from coach.extensions import db
+from coach.ids import parse_uuid
+from coach.media import processing
+from coach.media.models import AUDIENCES, MediaComment, MediaItem
+from coach.media.storage import get_storage
+from coach.orgs.models import Membership, Organization
+from coach.platform import audit
+from coach.platform.outbox import emit
+
+UTC = timezone.utc
+TITLE_MAX = 200
+FILENAME_MAX = 255
+COMMENT_MAX = 2000
+LIBRARY_PAGE = 24
+STAFF_ROLES = ("coach", "admin")
+LABELS = {"image/jpeg": "JPEG image", "image/png": "PNG image", "image/webp": "WebP image",
+          "video/mp4": "MP4 video", "video/quicktime": "MOV video", "video/webm": "WebM video",
+          "application/pdf": "PDF document"}
+
+
+class MediaError(ValueError):
+    """A request that cannot be carried out; the message is safe to show. HTTP 422 unless ``status`` says."""
+
+    status = 422
+
+
+class NotAllowed(MediaError):
+    status = 403
+
+
+class QuotaExceeded(MediaError):
+    status = 413
+
+
+class NotYet(MediaError):
+    """The request is early (finalize before every part arrived): try again later."""
+
+    status = 409
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _cfg(name: str):
+    return current_app.config[name]
+
+
+# --- loading and rights ----------------------------------------------------------------------------
+
+def get_item(org: Organization, media_id) -> MediaItem | None:
+    media_id = parse_uuid(media_id)
+    if media_id is None:
+        return None
+    return db.session.scalar(select(MediaItem).where(MediaItem.tenant_id == org.id, MediaItem.id == media_id))
+
+
+def can_manage(item: MediaItem, member: Membership) -> bool:
+    return item.owner_membership_id == member.id or member.role == "admin"
+
+
+def can_view(item: MediaItem, member: Membership) -> bool:
+    if item.status == "deleting":
+        return False
+    if (item.owner_membership_id == member.id or member.role in STAFF_ROLES
+            or item.audience == "organization"):
+        return True
+    return db.session.scalar(select(_readable_attachment(member, item.id))) or False
+
+
+def _readable_attachment(member: Membership, media_id):
+    """EXISTS: the item is attached to a visible post in a space ``member`` may read."""
+    from coach.spaces.models import Post, PostAttachment, Space, SpaceMember
+
+    member_of_space = exists().where(SpaceMember.tenant_id == Space.tenant_id, SpaceMember.space_id == Space.id,
+                                     SpaceMember.membership_id == member.id)
+    return exists().where(
+        PostAttachment.tenant_id == member.tenant_id, PostAttachment.media_id == media_id,
+        Post.tenant_id == PostAttachment.tenant_id, Post.id == PostAttachment.post_id,
+        Post.deleted_at.is_(None), Post.hidden_at.is_(None), Post.removed_at.is_(None),
+        Space.tenant_id == Post.tenant_id, Space.id == Post.space_id,
+        or_(Space.visibility != "private", member_of_space))
+
+
+# --- quota ----------------------------------------------------------------------------------------
+
+@dataclass
+class Usage:
+    used: int
+    quota: int
+
+    @property
+    def free(self) -> int:
+        return max(0, self.quota - self.used)
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.used / self.quota)) if self.quota else 100
+
+
+def quota_of(org: Organization) -> int:
+    return org.media_quota_bytes if org.media_quota_bytes is not None else _cfg("MEDIA_QUOTA_BYTES")
+
+
+def usage(org: Organization) -> Usage:
+    used = db.session.scalar(select(func.coalesce(func.sum(MediaItem.counted_bytes), 0))
+                             .where(MediaItem.tenant_id == org.id))
+    return Usage(int(used), quota_of(org))
+
+
+def _lock_quota(org: Organization) -> None:
+    # One organization's quota checks run one at a time, so two uploads cannot both take the last bytes.
+    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('media-quota'), hashtext(:tid))"),
+                       {"tid": str(org.id)})
+
+
+def human_size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}".replace(".0 ", " ")
+        n /= 1024
+    return f"{n} TB"  # pragma: no cover
+
+
+# --- starting and finishing an upload -------------------------------------------------------------
+
+def clean_filename(name: str) -> str:
+    """The file's base name, without paths, control characters or surrounding spaces."""
+    name = unicodedata.normalize("NFC", name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip().strip(".")
+    return name[:FILENAME_MAX]
+
+
+def _check_type(filename: str, content_type: str) -> str:
+    content_type = (content_type or "").split(";")[0].strip().lower()
+    if content_type not in processing.ALLOWED:
+        kinds = ", ".join(sorted({label.split()[0] for label in LABELS.values()}))
+        raise MediaError(f"This type of file cannot be uploaded. Allowed: {kinds}.")
+    if not filename.lower().endswith(processing.EXTENSIONS[content_type]):
+        raise MediaError(f"The file name should end in {' or '.join(processing.EXTENSIONS[content_type])} "
+                         f"for a {LABELS[content_type]}.")
+    return content_type
+
+
+def start_upload(org: Organization, owner: Membership, filename: str, size, content_type: str,
+                 audience: str = "staff", title: str | None = None, now: datetime | None = None) -> MediaItem:
+    """Check type, size and quota, create the item and its multipart upload.
+
+    :param size: the size the browser declares; every part must match it exactly.
+    :raises QuotaExceeded: when the organization's room (in-flight uploads counted) is too small.
+    """
+    now = now or _now()
+    filename = clean_filename(filename)
+    if not filename:
+        raise MediaError("The file needs a name.")
+    content_type = _check_type(filename, content_type)
+    try:
+        size = int(size)
+    except (TypeError, ValueError):
+        raise MediaError("The file size is missing.") from None
+    if size <= 0:
+        raise MediaError("The file is empty.")
+    if size > _cfg("MEDIA_MAX_BYTES"):
+        raise QuotaExceeded(f"Files can be up to {human_size(_cfg('MEDIA_MAX_BYTES'))}; "
+                            f"this one is {human_size(size)}.")
+    if audience not in AUDIENCES:
+        raise MediaError("Choose who can see the file.")
+    title = (title or "").strip() or filename.rsplit(".", 1)[0] or filename
+    if len(title) > TITLE_MAX or "\x00" in title:
+        raise MediaError(f"Titles can be up to {TITLE_MAX} characters.")
+    _lock_quota(org)
+    room = usage(org)
+    if size > room.free:
+        raise QuotaExceeded(f"Not enough room: {human_size(room.free)} of {human_size(room.quota)} left, "
+                            f"the file needs {human_size(size)}. Delete older media or ask an admin.")
+    part_bytes = max(_cfg("MEDIA_PART_BYTES"), math.ceil(size / 10_000))
+    item = MediaItem(id=uuid.uuid4(), tenant_id=org.id, owner_membership_id=owner.id, audience=audience,
+                     kind=processing.ALLOWED[content_type], title=title, filename=filename,
+                     content_type=content_type, status="uploading", declared_bytes=size, counted_bytes=size,
+                     part_bytes=part_bytes, part_count=math.ceil(size / part_bytes), derived_keys={},
+                     upload_expires_at=now + timedelta(hours=_cfg("MEDIA_UPLOAD_TTL_HOURS")), created_at=now)
+    item.original_key = f"{org.id}/{item.id}/original"
+    db.session.add(item)
+    db.session.flush()
+    # If the transaction fails after this, the upload is orphaned in storage: the storage setup
+    # gives S3 a lifecycle rule that aborts incomplete uploads, and the local sweep clears them.
+    item.upload_id = get_storage().create_upload(item.original_key, content_type)
+    db.session.flush()
+    return item
+
+
+def part_size(item: MediaItem, number: int) -> int:
+    if number < item.part_count:
+        return item.part_bytes
+    return item.declared_bytes - item.part_bytes * (item.part_count - 1)
+
+
+def upload_plan(item: MediaItem) -> dict:
+    """What the browser needs to send (or resume sending) the file: every part's URL and size,
+    and the parts storage already has in full."""
+    if item.status != "uploading":
+        raise NotYet("This upload is finished.") if item.status != "failed" else MediaError(item.failure_reason)
+    storage = get_storage()
+    expires = max(_cfg("MEDIA_URL_TTL_SECONDS"), 3600)  # a slow connection needs time for many parts
+    done = {p.number for p in storage.list_parts(item.original_key, item.upload_id)
+            if p.size == part_size(item, p.number)}
+    parts = [{"number": n, "size": part_size(item, n),
+              "url": storage.part_url(item.original_key, item.upload_id, n, part_size(item, n), expires)}
+             for n in range(1, item.part_count + 1)]
+    return {"media_id": str(item.id), "part_bytes": item.part_bytes, "part_count": item.part_count,
+            "size": item.declared_bytes, "parts": parts, "done": sorted(done)}
+
+
+def _lock(item: MediaItem) -> MediaItem:
+    """Re-read the item's row with a lock (not its owner's: the owner joins from the nullable side)."""
+    return db.session.scalars(select(MediaItem).where(MediaItem.tenant_id == item.tenant_id, MediaItem.id == item.id)
+                              .with_for_update(of=MediaItem).execution_options(populate_existing=True)).one()
+
+
+def finalize(item: MediaItem, actor: Membership, now: datetime | None = None) -> MediaItem:
+    """Complete the upload once every part is there, check the bytes are what was declared,
+    and hand the item to the worker.
+
+    A finalize that comes twice finds the item past ``uploading`` and changes nothing.
+    :raises NotYet: a part is missing (the upload stays open, the browser sends it and retries).
+    """
+    _require(item.owner_membership_id == actor.id, "Only the person uploading finishes the upload.")
+    item = _lock(item)
+    if item.status != "uploading":
+        return item
+    now = now or _now()
+    storage = get_storage()
+    parts = {p.number: p for p in storage.list_parts(item.original_key, item.upload_id)}
+    for number in range(1, item.part_count + 1):
+        part = parts.get(number)
+        if part is None:
+            raise NotYet(f"Part {number} of {item.part_count} has not arrived yet.")
+        if part.size != part_size(item, number):
+            return _fail(item, "The file sent does not match the size given when the upload started. "
+                               "Please upload it again.", now)
+    if len(parts) != item.part_count:
+        return _fail(item, "More data arrived than the file's size. Please upload it again.", now)
+    size = storage.complete_upload(item.original_key, item.upload_id,
+                                   [parts[n] for n in range(1, item.part_count + 1)])
+    item.upload_id = None
+    if size != item.declared_bytes:
+        return _fail(item, "The file sent does not match the size given when the upload started. "
+                           "Please upload it again.", now)
+    if not processing.matches(item.content_type, storage.read_head(item.original_key, 512)):
+        return _fail(item, f"This file is not a {LABELS[item.content_type]}, whatever its name says.", now)
+    item.status = "processing"
+    item.size_bytes = size
+    item.counted_bytes = size
+    item.uploaded_at = now
+    db.session.flush()
+    emit("media.uploaded", {"media_id": str(item.id)})
+    return item
+
+
+def _fail(item: MediaItem, reason: str, now: datetime) -> MediaItem:
+    """Mark the item failed and give its bytes back: its stored objects go now."""
+    storage = get_storage()
+    if item.upload_id:
+        storage.abort_upload(item.original_key, item.upload_id)
+    storage.delete([item.original_key, *item.derived_keys.values()])
+    item.status = "failed"
+    item.failure_reason = reason[:300]
+    item.upload_id = None
+    item.derived_keys = {}
+    item.derived_bytes = 0
+    item.counted_bytes = 0
+    db.session.flush()
+    return item
+
+
+def fail_processing(item: MediaItem, reason: str, now: datetime | None = None) -> MediaItem:
+    """The worker could not make the renditions (unreadable file, gave up after retries)."""
+    item = _lock(item)
+    if item.status != "processing":
+        return item
+    return _fail(item, reason, now or _now())
+
+
+def record_renditions(item: MediaItem, keys: dict[str, str], derived_bytes: int, *, width: int | None,
+                      height: int | None, duration_ms: int | None = None, now: datetime | None = None) -> bool:
+    """The worker stored the renditions: the item is ready. ``False`` if it was no longer processing
+    (deleted meanwhile, or another run finished first) — the caller then removes what it stored."""
+    item = _lock(item)
+    if item.status != "processing":
+        return False
+    item.derived_keys = keys
+    item.derived_bytes = derived_bytes
+    item.counted_bytes = (item.size_bytes or 0) + derived_bytes
+    item.width, item.height, item.duration_ms = width, height, duration_ms
+    item.status = "ready"
+    item.ready_at = now or _now()
+    db.session.flush()
+    emit("media.ready", {"media_id": str(item.id)})
+    return True
+
+
+def _require(allowed: bool, message: str) -> None:
+    if not allowed:
+        raise NotAllowed(message)
+
+
+# --- changing and deleting ------------------------------------------------------------------------
+
+def update_details(item: MediaItem, actor: Membership, title: str, audience: str) -> MediaItem:
+    _require(can_manage(item, actor), "Only the owner or an admin changes this.")
+    title = (title or "").strip()
+    if not title or len(title) > TITLE_MAX or "\x00" in title:
+        raise MediaError(f"Give a title of 1 to {TITLE_MAX} characters.")
+    if audience not in AUDIENCES:
+        raise MediaError("Choose who can see the file.")
+    item.title, item.audience = title, audience
+    db.session.flush()
+    return item
+
+
+def delete_item(item: MediaItem, actor: Membership, now: datetime | None = None) -> None:
+    """Take the item away at once; a job removes its objects and then the row (quota released)."""
+    _require(can_manage(item, actor), "Only the owner or an admin deletes this.")
+    item = _lock(item)
+    if item.status == "deleting":
+        return
+    item.status = "deleting"
+    item.deleted_at = now or _now()
+    db.session.flush()
+    if actor.id != item.owner_membership_id:
+        audit.record("media.deleted", actor=actor.user, target_type="media", target_id=item.id,
+                     details={"title": item.title, "owner": item.owner.user.email if item.owner else None})
+    emit("media.deleted", {"media_id": str(item.id)})
+
+
+def purge(item: MediaItem) -> None:
+    """Remove a deleting item's stored objects, then the row (attachments and comments go with it)."""
+    item = _lock(item)
+    if item.status != "deleting":
+        return
+    storage = get_storage()
+    if item.upload_id:
+        storage.abort_upload(item.original_key, item.upload_id)
+    storage.delete([item.original_key, *item.derived_keys.values()])
+    db.session.delete(item)
+    db.session.flush()
+
+
+def abandon_stale_uploads(org: Organization, now: datetime | None = None) -> int:
+    """Uploads nobody finished in time: abort them and release their room."""
+    now = now or _now()
+    stale = list(db.session.scalars(select(MediaItem).where(
+        MediaItem.tenant_id == org.id, MediaItem.status == "uploading", MediaItem.upload_expires_at <= now)
+        .with_for_update(skip_locked=True)))
+    for item in stale:
+        _fail(item, "The upload was not finished in time.", now)
+    return len(stale)
+
+
+def due_tenants(now: datetime | None = None, stuck: timedelta = timedelta(hours=2)) -> list[uuid.UUID]:
+    """Organizations with abandoned uploads, stuck processing or deletions to finish (a definer function)."""
+    return list(db.session.scalars(text("SELECT media_due_tenants(:now, :stuck)"),
+                                   {"now": now or _now(), "stuck": stuck}))
+
+
+def stuck(org: Organization, now: datetime | None = None, after: timedelta = timedelta(hours=2)) -> dict:
+    """Items the sweep should hand to the worker again: processing too long, deleting not finished."""
+    now = now or _now()
+    processing_ids = list(db.session.scalars(select(MediaItem.id).where(
+        MediaItem.tenant_id == org.id, MediaItem.status == "processing", MediaItem.uploaded_at <= now - after)))
+    deleting_ids = list(db.session.scalars(select(MediaItem.id).where(
+        MediaItem.tenant_id == org.id, MediaItem.status == "deleting",
+        MediaItem.deleted_at <= now - timedelta(minutes=5))))
+    return {"processing": processing_ids, "deleting": deleting_ids}
+
+
+# --- lists ----------------------------------------------------------------------------------------
+
+def _cursor(item: MediaItem) -> str:
+    return f"{item.created_at.isoformat()}_{item.id}"
+
+
+def _parse_cursor(cursor: str | None):
+    if not cursor or "_" not in cursor:
+        return None
+    when, _, ident = cursor.rpartition("_")
+    try:
+        return datetime.fromisoformat(when), uuid.UUID(ident)
+    except ValueError:
+        return None
+
+
+@dataclass
+class LibraryPage:
+    items: list[MediaItem]
+    next_cursor: str | None
+
+
+def library(org: Organization, member: Membership, mine_only: bool = False, after: str | None = None,
+            size: int = LIBRARY_PAGE) -> LibraryPage:
+    """Media the member may see, newest first; keyset pages on (created_at, id)."""
+    query = select(MediaItem).where(MediaItem.tenant_id == org.id, MediaItem.status != "deleting")
+    if mine_only:
+        query = query.where(MediaItem.owner_membership_id == member.id)
+    elif member.role not in STAFF_ROLES:
+        query = query.where(or_(MediaItem.owner_membership_id == member.id,
+                                and_(MediaItem.audience == "organization",
+                                     MediaItem.status.in_(("ready", "processing")))))
+    key = _parse_cursor(after)
+    if key is not None:
+        query = query.where(tuple_(MediaItem.created_at, MediaItem.id) < key)
+    rows = list(db.session.scalars(query.order_by(MediaItem.created_at.desc(), MediaItem.id.desc())
+                                   .limit(size + 1)))
+    more = len(rows) > size
+    rows = rows[:size]
+    return LibraryPage(rows, _cursor(rows[-1]) if more else None)
+
+
+def attachable(org: Organization, member: Membership, limit: int = 12) -> list[MediaItem]:
+    """The member's own recent media that can go with a post."""
+    return list(db.session.scalars(select(MediaItem).where(
+        MediaItem.tenant_id == org.id, MediaItem.owner_membership_id == member.id,
+        MediaItem.status.in_(("ready", "processing"))).order_by(MediaItem.created_at.desc()).limit(limit)))
+
+
+def for_attachment(org: Organization, member: Membership, ids: list[str], limit: int = 10) -> list[MediaItem]:
+    """The member's items with these ids, in the given order; anything else is refused."""
+    wanted: list[uuid.UUID] = []
+    for raw in ids:
+        ident = parse_uuid(raw)
+        if ident is None:
+            raise MediaError("One of the attachments is not a media item.")
+        if ident not in wanted:
+            wanted.append(ident)
+    if len(wanted) > limit:
+        raise MediaError(f"A post can have up to {limit} attachments.")
+    if not wanted:
+        return []
+    found = {i.id: i for i in db.session.scalars(select(MediaItem).where(
+        MediaItem.tenant_id == org.id, MediaItem.id.in_(wanted)))}
+    items = []
+    for ident in wanted:
+        item = found.get(ident)
+        if item is None or item.owner_membership_id != member.id:
+            raise MediaError("Attach your own media only.")
+        if item.status not in ("ready", "processing"):
+            raise MediaError(f"“{item.title}” cannot be attached: it is {item.status}.")
+        items.append(item)
+    return items
+
+
+# --- URLs -----------------------------------------------------------------------------------------
+
+def url_ttl(item: MediaItem) -> int:
+    """Long enough to watch the whole video once, short enough to be useless when shared later."""
+    return max(_cfg("MEDIA_URL_TTL_SECONDS"), 2 * (item.duration_ms or 0) // 1000 + 300)
+
+
+def urls(item: MediaItem) -> dict[str, str]:
+    """Signed, short-lived URLs of the item's renditions (and the original, for its download)."""
+    if item.status not in ("ready", "processing"):
+        return {}
+    storage = get_storage()
+    ttl = url_ttl(item)
+    # Expire at the end of the next whole period, not "now + ttl": the URLs then stay the same
+    # for a while (where the backend allows), so browsers can cache thumbnails between pages.
+    now = int(time.time())
+    ttl = (now // ttl + 2) * ttl - now
+    found = {}
+    types = {"thumb": "image/webp", "large": "image/webp", "poster": "image/jpeg", "playback": "video/mp4"}
+    for name, key in item.derived_keys.items():
+        found[name] = storage.get_url(key, ttl, content_type=types.get(name))
+    found["original"] = storage.get_url(item.original_key, ttl, content_type=item.content_type,
+                                        filename=item.filename, download=item.kind != "pdf")
+    return found
+
+
+# --- review comments ------------------------------------------------------------------------------
+
+def parse_moment(value) -> int | None:
+    """Milliseconds from "83.4" (seconds), "1:23", "1:02:03"; ``None`` if unreadable."""
+    value = str(value or "").strip()
+    if re.fullmatch(r"\d{1,6}(\.\d{1,3})?", value):
+        return round(float(value) * 1000)
+    match = re.fullmatch(r"(?:(\d{1,3}):)?(\d{1,3}):(\d{2})(\.\d{1,3})?", value)
+    if not match:
+        return None
+    hours, minutes, seconds, fraction = match.groups()
+    if int(seconds) > 59 or (hours and int(minutes) > 59):
+        return None
+    total = int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
+    return total * 1000 + round(float(fraction or 0) * 1000)
+
+
+def add_review_comment(item: MediaItem, author: Membership, at_ms: int | None, body: str,
+                       parent: MediaComment | None = None, now: datetime | None = None) -> MediaComment:
+    """Comment on a moment of a ready video, or reply to a comment (replies share its moment)."""
+    _require(can_view(item, author), "You cannot see this video.")
+    if item.kind != "video" or item.status != "ready":
+        raise MediaError("Comments at a moment are for videos that are ready to play.")
+    body = (body or "").strip()
+    if not body:
+        raise MediaError("Write a comment first.")
+    if len(body) > COMMENT_MAX or "\x00" in body:
+        raise MediaError(f"Comments can be up to {COMMENT_MAX} characters.")
+    if parent is not None:
+        if parent.media_id != item.id or parent.tenant_id != item.tenant_id:
+            raise MediaError("Reply to a comment on this video.")
+        if parent.parent_id is not None:
+            parent = db.session.get(MediaComment, parent.parent_id)
+        at_ms = parent.at_ms
+    if at_ms is None or at_ms < 0:
+        raise MediaError("Give the moment as minutes:seconds, like 1:23.")
+    if item.duration_ms is not None and at_ms > item.duration_ms:
+        raise MediaError(f"The video is only {item.duration_label} long.")
+    comment = MediaComment(tenant_id=item.tenant_id, media_id=item.id, parent_id=parent.id if parent else None,
+                           author_membership_id=author.id, at_ms=at_ms, body=body, created_at=now or _now())
+    db.session.add(comment)
+    db.session.flush()
+    emit("media.review_commented", {"media_id": str(item.id), "comment_id": str(comment.id),
+                                    "owner_membership_id": str(item.owner_membership_id or ""),
+                                    "author_membership_id": str(author.id)})
+    return comment
+
+
+def get_review_comment(item: MediaItem, comment_id) -> MediaComment | None:
+    comment_id = parse_uuid(comment_id)
+    if comment_id is None:
+        return None
+    return db.session.scalar(select(MediaComment).where(
+        MediaComment.tenant_id == item.tenant_id, MediaComment.media_id == item.id, MediaComment.id == comment_id))
+
+
+def review_comments(item: MediaItem) -> list[tuple[MediaComment, list[MediaComment]]]:
+    """Top-level comments by moment, each with its replies oldest first (one query)."""
+    rows = list(db.session.scalars(select(MediaComment).where(
+        MediaComment.tenant_id == item.tenant_id, MediaComment.media_id == item.id)
+        .order_by(MediaComment.at_ms, MediaComment.created_at, MediaComment.id)))
+    replies: dict[uuid.UUID, list[MediaComment]] = {}
+    for row in rows:
+        if row.parent_id is not None:
+            replies.setdefault(row.parent_id, []).append(row)
+    for group in replies.values():
+        group.sort(key=lambda c: (c.created_at, c.id))
+    return [(row, replies.get(row.id, [])) for row in rows if row.parent_id is None]
+
+
+def delete_review_comment(comment: MediaComment, actor: Membership, now: datetime | None = None) -> None:
+    item = db.session.get(MediaItem, comment.media_id)
+    _require(comment.author_membership_id == actor.id or can_manage(item, actor),
+             "Only the author, the video's owner or an admin deletes a comment.")
+    if comment.deleted_at is None:
+        comment.deleted_at = now or _now()
+        db.session.flush()
+
+
+def attachments_of(tenant_id: uuid.UUID, post_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[MediaItem]]:
+    """Each post's attached media that can be shown, in order (one query for a page of posts)."""
+    from coach.spaces.models import PostAttachment
+
+    if not post_ids:
+        return {}
+    rows = db.session.execute(select(PostAttachment.post_id, MediaItem).join(MediaItem, and_(
+        MediaItem.tenant_id == PostAttachment.tenant_id, MediaItem.id == PostAttachment.media_id)).where(
+        PostAttachment.tenant_id == tenant_id, PostAttachment.post_id.in_(post_ids),
+        MediaItem.status.in_(("ready", "processing")))
+        .order_by(PostAttachment.post_id, PostAttachment.position))
+    found: dict[uuid.UUID, list[MediaItem]] = {}
+    for post_id, item in rows:
+        found.setdefault(post_id, []).append(item)
+    return found
