@@ -32,6 +32,7 @@ ERROR_TEXT = {
     422: ("Not accepted", "What you sent could not be accepted. Check it and try again."),
     429: ("Slow down", "Too many requests. Wait a moment and try again."),
     500: ("Something went wrong", "An unexpected error happened on our side. It has been logged."),
+    503: ("Unavailable", "A service we depend on is not answering. Try again in a minute."),
 }
 
 
@@ -205,7 +206,7 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc):
-        response = error_page(exc.code or 500, exc.description if exc.code in (400, 403, 404, 409, 410, 422) and
+        response = error_page(exc.code or 500, exc.description if exc.code in (400, 403, 404, 409, 410, 422, 503) and
                               exc.description and not exc.description.startswith(("The requested URL",
                               "The browser (or proxy)", "You don't have the permission", "A conflict happened",
                               "The request was well-formed")) else None)

@@ -17,6 +17,7 @@ its audience is ``organization``; and whoever can read a post it is attached to.
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -32,12 +33,13 @@ from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.media import processing
 from coach.media.models import AUDIENCES, MediaComment, MediaItem
-from coach.media.storage import get_storage
+from coach.media.storage import StorageError, get_storage
 from coach.orgs.models import Membership, Organization
 from coach.platform import audit
 from coach.platform.outbox import emit
 
 UTC = timezone.utc
+log = logging.getLogger(__name__)
 TITLE_MAX = 200
 FILENAME_MAX = 255
 COMMENT_MAX = 2000
@@ -270,8 +272,12 @@ def finalize(item: MediaItem, actor: Membership, now: datetime | None = None) ->
                                "Please upload it again.", now)
     if len(parts) != item.part_count:
         return _fail(item, "More data arrived than the file's size. Please upload it again.", now)
-    size = storage.complete_upload(item.original_key, item.upload_id,
-                                   [parts[n] for n in range(1, item.part_count + 1)])
+    try:
+        size = storage.complete_upload(item.original_key, item.upload_id,
+                                       [parts[n] for n in range(1, item.part_count + 1)])
+    except StorageError:
+        log.exception("completing the upload of media %s failed", item.id)
+        return _fail(item, "Storage could not put the file together. Please upload it again.", now)
     item.upload_id = None
     if size != item.declared_bytes:
         return _fail(item, "The file sent does not match the size given when the upload started. "

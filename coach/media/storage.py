@@ -767,7 +767,7 @@ class S3Storage:
 def _settings(config) -> tuple:
     return (config.get("MEDIA_BACKEND", "local"), config.get("MEDIA_LOCAL_ROOT"), config.get("SECRET_KEY"),
             config.get("S3_BUCKET"), config.get("S3_REGION"), config.get("S3_ENDPOINT_URL"),
-            config.get("S3_PUBLIC_ENDPOINT_URL"))
+            config.get("S3_PUBLIC_ENDPOINT_URL"), config.get("MEDIA_PART_BYTES"))
 
 
 def build_storage(config) -> Storage:
@@ -776,8 +776,13 @@ def build_storage(config) -> Storage:
     if backend == "local":
         if not config.get("MEDIA_LOCAL_ROOT"):
             raise StorageError("MEDIA_LOCAL_ROOT must be set when MEDIA_BACKEND=local.")
-        return LocalStorage(Path(config["MEDIA_LOCAL_ROOT"]), config["SECRET_KEY"])
+        # S3's 5 MiB floor, unless the app was told to cut smaller parts (tests, a slow-link demo):
+        # the service sizes the parts, this only refuses sizes the service never hands out.
+        min_part = min(MIN_PART_SIZE, config.get("MEDIA_PART_BYTES") or MIN_PART_SIZE)
+        return LocalStorage(Path(config["MEDIA_LOCAL_ROOT"]), config["SECRET_KEY"], min_part_size=min_part)
     if backend == "s3":
+        if (config.get("MEDIA_PART_BYTES") or MIN_PART_SIZE) < MIN_PART_SIZE:
+            raise StorageError("MEDIA_PART_BYTES must be at least 5 MiB with S3 (its smallest part).")
         return S3Storage(config.get("S3_BUCKET", ""), config.get("S3_REGION") or "us-east-1",
                          config.get("S3_ENDPOINT_URL") or None, config.get("S3_PUBLIC_ENDPOINT_URL") or None)
     raise StorageError(f"MEDIA_BACKEND must be 'local' or 's3', not {backend!r}.")
