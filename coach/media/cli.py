@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import click
 from flask import current_app
@@ -47,3 +48,34 @@ def _setup_s3(storage: S3Storage, origins: list[str]) -> None:
     days = max(1, math.ceil(current_app.config.get("MEDIA_UPLOAD_TTL_HOURS", 24) / 24) + 1)
     storage.abort_incomplete_uploads_after(days)
     click.echo(f"Set lifecycle: incomplete uploads are aborted after {days} days")
+
+
+@media_cli.command("set-quota")
+@click.argument("slug")
+@click.argument("size")
+def set_quota(slug: str, size: str) -> None:
+    """Give organization SLUG room for SIZE of media: "250GB", "500MB", or "default" (MEDIA_QUOTA_BYTES)."""
+    from sqlalchemy import select
+
+    from coach.extensions import db
+    from coach.media.service import human_size, usage
+    from coach.orgs.models import Organization
+    from coach.tenancy import acting_for
+
+    org = db.session.scalar(select(Organization).where(Organization.slug == slug))
+    if org is None:
+        raise click.ClickException(f"No organization with the slug {slug!r}.")
+    org.media_quota_bytes = None if size.lower() == "default" else _parse_size(size)
+    db.session.commit()
+    with acting_for(org.id):
+        room = usage(org)
+    click.echo(f"{org.name}: {human_size(room.used)} used of {human_size(room.quota)}")
+
+
+def _parse_size(text: str) -> int:
+    """Bytes from "250GB", "1.5 TB", "500MiB" or a plain number of bytes (units are powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)I?B?\s*", text.upper())
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a size like 250GB, 500MB or default", param_hint="SIZE")
+    amount, unit = match.groups()
+    return int(float(amount) * 1024 ** " KMGT".index(unit or " "))
