@@ -77,6 +77,33 @@ def _seed_spaces(org, memberships: dict) -> None:
     spaces.add_comment(question, jonas, "Slow the routine down: same bounce count every time. "
                                         "Bring a clip to our next review call.")
     spaces.toggle_reaction(question, memberships["priya@northside.example"], "support")
+    clip = _seed_media(org, jonas)
+    if clip is not None:
+        spaces.create_post(squad, jonas, "Drill of the week: watch the split step, then add your questions "
+                                         "at the moment you mean on the video's page.", attachments=[clip])
+
+
+def _seed_media(org, owner):
+    """A short generated clip for the demo (the media worker makes it playable); None if ffmpeg fails."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import imageio_ffmpeg
+
+    from coach.media import service as media
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "split-step-drill.mp4"
+        try:
+            subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-f", "lavfi",
+                            "-i", "testsrc2=size=1280x720:rate=30", "-f", "lavfi", "-i", "sine=frequency=330",
+                            "-t", "20", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast",
+                            "-c:a", "aac", str(clip)], check=True, capture_output=True, timeout=120)
+        except (OSError, subprocess.SubprocessError) as exc:
+            click.echo(f"Skipped the demo video: {exc}", err=True)
+            return None
+        return media.import_file(org, owner, clip, "video/mp4", "organization", "Split-step drill")
 
 
 def register_cli(app: Flask) -> None:

@@ -154,7 +154,7 @@ def test_unknown_environment_name_is_refused(tmp_path):
         load_config(tmp_path, {"COACH_ENV": "staging"})
 
 
-def test_seed_demo_creates_the_demo_organization_once(app, owner_db):
+def test_seed_demo_creates_the_demo_organization_once(app, owner_db, job_runner):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["seed-demo"])
     assert result.exit_code == 0, result.output
@@ -166,6 +166,12 @@ def test_seed_demo_creates_the_demo_organization_once(app, owner_db):
     roles = dict(owner_db.execute("SELECT role, count(*) FROM memberships GROUP BY role").fetchall())
     assert roles == {"admin": 1, "coach": 2, "athlete": 3}
     assert runner.invoke(args=["seed-demo"]).exit_code != 0
+    # The demo video goes through the media worker like an upload, and a post shows it.
+    job_runner.drain(120)
+    [(title, status, duration_ms)] = owner_db.execute(
+        "SELECT title, status, duration_ms FROM media_items").fetchall()
+    assert (title, status, duration_ms) == ("Split-step drill", "ready", 20000)
+    assert owner_db.execute("SELECT count(*) FROM post_attachments").fetchone()[0] == 1
 
 
 def test_create_admin_makes_account_and_organization(app, client, auth):

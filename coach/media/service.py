@@ -25,6 +25,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import and_, delete, exists, func, or_, select, text, tuple_
@@ -174,14 +175,9 @@ def _check_type(filename: str, content_type: str) -> str:
     return content_type
 
 
-def start_upload(org: Organization, owner: Membership, filename: str, size, content_type: str,
-                 audience: str = "staff", title: str | None = None, now: datetime | None = None) -> MediaItem:
-    """Check type, size and quota, create the item and its multipart upload.
-
-    :param size: the size the browser declares; every part must match it exactly.
-    :raises QuotaExceeded: when the organization's room (in-flight uploads counted) is too small.
-    """
-    now = now or _now()
+def _new_item(org: Organization, owner: Membership, filename: str, size, content_type: str, audience: str,
+              title: str | None, now: datetime) -> MediaItem:
+    """Check name, type, size and room; add the item (``uploading``, counted at its size)."""
     filename = clean_filename(filename)
     if not filename:
         raise MediaError("The file needs a name.")
@@ -214,10 +210,38 @@ def start_upload(org: Organization, owner: Membership, filename: str, size, cont
     item.original_key = f"{org.id}/{item.id}/original"
     db.session.add(item)
     db.session.flush()
+    return item
+
+
+def start_upload(org: Organization, owner: Membership, filename: str, size, content_type: str,
+                 audience: str = "staff", title: str | None = None, now: datetime | None = None) -> MediaItem:
+    """Check type, size and quota, create the item and its multipart upload.
+
+    :param size: the size the browser declares; every part must match it exactly.
+    :raises QuotaExceeded: when the organization's room (in-flight uploads counted) is too small.
+    """
+    item = _new_item(org, owner, filename, size, content_type, audience, title, now or _now())
     # If the transaction fails after this, the upload is orphaned in storage: the storage setup
     # gives S3 a lifecycle rule that aborts incomplete uploads, and the local sweep clears them.
-    item.upload_id = get_storage().create_upload(item.original_key, content_type)
+    item.upload_id = get_storage().create_upload(item.original_key, item.content_type)
     db.session.flush()
+    return item
+
+
+def import_file(org: Organization, owner: Membership, path: Path, content_type: str, audience: str = "organization",
+                title: str | None = None, now: datetime | None = None) -> MediaItem:
+    """Store a file already on this machine (demo data, an operator's import) and hand it to processing,
+    under the same checks as an upload."""
+    now = now or _now()
+    item = _new_item(org, owner, path.name, path.stat().st_size, content_type, audience, title, now)
+    with path.open("rb") as f:
+        head = f.read(512)
+    if not processing.matches(item.content_type, head):
+        raise MediaError(f"This file is not a {LABELS[item.content_type]}, whatever its name says.")
+    get_storage().upload_file(path, item.original_key, item.content_type)
+    item.status, item.size_bytes, item.uploaded_at = "processing", item.declared_bytes, now
+    db.session.flush()
+    emit("media.uploaded", {"media_id": str(item.id)})
     return item
 
 
@@ -387,7 +411,7 @@ def abandon_stale_uploads(org: Organization, now: datetime | None = None) -> int
     now = now or _now()
     stale = list(db.session.scalars(select(MediaItem).where(
         MediaItem.tenant_id == org.id, MediaItem.status == "uploading", MediaItem.upload_expires_at <= now)
-        .with_for_update(skip_locked=True)))
+        .with_for_update(skip_locked=True, of=MediaItem)))
     for item in stale:
         _fail(item, "The upload was not finished in time.", now)
     return len(stale)
