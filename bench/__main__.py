@@ -1,25 +1,26 @@
-"""``python -m bench NAME``: run one benchmark (``dashboard``, ``outbox``) or ``all``.
+"""``python -m bench NAME [OPTIONS]``: run one benchmark (``dashboard``, ``outbox``) or ``all``.
 
 Each benchmark prints its table and ends with one ``key=value`` line; ``all`` runs them in turn.
+Options go to the named benchmark's ``run(argv)`` (only ``upload`` takes any: ``--size-mb N``).
 """
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = ("dashboard", "outbox", "booking_race", "calendar", "slots", "feed", "feed_depth")
+BENCHMARKS = ("dashboard", "outbox", "booking_race", "calendar", "slots", "feed", "feed_depth", "upload")
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0] not in (*BENCHMARKS, "all"):
-        print(f"usage: python -m bench {{{','.join(BENCHMARKS)},all}}", file=sys.stderr)
+    if not argv or argv[0] not in (*BENCHMARKS, "all") or (len(argv) > 1 and argv[0] == "all"):
+        print(f"usage: python -m bench {{{','.join(BENCHMARKS)},all}} [OPTIONS]", file=sys.stderr)
         return 2
     names = BENCHMARKS if argv[0] == "all" else (argv[0],)
     for n, name in enumerate(names):
         if n:
             print()
         module = importlib.import_module(f"bench.{name}")
-        line = module.run()
+        line = module.run(argv[1:]) if len(argv) > 1 else module.run()
         print(line, flush=True)
     return 0
 

@@ -342,7 +342,9 @@ class LocalStorage:
         stored = self._parts_on_disk(folder)
         sources = [self._checked_part(stored, part, is_last=i == len(parts) - 1) for i, part in enumerate(parts)]
         target = self.object_path(key)
-        size = _write_atomically_from(target, _concatenated(sources))
+        # Joining a 500 MB upload takes seconds of disk I/O, which does not yield to gevent: run it
+        # in a thread, so the web worker's other requests go on meanwhile.
+        size = _off_the_event_loop(lambda: _write_atomically_from(target, _concatenated(sources)))
         shutil.rmtree(folder, ignore_errors=True)
         return size
 
@@ -451,6 +453,17 @@ class LocalStorage:
 
     def browser_origin(self) -> str | None:
         return None  # same origin as the app
+
+
+def _off_the_event_loop(work: Callable[[], int]) -> int:
+    """Run blocking file work in gevent's thread pool under a gevent server, directly otherwise."""
+    try:
+        from gevent import get_hub, monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return work()
+    if not monkey.is_module_patched("socket"):
+        return work()
+    return get_hub().threadpool.apply(work)
 
 
 def _copy_limited(stream: IO[bytes], out: IO[bytes], size: int) -> tuple[int, str]:
