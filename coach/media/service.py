@@ -164,6 +164,10 @@ def clean_filename(name: str) -> str:
     return name[:FILENAME_MAX]
 
 
+def _a(label: str) -> str:
+    return ("an " if label[0] in "AEIMO" else "a ") + label  # an MP4 video, a JPEG image
+
+
 def _check_type(filename: str, content_type: str) -> str:
     content_type = (content_type or "").split(";")[0].strip().lower()
     if content_type not in processing.ALLOWED:
@@ -171,7 +175,7 @@ def _check_type(filename: str, content_type: str) -> str:
         raise MediaError(f"This type of file cannot be uploaded. Allowed: {kinds}.")
     if not filename.lower().endswith(processing.EXTENSIONS[content_type]):
         raise MediaError(f"The file name should end in {' or '.join(processing.EXTENSIONS[content_type])} "
-                         f"for a {LABELS[content_type]}.")
+                         f"for {_a(LABELS[content_type])}.")
     return content_type
 
 
@@ -184,7 +188,7 @@ def _new_item(org: Organization, owner: Membership, filename: str, size, content
     content_type = _check_type(filename, content_type)
     try:
         size = int(size)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         raise MediaError("The file size is missing.") from None
     if size <= 0:
         raise MediaError("The file is empty.")
@@ -193,7 +197,7 @@ def _new_item(org: Organization, owner: Membership, filename: str, size, content
                             f"this one is {human_size(size)}.")
     if audience not in AUDIENCES:
         raise MediaError("Choose who can see the file.")
-    title = (title or "").strip() or filename.rsplit(".", 1)[0] or filename
+    title = (title or "").strip() or (filename.rsplit(".", 1)[0] or filename)[:TITLE_MAX].strip()
     if len(title) > TITLE_MAX or "\x00" in title:
         raise MediaError(f"Titles can be up to {TITLE_MAX} characters.")
     _lock_quota(org)
@@ -237,7 +241,7 @@ def import_file(org: Organization, owner: Membership, path: Path, content_type: 
     with path.open("rb") as f:
         head = f.read(512)
     if not processing.matches(item.content_type, head):
-        raise MediaError(f"This file is not a {LABELS[item.content_type]}, whatever its name says.")
+        raise MediaError(f"This file is not {_a(LABELS[item.content_type])}, whatever its name says.")
     get_storage().upload_file(path, item.original_key, item.content_type)
     item.status, item.size_bytes, item.uploaded_at = "processing", item.declared_bytes, now
     db.session.flush()
@@ -307,7 +311,7 @@ def finalize(item: MediaItem, actor: Membership, now: datetime | None = None) ->
         return _fail(item, "The file sent does not match the size given when the upload started. "
                            "Please upload it again.", now)
     if not processing.matches(item.content_type, storage.read_head(item.original_key, 512)):
-        return _fail(item, f"This file is not a {LABELS[item.content_type]}, whatever its name says.", now)
+        return _fail(item, f"This file is not {_a(LABELS[item.content_type])}, whatever its name says.", now)
     item.status = "processing"
     item.size_bytes = size
     item.counted_bytes = size

@@ -7,6 +7,7 @@ else is HTML, and works without JavaScript (the upload needs it: the bytes skip 
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, g, jsonify, request, url_for
+from werkzeug.exceptions import ServiceUnavailable
 
 from coach import tenancy
 from coach.blueprints.media.forms import DetailsForm, ReviewCommentForm, UploadForm
@@ -59,7 +60,8 @@ def _storage_away(exc: StorageError):
     message = "File storage is not answering right now. Please try again in a minute."
     if request.is_json or request.accept_mimetypes.best == "application/json":
         return jsonify(error=message), 503
-    abort(503, message)
+    # Not abort(): an exception raised inside an error handler is not handled again (it becomes a 500).
+    return current_app.handle_http_exception(ServiceUnavailable(message))
 
 
 def _refused(exc: MediaError):
@@ -85,7 +87,12 @@ def library():
 @limiter.limit(UPLOADS_PER_USER, key_func=user_key, scope="media-uploads")
 def start_upload():
     """JSON: an upload intent (name, size, type) → the item and its signed part URLs."""
-    data = request.get_json(silent=True) or {}
+    if not request.is_json:  # the upload form sent without JavaScript: the bytes cannot go to storage
+        flash("Uploading sends the file straight to storage from your browser: turn JavaScript on to upload.",
+              "error")
+        return redirect_after_post(url_for("media.library"))
+    data = request.get_json(silent=True)
+    data = data if isinstance(data, dict) else {}  # a JSON list, string or number is no intent either
     try:
         item = service.start_upload(g.org, g.membership, str(data.get("filename") or ""), data.get("size"),
                                     str(data.get("content_type") or ""), str(data.get("audience") or "staff"),
