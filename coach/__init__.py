@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, g, request
+from flask import Flask, g, has_request_context, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
@@ -70,6 +70,7 @@ def create_app(config: dict | None = None) -> Flask:
     from coach.blueprints.admin.views import bp as admin_bp
     import coach.blueprints.booking.schedule  # noqa: F401  (schedule pages on the booking blueprint)
     from coach.blueprints.booking.views import bp as booking_bp
+    from coach.blueprints.chat.views import bp as chat_bp
     from coach.blueprints.media.views import bp as media_bp
     from coach.blueprints.spaces.views import bp as spaces_bp
     from coach.blueprints.core.views import bp as core_bp
@@ -84,6 +85,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(spaces_bp)
     app.register_blueprint(storage_bp)
     app.register_blueprint(media_bp)
+    app.register_blueprint(chat_bp)
 
     with app.app_context():
         from coach.media.storage import get_storage
@@ -105,6 +107,7 @@ def _register_models() -> None:
     # Import every model so metadata (and Alembic) sees all tables.
     import coach.accounts.models  # noqa: F401
     import coach.booking.models  # noqa: F401
+    import coach.chat.models  # noqa: F401
     import coach.media.models  # noqa: F401
     import coach.spaces.models  # noqa: F401
     import coach.orgs.models  # noqa: F401
@@ -180,7 +183,10 @@ def _register_template_helpers(app: Flask) -> None:
         """Show a UTC time in the viewer's time zone."""
         if value is None:
             return ""
-        tz = current_user.timezone if current_user.is_authenticated else "UTC"
+        # Pages: the signed-in user's zone. Sockets' pushes are rendered outside any request, for a
+        # reader named by g.viewer_timezone.
+        tz = g.get("viewer_timezone") or (current_user.timezone if has_request_context()
+                                          and current_user.is_authenticated else "UTC")
         try:
             zone = ZoneInfo(tz)
         except (KeyError, ValueError):

@@ -127,6 +127,12 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "PROXY_FIX_HOPS": _int("PROXY_FIX_HOPS", 0),
         # /metrics answers other machines only with "Authorization: Bearer <METRICS_TOKEN>".
         "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
+        # WebSockets (flask-sock): frames over 16 KB close that socket; a ping keeps idle ones open
+        # through proxies that drop silent connections.
+        "SOCK_SERVER_OPTIONS": {"ping_interval": _int("CHAT_PING_SECONDS", 25),
+                                "max_message_size": _int("CHAT_MAX_FRAME_BYTES", 16 * 1024)},
+        # Messages one socket may send per 10 seconds before it is told to slow down.
+        "CHAT_MESSAGES_PER_10S": _int("CHAT_MESSAGES_PER_10S", 20),
     }
     cfg.update(overrides)
     if not cfg["SQLALCHEMY_DATABASE_URI"]:

@@ -2,6 +2,7 @@
 from flask_htmx import HTMX
 from flask_login import LoginManager
 from flask_migrate import Migrate
+from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
@@ -25,4 +26,5 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+sock = Sock()  # WebSocket routes are added to their blueprints (``sock.route(path, bp=...)``)
 htmx_ext = HTMX()  # request.htmx-style truth: bool(htmx_ext), .boosted, .history_restore_request

@@ -16,6 +16,7 @@ from psycopg import errors, sql
 
 from coach import tenancy
 from coach.booking import service as booking_service
+from coach.chat import service as chat_service
 from coach.extensions import db
 from coach.media.models import MediaComment, MediaItem
 from coach.orgs.models import Membership
@@ -81,6 +82,10 @@ def two_orgs(ctx):
         db.session.add(MediaComment(tenant_id=org.id, media_id=item.id, author_membership_id=athlete.id,
                                     at_ms=83_000, body="Look here"))
         db.session.add(PostAttachment(tenant_id=org.id, post_id=post.id, media_id=item.id, position=0))
+        # Chat: a direct conversation with a message (read state and an attachment come with it).
+        conversation = chat_service.direct_with(org, coach, athlete)
+        message = chat_service.send(conversation, coach, "See you at six", attachments=[item])
+        chat_service.mark_read(conversation, athlete, message.seq)
         # One row in every other tenant table, so each is covered below.
         db.session.add(OutboxEvent(tenant_id=org.id, topic="test.later", payload={},
                                    available_at=datetime.now(timezone.utc) + timedelta(days=1)))

@@ -39,6 +39,7 @@ def consumer(topic: str):
 def _load_consumers() -> None:
     # Domains register consumers on import; list them here.
     import coach.booking.jobs  # noqa: F401
+    import coach.chat.jobs  # noqa: F401
     import coach.media.jobs  # noqa: F401
     import coach.spaces.jobs  # noqa: F401
     import coach.platform.mail  # noqa: F401

@@ -1,0 +1,387 @@
+"""Chat: my conversations, a conversation's history (plain pages and forms without JavaScript),
+and the WebSocket that makes it live.
+
+The socket (``/o/<slug>/chat/socket``) is opened by every page of an organization (htmx's ws
+extension on ``<body>``): it carries new messages, typing, presence, read receipts and the
+unread badge. Frames from the browser are JSON: the chat form as the ws extension sends it
+(``type=send``), and small control frames from ``static/js/chat.js`` (``resume``, ``typing``,
+``read``, ``ping``).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, current_app, flash, g, render_template, request, url_for
+from flask_login import current_user
+from simple_websocket import ConnectionClosed
+
+from coach import tenancy
+from coach.blueprints.chat.forms import MessageForm, StartForm
+from coach.chat import realtime, service
+from coach.chat.hub import Connection, hub_for
+from coach.chat.service import ChatError
+from coach.extensions import db, sock
+from coach.htmx import redirect_after_post, render
+from coach.orgs.models import Membership
+from coach.tenancy import role_required
+
+bp = Blueprint("chat", __name__, url_prefix="/o/<slug>/chat")
+
+
+@bp.url_value_preprocessor
+def _resolve_org(endpoint, values):
+    tenancy.enter_org(values.pop("slug"))
+
+
+@bp.url_defaults
+def _add_slug(endpoint, values):
+    if "slug" not in values and g.get("org") is not None:
+        values["slug"] = g.org.slug
+
+
+# --- loaders ---------------------------------------------------------------------------------------
+
+def load_conversation(conversation_id: str):
+    conversation = service.get_conversation(g.org, conversation_id)
+    if conversation is None:
+        abort(404)
+    acc = service.access(conversation, g.membership)
+    if not acc.read:
+        abort(404)  # not yours: as if it did not exist
+    return conversation, acc
+
+
+def load_message(conversation, message_id: str):
+    message = service.get_message(conversation, message_id)
+    if message is None:
+        abort(404)
+    return message
+
+
+def _announce(conversation, message, kind: str = "message") -> None:
+    realtime.publish(conversation.tenant_id, {
+        "type": kind, "tenant_id": str(conversation.tenant_id), "conversation_id": str(conversation.id),
+        "message_id": str(message.id), "seq": message.seq})
+
+
+def _title(conversation) -> tuple[str, Membership | None]:
+    if conversation.kind == "direct":
+        other = db.session.get(Membership, conversation.other_member_id(g.membership.id))
+        return (other.user.display_name if other else "Former member"), other
+    from coach.spaces.models import Space
+
+    space = db.session.get(Space, conversation.space_id)
+    return f"# {space.name}", None
+
+
+# --- pages -----------------------------------------------------------------------------------------
+
+@bp.get("")
+@role_required()
+def index():
+    """My conversations, most recent first, with what I have not read; start a new one."""
+    members = db.session.scalars(db.select(Membership).where(
+        Membership.tenant_id == g.org.id, Membership.id != g.membership.id)).all()
+    form = StartForm(formdata=None)
+    form.member.choices = sorted(((str(m.id), m.user.display_name) for m in members), key=lambda c: c[1].lower())
+    return render("chat/index.html", org=g.org, summaries=service.conversations_for(g.org, g.membership),
+                  form=form, presence=realtime.presence_of(g.org.id, [m.id for m in members]))
+
+
+@bp.post("/direct")
+@role_required()
+def start():
+    """Open (or make) my direct conversation with a member."""
+    form = StartForm()
+    other = db.session.scalar(db.select(Membership).where(Membership.tenant_id == g.org.id,
+                                                         Membership.id == _uuid_or_404(form.member.data)))
+    if other is None:
+        abort(404)
+    try:
+        conversation = service.direct_with(g.org, g.membership, other)
+    except ChatError as exc:
+        db.session.rollback()
+        abort(exc.status, str(exc))
+    db.session.commit()
+    return redirect_after_post(url_for("chat.conversation", conversation_id=conversation.id))
+
+
+@bp.get("/spaces/<space_id>")
+@role_required()
+def space_channel(space_id: str):
+    """A space's channel (members of the space only)."""
+    from coach.spaces import service as spaces
+
+    space = spaces.get_space(g.org, space_id)
+    if space is None or not spaces.access(space, g.membership).joined:
+        abort(404)
+    conversation = service.space_channel(space)
+    db.session.commit()
+    return redirect_after_post(url_for("chat.conversation", conversation_id=conversation.id))
+
+
+def _uuid_or_404(value):
+    from coach.ids import parse_uuid
+
+    ident = parse_uuid(value)
+    if ident is None:
+        abort(404)
+    return ident
+
+
+def _page_context(conversation, acc, form=None) -> dict:
+    before = request.args.get("before", type=int)
+    messages = service.history(conversation, before_seq=before)
+    title, other = _title(conversation)
+    other_read = service.read_seq(conversation, other.id) if other is not None else 0
+    return dict(org=g.org, conversation=conversation, acc=acc, messages=messages, title=title, other=other,
+                mine_id=g.membership.id, form=form or MessageForm(formdata=None), before=before,
+                attachments=service.attachments_of(g.org.id, [m.id for m in messages]),
+                seen=other is not None and conversation.last_seq > 0 and other_read >= conversation.last_seq,
+                presence=realtime.presence_of(g.org.id, [other.id]) if other is not None else {},
+                now=time.time(), can_edit=service.can_edit)
+
+
+@bp.get("/<conversation_id>")
+@role_required()
+def conversation(conversation_id: str):
+    """The newest messages (older ones page by ``?before=``), and the form to write."""
+    conversation, acc = load_conversation(conversation_id)
+    context = _page_context(conversation, acc)
+    if not context["before"] and conversation.last_seq:
+        service.mark_read(conversation, g.membership, conversation.last_seq)
+        db.session.commit()
+        _announce_read(conversation, conversation.last_seq)
+    return render("chat/conversation.html", **context)
+
+
+def _announce_read(conversation, seq: int) -> None:
+    realtime.publish(conversation.tenant_id, {
+        "type": "read", "tenant_id": str(conversation.tenant_id), "conversation_id": str(conversation.id),
+        "member_id": str(g.membership.id), "seq": seq, "last_seq": conversation.last_seq,
+        "direct": conversation.kind == "direct"})
+
+
+@bp.post("/<conversation_id>/messages")
+@role_required()
+def send(conversation_id: str):
+    """Send a message (the form without JavaScript; with it, the socket carries the form)."""
+    conversation, acc = load_conversation(conversation_id)
+    form = MessageForm()
+    if form.validate_on_submit():
+        try:
+            message = service.send(conversation, g.membership, form.body.data)
+        except ChatError as exc:
+            db.session.rollback()
+            form.body.errors.append(str(exc))
+        else:
+            db.session.commit()
+            _announce(conversation, message)
+            return redirect_after_post(url_for("chat.conversation", conversation_id=conversation.id) + "#composer")
+    return render("chat/conversation.html", "composer", status=422, **_page_context(conversation, acc, form))
+
+
+@bp.route("/<conversation_id>/messages/<message_id>/edit", methods=["GET", "POST"])
+@role_required()
+def edit(conversation_id: str, message_id: str):
+    """Change my message within ten minutes of sending it."""
+    conversation, acc = load_conversation(conversation_id)
+    message = load_message(conversation, message_id)
+    form = MessageForm(obj=message) if request.method == "GET" else MessageForm()
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            service.edit(message, g.membership, form.body.data)
+        except ChatError as exc:
+            db.session.rollback()
+            form.body.errors.append(str(exc))
+        else:
+            db.session.commit()
+            _announce(conversation, message, "changed")
+            return redirect_after_post(url_for("chat.conversation", conversation_id=conversation.id)
+                                       + f"#msg-{message.id}")
+    if not service.can_edit(message, g.membership):
+        abort(403, "Messages can be edited by their author for ten minutes.")
+    return render("chat/edit.html", "form", status=422 if form.errors else 200, org=g.org,
+                  conversation=conversation, message=message, form=form)
+
+
+@bp.post("/<conversation_id>/messages/<message_id>/delete")
+@role_required()
+def delete(conversation_id: str, message_id: str):
+    """Delete my message: "message deleted" stays in its place."""
+    conversation, acc = load_conversation(conversation_id)
+    message = load_message(conversation, message_id)
+    try:
+        service.delete(message, g.membership)
+    except ChatError as exc:
+        db.session.rollback()
+        abort(exc.status, str(exc))
+    db.session.commit()
+    _announce(conversation, message, "changed")
+    return redirect_after_post(url_for("chat.conversation", conversation_id=conversation.id) + f"#msg-{message.id}")
+
+
+# --- the socket ------------------------------------------------------------------------------------
+
+def same_origin(origin: str | None) -> bool:
+    """Whether a handshake's ``Origin`` is this app's own (a foreign page must not ride the cookie)."""
+    if not origin:
+        return False
+    allowed = {urlsplit(current_app.config["APP_BASE_URL"]).netloc.lower(), request.host.lower()}
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() in allowed
+
+
+@bp.before_request
+def _guard_socket():
+    if request.endpoint != "chat.socket":
+        return None
+    if not same_origin(request.headers.get("Origin")):
+        abort(403, "This connection must come from the app's own pages.")
+    if not current_user.is_authenticated or g.get("membership") is None:
+        abort(403)
+    return None
+
+
+@sock.route("/socket", bp=bp)
+def socket(ws):
+    """The live channel of one page: replay, new messages, typing, presence, receipts, badges."""
+    app = current_app._get_current_object()
+    hub = hub_for(app)
+    org, member = g.org, g.membership
+    conn = Connection(ws.send, org.id, member.id, member.user.timezone or "UTC")
+    hub.register(conn)
+    session = _SocketSession(app, hub, conn, org.id, member.id, member.user.display_name)
+    db.session.remove()  # hold no connection while the socket is idle
+    try:
+        session.hello()
+        while True:
+            frame = ws.receive(timeout=20)
+            if frame is None:
+                session.heartbeat()
+                continue
+            session.handle(frame)
+    except ConnectionClosed:
+        pass
+    finally:
+        hub.unregister(conn)
+        db.session.remove()
+
+
+class _SocketSession:
+    """What one socket may do, frame by frame; each frame runs in its own short transaction."""
+
+    def __init__(self, app, hub, conn: Connection, tenant_id: uuid.UUID, member_id: uuid.UUID, name: str):
+        self.app, self.hub, self.conn = app, hub, conn
+        self.tenant_id, self.member_id, self.name = tenant_id, member_id, name
+        self.sent_at: list[float] = []
+        self.typing_at = 0.0
+        self.state = "online"
+
+    def _member(self) -> Membership:
+        tenancy.activate(self.tenant_id, self.member_id)
+        member = db.session.get(Membership, self.member_id)
+        if member is None:
+            raise ConnectionClosed(1008, "no longer a member")
+        return member
+
+    def hello(self) -> None:
+        self.heartbeat()
+        self.hub.send_unread(self.conn)
+
+    def heartbeat(self, state: str | None = None) -> None:
+        self.state = state if state in realtime.STATES else self.state
+        previous = realtime.set_presence(self.tenant_id, self.member_id, self.state)
+        if previous != self.state:
+            realtime.publish(self.tenant_id, {"type": "presence", "tenant_id": str(self.tenant_id),
+                                              "member_id": str(self.member_id), "state": self.state})
+
+    def error(self, message: str) -> None:
+        self.conn.send(render_template("chat/_error.html", message=message))
+
+    def handle(self, frame) -> None:
+        try:
+            data = json.loads(frame)
+        except (TypeError, ValueError):
+            return self.error("The app could not read that. Reload the page if this goes on.")
+        if not isinstance(data, dict):
+            return self.error("The app could not read that. Reload the page if this goes on.")
+        kind = data.get("type")
+        handler = {"send": self.send, "resume": self.resume, "typing": self.typing, "read": self.read,
+                   "ping": self.ping}.get(kind)
+        if handler is None:
+            return self.error("Unknown request.")
+        try:
+            handler(data)
+            db.session.commit()
+        except ChatError as exc:
+            db.session.rollback()
+            self.error(str(exc))
+        finally:
+            db.session.remove()
+
+    def _conversation(self, data: dict, member: Membership):
+        conversation = service.get_conversation(member.organization, data.get("conversation"))
+        if conversation is None or not service.access(conversation, member).read:
+            raise ChatError("That conversation is not available.")
+        return conversation
+
+    def send(self, data: dict) -> None:
+        now = time.monotonic()
+        self.sent_at = [t for t in self.sent_at if now - t < 10]
+        if len(self.sent_at) >= self.app.config["CHAT_MESSAGES_PER_10S"]:
+            raise ChatError("You are sending messages very fast. Wait a few seconds.")
+        self.sent_at.append(now)
+        member = self._member()
+        conversation = self._conversation(data, member)
+        message = service.send(conversation, member, str(data.get("body") or ""))
+        db.session.commit()
+        _announce(conversation, message)
+        # The sender's own page gets it at once, Redis or not (the hub's copy is then dropped as known).
+        self.hub.follow(self.conn, conversation.id, 0)
+        self.hub.catch_up(self.conn, conversation)
+
+    def resume(self, data: dict) -> None:
+        """The page shows this conversation up to ``after``: send what it lacks, then follow it."""
+        member = self._member()
+        conversation = self._conversation(data, member)
+        try:
+            after = max(0, int(data.get("after") or 0))
+        except (TypeError, ValueError):
+            raise ChatError("The app could not read that. Reload the page if this goes on.") from None
+        self.hub.follow(self.conn, conversation.id, 0)
+        with self.conn.lock:
+            self.conn.last_seq[conversation.id] = after
+        self.hub.catch_up(self.conn, conversation)
+
+    def typing(self, data: dict) -> None:
+        now = time.monotonic()
+        if now - self.typing_at < 2:
+            return  # at most one typing signal per two seconds
+        self.typing_at = now
+        member = self._member()
+        conversation = self._conversation(data, member)
+        realtime.publish(self.tenant_id, {"type": "typing", "tenant_id": str(self.tenant_id),
+                                          "conversation_id": str(conversation.id),
+                                          "member_id": str(self.member_id), "name": self.name})
+
+    def read(self, data: dict) -> None:
+        member = self._member()
+        conversation = self._conversation(data, member)
+        try:
+            seq = int(data.get("seq") or 0)
+        except (TypeError, ValueError):
+            raise ChatError("The app could not read that. Reload the page if this goes on.") from None
+        in_force = service.mark_read(conversation, member, seq)
+        db.session.commit()
+        realtime.publish(self.tenant_id, {
+            "type": "read", "tenant_id": str(self.tenant_id), "conversation_id": str(conversation.id),
+            "member_id": str(self.member_id), "seq": in_force, "last_seq": conversation.last_seq,
+            "direct": conversation.kind == "direct"})
+
+    def ping(self, data: dict) -> None:
+        self.heartbeat(data.get("state"))
+

@@ -1,0 +1,338 @@
+"""One hub per web process: the open sockets, and one Redis subscription that feeds them.
+
+A connection registers the conversations it follows. An event from Redis names committed
+rows; the hub loads and renders them once (a message is rendered twice: as mine and as
+theirs) and hands the HTML to each interested connection. Connections keep, per
+conversation, the last ``seq`` their page has: an event that skips ahead makes them replay
+the gap from PostgreSQL first, and one they already have is dropped, so a page sees every
+message once and in order, whatever pub/sub does. When the subscription is lost and comes
+back, every connection replays from PostgreSQL.
+
+Under gunicorn's gevent worker the threads here are greenlets; under the test server they
+are threads (hence the locks).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import contextmanager
+
+from flask import Flask, g, render_template
+from redis import Redis
+from redis.exceptions import RedisError
+
+from coach import tenancy
+from coach.chat import realtime, service
+from coach.chat.models import Conversation, Message
+from coach.extensions import db
+from coach.orgs.models import Membership
+
+log = logging.getLogger(__name__)
+
+
+class Connection:
+    """One open socket of one member: what it follows and how far its page is."""
+
+    def __init__(self, send: Callable[[str], None], tenant_id: uuid.UUID, member_id: uuid.UUID, tz: str = "UTC"):
+        self._send = send
+        self.tenant_id = tenant_id
+        self.member_id = member_id
+        self.tz = tz  # times in pushed messages are shown in the member's zone
+        self.last_seq: dict[uuid.UUID, int] = {}
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def send(self, html: str) -> None:
+        if self.closed or not html:
+            return
+        with self.lock:
+            try:
+                self._send(html)
+            except Exception:  # the socket went away between two messages
+                self.closed = True
+
+
+class Hub:
+    def __init__(self, app: Flask):
+        self.app = app
+        self._lock = threading.Lock()
+        self._by_conversation: dict[uuid.UUID, set[Connection]] = defaultdict(set)
+        self._by_member: dict[uuid.UUID, set[Connection]] = defaultdict(set)
+        self._listener: threading.Thread | None = None
+        self.connected = threading.Event()
+
+    # --- registry --------------------------------------------------------------------------------
+
+    def register(self, conn: Connection) -> None:
+        self._ensure_listening()
+        with self._lock:
+            self._by_member[conn.member_id].add(conn)
+
+    def follow(self, conn: Connection, conversation_id: uuid.UUID, seq: int) -> None:
+        """``conn``'s page shows ``conversation_id`` up to ``seq``."""
+        with conn.lock:
+            conn.last_seq[conversation_id] = max(seq, conn.last_seq.get(conversation_id, 0))
+        with self._lock:
+            self._by_conversation[conversation_id].add(conn)
+
+    def unregister(self, conn: Connection) -> None:
+        conn.closed = True
+        with self._lock:
+            self._by_member[conn.member_id].discard(conn)
+            if not self._by_member[conn.member_id]:
+                del self._by_member[conn.member_id]
+            for conversation_id in list(conn.last_seq):
+                followers = self._by_conversation.get(conversation_id)
+                if followers is not None:
+                    followers.discard(conn)
+                    if not followers:
+                        del self._by_conversation[conversation_id]
+
+    def followers(self, conversation_id: uuid.UUID) -> list[Connection]:
+        with self._lock:
+            return list(self._by_conversation.get(conversation_id, ()))
+
+    def connections_of(self, member_id: uuid.UUID) -> list[Connection]:
+        with self._lock:
+            return list(self._by_member.get(member_id, ()))
+
+    def count(self) -> int:
+        with self._lock:
+            return sum(len(c) for c in self._by_member.values())
+
+    # --- the subscription ------------------------------------------------------------------------
+
+    def _ensure_listening(self) -> None:
+        with self._lock:
+            if self._listener is not None and self._listener.is_alive():
+                return
+            self._listener = threading.Thread(target=self._listen, name="chat-hub", daemon=True)
+            self._listener.start()
+
+    def _listen(self) -> None:
+        pause = 0.5
+        first = True
+        while True:
+            try:
+                # A connection of its own with no read timeout: the subscription waits for events.
+                client = Redis.from_url(self.app.config["REDIS_URL"], socket_timeout=None,
+                                        socket_connect_timeout=2, health_check_interval=30)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(f"{realtime.CHANNEL_PREFIX}*")
+                self.connected.set()
+                if not first:
+                    self._resync_all()  # events may have gone by while we were away
+                first, pause = False, 0.5
+                for raw in pubsub.listen():
+                    if raw.get("type") == "pmessage":
+                        self._dispatch_safely(raw["data"])
+            except RedisError:
+                self.connected.clear()
+                log.warning("chat hub lost Redis; retrying in %.1f s", pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 10)
+
+    def _dispatch_safely(self, data) -> None:
+        try:
+            self.dispatch(json.loads(data))
+        except Exception:
+            log.exception("chat hub could not handle an event")
+            db.session.remove()
+
+    # --- events ----------------------------------------------------------------------------------
+
+    def dispatch(self, event: dict) -> None:
+        kind = event.get("type")
+        tenant_id = uuid.UUID(event["tenant_id"])
+        if kind in ("message", "changed"):
+            conversation_id = uuid.UUID(event["conversation_id"])
+            followers = [c for c in self.followers(conversation_id) if c.tenant_id == tenant_id]
+            if followers or (kind == "message" and self.count()):
+                with self.rendering(tenant_id):
+                    self._deliver(conversation_id, followers, event)
+        elif kind == "typing":
+            self._typing(tenant_id, event)
+        elif kind == "read":
+            self._read(tenant_id, event)
+        elif kind == "presence":
+            self._presence(tenant_id, event)
+
+    @contextmanager
+    def rendering(self, tenant_id: uuid.UUID):
+        """A request-like context for one organization, outside any request: templates build their
+        URLs (relative to APP_BASE_URL) and read the organization's rows."""
+        from coach.orgs.models import Organization
+
+        with self.app.test_request_context("/", base_url=self.app.config["APP_BASE_URL"]):
+            try:
+                tenancy.activate(tenant_id)
+                g.org = db.session.get(Organization, tenant_id)
+                yield
+            finally:
+                db.session.remove()
+
+    def _deliver(self, conversation_id: uuid.UUID, followers: list[Connection], event: dict) -> None:
+        conversation = db.session.get(Conversation, conversation_id)
+        if conversation is None:
+            return
+        if event["type"] == "changed":
+            message = db.session.get(Message, uuid.UUID(event["message_id"]))
+            if message is not None:
+                cache: dict = {}
+                for conn in followers:
+                    mine = conn.member_id if conn.member_id == message.author_membership_id else None
+                    if (mine, conn.tz) not in cache:
+                        cache[(mine, conn.tz)] = render_messages(conversation, [message], mine, oob="outerHTML",
+                                                                 tz=conn.tz)
+                    conn.send(cache[(mine, conn.tz)])
+            return
+        seq = int(event["seq"])
+        cache: dict = {}  # a thousand followers share a handful of renderings
+        for conn in followers:
+            self.catch_up(conn, conversation, upto=seq, cache=cache)
+        self._update_badges(conversation)
+
+    def _update_badges(self, conversation: Conversation) -> None:
+        """Members of the conversation with the app open elsewhere: their unread counts went up."""
+        from sqlalchemy import select
+
+        from coach.spaces.models import SpaceMember
+
+        with self._lock:
+            elsewhere = [c for cs in self._by_member.values() for c in cs
+                         if c.tenant_id == conversation.tenant_id and conversation.id not in c.last_seq]
+        if conversation.kind == "direct":
+            members = {conversation.member_low_id, conversation.member_high_id}
+        elif elsewhere:
+            members = set(db.session.scalars(select(SpaceMember.membership_id).where(
+                SpaceMember.tenant_id == conversation.tenant_id, SpaceMember.space_id == conversation.space_id,
+                SpaceMember.membership_id.in_({c.member_id for c in elsewhere}))))
+        else:
+            return
+        for conn in elsewhere:
+            if conn.member_id in members:
+                self.send_unread(conn)
+
+    def catch_up(self, conn: Connection, conversation: Conversation, upto: int | None = None,
+                 cache: dict | None = None) -> None:
+        """Send ``conn`` every message after what its page has (up to ``upto``), oldest first, once.
+
+        :param cache: renderings shared by the connections of one event, keyed by what differs
+            between readers (which messages, whether one is theirs, their time zone).
+        """
+        cache = {} if cache is None else cache
+        with conn.lock:
+            have = conn.last_seq.get(conversation.id, 0)
+        if upto is not None and upto <= have:
+            return
+        key = ("rows", have, upto)
+        if key not in cache:
+            missing = service.messages_after(conversation, have)
+            cache[key] = [m for m in missing if upto is None or m.seq <= upto]
+        missing = cache[key]
+        if not missing:
+            return
+        with conn.lock:
+            if conn.last_seq.get(conversation.id, 0) != have:
+                return  # another delivery overtook this one; it sent these
+            conn.last_seq[conversation.id] = missing[-1].seq
+        mine = conn.member_id if any(m.author_membership_id == conn.member_id for m in missing) else None
+        html_key = ("html", have, missing[-1].seq, mine, conn.tz)
+        if html_key not in cache:
+            cache[html_key] = render_messages(conversation, missing, mine, oob="beforeend", tz=conn.tz)
+        conn.send(cache[html_key])
+
+    def _resync_all(self) -> None:
+        with self._lock:
+            by_conversation = {k: list(v) for k, v in self._by_conversation.items()}
+        for conversation_id, conns in by_conversation.items():
+            for tenant_id in {c.tenant_id for c in conns}:
+                with self.rendering(tenant_id):
+                    conversation = db.session.get(Conversation, conversation_id)
+                    if conversation is not None:
+                        for conn in conns:
+                            if conn.tenant_id == tenant_id:
+                                self.catch_up(conn, conversation)
+
+    def _typing(self, tenant_id: uuid.UUID, event: dict) -> None:
+        conversation_id = uuid.UUID(event["conversation_id"])
+        who = uuid.UUID(event["member_id"])
+        html = None
+        for conn in self.followers(conversation_id):
+            if conn.tenant_id == tenant_id and conn.member_id != who:
+                if html is None:
+                    with self.app.app_context():
+                        html = render_template("chat/_typing.html", conversation_id=conversation_id,
+                                               name=event.get("name", "Someone"))
+                conn.send(html)
+
+    def _read(self, tenant_id: uuid.UUID, event: dict) -> None:
+        """A member read up to a seq: their other tabs clear the badge; in a direct conversation
+        the other member sees "Seen"."""
+        conversation_id = uuid.UUID(event["conversation_id"])
+        reader = uuid.UUID(event["member_id"])
+        with self.rendering(tenant_id):
+            for conn in self.followers(conversation_id):
+                if conn.tenant_id == tenant_id and conn.member_id != reader and event.get("direct"):
+                    conn.send(render_template("chat/_receipt.html", conversation_id=conversation_id,
+                                              seen=int(event["seq"]) >= int(event["last_seq"]), oob=True))
+            for conn in self.connections_of(reader):
+                if conn.tenant_id == tenant_id:
+                    self.send_unread(conn)
+
+    def _presence(self, tenant_id: uuid.UUID, event: dict) -> None:
+        member_id = event["member_id"]
+        state = event["state"]
+        html = None
+        with self._lock:
+            conns = [c for cs in self._by_member.values() for c in cs if c.tenant_id == tenant_id]
+        for conn in conns:
+            if str(conn.member_id) == member_id:
+                continue
+            if html is None:
+                with self.app.app_context():
+                    html = render_template("chat/_presence.html", member_id=member_id, state=state)
+            conn.send(html)
+
+    def send_unread(self, conn: Connection) -> None:
+        """The nav badge and the per-conversation counts of ``conn``'s member (needs an app context)."""
+        from coach.orgs.models import Organization
+
+        member = db.session.get(Membership, conn.member_id)
+        org = db.session.get(Organization, conn.tenant_id)
+        if member is None or org is None:
+            return
+        summaries = service.conversations_for(org, member)
+        conn.send(render_template("chat/_unread.html", summaries=summaries,
+                                  total=sum(s.unread for s in summaries)))
+
+
+def render_messages(conversation: Conversation, messages: list[Message], mine_id: uuid.UUID | None, oob: str,
+                    tz: str = "UTC") -> str:
+    """Messages as out-of-band swaps: appended to their conversation's list, or replacing themselves.
+
+    :param mine_id: the reader, if some of the messages are theirs (styled and offered as theirs).
+    :param tz: the reader's time zone, for the times shown.
+    """
+    attachments = service.attachments_of(conversation.tenant_id, [m.id for m in messages])
+    g.viewer_timezone = tz
+    return render_template("chat/_stream.html", conversation=conversation, messages=messages, mine_id=mine_id,
+                           attachments=attachments, oob=oob, pushed=True)
+
+
+_hubs: dict[int, Hub] = {}
+_hubs_lock = threading.Lock()
+
+
+def hub_for(app: Flask) -> Hub:
+    """This process's hub for ``app`` (made on first use)."""
+    with _hubs_lock:
+        hub = _hubs.get(id(app))
+        if hub is None:
+            hub = _hubs[id(app)] = Hub(app)
+        return hub

@@ -1,0 +1,76 @@
+"""Conversations, their members' read state, messages (constraints: migration 0007)."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Integer, String, Text, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from coach.dbutil import tenant_relationship
+from coach.extensions import db
+from coach.orgs.models import Membership
+
+BODY_MAX = 4000
+EDIT_WINDOW_MINUTES = 10
+
+
+class Conversation(db.Model):
+    """A direct conversation between two members, or the channel of a space."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(8))
+    space_id: Mapped[uuid.UUID | None] = mapped_column()
+    member_low_id: Mapped[uuid.UUID | None] = mapped_column()
+    member_high_id: Mapped[uuid.UUID | None] = mapped_column()
+    # The seq of the newest message: messages are numbered 1, 2, 3... per conversation.
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    def other_member_id(self, member_id: uuid.UUID) -> uuid.UUID | None:
+        if self.kind != "direct":
+            return None
+        return self.member_high_id if member_id == self.member_low_id else self.member_low_id
+
+
+class ConversationRead(db.Model):
+    """How far one member has read one conversation."""
+
+    __tablename__ = "conversation_reads"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    conversation_id: Mapped[uuid.UUID] = mapped_column()
+    membership_id: Mapped[uuid.UUID] = mapped_column()
+    last_read_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Message(db.Model):
+    __tablename__ = "messages"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    conversation_id: Mapped[uuid.UUID] = mapped_column()
+    seq: Mapped[int] = mapped_column(BigInteger)
+    author_membership_id: Mapped[uuid.UUID] = mapped_column()
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    author: Mapped[Membership] = tenant_relationship("Message", "author_membership_id")
+
+
+class MessageAttachment(db.Model):
+    __tablename__ = "message_attachments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    message_id: Mapped[uuid.UUID] = mapped_column()
+    media_id: Mapped[uuid.UUID] = mapped_column()
+    position: Mapped[int] = mapped_column(Integer)

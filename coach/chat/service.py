@@ -1,0 +1,319 @@
+"""Chat: direct conversations and space channels, messages numbered per conversation, read state.
+
+Services never commit; the caller commits, then calls :func:`coach.chat.realtime.publish` so
+web processes push the change to open sockets. The database is the record: a message is
+stored before anyone is told of it, and a client that missed a push asks for everything
+after the last ``seq`` it has (:func:`messages_after`).
+
+Who may do what: a direct conversation is its two members'; a space's channel is for the
+members of the space (joined, and not suspended to write). Authors edit their messages for
+:data:`EDIT_WINDOW_MINUTES` and delete them at any time (a tombstone stays in the history).
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from coach.chat.models import BODY_MAX, EDIT_WINDOW_MINUTES, Conversation, ConversationRead, Message, MessageAttachment
+from coach.dbutil import insert_or_raise
+from coach.extensions import db
+from coach.ids import parse_uuid
+from coach.orgs.models import Membership, Organization
+from coach.platform.outbox import emit
+
+UTC = timezone.utc
+HISTORY_PAGE = 50
+REPLAY_MAX = 500
+
+
+class ChatError(ValueError):
+    """A request that cannot be carried out; the message is safe to show. HTTP 422 unless ``status`` says."""
+
+    status = 422
+
+
+class NotAllowed(ChatError):
+    status = 403
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- conversations --------------------------------------------------------------------------------
+
+def get_conversation(org: Organization, conversation_id) -> Conversation | None:
+    conversation_id = parse_uuid(conversation_id)
+    if conversation_id is None:
+        return None
+    return db.session.scalar(select(Conversation).where(Conversation.tenant_id == org.id,
+                                                        Conversation.id == conversation_id))
+
+
+@dataclass
+class Access:
+    read: bool
+    write: bool
+
+
+def access(conversation: Conversation, member: Membership, now: datetime | None = None) -> Access:
+    """What ``member`` may do in ``conversation``; nothing at all for strangers (their 404)."""
+    if conversation.tenant_id != member.tenant_id:
+        return Access(False, False)
+    if conversation.kind == "direct":
+        mine = member.id in (conversation.member_low_id, conversation.member_high_id)
+        return Access(mine, mine)
+    from coach.spaces import service as spaces
+    from coach.spaces.models import Space
+
+    space = db.session.scalar(select(Space).where(Space.tenant_id == conversation.tenant_id,
+                                                  Space.id == conversation.space_id))
+    if space is None:
+        return Access(False, False)
+    acc = spaces.access(space, member, now=now)
+    return Access(acc.joined, acc.comment)
+
+
+def direct_with(org: Organization, me: Membership, other: Membership) -> Conversation:
+    """The one conversation between two members of the organization (made on first use)."""
+    if other.tenant_id != org.id or me.tenant_id != org.id:
+        raise NotAllowed("You can only write to members of this organization.")
+    if other.id == me.id:
+        raise ChatError("Choose someone other than yourself.")
+    low, high = sorted((me.id, other.id))  # UUIDs order as PostgreSQL orders them (by their bytes)
+    query = select(Conversation).where(Conversation.tenant_id == org.id, Conversation.member_low_id == low,
+                                       Conversation.member_high_id == high)
+    found = db.session.scalar(query)
+    if found is not None:
+        return found
+    conversation = Conversation(id=uuid.uuid4(), tenant_id=org.id, kind="direct", member_low_id=low,
+                                member_high_id=high, last_seq=0)
+    try:
+        insert_or_raise(conversation, LookupError())
+    except LookupError:
+        return db.session.scalar(query)  # the other side opened it at the same moment
+    return conversation
+
+
+def space_channel(space) -> Conversation:
+    """The channel of a space (made on first use)."""
+    query = select(Conversation).where(Conversation.tenant_id == space.tenant_id, Conversation.space_id == space.id)
+    found = db.session.scalar(query)
+    if found is not None:
+        return found
+    conversation = Conversation(id=uuid.uuid4(), tenant_id=space.tenant_id, kind="space", space_id=space.id,
+                                last_seq=0)
+    try:
+        insert_or_raise(conversation, LookupError())
+    except LookupError:
+        return db.session.scalar(query)
+    return conversation
+
+
+@dataclass
+class Summary:
+    """A conversation in my list: what to call it, how much I have not read."""
+
+    conversation: Conversation
+    title: str
+    unread: int
+    other: Membership | None = None
+
+
+def conversations_for(org: Organization, member: Membership) -> list[Summary]:
+    """My direct conversations and my spaces' channels, most recent first, with unread counts
+    (a fixed number of queries)."""
+    from coach.spaces.models import Space, SpaceMember
+
+    my_spaces = select(SpaceMember.space_id).where(SpaceMember.tenant_id == org.id,
+                                                   SpaceMember.membership_id == member.id)
+    rows = db.session.execute(
+        select(Conversation, ConversationRead.last_read_seq)
+        .outerjoin(ConversationRead, and_(ConversationRead.tenant_id == Conversation.tenant_id,
+                                          ConversationRead.conversation_id == Conversation.id,
+                                          ConversationRead.membership_id == member.id))
+        .where(Conversation.tenant_id == org.id, or_(
+            Conversation.member_low_id == member.id, Conversation.member_high_id == member.id,
+            Conversation.space_id.in_(my_spaces)))
+        .order_by(Conversation.last_message_at.desc().nulls_last(), Conversation.created_at.desc())).all()
+    others = {c.other_member_id(member.id) for c, _ in rows if c.kind == "direct"}
+    people = {m.id: m for m in db.session.scalars(select(Membership).where(
+        Membership.tenant_id == org.id, Membership.id.in_(others)))} if others else {}
+    space_ids = {c.space_id for c, _ in rows if c.kind == "space"}
+    spaces = {s.id: s for s in db.session.scalars(select(Space).where(
+        Space.tenant_id == org.id, Space.id.in_(space_ids)))} if space_ids else {}
+    found = []
+    for conversation, read_seq in rows:
+        unread = max(0, conversation.last_seq - (read_seq or 0))
+        if conversation.kind == "direct":
+            other = people.get(conversation.other_member_id(member.id))
+            found.append(Summary(conversation, other.user.display_name if other else "Former member", unread, other))
+        else:
+            space = spaces.get(conversation.space_id)
+            found.append(Summary(conversation, f"# {space.name}" if space else "Space", unread))
+    return found
+
+
+def unread_total(org: Organization, member: Membership) -> int:
+    """Unread messages over all my conversations (the nav badge), in one query."""
+    from coach.spaces.models import SpaceMember
+
+    my_spaces = select(SpaceMember.space_id).where(SpaceMember.tenant_id == org.id,
+                                                   SpaceMember.membership_id == member.id)
+    total = db.session.scalar(
+        select(func.coalesce(func.sum(Conversation.last_seq - func.coalesce(ConversationRead.last_read_seq, 0)), 0))
+        .select_from(Conversation)
+        .outerjoin(ConversationRead, and_(ConversationRead.tenant_id == Conversation.tenant_id,
+                                          ConversationRead.conversation_id == Conversation.id,
+                                          ConversationRead.membership_id == member.id))
+        .where(Conversation.tenant_id == org.id, or_(
+            Conversation.member_low_id == member.id, Conversation.member_high_id == member.id,
+            Conversation.space_id.in_(my_spaces))))
+    return max(0, int(total or 0))
+
+
+# --- messages -------------------------------------------------------------------------------------
+
+def _check_body(body: str) -> str:
+    body = (body or "").strip()
+    if not body:
+        raise ChatError("Write a message first.")
+    if len(body) > BODY_MAX:
+        raise ChatError(f"Messages can be up to {BODY_MAX:,} characters.")
+    if "\x00" in body:
+        raise ChatError("The message contains a character that cannot be stored.")
+    return body
+
+
+def send(conversation: Conversation, author: Membership, body: str, attachments: list | None = None,
+         now: datetime | None = None) -> Message:
+    """Store a message with the conversation's next number; the author has read up to it.
+
+    The number comes from an ``UPDATE ... RETURNING`` on the conversation's row, so concurrent
+    senders are ordered by its lock and numbers have no gaps.
+    """
+    now = now or _now()
+    acc = access(conversation, author, now)
+    if not acc.write:
+        raise NotAllowed("You cannot write here." if acc.read else "This conversation is not yours.")
+    body = _check_body(body)
+    seq = db.session.execute(
+        update(Conversation).where(Conversation.tenant_id == conversation.tenant_id,
+                                   Conversation.id == conversation.id)
+        .values(last_seq=Conversation.last_seq + 1, last_message_at=now)
+        .returning(Conversation.last_seq)).scalar_one()
+    message = Message(id=uuid.uuid4(), tenant_id=conversation.tenant_id, conversation_id=conversation.id, seq=seq,
+                      author_membership_id=author.id, body=body, created_at=now)
+    db.session.add(message)
+    db.session.flush()
+    for position, item in enumerate(attachments or []):
+        if item.owner_membership_id != author.id or item.tenant_id != message.tenant_id:
+            raise NotAllowed("Attach your own media only.")
+        db.session.add(MessageAttachment(tenant_id=message.tenant_id, message_id=message.id, media_id=item.id,
+                                         position=position))
+    mark_read(conversation, author, seq, now)
+    db.session.refresh(conversation, ["last_seq", "last_message_at"])
+    emit("chat.message", {"conversation_id": str(conversation.id), "message_id": str(message.id),
+                          "seq": seq, "author_membership_id": str(author.id)})
+    return message
+
+
+def get_message(conversation: Conversation, message_id) -> Message | None:
+    message_id = parse_uuid(message_id)
+    if message_id is None:
+        return None
+    return db.session.scalar(select(Message).where(Message.tenant_id == conversation.tenant_id,
+                                                   Message.conversation_id == conversation.id,
+                                                   Message.id == message_id))
+
+
+def can_edit(message: Message, member: Membership, now: datetime | None = None) -> bool:
+    return (message.author_membership_id == member.id and message.deleted_at is None
+            and (now or _now()) - message.created_at <= timedelta(minutes=EDIT_WINDOW_MINUTES))
+
+
+def edit(message: Message, editor: Membership, body: str, now: datetime | None = None) -> Message:
+    now = now or _now()
+    if message.author_membership_id != editor.id:
+        raise NotAllowed("Only the author edits a message.")
+    if message.deleted_at is not None:
+        raise ChatError("This message was deleted.")
+    if not can_edit(message, editor, now):
+        raise ChatError(f"Messages can be edited for {EDIT_WINDOW_MINUTES} minutes after sending.")
+    body = _check_body(body)
+    if body != message.body:
+        message.body, message.edited_at = body, now
+        db.session.flush()
+    return message
+
+
+def delete(message: Message, actor: Membership, now: datetime | None = None) -> Message:
+    """Leave a tombstone: the text is gone, the place in the conversation stays."""
+    if message.author_membership_id != actor.id:
+        raise NotAllowed("Only the author deletes a message.")
+    if message.deleted_at is None:
+        message.deleted_at, message.body = now or _now(), ""
+        db.session.flush()
+    return message
+
+
+def history(conversation: Conversation, before_seq: int | None = None, limit: int = HISTORY_PAGE) -> list[Message]:
+    """A page of messages, oldest first: the newest ones, or the ones before ``before_seq``."""
+    query = select(Message).where(Message.tenant_id == conversation.tenant_id,
+                                  Message.conversation_id == conversation.id)
+    if before_seq is not None:
+        query = query.where(Message.seq < before_seq)
+    rows = list(db.session.scalars(query.order_by(Message.seq.desc()).limit(limit)))
+    rows.reverse()
+    return rows
+
+
+def messages_after(conversation: Conversation, seq: int, limit: int = REPLAY_MAX) -> list[Message]:
+    """What a client that has everything up to ``seq`` is missing, oldest first."""
+    return list(db.session.scalars(select(Message).where(
+        Message.tenant_id == conversation.tenant_id, Message.conversation_id == conversation.id,
+        Message.seq > seq).order_by(Message.seq).limit(limit)))
+
+
+def attachments_of(tenant_id: uuid.UUID, message_ids: list[uuid.UUID]) -> dict[uuid.UUID, list]:
+    """Each message's attached media that can be shown, in order (one query)."""
+    from coach.media.models import MediaItem
+
+    if not message_ids:
+        return {}
+    rows = db.session.execute(select(MessageAttachment.message_id, MediaItem).join(MediaItem, and_(
+        MediaItem.tenant_id == MessageAttachment.tenant_id, MediaItem.id == MessageAttachment.media_id)).where(
+        MessageAttachment.tenant_id == tenant_id, MessageAttachment.message_id.in_(message_ids),
+        MediaItem.status.in_(("ready", "processing"))).order_by(MessageAttachment.message_id,
+                                                                MessageAttachment.position))
+    found: dict[uuid.UUID, list] = {}
+    for message_id, item in rows:
+        found.setdefault(message_id, []).append(item)
+    return found
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+def mark_read(conversation: Conversation, member: Membership, seq: int, now: datetime | None = None) -> int:
+    """``member`` has read up to ``seq`` (never backwards, never past the newest); the seq in force."""
+    seq = max(0, min(int(seq), conversation.last_seq if conversation.last_seq else int(seq)))
+    stmt = pg_insert(ConversationRead).values(
+        id=uuid.uuid4(), tenant_id=conversation.tenant_id, conversation_id=conversation.id,
+        membership_id=member.id, last_read_seq=seq, read_at=now or _now())
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[ConversationRead.tenant_id, ConversationRead.conversation_id, ConversationRead.membership_id],
+        set_={"last_read_seq": func.greatest(ConversationRead.last_read_seq, stmt.excluded.last_read_seq),
+              "read_at": stmt.excluded.read_at},
+        where=ConversationRead.last_read_seq < stmt.excluded.last_read_seq)
+    db.session.execute(stmt)
+    return read_seq(conversation, member.id)
+
+
+def read_seq(conversation: Conversation, member_id: uuid.UUID) -> int:
+    return db.session.scalar(select(ConversationRead.last_read_seq).where(
+        ConversationRead.tenant_id == conversation.tenant_id, ConversationRead.conversation_id == conversation.id,
+        ConversationRead.membership_id == member_id)) or 0

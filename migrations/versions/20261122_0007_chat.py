@@ -1,0 +1,112 @@
+"""Chat: conversations (direct, and one channel per space), their members' read state, messages.
+
+Revision ID: 0007_chat
+Revises: 0006_media
+Created: 2026-11-22
+"""
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects.postgresql import UUID
+
+from coach.rls import tenant_table
+
+revision = "0007_chat"
+down_revision = "0006_media"
+branch_labels = None
+depends_on = None
+
+
+def _base(table: str):
+    return [
+        sa.Column("id", UUID(as_uuid=True), primary_key=True),
+        sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+                  nullable=False),
+        sa.UniqueConstraint("tenant_id", "id", name=f"uq_{table}_tenant_id_id"),
+    ]
+
+
+def _fk(columns: list[str], target: str, name: str, ondelete: str = "CASCADE"):
+    return sa.ForeignKeyConstraint(["tenant_id", *columns], [f"{target}.tenant_id", f"{target}.id"], name=name,
+                                   ondelete=ondelete)
+
+
+def upgrade():
+    op.create_table(
+        "conversations",
+        *_base("conversations"),
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("space_id", UUID(as_uuid=True)),
+        # A direct conversation's two members, the smaller id first, so a pair has one conversation.
+        sa.Column("member_low_id", UUID(as_uuid=True)),
+        sa.Column("member_high_id", UUID(as_uuid=True)),
+        sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("last_message_at", sa.DateTime(timezone=True)),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.CheckConstraint("kind IN ('direct', 'space')", name="kind_valid"),
+        sa.CheckConstraint("(kind = 'space') = (space_id IS NOT NULL)", name="space_channel_has_space"),
+        sa.CheckConstraint("(kind = 'direct') = (member_low_id IS NOT NULL AND member_high_id IS NOT NULL "
+                           "AND member_low_id < member_high_id)", name="direct_has_two_members"),
+        sa.CheckConstraint("last_seq >= 0", name="last_seq_not_negative"),
+        _fk(["space_id"], "spaces", "fk_conversations_space"),
+        _fk(["member_low_id"], "memberships", "fk_conversations_member_low"),
+        _fk(["member_high_id"], "memberships", "fk_conversations_member_high"),
+    )
+    op.create_index("uq_conversations_space", "conversations", ["tenant_id", "space_id"], unique=True,
+                    postgresql_where=sa.text("space_id IS NOT NULL"))
+    op.create_index("uq_conversations_pair", "conversations", ["tenant_id", "member_low_id", "member_high_id"],
+                    unique=True, postgresql_where=sa.text("member_low_id IS NOT NULL"))
+    op.create_index("ix_conversations_member_high", "conversations", ["tenant_id", "member_high_id"],
+                    postgresql_where=sa.text("member_high_id IS NOT NULL"))
+    tenant_table("conversations")
+
+    op.create_table(
+        "conversation_reads",
+        *_base("conversation_reads"),
+        sa.Column("conversation_id", UUID(as_uuid=True), nullable=False),
+        sa.Column("membership_id", UUID(as_uuid=True), nullable=False),
+        sa.Column("last_read_seq", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("read_at", sa.DateTime(timezone=True)),
+        sa.UniqueConstraint("tenant_id", "conversation_id", "membership_id", name="uq_conversation_reads_member"),
+        sa.CheckConstraint("last_read_seq >= 0", name="last_read_seq_not_negative"),
+        _fk(["conversation_id"], "conversations", "fk_conversation_reads_conversation"),
+        _fk(["membership_id"], "memberships", "fk_conversation_reads_membership"),
+    )
+    op.create_index("ix_conversation_reads_member", "conversation_reads", ["tenant_id", "membership_id"])
+    tenant_table("conversation_reads")
+
+    op.create_table(
+        "messages",
+        *_base("messages"),
+        sa.Column("conversation_id", UUID(as_uuid=True), nullable=False),
+        sa.Column("seq", sa.BigInteger, nullable=False),
+        sa.Column("author_membership_id", UUID(as_uuid=True), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("edited_at", sa.DateTime(timezone=True)),
+        sa.Column("deleted_at", sa.DateTime(timezone=True)),
+        sa.UniqueConstraint("tenant_id", "conversation_id", "seq", name="uq_messages_seq"),
+        sa.CheckConstraint("seq > 0", name="seq_positive"),
+        sa.CheckConstraint("char_length(body) <= 4000", name="body_length"),
+        _fk(["conversation_id"], "conversations", "fk_messages_conversation"),
+        _fk(["author_membership_id"], "memberships", "fk_messages_author"),
+    )
+    tenant_table("messages")
+
+    op.create_table(
+        "message_attachments",
+        *_base("message_attachments"),
+        sa.Column("message_id", UUID(as_uuid=True), nullable=False),
+        sa.Column("media_id", UUID(as_uuid=True), nullable=False),
+        sa.Column("position", sa.SmallInteger, nullable=False),
+        sa.UniqueConstraint("tenant_id", "message_id", "media_id", name="uq_message_attachments_once"),
+        sa.CheckConstraint("position BETWEEN 0 AND 9", name="position_range"),
+        _fk(["message_id"], "messages", "fk_message_attachments_message"),
+        _fk(["media_id"], "media_items", "fk_message_attachments_media"),
+    )
+    op.create_index("ix_message_attachments_media", "message_attachments", ["tenant_id", "media_id"])
+    tenant_table("message_attachments")
+
+
+def downgrade():
+    for table in ("message_attachments", "messages", "conversation_reads", "conversations"):
+        op.drop_table(table)
