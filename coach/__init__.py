@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, g, has_request_context, request
+from flask import Flask, g, has_request_context, jsonify, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
@@ -224,6 +224,18 @@ def _register_error_handlers(app: Flask) -> None:
             retry_after = getattr(exc, "retry_after", None)
             response.headers.setdefault("Retry-After", str(retry_after or retry_after_seconds()))
         return response
+
+    from coach.media.storage import StorageError
+
+    @app.errorhandler(StorageError)
+    def _storage_away(exc):
+        """Media storage refused or did not answer: nothing was changed; the person can try again."""
+        app.logger.exception("media storage failed")
+        message = "File storage is not answering right now. Please try again in a minute."
+        if request.is_json or request.accept_mimetypes.best == "application/json":
+            db.session.rollback()
+            return jsonify(error=message), 503
+        return error_page(503, message)
 
     @app.errorhandler(Exception)
     def _unexpected(exc):

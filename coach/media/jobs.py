@@ -110,8 +110,8 @@ def _render(item: MediaItem, tmp: Path) -> str:
     source = tmp / "source"
     storage.download(item.original_key, source)
     media_id, kind = item.id, item.kind
-    db.session.rollback()  # hold no transaction during the heavy part
     prefix = item.original_key.rsplit("/", 1)[0]
+    db.session.rollback()  # hold no transaction during the heavy part (nothing of the item is read after)
     uploads: list[tuple[str, Path, str]] = []
     width = height = duration = None
     if kind == "image":

@@ -45,6 +45,7 @@ TITLE_MAX = 200
 FILENAME_MAX = 255
 COMMENT_MAX = 2000
 LIBRARY_PAGE = 24
+RENDITIONS = ("thumb", "large", "playback", "poster")
 STAFF_ROLES = ("coach", "admin")
 LABELS = {"image/jpeg": "JPEG image", "image/png": "PNG image", "image/webp": "WebP image",
           "video/mp4": "MP4 video", "video/quicktime": "MOV video", "video/webm": "WebM video",
@@ -63,6 +64,10 @@ class NotAllowed(MediaError):
 
 class QuotaExceeded(MediaError):
     status = 413
+
+
+class BadMoment(MediaError):
+    """The moment of a review comment is unreadable or past the end of the video."""
 
 
 class NotYet(MediaError):
@@ -95,6 +100,8 @@ def can_manage(item: MediaItem, member: Membership) -> bool:
 def can_view(item: MediaItem, member: Membership) -> bool:
     if item.status == "deleting":
         return False
+    if item.status in ("uploading", "failed"):
+        return can_manage(item, member)  # nothing to show anyone else yet (or ever)
     if (item.owner_membership_id == member.id or member.role in STAFF_ROLES
             or item.audience == "organization"):
         return True
@@ -161,7 +168,12 @@ def clean_filename(name: str) -> str:
     """The file's base name, without paths, control characters or surrounding spaces."""
     name = unicodedata.normalize("NFC", name or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip().strip(".")
-    return name[:FILENAME_MAX]
+    if len(name) <= FILENAME_MAX:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if not dot or len(extension) > 10:
+        return name[:FILENAME_MAX]
+    return stem[:FILENAME_MAX - len(extension) - 1].rstrip() + "." + extension  # keep the type's extension
 
 
 def _a(label: str) -> str:
@@ -326,7 +338,9 @@ def _fail(item: MediaItem, reason: str, now: datetime) -> MediaItem:
     storage = get_storage()
     if item.upload_id:
         storage.abort_upload(item.original_key, item.upload_id)
-    storage.delete([item.original_key, *item.derived_keys.values()])
+    # Also the renditions' usual places: a run that stored some and then gave up never recorded them.
+    prefix = item.original_key.rsplit("/", 1)[0]
+    storage.delete(sorted({item.original_key, *item.derived_keys.values(), *(f"{prefix}/{n}" for n in RENDITIONS)}))
     item.status = "failed"
     item.failure_reason = reason[:300]
     item.upload_id = None
@@ -574,9 +588,9 @@ def add_review_comment(item: MediaItem, author: Membership, at_ms: int | None, b
             parent = db.session.get(MediaComment, parent.parent_id)
         at_ms = parent.at_ms
     if at_ms is None or at_ms < 0:
-        raise MediaError("Give the moment as minutes:seconds, like 1:23.")
+        raise BadMoment("Give the moment as minutes:seconds, like 1:23.")
     if item.duration_ms is not None and at_ms > item.duration_ms:
-        raise MediaError(f"The video is only {item.duration_label} long.")
+        raise BadMoment(f"The video is only {item.duration_label} long.")
     comment = MediaComment(tenant_id=item.tenant_id, media_id=item.id, parent_id=parent.id if parent else None,
                            author_membership_id=author.id, at_ms=at_ms, body=body, created_at=now or _now())
     db.session.add(comment)

@@ -12,6 +12,7 @@ checks that a key is a plain relative path, so no backend can be walked out of i
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -167,6 +168,18 @@ def content_disposition(filename: str | None, download: bool) -> str:
 
 # -- local disk ------------------------------------------------------------------------------------
 
+def _disk_errors(method):
+    """A full disk or a broken folder is a storage failure (503), not a bug (500)."""
+    @functools.wraps(method)
+    def wrapped(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except OSError as exc:
+            raise StorageError(f"Local media storage failed: {exc.strerror or exc}") from exc
+
+    return wrapped
+
+
 class LocalStorage:
     """Objects in ``<root>/objects/<key>``, upload parts in ``<root>/uploads/<upload_id>/``.
 
@@ -262,6 +275,7 @@ class LocalStorage:
 
     # multipart uploads
 
+    @_disk_errors
     def create_upload(self, key: str, content_type: str) -> str:
         validate_key(key)
         _check_content_type(content_type)
@@ -283,6 +297,7 @@ class LocalStorage:
         })
         return f"{self.url_prefix}/parts/{urllib.parse.quote(upload_id, safe='')}/{number}?{query}"
 
+    @_disk_errors
     def receive_part(self, key: str, upload_id: str, number: int, size: int, stream: IO[bytes]) -> Part:
         """Store the bytes of one part from ``stream``, replacing an earlier upload of that part.
 
@@ -310,6 +325,7 @@ class LocalStorage:
             Path(temp_name).unlink(missing_ok=True)
         return Part(number=number, size=size, etag=f'"{md5}"')
 
+    @_disk_errors
     def list_parts(self, key: str, upload_id: str) -> list[Part]:
         validate_key(key)
         try:
@@ -335,6 +351,7 @@ class LocalStorage:
             found[number] = (Part(number, stat.st_size, f'"{match.group(2)}"'), path, stat.st_mtime)
         return {n: (found[n][0], found[n][1]) for n in sorted(found)}
 
+    @_disk_errors
     def complete_upload(self, key: str, upload_id: str, parts: list[Part]) -> int:
         validate_key(key)
         _check_order(parts)
@@ -360,6 +377,7 @@ class LocalStorage:
                                f"least {self.min_part_size} bytes.")
         return path
 
+    @_disk_errors
     def abort_upload(self, key: str, upload_id: str) -> None:
         validate_key(key)
         folder = self._upload_dir(upload_id)
@@ -388,20 +406,24 @@ class LocalStorage:
 
     # objects
 
+    @_disk_errors
     def size_of(self, key: str) -> int | None:
         try:
             return self.object_path(key).stat().st_size
         except (FileNotFoundError, NotADirectoryError):
             return None
 
+    @_disk_errors
     def read_head(self, key: str, length: int = 512) -> bytes:
         with self._open(key) as source:
             return source.read(max(length, 0))
 
+    @_disk_errors
     def download(self, key: str, path: Path) -> None:
         with self._open(key) as source:
             _write_atomically_from(Path(path), _chunks(source))
 
+    @_disk_errors
     def upload_file(self, path: Path, key: str, content_type: str) -> None:
         _check_content_type(content_type)
         target = self.object_path(key)
@@ -411,6 +433,7 @@ class LocalStorage:
         except FileNotFoundError as exc:
             raise StorageError(f"Cannot store {key!r}: the file {path} does not exist.") from exc
 
+    @_disk_errors
     def delete(self, keys: list[str]) -> None:
         for key in keys:
             path = self.object_path(key)

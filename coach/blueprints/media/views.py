@@ -6,8 +6,7 @@ else is HTML, and works without JavaScript (the upload needs it: the bytes skip 
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, g, jsonify, request, url_for
-from werkzeug.exceptions import ServiceUnavailable
+from flask import Blueprint, abort, flash, g, jsonify, request, url_for
 
 from coach import tenancy
 from coach.blueprints.media.forms import DetailsForm, ReviewCommentForm, UploadForm
@@ -15,8 +14,7 @@ from coach.extensions import db
 from coach.htmx import redirect_after_post, render, wants_fragment
 from coach.media import service
 from coach.media.models import AUDIENCES
-from coach.media.service import MediaError
-from coach.media.storage import StorageError
+from coach.media.service import BadMoment, MediaError
 from coach.platform.ratelimit import UPLOADS_PER_USER, limiter, user_key
 from coach.tenancy import role_required
 
@@ -50,18 +48,6 @@ def load_item(media_id: str, manage: bool = False):
     if manage and not service.can_manage(item, g.membership):
         abort(403)
     return item
-
-
-@bp.errorhandler(StorageError)
-def _storage_away(exc: StorageError):
-    """Storage refused or did not answer: nothing was changed, the person can try again."""
-    db.session.rollback()
-    current_app.logger.exception("media storage failed")
-    message = "File storage is not answering right now. Please try again in a minute."
-    if request.is_json or request.accept_mimetypes.best == "application/json":
-        return jsonify(error=message), 503
-    # Not abort(): an exception raised inside an error handler is not handled again (it becomes a 500).
-    return current_app.handle_http_exception(ServiceUnavailable(message))
 
 
 def _refused(exc: MediaError):
@@ -218,7 +204,7 @@ def comment(media_id: str):
                                        parent)
         except MediaError as exc:
             db.session.rollback()
-            (form.at if "moment" in str(exc) or "long" in str(exc) else form.body).errors.append(str(exc))
+            (form.at if isinstance(exc, BadMoment) else form.body).errors.append(str(exc))
         else:
             db.session.commit()
             return _after_comment(item)
