@@ -1,5 +1,8 @@
-"""Helpers that migrations use so every table gets its grants and, if tenant-scoped, its policy."""
+"""Helpers that migrations use so every table gets its grants and, if tenant-scoped, its policy,
+and its tenant columns and composite keys."""
+import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import UUID
 
 APP_ROLE = "coach_app"
 
@@ -30,3 +33,21 @@ def allow_platform_inserts(table: str) -> None:
     SECURITY DEFINER functions of the migrations read them.
     """
     op.execute(f"CREATE POLICY platform_insert ON {table} FOR INSERT WITH CHECK (tenant_id IS NULL)")
+
+
+def tenant_columns(table: str) -> list:
+    """``id``, ``tenant_id`` (the organization, deleted with it) and the unique ``(tenant_id, id)`` that
+    other tenant tables reference."""
+    return [
+        sa.Column("id", UUID(as_uuid=True), primary_key=True),
+        sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+                  nullable=False),
+        sa.UniqueConstraint("tenant_id", "id", name=f"uq_{table}_tenant_id_id"),
+    ]
+
+
+def tenant_fk(columns: list[str], target: str, name: str, ondelete: str = "CASCADE"):
+    """A foreign key over ``(tenant_id, *columns)``: rows of two organizations can never point at each other."""
+    return sa.ForeignKeyConstraint(["tenant_id", *columns], [f"{target}.tenant_id", f"{target}.id"], name=name,
+                                   ondelete=ondelete)
+

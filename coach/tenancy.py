@@ -136,3 +136,28 @@ def enter_org(slug: str) -> None:
     g.org = org
     g.membership = membership
     activate(org.id, current_user.id)
+
+
+def org_blueprint(name: str, import_name: str, url_prefix: str, enter=None):
+    """A blueprint whose URLs start with ``/o/<slug>``: the slug resolves the organization (:func:`enter_org`,
+    or ``enter(endpoint, slug)``) before any view, and ``url_for`` fills it in from the current one.
+    """
+    from flask import Blueprint
+
+    bp = Blueprint(name, import_name, url_prefix=url_prefix)
+
+    @bp.url_value_preprocessor
+    def _resolve_org(endpoint, values):
+        slug = values.pop("slug")
+        if enter is not None:
+            enter(endpoint, slug)
+        else:
+            enter_org(slug)
+
+    @bp.url_defaults
+    def _add_slug(endpoint, values):
+        if "slug" not in values and g.get("org") is not None:
+            values["slug"] = g.org.slug
+
+    return bp
+

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-from coach.rls import tenant_table
+from coach.rls import tenant_columns, tenant_fk, tenant_table
 
 revision = "0005_spaces"
 down_revision = "0004_booking"
@@ -18,24 +18,10 @@ depends_on = None
 REACTIONS = "('like', 'celebrate', 'support', 'insightful', 'funny')"
 
 
-def _base(table: str):
-    return [
-        sa.Column("id", UUID(as_uuid=True), primary_key=True),
-        sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-                  nullable=False),
-        sa.UniqueConstraint("tenant_id", "id", name=f"uq_{table}_tenant_id_id"),
-    ]
-
-
-def _fk(columns: list[str], target: str, name: str, ondelete: str = "CASCADE"):
-    return sa.ForeignKeyConstraint(["tenant_id", *columns], [f"{target}.tenant_id", f"{target}.id"], name=name,
-                                   ondelete=ondelete)
-
-
 def upgrade():
     op.create_table(
         "spaces",
-        *_base("spaces"),
+        *tenant_columns("spaces"),
         sa.Column("name", sa.String(80), nullable=False),
         sa.Column("description", sa.String(500), nullable=False, server_default=""),
         sa.Column("visibility", sa.String(16), nullable=False),
@@ -52,7 +38,7 @@ def upgrade():
 
     op.create_table(
         "space_members",
-        *_base("space_members"),
+        *tenant_columns("space_members"),
         sa.Column("space_id", UUID(as_uuid=True), nullable=False),
         sa.Column("membership_id", UUID(as_uuid=True), nullable=False),
         sa.Column("role", sa.String(8), nullable=False),
@@ -61,15 +47,15 @@ def upgrade():
         sa.Column("suspended_until", sa.DateTime(timezone=True)),
         sa.UniqueConstraint("tenant_id", "space_id", "membership_id", name="uq_space_members_member"),
         sa.CheckConstraint("role IN ('host', 'member')", name="role_valid"),
-        _fk(["space_id"], "spaces", "fk_space_members_space"),
-        _fk(["membership_id"], "memberships", "fk_space_members_membership"),
+        tenant_fk(["space_id"], "spaces", "fk_space_members_space"),
+        tenant_fk(["membership_id"], "memberships", "fk_space_members_membership"),
     )
     op.create_index("ix_space_members_membership", "space_members", ["tenant_id", "membership_id"])
     tenant_table("space_members")
 
     op.create_table(
         "posts",
-        *_base("posts"),
+        *tenant_columns("posts"),
         sa.Column("space_id", UUID(as_uuid=True), nullable=False),
         sa.Column("author_membership_id", UUID(as_uuid=True), nullable=False),
         sa.Column("body_source", sa.Text, nullable=False),
@@ -83,8 +69,8 @@ def upgrade():
         sa.Column("comment_count", sa.Integer, nullable=False, server_default="0"),
         sa.Column("flag_count", sa.Integer, nullable=False, server_default="0"),
         sa.CheckConstraint("char_length(btrim(body_source)) BETWEEN 1 AND 20000", name="body_length"),
-        _fk(["space_id"], "spaces", "fk_posts_space"),
-        _fk(["author_membership_id"], "memberships", "fk_posts_author"),
+        tenant_fk(["space_id"], "spaces", "fk_posts_space"),
+        tenant_fk(["author_membership_id"], "memberships", "fk_posts_author"),
     )
     visible = sa.text("deleted_at IS NULL AND hidden_at IS NULL AND removed_at IS NULL")
     # Keyset pages of a space's feed and of the home feed: (created_at, id) descending, visible posts only.
@@ -96,13 +82,13 @@ def upgrade():
 
     op.create_table(
         "post_revisions",
-        *_base("post_revisions"),
+        *tenant_columns("post_revisions"),
         sa.Column("post_id", UUID(as_uuid=True), nullable=False),
         sa.Column("body_source", sa.Text, nullable=False),
         sa.Column("body_html", sa.Text, nullable=False),
         sa.Column("edited_by_membership_id", UUID(as_uuid=True)),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        _fk(["post_id"], "posts", "fk_post_revisions_post"),
+        tenant_fk(["post_id"], "posts", "fk_post_revisions_post"),
         sa.ForeignKeyConstraint(["tenant_id", "edited_by_membership_id"], ["memberships.tenant_id", "memberships.id"],
                                 name="fk_post_revisions_editor", ondelete="SET NULL (edited_by_membership_id)"),
     )
@@ -111,7 +97,7 @@ def upgrade():
 
     op.create_table(
         "comments",
-        *_base("comments"),
+        *tenant_columns("comments"),
         sa.Column("post_id", UUID(as_uuid=True), nullable=False),
         sa.Column("parent_id", UUID(as_uuid=True)),
         sa.Column("author_membership_id", UUID(as_uuid=True), nullable=False),
@@ -123,41 +109,41 @@ def upgrade():
         sa.Column("removed_at", sa.DateTime(timezone=True)),
         sa.Column("flag_count", sa.Integer, nullable=False, server_default="0"),
         sa.CheckConstraint("char_length(btrim(body_source)) BETWEEN 1 AND 5000", name="body_length"),
-        _fk(["post_id"], "posts", "fk_comments_post"),
-        _fk(["parent_id"], "comments", "fk_comments_parent"),
-        _fk(["author_membership_id"], "memberships", "fk_comments_author"),
+        tenant_fk(["post_id"], "posts", "fk_comments_post"),
+        tenant_fk(["parent_id"], "comments", "fk_comments_parent"),
+        tenant_fk(["author_membership_id"], "memberships", "fk_comments_author"),
     )
     op.create_index("ix_comments_post", "comments", ["tenant_id", "post_id", "created_at"])
     tenant_table("comments")
 
     op.create_table(
         "reactions",
-        *_base("reactions"),
+        *tenant_columns("reactions"),
         sa.Column("post_id", UUID(as_uuid=True), nullable=False),
         sa.Column("membership_id", UUID(as_uuid=True), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.UniqueConstraint("tenant_id", "post_id", "membership_id", "kind", name="uq_reactions_one_per_kind"),
         sa.CheckConstraint(f"kind IN {REACTIONS}", name="kind_valid"),
-        _fk(["post_id"], "posts", "fk_reactions_post"),
-        _fk(["membership_id"], "memberships", "fk_reactions_membership"),
+        tenant_fk(["post_id"], "posts", "fk_reactions_post"),
+        tenant_fk(["membership_id"], "memberships", "fk_reactions_membership"),
     )
     tenant_table("reactions")
 
     op.create_table(
         "post_mentions",
-        *_base("post_mentions"),
+        *tenant_columns("post_mentions"),
         sa.Column("post_id", UUID(as_uuid=True), nullable=False),
         sa.Column("membership_id", UUID(as_uuid=True), nullable=False),
         sa.UniqueConstraint("tenant_id", "post_id", "membership_id", name="uq_post_mentions_once"),
-        _fk(["post_id"], "posts", "fk_post_mentions_post"),
-        _fk(["membership_id"], "memberships", "fk_post_mentions_membership"),
+        tenant_fk(["post_id"], "posts", "fk_post_mentions_post"),
+        tenant_fk(["membership_id"], "memberships", "fk_post_mentions_membership"),
     )
     tenant_table("post_mentions")
 
     op.create_table(
         "flags",
-        *_base("flags"),
+        *tenant_columns("flags"),
         sa.Column("post_id", UUID(as_uuid=True)),
         sa.Column("comment_id", UUID(as_uuid=True)),
         sa.Column("membership_id", UUID(as_uuid=True), nullable=False),
@@ -166,9 +152,9 @@ def upgrade():
         sa.Column("resolved_at", sa.DateTime(timezone=True)),
         sa.CheckConstraint("(post_id IS NULL) <> (comment_id IS NULL)", name="one_target"),
         sa.CheckConstraint("char_length(btrim(reason)) BETWEEN 1 AND 500", name="reason_length"),
-        _fk(["post_id"], "posts", "fk_flags_post"),
-        _fk(["comment_id"], "comments", "fk_flags_comment"),
-        _fk(["membership_id"], "memberships", "fk_flags_membership"),
+        tenant_fk(["post_id"], "posts", "fk_flags_post"),
+        tenant_fk(["comment_id"], "comments", "fk_flags_comment"),
+        tenant_fk(["membership_id"], "memberships", "fk_flags_membership"),
     )
     op.create_index("uq_flags_post_once", "flags", ["tenant_id", "post_id", "membership_id"], unique=True,
                     postgresql_where=sa.text("post_id IS NOT NULL"))

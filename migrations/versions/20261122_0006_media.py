@@ -8,26 +8,12 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-from coach.rls import tenant_table
+from coach.rls import tenant_columns, tenant_fk, tenant_table
 
 revision = "0006_media"
 down_revision = "0005_spaces"
 branch_labels = None
 depends_on = None
-
-
-def _base(table: str):
-    return [
-        sa.Column("id", UUID(as_uuid=True), primary_key=True),
-        sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-                  nullable=False),
-        sa.UniqueConstraint("tenant_id", "id", name=f"uq_{table}_tenant_id_id"),
-    ]
-
-
-def _fk(columns: list[str], target: str, name: str, ondelete: str = "CASCADE"):
-    return sa.ForeignKeyConstraint(["tenant_id", *columns], [f"{target}.tenant_id", f"{target}.id"], name=name,
-                                   ondelete=ondelete)
 
 
 def upgrade():
@@ -38,7 +24,7 @@ def upgrade():
 
     op.create_table(
         "media_items",
-        *_base("media_items"),
+        *tenant_columns("media_items"),
         sa.Column("owner_membership_id", UUID(as_uuid=True)),
         sa.Column("audience", sa.String(16), nullable=False),
         sa.Column("kind", sa.String(8), nullable=False),
@@ -88,7 +74,7 @@ def upgrade():
 
     op.create_table(
         "media_comments",
-        *_base("media_comments"),
+        *tenant_columns("media_comments"),
         sa.Column("media_id", UUID(as_uuid=True), nullable=False),
         sa.Column("parent_id", UUID(as_uuid=True)),
         sa.Column("author_membership_id", UUID(as_uuid=True), nullable=False),
@@ -98,23 +84,23 @@ def upgrade():
         sa.Column("deleted_at", sa.DateTime(timezone=True)),
         sa.CheckConstraint("at_ms >= 0", name="at_not_negative"),
         sa.CheckConstraint("char_length(btrim(body)) BETWEEN 1 AND 2000", name="body_length"),
-        _fk(["media_id"], "media_items", "fk_media_comments_media"),
-        _fk(["parent_id"], "media_comments", "fk_media_comments_parent"),
-        _fk(["author_membership_id"], "memberships", "fk_media_comments_author"),
+        tenant_fk(["media_id"], "media_items", "fk_media_comments_media"),
+        tenant_fk(["parent_id"], "media_comments", "fk_media_comments_parent"),
+        tenant_fk(["author_membership_id"], "memberships", "fk_media_comments_author"),
     )
     op.create_index("ix_media_comments_media", "media_comments", ["tenant_id", "media_id", "at_ms", "created_at"])
     tenant_table("media_comments")
 
     op.create_table(
         "post_attachments",
-        *_base("post_attachments"),
+        *tenant_columns("post_attachments"),
         sa.Column("post_id", UUID(as_uuid=True), nullable=False),
         sa.Column("media_id", UUID(as_uuid=True), nullable=False),
         sa.Column("position", sa.SmallInteger, nullable=False),
         sa.UniqueConstraint("tenant_id", "post_id", "media_id", name="uq_post_attachments_once"),
         sa.CheckConstraint("position BETWEEN 0 AND 9", name="position_range"),
-        _fk(["post_id"], "posts", "fk_post_attachments_post"),
-        _fk(["media_id"], "media_items", "fk_post_attachments_media"),
+        tenant_fk(["post_id"], "posts", "fk_post_attachments_post"),
+        tenant_fk(["media_id"], "media_items", "fk_post_attachments_media"),
     )
     op.create_index("ix_post_attachments_media", "post_attachments", ["tenant_id", "media_id"])
     tenant_table("post_attachments")

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-from coach.rls import tenant_table
+from coach.rls import tenant_columns, tenant_fk, tenant_table
 
 revision = "0007_chat"
 down_revision = "0006_media"
@@ -16,24 +16,10 @@ branch_labels = None
 depends_on = None
 
 
-def _base(table: str):
-    return [
-        sa.Column("id", UUID(as_uuid=True), primary_key=True),
-        sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-                  nullable=False),
-        sa.UniqueConstraint("tenant_id", "id", name=f"uq_{table}_tenant_id_id"),
-    ]
-
-
-def _fk(columns: list[str], target: str, name: str, ondelete: str = "CASCADE"):
-    return sa.ForeignKeyConstraint(["tenant_id", *columns], [f"{target}.tenant_id", f"{target}.id"], name=name,
-                                   ondelete=ondelete)
-
-
 def upgrade():
     op.create_table(
         "conversations",
-        *_base("conversations"),
+        *tenant_columns("conversations"),
         sa.Column("kind", sa.String(8), nullable=False),
         sa.Column("space_id", UUID(as_uuid=True)),
         # A direct conversation's two members, the smaller id first, so a pair has one conversation.
@@ -47,9 +33,9 @@ def upgrade():
         sa.CheckConstraint("(kind = 'direct') = (member_low_id IS NOT NULL AND member_high_id IS NOT NULL "
                            "AND member_low_id < member_high_id)", name="direct_has_two_members"),
         sa.CheckConstraint("last_seq >= 0", name="last_seq_not_negative"),
-        _fk(["space_id"], "spaces", "fk_conversations_space"),
-        _fk(["member_low_id"], "memberships", "fk_conversations_member_low"),
-        _fk(["member_high_id"], "memberships", "fk_conversations_member_high"),
+        tenant_fk(["space_id"], "spaces", "fk_conversations_space"),
+        tenant_fk(["member_low_id"], "memberships", "fk_conversations_member_low"),
+        tenant_fk(["member_high_id"], "memberships", "fk_conversations_member_high"),
     )
     op.create_index("uq_conversations_space", "conversations", ["tenant_id", "space_id"], unique=True,
                     postgresql_where=sa.text("space_id IS NOT NULL"))
@@ -61,22 +47,22 @@ def upgrade():
 
     op.create_table(
         "conversation_reads",
-        *_base("conversation_reads"),
+        *tenant_columns("conversation_reads"),
         sa.Column("conversation_id", UUID(as_uuid=True), nullable=False),
         sa.Column("membership_id", UUID(as_uuid=True), nullable=False),
         sa.Column("last_read_seq", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("read_at", sa.DateTime(timezone=True)),
         sa.UniqueConstraint("tenant_id", "conversation_id", "membership_id", name="uq_conversation_reads_member"),
         sa.CheckConstraint("last_read_seq >= 0", name="last_read_seq_not_negative"),
-        _fk(["conversation_id"], "conversations", "fk_conversation_reads_conversation"),
-        _fk(["membership_id"], "memberships", "fk_conversation_reads_membership"),
+        tenant_fk(["conversation_id"], "conversations", "fk_conversation_reads_conversation"),
+        tenant_fk(["membership_id"], "memberships", "fk_conversation_reads_membership"),
     )
     op.create_index("ix_conversation_reads_member", "conversation_reads", ["tenant_id", "membership_id"])
     tenant_table("conversation_reads")
 
     op.create_table(
         "messages",
-        *_base("messages"),
+        *tenant_columns("messages"),
         sa.Column("conversation_id", UUID(as_uuid=True), nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
         sa.Column("author_membership_id", UUID(as_uuid=True), nullable=False),
@@ -87,21 +73,21 @@ def upgrade():
         sa.UniqueConstraint("tenant_id", "conversation_id", "seq", name="uq_messages_seq"),
         sa.CheckConstraint("seq > 0", name="seq_positive"),
         sa.CheckConstraint("char_length(body) <= 4000", name="body_length"),
-        _fk(["conversation_id"], "conversations", "fk_messages_conversation"),
-        _fk(["author_membership_id"], "memberships", "fk_messages_author"),
+        tenant_fk(["conversation_id"], "conversations", "fk_messages_conversation"),
+        tenant_fk(["author_membership_id"], "memberships", "fk_messages_author"),
     )
     tenant_table("messages")
 
     op.create_table(
         "message_attachments",
-        *_base("message_attachments"),
+        *tenant_columns("message_attachments"),
         sa.Column("message_id", UUID(as_uuid=True), nullable=False),
         sa.Column("media_id", UUID(as_uuid=True), nullable=False),
         sa.Column("position", sa.SmallInteger, nullable=False),
         sa.UniqueConstraint("tenant_id", "message_id", "media_id", name="uq_message_attachments_once"),
         sa.CheckConstraint("position BETWEEN 0 AND 9", name="position_range"),
-        _fk(["message_id"], "messages", "fk_message_attachments_message"),
-        _fk(["media_id"], "media_items", "fk_message_attachments_media"),
+        tenant_fk(["message_id"], "messages", "fk_message_attachments_message"),
+        tenant_fk(["media_id"], "media_items", "fk_message_attachments_media"),
     )
     op.create_index("ix_message_attachments_media", "message_attachments", ["tenant_id", "media_id"])
     tenant_table("message_attachments")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, abort, flash, g, url_for
+from flask import abort, flash, g, url_for
 
 from coach import tenancy
 from coach.blueprints.admin.forms import ActionForm, InviteForm, RoleForm
@@ -15,18 +15,7 @@ from coach.orgs.models import ROLE_LABELS
 from coach.orgs.service import OrgError
 from coach.tenancy import role_required
 
-bp = Blueprint("admin", __name__, url_prefix="/o/<slug>/admin")
-
-
-@bp.url_value_preprocessor
-def _resolve_org(endpoint, values):
-    tenancy.enter_org(values.pop("slug"))
-
-
-@bp.url_defaults
-def _add_slug(endpoint, values):
-    if "slug" not in values and g.get("org") is not None:
-        values["slug"] = g.org.slug
+bp = tenancy.org_blueprint("admin", __name__, "/o/<slug>/admin")
 
 
 def _load_membership(membership_id: str):

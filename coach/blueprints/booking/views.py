@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
-from flask import Blueprint, abort, flash, g, make_response, request, url_for
+from flask import abort, flash, g, make_response, request, url_for
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
@@ -16,24 +16,17 @@ from coach.htmx import redirect_after_post, render, trigger
 from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
 
-bp = Blueprint("booking", __name__, url_prefix="/o/<slug>")
+bp = tenancy.org_blueprint("booking", __name__, "/o/<slug>", enter=lambda endpoint, slug: _enter(endpoint, slug))
 
 UTC = timezone.utc
 
 
-@bp.url_value_preprocessor
-def _resolve_org(endpoint, values):
-    slug = values.pop("slug")
+def _enter(endpoint: str, slug: str) -> None:
+    # The calendar feed has no session: its secret names the member (see _enter_for_feed).
     if endpoint == "booking.feed":
         _enter_for_feed(slug)
     else:
         tenancy.enter_org(slug)
-
-
-@bp.url_defaults
-def _add_slug(endpoint, values):
-    if "slug" not in values and g.get("org") is not None:
-        values["slug"] = g.org.slug
 
 
 def _enter_for_feed(slug: str) -> None:

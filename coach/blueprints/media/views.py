@@ -6,7 +6,7 @@ else is HTML, and works without JavaScript (the upload needs it: the bytes skip 
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, jsonify, request, url_for
+from flask import abort, flash, g, jsonify, request, url_for
 
 from coach import tenancy
 from coach.blueprints.media.forms import DetailsForm, ReviewCommentForm, UploadForm
@@ -18,18 +18,7 @@ from coach.media.service import BadMoment, MediaError
 from coach.platform.ratelimit import UPLOADS_PER_USER, limiter, user_key
 from coach.tenancy import role_required
 
-bp = Blueprint("media", __name__, url_prefix="/o/<slug>/media")
-
-
-@bp.url_value_preprocessor
-def _resolve_org(endpoint, values):
-    tenancy.enter_org(values.pop("slug"))
-
-
-@bp.url_defaults
-def _add_slug(endpoint, values):
-    if "slug" not in values and g.get("org") is not None:
-        values["slug"] = g.org.slug
+bp = tenancy.org_blueprint("media", __name__, "/o/<slug>/media")
 
 
 @bp.app_template_global()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flask import Blueprint, abort, flash, g, make_response, render_template, request, url_for
+from flask import abort, flash, g, make_response, render_template, request, url_for
 from flask_wtf.csrf import generate_csrf
 from wtforms.fields.choices import SelectChoice
 
@@ -17,6 +17,7 @@ from coach.blueprints.spaces.forms import (
     SpaceForm,
     SuspendForm,
 )
+from coach.chat import realtime
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, trigger, wants_fragment
 from coach.media import service as media_service
@@ -27,20 +28,9 @@ from coach.spaces.models import REACTIONS
 from coach.spaces.service import SpaceError
 from coach.tenancy import role_required
 
-bp = Blueprint("spaces", __name__, url_prefix="/o/<slug>")
+bp = tenancy.org_blueprint("spaces", __name__, "/o/<slug>")
 
 UTC = timezone.utc
-
-
-@bp.url_value_preprocessor
-def _resolve_org(endpoint, values):
-    tenancy.enter_org(values.pop("slug"))
-
-
-@bp.url_defaults
-def _add_slug(endpoint, values):
-    if "slug" not in values and g.get("org") is not None:
-        values["slug"] = g.org.slug
 
 
 def mention_url(member) -> str:
@@ -253,13 +243,17 @@ def create_post(space_id: str):
     if acc.post and form.validate_on_submit():
         try:
             attachments = media_service.for_attachment(g.org, g.membership, request.form.getlist("attachments"))
-            service.create_post(space, g.membership, form.body.data, mention_url, attachments=attachments)
+            post = service.create_post(space, g.membership, form.body.data, mention_url, attachments=attachments)
         except (SpaceError, MediaError) as exc:
             db.session.rollback()
             form.body.errors.append(str(exc))
             status = exc.status
         else:
             db.session.commit()
+            # Members with the app open hear of it over their socket (their "new posts" bar asks at once).
+            realtime.publish(space.tenant_id, {"type": "posts", "tenant_id": str(space.tenant_id),
+                                               "space_id": str(space.id), "post_id": str(post.id),
+                                               "author_id": str(g.membership.id)})
             flash("Posted.", "success")
             return redirect_after_post(url_for("spaces.space", space_id=space.id))
     return render("spaces/space.html", "composer", status=status, post_form=form, **_feed_context(space, acc))
