@@ -97,8 +97,8 @@ def _seed_media(org, owner):
         clip = Path(tmp) / "split-step-drill.mp4"
         try:
             subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-f", "lavfi",
-                            "-i", "testsrc2=size=1280x720:rate=30", "-f", "lavfi", "-i", "sine=frequency=330",
-                            "-t", "20", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast",
+                            "-i", "testsrc2=size=960x540:rate=30", "-f", "lavfi", "-i", "sine=frequency=330",
+                            "-t", "12", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast",
                             "-c:a", "aac", str(clip)], check=True, capture_output=True, timeout=120)
         except (OSError, subprocess.SubprocessError) as exc:
             click.echo(f"Skipped the demo video: {exc}", err=True)

@@ -1002,7 +1002,8 @@ def test_unreadable_ids_are_not_found(world, sam):
 # --- new posts while I read ------------------------------------------------------------------------
 
 def poller(page: str) -> str:
-    return html.unescape(re.search(r'<div id="new-posts" hx-get="([^"]+)" hx-trigger="every 30s"', page).group(1))
+    return html.unescape(re.search(r'<div id="new-posts" hx-get="([^"]+)" hx-trigger="every 30s, posts-changed from:body"',
+                                   page).group(1))
 
 
 def test_new_posts_poll_is_204_until_someone_else_posts_then_shows_a_bar(world, sam):
