@@ -34,6 +34,9 @@ from coach.orgs.models import Membership
 
 log = logging.getLogger(__name__)
 
+# Up to this many member ids go in an IN list; more, and a space's members are read whole.
+MEMBER_IDS_IN_LIST = 50
+
 
 class Connection:
     """One open socket of one member: what it follows and how far its page is."""
@@ -44,7 +47,8 @@ class Connection:
         self.member_id = member_id
         self.tz = tz  # times in pushed messages are shown in the member's zone
         self.last_seq: dict[uuid.UUID, int] = {}
-        self.lock = threading.Lock()
+        # Re-entrant: catch_up sends while holding it, so two deliveries reach the page in seq order.
+        self.lock = threading.RLock()
         self.closed = False
 
     def send(self, html: str) -> None:
@@ -161,6 +165,8 @@ class Hub:
             self._read(tenant_id, event)
         elif kind == "presence":
             self._presence(tenant_id, event)
+        elif kind == "posts":
+            self._posts(tenant_id, event)
 
     @contextmanager
     def rendering(self, tenant_id: uuid.UUID):
@@ -180,6 +186,12 @@ class Hub:
         conversation = db.session.get(Conversation, conversation_id)
         if conversation is None:
             return
+        if conversation.kind == "space" and followers:
+            # Access was checked when the page followed the channel: someone who has left the space (or
+            # was removed) since must not go on reading it.
+            members = space_members_among(conversation.tenant_id, conversation.space_id,
+                                          {c.member_id for c in followers})
+            followers = [c for c in followers if c.member_id in members]
         if event["type"] == "changed":
             message = db.session.get(Message, uuid.UUID(event["message_id"]))
             if message is not None:
@@ -199,19 +211,14 @@ class Hub:
 
     def _update_badges(self, conversation: Conversation) -> None:
         """Members of the conversation with the app open elsewhere: their unread counts went up."""
-        from sqlalchemy import select
-
-        from coach.spaces.models import SpaceMember
-
+        tenant_id, conversation_id = conversation.tenant_id, conversation.id  # read once, not per connection
         with self._lock:
             elsewhere = [c for cs in self._by_member.values() for c in cs
-                         if c.tenant_id == conversation.tenant_id and conversation.id not in c.last_seq]
+                         if c.tenant_id == tenant_id and conversation_id not in c.last_seq]
         if conversation.kind == "direct":
             members = {conversation.member_low_id, conversation.member_high_id}
         elif elsewhere:
-            members = set(db.session.scalars(select(SpaceMember.membership_id).where(
-                SpaceMember.tenant_id == conversation.tenant_id, SpaceMember.space_id == conversation.space_id,
-                SpaceMember.membership_id.in_({c.member_id for c in elsewhere}))))
+            members = space_members_among(tenant_id, conversation.space_id, {c.member_id for c in elsewhere})
         else:
             return
         for conn in elsewhere:
@@ -226,26 +233,32 @@ class Hub:
             between readers (which messages, whether one is theirs, their time zone).
         """
         cache = {} if cache is None else cache
-        with conn.lock:
-            have = conn.last_seq.get(conversation.id, 0)
-        if upto is not None and upto <= have:
+        conversation_id = conversation.id  # an ORM attribute: read once, not per follower
+        for _ in range(10):  # another delivery can overtake this one only so often
+            with conn.lock:
+                have = conn.last_seq.get(conversation_id, 0)
+            if upto is not None and upto <= have:
+                return
+            key = ("rows", have, upto)
+            if key not in cache:
+                rows = [m for m in service.messages_after(conversation, have) if upto is None or m.seq <= upto]
+                # The rows, the newest seq and their authors: what each follower needs, worked out once.
+                cache[key] = (rows, rows[-1].seq if rows else 0, {m.author_membership_id for m in rows})
+            missing, newest, authors = cache[key]
+            if not missing:
+                return
+            mine = conn.member_id if conn.member_id in authors else None
+            html_key = ("html", have, newest, mine, conn.tz)
+            if html_key not in cache:
+                cache[html_key] = render_messages(conversation, missing, mine, oob="beforeend", tz=conn.tz)
+            with conn.lock:
+                if conn.last_seq.get(conversation_id, 0) != have:
+                    # Another delivery overtook this one: it may have sent fewer (its rows were read
+                    # before ours committed), so start again from where it left the page.
+                    continue
+                conn.last_seq[conversation_id] = newest
+                conn.send(cache[html_key])  # under the lock: a later delivery cannot reach the page first
             return
-        key = ("rows", have, upto)
-        if key not in cache:
-            missing = service.messages_after(conversation, have)
-            cache[key] = [m for m in missing if upto is None or m.seq <= upto]
-        missing = cache[key]
-        if not missing:
-            return
-        with conn.lock:
-            if conn.last_seq.get(conversation.id, 0) != have:
-                return  # another delivery overtook this one; it sent these
-            conn.last_seq[conversation.id] = missing[-1].seq
-        mine = conn.member_id if any(m.author_membership_id == conn.member_id for m in missing) else None
-        html_key = ("html", have, missing[-1].seq, mine, conn.tz)
-        if html_key not in cache:
-            cache[html_key] = render_messages(conversation, missing, mine, oob="beforeend", tz=conn.tz)
-        conn.send(cache[html_key])
 
     def _resync_all(self) -> None:
         with self._lock:
@@ -276,14 +289,19 @@ class Hub:
         the other member sees "Seen"."""
         conversation_id = uuid.UUID(event["conversation_id"])
         reader = uuid.UUID(event["member_id"])
+        # Who in this process is concerned, before any query: in a space's channel only the reader's own
+        # pages are (and they may all be in another process).
+        others = [c for c in self.followers(conversation_id) if c.tenant_id == tenant_id and c.member_id != reader] \
+            if event.get("direct") else []
+        own = [c for c in self.connections_of(reader) if c.tenant_id == tenant_id]
+        if not others and not own:
+            return
         with self.rendering(tenant_id):
-            for conn in self.followers(conversation_id):
-                if conn.tenant_id == tenant_id and conn.member_id != reader and event.get("direct"):
-                    conn.send(render_template("chat/_receipt.html", conversation_id=conversation_id,
-                                              seen=int(event["seq"]) >= int(event["last_seq"]), oob=True))
-            for conn in self.connections_of(reader):
-                if conn.tenant_id == tenant_id:
-                    self.send_unread(conn)
+            for conn in others:
+                conn.send(render_template("chat/_receipt.html", conversation_id=conversation_id,
+                                          seen=int(event["seq"]) >= int(event["last_seq"]), oob=True))
+            for conn in own:
+                self.send_unread(conn)
 
     def _presence(self, tenant_id: uuid.UUID, event: dict) -> None:
         member_id = event["member_id"]
@@ -299,6 +317,26 @@ class Hub:
                     html = render_template("chat/_presence.html", member_id=member_id, state=state)
             conn.send(html)
 
+    def _posts(self, tenant_id: uuid.UUID, event: dict) -> None:
+        """Someone posted in a space: its members' open pages ask their "new posts" bar at once."""
+        from sqlalchemy import select
+
+        from coach.spaces.models import SpaceMember
+
+        with self._lock:
+            conns = [c for cs in self._by_member.values() for c in cs
+                     if c.tenant_id == tenant_id and str(c.member_id) != event.get("author_id")]
+        if not conns:
+            return
+        with self.rendering(tenant_id):
+            members = set(db.session.scalars(select(SpaceMember.membership_id).where(
+                SpaceMember.tenant_id == tenant_id, SpaceMember.space_id == uuid.UUID(event["space_id"]),
+                SpaceMember.membership_id.in_({c.member_id for c in conns}))))
+            html = render_template("chat/_signal.html", name="posts-changed")
+        for conn in conns:
+            if conn.member_id in members:
+                conn.send(html)
+
     def send_unread(self, conn: Connection) -> None:
         """The nav badge and the per-conversation counts of ``conn``'s member (needs an app context)."""
         from coach.orgs.models import Organization
@@ -310,6 +348,22 @@ class Hub:
         summaries = service.conversations_for(org, member)
         conn.send(render_template("chat/_unread.html", summaries=summaries,
                                   total=sum(s.unread for s in summaries)))
+
+
+def space_members_among(tenant_id: uuid.UUID, space_id: uuid.UUID, member_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of ``member_ids`` are members of the space (needs an app context).
+
+    A few ids go in an ``IN`` list; for many, the space's members are read whole: a thousand bound
+    parameters cost more to compile, send and plan than a thousand rows cost to read.
+    """
+    from sqlalchemy import select
+
+    from coach.spaces.models import SpaceMember
+
+    query = select(SpaceMember.membership_id).where(SpaceMember.tenant_id == tenant_id, SpaceMember.space_id == space_id)
+    if len(member_ids) <= MEMBER_IDS_IN_LIST:
+        return set(db.session.scalars(query.where(SpaceMember.membership_id.in_(member_ids))))
+    return member_ids.intersection(db.session.scalars(query))
 
 
 def render_messages(conversation: Conversation, messages: list[Message], mine_id: uuid.UUID | None, oob: str,

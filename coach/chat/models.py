@@ -57,13 +57,13 @@ class Message(db.Model):
     tenant_id: Mapped[uuid.UUID] = mapped_column()
     conversation_id: Mapped[uuid.UUID] = mapped_column()
     seq: Mapped[int] = mapped_column(BigInteger)
-    author_membership_id: Mapped[uuid.UUID] = mapped_column()
+    author_membership_id: Mapped[uuid.UUID | None] = mapped_column()  # None: the author left
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    author: Mapped[Membership] = tenant_relationship("Message", "author_membership_id")
+    author: Mapped[Membership | None] = tenant_relationship("Message", "author_membership_id", innerjoin=False)
 
 
 class MessageAttachment(db.Model):

@@ -300,10 +300,13 @@ def attachments_of(tenant_id: uuid.UUID, message_ids: list[uuid.UUID]) -> dict[u
 
 def mark_read(conversation: Conversation, member: Membership, seq: int, now: datetime | None = None) -> int:
     """``member`` has read up to ``seq`` (never backwards, never past the newest); the seq in force."""
-    seq = max(0, min(int(seq), conversation.last_seq if conversation.last_seq else int(seq)))
+    # Bounded by the newest seq as the database has it (the object's may be stale, and an empty
+    # conversation read "up to 50" must not hide its first 50 messages).
+    newest = select(Conversation.last_seq).where(Conversation.tenant_id == conversation.tenant_id,
+                                                 Conversation.id == conversation.id).scalar_subquery()
     stmt = pg_insert(ConversationRead).values(
         id=uuid.uuid4(), tenant_id=conversation.tenant_id, conversation_id=conversation.id,
-        membership_id=member.id, last_read_seq=seq, read_at=now or _now())
+        membership_id=member.id, last_read_seq=func.least(max(0, int(seq)), newest), read_at=now or _now())
     stmt = stmt.on_conflict_do_update(
         index_elements=[ConversationRead.tenant_id, ConversationRead.conversation_id, ConversationRead.membership_id],
         set_={"last_read_seq": func.greatest(ConversationRead.last_read_seq, stmt.excluded.last_read_seq),

@@ -30,12 +30,18 @@ def upgrade():
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.CheckConstraint("kind IN ('direct', 'space')", name="kind_valid"),
         sa.CheckConstraint("(kind = 'space') = (space_id IS NOT NULL)", name="space_channel_has_space"),
-        sa.CheckConstraint("(kind = 'direct') = (member_low_id IS NOT NULL AND member_high_id IS NOT NULL "
-                           "AND member_low_id < member_high_id)", name="direct_has_two_members"),
+        # A member who leaves the organization leaves their side empty (SET NULL below): the other
+        # member keeps the conversation and its history, with a "former member".
+        sa.CheckConstraint("kind = 'direct' OR (member_low_id IS NULL AND member_high_id IS NULL)",
+                           name="only_direct_has_members"),
+        sa.CheckConstraint("member_low_id IS NULL OR member_high_id IS NULL OR member_low_id < member_high_id",
+                           name="members_in_order"),
         sa.CheckConstraint("last_seq >= 0", name="last_seq_not_negative"),
         tenant_fk(["space_id"], "spaces", "fk_conversations_space"),
-        tenant_fk(["member_low_id"], "memberships", "fk_conversations_member_low"),
-        tenant_fk(["member_high_id"], "memberships", "fk_conversations_member_high"),
+        tenant_fk(["member_low_id"], "memberships", "fk_conversations_member_low",
+                  ondelete="SET NULL (member_low_id)"),
+        tenant_fk(["member_high_id"], "memberships", "fk_conversations_member_high",
+                  ondelete="SET NULL (member_high_id)"),
     )
     op.create_index("uq_conversations_space", "conversations", ["tenant_id", "space_id"], unique=True,
                     postgresql_where=sa.text("space_id IS NOT NULL"))
@@ -65,7 +71,8 @@ def upgrade():
         *tenant_columns("messages"),
         sa.Column("conversation_id", UUID(as_uuid=True), nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
-        sa.Column("author_membership_id", UUID(as_uuid=True), nullable=False),
+        # NULL once the author left the organization: their messages stay where they were.
+        sa.Column("author_membership_id", UUID(as_uuid=True)),
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("edited_at", sa.DateTime(timezone=True)),
@@ -74,7 +81,8 @@ def upgrade():
         sa.CheckConstraint("seq > 0", name="seq_positive"),
         sa.CheckConstraint("char_length(body) <= 4000", name="body_length"),
         tenant_fk(["conversation_id"], "conversations", "fk_messages_conversation"),
-        tenant_fk(["author_membership_id"], "memberships", "fk_messages_author"),
+        tenant_fk(["author_membership_id"], "memberships", "fk_messages_author",
+                  ondelete="SET NULL (author_membership_id)"),
     )
     tenant_table("messages")
 

@@ -134,6 +134,7 @@ def _uuid_or_404(value):
 
 def _page_context(conversation, acc, form=None) -> dict:
     before = request.args.get("before", type=int)
+    before = before if before and before > 0 else None
     messages = service.history(conversation, before_seq=before)
     title, other = _title(conversation)
     other_read = service.read_seq(conversation, other.id) if other is not None else 0
@@ -150,12 +151,12 @@ def _page_context(conversation, acc, form=None) -> dict:
 def conversation(conversation_id: str):
     """The newest messages (older ones page by ``?before=``), and the form to write."""
     conversation, acc = load_conversation(conversation_id)
-    context = _page_context(conversation, acc)
-    if not context["before"] and conversation.last_seq:
+    if not request.args.get("before", type=int) and conversation.last_seq:
+        # Before loading the page: a commit expires what was loaded, and each message would be read again.
         service.mark_read(conversation, g.membership, conversation.last_seq)
         db.session.commit()
         _announce_read(conversation, conversation.last_seq)
-    return render("chat/conversation.html", **context)
+    return render("chat/conversation.html", **_page_context(conversation, acc))
 
 
 def _announce_read(conversation, seq: int) -> None:
@@ -268,7 +269,27 @@ def socket(ws):
         pass
     finally:
         hub.unregister(conn)
+        if not hub.connections_of(conn.member_id):
+            # This process held the member's last socket: show them offline now, not in a minute
+            # (a socket on another process puts them back with its next heartbeat).
+            realtime.clear_presence(conn.tenant_id, conn.member_id)
+            realtime.publish(conn.tenant_id, {"type": "presence", "tenant_id": str(conn.tenant_id),
+                                              "member_id": str(conn.member_id), "state": "offline"})
         db.session.remove()
+
+
+UNREADABLE = "The app could not read that. Reload the page if this goes on."
+
+
+def _seq(value) -> int:
+    """A message number from a frame (``after``, ``seq``): a whole number, at least 0, within a bigint."""
+    try:
+        seq = max(0, int(value or 0))
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's 1e999 is infinity
+        raise ChatError(UNREADABLE) from None
+    if seq >= 2 ** 63:
+        raise ChatError(UNREADABLE)
+    return seq
 
 
 class _SocketSession:
@@ -305,13 +326,13 @@ class _SocketSession:
     def handle(self, frame) -> None:
         try:
             data = json.loads(frame)
-        except (TypeError, ValueError):
-            return self.error("The app could not read that. Reload the page if this goes on.")
+        except (TypeError, ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the stack
+            return self.error(UNREADABLE)
         if not isinstance(data, dict):
-            return self.error("The app could not read that. Reload the page if this goes on.")
+            return self.error(UNREADABLE)
         kind = data.get("type")
         handler = {"send": self.send, "resume": self.resume, "typing": self.typing, "read": self.read,
-                   "ping": self.ping}.get(kind)
+                   "ping": self.ping}.get(kind) if isinstance(kind, str) else None
         if handler is None:
             return self.error("Unknown request.")
         try:
@@ -337,24 +358,27 @@ class _SocketSession:
         self.sent_at.append(now)
         member = self._member()
         conversation = self._conversation(data, member)
-        message = service.send(conversation, member, str(data.get("body") or ""))
+        body = data.get("body") or ""
+        if not isinstance(body, str):
+            raise ChatError(UNREADABLE)
+        message = service.send(conversation, member, body)
         db.session.commit()
         _announce(conversation, message)
         # The sender's own page gets it at once, Redis or not (the hub's copy is then dropped as known).
-        self.hub.follow(self.conn, conversation.id, 0)
+        # A page that did not follow the conversation gets its message, not the conversation's history.
+        if conversation.id not in self.conn.last_seq:
+            self.hub.follow(self.conn, conversation.id, message.seq - 1)
         self.hub.catch_up(self.conn, conversation)
 
     def resume(self, data: dict) -> None:
         """The page shows this conversation up to ``after``: send what it lacks, then follow it."""
         member = self._member()
         conversation = self._conversation(data, member)
-        try:
-            after = max(0, int(data.get("after") or 0))
-        except (TypeError, ValueError):
-            raise ChatError("The app could not read that. Reload the page if this goes on.") from None
-        self.hub.follow(self.conn, conversation.id, 0)
+        after = _seq(data.get("after"))
+        # The page's position first, then the hub's push: a push in between would send what the page has.
         with self.conn.lock:
             self.conn.last_seq[conversation.id] = after
+        self.hub.follow(self.conn, conversation.id, after)
         self.hub.catch_up(self.conn, conversation)
 
     def typing(self, data: dict) -> None:
@@ -371,11 +395,7 @@ class _SocketSession:
     def read(self, data: dict) -> None:
         member = self._member()
         conversation = self._conversation(data, member)
-        try:
-            seq = int(data.get("seq") or 0)
-        except (TypeError, ValueError):
-            raise ChatError("The app could not read that. Reload the page if this goes on.") from None
-        in_force = service.mark_read(conversation, member, seq)
+        in_force = service.mark_read(conversation, member, _seq(data.get("seq")))
         db.session.commit()
         realtime.publish(self.tenant_id, {
             "type": "read", "tenant_id": str(self.tenant_id), "conversation_id": str(conversation.id),
