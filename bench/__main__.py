@@ -1,14 +1,15 @@
 """``python -m bench NAME [OPTIONS]``: run one benchmark (``dashboard``, ``outbox``) or ``all``.
 
 Each benchmark prints its table and ends with one ``key=value`` line; ``all`` runs them in turn.
-Options go to the named benchmark's ``run(argv)`` (only ``upload`` takes any: ``--size-mb N``).
+Options go to the named benchmark's ``run(argv)`` (``upload``: ``--size-mb N``; ``chat``: ``--clients N``,
+``--seconds S``, ``--rate R``, ``--phases baseline,1,2`` and more, see ``python -m bench chat --help``).
 """
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = ("dashboard", "outbox", "booking_race", "calendar", "slots", "feed", "feed_depth", "upload")
+BENCHMARKS = ("dashboard", "outbox", "booking_race", "calendar", "slots", "feed", "feed_depth", "upload", "chat")
 
 
 def main(argv: list[str]) -> int:

@@ -424,8 +424,10 @@ def test_a_member_who_leaves_the_space_stops_getting_its_channel_live(app, socke
     db.session.commit()
     send(ana, channel, "after Ben left")
     ana.wait_for(has_seq(2, channel.id))  # published before Ana's own copy reaches her
-    sockets.open("cleo@example.com")  # the marker: Cleo comes online after that push went round
-    ben.wait_for(has(f'id="presence-{world.cleo.id}"'), what="Cleo coming online")
+    with_ben = world.direct(world.ana, world.ben)  # the marker: a direct message after that push went round
+    send(ana, with_ben, "still there?")
+    follow(app, ben, world.ben, with_ben)
+    ben.wait_for(has_seq(1, with_ben.id), what="the direct message")
     assert seqs_in(ben.frames, channel.id) == [1]
 
 
@@ -602,9 +604,12 @@ def test_the_sender_sees_seen_when_the_other_member_reads(app, sockets, live_ser
     assert re.search(rf'<p id="receipt-{with_ben.id}" class="receipt muted">Seen</p>', page)
 
 
-def test_members_see_each_other_come_online_and_go_away(app, sockets, world):
+def test_members_see_each_other_come_online_and_go_away_on_their_conversation(app, sockets, world):
+    with_ana = world.direct(world.ana, world.ben)
     ben = sockets.open("ben@example.com")
+    follow(app, ben, world.ben, with_ana)  # Ben's page shows Ana's dot
     ana = sockets.open("ana@example.com")
+    follow(app, ana, world.ana, with_ana)
     dot = f'id="presence-{world.ana.id}"'
     assert "presence-online" in ben.wait_for(has(dot), what="Ana coming online")
     ana.send(type="ping", state="away")
@@ -612,6 +617,17 @@ def test_members_see_each_other_come_online_and_go_away(app, sockets, world):
     ben.send(type="ping", state="away")  # the marker: published after Ana's own changes went round
     assert "presence-away" in ana.wait_for(has(f'id="presence-{world.ben.id}"'), what="Ben going away")
     assert not [f for f in ana.frames if dot in f]  # nobody is told about themselves
+
+
+def test_presence_goes_only_to_pages_that_show_the_member(app, sockets, world):
+    with_ana = world.direct(world.ana, world.ben)
+    ben = sockets.open("ben@example.com")
+    follow(app, ben, world.ben, with_ana)
+    maria = sockets.open("maria@example.com")  # on another page: shows no dot of Ana's
+    sockets.open("ana@example.com")
+    # One hub event sends to every page that shows Ana: Ben's frame came, so Maria's would have too.
+    ben.wait_for(has(f'id="presence-{world.ana.id}"'), what="Ana coming online")
+    assert not [f for f in maria.frames if "presence-" in f]
 
 
 def test_the_unread_badge_counts_up_on_other_pages_and_clears_on_reading(app, sockets, world):

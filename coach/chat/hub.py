@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 # Up to this many member ids go in an IN list; more, and a space's members are read whole.
 MEMBER_IDS_IN_LIST = 50
+# A push to a thousand sockets takes a tenth of a second or more; under gevent nothing else in the
+# process runs meanwhile (handshakes holding a database connection, Redis replies with a 2 s timeout),
+# so the hub yields after this many sends.
+YIELD_EVERY = 50
 
 
 class Connection:
@@ -50,6 +54,8 @@ class Connection:
         # Re-entrant: catch_up sends while holding it, so two deliveries reach the page in seq order.
         self.lock = threading.RLock()
         self.closed = False
+        # Members whose presence this page shows (the other side of a direct conversation it follows).
+        self.watching: set[uuid.UUID] = set()
 
     def send(self, html: str) -> None:
         if self.closed or not html:
@@ -77,10 +83,13 @@ class Hub:
         with self._lock:
             self._by_member[conn.member_id].add(conn)
 
-    def follow(self, conn: Connection, conversation_id: uuid.UUID, seq: int) -> None:
-        """``conn``'s page shows ``conversation_id`` up to ``seq``."""
+    def follow(self, conn: Connection, conversation_id: uuid.UUID, seq: int,
+               watch: uuid.UUID | None = None) -> None:
+        """``conn``'s page shows ``conversation_id`` up to ``seq`` (and ``watch``'s presence)."""
         with conn.lock:
             conn.last_seq[conversation_id] = max(seq, conn.last_seq.get(conversation_id, 0))
+            if watch is not None:
+                conn.watching.add(watch)
         with self._lock:
             self._by_conversation[conversation_id].add(conn)
 
@@ -205,8 +214,10 @@ class Hub:
             return
         seq = int(event["seq"])
         cache: dict = {}  # a thousand followers share a handful of renderings
-        for conn in followers:
+        for n, conn in enumerate(followers, 1):
             self.catch_up(conn, conversation, upto=seq, cache=cache)
+            if n % YIELD_EVERY == 0:
+                time.sleep(0)  # let the process's other sockets run between sends (see YIELD_EVERY)
         self._update_badges(conversation)
 
     def _update_badges(self, conversation: Conversation) -> None:
@@ -307,15 +318,21 @@ class Hub:
         member_id = event["member_id"]
         state = event["state"]
         html = None
+        # Only pages that show this member's dot: telling every page of the organization about every
+        # member made presence grow with the square of the people online (500,000 frames for 1,000).
+        watched = uuid.UUID(member_id)
         with self._lock:
-            conns = [c for cs in self._by_member.values() for c in cs if c.tenant_id == tenant_id]
-        for conn in conns:
+            conns = [c for cs in self._by_member.values() for c in cs
+                     if c.tenant_id == tenant_id and watched in c.watching]
+        for n, conn in enumerate(conns, 1):
             if str(conn.member_id) == member_id:
                 continue
             if html is None:
                 with self.app.app_context():
                     html = render_template("chat/_presence.html", member_id=member_id, state=state)
             conn.send(html)
+            if n % YIELD_EVERY == 0:
+                time.sleep(0)
 
     def _posts(self, tenant_id: uuid.UUID, event: dict) -> None:
         """Someone posted in a space: its members' open pages ask their "new posts" bar at once."""

@@ -259,6 +259,7 @@ def socket(ws):
     db.session.remove()  # hold no connection while the socket is idle
     try:
         session.hello()
+        db.session.remove()  # the greeting's queries must not pin a pooled connection to an idle socket
         while True:
             frame = ws.receive(timeout=20)
             if frame is None:
@@ -378,7 +379,7 @@ class _SocketSession:
         # The page's position first, then the hub's push: a push in between would send what the page has.
         with self.conn.lock:
             self.conn.last_seq[conversation.id] = after
-        self.hub.follow(self.conn, conversation.id, after)
+        self.hub.follow(self.conn, conversation.id, after, watch=conversation.other_member_id(member.id))
         self.hub.catch_up(self.conn, conversation)
 
     def typing(self, data: dict) -> None:
