@@ -10,6 +10,7 @@
   var open = false;
   var typingSentAt = 0;
   var typingTimers = {};
+  var pending = {};  // conversation id -> { body, after }: sent over the socket, not back yet
 
   function send(frame) {
     if (!socket || !open) { return false; }
@@ -55,14 +56,52 @@
     if (force || nearBottom) { list.scrollTop = list.scrollHeight; }
   }
 
-  // Messages the page already has (a replay overlapping a push) are dropped before htmx swaps.
+  function newestMessage(list) {
+    var items = list.querySelectorAll("[data-seq]");
+    return items.length ? items[items.length - 1] : null;
+  }
+
+  // After messages arrived: the composer is emptied once the message it sent is back (a message
+  // lost with the connection, or refused, stays there to send again); "Seen" speaks of my newest
+  // message, so it shows only while the newest message is mine, and a new one of mine empties it
+  // until the other member reads that too.
+  function afterMessages(arrived) {
+    liveLists().forEach(function (list) {
+      var id = list.getAttribute("data-conversation");
+      var last = newestMessage(list);
+      var seq = last ? parseInt(last.getAttribute("data-seq"), 10) || 0 : 0;
+      var mine = last !== null && last.classList.contains("mine");
+      var receipt = document.getElementById("receipt-" + id);
+      if (arrived && mine && seq > (parseInt(list.getAttribute("data-newest"), 10) || 0) && receipt) {
+        receipt.textContent = "";
+      }
+      list.setAttribute("data-newest", String(seq));
+      if (receipt) { receipt.classList.toggle("receipt-off", !mine); }
+      var waiting = pending[id];
+      if (waiting && mine && seq > waiting.after) {
+        delete pending[id];
+        var box = document.querySelector("form[data-chat-composer] textarea[data-conversation='" + id + "']");
+        if (box && box.value.trim() === waiting.body) { box.value = ""; }
+      }
+    });
+  }
+
+  // Before htmx swaps a push: messages the page already has (a replay overlapping a push) are
+  // dropped, and so are swaps whose target this page does not show (a conversation's badge on a
+  // page without the list, a presence dot of someone not on it): htmx would log each as an error.
   htmx.defineExtension("chat", {
     transformResponse: function (text, xhr) {
-      if (xhr || text.indexOf("msg-") < 0) { return text; }
+      if (xhr) { return text; }
       var template = document.createElement("template");
       template.innerHTML = text;
       template.content.querySelectorAll("[hx-swap-oob^='beforeend'] article[id^='msg-']").forEach(function (el) {
         if (document.getElementById(el.id)) { el.remove(); }
+      });
+      Array.prototype.slice.call(template.content.children).forEach(function (el) {
+        var oob = el.getAttribute("hx-swap-oob") || "";
+        var colon = oob.indexOf(":");
+        var target = colon >= 0 ? oob.slice(colon + 1) : (el.id ? "#" + CSS.escape(el.id) : "");
+        if (target && !document.querySelector(target)) { el.remove(); }
       });
       return template.innerHTML;
     }
@@ -75,9 +114,24 @@
     markRead();
   });
 
-  document.body.addEventListener("htmx:wsClose", function () { open = false; });
+  document.body.addEventListener("htmx:wsClose", function () {
+    open = false;
+    pending = {};  // what was not back may be lost: the composer still has it, and may send it again
+  });
+
+  // A pushed signal (e.g. "posts-changed": someone posted in a space of mine) becomes an event on
+  // <body> that parts of the page listen for (the feed's "N new posts" bar asks at once).
+  function relaySignal() {
+    var signal = document.getElementById("live-signal");
+    var name = signal && signal.getAttribute("data-signal");
+    if (name) {
+      signal.removeAttribute("data-signal");
+      htmx.trigger(document.body, name);
+    }
+  }
 
   document.body.addEventListener("htmx:wsAfterMessage", function () {
+    relaySignal();
     liveLists().forEach(function (list) {
       var empty = list.querySelector(".empty");
       if (empty && list.querySelector("[data-seq]")) { empty.remove(); }
@@ -87,18 +141,35 @@
       clearTimeout(typingTimers[el.id]);
       typingTimers[el.id] = setTimeout(function () { el.textContent = ""; }, 4000);
     });
+    var error = document.getElementById("chat-error");
+    if (error && error.textContent.trim()) { pending = {}; }  // refused: the text stays, to correct
+    afterMessages(true);
     markRead();
+  });
+
+  // The layout renders the nav badge empty and the socket fills it; a boosted navigation renders
+  // the layout again, so the new page keeps the badge the socket last pushed.
+  var badge = null;
+  document.body.addEventListener("htmx:beforeSwap", function () {
+    badge = document.getElementById("chat-unread");
+  });
+  document.body.addEventListener("htmx:afterSwap", function () {
+    var fresh = document.getElementById("chat-unread");
+    if (badge && fresh && fresh !== badge && !fresh.textContent.trim()) { fresh.replaceWith(badge); }
+    badge = null;
   });
 
   // A boosted navigation brought a conversation into the page: ask for what it lacks.
   document.body.addEventListener("htmx:afterSettle", function () {
     liveLists().forEach(function (list) { scrollDown(list, true); });
+    afterMessages(false);
     resumeAll();
     markRead();
   });
 
   document.addEventListener("DOMContentLoaded", function () {
     liveLists().forEach(function (list) { scrollDown(list, true); });
+    afterMessages(false);
   });
 
   document.addEventListener("visibilitychange", function () {
@@ -128,11 +199,18 @@
     if (!form) { return; }
     var data = new FormData(form);
     var body = String(data.get("body") || "").trim();
+    var conversation = String(data.get("conversation"));
     if (!body) { event.preventDefault(); return; }
-    if (send({ type: "send", conversation: data.get("conversation"), body: body })) {
+    if (pending[conversation] && pending[conversation].body === body) {
+      event.preventDefault();  // on its way already (Enter pressed twice)
+      event.stopPropagation();
+      return;
+    }
+    if (send({ type: "send", conversation: conversation, body: body })) {
       event.preventDefault();
       event.stopPropagation();
-      form.querySelector("textarea").value = "";
+      var list = document.getElementById("messages-" + conversation);
+      pending[conversation] = { body: body, after: list ? lastSeq(list) : 0 };
       var error = document.getElementById("chat-error");
       if (error) { error.textContent = ""; }
     }
