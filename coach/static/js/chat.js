@@ -36,8 +36,19 @@
     });
   }
 
+  // At most one read signal a second: a busy channel would otherwise send one per arriving message
+  // from every open page. The last one always goes (a timer sends what the pause held back).
+  var readSentAt = 0;
+  var readTimer = null;
+
   function markRead() {
     if (document.visibilityState !== "visible") { return; }
+    var wait = 1000 - (Date.now() - readSentAt);
+    if (wait > 0) {
+      if (!readTimer) { readTimer = setTimeout(function () { readTimer = null; markRead(); }, wait); }
+      return;
+    }
+    readSentAt = Date.now();
     liveLists().forEach(function (list) {
       var seq = lastSeq(list);
       if (seq > (parseInt(list.getAttribute("data-read"), 10) || 0)) {
