@@ -72,6 +72,8 @@ def create_app(config: dict | None = None) -> Flask:
     from coach.blueprints.booking.views import bp as booking_bp
     from coach.blueprints.chat.views import bp as chat_bp
     from coach.blueprints.media.views import bp as media_bp
+    from coach.blueprints.notifications.views import bp as notifications_bp
+    from coach.blueprints.notifications.views import links as notification_links_bp
     from coach.blueprints.spaces.views import bp as spaces_bp
     from coach.blueprints.core.views import bp as core_bp
     from coach.blueprints.orgs.views import bp as orgs_bp
@@ -86,6 +88,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(storage_bp)
     app.register_blueprint(media_bp)
     app.register_blueprint(chat_bp)
+    app.register_blueprint(notifications_bp)
+    app.register_blueprint(notification_links_bp)
 
     with app.app_context():
         from coach.media.storage import get_storage

@@ -133,6 +133,9 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
                                 "max_message_size": _int("CHAT_MAX_FRAME_BYTES", 16 * 1024)},
         # Messages one socket may send per 10 seconds before it is told to slow down.
         "CHAT_MESSAGES_PER_10S": _int("CHAT_MESSAGES_PER_10S", 20),
+        # A chat message to someone offline is emailed this long after it arrives, unless they have
+        # read the conversation by then (0: at once).
+        "NOTIFY_MESSAGE_EMAIL_DELAY_SECONDS": _int("NOTIFY_MESSAGE_EMAIL_DELAY_SECONDS", 300),
     }
     cfg.update(overrides)
     if not cfg["SQLALCHEMY_DATABASE_URI"]:

@@ -17,6 +17,7 @@ from psycopg import errors, sql
 from coach import tenancy
 from coach.booking import service as booking_service
 from coach.chat import service as chat_service
+from coach.notifications import service as notification_service
 from coach.extensions import db
 from coach.media.models import MediaComment, MediaItem
 from coach.orgs.models import Membership
@@ -86,6 +87,9 @@ def two_orgs(ctx):
         conversation = chat_service.direct_with(org, coach, athlete)
         message = chat_service.send(conversation, coach, "See you at six", attachments=[item])
         chat_service.mark_read(conversation, athlete, message.seq)
+        # Notifications: one for the athlete, and a preference.
+        notification_service.notify(athlete, "comment", dedupe_key=f"rls-{prefix}", title="Test", url="/")
+        notification_service.set_preference(athlete, "mention", "in_app")
         # One row in every other tenant table, so each is covered below.
         db.session.add(OutboxEvent(tenant_id=org.id, topic="test.later", payload={},
                                    available_at=datetime.now(timezone.utc) + timedelta(days=1)))

@@ -22,8 +22,7 @@ from coach.platform.queues import queue
 
 log = logging.getLogger(__name__)
 
-# Every booking event is consumed (until notifications land, only to schedule exact-time jobs), so none
-# is dropped as "no consumer".
+# Every booking event schedules the exact-time jobs it implies (notifications consume them too).
 TOPICS = tuple(f"booking.{status}" for status in STATUSES)
 
 

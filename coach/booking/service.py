@@ -716,7 +716,8 @@ REMINDERS = {
 
 
 def _send_reminders(tenant_id: uuid.UUID, now: datetime) -> int:
-    """Mark due reminders sent and queue their emails in the same transaction: each goes out once."""
+    """Mark due reminders sent and emit their events in the same transaction: each goes out once
+    (the notifications' consumer tells both people, in the app and by email as they chose)."""
     sent = 0
     for kind, (column, lead, next_lead) in REMINDERS.items():
         col = getattr(Booking, column)
@@ -728,27 +729,10 @@ def _send_reminders(tenant_id: uuid.UUID, now: datetime) -> int:
             .values({column: now}).returning(Booking.id)).all()
         for booking in db.session.scalars(select(Booking).where(Booking.tenant_id == tenant_id,
                                                                 Booking.id.in_(ids))):
-            _remind(booking, kind)
+            emit("booking.reminder", {"booking_id": str(booking.id), "which": kind,
+                                      "starts_at": booking.starts_at.isoformat()})
             sent += 1
     return sent
-
-
-def _remind(booking: Booking, kind: str) -> None:
-    from coach.platform.mail import queue_email
-
-    when = "tomorrow" if kind == "24h" else "in one hour"
-    org = db.session.get(Organization, booking.tenant_id)
-    for person, other in ((booking.athlete, booking.coach), (booking.coach, booking.athlete)):
-        queue_email(person.user.email, f"Reminder: {booking.offering.title} {when}", "booking_reminder",
-                    booking=booking, person=person, other=other, when=when, org=org,
-                    local_start=booking.starts_at.astimezone(_zone(person.user.timezone)))
-
-
-def _zone(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz)
-    except (KeyError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def due_tenants(now: datetime | None = None) -> list[uuid.UUID]:

@@ -176,6 +176,8 @@ class Hub:
             self._presence(tenant_id, event)
         elif kind == "posts":
             self._posts(tenant_id, event)
+        elif kind == "notify":
+            self._notify(tenant_id, event)
 
     @contextmanager
     def rendering(self, tenant_id: uuid.UUID):
@@ -354,8 +356,30 @@ class Hub:
             if conn.member_id in members:
                 conn.send(html)
 
+    def _notify(self, tenant_id: uuid.UUID, event: dict) -> None:
+        """Members were notified (or read notifications): their pages' bells show the new count."""
+        from coach.notifications import service as notifications
+
+        wanted = set(event.get("member_ids") or ())
+        with self._lock:
+            conns = [c for cs in self._by_member.values() for c in cs
+                     if c.tenant_id == tenant_id and str(c.member_id) in wanted]
+        if not conns:
+            return
+        counts: dict[uuid.UUID, int] = {}
+        with self.rendering(tenant_id):
+            for conn in conns:
+                if conn.member_id not in counts:
+                    member = db.session.get(Membership, conn.member_id)
+                    if member is None:
+                        continue
+                    counts[conn.member_id] = notifications.unread_count(member)
+                conn.send(render_template("notifications/_bell.html", count=counts[conn.member_id], oob=True))
+
     def send_unread(self, conn: Connection) -> None:
-        """The nav badge and the per-conversation counts of ``conn``'s member (needs an app context)."""
+        """The nav badges (chat and notifications) and the per-conversation counts of ``conn``'s
+        member (needs an app context)."""
+        from coach.notifications import service as notifications
         from coach.orgs.models import Organization
 
         member = db.session.get(Membership, conn.member_id)
@@ -364,7 +388,7 @@ class Hub:
             return
         summaries = service.conversations_for(org, member)
         conn.send(render_template("chat/_unread.html", summaries=summaries,
-                                  total=sum(s.unread for s in summaries)))
+                                  total=sum(s.unread for s in summaries), bell=notifications.unread_count(member)))
 
 
 def space_members_among(tenant_id: uuid.UUID, space_id: uuid.UUID, member_ids: set[uuid.UUID]) -> set[uuid.UUID]:

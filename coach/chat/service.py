@@ -313,7 +313,13 @@ def mark_read(conversation: Conversation, member: Membership, seq: int, now: dat
               "read_at": stmt.excluded.read_at},
         where=ConversationRead.last_read_seq < stmt.excluded.last_read_seq)
     db.session.execute(stmt)
-    return read_seq(conversation, member.id)
+    seq_now = read_seq(conversation, member.id)
+    if seq_now:
+        # Reading the conversation reads its "new messages" notification too.
+        from coach.notifications import service as notifications
+
+        notifications.read_subject(conversation.tenant_id, member.id, conversation.id, now)
+    return seq_now
 
 
 def read_seq(conversation: Conversation, member_id: uuid.UUID) -> int:

@@ -57,16 +57,6 @@ def _deleted(payload: dict) -> None:
     enqueue_purge(g.tenant_id, payload["media_id"])
 
 
-@consumer("media.ready")
-def _ready(payload: dict) -> None:
-    """Nothing else to do yet; notifications (issue 7) will tell the owner."""
-
-
-@consumer("media.review_commented")
-def _review_commented(payload: dict) -> None:
-    """Nothing else to do yet; notifications (issue 7) will tell the owner and the thread."""
-
-
 def process_media(tenant_id: str, media_id: str) -> str:
     """RQ entry point: make the item's renditions and mark it ready, or failed with a reason."""
     app = _get_app()

@@ -1,8 +1,10 @@
 """RQ entry points. Every event job runs in an app context with its organization set for RLS.
 
-Consumers register with :func:`consumer`. :func:`handle_event` applies an event at
-most once: the ``processed_events`` row is written in the same transaction as the
-consumer's changes, so a redelivered event finds it and does nothing.
+Consumers register with :func:`consumer` (a topic may have several: they run in order, in one
+transaction). :func:`handle_event` applies an event at most once: the ``processed_events`` row is
+written in the same transaction as the consumers' changes, so a redelivered event finds it and
+does nothing. What must happen only once that transaction has committed (telling web processes
+over Redis) is registered with :func:`after_commit`.
 """
 from __future__ import annotations
 
@@ -22,25 +24,39 @@ from coach.extensions import db
 
 log = logging.getLogger(__name__)
 
-_CONSUMERS: dict[str, Callable[[dict], None]] = {}
+_CONSUMERS: dict[str, list[Callable[[dict], None]]] = {}
 _app: Flask | None = None
 
 
 def consumer(topic: str):
-    """Register ``func(payload)`` as the consumer of ``topic``."""
+    """Register ``func(payload)`` as a consumer of ``topic``."""
 
     def decorator(func):
-        _CONSUMERS[topic] = func
+        funcs = _CONSUMERS.setdefault(topic, [])
+        if func not in funcs:
+            funcs.append(func)
         return func
 
     return decorator
 
 
+def after_commit(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the event's transaction has committed (never if it rolls back).
+
+    Outside an event job (a request, a test) it runs at once: the caller commits first there.
+    """
+    pending = g.get("_after_commit") if has_app_context() else None
+    if pending is None:
+        callback()
+    else:
+        pending.append(callback)
+
+
 def _load_consumers() -> None:
     # Domains register consumers on import; list them here.
     import coach.booking.jobs  # noqa: F401
-    import coach.chat.jobs  # noqa: F401
     import coach.media.jobs  # noqa: F401
+    import coach.notifications.jobs  # noqa: F401
     import coach.spaces.jobs  # noqa: F401
     import coach.platform.mail  # noqa: F401
 
@@ -72,8 +88,8 @@ def handle_event(event: dict) -> str:
         tenancy.activate(tenant_id)
         started = time.time()
         lag_ms = (started - event["created_at"]) * 1000 if event.get("created_at") else None
-        func = _CONSUMERS.get(event["topic"])
-        if func is None:
+        funcs = _CONSUMERS.get(event["topic"])
+        if not funcs:
             log.error("no consumer for topic %s (event %s)", event["topic"], event["id"])
             return "no-consumer"
         # A plain INSERT in a savepoint, not ON CONFLICT or RETURNING: those need to read the
@@ -95,11 +111,20 @@ def handle_event(event: dict) -> str:
             db.session.rollback()
             log.info("event %s (%s) already processed", event["id"], event["topic"])
             return "duplicate"
+        g._after_commit = []
         try:
-            func(event.get("payload") or {})
+            for func in funcs:
+                func(event.get("payload") or {})
             db.session.commit()
         except Exception:
             db.session.rollback()
+            g._after_commit = None
             raise
+        callbacks, g._after_commit = g._after_commit, None
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # the change is committed: a hint that did not go out is not a failure
+                log.exception("after-commit step of event %s (%s) failed", event["id"], event["topic"])
         log.info("event %s (%s) processed, %.0f ms after commit", event["id"], event["topic"], lag_ms or -1)
         return "done"

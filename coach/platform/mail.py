@@ -37,11 +37,12 @@ class MailNotSent(RuntimeError):
     """SMTP refused or failed; the job is retried."""
 
 
-def queue_email(to: str, subject: str, template: str, **context) -> Email:
+def queue_email(to: str, subject: str, template: str, *, headers: dict | None = None, **context) -> Email:
     """Record an email to ``to`` and its ``mail.send`` event in the current transaction.
 
     :param template: base name under ``templates/email/``; ``<name>.txt`` and
         ``<name>.html`` are both rendered now, so the job needs no request.
+    :param headers: extra headers, e.g. ``List-Unsubscribe``.
     """
     context.setdefault("base_url", current_app.config["APP_BASE_URL"])
     transport = "smtp" if current_app.config["MAIL_SERVER"] else "stored"
@@ -52,6 +53,7 @@ def queue_email(to: str, subject: str, template: str, **context) -> Email:
         body_text=render_template(f"email/{template}.txt", **context),
         body_html=render_template(f"email/{template}.html", **context),
         transport=transport,
+        headers=headers or None,
     )
     db.session.add(email)
     db.session.flush()
@@ -98,6 +100,8 @@ def _send_smtp(email: Email) -> None:
     # The same id on every attempt, so a receiving server can drop a repeat.
     domain = parseaddr(cfg["MAIL_DEFAULT_SENDER"])[1].rpartition("@")[2] or "coach.localhost"
     msg["Message-ID"] = f"<{email.id}@{domain}>"
+    for name, value in (email.headers or {}).items():
+        msg[name] = value
     msg.set_content(email.body_text)
     msg.add_alternative(email.body_html, subtype="html")
     timeout = cfg["MAIL_TIMEOUT"]

@@ -33,6 +33,8 @@ class Email(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     transport: Mapped[str] = mapped_column(String(16), default="smtp")
     error: Mapped[str | None] = mapped_column(Text)
+    # Extra headers (List-Unsubscribe and List-Unsubscribe-Post on notifications).
+    headers: Mapped[dict | None] = mapped_column(JSONB)
 
 
 class OutboxEvent(db.Model):

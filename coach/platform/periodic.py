@@ -25,7 +25,14 @@ SCHEDULE: dict[str, int] = {
     "sweep_expired_tokens": 3600,
     "sweep_bookings": 60,
     "sweep_media": 600,
+    "send_notification_emails": 60,
 }
+
+
+def send_notification_emails() -> int:
+    from coach.notifications.jobs import sweep_all
+
+    return sweep_all()
 
 
 def sweep_idempotency_keys() -> int:

@@ -1,0 +1,182 @@
+"""Notifications: the list (mark read, mark all read), opening one, preferences per kind, and the
+one-click unsubscribe links of the emails (no login: the signed token is the proof).
+
+The nav's bell and chat badges are rendered with every full page (:func:`nav_badges`) and
+updated live over the chat socket (``notify`` events, :mod:`coach.chat.hub`).
+"""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+
+from coach import tenancy
+from coach.extensions import csrf, db
+from coach.htmx import redirect_after_post, render, wants_fragment
+from coach.notifications import service
+from coach.notifications.jobs import publish_counts
+from coach.notifications.models import CHANNELS, KINDS, TIMINGS
+from coach.notifications.service import BadPreference, UnknownKind
+from coach.orgs.models import Membership, Organization
+from coach.platform.ratelimit import limiter
+from coach.tenancy import role_required
+
+bp = tenancy.org_blueprint("notifications", __name__, "/o/<slug>/notifications")
+links = Blueprint("notification_links", __name__)
+csrf.exempt(links)  # RFC 8058: mail clients POST "List-Unsubscribe=One-Click" with no token of ours
+
+
+@bp.app_template_global()
+def nav_badges() -> dict:
+    """Unread chat messages and notifications of the member in force, for the nav (two queries)."""
+    from coach.chat import service as chat
+
+    if g.get("membership") is None or g.get("org") is None:
+        return {"chat": 0, "notifications": 0}
+    return {"chat": chat.unread_total(g.org, g.membership), "notifications": service.unread_count(g.membership)}
+
+
+def _commit_and_push() -> None:
+    db.session.commit()
+    members = service.take_pushed()
+    if members:
+        publish_counts(g.org.id, members)
+
+
+# --- the list --------------------------------------------------------------------------------------
+
+@bp.get("")
+@role_required()
+def index():
+    """Newest first, unread ones marked; older ones page in as the end of the list shows."""
+    unread_only = request.args.get("show") == "unread"
+    before = request.args.get("before")
+    rows, cursor = service.page(g.membership, before=before, unread_only=unread_only)
+    return render("notifications/index.html", "page" if before else None, org=g.org, rows=rows, cursor=cursor,
+                  unread_only=unread_only, unread=service.unread_count(g.membership))
+
+
+@bp.get("/<notification_id>")
+@role_required()
+def open_one(notification_id: str):
+    """Mark it read and go to the thing it is about."""
+    notification = service.get(g.membership, notification_id)
+    if notification is None:
+        abort(404)
+    target = notification.url
+    service.mark_read(g.membership, [notification.id])
+    _commit_and_push()
+    if not target.startswith("/") or target.startswith("//"):
+        target = url_for("notifications.index")  # only ever a path of this app
+    return redirect(target, 303)
+
+
+@bp.post("/<notification_id>/read")
+@role_required()
+def mark_one(notification_id: str):
+    notification = service.get(g.membership, notification_id)
+    if notification is None:
+        abort(404)
+    service.mark_read(g.membership, [notification.id])
+    _commit_and_push()
+    if wants_fragment():
+        db.session.refresh(notification)
+        return render_template("notifications/_item.html", n=notification, oob_bell=True,
+                               unread=service.unread_count(g.membership))
+    return redirect_after_post(request.referrer if _same_origin(request.referrer) else url_for("notifications.index"))
+
+
+@bp.post("/read-all")
+@role_required()
+def mark_all():
+    changed = service.mark_read(g.membership)
+    _commit_and_push()
+    flash("All notifications marked read." if changed else "Nothing was unread.", "success")
+    return redirect_after_post(url_for("notifications.index"))
+
+
+def _same_origin(url: str | None) -> bool:
+    return bool(url) and url.startswith(request.host_url)
+
+
+# --- preferences -----------------------------------------------------------------------------------
+
+@bp.route("/preferences", methods=["GET", "POST"])
+@role_required()
+def preferences():
+    """How to be told about each kind: in the app, also by email (right away or daily), or not at all."""
+    errors: list[str] = []
+    if request.method == "POST":
+        choices, unknown = _choices(request.form)
+        if unknown:
+            abort(400, f"Unknown notification kind: “{unknown[0]}”. Reload the page and try again.")
+        try:
+            service.set_preferences(g.membership, choices)
+        except BadPreference as exc:
+            db.session.rollback()
+            errors.append(str(exc))
+        else:
+            db.session.commit()
+            flash("Notification settings saved.", "success")
+            return redirect_after_post(url_for("notifications.preferences"))
+    prefs = service.preferences_for(g.membership)
+    if errors:  # show what was sent, not what is stored
+        choices, _ = _choices(request.form)
+        prefs = {k: service.Preference(k, *choices.get(k, (p.channel, p.timing))) for k, p in prefs.items()}
+    return render("notifications/preferences.html", status=422 if errors else 200, org=g.org, prefs=prefs,
+                  channels=CHANNELS, timings=TIMINGS, errors=errors, kinds=KINDS,
+                  message_delay=current_app.config["NOTIFY_MESSAGE_EMAIL_DELAY_SECONDS"])
+
+
+def _choices(form) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """``{kind: (channel, timing)}`` from ``channel-<kind>`` / ``timing-<kind>`` fields, and unknown kinds."""
+    choices: dict[str, tuple[str, str]] = {}
+    unknown: list[str] = []
+    for key in form:
+        prefix, _, kind = key.partition("-")
+        if prefix not in ("channel", "timing"):
+            continue
+        if kind not in KINDS:
+            unknown.append(kind[:40])
+            continue
+        if kind not in choices:
+            choices[kind] = (form.get(f"channel-{kind}", ""), form.get(f"timing-{kind}", "immediate"))
+    return choices, unknown
+
+
+# --- unsubscribe links -----------------------------------------------------------------------------
+
+def _from_token(token: str):
+    """The organization, member and kind of a genuine token, with RLS set to that organization."""
+    found = service.read_unsubscribe_token(token)
+    if found is None:
+        abort(400, "This unsubscribe link is not valid. Open your notification settings to change what we email you.")
+    tenant_id, member_id, kind = found
+    tenancy.activate(tenant_id)
+    org = db.session.get(Organization, tenant_id)
+    member = db.session.get(Membership, member_id)
+    if org is None or member is None:
+        abort(404, "This link is for a membership that no longer exists, so nothing will be emailed for it.")
+    return org, member, kind
+
+
+def _what(kind: str) -> str:
+    return "the daily digest" if kind == "digest" else f"“{KINDS[kind].label}”"
+
+
+@links.get("/unsubscribe/<token>")
+def unsubscribe(token: str):
+    """Ask before acting: a link opened by a mail scanner must change nothing."""
+    org, member, kind = _from_token(token)
+    return render_template("notifications/unsubscribe.html", org=org, member=member, what=_what(kind), token=token,
+                           done=None)
+
+
+@links.post("/unsubscribe/<token>")
+@limiter.limit("30 per minute")
+def unsubscribe_now(token: str):
+    """One click (the form, or a mail client's RFC 8058 POST): no more emails of this kind."""
+    org, member, kind = _from_token(token)
+    changed = service.unsubscribe(member, kind)
+    db.session.commit()
+    current_app.logger.info("unsubscribed membership %s from %s emails (%s)", member.id, kind, ",".join(changed))
+    return render_template("notifications/unsubscribe.html", org=org, member=member, what=_what(kind), token=token,
+                           done=True)

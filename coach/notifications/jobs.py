@@ -1,0 +1,313 @@
+"""Consumers that turn outbox events into notifications, and the sweep of emails due.
+
+Each consumer works out who is told (never the person who acted), writes in their words
+what happened and where to look, and calls :func:`coach.notifications.service.notify`,
+which applies each member's preferences. Once the event's transaction has committed, the
+members' open pages are told their count changed (Redis, then each web process's hub).
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import g
+from sqlalchemy import select
+
+from coach import tenancy
+from coach.extensions import db
+from coach.notifications import service
+from coach.orgs.models import Membership, Organization
+from coach.platform.jobs import after_commit, consumer
+
+log = logging.getLogger(__name__)
+
+
+def _member(value) -> Membership | None:
+    ident = uuid.UUID(value) if value else None
+    return db.session.get(Membership, ident) if ident else None
+
+
+def _org() -> Organization:
+    return db.session.get(Organization, g.tenant_id)
+
+
+def _name(member: Membership | None) -> str:
+    return member.user.display_name if member is not None else "Someone"
+
+
+def _announce() -> None:
+    """After the commit: every web process pushes the new count to these members' pages."""
+    members = service.take_pushed()
+    if members:
+        tenant_id = g.tenant_id
+        after_commit(lambda: publish_counts(tenant_id, members))
+
+
+def publish_counts(tenant_id: uuid.UUID, member_ids) -> None:
+    from coach.chat import realtime
+
+    realtime.publish(tenant_id, {"type": "notify", "tenant_id": str(tenant_id),
+                                 "member_ids": [str(m) for m in member_ids]})
+
+
+# --- chat ------------------------------------------------------------------------------------------
+
+@consumer("chat.message")
+def message_while_offline(payload: dict) -> None:
+    """Members of the conversation who are offline and have not read it yet."""
+    from coach.chat import realtime
+    from coach.chat.models import Conversation, ConversationRead, Message
+    from coach.spaces.models import Space, SpaceMember
+
+    message = db.session.get(Message, uuid.UUID(payload["message_id"]))
+    conversation = db.session.get(Conversation, uuid.UUID(payload["conversation_id"]))
+    if message is None or conversation is None or message.deleted_at is not None:
+        return
+    author = _member(payload.get("author_membership_id"))
+    org = _org()
+    if conversation.kind == "direct":
+        candidates = [m for m in (conversation.member_low_id, conversation.member_high_id)
+                      if m is not None and m != message.author_membership_id]
+        kind = "message"
+    else:
+        candidates = [m for m in db.session.scalars(select(SpaceMember.membership_id).where(
+            SpaceMember.tenant_id == conversation.tenant_id, SpaceMember.space_id == conversation.space_id))
+            if m != message.author_membership_id]
+        kind = "channel_message"
+    if not candidates:
+        return
+    presence = realtime.presence_of(conversation.tenant_id, candidates)
+    offline = [m for m in candidates if presence[m] == "offline"]
+    if not offline:
+        return
+    read = dict(db.session.execute(select(ConversationRead.membership_id, ConversationRead.last_read_seq).where(
+        ConversationRead.tenant_id == conversation.tenant_id, ConversationRead.conversation_id == conversation.id,
+        ConversationRead.membership_id.in_(offline))).all())
+    url = service.path_for("chat.conversation", slug=org.slug, conversation_id=conversation.id)
+    space = db.session.get(Space, conversation.space_id) if conversation.space_id else None
+    for member_id in offline:
+        if read.get(member_id, 0) >= message.seq:
+            continue
+        member = db.session.get(Membership, member_id)
+        if member is None:
+            continue
+        where = f"# {space.name}" if space else None
+        title = f"{_name(author)} wrote in {where}" if where else f"{_name(author)} sent you a message"
+        n = service.notify_message(member, kind, conversation.id, message.id, title=title, url=url,
+                                   body=message.body, actor_id=message.author_membership_id)
+        if n is not None and n.count > 1:
+            n.title = (f"{n.count} new messages in {where}" if where
+                       else f"{n.count} new messages from {_name(author)}")
+    _announce()
+
+
+# --- spaces ----------------------------------------------------------------------------------------
+
+@consumer("space.mentioned")
+def mentioned(payload: dict) -> None:
+    from coach.spaces.models import Post, Space
+
+    post = db.session.get(Post, uuid.UUID(payload["post_id"]))
+    member = _member(payload["membership_id"])
+    author = _member(payload.get("author_membership_id"))
+    if post is None or member is None or not post.visible:
+        return
+    space = db.session.get(Space, post.space_id)
+    comment_id = payload.get("comment_id")
+    url = service.path_for("spaces.post", slug=_org().slug, post_id=post.id)
+    where = f"a comment in {space.name}" if comment_id else space.name
+    service.notify(member, "mention", dedupe_key=f"mention:{post.id}:{comment_id or 'post'}",
+                   title=f"{_name(author)} mentioned you in {where}",
+                   url=url + (f"#comment-{comment_id}" if comment_id else ""), body=payload.get("excerpt", ""),
+                   actor_id=author.id if author else None, subject_id=post.id)
+    _announce()
+
+
+@consumer("space.commented")
+def commented(payload: dict) -> None:
+    """The post's author, and the author of the comment replied to."""
+    from coach.spaces import markdown
+    from coach.spaces.models import Comment, Post, Space
+
+    post = db.session.get(Post, uuid.UUID(payload["post_id"]))
+    comment = db.session.get(Comment, uuid.UUID(payload["comment_id"]))
+    if post is None or comment is None or not post.visible or comment.deleted_at is not None:
+        return
+    author = _member(payload.get("author_membership_id"))
+    space = db.session.get(Space, post.space_id)
+    url = service.path_for("spaces.post", slug=_org().slug, post_id=post.id) + f"#comment-{comment.id}"
+    body = markdown.plain_excerpt(comment.body_source, 200)
+    told = set()
+    if comment.parent_id is not None:
+        parent = db.session.get(Comment, comment.parent_id)
+        replied_to = _member(str(parent.author_membership_id)) if parent and parent.author_membership_id else None
+        if replied_to is not None and _can_read(space, replied_to):
+            service.notify(replied_to, "comment", dedupe_key=f"comment:{comment.id}",
+                           title=f"{_name(author)} replied to your comment in {space.name}", url=url, body=body,
+                           actor_id=comment.author_membership_id, subject_id=post.id)
+            told.add(replied_to.id)
+    owner = _member(str(post.author_membership_id)) if post.author_membership_id else None
+    if owner is not None and owner.id not in told and _can_read(space, owner):
+        service.notify(owner, "comment", dedupe_key=f"comment:{comment.id}",
+                       title=f"{_name(author)} commented on your post in {space.name}", url=url, body=body,
+                       actor_id=comment.author_membership_id, subject_id=post.id)
+    _announce()
+
+
+def _can_read(space, member: Membership) -> bool:
+    from coach.spaces import service as spaces
+
+    return spaces.access(space, member).read
+
+
+# --- media -----------------------------------------------------------------------------------------
+
+@consumer("media.ready")
+def media_ready(payload: dict) -> None:
+    from coach.media.models import MediaItem
+
+    item = db.session.get(MediaItem, uuid.UUID(payload["media_id"]))
+    if item is None or not item.ready or item.owner_membership_id is None:
+        return
+    owner = db.session.get(Membership, item.owner_membership_id)
+    service.notify(owner, "media_ready", dedupe_key=f"media_ready:{item.id}",
+                   title=f"“{item.title}” is ready", body=f"{item.kind.capitalize()} processed: you can watch and "
+                   "share it now." if item.kind == "video" else "Processed: you can share it now.",
+                   url=service.path_for("media.item", slug=_org().slug, media_id=item.id), subject_id=item.id)
+    _announce()
+
+
+@consumer("media.review_commented")
+def review_commented(payload: dict) -> None:
+    """The video's owner, and everyone else in the thread the comment belongs to."""
+    from coach.media import service as media
+    from coach.media.models import MediaComment, MediaItem
+
+    item = db.session.get(MediaItem, uuid.UUID(payload["media_id"]))
+    comment = db.session.get(MediaComment, uuid.UUID(payload["comment_id"]))
+    if item is None or comment is None or item.status == "deleting" or comment.deleted_at is not None:
+        return
+    author = _member(payload.get("author_membership_id"))
+    recipients: list[uuid.UUID] = []
+    if item.owner_membership_id:
+        recipients.append(item.owner_membership_id)
+    if comment.parent_id is not None:
+        thread = db.session.scalars(select(MediaComment.author_membership_id).where(
+            MediaComment.tenant_id == item.tenant_id, MediaComment.media_id == item.id,
+            (MediaComment.id == comment.parent_id) | (MediaComment.parent_id == comment.parent_id)))
+        recipients += [m for m in thread if m is not None and m not in recipients]
+    url = service.path_for("media.item", slug=_org().slug, media_id=item.id) + f"#review-{comment.id}"
+    for member_id in recipients:
+        member = db.session.get(Membership, member_id)
+        if member is None or not media.can_view(item, member):
+            continue
+        whose = "your video" if member_id == item.owner_membership_id else f"“{item.title}”"
+        service.notify(member, "review_comment", dedupe_key=f"review:{comment.id}",
+                       title=f"{_name(author)} commented at {comment.at_label} on {whose}", url=url,
+                       body=comment.body, actor_id=comment.author_membership_id, subject_id=item.id)
+    _announce()
+
+
+# --- booking ---------------------------------------------------------------------------------------
+
+def _when(booking, member: Membership) -> str:
+    try:
+        zone = ZoneInfo(member.user.timezone or "UTC")
+    except (KeyError, ValueError):
+        zone = ZoneInfo("UTC")
+    local: datetime = booking.starts_at.astimezone(zone)
+    return local.strftime("%a %-d %b, %H:%M") + f" ({zone.key})"
+
+
+def booking_changed(payload: dict) -> None:
+    """Whoever of the coach and the athlete did not make the change."""
+    from coach.booking.models import Booking
+
+    booking = db.session.get(Booking, uuid.UUID(payload["booking_id"]))
+    if booking is None:
+        return
+    before, after = payload.get("from"), payload.get("to")
+    actor_id = uuid.UUID(payload["actor_membership_id"]) if payload.get("actor_membership_id") else None
+    actor = db.session.get(Membership, actor_id) if actor_id else None
+    coach, athlete = booking.coach, booking.athlete
+    title = booking.offering.title
+    plans: list[tuple[Membership, str, str]] = []  # (who, kind, what happened)
+    if after == "requested":
+        plans.append((coach, "booking_requested", f"{athlete.user.display_name} requested {title}"))
+    elif after == "confirmed" and before is None:
+        plans.append((coach, "booking_requested", f"{athlete.user.display_name} booked {title}"))
+        if actor_id != athlete.id:
+            plans.append((athlete, "booking_confirmed", f"{_name(actor)} booked {title} for you"))
+    elif after == "confirmed":
+        plans.append((athlete, "booking_confirmed", f"{coach.user.display_name} confirmed {title}"))
+    elif after == "declined":
+        plans.append((athlete, "booking_declined", f"{coach.user.display_name} declined {title}"))
+    elif after == "expired":
+        plans.append((athlete, "booking_declined", f"Your request for {title} expired without an answer"))
+    elif after == "cancelled":
+        who = _name(actor) if actor else "The session"
+        for person in (coach, athlete):
+            plans.append((person, "booking_cancelled", f"{who} cancelled {title}" if actor else f"{title} was cancelled"))
+    else:
+        return
+    url = service.path_for("booking.detail", slug=_org().slug, booking_id=booking.id)
+    for person, kind, what in plans:
+        if person is None:
+            continue
+        service.notify(person, kind, dedupe_key=f"booking:{booking.id}:{after}", title=f"{what} · {_when(booking, person)}",
+                       url=url, body=booking.note if kind == "booking_requested" else "", actor_id=actor_id,
+                       subject_id=booking.id)
+    _announce()
+
+
+@consumer("booking.reminder")
+def booking_reminder(payload: dict) -> None:
+    from coach.booking.models import Booking
+
+    booking = db.session.get(Booking, uuid.UUID(payload["booking_id"]))
+    if booking is None or booking.status != "confirmed":
+        return
+    which = payload.get("which", "24h")
+    when = "tomorrow" if which == "24h" else "in one hour"
+    url = service.path_for("booking.detail", slug=_org().slug, booking_id=booking.id)
+    offering = booking.offering
+    for person, other in ((booking.athlete, booking.coach), (booking.coach, booking.athlete)):
+        details = [f"{offering.title} with {other.user.display_name} starts {when}: {_when(booking, person)}."]
+        if offering.location:
+            details.append(f"Where: {offering.location}.")
+        if offering.meeting_url:
+            details.append(f"Join: {offering.meeting_url}")
+        service.notify(person, "booking_reminder", dedupe_key=f"reminder:{booking.id}:{which}",
+                       title=f"Reminder: {offering.title} {when}", url=url, body=" ".join(details),
+                       subject_id=booking.id)
+    _announce()
+
+
+def _register_booking() -> None:
+    from coach.booking.models import STATUSES
+
+    for status in STATUSES:
+        consumer(f"booking.{status}")(booking_changed)
+
+
+_register_booking()
+
+
+# --- the email sweep ---------------------------------------------------------------------------------
+
+def sweep_all() -> int:
+    """Every organization with notification emails due, one transaction each."""
+    done = 0
+    for tenant_id in service.due_tenants():
+        db.session.rollback()
+        with tenancy.acting_for(tenant_id):
+            try:
+                done += service.send_due_emails(tenant_id)
+                db.session.commit()
+            except Exception:
+                db.session.rollback()
+                log.exception("notification email sweep failed for organization %s", tenant_id)
+    db.session.commit()
+    return done

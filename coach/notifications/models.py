@@ -1,0 +1,77 @@
+"""Notifications and preferences (constraints: migration 0008), and the kinds members can set."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Integer, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from coach.extensions import db
+
+CHANNELS = {"in_app": "In the app", "email": "In the app and by email", "off": "Off"}
+TIMINGS = {"immediate": "Right away", "daily": "In a daily digest"}
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    group: str
+    label: str
+    channel: str  # the default
+    timing: str = "immediate"
+
+
+# The order of the preferences page. Defaults: what needs an answer or a presence is emailed; what is
+# only good to know stays in the app.
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("message", "Chat", "Direct messages that arrive while I am offline", "email"),
+    Kind("channel_message", "Chat", "Messages in my spaces' channels while I am offline", "in_app"),
+    Kind("mention", "Community", "Someone mentions me in a post or comment", "email"),
+    Kind("comment", "Community", "Comments on my posts", "in_app"),
+    Kind("booking_requested", "Sessions", "A session is requested or booked with me", "email"),
+    Kind("booking_confirmed", "Sessions", "A session I asked for is confirmed", "email"),
+    Kind("booking_declined", "Sessions", "A request of mine is declined or expires", "email"),
+    Kind("booking_cancelled", "Sessions", "A session is cancelled", "email"),
+    Kind("booking_reminder", "Sessions", "Reminders a day and an hour before a session", "email"),
+    Kind("media_ready", "Media", "My upload is ready to watch", "in_app"),
+    Kind("review_comment", "Media", "Comments on my videos and review threads I am in", "email"),
+)}
+
+
+class Notification(db.Model):
+    __tablename__ = "notifications"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    membership_id: Mapped[uuid.UUID] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(32))
+    dedupe_key: Mapped[str] = mapped_column(String(160))
+    subject_id: Mapped[uuid.UUID | None] = mapped_column()
+    actor_membership_id: Mapped[uuid.UUID | None] = mapped_column()
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(String(400), default="")
+    url: Mapped[str] = mapped_column(String(400))
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    email_state: Mapped[str | None] = mapped_column(String(8))
+    email_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    email_digest: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    @property
+    def unread(self) -> bool:
+        return self.read_at is None
+
+
+class NotificationPreference(db.Model):
+    __tablename__ = "notification_preferences"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    membership_id: Mapped[uuid.UUID] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(8))
+    email_timing: Mapped[str] = mapped_column(String(10), default="immediate")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
