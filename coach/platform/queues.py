@@ -29,5 +29,7 @@ def queue(name: str, connection: Redis | None = None) -> Queue:
 
 def queue_for_topic(topic: str) -> str:
     """Which queue an outbox topic's job runs on."""
+    # Events of the media domain only queue the real work on ``media`` themselves (a transcode can take
+    # minutes): their consumers, and the notifications some of them make, must not wait behind one.
     prefix = topic.split(".", 1)[0]
-    return {"mail": "mail", "media": "media", "notify": "notifications"}.get(prefix, "default")
+    return {"mail": "mail", "notify": "notifications"}.get(prefix, "default")
