@@ -735,6 +735,14 @@ def _send_reminders(tenant_id: uuid.UUID, now: datetime) -> int:
     return sent
 
 
+def _zone(tz: str) -> ZoneInfo:
+    """The zone ``tz`` names, UTC if it names none (the booking pages read times in it)."""
+    try:
+        return ZoneInfo(tz)
+    except (KeyError, ValueError):
+        return ZoneInfo("UTC")
+
+
 def due_tenants(now: datetime | None = None) -> list[uuid.UUID]:
     """Organizations with a transition or reminder due (through a narrow definer function)."""
     grace = timedelta(minutes=current_app.config["BOOKING_END_GRACE_MINUTES"])

@@ -14,7 +14,7 @@ from coach.htmx import redirect_after_post, render, wants_fragment
 from coach.notifications import service
 from coach.notifications.jobs import publish_counts
 from coach.notifications.models import CHANNELS, KINDS, TIMINGS
-from coach.notifications.service import BadPreference, UnknownKind
+from coach.notifications.service import BadPreference
 from coach.orgs.models import Membership, Organization
 from coach.platform.ratelimit import limiter
 from coach.tenancy import role_required
@@ -122,8 +122,16 @@ def preferences():
         choices, _ = _choices(request.form)
         prefs = {k: service.Preference(k, *choices.get(k, (p.channel, p.timing))) for k, p in prefs.items()}
     return render("notifications/preferences.html", status=422 if errors else 200, org=g.org, prefs=prefs,
-                  channels=CHANNELS, timings=TIMINGS, errors=errors, kinds=KINDS,
+                  groups=_grouped(prefs), channels=CHANNELS, timings=TIMINGS, errors=errors, kinds=KINDS,
                   message_delay=current_app.config["NOTIFY_MESSAGE_EMAIL_DELAY_SECONDS"])
+
+
+def _grouped(prefs: dict) -> list[tuple[str, list]]:
+    """``[(group, [preference, ...]), ...]`` in the page's order (Jinja's ``groupby`` would sort the groups)."""
+    groups: dict[str, list] = {}
+    for pref in prefs.values():
+        groups.setdefault(pref.group, []).append(pref)
+    return list(groups.items())
 
 
 def _choices(form) -> tuple[dict[str, tuple[str, str]], list[str]]:
