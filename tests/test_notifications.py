@@ -189,6 +189,16 @@ def test_a_session_booked_by_an_admin_tells_the_coach_and_the_athlete(world):
     assert world.notes(world.maria, "booking_cancelled") == []
 
 
+def test_a_request_made_on_the_athletes_behalf_tells_the_athlete_too(world):
+    made = world.request(world.ana, starts_at=world.slot(), actor=world.admin)
+    world.run()
+    assert made.status == "requested"
+    assert only(world.notes(world.maria)).title.startswith("Ana Alves requested ")
+    n = only(world.notes(world.ana))
+    assert n.kind == "booking_requested" and n.title.startswith("Ada Admin requested ") and " for you · " in n.title
+    assert world.notes(world.admin) == []
+
+
 def test_both_people_are_reminded_a_day_and_an_hour_before_once_each(world, mailbox):
     from tests.booking_support import make_offering
 

@@ -236,6 +236,8 @@ def booking_changed(payload: dict) -> None:
     plans: list[tuple[Membership, str, str]] = []  # (who, kind, what happened)
     if after == "requested":
         plans.append((coach, "booking_requested", f"{athlete.user.display_name} requested {title}"))
+        if actor_id is not None and actor_id != athlete.id:  # asked on the athlete's behalf
+            plans.append((athlete, "booking_requested", f"{_name(actor)} requested {title} for you"))
     elif after == "confirmed" and before is None:
         plans.append((coach, "booking_requested", f"{athlete.user.display_name} booked {title}"))
         if actor_id != athlete.id:
