@@ -17,7 +17,7 @@ from coach import tenancy
 from coach.booking import service
 from coach.booking.models import STATUSES
 from coach.extensions import db
-from coach.platform.jobs import _get_app, consumer
+from coach.platform.jobs import _get_app, consumer, each_tenant
 from coach.platform.queues import queue
 
 log = logging.getLogger(__name__)
@@ -38,18 +38,7 @@ def run_due_for(tenant_id: str) -> int:
 
 def sweep_all() -> int:
     """Every organization with something due, one transaction each (a failure stays in its organization)."""
-    done = 0
-    for tenant_id in service.due_tenants():
-        db.session.rollback()
-        with tenancy.acting_for(tenant_id):
-            try:
-                done += service.run_due(tenant_id).total
-                db.session.commit()
-            except Exception:
-                db.session.rollback()
-                log.exception("booking sweep failed for organization %s", tenant_id)
-    db.session.commit()
-    return done
+    return each_tenant(service.due_tenants(), lambda tenant_id: service.run_due(tenant_id).total, "booking sweep")
 
 
 def schedule_moments(tenant_id: uuid.UUID, moments: list[datetime]) -> None:

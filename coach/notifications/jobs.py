@@ -15,11 +15,10 @@ from zoneinfo import ZoneInfo
 from flask import g
 from sqlalchemy import select
 
-from coach import tenancy
 from coach.extensions import db
 from coach.notifications import service
 from coach.orgs.models import Membership, Organization
-from coach.platform.jobs import after_commit, consumer
+from coach.platform.jobs import after_commit, consumer, each_tenant
 
 log = logging.getLogger(__name__)
 
@@ -301,15 +300,4 @@ _register_booking()
 
 def sweep_all() -> int:
     """Every organization with notification emails due, one transaction each."""
-    done = 0
-    for tenant_id in service.due_tenants():
-        db.session.rollback()
-        with tenancy.acting_for(tenant_id):
-            try:
-                done += service.send_due_emails(tenant_id)
-                db.session.commit()
-            except Exception:
-                db.session.rollback()
-                log.exception("notification email sweep failed for organization %s", tenant_id)
-    db.session.commit()
-    return done
+    return each_tenant(service.due_tenants(), service.send_due_emails, "notification email sweep")

@@ -67,6 +67,23 @@ def _load_consumers() -> None:
             importlib.import_module(module.strip())
 
 
+def each_tenant(tenant_ids, work: Callable[[uuid.UUID], int], what: str) -> int:
+    """Run ``work(tenant_id)`` for each organization, acting for it, one transaction each: a failure is
+    logged and stays in its organization. The sum of what ``work`` returned."""
+    done = 0
+    for tenant_id in tenant_ids:
+        db.session.rollback()
+        with tenancy.acting_for(tenant_id):
+            try:
+                done += work(tenant_id)
+                db.session.commit()
+            except Exception:
+                db.session.rollback()
+                log.exception("%s failed for organization %s", what, tenant_id)
+    db.session.commit()
+    return done
+
+
 def _get_app() -> Flask:
     global _app
     if has_app_context():
