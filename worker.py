@@ -25,6 +25,7 @@ from rq.serializers import JSONSerializer
 from coach import create_app
 from coach.platform.jobs import _load_consumers
 from coach.platform.periodic import ensure_scheduled
+from coach.platform.queues import PromptStop
 
 QUEUES = [q.strip() for q in os.environ.get("RQ_QUEUES", "default,mail,media,notifications").split(",") if q.strip()]
 
@@ -39,8 +40,8 @@ def _seconds(name: str, default: int) -> int:
     return number
 
 
-class CoachWorker(Worker):
-    """RQ's forking worker with the heartbeat grace configurable (RQ fixes it at 60 s)."""
+class CoachWorker(PromptStop, Worker):
+    """RQ's forking worker with the heartbeat grace configurable (RQ fixes it at 60 s), stopping promptly."""
 
     heartbeat_grace = 60
 

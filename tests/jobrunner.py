@@ -13,11 +13,11 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
-from coach.platform.queues import QUEUE_NAMES, queue, redis_conn
+from coach.platform.queues import QUEUE_NAMES, PromptStop, queue, redis_conn
 from coach.platform.relay import relay_once
 
 
-class ThreadWorker(SimpleWorker):
+class ThreadWorker(PromptStop, SimpleWorker):
     """SimpleWorker that leaves signal handling to the main thread (job timeouts by timer, not SIGALRM)."""
 
     death_penalty_class = TimerDeathPenalty

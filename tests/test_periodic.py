@@ -61,3 +61,26 @@ def test_old_processed_events_are_swept_across_organizations(app, owner_db, ctx)
         assert periodic.sweep_processed_events() == 1
     assert owner_db.execute("SELECT count(*) FROM processed_events WHERE tenant_id = %s",
                             [org.id]).fetchone()[0] == 1
+
+
+def test_a_worker_stops_listening_for_commands_promptly(app):
+    """A deploy stops workers with SIGTERM and a short grace: RQ's command listener (a pub/sub
+    thread that redis-py ≥ 8.2 waits for on shutdown) must not hold a worker for its minute-long read."""
+    import time
+
+    from rq.serializers import JSONSerializer
+
+    from coach.platform.queues import QUEUE_NAMES, redis_conn
+    from worker import CoachWorker
+
+    with app.app_context():
+        connection = redis_conn()
+        worker = CoachWorker([queue(name, connection) for name in QUEUE_NAMES], connection=connection,
+                             serializer=JSONSerializer)
+        worker.subscribe()
+        time.sleep(0.3)  # the listener is now inside its blocking read
+        started = time.monotonic()
+        worker.pubsub_thread.stop()
+        worker.pubsub.close()
+        assert not worker.pubsub_thread.is_alive()
+        assert time.monotonic() - started < 5, "the command listener took over 5 s to stop"

@@ -33,3 +33,21 @@ def queue_for_topic(topic: str) -> str:
     # minutes): their consumers, and the notifications some of them make, must not wait behind one.
     prefix = topic.split(".", 1)[0]
     return {"mail": "mail", "notify": "notifications"}.get(prefix, "default")
+
+
+class PromptStop:
+    """Mixin for RQ workers: stop within a second instead of up to a minute.
+
+    RQ listens for its commands (stop a job, shut down) on a pub/sub thread that waits 60 s per
+    read, and redis-py ≥ 8.2 joins that thread without a timeout when RQ stops it: a worker's
+    shutdown (a deploy's SIGTERM, a burst worker's end) then hangs until the read times out. The
+    same listener, reading a second at a time, is stopped at once.
+    """
+
+    PUBSUB_WAIT_SECONDS = 1.0
+
+    def subscribe(self):
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=self.PUBSUB_WAIT_SECONDS, daemon=True,
+                                                       exception_handler=self._pubsub_exception_handler)
