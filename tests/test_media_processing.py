@@ -67,6 +67,10 @@ CLIPS = {
     "odd-size": dict(name="odd.mp4", audio=False,
                      video=("-vf", "scale=321:241", "-c:v", "libx264", "-pix_fmt", "yuv444p")),
     "big": dict(name="big.mp4", size="2560x1440", rate=5, audio=False, video=("-c:v", "libx264", "-preset", "ultrafast")),
+    # Long enough that no machine transcodes it within the timeout test's half second (10 frames of
+    # "big" once took less than that on a fast one).
+    "slow": dict(name="slow.mp4", size="2560x1440", rate=25, seconds=8, audio=False,
+                 video=("-c:v", "libx264", "-preset", "ultrafast")),
     "short": dict(name="short.mp4", seconds=0.6),
     "private": dict(name="private.mov", audio=False, after=(
         "-metadata", "location=+48.8577+002.2950/", "-metadata", "title=Secret meeting",
@@ -545,7 +549,7 @@ def test_broken_video_is_refused_with_a_readable_reason(broken, tmp_path, case):
 
 def test_video_that_takes_too_long_is_stopped(clip, tmp_path):
     with pytest.raises(ProcessingError) as exc:
-        process_video(clip("big"), tmp_path, timeout=0.5)
+        process_video(clip("slow"), tmp_path, timeout=0.5)
     assert str(exc.value) == processing.VIDEO_TOO_SLOW
     assert not [p for p in psutil.Process().children(recursive=True) if "ffmpeg" in p.name()]
 

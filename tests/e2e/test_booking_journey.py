@@ -66,6 +66,11 @@ def test_athlete_books_coach_accepts_in_place_athlete_cancels(browser, page, liv
     expect(page.get_by_role("link", name="‹ Previous week")).to_be_visible()
     assert page.evaluate("window.__marker") == "calendar"  # same document: only #calendar was swapped
     expect(page.locator("#calendar")).to_have_count(1)
+    # A week further: next week's first time can be within the 24-hour cancellation window (on a
+    # Sunday), and this journey cancels in time.
+    next_week = page.get_by_role("heading", name=re.compile("^Week of")).inner_text()
+    page.get_by_role("link", name="Next week ›").click()
+    expect(page.get_by_role("heading", name=re.compile("^Week of"))).not_to_have_text(next_week)
     slot = page.locator("a.slot").first
     expect(slot).to_be_visible()
     time_label = slot.inner_text()
