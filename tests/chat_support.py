@@ -11,7 +11,7 @@ import json
 import re
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 
 import requests
 from simple_websocket import Client, ConnectionClosed
@@ -83,6 +83,22 @@ class ChatWorld:
         made = [service.send(conversation, author, body, now=now) for body in bodies]
         db.session.commit()
         return made
+
+    def media(self, owner, title: str = "Serve drill", status: str = "ready"):
+        """A video of ``owner``'s that only they and the staff may see until it is shared (the row only:
+        these tests are about who sees it, not storage)."""
+        from coach.media.models import MediaItem
+
+        self.act()
+        item = MediaItem(tenant_id=self.org.id, owner_membership_id=owner.id, audience="staff", kind="video",
+                         title=title, filename="serve.mp4", content_type="video/mp4", status=status,
+                         declared_bytes=10, size_bytes=10, counted_bytes=10, part_bytes=10, part_count=1,
+                         original_key=f"{self.org.id}/{uuid.uuid4()}/original", derived_keys={},
+                         upload_expires_at=datetime.now(timezone.utc), duration_ms=12_000)
+        db.session.add(item)
+        db.session.commit()
+        self.act()
+        return item
 
     def suspend(self, member, until: datetime) -> None:
         self.act()

@@ -6,6 +6,7 @@ reached the database.
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -17,6 +18,7 @@ from coach.chat.models import Conversation, Message
 from coach.chat.service import ChatError, NotAllowed
 from coach.extensions import db
 from coach.orgs.models import Membership
+from coach.platform.models import OutboxEvent
 from coach.spaces import service as spaces
 from tests.chat_support import ChatWorld, last_seq, stored
 
@@ -194,6 +196,65 @@ def test_bad_messages_are_refused_with_a_reason_and_nothing_is_written(world):
     assert last_seq(conversation.id) == 0
 
 
+# --- a message's client id -------------------------------------------------------------------------
+
+def chat_events(conversation_id) -> list[dict]:
+    """Payloads of the ``chat.message`` events still in the outbox for a conversation."""
+    rows = list(db.session.scalars(select(OutboxEvent.payload).where(
+        OutboxEvent.topic == "chat.message", OutboxEvent.payload["conversation_id"].astext == str(conversation_id))))
+    db.session.rollback()
+    return rows
+
+
+def test_a_send_repeated_with_its_client_id_returns_the_stored_message(world, quiet):
+    conversation = world.direct(world.ana, world.ben)
+    client_id = uuid.uuid4()
+    world.act()
+    first = service.send(conversation, world.ana, "On my way", client_id=client_id)
+    db.session.commit()
+    world.act()
+    again = service.send(conversation, world.ana, "On my way", client_id=client_id)  # a retry after a reconnect
+    db.session.commit()
+    assert again.id == first.id and again.seq == 1
+    assert stored(conversation.id) == [(1, "On my way")]
+    assert last_seq(conversation.id) == 1  # no number taken for the repeat
+    assert [e["message_id"] for e in chat_events(conversation.id)] == [str(first.id)]  # told once
+    world.act()
+    later = service.send(conversation, world.ana, "On my way", client_id=uuid.uuid4())  # a new message, same words
+    db.session.commit()
+    assert later.seq == 2
+    assert stored(conversation.id) == [(1, "On my way"), (2, "On my way")]
+
+
+def test_a_client_id_belongs_to_its_author_and_conversation(world):
+    with_ben, with_cleo = world.direct(world.ana, world.ben), world.direct(world.ana, world.cleo)
+    client_id = uuid.uuid4()
+    world.act()
+    mine = service.send(with_ben, world.ana, "from Ana", client_id=client_id)
+    bens = service.send(with_ben, world.ben, "from Ben", client_id=client_id)  # cannot swallow Ana's message
+    elsewhere = service.send(with_cleo, world.ana, "to Cleo", client_id=client_id)
+    db.session.commit()
+    assert len({mine.id, bens.id, elsewhere.id}) == 3
+    assert stored(with_ben.id) == [(1, "from Ana"), (2, "from Ben")]
+    assert stored(with_cleo.id) == [(1, "to Cleo")]
+
+
+def test_two_sends_of_one_message_at_once_store_it_once(app, world):
+    conversation = world.direct(world.ana, world.ben)
+    client_id = uuid.uuid4()
+
+    def send(i):
+        return service.send(db.session.get(Conversation, conversation.id), member(world.ana.id), "Twice?",
+                            client_id=client_id).id
+
+    for _ in range(3):  # the race is won differently each time; every outcome must be one message
+        results = in_threads(app, world.org.id, 4, send)
+        assert all(not isinstance(r, Exception) for r in results), results
+        assert len(set(results)) == 1
+        assert stored(conversation.id) == [(1, "Twice?")]
+        assert last_seq(conversation.id) == 1
+
+
 # --- edit and delete -------------------------------------------------------------------------------
 
 def test_the_author_edits_within_ten_minutes_and_the_message_shows_edited(world):
@@ -355,3 +416,50 @@ def test_a_member_who_leaves_the_organization_leaves_the_conversation_to_the_oth
     assert [(m.seq, m.author_membership_id, m.body) for m in service.history(kept)] == [
         (1, None, "See you Monday"), (2, world.maria.id, "Great")]
     assert [s.title for s in service.conversations_for(world.org, world.maria)] == ["Former member"]
+
+
+# --- media in messages -----------------------------------------------------------------------------
+
+def test_a_message_carries_my_media_and_the_other_member_may_then_see_it(world):
+    from coach.media import service as media
+
+    with_ben = world.direct(world.ana, world.ben)
+    clip = world.media(world.ana)
+    assert not media.can_view(clip, world.ben)  # Ana's own, until she sends it
+
+    message = service.send(with_ben, world.ana, "", attachments=[clip])
+    db.session.commit()
+    world.act()
+    assert message.body == ""  # a clip may go without words
+    assert [i.id for i in service.attachments_of(world.org.id, [message.id])[message.id]] == [clip.id]
+    assert media.can_view(db.session.get(type(clip), clip.id), world.ben)
+    assert not media.can_view(db.session.get(type(clip), clip.id), world.cleo)  # not in the conversation
+
+    service.delete(db.session.get(Message, message.id), world.ana)
+    db.session.commit()
+    world.act()
+    assert not media.can_view(db.session.get(type(clip), clip.id), world.ben)  # deleting unshares it
+
+
+def test_media_in_a_channel_is_for_the_members_of_its_space(world):
+    from coach.media import service as media
+
+    clip = world.media(world.ana)
+    service.send(world.channel(), world.ana, "My serve", attachments=[clip])
+    db.session.commit()
+    world.act()
+    assert media.can_view(db.session.get(type(clip), clip.id), world.ben)
+    assert not media.can_view(db.session.get(type(clip), clip.id), world.cleo)  # not in Tennis
+
+
+def test_only_my_own_media_goes_with_my_message_and_words_are_needed_without_it(world):
+    with_ben = world.direct(world.ana, world.ben)
+    bens = world.media(world.ben)
+    with pytest.raises(NotAllowed, match="Attach your own media only."):
+        service.send(with_ben, world.ana, "Look", attachments=[bens])
+    db.session.rollback()
+    world.act()
+    with pytest.raises(ChatError, match="Write a message first."):
+        service.send(with_ben, world.ana, "   ", attachments=[])
+    db.session.rollback()
+    assert stored(with_ben.id) == []

@@ -10,6 +10,7 @@ import html
 import json
 import re
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -68,8 +69,35 @@ def follow(app, sock, member, conversation, after: int = 0) -> None:
     wait_following(app, member.id, conversation.id, after)
 
 
-def send(sock, conversation, body: str) -> None:
-    sock.send(type="send", conversation=str(conversation.id), body=body)
+def send(sock, conversation, body: str, client_id=None) -> None:
+    sock.send(type="send", conversation=str(conversation.id), body=body,
+              **({"client_id": str(client_id)} if client_id else {}))
+
+
+def view(sock, *shown) -> None:
+    """The page shows these ``(conversation, after)`` and nothing else (chat.js's ``view``, after each page change)."""
+    sock.send(type="view", conversations=[{"conversation": str(c.id), "after": after} for c, after in shown])
+
+
+def wait_not_following(app, member_id, conversation_id, timeout: float = 5.0) -> None:
+    hub = hub_for(app)
+    deadline = time.monotonic() + timeout
+    while any(c.member_id == member_id for c in hub.followers(conversation_id)):
+        assert time.monotonic() < deadline, "the socket still follows the conversation"
+        time.sleep(0.01)
+
+
+def composer_client_id(page: str) -> str:
+    match = re.search(r'<input type="hidden" name="client_id" value="([0-9a-f-]{36})" data-client-id>', page)
+    assert match, "no client id in the composer"
+    return match.group(1)
+
+
+def receipt(page: str, conversation_id) -> str:
+    """What the page's receipt under the conversation says ("" or "Seen")."""
+    match = re.search(rf'<p id="receipt-{conversation_id}" class="receipt muted">([^<]*)</p>', page)
+    assert match, "no receipt on the page"
+    return match.group(1)
 
 
 # --- pages -----------------------------------------------------------------------------------------
@@ -113,6 +141,37 @@ def test_a_message_sent_without_javascript_is_on_the_page_after_the_redirect(app
     assert stored(with_ben.id) == [(1, "See you at the court")]
     ben_page = text(logged_in(app, "ben@example.com").get(url))
     assert "Ana Alves" in ben_page and "See you at the court" in ben_page
+
+
+def test_media_sent_without_javascript_shows_in_the_message_and_opens_for_the_other_member(app, world):
+    with_ben = world.direct(world.ana, world.ben)
+    clip, other = world.media(world.ana, "Serve drill"), world.media(world.ana, "Old match")
+    ana = logged_in(app, "ana@example.com")
+    url = f"/o/river/chat/{with_ben.id}"
+    page = text(ana.get(url))
+    assert "Attach media (2 of yours)" in page and f'name="attachments" value="{clip.id}"' in page
+    response = ana.post(f"{url}/messages", data={"csrf_token": csrf_from(page), "body": "",
+                                                 "attachments": [str(clip.id)]})
+    assert response.status_code == 303
+    ben = logged_in(app, "ben@example.com")
+    ben_page = text(ben.get(url))
+    assert f'href="/o/river/media/{clip.id}"' in ben_page and "Serve drill" in ben_page
+    assert "Old match" not in ben_page  # Ben has no media of his own to attach, and Ana's other clip is hers
+    assert ben.get(f"/o/river/media/{clip.id}").status_code == 200
+    assert ben.get(f"/o/river/media/{other.id}").status_code in (403, 404)
+    assert logged_in(app, "cleo@example.com").get(f"/o/river/media/{clip.id}").status_code in (403, 404)
+
+
+def test_someone_elses_media_without_javascript_comes_back_with_a_reason(app, world):
+    with_ben = world.direct(world.ana, world.ben)
+    bens = world.media(world.ben)
+    ana = logged_in(app, "ana@example.com")
+    url = f"/o/river/chat/{with_ben.id}"
+    response = ana.post(f"{url}/messages", data={"csrf_token": csrf_from(text(ana.get(url))), "body": "Look",
+                                                 "attachments": [str(bens.id)]})
+    assert response.status_code == 422
+    assert "Attach your own media only." in text(response) and "Look" in text(response)
+    assert stored(with_ben.id) == []
 
 
 def test_an_empty_message_without_javascript_comes_back_with_a_reason(app, world):
@@ -314,6 +373,17 @@ def test_a_followed_conversation_gets_messages_live_and_the_sender_gets_its_own_
     assert stored(with_ben.id) == [(1, "Hello <b>Ana</b>"), (2, "Hi Ben")]
 
 
+def test_media_sent_over_the_socket_is_pushed_with_the_message(app, sockets, world):
+    with_ben = world.direct(world.ana, world.ben)
+    clip = world.media(world.ana, "Serve drill")
+    ana, ben = sockets.open("ana@example.com"), sockets.open("ben@example.com")
+    follow(app, ana, world.ana, with_ben)
+    follow(app, ben, world.ben, with_ben)
+    ana.send(type="send", conversation=str(with_ben.id), body="My serve", attachments=str(clip.id))
+    pushed = ben.wait_for(has_seq(1, with_ben.id), what="Ana's message with her clip")
+    assert f'href="/o/river/media/{clip.id}"' in pushed and "Serve drill" in pushed
+
+
 def test_a_message_posted_without_javascript_is_pushed_to_open_pages(app, sockets, live_server, world):
     with_ben = world.direct(world.ana, world.ben)
     ana = sockets.open("ana@example.com")
@@ -431,6 +501,98 @@ def test_a_member_who_leaves_the_space_stops_getting_its_channel_live(app, socke
     assert seqs_in(ben.frames, channel.id) == [1]
 
 
+def test_a_page_that_moves_on_stops_getting_the_conversation_and_counts_it_unread(app, sockets, world):
+    with_ana = world.direct(world.ana, world.ben)
+    ben, ana = sockets.open("ben@example.com"), sockets.open("ana@example.com")
+    view(ben, (with_ana, 0))  # Ben's page shows the conversation
+    wait_following(app, world.ben.id, with_ana.id)
+    follow(app, ana, world.ana, with_ana)
+    send(ana, with_ana, "one")
+    ben.wait_for(has_seq(1, with_ana.id))
+    ben.send(type="read", conversation=str(with_ana.id), seq=1)
+    ben.wait_for(lambda f: unread_badge(f) == 0, what="the badge after reading")
+
+    view(ben)  # a boosted navigation to a page without it: the same socket
+    wait_not_following(app, world.ben.id, with_ana.id)
+    ana.send(type="typing", conversation=str(with_ana.id))
+    ana.send(type="ping", state="away")
+    send(ana, with_ana, "two")
+    frame = ben.wait_for(lambda f: unread_badge(f) == 1, what="the badge counting the message")
+    assert re.search(rf'<span id="unread-{with_ana.id}" [^>]*>1</span>', frame)
+    # The badge is pushed after the message would have been: neither it nor typing or presence came.
+    assert seqs_in(ben.frames, with_ana.id) == [1]
+    assert not [f for f in ben.frames if f"typing-{with_ana.id}" in f or f"presence-{world.ana.id}" in f]
+
+    view(ben, (with_ana, 1))  # back on the conversation: what it lacks comes, then the live ones
+    ben.wait_for(has_seq(2, with_ana.id), what="the replay")
+    send(ana, with_ana, "three")
+    ben.wait_for(has_seq(3, with_ana.id))
+    assert seqs_in(ben.frames, with_ana.id) == [1, 2, 3]
+
+
+def test_a_view_replaces_what_the_socket_followed(app, sockets, world):
+    with_ben, with_cleo = world.direct(world.ana, world.ben), world.direct(world.ana, world.cleo)
+    world.say(with_cleo, world.cleo, "c1")
+    ana = sockets.open("ana@example.com")
+    view(ana, (with_ben, 0), (with_cleo, 0))  # a page showing two conversations
+    ana.wait_for(has_seq(1, with_cleo.id), what="the replay of Cleo's message")
+    wait_following(app, world.ana.id, with_ben.id)
+    view(ana, (with_cleo, 1))
+    wait_not_following(app, world.ana.id, with_ben.id)
+    wait_following(app, world.ana.id, with_cleo.id, after=1)
+    assert [c.member_id for c in hub_for(app).followers(with_cleo.id)] == [world.ana.id]
+
+
+def test_a_send_repeated_after_a_reconnect_is_stored_once(app, sockets, world):
+    with_ben = world.direct(world.ana, world.ben)
+    ben, ana = sockets.open("ben@example.com"), sockets.open("ana@example.com")
+    follow(app, ben, world.ben, with_ben)
+    follow(app, ana, world.ana, with_ben)
+    client_id = uuid.uuid4()
+    send(ana, with_ben, "Running late", client_id)
+    echo = ana.wait_for(has_seq(1, with_ben.id))
+    assert f'data-client-id="{client_id}"' in echo  # the page knows its message is back
+    assert f'data-client-id="{client_id}"' not in ben.wait_for(has_seq(1, with_ben.id))  # only the author's copy
+    ana.close()  # the connection went before the page saw the echo: the composer sends it again
+
+    again = sockets.open("ana@example.com")
+    send(again, with_ben, "Running late", client_id)
+    assert f'data-client-id="{client_id}"' in again.wait_for(has_seq(1, with_ben.id), what="the stored message")
+    send(again, with_ben, "Ten minutes", uuid.uuid4())
+    again.wait_for(has_seq(2, with_ben.id))
+    ben.wait_for(has_seq(2, with_ben.id))
+    assert seqs_in(ben.frames, with_ben.id) == [1, 2]
+    assert seqs_in(again.frames, with_ben.id) == [1, 2]
+    assert stored(with_ben.id) == [(1, "Running late"), (2, "Ten minutes")]
+
+
+def test_a_form_posted_twice_or_after_its_socket_send_stores_one_message(app, sockets, live_server, world):
+    with_ben = world.direct(world.ana, world.ben)
+    url = f"/o/river/chat/{with_ben.id}"
+    browser = logged_in(app, "ana@example.com")
+    page = text(browser.get(url))
+    form = {"csrf_token": csrf_from(page), "body": "See you at six", "client_id": composer_client_id(page)}
+    assert browser.post(f"{url}/messages", data=form).status_code == 303
+    assert browser.post(f"{url}/messages", data=form).status_code == 303  # a double click, or Back and resend
+    page = text(browser.get(url))
+    assert page_seqs(page) == [1]
+    assert composer_client_id(page) != form["client_id"]  # the next message gets an id of its own
+
+    # Sent over the socket, then (the echo lost with the connection) posted by the form fallback.
+    ana = sockets.open("ana@example.com")
+    client_id = composer_client_id(page)
+    send(ana, with_ben, "Court 3", client_id)
+    ana.wait_for(has_seq(2, with_ben.id))
+    form.update(body="Court 3", client_id=client_id)
+    assert browser.post(f"{url}/messages", data=form).status_code == 303
+    assert stored(with_ben.id) == [(1, "See you at six"), (2, "Court 3")]
+
+    form["client_id"] = "not-an-id"
+    refused = browser.post(f"{url}/messages", data=form)
+    assert refused.status_code == 422 and "could not read that" in text(refused)
+    assert stored(with_ben.id) == [(1, "See you at six"), (2, "Court 3")]
+
+
 # --- the socket: Redis away --------------------------------------------------------------------------
 
 @pytest.fixture()
@@ -507,6 +669,7 @@ def test_bad_frames_get_an_error_and_the_socket_stays_open_with_nothing_stored(a
     hill = world.other_club()
     with_ben, with_ana = world.direct(world.ana, world.ben), world.direct(world.cleo, world.ana)
     channel = world.channel()
+    anas = world.media(world.ana)
     cleo = sockets.open("cleo@example.com")  # in no space
     unreadable, unavailable = "could not read that", "That conversation is not available."
     mine = str(with_ana.id)
@@ -532,6 +695,19 @@ def test_bad_frames_get_an_error_and_the_socket_stays_open_with_nothing_stored(a
         (f'{{"type": "resume", "conversation": "{mine}", "after": 1e999}}', unreadable),
         ({"type": "read", "conversation": mine, "seq": "x"}, unreadable),
         ({"type": "read", "conversation": mine, "seq": [1]}, unreadable),
+        ({"type": "view"}, unreadable),
+        ({"type": "view", "conversations": "all"}, unreadable),
+        ({"type": "view", "conversations": [mine]}, unreadable),
+        ({"type": "view", "conversations": [{"conversation": mine, "after": -1}] * 21}, unreadable),
+        ({"type": "view", "conversations": [{"conversation": mine, "after": "x"}]}, unreadable),
+        ({"type": "view", "conversations": [{"conversation": str(with_ben.id), "after": 0}]}, unavailable),
+        ({"type": "view", "conversations": [{"conversation": str(hill.conversation_id), "after": 0}]}, unavailable),
+        ({"type": "send", "conversation": mine, "body": "hi", "client_id": "not-an-id"}, unreadable),
+        ({"type": "send", "conversation": mine, "body": "hi", "client_id": 7}, unreadable),
+        ({"type": "send", "conversation": mine, "body": "hi", "attachments": [str(anas.id)]}, "your own media only"),
+        ({"type": "send", "conversation": mine, "body": "hi", "attachments": ["garbage"]}, "not a media item"),
+        ({"type": "send", "conversation": mine, "body": "hi", "attachments": {"id": str(anas.id)}}, unreadable),
+        ({"type": "send", "conversation": mine, "body": "hi", "attachments": [7]}, unreadable),
     ]:
         cleo.send_raw(frame if isinstance(frame, str) else json.dumps(frame))
         error = cleo.wait_for(is_error, what=f"an error for {frame!r:.60}")
@@ -602,6 +778,20 @@ def test_the_sender_sees_seen_when_the_other_member_reads(app, sockets, live_ser
     assert "Seen" in receipt
     page = sockets.browser("ana@example.com").get(f"{live_server}/o/river/chat/{with_ben.id}", timeout=10).text
     assert re.search(rf'<p id="receipt-{with_ben.id}" class="receipt muted">Seen</p>', page)
+
+
+def test_seen_shows_without_javascript_only_under_my_newest_message_once_read(app, world):
+    with_ben = world.direct(world.ana, world.ben)
+    url = f"/o/river/chat/{with_ben.id}"
+    ana, ben = logged_in(app, "ana@example.com"), logged_in(app, "ben@example.com")
+    world.say(with_ben, world.ana, "Did you get the video?")
+    assert receipt(text(ana.get(url)), with_ben.id) == ""  # Ben has not read it
+    assert receipt(text(ben.get(url)), with_ben.id) == ""  # Ben reads it: the newest message is Ana's, not his
+    assert receipt(text(ana.get(url)), with_ben.id) == "Seen"
+    world.say(with_ben, world.ben, "Yes, watching now")
+    assert receipt(text(ana.get(url)), with_ben.id) == ""  # the newest is Ben's (and Ana has now read it)
+    assert receipt(text(ben.get(url)), with_ben.id) == "Seen"
+    assert receipt(text(ben.get(f"{url}?before=2")), with_ben.id) == ""  # an older page says nothing of it
 
 
 def test_members_see_each_other_come_online_and_go_away_on_their_conversation(app, sockets, world):

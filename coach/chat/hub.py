@@ -54,8 +54,8 @@ class Connection:
         # Re-entrant: catch_up sends while holding it, so two deliveries reach the page in seq order.
         self.lock = threading.RLock()
         self.closed = False
-        # Members whose presence this page shows (the other side of a direct conversation it follows).
-        self.watching: set[uuid.UUID] = set()
+        # Members whose presence this page shows: the other side of each direct conversation it follows.
+        self.watching: dict[uuid.UUID, uuid.UUID] = {}
 
     def send(self, html: str) -> None:
         if self.closed or not html:
@@ -89,9 +89,22 @@ class Hub:
         with conn.lock:
             conn.last_seq[conversation_id] = max(seq, conn.last_seq.get(conversation_id, 0))
             if watch is not None:
-                conn.watching.add(watch)
+                conn.watching[conversation_id] = watch
         with self._lock:
             self._by_conversation[conversation_id].add(conn)
+
+    def unfollow(self, conn: Connection, conversation_id: uuid.UUID) -> None:
+        """``conn``'s page no longer shows ``conversation_id``: no more of its messages, typing or
+        presence go there, and its new messages count in the page's unread badge instead."""
+        with conn.lock:
+            conn.last_seq.pop(conversation_id, None)
+            conn.watching.pop(conversation_id, None)
+        with self._lock:
+            followers = self._by_conversation.get(conversation_id)
+            if followers is not None:
+                followers.discard(conn)
+                if not followers:
+                    del self._by_conversation[conversation_id]
 
     def unregister(self, conn: Connection) -> None:
         conn.closed = True
@@ -249,7 +262,9 @@ class Hub:
         conversation_id = conversation.id  # an ORM attribute: read once, not per follower
         for _ in range(10):  # another delivery can overtake this one only so often
             with conn.lock:
-                have = conn.last_seq.get(conversation_id, 0)
+                have = conn.last_seq.get(conversation_id)
+            if have is None:
+                return  # the page stopped showing the conversation meanwhile (unfollow)
             if upto is not None and upto <= have:
                 return
             key = ("rows", have, upto)
@@ -265,7 +280,7 @@ class Hub:
             if html_key not in cache:
                 cache[html_key] = render_messages(conversation, missing, mine, oob="beforeend", tz=conn.tz)
             with conn.lock:
-                if conn.last_seq.get(conversation_id, 0) != have:
+                if conn.last_seq.get(conversation_id) != have:
                     # Another delivery overtook this one: it may have sent fewer (its rows were read
                     # before ours committed), so start again from where it left the page.
                     continue
@@ -322,10 +337,11 @@ class Hub:
         html = None
         # Only pages that show this member's dot: telling every page of the organization about every
         # member made presence grow with the square of the people online (500,000 frames for 1,000).
+        # (A copy of each page's watched members: follow() may add to them meanwhile.)
         watched = uuid.UUID(member_id)
         with self._lock:
             conns = [c for cs in self._by_member.values() for c in cs
-                     if c.tenant_id == tenant_id and watched in c.watching]
+                     if c.tenant_id == tenant_id and watched in list(c.watching.values())]
         for n, conn in enumerate(conns, 1):
             if str(conn.member_id) == member_id:
                 continue

@@ -1,4 +1,4 @@
-"""Conversations, their members' read state, messages (constraints: migration 0007)."""
+"""Conversations, their members' read state, messages (constraints: migrations 0007 and 0009)."""
 from __future__ import annotations
 
 import uuid
@@ -62,6 +62,8 @@ class Message(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The id the sender's page gave the message (migration 0009): a repeated send finds this one.
+    client_id: Mapped[uuid.UUID | None] = mapped_column()
 
     author: Mapped[Membership | None] = tenant_relationship("Message", "author_membership_id", innerjoin=False)
 

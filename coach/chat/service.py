@@ -12,11 +12,13 @@ members of the space (joined, and not suspended to write). Authors edit their me
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 
 from coach.chat.models import BODY_MAX, EDIT_WINDOW_MINUTES, Conversation, ConversationRead, Message, MessageAttachment
 from coach.dbutil import insert_or_raise
@@ -178,9 +180,9 @@ def unread_total(org: Organization, member: Membership) -> int:
 
 # --- messages -------------------------------------------------------------------------------------
 
-def _check_body(body: str) -> str:
+def _check_body(body: str, media: bool = False) -> str:
     body = (body or "").strip()
-    if not body:
+    if not body and not media:
         raise ChatError("Write a message first.")
     if len(body) > BODY_MAX:
         raise ChatError(f"Messages can be up to {BODY_MAX:,} characters.")
@@ -190,26 +192,45 @@ def _check_body(body: str) -> str:
 
 
 def send(conversation: Conversation, author: Membership, body: str, attachments: list | None = None,
-         now: datetime | None = None) -> Message:
+         now: datetime | None = None, client_id: uuid.UUID | None = None) -> Message:
     """Store a message with the conversation's next number; the author has read up to it.
 
     The number comes from an ``UPDATE ... RETURNING`` on the conversation's row, so concurrent
     senders are ordered by its lock and numbers have no gaps.
+
+    :param client_id: the id the sender's page gave this message. A send repeated with it (after a
+        reconnect, a double submit) returns the message already stored: no second number, no
+        second event.
     """
     now = now or _now()
     acc = access(conversation, author, now)
     if not acc.write:
         raise NotAllowed("You cannot write here." if acc.read else "This conversation is not yours.")
-    body = _check_body(body)
-    seq = db.session.execute(
-        update(Conversation).where(Conversation.tenant_id == conversation.tenant_id,
-                                   Conversation.id == conversation.id)
-        .values(last_seq=Conversation.last_seq + 1, last_message_at=now)
-        .returning(Conversation.last_seq)).scalar_one()
-    message = Message(id=uuid.uuid4(), tenant_id=conversation.tenant_id, conversation_id=conversation.id, seq=seq,
-                      author_membership_id=author.id, body=body, created_at=now)
-    db.session.add(message)
-    db.session.flush()
+    body = _check_body(body, media=bool(attachments))  # a photo or a clip may go without words
+    if client_id is not None:
+        existing = _sent_with(conversation, author, client_id)
+        if existing is not None:
+            return existing
+    try:
+        # Only with a client id: the two sends of one page racing each other; the loser's number is
+        # given back with the savepoint.
+        with db.session.begin_nested() if client_id is not None else nullcontext():
+            seq = db.session.execute(
+                update(Conversation).where(Conversation.tenant_id == conversation.tenant_id,
+                                           Conversation.id == conversation.id)
+                .values(last_seq=Conversation.last_seq + 1, last_message_at=now)
+                .returning(Conversation.last_seq)).scalar_one()
+            message = Message(id=uuid.uuid4(), tenant_id=conversation.tenant_id, conversation_id=conversation.id,
+                              seq=seq, author_membership_id=author.id, body=body, created_at=now,
+                              client_id=client_id)
+            db.session.add(message)
+            db.session.flush()
+    except IntegrityError as exc:
+        existing = _sent_with(conversation, author, client_id) if _is_client_id_clash(exc) else None
+        if existing is None:
+            raise
+        db.session.expire(conversation, ["last_seq", "last_message_at"])  # the update was rolled back
+        return existing
     for position, item in enumerate(attachments or []):
         if item.owner_membership_id != author.id or item.tenant_id != message.tenant_id:
             raise NotAllowed("Attach your own media only.")
@@ -220,6 +241,19 @@ def send(conversation: Conversation, author: Membership, body: str, attachments:
     emit("chat.message", {"conversation_id": str(conversation.id), "message_id": str(message.id),
                           "seq": seq, "author_membership_id": str(author.id)})
     return message
+
+
+def _sent_with(conversation: Conversation, author: Membership, client_id: uuid.UUID) -> Message | None:
+    return db.session.scalar(select(Message).where(Message.tenant_id == conversation.tenant_id,
+                                                   Message.conversation_id == conversation.id,
+                                                   Message.author_membership_id == author.id,
+                                                   Message.client_id == client_id))
+
+
+def _is_client_id_clash(exc: IntegrityError) -> bool:
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(exc.orig, "sqlstate", None) == "23505" and getattr(diag, "constraint_name", None) == \
+        "uq_messages_client_id"
 
 
 def get_message(conversation: Conversation, message_id) -> Message | None:
@@ -244,7 +278,9 @@ def edit(message: Message, editor: Membership, body: str, now: datetime | None =
         raise ChatError("This message was deleted.")
     if not can_edit(message, editor, now):
         raise ChatError(f"Messages can be edited for {EDIT_WINDOW_MINUTES} minutes after sending.")
-    body = _check_body(body)
+    has_media = db.session.scalar(select(exists().where(MessageAttachment.tenant_id == message.tenant_id,
+                                                        MessageAttachment.message_id == message.id)))
+    body = _check_body(body, media=bool(has_media))
     if body != message.body:
         message.body, message.edited_at = body, now
         db.session.flush()
@@ -314,8 +350,11 @@ def mark_read(conversation: Conversation, member: Membership, seq: int, now: dat
         where=ConversationRead.last_read_seq < stmt.excluded.last_read_seq)
     db.session.execute(stmt)
     seq_now = read_seq(conversation, member.id)
-    if seq_now:
-        # Reading the conversation reads its "new messages" notification too.
+    latest = db.session.scalar(select(Conversation.last_seq).where(Conversation.tenant_id == conversation.tenant_id,
+                                                                   Conversation.id == conversation.id))
+    if seq_now and seq_now >= (latest or 0):
+        # Read to the end: the conversation's "new messages" notification is read too (not before: reading
+        # the first of three messages leaves the other two to be told about).
         from coach.notifications import service as notifications
 
         notifications.read_subject(conversation.tenant_id, member.id, conversation.id, now)

@@ -105,7 +105,25 @@ def can_view(item: MediaItem, member: Membership) -> bool:
     if (item.owner_membership_id == member.id or member.role in STAFF_ROLES
             or item.audience == "organization"):
         return True
-    return db.session.scalar(select(_readable_attachment(member, item.id))) or False
+    return db.session.scalar(select(or_(_readable_attachment(member, item.id),
+                                        _attached_to_my_messages(member, item.id)))) or False
+
+
+def _attached_to_my_messages(member: Membership, media_id):
+    """EXISTS: the item goes with a message (not deleted) of a conversation ``member`` is in: one of
+    the two of a direct conversation, or a member of the space whose channel it is."""
+    from coach.chat.models import Conversation, Message, MessageAttachment
+    from coach.spaces.models import SpaceMember
+
+    in_channel = exists().where(SpaceMember.tenant_id == Conversation.tenant_id,
+                                SpaceMember.space_id == Conversation.space_id,
+                                SpaceMember.membership_id == member.id)
+    return exists().where(
+        MessageAttachment.tenant_id == member.tenant_id, MessageAttachment.media_id == media_id,
+        Message.tenant_id == MessageAttachment.tenant_id, Message.id == MessageAttachment.message_id,
+        Message.deleted_at.is_(None),
+        Conversation.tenant_id == Message.tenant_id, Conversation.id == Message.conversation_id,
+        or_(Conversation.member_low_id == member.id, Conversation.member_high_id == member.id, in_channel))
 
 
 def _readable_attachment(member: Membership, media_id):
@@ -495,7 +513,7 @@ def library(org: Organization, member: Membership, mine_only: bool = False, afte
 
 
 def attachable(org: Organization, member: Membership, limit: int = 12) -> list[MediaItem]:
-    """The member's own recent media that can go with a post."""
+    """The member's own recent media that can go with a post or a message."""
     return list(db.session.scalars(select(MediaItem).where(
         MediaItem.tenant_id == org.id, MediaItem.owner_membership_id == member.id,
         MediaItem.status.in_(("ready", "processing"))).order_by(MediaItem.created_at.desc()).limit(limit)))
@@ -511,7 +529,7 @@ def for_attachment(org: Organization, member: Membership, ids: list[str], limit:
         if ident not in wanted:
             wanted.append(ident)
     if len(wanted) > limit:
-        raise MediaError(f"A post can have up to {limit} attachments.")
+        raise MediaError(f"Attach up to {limit} items at a time.")
     if not wanted:
         return []
     found = {i.id: i for i in db.session.scalars(select(MediaItem).where(

@@ -98,7 +98,13 @@ class Person:
         ws.on("framesent", lambda payload: self.frames.append(json.loads(payload)))
 
     def resumes(self, conversation_id: str) -> int:
-        return sum(1 for f in self.frames if f.get("type") == "resume" and f.get("conversation") == conversation_id)
+        """How many times the page told the server it shows the conversation (``view`` frames)."""
+        return sum(1 for f in self.frames if f.get("type") == "view"
+                   and any(c.get("conversation") == conversation_id for c in f.get("conversations", ())))
+
+    def views(self) -> list[list[str]]:
+        """The conversations each ``view`` frame said the page shows, in order."""
+        return [[c["conversation"] for c in f["conversations"]] for f in self.frames if f.get("type") == "view"]
 
     def wait_resumed(self, conversation_id: str, more_than: int = 0) -> None:
         """Until the page's socket is open and has told the server how far the conversation goes."""
@@ -295,6 +301,21 @@ def test_a_dropped_connection_gets_every_missed_message_once_and_in_order(people
     assert len(set(ids)) == 21
     snap(athlete.page, "reconnected")
 
+    # While the socket is down, the composer posts the form as a page request instead. (The test
+    # holds the reconnection back; the ws extension's own back-off is at most a few seconds here.)
+    athlete.page.evaluate("htmx.config.wsReconnectDelay = () => 600000")
+    drop_connections(app, club.sam.id)
+    pump(athlete.page, lambda: athlete.page.evaluate(
+        "document.body['htmx-internal-data'].webSocket.socket.readyState") == 3, "the socket to close")
+    athlete.page.get_by_label("Message").fill("Sent as a form")
+    with athlete.page.expect_response(lambda r: r.request.method == "POST") as posted:
+        athlete.page.get_by_label("Message").press("Enter")
+    assert posted.value.status == 303
+    expect(athlete.messages().last.locator(".message-body")).to_have_text("Sent as a form")
+    expect(athlete.messages()).to_have_count(22)
+    expect(athlete.page.get_by_label("Message")).to_have_value("")
+    assert athlete.page.evaluate("window.__marker") == "still the same page"  # a boosted request
+
     assert coach.csp == [] and athlete.csp == []
 
 
@@ -339,6 +360,41 @@ def test_unread_badge_counts_new_messages_until_the_conversation_is_read(people,
     expect(coach.page.locator(f"#receipt-{cid}")).to_have_text("Seen", timeout=LIVE)
     assert athlete.page.evaluate("window.__marker") == "home"  # boosted all along
 
+    assert coach.csp == [] and athlete.csp == []
+
+
+def test_badge_counts_a_conversation_the_page_has_left(people, club):
+    coach, athlete = people("carla@example.com"), people("sam@example.com")
+    cid = club.conversation_id
+    coach.open_conversation(club)
+    athlete.open_conversation(club)
+    athlete.page.evaluate("window.__marker = 'still the same page'")
+
+    # The athlete goes from the conversation to the organization's home (a boosted navigation:
+    # the same socket, which now says the page shows no conversation); the coach writes.
+    nav = athlete.page.get_by_role("navigation", name="Main")
+    nav.get_by_role("link", name="River Club").click()
+    expect(athlete.page.get_by_role("heading", name="River Club")).to_be_visible()
+    pump(athlete.page, lambda: athlete.views()[-1:] == [[]], "the page to say it shows no conversation")
+    coach.say("Still there?")
+    badge = nav.locator("#chat-unread")
+    expect(badge).to_have_text("1 unread", timeout=LIVE)
+    expect(badge).to_be_visible()
+    expect(coach.page.locator(f"#receipt-{cid}")).to_have_text("")  # nobody read it
+
+    # Back on the conversation (boosted again): the message is there once, read, and the badge goes.
+    nav.get_by_role("link", name=re.compile("^Chat")).click()
+    expect(athlete.page.get_by_role("heading", name="Chat", exact=True)).to_be_visible()
+    athlete.page.get_by_role("link", name="Carla Coach").click()
+    expect(athlete.page.get_by_role("heading", name="Carla Coach")).to_be_visible()
+    expect(athlete.page).to_have_url(re.compile(rf"/chat/{cid}$"))
+    expect(athlete.messages()).to_have_count(1)
+    expect(athlete.messages().first.locator(".message-body")).to_have_text("Still there?")
+    expect(badge).to_be_hidden(timeout=LIVE)
+    expect(coach.page.locator(f"#receipt-{cid}")).to_have_text("Seen", timeout=LIVE)
+    coach.say("Good")
+    expect(athlete.messages()).to_have_count(2, timeout=LIVE)
+    assert athlete.page.evaluate("window.__marker") == "still the same page"
     assert coach.csp == [] and athlete.csp == []
 
 
@@ -396,6 +452,7 @@ def test_chat_works_without_javascript(no_js_page, live_server, club):
     mine = messages.last
     expect(mine.locator(".message-body")).to_have_text("Thanks, see you Monday")
     expect(mine).to_have_class(re.compile(r"\bmine\b"))
+    expect(mine).to_be_in_viewport()  # nothing scrolls the list without JavaScript: the page does
     expect(page.get_by_label("Message")).to_have_value("")
     snap(page, "nojs")
 

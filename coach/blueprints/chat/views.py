@@ -4,8 +4,9 @@ and the WebSocket that makes it live.
 The socket (``/o/<slug>/chat/socket``) is opened by every page of an organization (htmx's ws
 extension on ``<body>``): it carries new messages, typing, presence, read receipts and the
 unread badge. Frames from the browser are JSON: the chat form as the ws extension sends it
-(``type=send``), and small control frames from ``static/js/chat.js`` (``resume``, ``typing``,
-``read``, ``ping``).
+(``type=send``, with the message's ``client_id``), and small control frames from
+``static/js/chat.js`` (``view``: the conversations the page shows, after every page change;
+``resume``, ``typing``, ``read``, ``ping``).
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from coach.chat.hub import Connection, hub_for
 from coach.chat.service import ChatError
 from coach.extensions import db, sock
 from coach.htmx import redirect_after_post, render
+from coach.ids import parse_uuid
+from coach.media import service as media_service
+from coach.media.service import MediaError
 from coach.orgs.models import Membership
 from coach.tenancy import role_required
 
@@ -124,8 +128,6 @@ def space_channel(space_id: str):
 
 
 def _uuid_or_404(value):
-    from coach.ids import parse_uuid
-
     ident = parse_uuid(value)
     if ident is None:
         abort(404)
@@ -138,12 +140,17 @@ def _page_context(conversation, acc, form=None) -> dict:
     messages = service.history(conversation, before_seq=before)
     title, other = _title(conversation)
     other_read = service.read_seq(conversation, other.id) if other is not None else 0
+    # "Seen" speaks of my newest message: only when the newest message is mine and they read up to it.
+    newest = messages[-1] if messages and not before else None
+    seen = (other is not None and newest is not None and newest.author_membership_id == g.membership.id
+            and other_read >= newest.seq)
     return dict(org=g.org, conversation=conversation, acc=acc, messages=messages, title=title, other=other,
                 mine_id=g.membership.id, form=form or MessageForm(formdata=None), before=before,
                 attachments=service.attachments_of(g.org.id, [m.id for m in messages]),
-                seen=other is not None and conversation.last_seq > 0 and other_read >= conversation.last_seq,
+                seen=seen,
                 presence=realtime.presence_of(g.org.id, [other.id]) if other is not None else {},
-                now=time.time(), can_edit=service.can_edit)
+                now=time.time(), can_edit=service.can_edit,
+                attachable=media_service.attachable(g.org, g.membership) if acc.write else [])
 
 
 @bp.get("/<conversation_id>")
@@ -174,8 +181,10 @@ def send(conversation_id: str):
     form = MessageForm()
     if form.validate_on_submit():
         try:
-            message = service.send(conversation, g.membership, form.body.data)
-        except ChatError as exc:
+            attachments = media_service.for_attachment(g.org, g.membership, request.form.getlist("attachments"))
+            message = service.send(conversation, g.membership, form.body.data, attachments=attachments,
+                                   client_id=parse_uuid(form.client_id.data))
+        except (ChatError, MediaError) as exc:
             db.session.rollback()
             form.body.errors.append(str(exc))
         else:
@@ -280,6 +289,8 @@ def socket(ws):
 
 
 UNREADABLE = "The app could not read that. Reload the page if this goes on."
+# A page shows one conversation today; a few more (a side panel, say) are fine, hundreds are not.
+VIEW_MAX = 20
 
 
 def _seq(value) -> int:
@@ -332,8 +343,8 @@ class _SocketSession:
         if not isinstance(data, dict):
             return self.error(UNREADABLE)
         kind = data.get("type")
-        handler = {"send": self.send, "resume": self.resume, "typing": self.typing, "read": self.read,
-                   "ping": self.ping}.get(kind) if isinstance(kind, str) else None
+        handler = {"send": self.send, "view": self.view, "resume": self.resume, "typing": self.typing,
+                   "read": self.read, "ping": self.ping}.get(kind) if isinstance(kind, str) else None
         if handler is None:
             return self.error("Unknown request.")
         try:
@@ -362,7 +373,22 @@ class _SocketSession:
         body = data.get("body") or ""
         if not isinstance(body, str):
             raise ChatError(UNREADABLE)
-        message = service.send(conversation, member, body)
+        client_id = data.get("client_id")
+        if client_id is not None:
+            client_id = parse_uuid(client_id) if isinstance(client_id, str) else None
+            if client_id is None:
+                raise ChatError(UNREADABLE)
+        ids = data.get("attachments") or []
+        ids = [ids] if isinstance(ids, str) else ids  # one checked box comes as a string, several as a list
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ChatError(UNREADABLE)
+        try:
+            attachments = media_service.for_attachment(member.organization, member, ids)
+        except MediaError as exc:
+            raise ChatError(str(exc)) from None
+        # A repeated client id (sent again after a reconnect) gets the stored message back: announcing
+        # it again only tells pages what they have or will fetch, so it is not worth telling apart.
+        message = service.send(conversation, member, body, attachments=attachments, client_id=client_id)
         db.session.commit()
         _announce(conversation, message)
         # The sender's own page gets it at once, Redis or not (the hub's copy is then dropped as known).
@@ -371,11 +397,39 @@ class _SocketSession:
             self.hub.follow(self.conn, conversation.id, message.seq - 1)
         self.hub.catch_up(self.conn, conversation)
 
+    def view(self, data: dict) -> None:
+        """The page (after a navigation, or on a new socket) shows these conversations, each up to its
+        ``after``, and no others: follow them, and stop following the rest, whose messages then count
+        in the page's unread badge. ``{"type": "view", "conversations": [{"conversation": id,
+        "after": seq}, ...]}``; an empty list for a page without a conversation."""
+        items = data.get("conversations")
+        if not isinstance(items, list) or len(items) > VIEW_MAX or not all(isinstance(i, dict) for i in items):
+            raise ChatError(UNREADABLE)
+        wanted = [(item.get("conversation"), _seq(item.get("after"))) for item in items]
+        member = self._member()
+        shown, unavailable = {}, False
+        for conversation_id, after in wanted:
+            conversation = service.get_conversation(member.organization, conversation_id)
+            if conversation is None or not service.access(conversation, member).read:
+                unavailable = True  # left the space meanwhile, say: the page shows it, the socket does not
+                continue
+            shown[conversation.id] = (conversation, after)
+        with self.conn.lock:
+            followed = list(self.conn.last_seq)
+        for conversation_id in followed:
+            if conversation_id not in shown:
+                self.hub.unfollow(self.conn, conversation_id)
+        for conversation, after in shown.values():
+            self._show(conversation, after, member)
+        if unavailable:
+            raise ChatError("That conversation is not available.")
+
     def resume(self, data: dict) -> None:
         """The page shows this conversation up to ``after``: send what it lacks, then follow it."""
         member = self._member()
-        conversation = self._conversation(data, member)
-        after = _seq(data.get("after"))
+        self._show(self._conversation(data, member), _seq(data.get("after")), member)
+
+    def _show(self, conversation, after: int, member: Membership) -> None:
         # The page's position first, then the hub's push: a push in between would send what the page has.
         with self.conn.lock:
             self.conn.last_seq[conversation.id] = after

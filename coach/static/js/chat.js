@@ -30,10 +30,38 @@
     return Array.prototype.slice.call(document.querySelectorAll("[data-live][data-conversation]"));
   }
 
-  function resumeAll() {
-    liveLists().forEach(function (list) {
-      send({ type: "resume", conversation: list.getAttribute("data-conversation"), after: lastSeq(list) });
-    });
+  // Which conversations this page shows, each up to its newest message, and no others (the list is
+  // empty on a page without one): the server replays what a list lacks, follows those, and stops
+  // following what an earlier page showed, so that conversation's messages count in the badge.
+  function sendView() {
+    send({ type: "view", conversations: liveLists().map(function (list) {
+      return { conversation: list.getAttribute("data-conversation"), after: lastSeq(list) };
+    }) });
+  }
+
+  // Each message gets an id of its own before it is first sent, kept while it may be sent again (a
+  // reconnect, the form fallback): the server stores one message per id. A new id once the text
+  // changes, so a message lost with the connection and then rewritten is not taken for the old one.
+  var sentBodies = {};  // client id -> what was sent with it (text and media)
+  var sentTexts = {};  // client id -> the text alone
+
+  function newClientId() {
+    var bytes = crypto.getRandomValues(new Uint8Array(16));  // randomUUID() needs a secure context
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    var hex = Array.prototype.map.call(bytes, function (b) { return (b + 0x100).toString(16).slice(1); }).join("");
+    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" + hex.slice(16, 20) + "-" +
+      hex.slice(20);
+  }
+
+  function clientIdFor(form, body) {
+    var field = form.querySelector("input[data-client-id]");
+    if (!field) { return null; }
+    if (!field.value || (field.value in sentBodies && sentBodies[field.value] !== body)) {
+      field.value = newClientId();
+    }
+    sentBodies[field.value] = body;
+    return field.value;
   }
 
   // At most one read signal a second: a busy channel would otherwise send one per arriving message
@@ -83,15 +111,29 @@
       var seq = last ? parseInt(last.getAttribute("data-seq"), 10) || 0 : 0;
       var mine = last !== null && last.classList.contains("mine");
       var receipt = document.getElementById("receipt-" + id);
-      if (arrived && mine && seq > (parseInt(list.getAttribute("data-newest"), 10) || 0) && receipt) {
-        receipt.textContent = "";
+      var grew = arrived && seq > (parseInt(list.getAttribute("data-newest"), 10) || 0);
+      if (grew && mine) {
+        if (receipt) { receipt.textContent = ""; }
+        scrollDown(list, true);  // what I sent shows, wherever I had scrolled to
       }
+      var typing = document.getElementById("typing-" + id);
+      if (grew && !mine && typing) { typing.textContent = ""; }  // their message came: no longer typing
       list.setAttribute("data-newest", String(seq));
       if (receipt) { receipt.classList.toggle("receipt-off", !mine); }
-      var waiting = pending[id];
-      if (waiting && mine && seq > waiting.after) {
+      var box = document.querySelector("form[data-chat-composer] textarea[data-conversation='" + id + "']");
+      var field = box && box.form.querySelector("input[data-client-id]");
+      var sent = field && Object.prototype.hasOwnProperty.call(sentBodies, field.value) ? field.value : null;
+      if (sent && list.querySelector("article.mine[data-client-id='" + sent + "']")) {
+        // The composer's message is on the page (its echo, or the replay after a reconnect).
         delete pending[id];
-        var box = document.querySelector("form[data-chat-composer] textarea[data-conversation='" + id + "']");
+        if (box.value.trim() === sentTexts[sent]) { box.value = ""; }
+        box.form.querySelectorAll("input[name=attachments]:checked").forEach(function (c) { c.checked = false; });
+        var attach = box.form.querySelector("details.attach");
+        if (attach) { attach.open = false; }
+        field.value = newClientId();  // the next message's
+      } else if (!field && pending[id] && mine && seq > pending[id].after) {
+        var waiting = pending[id];
+        delete pending[id];
         if (box && box.value.trim() === waiting.body) { box.value = ""; }
       }
     });
@@ -121,7 +163,7 @@
   document.body.addEventListener("htmx:wsOpen", function (event) {
     socket = event.detail.socketWrapper;
     open = true;
-    resumeAll();
+    sendView();
     markRead();
   });
 
@@ -141,12 +183,21 @@
     }
   }
 
+  // Whether a list was scrolled to its end is known only before the push makes it longer.
+  var wasAtEnd = {};
+  document.body.addEventListener("htmx:wsBeforeMessage", function () {
+    wasAtEnd = {};
+    liveLists().forEach(function (list) {
+      wasAtEnd[list.id] = list.scrollHeight - list.scrollTop - list.clientHeight < 120;
+    });
+  });
+
   document.body.addEventListener("htmx:wsAfterMessage", function () {
     relaySignal();
     liveLists().forEach(function (list) {
       var empty = list.querySelector(".empty");
       if (empty && list.querySelector("[data-seq]")) { empty.remove(); }
-      scrollDown(list, false);
+      scrollDown(list, wasAtEnd[list.id] !== false);
     });
     document.querySelectorAll("[data-typing]").forEach(function (el) {
       clearTimeout(typingTimers[el.id]);
@@ -170,11 +221,11 @@
     badge = null;
   });
 
-  // A boosted navigation brought a conversation into the page: ask for what it lacks.
+  // A boosted navigation changed the page (a conversation came, or went): say what it shows now.
   document.body.addEventListener("htmx:afterSettle", function () {
     liveLists().forEach(function (list) { scrollDown(list, true); });
     afterMessages(false);
-    resumeAll();
+    sendView();
     markRead();
   });
 
@@ -211,13 +262,16 @@
     var data = new FormData(form);
     var body = String(data.get("body") || "").trim();
     var conversation = String(data.get("conversation"));
-    if (!body) { event.preventDefault(); return; }
-    if (pending[conversation] && pending[conversation].body === body) {
+    var media = data.getAll("attachments").map(String);  // a photo or a clip may go without words
+    if (!body && !media.length) { event.preventDefault(); return; }
+    if (pending[conversation] && pending[conversation].body === body && !media.length) {
       event.preventDefault();  // on its way already (Enter pressed twice)
       event.stopPropagation();
       return;
     }
-    if (send({ type: "send", conversation: conversation, body: body })) {
+    var clientId = clientIdFor(form, JSON.stringify([body, media]));  // the form fallback posts it too
+    sentTexts[clientId] = body;
+    if (send({ type: "send", conversation: conversation, body: body, attachments: media, client_id: clientId })) {
       event.preventDefault();
       event.stopPropagation();
       var list = document.getElementById("messages-" + conversation);
