@@ -261,6 +261,38 @@ def test_coach_and_athlete_write_live_see_typing_seen_presence_and_edit_and_dele
     assert coach.csp == [] and athlete.csp == []
 
 
+def test_the_coach_sends_a_clip_from_her_media_and_the_athlete_sees_it_live(people, club):
+    from coach.media.models import MediaItem
+
+    # A clip of Carla's, already processed (the row only: what matters here is the composer).
+    clip = MediaItem(tenant_id=club.org.id, owner_membership_id=club.carla.id, audience="staff", kind="video",
+                     title="Serve drill", filename="serve.mp4", content_type="video/mp4", status="ready",
+                     declared_bytes=10, size_bytes=10, counted_bytes=10, part_bytes=10, part_count=1,
+                     original_key=f"{club.org.id}/serve/original", derived_keys={},
+                     upload_expires_at=datetime.now(timezone.utc), duration_ms=12_000)
+    db.session.add(clip)
+    db.session.commit()
+    coach, athlete = people("carla@example.com"), people("sam@example.com")
+    coach.open_conversation(club)
+    athlete.open_conversation(club)
+    coach.wait_resumed(club.conversation_id)
+    athlete.wait_resumed(club.conversation_id)
+
+    coach.page.get_by_text("Attach media (1 of yours)").click()
+    coach.page.get_by_label(re.compile("Serve drill")).check()
+    coach.page.get_by_role("button", name="Send").click()  # no words: the clip says it
+
+    message = athlete.messages().first
+    expect(message.get_by_role("link", name=re.compile("Serve drill"))).to_be_visible(timeout=LIVE)
+    expect(message).to_contain_text("Carla Coach")
+    expect(coach.messages()).to_have_count(1, timeout=LIVE)
+    expect(coach.page.get_by_label(re.compile("Serve drill"))).not_to_be_checked()  # ready for the next
+    snap(athlete.page, "clip")
+    athlete.page.get_by_role("link", name=re.compile("Serve drill")).click()
+    expect(athlete.page.get_by_role("heading", name="Serve drill")).to_be_visible()
+    assert coach.csp == [] and athlete.csp == []
+
+
 def test_a_dropped_connection_gets_every_missed_message_once_and_in_order(people, club, app):
     coach, athlete = people("carla@example.com"), people("sam@example.com")
     cid = club.conversation_id
