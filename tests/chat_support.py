@@ -11,7 +11,7 @@ import json
 import re
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 
 import requests
 from simple_websocket import Client, ConnectionClosed
@@ -24,7 +24,7 @@ from coach.extensions import db
 from coach.orgs.service import membership_for
 from coach.spaces import service as spaces
 from tests.conftest import csrf_from
-from tests.factories import PASSWORD, add_member, make_org, make_user
+from tests.factories import PASSWORD, add_member, make_org, make_user, media_row
 
 ARTICLE_RE = re.compile(r'<article class="message[^"]*" id="msg-([0-9a-f-]{36})" data-seq="(\d+)"')
 STREAM_RE = re.compile(r'<div hx-swap-oob="beforeend:#messages-([0-9a-f-]{36})">(.*?)</div>\s*$', re.S)
@@ -87,15 +87,8 @@ class ChatWorld:
     def media(self, owner, title: str = "Serve drill", status: str = "ready"):
         """A video of ``owner``'s that only they and the staff may see until it is shared (the row only:
         these tests are about who sees it, not storage)."""
-        from coach.media.models import MediaItem
-
         self.act()
-        item = MediaItem(tenant_id=self.org.id, owner_membership_id=owner.id, audience="staff", kind="video",
-                         title=title, filename="serve.mp4", content_type="video/mp4", status=status,
-                         declared_bytes=10, size_bytes=10, counted_bytes=10, part_bytes=10, part_count=1,
-                         original_key=f"{self.org.id}/{uuid.uuid4()}/original", derived_keys={},
-                         upload_expires_at=datetime.now(timezone.utc), duration_ms=12_000)
-        db.session.add(item)
+        item = media_row(self.org.id, owner, title, status)
         db.session.commit()
         self.act()
         return item

@@ -36,3 +36,21 @@ def add_member(org, user=None, role: str = "athlete"):
     db.session.add(membership)
     db.session.commit()
     return membership
+
+
+def media_row(org_id, owner, title: str = "Serve drill", status: str = "ready", audience: str = "staff",
+              filename: str = "serve.mp4", duration_ms: int = 12_000):
+    """A video's row only (no file in storage), added to the session: for tests about who sees media
+    and where it shows, not about uploading or processing it."""
+    import uuid
+    from datetime import datetime, timezone
+
+    from coach.media.models import MediaItem
+
+    item = MediaItem(tenant_id=org_id, owner_membership_id=owner.id, audience=audience, kind="video",
+                     title=title, filename=filename, content_type="video/mp4", status=status,
+                     declared_bytes=10, size_bytes=10, counted_bytes=10, part_bytes=10, part_count=1,
+                     original_key=f"{org_id}/{uuid.uuid4()}/original", derived_keys={},
+                     upload_expires_at=datetime.now(timezone.utc), duration_ms=duration_ms)
+    db.session.add(item)
+    return item

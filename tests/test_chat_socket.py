@@ -20,7 +20,7 @@ from coach.chat import service
 from coach.chat.hub import hub_for
 from coach.extensions import db
 from coach.spaces import service as spaces
-from tests.chat_support import (ChatWorld, Sockets, errors_in, has, has_seq, is_error, messages_in, post_message,
+from tests.chat_support import (ChatWorld, Sockets, cookie_header, errors_in, has, has_seq, is_error, messages_in, post_message,
                                 seqs_in, stored, unread_badge, wait_following)
 from tests.conftest import Auth, _free_port, csrf_from
 from tests.querycount import statements_for
@@ -335,6 +335,30 @@ def test_socket_from_a_foreign_or_missing_origin_is_refused(sockets, live_server
             sockets.handshake("river", "ana@example.com", origin=origin)
         assert refused.value.status_code == 403, origin
     sockets.open("ana@example.com").close()  # the same member from the app's own pages gets in
+
+
+def test_the_socket_sends_uncompressed_frames_even_when_the_browser_offers_compression(sockets, live_server, world):
+    import base64
+    import os
+    import socket as tcp
+    from urllib.parse import urlsplit
+
+    address = urlsplit(live_server)
+    cookie = cookie_header(sockets.browser("ana@example.com"))
+    with tcp.create_connection((address.hostname, address.port), timeout=5) as conn:
+        conn.sendall((f"GET /o/river/chat/socket HTTP/1.1\r\nHost: {address.netloc}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                      f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                      f"Origin: {live_server}\r\nCookie: {cookie}\r\n"
+                      "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(4096)
+            assert chunk, "the server closed the connection during the handshake"
+            head += chunk
+    status, _, headers = head.split(b"\r\n\r\n")[0].decode().partition("\r\n")
+    assert " 101 " in status
+    assert "sec-websocket-extensions" not in headers.lower()
 
 
 def test_socket_is_refused_to_visitors_and_to_members_of_other_organizations(sockets, world):

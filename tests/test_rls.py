@@ -19,13 +19,13 @@ from coach.booking import service as booking_service
 from coach.chat import service as chat_service
 from coach.notifications import service as notification_service
 from coach.extensions import db
-from coach.media.models import MediaComment, MediaItem
+from coach.media.models import MediaComment
 from coach.orgs.models import Membership
 from coach.orgs.service import invite
 from coach.platform.models import AuditEvent, IdempotencyKey, OutboxEvent, ProcessedEvent
 from coach.spaces.models import PostAttachment
 from tests.booking_support import make_offering, open_every_day
-from tests.factories import add_member, make_org, make_user
+from tests.factories import add_member, make_org, make_user, media_row
 
 SET_TENANT = "SELECT set_config('app.tenant_id', %s, true)"
 SET_USER = "SELECT set_config('app.user_id', %s, true)"
@@ -73,12 +73,7 @@ def two_orgs(ctx):
         spaces_service.toggle_reaction(post, athlete, "like")
         spaces_service.flag(post, athlete, "Testing flags")
         # Media rows written directly: these tests are about the database, not storage.
-        item = MediaItem(tenant_id=org.id, owner_membership_id=coach.id, audience="staff", kind="video",
-                         title="Match", filename="match.mp4", content_type="video/mp4", status="ready",
-                         declared_bytes=10, size_bytes=10, counted_bytes=10, part_bytes=10, part_count=1,
-                         original_key=f"{org.id}/m/original", derived_keys={},
-                         upload_expires_at=datetime.now(timezone.utc), duration_ms=60_000)
-        db.session.add(item)
+        item = media_row(org.id, coach, "Match", filename="match.mp4", duration_ms=60_000)
         db.session.flush()
         db.session.add(MediaComment(tenant_id=org.id, media_id=item.id, author_membership_id=athlete.id,
                                     at_ms=83_000, body="Look here"))

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import and_, delete, exists, func, or_, select, text, tuple_
+from sqlalchemy import and_, exists, func, or_, select, text, tuple_
 
 from coach.extensions import db
 from coach.ids import parse_uuid

@@ -5,9 +5,7 @@ Screenshots of the calendar, the booking page and the coach's sessions go to
 """
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -15,17 +13,12 @@ from playwright.sync_api import Page, expect
 from tests.booking_support import BookingWorld
 from tests.e2e.test_journeys import log_in, wait_for_htmx, watch_csp
 from tests.factories import PASSWORD
+from tests.e2e import screenshots
 
 pytestmark = pytest.mark.e2e
 
 
-def snap(page: Page, name: str) -> str:
-    """Save a full-page screenshot as ``booking-<name>.png``; its path."""
-    folder = Path(os.environ.get("COACH_SCREENSHOTS", "/tmp"))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"booking-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return str(path)
+snap = screenshots("booking")
 
 
 def open_org(page: Page, live_server: str, slug: str, email: str) -> None:

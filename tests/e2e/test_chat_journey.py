@@ -8,12 +8,10 @@ Each person has a browser context of their own. Screenshots go to ``$COACH_SCREE
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -25,7 +23,8 @@ from coach.extensions import db
 from coach.orgs.models import Membership
 from tests.e2e.test_booking_journey import open_org
 from tests.e2e.test_journeys import watch_csp
-from tests.factories import add_member, make_org, make_user
+from tests.factories import add_member, make_org, make_user, media_row
+from tests.e2e import screenshots
 
 pytestmark = pytest.mark.e2e
 
@@ -34,14 +33,7 @@ SLUG = "river"
 LIVE = 20_000
 
 
-def snap(page: Page, name: str) -> str:
-    """Save a full-page screenshot as ``chat-<name>.png``; its path."""
-    folder = Path(os.environ.get("COACH_SCREENSHOTS", "/tmp"))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"chat-{name}.png"
-    # caret="initial": hiding the caret injects a style element, which the CSP (rightly) reports.
-    page.screenshot(path=str(path), full_page=True, caret="initial")
-    return str(path)
+snap = screenshots("chat")
 
 
 class Club:
@@ -134,7 +126,7 @@ class Person:
 
 @pytest.fixture()
 def people(browser, live_server, club):
-    """Carla (the coach) and Sam (the athlete), each logged in in a browser of their own."""
+    """Open people of the club by email, each logged in in a browser of their own (closed after the test)."""
     opened: list[Person] = []
 
     def open_person(email: str) -> Person:
@@ -262,15 +254,7 @@ def test_coach_and_athlete_write_live_see_typing_seen_presence_and_edit_and_dele
 
 
 def test_the_coach_sends_a_clip_from_her_media_and_the_athlete_sees_it_live(people, club):
-    from coach.media.models import MediaItem
-
-    # A clip of Carla's, already processed (the row only: what matters here is the composer).
-    clip = MediaItem(tenant_id=club.org.id, owner_membership_id=club.carla.id, audience="staff", kind="video",
-                     title="Serve drill", filename="serve.mp4", content_type="video/mp4", status="ready",
-                     declared_bytes=10, size_bytes=10, counted_bytes=10, part_bytes=10, part_count=1,
-                     original_key=f"{club.org.id}/serve/original", derived_keys={},
-                     upload_expires_at=datetime.now(timezone.utc), duration_ms=12_000)
-    db.session.add(clip)
+    media_row(club.org.id, club.carla, "Serve drill")  # already processed; what matters here is the composer
     db.session.commit()
     coach, athlete = people("carla@example.com"), people("sam@example.com")
     coach.open_conversation(club)

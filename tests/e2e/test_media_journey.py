@@ -30,6 +30,7 @@ from coach.spaces import service as spaces
 from tests.e2e.test_booking_journey import open_org
 from tests.e2e.test_journeys import wait_for_htmx, watch_csp
 from tests.factories import add_member, make_org, make_user
+from tests.e2e import screenshots
 
 pytestmark = pytest.mark.e2e
 
@@ -41,14 +42,7 @@ LOADED = "s => { const i = document.querySelector(s); return i && i.complete && 
 PART_URL = re.compile(r"/storage/parts/[^/?]+/(\d+)\?")
 
 
-def snap(page: Page, name: str) -> str:
-    """Save a full-page screenshot as ``media-<name>.png``; its path."""
-    folder = Path(os.environ.get("COACH_SCREENSHOTS", "/tmp"))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"media-{name}.png"
-    # caret="initial": hiding the caret injects a style element, which the CSP (rightly) reports.
-    page.screenshot(path=str(path), full_page=True, caret="initial")
-    return str(path)
+snap = screenshots("media")
 
 
 # --- files -------------------------------------------------------------------------------------------

@@ -7,9 +7,7 @@ Screenshots go to ``$COACH_SCREENSHOTS`` (``/tmp`` when unset) as ``notification
 """
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -18,10 +16,11 @@ from coach import tenancy
 from coach.extensions import db
 from coach.spaces import service as spaces
 from tests.e2e.test_booking_journey import open_org
-from tests.e2e.test_chat_journey import LIVE, Person, pump
+from tests.e2e.test_chat_journey import LIVE, Person, people, pump  # noqa: F401 (people: the fixture, with this club)
 from tests.e2e.test_journeys import watch_csp
 from tests.factories import add_member, make_org, make_user
 from tests.mailbox import Mailbox
+from tests.e2e import screenshots
 
 pytestmark = pytest.mark.e2e
 
@@ -29,14 +28,7 @@ SLUG = "river"
 UNSUBSCRIBE_RE = re.compile(r"Stop these emails: (\S+)")
 
 
-def snap(page: Page, name: str) -> str:
-    """Save a full-page screenshot as ``notifications-<name>.png``; its path."""
-    folder = Path(os.environ.get("COACH_SCREENSHOTS", "/tmp"))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"notifications-{name}.png"
-    # caret="initial": hiding the caret injects a style element, which the CSP (rightly) reports.
-    page.screenshot(path=str(path), full_page=True, caret="initial")
-    return str(path)
+snap = screenshots("notifications")
 
 
 class Club:
@@ -66,19 +58,6 @@ class Club:
 @pytest.fixture()
 def club(ctx):
     return Club()
-
-
-@pytest.fixture()
-def people(browser, live_server, club):
-    opened: list[Person] = []
-
-    def open_person(email: str) -> Person:
-        opened.append(Person(browser, live_server, email))
-        return opened[-1]
-
-    yield open_person
-    for person in opened:
-        person.close()
 
 
 def bell(page: Page):

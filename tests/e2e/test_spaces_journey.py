@@ -6,30 +6,22 @@ Screenshots of the space feed, a post page and the moderation page go to ``$COAC
 """
 from __future__ import annotations
 
-import os
 import re
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from tests.e2e.test_booking_journey import open_org
 from tests.e2e.test_journeys import wait_for_htmx, watch_csp
 from tests.factories import add_member, make_org, make_user
 from tests.test_spaces_views import SpacesWorld
+from tests.e2e import screenshots
 
 pytestmark = pytest.mark.e2e
 
 
-def snap(page: Page, name: str) -> str:
-    """Save a full-page screenshot as ``spaces-<name>.png``; its path."""
-    folder = Path(os.environ.get("COACH_SCREENSHOTS", "/tmp"))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"spaces-{name}.png"
-    # caret="initial": hiding the caret injects a style element, which the CSP (rightly) reports.
-    page.screenshot(path=str(path), full_page=True, caret="initial")
-    return str(path)
+snap = screenshots("spaces")
 
 
 @pytest.fixture()

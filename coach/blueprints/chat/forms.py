@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 
 from wtforms import HiddenField, SelectField, TextAreaField
-from wtforms.validators import UUID, DataRequired, Length, Optional
+from wtforms.validators import UUID, Length, Optional
 
 from coach.blueprints.forms import BaseForm
 from coach.chat.models import BODY_MAX

@@ -15,7 +15,7 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, flash, g, render_template, request, url_for
+from flask import Blueprint, abort, current_app, g, render_template, request, url_for
 from flask_login import current_user
 from simple_websocket import ConnectionClosed
 
@@ -253,6 +253,10 @@ def _guard_socket():
         abort(403, "This connection must come from the app's own pages.")
     if not current_user.is_authenticated or g.get("membership") is None:
         abort(403)
+    # No permessage-deflate, whatever the browser offers: simple-websocket would then compress every
+    # frame once per socket (a message to 1,000 sockets, 1,000 compressions) and keep a compressor of
+    # about 100 KB per socket, to save a few hundred bytes of small HTML fragments.
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     return None
 
 
