@@ -331,7 +331,7 @@ def loader_main() -> None:
 
 
 def _make_baseline():
-    """A bare flask-sock app with the app's socket options: a badge on connect, the newest message on
+    """A bare flask-sock app with the app's socket options (no compression): a badge on connect, the newest message on
     ``resume``, and on ``send`` one rendered message to every open socket of this process."""
     from html import escape
 
@@ -355,6 +355,13 @@ def _make_baseline():
     @app.get("/")
     def index():
         return "ok"
+
+    @app.before_request
+    def no_compression():
+        # As the app: frames go uncompressed whatever the client offers (coach/blueprints/chat/views.py).
+        from flask import request
+
+        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
     @sock.route("/o/<slug>/chat/socket")
     def socket(ws, slug):

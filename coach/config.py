@@ -86,6 +86,7 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
             },
         },
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "REDIS_MAX_CONNECTIONS": _int("REDIS_MAX_CONNECTIONS", 32),
         "APP_BASE_URL": os.environ.get("APP_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         "MAIL_SERVER": os.environ.get("MAIL_SERVER", ""),
         "MAIL_PORT": _int("MAIL_PORT", 25),

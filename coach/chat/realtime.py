@@ -30,8 +30,8 @@ def publish(tenant_id: uuid.UUID, event: dict) -> bool:
     try:
         redis_conn().publish(channel(tenant_id), json.dumps(event, default=str))
         return True
-    except RedisError:
-        log.warning("chat event not published (Redis unavailable): %s", event.get("type"))
+    except RedisError as exc:
+        log.warning("chat event not published (Redis unavailable: %s): %s", exc, event.get("type"))
         return False
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from flask import current_app
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -12,13 +12,17 @@ QUEUE_NAMES = ("default", "mail", "media", "notifications")
 
 
 @lru_cache(maxsize=8)
-def _redis_for(url: str) -> Redis:
-    # Short timeouts: a Redis outage must fail fast, never hang a request.
-    return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+def _redis_for(url: str, max_connections: int) -> Redis:
+    # Short timeouts: a Redis outage must fail fast, never hang a request. A bounded pool that waits
+    # (up to 2 s) for a free connection: 1,000 sockets closing at once under gevent would otherwise
+    # open 1,000 connections to Redis together, and many time out in its accept queue.
+    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=2, socket_timeout=2,
+                                           socket_connect_timeout=2, health_check_interval=30)
+    return Redis(connection_pool=pool)
 
 
 def redis_conn() -> Redis:
-    return _redis_for(current_app.config["REDIS_URL"])
+    return _redis_for(current_app.config["REDIS_URL"], current_app.config["REDIS_MAX_CONNECTIONS"])
 
 
 def queue(name: str, connection: Redis | None = None) -> Queue:
