@@ -15,3 +15,19 @@ def screenshots(prefix: str):
         return str(path)
 
     return snap
+
+
+def fill_fields(page, values: dict) -> None:
+    """Fill each field (by exact label) and check every value landed where it was typed.
+
+    Now and then, right after a boosted page change, a field's text ended up in the page's autofocus
+    field (htmx focuses it as the page settles, and that can come between Playwright's focus and its
+    typing). Filling again once the page is still gives each field its value.
+    """
+    for _ in range(3):
+        for label, value in values.items():
+            page.get_by_label(label, exact=True).fill(value)
+        if all(page.get_by_label(label, exact=True).input_value() == value for label, value in values.items()):
+            return
+        page.wait_for_timeout(200)
+    raise AssertionError(f"the form did not keep {values!r}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e import fill_fields
 from tests.factories import PASSWORD, make_org, make_user
 from tests.mailbox import Mailbox
 
@@ -80,8 +81,7 @@ def test_owner_signs_up_creates_an_organization_and_a_coach_joins_by_invitation(
     # Create the organization; its home greets the admin.
     page.get_by_role("link", name="Create an organization").click()
     expect(page.get_by_role("heading", name="Create an organization")).to_be_visible()
-    page.get_by_label("Organization name").fill("Riverside Rowing")
-    page.get_by_label("Web address").fill("riverside")
+    fill_fields(page, {"Organization name": "Riverside Rowing", "Web address": "riverside"})
     page.get_by_label("Time zone").select_option("Europe/Berlin")
     page.get_by_role("button", name="Create organization").click()
     expect(page).to_have_url(f"{live_server}/o/riverside/")
@@ -183,8 +183,7 @@ def test_forms_work_without_javascript(no_js_page, live_server, ctx):
     expect(page.get_by_role("link", name="Quiet Club")).to_be_visible()
 
     page.get_by_role("link", name="Create an organization").click()
-    page.get_by_label("Organization name").fill("")
-    page.get_by_label("Web address").fill("Not A Slug!")
+    fill_fields(page, {"Organization name": "", "Web address": "Not A Slug!"})
     with page.expect_response(lambda r: r.request.method == "POST") as posted:
         page.get_by_role("button", name="Create organization").click()
     assert posted.value.status == 422
@@ -192,8 +191,7 @@ def test_forms_work_without_javascript(no_js_page, live_server, ctx):
     expect(page.get_by_text("Enter a name.")).to_be_visible()
     expect(page.get_by_label("Web address")).to_have_value("Not A Slug!")
 
-    page.get_by_label("Organization name").fill("Second Club")
-    page.get_by_label("Web address").fill("quiet-club")
+    fill_fields(page, {"Organization name": "Second Club", "Web address": "quiet-club"})
     page.get_by_role("button", name="Create organization").click()
     expect(page.get_by_text("This address is taken. Choose another.")).to_be_visible()
 

@@ -16,7 +16,7 @@ from tests.e2e.test_booking_journey import open_org
 from tests.e2e.test_journeys import wait_for_htmx, watch_csp
 from tests.factories import add_member, make_org, make_user
 from tests.test_spaces_views import SpacesWorld
-from tests.e2e import screenshots
+from tests.e2e import fill_fields, screenshots
 
 pytestmark = pytest.mark.e2e
 
@@ -42,8 +42,7 @@ def test_post_comment_react_flag_and_moderate(browser, page, live_server, club):
     expect(page.get_by_role("heading", name="Spaces")).to_be_visible()
     page.get_by_role("link", name="New space").click()
     expect(page.get_by_role("heading", name="New space")).to_be_visible()
-    page.get_by_label("Name", exact=True).fill("Tennis")
-    page.get_by_label("Description").fill("Serve and volley")
+    fill_fields(page, {"Name": "Tennis", "Description": "Serve and volley"})
     page.get_by_label("Who can see and join it").select_option("open")
     page.get_by_role("button", name="Create space").click()
     expect(page.get_by_role("heading", name=re.compile("^Tennis"))).to_be_visible()
