@@ -15,30 +15,14 @@ that happens is tunable; the defaults are RQ's:
 """
 from __future__ import annotations
 
-import os
-
 from redis import Redis
 from rq import Queue, Worker
 from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL, DEFAULT_MAINTENANCE_TASK_INTERVAL, DEFAULT_WORKER_TTL
 from rq.serializers import JSONSerializer
 
-from coach import create_app
-from coach.platform.jobs import _load_consumers
+from coach.app import create_app
 from coach.platform.periodic import ensure_scheduled
 from coach.platform.queues import PromptStop
-
-QUEUES = [q.strip() for q in os.environ.get("RQ_QUEUES", "default,mail,media,notifications").split(",") if q.strip()]
-
-
-def _seconds(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"{name} must be at least 1, got {value!r}")
-    return number
-
 
 class CoachWorker(PromptStop, Worker):
     """RQ's forking worker with the heartbeat grace configurable (RQ fixes it at 60 s), stopping promptly."""
@@ -52,25 +36,25 @@ class CoachWorker(PromptStop, Worker):
 
 
 def main() -> None:
+    # Building the app loads every installed domain's consumers and sweeps once here, so each forked
+    # work horse inherits them instead of importing per job.
     app = create_app()
-    connection = Redis.from_url(app.config["REDIS_URL"])
-    CoachWorker.heartbeat_grace = _seconds("RQ_HEARTBEAT_GRACE", 60)
-    with_scheduler = os.environ.get("RQ_WITH_SCHEDULER", "true").strip().lower() not in {"0", "false", "no", "off"}
-    # Import every consumer once here, so each forked work horse inherits them instead of importing per job.
-    _load_consumers()
+    config = app.config
+    connection = Redis.from_url(config["REDIS_URL"])
+    CoachWorker.heartbeat_grace = config["RQ_HEARTBEAT_GRACE"]
     with app.app_context():
-        queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in QUEUES]
+        queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in config["RQ_QUEUES"]]
         worker = CoachWorker(
             queues, connection=connection, serializer=JSONSerializer,
-            worker_ttl=_seconds("RQ_WORKER_TTL", DEFAULT_WORKER_TTL),
-            job_monitoring_interval=_seconds("RQ_JOB_MONITORING_INTERVAL", DEFAULT_JOB_MONITORING_INTERVAL),
-            maintenance_interval=_seconds("RQ_MAINTENANCE_INTERVAL", DEFAULT_MAINTENANCE_TASK_INTERVAL),
+            worker_ttl=config["RQ_WORKER_TTL"] or DEFAULT_WORKER_TTL,
+            job_monitoring_interval=config["RQ_JOB_MONITORING_INTERVAL"] or DEFAULT_JOB_MONITORING_INTERVAL,
+            maintenance_interval=config["RQ_MAINTENANCE_INTERVAL"] or DEFAULT_MAINTENANCE_TASK_INTERVAL,
         )
         try:
             ensure_scheduled()  # periodic sweeps: make sure each has a pending run
         except Exception:  # Redis away at start: the worker's own loop retries connecting
             app.logger.exception("could not schedule periodic jobs")
-        worker.work(with_scheduler=with_scheduler)
+        worker.work(with_scheduler=config["RQ_WITH_SCHEDULER"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
 """WSGI entry point for gunicorn: ``gunicorn wsgi:app``."""
-from coach import create_app
+from coach.app import create_app
 
 app = create_app()

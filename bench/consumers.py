@@ -1,7 +1,7 @@
 """The benchmarks' consumer: topic ``bench.noop`` does nothing but record how late it ran.
 
 Loaded by a worker only when ``COACH_EXTRA_CONSUMERS=bench.consumers`` (see
-``coach.platform.jobs._load_consumers``); the app never registers it on its own.
+``coach.app.load_domains``); the app never registers it on its own.
 
 The payload carries ``emitted_at``, the epoch seconds taken just before ``emit()`` in the
 transaction that is then committed (the event's own ``created_at`` is set at the same moment, at
@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import time
 
+from coach.platform.events import Topic
 from coach.platform.jobs import consumer
 from coach.platform.queues import redis_conn
 
-TOPIC = "bench.noop"
+TOPIC = Topic("bench.noop", "run; n; emitted_at (epoch seconds, for the latency)")
 LATENCY_KEY = "bench:outbox:latency"
 
 

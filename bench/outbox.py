@@ -5,7 +5,7 @@
    1,000; then relays drain them, and the time until the outbox is empty is measured:
 
    * ``relay_once`` called in a loop in this process (no process start, no LISTEN);
-   * 1 and 2 ``python -m coach.platform.relay`` processes, timed from the first relay's
+   * 1 and 2 ``python relay.py`` processes, timed from the first relay's
      "outbox relay started" log line (its own timestamp) to the outbox found empty (polled every
      50 ms). The events wait in RQ's ``default`` queue, unconsumed, and are removed afterwards.
 
@@ -134,7 +134,7 @@ def _drain_in_process(bench, app, services: dict) -> tuple[float, dict]:
 
 
 def _drain_with_processes(bench, relays: int, services: dict, label: str) -> tuple[float, dict]:
-    spawned = [bench.spawn(f"{label}-{i}", [harness.PYTHON, "-m", "coach.platform.relay"]) for i in range(relays)]
+    spawned = [bench.spawn(f"{label}-{i}", [harness.PYTHON, "relay.py"]) for i in range(relays)]
     meter = harness.CpuMeter({**{f"relay{i}": p.pid for i, (p, _) in enumerate(spawned)}, **services})
     meter.start()
     try:
@@ -206,7 +206,7 @@ def latency(bench, app, org, services: dict, label: str, worker_args: list[str],
     connection = redis.Redis.from_url(bench.redis_url)
     connection.delete(LATENCY_KEY)
     slug = "".join(c for c in label if c.isalnum())
-    relay, relay_log = bench.spawn(f"relay-latency-{slug}-{rate:g}", [harness.PYTHON, "-m", "coach.platform.relay"])
+    relay, relay_log = bench.spawn(f"relay-latency-{slug}-{rate:g}", [harness.PYTHON, "relay.py"])
     worker, worker_log = bench.spawn(f"worker-{slug}-{rate:g}", worker_args,
                                      extra_env={"COACH_EXTRA_CONSUMERS": "bench.consumers"})
     try:

@@ -28,6 +28,20 @@ def _int(name: str, default: int) -> int:
         raise RuntimeError(f"{name} must be an integer, got {value!r}") from exc
 
 
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise RuntimeError(f"{name} must be a number, got {value!r}") from exc
+
+
+def _list(name: str, default: str = "") -> tuple[str, ...]:
+    return tuple(part.strip() for part in (os.environ.get(name) or default).split(",") if part.strip())
+
+
 class ConfigError(RuntimeError):
     """The environment does not describe a runnable app."""
 
@@ -137,6 +151,35 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         # A chat message to someone offline is emailed this long after it arrives, unless they have
         # read the conversation by then (0: at once).
         "NOTIFY_MESSAGE_EMAIL_DELAY_SECONDS": _int("NOTIFY_MESSAGE_EMAIL_DELAY_SECONDS", 300),
+        # The outbox relay (python relay.py): events claimed per batch, seconds between polls when no
+        # NOTIFY arrives, enqueue attempts before an event is a dead letter.
+        "OUTBOX_BATCH": _int("OUTBOX_BATCH", 500),
+        "OUTBOX_POLL_SECONDS": _float("OUTBOX_POLL_SECONDS", 5.0),
+        "OUTBOX_MAX_ATTEMPTS": _int("OUTBOX_MAX_ATTEMPTS", 8),
+        # Fault-test seam: the relay writes this file and sleeps between enqueue and acknowledge.
+        "RELAY_PAUSE_AFTER_ENQUEUE": os.environ.get("COACH_RELAY_PAUSE_AFTER_ENQUEUE", ""),
+        # More modules that register outbox consumers on import (benchmarks', fault tests').
+        "EXTRA_CONSUMERS": _list("COACH_EXTRA_CONSUMERS"),
+        # The RQ worker (python worker.py); 0 means RQ's own default for the intervals.
+        "RQ_QUEUES": _list("RQ_QUEUES", "default,mail,media,notifications"),
+        "RQ_WITH_SCHEDULER": _bool("RQ_WITH_SCHEDULER", default=True),
+        "RQ_HEARTBEAT_GRACE": _int("RQ_HEARTBEAT_GRACE", 60),
+        "RQ_WORKER_TTL": _int("RQ_WORKER_TTL", 0),
+        "RQ_JOB_MONITORING_INTERVAL": _int("RQ_JOB_MONITORING_INTERVAL", 0),
+        "RQ_MAINTENANCE_INTERVAL": _int("RQ_MAINTENANCE_INTERVAL", 0),
+        # Rate limits (Flask-Limiter notation); RATELIMIT_ENABLED=false turns them all off.
+        "RATELIMIT_ENABLED": _bool("RATELIMIT_ENABLED", default=True),
+        "RATELIMIT_PER_IP": os.environ.get("RATELIMIT_PER_IP") or "600 per minute",
+        "RATELIMIT_PER_USER": os.environ.get("RATELIMIT_PER_USER") or "300 per minute",
+        "RATELIMIT_PER_ORG": os.environ.get("RATELIMIT_PER_ORG") or "3000 per minute",
+        "RATELIMIT_LOGIN_PER_ACCOUNT": os.environ.get("RATELIMIT_LOGIN_PER_ACCOUNT") or "10 per 15 minutes",
+        "RATELIMIT_LOGIN_PER_IP": os.environ.get("RATELIMIT_LOGIN_PER_IP") or "30 per 15 minutes",
+        "RATELIMIT_UPLOADS_PER_USER": os.environ.get("RATELIMIT_UPLOADS_PER_USER") or "60 per hour",
+        "RATELIMIT_EMAIL_PER_IP": os.environ.get("RATELIMIT_EMAIL_PER_IP") or "10 per hour",
+        "RATELIMIT_STORAGE_PER_IP": os.environ.get("RATELIMIT_STORAGE_PER_IP") or "1200 per minute",
+        # Tracing: on only when an OTLP endpoint is set (and the otel extra installed).
+        "OTEL_EXPORTER_OTLP_ENDPOINT": os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+        "OTEL_SERVICE_NAME": os.environ.get("OTEL_SERVICE_NAME") or "coach",
     }
     cfg.update(overrides)
     if not cfg["SQLALCHEMY_DATABASE_URI"]:

@@ -1,9 +1,16 @@
-"""The one place that decides fragment vs page, and merges ``HX-Trigger`` events."""
+"""The one place that decides fragment vs page, and merges ``HX-Trigger`` events.
+
+The rule: a view answers with :func:`render` and names the block(s) of its page template that are
+fragments. An htmx request that is not boosted navigation and not a history restore gets the block
+(the one whose name matches ``HX-Target``'s element id when the view names several), every other
+request the whole page, and every answer varies on the htmx headers. Views never read htmx headers
+themselves.
+"""
 from __future__ import annotations
 
 import json
 
-from flask import Response, g, has_request_context, make_response, render_template
+from flask import Response, current_app, g, has_request_context, make_response, render_template, request
 from jinja2_fragments.flask import render_block
 
 from coach.extensions import htmx_ext
@@ -17,12 +24,26 @@ def wants_fragment() -> bool:
     return bool(htmx_ext) and not htmx_ext.boosted and not htmx_ext.history_restore_request
 
 
-def render(template: str, block: str | None = None, status: int = 200, **context) -> Response:
-    """Render ``block`` of ``template`` for htmx fragment requests, the whole page otherwise."""
-    if block and wants_fragment():
-        body = render_block(template, block, **context)
-    else:
-        body = render_template(template, **context)
+def fragment_block(template: str, block: str | tuple[str, ...] | None) -> str | None:
+    """The block a fragment request gets: ``block``, or of several the one ``HX-Target`` names (its element
+    id, ``-`` read as ``_``), else the first; ``None`` when the answer is the whole page."""
+    if not block or not wants_fragment():
+        return None
+    if isinstance(block, str):
+        return block
+    target = (request.headers.get("HX-Target") or "").replace("-", "_")
+    if target in block and target in current_app.jinja_env.get_template(template).blocks:
+        return target
+    return block[0]
+
+
+def render(template: str, block: str | tuple[str, ...] | None = None, status: int = 200, **context) -> Response:
+    """Render the fragment block of ``template`` for htmx fragment requests, the whole page otherwise.
+
+    :param block: the page's fragment, or a tuple of them chosen by ``HX-Target`` (see :func:`fragment_block`).
+    """
+    chosen = fragment_block(template, block)
+    body = render_block(template, chosen, **context) if chosen else render_template(template, **context)
     return make_response(body, status)
 
 

@@ -16,22 +16,30 @@ from sqlalchemy import text
 
 from coach.extensions import db
 from coach.platform import audit
+from coach.platform.events import Topic
 from coach.platform.jobs import consumer
 
 EFFECT = "test.effect"
+
+TEST_COUNT = Topic("test.count", "mark: the effect's target_id")
+TEST_FLAKY = Topic("test.flaky", "mark; fail_while: a file; the consumer fails while it exists")
+TEST_WHOAMI = Topic("test.whoami", "mark: the effect records the tenant setting and request id")
+TEST_SLOW = Topic("test.slow", "mark; marker: a file of pids; sleep: seconds the first attempt sleeps")
+# Declared on the notifications queue, consumed by nobody: the relay's routing test.
+TEST_NOTIFY = Topic("test.notify", "mark", queue="notifications")
 
 
 def _effect(payload: dict, **details) -> None:
     audit.record(EFFECT, target_type="test", target_id=payload["mark"], details=details)
 
 
-@consumer("test.count")
+@consumer(TEST_COUNT)
 def count(payload: dict) -> None:
     """The plain effect."""
     _effect(payload)
 
 
-@consumer("test.flaky")
+@consumer(TEST_FLAKY)
 def flaky(payload: dict) -> None:
     """Writes its effect, then fails (rolling it back) while the file ``payload["fail_while"]`` exists."""
     _effect(payload)
@@ -39,14 +47,14 @@ def flaky(payload: dict) -> None:
         raise RuntimeError("test.flaky: told to fail")
 
 
-@consumer("test.whoami")
+@consumer(TEST_WHOAMI)
 def whoami(payload: dict) -> None:
     """Records what the job sees: the organization PostgreSQL was told and the request id."""
     setting = db.session.execute(text("SELECT current_setting('app.tenant_id', true)")).scalar()
     _effect(payload, tenant_setting=setting, request_id=g.get("request_id"))
 
 
-@consumer("test.slow")
+@consumer(TEST_SLOW)
 def slow(payload: dict) -> None:
     """Appends its pid to ``payload["marker"]``; the first attempt then sleeps (to be killed meanwhile)."""
     marker = Path(payload["marker"])

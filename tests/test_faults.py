@@ -119,7 +119,7 @@ def test_a_relay_killed_between_enqueue_and_delete_delivers_again_and_the_effect
     event_id = emit("test.count", {"mark": "relay-crash"}, tenant_id=org.id).id
     db.session.commit()
     paused_at = scratch / "relay-paused"
-    first = processes.start("relay", ["-m", "coach.platform.relay"], COACH_RELAY_PAUSE_AFTER_ENQUEUE=str(paused_at))
+    first = processes.start("relay", ["relay.py"], COACH_RELAY_PAUSE_AFTER_ENQUEUE=str(paused_at))
     wait_until(lambda: paused_at.exists() or first.poll() is not None, 20, "the relay to enqueue")
     assert paused_at.exists(), processes.log(first)
 
@@ -143,7 +143,7 @@ def test_a_relay_killed_between_enqueue_and_delete_delivers_again_and_the_effect
 def test_the_relay_process_wakes_on_notify_instead_of_waiting_for_its_poll(quiet, org, owner_db, processes):
     first = emit("test.count", {"mark": "first"}, tenant_id=org.id).id
     db.session.commit()
-    running = processes.start("relay", ["-m", "coach.platform.relay"], OUTBOX_POLL_SECONDS="60")
+    running = processes.start("relay", ["relay.py"], OUTBOX_POLL_SECONDS="60")
     wait_until(lambda: outbox_row(owner_db, first) is None or running.poll() is not None, 20, "the relay to start")
     assert running.poll() is None, processes.log(running)
     time.sleep(0.3)  # the relay is now waiting on LISTEN (its poll would take a minute)

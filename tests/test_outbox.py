@@ -96,9 +96,10 @@ def test_the_event_emit_returns_stays_readable_after_commit(quiet, org):
 # -- relay ----------------------------------------------------------------------------------------
 
 def test_relay_moves_every_due_event_to_its_queue_and_deletes_it(quiet, org, owner_db):
-    # media.* events run on default: only the processing jobs they enqueue go on the media queue.
-    expected = {"mail.send": "mail", "media.transcode": "default", "notify.booking": "notifications",
-                "test.count": "default"}
+    # Each topic runs on the queue its declaration names; media.* events run on default (only the
+    # processing jobs they enqueue go on the media queue); an undeclared topic runs on default.
+    expected = {"mail.send": "mail", "media.uploaded": "default", "test.notify": "notifications",
+                "test.count": "default", "test.undeclared": "default"}
     ids = {topic: committed(topic, {"mark": topic}, org.id) for topic in expected}
     with tenancy.acting_for(None):
         platform_event = committed("mail.send", {"mark": "platform"})  # no organization
@@ -107,7 +108,7 @@ def test_relay_moves_every_due_event_to_its_queue_and_deletes_it(quiet, org, own
     dead = committed("test.count", {"mark": "dead"}, org.id)
     owner_db.execute("UPDATE outbox_events SET dead_at = now() WHERE id = %s", [str(dead)])
 
-    assert relay.relay_once() == 5
+    assert relay.relay_once() == 6
 
     connection = redis_conn()
     for topic, name in expected.items():

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 from rq.registry import ScheduledJobRegistry
 
+from coach.accounts.jobs import sweep_expired_tokens
 from coach.platform import periodic
 from coach.platform.queues import queue
 
@@ -44,7 +45,7 @@ def test_expired_signups_and_old_reset_tokens_are_swept(app, owner_db, ctx):
     owner_db.execute("INSERT INTO password_reset_tokens (id, user_id, token_hash, expires_at) "
                      "VALUES (gen_random_uuid(), %s, 'h3', %s)", [user.id, past])
     with app.app_context():
-        assert periodic.sweep_expired_tokens() == 2
+        assert sweep_expired_tokens() == 2
     emails = [r[0] for r in owner_db.execute("SELECT email FROM pending_signups").fetchall()]
     assert emails == ["fresh@example.com"]
 

@@ -8,21 +8,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from blinker import Namespace
 from flask import current_app
 from sqlalchemy import func, select, update
 
 from coach.accounts.models import PasswordResetToken, PendingSignup, User
-from coach import tenancy
 from coach.extensions import db
-from coach.orgs.models import Membership
 from coach.platform import audit
 from coach.platform.mail import queue_email
 from coach.security import hash_password, needs_rehash, new_token, token_hash, verify_password
+from coach.errors import DomainError
+
+# Sent with the audit action (``login.succeeded`` / ``login.failed``), ``user`` (or None) and ``label`` (the
+# email tried). A receiver that recorded the attempt in the user's organizations returns True; when none
+# did, it is recorded as a platform event. The organizations layer receives it (accounts knows no
+# organizations).
+login_attempted = Namespace().signal("login-attempted")
 
 SIGNUP_TTL = timedelta(hours=24)
 
 
-class AccountError(ValueError):
+class AccountError(DomainError):
     """A request that cannot be carried out; the message is safe to show."""
 
 
@@ -106,18 +112,11 @@ def authenticate(email: str, password: str) -> User | None:
 
 def _audit_login(action: str, user: User | None, email: str) -> None:
     label = normalize_email(email)[:254]
-    tenant_ids = []
-    if user is not None:
-        with tenancy.acting_for(None, user.id):  # a user's own memberships are readable to them
-            tenant_ids = list(db.session.scalars(select(Membership.tenant_id).where(Membership.user_id == user.id)))
-    if not tenant_ids:
+    receivers = login_attempted.send(action, user=user, label=label)
+    if not any(recorded for _, recorded in receivers):
+        # Nobody recorded it in an organization (an unknown email, or an account in none): a platform event.
         audit.record(action, actor=user, actor_label=label, tenant_id=None, target_type="user",
                      target_id=user.id if user else None)
-        return
-    for tenant_id in tenant_ids:
-        with tenancy.acting_for(tenant_id, user.id):
-            audit.record(action, actor=user, actor_label=label, tenant_id=tenant_id, target_type="user",
-                         target_id=user.id)
 
 
 def request_password_reset(email: str) -> None:

@@ -1,8 +1,17 @@
-"""Form pieces shared by several blueprints."""
+"""Form pieces and form handling shared by every blueprint."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import abort
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectField
 from wtforms.validators import DataRequired, Email, Length, ValidationError
 
+from coach.errors import DomainError
+from coach.extensions import db
 from coach.timezones import is_valid_timezone, timezone_choices
 
 PASSWORD_RULES = [DataRequired(), Length(min=10, max=128, message="Use between 10 and 128 characters.")]
@@ -31,3 +40,49 @@ class TimezoneField(SelectField):
 
 class BaseForm(FlaskForm):
     """All forms: CSRF from Flask-WTF."""
+
+
+NAME_RULES = [DataRequired(message="Enter your name."), Length(max=100, message="Use at most 100 characters.")]
+
+
+class ActionForm(BaseForm):
+    """Just the CSRF token: actions that are a button (remove, confirm, pin, retry)."""
+
+
+def require_action_form() -> None:
+    """Refuse (400) a button's POST whose form does not validate: a missing or stale CSRF token."""
+    if not ActionForm().validate_on_submit():
+        abort(400, "This action's form was incomplete or expired. Reload the page and try again.")
+
+
+@dataclass
+class Attempt:
+    """What :func:`attempt` did: ``ok`` (true when the action succeeded), its ``value``, or the ``error``."""
+
+    ok: bool
+    value: Any = None
+    error: DomainError | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def status(self) -> int:
+        """The status to re-show the form with: the error's, else 200."""
+        return self.error.status if self.error is not None else 200
+
+
+def attempt(form: FlaskForm | None, action: Callable[..., Any], *args, **kwargs) -> Attempt:
+    """Call a service; a :class:`DomainError` rolls the transaction back and becomes the form's message.
+
+    For views that re-show their form when the service refuses (any other refusal is the app-wide
+    error handler's): ``done = attempt(form, service.create, ...)``; ``if done: commit and redirect``;
+    else render the form with ``status=done.status``.
+    """
+    try:
+        return Attempt(True, action(*args, **kwargs))
+    except DomainError as exc:
+        db.session.rollback()
+        if form is not None:
+            form.form_errors.append(str(exc))
+        return Attempt(False, error=exc)

@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 
+from flask import g
 from rq import Retry
 
 from coach import tenancy
 from coach.booking import service
-from coach.booking.models import STATUSES
+from coach.booking.events import (BOOKING_ACTIVE, BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_DECLINED,
+                                  BOOKING_ENDED, BOOKING_EXPIRED, BOOKING_NO_SHOW, BOOKING_REQUESTED)
 from coach.extensions import db
-from coach.platform.jobs import _get_app, consumer, each_tenant
+from coach.clock import now as clock_now
+from coach.platform.jobs import consumer, each_tenant, get_app
+from coach.platform.periodic import periodic
 from coach.platform.queues import queue
 
 log = logging.getLogger(__name__)
 
-# Every booking event schedules the exact-time jobs it implies (notifications consume them too).
-TOPICS = tuple(f"booking.{status}" for status in STATUSES)
-
-
 def run_due_for(tenant_id: str) -> int:
     """RQ entry point: apply what is due in one organization now."""
-    app = _get_app()
+    app = get_app()
     with app.app_context():
         tenancy.activate(uuid.UUID(tenant_id))
         result = service.run_due(uuid.UUID(tenant_id))
@@ -36,29 +36,27 @@ def run_due_for(tenant_id: str) -> int:
         return result.total
 
 
+@periodic(every=60, name="sweep_bookings")
 def sweep_all() -> int:
-    """Every organization with something due, one transaction each (a failure stays in its organization)."""
+    """The safety net under the precise per-booking jobs (expiries, starts, ends, reminders): every organization with something due, one transaction each (a failure stays in its organization)."""
     return each_tenant(service.due_tenants(), lambda tenant_id: service.run_due(tenant_id).total, "booking sweep")
 
 
 def schedule_moments(tenant_id: uuid.UUID, moments: list[datetime]) -> None:
     """Enqueue :func:`run_due_for` at each future moment; one job per organization and second."""
-    now = datetime.now(timezone.utc)
+    now = clock_now()
     q = queue("default")
     for when in moments:
         if when <= now:
             continue
-        q.enqueue_at(when, "coach.booking.jobs.run_due_for", str(tenant_id),
+        q.enqueue_at(when, run_due_for, str(tenant_id),
                      job_id=f"booking-due-{tenant_id}-{int(when.timestamp())}", job_timeout=120,
                      retry=Retry(max=3, interval=[10, 60, 300]), result_ttl=600,
                      description=f"booking moments {tenant_id} {when.isoformat()}")
 
 
-def _schedule_from_event(payload: dict) -> None:
-    from flask import g
-
+@consumer(BOOKING_REQUESTED, BOOKING_CONFIRMED, BOOKING_ACTIVE, BOOKING_DECLINED, BOOKING_EXPIRED,
+          BOOKING_CANCELLED, BOOKING_ENDED, BOOKING_NO_SHOW)
+def schedule_from_event(payload: dict) -> None:
+    """Every booking event schedules the exact-time jobs it implies (expiry, start, end, reminders)."""
     schedule_moments(g.tenant_id, service.moments_for(payload))
-
-
-for _topic in TOPICS:
-    consumer(_topic)(_schedule_from_event)

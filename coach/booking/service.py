@@ -47,6 +47,8 @@ from coach.orgs.models import Membership, Organization
 from coach.platform import audit
 from coach.platform.outbox import emit
 from coach.timezones import is_valid_timezone
+from coach.errors import DomainError
+from coach.booking.events import BOOKING_REMINDER, STATUS_TOPICS
 
 UTC = timezone.utc
 NOTE_MAX = 2000
@@ -68,7 +70,7 @@ PAST = {"confirm": "confirmed", "decline": "declined", "cancel": "cancelled", "n
         "expire": "expired", "start": "started", "end": "ended"}
 
 
-class BookingError(ValueError):
+class BookingError(DomainError):
     """A request that cannot be carried out; the message is safe to show. HTTP 422."""
 
     status = 422
@@ -648,7 +650,7 @@ def _release_seats(session_ids: list[uuid.UUID]) -> None:
 
 
 def _emit(booking: Booking, before: str | None, after: str, actor: Membership | None) -> None:
-    emit(f"booking.{after}", {
+    emit(STATUS_TOPICS[after], {
         "booking_id": str(booking.id), "from": before, "to": after,
         "coach_membership_id": str(booking.coach_membership_id),
         "athlete_membership_id": str(booking.athlete_membership_id),
@@ -729,7 +731,7 @@ def _send_reminders(tenant_id: uuid.UUID, now: datetime) -> int:
             .values({column: now}).returning(Booking.id)).all()
         for booking in db.session.scalars(select(Booking).where(Booking.tenant_id == tenant_id,
                                                                 Booking.id.in_(ids))):
-            emit("booking.reminder", {"booking_id": str(booking.id), "which": kind,
+            emit(BOOKING_REMINDER, {"booking_id": str(booking.id), "which": kind,
                                       "starts_at": booking.starts_at.isoformat()})
             sent += 1
     return sent

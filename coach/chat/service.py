@@ -26,13 +26,15 @@ from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.orgs.models import Membership, Organization
 from coach.platform.outbox import emit
+from coach.errors import DomainError
+from coach.chat.events import CHAT_MESSAGE
 
 UTC = timezone.utc
 HISTORY_PAGE = 50
 REPLAY_MAX = 500
 
 
-class ChatError(ValueError):
+class ChatError(DomainError):
     """A request that cannot be carried out; the message is safe to show. HTTP 422 unless ``status`` says."""
 
     status = 422
@@ -238,7 +240,7 @@ def send(conversation: Conversation, author: Membership, body: str, attachments:
                                          position=position))
     mark_read(conversation, author, seq, now)
     db.session.refresh(conversation, ["last_seq", "last_message_at"])
-    emit("chat.message", {"conversation_id": str(conversation.id), "message_id": str(message.id),
+    emit(CHAT_MESSAGE, {"conversation_id": str(conversation.id), "message_id": str(message.id),
                           "seq": seq, "author_membership_id": str(author.id)})
     return message
 

@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from flask import current_app, g
 from rq import Retry, get_current_job
 
 from coach import tenancy
@@ -20,8 +21,10 @@ from coach.media import processing, service
 from coach.media.models import MediaItem
 from coach.media.storage import get_storage
 from coach.orgs.models import Organization
-from coach.platform.jobs import _get_app, consumer
+from coach.platform.jobs import consumer, get_app
+from coach.platform.periodic import periodic
 from coach.platform.queues import queue
+from coach.media.events import MEDIA_DELETED, MEDIA_UPLOADED
 
 log = logging.getLogger(__name__)
 
@@ -29,37 +32,33 @@ MAX_ATTEMPTS = 3
 GAVE_UP = "We could not process this file. Please try uploading it again."
 
 
-def _enqueue(func: str, tenant_id, media_id, job_id: str, timeout: int) -> None:
+def _enqueue(func, tenant_id, media_id, job_id: str, timeout: int) -> None:
     queue("media").enqueue(func, str(tenant_id), str(media_id), job_id=job_id, job_timeout=timeout,
                            retry=Retry(max=MAX_ATTEMPTS - 1, interval=[30, 300]), result_ttl=3600,
-                           failure_ttl=7 * 86400, description=f"{func.rsplit('.', 1)[-1]} {media_id}")
+                           failure_ttl=7 * 86400, description=f"{func.__name__} {media_id}")
 
 
 def enqueue_processing(tenant_id, media_id) -> None:
-    _enqueue("coach.media.jobs.process_media", tenant_id, media_id, f"media-process-{media_id}", 3600)
+    _enqueue(process_media, tenant_id, media_id, f"media-process-{media_id}", 3600)
 
 
 def enqueue_purge(tenant_id, media_id) -> None:
-    _enqueue("coach.media.jobs.purge_media", tenant_id, media_id, f"media-purge-{media_id}", 600)
+    _enqueue(purge_media, tenant_id, media_id, f"media-purge-{media_id}", 600)
 
 
-@consumer("media.uploaded")
+@consumer(MEDIA_UPLOADED)
 def _uploaded(payload: dict) -> None:
-    from flask import g
-
     enqueue_processing(g.tenant_id, payload["media_id"])
 
 
-@consumer("media.deleted")
+@consumer(MEDIA_DELETED)
 def _deleted(payload: dict) -> None:
-    from flask import g
-
     enqueue_purge(g.tenant_id, payload["media_id"])
 
 
 def process_media(tenant_id: str, media_id: str) -> str:
     """RQ entry point: make the item's renditions and mark it ready, or failed with a reason."""
-    app = _get_app()
+    app = get_app()
     with app.app_context(), tenancy.acting_for(uuid.UUID(tenant_id)):
         item = _claim(media_id)
         if item is None:
@@ -142,7 +141,7 @@ def _finish_failed(media_id: str, reason: str) -> None:
 
 def purge_media(tenant_id: str, media_id: str) -> str:
     """RQ entry point: remove a deleted item's objects, then its row."""
-    app = _get_app()
+    app = get_app()
     with app.app_context(), tenancy.acting_for(uuid.UUID(tenant_id)):
         item = db.session.get(MediaItem, uuid.UUID(media_id))
         if item is None or item.status != "deleting":
@@ -153,11 +152,10 @@ def purge_media(tenant_id: str, media_id: str) -> str:
         return "purged"
 
 
+@periodic(every=600, name="sweep_media")
 def sweep_all() -> int:
-    """Every organization with abandoned uploads or stuck work, one transaction each; then the
+    """Abandoned uploads (aborted, room released), processing that never finished, deletions to redo: every organization with abandoned uploads or stuck work, one transaction each; then the
     local backend's upload folders that no row knows about (S3 has a lifecycle rule for those)."""
-    from flask import current_app
-
     done = 0
     for tenant_id in service.due_tenants():
         db.session.rollback()

@@ -38,6 +38,8 @@ from coach.media.storage import StorageError, get_storage
 from coach.orgs.models import Membership, Organization
 from coach.platform import audit
 from coach.platform.outbox import emit
+from coach.errors import DomainError
+from coach.media.events import MEDIA_DELETED, MEDIA_READY, MEDIA_REVIEW_COMMENTED, MEDIA_UPLOADED
 
 UTC = timezone.utc
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ LABELS = {"image/jpeg": "JPEG image", "image/png": "PNG image", "image/webp": "W
           "application/pdf": "PDF document"}
 
 
-class MediaError(ValueError):
+class MediaError(DomainError):
     """A request that cannot be carried out; the message is safe to show. HTTP 422 unless ``status`` says."""
 
     status = 422
@@ -275,7 +277,7 @@ def import_file(org: Organization, owner: Membership, path: Path, content_type: 
     get_storage().upload_file(path, item.original_key, item.content_type)
     item.status, item.size_bytes, item.uploaded_at = "processing", item.declared_bytes, now
     db.session.flush()
-    emit("media.uploaded", {"media_id": str(item.id)})
+    emit(MEDIA_UPLOADED, {"media_id": str(item.id)})
     return item
 
 
@@ -347,7 +349,7 @@ def finalize(item: MediaItem, actor: Membership, now: datetime | None = None) ->
     item.counted_bytes = size
     item.uploaded_at = now
     db.session.flush()
-    emit("media.uploaded", {"media_id": str(item.id)})
+    emit(MEDIA_UPLOADED, {"media_id": str(item.id)})
     return item
 
 
@@ -391,7 +393,7 @@ def record_renditions(item: MediaItem, keys: dict[str, str], derived_bytes: int,
     item.status = "ready"
     item.ready_at = now or _now()
     db.session.flush()
-    emit("media.ready", {"media_id": str(item.id)})
+    emit(MEDIA_READY, {"media_id": str(item.id)})
     return True
 
 
@@ -426,7 +428,7 @@ def delete_item(item: MediaItem, actor: Membership, now: datetime | None = None)
     if actor.id != item.owner_membership_id:
         audit.record("media.deleted", actor=actor.user, target_type="media", target_id=item.id,
                      details={"title": item.title, "owner": item.owner.user.email if item.owner else None})
-    emit("media.deleted", {"media_id": str(item.id)})
+    emit(MEDIA_DELETED, {"media_id": str(item.id)})
 
 
 def purge(item: MediaItem) -> None:
@@ -613,7 +615,7 @@ def add_review_comment(item: MediaItem, author: Membership, at_ms: int | None, b
                            author_membership_id=author.id, at_ms=at_ms, body=body, created_at=now or _now())
     db.session.add(comment)
     db.session.flush()
-    emit("media.review_commented", {"media_id": str(item.id), "comment_id": str(comment.id),
+    emit(MEDIA_REVIEW_COMMENTED, {"media_id": str(item.id), "comment_id": str(comment.id),
                                     "owner_membership_id": str(item.owner_membership_id or ""),
                                     "author_membership_id": str(author.id)})
     return comment

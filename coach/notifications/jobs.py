@@ -15,8 +15,22 @@ from zoneinfo import ZoneInfo
 from flask import g
 from sqlalchemy import select
 
+from coach.booking.events import (BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_DECLINED, BOOKING_EXPIRED,
+                                  BOOKING_REMINDER, BOOKING_REQUESTED)
+from coach.booking.models import Booking
+from coach.chat import realtime
+from coach.chat.events import CHAT_MESSAGE
+from coach.chat.models import Conversation, ConversationRead, Message
 from coach.extensions import db
+from coach.media import service as media
+from coach.media.events import MEDIA_READY, MEDIA_REVIEW_COMMENTED
+from coach.media.models import MediaComment, MediaItem
 from coach.notifications import service
+from coach.platform.periodic import periodic
+from coach.spaces import markdown
+from coach.spaces import service as spaces
+from coach.spaces.events import SPACE_COMMENTED, SPACE_MENTIONED
+from coach.spaces.models import Comment, Post, Space, SpaceMember
 from coach.orgs.models import Membership, Organization
 from coach.platform.jobs import after_commit, consumer, each_tenant
 
@@ -45,21 +59,15 @@ def _announce() -> None:
 
 
 def publish_counts(tenant_id: uuid.UUID, member_ids) -> None:
-    from coach.chat import realtime
-
     realtime.publish(tenant_id, {"type": "notify", "tenant_id": str(tenant_id),
                                  "member_ids": [str(m) for m in member_ids]})
 
 
 # --- chat ------------------------------------------------------------------------------------------
 
-@consumer("chat.message")
+@consumer(CHAT_MESSAGE)
 def message_while_offline(payload: dict) -> None:
     """Members of the conversation who are offline and have not read it yet."""
-    from coach.chat import realtime
-    from coach.chat.models import Conversation, ConversationRead, Message
-    from coach.spaces.models import Space, SpaceMember
-
     message = db.session.get(Message, uuid.UUID(payload["message_id"]))
     conversation = db.session.get(Conversation, uuid.UUID(payload["conversation_id"]))
     if message is None or conversation is None or message.deleted_at is not None:
@@ -104,10 +112,8 @@ def message_while_offline(payload: dict) -> None:
 
 # --- spaces ----------------------------------------------------------------------------------------
 
-@consumer("space.mentioned")
+@consumer(SPACE_MENTIONED)
 def mentioned(payload: dict) -> None:
-    from coach.spaces.models import Post, Space
-
     post = db.session.get(Post, uuid.UUID(payload["post_id"]))
     member = _member(payload["membership_id"])
     author = _member(payload.get("author_membership_id"))
@@ -124,12 +130,9 @@ def mentioned(payload: dict) -> None:
     _announce()
 
 
-@consumer("space.commented")
+@consumer(SPACE_COMMENTED)
 def commented(payload: dict) -> None:
     """The post's author, and the author of the comment replied to."""
-    from coach.spaces import markdown
-    from coach.spaces.models import Comment, Post, Space
-
     post = db.session.get(Post, uuid.UUID(payload["post_id"]))
     comment = db.session.get(Comment, uuid.UUID(payload["comment_id"]))
     if post is None or comment is None or not post.visible or comment.deleted_at is not None:
@@ -156,17 +159,13 @@ def commented(payload: dict) -> None:
 
 
 def _can_read(space, member: Membership) -> bool:
-    from coach.spaces import service as spaces
-
     return spaces.access(space, member).read
 
 
 # --- media -----------------------------------------------------------------------------------------
 
-@consumer("media.ready")
+@consumer(MEDIA_READY)
 def media_ready(payload: dict) -> None:
-    from coach.media.models import MediaItem
-
     item = db.session.get(MediaItem, uuid.UUID(payload["media_id"]))
     if item is None or not item.ready or item.owner_membership_id is None:
         return
@@ -178,12 +177,9 @@ def media_ready(payload: dict) -> None:
     _announce()
 
 
-@consumer("media.review_commented")
+@consumer(MEDIA_REVIEW_COMMENTED)
 def review_commented(payload: dict) -> None:
     """The video's owner, and everyone else in the thread the comment belongs to."""
-    from coach.media import service as media
-    from coach.media.models import MediaComment, MediaItem
-
     item = db.session.get(MediaItem, uuid.UUID(payload["media_id"]))
     comment = db.session.get(MediaComment, uuid.UUID(payload["comment_id"]))
     if item is None or comment is None or item.status == "deleting" or comment.deleted_at is not None:
@@ -220,10 +216,9 @@ def _when(booking, member: Membership) -> str:
     return local.strftime("%a %-d %b, %H:%M") + f" ({zone.key})"
 
 
+@consumer(BOOKING_REQUESTED, BOOKING_CONFIRMED, BOOKING_DECLINED, BOOKING_EXPIRED, BOOKING_CANCELLED)
 def booking_changed(payload: dict) -> None:
     """Whoever of the coach and the athlete did not make the change."""
-    from coach.booking.models import Booking
-
     booking = db.session.get(Booking, uuid.UUID(payload["booking_id"]))
     if booking is None:
         return
@@ -263,10 +258,8 @@ def booking_changed(payload: dict) -> None:
     _announce()
 
 
-@consumer("booking.reminder")
+@consumer(BOOKING_REMINDER)
 def booking_reminder(payload: dict) -> None:
-    from coach.booking.models import Booking
-
     booking = db.session.get(Booking, uuid.UUID(payload["booking_id"]))
     if booking is None or booking.status != "confirmed":
         return
@@ -286,18 +279,9 @@ def booking_reminder(payload: dict) -> None:
     _announce()
 
 
-def _register_booking() -> None:
-    from coach.booking.models import STATUSES
-
-    for status in STATUSES:
-        consumer(f"booking.{status}")(booking_changed)
-
-
-_register_booking()
-
-
 # --- the email sweep ---------------------------------------------------------------------------------
 
+@periodic(every=60, name="send_notification_emails")
 def sweep_all() -> int:
     """Every organization with notification emails due, one transaction each."""
     return each_tenant(service.due_tenants(), service.send_due_emails, "notification email sweep")

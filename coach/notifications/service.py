@@ -25,6 +25,7 @@ from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.notifications.models import CHANNELS, KINDS, TIMINGS, Notification, NotificationPreference
 from coach.orgs.models import Membership, Organization
+from coach.errors import DomainError
 
 PAGE_SIZE = 30
 DIGEST_HOUR = 8  # the daily digest goes out at 08:00 in the member's time zone
@@ -32,11 +33,11 @@ TITLE_MAX, BODY_MAX = 200, 300
 UNSUBSCRIBE_SALT = "notification-unsubscribe"
 
 
-class UnknownKind(ValueError):
+class UnknownKind(DomainError):
     """A notification kind that does not exist (a forged form or link)."""
 
 
-class BadPreference(ValueError):
+class BadPreference(DomainError):
     """A channel or timing that is not one of the choices."""
 
 

@@ -1,7 +1,7 @@
 """Organization services: create, invite, accept, change roles, remove members.
 
 Functions that touch tenant rows expect the organization to be active
-(``coach.tenancy.activate``); RLS hides everything else. The caller commits.
+(``coach.tenant_context.activate``); RLS hides everything else. The caller commits.
 """
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ from datetime import datetime, timedelta, timezone
 from flask import current_app
 from sqlalchemy import func, select
 
-from coach import tenancy
+from coach.platform import tenant_context
 from coach.accounts.models import User
-from coach.accounts.service import AccountError, create_user, normalize_email
+from coach.accounts.service import AccountError, create_user, login_attempted, normalize_email
 from coach.dbutil import insert_or_raise
 from coach.extensions import db
 from coach.orgs.models import ROLES, Invitation, Membership, Organization
 from coach.platform import audit
 from coach.platform.mail import queue_email
 from coach.security import new_token, token_hash
+from coach.errors import DomainError
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
 # Slugs that would read as, or collide with, pages of the app.
@@ -30,12 +31,26 @@ RESERVED_SLUGS = frozenset({
 })
 
 
-class OrgError(ValueError):
+class OrgError(DomainError):
     """A request that cannot be carried out; the message is safe to show."""
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+@login_attempted.connect
+def _audit_login(action: str, user: User | None, label: str) -> bool:
+    """Record a login attempt in every organization the account belongs to; False if it belongs to none."""
+    if user is None:
+        return False
+    with tenant_context.acting_for(None, user.id):  # a user's own memberships are readable to them
+        tenant_ids = list(db.session.scalars(select(Membership.tenant_id).where(Membership.user_id == user.id)))
+    for tenant_id in tenant_ids:
+        with tenant_context.acting_for(tenant_id, user.id):
+            audit.record(action, actor=user, actor_label=label, tenant_id=tenant_id, target_type="user",
+                         target_id=user.id)
+    return bool(tenant_ids)
 
 
 def _insert_unique(row, taken_message: str) -> None:
@@ -83,7 +98,7 @@ def create_organization(creator: User, name: str, slug: str, tz: str) -> Organiz
     org = Organization(name=name.strip(), slug=slug, timezone=tz)
     # Someone may take the address between the check above and this insert.
     _insert_unique(org, "This address is taken. Choose another.")
-    tenancy.activate(org.id, creator.id)
+    tenant_context.activate(org.id, creator.id)
     db.session.add(Membership(tenant_id=org.id, user_id=creator.id, role="admin"))
     db.session.flush()
     audit.record("organization.created", actor=creator, target_type="organization", target_id=org.id,

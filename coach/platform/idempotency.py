@@ -22,9 +22,10 @@ from flask_login import current_user
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from coach import tenancy
+from coach.platform import tenant_context
 from coach.extensions import db
 from coach.platform.models import IdempotencyKey
+from coach.platform.periodic import periodic
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{8,100}")
 FORM_FIELD = "idempotency_key"
@@ -134,7 +135,7 @@ def idempotent(view):
 def _release(scope) -> None:
     row_id, tenant_id, user_id = scope
     db.session.rollback()
-    with tenancy.acting_for(tenant_id, user_id):
+    with tenant_context.acting_for(tenant_id, user_id):
         db.session.execute(IdempotencyKey.__table__.delete().where(IdempotencyKey.id == row_id))
         db.session.commit()
 
@@ -143,7 +144,7 @@ def _store(scope, response) -> None:
     row_id, tenant_id, user_id = scope
     body = response.get_data()
     db.session.rollback()  # whatever the view left open is finished; store in a transaction of our own
-    with tenancy.acting_for(tenant_id, user_id):
+    with tenant_context.acting_for(tenant_id, user_id):
         db.session.execute(
             IdempotencyKey.__table__.update().where(IdempotencyKey.id == row_id).values(
                 status_code=response.status_code,
@@ -153,6 +154,11 @@ def _store(scope, response) -> None:
             )
         )
         db.session.commit()
+
+
+@periodic(every=3600, name="sweep_idempotency_keys")
+def _sweep_periodically() -> int:
+    return sweep(72)
 
 
 def sweep(older_than_hours: int = 72) -> int:

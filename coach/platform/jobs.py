@@ -1,16 +1,15 @@
 """RQ entry points. Every event job runs in an app context with its organization set for RLS.
 
 Consumers register with :func:`consumer` (a topic may have several: they run in order, in one
-transaction). :func:`handle_event` applies an event at most once: the ``processed_events`` row is
+transaction). Platform knows no domain: each domain's ``jobs`` module registers its consumers when the
+app factory loads the installed domains (:mod:`coach.domains`). :func:`handle_event` applies an event at most once: the ``processed_events`` row is
 written in the same transaction as the consumers' changes, so a redelivered event finds it and
 does nothing. What must happen only once that transaction has committed (telling web processes
 over Redis) is registered with :func:`after_commit`.
 """
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from flask import Flask, current_app, g, has_app_context
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from coach import tenancy
+from coach.platform import tenant_context
 from coach.extensions import db
 
 log = logging.getLogger(__name__)
@@ -28,16 +27,22 @@ _CONSUMERS: dict[str, list[Callable[[dict], None]]] = {}
 _app: Flask | None = None
 
 
-def consumer(topic: str):
-    """Register ``func(payload)`` as a consumer of ``topic``."""
+def consumer(*topics: str):
+    """Register ``func(payload)`` as a consumer of each of ``topics`` (:class:`coach.platform.events.Topic`)."""
 
     def decorator(func):
-        funcs = _CONSUMERS.setdefault(topic, [])
-        if func not in funcs:
-            funcs.append(func)
+        for topic in topics:
+            funcs = _CONSUMERS.setdefault(topic, [])
+            if func not in funcs:
+                funcs.append(func)
         return func
 
     return decorator
+
+
+def consumers_of(topic: str) -> list[Callable[[dict], None]]:
+    """What runs when ``topic`` arrives, in order (the System page and the tests read it)."""
+    return list(_CONSUMERS.get(topic, ()))
 
 
 def after_commit(callback: Callable[[], None]) -> None:
@@ -52,28 +57,13 @@ def after_commit(callback: Callable[[], None]) -> None:
         pending.append(callback)
 
 
-def _load_consumers() -> None:
-    # Domains register consumers on import; list them here.
-    import coach.booking.jobs  # noqa: F401
-    import coach.media.jobs  # noqa: F401
-    import coach.notifications.jobs  # noqa: F401
-    import coach.spaces.jobs  # noqa: F401
-    import coach.platform.mail  # noqa: F401
-
-    # Extension and test hook: COACH_EXTRA_CONSUMERS names more modules (comma-separated) that
-    # register consumers on import, e.g. the benchmarks' no-op topic (bench.consumers).
-    for module in os.environ.get("COACH_EXTRA_CONSUMERS", "").split(","):
-        if module.strip():
-            importlib.import_module(module.strip())
-
-
 def each_tenant(tenant_ids, work: Callable[[uuid.UUID], int], what: str) -> int:
     """Run ``work(tenant_id)`` for each organization, acting for it, one transaction each: a failure is
     logged and stays in its organization. The sum of what ``work`` returned."""
     done = 0
     for tenant_id in tenant_ids:
         db.session.rollback()
-        with tenancy.acting_for(tenant_id):
+        with tenant_context.acting_for(tenant_id):
             try:
                 done += work(tenant_id)
                 db.session.commit()
@@ -84,25 +74,30 @@ def each_tenant(tenant_ids, work: Callable[[uuid.UUID], int], what: str) -> int:
     return done
 
 
-def _get_app() -> Flask:
+def use_app(app: Flask) -> None:
+    """The app jobs run in when RQ calls them outside any app context: the process's first app (the
+    factory registers each app it builds; a worker builds one)."""
     global _app
+    if _app is None:
+        _app = app
+
+
+def get_app() -> Flask:
+    """The app a job runs in: the current one, else the one the factory registered (a worker's)."""
     if has_app_context():
         return current_app._get_current_object()
     if _app is None:
-        from coach import create_app
-
-        _app = create_app()
+        raise RuntimeError("no app: a job ran in a process that never called coach.create_app()")
     return _app
 
 
 def handle_event(event: dict) -> str:
     """Apply one outbox event; returns ``"done"``, ``"duplicate"`` or ``"no-consumer"``."""
-    _load_consumers()
-    app = _get_app()
+    app = get_app()
     with app.app_context():
         g.request_id = event.get("request_id") or uuid.uuid4().hex
         tenant_id = uuid.UUID(event["tenant_id"]) if event.get("tenant_id") else None
-        tenancy.activate(tenant_id)
+        tenant_context.activate(tenant_id)
         started = time.time()
         lag_ms = (started - event["created_at"]) * 1000 if event.get("created_at") else None
         funcs = _CONSUMERS.get(event["topic"])

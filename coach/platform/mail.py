@@ -29,6 +29,7 @@ from coach.extensions import db
 from coach.platform.jobs import consumer
 from coach.platform.models import Email
 from coach.platform.outbox import emit
+from coach.platform.events import MAIL_SEND
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,11 @@ def queue_email(to: str, subject: str, template: str, *, headers: dict | None = 
     )
     db.session.add(email)
     db.session.flush()
-    emit("mail.send", {"email_id": str(email.id)})
+    emit(MAIL_SEND, {"email_id": str(email.id)})
     return email
 
 
-@consumer("mail.send")
+@consumer(MAIL_SEND)
 def send_email(payload: dict) -> None:
     """Consumer of ``mail.send``: send the recorded email once; raise to be retried on SMTP failure."""
     email = db.session.scalar(select(Email).where(Email.id == uuid.UUID(payload["email_id"])).with_for_update())

@@ -31,14 +31,6 @@ def queue(name: str, connection: Redis | None = None) -> Queue:
     return Queue(name, connection=connection or redis_conn(), serializer=JSONSerializer)
 
 
-def queue_for_topic(topic: str) -> str:
-    """Which queue an outbox topic's job runs on."""
-    # Events of the media domain only queue the real work on ``media`` themselves (a transcode can take
-    # minutes): their consumers, and the notifications some of them make, must not wait behind one.
-    prefix = topic.split(".", 1)[0]
-    return {"mail": "mail", "notify": "notifications"}.get(prefix, "default")
-
-
 class PromptStop:
     """Mixin for RQ workers: stop within a second instead of up to a minute.
 

@@ -1,6 +1,6 @@
 """The outbox relay: claims events, enqueues one RQ job each, deletes them once enqueued.
 
-Run as ``python -m coach.platform.relay`` (the Procfile's ``relay``). Several relays
+Run as ``python relay.py`` (the Procfile's ``relay``). Several relays
 may run at once: each claims a batch with ``FOR UPDATE SKIP LOCKED`` inside its own
 transaction, so no event is claimed twice at the same time; a relay that dies
 mid-batch leaves its events locked only until its transaction aborts, and they
@@ -21,7 +21,9 @@ from rq import Retry
 from sqlalchemy import text
 
 from coach.extensions import db
-from coach.platform.queues import QUEUE_NAMES, queue, queue_for_topic, redis_conn
+from coach.platform.events import queue_for_topic
+from coach.platform.jobs import handle_event
+from coach.platform.queues import QUEUE_NAMES, queue, redis_conn
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ def _job_data(q, row) -> object:
         "request_id": row.request_id,
         "created_at": row.created_at.timestamp(),
     }
-    return q.prepare_data("coach.platform.jobs.handle_event", args=[event], job_id=f"event-{row.id}",
+    return q.prepare_data(handle_event, args=[event], job_id=f"event-{row.id}",
                           timeout=JOB_TIMEOUT, retry=JOB_RETRY, result_ttl=300, failure_ttl=7 * 24 * 3600,
                           description=f"{row.topic} {row.id}")
 
@@ -126,15 +128,3 @@ def run_forever(stop=None) -> None:
             time.sleep(backoff)
             backoff = min(backoff * 2, 30)
     log.info("outbox relay stopped")
-
-
-def main() -> None:
-    from coach import create_app
-
-    app = create_app()
-    with app.app_context():
-        run_forever()
-
-
-if __name__ == "__main__":
-    main()

@@ -8,8 +8,9 @@ event without a consumer.
 from __future__ import annotations
 
 from coach.platform.jobs import consumer
+from coach.spaces.events import SPACE_POST_CREATED
 
 
-@consumer("space.post_created")
+@consumer(SPACE_POST_CREATED)
 def _post_created(payload: dict) -> None:
     """Nothing to do in a worker: the live "new posts" push happens when the post is written."""

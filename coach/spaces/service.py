@@ -34,6 +34,8 @@ from coach.orgs.models import Membership, Organization
 from coach.platform import audit
 from coach.platform.outbox import emit
 from coach.spaces import markdown
+from coach.errors import DomainError
+from coach.spaces.events import SPACE_COMMENTED, SPACE_MENTIONED, SPACE_POST_CREATED
 from coach.spaces.models import (
     REACTIONS,
     VISIBILITIES,
@@ -56,7 +58,7 @@ PINNED_MAX = 10
 HIDE_AFTER_FLAGS = 3
 
 
-class SpaceError(ValueError):
+class SpaceError(DomainError):
     """A request that cannot be carried out; the message is safe to show. HTTP 422 unless ``status`` says."""
 
     status = 422
@@ -353,7 +355,7 @@ def create_post(space: Space, author: Membership, source: str, mention_url=lambd
         db.session.add(PostAttachment(tenant_id=post.tenant_id, post_id=post.id, media_id=item.id,
                                       position=position))
     _record_mentions(post, author, mentioned)
-    emit("space.post_created", {"post_id": str(post.id), "space_id": str(space.id),
+    emit(SPACE_POST_CREATED, {"post_id": str(post.id), "space_id": str(space.id),
                                 "author_membership_id": str(author.id)})
     return post
 
@@ -400,7 +402,7 @@ def _record_mentions(post: Post, author: Membership, mentioned: dict[str, list[M
     excerpt = markdown.plain_excerpt(post.body_source) if members else ""
     for member in members:
         db.session.add(PostMention(tenant_id=post.tenant_id, post_id=post.id, membership_id=member.id))
-        emit("space.mentioned", {"post_id": str(post.id), "membership_id": str(member.id),
+        emit(SPACE_MENTIONED, {"post_id": str(post.id), "membership_id": str(member.id),
                                  "author_membership_id": str(author.id), "excerpt": excerpt})
     db.session.flush()
 
@@ -477,13 +479,13 @@ def add_comment(post: Post, author: Membership, source: str, parent: Comment | N
     db.session.add(comment)
     db.session.execute(update(Post).where(Post.id == post.id).values(comment_count=Post.comment_count + 1))
     db.session.flush()
-    emit("space.commented", {"post_id": str(post.id), "comment_id": str(comment.id),
+    emit(SPACE_COMMENTED, {"post_id": str(post.id), "comment_id": str(comment.id),
                              "post_author_membership_id": str(post.author_membership_id),
                              "author_membership_id": str(author.id)})
     members = _readers_among(space, author, mentioned)
     excerpt = markdown.plain_excerpt(source) if members else ""
     for member in members:
-        emit("space.mentioned", {"post_id": str(post.id), "comment_id": str(comment.id),
+        emit(SPACE_MENTIONED, {"post_id": str(post.id), "comment_id": str(comment.id),
                                  "membership_id": str(member.id), "author_membership_id": str(author.id),
                                  "excerpt": excerpt})
     return comment

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, request, session, url_for
+from flask import flash, redirect, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from coach.accounts import service
@@ -18,6 +18,7 @@ from coach.blueprints.accounts.forms import (
 )
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
+from coach.blueprints.accounts import bp
 from coach.platform.ratelimit import (
     EMAIL_PER_IP,
     LOGIN_PER_ACCOUNT,
@@ -27,7 +28,6 @@ from coach.platform.ratelimit import (
     login_account_key,
 )
 
-bp = Blueprint("accounts", __name__)
 
 
 def safe_next(default: str = "/") -> str:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from flask import Response, abort, flash, g, request, stream_with_context, url_for
 
 from coach.blueprints.admin.forms import ActionForm, AuditFilterForm
-from coach.blueprints.admin.views import bp
+from coach.blueprints.admin import bp
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
 from coach.platform import audit, system

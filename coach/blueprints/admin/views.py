@@ -5,7 +5,6 @@ import uuid
 
 from flask import abort, flash, g, url_for
 
-from coach import tenancy
 from coach.blueprints.admin.forms import ActionForm, InviteForm, RoleForm
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, trigger
@@ -14,8 +13,8 @@ from coach.platform.idempotency import idempotent
 from coach.orgs.models import ROLE_LABELS
 from coach.orgs.service import OrgError
 from coach.tenancy import role_required
+from coach.blueprints.admin import bp
 
-bp = tenancy.org_blueprint("admin", __name__, "/o/<slug>/admin")
 
 
 def _load_membership(membership_id: str):

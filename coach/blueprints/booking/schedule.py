@@ -11,7 +11,7 @@ from flask import abort, flash, g, request, url_for
 from wtforms import ValidationError
 
 from coach.blueprints.booking.forms import ActionForm, OfferingForm, OverrideForm, RuleForm, TimeOffForm, TimezoneForm
-from coach.blueprints.booking.views import bp
+from coach.blueprints.booking import bp
 from coach.booking import service
 from coach.booking.service import BookingError
 from coach.booking.slots import wall_to_utc

@@ -7,7 +7,6 @@ from flask import abort, flash, g, make_response, request, url_for
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
-from coach import tenancy
 from coach.blueprints.booking.forms import ActionForm, BookForm
 from coach.booking import ics, service
 from coach.booking.service import BookingError
@@ -15,39 +14,9 @@ from coach.extensions import db
 from coach.htmx import redirect_after_post, render, trigger
 from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
-
-bp = tenancy.org_blueprint("booking", __name__, "/o/<slug>", enter=lambda endpoint, slug: _enter(endpoint, slug))
+from coach.blueprints.booking import bp
 
 UTC = timezone.utc
-
-
-def _enter(endpoint: str, slug: str) -> None:
-    # The calendar feed has no session: its secret names the member (see _enter_for_feed).
-    if endpoint == "booking.feed":
-        _enter_for_feed(slug)
-    else:
-        tenancy.enter_org(slug)
-
-
-def _enter_for_feed(slug: str) -> None:
-    """Calendar apps fetch the feed without a session: the secret in the URL is the credential."""
-    from coach.orgs.service import org_by_slug
-
-    org = org_by_slug(slug) if len(slug) <= 40 else None
-    if org is None:
-        abort(404)
-    g.org = org
-    tenancy.activate(org.id)
-
-
-@bp.app_template_global("booking_actions")
-def _booking_actions(booking) -> set[str]:
-    return service.allowed_actions(booking, g.membership)
-
-
-@bp.app_template_global("late_if_cancelled")
-def _late_if_cancelled(booking) -> bool:
-    return service.is_late_cancellation(booking, datetime.now(UTC))
 
 
 # --- loaders: the object or a 404/403 -----------------------------------------------------------------

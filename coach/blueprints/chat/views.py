@@ -15,7 +15,7 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, g, render_template, request, url_for
+from flask import abort, current_app, g, render_template, request, url_for
 from flask_login import current_user
 from simple_websocket import ConnectionClosed
 
@@ -31,20 +31,7 @@ from coach.media import service as media_service
 from coach.media.service import MediaError
 from coach.orgs.models import Membership
 from coach.tenancy import role_required
-
-bp = Blueprint("chat", __name__, url_prefix="/o/<slug>/chat")
-
-
-@bp.url_value_preprocessor
-def _resolve_org(endpoint, values):
-    tenancy.enter_org(values.pop("slug"))
-
-
-@bp.url_defaults
-def _add_slug(endpoint, values):
-    if "slug" not in values and g.get("org") is not None:
-        values["slug"] = g.org.slug
-
+from coach.blueprints.chat import bp
 
 # --- loaders ---------------------------------------------------------------------------------------
 

@@ -1,14 +1,14 @@
 """Health checks and the development mailbox."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify
+from flask import abort, current_app, jsonify
 from sqlalchemy import select
 
 from coach.extensions import db
 from coach.htmx import render
 from coach.platform.models import Email
+from coach.blueprints.core import bp
 
-bp = Blueprint("core", __name__)
 
 
 @bp.get("/health")

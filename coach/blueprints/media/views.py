@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from flask import abort, flash, g, jsonify, request, url_for
 
-from coach import tenancy
 from coach.blueprints.media.forms import DetailsForm, ReviewCommentForm, UploadForm
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, wants_fragment
@@ -17,14 +16,8 @@ from coach.media.models import AUDIENCES
 from coach.media.service import BadMoment, MediaError
 from coach.platform.ratelimit import UPLOADS_PER_USER, limiter, user_key
 from coach.tenancy import role_required
+from coach.blueprints.media import bp
 
-bp = tenancy.org_blueprint("media", __name__, "/o/<slug>/media")
-
-
-@bp.app_template_global()
-def media_urls(item) -> dict[str, str]:
-    """Signed URLs of an item's renditions for a template (signing is local: no I/O)."""
-    return service.urls(item)
 
 
 # --- loaders ---------------------------------------------------------------------------------------

@@ -6,32 +6,17 @@ updated live over the chat socket (``notify`` events, :mod:`coach.chat.hub`).
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 
-from coach import tenancy
-from coach.extensions import csrf, db
+from coach.extensions import db
 from coach.htmx import redirect_after_post, render, wants_fragment
 from coach.notifications import service
 from coach.notifications.jobs import publish_counts
 from coach.notifications.models import CHANNELS, KINDS, TIMINGS
 from coach.notifications.service import BadPreference
-from coach.orgs.models import Membership, Organization
-from coach.platform.ratelimit import limiter
 from coach.tenancy import role_required
+from coach.blueprints.notifications import bp
 
-bp = tenancy.org_blueprint("notifications", __name__, "/o/<slug>/notifications")
-links = Blueprint("notification_links", __name__)
-csrf.exempt(links)  # RFC 8058: mail clients POST "List-Unsubscribe=One-Click" with no token of ours
-
-
-@bp.app_template_global()
-def nav_badges() -> dict:
-    """Unread chat messages and notifications of the member in force, for the nav (two queries)."""
-    from coach.chat import service as chat
-
-    if g.get("membership") is None or g.get("org") is None:
-        return {"chat": 0, "notifications": 0}
-    return {"chat": chat.unread_total(g.org, g.membership), "notifications": service.unread_count(g.membership)}
 
 
 def _commit_and_push() -> None:
@@ -151,40 +136,3 @@ def _choices(form) -> tuple[dict[str, tuple[str, str]], list[str]]:
 
 
 # --- unsubscribe links -----------------------------------------------------------------------------
-
-def _from_token(token: str):
-    """The organization, member and kind of a genuine token, with RLS set to that organization."""
-    found = service.read_unsubscribe_token(token)
-    if found is None:
-        abort(400, "This unsubscribe link is not valid. Open your notification settings to change what we email you.")
-    tenant_id, member_id, kind = found
-    tenancy.activate(tenant_id)
-    org = db.session.get(Organization, tenant_id)
-    member = db.session.get(Membership, member_id)
-    if org is None or member is None:
-        abort(404, "This link is for a membership that no longer exists, so nothing will be emailed for it.")
-    return org, member, kind
-
-
-def _what(kind: str) -> str:
-    return "the daily digest" if kind == "digest" else f"“{KINDS[kind].label}”"
-
-
-@links.get("/unsubscribe/<token>")
-def unsubscribe(token: str):
-    """Ask before acting: a link opened by a mail scanner must change nothing."""
-    org, member, kind = _from_token(token)
-    return render_template("notifications/unsubscribe.html", org=org, member=member, what=_what(kind), token=token,
-                           done=None)
-
-
-@links.post("/unsubscribe/<token>")
-@limiter.limit("30 per minute")
-def unsubscribe_now(token: str):
-    """One click (the form, or a mail client's RFC 8058 POST): no more emails of this kind."""
-    org, member, kind = _from_token(token)
-    changed = service.unsubscribe(member, kind)
-    db.session.commit()
-    current_app.logger.info("unsubscribed membership %s from %s emails (%s)", member.id, kind, ",".join(changed))
-    return render_template("notifications/unsubscribe.html", org=org, member=member, what=_what(kind), token=token,
-                           done=True)

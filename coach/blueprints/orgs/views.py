@@ -1,7 +1,7 @@
 """Organization picker, creation, home, and accepting invitations."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, session, url_for
+from flask import abort, flash, g, redirect, session, url_for
 from flask_login import current_user, login_required
 
 from coach import tenancy
@@ -14,15 +14,7 @@ from coach.platform.idempotency import idempotent
 from coach.orgs.models import ROLE_LABELS
 from coach.orgs.service import OrgError
 from coach.tenancy import role_required
-
-bp = Blueprint("orgs", __name__)
-
-
-@bp.url_value_preprocessor
-def _resolve_org(endpoint, values):
-    if values and "slug" in values and endpoint and not endpoint.startswith("orgs.invitation"):
-        tenancy.enter_org(values["slug"])
-
+from coach.blueprints.orgs import bp
 
 @bp.get("/")
 def index():

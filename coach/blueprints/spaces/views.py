@@ -7,7 +7,6 @@ from flask import abort, flash, g, make_response, render_template, request, url_
 from flask_wtf.csrf import generate_csrf
 from wtforms.fields.choices import SelectChoice
 
-from coach import tenancy
 from coach.blueprints.spaces.forms import (
     ActionForm,
     AddMemberForm,
@@ -27,8 +26,8 @@ from coach.spaces import service
 from coach.spaces.models import REACTIONS
 from coach.spaces.service import SpaceError
 from coach.tenancy import role_required
+from coach.blueprints.spaces import bp
 
-bp = tenancy.org_blueprint("spaces", __name__, "/o/<slug>")
 
 UTC = timezone.utc
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 
-from flask import Blueprint, Response, abort, current_app, request, send_file
-from flask_limiter import ExemptionScope
+from flask import Response, abort, current_app, request, send_file
 
-from coach.extensions import csrf
 from coach.media.storage import (
     LocalStorage,
     PartIncomplete,
@@ -25,10 +23,8 @@ from coach.media.storage import (
     validate_key,
 )
 from coach.platform.ratelimit import ip_key, limiter
+from coach.blueprints.storage import bp
 
-bp = Blueprint("storage", __name__, url_prefix="/storage")
-csrf.exempt(bp)
-limiter.exempt(bp, flags=ExemptionScope.APPLICATION)
 STORAGE_PER_IP = lambda: os.environ.get("RATELIMIT_STORAGE_PER_IP") or "1200 per minute"  # noqa: E731
 
 # Types a browser would run as a page or script: served as plain downloads, never rendered on our origin.

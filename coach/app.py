@@ -1,0 +1,202 @@
+"""The application factory: settings, extensions, the installed domains, blueprints, hooks and errors.
+
+The top of the import graph (with ``worker.py`` and ``relay.py``): it may import anything, nothing in
+``coach`` imports it.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from flask import Flask, g, jsonify, request
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from coach import tenancy
+from coach.accounts.loader import setup_login
+from coach.blueprints import (accounts, admin, booking, chat, core, media, notifications, orgs, spaces, storage,
+                              templating)
+from coach.cli import register_cli
+from coach.config import load_config
+from coach.errors import DomainError
+from coach.extensions import csrf, db, htmx_ext, login_manager, migrate
+from coach.htmx import apply_triggers, render
+from coach.media.cli import media_cli
+from coach.media.storage import StorageError, get_storage
+from coach.platform import jobs
+from coach.platform.observability import configure_logging, init_observability
+from coach.platform.ratelimit import init_limiter, retry_after_seconds
+
+# The installed domains, lowest first: importing each one's ``models`` gives SQLAlchemy (and Alembic) its
+# tables; importing its ``jobs`` registers its outbox consumers and periodic sweeps with the platform's
+# registries (:func:`coach.platform.jobs.consumer`, :func:`coach.platform.periodic.periodic`). A new domain
+# is added here, and nowhere else.
+DOMAINS = (
+    "coach.platform",
+    "coach.accounts",
+    "coach.orgs",
+    "coach.media",
+    "coach.spaces",
+    "coach.booking",
+    "coach.chat",
+    "coach.notifications",
+)
+
+# Every blueprint, in registration order.
+BLUEPRINTS = (core.bp, accounts.bp, orgs.bp, admin.bp, booking.bp, spaces.bp, storage.bp, media.bp, chat.bp,
+              notifications.bp, notifications.links)
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{media}; media-src 'self'{media}; "
+    "connect-src 'self'{media}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+ERROR_TEXT = {
+    400: ("Bad request", "The request could not be understood. Check what you sent and try again."),
+    403: ("Not allowed", "You do not have permission to do that."),
+    404: ("Not found", "There is nothing here. The link may be wrong, or the thing was removed."),
+    405: ("Method not allowed", "That action is not available here."),
+    409: ("Conflict", "This request clashes with another one. Reload the page and try again."),
+    410: ("Gone", "This link is no longer valid."),
+    413: ("Too large", "What you sent is larger than allowed."),
+    422: ("Not accepted", "What you sent could not be accepted. Check it and try again."),
+    429: ("Slow down", "Too many requests. Wait a moment and try again."),
+    500: ("Something went wrong", "An unexpected error happened on our side. It has been logged."),
+    503: ("Unavailable", "A service we depend on is not answering. Try again in a minute."),
+}
+
+
+def content_security_policy(media_origin: str | None) -> str:
+    """The policy of every page; with S3 storage, browsers load and upload media from its origin too."""
+    return CSP.format(media=f" {media_origin}" if media_origin else "")
+
+
+def load_domains(extra: tuple[str, ...] = ()) -> None:
+    """Import each installed domain's models and jobs (idempotent: Python imports a module once).
+
+    :param extra: more modules that register consumers on import (``COACH_EXTRA_CONSUMERS``: the
+        benchmarks' and the fault tests' own topics).
+    """
+    for name in DOMAINS:
+        for part in ("models", "jobs"):
+            if importlib.util.find_spec(f"{name}.{part}") is not None:
+                importlib.import_module(f"{name}.{part}")
+    for module in extra:
+        importlib.import_module(module)
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app; ``config`` overrides settings read from the environment (tests)."""
+    app = Flask("coach", instance_path=str(Path.cwd() / "instance"), instance_relative_config=False)
+    app.config.update(load_config(Path(app.instance_path), config))
+    configure_logging(app.config["LOG_LEVEL"])
+
+    if app.config["PROXY_FIX_HOPS"]:
+        hops = app.config["PROXY_FIX_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    htmx_ext.init_app(app)
+    load_domains(app.config["EXTRA_CONSUMERS"])
+    jobs.use_app(app)
+
+    init_observability(app)  # first: the request id exists before anything logs
+    init_limiter(app)
+    setup_login(login_manager)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+
+    with app.app_context():
+        app.config.setdefault("CONTENT_SECURITY_POLICY", content_security_policy(get_storage().browser_origin()))
+    _register_request_hooks(app)
+    templating.init_app(app)
+    _register_error_handlers(app)
+    register_cli(app)
+    app.cli.add_command(media_cli)
+    return app
+
+
+def _register_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _identify():
+        if current_user.is_authenticated:
+            # Keep the organization that a URL value preprocessor (enter_org) already resolved.
+            tenancy.activate(g.get("tenant_id"), current_user.id)
+
+    @app.after_request
+    def _finish(response):
+        response = apply_triggers(response)
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", app.config["CONTENT_SECURITY_POLICY"])
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if app.config["SESSION_COOKIE_SECURE"]:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if current_user.is_authenticated or request.method != "GET":
+            headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def error_page(code: int, message: str | None = None):
+    """The error page (its ``content`` block for htmx) after rolling back whatever the request began."""
+    title, text = ERROR_TEXT.get(code, ERROR_TEXT[500])
+    db.session.rollback()
+    return render("errors/error.html", "content", status=code, code=code, title=title, message=message or text)
+
+
+# Statuses whose abort message is ours to show (a 429's description is the limit's notation, a 413's
+# and a 405's are Werkzeug's own).
+OWN_MESSAGES = frozenset({400, 403, 404, 409, 410, 422, 503})
+
+
+def _own_description(exc: HTTPException) -> str | None:
+    """What the code that aborted said (``abort(404, "...")``), not Werkzeug's generic text for the code."""
+    description = exc.description
+    if exc.code in OWN_MESSAGES and description and description != type(exc).description:
+        return description
+    return None
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def _domain(exc: DomainError):
+        """A service refused (the message is written for the user): nothing it began is kept."""
+        return error_page(exc.status, str(exc) or None)
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc):
+        return error_page(400, "Your form expired or was sent without its security token. "
+                               "Reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc):
+        response = error_page(exc.code or 500, _own_description(exc))
+        if exc.code == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        if exc.code == 429:
+            retry_after = getattr(exc, "retry_after", None)
+            response.headers.setdefault("Retry-After", str(retry_after or retry_after_seconds()))
+        return response
+
+    @app.errorhandler(StorageError)
+    def _storage_away(exc):
+        """Media storage refused or did not answer: nothing was changed; the person can try again."""
+        app.logger.exception("media storage failed")
+        message = "File storage is not answering right now. Please try again in a minute."
+        if request.is_json or request.accept_mimetypes.best == "application/json":
+            db.session.rollback()
+            return jsonify(error=message), 503
+        return error_page(503, message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        app.logger.exception("unhandled error")
+        return error_page(500)

@@ -1,0 +1,86 @@
+"""Everything templates may call, registered on the app in one place (``init_app``).
+
+Globals and filters that pages of several blueprints use live here rather than on whichever
+blueprint happened to need them first. They read through domain services; none opens a
+transaction a page would not open anyway.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import Flask, g, has_request_context
+from flask_login import current_user
+from markupsafe import Markup
+
+from coach.booking import service as booking
+from coach.chat import service as chat
+from coach.clock import now
+from coach.htmx import wants_fragment
+from coach.media import service as media
+from coach.notifications import service as notifications
+from coach.platform.idempotency import FORM_FIELD, new_key
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (KeyError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def idempotency_field() -> Markup:
+    """A hidden input with a fresh key: a double-clicked submit then creates one thing."""
+    return Markup(f'<input type="hidden" name="{FORM_FIELD}" value="{new_key()}">')
+
+
+def nav_badges() -> dict:
+    """Unread chat messages and notifications of the member in force, for the nav (two queries)."""
+    if g.get("membership") is None or g.get("org") is None:
+        return {"chat": 0, "notifications": 0}
+    return {"chat": chat.unread_total(g.org, g.membership),
+            "notifications": notifications.unread_count(g.membership)}
+
+
+def media_urls(item) -> dict[str, str]:
+    """Signed URLs of an item's renditions (signing is local: no I/O)."""
+    return media.urls(item)
+
+
+def booking_actions(booking_row) -> set[str]:
+    """What the member in force may do with a booking (the buttons its row shows)."""
+    return booking.allowed_actions(booking_row, g.membership)
+
+
+def late_if_cancelled(booking_row) -> bool:
+    """Whether cancelling now would count as late under the offering's policy."""
+    return booking.is_late_cancellation(booking_row, now())
+
+
+def orgtime(value: datetime | None, org, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A UTC time in the organization's time zone (audit trails read in one zone)."""
+    if value is None:
+        return ""
+    return value.astimezone(_zone(org.timezone)).strftime(fmt)
+
+
+def localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
+    """A UTC time in the viewer's time zone."""
+    if value is None:
+        return ""
+    # Pages: the signed-in user's zone. Sockets' pushes are rendered outside any request, for a
+    # reader named by g.viewer_timezone.
+    tz = g.get("viewer_timezone") or (current_user.timezone if has_request_context()
+                                      and current_user.is_authenticated else "UTC")
+    return value.astimezone(_zone(tz)).strftime(fmt)
+
+
+def init_app(app: Flask) -> None:
+    app.jinja_env.globals.update(idempotency_field=idempotency_field, nav_badges=nav_badges,
+                                 media_urls=media_urls, booking_actions=booking_actions,
+                                 late_if_cancelled=late_if_cancelled)
+    app.jinja_env.filters.update(orgtime=orgtime, localtime=localtime)
+
+    @app.context_processor
+    def _per_render():
+        return {"is_fragment": wants_fragment(), "now": now()}

@@ -1,0 +1,31 @@
+"""Outbox topics of the booking domain (see :mod:`coach.platform.events`).
+
+A booking's status change emits the topic of the status it reached, with the payload
+``BOOKING_CHANGE``; the reminders emit ``BOOKING_REMINDER``.
+"""
+from __future__ import annotations
+
+from coach.platform.events import Topic
+
+BOOKING_CHANGE = (
+    "booking_id; from (the status before, null for a new booking); to (the status now); "
+    "coach_membership_id; athlete_membership_id; actor_membership_id (null when the clock did it); "
+    "starts_at, ends_at, expires_at (ISO 8601, UTC)"
+)
+
+BOOKING_REQUESTED = Topic("booking.requested", BOOKING_CHANGE)
+BOOKING_CONFIRMED = Topic("booking.confirmed", BOOKING_CHANGE)
+BOOKING_ACTIVE = Topic("booking.active", BOOKING_CHANGE)
+BOOKING_DECLINED = Topic("booking.declined", BOOKING_CHANGE)
+BOOKING_EXPIRED = Topic("booking.expired", BOOKING_CHANGE)
+BOOKING_CANCELLED = Topic("booking.cancelled", BOOKING_CHANGE)
+BOOKING_ENDED = Topic("booking.ended", BOOKING_CHANGE)
+BOOKING_NO_SHOW = Topic("booking.no_show", BOOKING_CHANGE)
+BOOKING_REMINDER = Topic("booking.reminder", "booking_id; which (the reminder: 24h or 1h); starts_at (ISO 8601)")
+
+# The topic a booking's status change emits, by the status reached.
+STATUS_TOPICS = {
+    "requested": BOOKING_REQUESTED, "confirmed": BOOKING_CONFIRMED, "active": BOOKING_ACTIVE,
+    "declined": BOOKING_DECLINED, "expired": BOOKING_EXPIRED, "cancelled": BOOKING_CANCELLED,
+    "ended": BOOKING_ENDED, "no_show": BOOKING_NO_SHOW,
+}
