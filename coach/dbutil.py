@@ -1,10 +1,12 @@
 """Small database helpers the domain services share."""
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 
+from sqlalchemy import ForeignKeyConstraint
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coach.extensions import db
 
@@ -35,3 +37,20 @@ def tenant_relationship(owner: str, column: str, target: str = "Membership", inn
         target,
         primaryjoin=f"and_({owner}.tenant_id == {target}.tenant_id, {owner}.{column} == {target}.id)",
         foreign_keys=f"[{owner}.tenant_id, {owner}.{column}]", viewonly=True, lazy="joined", innerjoin=innerjoin)
+
+
+class TenantScoped:
+    """Declarative mixin for tenant tables: a UUID ``id`` and the ``tenant_id`` that row-level security
+    filters on (the schema, with the unique ``(tenant_id, id)`` other rows reference, is the migrations'
+    ``rls.tenant_columns``). Models reference each other through :func:`tenant_fk` and
+    :func:`tenant_relationship`, both over ``(tenant_id, id)``."""
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+
+
+def tenant_fk(column: str, target: str, name: str, ondelete: str = "CASCADE") -> ForeignKeyConstraint:
+    """A foreign key over ``(tenant_id, column)`` to ``target``'s ``(tenant_id, id)``: two organizations'
+    rows can never point at each other."""
+    return ForeignKeyConstraint(["tenant_id", column], [f"{target}.tenant_id", f"{target}.id"], name=name,
+                                ondelete=ondelete)

@@ -19,8 +19,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from coach.accounts.models import User
 from coach.extensions import db
 
-ROLES = ("admin", "coach", "athlete", "scheduler")
-ROLE_LABELS = {"admin": "Admin", "coach": "Coach", "athlete": "Athlete", "scheduler": "Scheduler"}
+# The roles a member has in an organization; code names them by these constants, never by literals.
+ADMIN, COACH, ATHLETE, SCHEDULER = "admin", "coach", "athlete", "scheduler"
+ROLES = (ADMIN, COACH, ATHLETE, SCHEDULER)
+# Who may run the organization's schedule for others (book on an athlete's behalf, edit any coach's hours).
+STAFF = (ADMIN, SCHEDULER)
+ROLE_LABELS = {ADMIN: "Admin", COACH: "Coach", ATHLETE: "Athlete", SCHEDULER: "Scheduler"}
 _ROLE_CHECK = "role IN ('admin', 'coach', 'athlete', 'scheduler')"
 
 
