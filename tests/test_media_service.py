@@ -430,7 +430,7 @@ def test_deleting_takes_the_item_away_at_once_and_the_job_removes_files_attachme
     tenancy.activate(world.org.id)
     assert not service.can_view(item, world.coach)
     assert media_id not in [i.id for i in service.library(world.org, world.ana).items]
-    assert service.attachments_of(world.org.id, [post.id]) == {}
+    assert spaces.attachments_of(world.org.id, [post.id]) == {}
 
     world.process()
     assert world.fresh(media_id) is None

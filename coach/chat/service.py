@@ -24,10 +24,12 @@ from coach.chat.models import BODY_MAX, EDIT_WINDOW_MINUTES, Conversation, Conve
 from coach.dbutil import insert_or_raise
 from coach.extensions import db
 from coach.ids import parse_uuid
+from coach.media import service as media_service
 from coach.orgs.models import Membership, Organization
 from coach.platform.outbox import emit
 from coach.errors import DomainError
 from coach.chat.events import CHAT_MESSAGE
+from coach.spaces.models import SpaceMember
 
 UTC = timezone.utc
 HISTORY_PAGE = 50
@@ -367,3 +369,20 @@ def read_seq(conversation: Conversation, member_id: uuid.UUID) -> int:
     return db.session.scalar(select(ConversationRead.last_read_seq).where(
         ConversationRead.tenant_id == conversation.tenant_id, ConversationRead.conversation_id == conversation.id,
         ConversationRead.membership_id == member_id)) or 0
+
+
+# --- media attached to messages ----------------------------------------------------------------------
+
+@media_service.grants_view
+def _attached_to_my_messages(member: Membership, media_id):
+    """EXISTS: the item goes with a message (not deleted) of a conversation ``member`` is in: one of
+    the two of a direct conversation, or a member of the space whose channel it is."""
+    in_channel = exists().where(SpaceMember.tenant_id == Conversation.tenant_id,
+                                SpaceMember.space_id == Conversation.space_id,
+                                SpaceMember.membership_id == member.id)
+    return exists().where(
+        MessageAttachment.tenant_id == member.tenant_id, MessageAttachment.media_id == media_id,
+        Message.tenant_id == MessageAttachment.tenant_id, Message.id == MessageAttachment.message_id,
+        Message.deleted_at.is_(None),
+        Conversation.tenant_id == Message.tenant_id, Conversation.id == Message.conversation_id,
+        or_(Conversation.member_low_id == member.id, Conversation.member_high_id == member.id, in_channel))

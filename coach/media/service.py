@@ -23,12 +23,13 @@ import re
 import time
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import and_, exists, func, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, tuple_
 
 from coach.extensions import db
 from coach.ids import parse_uuid
@@ -107,39 +108,24 @@ def can_view(item: MediaItem, member: Membership) -> bool:
     if (item.owner_membership_id == member.id or member.role in STAFF_ROLES
             or item.audience == "organization"):
         return True
-    return db.session.scalar(select(or_(_readable_attachment(member, item.id),
-                                        _attached_to_my_messages(member, item.id)))) or False
+    if not _VIEW_GRANTS:
+        return False
+    return db.session.scalar(select(or_(*(grant(member, item.id) for grant in _VIEW_GRANTS)))) or False
 
 
-def _attached_to_my_messages(member: Membership, media_id):
-    """EXISTS: the item goes with a message (not deleted) of a conversation ``member`` is in: one of
-    the two of a direct conversation, or a member of the space whose channel it is."""
-    from coach.chat.models import Conversation, Message, MessageAttachment
-    from coach.spaces.models import SpaceMember
-
-    in_channel = exists().where(SpaceMember.tenant_id == Conversation.tenant_id,
-                                SpaceMember.space_id == Conversation.space_id,
-                                SpaceMember.membership_id == member.id)
-    return exists().where(
-        MessageAttachment.tenant_id == member.tenant_id, MessageAttachment.media_id == media_id,
-        Message.tenant_id == MessageAttachment.tenant_id, Message.id == MessageAttachment.message_id,
-        Message.deleted_at.is_(None),
-        Conversation.tenant_id == Message.tenant_id, Conversation.id == Message.conversation_id,
-        or_(Conversation.member_low_id == member.id, Conversation.member_high_id == member.id, in_channel))
+# Domains that attach media to their own rows (spaces' posts, chat's messages) say who may see an item
+# through them: each rule gives an SQL EXISTS for (member, media id). They register when imported, so
+# media, the lower domain, never imports them.
+_VIEW_GRANTS: list[Callable[[Membership, uuid.UUID], ColumnElement[bool]]] = []
 
 
-def _readable_attachment(member: Membership, media_id):
-    """EXISTS: the item is attached to a visible post in a space ``member`` may read."""
-    from coach.spaces.models import Post, PostAttachment, Space, SpaceMember
+def grants_view(rule: Callable[[Membership, uuid.UUID], ColumnElement[bool]]):
+    """Register ``rule(member, media_id)``: an EXISTS that lets ``member`` see the item (decorator)."""
+    if rule not in _VIEW_GRANTS:
+        _VIEW_GRANTS.append(rule)
+    return rule
 
-    member_of_space = exists().where(SpaceMember.tenant_id == Space.tenant_id, SpaceMember.space_id == Space.id,
-                                     SpaceMember.membership_id == member.id)
-    return exists().where(
-        PostAttachment.tenant_id == member.tenant_id, PostAttachment.media_id == media_id,
-        Post.tenant_id == PostAttachment.tenant_id, Post.id == PostAttachment.post_id,
-        Post.deleted_at.is_(None), Post.hidden_at.is_(None), Post.removed_at.is_(None),
-        Space.tenant_id == Post.tenant_id, Space.id == Post.space_id,
-        or_(Space.visibility != "private", member_of_space))
+
 
 
 # --- quota ----------------------------------------------------------------------------------------
@@ -650,20 +636,3 @@ def delete_review_comment(comment: MediaComment, actor: Membership, now: datetim
     if comment.deleted_at is None:
         comment.deleted_at = now or _now()
         db.session.flush()
-
-
-def attachments_of(tenant_id: uuid.UUID, post_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[MediaItem]]:
-    """Each post's attached media that can be shown, in order (one query for a page of posts)."""
-    from coach.spaces.models import PostAttachment
-
-    if not post_ids:
-        return {}
-    rows = db.session.execute(select(PostAttachment.post_id, MediaItem).join(MediaItem, and_(
-        MediaItem.tenant_id == PostAttachment.tenant_id, MediaItem.id == PostAttachment.media_id)).where(
-        PostAttachment.tenant_id == tenant_id, PostAttachment.post_id.in_(post_ids),
-        MediaItem.status.in_(("ready", "processing")))
-        .order_by(PostAttachment.post_id, PostAttachment.position))
-    found: dict[uuid.UUID, list[MediaItem]] = {}
-    for post_id, item in rows:
-        found.setdefault(post_id, []).append(item)
-    return found

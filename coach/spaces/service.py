@@ -30,6 +30,8 @@ from coach.accounts.models import User
 from coach.dbutil import insert_or_raise
 from coach.extensions import db
 from coach.ids import parse_uuid as _uuid
+from coach.media import service as media_service
+from coach.media.models import MediaItem
 from coach.orgs.models import Membership, Organization
 from coach.platform import audit
 from coach.platform.outbox import emit
@@ -715,8 +717,6 @@ def feed_page(org: Organization, member: Membership, space: Space | None = None,
     A fixed number of queries whatever the page holds: posts with their authors, pinned posts
     (first page of a space), spaces (home), reaction counts, my reactions, attachments.
     """
-    from coach.media.service import attachments_of
-
     position = decode_cursor(after)
     query = select(Post).where(Post.tenant_id == org.id, _visible())
     if space is not None:
@@ -765,3 +765,33 @@ def suspension_period(days: int) -> timedelta:
     if not 1 <= days <= 365:
         raise SpaceError("Suspend for 1 to 365 days.")
     return timedelta(days=days)
+
+
+# --- media attached to posts -------------------------------------------------------------------------
+
+@media_service.grants_view
+def _readable_attachment(member: Membership, media_id):
+    """EXISTS: the item is attached to a visible post in a space ``member`` may read."""
+    member_of_space = exists().where(SpaceMember.tenant_id == Space.tenant_id, SpaceMember.space_id == Space.id,
+                                     SpaceMember.membership_id == member.id)
+    return exists().where(
+        PostAttachment.tenant_id == member.tenant_id, PostAttachment.media_id == media_id,
+        Post.tenant_id == PostAttachment.tenant_id, Post.id == PostAttachment.post_id,
+        Post.deleted_at.is_(None), Post.hidden_at.is_(None), Post.removed_at.is_(None),
+        Space.tenant_id == Post.tenant_id, Space.id == Post.space_id,
+        or_(Space.visibility != "private", member_of_space))
+
+
+def attachments_of(tenant_id: uuid.UUID, post_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[MediaItem]]:
+    """Each post's attached media that can be shown, in order (one query for a page of posts)."""
+    if not post_ids:
+        return {}
+    rows = db.session.execute(select(PostAttachment.post_id, MediaItem).join(MediaItem, and_(
+        MediaItem.tenant_id == PostAttachment.tenant_id, MediaItem.id == PostAttachment.media_id)).where(
+        PostAttachment.tenant_id == tenant_id, PostAttachment.post_id.in_(post_ids),
+        MediaItem.status.in_(("ready", "processing")))
+        .order_by(PostAttachment.post_id, PostAttachment.position))
+    found: dict[uuid.UUID, list[MediaItem]] = {}
+    for post_id, item in rows:
+        found.setdefault(post_id, []).append(item)
+    return found

@@ -269,7 +269,7 @@ def post(post_id: str):
 def _post_context(post, space, acc, comment_form) -> dict:
     counts, mine = service.reaction_summary(g.org.id, [post.id], g.membership)
     return dict(org=g.org, post=post, space=space, acc=acc, counts=counts, mine=mine, reactions=REACTIONS,
-                attachments=media_service.attachments_of(g.org.id, [post.id]),
+                attachments=service.attachments_of(g.org.id, [post.id]),
                 comments=service.comments_of(post), comment_form=comment_form, action_form=ActionForm(),
                 me=g.membership, revisions=service.revisions(post) if acc.host and post.edited_at else [])
 
