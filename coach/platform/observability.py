@@ -19,6 +19,8 @@ access_log = logging.getLogger("coach.request")
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, with the request id of the request or job that logged it."""
 
+    converter = time.gmtime  # "ts" ends in Z: UTC in every process, gunicorn's master included
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
