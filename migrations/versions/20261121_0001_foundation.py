@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-from coach.rls import APP_ROLE, USER_PREDICATE, grant_dml, tenant_table
+from rls import APP_ROLE, USER_PREDICATE, grant_dml, tenant_table
 
 revision = "0001_foundation"
 down_revision = None

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
 
-from coach.rls import APP_ROLE, allow_platform_inserts, tenant_table
+from rls import APP_ROLE, allow_platform_inserts, tenant_table
 
 revision = "0002_platform"
 down_revision = "0001_foundation"

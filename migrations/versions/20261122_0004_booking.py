@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-from coach.rls import tenant_table
+from rls import tenant_table
 
 revision = "0004_booking"
 down_revision = "0003_idempotency_sweep"

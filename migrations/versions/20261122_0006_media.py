@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-from coach.rls import tenant_columns, tenant_fk, tenant_table
+from rls import tenant_columns, tenant_fk, tenant_table
 
 revision = "0006_media"
 down_revision = "0005_spaces"

@@ -1,5 +1,6 @@
-"""Helpers that migrations use so every table gets its grants and, if tenant-scoped, its policy,
-and its tenant columns and composite keys."""
+"""Helpers that migrations use so every table gets its grants and, if tenant-scoped, its policy, and its
+tenant columns and composite keys. Migrations import it as ``from rls import ...`` (alembic.ini puts
+this folder on the path); the app never imports it."""
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
