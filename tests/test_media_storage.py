@@ -537,7 +537,7 @@ def test_storage_requests_are_not_held_back_by_the_app_wide_limit(client, local_
     assert [client.get("/login").status_code for _ in range(4)][-1] == 429  # the app-wide limit is on
     assert {client.get(url).status_code for _ in range(8)} == {200}  # a video being watched is not
 
-    monkeypatch.setenv("RATELIMIT_STORAGE_PER_IP", "3 per minute")
+    monkeypatch.setitem(client.application.config, "RATELIMIT_STORAGE_PER_IP", "3 per minute")
     answers = [client.get(url).status_code for _ in range(4)]
     assert answers[-1] == 429  # floods still meet a limit of their own
 

@@ -8,24 +8,24 @@ MEDIA_BACKEND is ``local``.
 """
 from __future__ import annotations
 
-import os
-
 from flask import Response, abort, current_app, request, send_file
 
 from coach.media.storage import (
     LocalStorage,
-    PartIncomplete,
     PartTooLarge,
     StorageError,
-    UploadNotFound,
     content_disposition,
     get_storage,
     validate_key,
 )
-from coach.platform.ratelimit import ip_key, limiter
 from coach.blueprints.storage import bp
+from coach.platform.ratelimit import ip_key, limiter
 
-STORAGE_PER_IP = lambda: os.environ.get("RATELIMIT_STORAGE_PER_IP") or "1200 per minute"  # noqa: E731
+
+def storage_per_ip() -> str:
+    """The per-address limit of these routes, read per request so a changed setting applies at once."""
+    return current_app.config["RATELIMIT_STORAGE_PER_IP"]
+
 
 # Types a browser would run as a page or script: served as plain downloads, never rendered on our origin.
 ACTIVE_TYPES = {"text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml",
@@ -51,7 +51,7 @@ def _int_arg(name: str) -> int:
 
 
 @bp.put("/parts/<upload_id>/<int:number>")
-@limiter.limit(STORAGE_PER_IP, key_func=ip_key, scope="storage-ip")
+@limiter.limit(storage_per_ip, key_func=ip_key, scope="storage-ip")
 def put_part(upload_id: str, number: int):
     """Receive the bytes of one part of a multipart upload (200 with its ETag, like S3)."""
     storage = _local()
@@ -67,15 +67,13 @@ def put_part(upload_id: str, number: int):
         part = storage.receive_part(key, upload_id, number, size, request.stream)
     except PartTooLarge:
         abort(413)
-    except (UploadNotFound, PartIncomplete) as exc:
-        abort(400, str(exc))
-    except StorageError as exc:  # a key no upload could have (part_url refuses to sign it)
+    except StorageError as exc:  # no such upload (UploadNotFound), a short body (PartIncomplete), a key never signed
         abort(400, str(exc))
     return "", 200, {"ETag": part.etag}
 
 
 @bp.get("/objects/<path:key>")
-@limiter.limit(STORAGE_PER_IP, key_func=ip_key, scope="storage-ip")
+@limiter.limit(storage_per_ip, key_func=ip_key, scope="storage-ip")
 def get_object(key: str):
     """Serve a stored object to the holder of a signed link, with Range support for video seeking."""
     storage = _local()
