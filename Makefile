@@ -1,4 +1,4 @@
-# Coach: `make run` (set-up + app on embedded PostgreSQL and Valkey), `make test` (set-up + whole suite),
+# Coach: `make run` (set-up + app on embedded PostgreSQL and Valkey), `make test` (set-up + lint + whole suite),
 # `make bench` (set-up + every benchmark of bench/; figures go to docs/PERFORMANCE.md),
 # `make lock` (re-resolve the Python dependencies into constraints.txt).
 PYTHON ?= python3
@@ -8,13 +8,18 @@ VENDOR := coach/static/vendor
 LOCK_VENV := .lock-venv
 NPM_FLAGS := --no-audit --no-fund --loglevel=error
 
-.PHONY: run test bench setup lock clean-instance
+.PHONY: run test lint bench setup lock clean-instance
 
 run: setup
 	$(PY) -m coach.devstack run
 
-test: setup
+# Code health first (seconds): ruff, then the import contracts (layers point down, blueprints independent).
+test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 # The benchmarks need nothing beyond the app's own dependencies (the load generator is stdlib only).
 bench: setup
