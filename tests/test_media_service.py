@@ -429,7 +429,7 @@ def test_deleting_takes_the_item_away_at_once_and_the_job_removes_files_attachme
     assert item.status == "deleting"
     tenancy.activate(world.org.id)
     assert not service.can_view(item, world.coach)
-    assert media_id not in [i.id for i in service.library(world.org, world.ana).items]
+    assert media_id not in [i.id for i in service.library(world.org, world.ana).rows]
     assert spaces.attachments_of(world.org.id, [post.id]) == {}
 
     world.process()
@@ -470,15 +470,15 @@ def test_a_staff_item_is_seen_by_its_owner_and_the_staff_only(world):
     tenancy.activate(world.org.id)
     assert [service.can_view(item, m) for m in (world.ana, world.admin, world.coach, world.ben)] == \
         [True, True, True, False]
-    assert [i.id for i in service.library(world.org, world.ben).items] == []
-    assert [i.id for i in service.library(world.org, world.coach).items] == [item.id]
+    assert [i.id for i in service.library(world.org, world.ben).rows] == []
+    assert [i.id for i in service.library(world.org, world.coach).rows] == [item.id]
 
 
 def test_an_organization_item_is_seen_by_everyone_in_it(world):
     item = world.uploaded(world.ana, pdf_bytes(), PDF, filename="plan.pdf", audience="organization")
     tenancy.activate(world.org.id)
     assert service.can_view(item, world.ben)
-    assert [i.id for i in service.library(world.org, world.ben).items] == [item.id]
+    assert [i.id for i in service.library(world.org, world.ben).rows] == [item.id]
     assert not service.can_manage(item, world.ben)
 
 

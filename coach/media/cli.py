@@ -7,8 +7,13 @@ import re
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy import select
 
+from coach.extensions import db
+from coach.media.service import human_size, usage
 from coach.media.storage import LocalStorage, S3Storage, StorageError, get_storage
+from coach.orgs.models import Organization
+from coach.tenancy import acting_for
 
 media_cli = AppGroup("media", help="Media storage commands.")
 
@@ -55,13 +60,6 @@ def _setup_s3(storage: S3Storage, origins: list[str]) -> None:
 @click.argument("size")
 def set_quota(slug: str, size: str) -> None:
     """Give organization SLUG room for SIZE of media: "250GB", "500MB", or "default" (MEDIA_QUOTA_BYTES)."""
-    from sqlalchemy import select
-
-    from coach.extensions import db
-    from coach.media.service import human_size, usage
-    from coach.orgs.models import Organization
-    from coach.tenancy import acting_for
-
     org = db.session.scalar(select(Organization).where(Organization.slug == slug))
     if org is None:
         raise click.ClickException(f"No organization with the slug {slug!r}.")

@@ -18,13 +18,13 @@ from rq import Retry, get_current_job
 from coach import tenancy
 from coach.extensions import db
 from coach.media import processing, service
+from coach.media.events import MEDIA_DELETED, MEDIA_UPLOADED
 from coach.media.models import MediaItem
 from coach.media.storage import get_storage
 from coach.orgs.models import Organization
 from coach.platform.jobs import consumer, get_app
 from coach.platform.periodic import periodic
 from coach.platform.queues import queue
-from coach.media.events import MEDIA_DELETED, MEDIA_UPLOADED
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,9 @@ def purge_media(tenant_id: str, media_id: str) -> str:
 
 @periodic(every=600, name="sweep_media")
 def sweep_all() -> int:
-    """Abandoned uploads (aborted, room released), processing that never finished, deletions to redo: every organization with abandoned uploads or stuck work, one transaction each; then the
-    local backend's upload folders that no row knows about (S3 has a lifecycle rule for those)."""
+    """Abandoned uploads (aborted, room released), processing that never finished, deletions to redo:
+    every organization with such work, one transaction each; then the local backend's upload folders
+    that no row knows about (S3 has a lifecycle rule for those)."""
     done = 0
     for tenant_id in service.due_tenants():
         db.session.rollback()

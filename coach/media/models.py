@@ -8,7 +8,7 @@ from sqlalchemy import BigInteger, DateTime, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from coach.dbutil import tenant_relationship
+from coach.dbutil import TenantScoped, tenant_fk, tenant_relationship
 from coach.extensions import db
 from coach.orgs.models import Membership
 
@@ -16,13 +16,14 @@ AUDIENCES = {"staff": "Me and the coaches", "organization": "Everyone in the org
 STATUSES = ("uploading", "processing", "ready", "failed", "deleting")
 
 
-class MediaItem(db.Model):
+class MediaItem(TenantScoped, db.Model):
     """One uploaded file and its renditions; ``counted_bytes`` is its share of the quota."""
 
     __tablename__ = "media_items"
+    # The owner's membership may go; the item stays (an admin can still manage it).
+    __table_args__ = (tenant_fk("owner_membership_id", "memberships", "fk_media_items_owner",
+                                ondelete="SET NULL (owner_membership_id)"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     owner_membership_id: Mapped[uuid.UUID | None] = mapped_column()
     audience: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(8))
@@ -62,13 +63,16 @@ class MediaItem(db.Model):
         return clock(self.duration_ms or 0)
 
 
-class MediaComment(db.Model):
+class MediaComment(TenantScoped, db.Model):
     """A review comment pinned to a moment of a video (replies share their parent's moment)."""
 
     __tablename__ = "media_comments"
+    __table_args__ = (
+        tenant_fk("media_id", "media_items", "fk_media_comments_media"),
+        tenant_fk("parent_id", "media_comments", "fk_media_comments_parent"),
+        tenant_fk("author_membership_id", "memberships", "fk_media_comments_author"),
+    )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     media_id: Mapped[uuid.UUID] = mapped_column()
     parent_id: Mapped[uuid.UUID | None] = mapped_column()
     author_membership_id: Mapped[uuid.UUID] = mapped_column()

@@ -25,31 +25,32 @@ import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import ColumnElement, and_, func, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, and_, func, or_, select, text
 
+from coach import clock
+from coach.errors import DomainError
 from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.media import processing
+from coach.media.events import MEDIA_DELETED, MEDIA_READY, MEDIA_REVIEW_COMMENTED, MEDIA_UPLOADED
 from coach.media.models import AUDIENCES, MediaComment, MediaItem
 from coach.media.storage import StorageError, get_storage
-from coach.orgs.models import Membership, Organization
+from coach.orgs.models import ADMIN, COACH, Membership, Organization
 from coach.platform import audit
 from coach.platform.outbox import emit
-from coach.errors import DomainError
-from coach.media.events import MEDIA_DELETED, MEDIA_READY, MEDIA_REVIEW_COMMENTED, MEDIA_UPLOADED
+from coach.platform.pagination import Page, newest_first
 
-UTC = timezone.utc
 log = logging.getLogger(__name__)
 TITLE_MAX = 200
 FILENAME_MAX = 255
 COMMENT_MAX = 2000
 LIBRARY_PAGE = 24
 RENDITIONS = ("thumb", "large", "playback", "poster")
-STAFF_ROLES = ("coach", "admin")
+STAFF_ROLES = (COACH, ADMIN)  # who sees every item of the organization
 LABELS = {"image/jpeg": "JPEG image", "image/png": "PNG image", "image/webp": "WebP image",
           "video/mp4": "MP4 video", "video/quicktime": "MOV video", "video/webm": "WebM video",
           "application/pdf": "PDF document"}
@@ -79,10 +80,6 @@ class NotYet(MediaError):
     status = 409
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _cfg(name: str):
     return current_app.config[name]
 
@@ -97,7 +94,7 @@ def get_item(org: Organization, media_id) -> MediaItem | None:
 
 
 def can_manage(item: MediaItem, member: Membership) -> bool:
-    return item.owner_membership_id == member.id or member.role == "admin"
+    return item.owner_membership_id == member.id or member.role == ADMIN
 
 
 def can_view(item: MediaItem, member: Membership) -> bool:
@@ -124,8 +121,6 @@ def grants_view(rule: Callable[[Membership, uuid.UUID], ColumnElement[bool]]):
     if rule not in _VIEW_GRANTS:
         _VIEW_GRANTS.append(rule)
     return rule
-
-
 
 
 # --- quota ----------------------------------------------------------------------------------------
@@ -242,7 +237,7 @@ def start_upload(org: Organization, owner: Membership, filename: str, size, cont
     :param size: the size the browser declares; every part must match it exactly.
     :raises QuotaExceeded: when the organization's room (in-flight uploads counted) is too small.
     """
-    item = _new_item(org, owner, filename, size, content_type, audience, title, now or _now())
+    item = _new_item(org, owner, filename, size, content_type, audience, title, now or clock.now())
     # If the transaction fails after this, the upload is orphaned in storage: the storage setup
     # gives S3 a lifecycle rule that aborts incomplete uploads, and the local sweep clears them.
     item.upload_id = get_storage().create_upload(item.original_key, item.content_type)
@@ -254,7 +249,7 @@ def import_file(org: Organization, owner: Membership, path: Path, content_type: 
                 title: str | None = None, now: datetime | None = None) -> MediaItem:
     """Store a file already on this machine (demo data, an operator's import) and hand it to processing,
     under the same checks as an upload."""
-    now = now or _now()
+    now = now or clock.now()
     item = _new_item(org, owner, path.name, path.stat().st_size, content_type, audience, title, now)
     with path.open("rb") as f:
         head = f.read(512)
@@ -306,7 +301,7 @@ def finalize(item: MediaItem, actor: Membership, now: datetime | None = None) ->
     item = _lock(item)
     if item.status != "uploading":
         return item
-    now = now or _now()
+    now = now or clock.now()
     storage = get_storage()
     parts = {p.number: p for p in storage.list_parts(item.original_key, item.upload_id)}
     for number in range(1, item.part_count + 1):
@@ -362,7 +357,7 @@ def fail_processing(item: MediaItem, reason: str, now: datetime | None = None) -
     item = _lock(item)
     if item.status != "processing":
         return item
-    return _fail(item, reason, now or _now())
+    return _fail(item, reason, now or clock.now())
 
 
 def record_renditions(item: MediaItem, keys: dict[str, str], derived_bytes: int, *, width: int | None,
@@ -377,7 +372,7 @@ def record_renditions(item: MediaItem, keys: dict[str, str], derived_bytes: int,
     item.counted_bytes = (item.size_bytes or 0) + derived_bytes
     item.width, item.height, item.duration_ms = width, height, duration_ms
     item.status = "ready"
-    item.ready_at = now or _now()
+    item.ready_at = now or clock.now()
     db.session.flush()
     emit(MEDIA_READY, {"media_id": str(item.id)})
     return True
@@ -409,7 +404,7 @@ def delete_item(item: MediaItem, actor: Membership, now: datetime | None = None)
     if item.status == "deleting":
         return
     item.status = "deleting"
-    item.deleted_at = now or _now()
+    item.deleted_at = now or clock.now()
     db.session.flush()
     if actor.id != item.owner_membership_id:
         audit.record("media.deleted", actor=actor.user, target_type="media", target_id=item.id,
@@ -432,7 +427,7 @@ def purge(item: MediaItem) -> None:
 
 def abandon_stale_uploads(org: Organization, now: datetime | None = None) -> int:
     """Uploads nobody finished in time: abort them and release their room."""
-    now = now or _now()
+    now = now or clock.now()
     stale = list(db.session.scalars(select(MediaItem).where(
         MediaItem.tenant_id == org.id, MediaItem.status == "uploading", MediaItem.upload_expires_at <= now)
         .with_for_update(skip_locked=True, of=MediaItem)))
@@ -444,12 +439,12 @@ def abandon_stale_uploads(org: Organization, now: datetime | None = None) -> int
 def due_tenants(now: datetime | None = None, stuck: timedelta = timedelta(hours=2)) -> list[uuid.UUID]:
     """Organizations with abandoned uploads, stuck processing or deletions to finish (a definer function)."""
     return list(db.session.scalars(text("SELECT media_due_tenants(:now, :stuck)"),
-                                   {"now": now or _now(), "stuck": stuck}))
+                                   {"now": now or clock.now(), "stuck": stuck}))
 
 
 def stuck(org: Organization, now: datetime | None = None, after: timedelta = timedelta(hours=2)) -> dict:
     """Items the sweep should hand to the worker again: processing too long, deleting not finished."""
-    now = now or _now()
+    now = now or clock.now()
     processing_ids = list(db.session.scalars(select(MediaItem.id).where(
         MediaItem.tenant_id == org.id, MediaItem.status == "processing", MediaItem.uploaded_at <= now - after)))
     deleting_ids = list(db.session.scalars(select(MediaItem.id).where(
@@ -460,29 +455,9 @@ def stuck(org: Organization, now: datetime | None = None, after: timedelta = tim
 
 # --- lists ----------------------------------------------------------------------------------------
 
-def _cursor(item: MediaItem) -> str:
-    return f"{item.created_at.isoformat()}_{item.id}"
-
-
-def _parse_cursor(cursor: str | None):
-    if not cursor or "_" not in cursor:
-        return None
-    when, _, ident = cursor.rpartition("_")
-    try:
-        return datetime.fromisoformat(when), uuid.UUID(ident)
-    except ValueError:
-        return None
-
-
-@dataclass
-class LibraryPage:
-    items: list[MediaItem]
-    next_cursor: str | None
-
-
 def library(org: Organization, member: Membership, mine_only: bool = False, after: str | None = None,
-            size: int = LIBRARY_PAGE) -> LibraryPage:
-    """Media the member may see, newest first; keyset pages on (created_at, id)."""
+            size: int = LIBRARY_PAGE) -> Page[MediaItem]:
+    """Media the member may see, newest first, a page at a time (``after``: the previous page's cursor)."""
     query = select(MediaItem).where(MediaItem.tenant_id == org.id, MediaItem.status != "deleting")
     if mine_only:
         query = query.where(MediaItem.owner_membership_id == member.id)
@@ -490,14 +465,7 @@ def library(org: Organization, member: Membership, mine_only: bool = False, afte
         query = query.where(or_(MediaItem.owner_membership_id == member.id,
                                 and_(MediaItem.audience == "organization",
                                      MediaItem.status.in_(("ready", "processing")))))
-    key = _parse_cursor(after)
-    if key is not None:
-        query = query.where(tuple_(MediaItem.created_at, MediaItem.id) < key)
-    rows = list(db.session.scalars(query.order_by(MediaItem.created_at.desc(), MediaItem.id.desc())
-                                   .limit(size + 1)))
-    more = len(rows) > size
-    rows = rows[:size]
-    return LibraryPage(rows, _cursor(rows[-1]) if more else None)
+    return newest_first(query, MediaItem.created_at, MediaItem.id, after, size)
 
 
 def attachable(org: Organization, member: Membership, limit: int = 12) -> list[MediaItem]:
@@ -598,7 +566,7 @@ def add_review_comment(item: MediaItem, author: Membership, at_ms: int | None, b
     if item.duration_ms is not None and at_ms > item.duration_ms:
         raise BadMoment(f"The video is only {item.duration_label} long.")
     comment = MediaComment(tenant_id=item.tenant_id, media_id=item.id, parent_id=parent.id if parent else None,
-                           author_membership_id=author.id, at_ms=at_ms, body=body, created_at=now or _now())
+                           author_membership_id=author.id, at_ms=at_ms, body=body, created_at=now or clock.now())
     db.session.add(comment)
     db.session.flush()
     emit(MEDIA_REVIEW_COMMENTED, {"media_id": str(item.id), "comment_id": str(comment.id),
@@ -634,5 +602,5 @@ def delete_review_comment(comment: MediaComment, actor: Membership, now: datetim
     _require(comment.author_membership_id == actor.id or can_manage(item, actor),
              "Only the author, the video's owner or an admin deletes a comment.")
     if comment.deleted_at is None:
-        comment.deleted_at = now or _now()
+        comment.deleted_at = now or clock.now()
         db.session.flush()
