@@ -6,18 +6,23 @@ else is HTML, and works without JavaScript (the upload needs it: the bytes skip 
 """
 from __future__ import annotations
 
+import functools
+
 from flask import abort, flash, g, jsonify, request, url_for
 
+from coach.blueprints.forms import attempt
+from coach.blueprints.media import bp
 from coach.blueprints.media.forms import DetailsForm, ReviewCommentForm, UploadForm
+from coach.errors import DomainError
 from coach.extensions import db
-from coach.htmx import redirect_after_post, render, wants_fragment
+from coach.htmx import fragment_block, redirect_after_post, render
 from coach.media import service
 from coach.media.models import AUDIENCES
-from coach.media.service import BadMoment, MediaError
+from coach.media.service import BadMoment
 from coach.platform.ratelimit import UPLOADS_PER_USER, limiter, user_key
 from coach.tenancy import role_required
-from coach.blueprints.media import bp
 
+ITEM_PAGE = "media/item.html"
 
 
 # --- loaders ---------------------------------------------------------------------------------------
@@ -32,9 +37,26 @@ def load_item(media_id: str, manage: bool = False):
     return item
 
 
-def _refused(exc: MediaError):
-    db.session.rollback()
-    return jsonify(error=str(exc)), exc.status
+def load_comment(item, comment_id: str):
+    """A review comment of the item; 404 when there is none with that id."""
+    comment = service.get_review_comment(item, comment_id)
+    if comment is None:
+        abort(404)
+    return comment
+
+
+def answers_json(view):
+    """For the upload's JSON endpoints (``static/js/media.js``): a refusal is ``{"error": message}`` with its
+    status, where the app-wide handler would answer with the HTML error page."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except DomainError as exc:
+            db.session.rollback()
+            return jsonify(error=str(exc)), exc.status
+
+    return wrapped
 
 
 # --- library and uploads ---------------------------------------------------------------------------
@@ -53,6 +75,7 @@ def library():
 @bp.post("/uploads")
 @role_required()
 @limiter.limit(UPLOADS_PER_USER, key_func=user_key, scope="media-uploads")
+@answers_json
 def start_upload():
     """JSON: an upload intent (name, size, type) → the item and its signed part URLs."""
     if not request.is_json:  # the upload form sent without JavaScript: the bytes cannot go to storage
@@ -61,13 +84,10 @@ def start_upload():
         return redirect_after_post(url_for("media.library"))
     data = request.get_json(silent=True)
     data = data if isinstance(data, dict) else {}  # a JSON list, string or number is no intent either
-    try:
-        item = service.start_upload(g.org, g.membership, str(data.get("filename") or ""), data.get("size"),
-                                    str(data.get("content_type") or ""), str(data.get("audience") or "staff"),
-                                    str(data.get("title") or ""))
-        plan = service.upload_plan(item)
-    except MediaError as exc:
-        return _refused(exc)
+    item = service.start_upload(g.org, g.membership, str(data.get("filename") or ""), data.get("size"),
+                                str(data.get("content_type") or ""), str(data.get("audience") or "staff"),
+                                str(data.get("title") or ""))
+    plan = service.upload_plan(item)
     db.session.commit()
     return jsonify(plan | _links(item)), 201
 
@@ -80,24 +100,19 @@ def _links(item) -> dict:
 
 @bp.get("/<media_id>/upload")
 @role_required()
+@answers_json
 def resume(media_id: str):
     """JSON: fresh part URLs and the parts storage already has, to go on after a reload."""
     item = load_item(media_id, manage=True)
-    try:
-        return jsonify(service.upload_plan(item) | _links(item))
-    except MediaError as exc:
-        return _refused(exc)
+    return jsonify(service.upload_plan(item) | _links(item))
 
 
 @bp.post("/<media_id>/finalize")
 @role_required()
+@answers_json
 def finalize(media_id: str):
     """JSON: every part is sent; check the file and hand it to processing."""
-    item = load_item(media_id, manage=True)
-    try:
-        item = service.finalize(item, g.membership)
-    except MediaError as exc:
-        return _refused(exc)
+    item = service.finalize(load_item(media_id, manage=True), g.membership)
     db.session.commit()
     body = {"status": item.status, "page_url": url_for("media.item", media_id=item.id)}
     if item.status == "failed":
@@ -121,7 +136,7 @@ def _item_context(item, comment_form=None, details_form=None) -> dict:
 @role_required()
 def item(media_id: str):
     """The item: player or image, its status while processing, and review comments on videos."""
-    return render("media/item.html", **_item_context(load_item(media_id)))
+    return render(ITEM_PAGE, **_item_context(load_item(media_id)))
 
 
 @bp.get("/<media_id>/status")
@@ -129,10 +144,9 @@ def item(media_id: str):
 def status(media_id: str):
     """The polled status block; 286 (htmx: stop polling) once processing is over."""
     item = load_item(media_id)
-    response = render("media/item.html", "status", **_item_context(item))
-    if item.status != "processing" and wants_fragment():
-        response.status_code = 286
-    return response
+    # 286 means something only to htmx's polling: the same URL loaded as a page stays a 200.
+    done = item.status != "processing" and fragment_block(ITEM_PAGE, "status") is not None
+    return render(ITEM_PAGE, "status", status=286 if done else 200, **_item_context(item))
 
 
 @bp.post("/<media_id>")
@@ -141,17 +155,12 @@ def update(media_id: str):
     """Rename the item or change who can see it."""
     item = load_item(media_id, manage=True)
     form = DetailsForm()
-    if form.validate_on_submit():
-        try:
-            service.update_details(item, g.membership, form.title.data, form.audience.data)
-        except MediaError as exc:
-            db.session.rollback()
-            form.title.errors.append(str(exc))
-        else:
-            db.session.commit()
-            flash("Saved.", "success")
-            return redirect_after_post(url_for("media.item", media_id=item.id))
-    return render("media/item.html", "details", status=422, **_item_context(item, details_form=form))
+    if form.validate_on_submit() and attempt(form, service.update_details, item, g.membership, form.title.data,
+                                             form.audience.data):
+        db.session.commit()
+        flash("Saved.", "success")
+        return redirect_after_post(url_for("media.item", media_id=item.id))
+    return render(ITEM_PAGE, "details", status=422, **_item_context(item, details_form=form))
 
 
 @bp.post("/<media_id>/delete")
@@ -159,11 +168,7 @@ def update(media_id: str):
 def delete(media_id: str):
     """Delete the item; its files are removed in the background and its room given back."""
     item = load_item(media_id, manage=True)
-    try:
-        service.delete_item(item, g.membership)
-    except MediaError as exc:
-        db.session.rollback()
-        abort(exc.status, str(exc))
+    service.delete_item(item, g.membership)
     db.session.commit()
     flash(f"Deleted “{item.title}”.", "success")
     return redirect_after_post(url_for("media.library"))
@@ -178,25 +183,22 @@ def comment(media_id: str):
     item = load_item(media_id)
     form = ReviewCommentForm()
     if form.validate_on_submit():
-        parent = service.get_review_comment(item, form.parent.data) if form.parent.data else None
-        if form.parent.data and parent is None:
-            abort(404)
-        try:
-            service.add_review_comment(item, g.membership, service.parse_moment(form.at.data), form.body.data,
-                                       parent)
-        except MediaError as exc:
-            db.session.rollback()
-            (form.at if isinstance(exc, BadMoment) else form.body).errors.append(str(exc))
-        else:
+        parent = load_comment(item, form.parent.data) if form.parent.data else None
+        done = attempt(None, service.add_review_comment, item, g.membership, service.parse_moment(form.at.data),
+                       form.body.data, parent)
+        if done:
             db.session.commit()
             return _after_comment(item)
-    return render("media/item.html", "review", status=422, **_item_context(item, comment_form=form))
+        # The message goes under the field it is about.
+        (form.at if isinstance(done.error, BadMoment) else form.body).errors.append(done.error.message)
+    return render(ITEM_PAGE, "review", status=422, **_item_context(item, comment_form=form))
 
 
 def _after_comment(item):
-    if wants_fragment():
-        return render("media/item.html", "review", **_item_context(item))
-    return redirect_after_post(url_for("media.item", media_id=item.id) + "#review")
+    """With htmx the fresh review block replaces the old one; without, back to the page at the comments."""
+    if fragment_block(ITEM_PAGE, "review") is None:
+        return redirect_after_post(url_for("media.item", media_id=item.id) + "#review")
+    return render(ITEM_PAGE, "review", **_item_context(item))
 
 
 @bp.post("/<media_id>/comments/<comment_id>/delete")
@@ -204,13 +206,6 @@ def _after_comment(item):
 def delete_comment(media_id: str, comment_id: str):
     """Delete a review comment (its author, the video's owner or an admin)."""
     item = load_item(media_id)
-    comment = service.get_review_comment(item, comment_id)
-    if comment is None:
-        abort(404)
-    try:
-        service.delete_review_comment(comment, g.membership)
-    except MediaError as exc:
-        db.session.rollback()
-        abort(exc.status, str(exc))
+    service.delete_review_comment(load_comment(item, comment_id), g.membership)
     db.session.commit()
     return _after_comment(item)
