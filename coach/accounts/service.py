@@ -6,18 +6,19 @@ caller commits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from blinker import Namespace
 from flask import current_app
 from sqlalchemy import func, select, update
 
 from coach.accounts.models import PasswordResetToken, PendingSignup, User
+from coach.clock import now
+from coach.errors import DomainError
 from coach.extensions import db
 from coach.platform import audit
 from coach.platform.mail import queue_email
 from coach.security import hash_password, needs_rehash, new_token, token_hash, verify_password
-from coach.errors import DomainError
 
 # Sent with the audit action (``login.succeeded`` / ``login.failed``), ``user`` (or None) and ``label`` (the
 # email tried). A receiver that recorded the attempt in the user's organizations returns True; when none
@@ -34,10 +35,6 @@ class AccountError(DomainError):
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def find_user_by_email(email: str) -> User | None:
@@ -68,7 +65,7 @@ def request_signup(email: str, password: str, display_name: str, tz: str) -> Non
     secret, digest = new_token()
     db.session.add(PendingSignup(email=email, display_name=display_name.strip(), timezone=tz,
                                  password_hash=password_hash, token_hash=digest,
-                                 expires_at=_now() + SIGNUP_TTL))
+                                 expires_at=now() + SIGNUP_TTL))
     # No text chosen by the visitor goes into this email: the address is not confirmed yet, so the
     # form must not become a way to send someone else a message (and links) from our domain.
     queue_email(email, "Confirm your Coach account", "confirm_signup", token=secret)
@@ -79,7 +76,7 @@ def confirm_signup(secret: str) -> User:
     pending = db.session.scalar(
         select(PendingSignup).where(PendingSignup.token_hash == token_hash(secret)).with_for_update()
     )
-    if pending is None or pending.expires_at < _now():
+    if pending is None or pending.expires_at < now():
         raise AccountError("This confirmation link was already used or has expired. "
                            "If you confirmed your account, log in; otherwise sign up again.")
     email = pending.email
@@ -126,7 +123,7 @@ def request_password_reset(email: str) -> None:
         return
     secret, digest = new_token()
     ttl = timedelta(minutes=current_app.config["PASSWORD_RESET_TTL_MINUTES"])
-    db.session.add(PasswordResetToken(user_id=user.id, token_hash=digest, expires_at=_now() + ttl))
+    db.session.add(PasswordResetToken(user_id=user.id, token_hash=digest, expires_at=now() + ttl))
     queue_email(user.email, "Reset your Coach password", "password_reset", token=secret, user=user,
                 ttl_minutes=current_app.config["PASSWORD_RESET_TTL_MINUTES"])
 
@@ -143,7 +140,7 @@ def check_reset_token(secret: str, *, lock: bool = False) -> ResetCheck:
     if lock:
         query = query.with_for_update()
     token = db.session.scalar(query)
-    if token is None or token.used_at is not None or token.expires_at < _now():
+    if token is None or token.used_at is not None or token.expires_at < now():
         raise AccountError("This password reset link is invalid, expired or already used. Request a new one.")
     return ResetCheck(token=token, user=db.session.get(User, token.user_id))
 
@@ -156,7 +153,7 @@ def reset_password(secret: str, new_password: str) -> User:
     db.session.execute(
         update(PasswordResetToken)
         .where(PasswordResetToken.user_id == user.id, PasswordResetToken.used_at.is_(None))
-        .values(used_at=_now())
+        .values(used_at=now())
     )
     return user
 

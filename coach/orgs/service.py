@@ -6,21 +6,21 @@ Functions that touch tenant rows expect the organization to be active
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import func, select
 
-from coach.platform import tenant_context
 from coach.accounts.models import User
 from coach.accounts.service import AccountError, create_user, login_attempted, normalize_email
+from coach.clock import now
 from coach.dbutil import insert_or_raise
+from coach.errors import DomainError
 from coach.extensions import db
-from coach.orgs.models import ROLES, Invitation, Membership, Organization
-from coach.platform import audit
+from coach.orgs.models import ADMIN, ROLES, Invitation, Membership, Organization
+from coach.platform import audit, tenant_context
 from coach.platform.mail import queue_email
 from coach.security import new_token, token_hash
-from coach.errors import DomainError
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
 # Slugs that would read as, or collide with, pages of the app.
@@ -35,8 +35,10 @@ class OrgError(DomainError):
     """A request that cannot be carried out; the message is safe to show."""
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+class InvitationGone(OrgError):
+    """The invitation link no longer leads anywhere: revoked, accepted, expired or never valid."""
+
+    status = 410
 
 
 @login_attempted.connect
@@ -99,7 +101,7 @@ def create_organization(creator: User, name: str, slug: str, tz: str) -> Organiz
     # Someone may take the address between the check above and this insert.
     _insert_unique(org, "This address is taken. Choose another.")
     tenant_context.activate(org.id, creator.id)
-    db.session.add(Membership(tenant_id=org.id, user_id=creator.id, role="admin"))
+    db.session.add(Membership(tenant_id=org.id, user_id=creator.id, role=ADMIN))
     db.session.flush()
     audit.record("organization.created", actor=creator, target_type="organization", target_id=org.id,
                  details={"slug": org.slug, "name": org.name})
@@ -143,7 +145,7 @@ def _check_role(role: str) -> None:
 def _admin_count(org: Organization) -> int:
     return db.session.scalar(
         select(func.count()).select_from(Membership)
-        .where(Membership.tenant_id == org.id, Membership.role == "admin")
+        .where(Membership.tenant_id == org.id, Membership.role == ADMIN)
     )
 
 
@@ -152,9 +154,9 @@ def change_role(org: Organization, membership: Membership, role: str, actor: Use
     _check_role(role)
     # Lock the admins so two demotions at once cannot leave none.
     db.session.execute(
-        select(Membership.id).where(Membership.tenant_id == org.id, Membership.role == "admin").with_for_update()
+        select(Membership.id).where(Membership.tenant_id == org.id, Membership.role == ADMIN).with_for_update()
     )
-    if membership.role == "admin" and role != "admin" and _admin_count(org) <= 1:
+    if membership.role == ADMIN and role != ADMIN and _admin_count(org) <= 1:
         raise OrgError("An organization needs at least one admin. Make someone else admin first.")
     if membership.role != role:
         audit.record("member.role_changed", actor=actor, target_type="membership", target_id=membership.id,
@@ -164,9 +166,9 @@ def change_role(org: Organization, membership: Membership, role: str, actor: Use
 
 def remove_member(org: Organization, membership: Membership, actor: User | None = None) -> None:
     db.session.execute(
-        select(Membership.id).where(Membership.tenant_id == org.id, Membership.role == "admin").with_for_update()
+        select(Membership.id).where(Membership.tenant_id == org.id, Membership.role == ADMIN).with_for_update()
     )
-    if membership.role == "admin" and _admin_count(org) <= 1:
+    if membership.role == ADMIN and _admin_count(org) <= 1:
         raise OrgError("The last admin cannot be removed. Make someone else admin first.")
     audit.record("member.removed", actor=actor, target_type="membership", target_id=membership.id,
                  details={"member": membership.user.email, "role": membership.role})
@@ -203,12 +205,12 @@ def invite(org: Organization, inviter: Membership, email: str, role: str) -> Inv
     )
     if open_invite is not None:
         # Inviting again replaces the old link (and its role) instead of failing.
-        open_invite.revoked_at = _now()
+        open_invite.revoked_at = now()
         db.session.flush()
     secret, digest = new_token()
     ttl = timedelta(days=current_app.config["INVITATION_TTL_DAYS"])
     invitation = Invitation(tenant_id=org.id, email=email, role=role, token_hash=digest,
-                            invited_by_membership_id=inviter.id, expires_at=_now() + ttl)
+                            invited_by_membership_id=inviter.id, expires_at=now() + ttl)
     # Another admin may invite the same address at the same moment.
     _insert_unique(invitation, "An invitation to this address was just sent. Refresh to see it.")
     _send_invitation(org, invitation, inviter.user, secret)
@@ -223,8 +225,8 @@ def resend_invitation(org: Organization, invitation: Invitation, sender: User) -
         raise OrgError("This invitation is no longer open.")
     secret, digest = new_token()
     invitation.token_hash = digest
-    invitation.sent_at = _now()
-    invitation.expires_at = _now() + timedelta(days=current_app.config["INVITATION_TTL_DAYS"])
+    invitation.sent_at = now()
+    invitation.expires_at = now() + timedelta(days=current_app.config["INVITATION_TTL_DAYS"])
     _send_invitation(org, invitation, sender, secret)
     audit.record("invitation.resent", actor=sender, target_type="invitation", target_id=invitation.id,
                  details={"email": invitation.email})
@@ -234,7 +236,7 @@ def revoke_invitation(invitation: Invitation, actor: User | None = None) -> None
     if invitation.accepted_at:
         raise OrgError("This invitation was already accepted.")
     if invitation.revoked_at is None:
-        invitation.revoked_at = _now()
+        invitation.revoked_at = now()
         audit.record("invitation.revoked", actor=actor, target_type="invitation", target_id=invitation.id,
                      details={"email": invitation.email})
 
@@ -245,16 +247,16 @@ def _send_invitation(org: Organization, invitation: Invitation, inviter: User, s
 
 
 def find_open_invitation(org: Organization, secret: str) -> Invitation:
-    """The open invitation of ``org`` behind ``secret``, or :class:`OrgError` saying why not."""
+    """The open invitation of ``org`` behind ``secret``, or :class:`InvitationGone` saying why not."""
     invitation = db.session.scalar(
         select(Invitation).where(Invitation.tenant_id == org.id, Invitation.token_hash == token_hash(secret))
     )
     if invitation is None or invitation.revoked_at is not None:
-        raise OrgError("This invitation link is not valid. Ask for a new invitation.")
+        raise InvitationGone("This invitation link is not valid. Ask for a new invitation.")
     if invitation.accepted_at is not None:
-        raise OrgError("This invitation has already been accepted. Log in to continue.")
-    if invitation.expires_at < _now():
-        raise OrgError("This invitation has expired. Ask for a new invitation.")
+        raise InvitationGone("This invitation has already been accepted. Log in to continue.")
+    if invitation.expires_at < now():
+        raise InvitationGone("This invitation has expired. Ask for a new invitation.")
     return invitation
 
 
@@ -264,8 +266,8 @@ def accept_invitation(org: Organization, secret: str, user: User) -> Membership:
     db.session.execute(select(Invitation.id).where(Invitation.id == invitation.id).with_for_update())
     db.session.refresh(invitation)
     if invitation.accepted_at is not None:
-        raise OrgError("This invitation has already been accepted. Log in to continue.")
-    invitation.accepted_at = _now()
+        raise InvitationGone("This invitation has already been accepted. Log in to continue.")
+    invitation.accepted_at = now()
     invitation.accepted_by_user_id = user.id
     membership = membership_for(org, user)
     if membership is None:

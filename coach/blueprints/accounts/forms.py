@@ -1,16 +1,13 @@
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
-from coach.blueprints.forms import BaseForm, TimezoneField, email_field, new_password_field
+from coach.blueprints.forms import NAME_RULES, BaseForm, TimezoneField, email_field, new_password_field
 
 
 def printable_text(form, field) -> None:
     """Refuse control characters: PostgreSQL cannot store NUL, and a name never needs a tab or newline."""
     if field.data and not field.data.isprintable():
         raise ValidationError("Use letters, digits, spaces and punctuation only.")
-
-
-NAME_RULES = [DataRequired(message="Enter your name."), Length(max=100, message="Use at most 100 characters.")]
 
 
 class SignupForm(BaseForm):

@@ -4,10 +4,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import flash, redirect, request, session, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, logout_user
 
 from coach.accounts import service
 from coach.accounts.service import AccountError
+from coach.blueprints.accounts import bp
 from coach.blueprints.accounts.forms import (
     ChangePasswordForm,
     ForgotPasswordForm,
@@ -16,9 +17,10 @@ from coach.blueprints.accounts.forms import (
     ResetPasswordForm,
     SignupForm,
 )
+from coach.blueprints.auth import start_session
+from coach.blueprints.forms import attempt
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
-from coach.blueprints.accounts import bp
 from coach.platform.ratelimit import (
     EMAIL_PER_IP,
     LOGIN_PER_ACCOUNT,
@@ -27,7 +29,6 @@ from coach.platform.ratelimit import (
     limiter,
     login_account_key,
 )
-
 
 
 def safe_next(default: str = "/") -> str:
@@ -50,13 +51,6 @@ def _form_accepted(response) -> bool:
 # Each accepted sign-up or reset request can send an email: an IP may not flood inboxes through us.
 # Shared: sign-up and reset draw on one budget per IP (a plain limit would give each form its own).
 email_limit = limiter.shared_limit(EMAIL_PER_IP, "email-ip", methods=["POST"], deduct_when=_form_accepted)
-
-
-def start_session(user) -> None:
-    """Log ``user`` in on a fresh session (no state carried over from before login)."""
-    session.clear()
-    login_user(user)
-    session.permanent = True
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -85,6 +79,7 @@ def confirm_signup(token: str):
     try:
         user = service.confirm_signup(token)
     except AccountError as exc:
+        # Kept, not rolled back: the used-up sign-up stays deleted when its address already has an account.
         db.session.commit()
         return render("accounts/confirm.html", status=410, token=None, error=str(exc))
     db.session.commit()
@@ -140,21 +135,18 @@ def forgot_password():
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])
 def reset_password(token: str):
     """Choose a new password from an emailed link."""
-    try:
-        service.check_reset_token(token)
-    except AccountError as exc:
-        return render("accounts/reset.html", "form", status=410, form=None, error=str(exc))
     form = ResetPasswordForm()
-    if form.validate_on_submit():
-        try:
-            user = service.reset_password(token, form.password.data)
-        except AccountError as exc:
-            db.session.rollback()
-            return render("accounts/reset.html", "form", status=410, form=None, error=str(exc))
-        db.session.commit()
-        start_session(user)
-        flash("Your password is changed and you are logged in.", "success")
-        return redirect_after_post(url_for("orgs.picker"))
+    # A link that is not (or no longer) good shows why in place of the form, the check and the change alike.
+    done = attempt(None, service.check_reset_token, token)
+    if done and form.validate_on_submit():
+        done = attempt(None, service.reset_password, token, form.password.data)
+        if done:
+            db.session.commit()
+            start_session(done.value)
+            flash("Your password is changed and you are logged in.", "success")
+            return redirect_after_post(url_for("orgs.picker"))
+    if not done:
+        return render("accounts/reset.html", "form", status=410, form=None, error=str(done.error))
     return render("accounts/reset.html", "form", status=422 if form.errors else 200, form=form)
 
 
@@ -177,15 +169,12 @@ def profile():
 def change_password():
     """Change the password (the current one is required); other sessions end."""
     password_form = ChangePasswordForm()
-    if password_form.validate_on_submit():
-        try:
-            service.change_password(current_user, password_form.current_password.data, password_form.password.data)
-        except AccountError as exc:
-            password_form.current_password.errors.append(str(exc))
-        else:
-            db.session.commit()
-            start_session(current_user._get_current_object())
-            flash("Password changed. Other sessions have been logged out.", "success")
-            return redirect_after_post(url_for("accounts.profile"))
+    if password_form.validate_on_submit() and attempt(password_form, service.change_password, current_user,
+                                                      password_form.current_password.data,
+                                                      password_form.password.data):
+        db.session.commit()
+        start_session(current_user._get_current_object())
+        flash("Password changed. Other sessions have been logged out.", "success")
+        return redirect_after_post(url_for("accounts.profile"))
     return render("accounts/profile.html", "password_form", status=422, form=ProfileForm(obj=current_user, formdata=None),
                   password_form=password_form)

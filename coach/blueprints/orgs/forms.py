@@ -1,8 +1,7 @@
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from coach.blueprints.accounts.forms import NAME_RULES
-from coach.blueprints.forms import BaseForm, TimezoneField, new_password_field
+from coach.blueprints.forms import NAME_RULES, BaseForm, TimezoneField, new_password_field
 
 
 def printable(form, field) -> None:
@@ -25,7 +24,3 @@ class InvitationSignupForm(BaseForm):
     display_name = StringField("Your name", validators=[*NAME_RULES, printable])
     password = new_password_field()
     timezone = TimezoneField(default="UTC")
-
-
-class AcceptForm(BaseForm):
-    """Just the CSRF token: accepting is a button."""

@@ -5,16 +5,17 @@ from flask import abort, flash, g, redirect, session, url_for
 from flask_login import current_user, login_required
 
 from coach import tenancy
-from coach.blueprints.accounts.views import start_session
-from coach.blueprints.orgs.forms import AcceptForm, CreateOrganizationForm, InvitationSignupForm
+from coach.blueprints.auth import start_session
+from coach.blueprints.forms import ActionForm, attempt, require_action_form
+from coach.blueprints.orgs import bp
+from coach.blueprints.orgs.forms import CreateOrganizationForm, InvitationSignupForm
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
 from coach.orgs import service
+from coach.orgs.models import COACH, ROLE_LABELS
 from coach.platform.idempotency import idempotent
-from coach.orgs.models import ROLE_LABELS
-from coach.orgs.service import OrgError
 from coach.tenancy import role_required
-from coach.blueprints.orgs import bp
+
 
 @bp.get("/")
 def index():
@@ -41,16 +42,11 @@ def picker():
 def create():
     """Create an organization; I become its admin."""
     form = CreateOrganizationForm()
-    if form.validate_on_submit():
-        try:
-            org = service.create_organization(current_user, form.name.data, form.slug.data, form.timezone.data)
-        except OrgError as exc:
-            db.session.rollback()
-            form.slug.errors.append(str(exc))
-        else:
-            db.session.commit()
-            flash(f"{org.name} is ready. Invite your coaches and athletes.", "success")
-            return redirect_after_post(url_for("orgs.home", slug=org.slug))
+    if form.validate_on_submit() and (created := attempt(form, service.create_organization, current_user,
+                                                         form.name.data, form.slug.data, form.timezone.data)):
+        db.session.commit()
+        flash(f"{created.value.name} is ready. Invite your coaches and athletes.", "success")
+        return redirect_after_post(url_for("orgs.home", slug=created.value.slug))
     return render("orgs/create.html", "form", status=422 if form.errors else 200, form=form)
 
 
@@ -61,7 +57,7 @@ def home(slug: str):
     if session.get("last_org") != g.org.slug:
         session["last_org"] = g.org.slug
     return render("orgs/home.html", org=g.org, membership=g.membership, counts=service.role_counts(g.org),
-                  coaches=service.members_with_role(g.org, "coach"), roles=ROLE_LABELS)
+                  coaches=service.members_with_role(g.org, COACH), roles=ROLE_LABELS)
 
 
 def _load_invitation(slug: str, token: str):
@@ -70,10 +66,7 @@ def _load_invitation(slug: str, token: str):
     if org is None:
         abort(404, "This invitation link is not valid. Ask for a new invitation.")
     tenancy.activate(org.id, current_user.id if current_user.is_authenticated else None)
-    try:
-        return org, service.find_open_invitation(org, token)
-    except OrgError as exc:
-        abort(410, str(exc))
+    return org, service.find_open_invitation(org, token)
 
 
 @bp.get("/invitations/<slug>/<token>")
@@ -81,7 +74,7 @@ def invitation(slug: str, token: str):
     """An invitation: accept it (signed in) or create an account to accept it."""
     org, invitation = _load_invitation(slug, token)
     return render("orgs/invitation.html", org=org, invitation=invitation, token=token, roles=ROLE_LABELS,
-                  accept_form=AcceptForm(), signup_form=InvitationSignupForm())
+                  accept_form=ActionForm(), signup_form=InvitationSignupForm())
 
 
 @bp.post("/invitations/<slug>/<token>/accept")
@@ -90,13 +83,8 @@ def invitation(slug: str, token: str):
 def invitation_accept(slug: str, token: str):
     """Join the organization as the signed-in user."""
     org, _ = _load_invitation(slug, token)
-    if not AcceptForm().validate_on_submit():
-        abort(400)
-    try:
-        service.accept_invitation(org, token, current_user)
-    except OrgError as exc:
-        db.session.rollback()
-        abort(410, str(exc))
+    require_action_form()
+    service.accept_invitation(org, token, current_user)
     db.session.commit()
     flash(f"Welcome to {org.name}!", "success")
     return redirect_after_post(url_for("orgs.home", slug=org.slug))
@@ -108,17 +96,12 @@ def invitation_signup(slug: str, token: str):
     org, invitation = _load_invitation(slug, token)
     form = InvitationSignupForm()
     if form.validate_on_submit():
-        try:
-            user = service.sign_up_and_accept(org, token, form.password.data, form.display_name.data,
-                                              form.timezone.data)
-        except OrgError as exc:
-            db.session.rollback()
-            tenancy.activate(org.id)
-            form.password.errors.append(str(exc))
-        else:
+        joined = attempt(form, service.sign_up_and_accept, org, token, form.password.data, form.display_name.data,
+                         form.timezone.data)
+        if joined:
             db.session.commit()
-            start_session(user)
+            start_session(joined.value)
             flash(f"Welcome to {org.name}!", "success")
             return redirect_after_post(url_for("orgs.home", slug=org.slug))
     return render("orgs/invitation.html", "signup", status=422, org=org, invitation=invitation, token=token,
-                  roles=ROLE_LABELS, accept_form=AcceptForm(), signup_form=form)
+                  roles=ROLE_LABELS, accept_form=ActionForm(), signup_form=form)
