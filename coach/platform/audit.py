@@ -5,7 +5,6 @@ refuses UPDATE and DELETE for everyone), so what is written here stays.
 """
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import ipaddress
@@ -15,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import g, has_request_context, request
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from coach.extensions import db
 from coach.platform.models import AuditEvent
+from coach.platform.pagination import Page, newest_first
 
 PAGE_SIZE = 50
 
@@ -80,33 +80,9 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def encode_cursor(event: AuditEvent) -> str:
-    raw = json.dumps([event.created_at.isoformat(), str(event.id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, event_id = json.loads(raw)
-        return datetime.fromisoformat(created), uuid.UUID(event_id)
-    except (ValueError, TypeError):
-        return None
-
-
-def page(tenant_id: uuid.UUID, flt: AuditFilter, after: str | None = None) -> tuple[list[AuditEvent], str | None]:
-    """One page, newest first, keyset-paged on (created_at, id); returns the rows and the next cursor."""
-    query = _filtered(tenant_id, flt)
-    position = decode_cursor(after) if after else None
-    if position:
-        created, event_id = position
-        query = query.where(or_(AuditEvent.created_at < created,
-                                and_(AuditEvent.created_at == created, AuditEvent.id < event_id)))
-    rows = list(db.session.scalars(query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
-                                    .limit(PAGE_SIZE + 1)))
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    return rows, (encode_cursor(rows[-1]) if more else None)
+def page(tenant_id: uuid.UUID, flt: AuditFilter, after: str | None = None) -> Page[AuditEvent]:
+    """One page, newest first, after the cursor ``after`` (the last row of the page before)."""
+    return newest_first(_filtered(tenant_id, flt), AuditEvent.created_at, AuditEvent.id, after, PAGE_SIZE)
 
 
 def actions(tenant_id: uuid.UUID) -> list[str]:
@@ -122,14 +98,15 @@ def export_csv(tenant_id: uuid.UUID, flt: AuditFilter):
     writer.writerow(header)
     after = None
     while True:
-        rows, after = page(tenant_id, flt, after)
-        for e in rows:
+        batch = page(tenant_id, flt, after)
+        for e in batch.rows:
             writer.writerow([e.created_at.isoformat(), _csv_safe(e.actor_label or ""), e.action,
                              e.target_type or "", e.target_id or "", _csv_safe(json.dumps(e.details, sort_keys=True)),
                              e.ip or "", e.request_id or ""])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
+        after = batch.next_cursor
         if after is None:
             return
 

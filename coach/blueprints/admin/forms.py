@@ -3,7 +3,7 @@ from wtforms.validators import Length, Optional
 from wtforms.fields.choices import SelectChoice
 
 from coach.blueprints.forms import BaseForm, email_field
-from coach.orgs.models import ROLE_LABELS
+from coach.orgs.models import ATHLETE, ROLE_LABELS
 
 ROLE_CHOICES = [SelectChoice(value, label) for value, label in ROLE_LABELS.items()]
 
@@ -20,15 +20,11 @@ def _stripped(unbound_field):
 
 class InviteForm(BaseForm):
     email = _stripped(email_field())
-    role = SelectField("Role", choices=ROLE_CHOICES, default="athlete")
+    role = SelectField("Role", choices=ROLE_CHOICES, default=ATHLETE)
 
 
 class RoleForm(BaseForm):
     role = SelectField("Role", choices=ROLE_CHOICES)
-
-
-class ActionForm(BaseForm):
-    """Just the CSRF token: remove, resend and revoke are buttons."""
 
 
 class AuditFilterForm(BaseForm):

@@ -1,17 +1,21 @@
 """Organization admin: the audit trail and the System page (queues, failed jobs, outbox)."""
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import Response, abort, flash, g, request, stream_with_context, url_for
 
-from coach.blueprints.admin.forms import ActionForm, AuditFilterForm
 from coach.blueprints.admin import bp
+from coach.blueprints.admin.forms import AuditFilterForm
+from coach.blueprints.forms import ActionForm, require_action_form
+from coach.clock import now
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
+from coach.ids import parse_uuid
+from coach.orgs.models import ADMIN
 from coach.platform import audit, system
+from coach.platform.pagination import decode_cursor
 from coach.tenancy import role_required
 
 
@@ -24,7 +28,7 @@ def _audit_filter(form: AuditFilterForm) -> audit.AuditFilter:
 
 
 @bp.get("/audit")
-@role_required("admin")
+@role_required(ADMIN)
 def audit_log():
     """The audit trail, newest first, filtered by actor, action and dates; keyset paged."""
     form = AuditFilterForm(request.args)
@@ -32,28 +36,28 @@ def audit_log():
         # The htmx filter swaps only the rows, so they carry the messages too.
         return render("admin/audit.html", "rows", status=422, org=g.org, form=form, events=[], next_cursor=None,
                       actions=audit.actions(g.org.id))
-    if form.after.data and audit.decode_cursor(form.after.data) is None:
+    if form.after.data and decode_cursor(form.after.data) is None:
         abort(400, "That page link is not valid.")
-    events, next_cursor = audit.page(g.org.id, _audit_filter(form), form.after.data or None)
-    return render("admin/audit.html", "rows", org=g.org, form=form, events=events, next_cursor=next_cursor,
+    page = audit.page(g.org.id, _audit_filter(form), form.after.data or None)
+    return render("admin/audit.html", "rows", org=g.org, form=form, events=page.rows, next_cursor=page.next_cursor,
                   actions=audit.actions(g.org.id))
 
 
 @bp.get("/audit.csv")
-@role_required("admin")
+@role_required(ADMIN)
 def audit_csv():
     """The filtered audit trail as a CSV download."""
     form = AuditFilterForm(request.args)
     if not form.validate():
         abort(400, "Check the filters: " + "; ".join(e for errs in form.errors.values() for e in errs))
     chunks = audit.export_csv(g.org.id, _audit_filter(form))
-    filename = f"audit-{g.org.slug}-{datetime.now().strftime('%Y%m%d')}.csv"
+    filename = f"audit-{g.org.slug}-{now().astimezone(ZoneInfo(g.org.timezone)):%Y%m%d}.csv"
     return Response(stream_with_context(chunks), content_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @bp.get("/system")
-@role_required("admin")
+@role_required(ADMIN)
 def system_page():
     """Queues, failed jobs of this organization, outbox lag and dead letters."""
     problems = []
@@ -68,20 +72,13 @@ def system_page():
                   action_form=ActionForm(formdata=None))
 
 
-def _event_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        abort(404)
-
-
 @bp.post("/system/dead-letters/<event_id>/retry")
-@role_required("admin")
+@role_required(ADMIN)
 def retry_dead_letter(event_id: str):
     """Put a dead outbox event back in line."""
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    if not system.retry_dead_letter(g.org.id, _event_id(event_id)):
+    require_action_form()
+    ident = parse_uuid(event_id)
+    if ident is None or not system.retry_dead_letter(g.org.id, ident):
         abort(404)
     audit.record("outbox.retried", actor=g.membership.user, target_type="outbox_event", target_id=event_id)
     db.session.commit()
@@ -90,13 +87,12 @@ def retry_dead_letter(event_id: str):
 
 
 @bp.post("/system/jobs/<job_id>/<action>")
-@role_required("admin")
+@role_required(ADMIN)
 def failed_job_action(job_id: str, action: str):
     """Retry or discard a failed job of this organization."""
     if action not in ("retry", "discard") or len(job_id) > 100:
         abort(404)
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    require_action_form()
     done = (system.retry_failed_job if action == "retry" else system.discard_failed_job)(g.org.id, job_id)
     if not done:
         abort(404)

@@ -1,41 +1,36 @@
 """Organization admin: members and their roles, invitations."""
 from __future__ import annotations
 
-import uuid
-
 from flask import abort, flash, g, url_for
 
-from coach.blueprints.admin.forms import ActionForm, InviteForm, RoleForm
+from coach.blueprints.admin import bp
+from coach.blueprints.admin.forms import InviteForm, RoleForm
+from coach.blueprints.forms import ActionForm, attempt, require_action_form
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, trigger
+from coach.ids import parse_uuid
 from coach.orgs import service
+from coach.orgs.models import ADMIN, ROLE_LABELS
 from coach.platform.idempotency import idempotent
-from coach.orgs.models import ROLE_LABELS
-from coach.orgs.service import OrgError
 from coach.tenancy import role_required
-from coach.blueprints.admin import bp
-
 
 
 def _load_membership(membership_id: str):
-    membership = service.get_membership(g.org, _uuid_or_404(membership_id))
+    """A member of this organization, or 404."""
+    ident = parse_uuid(membership_id)
+    membership = service.get_membership(g.org, ident) if ident else None
     if membership is None:
         abort(404)
     return membership
 
 
 def _load_invitation(invitation_id: str):
-    invitation = service.get_invitation(g.org, _uuid_or_404(invitation_id))
+    """An invitation of this organization, or 404."""
+    ident = parse_uuid(invitation_id)
+    invitation = service.get_invitation(g.org, ident) if ident else None
     if invitation is None:
         abort(404)
     return invitation
-
-
-def _uuid_or_404(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        abort(404)
 
 
 def _members_page(status: int = 200, invite_form: InviteForm | None = None, block: str | None = None):
@@ -46,14 +41,14 @@ def _members_page(status: int = 200, invite_form: InviteForm | None = None, bloc
 
 
 @bp.get("/members")
-@role_required("admin")
+@role_required(ADMIN)
 def members():
     """Members with their roles, and pending invitations."""
     return _members_page()
 
 
 @bp.post("/members/<membership_id>/role")
-@role_required("admin")
+@role_required(ADMIN)
 def change_role(membership_id: str):
     """Give a member another role."""
     membership = _load_membership(membership_id)
@@ -61,15 +56,13 @@ def change_role(membership_id: str):
     if not form.validate_on_submit():
         flash("Choose one of the listed roles.", "error")
         return _members_page(status=422, block="members")
-    try:
-        service.change_role(g.org, membership, form.role.data, actor=g.membership.user)
-    except OrgError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-        return _members_page(status=422, block="members")
+    changed = attempt(None, service.change_role, g.org, membership, form.role.data, actor=g.membership.user)
+    if not changed:
+        flash(str(changed.error), "error")
+        return _members_page(status=changed.status, block="members")
     db.session.commit()
     trigger("members-changed")
-    if membership.id == g.membership.id and membership.role != "admin":
+    if membership.id == g.membership.id and membership.role != ADMIN:
         # The members page is admin-only now: send them where they still may go.
         flash(f"You are now {ROLE_LABELS[membership.role].lower()} in {g.org.name}.", "success")
         return redirect_after_post(url_for("orgs.home", slug=g.org.slug))
@@ -78,19 +71,16 @@ def change_role(membership_id: str):
 
 
 @bp.post("/members/<membership_id>/remove")
-@role_required("admin")
+@role_required(ADMIN)
 def remove_member(membership_id: str):
     """Remove a member from the organization (their account stays)."""
     membership = _load_membership(membership_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    require_action_form()
     name, leaving = membership.user.display_name, membership.id == g.membership.id
-    try:
-        service.remove_member(g.org, membership, actor=g.membership.user)
-    except OrgError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-        return _members_page(status=422, block="members")
+    removed = attempt(None, service.remove_member, g.org, membership, actor=g.membership.user)
+    if not removed:
+        flash(str(removed.error), "error")
+        return _members_page(status=removed.status, block="members")
     db.session.commit()
     if leaving:  # this organization is a 404 for them now
         flash(f"You left {g.org.name}.", "success")
@@ -100,56 +90,45 @@ def remove_member(membership_id: str):
 
 
 @bp.post("/invitations")
-@role_required("admin")
+@role_required(ADMIN)
 @idempotent
 def invite():
     """Invite someone by email with a role."""
     form = InviteForm()
-    if form.validate_on_submit():
-        try:
-            service.invite(g.org, g.membership, form.email.data, form.role.data)
-        except OrgError as exc:
-            db.session.rollback()
-            form.email.errors.append(str(exc))
-        else:
-            db.session.commit()
-            flash(f"Invitation sent to {form.email.data.strip().lower()}.", "success")
-            return redirect_after_post(url_for("admin.members"))
+    if form.validate_on_submit() and attempt(form, service.invite, g.org, g.membership, form.email.data,
+                                             form.role.data):
+        db.session.commit()
+        flash(f"Invitation sent to {form.email.data.strip().lower()}.", "success")
+        return redirect_after_post(url_for("admin.members"))
     return _members_page(status=422, invite_form=form, block="invite")
 
 
 @bp.post("/invitations/<invitation_id>/resend")
-@role_required("admin")
+@role_required(ADMIN)
 @idempotent
 def resend_invitation(invitation_id: str):
     """Send the invitation again with a fresh link."""
     invitation = _load_invitation(invitation_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    try:
-        service.resend_invitation(g.org, invitation, g.membership.user)
-    except OrgError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-    else:
+    require_action_form()
+    sent = attempt(None, service.resend_invitation, g.org, invitation, g.membership.user)
+    if sent:
         db.session.commit()
         flash(f"Invitation sent again to {invitation.email}.", "success")
+    else:
+        flash(str(sent.error), "error")
     return redirect_after_post(url_for("admin.members"))
 
 
 @bp.post("/invitations/<invitation_id>/revoke")
-@role_required("admin")
+@role_required(ADMIN)
 def revoke_invitation(invitation_id: str):
     """Withdraw an invitation; its link stops working."""
     invitation = _load_invitation(invitation_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    try:
-        service.revoke_invitation(invitation, actor=g.membership.user)
-    except OrgError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-    else:
+    require_action_form()
+    revoked = attempt(None, service.revoke_invitation, invitation, actor=g.membership.user)
+    if revoked:
         db.session.commit()
         flash(f"Invitation to {invitation.email} revoked.", "success")
+    else:
+        flash(str(revoked.error), "error")
     return redirect_after_post(url_for("admin.members"))
