@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
+from coach.dbutil import TenantScoped, tenant_fk
 from coach.extensions import db
 
 CHANNELS = {"in_app": "In the app", "email": "In the app and by email", "off": "Off"}
@@ -40,11 +41,14 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
 )}
 
 
-class Notification(db.Model):
+class Notification(TenantScoped, db.Model):
     __tablename__ = "notifications"
+    __table_args__ = (
+        tenant_fk("membership_id", "memberships", "fk_notifications_membership"),
+        tenant_fk("actor_membership_id", "memberships", "fk_notifications_actor",
+                  ondelete="SET NULL (actor_membership_id)"),
+    )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     membership_id: Mapped[uuid.UUID] = mapped_column()
     kind: Mapped[str] = mapped_column(String(32))
     dedupe_key: Mapped[str] = mapped_column(String(160))
@@ -65,11 +69,10 @@ class Notification(db.Model):
         return self.read_at is None
 
 
-class NotificationPreference(db.Model):
+class NotificationPreference(TenantScoped, db.Model):
     __tablename__ = "notification_preferences"
+    __table_args__ = (tenant_fk("membership_id", "memberships", "fk_notification_preferences_membership"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     membership_id: Mapped[uuid.UUID] = mapped_column()
     kind: Mapped[str] = mapped_column(String(32))
     channel: Mapped[str] = mapped_column(String(8))

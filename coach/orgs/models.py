@@ -3,20 +3,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    DateTime,
-    ForeignKey,
-    ForeignKeyConstraint,
-    Index,
-    String,
-    UniqueConstraint,
-    func,
-)
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coach.accounts.models import User
+from coach.dbutil import TenantScoped, tenant_fk
 from coach.extensions import db
 
 # The roles a member has in an organization; code names them by these constants, never by literals.
@@ -46,7 +37,7 @@ class Organization(db.Model):
     media_quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
-class Membership(db.Model):
+class Membership(TenantScoped, db.Model):
     """A user's role in one organization."""
 
     __tablename__ = "memberships"
@@ -57,17 +48,18 @@ class Membership(db.Model):
         Index("ix_memberships_user_id", "user_id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
-    organization: Mapped[Organization] = relationship(lazy="joined", innerjoin=True)
+    # The tenant key is the organization's id (TenantScoped declares no foreign key for it; the schema does).
+    organization: Mapped[Organization] = relationship(
+        primaryjoin="Membership.tenant_id == Organization.id", foreign_keys="Membership.tenant_id",
+        viewonly=True, lazy="joined", innerjoin=True)
 
 
-class Invitation(db.Model):
+class Invitation(TenantScoped, db.Model):
     """An emailed invitation to join an organization with a role. Only a hash of the secret is stored."""
 
     __tablename__ = "invitations"
@@ -75,12 +67,8 @@ class Invitation(db.Model):
         UniqueConstraint("tenant_id", "id", name="uq_invitations_tenant_id_id"),
         CheckConstraint(_ROLE_CHECK, name="role_valid"),
         CheckConstraint("char_length(email) <= 254", name="email_length"),
-        ForeignKeyConstraint(
-            ["tenant_id", "invited_by_membership_id"],
-            ["memberships.tenant_id", "memberships.id"],
-            name="fk_invitations_inviter_membership",
-            ondelete="SET NULL (invited_by_membership_id)",
-        ),
+        tenant_fk("invited_by_membership_id", "memberships", "fk_invitations_inviter_membership",
+                  ondelete="SET NULL (invited_by_membership_id)"),
         # One open invitation per address per organization.
         Index(
             "uq_invitations_open_email",
@@ -91,8 +79,6 @@ class Invitation(db.Model):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     email: Mapped[str] = mapped_column(String(254))
     role: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
