@@ -13,10 +13,10 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, DateTime, ForeignKeyConstraint, Integer, SmallInteger, String, Text, func
+from sqlalchemy import Boolean, Date, DateTime, Integer, SmallInteger, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from coach.dbutil import tenant_relationship
+from coach.dbutil import TenantScoped, tenant_fk, tenant_relationship
 from coach.extensions import db
 from coach.orgs.models import Membership
 
@@ -29,32 +29,23 @@ STATUS_LABELS = {
 }
 
 
-def _coach_fk(column: str, name: str) -> ForeignKeyConstraint:
-    return ForeignKeyConstraint(["tenant_id", column], ["memberships.tenant_id", "memberships.id"],
-                                name=name, ondelete="CASCADE")
-
-
-class CoachCalendar(db.Model):
+class CoachCalendar(TenantScoped, db.Model):
     """A coach's booking settings: the time zone their availability is stated in."""
 
     __tablename__ = "coach_calendars"
-    __table_args__ = (_coach_fk("coach_membership_id", "fk_coach_calendars_coach"),)
+    __table_args__ = (tenant_fk("coach_membership_id", "memberships", "fk_coach_calendars_coach"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     coach_membership_id: Mapped[uuid.UUID] = mapped_column()
     timezone: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Offering(db.Model):
+class Offering(TenantScoped, db.Model):
     """A kind of session a coach offers: what, how long, how much, and the booking rules."""
 
     __tablename__ = "offerings"
-    __table_args__ = (_coach_fk("coach_membership_id", "fk_offerings_coach"),)
+    __table_args__ = (tenant_fk("coach_membership_id", "memberships", "fk_offerings_coach"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     coach_membership_id: Mapped[uuid.UUID] = mapped_column()
     title: Mapped[str] = mapped_column(String(120))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -83,60 +74,51 @@ class Offering(db.Model):
         return f"{self.price_minor / 100:,.2f} {self.currency}"
 
 
-class AvailabilityRule(db.Model):
+class AvailabilityRule(TenantScoped, db.Model):
     """Weekly hours: on ``weekday`` (Monday = 0) from ``start_minute`` to ``end_minute``, coach's wall clock."""
 
     __tablename__ = "availability_rules"
-    __table_args__ = (_coach_fk("coach_membership_id", "fk_availability_rules_coach"),)
+    __table_args__ = (tenant_fk("coach_membership_id", "memberships", "fk_availability_rules_coach"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     coach_membership_id: Mapped[uuid.UUID] = mapped_column()
     weekday: Mapped[int] = mapped_column(SmallInteger)
     start_minute: Mapped[int] = mapped_column(SmallInteger)
     end_minute: Mapped[int] = mapped_column(SmallInteger)
 
 
-class AvailabilityOverride(db.Model):
+class AvailabilityOverride(TenantScoped, db.Model):
     """One date's hours instead of the weekly rules; a row with no minutes closes the day."""
 
     __tablename__ = "availability_overrides"
-    __table_args__ = (_coach_fk("coach_membership_id", "fk_availability_overrides_coach"),)
+    __table_args__ = (tenant_fk("coach_membership_id", "memberships", "fk_availability_overrides_coach"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     coach_membership_id: Mapped[uuid.UUID] = mapped_column()
     on_date: Mapped[date] = mapped_column(Date)
     start_minute: Mapped[int | None] = mapped_column(SmallInteger)
     end_minute: Mapped[int | None] = mapped_column(SmallInteger)
 
 
-class TimeOff(db.Model):
+class TimeOff(TenantScoped, db.Model):
     """A range of instants in which the coach takes no sessions."""
 
     __tablename__ = "time_off"
-    __table_args__ = (_coach_fk("coach_membership_id", "fk_time_off_coach"),)
+    __table_args__ = (tenant_fk("coach_membership_id", "memberships", "fk_time_off_coach"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     coach_membership_id: Mapped[uuid.UUID] = mapped_column()
     starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reason: Mapped[str] = mapped_column(String(200), default="")
 
 
-class CoachingSession(db.Model):
+class CoachingSession(TenantScoped, db.Model):
     """A held block of a coach's time for one offering; bookings are the places in it."""
 
     __tablename__ = "coaching_sessions"
     __table_args__ = (
-        _coach_fk("coach_membership_id", "fk_coaching_sessions_coach"),
-        ForeignKeyConstraint(["tenant_id", "offering_id"], ["offerings.tenant_id", "offerings.id"],
-                             name="fk_coaching_sessions_offering", ondelete="CASCADE"),
+        tenant_fk("coach_membership_id", "memberships", "fk_coaching_sessions_coach"),
+        tenant_fk("offering_id", "offerings", "fk_coaching_sessions_offering"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     coach_membership_id: Mapped[uuid.UUID] = mapped_column()
     offering_id: Mapped[uuid.UUID] = mapped_column()
     starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -148,21 +130,17 @@ class CoachingSession(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Booking(db.Model):
+class Booking(TenantScoped, db.Model):
     """One athlete's place in a session, and where it is in its lifecycle."""
 
     __tablename__ = "bookings"
     __table_args__ = (
-        ForeignKeyConstraint(["tenant_id", "session_id"], ["coaching_sessions.tenant_id", "coaching_sessions.id"],
-                             name="fk_bookings_session", ondelete="CASCADE"),
-        ForeignKeyConstraint(["tenant_id", "offering_id"], ["offerings.tenant_id", "offerings.id"],
-                             name="fk_bookings_offering", ondelete="CASCADE"),
-        _coach_fk("coach_membership_id", "fk_bookings_coach"),
-        _coach_fk("athlete_membership_id", "fk_bookings_athlete"),
+        tenant_fk("session_id", "coaching_sessions", "fk_bookings_session"),
+        tenant_fk("offering_id", "offerings", "fk_bookings_offering"),
+        tenant_fk("coach_membership_id", "memberships", "fk_bookings_coach"),
+        tenant_fk("athlete_membership_id", "memberships", "fk_bookings_athlete"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     session_id: Mapped[uuid.UUID] = mapped_column()
     offering_id: Mapped[uuid.UUID] = mapped_column()
     coach_membership_id: Mapped[uuid.UUID] = mapped_column()
@@ -195,14 +173,12 @@ class Booking(db.Model):
         return self.status in LIVE_STATUSES
 
 
-class CalendarFeed(db.Model):
+class CalendarFeed(TenantScoped, db.Model):
     """A member's secret ICS subscription address (only a hash of the secret is stored)."""
 
     __tablename__ = "calendar_feeds"
-    __table_args__ = (_coach_fk("membership_id", "fk_calendar_feeds_membership"),)
+    __table_args__ = (tenant_fk("membership_id", "memberships", "fk_calendar_feeds_membership"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     membership_id: Mapped[uuid.UUID] = mapped_column()
     token_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
