@@ -277,7 +277,7 @@ def test_the_sweep_acts_for_every_organization_within_its_own_rows(ctx, app, app
 
 
 def test_the_booking_sweep_is_a_periodic_job_every_minute(app):
-    assert periodic.SCHEDULE["sweep_bookings"] == 60
+    assert periodic.SCHEDULE["sweep_bookings"].every == 60
     with app.app_context():
         assert periodic.run("sweep_bookings") == 0
         registry = ScheduledJobRegistry(queue=queue("default"))
@@ -311,15 +311,15 @@ def test_only_moments_still_ahead_are_scheduled(world, grace, quiet):
     tenancy.activate(world.org.id)
     soon = real_now().replace(microsecond=0) + timedelta(minutes=30)
     times = {"starts_at": soon.isoformat(), "ends_at": (soon + timedelta(hours=1)).isoformat()}
-    jobs._schedule_from_event({"to": "confirmed", **times})
+    jobs.schedule_from_event({"to": "confirmed", **times})
     expected = {due_job_id(world.org.id, soon), due_job_id(world.org.id, soon + timedelta(hours=1) + grace)}
     assert scheduled_booking_jobs() == expected
     # Moments already past, and events that need no sweep, schedule nothing; a repeat adds nothing.
-    jobs._schedule_from_event({"to": "requested", **times,
-                               "expires_at": (real_now() - timedelta(minutes=1)).isoformat()})
-    jobs._schedule_from_event({"to": "cancelled", **times})
-    jobs._schedule_from_event({"to": "active", **times})
-    jobs._schedule_from_event({"to": "confirmed", **times})
+    jobs.schedule_from_event({"to": "requested", **times,
+                              "expires_at": (real_now() - timedelta(minutes=1)).isoformat()})
+    jobs.schedule_from_event({"to": "cancelled", **times})
+    jobs.schedule_from_event({"to": "active", **times})
+    jobs.schedule_from_event({"to": "confirmed", **times})
     assert scheduled_booking_jobs() == expected
 
 
