@@ -17,7 +17,7 @@ from coach.orgs.models import Membership
 ICS_STATUS = {"requested": "TENTATIVE", "confirmed": "CONFIRMED", "active": "CONFIRMED", "ended": "CONFIRMED",
               "no_show": "CONFIRMED", "cancelled": "CANCELLED", "declined": "CANCELLED", "expired": "CANCELLED"}
 # SEQUENCE by status: every transition of the lifecycle leads to a status ranked higher than the one it
-# leaves (see coach.booking.service.TRANSITIONS), so each change raises it, however quickly it follows.
+# leaves (see coach.booking.lifecycle.TRANSITIONS), so each change raises it, however quickly it follows.
 SEQUENCE = {"requested": 0, "confirmed": 1, "declined": 1, "expired": 1, "active": 2, "cancelled": 2,
             "ended": 3, "no_show": 4}
 

@@ -26,6 +26,7 @@ from coach.platform.queues import queue
 
 log = logging.getLogger(__name__)
 
+
 def run_due_for(tenant_id: str) -> int:
     """RQ entry point: apply what is due in one organization now."""
     app = get_app()

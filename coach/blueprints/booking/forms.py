@@ -173,7 +173,3 @@ class BookForm(BaseForm):
     athlete = SelectField("Athlete", validate_choice=False)
     note = TextAreaField("Note for the coach", validators=[
         Optional(), Length(max=NOTE_MAX, message=f"A note can have at most {NOTE_MAX:,} characters.")])
-
-
-class ActionForm(BaseForm):
-    """Just the CSRF token: booking actions are buttons."""

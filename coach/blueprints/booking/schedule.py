@@ -5,22 +5,25 @@ section is a block of ``booking/schedule.html`` that htmx swaps in place.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date
 
 from flask import abort, flash, g, request, url_for
 from wtforms import ValidationError
 
-from coach.blueprints.booking.forms import ActionForm, OfferingForm, OverrideForm, RuleForm, TimeOffForm, TimezoneForm
+from coach import clock
 from coach.blueprints.booking import bp
+from coach.blueprints.booking.answers import in_place_or_redirect
+from coach.blueprints.booking.forms import OfferingForm, OverrideForm, RuleForm, TimeOffForm, TimezoneForm
+from coach.blueprints.forms import ActionForm, attempt, require_action_form
 from coach.booking import service
-from coach.booking.service import BookingError
 from coach.booking.slots import wall_to_utc
 from coach.extensions import db
-from coach.htmx import redirect_after_post, render
+from coach.htmx import redirect_after_post, render, trigger
+from coach.orgs.models import COACH
 from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
 
-UTC = timezone.utc
+SCHEDULE = "booking/schedule.html"
 
 
 def load_managed_coach(coach_id: str):
@@ -34,30 +37,30 @@ def load_managed_coach(coach_id: str):
 
 
 def _page(coach, block: str | None = None, status: int = 200, **forms):
+    return render(SCHEDULE, block, status=status, **_page_context(coach, **forms))
+
+
+def _page_context(coach, **forms) -> dict:
     tz = service.coach_timezone(coach)
-    now = datetime.now(UTC)
-    today = now.astimezone(service._zone(tz)).date()
+    now = clock.now()
+    today = now.astimezone(service.zone(tz)).date()
     tz_form = forms.pop("tz_form", None) or TimezoneForm(formdata=None, timezone=tz)
-    return render("booking/schedule.html", block, status=status, org=g.org, coach=coach, tz=tz,
-                  weekly=service.weekly_rules(coach), weekdays=service.WEEKDAYS, label=service.minutes_label,
-                  overrides=service.upcoming_overrides(coach, today), time_off=service.upcoming_time_off(coach, now),
-                  offerings=service.offerings_of(coach, include_inactive=True), tz_form=tz_form,
-                  rule_form=forms.get("rule_form") or RuleForm(formdata=None),
-                  override_form=forms.get("override_form") or OverrideForm(formdata=None),
-                  time_off_form=forms.get("time_off_form") or TimeOffForm(formdata=None),
-                  action_form=ActionForm(formdata=None), zone=service._zone(tz))
+    return dict(org=g.org, coach=coach, tz=tz,
+                weekly=service.weekly_rules(coach), weekdays=service.WEEKDAYS, label=service.minutes_label,
+                overrides=service.upcoming_overrides(coach, today), time_off=service.upcoming_time_off(coach, now),
+                offerings=service.offerings_of(coach, include_inactive=True), tz_form=tz_form,
+                rule_form=forms.get("rule_form") or RuleForm(formdata=None),
+                override_form=forms.get("override_form") or OverrideForm(formdata=None),
+                time_off_form=forms.get("time_off_form") or TimeOffForm(formdata=None),
+                action_form=ActionForm(formdata=None), zone=service.zone(tz))
 
 
 def _saved(coach, block: str, message: str):
     """After a change: the section in place for htmx, the page again (303) otherwise."""
     db.session.commit()
-    from coach.htmx import wants_fragment, trigger
-
     trigger("schedule-changed")
-    if wants_fragment():
-        return _page(coach, block)
-    flash(message, "success")
-    return redirect_after_post(url_for("booking.schedule", coach_id=coach.id))
+    return in_place_or_redirect(SCHEDULE, block, url_for("booking.schedule", coach_id=coach.id), message,
+                                lambda: _page_context(coach))
 
 
 @bp.get("/coaches/<coach_id>/schedule")
@@ -68,7 +71,7 @@ def schedule(coach_id: str):
 
 
 @bp.get("/schedule")
-@role_required("coach")
+@role_required(COACH)
 def my_schedule():
     """A coach's own schedule."""
     return schedule(str(g.membership.id))
@@ -92,14 +95,9 @@ def add_rule(coach_id: str):
     """Add weekly hours to one day."""
     coach = load_managed_coach(coach_id)
     form = RuleForm()
-    if form.validate_on_submit():
-        try:
-            service.add_rule(coach, int(form.weekday.data), form.start.minutes, form.end.minutes, g.membership)
-        except BookingError as exc:
-            db.session.rollback()
-            form.form_errors.append(str(exc))
-        else:
-            return _saved(coach, "hours", "Hours added.")
+    if form.validate_on_submit() and attempt(form, service.add_rule, coach, int(form.weekday.data),
+                                             form.start.minutes, form.end.minutes, g.membership):
+        return _saved(coach, "hours", "Hours added.")
     return _page(coach, "hours", status=422, rule_form=form)
 
 
@@ -108,8 +106,7 @@ def add_rule(coach_id: str):
 def delete_rule(coach_id: str, rule_id: str):
     """Remove weekly hours."""
     coach = load_managed_coach(coach_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    require_action_form()
     if not service.delete_rule(coach, rule_id, g.membership):
         abort(404)
     return _saved(coach, "hours", "Hours removed.")
@@ -123,14 +120,14 @@ def set_override(coach_id: str):
     form = OverrideForm()
     if form.validate_on_submit():
         try:
-            service.set_override(coach, form.on_date.data, form.intervals(), g.membership)
+            intervals = form.intervals()
         except ValidationError as exc:
             form.hours.errors = [str(exc)]
-        except BookingError as exc:
-            db.session.rollback()
-            form.hours.errors = [str(exc)]
         else:
-            return _saved(coach, "overrides", "Date saved.")
+            saved = attempt(None, service.set_override, coach, form.on_date.data, intervals, g.membership)
+            if saved:
+                return _saved(coach, "overrides", "Date saved.")
+            form.hours.errors = [saved.error.message]
     return _page(coach, "overrides", status=422, override_form=form)
 
 
@@ -138,11 +135,8 @@ def set_override(coach_id: str):
 @role_required()
 def delete_override(coach_id: str, on_date: str):
     """Back to the weekly hours on that date."""
-    from datetime import date
-
     coach = load_managed_coach(coach_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    require_action_form()
     try:
         day = date.fromisoformat(on_date)
     except ValueError:
@@ -159,16 +153,13 @@ def add_time_off(coach_id: str):
     coach = load_managed_coach(coach_id)
     form = TimeOffForm()
     if form.validate_on_submit():
-        zone = service._zone(service.coach_timezone(coach))
+        zone = service.zone(service.coach_timezone(coach))
         starts = wall_to_utc(form.starts.data.date(), form.starts.data.hour * 60 + form.starts.data.minute, zone)
         ends = wall_to_utc(form.ends.data.date(), form.ends.data.hour * 60 + form.ends.data.minute, zone)
-        try:
-            service.add_time_off(coach, starts, ends, form.reason.data or "", g.membership)
-        except BookingError as exc:
-            db.session.rollback()
-            form.ends.errors = [str(exc)]
-        else:
+        added = attempt(None, service.add_time_off, coach, starts, ends, form.reason.data or "", g.membership)
+        if added:
             return _saved(coach, "time_off", "Time off added.")
+        form.ends.errors = [added.error.message]
     return _page(coach, "time_off", status=422, time_off_form=form)
 
 
@@ -177,8 +168,7 @@ def add_time_off(coach_id: str):
 def delete_time_off(coach_id: str, time_off_id: str):
     """Remove time off."""
     coach = load_managed_coach(coach_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    require_action_form()
     if not service.delete_time_off(coach, time_off_id, g.membership):
         abort(404)
     return _saved(coach, "time_off", "Time off removed.")
@@ -209,16 +199,12 @@ def edit_offering(offering_id: str):
 
 
 def _save_offering_form(coach, form: OfferingForm, offering):
-    if form.validate_on_submit():
-        try:
-            saved = service.save_offering(coach, form.values(), g.membership, offering)
-        except BookingError as exc:
-            db.session.rollback()
-            form.form_errors.append(str(exc))
-        else:
-            db.session.commit()
-            flash(f"{saved.title} saved.", "success")
-            return redirect_after_post(url_for("booking.schedule", coach_id=coach.id))
+    saved = form.validate_on_submit() and attempt(form, service.save_offering, coach, form.values(), g.membership,
+                                                  offering)
+    if saved:
+        db.session.commit()
+        flash(f"{saved.value.title} saved.", "success")
+        return redirect_after_post(url_for("booking.schedule", coach_id=coach.id))
     return render("booking/offering_form.html", "form", status=422 if form.errors else 200, org=g.org,
                   coach=coach, form=form, offering=offering)
 
@@ -229,7 +215,6 @@ def toggle_offering(offering_id: str, action: str):
     """Archive an offering (no new bookings) or restore it."""
     offering = service.get_offering(g.org, offering_id) or abort(404)
     coach = load_managed_coach(str(offering.coach_membership_id))
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    require_action_form()
     service.set_offering_active(offering, action == "restore", g.membership)
     return _saved(coach, "offerings", "Offering archived." if action == "archive" else "Offering restored.")

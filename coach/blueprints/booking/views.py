@@ -3,20 +3,27 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
-from flask import abort, flash, g, make_response, request, url_for
+from flask import abort, current_app, flash, g, make_response, request, url_for
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
-from coach.blueprints.booking.forms import ActionForm, BookForm
+from coach import clock
+from coach.blueprints.booking import bp
+from coach.blueprints.booking.answers import in_place_or_redirect
+from coach.blueprints.booking.forms import BookForm
+from coach.blueprints.forms import ActionForm, attempt, require_action_form
 from coach.booking import ics, service
 from coach.booking.service import BookingError
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, trigger
+from coach.orgs.models import ATHLETE, COACH, STAFF
+from coach.orgs.service import members_with_role
 from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
-from coach.blueprints.booking import bp
 
 UTC = timezone.utc
+DETAIL = "booking/detail.html"
+DONE = {"confirm": "Confirmed.", "decline": "Declined.", "cancel": "Cancelled.", "no_show": "Marked as a no-show."}
 
 
 # --- loaders: the object or a 404/403 -----------------------------------------------------------------
@@ -41,7 +48,7 @@ def viewer_tz() -> str:
 
 def parse_week(value: str | None) -> date:
     """The Monday of ``?week=YYYY-MM-DD`` (any day of that week), or this week's Monday in the viewer's zone."""
-    today = datetime.now(UTC).astimezone(service._zone(viewer_tz())).date()
+    today = clock.now().astimezone(service.zone(viewer_tz())).date()
     if value:
         try:
             day = date.fromisoformat(value)
@@ -59,7 +66,7 @@ def parse_start(value: str | None) -> datetime:
     try:
         start = datetime.fromisoformat((value or "").replace("Z", "+00:00"))
         # Out of reach, the week around it would step past year 1 or 9999.
-        if start.tzinfo is None or abs(start - datetime.now(UTC)) > timedelta(days=800):
+        if start.tzinfo is None or abs(start - clock.now()) > timedelta(days=800):
             raise ValueError(value)
         return start.astimezone(UTC)
     except (ValueError, OverflowError):
@@ -74,16 +81,16 @@ def week_context(offering, week: date, reschedule=None) -> dict:
     slots = service.available_slots(offering, *window, tz=coach_tz,
                                     ignore_session=reschedule.session_id if reschedule and offering.capacity == 1
                                     else None)
-    zone = service._zone(tz)
+    zone = service.zone(tz)
     days = {week + timedelta(days=i): [] for i in range(7)}
     for slot in slots:
         days.setdefault(slot.starts_at.astimezone(zone).date(), []).append(slot)
     this_week = parse_week(None)
     return dict(offering=offering, coach=offering.coach, week=week, days=days, zone=zone, tz=tz,
-                coach_tz=coach_tz, reschedule=reschedule,
+                coach_tz=coach_tz, reschedule=reschedule, preview_only=g.membership.role == COACH,
                 prev_week=week - timedelta(days=7) if week > this_week else None,
                 next_week=week + timedelta(days=7), this_week=this_week,
-                today_local=datetime.now(UTC).astimezone(zone).date())
+                today_local=clock.now().astimezone(zone).date())
 
 
 # --- finding a coach and a time ----------------------------------------------------------------------
@@ -127,10 +134,8 @@ def _load_reschedule(booking_id: str | None, offering):
 
 def _athletes_for_form(form: BookForm):
     if service.books_for_others(g.membership):
-        from coach.orgs.service import members_with_role
-
         form.athlete.choices = [SelectChoice(str(m.id), f"{m.user.display_name} ({m.user.email})")
-                                for m in members_with_role(g.org, "athlete", limit=1000)]
+                                for m in members_with_role(g.org, ATHLETE, limit=1000)]
     else:
         form.athlete.choices = [SelectChoice(str(g.membership.id), current_user.display_name)]
         if not form.is_submitted():  # a posted id stays as sent: _place refuses anyone else's
@@ -138,7 +143,7 @@ def _athletes_for_form(form: BookForm):
 
 
 @bp.route("/offerings/<offering_id>/book", methods=["GET", "POST"])
-@role_required("athlete", "scheduler", "admin")
+@role_required(ATHLETE, *STAFF)
 @idempotent
 def book(offering_id: str):
     """Confirm a chosen time with a note (and, for schedulers, the athlete), then book it."""
@@ -154,21 +159,17 @@ def book(offering_id: str):
         form.athlete.data = str(reschedule.athlete_membership_id)
     status, taken = 200, False
     if form.validate_on_submit():
-        try:
-            booking = _place(offering, form, starts_at, reschedule)
-        except BookingError as exc:
-            db.session.rollback()
-            status, taken = exc.status, isinstance(exc, service.SlotTaken)
-            form.form_errors.append(str(exc))
-        else:
+        placed = attempt(form, _place, offering, form, starts_at, reschedule)
+        if placed:
             db.session.commit()
             trigger("booking-changed")
-            flash("Booked: the coach confirmed it." if booking.status == "confirmed"
+            flash("Booked: the coach confirmed it." if placed.value.status == "confirmed"
                   else "Requested: you will see here when the coach answers.", "success")
-            return redirect_after_post(url_for("booking.detail", booking_id=booking.id))
+            return redirect_after_post(url_for("booking.detail", booking_id=placed.value.id))
+        status, taken = placed.status, isinstance(placed.error, service.SlotTaken)
     elif form.errors:
         status = 422
-    week = starts_at.astimezone(service._zone(viewer_tz())).date()
+    week = starts_at.astimezone(service.zone(viewer_tz())).date()
     return render("booking/book.html", "form", status=status, org=g.org, form=form, starts_at=starts_at,
                   ends_at=starts_at + timedelta(minutes=offering.duration_minutes), taken=taken,
                   choose_athlete=service.books_for_others(g.membership) and reschedule is None,
@@ -190,84 +191,41 @@ def _place(offering, form: BookForm, starts_at: datetime, reschedule):
 @role_required()
 def sessions():
     """My sessions: requests to answer, today, upcoming and past, as coach and as athlete."""
-    coach = g.membership if g.membership.role == "coach" else None
+    coach = g.membership if g.membership.role == COACH else None
     if request.args.get("coach") and service.books_for_others(g.membership):
         coach = service.get_coach(g.org, request.args["coach"]) or abort(404)
-    lists = _session_lists(coach)
-    return render("booking/sessions.html", "lists", org=g.org, coach=coach, action_form=ActionForm(),
-                  coaches=service.coaches(g.org) if service.books_for_others(g.membership) else [], **lists)
-
-
-def _session_lists(coach) -> dict:
-    now = datetime.now(UTC)
-    zone = service._zone(viewer_tz())
-    local_midnight = datetime.combine(now.astimezone(zone).date() + timedelta(days=1), datetime.min.time(), zone)
-    if coach is not None:
-        who, as_coach = coach, True
-        pending = service.bookings_for(who, as_coach=True, statuses=("requested",))
-    else:
-        who, as_coach, pending = g.membership, False, []
-    live = ("requested", "confirmed", "active") if not as_coach else ("confirmed", "active")
-    upcoming = service.bookings_for(who, as_coach=as_coach, statuses=live, after=now - timedelta(hours=12),
-                                    limit=100)
-    upcoming = [b for b in upcoming if b.status == "active" or b.ends_at > now]
-    today = [b for b in upcoming if b.starts_at < local_midnight] if as_coach else []
-    later = [b for b in upcoming if b not in today]
-    past = service.bookings_for(who, as_coach=as_coach, before=now, newest_first=True, limit=30,
-                                statuses=("ended", "no_show", "active", "confirmed", "cancelled", "declined",
-                                          "expired"))
-    return dict(pending=pending, today=today, upcoming=later, past=[b for b in past if b not in upcoming],
-                now=now, me=g.membership)
+    return render("booking/sessions.html", "lists", org=g.org, coach=coach, me=g.membership, action_form=ActionForm(),
+                  may_book=g.membership.role in (ATHLETE, *STAFF),
+                  coaches=service.coaches(g.org) if service.books_for_others(g.membership) else [],
+                  **service.session_lists(g.membership, coach, viewer_tz()))
 
 
 @bp.get("/bookings/<booking_id>")
 @role_required()
 def detail(booking_id: str):
     """One booking: when, with whom, its status, and what I can do with it."""
-    booking = load_booking(booking_id)
-    return render("booking/detail.html", org=g.org, booking=booking, me=g.membership, action_form=ActionForm(),
-                  actions=service.allowed_actions(booking, g.membership))
+    return render(DETAIL, **_detail_context(load_booking(booking_id)))
+
+
+def _detail_context(booking, error: str | None = None) -> dict:
+    return dict(org=g.org, booking=booking, me=g.membership, action_form=ActionForm(), error=error,
+                actions=service.allowed_actions(booking, g.membership))
 
 
 @bp.post("/bookings/<booking_id>/<any(confirm, decline, cancel, no_show):action>")
 @role_required()
 @idempotent
 def act(booking_id: str, action: str):
-    """Confirm, decline, cancel or mark a no-show; in place for htmx, back to the page otherwise."""
+    """Confirm, decline, cancel or mark a no-show; the row in place for htmx, back to the page otherwise."""
     booking = load_booking(booking_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    try:
-        service.transition(booking, action, g.membership)
-    except BookingError as exc:
-        db.session.rollback()
-        booking = load_booking(booking_id)
-        if _fragment_row():
-            return _row(booking, error=str(exc), status=409)
-        abort(409, str(exc))
+    require_action_form()
+    done = attempt(None, service.transition, booking, action, g.membership)
+    if not done:
+        # The row as it is now, with why not: in place for htmx, on the booking's page otherwise.
+        return render(DETAIL, "row", status=409, **_detail_context(load_booking(booking_id), done.error.message))
     db.session.commit()
     trigger("booking-changed")
-    if _fragment_row():
-        return _row(booking)
-    flash({"confirm": "Confirmed.", "decline": "Declined.", "cancel": "Cancelled.",
-           "no_show": "Marked as a no-show."}[action], "success")
-    return redirect_after_post(_back_to(booking))
-
-
-def _fragment_row() -> bool:
-    from coach.htmx import wants_fragment
-
-    return wants_fragment() and request.headers.get("HX-Target", "").startswith("booking-")
-
-
-def _row(booking, error: str | None = None, status: int = 200):
-    from flask import render_template
-
-    body = render_template("booking/_booking_row.html", booking=booking, me=g.membership, error=error,
-                           action_form=ActionForm(), actions=service.allowed_actions(booking, g.membership),
-                           now=datetime.now(UTC), as_coach=booking.coach_membership_id == g.membership.id
-                           or service.books_for_others(g.membership))
-    return make_response(body, status)
+    return in_place_or_redirect(DETAIL, "row", _back_to(booking), DONE[action], lambda: _detail_context(booking))
 
 
 def _back_to(booking) -> str:
@@ -290,8 +248,6 @@ def _ics_response(body: bytes, filename: str):
 @role_required()
 def booking_ics(booking_id: str):
     """One booking as a calendar file."""
-    from flask import current_app
-
     booking = load_booking(booking_id)
     return _ics_response(ics.calendar([booking], g.membership, current_app.config["APP_BASE_URL"], g.org.slug,
                                       f"{g.org.name}: {booking.offering.title}"), f"booking-{booking.id}.ics")
@@ -309,8 +265,7 @@ def feed_settings():
 @role_required()
 def feed_regenerate():
     """Issue a new subscription address; the previous one stops working."""
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    require_action_form()
     secret = service.regenerate_feed(g.membership)
     db.session.commit()
     return render("booking/feed.html", "feed", org=g.org, has_feed=True, secret=secret, action_form=ActionForm())
@@ -319,8 +274,6 @@ def feed_regenerate():
 @bp.get("/calendar/<token>.ics")
 def feed(token: str):
     """The subscription feed itself, fetched by calendar apps with the secret in the URL."""
-    from flask import current_app
-
     owner = service.feed_owner(g.org, token)
     if owner is None:
         abort(404)
