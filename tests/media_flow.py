@@ -15,7 +15,7 @@ import io
 import re
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from coach import tenancy
+from coach import clock, tenancy
 from coach.extensions import db
 from coach.media import service
 from coach.media.models import MediaItem
@@ -32,7 +32,6 @@ from coach.orgs.service import membership_for
 from tests.conftest import Auth, csrf_from
 from tests.factories import add_member, make_org, make_user
 
-UTC = timezone.utc
 HX = {"HX-Request": "true"}
 PART_BYTES = 64 * 1024  # small parts, so a 200 KB clip is a real multipart upload
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -331,4 +330,4 @@ def storage_paths(html: str) -> list[str]:
 
 
 def minutes_ago(n: float) -> datetime:
-    return datetime.now(UTC) - timedelta(minutes=n)
+    return clock.now() - timedelta(minutes=n)

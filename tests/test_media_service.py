@@ -13,14 +13,14 @@ import io
 import math
 import shutil
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from coach import tenancy
+from coach import clock, tenancy
 from coach.extensions import db
 from coach.media import jobs, processing, service
 from coach.media.models import MediaComment, MediaItem
@@ -47,7 +47,6 @@ from tests.media_flow import (
     upload_parts_on_disk,
 )
 
-UTC = timezone.utc
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +392,7 @@ def test_a_damaged_video_fails_with_a_readable_reason_and_its_files_go(world, me
 
 
 def test_an_abandoned_upload_is_aborted_by_the_sweep_and_its_room_released(world, media_storage, clip):
-    yesterday = datetime.now(UTC) - timedelta(hours=25)
+    yesterday = clock.now() - timedelta(hours=25)
     stale = world.start(world.ana, clip, MP4, now=yesterday)
     world.send(stale, [1])
     assert upload_parts_on_disk(media_storage, stale.upload_id) != []
