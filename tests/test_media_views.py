@@ -309,7 +309,8 @@ def test_a_review_comment_by_htmx_returns_the_review_block_with_a_seek_link(worl
                       parent=re.search(r'name="parent" value="([^"]+)"', fragment).group(1))
     assert reply.status_code == 303 and reply.headers["Location"].endswith(f"/{item.id}#review")
     page = text(carla.get(world.url(f"/{item.id}")))
-    assert re.search(r'class="reply" id="review-[0-9a-f-]{36}">.*?Like this\?', page, re.S)  # the reply's anchor: notifications link to it
+    # The reply has an anchor of its own: notifications link to it.
+    assert re.search(r'class="reply" id="review-[0-9a-f-]{36}">.*?Like this\?', page, re.S)
 
 
 def test_a_review_comment_at_a_moment_that_cannot_be_is_422_with_the_message(world, clip):

@@ -15,7 +15,8 @@ class UploadForm(BaseForm):
 
     title = StringField("Title", validators=[Optional(), Length(max=TITLE_MAX)],
                         description="Optional; the file name otherwise.")
-    audience = SelectField("Who can see it", default="staff", choices=[SelectChoice(k, v) for k, v in AUDIENCES.items()])
+    audience = SelectField("Who can see it", default="staff",
+                           choices=[SelectChoice(k, v) for k, v in AUDIENCES.items()])
 
 
 class DetailsForm(BaseForm):

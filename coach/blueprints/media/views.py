@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from flask import abort, flash, g, jsonify, request, url_for
+from flask import abort, current_app, flash, g, jsonify, request, url_for
 
 from coach.blueprints.forms import attempt
 from coach.blueprints.media import bp
@@ -69,7 +69,7 @@ def library():
     page = service.library(g.org, g.membership, mine_only=mine, after=request.args.get("after"))
     return render("media/library.html", "page" if request.args.get("after") else None, org=g.org, page=page,
                   mine=mine, form=UploadForm(formdata=None), usage=service.usage(g.org),
-                  max_bytes=service._cfg("MEDIA_MAX_BYTES"), human_size=service.human_size, me=g.membership)
+                  max_bytes=current_app.config["MEDIA_MAX_BYTES"], human_size=service.human_size, me=g.membership)
 
 
 @bp.post("/uploads")
