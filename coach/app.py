@@ -8,9 +8,12 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from flask import Flask, g, jsonify, request
+from urllib.parse import urlsplit
+
+from flask import Flask, abort, g, jsonify, make_response, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -121,7 +124,37 @@ def create_app(config: dict | None = None) -> Flask:
     return app
 
 
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Endpoints a foreign page may legitimately POST to: the signature or token in their URL is the credential
+# (mail providers' one-click unsubscribe, the local storage backend's signed part uploads).
+CROSS_SITE_ALLOWED = frozenset({"notification_links.unsubscribe_now", "storage.put_part"})
+
+
+def cross_site(req) -> bool:
+    """Whether a browser says this request comes from a page of another site.
+
+    ``Sec-Fetch-Site`` when the browser sends it (anything but same-origin or a user's own navigation);
+    else ``Origin`` compared with the origin the request was made to. Neither header (a non-browser
+    client, an old browser): not cross-site; the CSRF token still has to match.
+    """
+    fetch_site = req.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = req.headers.get("Origin")
+    if origin is None:
+        return False
+    parts = urlsplit(origin)
+    # "null" (a sandboxed frame, a cross-site redirect) has no scheme or host and is refused too.
+    return f"{parts.scheme}://{parts.netloc}" != f"{req.scheme}://{req.host}"
+
+
 def _register_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _refuse_cross_site():
+        """CSRF defence in depth that also holds on plain HTTP (the token library checks Referer over HTTPS only)."""
+        if request.method in UNSAFE_METHODS and request.endpoint not in CROSS_SITE_ALLOWED and cross_site(request):
+            abort(403, "This form was sent from another site. Open the page on this site and try again.")
+
     @app.before_request
     def _identify():
         if current_user.is_authenticated:
@@ -152,6 +185,27 @@ def error_page(code: int, message: str | None = None):
     return render("errors/error.html", "content", status=code, code=code, title=title, message=message or text)
 
 
+DATABASE_AWAY = "The database is not answering right now (a restart or a network blip). Try again in a few seconds."
+
+
+def database_away_page():
+    """A 503 that needs no database: the session's connection is discarded, and the page is rendered without
+    the navigation (whose badges would query again)."""
+    try:
+        db.session.rollback()
+    except DBAPIError:
+        pass
+    db.session.remove()
+    g.org = g.membership = None
+    # Whoever is signed in stays unknown for this answer: loading them would query the database again
+    # (in the after-request hooks, outside any error handler).
+    g._login_user = login_manager.anonymous_user()
+    body = render_template("errors/unavailable.html", message=DATABASE_AWAY)
+    response = make_response(body, 503)
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 # Statuses whose abort message is ours to show (a 429's description is the limit's notation, a 413's
 # and a 405's are Werkzeug's own).
 OWN_MESSAGES = frozenset({400, 403, 404, 409, 410, 422, 503})
@@ -163,6 +217,16 @@ def _own_description(exc: HTTPException) -> str | None:
     if exc.code in OWN_MESSAGES and description and description != type(exc).description:
         return description
     return None
+
+
+# SQLSTATE classes of a database that is away: connection exceptions (08), shutting down / admin (57P0x).
+_AWAY_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def _is_connection_error(exc: OperationalError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    # psycopg reports a refused or dropped socket with no SQLSTATE at all.
+    return not sqlstate or sqlstate.startswith(_AWAY_SQLSTATES)
 
 
 def _register_error_handlers(app: Flask) -> None:
@@ -195,6 +259,16 @@ def _register_error_handlers(app: Flask) -> None:
             db.session.rollback()
             return jsonify(error=message), 503
         return error_page(503, message)
+
+    @app.errorhandler(OperationalError)
+    def _database_away(exc):
+        """PostgreSQL restarting or unreachable: a 503 to try again, not a 500 (the pool reconnects itself:
+        ``pool_pre_ping`` tests a connection before each checkout, and a dead one is replaced)."""
+        if getattr(exc, "connection_invalidated", False) or _is_connection_error(exc):
+            app.logger.warning("database unavailable: %s", str(exc.orig or exc).strip().splitlines()[0])
+            return database_away_page()
+        app.logger.exception("database error")
+        return error_page(500)
 
     @app.errorhandler(Exception)
     def _unexpected(exc):

@@ -1,0 +1,65 @@
+"""Hardening findings (issue 15): cross-site POSTs refused on plain HTTP, a database that is away answers
+503 (logged, with Retry-After) instead of 500."""
+from __future__ import annotations
+
+import logging
+
+from coach import create_app
+from tests.conftest import csrf_from
+from tests.factories import make_user
+
+EVIL = "https://evil.example"
+
+
+def _profile_form(client) -> dict:
+    token = csrf_from(client.get("/profile").get_data(as_text=True))
+    return {"csrf_token": token, "display_name": "Changed By Someone", "timezone": "Europe/Berlin"}
+
+
+def _name(app, user_id) -> str:
+    from coach.accounts.models import User
+    from coach.extensions import db
+
+    with app.app_context():
+        return db.session.get(User, user_id).display_name
+
+
+def test_a_post_from_another_site_is_refused_even_with_a_valid_token_on_plain_http(app, client, auth, ctx):
+    user = make_user("ada@example.com", "Ada")
+    auth.login("ada@example.com")
+    refused = client.post("/profile", data=_profile_form(client), headers={"Origin": EVIL})
+    assert refused.status_code == 403
+    assert "from another site" in refused.get_data(as_text=True)
+    fetch_meta = client.post("/profile", data=_profile_form(client), headers={"Sec-Fetch-Site": "cross-site"})
+    assert fetch_meta.status_code == 403
+    null_origin = client.post("/profile", data=_profile_form(client), headers={"Origin": "null"})
+    assert null_origin.status_code == 403
+    assert _name(app, user.id) == "Ada"
+
+
+def test_a_post_from_our_own_pages_goes_through(app, client, auth, ctx):
+    user = make_user("ada@example.com", "Ada")
+    auth.login("ada@example.com")
+    same = client.post("/profile", data=_profile_form(client),
+                       headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"})
+    assert same.status_code in (200, 303)
+    assert _name(app, user.id) == "Changed By Someone"
+    # No Origin and no fetch metadata (a non-browser client): the CSRF token alone decides.
+    plain = client.post("/profile", data={**_profile_form(client), "display_name": "Plain"})
+    assert plain.status_code in (200, 303)
+    assert _name(app, user.id) == "Plain"
+
+
+def test_a_database_that_is_away_answers_503_with_retry_after_and_the_request_is_logged(app, caplog):
+    away = create_app({**{k: app.config[k] for k in ("COACH_ENV", "SECRET_KEY", "REDIS_URL", "MEDIA_LOCAL_ROOT")},
+                       # Nothing listens on port 1: every connection attempt is refused at once.
+                       "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://coach_app@127.0.0.1:1/coach",
+                       "WTF_CSRF_ENABLED": False, "RATELIMIT_ENABLED": False})
+    client = away.test_client()
+    with caplog.at_level(logging.INFO, logger="coach.request"):
+        response = client.post("/login", data={"email": "ada@example.com", "password": "correct-horse-battery"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "database is not answering" in response.get_data(as_text=True)
+    statuses = [getattr(r, "fields", {}).get("status") for r in caplog.records if r.name == "coach.request"]
+    assert statuses == [503]
