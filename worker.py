@@ -5,19 +5,18 @@ Runs RQ's built-in scheduler too (``with_scheduler``), so no rq-scheduler is nee
 A worker that dies mid-job (kill -9, lost machine) leaves its job in the queue's
 started registry; another worker's maintenance retries it once the dead worker's
 heartbeat has expired (the job's ``Retry``; consumers are idempotent). How soon
-that happens is tunable; the defaults are RQ's:
+that happens is tunable (coach/config.py); the defaults retry it within a minute:
 
-``RQ_JOB_MONITORING_INTERVAL`` (30)  seconds between heartbeats while a job runs
-``RQ_HEARTBEAT_GRACE`` (60)         seconds a missed heartbeat is tolerated before the job counts as abandoned
-``RQ_MAINTENANCE_INTERVAL`` (600)   seconds between registry clean-ups (abandoned jobs are found there)
-``RQ_WORKER_TTL`` (420)             worker key lifetime; an idle worker wakes every ``RQ_WORKER_TTL - 15`` s
+``RQ_JOB_MONITORING_INTERVAL`` (10)  seconds between heartbeats while a job runs
+``RQ_HEARTBEAT_GRACE`` (20)         seconds a missed heartbeat is tolerated before the job counts as abandoned
+``RQ_MAINTENANCE_INTERVAL`` (20)    seconds between registry clean-ups (abandoned jobs are found there)
+``RQ_WORKER_TTL`` (35)              worker key lifetime; an idle worker wakes every ``RQ_WORKER_TTL - 15`` s
 ``RQ_WITH_SCHEDULER`` (true)        run the scheduler (``enqueue_at``/``enqueue_in``, retry intervals) here
 """
 from __future__ import annotations
 
 from redis import Redis
 from rq import Queue, Worker
-from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL, DEFAULT_MAINTENANCE_TASK_INTERVAL, DEFAULT_WORKER_TTL
 from rq.serializers import JSONSerializer
 
 from coach.app import create_app
@@ -46,9 +45,9 @@ def main() -> None:
         queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in config["RQ_QUEUES"]]
         worker = CoachWorker(
             queues, connection=connection, serializer=JSONSerializer,
-            worker_ttl=config["RQ_WORKER_TTL"] or DEFAULT_WORKER_TTL,
-            job_monitoring_interval=config["RQ_JOB_MONITORING_INTERVAL"] or DEFAULT_JOB_MONITORING_INTERVAL,
-            maintenance_interval=config["RQ_MAINTENANCE_INTERVAL"] or DEFAULT_MAINTENANCE_TASK_INTERVAL,
+            worker_ttl=config["RQ_WORKER_TTL"],
+            job_monitoring_interval=config["RQ_JOB_MONITORING_INTERVAL"],
+            maintenance_interval=config["RQ_MAINTENANCE_INTERVAL"],
         )
         try:
             ensure_scheduled()  # periodic sweeps: make sure each has a pending run

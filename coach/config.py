@@ -160,13 +160,16 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "RELAY_PAUSE_AFTER_ENQUEUE": os.environ.get("COACH_RELAY_PAUSE_AFTER_ENQUEUE", ""),
         # More modules that register outbox consumers on import (benchmarks', fault tests').
         "EXTRA_CONSUMERS": _list("COACH_EXTRA_CONSUMERS"),
-        # The RQ worker (python worker.py); 0 means RQ's own default for the intervals.
+        # The RQ worker (python worker.py). The timings make a job whose worker died (kill -9, a lost
+        # machine) run again within a minute: its heartbeat (every 10 s) lapses 20 s after the last one,
+        # and a live worker, waking at least every RQ_WORKER_TTL - 15 = 20 s, finds it abandoned at its
+        # next maintenance (every 20 s): at most 10 + 20 + 20 s, plus the job's first retry interval.
         "RQ_QUEUES": _list("RQ_QUEUES", "default,mail,media,notifications"),
         "RQ_WITH_SCHEDULER": _bool("RQ_WITH_SCHEDULER", default=True),
-        "RQ_HEARTBEAT_GRACE": _int("RQ_HEARTBEAT_GRACE", 60),
-        "RQ_WORKER_TTL": _int("RQ_WORKER_TTL", 0),
-        "RQ_JOB_MONITORING_INTERVAL": _int("RQ_JOB_MONITORING_INTERVAL", 0),
-        "RQ_MAINTENANCE_INTERVAL": _int("RQ_MAINTENANCE_INTERVAL", 0),
+        "RQ_JOB_MONITORING_INTERVAL": _int("RQ_JOB_MONITORING_INTERVAL", 10),
+        "RQ_HEARTBEAT_GRACE": _int("RQ_HEARTBEAT_GRACE", 20),
+        "RQ_MAINTENANCE_INTERVAL": _int("RQ_MAINTENANCE_INTERVAL", 20),
+        "RQ_WORKER_TTL": _int("RQ_WORKER_TTL", 35),
         # Rate limits (Flask-Limiter notation); RATELIMIT_ENABLED=false turns them all off.
         "RATELIMIT_ENABLED": _bool("RATELIMIT_ENABLED", default=True),
         "RATELIMIT_PER_IP": os.environ.get("RATELIMIT_PER_IP") or "600 per minute",
