@@ -21,16 +21,19 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from flask import Flask, g, render_template
 from redis import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import select
 
 from coach import tenancy
 from coach.chat import realtime, service
 from coach.chat.models import Conversation, Message
 from coach.extensions import db
-from coach.orgs.models import Membership
+from coach.orgs.models import Membership, Organization
+from coach.spaces.models import SpaceMember
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,28 @@ MEMBER_IDS_IN_LIST = 50
 # process runs meanwhile (handshakes holding a database connection, Redis replies with a 2 s timeout),
 # so the hub yields after this many sends.
 YIELD_EVERY = 50
+
+
+@dataclass(frozen=True)
+class Badge:
+    """A count in the nav that a higher layer keeps and the sockets keep current (notifications: the bell)."""
+
+    count: Callable[[Membership], int]  # the member's count (called in an app context, tenant active)
+    template: str  # renders ``count`` out of band (``oob`` is true)
+
+
+_badges: dict[str, Badge] = {}
+
+
+def register_badge(event_type: str, count: Callable[[Membership], int], template: str) -> None:
+    """Keep a higher layer's nav badge current on every open page, without chat knowing that layer.
+
+    The badge is sent with chat's own badges (on connecting, and when unread counts change), and again
+    to the members named by a published ``{"type": event_type, "tenant_id": ..., "member_ids": [...]}``.
+
+    :param event_type: the ``type`` of the event that says the members' counts changed.
+    """
+    _badges[event_type] = Badge(count, template)
 
 
 class Connection:
@@ -189,15 +214,13 @@ class Hub:
             self._presence(tenant_id, event)
         elif kind == "posts":
             self._posts(tenant_id, event)
-        elif kind == "notify":
-            self._notify(tenant_id, event)
+        elif kind in _badges:
+            self._badge(tenant_id, _badges[kind], event)
 
     @contextmanager
     def rendering(self, tenant_id: uuid.UUID):
         """A request-like context for one organization, outside any request: templates build their
         URLs (relative to APP_BASE_URL) and read the organization's rows."""
-        from coach.orgs.models import Organization
-
         with self.app.test_request_context("/", base_url=self.app.config["APP_BASE_URL"]):
             try:
                 tenancy.activate(tenant_id)
@@ -354,10 +377,6 @@ class Hub:
 
     def _posts(self, tenant_id: uuid.UUID, event: dict) -> None:
         """Someone posted in a space: its members' open pages ask their "new posts" bar at once."""
-        from sqlalchemy import select
-
-        from coach.spaces.models import SpaceMember
-
         with self._lock:
             conns = [c for cs in self._by_member.values() for c in cs
                      if c.tenant_id == tenant_id and str(c.member_id) != event.get("author_id")]
@@ -372,10 +391,8 @@ class Hub:
             if conn.member_id in members:
                 conn.send(html)
 
-    def _notify(self, tenant_id: uuid.UUID, event: dict) -> None:
-        """Members were notified (or read notifications): their pages' bells show the new count."""
-        from coach.notifications import service as notifications
-
+    def _badge(self, tenant_id: uuid.UUID, badge: Badge, event: dict) -> None:
+        """Members' counts changed (notified, or read): their pages show the new count."""
         wanted = set(event.get("member_ids") or ())
         with self._lock:
             conns = [c for cs in self._by_member.values() for c in cs
@@ -389,22 +406,19 @@ class Hub:
                     member = db.session.get(Membership, conn.member_id)
                     if member is None:
                         continue
-                    counts[conn.member_id] = notifications.unread_count(member)
-                conn.send(render_template("notifications/_bell.html", count=counts[conn.member_id], oob=True))
+                    counts[conn.member_id] = badge.count(member)
+                conn.send(render_template(badge.template, count=counts[conn.member_id], oob=True))
 
     def send_unread(self, conn: Connection) -> None:
-        """The nav badges (chat and notifications) and the per-conversation counts of ``conn``'s
+        """The nav badges (chat's and those registered) and the per-conversation counts of ``conn``'s
         member (needs an app context)."""
-        from coach.notifications import service as notifications
-        from coach.orgs.models import Organization
-
         member = db.session.get(Membership, conn.member_id)
         org = db.session.get(Organization, conn.tenant_id)
         if member is None or org is None:
             return
         summaries = service.conversations_for(org, member)
-        conn.send(render_template("chat/_unread.html", summaries=summaries,
-                                  total=sum(s.unread for s in summaries), bell=notifications.unread_count(member)))
+        conn.send(render_template("chat/_unread.html", summaries=summaries, total=sum(s.unread for s in summaries),
+                                  badges=[(b.template, b.count(member)) for b in _badges.values()]))
 
 
 def space_members_among(tenant_id: uuid.UUID, space_id: uuid.UUID, member_ids: set[uuid.UUID]) -> set[uuid.UUID]:
@@ -413,11 +427,8 @@ def space_members_among(tenant_id: uuid.UUID, space_id: uuid.UUID, member_ids: s
     A few ids go in an ``IN`` list; for many, the space's members are read whole: a thousand bound
     parameters cost more to compile, send and plan than a thousand rows cost to read.
     """
-    from sqlalchemy import select
-
-    from coach.spaces.models import SpaceMember
-
-    query = select(SpaceMember.membership_id).where(SpaceMember.tenant_id == tenant_id, SpaceMember.space_id == space_id)
+    query = select(SpaceMember.membership_id).where(SpaceMember.tenant_id == tenant_id,
+                                                    SpaceMember.space_id == space_id)
     if len(member_ids) <= MEMBER_IDS_IN_LIST:
         return set(db.session.scalars(query.where(SpaceMember.membership_id.in_(member_ids))))
     return member_ids.intersection(db.session.scalars(query))

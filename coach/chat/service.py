@@ -14,24 +14,27 @@ from __future__ import annotations
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
+from blinker import Namespace
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
+from coach import clock
+from coach.chat.events import CHAT_MESSAGE
 from coach.chat.models import BODY_MAX, EDIT_WINDOW_MINUTES, Conversation, ConversationRead, Message, MessageAttachment
 from coach.dbutil import insert_or_raise
+from coach.errors import DomainError
 from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.media import service as media_service
+from coach.media.models import MediaItem
 from coach.orgs.models import Membership, Organization
 from coach.platform.outbox import emit
-from coach.errors import DomainError
-from coach.chat.events import CHAT_MESSAGE
-from coach.spaces.models import SpaceMember
+from coach.spaces import service as spaces_service
+from coach.spaces.models import Space, SpaceMember
 
-UTC = timezone.utc
 HISTORY_PAGE = 50
 REPLAY_MAX = 500
 
@@ -46,8 +49,12 @@ class NotAllowed(ChatError):
     status = 403
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+_signals = Namespace()
+
+# Sent by :func:`mark_read` when a member has read a conversation to its end, with ``member`` and ``now``
+# (``None``: the clock's). For what a higher layer keeps about a conversation (notifications marks its
+# "new messages" notification read): chat does not know who listens.
+conversation_read = _signals.signal("conversation-read")
 
 
 # --- conversations --------------------------------------------------------------------------------
@@ -73,14 +80,11 @@ def access(conversation: Conversation, member: Membership, now: datetime | None 
     if conversation.kind == "direct":
         mine = member.id in (conversation.member_low_id, conversation.member_high_id)
         return Access(mine, mine)
-    from coach.spaces import service as spaces
-    from coach.spaces.models import Space
-
     space = db.session.scalar(select(Space).where(Space.tenant_id == conversation.tenant_id,
                                                   Space.id == conversation.space_id))
     if space is None:
         return Access(False, False)
-    acc = spaces.access(space, member, now=now)
+    acc = spaces_service.access(space, member, now=now)
     return Access(acc.joined, acc.comment)
 
 
@@ -133,8 +137,6 @@ class Summary:
 def conversations_for(org: Organization, member: Membership) -> list[Summary]:
     """My direct conversations and my spaces' channels, most recent first, with unread counts
     (a fixed number of queries)."""
-    from coach.spaces.models import Space, SpaceMember
-
     my_spaces = select(SpaceMember.space_id).where(SpaceMember.tenant_id == org.id,
                                                    SpaceMember.membership_id == member.id)
     rows = db.session.execute(
@@ -166,8 +168,6 @@ def conversations_for(org: Organization, member: Membership) -> list[Summary]:
 
 def unread_total(org: Organization, member: Membership) -> int:
     """Unread messages over all my conversations (the nav badge), in one query."""
-    from coach.spaces.models import SpaceMember
-
     my_spaces = select(SpaceMember.space_id).where(SpaceMember.tenant_id == org.id,
                                                    SpaceMember.membership_id == member.id)
     total = db.session.scalar(
@@ -206,7 +206,7 @@ def send(conversation: Conversation, author: Membership, body: str, attachments:
         reconnect, a double submit) returns the message already stored: no second number, no
         second event.
     """
-    now = now or _now()
+    now = now or clock.now()
     acc = access(conversation, author, now)
     if not acc.write:
         raise NotAllowed("You cannot write here." if acc.read else "This conversation is not yours.")
@@ -271,11 +271,11 @@ def get_message(conversation: Conversation, message_id) -> Message | None:
 
 def can_edit(message: Message, member: Membership, now: datetime | None = None) -> bool:
     return (message.author_membership_id == member.id and message.deleted_at is None
-            and (now or _now()) - message.created_at <= timedelta(minutes=EDIT_WINDOW_MINUTES))
+            and (now or clock.now()) - message.created_at <= timedelta(minutes=EDIT_WINDOW_MINUTES))
 
 
 def edit(message: Message, editor: Membership, body: str, now: datetime | None = None) -> Message:
-    now = now or _now()
+    now = now or clock.now()
     if message.author_membership_id != editor.id:
         raise NotAllowed("Only the author edits a message.")
     if message.deleted_at is not None:
@@ -296,7 +296,7 @@ def delete(message: Message, actor: Membership, now: datetime | None = None) -> 
     if message.author_membership_id != actor.id:
         raise NotAllowed("Only the author deletes a message.")
     if message.deleted_at is None:
-        message.deleted_at, message.body = now or _now(), ""
+        message.deleted_at, message.body = now or clock.now(), ""
         db.session.flush()
     return message
 
@@ -321,8 +321,6 @@ def messages_after(conversation: Conversation, seq: int, limit: int = REPLAY_MAX
 
 def attachments_of(tenant_id: uuid.UUID, message_ids: list[uuid.UUID]) -> dict[uuid.UUID, list]:
     """Each message's attached media that can be shown, in order (one query)."""
-    from coach.media.models import MediaItem
-
     if not message_ids:
         return {}
     rows = db.session.execute(select(MessageAttachment.message_id, MediaItem).join(MediaItem, and_(
@@ -346,7 +344,7 @@ def mark_read(conversation: Conversation, member: Membership, seq: int, now: dat
                                                  Conversation.id == conversation.id).scalar_subquery()
     stmt = pg_insert(ConversationRead).values(
         id=uuid.uuid4(), tenant_id=conversation.tenant_id, conversation_id=conversation.id,
-        membership_id=member.id, last_read_seq=func.least(max(0, int(seq)), newest), read_at=now or _now())
+        membership_id=member.id, last_read_seq=func.least(max(0, int(seq)), newest), read_at=now or clock.now())
     stmt = stmt.on_conflict_do_update(
         index_elements=[ConversationRead.tenant_id, ConversationRead.conversation_id, ConversationRead.membership_id],
         set_={"last_read_seq": func.greatest(ConversationRead.last_read_seq, stmt.excluded.last_read_seq),
@@ -357,11 +355,9 @@ def mark_read(conversation: Conversation, member: Membership, seq: int, now: dat
     latest = db.session.scalar(select(Conversation.last_seq).where(Conversation.tenant_id == conversation.tenant_id,
                                                                    Conversation.id == conversation.id))
     if seq_now and seq_now >= (latest or 0):
-        # Read to the end: the conversation's "new messages" notification is read too (not before: reading
-        # the first of three messages leaves the other two to be told about).
-        from coach.notifications import service as notifications
-
-        notifications.read_subject(conversation.tenant_id, member.id, conversation.id, now)
+        # Only when read to the end: whoever keeps "new messages" about the conversation may then forget
+        # them (reading the first of three messages leaves the other two to be told about).
+        conversation_read.send(conversation, member=member, now=now)
     return seq_now
 
 
