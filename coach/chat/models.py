@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from coach.dbutil import tenant_relationship
+from coach.dbutil import TenantScoped, tenant_relationship
 from coach.extensions import db
 from coach.orgs.models import Membership
 
@@ -15,13 +15,11 @@ BODY_MAX = 4000
 EDIT_WINDOW_MINUTES = 10
 
 
-class Conversation(db.Model):
+class Conversation(TenantScoped, db.Model):
     """A direct conversation between two members, or the channel of a space."""
 
     __tablename__ = "conversations"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     kind: Mapped[str] = mapped_column(String(8))
     space_id: Mapped[uuid.UUID | None] = mapped_column()
     member_low_id: Mapped[uuid.UUID | None] = mapped_column()
@@ -37,24 +35,20 @@ class Conversation(db.Model):
         return self.member_high_id if member_id == self.member_low_id else self.member_low_id
 
 
-class ConversationRead(db.Model):
+class ConversationRead(TenantScoped, db.Model):
     """How far one member has read one conversation."""
 
     __tablename__ = "conversation_reads"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     conversation_id: Mapped[uuid.UUID] = mapped_column()
     membership_id: Mapped[uuid.UUID] = mapped_column()
     last_read_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class Message(db.Model):
+class Message(TenantScoped, db.Model):
     __tablename__ = "messages"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     conversation_id: Mapped[uuid.UUID] = mapped_column()
     seq: Mapped[int] = mapped_column(BigInteger)
     author_membership_id: Mapped[uuid.UUID | None] = mapped_column()  # None: the author left
@@ -68,11 +62,9 @@ class Message(db.Model):
     author: Mapped[Membership | None] = tenant_relationship("Message", "author_membership_id", innerjoin=False)
 
 
-class MessageAttachment(db.Model):
+class MessageAttachment(TenantScoped, db.Model):
     __tablename__ = "message_attachments"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     message_id: Mapped[uuid.UUID] = mapped_column()
     media_id: Mapped[uuid.UUID] = mapped_column()
     position: Mapped[int] = mapped_column(Integer)

@@ -7,19 +7,20 @@ from datetime import datetime
 from sqlalchemy import DateTime, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from coach.dbutil import tenant_relationship
+from coach.dbutil import TenantScoped, tenant_relationship
 from coach.extensions import db
 from coach.orgs.models import Membership
 
 VISIBILITIES = {"open": "Open", "private": "Private", "announcement": "Announcements"}
+# A member's role in one space (not in the organization: see coach.orgs.models).
+HOST, MEMBER = "host", "member"
+SPACE_ROLES = (HOST, MEMBER)
 REACTIONS = {"like": "👍", "celebrate": "🎉", "support": "💪", "insightful": "💡", "funny": "😄"}
 
 
-class Space(db.Model):
+class Space(TenantScoped, db.Model):
     __tablename__ = "spaces"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     name: Mapped[str] = mapped_column(String(80))
     description: Mapped[str] = mapped_column(String(500), default="")
     visibility: Mapped[str] = mapped_column(String(16))
@@ -32,11 +33,9 @@ class Space(db.Model):
         return VISIBILITIES[self.visibility]
 
 
-class SpaceMember(db.Model):
+class SpaceMember(TenantScoped, db.Model):
     __tablename__ = "space_members"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     space_id: Mapped[uuid.UUID] = mapped_column()
     membership_id: Mapped[uuid.UUID] = mapped_column()
     role: Mapped[str] = mapped_column(String(8))
@@ -47,11 +46,9 @@ class SpaceMember(db.Model):
     member: Mapped[Membership] = tenant_relationship("SpaceMember", "membership_id")
 
 
-class Post(db.Model):
+class Post(TenantScoped, db.Model):
     __tablename__ = "posts"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     space_id: Mapped[uuid.UUID] = mapped_column()
     author_membership_id: Mapped[uuid.UUID] = mapped_column()
     body_source: Mapped[str] = mapped_column(Text)
@@ -72,13 +69,11 @@ class Post(db.Model):
         return self.deleted_at is None and self.hidden_at is None and self.removed_at is None
 
 
-class PostRevision(db.Model):
+class PostRevision(TenantScoped, db.Model):
     """An earlier text of an edited post (hosts can read them)."""
 
     __tablename__ = "post_revisions"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     post_id: Mapped[uuid.UUID] = mapped_column()
     body_source: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
@@ -86,11 +81,9 @@ class PostRevision(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Comment(db.Model):
+class Comment(TenantScoped, db.Model):
     __tablename__ = "comments"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     post_id: Mapped[uuid.UUID] = mapped_column()
     parent_id: Mapped[uuid.UUID | None] = mapped_column()
     author_membership_id: Mapped[uuid.UUID] = mapped_column()
@@ -109,31 +102,25 @@ class Comment(db.Model):
         return self.deleted_at is None and self.hidden_at is None and self.removed_at is None
 
 
-class Reaction(db.Model):
+class Reaction(TenantScoped, db.Model):
     __tablename__ = "reactions"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     post_id: Mapped[uuid.UUID] = mapped_column()
     membership_id: Mapped[uuid.UUID] = mapped_column()
     kind: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class PostMention(db.Model):
+class PostMention(TenantScoped, db.Model):
     __tablename__ = "post_mentions"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     post_id: Mapped[uuid.UUID] = mapped_column()
     membership_id: Mapped[uuid.UUID] = mapped_column()
 
 
-class Flag(db.Model):
+class Flag(TenantScoped, db.Model):
     __tablename__ = "flags"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     post_id: Mapped[uuid.UUID | None] = mapped_column()
     comment_id: Mapped[uuid.UUID | None] = mapped_column()
     membership_id: Mapped[uuid.UUID] = mapped_column()
@@ -142,13 +129,11 @@ class Flag(db.Model):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class PostAttachment(db.Model):
+class PostAttachment(TenantScoped, db.Model):
     """A media item shown with a post, in the author's order (migration 0006)."""
 
     __tablename__ = "post_attachments"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
     post_id: Mapped[uuid.UUID] = mapped_column()
     media_id: Mapped[uuid.UUID] = mapped_column()
     position: Mapped[int] = mapped_column(Integer)

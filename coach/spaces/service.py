@@ -17,29 +17,33 @@ Who may do what:
 """
 from __future__ import annotations
 
-import base64
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from coach import clock
 from coach.accounts.models import User
 from coach.dbutil import insert_or_raise
+from coach.errors import DomainError
 from coach.extensions import db
 from coach.ids import parse_uuid as _uuid
 from coach.media import service as media_service
 from coach.media.models import MediaItem
-from coach.orgs.models import Membership, Organization
+from coach.orgs.models import ADMIN, COACH, Membership, Organization
 from coach.platform import audit
 from coach.platform.outbox import emit
+from coach.platform.pagination import decode_cursor, newest_first
 from coach.spaces import markdown
-from coach.errors import DomainError
 from coach.spaces.events import SPACE_COMMENTED, SPACE_MENTIONED, SPACE_POST_CREATED
 from coach.spaces.models import (
+    HOST,
+    MEMBER,
     REACTIONS,
+    SPACE_ROLES,
     VISIBILITIES,
     Comment,
     Flag,
@@ -52,12 +56,13 @@ from coach.spaces.models import (
     SpaceMember,
 )
 
-UTC = timezone.utc
 POST_MAX = 20_000
 COMMENT_MAX = 5_000
 PAGE_SIZE = 20
 PINNED_MAX = 10
 HIDE_AFTER_FLAGS = 3
+# Who creates spaces, and posts in announcement spaces without being their host.
+LEADERS = (COACH, ADMIN)
 
 
 class SpaceError(DomainError):
@@ -68,10 +73,6 @@ class SpaceError(DomainError):
 
 class NotAllowed(SpaceError):
     status = 403
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def handle_of(display_name: str) -> str:
@@ -121,15 +122,15 @@ class Access:
 
 
 def access(space: Space, member: Membership, sm: SpaceMember | None = None, now: datetime | None = None) -> Access:
-    now = now or _now()
+    now = now or clock.now()
     sm = sm if sm is not None else space_membership(space, member)
-    admin = member.role == "admin"
+    admin = member.role == ADMIN
     joined = sm is not None
-    host = admin or (joined and sm.role == "host")
+    host = admin or (joined and sm.role == HOST)
     read = space.visibility != "private" or joined or admin
     suspended = joined and sm.suspended_until is not None and sm.suspended_until > now
     may_write = joined and not suspended
-    post = may_write and (space.visibility != "announcement" or host or member.role in ("coach", "admin"))
+    post = may_write and (space.visibility != "announcement" or host or member.role in LEADERS)
     return Access(read=read, joined=joined, host=host, post=post, comment=may_write,
                   suspended_until=sm.suspended_until if suspended else None)
 
@@ -149,7 +150,7 @@ def _no_nul(*values: str | None) -> None:
 
 def create_space(org: Organization, creator: Membership, name: str, description: str, visibility: str) -> Space:
     """A new space; its creator is its first host. Coaches and admins create spaces."""
-    _require(creator.role in ("coach", "admin"), "Only coaches and admins create spaces.")
+    _require(creator.role in LEADERS, "Only coaches and admins create spaces.")
     _no_nul(name, description)
     name = (name or "").strip()
     if not 1 <= len(name) <= 80:
@@ -159,7 +160,7 @@ def create_space(org: Organization, creator: Membership, name: str, description:
     space = Space(tenant_id=org.id, name=name, description=(description or "").strip()[:500],
                   visibility=visibility, created_by_membership_id=creator.id)
     insert_or_raise(space, SpaceError("A space with this name exists already."))
-    db.session.add(SpaceMember(tenant_id=org.id, space_id=space.id, membership_id=creator.id, role="host"))
+    db.session.add(SpaceMember(tenant_id=org.id, space_id=space.id, membership_id=creator.id, role=HOST))
     db.session.flush()
     audit.record("space.created", actor=creator.user, target_type="space", target_id=space.id,
                  details={"name": name, "visibility": visibility})
@@ -186,7 +187,7 @@ def spaces_for(org: Organization, member: Membership) -> list[SpaceSummary]:
              .outerjoin(sm, sm.c.space_id == Space.id)
              .where(Space.tenant_id == org.id)
              .order_by(sm.c.role.is_(None), func.lower(Space.name)))
-    if member.role != "admin":
+    if member.role != ADMIN:
         query = query.where(or_(Space.visibility != "private", sm.c.id.isnot(None)))
     return [SpaceSummary(space, role is not None, role, n if role is not None else 0)
             for space, role, n in db.session.execute(query)]
@@ -195,7 +196,7 @@ def spaces_for(org: Organization, member: Membership) -> list[SpaceSummary]:
 def join(space: Space, member: Membership) -> SpaceMember:
     """Join an open or announcement space (private ones are by invitation of a host)."""
     _require(space.visibility != "private", "This space is private: a host adds members.")
-    return _add(space, member, "member")
+    return _add(space, member, MEMBER)
 
 
 def _add(space: Space, member: Membership, role: str) -> SpaceMember:
@@ -214,9 +215,9 @@ def _add(space: Space, member: Membership, role: str) -> SpaceMember:
 
 def _keep_a_host(space: Space, sm: SpaceMember, message: str) -> None:
     """Refuse to take away the last host of ``space`` (``sm`` is about to stop being one)."""
-    if sm.role == "host":
+    if sm.role == HOST:
         hosts = db.session.scalar(select(func.count()).select_from(SpaceMember).where(
-            SpaceMember.tenant_id == space.tenant_id, SpaceMember.space_id == space.id, SpaceMember.role == "host"))
+            SpaceMember.tenant_id == space.tenant_id, SpaceMember.space_id == space.id, SpaceMember.role == HOST))
         if hosts <= 1:
             raise SpaceError(message)
 
@@ -230,15 +231,15 @@ def leave(space: Space, member: Membership) -> None:
     db.session.flush()
 
 
-def add_member(space: Space, actor: Membership, member: Membership, role: str = "member") -> SpaceMember:
+def add_member(space: Space, actor: Membership, member: Membership, role: str = MEMBER) -> SpaceMember:
     """A host adds (invites) an organization member, e.g. to a private space."""
     _require(access(space, actor).host, "Only hosts add members.")
     if member.tenant_id != space.tenant_id:
         raise SpaceError("Only members of this organization can join its spaces.")
-    if role not in ("host", "member"):
+    if role not in SPACE_ROLES:
         raise SpaceError("Choose host or member.")
     sm = _add(space, member, role)
-    if role != "host":
+    if role != HOST:
         _keep_a_host(space, sm, "This is the only host: make someone else host first.")
     sm.role = role
     db.session.flush()
@@ -270,7 +271,7 @@ def members_of(space: Space) -> list[SpaceMember]:
 def mark_seen(space: Space, member: Membership, now: datetime | None = None) -> None:
     db.session.execute(update(SpaceMember).where(
         SpaceMember.tenant_id == space.tenant_id, SpaceMember.space_id == space.id,
-        SpaceMember.membership_id == member.id).values(last_seen_at=now or _now()))
+        SpaceMember.membership_id == member.id).values(last_seen_at=now or clock.now()))
 
 
 def suspend(space: Space, actor: Membership, member: Membership, until: datetime, reason: str = "") -> None:
@@ -342,7 +343,7 @@ def create_post(space: Space, author: Membership, source: str, mention_url=lambd
     :param attachments: the author's media items to show with the post, in order
         (checked by :func:`coach.media.service.for_attachment`).
     """
-    now = now or _now()
+    now = now or clock.now()
     _require(access(space, author, now=now).post, _why_not_post(space, author, now))
     source = _check_text(source, POST_MAX, "post")
     html, mentioned = _render(_org(space), source, mention_url)
@@ -388,7 +389,7 @@ def _readers_among(space: Space, author: Membership, mentioned: dict[str, list[M
         for member in members:
             if member.id == author.id or member.id in skip or member.id in found:
                 continue
-            if readers is not None and member.id not in readers and member.role != "admin":
+            if readers is not None and member.id not in readers and member.role != ADMIN:
                 continue  # they cannot open the post: no notification carrying its text
             found[member.id] = member
     return list(found.values())
@@ -414,7 +415,7 @@ def edit_post(post: Post, editor: Membership, source: str, mention_url=lambda m:
     """The author changes their post; the previous text is kept as a revision."""
     _require(editor.id == post.author_membership_id, "Only the author edits a post.")
     _require(post.deleted_at is None and post.removed_at is None, "This post was deleted.")
-    now = now or _now()
+    now = now or clock.now()
     space = db.session.get(Space, post.space_id)
     acc = access(space, editor, now=now)
     _require(acc.comment, "You are suspended from this space for now." if acc.joined
@@ -444,7 +445,7 @@ def delete_post(post: Post, actor: Membership, now: datetime | None = None) -> N
     _require(actor.id == post.author_membership_id or access(space, actor).host,
              "Only the author, a host or an admin deletes a post.")
     if post.deleted_at is None:
-        post.deleted_at = now or _now()
+        post.deleted_at = now or clock.now()
         db.session.flush()
         if actor.id != post.author_membership_id:
             audit.record("post.deleted", actor=actor.user, target_type="post", target_id=post.id,
@@ -454,7 +455,7 @@ def delete_post(post: Post, actor: Membership, now: datetime | None = None) -> N
 def set_pinned(post: Post, actor: Membership, pinned: bool, now: datetime | None = None) -> None:
     space = db.session.get(Space, post.space_id)
     _require(access(space, actor).host, "Only hosts pin posts.")
-    post.pinned_at = (now or _now()) if pinned else None
+    post.pinned_at = (now or clock.now()) if pinned else None
     db.session.flush()
 
 
@@ -464,7 +465,7 @@ def add_comment(post: Post, author: Membership, source: str, parent: Comment | N
                 mention_url=lambda m: "#", now: datetime | None = None) -> Comment:
     """Comment on a post, or reply to a top-level comment (one level of replies)."""
     space = db.session.get(Space, post.space_id)
-    now = now or _now()
+    now = now or clock.now()
     acc = access(space, author, now=now)
     _require(acc.comment, "Join the space to comment." if not acc.joined else
              "You are suspended from commenting in this space for now.")
@@ -511,7 +512,7 @@ def delete_comment(comment: Comment, actor: Membership, now: datetime | None = N
     _require(actor.id == comment.author_membership_id or access(space, actor).host,
              "Only the author, a host or an admin deletes a comment.")
     if comment.deleted_at is None:
-        comment.deleted_at = now or _now()
+        comment.deleted_at = now or clock.now()
         if comment.removed_at is None:  # a removed comment was counted off already
             db.session.execute(update(Post).where(Post.id == post.id).values(
                 comment_count=func.greatest(Post.comment_count - 1, 0)))
@@ -580,7 +581,7 @@ def flag(target: Post | Comment, member: Membership, reason: str, now: datetime 
     hidden = False
     if count >= HIDE_AFTER_FLAGS:
         hidden = bool(db.session.execute(update(model).where(model.id == target.id, model.hidden_at.is_(None))
-                                         .values(hidden_at=now or _now())).rowcount)
+                                         .values(hidden_at=now or clock.now())).rowcount)
         if hidden:
             audit.record(f"{'post' if is_post else 'comment'}.hidden_by_flags", actor_label="system",
                          target_type="post" if is_post else "comment", target_id=target.id,
@@ -601,7 +602,7 @@ def moderation_queue(org: Organization, moderator: Membership) -> list[QueueItem
     """Flagged or hidden content, not yet resolved, in spaces the moderator hosts (all of them for admins)."""
     hosted = select(SpaceMember.space_id).where(SpaceMember.tenant_id == org.id,
                                                  SpaceMember.membership_id == moderator.id,
-                                                 SpaceMember.role == "host")
+                                                 SpaceMember.role == HOST)
     open_flags = list(db.session.scalars(select(Flag).where(Flag.tenant_id == org.id, Flag.resolved_at.is_(None))
                                          .order_by(Flag.created_at).limit(500)))
     post_ids = {f.post_id for f in open_flags if f.post_id}
@@ -615,7 +616,7 @@ def moderation_queue(org: Organization, moderator: Membership) -> list[QueueItem
         posts.update({p.id: p for p in db.session.scalars(select(Post).where(Post.tenant_id == org.id,
                                                                              Post.id.in_(parent_posts)))})
     space_ids = {p.space_id for p in posts.values()}
-    if moderator.role != "admin":
+    if moderator.role != ADMIN:
         space_ids &= set(db.session.scalars(hosted))
     spaces = {s.id: s for s in db.session.scalars(select(Space).where(Space.tenant_id == org.id,
                                                                        Space.id.in_(space_ids)))} if space_ids else {}
@@ -646,7 +647,7 @@ def _resolve_flags(target: Post | Comment, now: datetime) -> None:
 
 def restore(target: Post | Comment, moderator: Membership, now: datetime | None = None) -> None:
     """The content is fine: show it again and close its flags."""
-    now = now or _now()
+    now = now or clock.now()
     _require(access(_space_of(target), moderator).host, "Only hosts and admins moderate.")
     if isinstance(target, Comment) and target.removed_at is not None and target.deleted_at is None:
         db.session.execute(update(Post).where(Post.id == target.post_id).values(
@@ -662,7 +663,7 @@ def restore(target: Post | Comment, moderator: Membership, now: datetime | None 
 
 def remove(target: Post | Comment, moderator: Membership, now: datetime | None = None) -> None:
     """The content breaks the rules: remove it for everyone and close its flags."""
-    now = now or _now()
+    now = now or clock.now()
     _require(access(_space_of(target), moderator).host, "Only hosts and admins moderate.")
     target.removed_at = now
     _resolve_flags(target, now)
@@ -676,24 +677,6 @@ def remove(target: Post | Comment, moderator: Membership, now: datetime | None =
 
 
 # --- feeds -------------------------------------------------------------------------------------------
-
-def encode_cursor(post: Post) -> str:
-    raw = f"{post.created_at.astimezone(UTC).isoformat()}|{post.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    """The (created_at, id) a page continues after; ``None`` for a missing or malformed cursor."""
-    if not cursor or len(cursor) > 200:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        when, _, post_id = raw.partition("|")
-        created = datetime.fromisoformat(when)
-        return (created, uuid.UUID(post_id)) if created.tzinfo else None
-    except (ValueError, UnicodeDecodeError):
-        return None
-
 
 @dataclass
 class FeedPage:
@@ -717,7 +700,6 @@ def feed_page(org: Organization, member: Membership, space: Space | None = None,
     A fixed number of queries whatever the page holds: posts with their authors, pinned posts
     (first page of a space), spaces (home), reaction counts, my reactions, attachments.
     """
-    position = decode_cursor(after)
     query = select(Post).where(Post.tenant_id == org.id, _visible())
     if space is not None:
         query = query.where(Post.space_id == space.id)
@@ -729,14 +711,11 @@ def feed_page(org: Organization, member: Membership, space: Space | None = None,
         # The pinned posts lead the first page and are left out of the list on every page.
         top_pinned = query.where(Post.pinned_at.isnot(None)).order_by(Post.pinned_at.desc(), Post.id.desc()) \
             .limit(PINNED_MAX)
-        if position is None:
+        if decode_cursor(after) is None:  # the first page (a malformed cursor reads as the first page too)
             pinned = list(db.session.scalars(top_pinned))
         query = query.where(Post.id.notin_(top_pinned.with_only_columns(Post.id).correlate(None)))
-    if position is not None:
-        query = query.where(tuple_(Post.created_at, Post.id) < tuple_(*position))
-    posts = list(db.session.scalars(query.order_by(Post.created_at.desc(), Post.id.desc()).limit(limit + 1)))
-    more = len(posts) > limit
-    posts = posts[:limit]
+    page = newest_first(query, Post.created_at, Post.id, after, limit)
+    posts = page.rows
     shown = pinned + posts
     counts, mine = reaction_summary(org.id, [p.id for p in shown], member)
     spaces: dict[uuid.UUID, Space] = {}
@@ -745,7 +724,7 @@ def feed_page(org: Organization, member: Membership, space: Space | None = None,
     elif shown:
         spaces = {s.id: s for s in db.session.scalars(select(Space).where(
             Space.tenant_id == org.id, Space.id.in_({p.space_id for p in shown})))}
-    return FeedPage(posts, pinned, counts, mine, spaces, encode_cursor(posts[-1]) if more and posts else None,
+    return FeedPage(posts, pinned, counts, mine, spaces, page.next_cursor,
                     attachments_of(org.id, [p.id for p in shown]))
 
 
