@@ -6,7 +6,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from coach.blueprints.forms import BaseForm
-from coach.spaces.models import VISIBILITIES
+from coach.spaces.models import HOST, MEMBER
 from coach.spaces.service import COMMENT_MAX, POST_MAX
 
 
@@ -21,7 +21,8 @@ class SpaceForm(BaseForm):
 
 
 class PostForm(BaseForm):
-    body = TextAreaField("Post", description="Markdown: **bold**, _italic_, lists, links; @name.surname mentions someone.",
+    body = TextAreaField("Post",
+                         description="Markdown: **bold**, _italic_, lists, links; @name.surname mentions someone.",
                          validators=[DataRequired(message="Write something before you post."),
                                      Length(max=POST_MAX, message=f"A post has at most {POST_MAX:,} characters.")])
 
@@ -40,17 +41,10 @@ class FlagForm(BaseForm):
 
 class AddMemberForm(BaseForm):
     member = SelectField("Member", validate_choice=False)
-    role = SelectField("Role", choices=[SelectChoice("member", "Member"), SelectChoice("host", "Host")])
+    role = SelectField("Role", choices=[SelectChoice(MEMBER, "Member"), SelectChoice(HOST, "Host")])
 
 
 class SuspendForm(BaseForm):
     days = IntegerField("Days", default=7, validators=[
         InputRequired(), NumberRange(1, 365, message="Suspend for 1 to 365 days.")])
 
-
-class ActionForm(BaseForm):
-    """Just the CSRF token."""
-
-
-__all__ = ["SpaceForm", "PostForm", "CommentForm", "FlagForm", "AddMemberForm", "SuspendForm", "ActionForm",
-           "VISIBILITIES"]

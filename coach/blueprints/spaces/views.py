@@ -1,39 +1,31 @@
 """Spaces: the list, a space's feed, the home feed, posts with comments and reactions, flags, moderation."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
-from flask import abort, flash, g, make_response, render_template, request, url_for
+from flask import abort, flash, g, make_response, request, url_for
 from flask_wtf.csrf import generate_csrf
 from wtforms.fields.choices import SelectChoice
 
-from coach.blueprints.spaces.forms import (
-    ActionForm,
-    AddMemberForm,
-    CommentForm,
-    FlagForm,
-    PostForm,
-    SpaceForm,
-    SuspendForm,
-)
+from coach import clock
+from coach.blueprints.forms import ActionForm, attempt, require_action_form
+from coach.blueprints.spaces import bp
+from coach.blueprints.spaces.forms import AddMemberForm, CommentForm, FlagForm, PostForm, SpaceForm, SuspendForm
 from coach.chat import realtime
 from coach.extensions import db
-from coach.htmx import redirect_after_post, render, trigger, wants_fragment
+from coach.htmx import fragment_block, redirect_after_post, render, trigger, wants_fragment
+from coach.ids import parse_uuid
 from coach.media import service as media_service
-from coach.media.service import MediaError
+from coach.orgs import service as orgs
+from coach.orgs.models import COACH
 from coach.platform.idempotency import idempotent
 from coach.spaces import service
 from coach.spaces.models import REACTIONS
-from coach.spaces.service import SpaceError
 from coach.tenancy import role_required
-from coach.blueprints.spaces import bp
-
-
-UTC = timezone.utc
 
 
 def mention_url(member) -> str:
-    return url_for("booking.coach_page", slug=g.org.slug, coach_id=member.id) if member.role == "coach" \
+    return url_for("booking.coach_page", slug=g.org.slug, coach_id=member.id) if member.role == COACH \
         else url_for("spaces.feed", slug=g.org.slug)
 
 
@@ -67,9 +59,32 @@ def load_comment(comment_id: str):
     return comment, post, space, acc
 
 
-def _fail(exc: SpaceError):
-    db.session.rollback()
-    abort(exc.status, str(exc))
+def load_member(membership_id: str):
+    member = orgs.get_membership(g.org, parse_uuid(membership_id))
+    if member is None:
+        abort(404)
+    return member
+
+
+# --- answers the fragment rule (coach.htmx) does not have yet ----------------------------------------
+
+def _swap_or_redirect(template: str, block: str, location: str, **context):
+    """After a post that changed one part of the page: htmx swaps that block in place, a plain form goes
+    on to ``location``."""
+    if fragment_block(template, block) is None:
+        return redirect_after_post(location)
+    return render(template, block, **context)
+
+
+def _load_at(location: str):
+    """After a post that goes on to ``location`` on the same page: htmx loads it by itself (``HX-Location``),
+    since ``HX-Redirect`` to a location differing only in its #fragment would only scroll; a plain form
+    gets the 303."""
+    if not wants_fragment():
+        return redirect_after_post(location)
+    response = make_response("", 204)
+    response.headers["HX-Location"] = location
+    return response
 
 
 # --- spaces ------------------------------------------------------------------------------------------
@@ -79,25 +94,20 @@ def _fail(exc: SpaceError):
 def index():
     """Every space I can see, with what is new in each since my last visit."""
     return render("spaces/index.html", org=g.org, spaces=service.spaces_for(g.org, g.membership),
-                  can_create=g.membership.role in ("coach", "admin"))
+                  can_create=g.membership.role in service.LEADERS)
 
 
 @bp.route("/spaces/new", methods=["GET", "POST"])
-@role_required("coach", "admin")
+@role_required(*service.LEADERS)
 @idempotent
 def create():
     """Create a space; I become its host."""
     form = SpaceForm()
-    if form.validate_on_submit():
-        try:
-            space = service.create_space(g.org, g.membership, form.name.data, form.description.data or "",
-                                         form.visibility.data)
-        except SpaceError as exc:
-            db.session.rollback()
-            form.name.errors.append(str(exc))
-        else:
-            db.session.commit()
-            return redirect_after_post(url_for("spaces.space", space_id=space.id))
+    made = form.validate_on_submit() and attempt(form, service.create_space, g.org, g.membership, form.name.data,
+                                                 form.description.data or "", form.visibility.data)
+    if made:
+        db.session.commit()
+        return redirect_after_post(url_for("spaces.space", space_id=made.value.id))
     return render("spaces/new.html", "form", status=422 if form.errors else 200, org=g.org, form=form)
 
 
@@ -108,7 +118,7 @@ def _feed_context(space=None, acc=None) -> dict:
     return dict(org=g.org, space=space, acc=acc, page=page, reactions=REACTIONS, action_form=ActionForm(),
                 csrf_value=generate_csrf(), attachments=page.attachments,
                 attachable=media_service.attachable(g.org, g.membership) if acc and acc.post else [],
-                loaded_at=datetime.now(UTC).isoformat(), me=g.membership)
+                loaded_at=clock.now().isoformat(), me=g.membership)
 
 
 @bp.get("/spaces/<space_id>")
@@ -149,7 +159,7 @@ def new_posts(space_id: str | None = None):
     if not count:
         return make_response("", 204)
     href = url_for("spaces.space", space_id=space.id) if space else url_for("spaces.feed")
-    return render_template("spaces/_new_posts.html", count=count, href=href)
+    return render("spaces/new_posts.html", "bar", org=g.org, count=count, href=href)
 
 
 @bp.post("/spaces/<space_id>/<any(join, leave):action>")
@@ -157,12 +167,8 @@ def new_posts(space_id: str | None = None):
 def membership(space_id: str, action: str):
     """Join an open space, or leave one."""
     space, _ = load_space(space_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    try:
-        service.join(space, g.membership) if action == "join" else service.leave(space, g.membership)
-    except SpaceError as exc:
-        _fail(exc)
+    require_action_form()
+    service.join(space, g.membership) if action == "join" else service.leave(space, g.membership)
     db.session.commit()
     flash(f"You joined {space.name}." if action == "join" else f"You left {space.name}.", "success")
     return redirect_after_post(url_for("spaces.space", space_id=space.id))
@@ -174,28 +180,19 @@ def members(space_id: str):
     """Members of a space; hosts add, remove and suspend."""
     space, acc = load_space(space_id)
     form = AddMemberForm()
-    from coach.orgs.service import members as org_members
-
-    form.member.choices = [SelectChoice(str(m.id), f"{m.user.display_name} ({m.role})") for m in org_members(g.org)]
+    form.member.choices = [SelectChoice(str(m.id), f"{m.user.display_name} ({m.role})") for m in orgs.members(g.org)]
     if request.method == "POST":
         if not acc.host:
             abort(403)
         if form.validate_on_submit():
-            from coach.orgs.service import get_membership
-
-            member = get_membership(g.org, service._uuid(form.member.data))
-            if member is None:
-                abort(404)
-            try:
-                service.add_member(space, g.membership, member, form.role.data)
-            except SpaceError as exc:
-                _fail(exc)
+            member = load_member(form.member.data)
+            service.add_member(space, g.membership, member, form.role.data)
             db.session.commit()
             flash(f"{member.user.display_name} added.", "success")
             return redirect_after_post(url_for("spaces.members", space_id=space.id))
     return render("spaces/members.html", org=g.org, space=space, acc=acc, form=form, action_form=ActionForm(),
                   suspend_form=SuspendForm(formdata=None), people=service.members_of(space),
-                  now=datetime.now(UTC))
+                  now=clock.now())
 
 
 @bp.post("/spaces/<space_id>/members/<membership_id>/<any(remove, suspend):action>")
@@ -203,22 +200,15 @@ def members(space_id: str):
 def member_action(space_id: str, membership_id: str, action: str):
     """Remove someone from the space, or suspend them from posting there for some days."""
     space, acc = load_space(space_id)
-    from coach.orgs.service import get_membership
-
-    member = get_membership(g.org, service._uuid(membership_id))
-    if member is None:
-        abort(404)
-    form = SuspendForm() if action == "suspend" else ActionForm()
-    if not form.validate_on_submit():
-        abort(422, "Suspend for 1 to 365 days.") if action == "suspend" else abort(400)
-    try:
-        if action == "remove":
-            service.remove_member(space, g.membership, member)
-        else:
-            until = datetime.now(UTC) + service.suspension_period(form.days.data)
-            service.suspend(space, g.membership, member, until)
-    except SpaceError as exc:
-        _fail(exc)
+    member = load_member(membership_id)
+    if action == "remove":
+        require_action_form()
+        service.remove_member(space, g.membership, member)
+    else:
+        form = SuspendForm()
+        if not form.validate_on_submit():
+            abort(422, "Suspend for 1 to 365 days.")
+        service.suspend(space, g.membership, member, clock.now() + service.suspension_period(form.days.data))
     db.session.commit()
     flash(f"{member.user.display_name} {'removed' if action == 'remove' else 'suspended'}.", "success")
     return redirect_after_post(request.form.get("next") if _safe(request.form.get("next"))
@@ -240,22 +230,22 @@ def create_post(space_id: str):
     form = PostForm()
     status = 422 if acc.post else 403  # not joined, suspended, or an announcement space: the composer says why
     if acc.post and form.validate_on_submit():
-        try:
-            attachments = media_service.for_attachment(g.org, g.membership, request.form.getlist("attachments"))
-            post = service.create_post(space, g.membership, form.body.data, mention_url, attachments=attachments)
-        except (SpaceError, MediaError) as exc:
-            db.session.rollback()
-            form.body.errors.append(str(exc))
-            status = exc.status
-        else:
+        posted = attempt(form, _publish, space, form)
+        if posted:
             db.session.commit()
             # Members with the app open hear of it over their socket (their "new posts" bar asks at once).
             realtime.publish(space.tenant_id, {"type": "posts", "tenant_id": str(space.tenant_id),
-                                               "space_id": str(space.id), "post_id": str(post.id),
+                                               "space_id": str(space.id), "post_id": str(posted.value.id),
                                                "author_id": str(g.membership.id)})
             flash("Posted.", "success")
             return redirect_after_post(url_for("spaces.space", space_id=space.id))
+        status = posted.status
     return render("spaces/space.html", "composer", status=status, post_form=form, **_feed_context(space, acc))
+
+
+def _publish(space, form: PostForm):
+    attachments = media_service.for_attachment(g.org, g.membership, request.form.getlist("attachments"))
+    return service.create_post(space, g.membership, form.body.data, mention_url, attachments=attachments)
 
 
 @bp.get("/posts/<post_id>")
@@ -284,16 +274,11 @@ def edit_post(post_id: str):
     form = PostForm()
     if request.method == "GET":
         form.body.data = post.body_source
-    elif form.validate_on_submit():
-        try:
-            service.edit_post(post, g.membership, form.body.data, mention_url)
-        except SpaceError as exc:
-            db.session.rollback()
-            form.body.errors.append(str(exc))
-        else:
-            db.session.commit()
-            flash("Saved.", "success")
-            return redirect_after_post(url_for("spaces.post", post_id=post.id))
+    elif form.validate_on_submit() and attempt(form, service.edit_post, post, g.membership, form.body.data,
+                                               mention_url):
+        db.session.commit()
+        flash("Saved.", "success")
+        return redirect_after_post(url_for("spaces.post", post_id=post.id))
     return render("spaces/edit.html", "form", status=422 if form.errors else 200, org=g.org, post=post,
                   space=space, form=form)
 
@@ -303,15 +288,11 @@ def edit_post(post_id: str):
 def post_action(post_id: str, action: str):
     """Delete a post (author, host, admin), or pin and unpin it (hosts)."""
     post, space, _ = load_post(post_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    try:
-        if action == "delete":
-            service.delete_post(post, g.membership)
-        else:
-            service.set_pinned(post, g.membership, action == "pin")
-    except SpaceError as exc:
-        _fail(exc)
+    require_action_form()
+    if action == "delete":
+        service.delete_post(post, g.membership)
+    else:
+        service.set_pinned(post, g.membership, action == "pin")
     db.session.commit()
     flash({"delete": "Post deleted.", "pin": "Pinned to the top.", "unpin": "Unpinned."}[action], "success")
     return redirect_after_post(url_for("spaces.space", space_id=space.id))
@@ -322,21 +303,15 @@ def post_action(post_id: str, action: str):
 def react(post_id: str, kind: str):
     """Toggle one of my reactions; the post's reaction bar swaps in place."""
     post, space, acc = load_post(post_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    require_action_form()
     if kind not in REACTIONS:
         abort(422, "Unknown reaction.")
-    try:
-        service.toggle_reaction(post, g.membership, kind)
-    except SpaceError as exc:
-        _fail(exc)
+    service.toggle_reaction(post, g.membership, kind)
     db.session.commit()
-    if wants_fragment():
-        counts, mine = service.reaction_summary(g.org.id, [post.id], g.membership)
-        return render_template("spaces/_reactions.html", post=post, counts=counts, mine=mine, reactions=REACTIONS,
-                               action_form=ActionForm(), acc=acc)
-    return redirect_after_post(request.form.get("next") if _safe(request.form.get("next"))
-                               else url_for("spaces.post", post_id=post.id))
+    back = request.form.get("next") if _safe(request.form.get("next")) else url_for("spaces.post", post_id=post.id)
+    counts, mine = service.reaction_summary(g.org.id, [post.id], g.membership)
+    return _swap_or_redirect("spaces/_post.html", "reactions", back, post=post, counts=counts, mine=mine,
+                             reactions=REACTIONS, action_form=ActionForm(), acc=acc)
 
 
 @bp.post("/posts/<post_id>/comments")
@@ -350,20 +325,10 @@ def comment(post_id: str):
         parent = service.get_comment(g.org, form.parent.data) if form.parent.data else None
         if form.parent.data and parent is None:
             abort(404)
-        try:
-            created = service.add_comment(post, g.membership, form.body.data, parent, mention_url)
-        except SpaceError as exc:
-            _fail(exc)
+        created = service.add_comment(post, g.membership, form.body.data, parent, mention_url)
         db.session.commit()
         trigger("comments-changed")
-        target = url_for("spaces.post", post_id=post.id) + f"#comment-{created.id}"
-        if wants_fragment():
-            # HX-Redirect to this same page with a new #fragment would only scroll, not show the comment:
-            # HX-Location loads the page by htmx and then scrolls to the comment.
-            response = make_response("", 204)
-            response.headers["HX-Location"] = target
-            return response
-        return redirect_after_post(target)
+        return _load_at(url_for("spaces.post", post_id=post.id) + f"#comment-{created.id}")
     # Without JavaScript this is the whole post page again: with its comments, not "No comments yet".
     return render("spaces/post.html", "comment_form", status=422, **_post_context(post, space, acc, form))
 
@@ -373,12 +338,8 @@ def comment(post_id: str):
 def delete_comment(comment_id: str):
     """Delete a comment (author, host, admin)."""
     comment, post, space, _ = load_comment(comment_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    try:
-        service.delete_comment(comment, g.membership)
-    except SpaceError as exc:
-        _fail(exc)
+    require_action_form()
+    service.delete_comment(comment, g.membership)
     db.session.commit()
     flash("Comment deleted.", "success")
     return redirect_after_post(url_for("spaces.post", post_id=post.id))
@@ -397,19 +358,14 @@ def flag(kind: str, target_id: str):
         target, post, _, _ = load_comment(target_id)
         back = url_for("spaces.post", post_id=post.id)
     form = FlagForm()
-    if form.validate_on_submit():
-        try:
-            hidden = service.flag(target, g.membership, form.reason.data)
-        except SpaceError as exc:
-            db.session.rollback()
-            form.reason.errors.append(str(exc))
-        else:
-            db.session.commit()
-            flash("Thank you: the hosts will review it." + (" It is hidden until then." if hidden else ""),
-                  "success")
-            if hidden and kind == "posts":  # the post's page is 404 for its readers now: back to its space
-                back = url_for("spaces.space", space_id=target.space_id)
-            return redirect_after_post(back)
+    flagged = form.validate_on_submit() and attempt(form, service.flag, target, g.membership, form.reason.data)
+    if flagged:
+        db.session.commit()
+        hidden = flagged.value
+        flash("Thank you: the hosts will review it." + (" It is hidden until then." if hidden else ""), "success")
+        if hidden and kind == "posts":  # the post's page is 404 for its readers now: back to its space
+            back = url_for("spaces.space", space_id=target.space_id)
+        return redirect_after_post(back)
     return render("spaces/flag.html", "form", status=422 if form.errors else 200, org=g.org, form=form,
                   kind=kind, target=target, back=back)
 
@@ -429,12 +385,8 @@ def moderate(kind: str, target_id: str, action: str):
     target = service.get_post(g.org, target_id) if kind == "posts" else service.get_comment(g.org, target_id)
     if target is None:
         abort(404)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    try:
-        (service.restore if action == "restore" else service.remove)(target, g.membership)
-    except SpaceError as exc:
-        _fail(exc)
+    require_action_form()
+    (service.restore if action == "restore" else service.remove)(target, g.membership)
     db.session.commit()
     flash("Restored." if action == "restore" else "Removed.", "success")
     return redirect_after_post(url_for("spaces.moderation"))
@@ -448,4 +400,4 @@ def mention_suggestions(space_id: str):
     text = request.args.get("body", "")[-80:]
     word = text.rsplit(None, 1)[-1] if text.strip() else ""
     people = service.mention_candidates(g.org, word) if word.startswith("@") and len(word) > 1 else []
-    return render_template("spaces/_mentions.html", people=people)
+    return render("spaces/mentions.html", "list", org=g.org, people=people)
