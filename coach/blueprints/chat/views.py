@@ -20,7 +20,9 @@ from flask_login import current_user
 from simple_websocket import ConnectionClosed
 
 from coach import tenancy
+from coach.blueprints.chat import bp
 from coach.blueprints.chat.forms import MessageForm, StartForm
+from coach.blueprints.forms import attempt
 from coach.chat import realtime, service
 from coach.chat.hub import Connection, hub_for
 from coach.chat.service import ChatError
@@ -29,9 +31,11 @@ from coach.htmx import redirect_after_post, render
 from coach.ids import parse_uuid
 from coach.media import service as media_service
 from coach.media.service import MediaError
+from coach.orgs import service as orgs
 from coach.orgs.models import Membership
+from coach.spaces import service as spaces
+from coach.spaces.models import Space
 from coach.tenancy import role_required
-from coach.blueprints.chat import bp
 
 # --- loaders ---------------------------------------------------------------------------------------
 
@@ -62,8 +66,6 @@ def _title(conversation) -> tuple[str, Membership | None]:
     if conversation.kind == "direct":
         other = db.session.get(Membership, conversation.other_member_id(g.membership.id))
         return (other.user.display_name if other else "Former member"), other
-    from coach.spaces.models import Space
-
     space = db.session.get(Space, conversation.space_id)
     return f"# {space.name}", None
 
@@ -74,8 +76,7 @@ def _title(conversation) -> tuple[str, Membership | None]:
 @role_required()
 def index():
     """My conversations, most recent first, with what I have not read; start a new one."""
-    members = db.session.scalars(db.select(Membership).where(
-        Membership.tenant_id == g.org.id, Membership.id != g.membership.id)).all()
+    members = [m for m in orgs.members(g.org) if m.id != g.membership.id]
     form = StartForm(formdata=None)
     form.member.choices = sorted(((str(m.id), m.user.display_name) for m in members), key=lambda c: c[1].lower())
     return render("chat/index.html", org=g.org, summaries=service.conversations_for(g.org, g.membership),
@@ -87,15 +88,10 @@ def index():
 def start():
     """Open (or make) my direct conversation with a member."""
     form = StartForm()
-    other = db.session.scalar(db.select(Membership).where(Membership.tenant_id == g.org.id,
-                                                         Membership.id == _uuid_or_404(form.member.data)))
+    other = orgs.get_membership(g.org, _uuid_or_404(form.member.data))
     if other is None:
         abort(404)
-    try:
-        conversation = service.direct_with(g.org, g.membership, other)
-    except ChatError as exc:
-        db.session.rollback()
-        abort(exc.status, str(exc))
+    conversation = service.direct_with(g.org, g.membership, other)
     db.session.commit()
     return redirect_after_post(url_for("chat.conversation", conversation_id=conversation.id))
 
@@ -104,8 +100,6 @@ def start():
 @role_required()
 def space_channel(space_id: str):
     """A space's channel (members of the space only)."""
-    from coach.spaces import service as spaces
-
     space = spaces.get_space(g.org, space_id)
     if space is None or not spaces.access(space, g.membership).joined:
         abort(404)
@@ -166,19 +160,18 @@ def send(conversation_id: str):
     """Send a message (the form without JavaScript; with it, the socket carries the form)."""
     conversation, acc = load_conversation(conversation_id)
     form = MessageForm()
-    if form.validate_on_submit():
-        try:
-            attachments = media_service.for_attachment(g.org, g.membership, request.form.getlist("attachments"))
-            message = service.send(conversation, g.membership, form.body.data, attachments=attachments,
-                                   client_id=parse_uuid(form.client_id.data))
-        except (ChatError, MediaError) as exc:
-            db.session.rollback()
-            form.body.errors.append(str(exc))
-        else:
-            db.session.commit()
-            _announce(conversation, message)
-            return redirect_after_post(url_for("chat.conversation", conversation_id=conversation.id) + "#composer")
+    sent = form.validate_on_submit() and attempt(form, _send_form, conversation, form)
+    if sent:
+        db.session.commit()
+        _announce(conversation, sent.value)
+        return redirect_after_post(url_for("chat.conversation", conversation_id=conversation.id) + "#composer")
     return render("chat/conversation.html", "composer", status=422, **_page_context(conversation, acc, form))
+
+
+def _send_form(conversation, form: MessageForm):
+    attachments = media_service.for_attachment(g.org, g.membership, request.form.getlist("attachments"))
+    return service.send(conversation, g.membership, form.body.data, attachments=attachments,
+                        client_id=parse_uuid(form.client_id.data))
 
 
 @bp.route("/<conversation_id>/messages/<message_id>/edit", methods=["GET", "POST"])
@@ -188,17 +181,11 @@ def edit(conversation_id: str, message_id: str):
     conversation, acc = load_conversation(conversation_id)
     message = load_message(conversation, message_id)
     form = MessageForm(obj=message) if request.method == "GET" else MessageForm()
-    if request.method == "POST" and form.validate_on_submit():
-        try:
-            service.edit(message, g.membership, form.body.data)
-        except ChatError as exc:
-            db.session.rollback()
-            form.body.errors.append(str(exc))
-        else:
-            db.session.commit()
-            _announce(conversation, message, "changed")
-            return redirect_after_post(url_for("chat.conversation", conversation_id=conversation.id)
-                                       + f"#msg-{message.id}")
+    if request.method == "POST" and form.validate_on_submit() and attempt(form, service.edit, message, g.membership,
+                                                                          form.body.data):
+        db.session.commit()
+        _announce(conversation, message, "changed")
+        return redirect_after_post(url_for("chat.conversation", conversation_id=conversation.id) + f"#msg-{message.id}")
     if not service.can_edit(message, g.membership):
         abort(403, "Messages can be edited by their author for ten minutes.")
     return render("chat/edit.html", "form", status=422 if form.errors else 200, org=g.org,
@@ -211,11 +198,7 @@ def delete(conversation_id: str, message_id: str):
     """Delete my message: "message deleted" stays in its place."""
     conversation, acc = load_conversation(conversation_id)
     message = load_message(conversation, message_id)
-    try:
-        service.delete(message, g.membership)
-    except ChatError as exc:
-        db.session.rollback()
-        abort(exc.status, str(exc))
+    service.delete(message, g.membership)
     db.session.commit()
     _announce(conversation, message, "changed")
     return redirect_after_post(url_for("chat.conversation", conversation_id=conversation.id) + f"#msg-{message.id}")
