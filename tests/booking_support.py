@@ -1,11 +1,12 @@
 """Booking factories: a coach with weekly hours and an offering, made through the services."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
-from coach import tenancy
+from coach import clock, tenancy
 from coach.booking import service
 from coach.extensions import db
+from coach.orgs.models import ATHLETE, COACH, SCHEDULER
 from tests.factories import add_member, make_org, make_user
 
 OFFERING_DEFAULTS = dict(title="Technique session", description="", duration_minutes=60, price_minor=5000,
@@ -34,7 +35,7 @@ def open_every_day(coach, start="09:00", end="17:00", actor=None, tz: str | None
 
 
 def next_monday(today: date | None = None) -> date:
-    today = today or datetime.now(timezone.utc).date()
+    today = today or clock.now().date()
     return today + timedelta(days=7 - today.weekday())
 
 
@@ -43,15 +44,15 @@ class BookingWorld:
 
     def __init__(self, **offering_values):
         self.org = make_org(make_user(f"admin-{id(self)}@example.com", "Ada Admin"))
-        self.coach = add_member(self.org, make_user(f"coach-{id(self)}@example.com", "Carla Coach"), "coach")
-        self.athlete = add_member(self.org, make_user(f"athlete-{id(self)}@example.com", "Arno Athlete"), "athlete")
+        self.coach = add_member(self.org, make_user(f"coach-{id(self)}@example.com", "Carla Coach"), COACH)
+        self.athlete = add_member(self.org, make_user(f"athlete-{id(self)}@example.com", "Arno Athlete"), ATHLETE)
         self.scheduler = add_member(self.org, make_user(f"sched-{id(self)}@example.com", "Sam Scheduler"),
-                                    "scheduler")
+                                    SCHEDULER)
         open_every_day(self.coach, tz="Europe/Berlin")
         self.offering = make_offering(self.coach, **offering_values)
 
     def first_slot(self, days_ahead: int = 2):
-        start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=days_ahead)
+        start = clock.now().replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=days_ahead)
         tenancy.activate(self.org.id)
         slots = service.available_slots(self.offering, start, start + timedelta(days=1))
         assert slots, "the world should offer slots"

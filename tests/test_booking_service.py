@@ -21,7 +21,7 @@ from coach.booking import ics, service
 from coach.booking.models import Booking, CoachingSession, Offering
 from coach.booking.service import BookingError, SlotTaken
 from coach.extensions import db
-from coach.orgs.models import Membership
+from coach.orgs.models import ATHLETE, COACH, Membership
 from coach.platform.models import AuditEvent, OutboxEvent
 from tests.booking_support import BookingWorld, make_offering
 from tests.factories import add_member, make_org, make_user
@@ -258,7 +258,7 @@ def test_a_confirm_racing_the_expiry_sweep_has_exactly_one_winner(world, app):
 def test_the_same_slot_cannot_be_requested_twice(world):
     slot = day_slots(world, 3)[0]
     book(world, slot.starts_at)
-    other = add_member(world.org, make_user(), "athlete")
+    other = add_member(world.org, make_user(), ATHLETE)
     assert slot.starts_at not in starts(day_slots(world, 3))
     with pytest.raises(SlotTaken) as caught:
         book(world, slot.starts_at, athlete=other)
@@ -310,7 +310,7 @@ def test_the_database_refuses_an_overlapping_session_written_directly(world, app
 
 def test_eight_concurrent_requests_for_one_slot_make_exactly_one_booking(world, app):
     slot = day_slots(world, 3)[0]
-    athletes = [add_member(world.org, make_user(), "athlete").id for _ in range(8)]
+    athletes = [add_member(world.org, make_user(), ATHLETE).id for _ in range(8)]
     offering_id = world.offering.id
     db.session.commit()
 
@@ -336,7 +336,7 @@ def test_eight_concurrent_requests_for_one_slot_make_exactly_one_booking(world, 
 @pytest.fixture()
 def group(world):
     world.offering = make_offering(world.coach, title="Squad training", capacity=3)
-    world.athletes = [world.athlete] + [add_member(world.org, make_user(), "athlete") for _ in range(3)]
+    world.athletes = [world.athlete] + [add_member(world.org, make_user(), ATHLETE) for _ in range(3)]
     return world
 
 
@@ -382,7 +382,7 @@ def test_the_same_athlete_cannot_take_two_places_in_one_group_session(group):
 
 
 def test_concurrent_group_requests_never_exceed_the_capacity(group, app):
-    athletes = [group.athlete.id] + [add_member(group.org, make_user(), "athlete").id for _ in range(5)]
+    athletes = [group.athlete.id] + [add_member(group.org, make_user(), ATHLETE).id for _ in range(5)]
     offering_id = group.offering.id
     db.session.commit()
 
@@ -458,7 +458,7 @@ def test_rescheduling_to_a_taken_time_leaves_the_booking_as_it_was(world):
     ten, eleven = berlin(3, 10), berlin(3, 11)
     booking = book(world, ten)
     act(world, booking, "confirm", world.coach)
-    book(world, eleven, athlete=add_member(world.org, make_user(), "athlete"))
+    book(world, eleven, athlete=add_member(world.org, make_user(), ATHLETE))
     tenancy.activate(world.org.id)
     with pytest.raises(SlotTaken):
         service.reschedule_booking(booking, eleven, world.athlete)
@@ -485,7 +485,7 @@ def test_rescheduling_into_time_its_own_session_holds_works(world):
 # --- bad input -------------------------------------------------------------------------------------
 
 def _other_org_athlete(world):
-    membership = add_member(make_org(), make_user(), "athlete")
+    membership = add_member(make_org(), make_user(), ATHLETE)
     membership.role, membership.tenant_id  # loaded while its organization is active
     return membership
 
@@ -605,7 +605,7 @@ def test_the_database_refuses_overlapping_weekly_rules_written_directly(world, a
 
 def test_the_actions_offered_depend_on_who_asks(world):
     booking = book(world, day_slots(world, 3)[0].starts_at)
-    other_coach = add_member(world.org, make_user(), "coach")
+    other_coach = add_member(world.org, make_user(), COACH)
     tenancy.activate(world.org.id)
     assert service.allowed_actions(booking, world.athlete) == {"cancel", "reschedule"}
     assert service.allowed_actions(booking, world.coach) == {"confirm", "decline", "cancel"}
@@ -623,7 +623,7 @@ def test_an_athlete_cannot_confirm_their_own_request(world):
     tenancy.activate(world.org.id)
     with pytest.raises(BookingError, match="cannot be confirmed"):
         service.transition(booking, "confirm", world.athlete)
-    other_coach = add_member(world.org, make_user(), "coach")
+    other_coach = add_member(world.org, make_user(), COACH)
     with pytest.raises(BookingError):
         service.transition(booking, "decline", other_coach)
     db.session.rollback()

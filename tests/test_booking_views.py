@@ -19,6 +19,7 @@ from coach import tenancy
 from coach.accounts.service import update_profile
 from coach.booking import service
 from coach.extensions import db
+from coach.orgs.models import ATHLETE, COACH
 from tests.booking_support import BookingWorld, make_offering
 from tests.conftest import Auth, csrf_from
 from tests.querycount import statements_for
@@ -110,11 +111,11 @@ def book(world, starts_at=None, athlete=None, offering=None, now=None, note="") 
 
 
 def another_athlete(world, name: str = "Bea Athlete"):
-    return add_member(world.org, make_user(f"bea-{uuid.uuid4().hex[:8]}@example.com", name), "athlete")
+    return add_member(world.org, make_user(f"bea-{uuid.uuid4().hex[:8]}@example.com", name), ATHLETE)
 
 
 def another_coach(world, name: str = "Otto Othercoach"):
-    return add_member(world.org, make_user(f"otto-{uuid.uuid4().hex[:8]}@example.com", name), "coach")
+    return add_member(world.org, make_user(f"otto-{uuid.uuid4().hex[:8]}@example.com", name), COACH)
 
 
 @pytest.fixture()
