@@ -25,14 +25,16 @@ from coach.extensions import db
 from coach.media import service as media
 from coach.media.events import MEDIA_READY, MEDIA_REVIEW_COMMENTED
 from coach.media.models import MediaComment, MediaItem
+# chat_hooks connects notifications to chat's signal and badge registry when the factory loads this module.
+from coach.notifications import chat_hooks  # noqa: F401
 from coach.notifications import service
+from coach.orgs.models import Membership, Organization
+from coach.platform.jobs import after_commit, consumer, each_tenant
 from coach.platform.periodic import periodic
 from coach.spaces import markdown
 from coach.spaces import service as spaces
 from coach.spaces.events import SPACE_COMMENTED, SPACE_MENTIONED
 from coach.spaces.models import Comment, Post, Space, SpaceMember
-from coach.orgs.models import Membership, Organization
-from coach.platform.jobs import after_commit, consumer, each_tenant
 
 log = logging.getLogger(__name__)
 

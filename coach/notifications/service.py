@@ -18,14 +18,17 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, g, has_app_context
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from coach import clock
+from coach.errors import DomainError
 from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.notifications.models import CHANNELS, KINDS, TIMINGS, Notification, NotificationPreference
 from coach.orgs.models import Membership, Organization
-from coach.errors import DomainError
+from coach.platform.mail import queue_email
+from coach.platform.pagination import Page, newest_first
 
 PAGE_SIZE = 30
 DIGEST_HOUR = 8  # the daily digest goes out at 08:00 in the member's time zone
@@ -39,10 +42,6 @@ class UnknownKind(DomainError):
 
 class BadPreference(DomainError):
     """A channel or timing that is not one of the choices."""
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 # --- preferences ----------------------------------------------------------------------------------
@@ -94,7 +93,7 @@ def set_preference(member: Membership, kind: str, channel: str, timing: str | No
         raise BadPreference(f"Choose when to be emailed about “{KINDS[kind].label}”.")
     stmt = pg_insert(NotificationPreference).values(
         id=uuid.uuid4(), tenant_id=member.tenant_id, membership_id=member.id, kind=kind, channel=channel,
-        email_timing=timing, updated_at=_now())
+        email_timing=timing, updated_at=clock.now())
     db.session.execute(stmt.on_conflict_do_update(
         index_elements=[NotificationPreference.tenant_id, NotificationPreference.membership_id,
                         NotificationPreference.kind],
@@ -144,7 +143,7 @@ def notify(member: Membership, kind: str, *, dedupe_key: str, title: str, url: s
         raise UnknownKind(kind)
     if actor_id is not None and actor_id == member.id:
         return None  # nobody is told about what they did themselves
-    now = now or _now()
+    now = now or clock.now()
     pref = _preference(member.id, member.tenant_id, kind)
     if pref.channel == "off":
         return None
@@ -166,7 +165,7 @@ def notify_message(member: Membership, kind: str, conversation_id: uuid.UUID, me
                    ) -> Notification | None:
     """A chat message: gathered with the unread notification of the same conversation, if there is
     one ("3 new messages"), so a burst of messages is one notification and at most one email."""
-    now = now or _now()
+    now = now or clock.now()
     if actor_id is not None and actor_id == member.id:
         return None
     existing = db.session.scalar(select(Notification).where(
@@ -223,35 +222,13 @@ def unread_count(member: Membership) -> int:
         Notification.read_at.is_(None))) or 0
 
 
-def page(member: Membership, before: str | None = None, unread_only: bool = False
-         ) -> tuple[list[Notification], str | None]:
-    """Newest first, ``PAGE_SIZE`` at a time; the cursor of the next page (or None)."""
+def page(member: Membership, before: str | None = None, unread_only: bool = False) -> Page[Notification]:
+    """Newest first, ``PAGE_SIZE`` at a time, after the cursor ``before`` (the last row of the page above)."""
     query = select(Notification).where(Notification.tenant_id == member.tenant_id,
                                        Notification.membership_id == member.id)
     if unread_only:
         query = query.where(Notification.read_at.is_(None))
-    cursor = _parse_cursor(before)
-    if cursor is not None:
-        query = query.where(func.row(Notification.created_at, Notification.id) < func.row(*cursor))
-    rows = list(db.session.scalars(query.order_by(Notification.created_at.desc(), Notification.id.desc())
-                                   .limit(PAGE_SIZE + 1)))
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    return rows, (f"{rows[-1].created_at.isoformat()}_{rows[-1].id}" if more else None)
-
-
-def _parse_cursor(value: str | None):
-    if not value or "_" not in value:
-        return None
-    stamp, _, ident = value.rpartition("_")
-    ident = parse_uuid(ident)
-    try:
-        when = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    if ident is None or when.tzinfo is None:
-        return None
-    return when, ident
+    return newest_first(query, Notification.created_at, Notification.id, before, PAGE_SIZE)
 
 
 def get(member: Membership, notification_id) -> Notification | None:
@@ -272,7 +249,7 @@ def mark_read(member: Membership, notification_ids=None, now: datetime | None = 
         if not ids:
             return 0
         stmt = stmt.where(Notification.id.in_(ids))
-    changed = db.session.execute(stmt.values(read_at=now or _now())).rowcount
+    changed = db.session.execute(stmt.values(read_at=now or clock.now())).rowcount
     if changed:
         _pushed(member.id)
     return changed
@@ -283,7 +260,7 @@ def read_subject(tenant_id: uuid.UUID, member_id: uuid.UUID, subject_id: uuid.UU
     """The member saw the thing itself (read the conversation): its notifications are read too."""
     changed = db.session.execute(update(Notification).where(
         Notification.tenant_id == tenant_id, Notification.membership_id == member_id,
-        Notification.subject_id == subject_id, Notification.read_at.is_(None)).values(read_at=now or _now())).rowcount
+        Notification.subject_id == subject_id, Notification.read_at.is_(None)).values(read_at=now or clock.now())).rowcount
     if changed:
         _pushed(member_id)
     return changed
@@ -346,8 +323,6 @@ def _headers(url: str) -> dict:
 
 
 def _send_one(notification: Notification, member: Membership) -> None:
-    from coach.platform.mail import queue_email
-
     org = db.session.get(Organization, member.tenant_id)
     url = _unsubscribe_url(member, notification.kind)
     queue_email(member.user.email, notification.title, "notification", headers=_headers(url),
@@ -363,7 +338,7 @@ def _preferences_url(org: Organization) -> str:
 def send_due_emails(tenant_id: uuid.UUID, now: datetime | None = None) -> int:
     """Emails of one organization whose time has come: delayed ones (unless read meanwhile or no
     longer wanted) and daily digests (one email per member). Returns the emails queued."""
-    now = now or _now()
+    now = now or clock.now()
     due = list(db.session.scalars(select(Notification).where(
         Notification.tenant_id == tenant_id, Notification.email_state == "due", Notification.email_due_at <= now)
         .order_by(Notification.membership_id, Notification.created_at).with_for_update(skip_locked=True)))
@@ -391,8 +366,6 @@ def send_due_emails(tenant_id: uuid.UUID, now: datetime | None = None) -> int:
 
 
 def _send_digest(member: Membership, rows: list[Notification]) -> None:
-    from coach.platform.mail import queue_email
-
     org = db.session.get(Organization, member.tenant_id)
     url = _unsubscribe_url(member, "digest")
     subject = f"Your day on {org.name}: {len(rows)} update{'s' if len(rows) != 1 else ''}"
@@ -404,6 +377,4 @@ def _send_digest(member: Membership, rows: list[Notification]) -> None:
 
 def due_tenants(now: datetime | None = None) -> list[uuid.UUID]:
     """Organizations with notification emails due (through a narrow definer function)."""
-    from sqlalchemy import text
-
-    return list(db.session.scalars(text("SELECT notifications_due_tenants(:now)"), {"now": now or _now()}))
+    return list(db.session.scalars(text("SELECT notifications_due_tenants(:now)"), {"now": now or clock.now()}))
