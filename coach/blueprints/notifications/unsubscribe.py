@@ -5,10 +5,11 @@ session, and RFC 8058's one-click POST carries no CSRF token of ours.
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app
 
 from coach import tenancy
 from coach.extensions import csrf, db
+from coach.htmx import render
 from coach.notifications import service
 from coach.notifications.models import KINDS
 from coach.orgs.models import Membership, Organization
@@ -40,8 +41,7 @@ def _what(kind: str) -> str:
 def unsubscribe(token: str):
     """Ask before acting: a link opened by a mail scanner must change nothing."""
     org, member, kind = _from_token(token)
-    return render_template("notifications/unsubscribe.html", org=org, member=member, what=_what(kind), token=token,
-                           done=None)
+    return render("notifications/unsubscribe.html", org=org, member=member, what=_what(kind), token=token, done=None)
 
 
 @links.post("/unsubscribe/<token>")
@@ -52,5 +52,4 @@ def unsubscribe_now(token: str):
     changed = service.unsubscribe(member, kind)
     db.session.commit()
     current_app.logger.info("unsubscribed membership %s from %s emails (%s)", member.id, kind, ",".join(changed))
-    return render_template("notifications/unsubscribe.html", org=org, member=member, what=_what(kind), token=token,
-                           done=True)
+    return render("notifications/unsubscribe.html", org=org, member=member, what=_what(kind), token=token, done=True)

@@ -1,22 +1,22 @@
-"""Notifications: the list (mark read, mark all read), opening one, preferences per kind, and the
-one-click unsubscribe links of the emails (no login: the signed token is the proof).
+"""Notifications: the list (mark read, mark all read), opening one, and preferences per kind.
 
 The nav's bell and chat badges are rendered with every full page (:func:`nav_badges`) and
 updated live over the chat socket (``notify`` events, :mod:`coach.chat.hub`).
 """
 from __future__ import annotations
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, g, redirect, request, url_for
 
+from coach.blueprints.forms import attempt
+from coach.blueprints.notifications import bp
 from coach.extensions import db
-from coach.htmx import redirect_after_post, render, wants_fragment
+from coach.htmx import fragment_block, redirect_after_post, render
 from coach.notifications import service
 from coach.notifications.jobs import publish_counts
 from coach.notifications.models import CHANNELS, KINDS, TIMINGS
-from coach.notifications.service import BadPreference
 from coach.tenancy import role_required
-from coach.blueprints.notifications import bp
 
+INDEX = "notifications/index.html"
 
 
 def _commit_and_push() -> None:
@@ -24,6 +24,14 @@ def _commit_and_push() -> None:
     members = service.take_pushed()
     if members:
         publish_counts(g.org.id, members)
+
+
+def _load(notification_id: str):
+    """One of my notifications, or 404."""
+    notification = service.get(g.membership, notification_id)
+    if notification is None:
+        abort(404)
+    return notification
 
 
 # --- the list --------------------------------------------------------------------------------------
@@ -34,18 +42,16 @@ def index():
     """Newest first, unread ones marked; older ones page in as the end of the list shows."""
     unread_only = request.args.get("show") == "unread"
     before = request.args.get("before")
-    rows, cursor = service.page(g.membership, before=before, unread_only=unread_only)
-    return render("notifications/index.html", "page" if before else None, org=g.org, rows=rows, cursor=cursor,
-                  unread_only=unread_only, unread=service.unread_count(g.membership))
+    page = service.page(g.membership, before=before, unread_only=unread_only)
+    return render(INDEX, "page" if before else None, org=g.org, rows=page.rows, cursor=page.next_cursor,
+                  paging=bool(before), unread_only=unread_only, unread=service.unread_count(g.membership))
 
 
 @bp.get("/<notification_id>")
 @role_required()
 def open_one(notification_id: str):
     """Mark it read and go to the thing it is about."""
-    notification = service.get(g.membership, notification_id)
-    if notification is None:
-        abort(404)
+    notification = _load(notification_id)
     target = notification.url
     service.mark_read(g.membership, [notification.id])
     _commit_and_push()
@@ -57,21 +63,22 @@ def open_one(notification_id: str):
 @bp.post("/<notification_id>/read")
 @role_required()
 def mark_one(notification_id: str):
-    notification = service.get(g.membership, notification_id)
-    if notification is None:
-        abort(404)
+    """Mark one read: htmx gets its row again (and the bell's count), a plain form goes back."""
+    notification = _load(notification_id)
     service.mark_read(g.membership, [notification.id])
     _commit_and_push()
-    if wants_fragment():
-        db.session.refresh(notification)
-        return render_template("notifications/_item.html", n=notification, oob_bell=True,
-                               unread=service.unread_count(g.membership))
-    return redirect_after_post(request.referrer if _same_origin(request.referrer) else url_for("notifications.index"))
+    # Only a row swapped in place answers with the row; a plain form (or boosted one) navigates back.
+    if fragment_block(INDEX, "item") is None:
+        return redirect_after_post(request.referrer if _same_origin(request.referrer)
+                                   else url_for("notifications.index"))
+    db.session.refresh(notification)
+    return render(INDEX, "item", n=notification, oob_bell=True, unread=service.unread_count(g.membership))
 
 
 @bp.post("/read-all")
 @role_required()
 def mark_all():
+    """Mark every notification of mine read."""
     changed = service.mark_read(g.membership)
     _commit_and_push()
     flash("All notifications marked read." if changed else "Nothing was unread.", "success")
@@ -93,15 +100,12 @@ def preferences():
         choices, unknown = _choices(request.form)
         if unknown:
             abort(400, f"Unknown notification kind: “{unknown[0]}”. Reload the page and try again.")
-        try:
-            service.set_preferences(g.membership, choices)
-        except BadPreference as exc:
-            db.session.rollback()
-            errors.append(str(exc))
-        else:
+        saved = attempt(None, service.set_preferences, g.membership, choices)
+        if saved:
             db.session.commit()
             flash("Notification settings saved.", "success")
             return redirect_after_post(url_for("notifications.preferences"))
+        errors.append(str(saved.error))
     prefs = service.preferences_for(g.membership)
     if errors:  # show what was sent, not what is stored
         choices, _ = _choices(request.form)
@@ -133,6 +137,3 @@ def _choices(form) -> tuple[dict[str, tuple[str, str]], list[str]]:
         if kind not in choices:
             choices[kind] = (form.get(f"channel-{kind}", ""), form.get(f"timing-{kind}", "immediate"))
     return choices, unknown
-
-
-# --- unsubscribe links -----------------------------------------------------------------------------
