@@ -197,13 +197,12 @@ def test_a_worker_killed_mid_job_has_its_job_retried_and_the_effect_happens_once
     assert job.retries_left == relay.JOB_RETRY.max - 1  # RQ's retry of an abandoned job
 
 
-def test_with_redis_stopped_pages_still_answer_and_login_is_still_throttled(app, ctx, scratch, monkeypatch):
-    monkeypatch.setenv("RATELIMIT_LOGIN_PER_ACCOUNT", "3 per minute")
+def test_with_redis_stopped_pages_still_answer_and_login_is_still_throttled(app, ctx, scratch):
     make_user("lockout@example.com")
     make_org(make_user("keeper@example.com"), slug="keep")
     valkey = start_valkey(scratch / "valkey", persist=False)
     try:
-        with other_app(app, REDIS_URL=f"{valkey.connection_url}/0") as web:
+        with other_app(app, REDIS_URL=f"{valkey.connection_url}/0", RATELIMIT_LOGIN_PER_ACCOUNT="3 per minute") as web:
             browser = web.test_client()
             assert browser.get("/login").status_code == 200
             assert web.test_client().get("/health/ready").status_code == 200

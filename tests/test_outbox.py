@@ -148,10 +148,9 @@ def test_two_relays_at_once_enqueue_each_event_exactly_once(app, quiet, org, own
 
 
 def test_enqueue_failures_back_off_then_the_dead_letter_can_be_retried_from_the_system_page(
-        app, quiet, org, owner_db, monkeypatch):
+        app, quiet, org, owner_db):
     event_id = committed("test.count", {"mark": "stubborn"}, org.id)
-    monkeypatch.setattr(relay, "MAX_ATTEMPTS", 3)
-    with other_app(app, REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0") as no_redis:
+    with other_app(app, REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0", OUTBOX_MAX_ATTEMPTS=3) as no_redis:
         with no_redis.app_context():
             waits = []
             for attempt in (1, 2, 3):

@@ -49,12 +49,12 @@ def assert_slowed_down(response, max_wait: int):
 
 
 @pytest.fixture()
-def limits(monkeypatch):
-    """Set limits for this test only (they are read from the environment on each request)."""
+def limits(app, monkeypatch):
+    """Set limits for this test only (they are read from the app's config on each request)."""
 
     def set_limits(**values):
         for name, value in values.items():
-            monkeypatch.setenv(f"RATELIMIT_{name}", value)
+            monkeypatch.setitem(app.config, f"RATELIMIT_{name}", value)
 
     return set_limits
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 import re
 import time
 import uuid
 
 from flask import Flask, Response, abort, current_app, g, has_app_context, request, request_started
 from flask_login import current_user
+
+from coach.extensions import db
 
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 access_log = logging.getLogger("coach.request")
@@ -106,7 +107,7 @@ def init_observability(app: Flask) -> None:
 
 def _init_tracing(app: Flask) -> None:
     """OpenTelemetry for Flask, SQLAlchemy and Redis, only when an OTLP endpoint is configured."""
-    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    if not app.config["OTEL_EXPORTER_OTLP_ENDPOINT"]:
         return
     try:
         from opentelemetry import trace
@@ -121,12 +122,10 @@ def _init_tracing(app: Flask) -> None:
         app.logger.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed "
                            "(pip install 'coach[otel]'); tracing stays off")
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "coach")}))
+    provider = TracerProvider(resource=Resource.create({"service.name": app.config["OTEL_SERVICE_NAME"]}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     FlaskInstrumentor().instrument_app(app)
-    from coach.extensions import db
-
     with app.app_context():
         SQLAlchemyInstrumentor().instrument(engine=db.engine)
     RedisInstrumentor().instrument()

@@ -2,22 +2,23 @@
 
 Application-wide limits per IP, per signed-in user and per organization; routes add
 their own (the login form counts failed attempts only, per account and per IP).
-Every limit is configurable from the environment (README lists them).
+Every limit is a setting (``RATELIMIT_*`` in coach.config, from the environment; README lists them),
+read from the app's config on each request.
 """
 from __future__ import annotations
 
 import math
-import os
 import time
 
-from flask import g, request
+from flask import current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+def _setting(name: str):
+    """A limit that Flask-Limiter reads on each request, from the app's config."""
+    return lambda: current_app.config[name]
 
 
 def ip_key() -> str:
@@ -59,11 +60,10 @@ def _static() -> bool:
 limiter = Limiter(
     key_func=ip_key,
     application_limits=[
-        ApplicationLimit(lambda: _env("RATELIMIT_PER_IP", "600 per minute"), key_function=ip_key,
-                         exempt_when=_static, scope="ip"),
-        ApplicationLimit(lambda: _env("RATELIMIT_PER_USER", "300 per minute"), key_function=user_key,
+        ApplicationLimit(_setting("RATELIMIT_PER_IP"), key_function=ip_key, exempt_when=_static, scope="ip"),
+        ApplicationLimit(_setting("RATELIMIT_PER_USER"), key_function=user_key,
                          exempt_when=lambda: _anonymous() or _static(), scope="user"),
-        ApplicationLimit(lambda: _env("RATELIMIT_PER_ORG", "3000 per minute"), key_function=org_key,
+        ApplicationLimit(_setting("RATELIMIT_PER_ORG"), key_function=org_key,
                          exempt_when=lambda: _no_org() or _static(), scope="org"),
     ],
     strategy="moving-window",
@@ -72,10 +72,11 @@ limiter = Limiter(
     in_memory_fallback_enabled=True,
 )
 
-LOGIN_PER_ACCOUNT = lambda: _env("RATELIMIT_LOGIN_PER_ACCOUNT", "10 per 15 minutes")  # noqa: E731
-LOGIN_PER_IP = lambda: _env("RATELIMIT_LOGIN_PER_IP", "30 per 15 minutes")  # noqa: E731
-UPLOADS_PER_USER = lambda: _env("RATELIMIT_UPLOADS_PER_USER", "60 per hour")  # noqa: E731
-EMAIL_PER_IP = lambda: _env("RATELIMIT_EMAIL_PER_IP", "10 per hour")  # noqa: E731
+LOGIN_PER_ACCOUNT = _setting("RATELIMIT_LOGIN_PER_ACCOUNT")
+LOGIN_PER_IP = _setting("RATELIMIT_LOGIN_PER_IP")
+UPLOADS_PER_USER = _setting("RATELIMIT_UPLOADS_PER_USER")
+EMAIL_PER_IP = _setting("RATELIMIT_EMAIL_PER_IP")
+STORAGE_PER_IP = _setting("RATELIMIT_STORAGE_PER_IP")
 
 
 def retry_after_seconds(default: int = 60) -> int:
@@ -94,9 +95,9 @@ def retry_after_seconds(default: int = 60) -> int:
 
 
 def init_limiter(app) -> None:
+    """Bind the limiter to ``app`` (``RATELIMIT_ENABLED`` and the limits come from its config)."""
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["REDIS_URL"])
     # A Redis that is away must cost milliseconds, not seconds: fall back to memory.
     app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_timeout": 0.2, "socket_connect_timeout": 0.2})
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "coach-rl")
-    app.config.setdefault("RATELIMIT_ENABLED", os.environ.get("RATELIMIT_ENABLED", "true").lower() != "false")
     limiter.init_app(app)

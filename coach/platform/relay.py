@@ -10,12 +10,12 @@ polls slowly as a fallback.
 from __future__ import annotations
 
 import logging
-import os
 import select
 import signal
 import time
 
 import psycopg
+from flask import current_app
 from redis.exceptions import RedisError
 from rq import Retry
 from sqlalchemy import text
@@ -27,9 +27,8 @@ from coach.platform.queues import QUEUE_NAMES, queue, redis_conn
 
 log = logging.getLogger(__name__)
 
-BATCH = int(os.environ.get("OUTBOX_BATCH", "500"))
-POLL_SECONDS = float(os.environ.get("OUTBOX_POLL_SECONDS", "5"))
-MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "8"))
+# Batch size, poll interval and attempts are settings (OUTBOX_BATCH, OUTBOX_POLL_SECONDS,
+# OUTBOX_MAX_ATTEMPTS in coach.config), read from the app the relay runs in.
 JOB_TIMEOUT = 300
 JOB_RETRY = Retry(max=5, interval=[5, 30, 120, 600, 1800])
 
@@ -48,8 +47,10 @@ def _job_data(q, row) -> object:
                           description=f"{row.topic} {row.id}")
 
 
-def relay_once(batch: int = BATCH) -> int:
-    """Move up to ``batch`` due events to RQ; returns how many were delivered."""
+def relay_once(batch: int | None = None) -> int:
+    """Move up to ``batch`` (default ``OUTBOX_BATCH``) due events to RQ; returns how many were delivered."""
+    config = current_app.config
+    batch = batch or config["OUTBOX_BATCH"]
     connection = redis_conn()
     with db.engine.begin() as conn:
         rows = conn.execute(text("SELECT * FROM outbox_claim(:n)"), {"n": batch}).all()
@@ -69,18 +70,19 @@ def relay_once(batch: int = BATCH) -> int:
                 log.warning("outbox: enqueue on %s failed for %d events: %s", name, len(queue_rows), exc)
                 for row in queue_rows:
                     conn.execute(text("SELECT outbox_fail(:id, :err, :max)"),
-                                 {"id": row.id, "err": f"{type(exc).__name__}: {exc}", "max": MAX_ATTEMPTS})
+                                 {"id": row.id, "err": f"{type(exc).__name__}: {exc}",
+                                  "max": config["OUTBOX_MAX_ATTEMPTS"]})
                 continue
             delivered.extend(row.id for row in queue_rows)
-        _after_enqueue_hook()
+        _after_enqueue_hook(config["RELAY_PAUSE_AFTER_ENQUEUE"])
         if delivered:
             conn.execute(text("SELECT outbox_ack(:ids)"), {"ids": delivered})
         return len(delivered)
 
 
-def _after_enqueue_hook() -> None:
-    """Test seam for the crash-between-enqueue-and-delete fault test (off unless the variable is set)."""
-    marker = os.environ.get("COACH_RELAY_PAUSE_AFTER_ENQUEUE")
+def _after_enqueue_hook(marker: str) -> None:
+    """Test seam for the crash-between-enqueue-and-delete fault test: with a path set
+    (``COACH_RELAY_PAUSE_AFTER_ENQUEUE``), write it and stall before the events are acknowledged."""
     if marker:
         open(marker, "w").close()
         time.sleep(3600)
@@ -104,16 +106,17 @@ def run_forever(stop=None) -> None:
     signal.signal(signal.SIGINT, _stop)
     listener = None
     backoff = 0.5
-    log.info("outbox relay started (batch=%d, poll=%ss, queues=%s)", BATCH, POLL_SECONDS, ",".join(QUEUE_NAMES))
+    batch, poll_seconds = current_app.config["OUTBOX_BATCH"], current_app.config["OUTBOX_POLL_SECONDS"]
+    log.info("outbox relay started (batch=%d, poll=%ss, queues=%s)", batch, poll_seconds, ",".join(QUEUE_NAMES))
     while not stopping["flag"] and not (stop and stop()):
         try:
             if listener is None:
                 listener = _listen_connection()
-            moved = relay_once()
+            moved = relay_once(batch)
             backoff = 0.5
-            if moved >= BATCH:
+            if moved >= batch:
                 continue  # more may be waiting
-            ready, _, _ = select.select([listener.fileno()], [], [], POLL_SECONDS)
+            ready, _, _ = select.select([listener.fileno()], [], [], poll_seconds)
             if ready:
                 for _ in listener.notifies(timeout=0):
                     pass
