@@ -14,7 +14,6 @@ import hashlib
 import re
 import time
 import uuid
-from datetime import datetime, timezone
 from functools import wraps
 
 from flask import abort, g, make_response, request
@@ -22,8 +21,9 @@ from flask_login import current_user
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from coach.platform import tenant_context
+from coach.clock import now
 from coach.extensions import db
+from coach.platform import tenant_context
 from coach.platform.models import IdempotencyKey
 from coach.platform.periodic import periodic
 
@@ -150,7 +150,7 @@ def _store(scope, response) -> None:
                 status_code=response.status_code,
                 response_headers={h: response.headers[h] for h in KEPT_HEADERS if h in response.headers},
                 response_body=body if len(body) <= MAX_BODY else b"",
-                completed_at=datetime.now(timezone.utc),
+                completed_at=now(),
             )
         )
         db.session.commit()

@@ -18,18 +18,18 @@ import logging
 import smtplib
 import ssl
 import uuid
-from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import parseaddr
 
 from flask import current_app, render_template
 from sqlalchemy import select, update
 
+from coach.clock import now
 from coach.extensions import db
+from coach.platform.events import MAIL_SEND
 from coach.platform.jobs import consumer
 from coach.platform.models import Email
 from coach.platform.outbox import emit
-from coach.platform.events import MAIL_SEND
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def send_email(payload: dict) -> None:
             email.error = "MAIL_SERVER is not configured"
             log.error("email %s not sent: MAIL_SERVER is not configured", email.id)
             return
-        email.sent_at = datetime.now(timezone.utc)
+        email.sent_at = now()
         log.info("email %s to %s stored (no SMTP configured; see /dev/mail)", email.id, email.to_address)
         return
     try:
@@ -86,10 +86,15 @@ def send_email(payload: dict) -> None:
         with db.engine.begin() as conn:
             conn.execute(update(Email).where(Email.id == email.id).values(error=error))
         raise MailNotSent(error) from exc
-    email.sent_at = datetime.now(timezone.utc)
+    email.sent_at = now()
     email.error = None
     # Bodies carry one-time links (reset, invitation): once delivered, keep only the envelope.
     email.body_text = email.body_html = ""
+
+
+def recent_emails(limit: int = 50) -> list[Email]:
+    """The newest recorded emails, for the development mailbox (``/dev/mail``)."""
+    return list(db.session.scalars(select(Email).order_by(Email.created_at.desc()).limit(limit)))
 
 
 def _send_smtp(email: Email) -> None:

@@ -6,8 +6,10 @@ import logging
 import os
 
 from flask import Flask, current_app, has_app_context
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
+
+from coach.platform.system import outbox_stats, queue_stats
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,6 @@ class StateCollector:
         # must not make /metrics read another app's database and Redis.
         app = current_app._get_current_object() if has_app_context() else _app
         if app is not None:
-            from coach.platform.system import outbox_stats, queue_stats
-
             with app.app_context():
                 try:
                     for row in queue_stats():
@@ -65,8 +65,6 @@ def init(app: Flask) -> None:
 
 def render() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:

@@ -1,19 +1,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import DateTime, Integer, LargeBinary, String, Text, func
 from sqlalchemy.dialects.postgresql import INET, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from coach.clock import now
 from coach.extensions import db
 
-
-def _now() -> datetime:
-    # Set in Python, not fetched back with RETURNING: rows of no organization
-    # (platform events) may be inserted but not read back under RLS.
-    return datetime.now(timezone.utc)
+# Time columns below default to ``now`` in Python, not fetched back with RETURNING: rows of no
+# organization (platform events) may be inserted but not read back under RLS.
 
 
 class Email(db.Model):
@@ -47,8 +45,8 @@ class OutboxEvent(db.Model):
     topic: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict] = mapped_column(JSONB, default=dict)
     request_id: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
-    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, server_default=func.now())
+    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, server_default=func.now())
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -62,7 +60,7 @@ class ProcessedEvent(db.Model):
     event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID | None] = mapped_column()
     topic: Mapped[str] = mapped_column(String(100))
-    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, server_default=func.now())
 
 
 class IdempotencyKey(db.Model):
@@ -78,7 +76,7 @@ class IdempotencyKey(db.Model):
     status_code: Mapped[int | None] = mapped_column(Integer)
     response_headers: Mapped[dict | None] = mapped_column(JSONB)
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, server_default=func.now())
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -97,4 +95,4 @@ class AuditEvent(db.Model):
     details: Mapped[dict] = mapped_column(JSONB, default=dict)
     ip: Mapped[str | None] = mapped_column(INET)
     request_id: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, server_default=func.now())

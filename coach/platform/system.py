@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import uuid
 
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
 from sqlalchemy import select, text, update
 
 from coach.extensions import db
@@ -65,9 +67,6 @@ def failed_jobs(tenant_id: uuid.UUID, limit: int = 50) -> list[dict]:
 
 
 def _job(job_id: str, connection):
-    from rq.exceptions import NoSuchJobError
-    from rq.serializers import JSONSerializer
-
     try:
         return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
     except NoSuchJobError:

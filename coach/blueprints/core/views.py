@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 from flask import abort, current_app, jsonify
-from sqlalchemy import select
 
-from coach.extensions import db
-from coach.htmx import render
-from coach.platform.models import Email
 from coach.blueprints.core import bp
-
+from coach.htmx import render
+from coach.platform.health import check_dependencies
+from coach.platform.mail import recent_emails
 
 
 @bp.get("/health")
@@ -20,8 +18,6 @@ def health():
 @bp.get("/health/ready")
 def ready():
     """Readiness: PostgreSQL and Redis both answer; 503 names the one that does not."""
-    from coach.platform.health import check_dependencies
-
     failures = check_dependencies()
     if failures:
         return jsonify(status="unavailable", failing=failures), 503
@@ -33,5 +29,4 @@ def dev_mail():
     """Development only: the emails the app would have sent."""
     if current_app.config["COACH_ENV"] != "development":
         abort(404)
-    emails = db.session.scalars(select(Email).order_by(Email.created_at.desc()).limit(50)).all()
-    return render("core/dev_mail.html", emails=emails)
+    return render("core/dev_mail.html", emails=recent_emails())
