@@ -1,25 +1,33 @@
 """``flask --app coach`` commands: seed-demo, create-admin (``db upgrade`` comes from Flask-Migrate)."""
 from __future__ import annotations
 
+import subprocess
+import tempfile
+from pathlib import Path
+
 import click
+import imageio_ffmpeg
 from flask import Flask, current_app
 from sqlalchemy import select
 
 from coach import tenancy
 from coach.accounts.service import AccountError, create_user, find_user_by_email
+from coach.booking import service as booking
 from coach.extensions import db
-from coach.orgs.models import Membership
+from coach.media import service as media
+from coach.orgs.models import ADMIN, ATHLETE, COACH, Membership
 from coach.orgs.service import OrgError, create_organization, org_by_slug
+from coach.spaces import service as spaces
 
 DEMO_SLUG = "northside"
 DEMO_PASSWORD = "coach-demo-2026"
 DEMO_PEOPLE = [
-    ("admin@northside.example", "Alex Admin", "admin"),
-    ("maria.coach@northside.example", "Maria Santos", "coach"),
-    ("jonas.coach@northside.example", "Jonas Berg", "coach"),
-    ("sam@northside.example", "Sam Lee", "athlete"),
-    ("priya@northside.example", "Priya Nair", "athlete"),
-    ("tom@northside.example", "Tom Okafor", "athlete"),
+    ("admin@northside.example", "Alex Admin", ADMIN),
+    ("maria.coach@northside.example", "Maria Santos", COACH),
+    ("jonas.coach@northside.example", "Jonas Berg", COACH),
+    ("sam@northside.example", "Sam Lee", ATHLETE),
+    ("priya@northside.example", "Priya Nair", ATHLETE),
+    ("tom@northside.example", "Tom Okafor", ATHLETE),
 ]
 
 
@@ -45,8 +53,6 @@ DEMO_SCHEDULES = {
 
 
 def _seed_schedules(memberships: dict) -> None:
-    from coach.booking import service as booking
-
     for email, plan in DEMO_SCHEDULES.items():
         coach = memberships[email]
         booking.set_coach_timezone(coach, "Europe/Berlin", coach)
@@ -58,8 +64,6 @@ def _seed_schedules(memberships: dict) -> None:
 
 
 def _seed_spaces(org, memberships: dict) -> None:
-    from coach.spaces import service as spaces
-
     maria = memberships["maria.coach@northside.example"]
     jonas = memberships["jonas.coach@northside.example"]
     news = spaces.create_space(org, maria, "Club news", "Announcements from the coaches.", "announcement")
@@ -85,14 +89,6 @@ def _seed_spaces(org, memberships: dict) -> None:
 
 def _seed_media(org, owner):
     """A short generated clip for the demo (the media worker makes it playable); None if ffmpeg fails."""
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    import imageio_ffmpeg
-
-    from coach.media import service as media
-
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "split-step-drill.mp4"
         try:
@@ -155,9 +151,9 @@ def register_cli(app: Flask) -> None:
                 membership = db.session.scalar(
                     select(Membership).where(Membership.tenant_id == org.id, Membership.user_id == user.id))
                 if membership is None:
-                    db.session.add(Membership(tenant_id=org.id, user_id=user.id, role="admin"))
+                    db.session.add(Membership(tenant_id=org.id, user_id=user.id, role=ADMIN))
                 else:
-                    membership.role = "admin"
+                    membership.role = ADMIN
         except (AccountError, OrgError) as exc:
             db.session.rollback()
             raise click.ClickException(str(exc)) from exc

@@ -18,6 +18,7 @@ from coach.platform.tenant_context import acting_for, activate, deactivate
 __all__ = ["acting_for", "activate", "deactivate", "current_org", "current_membership", "role_required",
            "enter_org", "org_blueprint"]
 
+
 def current_org():
     """The organization resolved for this request (or ``None``)."""
     return g.get("org")
