@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from coach import tenancy
 from coach.chat import service
+from coach.chat.hub import hub_for
 from coach.chat.models import Conversation, Message
 from coach.extensions import db
 from coach.orgs.service import membership_for
@@ -278,8 +279,6 @@ class Sockets:
     def open(self, email: str, slug: str = "river") -> ChatSocket:
         """A socket as a page opens it; returns once the server greeted it (the unread badge),
         so the socket is registered with the hub and the hub listens to Redis."""
-        from coach.chat.hub import hub_for
-
         sock = ChatSocket(self.handshake(slug, email))
         self.opened.append(sock)
         sock.wait_for(lambda f: unread_badge(f) is not None, what="greeting (unread badge)")
@@ -295,8 +294,6 @@ class Sockets:
 
 def wait_following(app, member_id, conversation_id, after: int = 0, timeout: float = 5.0) -> None:
     """Wait until one of the member's sockets follows the conversation (its ``resume`` was handled)."""
-    from coach.chat.hub import hub_for
-
     hub = hub_for(app)
     conversation_id = uuid.UUID(str(conversation_id))
     deadline = time.monotonic() + timeout

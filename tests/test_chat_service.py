@@ -17,7 +17,9 @@ from coach.chat import service
 from coach.chat.models import Conversation, Message
 from coach.chat.service import ChatError, NotAllowed
 from coach.extensions import db
+from coach.media import service as media
 from coach.orgs.models import Membership
+from coach.orgs.service import remove_member
 from coach.platform.models import OutboxEvent
 from coach.spaces import service as spaces
 from tests.chat_support import ChatWorld, last_seq, stored
@@ -402,8 +404,6 @@ def test_another_organizations_conversation_is_invisible(world):
 
 
 def test_a_member_who_leaves_the_organization_leaves_the_conversation_to_the_other(world):
-    from coach.orgs.service import remove_member
-
     conversation = world.direct(world.maria, world.ana)
     world.say(conversation, world.ana, "See you Monday")
     world.say(conversation, world.maria, "Great")
@@ -421,8 +421,6 @@ def test_a_member_who_leaves_the_organization_leaves_the_conversation_to_the_oth
 # --- media in messages -----------------------------------------------------------------------------
 
 def test_a_message_carries_my_media_and_the_other_member_may_then_see_it(world):
-    from coach.media import service as media
-
     with_ben = world.direct(world.ana, world.ben)
     clip = world.media(world.ana)
     assert not media.can_view(clip, world.ben)  # Ana's own, until she sends it
@@ -442,8 +440,6 @@ def test_a_message_carries_my_media_and_the_other_member_may_then_see_it(world):
 
 
 def test_media_in_a_channel_is_for_the_members_of_its_space(world):
-    from coach.media import service as media
-
     clip = world.media(world.ana)
     service.send(world.channel(), world.ana, "My serve", attachments=[clip])
     db.session.commit()
