@@ -60,6 +60,7 @@ def incoming_request_id() -> str:
 
 
 def init_observability(app: Flask) -> None:
+    # Not at the top: gunicorn's master imports this module for JsonFormatter; metrics belong to the workers.
     from coach.platform import metrics
 
     metrics.init(app)
