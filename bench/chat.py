@@ -478,7 +478,7 @@ def _session_cookies(app, emails: list[str], password: str, port: int) -> list[s
 
     from bench.load import Client, log_in
     from coach.accounts.models import User
-    from coach.blueprints.accounts.views import start_session
+    from coach.blueprints.auth import start_session
     from coach.extensions import db
 
     async def form_login() -> str:

@@ -14,7 +14,7 @@ workers):
   ``VACUUM (ANALYZE) posts`` and ``ANALYZE`` of every table, the state autovacuum keeps a
   database in;
 * the deep cursor is the ``(created_at, id)`` of the athlete's 10,000th newest visible post,
-  computed in SQL and encoded with ``coach.spaces.service.encode_cursor``: the page after it
+  computed in SQL and encoded with ``coach.platform.pagination.encode_cursor``: the page after it
   is page 501 (posts 10,001–10,020), as 500 "Older posts" clicks would reach. Both pages are
   first checked to show exactly the posts SQL says they should.
 
@@ -41,7 +41,6 @@ import asyncio
 import os
 import re
 import time
-from types import SimpleNamespace
 
 from bench import harness
 from bench.calendar import _log_in
@@ -148,7 +147,7 @@ def _expected(bench, org_id, ids: dict) -> dict:
     """What SQL says: the viewer's visible posts, the first page, the 10,000th post and the page after it."""
     import psycopg
 
-    from coach.spaces.service import encode_cursor
+    from coach.platform.pagination import encode_cursor
 
     with psycopg.connect(_plain(bench.stack.owner_url)) as conn:
         conn.execute("SELECT set_config('app.tenant_id', %s, true)", (str(org_id),))
@@ -160,7 +159,7 @@ def _expected(bench, org_id, ids: dict) -> dict:
         deep = [r[1] for r in conn.execute(ordered + f" OFFSET {DEPTH} LIMIT 20", args)]
         conn.rollback()
     return {"visible": visible, "first": [str(i) for i in first], "deep": [str(i) for i in deep],
-            "cursor": encode_cursor(SimpleNamespace(created_at=at, id=post_id)), "cursor_at": at,
+            "cursor": encode_cursor(at, post_id), "cursor_at": at,
             "cursor_id": post_id}
 
 

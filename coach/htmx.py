@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, current_app, g, has_request_context, make_response, render_template, request
+from collections.abc import Callable
+
+from flask import Response, current_app, flash, g, has_request_context, make_response, render_template, request
 from jinja2_fragments.flask import render_block
 
 from coach.extensions import htmx_ext
@@ -79,3 +81,33 @@ def redirect_after_post(location: str) -> Response:
     response = make_response("", 303)
     response.headers["Location"] = location
     return response
+
+
+def swap_or_redirect(template: str, block: str, location: str, message: str | None = None,
+                     context: Callable[[], dict] | None = None, **ctx) -> Response:
+    """After a post that changed one part of a page: htmx swaps ``block`` in place; a plain or boosted form
+    goes on to ``location`` (303), with ``message`` flashed.
+
+    :param context: builds the block's context only when the block is rendered (a redirect costs no queries).
+    """
+    if fragment_block(template, block) is None:
+        if message:
+            flash(message, "success")
+        return redirect_after_post(location)
+    return render(template, block, **(context() if context else {}), **ctx)
+
+
+def load_at(location: str) -> Response:
+    """After a post that goes on to ``location`` on the same page: htmx loads it itself (``HX-Location``: an
+    ``HX-Redirect`` to a URL differing only in its #fragment would just scroll); a plain form gets the 303."""
+    if not wants_fragment():
+        return redirect_after_post(location)
+    response = make_response("", 204)
+    response.headers["HX-Location"] = location
+    return response
+
+
+def fragment_status(template: str, block: str | tuple[str, ...], status: int) -> int:
+    """``status`` when the answer is the fragment, else 200: a code that means something only to htmx
+    (286, stop polling) must not reach a page loaded in full."""
+    return status if fragment_block(template, block) is not None else 200

@@ -532,8 +532,6 @@ def test_storage_requests_are_not_held_back_by_the_app_wide_limit(client, local_
     (tmp_path / "clip").write_bytes(b"bytes")
     local_media.upload_file(tmp_path / "clip", KEY, "video/mp4")
     url = local_media.get_url(KEY, TTL)
-    # The app-wide limit is being moved from the environment to app config: set it where either reads it.
-    monkeypatch.setenv("RATELIMIT_PER_IP", "3 per minute")
     monkeypatch.setitem(client.application.config, "RATELIMIT_PER_IP", "3 per minute")
 
     assert [client.get("/login").status_code for _ in range(4)][-1] == 429  # the app-wide limit is on

@@ -3,15 +3,11 @@ from __future__ import annotations
 
 import socket
 import time
-from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
 from coach import create_app
 from coach.config import ConfigError, load_config
-from coach.extensions import db
-from coach.orgs.models import Membership, Organization
 
 
 def _closed_port() -> int:

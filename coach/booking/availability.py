@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from coach import clock
 from coach.booking import slots as slotlib
 from coach.booking.errors import EXCLUDED, BookingError, sqlstate
-from coach.booking.models import AvailabilityOverride, AvailabilityRule, CoachCalendar, CoachingSession, Offering, TimeOff
+from coach.booking.models import (AvailabilityOverride, AvailabilityRule, CoachCalendar, CoachingSession, Offering,
+                                  TimeOff)
 from coach.dbutil import insert_or_raise
 from coach.extensions import db
 from coach.ids import parse_uuid as _uuid

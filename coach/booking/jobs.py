@@ -39,7 +39,8 @@ def run_due_for(tenant_id: str) -> int:
 
 @periodic(every=60, name="sweep_bookings")
 def sweep_all() -> int:
-    """The safety net under the precise per-booking jobs (expiries, starts, ends, reminders): every organization with something due, one transaction each (a failure stays in its organization)."""
+    """The safety net under the precise per-booking jobs (expiries, starts, ends, reminders): every organization
+    with something due, one transaction each (a failure stays in its organization)."""
     return each_tenant(service.due_tenants(), lambda tenant_id: service.run_due(tenant_id).total, "booking sweep")
 
 

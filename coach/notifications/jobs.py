@@ -247,14 +247,16 @@ def booking_changed(payload: dict) -> None:
     elif after == "cancelled":
         who = _name(actor) if actor else "The session"
         for person in (coach, athlete):
-            plans.append((person, "booking_cancelled", f"{who} cancelled {title}" if actor else f"{title} was cancelled"))
+            what = f"{who} cancelled {title}" if actor else f"{title} was cancelled"
+            plans.append((person, "booking_cancelled", what))
     else:
         return
     url = service.path_for("booking.detail", slug=_org().slug, booking_id=booking.id)
     for person, kind, what in plans:
         if person is None:
             continue
-        service.notify(person, kind, dedupe_key=f"booking:{booking.id}:{after}", title=f"{what} · {_when(booking, person)}",
+        service.notify(person, kind, dedupe_key=f"booking:{booking.id}:{after}",
+                       title=f"{what} · {_when(booking, person)}",
                        url=url, body=booking.note if kind == "booking_requested" else "", actor_id=actor_id,
                        subject_id=booking.id)
     _announce()

@@ -260,7 +260,8 @@ def read_subject(tenant_id: uuid.UUID, member_id: uuid.UUID, subject_id: uuid.UU
     """The member saw the thing itself (read the conversation): its notifications are read too."""
     changed = db.session.execute(update(Notification).where(
         Notification.tenant_id == tenant_id, Notification.membership_id == member_id,
-        Notification.subject_id == subject_id, Notification.read_at.is_(None)).values(read_at=now or clock.now())).rowcount
+        Notification.subject_id == subject_id, Notification.read_at.is_(None))
+        .values(read_at=now or clock.now())).rowcount
     if changed:
         _pushed(member_id)
     return changed

@@ -124,7 +124,9 @@ def _init_tracing(app: Flask) -> None:
                            "(pip install 'coach[otel]'); tracing stays off")
         return
     provider = TracerProvider(resource=Resource.create({"service.name": app.config["OTEL_SERVICE_NAME"]}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    # The exporter's endpoint from our settings (it would otherwise read the environment itself).
+    endpoint = app.config["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
     FlaskInstrumentor().instrument_app(app)
     with app.app_context():

@@ -28,7 +28,8 @@ class ForgotPasswordForm(BaseForm):
 
 class ResetPasswordForm(BaseForm):
     password = new_password_field("New password")
-    confirm = PasswordField("Repeat new password", validators=[EqualTo("password", message="The passwords do not match.")])
+    confirm = PasswordField("Repeat new password",
+                            validators=[EqualTo("password", message="The passwords do not match.")])
 
 
 class ProfileForm(BaseForm):
@@ -39,4 +40,5 @@ class ProfileForm(BaseForm):
 class ChangePasswordForm(BaseForm):
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=128)])
     password = new_password_field("New password")
-    confirm = PasswordField("Repeat new password", validators=[EqualTo("password", message="The passwords do not match.")])
+    confirm = PasswordField("Repeat new password",
+                            validators=[EqualTo("password", message="The passwords do not match.")])

@@ -176,5 +176,6 @@ def change_password():
         start_session(current_user._get_current_object())
         flash("Password changed. Other sessions have been logged out.", "success")
         return redirect_after_post(url_for("accounts.profile"))
-    return render("accounts/profile.html", "password_form", status=422, form=ProfileForm(obj=current_user, formdata=None),
+    return render("accounts/profile.html", "password_form", status=422,
+                  form=ProfileForm(obj=current_user, formdata=None),
                   password_form=password_form)

@@ -12,13 +12,12 @@ from wtforms import ValidationError
 
 from coach import clock
 from coach.blueprints.booking import bp
-from coach.blueprints.booking.answers import in_place_or_redirect
 from coach.blueprints.booking.forms import OfferingForm, OverrideForm, RuleForm, TimeOffForm, TimezoneForm
 from coach.blueprints.forms import ActionForm, attempt, require_action_form
 from coach.booking import service
 from coach.booking.slots import wall_to_utc
 from coach.extensions import db
-from coach.htmx import redirect_after_post, render, trigger
+from coach.htmx import redirect_after_post, render, swap_or_redirect, trigger
 from coach.orgs.models import COACH
 from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
@@ -59,8 +58,8 @@ def _saved(coach, block: str, message: str):
     """After a change: the section in place for htmx, the page again (303) otherwise."""
     db.session.commit()
     trigger("schedule-changed")
-    return in_place_or_redirect(SCHEDULE, block, url_for("booking.schedule", coach_id=coach.id), message,
-                                lambda: _page_context(coach))
+    return swap_or_redirect(SCHEDULE, block, url_for("booking.schedule", coach_id=coach.id), message,
+                            context=lambda: _page_context(coach))
 
 
 @bp.get("/coaches/<coach_id>/schedule")

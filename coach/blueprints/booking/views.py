@@ -9,13 +9,12 @@ from wtforms.fields.choices import SelectChoice
 
 from coach import clock
 from coach.blueprints.booking import bp
-from coach.blueprints.booking.answers import in_place_or_redirect
 from coach.blueprints.booking.forms import BookForm
 from coach.blueprints.forms import ActionForm, attempt, require_action_form
 from coach.booking import ics, service
 from coach.booking.service import BookingError
 from coach.extensions import db
-from coach.htmx import redirect_after_post, render, trigger
+from coach.htmx import redirect_after_post, render, swap_or_redirect, trigger
 from coach.orgs.models import ATHLETE, COACH, STAFF
 from coach.orgs.service import members_with_role
 from coach.platform.idempotency import idempotent
@@ -225,7 +224,7 @@ def act(booking_id: str, action: str):
         return render(DETAIL, "row", status=409, **_detail_context(load_booking(booking_id), done.error.message))
     db.session.commit()
     trigger("booking-changed")
-    return in_place_or_redirect(DETAIL, "row", _back_to(booking), DONE[action], lambda: _detail_context(booking))
+    return swap_or_redirect(DETAIL, "row", _back_to(booking), DONE[action], context=lambda: _detail_context(booking))
 
 
 def _back_to(booking) -> str:

@@ -15,7 +15,7 @@ from coach.blueprints.media import bp
 from coach.blueprints.media.forms import DetailsForm, ReviewCommentForm, UploadForm
 from coach.errors import DomainError
 from coach.extensions import db
-from coach.htmx import fragment_block, redirect_after_post, render
+from coach.htmx import fragment_status, redirect_after_post, render, swap_or_redirect
 from coach.media import service
 from coach.media.models import AUDIENCES
 from coach.media.service import BadMoment
@@ -145,8 +145,8 @@ def status(media_id: str):
     """The polled status block; 286 (htmx: stop polling) once processing is over."""
     item = load_item(media_id)
     # 286 means something only to htmx's polling: the same URL loaded as a page stays a 200.
-    done = item.status != "processing" and fragment_block(ITEM_PAGE, "status") is not None
-    return render(ITEM_PAGE, "status", status=286 if done else 200, **_item_context(item))
+    status = fragment_status(ITEM_PAGE, "status", 286) if item.status != "processing" else 200
+    return render(ITEM_PAGE, "status", status=status, **_item_context(item))
 
 
 @bp.post("/<media_id>")
@@ -196,9 +196,8 @@ def comment(media_id: str):
 
 def _after_comment(item):
     """With htmx the fresh review block replaces the old one; without, back to the page at the comments."""
-    if fragment_block(ITEM_PAGE, "review") is None:
-        return redirect_after_post(url_for("media.item", media_id=item.id) + "#review")
-    return render(ITEM_PAGE, "review", **_item_context(item))
+    return swap_or_redirect(ITEM_PAGE, "review", url_for("media.item", media_id=item.id) + "#review",
+                            context=lambda: _item_context(item))
 
 
 @bp.post("/<media_id>/comments/<comment_id>/delete")

@@ -10,7 +10,7 @@ from flask import abort, current_app, flash, g, redirect, request, url_for
 from coach.blueprints.forms import attempt
 from coach.blueprints.notifications import bp
 from coach.extensions import db
-from coach.htmx import fragment_block, redirect_after_post, render
+from coach.htmx import redirect_after_post, render, swap_or_redirect
 from coach.notifications import service
 from coach.notifications.jobs import publish_counts
 from coach.notifications.models import CHANNELS, KINDS, TIMINGS
@@ -68,11 +68,13 @@ def mark_one(notification_id: str):
     service.mark_read(g.membership, [notification.id])
     _commit_and_push()
     # Only a row swapped in place answers with the row; a plain form (or boosted one) navigates back.
-    if fragment_block(INDEX, "item") is None:
-        return redirect_after_post(request.referrer if _same_origin(request.referrer)
-                                   else url_for("notifications.index"))
-    db.session.refresh(notification)
-    return render(INDEX, "item", n=notification, oob_bell=True, unread=service.unread_count(g.membership))
+    back = request.referrer if _same_origin(request.referrer) else url_for("notifications.index")
+
+    def row() -> dict:
+        db.session.refresh(notification)
+        return {"n": notification, "oob_bell": True, "unread": service.unread_count(g.membership)}
+
+    return swap_or_redirect(INDEX, "item", back, context=row)
 
 
 @bp.post("/read-all")

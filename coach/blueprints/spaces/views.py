@@ -13,7 +13,7 @@ from coach.blueprints.spaces import bp
 from coach.blueprints.spaces.forms import AddMemberForm, CommentForm, FlagForm, PostForm, SpaceForm, SuspendForm
 from coach.chat import realtime
 from coach.extensions import db
-from coach.htmx import fragment_block, redirect_after_post, render, trigger, wants_fragment
+from coach.htmx import load_at, redirect_after_post, render, swap_or_redirect, trigger
 from coach.ids import parse_uuid
 from coach.media import service as media_service
 from coach.orgs import service as orgs
@@ -67,25 +67,6 @@ def load_member(membership_id: str):
 
 
 # --- answers the fragment rule (coach.htmx) does not have yet ----------------------------------------
-
-def _swap_or_redirect(template: str, block: str, location: str, **context):
-    """After a post that changed one part of the page: htmx swaps that block in place, a plain form goes
-    on to ``location``."""
-    if fragment_block(template, block) is None:
-        return redirect_after_post(location)
-    return render(template, block, **context)
-
-
-def _load_at(location: str):
-    """After a post that goes on to ``location`` on the same page: htmx loads it by itself (``HX-Location``),
-    since ``HX-Redirect`` to a location differing only in its #fragment would only scroll; a plain form
-    gets the 303."""
-    if not wants_fragment():
-        return redirect_after_post(location)
-    response = make_response("", 204)
-    response.headers["HX-Location"] = location
-    return response
-
 
 # --- spaces ------------------------------------------------------------------------------------------
 
@@ -310,7 +291,7 @@ def react(post_id: str, kind: str):
     db.session.commit()
     back = request.form.get("next") if _safe(request.form.get("next")) else url_for("spaces.post", post_id=post.id)
     counts, mine = service.reaction_summary(g.org.id, [post.id], g.membership)
-    return _swap_or_redirect("spaces/_post.html", "reactions", back, post=post, counts=counts, mine=mine,
+    return swap_or_redirect("spaces/_post.html", "reactions", back, post=post, counts=counts, mine=mine,
                              reactions=REACTIONS, action_form=ActionForm(), acc=acc)
 
 
@@ -328,7 +309,7 @@ def comment(post_id: str):
         created = service.add_comment(post, g.membership, form.body.data, parent, mention_url)
         db.session.commit()
         trigger("comments-changed")
-        return _load_at(url_for("spaces.post", post_id=post.id) + f"#comment-{created.id}")
+        return load_at(url_for("spaces.post", post_id=post.id) + f"#comment-{created.id}")
     # Without JavaScript this is the whole post page again: with its comments, not "No comments yet".
     return render("spaces/post.html", "comment_form", status=422, **_post_context(post, space, acc, form))
 
