@@ -63,3 +63,18 @@ def test_a_database_that_is_away_answers_503_with_retry_after_and_the_request_is
     assert "database is not answering" in response.get_data(as_text=True)
     statuses = [getattr(r, "fields", {}).get("status") for r in caplog.records if r.name == "coach.request"]
     assert statuses == [503]
+
+
+def test_a_page_about_another_organization_does_not_name_it(app, client, auth, ctx):
+    """A member of one organization who opens a link of another (a calendar feed with a wrong secret) learns
+    nothing about it: not its name, and the same 404 as for an organization that does not exist."""
+    from tests.factories import make_org
+
+    make_org(name="Secretive Sailing Club", slug="secretive")
+    make_org(make_user("ada@example.com", "Ada"), name="Open Rowing", slug="open-rowing")
+    auth.login("ada@example.com")
+    theirs = client.get("/o/secretive/calendar/not-the-secret.ics")
+    nobody = client.get("/o/no-such-club/calendar/not-the-secret.ics")
+    assert theirs.status_code == nobody.status_code == 404
+    assert "Secretive" not in theirs.get_data(as_text=True)
+    assert theirs.get_data(as_text=True) == nobody.get_data(as_text=True)

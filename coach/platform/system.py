@@ -7,7 +7,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 
 from coach.extensions import db
 from coach.platform.models import OutboxEvent
@@ -21,6 +21,17 @@ def queue_stats() -> list[dict]:
         q = queue(name, connection)
         rows.append({"name": name, "queued": q.count, "failed": FailedJobRegistry(queue=q).count})
     return rows
+
+
+def org_outbox_stats(tenant_id: uuid.UUID) -> dict:
+    """One organization's outbox (RLS shows only its rows): events waiting, dead letters, the oldest wait."""
+    row = db.session.execute(
+        select(func.count().filter(OutboxEvent.dead_at.is_(None)),
+               func.count().filter(OutboxEvent.dead_at.is_not(None)),
+               func.coalesce(func.extract("epoch", func.now() - func.min(OutboxEvent.created_at)
+                                          .filter(OutboxEvent.dead_at.is_(None))), 0))
+        .where(OutboxEvent.tenant_id == tenant_id)).one()
+    return {"pending": row[0], "dead": row[1], "oldest_age_seconds": max(0.0, float(row[2]))}
 
 
 def outbox_stats() -> dict:

@@ -59,16 +59,18 @@ def audit_csv():
 @bp.get("/system")
 @role_required(ADMIN)
 def system_page():
-    """Queues, failed jobs of this organization, outbox lag and dead letters."""
+    """This organization's background work: its waiting events, failed jobs and dead letters.
+
+    Platform-wide figures (every organization's queues and outbox) are the operators' (``/metrics``,
+    ``rq info``): an organization's admins see their own organization only."""
     problems = []
     try:
-        queues = system.queue_stats()
         failed = system.failed_jobs(g.org.id)
     except Exception:  # Redis away: say so, keep the page
-        queues, failed = [], []
-        problems.append("Redis does not answer: queue figures are unavailable.")
-    return render("admin/system.html", org=g.org, queues=queues, failed=failed, problems=problems,
-                  outbox=system.outbox_stats(), dead=system.dead_letters(g.org.id),
+        failed = []
+        problems.append("Redis does not answer: failed jobs cannot be listed right now.")
+    return render("admin/system.html", org=g.org, failed=failed, problems=problems,
+                  outbox=system.org_outbox_stats(g.org.id), dead=system.dead_letters(g.org.id),
                   action_form=ActionForm(formdata=None))
 
 
