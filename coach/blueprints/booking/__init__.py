@@ -20,7 +20,9 @@ def _enter_for_feed(slug: str) -> None:
     org = org_by_slug(slug) if len(slug) <= 40 else None
     if org is None:
         abort(404)
-    g.org = org
+    # Not g.org: that names the organization a member is on, and pages (a 404 for a wrong secret) would
+    # show it to whoever holds the URL. The feed view reads g.feed_org once the secret is checked.
+    g.feed_org = org
     tenancy.activate(org.id)
 
 

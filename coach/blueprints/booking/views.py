@@ -273,11 +273,12 @@ def feed_regenerate():
 @bp.get("/calendar/<token>.ics")
 def feed(token: str):
     """The subscription feed itself, fetched by calendar apps with the secret in the URL."""
-    owner = service.feed_owner(g.org, token)
+    org = g.feed_org
+    owner = service.feed_owner(org, token)
     if owner is None:
         abort(404)
-    body = ics.calendar(service.feed_bookings(owner), owner, current_app.config["APP_BASE_URL"], g.org.slug,
-                        f"{g.org.name} sessions")
+    body = ics.calendar(service.feed_bookings(owner), owner, current_app.config["APP_BASE_URL"], org.slug,
+                        f"{org.name} sessions")
     response = _ics_response(body, "coach.ics")
     response.headers["Content-Disposition"] = 'inline; filename="coach.ics"'
     response.headers["Cache-Control"] = "private, max-age=300"

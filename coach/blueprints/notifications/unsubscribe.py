@@ -28,7 +28,8 @@ def _from_token(token: str):
     tenancy.activate(tenant_id)
     org = db.session.get(Organization, tenant_id)
     member = db.session.get(Membership, member_id)
-    if org is None or member is None:
+    # The member must be of the token's organization (their own memberships elsewhere are readable to them).
+    if org is None or member is None or member.tenant_id != tenant_id:
         abort(404, "This link is for a membership that no longer exists, so nothing will be emailed for it.")
     return org, member, kind
 
