@@ -111,6 +111,8 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER", "Coach <no-reply@coach.localhost>"),
         "MAIL_TIMEOUT": _int("MAIL_TIMEOUT", 10),
         "PASSWORD_RESET_TTL_MINUTES": _int("PASSWORD_RESET_TTL_MINUTES", 60),
+        # Emailed sign-in links ("Email me a sign-in link" on the login page) work once, this soon.
+        "SIGNIN_LINK_TTL_MINUTES": _int("SIGNIN_LINK_TTL_MINUTES", 15),
         "INVITATION_TTL_DAYS": _int("INVITATION_TTL_DAYS", 7),
         # An unanswered booking request stops holding the coach's time after this long.
         "BOOKING_REQUEST_TTL_HOURS": _int("BOOKING_REQUEST_TTL_HOURS", 24),
@@ -175,8 +177,14 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "RATELIMIT_PER_IP": os.environ.get("RATELIMIT_PER_IP") or "600 per minute",
         "RATELIMIT_PER_USER": os.environ.get("RATELIMIT_PER_USER") or "300 per minute",
         "RATELIMIT_PER_ORG": os.environ.get("RATELIMIT_PER_ORG") or "3000 per minute",
-        "RATELIMIT_LOGIN_PER_ACCOUNT": os.environ.get("RATELIMIT_LOGIN_PER_ACCOUNT") or "10 per 15 minutes",
+        # Failed logins: refused per account from one address and per address; from everywhere together,
+        # an account's further attempts only wait LOGIN_SLOWDOWN_SECONDS each (a refusal there would let
+        # anyone lock the account's owner out).
+        "RATELIMIT_LOGIN_PER_ACCOUNT_IP": os.environ.get("RATELIMIT_LOGIN_PER_ACCOUNT_IP") or "10 per 15 minutes",
         "RATELIMIT_LOGIN_PER_IP": os.environ.get("RATELIMIT_LOGIN_PER_IP") or "30 per 15 minutes",
+        "RATELIMIT_LOGIN_PER_ACCOUNT": os.environ.get("RATELIMIT_LOGIN_PER_ACCOUNT") or "20 per 15 minutes",
+        "LOGIN_SLOWDOWN_SECONDS": _float("LOGIN_SLOWDOWN_SECONDS", 2.0),
+        "RATELIMIT_SIGNIN_LINK_PER_ACCOUNT": os.environ.get("RATELIMIT_SIGNIN_LINK_PER_ACCOUNT") or "3 per 15 minutes",
         "RATELIMIT_UPLOADS_PER_USER": os.environ.get("RATELIMIT_UPLOADS_PER_USER") or "60 per hour",
         "RATELIMIT_EMAIL_PER_IP": os.environ.get("RATELIMIT_EMAIL_PER_IP") or "10 per hour",
         "RATELIMIT_STORAGE_PER_IP": os.environ.get("RATELIMIT_STORAGE_PER_IP") or "1200 per minute",

@@ -9,8 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from coach.accounts import service as accounts
+from coach.accounts.jobs import sweep_expired_tokens
+from coach.extensions import db
 from tests.conftest import csrf_from
-from tests.factories import PASSWORD, make_user
+from tests.factories import PASSWORD, make_org, make_user
 from tests.mailbox import Mailbox
 
 NEW_PASSWORD = "a-brand-new-passphrase"
@@ -356,22 +359,73 @@ def test_logout_ends_the_session(ada_client):
     assert not is_logged_in(ada_client)
 
 
+def test_a_cookie_copied_before_logout_opens_nothing_after_it(app, ada_client, owner_db):
+    token = csrf_from(page(ada_client, "/profile"))
+    copied = ada_client.get_cookie("session").value  # with the form's token: a copy could post forms
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert is_logged_in(thief)  # a copy works as long as the session does
+
+    assert ada_client.post("/logout", data={"csrf_token": token}).status_code == 303
+
+    assert not is_logged_in(thief)
+    changed = thief.post("/profile", data={"csrf_token": token, "display_name": "Stolen", "timezone": "UTC"})
+    assert changed.status_code == 303 and urlsplit(changed.headers["Location"]).path == "/login"
+    assert users(owner_db, "ada@example.com")[0]["display_name"] == "Ada Lovelace"
+
+
+def test_logging_in_again_after_logout_opens_a_new_session(app, ada_client):
+    copied = ada_client.get_cookie("session").value
+    assert ada_client.post("/logout", data={"csrf_token": csrf_from(page(ada_client, "/profile"))}).status_code == 303
+    assert log_in(ada_client, "ada@example.com").status_code == 303
+    assert is_logged_in(ada_client)
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert not is_logged_in(thief)  # the old session stays ended
+
+
+def test_a_cookie_from_before_server_side_sessions_opens_nothing(app, ada, client):
+    page(client, "/login")
+    with client.session_transaction() as old:
+        # What a cookie held before sessions were recorded: "<user id>:<session version>".
+        old["_user_id"] = f"{ada.id}:1"
+        old["_fresh"] = True
+    assert not is_logged_in(client)
+
+
 def test_logout_without_csrf_token_keeps_the_session(ada_client):
     response = ada_client.post("/logout")
     assert response.status_code == 400
     assert is_logged_in(ada_client)
 
 
-def test_repeated_wrong_passwords_for_one_account_are_slowed_down(app, ada):
+def from_address(app, address: str):
+    """A browser on its own client address."""
+    browser = app.test_client()
+    browser.environ_base["REMOTE_ADDR"] = address
+    return browser
+
+
+def test_repeated_wrong_passwords_for_one_account_from_one_address_are_refused(app, ada):
     for attempt in range(10):
         assert log_in(app.test_client(), "ada@example.com", f"guess-number-{attempt}").status_code == 422
-    refused = log_in(app.test_client(), "ada@example.com", "guess-number-11")
+    refused = log_in(app.test_client(), "ada@example.com", PASSWORD)
     assert refused.status_code == 429
     assert int(refused.headers["Retry-After"]) > 0
     assert "Too many requests" in refused.get_data(as_text=True)
     # Another account is not affected by the guesses against Ada's.
     make_user("grace@example.com")
     assert log_in(app.test_client(), "grace@example.com").status_code == 303
+
+
+def test_the_right_password_from_a_fresh_address_works_after_ten_wrong_ones_from_another(app, ada):
+    for attempt in range(10):
+        assert log_in(from_address(app, "203.0.113.7"), "ada@example.com", f"guess-{attempt}").status_code == 422
+    assert log_in(from_address(app, "203.0.113.7"), "ada@example.com").status_code == 429
+    # The stranger's guesses are no switch that locks Ada out.
+    owner = from_address(app, "198.51.100.99")
+    assert log_in(owner, "ada@example.com").status_code == 303
+    assert is_logged_in(owner)
 
 
 def test_successful_logins_do_not_use_up_the_login_limit(app, ada):
@@ -391,6 +445,130 @@ def test_typos_do_not_use_up_the_email_limit(client):
     for _ in range(11):
         assert request_reset(client, "not-an-email").status_code == 422
     assert request_reset(client, "nobody@example.com").status_code == 303
+
+
+# --- sessions --------------------------------------------------------------------------------------
+
+
+def test_each_login_is_a_session_of_its_own_that_can_be_ended_alone(app, ada_client, ada):
+    laptop = from_address(app, "198.51.100.8")
+    assert log_in(laptop, "ada@example.com", headers={"User-Agent": "Laptop Browser/1.0"}).status_code == 303
+    sessions = accounts.live_sessions(ada)
+    assert len(sessions) == 2
+    [laptop_session] = [s for s in sessions if s.user_agent == "Laptop Browser/1.0"]
+    assert laptop_session.ip == "198.51.100.8"
+
+    grace = make_user("grace@example.com")
+    assert not accounts.revoke_session(grace, laptop_session.id)  # not hers to end
+    assert accounts.revoke_session(ada, laptop_session.id)
+    db.session.commit()
+    assert not is_logged_in(laptop)
+    assert is_logged_in(ada_client)
+    assert laptop_session.id not in [s.id for s in accounts.live_sessions(ada)]
+    assert len(accounts.live_sessions(ada)) == 1
+
+
+def test_a_session_unused_for_its_lifetime_opens_nothing(app, ada_client, owner_db):
+    owner_db.execute("UPDATE user_sessions SET last_seen_at = now() - interval '15 days'")
+    assert not is_logged_in(ada_client)
+
+
+def test_a_used_session_is_marked_seen_at_most_every_few_minutes(ada_client, owner_db):
+    owner_db.execute("UPDATE user_sessions SET last_seen_at = now() - interval '1 hour'")
+    assert is_logged_in(ada_client)
+    seen = owner_db.execute("SELECT now() - last_seen_at FROM user_sessions").fetchone()[0]
+    assert seen.total_seconds() < 60
+    owner_db.execute("UPDATE user_sessions SET last_seen_at = now() - interval '1 minute'")
+    assert is_logged_in(ada_client)
+    seen = owner_db.execute("SELECT now() - last_seen_at FROM user_sessions").fetchone()[0]
+    assert seen.total_seconds() >= 59  # not written again on every request
+
+
+def test_sessions_ended_a_week_ago_are_swept_and_live_ones_kept(app, ada_client, owner_db):
+    other = app.test_client()
+    log_in(other, "ada@example.com")
+    owner_db.execute("UPDATE user_sessions SET revoked_at = now() - interval '8 days' WHERE id = ("
+                     "SELECT id FROM user_sessions ORDER BY created_at DESC LIMIT 1)")
+    with app.app_context():
+        assert sweep_expired_tokens() == 1
+    assert owner_db.execute("SELECT count(*) FROM user_sessions").fetchone()[0] == 1
+    assert is_logged_in(ada_client)
+
+
+# --- sign-in links ----------------------------------------------------------------------------------
+
+
+def request_sign_in_link(client, email: str):
+    return submit(client, "/login/link", {"email": email})
+
+
+def test_login_page_offers_a_sign_in_link(client):
+    assert 'href="/login/link"' in page(client, "/login")
+
+
+def test_a_sign_in_link_signs_in_once(app, client, mailbox, owner_db, ada):
+    response = request_sign_in_link(client, "Ada@Example.com")
+    assert response.status_code == 303 and response.headers["Location"] == "/login"
+    assert "a sign-in link is on its way" in page(client, "/login")
+    message = mailbox.wait_for("ada@example.com")
+    assert message["Subject"] == "Your Coach sign-in link"
+    link = Mailbox.link(message, app.config["APP_BASE_URL"])
+    assert link.startswith("/login/link/")
+    # Only the hash is kept: the link's secret is nowhere in the database.
+    secret = link.rsplit("/", 1)[1]
+    assert owner_db.execute("SELECT count(*) FROM sign_in_links WHERE token_hash = %s", (secret,)).fetchone()[0] == 0
+
+    # Opening it only shows a button (mail scanners fetch links); the button signs in.
+    assert "Sign in" in page(client, link)
+    assert not is_logged_in(client)
+    used = submit(client, link, {})
+    assert used.status_code == 303 and used.headers["Location"] == "/orgs"
+    assert is_logged_in(client)
+
+    again = app.test_client()
+    assert again.get(link).status_code == 410
+    reused = submit(again, link, {}, form_page="/login")
+    assert reused.status_code == 410
+    assert "invalid, expired or already used" in reused.get_data(as_text=True)
+    assert not is_logged_in(again)
+
+
+def test_a_sign_in_link_answers_the_same_for_unknown_addresses_and_sends_nothing(client, mailbox, owner_db,
+                                                                                  job_runner, ada):
+    known = request_sign_in_link(client, "ada@example.com")
+    unknown = request_sign_in_link(client, "nobody@example.com")
+    assert known.status_code == unknown.status_code == 303
+    assert known.headers["Location"] == unknown.headers["Location"]
+    mailbox.wait_for("ada@example.com")
+    job_runner.drain()
+    assert mailbox.to("nobody@example.com") == []
+    assert emails_to(owner_db, "nobody@example.com") == 0
+
+
+def test_an_expired_sign_in_link_is_refused(app, client, mailbox, owner_db, ada):
+    request_sign_in_link(client, "ada@example.com")
+    link = link_in_email(app, mailbox, "ada@example.com")
+    owner_db.execute("UPDATE sign_in_links SET expires_at = now() - interval '1 minute'")
+    assert submit(client, link, {}, form_page="/login").status_code == 410
+    assert not is_logged_in(client)
+
+
+def test_a_sign_in_link_works_while_password_attempts_from_here_are_refused(app, client, mailbox, ada):
+    for attempt in range(10):
+        log_in(client, "ada@example.com", f"guess-{attempt}")
+    assert log_in(client, "ada@example.com").status_code == 429
+    request_sign_in_link(client, "ada@example.com")
+    assert submit(client, link_in_email(app, mailbox, "ada@example.com"), {}).status_code == 303
+    assert is_logged_in(client)
+
+
+def test_using_a_sign_in_link_is_in_the_audit_trail(app, client, mailbox, owner_db, ctx):
+    make_org(make_user("ada@example.com"), slug="harbour")
+    request_sign_in_link(client, "ada@example.com")
+    submit(client, link_in_email(app, mailbox, "ada@example.com"), {})
+    owner_db.execute("SELECT set_config('app.tenant_id', id::text, false) FROM organizations WHERE slug = 'harbour'")
+    assert owner_db.execute("SELECT actor_label FROM audit_events WHERE action = 'login.link_used'").fetchall() == [
+        ("ada@example.com",)]
 
 
 # --- forgotten password --------------------------------------------------------------------------
@@ -600,6 +778,24 @@ def test_password_change_keeps_this_session_and_ends_the_others(app, ada_client,
     assert users(owner_db, "ada@example.com")[0]["password_hash"].startswith(ARGON2_PROFILE)
     assert log_in(app.test_client(), "ada@example.com", PASSWORD).status_code == 422
     assert log_in(app.test_client(), "ada@example.com", NEW_PASSWORD).status_code == 303
+
+
+def test_password_change_ends_a_copy_of_this_browsers_cookie_too(app, ada_client):
+    copied = ada_client.get_cookie("session").value
+    assert change_password(ada_client, PASSWORD).status_code == 303
+    assert is_logged_in(ada_client)  # on a fresh session
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert not is_logged_in(thief)
+
+
+def test_password_reset_ends_every_session(app, client, mailbox, ada):
+    elsewhere = app.test_client()
+    log_in(elsewhere, "ada@example.com")
+    request_reset(client, "ada@example.com")
+    assert reset_with(client, link_in_email(app, mailbox, "ada@example.com")).status_code == 303
+    assert is_logged_in(client)
+    assert not is_logged_in(elsewhere)
 
 
 def test_password_change_refuses_a_new_password_that_is_too_short(ada_client):

@@ -1,6 +1,8 @@
 """Rate limits: per address, per user, per organization, login guessing and email flooding; a clear 429 answer."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.conftest import csrf_from
@@ -169,21 +171,46 @@ def test_one_organization_is_limited_across_its_members(app, club, limits):
 
 # -- logging in ------------------------------------------------------------------------------------------
 
-def test_failed_logins_for_one_account_are_limited_across_addresses(app, club, limits):
-    limits(LOGIN_PER_ACCOUNT="3 per 15 minutes")
-    for n, address in enumerate(("198.51.100.30", "198.51.100.31", "198.51.100.32")):
-        assert try_login(from_address(app, address), "ada@example.com", f"guess-{n}").status_code == 422
+def test_failed_logins_for_one_account_from_one_address_are_refused(app, club, limits):
+    limits(LOGIN_PER_ACCOUNT_IP="3 per 15 minutes")
+    guesser = "198.51.100.30"
+    for n in range(3):
+        assert try_login(from_address(app, guesser), "ada@example.com", f"guess-{n}").status_code == 422
 
-    refused = try_login(from_address(app, "198.51.100.33"), "ADA@example.com ", "guess-4")
+    refused = try_login(from_address(app, guesser), "ADA@example.com ", "guess-4")
 
     assert_slowed_down(refused, 15 * 60)
-    # Until the window passes, even the right password waits: guessing must not pay off.
-    assert try_login(from_address(app, "198.51.100.34"), "ada@example.com").status_code == 429
-    assert try_login(from_address(app, "198.51.100.34"), "cora@example.com").status_code == 303
+    # From that address even the right password waits: guessing must not pay off there.
+    assert try_login(from_address(app, guesser), "ada@example.com").status_code == 429
+    assert try_login(from_address(app, guesser), "cora@example.com").status_code == 303
+    # The owner, anywhere else, is not locked out by the stranger.
+    assert try_login(from_address(app, "198.51.100.31"), "ada@example.com").status_code == 303
+
+
+def test_failed_logins_for_one_account_from_many_addresses_slow_it_down_and_never_lock_it(app, club, limits,
+                                                                                          monkeypatch):
+    limits(LOGIN_PER_ACCOUNT="3 per 15 minutes")
+    monkeypatch.setitem(app.config, "LOGIN_SLOWDOWN_SECONDS", 0.6)
+    for n, address in enumerate(("198.51.100.32", "198.51.100.33", "198.51.100.34")):
+        assert try_login(from_address(app, address), "ada@example.com", f"guess-{n}").status_code == 422
+
+    def timed_login(address, email, password=PASSWORD):
+        browser = from_address(app, address)
+        csrf = token(browser)  # outside the timing
+        started = time.monotonic()
+        response = try_login(browser, email, password, csrf=csrf)
+        return response, time.monotonic() - started
+
+    wrong, waited = timed_login("198.51.100.35", "ada@example.com", "guess-4")
+    assert wrong.status_code == 422 and waited >= 0.6  # slowed, not refused
+    right, waited = timed_login("198.51.100.36", "ada@example.com")
+    assert right.status_code == 303 and waited >= 0.6  # the right password waits too, and gets in
+    other, _ = timed_login("198.51.100.36", "cora@example.com")
+    assert other.status_code == 303
 
 
 def test_successful_logins_do_not_count(app, club, limits):
-    limits(LOGIN_PER_ACCOUNT="2 per 15 minutes", LOGIN_PER_IP="2 per 15 minutes")
+    limits(LOGIN_PER_ACCOUNT_IP="2 per 15 minutes", LOGIN_PER_ACCOUNT="2 per 15 minutes", LOGIN_PER_IP="2 per 15 minutes")
 
     for _ in range(5):
         assert try_login(from_address(app, "198.51.100.40"), "ada@example.com").status_code == 303
@@ -201,7 +228,7 @@ def test_failed_logins_from_one_address_are_limited_across_accounts(app, club, l
 
 
 def test_login_429_for_htmx_is_a_fragment(app, club, limits):
-    limits(LOGIN_PER_ACCOUNT="1 per 15 minutes")
+    limits(LOGIN_PER_ACCOUNT_IP="1 per 15 minutes")
     browser = from_address(app, "198.51.100.60")
     try_login(browser, "ada@example.com", "wrong-password", headers=HX)
 
@@ -244,3 +271,25 @@ def test_refused_email_forms_do_not_use_up_the_budget(app, limits):
     for _ in range(3):
         assert request_reset(browser, "not-an-email").status_code == 422
     assert request_reset(browser, "someone@example.com").status_code == 303
+
+
+def request_sign_in_link(browser, email: str):
+    return browser.post("/login/link", data={"csrf_token": token(browser, "/login/link"), "email": email})
+
+
+def test_sign_in_links_for_one_account_are_limited_across_addresses(app, club, limits):
+    limits(SIGNIN_LINK_PER_ACCOUNT="2 per 15 minutes")
+    assert request_sign_in_link(from_address(app, "198.51.100.80"), "ada@example.com").status_code == 303
+    assert request_sign_in_link(from_address(app, "198.51.100.81"), "ADA@example.com").status_code == 303
+
+    # Her inbox is not flooded (and the links already sent still work).
+    assert_slowed_down(request_sign_in_link(from_address(app, "198.51.100.82"), "ada@example.com"), 15 * 60)
+    assert request_sign_in_link(from_address(app, "198.51.100.82"), "cora@example.com").status_code == 303
+
+
+def test_sign_in_links_draw_on_the_email_budget_of_the_address(app, club, limits):
+    limits(EMAIL_PER_IP="2 per hour")
+    browser = from_address(app, "198.51.100.83")
+    assert request_sign_in_link(browser, "ada@example.com").status_code == 303
+    assert request_reset(browser, "cora@example.com").status_code == 303
+    assert_slowed_down(request_sign_in_link(browser, "otto@example.com"), 3600)

@@ -1,22 +1,32 @@
-"""Account sweeps: sign-ups never confirmed and reset tokens long past use."""
+"""Account sweeps: sign-ups never confirmed, reset and sign-in links long past use, ended sessions."""
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, or_
 
-from coach.accounts.models import PasswordResetToken, PendingSignup
+from coach.accounts.models import PasswordResetToken, PendingSignup, SignInLink, UserSession
+from coach.accounts.service import session_lifetime
 from coach.clock import now
 from coach.extensions import db
 from coach.platform.periodic import periodic
 
+# Ended sessions stay this long (a sessions page can say "signed out yesterday"), then go.
+KEEP_ENDED = timedelta(days=7)
+
 
 @periodic(every=3600)
 def sweep_expired_tokens() -> int:
-    """Delete expired pending sign-ups and reset tokens a week past their expiry; returns how many."""
+    """Delete expired pending sign-ups, reset and sign-in links a week past their expiry, and sessions
+    a week after they ended (revoked, or unused for the session lifetime); returns how many."""
     at = now()
     removed = db.session.execute(delete(PendingSignup).where(PendingSignup.expires_at < at)).rowcount
     removed += db.session.execute(
-        delete(PasswordResetToken).where(PasswordResetToken.expires_at < at - timedelta(days=7))).rowcount
+        delete(PasswordResetToken).where(PasswordResetToken.expires_at < at - KEEP_ENDED)).rowcount
+    removed += db.session.execute(delete(SignInLink).where(SignInLink.expires_at < at - KEEP_ENDED)).rowcount
+    removed += db.session.execute(delete(UserSession).where(or_(
+        UserSession.revoked_at < at - KEEP_ENDED,
+        UserSession.last_seen_at < at - session_lifetime() - KEEP_ENDED,
+    ))).rowcount
     db.session.commit()
     return removed

@@ -1,14 +1,16 @@
 """Flask-Login wiring: how a session cookie becomes a user."""
 from __future__ import annotations
 
-import uuid
+import logging
 from urllib.parse import urlsplit
 
-from flask import flash, request, url_for
+from flask import after_this_request, current_app, flash, has_request_context, request, url_for
 
-from coach.accounts.models import User
+from coach.accounts import service
 from coach.extensions import db
 from coach.htmx import redirect_after_post, wants_fragment
+
+log = logging.getLogger(__name__)
 
 
 def setup_login(login_manager) -> None:
@@ -18,16 +20,14 @@ def setup_login(login_manager) -> None:
 
     @login_manager.user_loader
     def load_user(session_id: str):
-        # The id carries the session version: a password change ends other sessions.
-        user_id, _, version = session_id.partition(":")
-        try:
-            uid = uuid.UUID(user_id)
-            ver = int(version)
-        except ValueError:
+        # The cookie names a server-side session: one query finds it live and its user (every request
+        # that needs the user pays it, so nothing else happens here unless the session is due a touch).
+        found = service.session_user(session_id)
+        if found is None:
             return None
-        user = db.session.get(User, uid)
-        if user is None or user.session_version != ver:
-            return None
+        user, last_seen = found
+        if service.due_for_touch(last_seen) and has_request_context():
+            _touch_after_response(user.auth_session_id)
         return user
 
     @login_manager.unauthorized_handler
@@ -35,6 +35,29 @@ def setup_login(login_manager) -> None:
         flash("Log in to continue.", "info")
         # An htmx fragment request gets HX-Redirect: a plain redirect would swap the login page into the form.
         return redirect_after_post(url_for("accounts.login", next=_return_path()))
+
+
+def _touch_after_response(session_id) -> None:
+    """Record that the session was used, once the response is sent.
+
+    Not in the request's transaction (a GET never commits it), and not on a second connection while
+    the request holds its own (a burst of such requests could take every pooled connection and wait
+    for one more): after the response is closed, when the request's connection is back in the pool.
+    """
+    app = current_app._get_current_object()
+
+    def touch() -> None:
+        with app.app_context():
+            try:
+                service.touch_session(session_id)
+                db.session.commit()
+            except Exception:  # "last seen" is a convenience: never an error page, at most a log line
+                log.warning("could not record that session %s was seen", session_id, exc_info=True)
+
+    @after_this_request
+    def _on_close(response):
+        response.call_on_close(touch)
+        return response
 
 
 def _return_path() -> str:

@@ -25,12 +25,58 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(100))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
-    # Bumped on password change: every other session of this user stops being valid.
+    # Bumped on every password change or reset (kept as a count of them; sessions themselves end
+    # through their ``user_sessions`` rows).
     session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
+    # The server-side session this object was loaded for (set by the user loader and by
+    # ``start_session``; not a column). Flask-Login keeps ``get_id()`` in the cookie, so the cookie
+    # names the session record, and revoking the record ends the cookie wherever it was copied to.
+    auth_session_id = None  # a uuid.UUID once set
+
     def get_id(self) -> str:
-        return f"{self.id}:{self.session_version}"
+        if self.auth_session_id is None:
+            raise RuntimeError("log a user in with accounts.service.open_session (start_session does)")
+        return str(self.auth_session_id)
+
+
+class UserSession(db.Model):
+    """One signed-in browser: the cookie carries only this row's id, and the row decides.
+
+    Global like ``users`` (no organization, no RLS). A session is live while ``revoked_at`` is NULL
+    and it was seen within the session lifetime.
+    """
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (
+        CheckConstraint("char_length(user_agent) <= 200", name="user_agent_length"),
+        CheckConstraint("char_length(ip) <= 64", name="ip_length"),
+    )
+
+    # uuid4 draws its 122 random bits from os.urandom: unguessable, and the cookie that carries it
+    # is signed besides.
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SignInLink(db.Model):
+    """An emailed single-use sign-in link (the way in while password attempts are refused or slowed).
+    Only a hash of the secret is stored."""
+
+    __tablename__ = "sign_in_links"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class PasswordResetToken(db.Model):

@@ -1,18 +1,19 @@
-"""Account services: sign-up, authentication, password reset, profile.
+"""Account services: sign-up, authentication, sessions, sign-in links, password reset, profile.
 
 Plain Python over the database session; no request or session access. The
 caller commits.
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from blinker import Namespace
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from coach.accounts.models import PasswordResetToken, PendingSignup, User
+from coach.accounts.models import PasswordResetToken, PendingSignup, SignInLink, User, UserSession
 from coach.clock import now
 from coach.errors import DomainError
 from coach.extensions import db
@@ -26,7 +27,17 @@ from coach.security import hash_password, needs_rehash, new_token, token_hash, v
 # organizations).
 login_attempted = Namespace().signal("login-attempted")
 
+# Sent with ``session_ids`` (the ids of the sessions just revoked, a list) inside the transaction that
+# revokes them. A receiver that acts outside the database (chat closes those sessions' sockets) must
+# wait for the commit: the caller may still roll back.
+sessions_ended = Namespace().signal("sessions-ended")
+
 SIGNUP_TTL = timedelta(hours=24)
+# A session's ``last_seen_at`` is written at most this often: often enough to list sessions by when
+# they were last used, rarely enough that a request normally costs one read.
+SESSION_TOUCH_EVERY = timedelta(minutes=5)
+USER_AGENT_MAX = 200
+IP_MAX = 64
 
 
 class AccountError(DomainError):
@@ -116,6 +127,146 @@ def _audit_login(action: str, user: User | None, email: str) -> None:
                      target_id=user.id if user else None)
 
 
+# --- sessions ----------------------------------------------------------------------------------------
+
+def session_lifetime() -> timedelta:
+    """How long a session lasts unused (``SESSION_LIFETIME_HOURS``, as Flask's permanent session)."""
+    lifetime = current_app.config["PERMANENT_SESSION_LIFETIME"]
+    return lifetime if isinstance(lifetime, timedelta) else timedelta(seconds=lifetime)
+
+
+def open_session(user: User, user_agent: str = "", ip: str = "") -> UserSession:
+    """Record a new signed-in session of ``user`` and make it the one ``user.get_id()`` names.
+
+    :param user_agent: the browser's ``User-Agent`` (cut to 200 characters), to tell sessions apart.
+    :param ip: the client address it was opened from (cut to 64 characters).
+    """
+    at = now()
+    record = UserSession(id=uuid.uuid4(), user_id=user.id, created_at=at, last_seen_at=at,
+                         user_agent=_printable(user_agent)[:USER_AGENT_MAX], ip=_printable(ip)[:IP_MAX])
+    db.session.add(record)
+    db.session.flush()
+    user.auth_session_id = record.id
+    return record
+
+
+def _printable(value: str | None) -> str:
+    # PostgreSQL refuses NUL in text, and a header can carry anything.
+    return "".join(ch for ch in (value or "") if ch.isprintable())
+
+
+def session_user(session_id: str) -> tuple[User, datetime] | None:
+    """The user of a live session and when it was last seen, in one query; ``None`` for a session
+    that is unknown, revoked or unused for longer than the session lifetime."""
+    try:
+        sid = uuid.UUID(session_id)
+    except (TypeError, ValueError):  # a cookie from before server-side sessions, or junk
+        return None
+    row = db.session.execute(
+        select(User, UserSession.last_seen_at).join(UserSession, UserSession.user_id == User.id)
+        .where(UserSession.id == sid, UserSession.revoked_at.is_(None),
+               UserSession.last_seen_at > now() - session_lifetime())
+    ).first()
+    if row is None:
+        return None
+    user, last_seen = row
+    user.auth_session_id = sid
+    return user, last_seen
+
+
+def due_for_touch(last_seen: datetime) -> bool:
+    return last_seen < now() - SESSION_TOUCH_EVERY
+
+
+def touch_session(session_id: uuid.UUID) -> None:
+    """Mark a live session as seen now (the caller commits)."""
+    db.session.execute(
+        update(UserSession)
+        .where(UserSession.id == session_id, UserSession.revoked_at.is_(None),
+               UserSession.last_seen_at < now() - SESSION_TOUCH_EVERY)
+        .values(last_seen_at=now())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def live_sessions(user: User) -> list[UserSession]:
+    """``user``'s sessions that still open pages, most recently used first (for a sessions page)."""
+    return list(db.session.scalars(
+        select(UserSession)
+        .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None),
+               UserSession.last_seen_at > now() - session_lifetime())
+        .order_by(UserSession.last_seen_at.desc(), UserSession.id)
+    ))
+
+
+def revoke_session(user: User, session_id) -> bool:
+    """End one of ``user``'s own sessions (logging out, or "sign out" on a sessions page); ``False``
+    if it is not theirs or already ended. Its open sockets close once the caller commits."""
+    try:
+        sid = session_id if isinstance(session_id, uuid.UUID) else uuid.UUID(str(session_id))
+    except ValueError:
+        return False
+    return bool(_revoke(UserSession.user_id == user.id, UserSession.id == sid))
+
+
+def revoke_all_sessions(user: User) -> list[uuid.UUID]:
+    """End every session of ``user`` (a password change or reset; the caller opens a new one)."""
+    return _revoke(UserSession.user_id == user.id)
+
+
+def _revoke(*where) -> list[uuid.UUID]:
+    ended = list(db.session.scalars(
+        update(UserSession).where(*where, UserSession.revoked_at.is_(None)).values(revoked_at=now())
+        .returning(UserSession.id).execution_options(synchronize_session=False)
+    ))
+    if ended:
+        sessions_ended.send(None, session_ids=ended)
+    return ended
+
+
+# --- sign-in links ------------------------------------------------------------------------------------
+
+def request_sign_in_link(email: str) -> None:
+    """Email a single-use sign-in link if the account exists; do nothing visible otherwise.
+
+    The way in that no stranger can lock: failed password attempts from elsewhere only slow the
+    account down, and this link does not go through the password at all.
+    """
+    user = find_user_by_email(email) if len(email) <= 254 else None
+    if user is None:
+        return
+    secret, digest = new_token()
+    ttl = current_app.config["SIGNIN_LINK_TTL_MINUTES"]
+    db.session.add(SignInLink(user_id=user.id, token_hash=digest, expires_at=now() + timedelta(minutes=ttl)))
+    queue_email(user.email, "Your Coach sign-in link", "sign_in_link", token=secret, user=user, ttl_minutes=ttl)
+
+
+def check_sign_in_link(secret: str, *, lock: bool = False) -> SignInLink:
+    """The unused, unexpired link for ``secret``, or :class:`AccountError`."""
+    query = select(SignInLink).where(SignInLink.token_hash == token_hash(secret))
+    if lock:
+        query = query.with_for_update()
+    link = db.session.scalar(query)
+    if link is None or link.used_at is not None or link.expires_at < now():
+        raise AccountError("This sign-in link is invalid, expired or already used. Request a new one.")
+    return link
+
+
+def use_sign_in_link(secret: str) -> User:
+    """Spend a sign-in link: the user it signs in. The link, and every other open link of the user,
+    stop working (the row lock makes two clicks at once spend it once)."""
+    link = check_sign_in_link(secret, lock=True)
+    db.session.execute(
+        update(SignInLink).where(SignInLink.user_id == link.user_id, SignInLink.used_at.is_(None))
+        .values(used_at=now()).execution_options(synchronize_session=False)
+    )
+    user = db.session.get(User, link.user_id)
+    _audit_login("login.link_used", user, user.email)
+    return user
+
+
+# --- passwords ----------------------------------------------------------------------------------------
+
 def request_password_reset(email: str) -> None:
     """Email a single-use reset link if the account exists; do nothing visible otherwise."""
     user = find_user_by_email(email)
@@ -166,8 +317,10 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
 
 def _set_password(user: User, new_password: str) -> None:
     user.password_hash = hash_password(new_password)
-    # Sessions elsewhere end; the caller logs this one in again.
     user.session_version = (user.session_version or 1) + 1
+    # Every session ends, this one too: whoever knew the old password may hold one. The caller opens
+    # a fresh session for the person who just proved they know the new one.
+    revoke_all_sessions(user)
 
 
 def update_profile(user: User, display_name: str, tz: str) -> None:

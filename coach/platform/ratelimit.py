@@ -1,19 +1,26 @@
 """Rate limits (Flask-Limiter on Redis, moving window, in-memory fallback when Redis is away).
 
 Application-wide limits per IP, per signed-in user and per organization; routes add
-their own (the login form counts failed attempts only, per account and per IP).
+their own. The login form counts failed attempts only: refused per account from one address
+and per address; per account from everywhere it only slows (:func:`slow_down_login`), so
+nobody can lock someone else out by typing wrong passwords for them.
 Every limit is a setting (``RATELIMIT_*`` in coach.config, from the environment; README lists them),
 read from the app's config on each request.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 
 from flask import current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter
+from limits import parse as parse_limit
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
+
+
+log = logging.getLogger(__name__)
 
 
 def _setting(name: str):
@@ -34,10 +41,20 @@ def org_key() -> str:
     return f"org:{tenant_id}" if tenant_id else ip_key()
 
 
-def login_account_key() -> str:
-    """The account a login form names (lower-cased, bounded), so guessing one password is slow everywhere."""
-    email = (request.form.get("email") or "").strip().lower()[:254]
-    return f"login-account:{email}"
+def _form_email() -> str:
+    """The email a form names, lower-cased and bounded, as a counter's key."""
+    return (request.form.get("email") or "").strip().lower()[:254]
+
+
+def login_account_ip_key() -> str:
+    """One account guessed from one address: refused past its limit. Keyed by both, so a stranger's
+    guesses elsewhere never refuse the owner."""
+    return f"login-account-ip:{_form_email()}:{get_remote_address()}"
+
+
+def signin_link_key() -> str:
+    """Sign-in links asked for one account: its inbox must not be flooded through us."""
+    return f"signin-link:{_form_email()}"
 
 
 def failed_form(response) -> bool:
@@ -72,11 +89,57 @@ limiter = Limiter(
     in_memory_fallback_enabled=True,
 )
 
-LOGIN_PER_ACCOUNT = _setting("RATELIMIT_LOGIN_PER_ACCOUNT")
+LOGIN_PER_ACCOUNT_IP = _setting("RATELIMIT_LOGIN_PER_ACCOUNT_IP")
 LOGIN_PER_IP = _setting("RATELIMIT_LOGIN_PER_IP")
+SIGNIN_LINK_PER_ACCOUNT = _setting("RATELIMIT_SIGNIN_LINK_PER_ACCOUNT")
 UPLOADS_PER_USER = _setting("RATELIMIT_UPLOADS_PER_USER")
 EMAIL_PER_IP = _setting("RATELIMIT_EMAIL_PER_IP")
 STORAGE_PER_IP = _setting("RATELIMIT_STORAGE_PER_IP")
+
+
+def _account_counter(email: str):
+    """The per-account limit across addresses and its key, for the limiter's own storage (Redis, or
+    its in-memory fallback while Redis is away); ``None`` when rate limits are off."""
+    if not (current_app.config.get("RATELIMIT_ENABLED", True) and limiter.enabled):
+        return None
+    item = parse_limit(current_app.config["RATELIMIT_LOGIN_PER_ACCOUNT"])
+    return item, ("login-account", email.strip().lower()[:254])
+
+
+def slow_down_login(email: str) -> float:
+    """Wait before checking a password for an account whose failed logins (from every address
+    together) passed ``RATELIMIT_LOGIN_PER_ACCOUNT``; returns the seconds waited.
+
+    Every attempt waits, right password or wrong, so the wait says nothing about the password. A
+    refusal here would let anyone lock the owner out; a wait slows every further guess and costs the
+    owner a moment. Under gevent ``time.sleep`` yields: the worker serves others meanwhile.
+    """
+    counter = _account_counter(email)
+    if counter is None:
+        return 0.0
+    item, key = counter
+    try:
+        over = not limiter.limiter.test(item, *key)
+    except Exception:  # storage away: no delay (the refusing limits still count in memory)
+        log.warning("login slow-down not checked: rate limit storage unavailable", exc_info=True)
+        return 0.0
+    if not over:
+        return 0.0
+    delay = float(current_app.config["LOGIN_SLOWDOWN_SECONDS"])
+    time.sleep(delay)
+    return delay
+
+
+def count_failed_login(email: str) -> None:
+    """Count one wrong password for the account, wherever it came from (see :func:`slow_down_login`)."""
+    counter = _account_counter(email)
+    if counter is None:
+        return
+    item, key = counter
+    try:
+        limiter.limiter.hit(item, *key)
+    except Exception:
+        log.warning("failed login not counted: rate limit storage unavailable", exc_info=True)
 
 
 def retry_after_seconds(default: int = 60) -> int:

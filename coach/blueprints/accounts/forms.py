@@ -26,6 +26,10 @@ class ForgotPasswordForm(BaseForm):
     email = email_field()
 
 
+class SignInLinkForm(BaseForm):
+    email = email_field()
+
+
 class ResetPasswordForm(BaseForm):
     password = new_password_field("New password")
     confirm = PasswordField("Repeat new password",

@@ -15,19 +15,24 @@ from coach.blueprints.accounts.forms import (
     LoginForm,
     ProfileForm,
     ResetPasswordForm,
+    SignInLinkForm,
     SignupForm,
 )
 from coach.blueprints.auth import start_session
-from coach.blueprints.forms import attempt
+from coach.blueprints.forms import ActionForm, attempt
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
 from coach.platform.ratelimit import (
     EMAIL_PER_IP,
-    LOGIN_PER_ACCOUNT,
+    LOGIN_PER_ACCOUNT_IP,
     LOGIN_PER_IP,
+    SIGNIN_LINK_PER_ACCOUNT,
+    count_failed_login,
     failed_form,
     limiter,
-    login_account_key,
+    login_account_ip_key,
+    signin_link_key,
+    slow_down_login,
 )
 
 
@@ -89,8 +94,8 @@ def confirm_signup(token: str):
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(LOGIN_PER_ACCOUNT, key_func=login_account_key, methods=["POST"], deduct_when=failed_form,
-               scope="login-account")
+@limiter.limit(LOGIN_PER_ACCOUNT_IP, key_func=login_account_ip_key, methods=["POST"], deduct_when=failed_form,
+               scope="login-account-ip")
 @limiter.limit(LOGIN_PER_IP, methods=["POST"], deduct_when=failed_form, scope="login-ip")
 def login():
     """Log in with email and password."""
@@ -98,20 +103,57 @@ def login():
         return redirect(safe_next(url_for("orgs.picker")))
     form = LoginForm()
     if form.validate_on_submit():
+        slow_down_login(form.email.data)
         user = service.authenticate(form.email.data, form.password.data)
         if user is not None:
             db.session.commit()
             start_session(user)
             return redirect_after_post(safe_next(url_for("orgs.picker")))
         db.session.commit()  # the failed attempt stays in the audit trail
+        count_failed_login(form.email.data)
         form.password.errors.append("Email or password is not correct.")
     return render("accounts/login.html", "form", status=422 if form.errors else 200, form=form,
                   next=safe_next(""))
 
 
+@bp.route("/login/link", methods=["GET", "POST"])
+@email_limit
+@limiter.limit(SIGNIN_LINK_PER_ACCOUNT, key_func=signin_link_key, methods=["POST"], deduct_when=_form_accepted,
+               scope="signin-link-account")
+def sign_in_link():
+    """Ask for a sign-in link by email; the answer is the same whether or not the email has an account."""
+    form = SignInLinkForm()
+    if form.validate_on_submit():
+        service.request_sign_in_link(form.email.data)
+        db.session.commit()
+        flash("If an account uses that address, a sign-in link is on its way. It works once, for a limited time.",
+              "info")
+        return redirect_after_post(url_for("accounts.login"))
+    return render("accounts/sign_in_link.html", "form", status=422 if form.errors else 200, form=form)
+
+
+@bp.route("/login/link/<token>", methods=["GET", "POST"])
+def use_sign_in_link(token: str):
+    """Open an emailed sign-in link: a button (mail scanners fetch links), whose POST signs in once."""
+    if request.method == "POST":
+        done = attempt(None, service.use_sign_in_link, token)  # the app's CSRF check came first
+        if done:
+            db.session.commit()
+            start_session(done.value)
+            return redirect_after_post(url_for("orgs.picker"))
+    else:
+        done = attempt(None, service.check_sign_in_link, token)
+    if not done:
+        return render("accounts/use_sign_in_link.html", "form", status=410, form=None, error=str(done.error))
+    return render("accounts/use_sign_in_link.html", "form", form=ActionForm(), token=token)
+
+
 @bp.post("/logout")
 def logout():
-    """Log out and forget the session."""
+    """Log out: this session ends for good, wherever its cookie was copied to, and its sockets close."""
+    if current_user.is_authenticated:
+        service.revoke_session(current_user, current_user.auth_session_id)
+        db.session.commit()
     logout_user()
     session.clear()
     flash("You are logged out.", "info")
