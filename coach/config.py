@@ -148,7 +148,8 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         # through proxies that drop silent connections.
         "SOCK_SERVER_OPTIONS": {"ping_interval": _int("CHAT_PING_SECONDS", 25),
                                 "max_message_size": _int("CHAT_MAX_FRAME_BYTES", 16 * 1024)},
-        # Messages one socket may send per 10 seconds before it is told to slow down.
+        # Messages one member may send per 10 seconds (all their sockets and forms, in every process)
+        # before they are told to slow down.
         "CHAT_MESSAGES_PER_10S": _int("CHAT_MESSAGES_PER_10S", 20),
         # A chat message to someone offline is emailed this long after it arrives, unless they have
         # read the conversation by then (0: at once).

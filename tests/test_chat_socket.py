@@ -417,7 +417,9 @@ def test_a_message_posted_without_javascript_is_pushed_to_open_pages(app, socket
     assert "By form" in ana.wait_for(has_seq(1, with_ben.id))
 
 
-def test_a_page_that_reconnects_gets_exactly_the_messages_it_missed_in_order(app, sockets, live_server, world):
+def test_a_page_that_reconnects_gets_exactly_the_messages_it_missed_in_order(app, sockets, live_server, world,
+                                                                             monkeypatch):
+    monkeypatch.setitem(app.config, "CHAT_MESSAGES_PER_10S", 21)  # Ben's 20 and one more, within 10 s
     with_ben = world.direct(world.ana, world.ben)
     world.say(with_ben, world.ben, "before 1", "before 2")
     ana, ben = sockets.open("ana@example.com"), sockets.open("ben@example.com")
@@ -427,14 +429,14 @@ def test_a_page_that_reconnects_gets_exactly_the_messages_it_missed_in_order(app
     had = max(seqs_in(ana.frames, with_ben.id))
     ana.close()  # the laptop lid closes
 
-    for n in range(1, 21):  # over Ben's socket (20 fit in the per-socket limit)
+    for n in range(1, 21):  # over Ben's socket
         send(ben, with_ben, f"missed {n}")
     ben.wait_for(has_seq(22, with_ben.id), what="Ben's 20 messages stored")
 
     again = sockets.open("ana@example.com")
     again.send(type="resume", conversation=str(with_ben.id), after=had)
     again.wait_for(has_seq(22, with_ben.id), what="the replay")
-    # A live one after the replay (by form: Ben's socket used its ten seconds' worth): nothing twice.
+    # A live one after the replay (by form, the way a page without its socket sends): nothing twice.
     browser = sockets.browser("ben@example.com")
     assert post_message(live_server, browser, "river", with_ben.id, "after").status_code == 303
     again.wait_for(has_seq(23, with_ben.id))
@@ -764,6 +766,36 @@ def test_sending_faster_than_the_limit_is_refused_for_the_extra_messages(app, so
     assert len(errors_in(ana.frames)) == 3
     assert seqs_in(ana.frames, with_ben.id) == list(range(1, limit + 1))
     assert [b for _, b in stored(with_ben.id)] == [f"burst {n}" for n in range(limit)]
+
+
+def test_two_sockets_of_one_member_share_the_send_limit(app, sockets, world, monkeypatch):
+    monkeypatch.setitem(app.config, "CHAT_MESSAGES_PER_10S", 4)
+    with_ben = world.direct(world.ana, world.ben)
+    tab1, tab2 = sockets.open("ana@example.com"), sockets.open("ana@example.com")
+    follow(app, tab1, world.ana, with_ben)
+    follow(app, tab2, world.ana, with_ben)
+    send(tab1, with_ben, "one")
+    send(tab1, with_ben, "two")
+    tab1.wait_for(has_seq(2, with_ben.id))
+    for n in range(3):
+        send(tab2, with_ben, f"tab2 {n}")
+    assert "very fast" in tab2.wait_for(is_error)
+    assert len(errors_in(tab2.frames)) == 1 and errors_in(tab1.frames) == []
+    assert [b for _, b in stored(with_ben.id)] == ["one", "two", "tab2 0", "tab2 1"]
+
+
+def test_the_send_limit_counts_the_form_too(app, sockets, live_server, world, monkeypatch):
+    monkeypatch.setitem(app.config, "CHAT_MESSAGES_PER_10S", 2)
+    with_ben = world.direct(world.ana, world.ben)
+    tab = sockets.open("ana@example.com")
+    follow(app, tab, world.ana, with_ben)
+    send(tab, with_ben, "by socket")
+    tab.wait_for(has_seq(1, with_ben.id))
+    browser = sockets.browser("ana@example.com")
+    assert post_message(live_server, browser, "river", with_ben.id, "by form").status_code == 303
+    refused = post_message(live_server, browser, "river", with_ben.id, "one too many")
+    assert refused.status_code == 422 and "very fast" in refused.text
+    assert [b for _, b in stored(with_ben.id)] == ["by socket", "by form"]
 
 
 # --- the socket: typing, receipts, presence, badges ----------------------------------------------------

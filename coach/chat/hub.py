@@ -8,6 +8,11 @@ the gap from PostgreSQL first, and one they already have is dropped, so a page s
 message once and in order, whatever pub/sub does. When the subscription is lost and comes
 back, every connection replays from PostgreSQL.
 
+A connection belongs to one signed-in session and one membership. When the session ends (log out,
+revoked, a password change) or the membership does (removed from the organization, or left),
+accounts and orgs send their signals; the receivers at the end of this module publish the end
+once it is committed, and every process closes the sockets concerned at once.
+
 Under gunicorn's gevent worker the threads here are greenlets; under the test server they
 are threads (hence the locks).
 """
@@ -29,10 +34,12 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from coach import tenancy
+from coach.accounts.service import sessions_ended
 from coach.chat import realtime, service
 from coach.chat.models import Conversation, Message
 from coach.extensions import db
 from coach.orgs.models import Membership, Organization
+from coach.orgs.service import member_removed
 from coach.spaces.models import SpaceMember
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,11 @@ MEMBER_IDS_IN_LIST = 50
 # process runs meanwhile (handshakes holding a database connection, Redis replies with a 2 s timeout),
 # so the hub yields after this many sends.
 YIELD_EVERY = 50
+# The event types that end connections, and the close code their sockets get (1008, policy
+# violation: htmx's ws extension does not reconnect after it, as it would after 1006 or 1011).
+SESSIONS_ENDED = "sessions_ended"
+MEMBER_REMOVED = "member_removed"
+CLOSE_ENDED = 1008
 
 
 @dataclass(frozen=True)
@@ -70,10 +82,17 @@ def register_badge(event_type: str, count: Callable[[Membership], int], template
 class Connection:
     """One open socket of one member: what it follows and how far its page is."""
 
-    def __init__(self, send: Callable[[str], None], tenant_id: uuid.UUID, member_id: uuid.UUID, tz: str = "UTC"):
+    def __init__(self, send: Callable[[str], None], tenant_id: uuid.UUID, member_id: uuid.UUID, tz: str = "UTC",
+                 session_id: uuid.UUID | None = None, close: Callable[[int, str], None] | None = None):
+        """
+        :param session_id: the signed-in session the socket was opened with (its end closes the socket).
+        :param close: closes the socket with a code and a reason, from any thread.
+        """
         self._send = send
+        self._close = close
         self.tenant_id = tenant_id
         self.member_id = member_id
+        self.session_id = session_id
         self.tz = tz  # times in pushed messages are shown in the member's zone
         self.last_seq: dict[uuid.UUID, int] = {}
         # Re-entrant: catch_up sends while holding it, so two deliveries reach the page in seq order.
@@ -90,6 +109,18 @@ class Connection:
                 self._send(html)
             except Exception:  # the socket went away between two messages
                 self.closed = True
+
+    def close(self, reason: str) -> None:
+        """Close the socket now: nothing more is sent to it, and its handler stops."""
+        if self.closed:
+            return
+        self.closed = True
+        with self.lock:  # not in the middle of a frame
+            if self._close is not None:
+                try:
+                    self._close(CLOSE_ENDED, reason)
+                except Exception:  # already gone
+                    pass
 
 
 class Hub:
@@ -199,7 +230,13 @@ class Hub:
 
     def dispatch(self, event: dict) -> None:
         kind = event.get("type")
+        if kind == SESSIONS_ENDED:
+            self.end_sessions({uuid.UUID(s) for s in event.get("session_ids") or ()})
+            return
         tenant_id = uuid.UUID(event["tenant_id"])
+        if kind == MEMBER_REMOVED:
+            self.end_member(tenant_id, uuid.UUID(event["member_id"]))
+            return
         if kind in ("message", "changed"):
             conversation_id = uuid.UUID(event["conversation_id"])
             followers = [c for c in self.followers(conversation_id) if c.tenant_id == tenant_id]
@@ -216,6 +253,22 @@ class Hub:
             self._posts(tenant_id, event)
         elif kind in _badges:
             self._badge(tenant_id, _badges[kind], event)
+
+    def end_sessions(self, session_ids: set[uuid.UUID]) -> int:
+        """Close this process's sockets of sessions that ended; how many."""
+        with self._lock:
+            conns = [c for cs in self._by_member.values() for c in cs if c.session_id in session_ids]
+        for conn in conns:
+            conn.close("Your session has ended.")
+        return len(conns)
+
+    def end_member(self, tenant_id: uuid.UUID, member_id: uuid.UUID) -> int:
+        """Close this process's sockets of a membership that ended: not one more event of the
+        organization reaches them. How many."""
+        conns = [c for c in self.connections_of(member_id) if c.tenant_id == tenant_id]
+        for conn in conns:
+            conn.close("You are no longer a member of this organization.")
+        return len(conns)
 
     @contextmanager
     def rendering(self, tenant_id: uuid.UUID):
@@ -445,6 +498,17 @@ def render_messages(conversation: Conversation, messages: list[Message], mine_id
     g.viewer_timezone = tz
     return render_template("chat/_stream.html", conversation=conversation, messages=messages, mine_id=mine_id,
                            attachments=attachments, oob=oob, pushed=True)
+
+
+@sessions_ended.connect
+def _close_ended_sessions(_sender, session_ids=(), **_) -> None:
+    realtime.publish_after_commit(None, {"type": SESSIONS_ENDED, "session_ids": [str(s) for s in session_ids]})
+
+
+@member_removed.connect
+def _close_removed_member(org, membership=None, **_) -> None:
+    realtime.publish_after_commit(org.id, {"type": MEMBER_REMOVED, "tenant_id": str(org.id),
+                                           "member_id": str(membership.id)})
 
 
 _hubs: dict[int, Hub] = {}

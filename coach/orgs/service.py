@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from blinker import Namespace
 from flask import current_app
 from sqlalchemy import func, select
 
@@ -29,6 +30,12 @@ RESERVED_SLUGS = frozenset({
     "metrics", "new", "o", "org", "orgs", "organizations", "password", "profile", "settings", "signup",
     "static", "support", "system", "www",
 })
+
+
+# Sent with ``membership`` (the removed one, deleted in the caller's transaction) by
+# :func:`remove_member`. A receiver acting outside the database (chat closes the member's sockets)
+# must wait for the commit: the caller may still roll back.
+member_removed = Namespace().signal("member-removed")
 
 
 class OrgError(DomainError):
@@ -173,6 +180,7 @@ def remove_member(org: Organization, membership: Membership, actor: User | None 
     audit.record("member.removed", actor=actor, target_type="membership", target_id=membership.id,
                  details={"member": membership.user.email, "role": membership.role})
     db.session.delete(membership)
+    member_removed.send(org, membership=membership)
 
 
 def pending_invitations(org: Organization) -> list[Invitation]:

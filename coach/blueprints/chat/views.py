@@ -169,6 +169,8 @@ def send(conversation_id: str):
 
 
 def _send_form(conversation, form: MessageForm):
+    if not realtime.allow_send(g.org.id, g.membership.id):  # the socket's limit: one budget per member
+        raise ChatError(TOO_FAST)
     attachments = media_service.for_attachment(g.org, g.membership, request.form.getlist("attachments"))
     return service.send(conversation, g.membership, form.body.data, attachments=attachments,
                         client_id=parse_uuid(form.client_id.data))
@@ -236,7 +238,8 @@ def socket(ws):
     app = current_app._get_current_object()
     hub = hub_for(app)
     org, member = g.org, g.membership
-    conn = Connection(ws.send, org.id, member.id, member.user.timezone or "UTC")
+    conn = Connection(ws.send, org.id, member.id, member.user.timezone or "UTC",
+                      session_id=current_user.auth_session_id, close=_closer(ws))
     hub.register(conn)
     session = _SocketSession(app, hub, conn, org.id, member.id, member.user.display_name)
     db.session.remove()  # hold no connection while the socket is idle
@@ -262,7 +265,20 @@ def socket(ws):
         db.session.remove()
 
 
+def _closer(ws):
+    """Close ``ws`` from another thread (the hub's, when the session or the membership ends)."""
+    def close(code: int, reason: str) -> None:
+        try:
+            ws.close(reason=code, message=reason)
+        except ConnectionClosed:
+            pass
+        # The handler may be waiting in receive() for up to 20 s: wake it, and it finds the socket closed.
+        ws.event.set()
+    return close
+
+
 UNREADABLE = "The app could not read that. Reload the page if this goes on."
+TOO_FAST = "You are sending messages very fast. Wait a few seconds."
 # A page shows one conversation today; a few more (a side panel, say) are fine, hundreds are not.
 VIEW_MAX = 20
 
@@ -284,7 +300,6 @@ class _SocketSession:
     def __init__(self, app, hub, conn: Connection, tenant_id: uuid.UUID, member_id: uuid.UUID, name: str):
         self.app, self.hub, self.conn = app, hub, conn
         self.tenant_id, self.member_id, self.name = tenant_id, member_id, name
-        self.sent_at: list[float] = []
         self.typing_at = 0.0
         self.state = "online"
 
@@ -337,11 +352,9 @@ class _SocketSession:
         return conversation
 
     def send(self, data: dict) -> None:
-        now = time.monotonic()
-        self.sent_at = [t for t in self.sent_at if now - t < 10]
-        if len(self.sent_at) >= self.app.config["CHAT_MESSAGES_PER_10S"]:
-            raise ChatError("You are sending messages very fast. Wait a few seconds.")
-        self.sent_at.append(now)
+        # Per member, in Redis: a second tab (or process) does not double what one member may send.
+        if not realtime.allow_send(self.tenant_id, self.member_id):
+            raise ChatError(TOO_FAST)
         member = self._member()
         conversation = self._conversation(data, member)
         body = data.get("body") or ""
