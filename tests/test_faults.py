@@ -202,7 +202,7 @@ def test_with_redis_stopped_pages_still_answer_and_login_is_still_throttled(app,
     make_org(make_user("keeper@example.com"), slug="keep")
     valkey = start_valkey(scratch / "valkey", persist=False)
     try:
-        with other_app(app, REDIS_URL=f"{valkey.connection_url}/0", RATELIMIT_LOGIN_PER_ACCOUNT="3 per minute") as web:
+        with other_app(app, REDIS_URL=f"{valkey.connection_url}/0", RATELIMIT_LOGIN_PER_ACCOUNT_IP="3 per minute") as web:
             browser = web.test_client()
             assert browser.get("/login").status_code == 200
             assert web.test_client().get("/health/ready").status_code == 200
