@@ -1,12 +1,13 @@
-"""Idempotency keys for POSTs that create something.
+"""Idempotency keys for unsafe requests a double click or a retry could repeat.
 
 A form carries a fresh key in a hidden ``idempotency_key`` field (htmx posts it
-with the form); API-style clients send an ``Idempotency-Key`` header. Keys are
-unique per (user, organization, key). The first request with a key runs the
-view and stores its response; a replay with the same parameters gets the stored
-response; the same key with other parameters is refused (422); a replay while
-the first is still running waits briefly for its outcome, then gets 409.
-Keys older than 72 hours are swept by a periodic job.
+with the form); JSON clients (``static/js/media.js``) send an ``Idempotency-Key``
+header, one per attempt, reused on its retries. Keys are unique per (user,
+organization, key). The first request with a key runs the view and stores its
+response; a replay with the same parameters gets the stored response; the same
+key with other parameters is refused (422); a replay while the first is still
+running waits briefly for its outcome, then gets 409. A JSON request is refused
+in JSON. Keys older than 72 hours are swept by a periodic job.
 """
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ import time
 import uuid
 from functools import wraps
 
-from flask import abort, g, make_response, request
+from flask import abort, g, jsonify, make_response, request
 from flask_login import current_user
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from coach.clock import now
 from coach.extensions import db
+from coach.htmx import apply_triggers
 from coach.platform import tenant_context
 from coach.platform.models import IdempotencyKey
 from coach.platform.periodic import periodic
@@ -33,6 +35,11 @@ HEADER = "Idempotency-Key"
 KEPT_HEADERS = ("Location", "HX-Redirect", "HX-Location", "HX-Trigger", "Content-Type")
 MAX_BODY = 256 * 1024
 IN_FLIGHT_WAIT_SECONDS = 3.0
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+MALFORMED = "The idempotency key is malformed: use 8–100 letters, digits, '-' or '_'."
+OTHER_REQUEST = "This Idempotency-Key was already used for a different request."
+IN_FLIGHT = "This request is already being processed. Wait a moment and reload."
 
 
 def new_key() -> str:
@@ -40,9 +47,13 @@ def new_key() -> str:
 
 
 def request_fingerprint() -> str:
-    """What makes two requests "the same": method, path and the submitted fields (not the tokens)."""
+    """What makes two requests "the same": method, path and the submitted fields (not the tokens), or the
+    body itself when it is not a form (a JSON upload intent)."""
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.path}\n".encode())
+    if request.mimetype not in FORM_TYPES:
+        digest.update(request.get_data(cache=True))  # cached: the view still reads it (get_json)
+        return digest.hexdigest()
     for name in sorted(request.form.keys()):
         if name in ("csrf_token", FORM_FIELD):
             continue
@@ -88,24 +99,39 @@ def _existing_outcome(key: str, fingerprint: str):
         if row is None:
             return None  # released meanwhile: run it
         if row.fingerprint != fingerprint:
-            abort(422, "This Idempotency-Key was already used for a different request.")
+            _refuse(422, OTHER_REQUEST)
         if row.completed_at is not None:
             return _replay(row)
         if time.monotonic() >= deadline:
-            abort(409, "This request is already being processed. Wait a moment and reload.")
+            _refuse(409, IN_FLIGHT)
         time.sleep(0.1)
 
 
+def _refuse(status: int, message: str):
+    """Abort with ``message``: an error page for forms, ``{"error": message}`` for a JSON request (whose
+    client reads the message from JSON)."""
+    if request.is_json:
+        abort(make_response(jsonify(error=message), status))
+    abort(status, message)
+
+
 def idempotent(view):
-    """Make a creating POST safe to repeat (double clicks, retries) when it carries a key."""
+    """Make an unsafe request (creating, toggling, changing state) safe to repeat when it carries a key.
+
+    Put it under the role check (the organization and membership are resolved first) and above a rate
+    limit (a replay is not counted again).
+    """
 
     @wraps(view)
     def wrapped(*args, **kwargs):
-        key = request.headers.get(HEADER) or request.form.get(FORM_FIELD)
-        if not key or not current_user.is_authenticated or request.method != "POST":
+        if request.method not in UNSAFE_METHODS:
+            return view(*args, **kwargs)
+        key = request.headers.get(HEADER) or (request.form.get(FORM_FIELD) if request.mimetype in FORM_TYPES
+                                                else None)
+        if not key or not current_user.is_authenticated:
             return view(*args, **kwargs)
         if not KEY_RE.fullmatch(key):  # not match: "$" also matches before a trailing newline
-            abort(400, "The idempotency key is malformed: use 8–100 letters, digits, '-' or '_'.")
+            _refuse(400, MALFORMED)
         fingerprint = request_fingerprint()
         for _ in range(3):
             claimed = _claim(key, fingerprint)
@@ -115,7 +141,7 @@ def idempotent(view):
             if outcome is not None:
                 return outcome
         else:
-            abort(409, "This request is already being processed. Wait a moment and reload.")
+            _refuse(409, IN_FLIGHT)
         # The view may switch organization (creating one does): finish the key where it was made.
         scope = (claimed, g.get("tenant_id"), current_user.id)
         try:
@@ -126,9 +152,11 @@ def idempotent(view):
         if response.status_code >= 500 or response.status_code in (409, 429) or response.is_streamed:
             _release(scope)
             return response
+        apply_triggers(response)  # the HX-Trigger events the view queued are part of the answer a replay repeats
         _store(scope, response)
         return response
 
+    wrapped.idempotent = True  # functools.wraps copies it onto outer decorators: tests find protected views
     return wrapped
 
 
