@@ -78,6 +78,7 @@ def my_schedule():
 
 @bp.post("/coaches/<coach_id>/schedule/timezone")
 @role_required()
+@idempotent
 def set_timezone(coach_id: str):
     """The zone the weekly hours are read in."""
     coach = load_managed_coach(coach_id)
@@ -90,6 +91,7 @@ def set_timezone(coach_id: str):
 
 @bp.post("/coaches/<coach_id>/schedule/rules")
 @role_required()
+@idempotent
 def add_rule(coach_id: str):
     """Add weekly hours to one day."""
     coach = load_managed_coach(coach_id)
@@ -102,6 +104,7 @@ def add_rule(coach_id: str):
 
 @bp.post("/coaches/<coach_id>/schedule/rules/<rule_id>/delete")
 @role_required()
+@idempotent
 def delete_rule(coach_id: str, rule_id: str):
     """Remove weekly hours."""
     coach = load_managed_coach(coach_id)
@@ -113,6 +116,7 @@ def delete_rule(coach_id: str, rule_id: str):
 
 @bp.post("/coaches/<coach_id>/schedule/overrides")
 @role_required()
+@idempotent
 def set_override(coach_id: str):
     """Replace one date's hours, or close it."""
     coach = load_managed_coach(coach_id)
@@ -132,6 +136,7 @@ def set_override(coach_id: str):
 
 @bp.post("/coaches/<coach_id>/schedule/overrides/<on_date>/delete")
 @role_required()
+@idempotent
 def delete_override(coach_id: str, on_date: str):
     """Back to the weekly hours on that date."""
     coach = load_managed_coach(coach_id)
@@ -147,6 +152,7 @@ def delete_override(coach_id: str, on_date: str):
 
 @bp.post("/coaches/<coach_id>/schedule/time-off")
 @role_required()
+@idempotent
 def add_time_off(coach_id: str):
     """Block a range of days or hours (read in the coach's zone)."""
     coach = load_managed_coach(coach_id)
@@ -164,6 +170,7 @@ def add_time_off(coach_id: str):
 
 @bp.post("/coaches/<coach_id>/schedule/time-off/<time_off_id>/delete")
 @role_required()
+@idempotent
 def delete_time_off(coach_id: str, time_off_id: str):
     """Remove time off."""
     coach = load_managed_coach(coach_id)
@@ -187,6 +194,7 @@ def new_offering(coach_id: str):
 
 @bp.route("/offerings/<offering_id>/edit", methods=["GET", "POST"])
 @role_required()
+@idempotent
 def edit_offering(offering_id: str):
     """Change an offering; booked sessions keep the terms they were booked with."""
     offering = service.get_offering(g.org, offering_id) or abort(404)
@@ -210,6 +218,7 @@ def _save_offering_form(coach, form: OfferingForm, offering):
 
 @bp.post("/offerings/<offering_id>/<any(archive, restore):action>")
 @role_required()
+@idempotent
 def toggle_offering(offering_id: str, action: str):
     """Archive an offering (no new bookings) or restore it."""
     offering = service.get_offering(g.org, offering_id) or abort(404)
