@@ -145,6 +145,7 @@ def new_posts(space_id: str | None = None):
 
 @bp.post("/spaces/<space_id>/<any(join, leave):action>")
 @role_required()
+@idempotent
 def membership(space_id: str, action: str):
     """Join an open space, or leave one."""
     space, _ = load_space(space_id)
@@ -157,6 +158,7 @@ def membership(space_id: str, action: str):
 
 @bp.route("/spaces/<space_id>/members", methods=["GET", "POST"])
 @role_required()
+@idempotent
 def members(space_id: str):
     """Members of a space; hosts add, remove and suspend."""
     space, acc = load_space(space_id)
@@ -178,6 +180,7 @@ def members(space_id: str):
 
 @bp.post("/spaces/<space_id>/members/<membership_id>/<any(remove, suspend):action>")
 @role_required()
+@idempotent
 def member_action(space_id: str, membership_id: str, action: str):
     """Remove someone from the space, or suspend them from posting there for some days."""
     space, acc = load_space(space_id)
@@ -247,6 +250,7 @@ def _post_context(post, space, acc, comment_form) -> dict:
 
 @bp.route("/posts/<post_id>/edit", methods=["GET", "POST"])
 @role_required()
+@idempotent
 def edit_post(post_id: str):
     """The author edits their post (earlier versions stay visible to hosts)."""
     post, space, acc = load_post(post_id)
@@ -266,6 +270,7 @@ def edit_post(post_id: str):
 
 @bp.post("/posts/<post_id>/<any(delete, pin, unpin):action>")
 @role_required()
+@idempotent
 def post_action(post_id: str, action: str):
     """Delete a post (author, host, admin), or pin and unpin it (hosts)."""
     post, space, _ = load_post(post_id)
@@ -281,6 +286,7 @@ def post_action(post_id: str, action: str):
 
 @bp.post("/posts/<post_id>/react/<kind>")
 @role_required()
+@idempotent
 def react(post_id: str, kind: str):
     """Toggle one of my reactions; the post's reaction bar swaps in place."""
     post, space, acc = load_post(post_id)
@@ -316,6 +322,7 @@ def comment(post_id: str):
 
 @bp.post("/comments/<comment_id>/delete")
 @role_required()
+@idempotent
 def delete_comment(comment_id: str):
     """Delete a comment (author, host, admin)."""
     comment, post, space, _ = load_comment(comment_id)
@@ -330,6 +337,7 @@ def delete_comment(comment_id: str):
 
 @bp.route("/<any(posts, comments):kind>/<target_id>/flag", methods=["GET", "POST"])
 @role_required()
+@idempotent
 def flag(kind: str, target_id: str):
     """Flag a post or comment for the hosts, with a reason."""
     if kind == "posts":
@@ -361,6 +369,7 @@ def moderation():
 
 @bp.post("/moderation/<any(posts, comments):kind>/<target_id>/<any(restore, remove):action>")
 @role_required()
+@idempotent
 def moderate(kind: str, target_id: str, action: str):
     """Restore flagged content, or remove it."""
     target = service.get_post(g.org, target_id) if kind == "posts" else service.get_comment(g.org, target_id)
