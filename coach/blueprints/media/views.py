@@ -19,6 +19,7 @@ from coach.htmx import fragment_status, redirect_after_post, render, swap_or_red
 from coach.media import service
 from coach.media.models import AUDIENCES
 from coach.media.service import BadMoment
+from coach.platform.idempotency import idempotent
 from coach.platform.ratelimit import UPLOADS_PER_USER, limiter, user_key
 from coach.tenancy import role_required
 
@@ -74,6 +75,7 @@ def library():
 
 @bp.post("/uploads")
 @role_required()
+@idempotent
 @limiter.limit(UPLOADS_PER_USER, key_func=user_key, scope="media-uploads")
 @answers_json
 def start_upload():
@@ -151,6 +153,7 @@ def status(media_id: str):
 
 @bp.post("/<media_id>")
 @role_required()
+@idempotent
 def update(media_id: str):
     """Rename the item or change who can see it."""
     item = load_item(media_id, manage=True)
@@ -165,6 +168,7 @@ def update(media_id: str):
 
 @bp.post("/<media_id>/delete")
 @role_required()
+@idempotent
 def delete(media_id: str):
     """Delete the item; its files are removed in the background and its room given back."""
     item = load_item(media_id, manage=True)
@@ -178,6 +182,7 @@ def delete(media_id: str):
 
 @bp.post("/<media_id>/comments")
 @role_required()
+@idempotent
 def comment(media_id: str):
     """Add a comment at a moment of the video, or a reply to one."""
     item = load_item(media_id)
@@ -202,6 +207,7 @@ def _after_comment(item):
 
 @bp.post("/<media_id>/comments/<comment_id>/delete")
 @role_required()
+@idempotent
 def delete_comment(media_id: str, comment_id: str):
     """Delete a review comment (its author, the video's owner or an admin)."""
     item = load_item(media_id)

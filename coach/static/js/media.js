@@ -20,6 +20,13 @@
     return "coach-upload:" + [file.name, file.size, file.lastModified].join(":");
   }
 
+  // A fresh idempotency key: 32 hex digits. getRandomValues, not randomUUID: the latter exists only on HTTPS.
+  function newKey() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return (b < 16 ? "0" : "") + b.toString(16); }).join("");
+  }
+
   function sleep(ms) {
     return new Promise(function (resolve) { setTimeout(resolve, ms); });
   }
@@ -32,12 +39,15 @@
     return (i ? n.toFixed(1).replace(/\.0$/, "") : n) + " " + units[i];
   }
 
-  // A JSON request to our own app, with the form's CSRF token.
-  function api(method, url, token, body) {
+  // A JSON request to our own app, with the form's CSRF token (and, for a request that must not happen twice,
+  // its Idempotency-Key).
+  function api(method, url, token, body, key) {
+    var headers = { "Content-Type": "application/json", "X-CSRFToken": token, "Accept": "application/json" };
+    if (key) { headers["Idempotency-Key"] = key; }
     return fetch(url, {
       method: method,
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": token, "Accept": "application/json" },
+      headers: headers,
       body: body ? JSON.stringify(body) : undefined
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
@@ -87,10 +97,25 @@
     var self = this;
     var fresh = function () {
       var data = new FormData(self.form);
-      return api("POST", self.form.action, self.token, {
+      var intent = {
         filename: self.file.name, size: self.file.size, content_type: contentType(self.file),
         title: data.get("title") || "", audience: data.get("audience") || "staff"
-      }).then(function (plan) {
+      };
+      // One key for this upload, kept across its retries: if an answer is lost on the way, the server
+      // answers the retry with that same plan instead of starting a second item.
+      var idempotencyKey = newKey();
+      var attempt = 0;
+      var ask = function () {
+        return api("POST", self.form.action, self.token, intent, idempotencyKey).catch(function (error) {
+          attempt += 1;
+          // No answer at all, still busy with the first try (409) or failing for now (5xx): ask again.
+          var again = !error.status || error.status === 409 || error.status >= 500;
+          if (self.cancelled || !again || attempt > RETRIES) { throw error; }
+          self.say("Connection trouble, trying again…");
+          return sleep(1000 * Math.pow(2, attempt - 1)).then(ask);
+        });
+      };
+      return ask().then(function (plan) {
         try { localStorage.setItem(key, JSON.stringify({ resume_url: plan.resume_url })); } catch (e) { /* private mode */ }
         return plan;
       });
