@@ -15,6 +15,7 @@ from coach.htmx import redirect_after_post, render
 from coach.ids import parse_uuid
 from coach.orgs.models import ADMIN
 from coach.platform import audit, system
+from coach.platform.idempotency import idempotent
 from coach.platform.pagination import decode_cursor
 from coach.tenancy import role_required
 
@@ -76,6 +77,7 @@ def system_page():
 
 @bp.post("/system/dead-letters/<event_id>/retry")
 @role_required(ADMIN)
+@idempotent
 def retry_dead_letter(event_id: str):
     """Put a dead outbox event back in line."""
     require_action_form()
@@ -90,6 +92,7 @@ def retry_dead_letter(event_id: str):
 
 @bp.post("/system/jobs/<job_id>/<action>")
 @role_required(ADMIN)
+@idempotent
 def failed_job_action(job_id: str, action: str):
     """Retry or discard a failed job of this organization."""
     if action not in ("retry", "discard") or len(job_id) > 100:

@@ -49,6 +49,7 @@ def members():
 
 @bp.post("/members/<membership_id>/role")
 @role_required(ADMIN)
+@idempotent
 def change_role(membership_id: str):
     """Give a member another role."""
     membership = _load_membership(membership_id)
@@ -72,6 +73,7 @@ def change_role(membership_id: str):
 
 @bp.post("/members/<membership_id>/remove")
 @role_required(ADMIN)
+@idempotent
 def remove_member(membership_id: str):
     """Remove a member from the organization (their account stays)."""
     membership = _load_membership(membership_id)
@@ -121,6 +123,7 @@ def resend_invitation(invitation_id: str):
 
 @bp.post("/invitations/<invitation_id>/revoke")
 @role_required(ADMIN)
+@idempotent
 def revoke_invitation(invitation_id: str):
     """Withdraw an invitation; its link stops working."""
     invitation = _load_invitation(invitation_id)

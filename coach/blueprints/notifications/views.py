@@ -14,6 +14,7 @@ from coach.htmx import redirect_after_post, render, swap_or_redirect
 from coach.notifications import service
 from coach.notifications.jobs import publish_counts
 from coach.notifications.models import CHANNELS, KINDS, TIMINGS
+from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
 
 INDEX = "notifications/index.html"
@@ -79,6 +80,7 @@ def mark_one(notification_id: str):
 
 @bp.post("/read-all")
 @role_required()
+@idempotent
 def mark_all():
     """Mark every notification of mine read."""
     changed = service.mark_read(g.membership)
