@@ -1,0 +1,501 @@
+"""Idempotency keys beyond creating: schedule changes, booking actions, reactions, moderation, media edits and
+the upload intent. A double click or a retry with the key the rendered form (or media.js) sent changes
+things once and gets the first answer again.
+
+The replays post exactly what the page's form carries (its CSRF token and its key), twice. Every page these
+tests open is also checked: each form on it that posts to a protected route carries a key of its own.
+"""
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from html.parser import HTMLParser
+
+import pytest
+from werkzeug.exceptions import HTTPException
+
+from coach import tenancy
+from coach.booking import service as booking
+from coach.extensions import db
+from coach.orgs.service import membership_for
+from coach.platform.idempotency import FORM_FIELD
+from coach.spaces import service as spaces
+from tests.booking_support import BookingWorld
+from tests.conftest import Auth
+from tests.factories import add_member, make_org, make_user
+from tests.media_flow import PDF, MediaWorld, page_token, pdf_bytes
+from tests.media_flow import media_storage  # noqa: F401  (fixture)
+
+HX = {"HX-Request": "true"}
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+BLUEPRINTS = {"booking", "spaces", "media", "admin", "notifications", "notification_links", "orgs"}
+
+# Unsafe routes of these blueprints left without a key, and why. Chat (messages deduplicated by client_id) is
+# another blueprint's.
+LEFT_AS_IS = {
+    "booking.feed_regenerate": "each click means a new secret address; a replay would keep that secret in the "
+                               "key's stored answer for 72 hours, and the last answer shown is the valid one",
+    "media.finalize": "idempotent by design: a second finalize finds the item past uploading and changes nothing",
+    "notifications.mark_one": "marking read again changes nothing and answers with the same row",
+    "notifications.preferences": "saves the same settings again (an upsert, no audit) and answers the same",
+    "notification_links.unsubscribe_now": "anonymous one-click link (no user to own a key); repeating changes "
+                                          "nothing",
+    "orgs.invitation_signup": "anonymous (no user to own a key yet); the second try finds the invitation used",
+}
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+class _Forms(HTMLParser):
+    """Every form of a page: its method, action and the named inputs it sends."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.forms: list[dict] = []
+        self._open: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self._open = {"method": (attrs.get("method") or "get").upper(), "action": attrs.get("action") or "",
+                          "fields": {}, "keys": 0}
+            self.forms.append(self._open)
+        elif tag == "input" and self._open is not None and attrs.get("name"):
+            if attrs["name"] == FORM_FIELD:
+                self._open["keys"] += 1
+            if attrs.get("type") in ("hidden", None, "text", "number") or attrs["name"] == FORM_FIELD:
+                self._open["fields"].setdefault(attrs["name"], attrs.get("value") or "")
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._open = None
+
+
+def forms_of(page: str) -> list[dict]:
+    parser = _Forms()
+    parser.feed(page)
+    return parser.forms
+
+
+def endpoint_of(app, action: str, method: str = "POST") -> str | None:
+    try:
+        return app.url_map.bind("localhost").match(action.split("?")[0].split("#")[0], method=method)[0]
+    except HTTPException:
+        return None
+
+
+def protected(app, endpoint: str | None) -> bool:
+    return bool(endpoint) and getattr(app.view_functions[endpoint], "idempotent", False)
+
+
+def check_keys(app, page: str, where: str) -> list[dict]:
+    """Every form on ``page`` that posts to a protected route carries exactly one key, each its own."""
+    forms = [f for f in forms_of(page) if f["method"] == "POST"]
+    keys = []
+    for form in forms:
+        if protected(app, endpoint_of(app, form["action"])):
+            assert form["keys"] == 1, f"{where}: the form to {form['action']} carries no idempotency key"
+            keys.append(form["fields"][FORM_FIELD])
+    assert len(keys) == len(set(keys)), f"{where}: two forms share a key"
+    return forms
+
+
+def form_at(app, browser, path: str, action: str, headers: dict | None = None) -> dict:
+    """The fields the form posting to ``action`` carries on the page at ``path`` (its token and its key)."""
+    page = browser.get(path, headers=headers or {}).get_data(as_text=True)
+    forms = check_keys(app, page, path)
+    matching = [f for f in forms if html.unescape(f["action"]) == action]
+    assert matching, f"{path} has no form posting to {action}"
+    fields = matching[0]["fields"]
+    assert fields.get(FORM_FIELD), f"the form to {action} on {path} carries no idempotency key"
+    return dict(fields)
+
+
+def browser_of(app, email: str):
+    browser = app.test_client()
+    assert Auth(browser).login(email).status_code == 303
+    return browser
+
+
+def body(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def assert_replayed(first, second) -> None:
+    """The second answer is the first's, marked as a replay."""
+    assert "Idempotent-Replayed" not in first.headers
+    assert second.headers.get("Idempotent-Replayed") == "true"
+    assert second.status_code == first.status_code
+    for header in ("Location", "HX-Redirect", "HX-Location", "HX-Trigger"):
+        assert second.headers.get(header) == first.headers.get(header), header
+    assert second.get_data() == first.get_data()
+
+
+def see(owner_db, org) -> None:
+    owner_db.execute("SELECT set_config('app.tenant_id', %s, false)", (str(org.id),))
+
+
+def count(owner_db, org, sql: str, *params) -> int:
+    see(owner_db, org)
+    return owner_db.execute(sql, params).fetchone()[0]
+
+
+def audits(owner_db, org, action: str) -> int:
+    return count(owner_db, org, "SELECT count(*) FROM audit_events WHERE action = %s", action)
+
+
+# --- every unsafe route is protected or has a reason ---------------------------------------------------
+
+def test_every_unsafe_route_of_these_blueprints_takes_a_key_or_says_why_not(app):
+    unprotected = []
+    for rule in app.url_map.iter_rules():
+        if not (rule.methods or set()) & UNSAFE or rule.endpoint.split(".")[0] not in BLUEPRINTS:
+            continue
+        if not protected(app, rule.endpoint) and rule.endpoint not in LEFT_AS_IS:
+            unprotected.append(f"{rule.rule} ({rule.endpoint})")
+    assert unprotected == []
+    for endpoint in LEFT_AS_IS:  # the list stays true: no stale names, nothing listed that is protected now
+        assert endpoint in app.view_functions and not protected(app, endpoint), endpoint
+
+
+# --- booking -------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def bw(ctx):
+    return BookingWorld()
+
+
+@pytest.fixture()
+def carla(app, bw):
+    return browser_of(app, bw.coach.user.email)
+
+
+def schedule_path(bw) -> str:
+    return f"/o/{bw.org.slug}/coaches/{bw.coach.id}/schedule"
+
+
+@pytest.mark.parametrize("headers", [HX, {}], ids=["htmx", "plain"])
+def test_weekly_hours_added_twice_with_the_same_key_make_one_rule(app, bw, carla, owner_db, headers):
+    action = f"/o/{bw.org.slug}/coaches/{bw.coach.id}/schedule/rules"
+    fields = {**form_at(app, carla, schedule_path(bw), action), "weekday": "0", "start": "18:00", "end": "20:00"}
+    before = count(owner_db, bw.org, "SELECT count(*) FROM availability_rules WHERE weekday = 0")
+
+    first = carla.post(action, data=fields, headers=headers)
+    second = carla.post(action, data=fields, headers=headers)
+
+    assert first.status_code == (200 if headers else 303)
+    assert_replayed(first, second)
+    assert "18:00–20:00" in body(first) if headers else first.headers["Location"] == schedule_path(bw)
+    assert "overlap" not in body(second)
+    assert count(owner_db, bw.org, "SELECT count(*) FROM availability_rules WHERE weekday = 0") == before + 1
+    assert audits(owner_db, bw.org, "availability.rule_added") == 7 + 1  # the world's seven days, then this one
+
+
+def test_the_swapped_hours_carry_fresh_keys_so_the_next_change_is_not_a_replay(app, bw, carla, owner_db):
+    action = f"/o/{bw.org.slug}/coaches/{bw.coach.id}/schedule/rules"
+    fields = {**form_at(app, carla, schedule_path(bw), action), "weekday": "1", "start": "18:00", "end": "19:00"}
+    first = carla.post(action, data=fields, headers=HX)
+    again = [f for f in check_keys(app, body(first), "the hours fragment") if f["action"] == action][0]["fields"]
+
+    assert again[FORM_FIELD] != fields[FORM_FIELD]
+    more = carla.post(action, data={**fields, **again, "start": "19:00", "end": "20:00"}, headers=HX)
+
+    assert more.status_code == 200 and "Idempotent-Replayed" not in more.headers
+    assert count(owner_db, bw.org, "SELECT count(*) FROM availability_rules WHERE weekday = 1") == 3
+
+
+def test_time_off_added_twice_with_the_same_key_is_one_block(app, bw, carla, owner_db):
+    action = f"/o/{bw.org.slug}/coaches/{bw.coach.id}/schedule/time-off"
+    fields = {**form_at(app, carla, schedule_path(bw), action), "starts": "2031-03-02T09:00",
+              "ends": "2031-03-02T12:00", "reason": "Dentist"}
+
+    first = carla.post(action, data=fields, headers=HX)
+    second = carla.post(action, data=fields, headers=HX)
+
+    assert first.status_code == 200
+    assert_replayed(first, second)
+    assert count(owner_db, bw.org, "SELECT count(*) FROM time_off") == 1
+
+
+def test_removing_hours_twice_answers_the_same_instead_of_a_404(app, bw, carla, owner_db):
+    tenancy.activate(bw.org.id)
+    rule = booking.weekly_rules(bw.coach)[2][0]
+    action = f"/o/{bw.org.slug}/coaches/{bw.coach.id}/schedule/rules/{rule.id}/delete"
+    fields = form_at(app, carla, schedule_path(bw), action)
+
+    first = carla.post(action, data=fields, headers=HX)
+    second = carla.post(action, data=fields, headers=HX)
+
+    assert first.status_code == 200
+    assert_replayed(first, second)
+    assert audits(owner_db, bw.org, "availability.rule_removed") == 1
+
+
+def test_archiving_an_offering_twice_is_one_change(app, bw, carla, owner_db):
+    action = f"/o/{bw.org.slug}/offerings/{bw.offering.id}/archive"
+    fields = form_at(app, carla, schedule_path(bw), action)
+
+    first = carla.post(action, data=fields)
+    second = carla.post(action, data=fields)
+
+    assert first.status_code == 303
+    assert_replayed(first, second)
+    assert audits(owner_db, bw.org, "offering.archived") == 1
+
+
+def test_a_booking_confirmed_twice_answers_the_same(app, bw, carla, owner_db):
+    tenancy.activate(bw.org.id)
+    made = booking.request_booking(bw.offering, bw.athlete, bw.first_slot().starts_at, "", bw.athlete)
+    db.session.commit()
+    action = f"/o/{bw.org.slug}/bookings/{made.id}/confirm"
+    fields = form_at(app, carla, f"/o/{bw.org.slug}/bookings", action)
+
+    first = carla.post(action, data=fields, headers=HX)
+    second = carla.post(action, data=fields, headers=HX)
+
+    assert first.status_code == 200 and "Confirmed" in body(first)
+    assert_replayed(first, second)  # not a 409 "can no longer be confirmed"
+    see(owner_db, bw.org)
+    assert owner_db.execute("SELECT status FROM bookings WHERE id = %s", (made.id,)).fetchone()[0] == "confirmed"
+
+
+# --- spaces --------------------------------------------------------------------------------------------
+
+class River:
+    """River Club: Maria (coach) hosts the open space Tennis; Sam, Bea and Cal are members; Sam wrote a post that
+    Bea and Cal commented on."""
+
+    def __init__(self):
+        ada = make_user("ada@example.com", "Ada Admin")
+        self.org = make_org(ada, slug="river", name="River Club")
+        tenancy.activate(self.org.id)
+        self.admin = membership_for(self.org, ada)
+        self.maria = add_member(self.org, make_user("maria@example.com", "Maria Santos"), "coach")
+        self.sam = add_member(self.org, make_user("sam@example.com", "Sam Lee"), "athlete")
+        self.bea = add_member(self.org, make_user("bea@example.com", "Bea Berg"), "athlete")
+        self.cal = add_member(self.org, make_user("cal@example.com", "Cal Cruz"), "athlete")
+        tenancy.activate(self.org.id)
+        self.tennis = spaces.create_space(self.org, self.maria, "Tennis", "", "open")
+        for member in (self.sam, self.bea, self.cal):
+            spaces.join(self.tennis, member)
+        self.post = spaces.create_post(self.tennis, self.sam, "Serve practice at 6")
+        self.rude = spaces.add_comment(self.post, self.bea, "Rude words")
+        self.kind = spaces.add_comment(self.post, self.cal, "See you there")
+        db.session.commit()
+
+
+@pytest.fixture()
+def river(ctx):
+    return River()
+
+
+def reactions(owner_db, river) -> int:
+    return count(owner_db, river.org, "SELECT count(*) FROM reactions WHERE post_id = %s", river.post.id)
+
+
+def test_a_double_clicked_reaction_stays_on_and_answers_the_same(app, river, owner_db):
+    bea = browser_of(app, "bea@example.com")
+    action = f"/o/river/posts/{river.post.id}/react/like"
+    fields = form_at(app, bea, f"/o/river/posts/{river.post.id}", action)
+
+    first = bea.post(action, data=fields, headers=HX)
+    second = bea.post(action, data=fields, headers=HX)
+
+    assert first.status_code == 200 and 'aria-pressed="true"' in body(first)
+    assert_replayed(first, second)
+    assert reactions(owner_db, river) == 1
+
+    # The swapped bar carries fresh keys: clicking again on purpose takes the reaction back.
+    bar = [f for f in check_keys(app, body(first), "the reaction bar") if f["action"] == action][0]["fields"]
+    off = bea.post(action, data={**fields, **bar}, headers=HX)
+    assert off.status_code == 200 and "Idempotent-Replayed" not in off.headers
+    assert reactions(owner_db, river) == 0
+
+
+def test_a_reaction_from_the_feed_without_javascript_replays_its_redirect(app, river, owner_db):
+    bea = browser_of(app, "bea@example.com")
+    action = f"/o/river/posts/{river.post.id}/react/celebrate"
+    fields = form_at(app, bea, f"/o/river/spaces/{river.tennis.id}", action)
+
+    first = bea.post(action, data=fields)
+    second = bea.post(action, data=fields)
+
+    assert first.status_code == 303
+    assert_replayed(first, second)
+    assert reactions(owner_db, river) == 1
+
+
+def test_removing_flagged_content_twice_counts_it_off_once(app, river, owner_db):
+    tenancy.activate(river.org.id)
+    spaces.flag(river.rude, river.cal, "Rude")
+    db.session.commit()
+    maria = browser_of(app, "maria@example.com")
+    action = f"/o/river/moderation/comments/{river.rude.id}/remove"
+    fields = form_at(app, maria, "/o/river/moderation", action)
+
+    first = maria.post(action, data=fields)
+    second = maria.post(action, data=fields)
+
+    assert first.status_code == 303 and first.headers["Location"] == "/o/river/moderation"
+    assert_replayed(first, second)
+    assert count(owner_db, river.org, "SELECT comment_count FROM posts WHERE id = %s", river.post.id) == 1
+    assert audits(owner_db, river.org, "comment.removed") == 1
+
+
+def test_a_post_deleted_twice_answers_the_same_instead_of_a_404(app, river, owner_db):
+    sam = browser_of(app, "sam@example.com")
+    action = f"/o/river/posts/{river.post.id}/delete"
+    fields = form_at(app, sam, f"/o/river/posts/{river.post.id}", action)
+
+    first = sam.post(action, data=fields)
+    second = sam.post(action, data=fields)
+
+    assert first.status_code == 303
+    assert_replayed(first, second)
+
+
+def test_a_double_submitted_flag_thanks_once(app, river, owner_db):
+    cal = browser_of(app, "cal@example.com")
+    action = f"/o/river/comments/{river.rude.id}/flag"
+    fields = {**form_at(app, cal, action, action), "reason": "Rude"}
+
+    first = cal.post(action, data=fields)
+    second = cal.post(action, data=fields)
+
+    assert first.status_code == 303
+    assert_replayed(first, second)  # not "You have flagged this already"
+    assert count(owner_db, river.org, "SELECT count(*) FROM flags") == 1
+
+
+def test_the_pages_of_spaces_give_every_protected_form_its_own_key(app, river):
+    maria = browser_of(app, "maria@example.com")
+    for path in ("/o/river/spaces", f"/o/river/spaces/{river.tennis.id}", f"/o/river/posts/{river.post.id}",
+                 f"/o/river/spaces/{river.tennis.id}/members", "/o/river/moderation", "/o/river/feed"):
+        response = maria.get(path)
+        assert response.status_code == 200, path
+        check_keys(app, body(response), path)
+    sam = browser_of(app, "sam@example.com")
+    for path in (f"/o/river/posts/{river.post.id}/edit", f"/o/river/comments/{river.kind.id}/flag"):
+        response = sam.get(path)
+        assert response.status_code == 200, path
+        check_keys(app, body(response), path)
+
+
+# --- media ---------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def lake(ctx, app, media_storage):  # noqa: F811
+    return MediaWorld(app)
+
+
+def intent_headers(browser, key: str | None) -> dict:
+    headers = {"X-CSRFToken": page_token(browser, "lake"), "Accept": "application/json"}
+    return headers | ({"Idempotency-Key": key} if key else {})
+
+
+INTENT = {"filename": "plan.pdf", "size": 4096, "content_type": PDF, "title": "Plan", "audience": "staff"}
+
+
+def test_an_upload_intent_retried_with_its_key_gets_the_same_plan_and_makes_one_item(lake, owner_db):
+    ana = lake.browser(lake.ana)
+    headers = intent_headers(ana, uuid.uuid4().hex)
+
+    first = ana.post("/o/lake/media/uploads", json=INTENT, headers=headers)
+    second = ana.post("/o/lake/media/uploads", json=INTENT, headers=headers)
+
+    assert first.status_code == 201
+    assert_replayed(first, second)
+    assert second.get_json()["finalize_url"] == first.get_json()["finalize_url"]
+    assert count(owner_db, lake.org, "SELECT count(*) FROM media_items") == 1
+
+
+def test_the_same_upload_key_with_another_file_is_refused_in_json(lake, owner_db):
+    ana = lake.browser(lake.ana)
+    headers = intent_headers(ana, uuid.uuid4().hex)
+    assert ana.post("/o/lake/media/uploads", json=INTENT, headers=headers).status_code == 201
+
+    other = ana.post("/o/lake/media/uploads", json={**INTENT, "filename": "other.pdf"}, headers=headers)
+
+    assert other.status_code == 422
+    assert "already used for a different request" in other.get_json()["error"]
+    assert count(owner_db, lake.org, "SELECT count(*) FROM media_items") == 1
+
+
+def test_upload_intents_without_a_key_or_with_new_keys_each_make_an_item(lake, owner_db):
+    ana = lake.browser(lake.ana)
+    for key in (None, None, uuid.uuid4().hex, uuid.uuid4().hex):
+        assert ana.post("/o/lake/media/uploads", json=INTENT, headers=intent_headers(ana, key)).status_code == 201
+    assert count(owner_db, lake.org, "SELECT count(*) FROM media_items") == 4
+
+
+def test_a_malformed_upload_key_is_a_json_400(lake, owner_db):
+    ana = lake.browser(lake.ana)
+    response = ana.post("/o/lake/media/uploads", json=INTENT, headers=intent_headers(ana, "bad key"))
+    assert response.status_code == 400 and "malformed" in response.get_json()["error"]
+    assert count(owner_db, lake.org, "SELECT count(*) FROM media_items") == 0
+
+
+def test_media_deleted_twice_answers_the_same_instead_of_a_404(app, lake, owner_db):
+    item = lake.uploaded(lake.ana, pdf_bytes(), PDF, filename="plan.pdf")
+    ana = lake.browser(lake.ana)
+    action = f"/o/lake/media/{item.id}/delete"
+    fields = form_at(app, ana, f"/o/lake/media/{item.id}", action)
+
+    first = ana.post(action, data=fields)
+    second = ana.post(action, data=fields)
+
+    assert first.status_code == 303 and first.headers["Location"] == "/o/lake/media"
+    assert_replayed(first, second)
+
+
+def test_media_details_saved_twice_answer_the_same(app, lake):
+    item = lake.uploaded(lake.ana, pdf_bytes(), PDF, filename="plan.pdf")
+    ana = lake.browser(lake.ana)
+    action = f"/o/lake/media/{item.id}"
+    fields = {**form_at(app, ana, action, action), "title": "Season plan", "audience": "organization"}
+
+    first = ana.post(action, data=fields, headers=HX)
+    second = ana.post(action, data=fields, headers=HX)
+
+    assert first.status_code == 204 and first.headers["HX-Redirect"] == action
+    assert_replayed(first, second)
+    assert lake.fresh(item).title == "Season plan"
+
+
+# --- organization admin and notifications ----------------------------------------------------------------
+
+@pytest.fixture()
+def harbour(ctx):
+    ada = make_user("ada@example.com", "Ada Admin")
+    org = make_org(ada, slug="harbour", name="Harbour Rowing")
+    jo = add_member(org, make_user("jo@example.com", "Jo Rower"), "athlete")
+    return org, jo
+
+
+def test_a_member_removed_twice_answers_the_same_instead_of_a_404(app, harbour, owner_db):
+    org, jo = harbour
+    ada = browser_of(app, "ada@example.com")
+    action = f"/o/harbour/admin/members/{jo.id}/remove"
+    fields = form_at(app, ada, "/o/harbour/admin/members", action)
+
+    first = ada.post(action, data=fields)
+    second = ada.post(action, data=fields)
+
+    assert first.status_code == 303
+    assert_replayed(first, second)
+    assert audits(owner_db, org, "member.removed") == 1
+
+
+def test_admin_and_notification_pages_give_every_protected_form_its_own_key(app, harbour):
+    ada = browser_of(app, "ada@example.com")
+    for path in ("/o/harbour/admin/members", "/o/harbour/admin/system", "/o/harbour/notifications"):
+        response = ada.get(path)
+        assert response.status_code == 200, path
+        check_keys(app, body(response), path)
+
+
+def test_the_key_field_is_fresh_on_every_render(app, bw, carla):
+    action = f"/o/{bw.org.slug}/coaches/{bw.coach.id}/schedule/rules"
+    keys = {form_at(app, carla, schedule_path(bw), action)[FORM_FIELD] for _ in range(3)}
+    assert len(keys) == 3 and all(re.fullmatch(r"[0-9a-f]{32}", k) for k in keys)
