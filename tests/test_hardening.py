@@ -54,7 +54,7 @@ def test_a_database_that_is_away_answers_503_with_retry_after_and_the_request_is
     away = create_app({**{k: app.config[k] for k in ("COACH_ENV", "SECRET_KEY", "REDIS_URL", "MEDIA_LOCAL_ROOT")},
                        # Nothing listens on port 1: every connection attempt is refused at once.
                        "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://coach_app@127.0.0.1:1/coach",
-                       "WTF_CSRF_ENABLED": False, "RATELIMIT_ENABLED": False})
+                       "WTF_CSRF_ENABLED": False})
     client = away.test_client()
     with caplog.at_level(logging.INFO, logger="coach.request"):
         response = client.post("/login", data={"email": "ada@example.com", "password": "correct-horse-battery"})
