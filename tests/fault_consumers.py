@@ -25,6 +25,8 @@ TEST_COUNT = Topic("test.count", "mark: the effect's target_id")
 TEST_FLAKY = Topic("test.flaky", "mark; fail_while: a file; the consumer fails while it exists")
 TEST_WHOAMI = Topic("test.whoami", "mark: the effect records the tenant setting and request id")
 TEST_SLOW = Topic("test.slow", "mark; marker: a file of pids; sleep: seconds the first attempt sleeps")
+TEST_LEDGER = Topic("test.ledger", "mark; trace: a file each attempt appends start/end lines to; hold: a file that may "
+                                   "name a worker whose work horses then hold their transaction open for a minute")
 # Declared on the notifications queue, consumed by nobody: the relay's routing test.
 TEST_NOTIFY = Topic("test.notify", "mark", queue="notifications")
 
@@ -64,3 +66,23 @@ def slow(payload: dict) -> None:
     if first:
         time.sleep(float(payload.get("sleep", 30)))
     _effect(payload)
+
+
+@consumer(TEST_LEDGER)
+def ledger(payload: dict) -> None:
+    """The effect (with the pid that wrote it). A work horse of the worker whose pid is in the file
+    ``payload["hold"]`` then holds its transaction open for a minute (the test kills that worker
+    meanwhile). ``start``/``end`` lines in ``payload["trace"]`` tell the test what each attempt did."""
+    trace = Path(payload["trace"])
+    _trace(trace, "start", payload["mark"])
+    _effect(payload, pid=os.getpid())
+    hold = Path(payload["hold"])
+    if hold.exists() and hold.read_text().strip() == str(os.getppid()):
+        _trace(trace, "hold", payload["mark"])
+        time.sleep(60)
+    _trace(trace, "end", payload["mark"])
+
+
+def _trace(path: Path, what: str, mark: str) -> None:
+    with path.open("a") as f:  # one short line per write (O_APPEND): lines of several processes never mix
+        f.write(f"{os.getpid()} {what} {mark} {time.time():.3f}\n")
