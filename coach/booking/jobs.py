@@ -53,7 +53,7 @@ def schedule_moments(tenant_id: uuid.UUID, moments: list[datetime]) -> None:
             continue
         q.enqueue_at(when, run_due_for, str(tenant_id),
                      job_id=f"booking-due-{tenant_id}-{int(when.timestamp())}", job_timeout=120,
-                     retry=Retry(max=3, interval=[10, 60, 300]), result_ttl=600,
+                     retry=Retry(max=3, interval=[0, 60, 300]), result_ttl=600,
                      description=f"booking moments {tenant_id} {when.isoformat()}")
 
 

@@ -34,7 +34,7 @@ GAVE_UP = "We could not process this file. Please try uploading it again."
 
 def _enqueue(func, tenant_id, media_id, job_id: str, timeout: int) -> None:
     queue("media").enqueue(func, str(tenant_id), str(media_id), job_id=job_id, job_timeout=timeout,
-                           retry=Retry(max=MAX_ATTEMPTS - 1, interval=[30, 300]), result_ttl=3600,
+                           retry=Retry(max=MAX_ATTEMPTS - 1, interval=[0, 300]), result_ttl=3600,
                            failure_ttl=7 * 86400, description=f"{func.__name__} {media_id}")
 
 

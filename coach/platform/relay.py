@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 # Batch size, poll interval and attempts are settings (OUTBOX_BATCH, OUTBOX_POLL_SECONDS,
 # OUTBOX_MAX_ATTEMPTS in coach.config), read from the app the relay runs in.
 JOB_TIMEOUT = 300
-JOB_RETRY = Retry(max=5, interval=[5, 30, 120, 600, 1800])
+# The first retry is immediate: a job whose worker died is requeued by the next worker's maintenance
+# without waiting for a scheduler (whose lock a killed worker may hold for a minute more).
+JOB_RETRY = Retry(max=5, interval=[0, 30, 120, 600, 1800])
 
 
 def _job_data(q, row) -> object:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 from flask import g, has_app_context
 from sqlalchemy import event, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from coach.extensions import db
@@ -71,9 +72,17 @@ def acting_for(tenant_id: uuid.UUID | None, user_id: uuid.UUID | None = None):
     _apply_now()
     try:
         yield
-    finally:
+    except BaseException:
         g.tenant_id, g.user_id = saved
-        _apply_now()
+        try:
+            _apply_now()
+        except SQLAlchemyError:
+            # The block failed because the transaction did (a lost connection): it can run nothing more, so
+            # its settings no longer matter, and the block's own error is the one to report.
+            pass
+        raise
+    g.tenant_id, g.user_id = saved
+    _apply_now()
 
 
 def deactivate() -> None:
