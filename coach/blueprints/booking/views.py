@@ -236,11 +236,19 @@ def _back_to(booking) -> str:
 
 # --- calendar files ----------------------------------------------------------------------------------
 
-def _ics_response(body: bytes, filename: str):
+def _ics_response(body: bytes, filename: str, disposition: str = "attachment", cache: str = "private, no-cache"):
+    """A calendar file with an ETag of its content: a client that sends it back in ``If-None-Match`` gets a
+    304 without the body while nothing in the file changed (the file is still built to know that).
+
+    ``private, no-cache`` by default: the person's own browser may keep the file but asks again each time
+    (the app-wide ``no-store`` would leave it nothing to revalidate).
+    """
     response = make_response(body)
     response.headers["Content-Type"] = "text/calendar; charset=utf-8"
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    response.headers["Content-Disposition"] = f'{disposition}; filename="{filename}"'
+    response.headers["Cache-Control"] = cache
+    response.add_etag()
+    return response.make_conditional(request)
 
 
 @bp.get("/bookings/<booking_id>.ics")
@@ -279,8 +287,8 @@ def feed(token: str):
         abort(404)
     body = ics.calendar(service.feed_bookings(owner), owner, current_app.config["APP_BASE_URL"], org.slug,
                         f"{org.name} sessions")
-    response = _ics_response(body, "coach.ics")
-    response.headers["Content-Disposition"] = 'inline; filename="coach.ics"'
-    response.headers["Cache-Control"] = "private, max-age=300"
+    # Calendar apps poll every few minutes to hours: after 5 minutes they ask again, and get a 304 when
+    # nothing changed.
+    response = _ics_response(body, "coach.ics", disposition="inline", cache="private, max-age=300")
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
