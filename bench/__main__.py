@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("dashboard", "outbox", "booking_race", "calendar", "slots", "feed", "feed_depth", "upload", "chat")
+BENCHMARKS = ("dashboard", "outbox", "booking_race", "calendar", "slots", "feed", "feed_depth", "upload", "chat",
+              "page_weight")
 
 
 def main(argv: list[str]) -> int:
