@@ -104,6 +104,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     db.init_app(app)
+    _close_sessions_quietly(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     login_manager.init_app(app)
     csrf.init_app(app)
@@ -187,6 +188,23 @@ def cross_site(req) -> bool:
     parts = urlsplit(origin)
     # "null" (a sandboxed frame, a cross-site redirect) has no scheme or host and is refused too.
     return f"{parts.scheme}://{parts.netloc}" != f"{req.scheme}://{req.host}"
+
+
+def _close_sessions_quietly(app: Flask) -> None:
+    """End each request's database session without letting a lost connection turn a sent answer into a 500.
+
+    Flask-SQLAlchemy's own teardown rolls back at the end of the app context; if the connection died after the
+    request's last query, that rollback raises outside every error handler, and the server answers 500 while
+    the request log says otherwise. Here the failure is logged and the broken connection discarded."""
+    app.teardown_appcontext_funcs.remove(db._teardown_session)
+
+    @app.teardown_appcontext
+    def _close_session(exc):
+        try:
+            db.session.remove()
+        except DBAPIError as error:
+            app.logger.warning("closing the database session failed: %s", str(error.orig or error).strip()[:200])
+            db.session.registry.clear()
 
 
 def _register_request_hooks(app: Flask) -> None:
