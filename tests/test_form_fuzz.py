@@ -1,0 +1,591 @@
+"""Form fuzz: every form of the main pages, sent with hostile values, never gets a 5xx or an unhandled error.
+
+One organization is seeded through the services (see :class:`tests.fuzz_support.FuzzWorld`) and kept for
+the whole module: each test renders one page as the role that uses it, parses its forms from the HTML
+(action, method, every named field, hidden ones included) and drives each form with hypothesis. Per
+example, every field is kept (a plausible value), replaced by a hostile one (huge, NUL, lone surrogates
+and invalid UTF-8 as percent-encoded bytes, bidi controls, emoji, extreme numbers, bad dates, times,
+zones and UUIDs, wrong types), left out, or sent twice; sometimes an unknown field is added or the body is
+sent as raw bytes. The CSRF token stays valid. Each example goes out as a plain POST and as an htmx POST
+(``HX-Request: true``); GET forms and the pages' query strings (cursors, weeks, starts, filters) are
+fuzzed the same way. Before hypothesis's examples, a sweep sends each field alone with the values that
+most often get past validation to PostgreSQL (a NUL in text, a 31-digit number).
+
+A response of 500 or more, or an ERROR record with a traceback in the log (an "unhandled error" answered
+with any status), fails the test with the form, the input (each field put back to its plausible value
+where the failure stays) and the traceback's frames in the app's code. Refusals (400, 403, 404, 405, 409,
+410, 413, 422, 429) are what bad input should get.
+
+Forms that would destroy the seeded world (delete, remove, leave, revoke, archive, log out) are not sent;
+they are listed in ``NOT_SENT`` with the reason. Examples are derandomized, so CI repeats the same inputs.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+import redis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from coach.platform.ratelimit import limiter
+from tests.conftest import Auth, csrf_from
+from tests.factories import PASSWORD, make_user
+from tests.fuzz_support import ErrorLog, Form, FuzzWorld, encode_pairs, forms_in, hostile_values, mutate, shown, \
+    traceback_tail
+
+HX = {"HX-Request": "true"}
+# Random examples per form or query string, each sent twice (plain and htmx), after the sweep (see sweep()).
+# FUZZ_EXAMPLES=200 fuzzes deeper, for a run by hand; FUZZ_TRACE=200 prints each request's status and
+# input (its first 200 characters).
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
+SLOW_EXAMPLES = max(1, EXAMPLES // 2)  # forms that hash a password on each plausible submission (~50 ms)
+TRACE = int(os.environ.get("FUZZ_TRACE", "0"))
+SLOW = {"accounts.signup", "accounts.login", "accounts.change_password", "accounts.reset_password",
+        "orgs.invitation_signup"}
+ACCEPTED = {200, 201, 202, 204, 301, 302, 303, 304, 307, 308, 400, 403, 404, 405, 409, 410, 413, 422, 429}
+
+# Forms found on the pages but never sent, with the reason (matched on the endpoint, and for some on the action).
+NOT_SENT = {
+    "accounts.logout": "ends the session the other forms of the page need",
+    "admin.remove_member": "removes a seeded member",
+    "admin.revoke_invitation": "revokes the seeded invitation",
+    "booking.delete_rule": "deletes the coach's weekly hours (a button: CSRF token only)",
+    "booking.delete_override": "deletes a date override (a button: CSRF token only)",
+    "booking.delete_time_off": "deletes time off (a button: CSRF token only)",
+    "booking.toggle_offering": "archiving the offering would close the booking form",
+    "spaces.membership": "leaving the space would close its post form",
+    "spaces.post_action": "deletes or pins the seeded post (a button: CSRF token only)",
+    "spaces.delete_comment": "deletes the seeded comment (a button: CSRF token only)",
+    "spaces.moderate": "removes seeded content (a button: CSRF token only)",
+    "chat.delete": "deletes the seeded message (a button: CSRF token only)",
+    "media.delete": "deletes the seeded video (a button: CSRF token only)",
+    "media.delete_comment": "deletes the seeded review comment (a button: CSRF token only)",
+}
+NOT_SENT_ACTIONS = {
+    ("spaces.member_action", "remove"): "removes a seeded member from the space",
+}
+
+ROLES = {"admin": "ada@example.com", "coach": "carla@example.com", "athlete": "arno@example.com",
+         "pat": "pat@example.com"}
+_n = itertools.count(1)
+
+# The background relay and worker (other threads) use the random module while hypothesis draws examples.
+pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+
+
+# --- pages and their forms -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Page:
+    role: str  # "anon" (a new browser per example), or a key of ROLES
+    path: str  # formatted with the world's ids
+    expects: tuple[str, ...]  # endpoints whose forms the page must have (the fuzz must not lose them silently)
+    prefer: str = ""  # of a form's instances, fuzz the one whose action contains this id (of the world's ids)
+    fresh_message: bool = False  # {message} is a message sent just now (one can be edited for 10 minutes only)
+
+
+PAGES = [
+    Page("anon", "/signup", ("accounts.signup",)),
+    Page("anon", "/login", ("accounts.login",)),
+    Page("anon", "/password/forgot", ("accounts.forgot_password",)),
+    Page("anon", "/password/reset/{reset}", ("accounts.reset_password",)),
+    Page("anon", "/signup/confirm/{signup}", ("accounts.confirm_signup",)),
+    Page("anon", "/invitations/{slug}/{invite}", ("orgs.invitation_signup",)),
+    Page("pat", "/profile", ("accounts.profile", "accounts.change_password")),
+    Page("admin", "/orgs/new", ("orgs.create",)),
+    Page("admin", "/o/{slug}/admin/members", ("admin.change_role", "admin.invite", "admin.resend_invitation"),
+         prefer="bea"),
+    Page("admin", "/o/{slug}/notifications/preferences", ("notifications.preferences",)),
+    Page("admin", "/o/{slug}/notifications", ("notifications.mark_all",)),
+    # Before the schedule's forms change the coach's hours.
+    Page("athlete", "/o/{slug}/offerings/{offering}/book?start={start}", ("booking.book",)),
+    Page("coach", "/o/{slug}/coaches/{coach}/schedule",
+         ("booking.set_timezone", "booking.add_rule", "booking.set_override", "booking.add_time_off")),
+    Page("coach", "/o/{slug}/coaches/{coach}/offerings/new", ("booking.new_offering",)),
+    Page("coach", "/o/{slug}/offerings/{spare}/edit", ("booking.edit_offering",)),
+    Page("coach", "/o/{slug}/calendar-feed", ("booking.feed_regenerate",)),
+    Page("coach", "/o/{slug}/spaces/new", ("spaces.create",)),
+    Page("athlete", "/o/{slug}/spaces/{space}", ("spaces.create_post", "spaces.react")),
+    Page("athlete", "/o/{slug}/posts/{post}", ("spaces.comment",)),
+    Page("athlete", "/o/{slug}/posts/{post}/flag", ("spaces.flag",)),
+    Page("athlete", "/o/{slug}/comments/{comment}/flag", ("spaces.flag",)),
+    Page("coach", "/o/{slug}/posts/{post}/edit", ("spaces.edit_post",)),
+    Page("coach", "/o/{slug}/spaces/{space}/members", ("spaces.members", "spaces.member_action"), prefer="bea"),
+    Page("athlete", "/o/{slug}/chat", ("chat.start",)),
+    Page("athlete", "/o/{slug}/chat/{conversation}", ("chat.send",)),
+    Page("athlete", "/o/{slug}/chat/{conversation}/messages/{message}/edit", ("chat.edit",), fresh_message=True),
+    Page("athlete", "/o/{slug}/media", ("media.start_upload",)),
+    Page("athlete", "/o/{slug}/media/{media}", ("media.update", "media.comment")),
+    Page("admin", "/o/{slug}/admin/audit", ("admin.audit_log",)),
+    # Last: cancelling the booking is what its form does when the fuzz keeps every field.
+    Page("athlete", "/o/{slug}/bookings/{booking}", ("booking.act",)),
+]
+
+
+@dataclass(frozen=True)
+class Query:
+    """A page whose query string is input: its parameters and a plausible value of each."""
+
+    role: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+
+
+QUERIES = [
+    Query("admin", "/o/{slug}/admin/audit", {"actor": "ada@example.com", "action": "login.succeeded",
+                                            "since": "{today}", "until": "{today}", "after": ""}),
+    Query("admin", "/o/{slug}/admin/audit.csv", {"actor": "", "action": "", "since": "{today}", "until": ""}),
+    Query("athlete", "/o/{slug}/media", {"show": "mine", "after": ""}),
+    Query("athlete", "/o/{slug}/feed", {"after": ""}),
+    Query("athlete", "/o/{slug}/spaces/{space}", {"after": ""}),
+    Query("athlete", "/o/{slug}/feed/new-posts", {"since": "{now}"}),
+    Query("athlete", "/o/{slug}/spaces/{space}/new-posts", {"since": "{now}"}),
+    Query("athlete", "/o/{slug}/spaces/{space}/mentions", {"body": "Hi @Ca"}),
+    Query("admin", "/o/{slug}/notifications", {"show": "unread", "before": ""}),
+    Query("athlete", "/o/{slug}/chat/{conversation}", {"before": "2"}),
+    Query("athlete", "/o/{slug}/offerings/{offering}", {"week": "{today}", "reschedule": ""}),
+    Query("athlete", "/o/{slug}/offerings/{offering}/book", {"start": "{start}", "reschedule": ""}),
+    Query("admin", "/o/{slug}/bookings", {"coach": "{coach}"}),
+    Query("athlete", "/o/{slug}/media/{media}", {"t": "0:01"}),
+    Query("anon", "/signup/sent", {"email": "ada@example.com"}),
+    Query("anon", "/login", {"next": "/orgs"}),
+]
+
+
+# --- the module's world, browsers and log ----------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _clean():
+    """Overrides the suite's per-test truncation: this module's tests fuzz one seeded organization, and
+    ``fuzz`` empties the tables once, after the module's last test."""
+    yield
+
+
+class Fuzz:
+    """The seeded world's ids, a logged-in browser per role, the error log and what was fuzzed."""
+
+    def __init__(self, app, world: FuzzWorld, log: ErrorLog):
+        self.app = app
+        self.log = log
+        self.ids = dict(world.ids, reset=world.reset_secret, signup=world.signup_secret, invite=world.invite_secret,
+                        today=datetime.now(timezone.utc).date().isoformat(),
+                        now=datetime.now(timezone.utc).isoformat())
+        self.free_starts = iter(world.free_starts)
+        self.browsers: dict[str, object] = {}
+        self.adapter = app.url_map.bind("localhost")
+        self.fuzzed: set[tuple] = set()  # (endpoint, method, field names, non-id URL arguments)
+
+    def browser(self, role: str):
+        if role == "anon":
+            return self.app.test_client()
+        if role not in self.browsers:
+            browser = self.app.test_client()
+            assert Auth(browser).login(ROLES[role]).status_code == 303, f"{role} cannot log in"
+            self.browsers[role] = browser
+        return self.browsers[role]
+
+    def endpoint(self, form: Form) -> tuple[str | None, dict]:
+        path = form.action.split("?", 1)[0]
+        try:
+            return self.adapter.match(path, method=form.method.upper())
+        except (NotFound, MethodNotAllowed):
+            return None, {}
+
+    def errors_logged(self) -> list[logging.LogRecord]:
+        return self.log.take(threading.current_thread().name)
+
+
+@pytest.fixture(scope="module")
+def fuzz(app, stack, job_runner, mailbox, _tables):
+    log = ErrorLog()
+    root = logging.getLogger()
+    with pytest.MonkeyPatch.context() as patch:
+        # Hundreds of posts a minute from one address and one account. RATELIMIT_ENABLED is read when the
+        # limiter is bound to the app, so the bound limiter is switched off itself.
+        patch.setattr(limiter, "enabled", False)
+        patch.setitem(app.config, "CHAT_MESSAGES_PER_10S", 1_000_000)  # the chat's own send limit (per member)
+        with app.test_request_context():
+            world = FuzzWorld()
+            make_user("lou@example.com", "Lou Login")  # the account the login and forgot-password forms name
+        root.addHandler(log)
+        try:
+            state = Fuzz(app, world, log)
+            # The log capture sees the app's "unhandled error" records (propagated from its logger).
+            try:
+                raise RuntimeError("probe")
+            except RuntimeError:
+                app.logger.exception("unhandled error")
+            assert [r.getMessage() for r in state.errors_logged()] == ["unhandled error"]
+            yield state
+        finally:
+            root.removeHandler(log)
+            with job_runner.paused():  # as the suite's per-test truncation does it
+                with psycopg.connect(stack.owner_url.replace("+psycopg", ""), autocommit=True) as conn:
+                    conn.execute(f"TRUNCATE {', '.join(_tables)} CASCADE")
+                redis.Redis.from_url(stack.redis_url).flushdb()
+            mailbox.clear()
+
+
+# --- values ----------------------------------------------------------------------------------------
+
+def _future(days: int, hour: int = 10) -> datetime:
+    return (datetime.now(timezone.utc) + timedelta(days=days)).replace(hour=hour, minute=0, second=0, microsecond=0)
+
+
+# Plausible values for one form's field, where the generic ones would miss the path worth reaching.
+PLAUSIBLE_FOR = {
+    ("accounts.login", "email"): lambda fuzz, rendered: "lou@example.com",  # the right password logs in
+    ("accounts.forgot_password", "email"): lambda fuzz, rendered: "lou@example.com",  # a link is made
+    ("booking.book", "start"): lambda fuzz, rendered: next(fuzz.free_starts, rendered),  # a time still free
+}
+
+
+def plausible(fuzz: Fuzz, endpoint: str, name: str, kind: str, rendered: str) -> bytes | None:
+    """A value a person could have sent (``None``: a browser sends nothing, as for an unticked box)."""
+    n = next(_n)
+    if (endpoint, name) in PLAUSIBLE_FOR:
+        return PLAUSIBLE_FOR[endpoint, name](fuzz, rendered).encode()
+    if name == "idempotency_key":
+        return uuid.uuid4().hex.encode()  # a fresh one: a reused key would replay or refuse the first answer
+    if name == "client_id":
+        return str(uuid.uuid4()).encode()
+    if kind in ("checkbox", "radio") and not rendered:
+        return None
+    if rendered.strip():
+        return rendered.encode()
+    by_name = {
+        "email": f"fuzz{n}@example.com", "password": PASSWORD, "confirm": PASSWORD, "current_password": PASSWORD,
+        "slug": f"fuzz-{n}", "hours": "10:00-12:00", "start": "10:00", "end": "12:00", "at": "0:01",
+        "meeting_url": "https://meet.example.com/room", "on_date": _future(20).date().isoformat(),
+        "starts": _future(21).strftime("%Y-%m-%dT%H:%M"), "ends": _future(22).strftime("%Y-%m-%dT%H:%M"),
+        "days": "7", "actor": "", "action": "", "since": "", "until": "", "after": "", "reschedule": "",
+        "parent": "",
+    }
+    if name in by_name:
+        return by_name[name].encode()
+    by_kind = {"email": f"fuzz{n}@example.com", "password": PASSWORD, "number": "5", "time": "10:00",
+               "date": _future(20).date().isoformat(), "datetime-local": _future(21).strftime("%Y-%m-%dT%H:%M"),
+               "url": "https://example.com/"}
+    return by_kind.get(kind, f"Fuzz text {n}").encode()
+
+
+EXTRA_NAMES = ("extra", "csrf_token[]", "__proto__", "", "n" * 300)
+# What a field gets in an example: its plausible value, a hostile one, its plausible value mutated (see
+# fuzz_support.mutate), nothing, or two values. "keep" weighs three times the others: an example with one or
+# two hostile fields among plausible ones gets past the first check that refuses, where the bugs are.
+MODES = ("keep", "keep", "keep", "hostile", "mutated", "missing", "twice")
+KEEP = ("keep", b"", 0, True)
+TEXT_KINDS = {"text", "textarea", "hidden", "search", "email", "url", "password", "query"}
+
+
+def field_choices(huge: bool) -> st.SearchStrategy:
+    """What one field gets: a mode, a hostile value, a mutation of the plausible value and, sent twice,
+    which copy comes first."""
+    return st.tuples(st.sampled_from(MODES), hostile_values(huge), st.integers(0, 63), st.booleans())
+
+
+def example_strategy(names: list[str], huge: bool = True) -> st.SearchStrategy:
+    return st.fixed_dictionaries({
+        "fields": st.fixed_dictionaries({name: field_choices(huge) for name in names}),
+        "extra": st.one_of(st.none(), st.tuples(st.sampled_from(EXTRA_NAMES), hostile_values(huge))),
+        "raw": st.sampled_from([False] * 7 + [True]),  # sometimes the body's bytes unescaped
+    })
+
+
+def sweep(kinds: dict[str, str], keep: dict[str, bytes | None]) -> list[tuple[str, dict]]:
+    """One example per field and value class that most often gets past a form's validation to PostgreSQL:
+    a NUL after a text field's plausible value, and a 31-digit number in a number field or a query
+    parameter. Every other field keeps its plausible value, so nothing else stops the request first."""
+    examples = []
+    for name, kind in kinds.items():
+        values = []
+        if kind in TEXT_KINDS:
+            values.append((keep.get(name) or b"") + b"\x00")
+        if kind in ("number", "query"):
+            values.append(b"1" + b"0" * 30)
+        for hostile in values:
+            fields = {other: KEEP for other in kinds}
+            fields[name] = ("hostile", hostile, 0, True)
+            examples.append((name, {"fields": fields, "extra": None, "raw": False}))
+    return examples
+
+
+def build_pairs(values: dict[str, bytes | None], example: dict) -> list[tuple[str, bytes]]:
+    """The (name, value) pairs an example sends, given each field's plausible value."""
+    pairs: list[tuple[str, bytes]] = []
+    for name, (mode, hostile, mutation, first) in example["fields"].items():
+        keep = values[name]
+        if mode == "keep":
+            pairs += [] if keep is None else [(name, keep)]
+        elif mode == "hostile":
+            pairs.append((name, hostile))
+        elif mode == "mutated":
+            pairs.append((name, mutate(keep or b"", mutation)))
+        elif mode == "twice":
+            both = [(name, keep if keep is not None else hostile), (name, hostile)]
+            pairs += both if first else both[::-1]
+    if example["extra"] is not None:
+        pairs.append(example["extra"])
+    return pairs
+
+
+def raw_body(pairs: list[tuple[str, bytes]]) -> bytes:
+    """The pairs with only the separators escaped: other bytes (NUL, invalid UTF-8) go out as they are."""
+    def esc(b: bytes) -> bytes:
+        return b.replace(b"%", b"%25").replace(b"&", b"%26").replace(b"=", b"%3D").replace(b"+", b"%2B")
+    return b"&".join(esc(k.encode("utf-8", "surrogatepass")) + b"=" + esc(v) for k, v in pairs)
+
+
+def describe(pairs: list[tuple[str, bytes]], raw: bool) -> str:
+    listed = ", ".join(f"{name}={shown(value)}" for name, value in pairs if name != "csrf_token")
+    return ("raw body: " if raw else "") + (listed or "(no fields but the CSRF token)")
+
+
+# --- sending ---------------------------------------------------------------------------------------
+
+def check(fuzz: Fuzz, what: str, response=None, exc: BaseException | None = None) -> None:
+    """Fail on a 5xx, an exception out of the app, or an error with a traceback in the log."""
+    problems = []
+    if exc is not None:
+        problems.append("the request raised:\n" + traceback_tail(exc))
+    if response is not None and response.status_code >= 500:
+        problems.append(f"status {response.status_code}")
+    elif response is not None and response.status_code not in ACCEPTED:
+        problems.append(f"unexpected status {response.status_code}")
+    for record in fuzz.errors_logged():
+        problems.append("logged:\n" + traceback_tail(record))
+    if problems:
+        raise AssertionError(f"{what}\n" + "\n".join(problems))
+
+
+def send(fuzz: Fuzz, browser, method: str, url: str, pairs, raw: bool, headers: dict) -> None:
+    what = f"{method.upper()} {url} ({'htmx' if headers else 'plain'}) with {describe(pairs, raw)}"
+    fuzz.errors_logged()  # what earlier requests of this thread logged was checked already
+    try:
+        if method == "get":
+            query = encode_pairs(pairs)
+            response = browser.get(f"{url}{'&' if '?' in url else '?'}{query}" if query else url, headers=headers)
+        else:
+            body = raw_body(pairs) if raw else encode_pairs(pairs).encode()
+            response = browser.post(url, data=body, content_type="application/x-www-form-urlencoded",
+                                    headers=headers)
+    except Exception as exc:  # the test client re-raises what the app did not handle
+        check(fuzz, what, exc=exc)
+        return
+    if TRACE:
+        print(response.status_code, what[:TRACE])
+    check(fuzz, what, response)
+
+
+def failure_of(body, example: dict) -> str | None:
+    try:
+        body(example)
+    except AssertionError as exc:
+        return str(exc)
+    return None
+
+
+def minimize(example: dict, body) -> str | None:
+    """Greedily put each field back to its plausible value (and drop the extra field and the raw body)
+    while the example still fails; the last failure's report, or ``None`` if it no longer fails."""
+    report = failure_of(body, example)
+    if report is None:
+        return None
+    for step in ("extra", "raw", *example["fields"]):
+        candidate = {**example, "fields": dict(example["fields"])}
+        if step == "extra":
+            candidate["extra"] = None
+        elif step == "raw":
+            candidate["raw"] = False
+        else:
+            candidate["fields"][step] = ("keep", *example["fields"][step][1:])
+        if candidate == example:
+            continue
+        smaller = failure_of(body, candidate)
+        if smaller is not None:
+            example, report = candidate, smaller
+    return report
+
+
+def run_examples(examples: int, strategy, body) -> str | None:
+    """Run ``body`` on ``examples`` derandomized examples; on a failure, the report of a smaller failing input.
+
+    Hypothesis stops at the first failing example (its shrinker would send thousands of requests);
+    :func:`minimize` then keeps every field it can at its plausible value, a few requests per field.
+    """
+    failing: list[dict] = []
+
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None, print_blob=False,
+              phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def run(example):
+        try:
+            body(example)
+        except AssertionError:
+            failing.append(example)
+            raise
+
+    try:
+        run()
+    except AssertionError as exc:
+        if not failing:
+            return str(exc)
+        return minimize(failing[0], body) or str(exc)
+    return None
+
+
+def _where(report: str) -> str:
+    """What went wrong, without the input: the status and the traceback's frames and error type."""
+    problems = report.split("\n", 1)[-1].split("  which began with:")[0].splitlines()
+    frames = [line for line in problems if ".py:" in line or line.startswith(("status", "unexpected"))]
+    errors = [line.split(":", 1)[0] for line in problems if line.startswith("  ") and ".py:" not in line]
+    return "\n".join(frames + errors[:1])
+
+
+def fuzz_inputs(kinds: dict[str, str], keep: dict[str, bytes | None], body, examples: int, huge: bool) -> list[str]:
+    """The sweep, then hypothesis's examples; the distinct failures' reports (one input per place in the
+    code, with the other sweep fields that fail there listed)."""
+    found = [(name, failure_of(body, example)) for name, example in sweep(kinds, keep)]
+    found.append((None, run_examples(examples, example_strategy(list(kinds), huge), body)))
+    distinct: dict[str, tuple[str, list[str]]] = {}
+    for name, report in found:
+        if report is None:
+            continue
+        first, also = distinct.setdefault(_where(report), (report, []))
+        if report is not first and name:
+            also.append(name)
+    return [report + (f"\n(the same failure when the sweep's value is in: {', '.join(also)})" if also else "")
+            for report, also in distinct.values()]
+
+
+def fuzz_form(fuzz: Fuzz, page: Page, page_url: str, form: Form, endpoint: str) -> list[str]:
+    url = form.action
+    if fuzz.endpoint(form)[0] is None:
+        url = page_url  # an action that is no route (see test_every_form_is_sent_to_a_route): fuzz the view
+    names = [n for n in form.names() if n != "csrf_token"]
+    token = form.field("csrf_token").value if "csrf_token" in form.names() else None
+    rendered = {n: form.field(n) for n in names}
+
+    def values() -> dict[str, bytes | None]:  # afresh for each request: a new idempotency key, a new email
+        return {n: plausible(fuzz, endpoint, n, f.kind, f.value.strip() if f.kind == "textarea" else f.value)
+                for n, f in rendered.items()}
+
+    def body(example):
+        browser = fuzz.browser(page.role)
+        csrf = token
+        if page.role == "anon" and token is not None:  # a new visitor: its own session and token (one-time
+            csrf = csrf_from(browser.get("/login").get_data(as_text=True))  # links' pages lose their form)
+        for headers in ({}, HX):
+            pairs = ([("csrf_token", csrf.encode())] if csrf else []) + build_pairs(values(), example)
+            send(fuzz, browser, form.method, url, pairs, example["raw"] and form.method == "post", headers)
+
+    examples = SLOW_EXAMPLES if endpoint in SLOW else EXAMPLES
+    return fuzz_inputs({n: f.kind for n, f in rendered.items()}, values(), body, examples, form.method == "post")
+
+
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MESSAGE_RE = re.compile(r'<article class="message[^"]*" id="msg-([0-9a-f-]{36})"')
+
+
+def fresh_message(fuzz: Fuzz, role: str) -> str:
+    """The id of a message ``role`` sends now, through the conversation page's own form."""
+    browser = fuzz.browser(role)
+    page = f"/o/{fuzz.ids['slug']}/chat/{fuzz.ids['conversation']}"
+    send_form = next(form for form in forms_in(page, browser.get(page).get_data(as_text=True))
+                     if fuzz.endpoint(form)[0] == "chat.send")
+    data = {f.name: plausible(fuzz, "chat.send", f.name, f.kind, f.value) for f in send_form.fields
+            if f.kind not in ("checkbox", "radio")}
+    sent = browser.post(send_form.action, data={**data, "body": b"Edit me"})
+    assert sent.status_code in (200, 204, 303), f"sending a message to edit: {sent.status_code}"
+    return MESSAGE_RE.findall(browser.get(page).get_data(as_text=True))[-1]
+
+
+def page_forms(fuzz: Fuzz, page: Page) -> tuple[str, list[Form]]:
+    ids = dict(fuzz.ids, message=fresh_message(fuzz, page.role)) if page.fresh_message else fuzz.ids
+    url = page.path.format(**ids)
+    browser = fuzz.browser(page.role)
+    response = browser.get(url)
+    check(fuzz, f"GET {url} as {page.role}", response)
+    assert response.status_code == 200, f"GET {url} as {page.role}: {response.status_code}"
+    return url, forms_in(url, response.get_data(as_text=True))
+
+
+def not_sent_reason(endpoint: str, args: dict) -> str | None:
+    if endpoint in NOT_SENT:
+        return NOT_SENT[endpoint]
+    return next((why for (ep, action), why in NOT_SENT_ACTIONS.items()
+                 if ep == endpoint and args.get("action") == action), None)
+
+
+# --- the tests -------------------------------------------------------------------------------------
+
+def test_every_form_is_sent_to_a_route(fuzz):
+    """A form whose action is no route (or not for its method) fails in every browser, htmx or not."""
+    broken = []
+    for page in PAGES:
+        url, forms = page_forms(fuzz, page)
+        for form in forms:
+            if form.method == "post" and fuzz.endpoint(form)[0] is None:
+                broken.append(f"{url} (as {page.role}): <form method=post action={form.action!r}>")
+    assert not broken, "forms sent nowhere:\n" + "\n".join(broken)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[f"{p.role}:{p.path.split('?')[0]}" for p in PAGES])
+def test_forms_of_the_page_survive_hostile_input(fuzz, page):
+    url, forms = page_forms(fuzz, page)
+    found: dict[str, list[tuple[Form, dict]]] = {}
+    for form in forms:
+        endpoint, args = fuzz.endpoint(form)
+        if endpoint is None and form.method == "post":
+            endpoint, args = fuzz.endpoint(Form(url, "post", url))  # see test_every_form_is_sent_to_a_route
+        if endpoint is None or not_sent_reason(endpoint, args):
+            continue
+        found.setdefault(endpoint, []).append((form, args))
+    missing = [e for e in page.expects if e not in found]
+    assert not missing, f"{url} as {page.role} no longer has the forms {missing}: the fuzz would miss them"
+
+    failures = []
+    prefer = fuzz.ids.get(page.prefer, "\0")
+    for endpoint, instances in found.items():
+        # One instance per distinct set of fields (a reply form has a parent, a comment form not).
+        by_fields: dict[tuple[str, ...], tuple[Form, dict]] = {}
+        for form, args in instances:
+            key = tuple(sorted(form.names()))
+            if key not in by_fields or prefer in form.action:
+                by_fields[key] = (form, args)
+        for key, (form, args) in by_fields.items():
+            # The same form on another page was fuzzed there; a flag on a comment is not a flag on a post.
+            words = tuple(sorted((k, v) for k, v in args.items() if k != "slug" and not UUID_RE.fullmatch(v)))
+            if (endpoint, form.method, key, words) in fuzz.fuzzed:
+                continue
+            fuzz.fuzzed.add((endpoint, form.method, key, words))
+            failures += [f"== {endpoint}: {form.method.upper()} {form.action} ==\n{report}"
+                         for report in fuzz_form(fuzz, page, url, form, endpoint)]
+    assert not failures, "\n\n".join(failures)
+    background = [traceback_tail(record) for record in fuzz.log.take()]  # jobs of the events the forms emitted
+    assert not background, f"errors logged by background jobs after fuzzing {url}:\n" + "\n".join(background)
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=[f"{q.role}:{q.path}" for q in QUERIES])
+def test_query_strings_survive_hostile_input(fuzz, query):
+    url = query.path.format(**fuzz.ids)
+    keep = {name: (value.format(**fuzz.ids).encode() or None) for name, value in query.params.items()}
+
+    def body(example):
+        browser = fuzz.browser(query.role)
+        for headers in ({}, HX):
+            send(fuzz, browser, "get", url, build_pairs(keep, example), False, headers)
+
+    failures = fuzz_inputs({name: "query" for name in keep}, keep, body, EXAMPLES, huge=False)
+    assert not failures, f"== GET {url} ==\n" + "\n\n".join(failures)
