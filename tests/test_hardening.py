@@ -80,3 +80,15 @@ def test_a_page_about_another_organization_does_not_name_it(app, client, auth, c
     assert theirs.status_code == nobody.status_code == 404
     assert "Secretive" not in theirs.get_data(as_text=True)
     assert theirs.get_data(as_text=True) == nobody.get_data(as_text=True)
+
+
+def test_a_nul_character_anywhere_in_a_form_or_query_is_a_400_with_a_message(app, client, auth, ctx):
+    """PostgreSQL refuses NUL in text; every field of every form is refused at the edge instead of a 500."""
+    make_user("ada@example.com", "Ada")
+    auth.login("ada@example.com")
+    refused = client.post("/profile", data={**_profile_form(client), "display_name": "Ada\x00"})
+    assert refused.status_code == 400
+    assert "NUL character" in refused.get_data(as_text=True)
+    assert client.get("/orgs?x=%00").status_code == 400
+    assert client.get("/orgs").status_code == 200
+

@@ -188,8 +188,8 @@ def reset_password(token: str):
             flash("Your password is changed and you are logged in.", "success")
             return redirect_after_post(url_for("orgs.picker"))
     if not done:
-        return render("accounts/reset.html", "form", status=410, form=None, error=str(done.error))
-    return render("accounts/reset.html", "form", status=422 if form.errors else 200, form=form)
+        return render("accounts/reset.html", "form", status=410, form=None, error=str(done.error), token=token)
+    return render("accounts/reset.html", "form", status=422 if form.errors else 200, form=form, token=token)
 
 
 @bp.route("/profile", methods=["GET", "POST"])

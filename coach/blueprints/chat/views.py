@@ -117,7 +117,8 @@ def _uuid_or_404(value):
 
 def _page_context(conversation, acc, form=None) -> dict:
     before = request.args.get("before", type=int)
-    before = before if before and before > 0 else None
+    # A message number is a bigint: anything past it (a tampered link) reads as "the newest page".
+    before = before if before and 0 < before < 2 ** 63 else None
     messages = service.history(conversation, before_seq=before)
     title, other = _title(conversation)
     other_read = service.read_seq(conversation, other.id) if other is not None else 0
