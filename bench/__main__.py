@@ -1,4 +1,4 @@
-"""``python -m bench NAME [OPTIONS]``: run one benchmark (``dashboard``, ``outbox``) or ``all``.
+"""``python -m bench NAME [OPTIONS]``: run one benchmark (``dashboard``, ``outbox``, ``pages``, ...) or ``all``.
 
 Each benchmark prints its table and ends with one ``key=value`` line; ``all`` runs them in turn.
 Options go to the named benchmark's ``run(argv)`` (``upload``: ``--size-mb N``; ``chat``: ``--clients N``,
@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("dashboard", "outbox", "booking_race", "calendar", "slots", "feed", "feed_depth", "upload", "chat",
-              "page_weight")
+BENCHMARKS = ("dashboard", "outbox", "booking_race", "calendar", "slots", "feed", "feed_depth", "pages", "upload",
+              "chat", "page_weight")
 
 
 def main(argv: list[str]) -> int:

@@ -81,4 +81,7 @@ def run() -> str:
     met = "met" if ratio >= TARGET_RATIO else "MISSED"
     print(f"\nbaseline {base_rps:,.0f} req/s, app {app_rps:,.1f} req/s: ratio {ratio:.3f} "
           f"(target >= {TARGET_RATIO}: {met})")
-    return harness.key_values(ratio=ratio, p50_ms=p50, p95_ms=p95, app_rps=app_rps, baseline_rps=base_rps)
+    return harness.key_values(ratio=ratio, p50_ms=p50, p95_ms=p95, app_rps=app_rps, baseline_rps=base_rps,
+                              cpu_ms_per_req=harness.cpu_ms_per_request([r for side, _, r in runs if side == "app"]),
+                              baseline_cpu_ms_per_req=harness.cpu_ms_per_request(
+                                  [r for side, _, r in runs if side == "baseline"]))

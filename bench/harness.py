@@ -399,6 +399,21 @@ def run_load(*, port: int, path: str, clients: int, meter: dict[str, int] | None
     return result
 
 
+def cpu_ms_per_request(results: list[dict], trees: tuple[str, ...] = ("server", "postgres", "valkey"),
+                       in_flight: int = 0) -> float:
+    """CPU the serving side (gunicorn, PostgreSQL, Valkey) spent per request over :func:`run_load` results,
+    rounds pooled: their CPU seconds over their requests (``nan`` without requests).
+
+    :param in_flight: requests per run that were under way when its window opened and finished inside it,
+        which the loader does not count (it counts requests that start and end in the window): in a closed
+        loop, one per client. The page benchmarks leave it 0 (long windows, many requests); ``pages``
+        passes its clients.
+    """
+    cpu = sum(sum(r["cpu"].get("cores", {}).get(k, 0.0) for k in trees) * r["seconds"] for r in results)
+    requests = sum(r["requests"] for r in results)
+    return cpu * 1000 / (requests + in_flight * len(results)) if requests else float("nan")
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     """Nearest-rank percentile of an already sorted list (``nan`` when empty)."""
     if not sorted_values:
