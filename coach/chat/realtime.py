@@ -100,15 +100,23 @@ def clear_presence(tenant_id, member_id) -> None:
 
 
 def presence_of(tenant_id, member_ids) -> dict:
-    """``{member_id: "online" | "away" | "offline"}``; offline for all when Redis is away."""
+    """``{member_id: "online" | "away" | "offline" | "unknown"}``; unknown for all when Redis is away."""
+    return live_presence(tenant_id, member_ids)[0]
+
+
+def live_presence(tenant_id, member_ids) -> tuple[dict, bool]:
+    """The members' presence and whether live updates work now (Redis answers), in one round trip.
+
+    With Redis away, pages still show every stored message, but nothing new arrives until a reload:
+    the page says so instead of looking live, and presence is unknown rather than "offline"."""
     member_ids = list(member_ids)
-    if not member_ids:
-        return {}
     try:
-        values = redis_conn().mget([_presence_key(tenant_id, m) for m in member_ids])
+        connection = redis_conn()
+        values = connection.mget([_presence_key(tenant_id, m) for m in member_ids]) if member_ids \
+            else (connection.ping() and [])
     except RedisError:
-        values = [None] * len(member_ids)
-    return {m: (v.decode() if isinstance(v, bytes) else v) or "offline" for m, v in zip(member_ids, values)}
+        return {m: "unknown" for m in member_ids}, False
+    return {m: (v.decode() if isinstance(v, bytes) else v) or "offline" for m, v in zip(member_ids, values)}, True
 
 
 # --- how fast a member may send ---------------------------------------------------------------------

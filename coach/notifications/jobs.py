@@ -88,7 +88,8 @@ def message_while_offline(payload: dict) -> None:
     if not candidates:
         return
     presence = realtime.presence_of(conversation.tenant_id, candidates)
-    offline = [m for m in candidates if presence[m] == "offline"]
+    # Unknown (Redis away) counts as offline: a message nobody can be told about live is worth an email.
+    offline = [m for m in candidates if presence[m] in ("offline", "unknown")]
     if not offline:
         return
     read = dict(db.session.execute(select(ConversationRead.membership_id, ConversationRead.last_read_seq).where(

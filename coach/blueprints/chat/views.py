@@ -79,8 +79,9 @@ def index():
     members = [m for m in orgs.members(g.org) if m.id != g.membership.id]
     form = StartForm(formdata=None)
     form.member.choices = sorted(((str(m.id), m.user.display_name) for m in members), key=lambda c: c[1].lower())
+    presence, live = realtime.live_presence(g.org.id, [m.id for m in members])
     return render("chat/index.html", org=g.org, summaries=service.conversations_for(g.org, g.membership),
-                  form=form, presence=realtime.presence_of(g.org.id, [m.id for m in members]))
+                  form=form, presence=presence, live=live)
 
 
 @bp.post("/direct")
@@ -126,11 +127,12 @@ def _page_context(conversation, acc, form=None) -> dict:
     newest = messages[-1] if messages and not before else None
     seen = (other is not None and newest is not None and newest.author_membership_id == g.membership.id
             and other_read >= newest.seq)
+    presence, live = realtime.live_presence(g.org.id, [other.id] if other is not None else [])
     return dict(org=g.org, conversation=conversation, acc=acc, messages=messages, title=title, other=other,
                 mine_id=g.membership.id, form=form or MessageForm(formdata=None), before=before,
                 attachments=service.attachments_of(g.org.id, [m.id for m in messages]),
                 seen=seen,
-                presence=realtime.presence_of(g.org.id, [other.id]) if other is not None else {},
+                presence=presence, live=live,
                 now=time.time(), can_edit=service.can_edit,
                 attachable=media_service.attachable(g.org, g.membership) if acc.write else [])
 
