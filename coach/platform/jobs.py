@@ -5,8 +5,9 @@ transaction). Platform knows no domain: each domain's ``jobs`` module registers 
 app factory loads the installed domains (``DOMAINS`` in :mod:`coach.app`).
 
 :func:`handle_event` applies an event at most once: the ``processed_events`` row is written in the same
-transaction as the consumers' changes, so a redelivered event finds it and does nothing. What must happen only once that transaction has committed (telling web processes
-over Redis) is registered with :func:`after_commit`.
+transaction as the consumers' changes, so a redelivered event finds it and does nothing. What must happen
+only once that transaction has committed (telling web processes over Redis) is registered with
+:func:`after_commit`.
 """
 from __future__ import annotations
 
