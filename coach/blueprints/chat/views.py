@@ -79,9 +79,10 @@ def index():
     members = [m for m in orgs.members(g.org) if m.id != g.membership.id]
     form = StartForm(formdata=None)
     form.member.choices = sorted(((str(m.id), m.user.display_name) for m in members), key=lambda c: c[1].lower())
-    presence, live = realtime.live_presence(g.org.id, [m.id for m in members])
-    return render("chat/index.html", org=g.org, summaries=service.conversations_for(g.org, g.membership),
-                  form=form, presence=presence, live=live)
+    summaries = service.conversations_for(g.org, g.membership)
+    # Presence of the people my conversations are with (the dots the list shows), not of every member.
+    presence, live = realtime.live_presence(g.org.id, [s.other.id for s in summaries if s.other is not None])
+    return render("chat/index.html", org=g.org, summaries=summaries, form=form, presence=presence, live=live)
 
 
 @bp.post("/direct")
