@@ -207,25 +207,7 @@ def _close_sessions_quietly(app: Flask) -> None:
             db.session.registry.clear()
 
 
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-
-def has_nul(req) -> bool:
-    """Whether a query string or form field (name or value) carries a NUL: no text of ours holds one, and
-    PostgreSQL refuses it in text columns, so it is refused at the edge for every route at once."""
-    fields = [req.args]
-    if req.mimetype in FORM_TYPES:
-        fields.append(req.form)
-    return any("\x00" in key or any("\x00" in value for value in values)
-               for multi in fields for key, values in multi.lists())
-
-
 def _register_request_hooks(app: Flask) -> None:
-    @app.before_request
-    def _refuse_nul():
-        if has_nul(request):
-            abort(400, "What you sent contains a NUL character, which no field accepts. Remove it and try again.")
-
     @app.before_request
     def _refuse_cross_site():
         """CSRF defence in depth that also holds on plain HTTP (the token library checks Referer over HTTPS only)."""

@@ -38,8 +38,27 @@ class TimezoneField(SelectField):
             raise ValidationError("Choose a time zone from the list.")
 
 
+NUL_MESSAGE = "This field cannot contain a NUL character."
+
+
 class BaseForm(FlaskForm):
-    """All forms: CSRF from Flask-WTF."""
+    """All forms: CSRF from Flask-WTF, and no NUL in any text (PostgreSQL refuses it in text columns, and no
+    field of ours means one): the field says so instead of the database failing the request."""
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        for field in self:
+            if isinstance(field.data, str) and "\x00" in field.data:
+                if NUL_MESSAGE not in field.errors:
+                    field.errors = [*field.errors, NUL_MESSAGE]
+                valid = False
+        return valid
+
+
+def org_path(target: str | None, slug: str) -> bool:
+    """Whether ``target`` (a form's ``next``) is a plain path inside organization ``slug``: where a post may
+    send its author back to, never another site, another organization or a string with control characters."""
+    return bool(target) and target.startswith(f"/o/{slug}/") and "//" not in target and target.isprintable()
 
 
 NAME_RULES = [DataRequired(message="Enter your name."), Length(max=100, message="Use at most 100 characters.")]

@@ -10,7 +10,7 @@ from wtforms.fields.choices import SelectChoice
 from coach import clock
 from coach.blueprints.booking import bp
 from coach.blueprints.booking.forms import BookForm
-from coach.blueprints.forms import ActionForm, attempt, require_action_form
+from coach.blueprints.forms import ActionForm, attempt, require_action_form, org_path
 from coach.booking import ics, service
 from coach.booking.service import BookingError
 from coach.extensions import db
@@ -229,7 +229,7 @@ def act(booking_id: str, action: str):
 
 def _back_to(booking) -> str:
     target = request.form.get("next", "")
-    if target.startswith(f"/o/{g.org.slug}/") and "//" not in target:
+    if org_path(target, g.org.slug):
         return target
     return url_for("booking.detail", booking_id=booking.id)
 

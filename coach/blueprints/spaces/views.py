@@ -8,7 +8,7 @@ from flask_wtf.csrf import generate_csrf
 from wtforms.fields.choices import SelectChoice
 
 from coach import clock
-from coach.blueprints.forms import ActionForm, attempt, require_action_form
+from coach.blueprints.forms import ActionForm, attempt, require_action_form, org_path
 from coach.blueprints.spaces import bp
 from coach.blueprints.spaces.forms import AddMemberForm, CommentForm, FlagForm, PostForm, SpaceForm, SuspendForm
 from coach.chat import realtime
@@ -200,7 +200,7 @@ def member_action(space_id: str, membership_id: str, action: str):
 
 
 def _safe(target: str | None) -> bool:
-    return bool(target) and target.startswith(f"/o/{g.org.slug}/") and "//" not in target
+    return org_path(target, g.org.slug)
 
 
 # --- posts -------------------------------------------------------------------------------------------
@@ -387,7 +387,8 @@ def moderate(kind: str, target_id: str, action: str):
 def mention_suggestions(space_id: str):
     """Who ``@…`` at the end of the text may mean: a small list for the composer."""
     load_space(space_id)
-    text = request.args.get("body", "")[-80:]
+    # Only printable text can name someone (a NUL would reach the database's LIKE and fail it).
+    text = "".join(ch for ch in request.args.get("body", "")[-80:] if ch.isprintable() or ch.isspace())
     word = text.rsplit(None, 1)[-1] if text.strip() else ""
     people = service.mention_candidates(g.org, word) if word.startswith("@") and len(word) > 1 else []
     return render("spaces/mentions.html", "list", org=g.org, people=people)
