@@ -241,15 +241,20 @@ def request_sign_in_link(email: str) -> None:
     queue_email(user.email, "Your Coach sign-in link", "sign_in_link", token=secret, user=user, ttl_minutes=ttl)
 
 
-def check_sign_in_link(secret: str, *, lock: bool = False) -> SignInLink:
-    """The unused, unexpired link for ``secret``, or :class:`AccountError`."""
-    query = select(SignInLink).where(SignInLink.token_hash == token_hash(secret))
+def _live_token(model, secret: str, lock: bool, what: str):
+    """The unused, unexpired emailed token of ``model`` for ``secret`` (locked with ``lock``), or AccountError."""
+    query = select(model).where(model.token_hash == token_hash(secret))
     if lock:
         query = query.with_for_update()
-    link = db.session.scalar(query)
-    if link is None or link.used_at is not None or link.expires_at < now():
-        raise AccountError("This sign-in link is invalid, expired or already used. Request a new one.")
-    return link
+    token = db.session.scalar(query)
+    if token is None or token.used_at is not None or token.expires_at < now():
+        raise AccountError(f"This {what} is invalid, expired or already used. Request a new one.")
+    return token
+
+
+def check_sign_in_link(secret: str, *, lock: bool = False) -> SignInLink:
+    """The unused, unexpired link for ``secret``, or :class:`AccountError`."""
+    return _live_token(SignInLink, secret, lock, "sign-in link")
 
 
 def use_sign_in_link(secret: str) -> User:
@@ -287,12 +292,7 @@ class ResetCheck:
 
 def check_reset_token(secret: str, *, lock: bool = False) -> ResetCheck:
     """Find the unused, unexpired reset token for ``secret`` or raise :class:`AccountError`."""
-    query = select(PasswordResetToken).where(PasswordResetToken.token_hash == token_hash(secret))
-    if lock:
-        query = query.with_for_update()
-    token = db.session.scalar(query)
-    if token is None or token.used_at is not None or token.expires_at < now():
-        raise AccountError("This password reset link is invalid, expired or already used. Request a new one.")
+    token = _live_token(PasswordResetToken, secret, lock, "password reset link")
     return ResetCheck(token=token, user=db.session.get(User, token.user_id))
 
 
