@@ -240,8 +240,16 @@ def _register_request_hooks(app: Flask) -> None:
 def error_page(code: int, message: str | None = None):
     """The error page (its ``content`` block for htmx) after rolling back whatever the request began."""
     title, text = ERROR_TEXT.get(code, ERROR_TEXT[500])
-    db.session.rollback()
-    return render("errors/error.html", "content", status=code, code=code, title=title, message=message or text)
+    try:
+        db.session.rollback()
+        return render("errors/error.html", "content", status=code, code=code, title=title,
+                      message=message or text)
+    except OperationalError as exc:
+        # The page's navigation queries (who is signed in, their badges): with the database away, the
+        # answer is the page that needs none, not an error raised from the error handler.
+        if not _away(exc):
+            raise
+        return database_away_page()
 
 
 DATABASE_AWAY = "The database is not answering right now (a restart or a network blip). Try again in a few seconds."
@@ -282,6 +290,11 @@ def _own_description(exc: HTTPException) -> str | None:
 _AWAY_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
+def _away(exc: OperationalError) -> bool:
+    """The database is unreachable or restarting (not a bad statement)."""
+    return bool(getattr(exc, "connection_invalidated", False)) or _is_connection_error(exc)
+
+
 def _is_connection_error(exc: OperationalError) -> bool:
     sqlstate = getattr(exc.orig, "sqlstate", None) or ""
     # psycopg reports a refused or dropped socket with no SQLSTATE at all.
@@ -301,6 +314,11 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc):
+        original = getattr(exc, "original_exception", None)
+        if isinstance(original, OperationalError) and _away(original):
+            # The database went away outside every view (an after-request hook, the response's finishing):
+            # Flask turned it into a 500; it is the same 503 as inside a view.
+            return _database_away_answer(original)
         response = error_page(exc.code or 500, _own_description(exc))
         if exc.code == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)
@@ -323,11 +341,14 @@ def _register_error_handlers(app: Flask) -> None:
     def _database_away(exc):
         """PostgreSQL restarting or unreachable: a 503 to try again, not a 500 (the pool reconnects itself:
         ``pool_pre_ping`` tests a connection before each checkout, and a dead one is replaced)."""
-        if getattr(exc, "connection_invalidated", False) or _is_connection_error(exc):
-            app.logger.warning("database unavailable: %s", str(exc.orig or exc).strip().splitlines()[0])
-            return database_away_page()
+        if _away(exc):
+            return _database_away_answer(exc)
         app.logger.exception("database error")
         return error_page(500)
+
+    def _database_away_answer(exc: OperationalError):
+        app.logger.warning("database unavailable: %s", str(exc.orig or exc).strip().splitlines()[0])
+        return database_away_page()
 
     @app.errorhandler(Exception)
     def _unexpected(exc):

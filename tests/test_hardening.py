@@ -67,6 +67,81 @@ def test_a_database_that_is_away_answers_503_with_retry_after_and_the_request_is
     assert statuses == [503]
 
 
+def test_a_sign_in_runs_no_query_once_its_view_has_answered(app, client, auth, ctx):
+    """What runs after the view (the request's log line, the headers) reads no row: a query there happens
+    outside every error handler, so a database going away at that moment (CI caught a PostgreSQL restart
+    between a sign-in's commit and its log line) was a 500 instead of a 503."""
+    from flask import after_this_request
+    from flask_login import user_logged_in
+    from sqlalchemy import event
+
+    from coach.extensions import db
+
+    make_user("ada@example.com", "Ada")
+    answered = []
+    late_statements = []
+
+    def _answered(sender, user):
+        @after_this_request
+        def _mark(response):
+            answered.append(response.status_code)
+            return response
+
+    def _statement(conn, cursor, statement, *args):
+        if answered:
+            late_statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", _statement)
+    try:
+        with user_logged_in.connected_to(_answered, app):
+            response = auth.login("ada@example.com")
+    finally:
+        event.remove(engine, "before_cursor_execute", _statement)
+    assert response.status_code == 303
+    assert answered == [303]
+    assert late_statements == []
+
+
+def test_a_database_lost_after_the_view_answered_is_a_503_and_logged_not_a_500(app, caplog):
+    """Whatever still queries after the view (a hook, a lazy attribute) and finds the database away ends in the
+    same 503 with Retry-After as a view would, logged once, instead of Flask's bare 500."""
+    from flask import after_this_request
+    from sqlalchemy import text
+
+    from coach.extensions import db
+
+    away = create_app({**{k: app.config[k] for k in ("COACH_ENV", "SECRET_KEY", "REDIS_URL", "MEDIA_LOCAL_ROOT")},
+                       "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://coach_app@127.0.0.1:1/coach",
+                       "WTF_CSRF_ENABLED": False,
+                       # As in production: an exception outside the view is answered, not raised to the test.
+                       "PROPAGATE_EXCEPTIONS": False})
+
+    @away.get("/late-query")
+    def late_query():
+        queried = []
+
+        @after_this_request
+        def _query(response):
+            # A lazy load of what the view left behind: once (the error answer runs the hooks again, by then
+            # with nothing left to load).
+            if not queried:
+                queried.append(True)
+                db.session.execute(text("SELECT 1"))
+            return response
+        return "answered"
+
+    with caplog.at_level(logging.INFO):
+        response = away.test_client().get("/late-query")
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) >= 5
+    assert "database is not answering" in response.get_data(as_text=True)
+    statuses = [getattr(r, "fields", {}).get("status") for r in caplog.records if r.name == "coach.request"]
+    assert statuses == [503]
+    assert any("database unavailable" in r.getMessage() for r in caplog.records)
+
+
 def test_a_page_about_another_organization_does_not_name_it(app, client, auth, ctx):
     """A member of one organization who opens a link of another (a calendar feed with a wrong secret) learns
     nothing about it: not its name, and the same 404 as for an organization that does not exist."""

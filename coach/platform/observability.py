@@ -10,6 +10,7 @@ import uuid
 
 from flask import Flask, Response, abort, current_app, g, has_app_context, request, request_started
 from flask_login import current_user
+from sqlalchemy import inspect as sa_inspect
 
 from coach.extensions import db
 
@@ -59,6 +60,18 @@ def incoming_request_id() -> str:
     return given if REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
 
 
+def _signed_in_user_id() -> str | None:
+    """Who made the request, for its log line, without a query: after a commit the user's attributes are
+    expired, and reading ``id`` would load them again (after the response is built, where a database that
+    has just gone away fails the request). The identity map keeps the key through the expiry."""
+    user = current_user._get_current_object() if current_user else None
+    if user is None or not user.is_authenticated:
+        return None
+    state = sa_inspect(user, raiseerr=False)
+    identity = state.identity if state is not None else None
+    return str(identity[0]) if identity else None
+
+
 def init_observability(app: Flask) -> None:
     # Not at the top: gunicorn's master imports this module for JsonFormatter; metrics belong to the workers.
     from coach.platform import metrics
@@ -87,7 +100,7 @@ def init_observability(app: Flask) -> None:
                 "route": route,
                 "status": response.status_code,
                 "duration_ms": round(duration_ms, 2),
-                "user_id": str(current_user.id) if current_user and current_user.is_authenticated else None,
+                "user_id": _signed_in_user_id(),
                 "org_id": str(g.tenant_id) if g.get("tenant_id") else None,
             }})
         return response
