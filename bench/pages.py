@@ -97,7 +97,19 @@ SPACES = [("Club news", "announcement", "admin"), ("Sprint group", "open", "coac
           ("Distance group", "open", "coach02"), ("Jumps and throws", "open", "coach03"),
           ("Masters", "open", "coach04"), ("Coaches' room", "private", "coach05")]
 SPACE_WEIGHTS = [0.06, 0.24, 0.24, 0.18, 0.16, 0.12]
-PAGES = ["home", "calendar", "feed", "space", "chat", "chat_index", "bookings", "media", "notifications", "spaces"]
+ALL_PAGES = ["home", "calendar", "feed", "space", "chat", "chat_index", "bookings", "media", "notifications", "spaces"]
+
+
+def _selected_pages() -> list[str]:
+    """``BENCH_PAGES_ONLY`` (comma-separated keys) measures some pages only, e.g. while working on one."""
+    wanted = [p.strip() for p in os.environ.get("BENCH_PAGES_ONLY", "").split(",") if p.strip()]
+    unknown = sorted(set(wanted) - set(ALL_PAGES))
+    if unknown:
+        raise SystemExit(f"BENCH_PAGES_ONLY: unknown page(s) {', '.join(unknown)}; known: {', '.join(ALL_PAGES)}")
+    return [p for p in ALL_PAGES if p in wanted] if wanted else list(ALL_PAGES)
+
+
+PAGES = _selected_pages()
 LABELS = {"home": "organization home", "calendar": "week calendar", "feed": "home feed", "space": "space page",
           "chat": "chat conversation", "chat_index": "chat index", "bookings": "bookings list (coach)",
           "media": "media library", "notifications": "notifications", "spaces": "spaces list"}
@@ -223,7 +235,7 @@ def _seed(app, bench, slug: str, factor: int, password: str) -> Seeded:
                     "bookings": f"/o/{slug}/bookings", "media": f"/o/{slug}/media",
                     "notifications": f"/o/{slug}/notifications", "spaces": f"/o/{slug}/spaces"}
     athlete_logins = [{"email": email, "password": password} for email in athletes]
-    seeded.logins = {page: athlete_logins for page in PAGES}
+    seeded.logins = {page: athlete_logins for page in ALL_PAGES}
     seeded.logins["bookings"] = [{"email": coach, "password": password}]
     return seeded
 
