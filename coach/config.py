@@ -173,6 +173,12 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "RQ_HEARTBEAT_GRACE": _int("RQ_HEARTBEAT_GRACE", 20),
         "RQ_MAINTENANCE_INTERVAL": _int("RQ_MAINTENANCE_INTERVAL", 20),
         "RQ_WORKER_TTL": _int("RQ_WORKER_TTL", 35),
+        # The worker's work process runs job after job and is replaced after this many jobs or once its
+        # resident memory passes this many MB (0: no limit); a job stuck this many seconds past its timeout
+        # (where RQ's alarm cannot stop it) is killed with its work process (see worker.py).
+        "WORKER_MAX_JOBS": _int("WORKER_MAX_JOBS", 10000),
+        "WORKER_MAX_MEMORY_MB": _int("WORKER_MAX_MEMORY_MB", 512),
+        "WORKER_KILL_GRACE": _int("WORKER_KILL_GRACE", 30),
         # Rate limits (Flask-Limiter notation); RATELIMIT_ENABLED=false turns them all off.
         "RATELIMIT_ENABLED": _bool("RATELIMIT_ENABLED", default=True),
         "RATELIMIT_PER_IP": os.environ.get("RATELIMIT_PER_IP") or "600 per minute",

@@ -1,6 +1,8 @@
 """Helpers shared by the outbox and fault tests."""
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from contextlib import contextmanager
@@ -87,3 +89,14 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def stuck_past_the_alarm(marker: str) -> None:
+    """An RQ job (not an event) that appends its pid to ``marker``; its first attempt then blocks SIGALRM and
+    sleeps an hour: RQ's timeout cannot stop it, only killing its process can (a C call that never returns)."""
+    first = not os.path.exists(marker)
+    with open(marker, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    if first:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(3600)

@@ -98,7 +98,7 @@ class Processes:
 
     @staticmethod
     def kill(proc: subprocess.Popen) -> None:
-        """SIGKILL the process and everything it started (RQ's work horse has a process group of its own)."""
+        """SIGKILL the process and everything it started (the worker's work process, RQ's scheduler)."""
         try:
             family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
         except psutil.NoSuchProcess:
@@ -190,7 +190,7 @@ def test_a_worker_killed_mid_job_has_its_job_retried_and_the_effect_happens_once
     wait_until(lambda: marker.exists() or doomed.poll() is not None, 20, "the job to start")
     assert marker.exists(), processes.log(doomed)
     horse = int(marker.read_text().split()[0])
-    assert horse != doomed.pid  # the forked work horse runs the job
+    assert horse != doomed.pid  # the work process (a child of the supervisor worker.py starts) runs the job
     processes.kill(doomed)
     assert _gone(horse)
     assert job.get_status() == "started"
