@@ -61,24 +61,25 @@ def relay_once(batch: int | None = None) -> int:
         by_queue: dict[str, list] = {}
         for row in rows:
             by_queue.setdefault(queue_for_topic(row.topic), []).append(row)
-        delivered = []
-        for name, queue_rows in by_queue.items():
-            q = queue(name, connection)
-            try:
-                with connection.pipeline() as pipe:
+        # Every job of the batch, whatever its queue, in one pipeline: one round trip to Redis per batch, and
+        # all of them or none (MULTI/EXEC). The events are deleted only after it succeeded (below), so a relay
+        # that dies in between delivers them again: at least once, and the consumers are idempotent.
+        try:
+            with connection.pipeline() as pipe:
+                for name, queue_rows in by_queue.items():
+                    q = queue(name, connection)
                     q.enqueue_many([_job_data(q, row) for row in queue_rows], pipeline=pipe)
-                    pipe.execute()
-            except (RedisError, OSError) as exc:
-                log.warning("outbox: enqueue on %s failed for %d events: %s", name, len(queue_rows), exc)
-                for row in queue_rows:
-                    conn.execute(text("SELECT outbox_fail(:id, :err, :max)"),
-                                 {"id": row.id, "err": f"{type(exc).__name__}: {exc}",
-                                  "max": config["OUTBOX_MAX_ATTEMPTS"]})
-                continue
-            delivered.extend(row.id for row in queue_rows)
+                pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("outbox: enqueue failed for %d events: %s", len(rows), exc)
+            for row in rows:
+                conn.execute(text("SELECT outbox_fail(:id, :err, :max)"),
+                             {"id": row.id, "err": f"{type(exc).__name__}: {exc}",
+                              "max": config["OUTBOX_MAX_ATTEMPTS"]})
+            return 0
+        delivered = [row.id for row in rows]
         _after_enqueue_hook(config["RELAY_PAUSE_AFTER_ENQUEUE"])
-        if delivered:
-            conn.execute(text("SELECT outbox_ack(:ids)"), {"ids": delivered})
+        conn.execute(text("SELECT outbox_ack(:ids)"), {"ids": delivered})
         return len(delivered)
 
 
