@@ -11,9 +11,10 @@ from functools import wraps
 from flask import Blueprint, abort, g
 from flask_login import current_user
 
+from coach.accounts.loader import cookie_session_id, found_session
 from coach.extensions import login_manager
-from coach.orgs.service import membership_for, org_by_slug
-from coach.platform.tenant_context import acting_for, activate, deactivate
+from coach.orgs.service import member_context
+from coach.platform.tenant_context import acting_for, activate, deactivate, first_statement
 
 __all__ = ["acting_for", "activate", "deactivate", "current_org", "current_membership", "role_required",
            "enter_org", "org_blueprint"]
@@ -53,23 +54,24 @@ def role_required(*roles: str):
 
 
 def enter_org(slug: str) -> None:
-    """Resolve ``/o/<slug>`` for this request: the organization, the user's membership, RLS.
+    """Resolve ``/o/<slug>`` for this request: the signed-in user, the organization, the user's membership
+    and RLS, in the request's first statement (:func:`coach.orgs.service.member_context`).
 
     Unknown organizations and organizations the user does not belong to are both 404,
-    so URLs reveal nothing about other tenants.
+    so URLs reveal nothing about other tenants. Nothing is cached between requests: a revoked session or a
+    removed membership is refused on the next request.
     """
+    session_id = cookie_session_id()
+    if session_id is not None and slug and len(slug) <= 40:
+        found = first_statement(lambda: member_context(session_id, slug))
+        found_session(session_id, found and (found.user, found.last_seen))
+        if found is not None and found.membership is not None:
+            g.org = found.org
+            g.membership = found.membership
+            return
     if not current_user.is_authenticated:
         return  # role_required sends the visitor to log in
-    org = org_by_slug(slug) if slug and len(slug) <= 40 else None
-    if org is None:
-        abort(404)
-    activate(None, current_user.id)
-    membership = membership_for(org, current_user)
-    if membership is None:
-        abort(404)
-    g.org = org
-    g.membership = membership
-    activate(org.id, current_user.id)
+    abort(404)
 
 
 def org_blueprint(name: str, import_name: str, url_prefix: str, enter=None):

@@ -4,11 +4,12 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from flask import after_this_request, current_app, flash, has_request_context, request, url_for
+from flask import after_this_request, current_app, flash, g, has_request_context, request, session, url_for
 
 from coach.accounts import service
 from coach.extensions import db
 from coach.htmx import redirect_after_post, wants_fragment
+from coach.platform.tenant_context import first_statement
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,13 @@ def setup_login(login_manager) -> None:
     @login_manager.user_loader
     def load_user(session_id: str):
         # The cookie names a server-side session: one query finds it live and its user (every request
-        # that needs the user pays it, so nothing else happens here unless the session is due a touch).
-        found = service.session_user(session_id)
+        # that needs the user pays it, so nothing else happens here unless the session is due a touch),
+        # unless the request's first statement already did (an organization's page: see found_session).
+        early = g.pop("_session_found", None)
+        if early is not None and early[0] == session_id:
+            found = early[1]
+        else:
+            found = first_statement(lambda: service.session_user(session_id))
         if found is None:
             return None
         user, last_seen = found
@@ -35,6 +41,18 @@ def setup_login(login_manager) -> None:
         flash("Log in to continue.", "info")
         # An htmx fragment request gets HX-Redirect: a plain redirect would swap the login page into the form.
         return redirect_after_post(url_for("accounts.login", next=_return_path()))
+
+
+def cookie_session_id() -> str | None:
+    """The server-side session the signed cookie names (where Flask-Login keeps it), not yet checked."""
+    return session.get("_user_id")
+
+
+def found_session(session_id: str, found) -> None:
+    """Hand Flask-Login what a statement of this request found for the cookie's session (``(user, last
+    seen)``, or ``None`` for a session that is no longer live): loading the user then sends no query of its
+    own, and goes through Flask-Login as always (its session protection, the ``user_loaded`` signals)."""
+    g._session_found = (session_id, found)
 
 
 def _touch_after_response(session_id) -> None:

@@ -8,16 +8,18 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 from blinker import Namespace
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, true, update
+from sqlalchemy.orm import aliased
 
 from coach.accounts.models import PasswordResetToken, PendingSignup, SignInLink, User, UserSession
 from coach.clock import now
 from coach.errors import DomainError
 from coach.extensions import db
-from coach.platform import audit
+from coach.platform import audit, tenant_context
 from coach.platform.mail import queue_email
 from coach.security import hash_password, needs_rehash, new_token, token_hash, verify_password
 
@@ -155,21 +157,55 @@ def _printable(value: str | None) -> str:
     return "".join(ch for ch in (value or "") if ch.isprintable())
 
 
-def session_user(session_id: str) -> tuple[User, datetime] | None:
-    """The user of a live session and when it was last seen, in one query; ``None`` for a session
-    that is unknown, revoked or unused for longer than the session lifetime."""
+def parse_session_id(session_id) -> uuid.UUID | None:
+    """The session id a cookie names, or ``None`` for a cookie from before server-side sessions, or junk."""
     try:
-        sid = uuid.UUID(session_id)
-    except (TypeError, ValueError):  # a cookie from before server-side sessions, or junk
+        return session_id if isinstance(session_id, uuid.UUID) else uuid.UUID(str(session_id))
+    except (TypeError, ValueError):
         return None
-    row = db.session.execute(
-        select(User, UserSession.last_seen_at).join(UserSession, UserSession.user_id == User.id)
-        .where(UserSession.id == sid, UserSession.revoked_at.is_(None),
-               UserSession.last_seen_at > now() - session_lifetime())
-    ).first()
+
+
+def live_session_params(sid: uuid.UUID) -> dict:
+    """The parameters of :func:`session_row` for the session ``sid``."""
+    return {"session_id": sid, "seen_after": now() - session_lifetime()}
+
+
+def session_row():
+    """A subquery of at most one row: the user of a live session (``User``'s columns) and when the session was
+    last seen (``last_seen_at``); its parameters come from :func:`live_session_params`. A session is live while
+    not revoked and used within the lifetime: every lookup of a session by its cookie uses this, so a revoked
+    session fails on its next request.
+
+    A statement that sets ``app.user_id`` from it (a ``LATERAL`` subquery on it) sees this one row only: the
+    limit keeps PostgreSQL from merging it into the outer query.
+    """
+    return (select(User, UserSession.last_seen_at).join(UserSession, UserSession.user_id == User.id)
+            .where(UserSession.id == bindparam("session_id"), UserSession.revoked_at.is_(None),
+                   UserSession.last_seen_at > bindparam("seen_after"))
+            .limit(1).subquery("who"))
+
+
+@cache
+def _session_user_statement():
+    # Built once: the statement is the same for every request (only its parameters change), and SQLAlchemy
+    # then reuses its compiled form without rebuilding the subqueries each time.
+    who = session_row()
+    acting = tenant_context.set_user_setting(who.c.id).lateral("acting")
+    return select(aliased(User, who), who.c.last_seen_at, acting.c.user_id).select_from(who).join(acting, true())
+
+
+def session_user(session_id: str) -> tuple[User, datetime] | None:
+    """The user of a live session and when it was last seen, in one statement that also tells PostgreSQL
+    who is acting (``app.user_id``, for the policies that show a user their own rows); ``None`` for a
+    session that is unknown, revoked or unused for longer than the session lifetime (nothing is set then)."""
+    sid = parse_session_id(session_id)
+    if sid is None:
+        return None
+    row = db.session.execute(_session_user_statement(), live_session_params(sid)).first()
     if row is None:
         return None
-    user, last_seen = row
+    user, last_seen, user_setting = row
+    tenant_context.applied_user(tenant_context.checked(user_setting, user.id))
     user.auth_session_id = sid
     return user, last_seen
 
@@ -202,9 +238,8 @@ def live_sessions(user: User) -> list[UserSession]:
 def revoke_session(user: User, session_id) -> bool:
     """End one of ``user``'s own sessions (logging out, or "sign out" on a sessions page); ``False``
     if it is not theirs or already ended. Its open sockets close once the caller commits."""
-    try:
-        sid = session_id if isinstance(session_id, uuid.UUID) else uuid.UUID(str(session_id))
-    except ValueError:
+    sid = parse_session_id(session_id)
+    if sid is None:
         return False
     return bool(_revoke(UserSession.user_id == user.id, UserSession.id == sid))
 

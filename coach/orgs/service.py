@@ -6,14 +6,19 @@ Functions that touch tenant rows expect the organization to be active
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
 
 from blinker import Namespace
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, true
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import aliased, contains_eager
 
 from coach.accounts.models import User
-from coach.accounts.service import AccountError, create_user, login_attempted, normalize_email
+from coach.accounts.service import (AccountError, create_user, live_session_params, login_attempted,
+                                    normalize_email, parse_session_id, session_row)
 from coach.clock import now
 from coach.dbutil import insert_or_raise
 from coach.errors import DomainError
@@ -80,6 +85,64 @@ def slug_problem(slug: str) -> str | None:
 
 def org_by_slug(slug: str) -> Organization | None:
     return db.session.scalar(select(Organization).where(Organization.slug == slug))
+
+
+@dataclass(frozen=True)
+class MemberContext:
+    """Who a request is from and where: the signed-in user (and when their session was last seen), and,
+    when they belong to it, the organization named by the URL and their membership of it."""
+
+    user: User
+    last_seen: datetime
+    org: Organization | None
+    membership: Membership | None
+
+
+@cache
+def _member_context_statement():
+    # Built once (only the parameters change): SQLAlchemy reuses its compiled form. See member_context.
+    who = session_row()
+    user = aliased(User, who)
+    acting = tenant_context.set_user_setting(who.c.id, clear_tenant=True).lateral("acting")
+    found = select(Membership).where(Membership.tenant_id == Organization.id,
+                                     Membership.user_id == acting.c.user_id.cast(UUID)) \
+        .correlate(Organization, acting).limit(1).lateral("found")
+    member = aliased(Membership, found)
+    tenant = tenant_context.set_tenant_setting(member.tenant_id).lateral("tenant")
+    return (select(user, who.c.last_seen_at, Organization, member, acting.c.user_id, tenant.c.tenant_id)
+            .select_from(who).join(acting, true())
+            .outerjoin(Organization, Organization.slug == bindparam("slug")).outerjoin(found, true())
+            .join(tenant, true())
+            .options(contains_eager(member.user.of_type(user)), contains_eager(member.organization)))
+
+
+def member_context(session_id: str, slug: str) -> MemberContext | None:
+    """The live session ``session_id``'s user, the organization ``slug`` and the user's membership of it, in one
+    statement that also tells PostgreSQL who acts for which organization; ``None`` for a session that is unknown,
+    revoked or expired (nothing is set then).
+
+    The statement first sets ``app.user_id`` (and clears ``app.tenant_id``), then reads the membership under the
+    policy that shows a user their own memberships, then sets ``app.tenant_id`` to the membership's organization,
+    or to nothing when there is none: a user who is not a member acts for no organization. Each step is a
+    ``LATERAL`` subquery that needs the one before it, and the session's and the membership's are kept from being
+    merged into the outer query (``LIMIT 1``): PostgreSQL sets ``app.user_id`` from the session's one row and
+    cannot read the membership before the setting it depends on. The values the ``set_config`` calls return are
+    checked against the row before ``g`` records them. Unknown organizations and organizations the user does not
+    belong to are alike: no membership.
+    """
+    sid = parse_session_id(session_id)
+    if sid is None:
+        return None
+    row = db.session.execute(_member_context_statement(), {**live_session_params(sid), "slug": slug}).first()
+    if row is None:
+        return None
+    user, last_seen, org, membership, user_setting, tenant_setting = row
+    user.auth_session_id = sid
+    tenant_context.applied(tenant_context.checked(tenant_setting, membership and membership.tenant_id),
+                           tenant_context.checked(user_setting, user.id))
+    if membership is None:
+        return MemberContext(user, last_seen, None, None)
+    return MemberContext(user, last_seen, org, membership)
 
 
 def memberships_of(user: User) -> list[Membership]:

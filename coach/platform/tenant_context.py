@@ -11,14 +11,18 @@ and checking roles is :mod:`coach.tenancy`, a layer up.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
+from typing import TypeVar
 
 from flask import g, has_app_context
-from sqlalchemy import event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Text, cast, event, func, select, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from coach.extensions import db
+
+T = TypeVar("T")
 
 _SET_BOTH = text(
     "SELECT set_config('app.tenant_id', :tenant_id, true), set_config('app.user_id', :user_id, true)"
@@ -62,6 +66,69 @@ def activate(tenant_id: uuid.UUID | None, user_id: uuid.UUID | None = None) -> N
         g.user_id = user_id
     if (g.tenant_id, g.get("user_id")) != before:  # a round trip only when something changed
         _apply_now()
+
+
+def set_user_setting(user_id, clear_tenant: bool = False):
+    """A ``SELECT`` that sets ``app.user_id`` to the SQL expression ``user_id`` (and, with ``clear_tenant``,
+    ``app.tenant_id`` to nothing), for use as a ``LATERAL`` subquery of the statement that finds the user.
+
+    The setting is made in the same round trip as the lookup: a row that depends on the subquery's
+    ``user_id`` column is read after it, under the policies the new setting allows. Whoever runs the
+    statement records what it set with :func:`applied`.
+    """
+    columns = [func.set_config("app.user_id", cast(user_id, Text), True).label("user_id")]
+    if clear_tenant:
+        columns.insert(0, func.set_config("app.tenant_id", "", True).label("tenant_id"))
+    # Every table it names is the enclosing statement's (a LATERAL subquery is not correlated by itself): one
+    # setting from the one row, never one per row of a table of its own.
+    return select(*columns).correlate_except(None)
+
+
+def set_tenant_setting(tenant_id):
+    """A ``SELECT`` that sets ``app.tenant_id`` to the SQL expression ``tenant_id`` (NULL: to nothing), for
+    use as a ``LATERAL`` subquery that follows the row naming the organization (see :func:`set_user_setting`)."""
+    return select(func.set_config("app.tenant_id", func.coalesce(cast(tenant_id, Text), ""), True)
+                  .label("tenant_id")).correlate_except(None)
+
+
+def applied(tenant_id: uuid.UUID | None, user_id: uuid.UUID | None) -> None:
+    """Record that the open transaction already acts for ``tenant_id`` and ``user_id`` (a statement built
+    with :func:`set_user_setting` / :func:`set_tenant_setting` set them): no round trip now, and every later
+    transaction of this request or job gets them from ``after_begin`` as usual."""
+    g.tenant_id = tenant_id
+    g.user_id = user_id
+
+
+def checked(setting: str | None, expected: uuid.UUID | None) -> uuid.UUID | None:
+    """``expected``, once the value a statement's ``set_config`` returned (``setting``) is seen to match it:
+    what ``g`` records must be what PostgreSQL was told."""
+    if (setting or "") != (str(expected) if expected else ""):
+        raise RuntimeError(f"the tenant settings read {setting!r}, not {expected}")
+    return expected
+
+
+def applied_user(user_id: uuid.UUID) -> None:
+    """As :func:`applied`, for a statement that set ``app.user_id`` only (the organization stays as it was)."""
+    g.user_id = user_id
+
+
+def first_statement(lookup: Callable[[], T]) -> T:
+    """Run ``lookup``, the first statement of a request (who is signed in, and where), once more on a fresh
+    connection if the pooled one turns out dead (PostgreSQL restarted, a failover, an idle connection cut).
+
+    Only when the session had no transaction open: nothing was done that a retry could repeat or lose. A
+    database that is really away fails the second attempt too, and the request answers 503 as before.
+    """
+    session = db.session()
+    if session.in_transaction():
+        return lookup()
+    try:
+        return lookup()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        session.rollback()  # gives the dead connection back (the pool discards it) and ends the failed transaction
+        return lookup()
 
 
 @contextmanager
