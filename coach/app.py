@@ -339,8 +339,9 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def _database_away(exc):
-        """PostgreSQL restarting or unreachable: a 503 to try again, not a 500 (the pool reconnects itself:
-        ``pool_pre_ping`` tests a connection before each checkout, and a dead one is replaced)."""
+        """PostgreSQL restarting or unreachable: a 503 to try again, not a 500 (the pool reconnects itself: a
+        connection the server closed is replaced at checkout, and a request's first statement that still finds
+        its connection dead is retried once on a fresh one)."""
         if _away(exc):
             return _database_away_answer(exc)
         app.logger.exception("database error")

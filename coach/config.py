@@ -89,7 +89,11 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "SQLALCHEMY_DATABASE_URI": database_url,
         "DATABASE_OWNER_URL": owner_url,
         "SQLALCHEMY_ENGINE_OPTIONS": {
-            "pool_pre_ping": True,
+            # No pre-ping (a round trip before every request's first statement): a pooled connection is
+            # replaced after DB_POOL_RECYCLE_SECONDS, one the server has closed is seen at checkout without a
+            # round trip (coach.extensions), and a request whose first statement still finds it dead retries
+            # once on a fresh one (tenant_context.first_statement).
+            "pool_recycle": _int("DB_POOL_RECYCLE_SECONDS", 1800),
             "pool_size": _int("DB_POOL_SIZE", 5),
             "max_overflow": _int("DB_MAX_OVERFLOW", 10),
             "pool_timeout": 10,
