@@ -282,6 +282,57 @@ def test_a_deleted_message_says_so_in_its_place(app, world):
     assert page_seqs(page) == [1, 2]
 
 
+def test_a_message_already_shown_shows_its_edit_its_authors_new_name_and_its_deletion(app, world):
+    """Pages render each message once per version: a page seen before a change must show the change."""
+    with_ben = world.direct(world.ana, world.ben)
+    message, = world.say(with_ben, world.ana, "See you at 5", now=datetime.now(UTC) - timedelta(minutes=5))
+    url = f"/o/river/chat/{with_ben.id}"
+    ana, ben = logged_in(app, "ana@example.com"), logged_in(app, "ben@example.com")
+    assert "See you at 5" in text(ben.get(url)) and "See you at 5" in text(ana.get(url))
+
+    edit_url = f"{url}/messages/{message.id}/edit"
+    assert ana.post(edit_url, data={"csrf_token": csrf_from(text(ana.get(edit_url))),
+                                    "body": "See you at 6"}).status_code == 303
+    for page in (text(ben.get(url)), text(ana.get(url))):
+        assert "See you at 6" in page and "(edited)" in page and "See you at 5" not in page
+    assert "Ana Alves" in text(ben.get(url))
+
+    world.act()
+    world.ana.user.display_name = "Ana Costa"
+    db.session.commit()
+    page = text(ben.get(url))
+    assert "<strong>Ana Costa</strong>" in page and "Ana Alves" not in page
+
+    assert ana.post(f"{url}/messages/{message.id}/delete",
+                    data={"csrf_token": csrf_from(text(ana.get(url)))}).status_code == 303
+    for page in (text(ben.get(url)), text(ana.get(url))):
+        assert "Message deleted." in page and "See you at 6" not in page
+
+
+def test_my_messages_carry_my_sessions_token_and_times_show_in_each_readers_zone(app, world):
+    """What differs between readers of one message (whose it is, their session, their time zone) is theirs."""
+    with_ben = world.direct(world.ana, world.ben)
+    sent_at = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
+    message, = world.say(with_ben, world.ana, "Late one", now=sent_at)
+    world.act()
+    world.ben.user.timezone = "Asia/Tokyo"  # Ana stays in Europe/Berlin
+    db.session.commit()
+    url = f"/o/river/chat/{with_ben.id}"
+    delete_form = re.compile(rf'action="{url}/messages/{message.id}/delete"[^>]*>'
+                             r'<input type="hidden" name="csrf_token" value="([^"]+)">')
+    tokens = []
+    for browser in (logged_in(app, "ana@example.com"), logged_in(app, "ana@example.com")):  # two sessions of Ana's
+        page = text(browser.get(url))
+        token = delete_form.search(page)
+        assert token and token.group(1) == csrf_from(page)  # the page's own token, not a cached one
+        assert "<strong>You</strong>" in page and "2 Mar 00:30" in page  # Berlin
+        tokens.append(token.group(1))
+    assert tokens[0] != tokens[1]
+    page = text(logged_in(app, "ben@example.com").get(url))
+    assert "<strong>Ana Alves</strong>" in page and "2 Mar 08:30" in page  # Tokyo
+    assert "/delete" not in page and "/edit" not in page  # not his to change
+
+
 def test_history_shows_older_messages_page_by_page(app, world):
     with_ben = world.direct(world.ana, world.ben)
     world.say(with_ben, world.ben, *[f"message {n}" for n in range(1, 61)])

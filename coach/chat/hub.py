@@ -28,15 +28,16 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from flask import Flask, g, render_template
+from flask import Flask, g, render_template, url_for
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import select
+from wsproto.frame_protocol import FrameProtocol
 
 from coach import tenancy
 from coach.accounts.service import sessions_ended
-from coach.chat import realtime, service
-from coach.chat.models import Conversation, Message
+from coach.chat import realtime, render, service
+from coach.chat.models import Conversation
 from coach.extensions import db
 from coach.orgs.models import Membership, Organization
 from coach.orgs.service import member_removed
@@ -79,16 +80,39 @@ def register_badge(event_type: str, count: Callable[[Membership], int], template
     _badges[event_type] = Badge(count, template)
 
 
+class Frame:
+    """One HTML fragment for many sockets: framed for the wire once (a server's frames are not masked, so
+    every socket gets the same bytes), not once per socket."""
+
+    __slots__ = ("html", "_data")
+
+    def __init__(self, html: str):
+        self.html = html
+        self._data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            self._data = bytes(FrameProtocol(client=False, extensions=[]).send_data(self.html, fin=True))
+        return self._data
+
+
 class Connection:
     """One open socket of one member: what it follows and how far its page is."""
 
     def __init__(self, send: Callable[[str], None], tenant_id: uuid.UUID, member_id: uuid.UUID, tz: str = "UTC",
-                 session_id: uuid.UUID | None = None, close: Callable[[int, str], None] | None = None):
+                 session_id: uuid.UUID | None = None, close: Callable[[int, str], None] | None = None,
+                 write: Callable[[bytes], None] | None = None):
         """
+        :param send: sends one text message.
         :param session_id: the signed-in session the socket was opened with (its end closes the socket).
         :param close: closes the socket with a code and a reason, from any thread.
+        :param write: writes an already framed message (:class:`Frame`) to the socket as it is; without it,
+            frames are sent with ``send``. Only for sockets without extensions (no compression): the bytes
+            are the same for every socket.
         """
         self._send = send
+        self._write = write
         self._close = close
         self.tenant_id = tenant_id
         self.member_id = member_id
@@ -101,12 +125,18 @@ class Connection:
         # Members whose presence this page shows: the other side of each direct conversation it follows.
         self.watching: dict[uuid.UUID, uuid.UUID] = {}
 
-    def send(self, html: str) -> None:
+    def send(self, html: str | Frame) -> None:
         if self.closed or not html:
             return
         with self.lock:
             try:
-                self._send(html)
+                if isinstance(html, Frame):
+                    if self._write is not None:
+                        self._write(html.data)
+                    else:
+                        self._send(html.html)
+                else:
+                    self._send(html)
             except Exception:  # the socket went away between two messages
                 self.closed = True
 
@@ -293,15 +323,16 @@ class Hub:
                                           {c.member_id for c in followers})
             followers = [c for c in followers if c.member_id in members]
         if event["type"] == "changed":
-            message = db.session.get(Message, uuid.UUID(event["message_id"]))
-            if message is not None:
-                cache: dict = {}
+            seq = int(event["seq"])
+            rows = service.rows_after(conversation, seq - 1, upto=seq)
+            if rows:
+                frames: dict = {}  # one rendering per (theirs or not, time zone), whoever follows
                 for conn in followers:
-                    mine = conn.member_id if conn.member_id == message.author_membership_id else None
-                    if (mine, conn.tz) not in cache:
-                        cache[(mine, conn.tz)] = render_messages(conversation, [message], mine, oob="outerHTML",
-                                                                 tz=conn.tz)
-                    conn.send(cache[(mine, conn.tz)])
+                    mine = conn.member_id if conn.member_id == rows[0].author_id else None
+                    if (mine, conn.tz) not in frames:
+                        frames[(mine, conn.tz)] = Frame(render_messages(conversation, rows, mine, oob="outerHTML",
+                                                                        tz=conn.tz))
+                    conn.send(frames[(mine, conn.tz)])
             return
         seq = int(event["seq"])
         cache: dict = {}  # a thousand followers share a handful of renderings
@@ -331,8 +362,9 @@ class Hub:
                  cache: dict | None = None) -> None:
         """Send ``conn`` every message after what its page has (up to ``upto``), oldest first, once.
 
-        :param cache: renderings shared by the connections of one event, keyed by what differs
-            between readers (which messages, whether one is theirs, their time zone).
+        :param cache: what the connections of one event share, keyed by what differs between readers
+            (which messages, whether one is theirs, their time zone): the rows read, and each rendering
+            framed once.
         """
         cache = {} if cache is None else cache
         conversation_id = conversation.id  # an ORM attribute: read once, not per follower
@@ -345,23 +377,23 @@ class Hub:
                 return
             key = ("rows", have, upto)
             if key not in cache:
-                rows = [m for m in service.messages_after(conversation, have) if upto is None or m.seq <= upto]
+                rows = service.rows_after(conversation, have, upto=upto)
                 # The rows, the newest seq and their authors: what each follower needs, worked out once.
-                cache[key] = (rows, rows[-1].seq if rows else 0, {m.author_membership_id for m in rows})
+                cache[key] = (rows, rows[-1].seq if rows else 0, {m.author_id for m in rows})
             missing, newest, authors = cache[key]
             if not missing:
                 return
             mine = conn.member_id if conn.member_id in authors else None
-            html_key = ("html", have, newest, mine, conn.tz)
-            if html_key not in cache:
-                cache[html_key] = render_messages(conversation, missing, mine, oob="beforeend", tz=conn.tz)
+            frame_key = ("frame", have, newest, mine, conn.tz)
+            if frame_key not in cache:
+                cache[frame_key] = Frame(render_messages(conversation, missing, mine, oob="beforeend", tz=conn.tz))
             with conn.lock:
                 if conn.last_seq.get(conversation_id) != have:
                     # Another delivery overtook this one: it may have sent fewer (its rows were read
                     # before ours committed), so start again from where it left the page.
                     continue
                 conn.last_seq[conversation_id] = newest
-                conn.send(cache[html_key])  # under the lock: a later delivery cannot reach the page first
+                conn.send(cache[frame_key])  # under the lock: a later delivery cannot reach the page first
             return
 
     def _resync_all(self) -> None:
@@ -487,17 +519,18 @@ def space_members_among(tenant_id: uuid.UUID, space_id: uuid.UUID, member_ids: s
     return member_ids.intersection(db.session.scalars(query))
 
 
-def render_messages(conversation: Conversation, messages: list[Message], mine_id: uuid.UUID | None, oob: str,
+def render_messages(conversation: Conversation, rows: list[service.MessageRow], mine_id: uuid.UUID | None, oob: str,
                     tz: str = "UTC") -> str:
-    """Messages as out-of-band swaps: appended to their conversation's list, or replacing themselves.
+    """Messages as out-of-band swaps: appended to their conversation's list, or replacing themselves (needs
+    :meth:`Hub.rendering`'s context: links are the organization's).
 
     :param mine_id: the reader, if some of the messages are theirs (styled and offered as theirs).
     :param tz: the reader's time zone, for the times shown.
     """
-    attachments = service.attachments_of(conversation.tenant_id, [m.id for m in messages])
-    g.viewer_timezone = tz
-    return render_template("chat/_stream.html", conversation=conversation, messages=messages, mine_id=mine_id,
-                           attachments=attachments, oob=oob, pushed=True)
+    attachments = service.attachments_of(conversation.tenant_id, [m.id for m in rows if m.has_media])
+    articles = render.articles(rows, base=url_for("chat.conversation", conversation_id=conversation.id),
+                               mine_id=mine_id, tz=tz, attachments=attachments, oob_each=oob != "beforeend")
+    return render_template("chat/_stream.html", conversation_id=conversation.id, articles=articles, oob=oob)
 
 
 @sessions_ended.connect

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import uuid
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from blinker import Namespace
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -30,6 +32,7 @@ from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.media import service as media_service
 from coach.media.models import MediaItem
+from coach.accounts.models import User
 from coach.orgs.models import Membership, Organization
 from coach.platform.outbox import emit
 from coach.spaces import service as spaces_service
@@ -71,6 +74,8 @@ def get_conversation(org: Organization, conversation_id) -> Conversation | None:
 class Access:
     read: bool
     write: bool
+    # A channel's space, as loaded to decide (its page shows its name); not part of what the member may do.
+    space: Space | None = field(default=None, compare=False)
 
 
 def access(conversation: Conversation, member: Membership, now: datetime | None = None) -> Access:
@@ -85,7 +90,7 @@ def access(conversation: Conversation, member: Membership, now: datetime | None 
     if space is None:
         return Access(False, False)
     acc = spaces_service.access(space, member, now=now)
-    return Access(acc.joined, acc.comment)
+    return Access(acc.joined, acc.comment, space)
 
 
 def direct_with(org: Organization, me: Membership, other: Membership) -> Conversation:
@@ -166,19 +171,26 @@ def conversations_for(org: Organization, member: Membership) -> list[Summary]:
     return found
 
 
-def unread_total(org: Organization, member: Membership) -> int:
-    """Unread messages over all my conversations (the nav badge), in one query."""
-    my_spaces = select(SpaceMember.space_id).where(SpaceMember.tenant_id == org.id,
-                                                   SpaceMember.membership_id == member.id)
-    total = db.session.scalar(
+@cache
+def _unread_total_statement():
+    # Built once: the nav badge is on every page, and building the statement cost more than running it.
+    member_id, tenant_id = bindparam("member_id"), bindparam("tenant_id")
+    my_spaces = select(SpaceMember.space_id).where(SpaceMember.tenant_id == tenant_id,
+                                                   SpaceMember.membership_id == member_id)
+    return (
         select(func.coalesce(func.sum(Conversation.last_seq - func.coalesce(ConversationRead.last_read_seq, 0)), 0))
         .select_from(Conversation)
         .outerjoin(ConversationRead, and_(ConversationRead.tenant_id == Conversation.tenant_id,
                                           ConversationRead.conversation_id == Conversation.id,
-                                          ConversationRead.membership_id == member.id))
-        .where(Conversation.tenant_id == org.id, or_(
-            Conversation.member_low_id == member.id, Conversation.member_high_id == member.id,
+                                          ConversationRead.membership_id == member_id))
+        .where(Conversation.tenant_id == tenant_id, or_(
+            Conversation.member_low_id == member_id, Conversation.member_high_id == member_id,
             Conversation.space_id.in_(my_spaces))))
+
+
+def unread_total(org: Organization, member: Membership) -> int:
+    """Unread messages over all my conversations (the nav badge), in one query."""
+    total = db.session.scalar(_unread_total_statement(), {"tenant_id": org.id, "member_id": member.id})
     return max(0, int(total or 0))
 
 
@@ -319,6 +331,64 @@ def messages_after(conversation: Conversation, seq: int, limit: int = REPLAY_MAX
         Message.seq > seq).order_by(Message.seq).limit(limit)))
 
 
+class MessageRow(NamedTuple):
+    """A message as pages and pushes show it: plain values, read with its author's name in one query (no ORM
+    objects: hydrating a page of 50 messages with their authors' memberships and users cost more than showing
+    them). Equal rows show the same, so a row is also its rendering's cache key (:mod:`coach.chat.render`)."""
+
+    id: uuid.UUID
+    seq: int
+    client_id: uuid.UUID | None
+    body: str
+    created_at: datetime
+    edited_at: datetime | None
+    deleted_at: datetime | None
+    author_id: uuid.UUID | None
+    author_name: str | None  # None: the author has left the organization
+    has_media: bool  # attachments stored (whether they can be shown is read with them)
+
+
+@cache
+def _message_rows_statement(before: bool, after: bool, upto: bool):
+    """The rows of one conversation, newest first or (``after``) oldest first; built once per shape."""
+    attached = exists().where(MessageAttachment.tenant_id == Message.tenant_id,
+                              MessageAttachment.message_id == Message.id)
+    query = (select(Message.id, Message.seq, Message.client_id, Message.body, Message.created_at, Message.edited_at,
+                    Message.deleted_at, Message.author_membership_id, User.display_name, attached)
+             .outerjoin(Membership, and_(Membership.tenant_id == Message.tenant_id,
+                                         Membership.id == Message.author_membership_id))
+             .outerjoin(User, User.id == Membership.user_id)
+             .where(Message.tenant_id == bindparam("tenant_id"),
+                    Message.conversation_id == bindparam("conversation_id")))
+    if before:
+        query = query.where(Message.seq < bindparam("before"))
+    if after:
+        query = query.where(Message.seq > bindparam("after"))
+    if upto:
+        query = query.where(Message.seq <= bindparam("upto"))
+    return query.order_by(Message.seq if after else Message.seq.desc()).limit(bindparam("limit"))
+
+
+def history_rows(conversation: Conversation, before_seq: int | None = None,
+                 limit: int = HISTORY_PAGE) -> list[MessageRow]:
+    """:func:`history` as :class:`MessageRow` values (one query)."""
+    rows = [MessageRow(*row) for row in db.session.execute(
+        _message_rows_statement(before_seq is not None, False, False),
+        {"tenant_id": conversation.tenant_id, "conversation_id": conversation.id, "before": before_seq,
+         "limit": limit})]
+    rows.reverse()
+    return rows
+
+
+def rows_after(conversation: Conversation, seq: int, upto: int | None = None,
+               limit: int = REPLAY_MAX) -> list[MessageRow]:
+    """:func:`messages_after` as :class:`MessageRow` values (one query), up to ``upto`` if given."""
+    return [MessageRow(*row) for row in db.session.execute(
+        _message_rows_statement(False, True, upto is not None),
+        {"tenant_id": conversation.tenant_id, "conversation_id": conversation.id, "after": seq, "upto": upto,
+         "limit": limit})]
+
+
 def attachments_of(tenant_id: uuid.UUID, message_ids: list[uuid.UUID]) -> dict[uuid.UUID, list]:
     """Each message's attached media that can be shown, in order (one query)."""
     if not message_ids:
@@ -359,6 +429,57 @@ def mark_read(conversation: Conversation, member: Membership, seq: int, now: dat
         # them (reading the first of three messages leaves the other two to be told about).
         conversation_read.send(conversation, member=member, now=now)
     return seq_now
+
+
+@cache
+def _read_to_end_statement():
+    tenant_id, conversation_id, member_id = bindparam("tenant_id"), bindparam("conversation_id"), bindparam("member_id")
+    newest = select(Conversation.last_seq).where(Conversation.tenant_id == tenant_id,
+                                                 Conversation.id == conversation_id).scalar_subquery()
+    upsert = pg_insert(ConversationRead).values(
+        id=bindparam("id"), tenant_id=tenant_id, conversation_id=conversation_id, membership_id=member_id,
+        last_read_seq=func.least(bindparam("seq"), newest), read_at=bindparam("now"))
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[ConversationRead.tenant_id, ConversationRead.conversation_id, ConversationRead.membership_id],
+        set_={"last_read_seq": upsert.excluded.last_read_seq, "read_at": upsert.excluded.read_at},
+        where=ConversationRead.last_read_seq < upsert.excluded.last_read_seq,
+    ).returning(ConversationRead.membership_id, ConversationRead.last_read_seq)
+    moved = upsert.cte("moved")
+    # The plain SELECT sees the rows as they were before the upsert (one snapshot): the moved row is told apart.
+    return select(moved.c.membership_id, moved.c.last_read_seq, literal(True)).union_all(
+        select(ConversationRead.membership_id, ConversationRead.last_read_seq, literal(False)).where(
+            ConversationRead.tenant_id == tenant_id, ConversationRead.conversation_id == conversation_id,
+            ConversationRead.membership_id.in_([member_id, bindparam("other_id")])))
+
+
+def read_to_end(conversation: Conversation, member: Membership, other_id: uuid.UUID | None = None,
+                now: datetime | None = None) -> tuple[dict[uuid.UUID, int], bool]:
+    """``member`` has read ``conversation`` up to its newest message as loaded (:func:`mark_read`, for a page
+    that shows it), in one statement that also says how far ``other_id`` has read.
+
+    :returns: ``{member id: seq read}`` for both, and whether ``member``'s position moved (something was new).
+    """
+    now = now or clock.now()
+    rows = db.session.execute(_read_to_end_statement(), {
+        "id": uuid.uuid4(), "tenant_id": conversation.tenant_id, "conversation_id": conversation.id,
+        "member_id": member.id, "other_id": other_id, "seq": conversation.last_seq, "now": now}).all()
+    reads = {m: 0 for m in (member.id, other_id) if m is not None}
+    changed = False
+    for member_id, seq, is_new in sorted(rows, key=lambda r: r[2]):  # the moved row last: it wins
+        reads[member_id] = seq or 0
+        changed = changed or is_new
+    if reads[member.id] >= conversation.last_seq:
+        conversation_read.send(conversation, member=member, now=now)  # as mark_read does
+    return reads, changed
+
+
+def reads_of(conversation: Conversation, member_ids) -> dict[uuid.UUID, int]:
+    """How far each of ``member_ids`` has read ``conversation`` (0: not at all), in one query."""
+    member_ids = [m for m in member_ids if m is not None]
+    found = dict(db.session.execute(select(ConversationRead.membership_id, ConversationRead.last_read_seq).where(
+        ConversationRead.tenant_id == conversation.tenant_id, ConversationRead.conversation_id == conversation.id,
+        ConversationRead.membership_id.in_(member_ids))).all()) if member_ids else {}
+    return {m: found.get(m) or 0 for m in member_ids}
 
 
 def read_seq(conversation: Conversation, member_id: uuid.UUID) -> int:

@@ -17,13 +17,16 @@ from urllib.parse import urlsplit
 
 from flask import abort, current_app, g, render_template, request, url_for
 from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
 from simple_websocket import ConnectionClosed
 
 from coach import tenancy
 from coach.blueprints.chat import bp
 from coach.blueprints.chat.forms import MessageForm, StartForm
 from coach.blueprints.forms import attempt
-from coach.chat import realtime, service
+from coach.chat import realtime
+from coach.chat import render as messages_html
+from coach.chat import service
 from coach.chat.hub import Connection, hub_for
 from coach.chat.service import ChatError
 from coach.extensions import db, sock
@@ -34,7 +37,6 @@ from coach.media.service import MediaError
 from coach.orgs import service as orgs
 from coach.orgs.models import Membership
 from coach.spaces import service as spaces
-from coach.spaces.models import Space
 from coach.tenancy import role_required
 
 # --- loaders ---------------------------------------------------------------------------------------
@@ -62,12 +64,11 @@ def _announce(conversation, message, kind: str = "message") -> None:
         "message_id": str(message.id), "seq": message.seq})
 
 
-def _title(conversation) -> tuple[str, Membership | None]:
+def _title(conversation, acc) -> tuple[str, Membership | None]:
     if conversation.kind == "direct":
         other = db.session.get(Membership, conversation.other_member_id(g.membership.id))
         return (other.user.display_name if other else "Former member"), other
-    space = db.session.get(Space, conversation.space_id)
-    return f"# {space.name}", None
+    return f"# {acc.space.name}", None
 
 
 # --- pages -----------------------------------------------------------------------------------------
@@ -117,24 +118,31 @@ def _uuid_or_404(value):
     return ident
 
 
-def _page_context(conversation, acc, form=None) -> dict:
+def _before() -> int | None:
+    """The page's ``?before=`` message number; a number past a bigint (a tampered link) reads as the newest page."""
     before = request.args.get("before", type=int)
-    # A message number is a bigint: anything past it (a tampered link) reads as "the newest page".
-    before = before if before and 0 < before < 2 ** 63 else None
-    messages = service.history(conversation, before_seq=before)
-    title, other = _title(conversation)
-    other_read = service.read_seq(conversation, other.id) if other is not None else 0
+    return before if before and 0 < before < 2 ** 63 else None
+
+
+def _page_context(conversation, acc, form=None, reads: dict | None = None) -> dict:
+    before = _before()
+    rows = service.history_rows(conversation, before_seq=before)
+    title, other = _title(conversation, acc)
+    if reads is None:
+        reads = service.reads_of(conversation, [g.membership.id, other.id if other is not None else None])
     # "Seen" speaks of my newest message: only when the newest message is mine and they read up to it.
-    newest = messages[-1] if messages and not before else None
-    seen = (other is not None and newest is not None and newest.author_membership_id == g.membership.id
-            and other_read >= newest.seq)
+    newest = rows[-1] if rows and not before else None
+    seen = (other is not None and newest is not None and newest.author_id == g.membership.id
+            and reads.get(other.id, 0) >= newest.seq)
     presence, live = realtime.live_presence(g.org.id, [other.id] if other is not None else [])
-    return dict(org=g.org, conversation=conversation, acc=acc, messages=messages, title=title, other=other,
-                mine_id=g.membership.id, form=form or MessageForm(formdata=None), before=before,
-                attachments=service.attachments_of(g.org.id, [m.id for m in messages]),
-                seen=seen,
+    # Each message's markup is cached by its version; links come from the conversation's URL, not url_for per message.
+    articles = messages_html.articles(
+        rows, base=url_for("chat.conversation", conversation_id=conversation.id), mine_id=g.membership.id,
+        tz=current_user.timezone or "UTC", csrf=generate_csrf(),
+        attachments=service.attachments_of(g.org.id, [r.id for r in rows if r.has_media]))
+    return dict(org=g.org, conversation=conversation, acc=acc, messages=rows, articles=articles, title=title,
+                other=other, form=form or MessageForm(formdata=None), before=before, seen=seen,
                 presence=presence, live=live,
-                now=time.time(), can_edit=service.can_edit,
                 attachable=media_service.attachable(g.org, g.membership) if acc.write else [])
 
 
@@ -143,19 +151,24 @@ def _page_context(conversation, acc, form=None) -> dict:
 def conversation(conversation_id: str):
     """The newest messages (older ones page by ``?before=``), and the form to write."""
     conversation, acc = load_conversation(conversation_id)
-    if not request.args.get("before", type=int) and conversation.last_seq:
-        # Before loading the page: a commit expires what was loaded, and each message would be read again.
-        service.mark_read(conversation, g.membership, conversation.last_seq)
-        db.session.commit()
-        _announce_read(conversation, conversation.last_seq)
-    return render("chat/conversation.html", **_page_context(conversation, acc))
+    if _before() is not None or not conversation.last_seq:
+        return render("chat/conversation.html", **_page_context(conversation, acc))
+    # Read to the end, in this transaction: the page (its unread badge too) shows it read; committed after
+    # rendering, so nothing loaded is expired and read again.
+    reads, moved = service.read_to_end(conversation, g.membership, conversation.other_member_id(g.membership.id))
+    response = render("chat/conversation.html", **_page_context(conversation, acc, reads=reads))
+    announced = (conversation.tenant_id, conversation.id, conversation.last_seq, conversation.kind, g.membership.id)
+    db.session.commit()  # (expires what the page loaded: read before it)
+    if moved:
+        _announce_read(*announced)
+    return response
 
 
-def _announce_read(conversation, seq: int) -> None:
-    realtime.publish(conversation.tenant_id, {
-        "type": "read", "tenant_id": str(conversation.tenant_id), "conversation_id": str(conversation.id),
-        "member_id": str(g.membership.id), "seq": seq, "last_seq": conversation.last_seq,
-        "direct": conversation.kind == "direct"})
+def _announce_read(tenant_id, conversation_id, last_seq: int, kind: str, member_id) -> None:
+    """My other pages clear the conversation's badge; in a direct conversation the other member sees "Seen"."""
+    realtime.publish(tenant_id, {
+        "type": "read", "tenant_id": str(tenant_id), "conversation_id": str(conversation_id),
+        "member_id": str(member_id), "seq": last_seq, "last_seq": last_seq, "direct": kind == "direct"})
 
 
 @bp.post("/<conversation_id>/messages")
@@ -243,7 +256,7 @@ def socket(ws):
     hub = hub_for(app)
     org, member = g.org, g.membership
     conn = Connection(ws.send, org.id, member.id, member.user.timezone or "UTC",
-                      session_id=current_user.auth_session_id, close=_closer(ws))
+                      session_id=current_user.auth_session_id, close=_closer(ws), write=_writer(ws))
     hub.register(conn)
     session = _SocketSession(app, hub, conn, org.id, member.id, member.user.display_name)
     db.session.remove()  # hold no connection while the socket is idle
@@ -267,6 +280,17 @@ def socket(ws):
             realtime.publish(conn.tenant_id, {"type": "presence", "tenant_id": str(conn.tenant_id),
                                               "member_id": str(conn.member_id), "state": "offline"})
         db.session.remove()
+
+
+def _writer(ws):
+    """Write a message framed once for every socket (the hub's pushes) to ``ws`` as it is: the same bytes
+    ``ws.send`` would make, since ``_guard_socket`` declines every extension, without framing them again
+    for each of a thousand sockets."""
+    def write(data: bytes) -> None:
+        if not ws.connected:
+            raise ConnectionClosed(ws.close_reason, ws.close_message)
+        ws.sock.sendall(data)
+    return write
 
 
 def _closer(ws):
