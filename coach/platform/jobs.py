@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 from flask import Flask, current_app, g, has_app_context
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 
 from coach.platform import tenant_context
 from coach.extensions import db
@@ -106,21 +105,16 @@ def handle_event(event: dict) -> str:
         if not funcs:
             log.error("no consumer for topic %s (event %s)", event["topic"], event["id"])
             return "no-consumer"
-        # A plain INSERT in a savepoint, not ON CONFLICT or RETURNING: those need to read the
-        # row back, and a platform event's row (no organization) may be written but not read.
-        try:
-            with db.session.begin_nested():
-                db.session.execute(
-                    text("INSERT INTO processed_events (event_id, tenant_id, topic) VALUES (:id, :tenant, :topic)"),
-                    {"id": event["id"], "tenant": tenant_id, "topic": event["topic"]},
-                )
-            claimed = True
-        except IntegrityError as exc:
-            # Only "this event id is already there" means a duplicate; anything else
-            # (e.g. the organization was deleted) is a real failure for RQ to record.
-            if getattr(exc.orig, "sqlstate", None) != "23505":
-                raise
-            claimed = False
+        # One statement claims the event: INSERT ... ON CONFLICT DO NOTHING, whose row count says whether this
+        # delivery is the first (a concurrent one waits for the other's transaction, then finds its row). No
+        # RETURNING and no conflict target: either makes PostgreSQL read the row under the SELECT policies, and
+        # a platform event's row (no organization) may be written but not read back. Any other failure (e.g.
+        # the organization was deleted) is a real one for RQ to record.
+        claimed = db.session.execute(
+            text("INSERT INTO processed_events (event_id, tenant_id, topic) VALUES (:id, :tenant, :topic) "
+                 "ON CONFLICT DO NOTHING"),
+            {"id": event["id"], "tenant": tenant_id, "topic": event["topic"]},
+        ).rowcount == 1
         if not claimed:
             db.session.rollback()
             log.info("event %s (%s) already processed", event["id"], event["topic"])
