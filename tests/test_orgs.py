@@ -256,6 +256,29 @@ def test_member_sees_the_organization_home_with_its_people(app, client, auth, ct
     assert 'href="/o/harbour/admin/members"' not in page  # no admin link for athletes
 
 
+def test_home_names_the_first_coaches_by_name_and_links_to_all_of_them(app, client, auth, ctx, club):
+    for n in range(15):
+        add_member(club, make_user(f"coach{n:02d}@example.com", f"Coach {n:02d}"), "coach")
+    auth.login("ada@example.com")
+
+    page = text(client.get("/o/harbour/"))
+
+    named = [f"Coach {n:02d}" for n in range(15) if f">Coach {n:02d}</a>" in page]
+    assert named == [f"Coach {n:02d}" for n in range(12)]  # a bounded set, alphabetically
+    assert '<span class="stat-n">15</span><span class="stat-l">Coaches</span>' in page
+    assert '<a href="/o/harbour/book">All 15 coaches</a>' in page
+
+
+def test_home_with_few_coaches_lists_them_all_without_a_link(app, client, auth, ctx, club):
+    add_member(club, make_user("cora@example.com", "Cora Coach"), "coach")
+    auth.login("ada@example.com")
+
+    page = text(client.get("/o/harbour/"))
+
+    assert ">Cora Coach</a>" in page
+    assert "All 1 coaches" not in page and 'href="/o/harbour/book"' in page  # "Book" in the nav only
+
+
 def test_non_member_gets_not_found_rather_than_forbidden(app, client, auth, ctx, club):
     make_user("eve@example.com", "Eve")
     auth.login("eve@example.com")

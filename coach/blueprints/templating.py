@@ -35,11 +35,15 @@ def idempotency_field() -> Markup:
 
 
 def nav_badges() -> dict:
-    """Unread chat messages and notifications of the member in force, for the nav (two queries)."""
+    """Unread chat messages and notifications of the member in force, for the nav (two queries, once per
+    request: a page that shows one of the counts itself reads it here too)."""
     if g.get("membership") is None or g.get("org") is None:
         return {"chat": 0, "notifications": 0}
-    return {"chat": chat.unread_total(g.org, g.membership),
-            "notifications": notifications.unread_count(g.membership)}
+    badges = g.get("_nav_badges")
+    if badges is None:
+        badges = g._nav_badges = {"chat": chat.unread_total(g.org, g.membership),
+                                  "notifications": notifications.unread_count(g.membership)}
+    return badges
 
 
 def media_urls(item) -> dict[str, str]:

@@ -23,7 +23,7 @@ from coach.clock import now
 from coach.dbutil import insert_or_raise
 from coach.errors import DomainError
 from coach.extensions import db
-from coach.orgs.models import ADMIN, ROLES, Invitation, Membership, Organization
+from coach.orgs.models import ADMIN, COACH, ROLES, Invitation, Membership, Organization
 from coach.platform import audit, tenant_context
 from coach.platform.mail import queue_email
 from coach.security import new_token, token_hash
@@ -192,13 +192,37 @@ def members_with_role(org: Organization, role: str, limit: int = 50) -> list[Mem
     ))
 
 
-def role_counts(org: Organization) -> dict[str, int]:
-    rows = db.session.execute(
-        select(Membership.role, func.count()).where(Membership.tenant_id == org.id).group_by(Membership.role)
-    )
-    counts = {role: 0 for role in ROLES}
-    counts.update({role: n for role, n in rows})
-    return counts
+# The organization home names this many coaches (alphabetically) and links to the full list: the page costs
+# the same in a club of 5 coaches and one of 500.
+HOME_COACHES = 12
+
+
+@dataclass(frozen=True)
+class HomeSummary:
+    """What the organization home shows: how many members have each role, and the first coaches by name."""
+
+    counts: dict[str, int]
+    coaches: list  # rows with ``id`` (the membership) and ``display_name``, at most HOME_COACHES
+
+
+@cache
+def _home_statement():
+    # One statement, built once: the role counts (one row) and, beside them, the first coaches by name.
+    tenant = bindparam("tenant_id", type_=UUID(as_uuid=True))
+    counts = select(*[func.count().filter(Membership.role == role).label(role) for role in ROLES]) \
+        .where(Membership.tenant_id == tenant).subquery("counts")
+    coaches = (select(Membership.id, User.display_name).join(User, User.id == Membership.user_id)
+               .where(Membership.tenant_id == tenant, Membership.role == COACH)
+               .order_by(func.lower(User.display_name), Membership.id).limit(HOME_COACHES).lateral("coaches"))
+    return (select(*counts.c, coaches.c.id, coaches.c.display_name).select_from(counts)
+            .outerjoin(coaches, true()))
+
+
+def home_summary(org: Organization) -> HomeSummary:
+    """The organization home's figures and coaches, in one statement (plain rows: nothing to hydrate)."""
+    rows = db.session.execute(_home_statement(), {"tenant_id": org.id}).all()
+    counts = {role: getattr(rows[0], role) for role in ROLES}
+    return HomeSummary(counts, [row for row in rows if row.id is not None])
 
 
 def get_membership(org: Organization, membership_id) -> Membership | None:

@@ -9,6 +9,7 @@ from flask import abort, current_app, flash, g, redirect, request, url_for
 
 from coach.blueprints.forms import attempt
 from coach.blueprints.notifications import bp
+from coach.blueprints.templating import nav_badges
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, swap_or_redirect
 from coach.notifications import service
@@ -44,8 +45,10 @@ def index():
     unread_only = request.args.get("show") == "unread"
     before = request.args.get("before")
     page = service.page(g.membership, before=before, unread_only=unread_only)
+    # The unread count is the nav's bell's too (one query for both); the next page of rows shows neither.
+    unread = None if before else nav_badges()["notifications"]
     return render(INDEX, "page" if before else None, org=g.org, rows=page.rows, cursor=page.next_cursor,
-                  paging=bool(before), unread_only=unread_only, unread=service.unread_count(g.membership))
+                  paging=bool(before), unread_only=unread_only, unread=unread)
 
 
 @bp.get("/<notification_id>")

@@ -12,7 +12,7 @@ from coach.blueprints.orgs.forms import CreateOrganizationForm, InvitationSignup
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
 from coach.orgs import service
-from coach.orgs.models import COACH, ROLE_LABELS
+from coach.orgs.models import ROLE_LABELS
 from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
 
@@ -56,8 +56,8 @@ def home(slug: str):
     """The organization's home for a member."""
     if session.get("last_org") != g.org.slug:
         session["last_org"] = g.org.slug
-    return render("orgs/home.html", org=g.org, membership=g.membership, counts=service.role_counts(g.org),
-                  coaches=service.members_with_role(g.org, COACH), roles=ROLE_LABELS)
+    return render("orgs/home.html", org=g.org, membership=g.membership, home=service.home_summary(g.org),
+                  roles=ROLE_LABELS)
 
 
 def _load_invitation(slug: str, token: str):
