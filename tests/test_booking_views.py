@@ -462,6 +462,58 @@ def test_coach_sees_requests_to_answer_with_accept_and_decline(coach, world):
     assert ">Accept</button>" in pending and ">Decline</button>" in pending
 
 
+def row_of(page: str, booking_id) -> str:
+    """One booking's ``<li>`` in a page."""
+    start = page.index(f'id="booking-{booking_id}"')
+    return page[page.rindex("<li", 0, start):page.index("</li>", start)]
+
+
+def test_session_rows_show_what_changed_since_the_last_visit(coach, world, owner_db):
+    """Each row is rendered once per version and reused: a confirmed request, a renamed athlete and another time
+    zone must each read as a new row, never as the markup kept from the visit before."""
+    booking = book(world)
+    path = f"/o/{world.org.slug}/bookings"
+    before = row_of(text(coach.get(path)), booking.id)
+    assert "status-requested" in before and ">Accept</button>" in before and "with Arno Athlete" in before
+
+    tenancy.activate(world.org.id)
+    service.transition(service.get_booking(world.org, booking.id), "confirm", world.coach)
+    update_profile(world.athlete.user, "Arno Renamed", "Europe/Berlin")
+    db.session.commit()
+    after = row_of(text(coach.get(path)), booking.id)
+    assert "status-confirmed" in after and ">Accept</button>" not in after and ">Cancel</button>" in after
+    assert "with Arno Renamed" in after
+
+    local = booking.starts_at.astimezone(BERLIN).strftime("%H:%M")
+    assert f", {local}–" in after
+    update_profile(world.coach.user, "Carla Coach", "America/New_York")
+    db.session.commit()
+    elsewhere = row_of(text(coach.get(path)), booking.id)
+    new_york = booking.starts_at.astimezone(ZoneInfo("America/New_York")).strftime("%H:%M")
+    assert f", {new_york}–" in elsewhere, elsewhere[:400]
+
+
+def test_each_form_of_the_sessions_page_works_without_javascript_and_has_its_own_key(coach, world, owner_db):
+    """The rows' forms post as plain forms (action, CSRF token, a fresh idempotency key, the page to come back
+    to), and no two forms, on one page or on two visits, share a key (a repeated key would replay the first)."""
+    first, second = book(world), book(world, starts_at=world.first_slot(days_ahead=3).starts_at)
+    path = f"/o/{world.org.slug}/bookings"
+    keys = []
+    for _ in range(2):
+        page = text(coach.get(path))
+        keys += re.findall(r'name="idempotency_key" value="([0-9a-f]+)"', page)
+    assert len(keys) == 12 and len(set(keys)) == 12  # Accept, Decline and Cancel of two requests, twice
+    form = re.search(r'<form method="post" action="([^"]+)"[^>]*>(.*?)</form>', row_of(page, second.id), re.S)
+    assert form.group(1) == f"/o/{world.org.slug}/bookings/{second.id}/confirm"
+    fields = dict(re.findall(r'<input [^>]*name="([^"]+)"[^>]*value="([^"]*)"', form.group(2)))
+    fields.update(re.findall(r'<input [^>]*type="hidden" name="([^"]+)" value="([^"]*)"', form.group(2)))
+    assert set(fields) == {"csrf_token", "idempotency_key", "next"} and fields["next"] == path
+    response = coach.post(html.unescape(form.group(1)), data=fields)
+    assert response.status_code == 303 and response.headers["Location"] == path
+    assert status_of(owner_db, world.org, second.id) == "confirmed"
+    assert status_of(owner_db, world.org, first.id) == "requested"
+
+
 def test_sessions_lists_refresh_as_a_fragment_when_a_booking_changes(coach, world):
     booking = book(world)
 

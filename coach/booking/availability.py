@@ -8,9 +8,10 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from datetime import date, datetime, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from coach import clock
@@ -241,56 +242,93 @@ def delete_time_off(coach: Membership, time_off_id, actor: Membership) -> bool:
 # --- slots -------------------------------------------------------------------------------------------
 
 
+@cache
+def _calendar_statement(with_busy: bool):
+    """Everything a coach's slots depend on, in one statement built once (only its parameters change, so
+    SQLAlchemy reuses the compiled form): the coach's zone, weekly rules, date overrides, time off and held
+    sessions, each set as one JSON array. One round trip instead of five: the calendar is the page athletes
+    open most, and each statement costs a round trip and its planning on every view."""
+    tenant, coach = bindparam("tenant_id"), bindparam("coach_id")
+    lo, hi = bindparam("lo"), bindparam("hi")
+
+    def rows(*columns):
+        return func.json_agg(func.json_build_array(*columns))
+
+    parts = [
+        select(CoachCalendar.timezone).where(
+            CoachCalendar.tenant_id == tenant, CoachCalendar.coach_membership_id == coach),
+        select(rows(AvailabilityRule.weekday, AvailabilityRule.start_minute, AvailabilityRule.end_minute)).where(
+            AvailabilityRule.tenant_id == tenant, AvailabilityRule.coach_membership_id == coach),
+        select(rows(AvailabilityOverride.on_date, AvailabilityOverride.start_minute,
+                    AvailabilityOverride.end_minute)).where(
+            AvailabilityOverride.tenant_id == tenant, AvailabilityOverride.coach_membership_id == coach,
+            AvailabilityOverride.on_date.between(bindparam("first_day"), bindparam("last_day"))),
+        select(rows(TimeOff.starts_at, TimeOff.ends_at)).where(
+            TimeOff.tenant_id == tenant, TimeOff.coach_membership_id == coach, TimeOff.starts_at < hi,
+            TimeOff.ends_at > lo),
+    ]
+    if with_busy:
+        parts.append(select(rows(
+            CoachingSession.id, CoachingSession.offering_id, CoachingSession.starts_at, CoachingSession.ends_at,
+            CoachingSession.busy_from, CoachingSession.busy_until, CoachingSession.capacity,
+            CoachingSession.live_seats)).where(
+            CoachingSession.tenant_id == tenant, CoachingSession.coach_membership_id == coach,
+            CoachingSession.live_seats > 0, CoachingSession.busy_from < hi, CoachingSession.busy_until > lo))
+    return select(*(part.scalar_subquery() for part in parts))
+
+
 def slot_rules(offering: Offering, window_start: datetime, window_end: datetime, *, with_busy: bool = True,
                ignore_session: uuid.UUID | None = None, tz: str | None = None) -> slotlib.SlotRules:
     """Load everything :func:`coach.booking.slots.compute_slots` needs for ``offering`` around a window.
 
-    Four queries whatever the size of the window: rules, overrides, time off, held sessions.
+    One statement whatever the size of the window: the coach's zone, rules, overrides, time off, held sessions.
 
     :param ignore_session: a session to treat as free (the one a reschedule gives up).
+    :param tz: the coach's zone, when the caller knows it (else the coach's calendar's, or their profile's).
     """
     coach = offering.coach
-    tz = tz or coach_timezone(coach)
-    wall = ZoneInfo(tz)
     # Widen by a day and the longest buffer on each side: intervals and busy ranges near the edges count.
     pad = timedelta(days=1, minutes=240)
     lo, hi = window_start - pad, window_end + pad
+    # Overrides are dates on the coach's wall clock, not known before the statement: a day more on each side
+    # of the UTC dates covers every zone (a date outside the window is never looked up).
+    found = db.session.execute(_calendar_statement(with_busy), {
+        "tenant_id": coach.tenant_id, "coach_id": coach.id, "lo": lo, "hi": hi,
+        "first_day": lo.date() - timedelta(days=1), "last_day": hi.date() + timedelta(days=1)}).one()
+    calendar_tz, rule_rows, override_rows, time_off_rows = found[:4]
+    tz = tz or calendar_tz or coach.user.timezone or "UTC"
+    wall = ZoneInfo(tz)
     weekly: dict[int, list[slotlib.Interval]] = defaultdict(list)
-    for weekday, start, end in db.session.execute(select(
-            AvailabilityRule.weekday, AvailabilityRule.start_minute, AvailabilityRule.end_minute).where(
-            AvailabilityRule.tenant_id == coach.tenant_id, AvailabilityRule.coach_membership_id == coach.id)):
+    for weekday, start, end in rule_rows or ():
         weekly[weekday].append(slotlib.Interval(start, end))
     overrides: dict[date, list[slotlib.Interval]] = defaultdict(list)
-    for on_date, start, end in db.session.execute(select(
-            AvailabilityOverride.on_date, AvailabilityOverride.start_minute, AvailabilityOverride.end_minute).where(
-            AvailabilityOverride.tenant_id == coach.tenant_id, AvailabilityOverride.coach_membership_id == coach.id,
-            AvailabilityOverride.on_date.between(lo.astimezone(wall).date(), hi.astimezone(wall).date()))):
-        overrides[on_date]  # a closed day is present with no intervals
+    for on_date, start, end in override_rows or ():
+        day = overrides[date.fromisoformat(on_date)]  # a closed day is present with no intervals
         if start is not None:
-            overrides[on_date].append(slotlib.Interval(start, end))
-    time_off = [tuple(r) for r in db.session.execute(select(TimeOff.starts_at, TimeOff.ends_at).where(
-        TimeOff.tenant_id == coach.tenant_id, TimeOff.coach_membership_id == coach.id,
-        TimeOff.starts_at < hi, TimeOff.ends_at > lo))]
+            day.append(slotlib.Interval(start, end))
+    time_off = [(_instant(a), _instant(b)) for a, b in time_off_rows or ()]
     busy, open_sessions, day_counts = [], [], defaultdict(int)
-    if with_busy:
-        for sid, offering_id, starts_at, ends_at, busy_from, busy_until, capacity, seats in db.session.execute(select(
-                CoachingSession.id, CoachingSession.offering_id, CoachingSession.starts_at, CoachingSession.ends_at,
-                CoachingSession.busy_from, CoachingSession.busy_until, CoachingSession.capacity,
-                CoachingSession.live_seats).where(
-                CoachingSession.tenant_id == coach.tenant_id, CoachingSession.coach_membership_id == coach.id,
-                CoachingSession.live_seats > 0, CoachingSession.busy_from < hi, CoachingSession.busy_until > lo)):
-            if sid == ignore_session:
-                continue
-            busy.append((busy_from, busy_until))
-            if offering_id == offering.id:
-                day_counts[starts_at.astimezone(wall).date()] += 1
-                if seats < capacity:
-                    open_sessions.append(slotlib.OpenSession(starts_at, ends_at, capacity - seats))
+    ignored, this_offering = str(ignore_session) if ignore_session else None, str(offering.id)
+    for sid, offering_id, starts_at, ends_at, busy_from, busy_until, capacity, seats in \
+            (found[4] if with_busy else None) or ():
+        if sid == ignored:
+            continue
+        busy.append((_instant(busy_from), _instant(busy_until)))
+        if offering_id == this_offering:
+            starts_at = _instant(starts_at)
+            day_counts[starts_at.astimezone(wall).date()] += 1
+            if seats < capacity:
+                open_sessions.append(slotlib.OpenSession(starts_at, _instant(ends_at), capacity - seats))
     return slotlib.SlotRules(
         timezone=tz, duration=offering.duration_minutes, weekly=weekly, overrides=overrides, time_off=time_off,
         busy=busy, buffer_before=offering.buffer_before_minutes, buffer_after=offering.buffer_after_minutes,
         min_notice=offering.min_notice_minutes, horizon_days=offering.horizon_days,
         max_per_day=offering.max_per_day, day_counts=day_counts, open_sessions=open_sessions)
+
+
+def _instant(value: str) -> datetime:
+    """A ``timestamptz`` as JSON gives it (ISO 8601 with its offset) as an aware datetime."""
+    return datetime.fromisoformat(value)
 
 
 def available_slots(offering: Offering, window_start: datetime, window_end: datetime, now: datetime | None = None,
@@ -299,8 +337,14 @@ def available_slots(offering: Offering, window_start: datetime, window_end: date
 
     :param tz: the coach's zone, when the caller already knows it (saves a query).
     """
+    return week_slots(offering, window_start, window_end, now, ignore_session, tz)[0]
+
+
+def week_slots(offering: Offering, window_start: datetime, window_end: datetime, now: datetime | None = None,
+               ignore_session: uuid.UUID | None = None, tz: str | None = None) -> tuple[list[slotlib.Slot], str]:
+    """:func:`available_slots` and the coach's zone they were read in (one statement for both)."""
     rules = slot_rules(offering, window_start, window_end, ignore_session=ignore_session, tz=tz)
-    return slotlib.compute_slots(rules, window_start, window_end, now or clock.now())
+    return slotlib.compute_slots(rules, window_start, window_end, now or clock.now()), rules.timezone
 
 
 def week_window(week_start: date, tz: str) -> tuple[datetime, datetime]:

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from coach import clock
 from coach.booking import slots as slotlib
-from coach.booking.access import books_for_others, manages_calendar
+from coach.booking.access import books_for_others
 from coach.booking.availability import slot_rules
 from coach.booking.errors import EXCLUDED, BookingError, SlotTaken, sqlstate
 from coach.booking.events import STATUS_TOPICS
@@ -188,24 +188,34 @@ def reschedule_booking(booking: Booking, starts_at: datetime, actor: Membership,
 
 def allowed_actions(booking: Booking, actor: Membership, now: datetime | None = None) -> set[str]:
     """What ``actor`` may do with ``booking`` now (drives the buttons a page shows)."""
-    now = now or clock.now()
+    return actions_for(booking.status, booking.starts_at, booking.coach_membership_id,
+                       booking.athlete_membership_id, actor, now or clock.now())
+
+
+def actions_for(status: str, starts_at: datetime, coach_id: uuid.UUID, athlete_id: uuid.UUID, actor: Membership,
+                now: datetime) -> set[str]:
+    """:func:`allowed_actions` from a booking's columns alone (a list's rows are not ORM objects)."""
     actions: set[str] = set()
-    manages = manages_calendar(actor, booking.coach)
-    is_athlete = actor.id == booking.athlete_membership_id or books_for_others(actor)
-    if booking.status == "requested" and manages:
+    manages = actor.id == coach_id or books_for_others(actor)  # manages_calendar, by the coach's id
+    is_athlete = actor.id == athlete_id or books_for_others(actor)
+    if status == "requested" and manages:
         actions |= {"confirm", "decline"}
-    if booking.status in ("requested", "confirmed") and booking.starts_at > now and (manages or is_athlete):
+    if status in ("requested", "confirmed") and starts_at > now and (manages or is_athlete):
         actions.add("cancel")
         if is_athlete:
             actions.add("reschedule")
-    if booking.status in ("confirmed", "active", "ended") and booking.starts_at <= now and manages:
+    if status in ("confirmed", "active", "ended") and starts_at <= now and manages:
         actions.add("no_show")
     return actions
 
 
 def is_late_cancellation(booking: Booking, now: datetime) -> bool:
-    window = timedelta(hours=booking.offering.cancellation_window_hours)
-    return booking.status == "confirmed" and now > booking.starts_at - window
+    return late_at(booking.status, booking.starts_at, booking.offering.cancellation_window_hours, now)
+
+
+def late_at(status: str, starts_at: datetime, window_hours: int, now: datetime) -> bool:
+    """Whether cancelling at ``now`` counts as late: a confirmed session inside its cancellation window."""
+    return status == "confirmed" and now > starts_at - timedelta(hours=window_hours)
 
 
 def transition(booking: Booking, action: str, actor: Membership | None, now: datetime | None = None,

@@ -38,6 +38,7 @@ from coach.booking.availability import (
     slot_rules,
     upcoming_overrides,
     upcoming_time_off,
+    week_slots,
     week_window,
     weekly_rules,
     zone,
@@ -48,13 +49,15 @@ from coach.booking.lifecycle import (
     NOTE_MAX,
     PAST,
     TRANSITIONS,
+    actions_for,
     allowed_actions,
     is_late_cancellation,
+    late_at,
     request_booking,
     reschedule_booking,
     transition,
 )
-from coach.booking.lists import bookings_for, pending_count, session_lists
+from coach.booking.lists import SessionRow, bookings_for, pending_count, session_lists, session_row
 from coach.booking.sweeps import REMINDERS, SweepResult, due_tenants, moments_for, run_due
 
 __all__ = [
@@ -66,14 +69,15 @@ __all__ = [
     # availability
     "OFFERING_FIELDS", "WEEKDAYS", "add_rule", "add_time_off", "available_slots", "clear_override", "coach_timezone",
     "delete_rule", "delete_time_off", "minutes_label", "save_offering", "set_coach_timezone", "set_offering_active",
-    "set_override", "slot_rules", "upcoming_overrides", "upcoming_time_off", "week_window", "weekly_rules", "zone",
+    "set_override", "slot_rules", "upcoming_overrides", "upcoming_time_off", "week_slots", "week_window",
+    "weekly_rules", "zone",
     # lifecycle
-    "NOTE_MAX", "PAST", "TRANSITIONS", "allowed_actions", "is_late_cancellation", "request_booking",
-    "reschedule_booking", "transition",
+    "NOTE_MAX", "PAST", "TRANSITIONS", "actions_for", "allowed_actions", "is_late_cancellation", "late_at",
+    "request_booking", "reschedule_booking", "transition",
     # sweeps
     "REMINDERS", "SweepResult", "due_tenants", "moments_for", "run_due",
     # feeds
     "feed_bookings", "feed_owner", "has_feed", "regenerate_feed",
     # lists
-    "bookings_for", "pending_count", "session_lists",
+    "SessionRow", "bookings_for", "pending_count", "session_lists", "session_row",
 ]

@@ -10,6 +10,7 @@ from wtforms.fields.choices import SelectChoice
 from coach import clock
 from coach.blueprints.booking import bp
 from coach.blueprints.booking.forms import BookForm
+from coach.blueprints.booking.rows import row_links, rows_html
 from coach.blueprints.forms import ActionForm, attempt, require_action_form, org_path
 from coach.booking import ics, service
 from coach.booking.service import BookingError
@@ -22,6 +23,8 @@ from coach.tenancy import role_required
 
 UTC = timezone.utc
 DETAIL = "booking/detail.html"
+# Rows of bookings, each rendered once per version and viewer (sessions page, a booking's page, an action's answer).
+bp.add_app_template_global(rows_html, "booking_rows")
 DONE = {"confirm": "Confirmed.", "decline": "Declined.", "cancel": "Cancelled.", "no_show": "Marked as a no-show."}
 
 
@@ -76,10 +79,9 @@ def week_context(offering, week: date, reschedule=None) -> dict:
     """Everything the week calendar needs: the week's slots grouped by the viewer's dates."""
     tz = viewer_tz()
     window = service.week_window(week, tz)
-    coach_tz = service.coach_timezone(offering.coach)
-    slots = service.available_slots(offering, *window, tz=coach_tz,
-                                    ignore_session=reschedule.session_id if reschedule and offering.capacity == 1
-                                    else None)
+    slots, coach_tz = service.week_slots(offering, *window,
+                                         ignore_session=reschedule.session_id if reschedule and offering.capacity == 1
+                                         else None)
     zone = service.zone(tz)
     days = {week + timedelta(days=i): [] for i in range(7)}
     for slot in slots:
@@ -193,10 +195,11 @@ def sessions():
     coach = g.membership if g.membership.role == COACH else None
     if request.args.get("coach") and service.books_for_others(g.membership):
         coach = service.get_coach(g.org, request.args["coach"]) or abort(404)
-    return render("booking/sessions.html", "lists", org=g.org, coach=coach, me=g.membership, action_form=ActionForm(),
+    return render("booking/sessions.html", "lists", org=g.org, coach=coach, me=g.membership, links=row_links(),
                   may_book=g.membership.role in (ATHLETE, *STAFF),
                   coaches=service.coaches(g.org) if service.books_for_others(g.membership) else [],
                   **service.session_lists(g.membership, coach, viewer_tz()))
+
 
 
 @bp.get("/bookings/<booking_id>")
@@ -207,8 +210,8 @@ def detail(booking_id: str):
 
 
 def _detail_context(booking, error: str | None = None) -> dict:
-    return dict(org=g.org, booking=booking, me=g.membership, action_form=ActionForm(), error=error,
-                actions=service.allowed_actions(booking, g.membership))
+    return dict(org=g.org, booking=booking, me=g.membership, error=error, links=row_links(),
+                row=service.session_row(booking, g.membership, service.zone(viewer_tz())))
 
 
 @bp.post("/bookings/<booking_id>/<any(confirm, decline, cancel, no_show):action>")

@@ -1,0 +1,84 @@
+"""Booking rows as HTML: each row rendered once per version and viewer, then reused by every page that shows it.
+
+A row's markup (``booking/_booking_row.html``) depends on the booking as a list reads it (a
+:class:`~coach.booking.lists.SessionRow`: its columns, the names around it, its times in the viewer's zone, what
+the viewer may do with it now), on who views it (the "with" line), on the organization's URLs and on the path
+the forms return to. The rendering is cached in this process, bounded (least recently used first out), under
+exactly those: a confirmed request, a renamed athlete, another zone or an action that lapses with time reads as
+another row, hence another key; nothing needs invalidating, old entries age out.
+
+Two things are not in the cache because they are per page: the session's CSRF token (put where
+:data:`CSRF_MARK` is) and each form's fresh idempotency key (one per :data:`KEY_MARK`). Neither marker can come
+from a row: escaped text has no ``<``.
+"""
+from __future__ import annotations
+
+import uuid
+from functools import lru_cache
+from typing import NamedTuple
+
+from flask import render_template, url_for
+from markupsafe import Markup, escape
+
+from coach.blueprints.templating import idempotency_field
+from coach.booking.lists import SessionRow
+
+# About 1.5 KB each: a few MB per process at most.
+CACHED_ROWS = 4096
+CSRF_MARK = "<!--booking:csrf-->"
+KEY_MARK = "<!--booking:key-->"
+# A row's buttons in the order shown: (action, label, style).
+BUTTONS = (("confirm", "Accept", "primary"), ("decline", "Decline", "danger"), ("no_show", "Mark no-show", ""),
+           ("cancel", "Cancel", "danger"))
+
+
+class RowLinks(NamedTuple):
+    """The URLs a booking row links to, as patterns: one ``url_for`` per kind of link for the whole page; each
+    row puts its ids where ``_ID_`` and ``_OFFERING_`` stand (neither can occur in a slug or another part)."""
+
+    detail: str
+    reschedule: str
+    confirm: str
+    decline: str
+    no_show: str
+    cancel: str
+    buttons: tuple = BUTTONS
+
+
+def row_links() -> RowLinks:
+    return RowLinks(url_for("booking.detail", booking_id="_ID_"),
+                    url_for("booking.calendar", offering_id="_OFFERING_", reschedule="_ID_"),
+                    *(url_for("booking.act", booking_id="_ID_", action=action) for action, _, _ in BUTTONS))
+
+
+def rows_html(rows: list[SessionRow], *, me_id: uuid.UUID, links: RowLinks, csrf: str, back: str | None,
+              show_note: bool = True, error: str | None = None) -> Markup:
+    """The rows' ``<li>`` elements, in order.
+
+    :param me_id: the viewer's membership (the "with" line names the other person).
+    :param links: the page's URL patterns (:func:`row_links`).
+    :param csrf: the viewer's CSRF token for the rows' forms.
+    :param back: the path the forms return to without JavaScript (none after a POST).
+    """
+    token = str(escape(csrf))
+    parts = []
+    for row in rows:
+        pieces = _row(row, me_id, links, back, show_note, error).split(KEY_MARK)
+        html = pieces[0]
+        for piece in pieces[1:]:
+            html += str(idempotency_field()) + piece
+        parts.append(html.replace(CSRF_MARK, token))
+    return Markup("".join(parts))
+
+
+@lru_cache(maxsize=CACHED_ROWS)
+def _row(row: SessionRow, me_id: uuid.UUID, links: RowLinks, back: str | None, show_note: bool,
+         error: str | None) -> str:
+    return render_template("booking/_booking_row.html", rows=[row], me_id=me_id, links=links,
+                           csrf=Markup(CSRF_MARK), back=back, show_note=show_note, error=error,
+                           idempotency_field=lambda: Markup(KEY_MARK))
+
+
+def cache_info():
+    """Hits, misses and size of this process's cache (for tests and profiles)."""
+    return _row.cache_info()
