@@ -25,6 +25,7 @@ are idempotent). How soon that happens is tunable (coach/config.py); the default
 ``RQ_MAINTENANCE_INTERVAL`` (20)    seconds between registry clean-ups (abandoned jobs are found there)
 ``RQ_WORKER_TTL`` (35)              worker key lifetime; an idle worker wakes every ``RQ_WORKER_TTL - 15`` s
 ``RQ_WITH_SCHEDULER`` (true)        run the scheduler (``enqueue_at``/``enqueue_in``, retry intervals) here
+``RQ_LOG_LEVEL`` (WARNING)           RQ's own log lines (INFO: three per job; each event job logs its own line)
 ``WORKER_MAX_JOBS`` (10000)         jobs a work process runs before it is replaced (0: no limit)
 ``WORKER_MAX_MEMORY_MB`` (512)      resident memory after which a work process is replaced (0: no limit)
 ``WORKER_KILL_GRACE`` (30)          seconds past a job's timeout before the supervisor kills a stuck work process
@@ -174,7 +175,12 @@ class CoachWorker(PromptStop, SimpleWorker):
             self._job_heartbeat.clear()
             if self.deadline is not None:
                 self.deadline.value = 0
-        self.set_state(WorkerStatus.IDLE)
+        # Idle again and alive, in one round trip (RQ writes them one after the other; the work loop's own
+        # heartbeat right after is then skipped as recent).
+        with self.connection.pipeline(transaction=False) as pipeline:
+            self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
+            self.heartbeat(pipeline=pipeline)
+            pipeline.execute()
         self.jobs_done += 1
         self._retire_if_spent()
 
@@ -184,7 +190,7 @@ class CoachWorker(PromptStop, SimpleWorker):
         elif self.max_memory_mb and (rss := resident_mb()) > self.max_memory_mb:
             self.retiring = f"uses {rss:.0f} MB after {self.jobs_done} jobs (WORKER_MAX_MEMORY_MB)"
         if self.retiring:
-            self.log.info("Worker %s: stopping to be replaced: %s", self.name, self.retiring)
+            log.info("work process %d (worker %s) stopping to be replaced: %s", os.getpid(), self.name, self.retiring)
             self._stop_requested = True  # the work loop stops before its next dequeue
 
 
@@ -207,7 +213,8 @@ def run_worker(app, deadline=None) -> int:
             ensure_scheduled()  # periodic sweeps: make sure each has a pending run
         except Exception:  # Redis away at start: the worker's own loop retries connecting
             app.logger.exception("could not schedule periodic jobs")
-        worker.work(with_scheduler=config["RQ_WITH_SCHEDULER"])
+        log.info("work process %d (worker %s) started on %s", os.getpid(), worker.name, ",".join(config["RQ_QUEUES"]))
+        worker.work(with_scheduler=config["RQ_WITH_SCHEDULER"], logging_level=config["RQ_LOG_LEVEL"])
     return RECYCLE if worker.retiring else 0
 
 

@@ -183,6 +183,8 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "WORKER_MAX_JOBS": _int("WORKER_MAX_JOBS", 10000),
         "WORKER_MAX_MEMORY_MB": _int("WORKER_MAX_MEMORY_MB", 512),
         "WORKER_KILL_GRACE": _int("WORKER_KILL_GRACE", 30),
+        # RQ's own log lines in the worker; at INFO it writes three per job (an event job logs its own line).
+        "RQ_LOG_LEVEL": os.environ.get("RQ_LOG_LEVEL") or "WARNING",
         # Rate limits (Flask-Limiter notation); RATELIMIT_ENABLED=false turns them all off.
         "RATELIMIT_ENABLED": _bool("RATELIMIT_ENABLED", default=True),
         "RATELIMIT_PER_IP": os.environ.get("RATELIMIT_PER_IP") or "600 per minute",
