@@ -23,6 +23,7 @@ from coach.spaces import service as spaces
 from tests.chat_support import (ChatWorld, Sockets, cookie_header, errors_in, has, has_seq, is_error, messages_in, post_message,
                                 seqs_in, stored, unread_badge, wait_following)
 from tests.conftest import Auth, _free_port, csrf_from
+from tests.factories import add_member, make_user
 from tests.querycount import statements_for
 
 UTC = timezone.utc
@@ -218,6 +219,52 @@ def test_starting_a_conversation_opens_the_one_we_already_have(app, world):
     myself = ana.post("/o/river/chat/direct", data={"csrf_token": token, "member": str(world.ana.id)})
     assert myself.status_code == 422
     assert "someone other than yourself" in text(myself)
+
+
+def people_listed(page: str) -> dict[str, str]:
+    """The members the chat index offers to write to: name -> membership id (from each one's "open" form)."""
+    return {html.unescape(name): member for member, name in re.findall(
+        r'<input type="hidden" name="member" value="([0-9a-f-]{36})"><button class="link" type="submit">([^<]+)</button>',
+        page)}
+
+
+def test_write_to_finds_members_by_name_and_opens_the_conversation_without_javascript(app, world):
+    world.other_club()  # Hill Club's Yan must not be found from River Club
+    ana = logged_in(app, "ana@example.com")
+    page = text(ana.get("/o/river/chat"))
+    assert set(people_listed(page)) == {"Ada Admin", "Maria Santos"}  # before a search: coaches and admins
+    assert '<select' not in page
+    assert set(people_listed(text(ana.get("/o/river/chat?q=BEN")))) == {"Ben Brown"}
+    assert set(people_listed(text(ana.get("/o/river/chat?q=an")))) == {"Maria Santos"}  # never myself (Ana)
+    nobody = text(ana.get("/o/river/chat?q=Yan"))  # Hill Club's: not to be found from River Club
+    assert people_listed(nobody) == {} and "Nobody here is named “Yan”" in nobody
+    found = text(ana.get("/o/river/chat?q=cleo"))
+    opened = ana.post("/o/river/chat/direct", data={"csrf_token": csrf_from(found),
+                                                    "member": people_listed(found)["Cleo Cruz"]})
+    assert opened.status_code == 303
+    assert "Cleo Cruz" in text(ana.get(opened.headers["Location"]))
+
+
+def test_write_to_as_you_type_answers_with_the_list_only_and_stays_short(app, world):
+    world.act()
+    for n in range(25):
+        add_member(world.org, make_user(f"runner{n}@example.com", f"Runner {n:02d}"))
+    db.session.commit()
+    ana = logged_in(app, "ana@example.com")
+    response = ana.get("/o/river/chat?q=runner", headers={"HX-Request": "true", "HX-Target": "members"})
+    fragment = text(response)
+    assert response.status_code == 200 and "<html" not in fragment and 'id="members"' in fragment
+    assert list(people_listed(fragment)) == [f"Runner {n:02d}" for n in range(20)]  # by name, at most 20
+    assert "More members match" in fragment
+    assert "More members match" not in text(ana.get("/o/river/chat?q=runner 2"))
+
+
+def test_write_to_refuses_a_search_it_cannot_read_with_a_reason(app, world):
+    ana = logged_in(app, "ana@example.com")
+    long = ana.get("/o/river/chat?q=" + "a" * 101)
+    assert long.status_code == 422 and "at most 100 characters" in text(long)
+    nul = ana.get("/o/river/chat?q=b%00n")
+    assert nul.status_code == 422 and "NUL" in text(nul)
 
 
 def test_a_space_channel_opens_for_members_of_the_space_only(app, world):

@@ -33,7 +33,7 @@ from coach.ids import parse_uuid
 from coach.media import service as media_service
 from coach.media.models import MediaItem
 from coach.accounts.models import User
-from coach.orgs.models import Membership, Organization
+from coach.orgs.models import ADMIN, COACH, Membership, Organization
 from coach.platform.outbox import emit
 from coach.spaces import service as spaces_service
 from coach.spaces.models import Space, SpaceMember
@@ -186,6 +186,34 @@ def _unread_total_statement():
         .where(Conversation.tenant_id == tenant_id, or_(
             Conversation.member_low_id == member_id, Conversation.member_high_id == member_id,
             Conversation.space_id.in_(my_spaces))))
+
+
+MEMBER_RESULTS = 20
+
+
+class Writable(NamedTuple):
+    """A member I may open a conversation with, as the chat index lists them."""
+
+    id: uuid.UUID
+    name: str
+    role: str
+
+
+def members_to_write(org: Organization, me: Membership, query: str = "",
+                     limit: int = MEMBER_RESULTS) -> tuple[list[Writable], bool]:
+    """Members of the organization but me whose name contains ``query`` (any case), by name; with no query, its
+    coaches and admins. At most ``limit``, and whether there are more (one query whatever its size: the list
+    of everyone grew with the organization, 366 KB at 5,000 members).
+    """
+    query = " ".join((query or "").split())[:100]
+    statement = (select(Membership.id, User.display_name, Membership.role).join(User, User.id == Membership.user_id)
+                 .where(Membership.tenant_id == org.id, Membership.id != me.id))
+    if query:
+        statement = statement.where(func.lower(User.display_name).contains(query.lower(), autoescape=True))
+    else:
+        statement = statement.where(Membership.role.in_((ADMIN, COACH)))
+    rows = db.session.execute(statement.order_by(func.lower(User.display_name), Membership.id).limit(limit + 1)).all()
+    return [Writable(*row) for row in rows[:limit]], len(rows) > limit
 
 
 def unread_total(org: Organization, member: Membership) -> int:

@@ -484,13 +484,33 @@ def test_chat_works_without_javascript(no_js_page, live_server, club):
     expect(messages.last).to_contain_text("Message deleted.")
     expect(page.get_by_text("Thanks, see you Monday")).to_have_count(0)
 
-    # "Write to" opens the conversation with that member (the one that exists).
+    # "Write to" finds a member by name (a GET form) and opens the conversation with them (the one that exists).
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Chat").click()
     expect(rows.filter(has_text="Carla Coach").locator(".badge")).to_be_hidden()  # read when opened
     expect(rows.filter(has_text="Ada Admin").locator(".badge")).to_have_text("2")
-    page.get_by_label("Write to").select_option(label="Ada Admin")
-    page.get_by_role("button", name="Open").click()
+    page.get_by_label("Write to").fill("ada")
+    page.get_by_role("button", name="Find").click()
+    expect(page).to_have_url(re.compile(rf"/o/{SLUG}/chat\?q=ada$"))
+    expect(page.get_by_text("Members named “ada”")).to_be_visible()
+    page.get_by_role("button", name="Ada Admin").click()
     expect(page.get_by_role("heading", name="Ada Admin")).to_be_visible()
     expect(page).to_have_url(re.compile(rf"/o/{SLUG}/chat/{with_ada.id}$"))
     expect(messages).to_have_count(2)
     expect(messages.last.locator(".message-body")).to_have_text("Your membership card is ready.")
+
+
+def test_write_to_lists_members_as_the_name_is_typed(people, club):
+    coach = people("carla@example.com")
+    page = coach.page
+    page.goto(f"{coach.live_server}/o/{SLUG}/chat")
+    found = page.locator("#members")
+    expect(found.get_by_role("button", name="Ada Admin")).to_be_visible()  # before typing: coaches and admins
+    expect(found.get_by_role("button", name="Sam Lee")).to_have_count(0)
+    page.evaluate("window.__marker = 'index'")
+    page.get_by_label("Write to").fill("sam")
+    expect(found.get_by_role("button", name="Sam Lee")).to_be_visible(timeout=LIVE)
+    expect(found.get_by_role("button", name="Ada Admin")).to_have_count(0)
+    assert page.evaluate("window.__marker") == "index"  # the list was swapped in place: no page load
+    found.get_by_role("button", name="Sam Lee").click()
+    expect(page.get_by_role("heading", name="Sam Lee")).to_be_visible()
+    assert coach.csp == []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from wtforms import HiddenField, SelectField, TextAreaField
+from wtforms import HiddenField, SearchField, TextAreaField
 from wtforms.validators import UUID, Length, Optional
 
 from coach.blueprints.forms import BaseForm
@@ -21,4 +21,15 @@ class MessageForm(BaseForm):
 
 
 class StartForm(BaseForm):
-    member = SelectField("Write to", validate_choice=False)
+    """Open my conversation with a member (a button per member found)."""
+
+    member = HiddenField()
+
+
+class MemberSearchForm(BaseForm):
+    """Find someone to write to (a GET form: no CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    q = SearchField("Write to", validators=[Optional(), Length(max=100, message="Use at most 100 characters.")])

@@ -22,7 +22,7 @@ from simple_websocket import ConnectionClosed
 
 from coach import tenancy
 from coach.blueprints.chat import bp
-from coach.blueprints.chat.forms import MessageForm, StartForm
+from coach.blueprints.chat.forms import MemberSearchForm, MessageForm, StartForm
 from coach.blueprints.forms import attempt
 from coach.chat import realtime
 from coach.chat import render as messages_html
@@ -30,7 +30,7 @@ from coach.chat import service
 from coach.chat.hub import Connection, hub_for
 from coach.chat.service import ChatError
 from coach.extensions import db, sock
-from coach.htmx import redirect_after_post, render
+from coach.htmx import fragment_block, redirect_after_post, render
 from coach.ids import parse_uuid
 from coach.media import service as media_service
 from coach.media.service import MediaError
@@ -76,14 +76,17 @@ def _title(conversation, acc) -> tuple[str, Membership | None]:
 @bp.get("")
 @role_required()
 def index():
-    """My conversations, most recent first, with what I have not read; start a new one."""
-    members = [m for m in orgs.members(g.org) if m.id != g.membership.id]
-    form = StartForm(formdata=None)
-    form.member.choices = sorted(((str(m.id), m.user.display_name) for m in members), key=lambda c: c[1].lower())
+    """My conversations, most recent first, with what I have not read; find someone to write to (``?q=``)."""
+    search = MemberSearchForm(request.args)
+    status = 200 if search.validate() else 422
+    found, more = service.members_to_write(g.org, g.membership, search.q.data if status == 200 else "")
+    context = dict(org=g.org, search=search, found=found, more=more)
+    if fragment_block("chat/index.html", "members"):  # htmx's active search: the list only
+        return render("chat/index.html", "members", status=status, **context)
     summaries = service.conversations_for(g.org, g.membership)
     # Presence of the people my conversations are with (the dots the list shows), not of every member.
     presence, live = realtime.live_presence(g.org.id, [s.other.id for s in summaries if s.other is not None])
-    return render("chat/index.html", org=g.org, summaries=summaries, form=form, presence=presence, live=live)
+    return render("chat/index.html", status=status, summaries=summaries, presence=presence, live=live, **context)
 
 
 @bp.post("/direct")
