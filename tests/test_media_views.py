@@ -282,6 +282,35 @@ def test_signed_object_links_refuse_tampering(world, ana):
     assert world.http.get(f"/storage/objects/{other.original_key}").status_code == 403
 
 
+def test_a_thumbnail_the_browser_has_is_used_again_on_the_next_page_and_revalidates_to_304(world, ana):
+    """The library's thumbnails may be kept by the member's own browser (never a shared cache) until their link
+    expires, and the next page links the same URL: the browser shows what it has without asking."""
+    world.ready(world.ana, jpeg_bytes(), JPEG, filename="court.jpg")
+    [thumb] = [p for p in storage_paths(text(ana.get(world.url()))) if "/thumb?" in p]
+    first = ana.get(thumb)  # as the signed-in member's browser asks: with the session cookie
+    assert first.status_code == 200 and first.headers["ETag"]
+    cache = first.headers["Cache-Control"]
+    assert cache.startswith("private, max-age=") and int(cache.split("=")[1]) > 0, cache
+    # Nothing in the answer depends on the cookie: no Vary on it, no re-signed session to change it.
+    assert "cookie" not in first.headers.get("Vary", "").lower()
+    assert not first.headers.getlist("Set-Cookie")
+
+    assert [p for p in storage_paths(text(ana.get(world.url()))) if "/thumb?" in p] == [thumb]
+    again = ana.get(thumb, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+
+
+def test_the_library_shows_each_tile_with_its_own_thumbnail_and_link(world, ana):
+    photos = [world.ready(world.ana, jpeg_bytes(), JPEG, filename=f"court-{n}.jpg") for n in range(2)]
+    pdf = world.uploaded(world.ana, pdf_bytes(), PDF, filename="plan.pdf")
+    html = text(ana.get(world.url()))
+    for item in photos:
+        tile = re.search(rf'<a class="media-tile card" href="/o/lake/media/{item.id}" id="media-{item.id}">\s*'
+                         r'<img src="([^"]+)"', html)
+        assert tile and tile.group(1).startswith(f"/storage/objects/{world.fresh(item).derived_keys['thumb']}?")
+    assert re.search(rf'href="/o/lake/media/{pdf.id}" id="media-{pdf.id}">\s*<span class="media-placeholder"', html)
+
+
 def test_a_pdf_page_links_to_the_document(world, ana):
     item = world.ready(world.ana, pdf_bytes(), PDF, filename="plan.pdf")
     page = text(ana.get(world.url(f"/{item.id}")))

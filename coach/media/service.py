@@ -30,6 +30,7 @@ from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import ColumnElement, and_, func, or_, select, text
+from sqlalchemy.orm import defaultload
 
 from coach import clock
 from coach.errors import DomainError
@@ -457,8 +458,15 @@ def stuck(org: Organization, now: datetime | None = None, after: timedelta = tim
 
 def library(org: Organization, member: Membership, mine_only: bool = False, after: str | None = None,
             size: int = LIBRARY_PAGE) -> Page[MediaItem]:
-    """Media the member may see, newest first, a page at a time (``after``: the previous page's cursor)."""
-    query = select(MediaItem).where(MediaItem.tenant_id == org.id, MediaItem.status != "deleting")
+    """Media the member may see, newest first, a page at a time (``after``: the previous page's cursor).
+
+    Needs the storage its tiles link to (a misconfigured one fails here, whether or not a tile has a thumbnail).
+    """
+    get_storage()
+    # A tile names its owner; the owner's organization (joined with every membership) is this one, and
+    # each join more is planned again on every request.
+    query = select(MediaItem).options(defaultload(MediaItem.owner).lazyload(Membership.organization)).where(
+        MediaItem.tenant_id == org.id, MediaItem.status != "deleting")
     if mine_only:
         query = query.where(MediaItem.owner_membership_id == member.id)
     elif member.role not in STAFF_ROLES:
@@ -513,11 +521,7 @@ def urls(item: MediaItem) -> dict[str, str]:
     if item.status not in ("ready", "processing"):
         return {}
     storage = get_storage()
-    ttl = url_ttl(item)
-    # Expire at the end of the next whole period, not "now + ttl": the URLs then stay the same
-    # for a while (where the backend allows), so browsers can cache thumbnails between pages.
-    now = int(time.time())
-    ttl = (now // ttl + 2) * ttl - now
+    ttl = _link_seconds(item)
     found = {}
     types = {"thumb": "image/webp", "large": "image/webp", "poster": "image/jpeg", "playback": "video/mp4"}
     for name, key in item.derived_keys.items():
@@ -525,6 +529,26 @@ def urls(item: MediaItem) -> dict[str, str]:
     found["original"] = storage.get_url(item.original_key, ttl, content_type=item.content_type,
                                         filename=item.filename, download=item.kind != "pdf")
     return found
+
+
+def thumb_url(item: MediaItem) -> str | None:
+    """The signed URL of the item's thumbnail alone (what a library tile shows), or ``None`` without one.
+
+    The same URL :func:`urls` gives for it (one signature instead of one per rendition): it stays the same for a
+    whole period, so a browser that has the thumbnail keeps using it while the link lasts.
+    """
+    key = item.derived_keys.get("thumb") if item.status in ("ready", "processing") else None
+    if not key:
+        return None
+    return get_storage().get_url(key, _link_seconds(item), content_type="image/webp")
+
+
+def _link_seconds(item: MediaItem) -> int:
+    """How long the item's links last from now: to the end of the next whole period, not "now + ttl", so the
+    URLs stay the same for a while (where the backend allows) and browsers can keep thumbnails between pages."""
+    ttl = url_ttl(item)
+    now = int(time.time())
+    return (now // ttl + 2) * ttl - now
 
 
 # --- review comments ------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from coach.platform.ratelimit import UPLOADS_PER_USER, limiter, user_key
 from coach.tenancy import role_required
 
 ITEM_PAGE = "media/item.html"
+# A library tile's thumbnail: its one signed URL (not every rendition's, as ``media_urls`` signs).
+bp.add_app_template_global(service.thumb_url, "media_thumb_url")
 
 
 # --- loaders ---------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ Apart from ``__init__`` so the backends can import it without importing the pack
 """
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,9 @@ class Storage(Protocol):
     def browser_origin(self) -> str | None: ...
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def validate_key(key: str) -> str:
     """Return ``key`` if it is a plain relative path, else raise StorageError.
 
@@ -84,7 +88,7 @@ def validate_key(key: str) -> str:
         raise StorageError("Storage key is empty.")
     if len(key) > MAX_KEY_LENGTH:
         raise StorageError(f"Storage key is longer than {MAX_KEY_LENGTH} characters.")
-    if key.startswith("/") or "\\" in key or any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+    if key.startswith("/") or "\\" in key or _CONTROL.search(key):
         raise StorageError(f"Storage key {key!r} is not a plain relative path.")
     for segment in key.split("/"):
         if not segment or segment.startswith("."):
