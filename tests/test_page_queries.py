@@ -55,9 +55,9 @@ COMMENT_RE = re.compile(r'<div class="comment" id="comment-')
 EXPECTED = {
     "home": 4,
     "week_calendar": 5,
-    "home_feed": 8,
-    "space": 14,
-    "post": 10,
+    "home_feed": 6,
+    "space": 9,
+    "post": 7,
     "chat_direct": 10,
     "chat_channel": 11,
     "chat_index": 7,

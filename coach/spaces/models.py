@@ -68,6 +68,11 @@ class Post(TenantScoped, db.Model):
     def visible(self) -> bool:
         return self.deleted_at is None and self.hidden_at is None and self.removed_at is None
 
+    @property
+    def author_name(self) -> str:
+        """As a feed's rows have it (:data:`coach.spaces.service.FEED_COLUMNS`), so one template shows both."""
+        return self.author.user.display_name
+
 
 class PostRevision(TenantScoped, db.Model):
     """An earlier text of an edited post (hosts can read them)."""

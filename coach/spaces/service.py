@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, false, func, or_, select, true, tuple_, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from coach import clock
@@ -36,7 +36,7 @@ from coach.media.models import MediaItem
 from coach.orgs.models import ADMIN, COACH, Membership, Organization
 from coach.platform import audit
 from coach.platform.outbox import emit
-from coach.platform.pagination import decode_cursor, newest_first
+from coach.platform.pagination import decode_cursor, encode_cursor
 from coach.spaces import markdown
 from coach.spaces.events import SPACE_COMMENTED, SPACE_MENTIONED, SPACE_POST_CREATED
 from coach.spaces.models import (
@@ -122,17 +122,52 @@ class Access:
 
 
 def access(space: Space, member: Membership, sm: SpaceMember | None = None, now: datetime | None = None) -> Access:
-    now = now or clock.now()
     sm = sm if sm is not None else space_membership(space, member)
+    return _access(space, member, sm.role if sm else None, sm.suspended_until if sm else None, now)
+
+
+def _access(space: Space, member: Membership, role: str | None, suspended_until: datetime | None,
+            now: datetime | None = None) -> Access:
+    """:func:`access` from the member's role in the space (``None``: not joined) and suspension."""
+    now = now or clock.now()
     admin = member.role == ADMIN
-    joined = sm is not None
-    host = admin or (joined and sm.role == HOST)
+    joined = role is not None
+    host = admin or role == HOST
     read = space.visibility != "private" or joined or admin
-    suspended = joined and sm.suspended_until is not None and sm.suspended_until > now
+    suspended = joined and suspended_until is not None and suspended_until > now
     may_write = joined and not suspended
     post = may_write and (space.visibility != "announcement" or host or member.role in LEADERS)
     return Access(read=read, joined=joined, host=host, post=post, comment=may_write,
-                  suspended_until=sm.suspended_until if suspended else None)
+                  suspended_until=suspended_until if suspended else None)
+
+
+def _my_space_membership(member: Membership):
+    """The outer join of a space to ``member``'s row in it (for the loaders below)."""
+    return and_(SpaceMember.tenant_id == Space.tenant_id, SpaceMember.space_id == Space.id,
+                SpaceMember.membership_id == member.id)
+
+
+def space_with_access(org: Organization, member: Membership, space_id) -> tuple[Space, Access] | None:
+    """The space and what ``member`` may do in it, in one query; ``None`` if there is no such space."""
+    sid = _uuid(space_id)
+    if sid is None:
+        return None
+    row = db.session.execute(select(Space, SpaceMember.role, SpaceMember.suspended_until)
+                             .outerjoin(SpaceMember, _my_space_membership(member))
+                             .where(Space.tenant_id == org.id, Space.id == sid)).first()
+    return (row[0], _access(row[0], member, row[1], row[2])) if row else None
+
+
+def post_with_access(org: Organization, member: Membership, post_id) -> tuple[Post, Space, Access] | None:
+    """The post (with its author), its space and what ``member`` may do there, in one query."""
+    pid = _uuid(post_id)
+    if pid is None:
+        return None
+    row = db.session.execute(select(Post, Space, SpaceMember.role, SpaceMember.suspended_until)
+                             .join(Space, and_(Space.tenant_id == Post.tenant_id, Space.id == Post.space_id))
+                             .outerjoin(SpaceMember, _my_space_membership(member))
+                             .where(Post.tenant_id == org.id, Post.id == pid)).first()
+    return (row[0], row[1], _access(row[1], member, row[2], row[3])) if row else None
 
 
 def _require(allowed: bool, message: str) -> None:
@@ -542,19 +577,18 @@ def toggle_reaction(post: Post, member: Membership, kind: str) -> bool:
 
 def reaction_summary(tenant_id: uuid.UUID, post_ids: list[uuid.UUID], member: Membership
                      ) -> tuple[dict[uuid.UUID, dict[str, int]], dict[uuid.UUID, set[str]]]:
-    """Counts per post and kind, and the member's own reactions, for a page of posts (two queries)."""
+    """Counts per post and kind, and the member's own reactions, for a page of posts (one query)."""
     counts: dict[uuid.UUID, dict[str, int]] = {pid: {} for pid in post_ids}
     mine: dict[uuid.UUID, set[str]] = {pid: set() for pid in post_ids}
     if not post_ids:
         return counts, mine
-    for post_id, kind, n in db.session.execute(
-            select(Reaction.post_id, Reaction.kind, func.count()).where(
-                Reaction.tenant_id == tenant_id, Reaction.post_id.in_(post_ids))
+    for post_id, kind, n, my_own in db.session.execute(
+            select(Reaction.post_id, Reaction.kind, func.count(), func.bool_or(Reaction.membership_id == member.id))
+            .where(Reaction.tenant_id == tenant_id, Reaction.post_id.in_(post_ids))
             .group_by(Reaction.post_id, Reaction.kind)):
         counts[post_id][kind] = n
-    for post_id, kind in db.session.execute(select(Reaction.post_id, Reaction.kind).where(
-            Reaction.tenant_id == tenant_id, Reaction.post_id.in_(post_ids), Reaction.membership_id == member.id)):
-        mine[post_id].add(kind)
+        if my_own:
+            mine[post_id].add(kind)
     return counts, mine
 
 
@@ -680,52 +714,79 @@ def remove(target: Post | Comment, moderator: Membership, now: datetime | None =
 
 @dataclass
 class FeedPage:
-    posts: list[Post]
-    pinned: list[Post]
+    """One page of a feed. ``posts`` and ``pinned`` are rows of :data:`FEED_COLUMNS`: what a post in a feed
+    shows (with its author's and its space's names), not whole posts."""
+
+    posts: list
+    pinned: list
     counts: dict[uuid.UUID, dict[str, int]]
     mine: dict[uuid.UUID, set[str]]
-    spaces: dict[uuid.UUID, Space]
+    spaces: dict[uuid.UUID, str]  # the spaces of the posts shown: id → name
     next_cursor: str | None
     attachments: dict[uuid.UUID, list] = field(default_factory=dict)
+
+
+# What a post in a feed shows, nothing else (no source text, no moderation columns) and no ORM objects:
+# hydrating each post with its author's membership and user was most of a feed's query work.
+FEED_COLUMNS = (Post.id, Post.space_id, Post.author_membership_id, Post.body_html, Post.created_at, Post.edited_at,
+                Post.pinned_at, Post.comment_count, User.display_name.label("author_name"),
+                Space.name.label("space_name"))
 
 
 def _visible():
     return and_(Post.deleted_at.is_(None), Post.hidden_at.is_(None), Post.removed_at.is_(None))
 
 
+def _feed_rows(org: Organization):
+    return (select(*FEED_COLUMNS).select_from(Post)
+            .join(Membership, and_(Membership.tenant_id == Post.tenant_id, Membership.id == Post.author_membership_id))
+            .join(User, User.id == Membership.user_id)
+            .join(Space, and_(Space.tenant_id == Post.tenant_id, Space.id == Post.space_id))
+            .where(Post.tenant_id == org.id, _visible()))
+
+
 def feed_page(org: Organization, member: Membership, space: Space | None = None, after: str | None = None,
               limit: int = PAGE_SIZE) -> FeedPage:
     """One page of a feed, newest first: a space's (pinned posts first on its first page) or the home feed.
 
-    A fixed number of queries whatever the page holds: posts with their authors, pinned posts
-    (first page of a space), spaces (home), reaction counts, my reactions, attachments.
+    Three queries whatever the page holds: the posts with their authors' and spaces' names (on a space's first
+    page its pinned posts too, in the same statement), the reactions (counts and mine), the attachments.
+    Keyset pagination in the cursor format of :mod:`coach.platform.pagination`.
     """
-    query = select(Post).where(Post.tenant_id == org.id, _visible())
+    position = decode_cursor(after)
+    query = _feed_rows(org)
     if space is not None:
         query = query.where(Post.space_id == space.id)
     else:
         query = query.where(Post.space_id.in_(select(SpaceMember.space_id).where(
             SpaceMember.tenant_id == org.id, SpaceMember.membership_id == member.id)))
-    pinned: list[Post] = []
+    if position is not None:
+        query = query.where(tuple_(Post.created_at, Post.id) < tuple_(*position))
+    pinned_first = None
     if space is not None:
         # The pinned posts lead the first page and are left out of the list on every page.
-        top_pinned = query.where(Post.pinned_at.isnot(None)).order_by(Post.pinned_at.desc(), Post.id.desc()) \
-            .limit(PINNED_MAX)
-        if decode_cursor(after) is None:  # the first page (a malformed cursor reads as the first page too)
-            pinned = list(db.session.scalars(top_pinned))
-        query = query.where(Post.id.notin_(top_pinned.with_only_columns(Post.id).correlate(None)))
-    page = newest_first(query, Post.created_at, Post.id, after, limit)
-    posts = page.rows
+        top_pinned = (select(Post.id).where(Post.tenant_id == org.id, Post.space_id == space.id, _visible(),
+                                            Post.pinned_at.isnot(None))
+                      .order_by(Post.pinned_at.desc(), Post.id.desc()).limit(PINNED_MAX))
+        query = query.where(Post.id.notin_(top_pinned))
+        if position is None:  # the first page (a malformed cursor reads as the first page too)
+            pinned_first = (_feed_rows(org).add_columns(true().label("lead"))
+                            .where(Post.id.in_(top_pinned)))
+    query = query.order_by(Post.created_at.desc(), Post.id.desc()).limit(limit + 1)
+    if pinned_first is None:
+        rows, pinned = list(db.session.execute(query)), []
+    else:
+        both = list(db.session.execute(union_all(pinned_first, query.add_columns(false().label("lead")))))
+        pinned = sorted((r for r in both if r.lead), key=lambda r: (r.pinned_at, r.id), reverse=True)
+        rows = sorted((r for r in both if not r.lead), key=lambda r: (r.created_at, r.id), reverse=True)
+    more = len(rows) > limit
+    posts = rows[:limit]
+    cursor = encode_cursor(posts[-1].created_at, posts[-1].id) if more and posts else None
     shown = pinned + posts
-    counts, mine = reaction_summary(org.id, [p.id for p in shown], member)
-    spaces: dict[uuid.UUID, Space] = {}
-    if space is not None:
-        spaces[space.id] = space
-    elif shown:
-        spaces = {s.id: s for s in db.session.scalars(select(Space).where(
-            Space.tenant_id == org.id, Space.id.in_({p.space_id for p in shown})))}
-    return FeedPage(posts, pinned, counts, mine, spaces, page.next_cursor,
-                    attachments_of(org.id, [p.id for p in shown]))
+    ids = [p.id for p in shown]
+    counts, mine = reaction_summary(org.id, ids, member)
+    return FeedPage(posts, pinned, counts, mine, {p.space_id: p.space_name for p in shown}, cursor,
+                    attachments_of(org.id, ids))
 
 
 def newer_posts(org: Organization, member: Membership, since: datetime, space: Space | None = None) -> int:

@@ -4,12 +4,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import abort, flash, g, make_response, request, url_for
-from flask_wtf.csrf import generate_csrf
 from wtforms.fields.choices import SelectChoice
 
 from coach import clock
 from coach.blueprints.forms import ActionForm, attempt, require_action_form, org_path
-from coach.blueprints.spaces import bp
+from coach.blueprints.spaces import bp, fragments
 from coach.blueprints.spaces.forms import AddMemberForm, CommentForm, FlagForm, PostForm, SpaceForm, SuspendForm
 from coach.chat import realtime
 from coach.extensions import db
@@ -32,23 +31,20 @@ def mention_url(member) -> str:
 # --- loaders: the object and what I may do with it, or 404 -------------------------------------------
 
 def load_space(space_id: str):
-    space = service.get_space(g.org, space_id)
-    if space is None:
-        abort(404)
-    acc = service.access(space, g.membership)
-    if not acc.read:
+    found = service.space_with_access(g.org, g.membership, space_id)
+    if found is None or not found[1].read:
         abort(404)  # a private space is invisible to outsiders
-    return space, acc
+    return found
 
 
 def load_post(post_id: str):
-    post = service.get_post(g.org, post_id)
-    if post is None:
+    found = service.post_with_access(g.org, g.membership, post_id)
+    if found is None or not found[2].read:
         abort(404)
-    space, acc = load_space(str(post.space_id))
+    post, space, acc = found
     if (post.deleted_at or post.removed_at or post.hidden_at) and not acc.host:
         abort(404)
-    return post, space, acc
+    return found
 
 
 def load_comment(comment_id: str):
@@ -75,7 +71,8 @@ def load_member(membership_id: str):
 def index():
     """Every space I can see, with what is new in each since my last visit."""
     return render("spaces/index.html", org=g.org, spaces=service.spaces_for(g.org, g.membership),
-                  can_create=g.membership.role in service.LEADERS)
+                  can_create=g.membership.role in service.LEADERS,
+                  space_url_pattern=fragments.url_pattern("spaces.space", space_id="space"))
 
 
 @bp.route("/spaces/new", methods=["GET", "POST"])
@@ -92,14 +89,23 @@ def create():
     return render("spaces/new.html", "form", status=422 if form.errors else 200, org=g.org, form=form)
 
 
+def _next_path() -> str | None:
+    """Where a plain (no JavaScript) form of this page comes back to; ``None`` when the page answers a POST."""
+    return request.full_path.rstrip("?") if request.method == "GET" else None
+
+
 def _feed_context(space=None, acc=None) -> dict:
     page = service.feed_page(g.org, g.membership, space, request.args.get("after"))
-    # One signed CSRF token for the page's many small forms (five reaction buttons per post): signing it
-    # once per form was 40% of rendering the feed.
-    return dict(org=g.org, space=space, acc=acc, page=page, reactions=REACTIONS, action_form=ActionForm(),
-                csrf_value=generate_csrf(), attachments=page.attachments,
+    values = fragments.page_values(_next_path())
+
+    def articles(posts):
+        return fragments.post_articles(posts, page.attachments, page.counts, page.mine, in_space=space is not None,
+                                       can_react=acc.comment if acc else True, values=values)
+
+    return dict(org=g.org, space=space, acc=acc, page=page, posts_html=articles(page.posts),
+                pinned_html=articles(page.pinned),
                 attachable=media_service.attachable(g.org, g.membership) if acc and acc.post else [],
-                loaded_at=clock.now().isoformat(), me=g.membership)
+                loaded_at=clock.now().isoformat(), me=g.membership, **values)
 
 
 @bp.get("/spaces/<space_id>")
@@ -242,10 +248,12 @@ def post(post_id: str):
 
 def _post_context(post, space, acc, comment_form) -> dict:
     counts, mine = service.reaction_summary(g.org.id, [post.id], g.membership)
-    return dict(org=g.org, post=post, space=space, acc=acc, counts=counts, mine=mine, reactions=REACTIONS,
-                attachments=service.attachments_of(g.org.id, [post.id]),
-                comments=service.comments_of(post), comment_form=comment_form, action_form=ActionForm(),
-                me=g.membership, revisions=service.revisions(post) if acc.host and post.edited_at else [])
+    values = fragments.page_values(_next_path())
+    post_html = fragments.post_articles([post], service.attachments_of(g.org.id, [post.id]), counts, mine,
+                                        in_space=True, can_react=acc.comment, values=values)
+    return dict(org=g.org, post=post, space=space, acc=acc, post_html=post_html, comments=service.comments_of(post),
+                comment_form=comment_form, me=g.membership,
+                revisions=service.revisions(post) if acc.host and post.edited_at else [], **values)
 
 
 @bp.route("/posts/<post_id>/edit", methods=["GET", "POST"])
@@ -298,7 +306,7 @@ def react(post_id: str, kind: str):
     back = request.form.get("next") if _safe(request.form.get("next")) else url_for("spaces.post", post_id=post.id)
     counts, mine = service.reaction_summary(g.org.id, [post.id], g.membership)
     return swap_or_redirect("spaces/_post.html", "reactions", back, post=post, counts=counts, mine=mine,
-                             reactions=REACTIONS, action_form=ActionForm(), acc=acc)
+                             reactions=REACTIONS, can_react=acc.comment, **fragments.page_values(None))
 
 
 @bp.post("/posts/<post_id>/comments")

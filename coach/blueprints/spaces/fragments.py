@@ -1,0 +1,175 @@
+"""Rendering pages of posts without repeating work (issue 23): cached posts, URL patterns, per-reader parts.
+
+A post's ``<article>`` (author line, text, attachments, comment count) is the same for every reader of a page in
+one time zone, so it is rendered once (``spaces/_post.html``) and kept in a bounded in-process LRU cache. Its
+key is the post's id and everything the article shows (author's name, time, edited mark, pinned badge, space
+link, a digest of the text, comment count, each attachment's state) plus the reader's zone and the page's URL
+patterns. Every write that changes what an article shows changes its key: an edit (text and edited mark), a
+comment, an attachment that finishes processing or is deleted, an author's or a space's new name; a deleted,
+hidden or removed post leaves the feed's query. No write has to remember to invalidate anything, every web
+process sees the change on its next read, and replaced entries age out.
+
+Signed media URLs are part of an article: the key carries the half-TTL window of each attachment's URLs
+(:func:`coach.media.service.url_ttl`), so a cached URL is never older than half its lifetime.
+
+The reaction bar is the reader's (their own reactions pressed, whether they may react, their session's CSRF
+token, fresh idempotency keys, the page to come back to), so the cached article holds :data:`BAR_MARK` where it
+goes. Bars are cached too, by what they show (counts, my reactions, whether I may react), with markers where
+the token, the key prefix and the return path go; most readers of a post share one. A marker cannot come from
+the content: escaped text has no ``<``.
+
+Links come from **one pattern per page** (:func:`url_pattern`: one ``url_for`` with placeholders).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections import OrderedDict
+
+from types import SimpleNamespace
+
+from flask import g, render_template, url_for
+from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
+from jinja2_fragments.flask import render_block
+from markupsafe import Markup, escape
+
+from coach.media import service as media_service
+from coach.spaces.models import REACTIONS
+
+ARTICLE_CACHE_SIZE = 2048  # entries per web process; an article is ~1-2 KB of HTML
+BAR_CACHE_SIZE = 4096  # a reaction bar is ~3 KB
+CACHED_BODY_MAX = 8192  # longer texts are rendered each time rather than kept (rare, and no dearer to render)
+
+
+class _LRU:
+    """A bounded mapping that forgets the least recently used entry (``functools.lru_cache`` keys on the
+    function's arguments; here the key is a small tuple while the inputs are rows and media items)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key, value) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+articles_cache = _LRU(ARTICLE_CACHE_SIZE)
+bars_cache = _LRU(BAR_CACHE_SIZE)
+BAR_MARK = "<!--spaces:reactions-->"
+CSRF_MARK, KEY_MARK, NEXT_MARK = "<!--spaces:csrf-->", "<!--spaces:key-->", "<!--spaces:next-->"
+
+
+def url_pattern(endpoint: str, fixed: dict | None = None, **fields: str) -> str:
+    """``endpoint``'s URL as a ``str.format`` pattern, one ``{field}`` per URL argument named here:
+    ``url_pattern("spaces.post", post_id="post")`` → ``/o/<slug>/posts/{post}``.
+
+    :param fixed: arguments with a value of their own (one of an ``any(...)`` converter's choices).
+    """
+    marks = {argument: f"__{name}__" for argument, name in fields.items()}
+    url = url_for(endpoint, **(fixed or {}), **marks).replace("{", "{{").replace("}", "}}")
+    for name in fields.values():
+        url = url.replace(f"__{name}__", "{" + name + "}")
+    return url
+
+
+def page_urls() -> dict[str, str]:
+    """The URL patterns of a page of posts (``urls.post.format(post=post.id)`` in templates)."""
+    return {"post": url_pattern("spaces.post", post_id="post"),
+            "space": url_pattern("spaces.space", space_id="space"),
+            "react": url_pattern("spaces.react", post_id="post", kind="kind"),
+            "comment": url_pattern("spaces.comment", post_id="post"),
+            "flag_post": url_pattern("spaces.flag", {"kind": "posts"}, target_id="target"),
+            "flag_comment": url_pattern("spaces.flag", {"kind": "comments"}, target_id="target"),
+            "delete_comment": url_pattern("spaces.delete_comment", comment_id="comment")}
+
+
+def page_values(next_path: str | None) -> dict:
+    """What every post's reaction bar on a page shares, computed once: the URL patterns, the CSRF token's
+    input (signed once for the page's many small forms), a fresh prefix for the forms' idempotency keys, and
+    the path a plain form comes back to (``None`` when the page answers a POST)."""
+    return {"urls": page_urls(),
+            "csrf_input": Markup('<input type="hidden" name="csrf_token" value="{}">').format(generate_csrf()),
+            # A form's key is this prefix, the post's id and the reaction's number: fresh for every rendering
+            # (so unique per form and user, as coach.platform.idempotency needs) with one random draw per page.
+            "form_key": uuid.uuid4().hex,
+            "next_path": next_path}
+
+
+def viewer_zone() -> str:
+    """The zone the ``localtime`` filter shows times in for this request."""
+    return g.get("viewer_timezone") or (current_user.timezone if current_user.is_authenticated else "UTC") or "UTC"
+
+
+def _media_key(item, now: int) -> tuple:
+    ttl = max(2, media_service.url_ttl(item))
+    return (item.id, item.kind, item.status, item.title, item.width, item.height, item.duration_ms,
+            tuple(sorted(item.derived_keys.items())) if item.derived_keys else (), now // (ttl // 2))
+
+
+def post_articles(posts, attachments: dict, counts: dict, mine: dict, *, in_space: bool, can_react: bool,
+                  values: dict) -> Markup:
+    """The posts' ``<article>`` elements, in order, each from the cache or rendered and kept.
+
+    :param posts: feed rows (:data:`coach.spaces.service.FEED_COLUMNS`) or a post.
+    :param attachments: ``{post id: [media items]}`` that can be shown.
+    :param counts: ``{post id: {kind: n}}``; ``mine``: ``{post id: {kind}}`` (the reader's reactions).
+    :param in_space: the page is one space's (its posts show a pinned badge instead of their space's name).
+    :param can_react: the reader may react (else the bar shows the counts only).
+    :param values: the page's shared values (:func:`page_values`).
+    """
+    zone, now, urls = viewer_zone(), int(time.time()), values["urls"]
+    reader = (Markup(values["csrf_input"]), values["form_key"], str(escape(values["next_path"] or "")))
+    parts = []
+    for post in posts:
+        article = _article(post, attachments.get(post.id, ()), in_space, zone, now, urls)
+        parts.append(article.replace(BAR_MARK, _bar(post.id, counts.get(post.id, {}), mine.get(post.id, ()),
+                                                      can_react, values, reader)))
+    return Markup("".join(parts))
+
+
+def _article(post, items, in_space: bool, zone: str, now: int, urls: dict) -> str:
+    key = None
+    if len(post.body_html) <= CACHED_BODY_MAX:
+        key = (post.id, post.author_name, post.created_at, post.edited_at is not None, post.comment_count,
+               in_space and post.pinned_at is not None, None if in_space else (post.space_id, post.space_name),
+               hashlib.blake2b(post.body_html.encode(), digest_size=16).digest(),
+               tuple(_media_key(item, now) for item in items), zone, urls["post"], urls["space"])
+        html = articles_cache.get(key)
+        if html is not None:
+            return html
+    html = render_template("spaces/_post.html", post=post, items=items, in_space=in_space, urls=urls,
+                           bar=Markup(BAR_MARK))
+    if key is not None:
+        articles_cache.put(key, html)
+    return html
+
+
+def _bar(post_id, counts: dict, mine, can_react: bool, values: dict, reader: tuple) -> str:
+    key = (post_id, tuple(sorted(counts.items())), frozenset(mine), can_react, values["urls"]["react"],
+           values["next_path"] is not None)
+    html = bars_cache.get(key)
+    if html is None:
+        html = render_block("spaces/_post.html", "reactions", post=SimpleNamespace(id=post_id),
+                            counts={post_id: counts}, mine={post_id: mine}, can_react=can_react,
+                            reactions=REACTIONS, urls=values["urls"], csrf_input=Markup(CSRF_MARK),
+                            form_key=Markup(KEY_MARK), next_path=Markup(NEXT_MARK) if values["next_path"] else None)
+        bars_cache.put(key, html)
+    csrf_input, form_key, next_path = reader
+    return html.replace(CSRF_MARK, csrf_input).replace(KEY_MARK, form_key).replace(NEXT_MARK, next_path)
