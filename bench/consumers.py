@@ -7,7 +7,8 @@ The payload carries ``emitted_at``, the epoch seconds taken just before ``emit()
 transaction that is then committed (the event's own ``created_at`` is set at the same moment, at
 flush, which a consumer does not see). The latency pushed to Redis is therefore emit-to-consumer:
 it includes the commit, the relay, the queue and the worker picking the job up, and is an upper
-bound of commit-to-job-start.
+bound of commit-to-job-start. The record names the event's ``run`` and ``n``, so a run can tell an event that
+never ran from one that ran twice.
 """
 from __future__ import annotations
 
@@ -28,5 +29,5 @@ def record_latency(payload: dict) -> None:
     emitted_at = payload.get("emitted_at")
     if emitted_at is None:
         return
-    redis_conn().rpush(LATENCY_KEY, json.dumps({"run": payload.get("run"), "seconds": started - emitted_at,
-                                                "at": started}))
+    redis_conn().rpush(LATENCY_KEY, json.dumps({"run": payload.get("run"), "n": payload.get("n"),
+                                                "seconds": started - emitted_at, "at": started}))
