@@ -22,6 +22,7 @@ from blinker import Namespace
 from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from coach import clock
 from coach.chat.events import CHAT_MESSAGE
@@ -50,6 +51,10 @@ class ChatError(DomainError):
 
 class NotAllowed(ChatError):
     status = 403
+
+
+class NotYours(NotAllowed):
+    """The conversation is not the member's to read at all (to a page: as if it did not exist)."""
 
 
 _signals = Namespace()
@@ -248,16 +253,15 @@ def send(conversation: Conversation, author: Membership, body: str, attachments:
     """
     now = now or clock.now()
     acc = access(conversation, author, now)
+    if not acc.read:
+        raise NotYours("This conversation is not yours.")
     if not acc.write:
-        raise NotAllowed("You cannot write here." if acc.read else "This conversation is not yours.")
+        raise NotAllowed("You cannot write here.")
     body = _check_body(body, media=bool(attachments))  # a photo or a clip may go without words
-    if client_id is not None:
-        existing = _sent_with(conversation, author, client_id)
-        if existing is not None:
-            return existing
     try:
-        # Only with a client id: the two sends of one page racing each other; the loser's number is
-        # given back with the savepoint.
+        # Only with a client id: a send repeated with it (or two sends of one page racing each other) meets
+        # uq_messages_client_id, and its number is given back with the savepoint. (Not looked up first: a
+        # repeat is rare, and the lookup cost every message a statement.)
         with db.session.begin_nested() if client_id is not None else nullcontext():
             seq = db.session.execute(
                 update(Conversation).where(Conversation.tenant_id == conversation.tenant_id,
@@ -281,7 +285,9 @@ def send(conversation: Conversation, author: Membership, body: str, attachments:
         db.session.add(MessageAttachment(tenant_id=message.tenant_id, message_id=message.id, media_id=item.id,
                                          position=position))
     mark_read(conversation, author, seq, now)
-    db.session.refresh(conversation, ["last_seq", "last_message_at"])
+    # What the UPDATE wrote, without reading it back (set as loaded: nothing more to flush).
+    set_committed_value(conversation, "last_seq", seq)
+    set_committed_value(conversation, "last_message_at", now)
     emit(CHAT_MESSAGE, {"conversation_id": str(conversation.id), "message_id": str(message.id),
                           "seq": seq, "author_membership_id": str(author.id)})
     return message
@@ -434,24 +440,37 @@ def attachments_of(tenant_id: uuid.UUID, message_ids: list[uuid.UUID]) -> dict[u
 
 # --- reading --------------------------------------------------------------------------------------
 
-def mark_read(conversation: Conversation, member: Membership, seq: int, now: datetime | None = None) -> int:
-    """``member`` has read up to ``seq`` (never backwards, never past the newest); the seq in force."""
+@cache
+def _mark_read_statement():
+    tenant_id, conversation_id, member_id = bindparam("tenant_id"), bindparam("conversation_id"), bindparam("member_id")
     # Bounded by the newest seq as the database has it (the object's may be stale, and an empty
     # conversation read "up to 50" must not hide its first 50 messages).
-    newest = select(Conversation.last_seq).where(Conversation.tenant_id == conversation.tenant_id,
-                                                 Conversation.id == conversation.id).scalar_subquery()
-    stmt = pg_insert(ConversationRead).values(
-        id=uuid.uuid4(), tenant_id=conversation.tenant_id, conversation_id=conversation.id,
-        membership_id=member.id, last_read_seq=func.least(max(0, int(seq)), newest), read_at=now or clock.now())
-    stmt = stmt.on_conflict_do_update(
+    newest = select(Conversation.last_seq).where(Conversation.tenant_id == tenant_id,
+                                                 Conversation.id == conversation_id).scalar_subquery()
+    upsert = pg_insert(ConversationRead).values(
+        id=bindparam("id"), tenant_id=tenant_id, conversation_id=conversation_id, membership_id=member_id,
+        last_read_seq=func.least(bindparam("seq"), newest), read_at=bindparam("now"))
+    upsert = upsert.on_conflict_do_update(
         index_elements=[ConversationRead.tenant_id, ConversationRead.conversation_id, ConversationRead.membership_id],
-        set_={"last_read_seq": func.greatest(ConversationRead.last_read_seq, stmt.excluded.last_read_seq),
-              "read_at": stmt.excluded.read_at},
-        where=ConversationRead.last_read_seq < stmt.excluded.last_read_seq)
-    db.session.execute(stmt)
-    seq_now = read_seq(conversation, member.id)
-    latest = db.session.scalar(select(Conversation.last_seq).where(Conversation.tenant_id == conversation.tenant_id,
-                                                                   Conversation.id == conversation.id))
+        set_={"last_read_seq": upsert.excluded.last_read_seq, "read_at": upsert.excluded.read_at},
+        where=ConversationRead.last_read_seq < upsert.excluded.last_read_seq,
+    ).returning(ConversationRead.last_read_seq)
+    moved = upsert.cte("moved")
+    # The seq in force: the one just written, else the one there was (the subquery sees the rows as they were
+    # before this statement); and the newest.
+    before = select(ConversationRead.last_read_seq).where(
+        ConversationRead.tenant_id == tenant_id, ConversationRead.conversation_id == conversation_id,
+        ConversationRead.membership_id == member_id).scalar_subquery()
+    return select(func.coalesce(select(moved.c.last_read_seq).scalar_subquery(), before, 0), newest)
+
+
+def mark_read(conversation: Conversation, member: Membership, seq: int, now: datetime | None = None) -> int:
+    """``member`` has read up to ``seq`` (never backwards, never past the newest); the seq in force (one
+    statement)."""
+    now = now or clock.now()
+    seq_now, latest = db.session.execute(_mark_read_statement(), {
+        "id": uuid.uuid4(), "tenant_id": conversation.tenant_id, "conversation_id": conversation.id,
+        "member_id": member.id, "seq": max(0, int(seq)), "now": now}).one()
     if seq_now and seq_now >= (latest or 0):
         # Only when read to the end: whoever keeps "new messages" about the conversation may then forget
         # them (reading the first of three messages leaves the other two to be told about).

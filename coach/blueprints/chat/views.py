@@ -310,6 +310,7 @@ def _closer(ws):
 
 UNREADABLE = "The app could not read that. Reload the page if this goes on."
 TOO_FAST = "You are sending messages very fast. Wait a few seconds."
+UNAVAILABLE = "That conversation is not available."
 # A page shows one conversation today; a few more (a side panel, say) are fine, hundreds are not.
 VIEW_MAX = 20
 
@@ -379,7 +380,7 @@ class _SocketSession:
     def _conversation(self, data: dict, member: Membership):
         conversation = service.get_conversation(member.organization, data.get("conversation"))
         if conversation is None or not service.access(conversation, member).read:
-            raise ChatError("That conversation is not available.")
+            raise ChatError(UNAVAILABLE)
         return conversation
 
     def send(self, data: dict) -> None:
@@ -387,7 +388,11 @@ class _SocketSession:
         if not realtime.allow_send(self.tenant_id, self.member_id):
             raise ChatError(TOO_FAST)
         member = self._member()
-        conversation = self._conversation(data, member)
+        # What the member may do here is the service's to check (once): a conversation that is not theirs
+        # reads as unavailable, as for every other frame.
+        conversation = service.get_conversation(member.organization, data.get("conversation"))
+        if conversation is None:
+            raise ChatError(UNAVAILABLE)
         body = data.get("body") or ""
         if not isinstance(body, str):
             raise ChatError(UNREADABLE)
@@ -406,7 +411,13 @@ class _SocketSession:
             raise ChatError(str(exc)) from None
         # A repeated client id (sent again after a reconnect) gets the stored message back: announcing
         # it again only tells pages what they have or will fetch, so it is not worth telling apart.
-        message = service.send(conversation, member, body, attachments=attachments, client_id=client_id)
+        try:
+            message = service.send(conversation, member, body, attachments=attachments, client_id=client_id)
+        except service.NotYours:
+            raise ChatError(UNAVAILABLE) from None
+        # Kept as loaded: the commit would expire them, and reading them back costs two statements.
+        db.session.expunge(message)
+        db.session.expunge(conversation)
         db.session.commit()
         _announce(conversation, message)
         # The sender's own page gets it at once, Redis or not (the hub's copy is then dropped as known).
@@ -440,7 +451,7 @@ class _SocketSession:
         for conversation, after in shown.values():
             self._show(conversation, after, member)
         if unavailable:
-            raise ChatError("That conversation is not available.")
+            raise ChatError(UNAVAILABLE)
 
     def resume(self, data: dict) -> None:
         """The page shows this conversation up to ``after``: send what it lacks, then follow it."""
