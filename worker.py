@@ -192,6 +192,8 @@ class CoachWorker(PromptStop, SimpleWorker):
         if self.retiring:
             log.info("work process %d (worker %s) stopping to be replaced: %s", os.getpid(), self.name, self.retiring)
             self._stop_requested = True  # the work loop stops before its next dequeue
+            if self.deadline is not None:  # supervised: the replacement starts while this one unregisters
+                os.kill(os.getppid(), signal.SIGUSR1)
 
 
 def run_worker(app, deadline=None) -> int:
@@ -219,23 +221,28 @@ def run_worker(app, deadline=None) -> int:
 
 
 class Supervisor:
-    """Keeps one work process running: forks it, starts another at once when it stops to be replaced (after
-    a back-off when it ended otherwise), kills it when its job overruns, passes SIGTERM/SIGINT on."""
+    """Keeps one work process running: forks it, starts its replacement as soon as it stops taking jobs to be
+    replaced (while it finishes; after a back-off when it ended otherwise), kills it when its job overruns,
+    passes SIGTERM/SIGINT on."""
 
     BACKOFF_MAX = 30.0
+    # Collected with sigtimedwait instead of handlers: a work process that exited, or one that asks for its
+    # replacement (it has stopped taking jobs and is unregistering).
+    WAKE_SIGNALS = {signal.SIGCHLD, signal.SIGUSR1}
 
     def __init__(self, app):
         self.app = app
         self.deadline = multiprocessing.RawValue("d", 0.0)
         self.child = 0
+        self.leaving: set[int] = set()  # replaced work processes still finishing
         self.stopping = False
         self.started = 0  # work processes started so far
 
     def _forward(self, signum, _frame) -> None:
         self.stopping = True
-        if self.child:
+        for pid in {self.child, *self.leaving} - {0}:
             try:
-                os.kill(self.child, signum)
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
 
@@ -246,7 +253,7 @@ class Supervisor:
             self.started += 1
             return pid
         # The work process: its own signal handling (RQ installs its own), no connection of the parent's.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, self.WAKE_SIGNALS)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         code = 1
@@ -260,9 +267,21 @@ class Supervisor:
             logging.shutdown()
             os._exit(code)
 
-    def _wait(self, pid: int) -> int:
-        """Wait for the work process to exit (killing it if its job overran); its exit code."""
+    def _reap_leaving(self, block: bool = False) -> None:
+        for pid in list(self.leaving):
+            try:
+                done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self.leaving.discard(pid)
+
+    def _wait(self) -> int | None:
+        """Until the work process exits (its exit code) or asks for its replacement (``None``); kills it if its
+        job overran."""
+        pid = self.child
         while True:
+            self._reap_leaving()
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 return os.waitstatus_to_exitcode(status)
@@ -272,34 +291,42 @@ class Supervisor:
                           pid, self.app.config["WORKER_KILL_GRACE"])
                 self.deadline.value = 0
                 os.kill(pid, signal.SIGKILL)
-            signal.sigtimedwait({signal.SIGCHLD}, 1.0)  # wakes at once when it exits
+            woken = signal.sigtimedwait(self.WAKE_SIGNALS, 1.0)
+            if woken and woken.si_signo == signal.SIGUSR1 and woken.si_pid == pid and not self.stopping:
+                return None
 
     def run(self) -> int:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # collected by sigtimedwait, above
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.WAKE_SIGNALS)
         signal.signal(signal.SIGTERM, self._forward)
         signal.signal(signal.SIGINT, self._forward)
         backoff = 1.0
-        while True:
-            started = time.monotonic()
-            self.child = self._spawn()
-            code = self._wait(self.child)
-            self.child = 0
-            if self.stopping:
-                log.info("worker stopped")
-                return code if code != RECYCLE else 0
-            if code == RECYCLE:
-                log.info("work process replaced")
-                backoff = 1.0
-                continue
-            if time.monotonic() - started > 60:
-                backoff = 1.0
-            log.warning("work process exited with %s; starting another in %.0f s", code, backoff)
-            end = time.monotonic() + backoff
-            while not self.stopping and time.monotonic() < end:
-                time.sleep(0.1)
-            if self.stopping:
-                return 0
-            backoff = min(backoff * 2, self.BACKOFF_MAX)
+        try:
+            while True:
+                started = time.monotonic()
+                self.child = self._spawn()
+                code = self._wait()
+                if code is None:  # replaced: its successor starts now, while it unregisters
+                    self.leaving.add(self.child)
+                    backoff = 1.0
+                    continue
+                self.child = 0
+                if self.stopping:
+                    log.info("worker stopped")
+                    return code if code != RECYCLE else 0
+                if code == RECYCLE:  # it stopped to be replaced without asking first
+                    backoff = 1.0
+                    continue
+                if time.monotonic() - started > 60:
+                    backoff = 1.0
+                log.warning("work process exited with %s; starting another in %.0f s", code, backoff)
+                end = time.monotonic() + backoff
+                while not self.stopping and time.monotonic() < end:
+                    time.sleep(0.1)
+                if self.stopping:
+                    return 0
+                backoff = min(backoff * 2, self.BACKOFF_MAX)
+        finally:
+            self._reap_leaving(block=True)
 
 
 def main() -> None:

@@ -254,9 +254,12 @@ def capacity(bench, app, org, services: dict) -> dict:
         raise RuntimeError(f"worker capacity: {recorded} of {count} jobs ran:\n{harness.tail(worker_log)}")
     starts = sorted(r["at"] for r in records)
     busy = starts[-1] - starts[0]
+    # The longest wait between two job starts: where a work process was replaced, its cost.
+    longest_gap = max((b - a for a, b in zip(starts, starts[1:])), default=0.0)
     replaced = worker_log.read_text(errors="replace").count("stopping to be replaced")
     # The meter's window includes the worker's start-up (~1 s before the first job): CPU per job is an upper bound.
     return {"jobs": count, "jobs_per_s": _pace(records), "seconds": busy, "replaced": replaced, "cpu": cpu,
+            "longest_gap_ms": longest_gap * 1000,
             "worker_cpu_ms_per_job": cpu["cores"]["worker"] * metered * 1000 / count}
 
 
@@ -390,15 +393,17 @@ def run() -> str:
                        relay2_events_per_s=by_label["2 relay processes"])
     if worker:
         print()
-        harness.print_table(["worker capacity", "jobs", "run s", "jobs/s", "replaced", "worker CPU ms/job",
-                             "worker CPU", "pg/valkey CPU", "others"],
+        harness.print_table(["worker capacity", "jobs", "run s", "jobs/s", "replaced", "longest pause ms",
+                             "worker CPU ms/job", "worker CPU", "pg/valkey CPU", "others"],
                             [["python worker.py, backlog in RQ", worker["jobs"], worker["seconds"],
-                              worker["jobs_per_s"], worker["replaced"], worker["worker_cpu_ms_per_job"],
+                              worker["jobs_per_s"], worker["replaced"], worker["longest_gap_ms"],
+                              worker["worker_cpu_ms_per_job"],
                               _cores(worker["cpu"], "worker"), _cores(worker["cpu"], "postgres", "valkey"),
                               f"{worker['cpu']['others']:.2f}"]])
         print(f"one worker process ran {worker['jobs_per_s']:,.0f} jobs/s (target >= {TARGET_JOBS_PER_S}: "
               f"{'met' if worker['jobs_per_s'] >= TARGET_JOBS_PER_S else 'MISSED'})")
-        figures.update(worker_jobs_per_s=worker["jobs_per_s"], worker_cpu_ms_per_job=worker["worker_cpu_ms_per_job"])
+        figures.update(worker_jobs_per_s=worker["jobs_per_s"], worker_cpu_ms_per_job=worker["worker_cpu_ms_per_job"],
+                       worker_replaced=worker["replaced"], worker_longest_pause_ms=worker["longest_gap_ms"])
     if latencies:
         print()
         rows = [[r["label"], r["events"], f"{r['achieved_rate']:.0f}/s", r["recorded"], r["jobs_per_s"], r["p50_ms"],
