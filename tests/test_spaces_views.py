@@ -17,6 +17,8 @@ import pytest
 
 from coach import tenancy
 from coach.extensions import db
+from coach.media import service as media_service
+from coach.media.models import MediaItem
 from coach.orgs.service import membership_for
 from coach.spaces import service
 from tests.conftest import Auth, csrf_from
@@ -1064,3 +1066,161 @@ def test_form_without_csrf_token_is_400_and_writes_nothing(world, maria, owner_d
     assert len(posts_in_db(owner_db, world.org)) == 1
     assert rows(owner_db, world.org, "SELECT id FROM reactions UNION ALL SELECT id FROM comments "
                                      "UNION ALL SELECT id FROM flags") == []
+
+
+# --- rendered once, shown fresh ----------------------------------------------------------------------
+# A post's article and its reaction bar are rendered once and cached (coach/blueprints/spaces/fragments.py).
+# What a reader would notice if a cached one outlived the write that changed it, or reached the wrong reader.
+
+KEY_RE = re.compile(r'name="idempotency_key" value="([^"]+)"')
+
+
+def article(page: str, post_id) -> str:
+    return re.search(rf'<article class="card post[^"]*" id="post-{post_id}">.*?</article>', page, re.S).group(0)
+
+
+def reaction_bar(page: str, post_id) -> str:
+    return re.search(rf'<div class="reactions" id="reactions-{post_id}">.*?</div>', page, re.S).group(0)
+
+
+def pages_showing(world, target, *browsers) -> list:
+    return [(browser, path) for browser in browsers
+            for path in ("/o/river/feed", f"/o/river/spaces/{world.tennis.id}", f"/o/river/posts/{target.id}")]
+
+
+def test_an_edit_shows_at_once_on_every_page_that_showed_the_post(world, sam, bea):
+    target = world.write(world.sam, "First **draft**")
+    seen = pages_showing(world, target, sam, bea)
+    for browser, path in seen:
+        assert "First <strong>draft</strong>" in article(text(browser.get(path)), target.id)
+
+    assert post(sam, f"/posts/{target.id}/edit", body="Final _version_").status_code == 303
+    for browser, path in seen:
+        shown = article(text(browser.get(path)), target.id)
+        assert "Final <em>version</em>" in shown and "draft" not in shown and "(edited)" in shown
+
+
+def test_a_deleted_post_leaves_every_page_that_showed_it(world, sam, bea):
+    target, kept = world.write(world.sam, "Soon gone"), world.write(world.bea, "Staying")
+    for browser, path in pages_showing(world, target, sam, bea)[:2]:
+        assert str(target.id) in post_ids(text(browser.get(path)))
+
+    assert post(sam, f"/posts/{target.id}/delete").status_code == 303
+    for path in ("/o/river/feed", f"/o/river/spaces/{world.tennis.id}"):
+        assert post_ids(text(bea.get(path))) == [str(kept.id)]
+    assert bea.get(f"/o/river/posts/{target.id}").status_code == 404
+
+
+def test_a_new_name_a_comment_and_a_pin_show_on_posts_already_shown(world, sam, bea):
+    target = world.write(world.sam, "Named")
+    space_url = f"/o/river/spaces/{world.tennis.id}"
+    before = article(text(bea.get(space_url)), target.id)
+    assert "<strong>Sam Lee</strong>" in before and "0 comments" in before and "pinned" not in before
+
+    tenancy.activate(world.org.id)
+    world.sam.user.display_name = "Samuel Lee"
+    db.session.commit()
+    world.comment(world.bea, target, "Nice")
+    tenancy.activate(world.org.id)
+    service.set_pinned(target, world.maria, True)
+    db.session.commit()
+
+    after = article(text(bea.get(space_url)), target.id)
+    assert "<strong>Samuel Lee</strong>" in after and "1 comment<" in after and '<span class="badge">pinned</span>' in after
+    assert "<strong>Samuel Lee</strong>" in article(text(bea.get("/o/river/feed")), target.id)
+
+
+def test_an_attachment_that_finishes_processing_or_is_deleted_shows_as_it_is_now(world, bea):
+    tenancy.activate(world.org.id)
+    key = f"{world.org.id}/{world.sam.id}/clip"
+    item = MediaItem(tenant_id=world.org.id, owner_membership_id=world.sam.id, audience="organization",
+                     kind="image", title="Serve", filename="serve.jpg", content_type="image/jpeg",
+                     status="processing", declared_bytes=1000, size_bytes=1000, counted_bytes=1000, part_bytes=1000,
+                     part_count=1, original_key=f"{key}/original", derived_keys={},
+                     upload_expires_at=datetime.now(UTC), uploaded_at=datetime.now(UTC))
+    db.session.add(item)
+    db.session.flush()
+    target = service.create_post(world.tennis, world.sam, "Look at this serve", attachments=[item])
+    db.session.commit()
+    space_url = f"/o/river/spaces/{world.tennis.id}"
+    assert "(processing)" in article(text(bea.get(space_url)), target.id)
+
+    tenancy.activate(world.org.id)
+    assert media_service.record_renditions(db.session.get(MediaItem, item.id), {"large": f"{key}/large.webp"},
+                                           100, width=640, height=480)
+    db.session.commit()
+    ready = article(text(bea.get(space_url)), target.id)
+    assert "(processing)" not in ready and 'width="640" height="480"' in ready and "large.webp" in ready
+
+    tenancy.activate(world.org.id)
+    media_service.delete_item(db.session.get(MediaItem, item.id), world.sam)
+    db.session.commit()
+    gone = article(text(bea.get(space_url)), target.id)
+    assert "attachment" not in gone and "Look at this serve" in gone
+
+
+def test_each_reader_sees_times_in_their_own_zone(world, sam, bea):
+    target = world.write(world.maria, "Training at noon", when=datetime(2026, 7, 1, 10, 0, tzinfo=UTC))
+    tenancy.activate(world.org.id)
+    world.bea.user.timezone = "America/New_York"
+    db.session.commit()
+    space_url = f"/o/river/spaces/{world.tennis.id}"
+    assert ">1 Jul 12:00</time>" in article(text(sam.get(space_url)), target.id)  # Berlin, summer
+    assert ">1 Jul 06:00</time>" in article(text(bea.get(space_url)), target.id)  # New York, summer
+    assert ">1 Jul 12:00</time>" in article(text(sam.get(space_url)), target.id)
+
+
+def test_a_reader_who_may_not_react_gets_counts_not_forms_after_members_were_shown_forms(world, app, sam):
+    target = world.write(world.bea, "Open to read")
+    world.react(world.cal, target, "like")
+    space_url = f"/o/river/spaces/{world.tennis.id}"
+    assert "<form" in reaction_bar(text(sam.get(space_url)), target.id)
+
+    otto = logged_in(app, "otto@example.com")  # not in the space: reads an open space, does not react
+    bar = reaction_bar(text(otto.get(space_url)), target.id)
+    assert "<form" not in bar and "csrf_token" not in bar and "<span>1</span>" in bar
+
+
+def test_my_pressed_reactions_stay_mine_when_others_open_the_same_post(world, sam, bea):
+    target = world.write(world.maria, "React")
+    assert post(bea, f"/posts/{target.id}/react/funny").status_code == 303
+    for _ in range(2):  # the second time from the cache
+        assert 'aria-pressed="true"' in reaction_button(text(bea.get("/o/river/feed")), target.id, "funny")
+        assert 'aria-pressed="false"' in reaction_button(text(sam.get("/o/river/feed")), target.id, "funny")
+        assert "<span>1</span>" in reaction_button(text(sam.get("/o/river/feed")), target.id, "funny")
+
+
+def test_every_reaction_form_has_a_key_of_its_own_and_new_ones_on_every_load(world, sam):
+    made = [world.write(world.bea, f"Post {i}", when=minutes(i)) for i in range(3)]
+    space_url = f"/o/river/spaces/{world.tennis.id}"
+    first, second = (text(sam.get(space_url)) for _ in range(2))
+    keys = [KEY_RE.findall(reaction_bar(page, p.id)) for page in (first, second) for p in made]
+    flat = [k for bar in keys for k in bar]
+    assert all(len(bar) == 5 for bar in keys)
+    assert len(set(flat)) == len(flat) == 30
+
+
+def test_a_reaction_form_posted_as_the_page_wrote_it_works_without_javascript(world, sam, owner_db):
+    target = world.write(world.bea, "Plain browser")
+    page = text(sam.get("/o/river/feed"))
+    form = re.search(r'<form method="post" action="([^"]+/react/celebrate)"[^>]*>(.*?)</form>',
+                     reaction_bar(page, target.id), re.S)
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.group(2)))
+    assert set(fields) == {"csrf_token", "idempotency_key", "next"}
+    response = sam.post(html.unescape(form.group(1)), data={k: html.unescape(v) for k, v in fields.items()})
+    assert response.status_code == 303 and response.headers["Location"] == f"/o/river/feed#post-{target.id}"
+    assert rows(owner_db, world.org, "SELECT kind FROM reactions") == [{"kind": "celebrate"}]
+
+
+def test_older_posts_are_the_same_articles_as_a_fragment_and_as_a_page(world, sam, many_posts):
+    first = text(sam.get("/o/river/feed"))
+    older = older_link(first)
+
+    def articles(page: str) -> list[str]:
+        # Keys are new on every load, and the page's own path is where a plain form comes back to.
+        found = re.findall(r'<article class="card post.*?</article>', page, re.S)
+        return [re.sub(r'name="next" value="[^"]*"', "", KEY_RE.sub("", a)) for a in found]
+
+    fragment, full = text(sam.get(older, headers=HX)), text(sam.get(older))
+    assert "<html" not in fragment and "<html" in full
+    assert articles(fragment) == articles(full) and len(articles(full)) == 20
