@@ -10,10 +10,13 @@ import http.client
 import os
 import time
 import urllib.parse
+from datetime import datetime, timezone
 
 import pytest
 import requests
 
+from coach.media import service as media_service
+from coach.media.models import MediaItem
 from coach.media.storage import LocalStorage, Part, S3Storage, StorageError, get_storage
 from tests.media_support import (  # noqa: F401  (fixtures)
     MiB,
@@ -551,3 +554,18 @@ def test_the_app_on_s3_hands_out_links_to_its_bucket(app, s3_media: S3Storage, t
         url = storage.get_url(KEY, TTL, content_type="image/jpeg")
     assert url.startswith(f"{s3_media.browser_origin()}/{s3_media.bucket}/")
     assert requests.get(url, timeout=30).content == (tmp_path / "poster.jpg").read_bytes()
+
+
+def test_an_items_links_are_the_same_on_every_page_of_their_period_with_s3_too(app, s3_media: S3Storage):
+    """A thumbnail keeps one URL for its link's whole period, so the browser's copy is used on the next page.
+    S3's presigned URLs carry the time they were signed: signed anew per page they would differ each second."""
+    item = MediaItem(status="ready", kind="image", content_type="image/jpeg", filename="court.jpg",
+                     original_key="tenant/item/original.jpg", derived_keys={"thumb": "tenant/item/thumb.webp"})
+    with app.app_context():
+        first = media_service.thumb_url(item)
+        time.sleep(1.1)
+        assert media_service.thumb_url(item) == first == media_service.urls(item)["thumb"]
+        args = query_of(first)
+        signed_at = datetime.strptime(args["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        expires_at = signed_at.timestamp() + int(args["X-Amz-Expires"])
+        assert expires_at - time.time() >= media_service.url_ttl(item) - 2  # at least a whole period left

@@ -23,6 +23,7 @@ import re
 import time
 import unicodedata
 import uuid
+from functools import lru_cache
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -50,6 +51,7 @@ TITLE_MAX = 200
 FILENAME_MAX = 255
 COMMENT_MAX = 2000
 LIBRARY_PAGE = 24
+SIGNED_URLS = 8192  # links kept signed in a process (~300 bytes each), one per object and period
 RENDITIONS = ("thumb", "large", "playback", "poster")
 STAFF_ROLES = (COACH, ADMIN)  # who sees every item of the organization
 LABELS = {"image/jpeg": "JPEG image", "image/png": "PNG image", "image/webp": "WebP image",
@@ -520,35 +522,42 @@ def urls(item: MediaItem) -> dict[str, str]:
     """Signed, short-lived URLs of the item's renditions (and the original, for its download)."""
     if item.status not in ("ready", "processing"):
         return {}
-    storage = get_storage()
-    ttl = _link_seconds(item)
+    storage, expires_at = get_storage(), _link_expiry(item)
     found = {}
     types = {"thumb": "image/webp", "large": "image/webp", "poster": "image/jpeg", "playback": "video/mp4"}
     for name, key in item.derived_keys.items():
-        found[name] = storage.get_url(key, ttl, content_type=types.get(name))
-    found["original"] = storage.get_url(item.original_key, ttl, content_type=item.content_type,
-                                        filename=item.filename, download=item.kind != "pdf")
+        found[name] = _signed_url(storage, key, expires_at, types.get(name))
+    found["original"] = _signed_url(storage, item.original_key, expires_at, item.content_type, item.filename,
+                                    item.kind != "pdf")
     return found
 
 
 def thumb_url(item: MediaItem) -> str | None:
     """The signed URL of the item's thumbnail alone (what a library tile shows), or ``None`` without one.
 
-    The same URL :func:`urls` gives for it (one signature instead of one per rendition): it stays the same for a
-    whole period, so a browser that has the thumbnail keeps using it while the link lasts.
+    The same URL :func:`urls` gives for it (one signature instead of one per rendition).
     """
     key = item.derived_keys.get("thumb") if item.status in ("ready", "processing") else None
     if not key:
         return None
-    return get_storage().get_url(key, _link_seconds(item), content_type="image/webp")
+    return _signed_url(get_storage(), key, _link_expiry(item), "image/webp")
 
 
-def _link_seconds(item: MediaItem) -> int:
-    """How long the item's links last from now: to the end of the next whole period, not "now + ttl", so the
-    URLs stay the same for a while (where the backend allows) and browsers can keep thumbnails between pages."""
+def _link_expiry(item: MediaItem) -> int:
+    """When the item's links expire (a Unix time): at the end of the next whole period, not "now + ttl", so the
+    URLs stay the same for a while and browsers can keep thumbnails between pages."""
     ttl = url_ttl(item)
-    now = int(time.time())
-    return (now // ttl + 2) * ttl - now
+    return (int(time.time()) // ttl + 2) * ttl
+
+
+@lru_cache(maxsize=SIGNED_URLS)
+def _signed_url(storage, key: str, expires_at: int, content_type: str | None, filename: str | None = None,
+                download: bool = False) -> str:
+    """An object's link until ``expires_at``, signed once per object and period in this process: every page of
+    the period links the same URL (S3's presigned URLs carry their signing time, so each signing would differ
+    and the browser would fetch the object again), and a page of tiles costs no signing after the first."""
+    return storage.get_url(key, max(1, expires_at - int(time.time())), content_type=content_type,
+                           filename=filename, download=download)
 
 
 # --- review comments ------------------------------------------------------------------------------
