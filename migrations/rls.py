@@ -7,8 +7,10 @@ from sqlalchemy.dialects.postgresql import UUID
 
 APP_ROLE = "coach_app"
 
-TENANT_PREDICATE = "tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid"
-USER_PREDICATE = "user_id = NULLIF(current_setting('app.user_id', true), '')::uuid"
+# The setting in a scalar subquery: PostgreSQL reads and parses it once per statement (an InitPlan), not once
+# per row (migration 0013).
+TENANT_PREDICATE = "tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid)"
+USER_PREDICATE = "user_id = (SELECT NULLIF(current_setting('app.user_id', true), '')::uuid)"
 
 
 def grant_dml(table: str) -> None:

@@ -131,6 +131,21 @@ def test_every_tenant_table_has_rls_enabled_forced_and_a_tenant_policy(owner_db)
             assert set(roles) <= {"public", "coach_app", "coach_owner"}, f"{table}.{name}: policy for {roles}"
 
 
+def test_policies_read_the_settings_once_per_statement_not_once_per_row(owner_db):
+    """``(SELECT NULLIF(current_setting(...))::uuid)`` is an InitPlan, computed once; the bare call is parsed
+    again for every row (a page that counts 5,000 members paid for 10,000 of them)."""
+    policies = owner_db.execute(
+        "SELECT tablename, policyname, coalesce(qual, '') || ' ' || coalesce(with_check, '') FROM pg_policies "
+        "WHERE schemaname = 'public' AND (qual LIKE '%current_setting%' OR with_check LIKE '%current_setting%')"
+    ).fetchall()
+    assert len(policies) >= 30
+    per_row = [(table, name) for table, name, expr in policies
+               if expr.count("current_setting(") != expr.count("SELECT (NULLIF(current_setting(")]
+    assert per_row == []
+    plan = "\n".join(row[0] for row in owner_db.execute("EXPLAIN SELECT count(*) FROM memberships").fetchall())
+    assert "InitPlan" in plan and "current_setting" not in plan.split("InitPlan")[0], plan
+
+
 def test_functions_that_cross_organizations_are_definer_functions_with_an_empty_search_path(owner_db):
     rows = owner_db.execute(
         """SELECT p.proname, p.prosecdef, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
