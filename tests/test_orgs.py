@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from coach.extensions import db
-from coach.orgs.service import OrgError, create_organization
+from coach.orgs.service import OrgError, change_role, create_organization, get_membership, remove_member
 from tests.conftest import Auth, _plain, csrf_from
 from tests.factories import PASSWORD, add_member, make_org, make_user
 from tests.mailbox import Mailbox
@@ -267,6 +267,24 @@ def test_home_names_the_first_coaches_by_name_and_links_to_all_of_them(app, clie
     assert named == [f"Coach {n:02d}" for n in range(12)]  # a bounded set, alphabetically
     assert '<span class="stat-n">15</span><span class="stat-l">Coaches</span>' in page
     assert '<a href="/o/harbour/book">All 15 coaches</a>' in page
+
+
+def test_home_counts_follow_a_membership_change_at_once(app, client, auth, ctx, club):
+    cora = add_member(club, make_user("cora@example.com", "Cora Coach"), "coach")
+    abe = add_member(club, make_user("abe@example.com", "Abe Athlete"), "athlete")
+    auth.login("ada@example.com")
+    assert '<span class="stat-n">1</span><span class="stat-l">Coach</span>' in text(client.get("/o/harbour/"))
+
+    change_role(club, get_membership(club, abe.id), "coach")
+    db.session.commit()
+    page = text(client.get("/o/harbour/"))
+    assert '<span class="stat-n">2</span><span class="stat-l">Coaches</span>' in page
+    assert '<span class="stat-n">0</span><span class="stat-l">Athletes</span>' in page
+
+    remove_member(club, get_membership(club, cora.id))
+    db.session.commit()
+    page = text(client.get("/o/harbour/"))
+    assert '<span class="stat-n">1</span><span class="stat-l">Coach</span>' in page and "Cora Coach" not in page
 
 
 def test_home_with_few_coaches_lists_them_all_without_a_link(app, client, auth, ctx, club):

@@ -5,16 +5,19 @@ Functions that touch tenant rows expect the organization to be active
 """
 from __future__ import annotations
 
+import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
 from blinker import Namespace
-from flask import current_app
-from sqlalchemy import bindparam, func, select, true
+from flask import current_app, has_app_context
+from redis.exceptions import RedisError
+from sqlalchemy import bindparam, event as orm_event, func, select, true
 from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.orm import aliased, contains_eager
+from sqlalchemy.orm import Session, aliased, contains_eager
 
 from coach.accounts.models import User
 from coach.accounts.service import (AccountError, create_user, live_session_params, login_attempted,
@@ -26,6 +29,7 @@ from coach.extensions import db
 from coach.orgs.models import ADMIN, COACH, ROLES, Invitation, Membership, Organization
 from coach.platform import audit, tenant_context
 from coach.platform.mail import queue_email
+from coach.platform.queues import redis_conn
 from coach.security import new_token, token_hash
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
@@ -195,6 +199,12 @@ def members_with_role(org: Organization, role: str, limit: int = 50) -> list[Mem
 # The organization home names this many coaches (alphabetically) and links to the full list: the page costs
 # the same in a club of 5 coaches and one of 500.
 HOME_COACHES = 12
+# The home page's role counts are kept in Redis this long (and forgotten when a membership changes): counting
+# a 5,000-member organization on every view would make the page's cost grow with the organization.
+ROLE_COUNTS_TTL = 60
+_CHANGED_TENANTS = "coach.orgs.role_counts_changed"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -206,23 +216,85 @@ class HomeSummary:
 
 
 @cache
+def _coaches_statement():
+    # Built once (only the tenant changes): the first coaches by name, found through the (tenant_id, role) index.
+    return (select(Membership.id, User.display_name).join(User, User.id == Membership.user_id)
+            .where(Membership.tenant_id == bindparam("tenant_id", type_=UUID(as_uuid=True)),
+                   Membership.role == COACH)
+            .order_by(func.lower(User.display_name), Membership.id).limit(HOME_COACHES))
+
+
+@cache
 def _home_statement():
-    # One statement, built once: the role counts (one row) and, beside them, the first coaches by name.
-    tenant = bindparam("tenant_id", type_=UUID(as_uuid=True))
+    # The role counts (one row) and, beside them, the first coaches: one statement when the counts are not cached.
     counts = select(*[func.count().filter(Membership.role == role).label(role) for role in ROLES]) \
-        .where(Membership.tenant_id == tenant).subquery("counts")
-    coaches = (select(Membership.id, User.display_name).join(User, User.id == Membership.user_id)
-               .where(Membership.tenant_id == tenant, Membership.role == COACH)
-               .order_by(func.lower(User.display_name), Membership.id).limit(HOME_COACHES).lateral("coaches"))
+        .where(Membership.tenant_id == bindparam("tenant_id", type_=UUID(as_uuid=True))).subquery("counts")
+    coaches = _coaches_statement().lateral("coaches")
     return (select(*counts.c, coaches.c.id, coaches.c.display_name).select_from(counts)
             .outerjoin(coaches, true()))
 
 
+def _counts_key(tenant_id) -> str:
+    return f"coach:role-counts:{tenant_id}"
+
+
 def home_summary(org: Organization) -> HomeSummary:
-    """The organization home's figures and coaches, in one statement (plain rows: nothing to hydrate)."""
-    rows = db.session.execute(_home_statement(), {"tenant_id": org.id}).all()
+    """The organization home's figures and coaches: one statement (plain rows, nothing to hydrate), and the
+    role counts from Redis when they are there (:data:`ROLE_COUNTS_TTL`)."""
+    params = {"tenant_id": org.id}
+    counts = _cached_counts(org.id)
+    if counts is not None:
+        return HomeSummary(counts, db.session.execute(_coaches_statement(), params).all())
+    rows = db.session.execute(_home_statement(), params).all()
     counts = {role: getattr(rows[0], role) for role in ROLES}
+    _cache_counts(org.id, counts)
     return HomeSummary(counts, [row for row in rows if row.id is not None])
+
+
+def _cached_counts(tenant_id) -> dict[str, int] | None:
+    try:
+        stored = redis_conn().get(_counts_key(tenant_id))
+    except RedisError:
+        return None  # counted in the database instead
+    if stored is None:
+        return None
+    counts = json.loads(stored)
+    return counts if set(counts) == set(ROLES) else None
+
+
+def _cache_counts(tenant_id, counts: dict[str, int]) -> None:
+    try:
+        redis_conn().set(_counts_key(tenant_id), json.dumps(counts), ex=ROLE_COUNTS_TTL)
+    except RedisError:
+        log.warning("could not keep the role counts of %s in Redis", tenant_id)
+
+
+@orm_event.listens_for(Session, "after_flush")
+def _note_membership_changes(session, flush_context) -> None:
+    changed = {obj.tenant_id for obj in (*session.new, *session.dirty, *session.deleted)
+               if isinstance(obj, Membership)}
+    if changed:
+        session.info.setdefault(_CHANGED_TENANTS, set()).update(changed)
+
+
+@orm_event.listens_for(Session, "after_commit")
+def _forget_role_counts(session) -> None:
+    """Forget the cached counts of every organization whose memberships this transaction changed, once it
+    has committed (forgotten before, a page could count the old rows again and keep them)."""
+    if session.in_nested_transaction():
+        return
+    changed = session.info.pop(_CHANGED_TENANTS, None)
+    if changed and has_app_context():
+        try:
+            redis_conn().delete(*[_counts_key(tenant_id) for tenant_id in changed])
+        except RedisError:
+            log.warning("could not forget the role counts of %s: they may be %s s old", changed, ROLE_COUNTS_TTL)
+
+
+@orm_event.listens_for(Session, "after_transaction_end")
+def _forget_noted_changes(session, transaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_CHANGED_TENANTS, None)  # rolled back (a commit has used and emptied it)
 
 
 def get_membership(org: Organization, membership_id) -> Membership | None:
