@@ -48,7 +48,7 @@ def index():
     # The unread count is the nav's bell's too (one query for both); the next page of rows shows neither.
     unread = None if before else nav_badges()["notifications"]
     return render(INDEX, "page" if before else None, org=g.org, rows=page.rows, cursor=page.next_cursor,
-                  paging=bool(before), unread_only=unread_only, unread=unread)
+                  paging=bool(before), unread_only=unread_only, unread=unread, base=url_for("notifications.index"))
 
 
 @bp.get("/<notification_id>")
@@ -76,7 +76,8 @@ def mark_one(notification_id: str):
 
     def row() -> dict:
         db.session.refresh(notification)
-        return {"n": notification, "oob_bell": True, "unread": service.unread_count(g.membership)}
+        return {"n": notification, "oob_bell": True, "unread": service.unread_count(g.membership),
+                "base": url_for("notifications.index")}
 
     return swap_or_redirect(INDEX, "item", back, context=row)
 
