@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import defaultload
 
 from coach.accounts.models import User
 from coach.booking.models import Booking, Offering
@@ -48,7 +49,10 @@ def get_offering(org: Organization, offering_id) -> Offering | None:
     oid = _uuid(offering_id)
     if oid is None:
         return None
-    return db.session.scalar(select(Offering).where(Offering.tenant_id == org.id, Offering.id == oid))
+    # With its coach and their name (pages show them), not the coach's organization: it is ``org``, and each
+    # join more is planned again on every request of the calendar, the page athletes open most.
+    return db.session.scalar(select(Offering).options(defaultload(Offering.coach).lazyload(Membership.organization))
+                             .where(Offering.tenant_id == org.id, Offering.id == oid))
 
 
 def get_booking(org: Organization, booking_id) -> Booking | None:

@@ -8,11 +8,13 @@ exactly those: a confirmed request, a renamed athlete, another zone or an action
 another row, hence another key; nothing needs invalidating, old entries age out.
 
 Two things are not in the cache because they are per page: the session's CSRF token (put where
-:data:`CSRF_MARK` is) and each form's fresh idempotency key (one per :data:`KEY_MARK`). Neither marker can come
+:data:`CSRF_MARK` is) and each form's fresh idempotency key (one per :data:`KEY_MARK`, as the shared
+``idempotency_field`` writes it). Neither marker can come
 from a row: escaped text has no ``<``.
 """
 from __future__ import annotations
 
+import os
 import uuid
 from functools import lru_cache
 from typing import NamedTuple
@@ -20,8 +22,8 @@ from typing import NamedTuple
 from flask import render_template, url_for
 from markupsafe import Markup, escape
 
-from coach.blueprints.templating import idempotency_field
 from coach.booking.lists import SessionRow
+from coach.platform.idempotency import FORM_FIELD
 
 # About 1.5 KB each: a few MB per process at most.
 CACHED_ROWS = 4096
@@ -60,15 +62,15 @@ def rows_html(rows: list[SessionRow], *, me_id: uuid.UUID, links: RowLinks, csrf
     :param csrf: the viewer's CSRF token for the rows' forms.
     :param back: the path the forms return to without JavaScript (none after a POST).
     """
-    token = str(escape(csrf))
-    parts = []
-    for row in rows:
-        pieces = _row(row, me_id, links, back, show_note, error).split(KEY_MARK)
-        html = pieces[0]
-        for piece in pieces[1:]:
-            html += str(idempotency_field()) + piece
-        parts.append(html.replace(CSRF_MARK, token))
-    return Markup("".join(parts))
+    pieces = "".join(_row(row, me_id, links, back, show_note, error) for row in rows) \
+        .replace(CSRF_MARK, str(escape(csrf))).split(KEY_MARK)
+    # A fresh key per form (as idempotency_field makes them: 32 hex digits), from one read of the system's
+    # randomness for the whole page rather than one per form.
+    keys = os.urandom(16 * (len(pieces) - 1)).hex()
+    html = [pieces[0]]
+    for n, piece in enumerate(pieces[1:]):
+        html += (f'<input type="hidden" name="{FORM_FIELD}" value="{keys[32 * n:32 * n + 32]}">', piece)
+    return Markup("".join(html))
 
 
 @lru_cache(maxsize=CACHED_ROWS)
