@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import defaultload
+from sqlalchemy.orm import defaultload, lazyload
 
 from coach.accounts.models import User
 from coach.booking.models import Booking, Offering
@@ -76,7 +76,8 @@ def bookable_coaches(org: Organization) -> list[tuple[Membership, int]]:
               .where(Offering.tenant_id == org.id, Offering.active.is_(True))
               .group_by(Offering.coach_membership_id).subquery())
     rows = db.session.execute(
-        select(Membership, func.coalesce(counts.c.n, 0)).join(Membership.user)
+        select(Membership, func.coalesce(counts.c.n, 0)).options(lazyload(Membership.organization))
+        .join(Membership.user)
         .outerjoin(counts, counts.c.coach_membership_id == Membership.id)
         .where(Membership.tenant_id == org.id, Membership.role == COACH)
         .order_by(func.lower(User.display_name)))
