@@ -20,9 +20,11 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
+from functools import cache
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, false, func, or_, select, true, tuple_, union_all, update
+from sqlalchemy import (ARRAY, and_, any_, bindparam, delete, exists, false, func, or_, select, true, tuple_, union_all,
+                        update)
 from sqlalchemy.exc import IntegrityError
 
 from coach import clock
@@ -141,10 +143,16 @@ def _access(space: Space, member: Membership, role: str | None, suspended_until:
                   suspended_until=suspended_until if suspended else None)
 
 
-def _my_space_membership(member: Membership):
-    """The outer join of a space to ``member``'s row in it (for the loaders below)."""
-    return and_(SpaceMember.tenant_id == Space.tenant_id, SpaceMember.space_id == Space.id,
-                SpaceMember.membership_id == member.id)
+# The outer join of a space to the member's row in it (for the loaders below, built once).
+_MY_SPACE_MEMBERSHIP = and_(SpaceMember.tenant_id == Space.tenant_id, SpaceMember.space_id == Space.id,
+                            SpaceMember.membership_id == bindparam("member_id"))
+_SPACE_WITH_ACCESS = (select(Space, SpaceMember.role, SpaceMember.suspended_until)
+                      .outerjoin(SpaceMember, _MY_SPACE_MEMBERSHIP)
+                      .where(Space.tenant_id == bindparam("tenant_id"), Space.id == bindparam("id")))
+_POST_WITH_ACCESS = (select(Post, Space, SpaceMember.role, SpaceMember.suspended_until)
+                     .join(Space, and_(Space.tenant_id == Post.tenant_id, Space.id == Post.space_id))
+                     .outerjoin(SpaceMember, _MY_SPACE_MEMBERSHIP)
+                     .where(Post.tenant_id == bindparam("tenant_id"), Post.id == bindparam("id")))
 
 
 def space_with_access(org: Organization, member: Membership, space_id) -> tuple[Space, Access] | None:
@@ -152,9 +160,7 @@ def space_with_access(org: Organization, member: Membership, space_id) -> tuple[
     sid = _uuid(space_id)
     if sid is None:
         return None
-    row = db.session.execute(select(Space, SpaceMember.role, SpaceMember.suspended_until)
-                             .outerjoin(SpaceMember, _my_space_membership(member))
-                             .where(Space.tenant_id == org.id, Space.id == sid)).first()
+    row = db.session.execute(_SPACE_WITH_ACCESS, {"tenant_id": org.id, "id": sid, "member_id": member.id}).first()
     return (row[0], _access(row[0], member, row[1], row[2])) if row else None
 
 
@@ -163,10 +169,7 @@ def post_with_access(org: Organization, member: Membership, post_id) -> tuple[Po
     pid = _uuid(post_id)
     if pid is None:
         return None
-    row = db.session.execute(select(Post, Space, SpaceMember.role, SpaceMember.suspended_until)
-                             .join(Space, and_(Space.tenant_id == Post.tenant_id, Space.id == Post.space_id))
-                             .outerjoin(SpaceMember, _my_space_membership(member))
-                             .where(Post.tenant_id == org.id, Post.id == pid)).first()
+    row = db.session.execute(_POST_WITH_ACCESS, {"tenant_id": org.id, "id": pid, "member_id": member.id}).first()
     return (row[0], row[1], _access(row[1], member, row[2], row[3])) if row else None
 
 
@@ -575,6 +578,14 @@ def toggle_reaction(post: Post, member: Membership, kind: str) -> bool:
     return True
 
 
+# Built once; ``= ANY(array)`` rather than ``IN (...)``: one statement text whatever the page's length.
+_REACTIONS = (select(Reaction.post_id, Reaction.kind, func.count(),
+                     func.bool_or(Reaction.membership_id == bindparam("member_id")))
+              .where(Reaction.tenant_id == bindparam("tenant_id"),
+                     Reaction.post_id == any_(bindparam("post_ids", type_=ARRAY(Reaction.post_id.type))))
+              .group_by(Reaction.post_id, Reaction.kind))
+
+
 def reaction_summary(tenant_id: uuid.UUID, post_ids: list[uuid.UUID], member: Membership
                      ) -> tuple[dict[uuid.UUID, dict[str, int]], dict[uuid.UUID, set[str]]]:
     """Counts per post and kind, and the member's own reactions, for a page of posts (one query)."""
@@ -582,10 +593,8 @@ def reaction_summary(tenant_id: uuid.UUID, post_ids: list[uuid.UUID], member: Me
     mine: dict[uuid.UUID, set[str]] = {pid: set() for pid in post_ids}
     if not post_ids:
         return counts, mine
-    for post_id, kind, n, my_own in db.session.execute(
-            select(Reaction.post_id, Reaction.kind, func.count(), func.bool_or(Reaction.membership_id == member.id))
-            .where(Reaction.tenant_id == tenant_id, Reaction.post_id.in_(post_ids))
-            .group_by(Reaction.post_id, Reaction.kind)):
+    for post_id, kind, n, my_own in db.session.execute(_REACTIONS, {"tenant_id": tenant_id, "post_ids": post_ids,
+                                                                     "member_id": member.id}):
         counts[post_id][kind] = n
         if my_own:
             mine[post_id].add(kind)
@@ -737,12 +746,40 @@ def _visible():
     return and_(Post.deleted_at.is_(None), Post.hidden_at.is_(None), Post.removed_at.is_(None))
 
 
-def _feed_rows(org: Organization):
+def _feed_rows():
     return (select(*FEED_COLUMNS).select_from(Post)
             .join(Membership, and_(Membership.tenant_id == Post.tenant_id, Membership.id == Post.author_membership_id))
             .join(User, User.id == Membership.user_id)
             .join(Space, and_(Space.tenant_id == Post.tenant_id, Space.id == Post.space_id))
-            .where(Post.tenant_id == org.id, _visible()))
+            .where(Post.tenant_id == bindparam("tenant_id"), _visible()))
+
+
+@cache
+def _feed_statement(home: bool, after: bool):
+    """A feed page's posts, built once per shape (only the parameters change, so SQLAlchemy reuses the compiled
+    statement): the home feed's from the spaces I joined, or a space's; older than a cursor or the newest. On a
+    space's first page its pinned posts come in the same statement, marked ``lead``."""
+    query = _feed_rows()
+    if home:
+        query = query.where(Post.space_id.in_(select(SpaceMember.space_id).where(
+            SpaceMember.tenant_id == bindparam("tenant_id"), SpaceMember.membership_id == bindparam("member_id"))))
+    else:
+        query = query.where(Post.space_id == bindparam("space_id"))
+    if after:
+        query = query.where(tuple_(Post.created_at, Post.id) < tuple_(
+            bindparam("after_at", type_=Post.created_at.type), bindparam("after_id", type_=Post.id.type)))
+    query = query.order_by(Post.created_at.desc(), Post.id.desc()).limit(bindparam("limit"))
+    if home:
+        return query
+    # The pinned posts lead the first page and are left out of the list on every page.
+    top_pinned = (select(Post.id).where(Post.tenant_id == bindparam("tenant_id"),
+                                        Post.space_id == bindparam("space_id"), _visible(), Post.pinned_at.isnot(None))
+                  .order_by(Post.pinned_at.desc(), Post.id.desc()).limit(PINNED_MAX))
+    query = query.where(Post.id.notin_(top_pinned))
+    if after:
+        return query
+    return union_all(_feed_rows().add_columns(true().label("lead")).where(Post.id.in_(top_pinned)),
+                     query.add_columns(false().label("lead")))
 
 
 def feed_page(org: Organization, member: Membership, space: Space | None = None, after: str | None = None,
@@ -753,32 +790,17 @@ def feed_page(org: Organization, member: Membership, space: Space | None = None,
     page its pinned posts too, in the same statement), the reactions (counts and mine), the attachments.
     Keyset pagination in the cursor format of :mod:`coach.platform.pagination`.
     """
-    position = decode_cursor(after)
-    query = _feed_rows(org)
-    if space is not None:
-        query = query.where(Post.space_id == space.id)
-    else:
-        query = query.where(Post.space_id.in_(select(SpaceMember.space_id).where(
-            SpaceMember.tenant_id == org.id, SpaceMember.membership_id == member.id)))
+    position = decode_cursor(after)  # a malformed cursor reads as the first page
+    params = {"tenant_id": org.id, "member_id": member.id, "space_id": space.id if space else None,
+              "limit": limit + 1}
     if position is not None:
-        query = query.where(tuple_(Post.created_at, Post.id) < tuple_(*position))
-    pinned_first = None
-    if space is not None:
-        # The pinned posts lead the first page and are left out of the list on every page.
-        top_pinned = (select(Post.id).where(Post.tenant_id == org.id, Post.space_id == space.id, _visible(),
-                                            Post.pinned_at.isnot(None))
-                      .order_by(Post.pinned_at.desc(), Post.id.desc()).limit(PINNED_MAX))
-        query = query.where(Post.id.notin_(top_pinned))
-        if position is None:  # the first page (a malformed cursor reads as the first page too)
-            pinned_first = (_feed_rows(org).add_columns(true().label("lead"))
-                            .where(Post.id.in_(top_pinned)))
-    query = query.order_by(Post.created_at.desc(), Post.id.desc()).limit(limit + 1)
-    if pinned_first is None:
-        rows, pinned = list(db.session.execute(query)), []
+        params["after_at"], params["after_id"] = position
+    found = list(db.session.execute(_feed_statement(space is None, position is not None), params))
+    if space is None or position is not None:
+        rows, pinned = found, []
     else:
-        both = list(db.session.execute(union_all(pinned_first, query.add_columns(false().label("lead")))))
-        pinned = sorted((r for r in both if r.lead), key=lambda r: (r.pinned_at, r.id), reverse=True)
-        rows = sorted((r for r in both if not r.lead), key=lambda r: (r.created_at, r.id), reverse=True)
+        pinned = sorted((r for r in found if r.lead), key=lambda r: (r.pinned_at, r.id), reverse=True)
+        rows = sorted((r for r in found if not r.lead), key=lambda r: (r.created_at, r.id), reverse=True)
     more = len(rows) > limit
     posts = rows[:limit]
     cursor = encode_cursor(posts[-1].created_at, posts[-1].id) if more and posts else None
@@ -822,15 +844,19 @@ def _readable_attachment(member: Membership, media_id):
         or_(Space.visibility != "private", member_of_space))
 
 
+_ATTACHMENTS = (select(PostAttachment.post_id, MediaItem).join(MediaItem, and_(
+    MediaItem.tenant_id == PostAttachment.tenant_id, MediaItem.id == PostAttachment.media_id)).where(
+    PostAttachment.tenant_id == bindparam("tenant_id"),
+    PostAttachment.post_id == any_(bindparam("post_ids", type_=ARRAY(PostAttachment.post_id.type))),
+    MediaItem.status.in_(("ready", "processing")))
+    .order_by(PostAttachment.post_id, PostAttachment.position))
+
+
 def attachments_of(tenant_id: uuid.UUID, post_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[MediaItem]]:
     """Each post's attached media that can be shown, in order (one query for a page of posts)."""
     if not post_ids:
         return {}
-    rows = db.session.execute(select(PostAttachment.post_id, MediaItem).join(MediaItem, and_(
-        MediaItem.tenant_id == PostAttachment.tenant_id, MediaItem.id == PostAttachment.media_id)).where(
-        PostAttachment.tenant_id == tenant_id, PostAttachment.post_id.in_(post_ids),
-        MediaItem.status.in_(("ready", "processing")))
-        .order_by(PostAttachment.post_id, PostAttachment.position))
+    rows = db.session.execute(_ATTACHMENTS, {"tenant_id": tenant_id, "post_ids": post_ids})
     found: dict[uuid.UUID, list[MediaItem]] = {}
     for post_id, item in rows:
         found.setdefault(post_id, []).append(item)

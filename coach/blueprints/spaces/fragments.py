@@ -26,10 +26,11 @@ import hashlib
 import time
 import uuid
 from collections import OrderedDict
+from functools import lru_cache
 
 from types import SimpleNamespace
 
-from flask import g, render_template, url_for
+from flask import g, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from jinja2_fragments.flask import render_block
@@ -91,6 +92,12 @@ def url_pattern(endpoint: str, fixed: dict | None = None, **fields: str) -> str:
 
 def page_urls() -> dict[str, str]:
     """The URL patterns of a page of posts (``urls.post.format(post=post.id)`` in templates)."""
+    return _page_urls(request.script_root, g.org.slug)
+
+
+@lru_cache(maxsize=1024)
+def _page_urls(script_root: str, slug: str) -> dict[str, str]:
+    """Built once per organization (a URL depends only on the route, the slug and where the app is mounted)."""
     return {"post": url_pattern("spaces.post", post_id="post"),
             "space": url_pattern("spaces.space", space_id="space"),
             "react": url_pattern("spaces.react", post_id="post", kind="kind"),
@@ -135,16 +142,17 @@ def post_articles(posts, attachments: dict, counts: dict, mine: dict, *, in_spac
     :param values: the page's shared values (:func:`page_values`).
     """
     zone, now, urls = viewer_zone(), int(time.time()), values["urls"]
-    reader = (Markup(values["csrf_input"]), values["form_key"], str(escape(values["next_path"] or "")))
+    reader = {"csrf": values["csrf_input"], "key": values["form_key"], "next": escape(values["next_path"] or "")}
     parts = []
     for post in posts:
-        article = _article(post, attachments.get(post.id, ()), in_space, zone, now, urls)
-        parts.append(article.replace(BAR_MARK, _bar(post.id, counts.get(post.id, {}), mine.get(post.id, ()),
-                                                      can_react, values, reader)))
+        before, after = _article(post, attachments.get(post.id, ()), in_space, zone, now, urls)
+        parts += (before, _bar(post.id, counts.get(post.id, {}), mine.get(post.id, ()), can_react, values, reader),
+                  after)
     return Markup("".join(parts))
 
 
-def _article(post, items, in_space: bool, zone: str, now: int, urls: dict) -> str:
+def _article(post, items, in_space: bool, zone: str, now: int, urls: dict) -> tuple[str, str]:
+    """The article before and after its reaction bar."""
     key = None
     if len(post.body_html) <= CACHED_BODY_MAX:
         key = (post.id, post.author_name, post.created_at, post.edited_at is not None, post.comment_count,
@@ -154,14 +162,15 @@ def _article(post, items, in_space: bool, zone: str, now: int, urls: dict) -> st
         html = articles_cache.get(key)
         if html is not None:
             return html
-    html = render_template("spaces/_post.html", post=post, items=items, in_space=in_space, urls=urls,
-                           bar=Markup(BAR_MARK))
+    before, _, after = render_template("spaces/_post.html", post=post, items=items, in_space=in_space, urls=urls,
+                                       bar=Markup(BAR_MARK)).partition(BAR_MARK)
+    html = (before, after)
     if key is not None:
         articles_cache.put(key, html)
     return html
 
 
-def _bar(post_id, counts: dict, mine, can_react: bool, values: dict, reader: tuple) -> str:
+def _bar(post_id, counts: dict, mine, can_react: bool, values: dict, reader: dict) -> str:
     key = (post_id, tuple(sorted(counts.items())), frozenset(mine), can_react, values["urls"]["react"],
            values["next_path"] is not None)
     html = bars_cache.get(key)
@@ -170,6 +179,8 @@ def _bar(post_id, counts: dict, mine, can_react: bool, values: dict, reader: tup
                             counts={post_id: counts}, mine={post_id: mine}, can_react=can_react,
                             reactions=REACTIONS, urls=values["urls"], csrf_input=Markup(CSRF_MARK),
                             form_key=Markup(KEY_MARK), next_path=Markup(NEXT_MARK) if values["next_path"] else None)
+        # Kept as a format string: the reader's parts go in with one pass over it.
+        html = (html.replace("{", "{{").replace("}", "}}")
+                .replace(CSRF_MARK, "{csrf}").replace(KEY_MARK, "{key}").replace(NEXT_MARK, "{next}"))
         bars_cache.put(key, html)
-    csrf_input, form_key, next_path = reader
-    return html.replace(CSRF_MARK, csrf_input).replace(KEY_MARK, form_key).replace(NEXT_MARK, next_path)
+    return html.format_map(reader)
