@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from coach.dbutil import TenantScoped, tenant_relationship
 from coach.extensions import db
 from coach.orgs.models import Membership
+from coach.spaces.models import Space
 
 BODY_MAX = 4000
 EDIT_WINDOW_MINUTES = 10
@@ -28,6 +29,9 @@ class Conversation(TenantScoped, db.Model):
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    # A channel's space, loaded with it (its access and its name are on every page that shows the channel).
+    space: Mapped[Space | None] = tenant_relationship("Conversation", "space_id", target="Space", innerjoin=False)
 
     def other_member_id(self, member_id: uuid.UUID) -> uuid.UUID | None:
         if self.kind != "direct":

@@ -90,8 +90,7 @@ def access(conversation: Conversation, member: Membership, now: datetime | None 
     if conversation.kind == "direct":
         mine = member.id in (conversation.member_low_id, conversation.member_high_id)
         return Access(mine, mine)
-    space = db.session.scalar(select(Space).where(Space.tenant_id == conversation.tenant_id,
-                                                  Space.id == conversation.space_id))
+    space = conversation.space
     if space is None:
         return Access(False, False)
     acc = spaces_service.access(space, member, now=now)
@@ -161,9 +160,6 @@ def conversations_for(org: Organization, member: Membership) -> list[Summary]:
     others = {c.other_member_id(member.id) for c, _ in rows if c.kind == "direct"}
     people = {m.id: m for m in db.session.scalars(select(Membership).where(
         Membership.tenant_id == org.id, Membership.id.in_(others)))} if others else {}
-    space_ids = {c.space_id for c, _ in rows if c.kind == "space"}
-    spaces = {s.id: s for s in db.session.scalars(select(Space).where(
-        Space.tenant_id == org.id, Space.id.in_(space_ids)))} if space_ids else {}
     found = []
     for conversation, read_seq in rows:
         unread = max(0, conversation.last_seq - (read_seq or 0))
@@ -171,7 +167,7 @@ def conversations_for(org: Organization, member: Membership) -> list[Summary]:
             other = people.get(conversation.other_member_id(member.id))
             found.append(Summary(conversation, other.user.display_name if other else "Former member", unread, other))
         else:
-            space = spaces.get(conversation.space_id)
+            space = conversation.space
             found.append(Summary(conversation, f"# {space.name}" if space else "Space", unread))
     return found
 
