@@ -9,8 +9,7 @@ another row, hence another key; nothing needs invalidating, old entries age out.
 
 Two things are not in the cache because they are per page: the session's CSRF token (put where
 :data:`CSRF_MARK` is) and each form's fresh idempotency key (one per :data:`KEY_MARK`, as the shared
-``idempotency_field`` writes it). Neither marker can come
-from a row: escaped text has no ``<``.
+``idempotency_field`` writes it). Neither marker can come from a row: escaped text has no ``<``.
 """
 from __future__ import annotations
 
