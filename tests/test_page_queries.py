@@ -56,7 +56,7 @@ EXPECTED = {
     "home": 4,
     "week_calendar": 5,
     "home_feed": 6,
-    "space": 9,
+    "space": 8,
     "post": 7,
     "chat_direct": 10,
     "chat_channel": 10,

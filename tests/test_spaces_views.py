@@ -266,6 +266,24 @@ def test_space_list_counts_posts_by_others_since_my_last_visit_and_clears_after_
     assert '<span class="badge badge-new">1 new</span>' in text(sam.get("/o/river/spaces"))
 
 
+def test_opening_a_space_with_nothing_new_since_my_last_visit_writes_nothing(world, sam, owner_db):
+    def last_seen():
+        return rows(owner_db, world.org, "SELECT last_seen_at FROM space_members WHERE membership_id = %s",
+                    world.sam.id)[0]["last_seen_at"]
+
+    world.write(world.bea, "News")
+    space_url = f"/o/river/spaces/{world.tennis.id}"
+    assert sam.get(space_url).status_code == 200
+    seen = last_seen()
+    assert sam.get(space_url).status_code == 200
+    assert last_seen() == seen  # nothing arrived: no write, and no count changes
+
+    world.write(world.bea, "More news")
+    assert '<span class="badge badge-new">1 new</span>' in text(sam.get("/o/river/spaces"))
+    assert sam.get(space_url).status_code == 200
+    assert last_seen() > seen and "new</span>" not in text(sam.get("/o/river/spaces"))
+
+
 # --- creating, joining and leaving spaces ----------------------------------------------------------
 
 def test_coach_creates_a_space_and_lands_in_it_as_its_host(world, maria, owner_db):

@@ -121,6 +121,7 @@ class Access:
     post: bool
     comment: bool
     suspended_until: datetime | None = None
+    seen_at: datetime | None = None  # when I last opened the space (joined members; from space_with_access only)
 
 
 def access(space: Space, member: Membership, sm: SpaceMember | None = None, now: datetime | None = None) -> Access:
@@ -146,7 +147,7 @@ def _access(space: Space, member: Membership, role: str | None, suspended_until:
 # The outer join of a space to the member's row in it (for the loaders below, built once).
 _MY_SPACE_MEMBERSHIP = and_(SpaceMember.tenant_id == Space.tenant_id, SpaceMember.space_id == Space.id,
                             SpaceMember.membership_id == bindparam("member_id"))
-_SPACE_WITH_ACCESS = (select(Space, SpaceMember.role, SpaceMember.suspended_until)
+_SPACE_WITH_ACCESS = (select(Space, SpaceMember.role, SpaceMember.suspended_until, SpaceMember.last_seen_at)
                       .outerjoin(SpaceMember, _MY_SPACE_MEMBERSHIP)
                       .where(Space.tenant_id == bindparam("tenant_id"), Space.id == bindparam("id")))
 _POST_WITH_ACCESS = (select(Post, Space, SpaceMember.role, SpaceMember.suspended_until)
@@ -161,7 +162,11 @@ def space_with_access(org: Organization, member: Membership, space_id) -> tuple[
     if sid is None:
         return None
     row = db.session.execute(_SPACE_WITH_ACCESS, {"tenant_id": org.id, "id": sid, "member_id": member.id}).first()
-    return (row[0], _access(row[0], member, row[1], row[2])) if row else None
+    if row is None:
+        return None
+    acc = _access(row[0], member, row[1], row[2])
+    acc.seen_at = row[3]
+    return row[0], acc
 
 
 def post_with_access(org: Organization, member: Membership, post_id) -> tuple[Post, Space, Access] | None:
@@ -304,6 +309,14 @@ def members_of(space: Space) -> list[SpaceMember]:
         .join(User, User.id == Membership.user_id)
         .where(SpaceMember.tenant_id == space.tenant_id, SpaceMember.space_id == space.id)
         .order_by(SpaceMember.role, func.lower(User.display_name)).limit(1000)))
+
+
+def saw_news(acc: Access, page: FeedPage) -> bool:
+    """Whether opening a space's first ``page`` shows its joined reader posts newer than their last visit, so
+    the "N new" of the spaces list must restart from now (:func:`mark_seen`). When its newest post is older
+    than the last visit, no visible post arrived since and marking would change no count: no write."""
+    newest = max((p.created_at for p in page.pinned + page.posts), default=None)
+    return acc.joined and newest is not None and (acc.seen_at is None or newest > acc.seen_at)
 
 
 def mark_seen(space: Space, member: Membership, now: datetime | None = None) -> None:

@@ -114,8 +114,9 @@ def space(space_id: str):
     """A space's feed: pinned posts first, then newest first; older pages load as I scroll."""
     space, acc = load_space(space_id)
     block = "page" if request.args.get("after") else None
-    response = render("spaces/space.html", block, post_form=PostForm(formdata=None), **_feed_context(space, acc))
-    if acc.joined and not request.args.get("after"):
+    context = _feed_context(space, acc)
+    response = render("spaces/space.html", block, post_form=PostForm(formdata=None), **context)
+    if not request.args.get("after") and service.saw_news(acc, context["page"]):
         # After rendering: the commit expires every loaded row, and reloading them one by one is N+1.
         service.mark_seen(space, g.membership)
         db.session.commit()
