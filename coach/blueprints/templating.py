@@ -7,9 +7,10 @@ transaction a page would not open anyway.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from flask import Flask, g, has_request_context
+from flask import Flask, current_app, g, has_request_context, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -46,6 +47,31 @@ def nav_badges() -> dict:
     return badges
 
 
+# The navigation's links: the same for every page of an organization, so built once per organization (and
+# process), not with a dozen url_for calls on every page.
+_ORG_NAV = {"home": "orgs.home", "feed": "spaces.feed", "spaces": "spaces.index", "chat": "chat.index",
+            "socket": "chat.socket", "media": "media.library", "sessions": "booking.sessions",
+            "schedule": "booking.my_schedule", "book": "booking.coaches", "members": "admin.members",
+            "audit": "admin.audit_log", "system": "admin.system_page", "notifications": "notifications.index"}
+_SITE_NAV = {"start": "orgs.index", "picker": "orgs.picker", "profile": "accounts.profile",
+             "logout": "accounts.logout", "login": "accounts.login", "signup": "accounts.signup"}
+
+
+@lru_cache(maxsize=4096)
+def _nav_for(app_id: int, script_root: str, slug: str | None) -> dict[str, str]:
+    urls = {name: url_for(endpoint) for name, endpoint in _SITE_NAV.items()}
+    if slug is not None:
+        urls.update({name: url_for(endpoint, slug=slug) for name, endpoint in _ORG_NAV.items()})
+    return urls
+
+
+def nav_urls() -> dict[str, str]:
+    """The navigation's links for the organization in force (the site's own links only, outside one)."""
+    org = g.get("org")
+    return _nav_for(id(current_app._get_current_object()), request.script_root,
+                    org.slug if org is not None and g.get("membership") is not None else None)
+
+
 def media_urls(item) -> dict[str, str]:
     """Signed URLs of an item's renditions (signing is local: no I/O)."""
     return media.urls(item)
@@ -80,7 +106,7 @@ def localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
 
 
 def init_app(app: Flask) -> None:
-    app.jinja_env.globals.update(idempotency_field=idempotency_field, nav_badges=nav_badges,
+    app.jinja_env.globals.update(idempotency_field=idempotency_field, nav_badges=nav_badges, nav_urls=nav_urls,
                                  media_urls=media_urls, booking_actions=booking_actions,
                                  late_if_cancelled=late_if_cancelled)
     app.jinja_env.filters.update(orgtime=orgtime, localtime=localtime)
