@@ -2,7 +2,8 @@
 
 A connection registers the conversations it follows. An event from Redis names committed
 rows; the hub loads and renders them once (a message is rendered twice: as mine and as
-theirs) and hands the HTML to each interested connection. Connections keep, per
+theirs; :mod:`coach.chat.render` keeps each rendering for the next event and the next page),
+frames the HTML for the wire once, and writes the same bytes to each interested connection. Connections keep, per
 conversation, the last ``seq`` their page has: an event that skips ahead makes them replay
 the gap from PostgreSQL first, and one they already have is dropped, so a page sees every
 message once and in order, whatever pub/sub does. When the subscription is lost and comes
