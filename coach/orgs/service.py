@@ -157,6 +157,15 @@ def memberships_of(user: User) -> list[Membership]:
     ))
 
 
+def membership_by_slug(user: User, slug: str) -> Membership | None:
+    """``user``'s membership of the organization at ``slug`` (visible through the own-membership policy), in one
+    statement; ``None`` for an unknown organization or one they do not belong to."""
+    if not slug or len(slug) > 40:
+        return None
+    return db.session.scalar(select(Membership).join(Membership.organization)
+                             .where(Organization.slug == slug, Membership.user_id == user.id))
+
+
 def membership_for(org: Organization, user: User) -> Membership | None:
     return db.session.scalar(
         select(Membership).where(Membership.tenant_id == org.id, Membership.user_id == user.id)

@@ -22,9 +22,9 @@ def index():
     """Home: the last organization used, the picker, or the welcome page for visitors."""
     if not current_user.is_authenticated:
         return render("orgs/welcome.html")
-    last = service.org_by_slug(session.get("last_org") or "")
-    if last is not None and service.membership_for(last, current_user) is not None:
-        return redirect(url_for("orgs.home", slug=last.slug))
+    last = service.membership_by_slug(current_user, session.get("last_org") or "")
+    if last is not None:
+        return redirect(url_for("orgs.home", slug=last.organization.slug))
     session.pop("last_org", None)  # left or removed since: don't send them to a 404
     return redirect(url_for("orgs.picker"))
 
