@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, g, has_app_context
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from coach import clock
@@ -216,10 +216,14 @@ def next_digest_at(tz: str, now: datetime) -> datetime:
 
 # --- reading ---------------------------------------------------------------------------------------
 
+# Built once: the bell's count runs on every page, and only its parameters change.
+_UNREAD = select(func.count()).select_from(Notification).where(
+    Notification.tenant_id == bindparam("tenant_id"), Notification.membership_id == bindparam("membership_id"),
+    Notification.read_at.is_(None))
+
+
 def unread_count(member: Membership) -> int:
-    return db.session.scalar(select(func.count()).select_from(Notification).where(
-        Notification.tenant_id == member.tenant_id, Notification.membership_id == member.id,
-        Notification.read_at.is_(None))) or 0
+    return db.session.scalar(_UNREAD, {"tenant_id": member.tenant_id, "membership_id": member.id}) or 0
 
 
 def page(member: Membership, before: str | None = None, unread_only: bool = False) -> Page[Notification]:
