@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from datetime import datetime, timedelta
 
-from sqlalchemy import (ARRAY, and_, any_, bindparam, delete, exists, false, func, or_, select, true, tuple_, union_all,
-                        update)
+from sqlalchemy import (ARRAY, and_, any_, bindparam, delete, exists, false, func, null, or_, select, true, tuple_,
+                        union_all, update)
 from sqlalchemy.exc import IntegrityError
 
 from coach import clock
@@ -759,40 +759,51 @@ def _visible():
     return and_(Post.deleted_at.is_(None), Post.hidden_at.is_(None), Post.removed_at.is_(None))
 
 
-def _feed_rows():
-    return (select(*FEED_COLUMNS).select_from(Post)
-            .join(Membership, and_(Membership.tenant_id == Post.tenant_id, Membership.id == Post.author_membership_id))
-            .join(User, User.id == Membership.user_id)
-            .join(Space, and_(Space.tenant_id == Post.tenant_id, Space.id == Post.space_id))
-            .where(Post.tenant_id == bindparam("tenant_id"), _visible()))
+def _feed_rows(home: bool):
+    """A feed's rows: the posts with their authors' names and, on the home feed, their spaces' names (a space's
+    own page knows its space: one join fewer to plan)."""
+    space_name = Space.name.label("space_name") if home else null().label("space_name")
+    query = (select(*FEED_COLUMNS[:-1], space_name).select_from(Post)
+             .join(Membership, and_(Membership.tenant_id == Post.tenant_id, Membership.id == Post.author_membership_id))
+             .join(User, User.id == Membership.user_id))
+    if home:
+        query = query.join(Space, and_(Space.tenant_id == Post.tenant_id, Space.id == Post.space_id))
+    return query.where(Post.tenant_id == bindparam("tenant_id"), _visible())
 
 
 @cache
 def _feed_statement(home: bool, after: bool):
     """A feed page's posts, built once per shape (only the parameters change, so SQLAlchemy reuses the compiled
     statement): the home feed's from the spaces I joined, or a space's; older than a cursor or the newest. On a
-    space's first page its pinned posts come in the same statement, marked ``lead``."""
-    query = _feed_rows()
+    space's first page its pinned posts come in the same statement, marked ``lead``.
+
+    Shaped for PostgreSQL's planner, which plans every statement of every request again (psycopg's prepared
+    statements do not outlive the request's rollback): my spaces as an array (an init plan, not one more
+    relation in the join search) and the pinned posts as their own ordered, limited branch took planning from
+    ~1.7 ms to ~0.7 ms each (``EXPLAIN (ANALYZE, SUMMARY)``, 2026-12-06)."""
+    query = _feed_rows(home)
     if home:
-        query = query.where(Post.space_id.in_(select(SpaceMember.space_id).where(
-            SpaceMember.tenant_id == bindparam("tenant_id"), SpaceMember.membership_id == bindparam("member_id"))))
+        query = query.where(Post.space_id == any_(func.array(select(SpaceMember.space_id).where(
+            SpaceMember.tenant_id == bindparam("tenant_id"), SpaceMember.membership_id == bindparam("member_id"))
+            .scalar_subquery())))
     else:
         query = query.where(Post.space_id == bindparam("space_id"))
     if after:
         query = query.where(tuple_(Post.created_at, Post.id) < tuple_(
             bindparam("after_at", type_=Post.created_at.type), bindparam("after_id", type_=Post.id.type)))
+    if not home:
+        # The pinned posts lead the first page and are left out of the list on every page.
+        top_pinned = (select(Post.id).where(Post.tenant_id == bindparam("tenant_id"),
+                                            Post.space_id == bindparam("space_id"), _visible(),
+                                            Post.pinned_at.isnot(None))
+                      .order_by(Post.pinned_at.desc(), Post.id.desc()).limit(PINNED_MAX))
+        query = query.where(Post.id.notin_(top_pinned))
     query = query.order_by(Post.created_at.desc(), Post.id.desc()).limit(bindparam("limit"))
-    if home:
+    if home or after:
         return query
-    # The pinned posts lead the first page and are left out of the list on every page.
-    top_pinned = (select(Post.id).where(Post.tenant_id == bindparam("tenant_id"),
-                                        Post.space_id == bindparam("space_id"), _visible(), Post.pinned_at.isnot(None))
-                  .order_by(Post.pinned_at.desc(), Post.id.desc()).limit(PINNED_MAX))
-    query = query.where(Post.id.notin_(top_pinned))
-    if after:
-        return query
-    return union_all(_feed_rows().add_columns(true().label("lead")).where(Post.id.in_(top_pinned)),
-                     query.add_columns(false().label("lead")))
+    pinned = (_feed_rows(False).where(Post.space_id == bindparam("space_id"), Post.pinned_at.isnot(None))
+              .order_by(Post.pinned_at.desc(), Post.id.desc()).limit(PINNED_MAX))
+    return union_all(pinned.add_columns(true().label("lead")), query.add_columns(false().label("lead")))
 
 
 def feed_page(org: Organization, member: Membership, space: Space | None = None, after: str | None = None,
@@ -820,8 +831,8 @@ def feed_page(org: Organization, member: Membership, space: Space | None = None,
     shown = pinned + posts
     ids = [p.id for p in shown]
     counts, mine = reaction_summary(org.id, ids, member)
-    return FeedPage(posts, pinned, counts, mine, {p.space_id: p.space_name for p in shown}, cursor,
-                    attachments_of(org.id, ids))
+    spaces = {space.id: space.name} if space is not None else {p.space_id: p.space_name for p in shown}
+    return FeedPage(posts, pinned, counts, mine, spaces, cursor, attachments_of(org.id, ids))
 
 
 def newer_posts(org: Organization, member: Membership, since: datetime, space: Space | None = None) -> int:
