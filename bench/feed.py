@@ -18,9 +18,9 @@ ten athletes), each with its own session. Baseline and page take turns for ``BEN
 rounds (default 2).
 
 Afterwards the same page is requested in this process through Flask's test client (no server):
-timed per phase (``service.feed_page``: posts with authors, reactions, spaces; rendering the
-templates; the rest: session, user, organization, membership) with the SQL statements of each,
-and once under cProfile.
+timed per phase (``service.feed_page``: posts with authors, reactions, spaces; the posts' articles and
+reaction bars from their caches, ``fragments.post_articles``; rendering the templates; the rest: session,
+user, organization, membership) with the SQL statements of each, and once under cProfile.
 
 Target: ratio = page req/s ÷ baseline req/s >= 0.5. Last line: ``ratio=... p50_ms=... p95_ms=...``
 (the page's latency, all rounds pooled) plus both req/s.
@@ -175,6 +175,7 @@ def breakdown(app, email: str, password: str, path: str, requests: int = PROFILE
     from sqlalchemy import event
 
     import coach.htmx
+    from coach.blueprints.spaces import fragments
     from coach.extensions import db
     from coach.spaces import service
 
@@ -185,8 +186,8 @@ def breakdown(app, email: str, password: str, path: str, requests: int = PROFILE
     body = client.get(path).get_data(as_text=True)
 
     phases = _Phases()
-    undo = [phases.wrap(service, "feed_page", "feed_page"), phases.wrap(coach.htmx, "render_template", "render"),
-            phases.wrap(coach.htmx, "render_block", "render")]
+    undo = [phases.wrap(service, "feed_page", "feed_page"), phases.wrap(fragments, "post_articles", "articles"),
+            phases.wrap(coach.htmx, "render_template", "render"), phases.wrap(coach.htmx, "render_block", "render")]
     with app.app_context():
         engine = db.engine
     event.listen(engine, "before_cursor_execute", phases.before_sql)
@@ -209,8 +210,8 @@ def breakdown(app, email: str, password: str, path: str, requests: int = PROFILE
     def note(conn, cursor, statement, parameters, context, executemany):
         statements.append((phases.current, " ".join(statement.split())[:110]))
 
-    undo = [phases.wrap(service, "feed_page", "feed_page"), phases.wrap(coach.htmx, "render_template", "render"),
-            phases.wrap(coach.htmx, "render_block", "render")]
+    undo = [phases.wrap(service, "feed_page", "feed_page"), phases.wrap(fragments, "post_articles", "articles"),
+            phases.wrap(coach.htmx, "render_template", "render"), phases.wrap(coach.htmx, "render_block", "render")]
     event.listen(engine, "before_cursor_execute", note)
     try:
         assert client.get(path).status_code == 200
@@ -242,7 +243,9 @@ def breakdown(app, email: str, password: str, path: str, requests: int = PROFILE
 
 
 # Pieces of the page's rendering worth knowing the cost of: (label, file suffix, function).
-RENDER_PIECES = [("the whole template (render_template)", "flask/templating.py", "render_template"),
+RENDER_PIECES = [("the posts, from their caches (fragments.post_articles)", "blueprints/spaces/fragments.py",
+                  "post_articles"),
+                 ("the whole template (render_template)", "flask/templating.py", "render_template"),
                  ("  a CSRF hidden input per reaction form (wtforms field.__html__)", "wtforms/fields/core.py",
                   "__html__"),
                  ("  url_for (post, space, reaction and more links)", "flask/app.py", "url_for"),
@@ -270,6 +273,7 @@ def print_breakdown(detail: dict, title: str, statements: bool = True) -> None:
           f"{cpu:.1f} ms CPU per request; {sum(sn.values()):.0f} SQL statements, {sum(sw.values()):.1f} ms wall "
           f"(of which {sum(sc.values()):.1f} ms CPU in this process)")
     names = [("feed_page", "loading the page (service.feed_page)"),
+             ("articles", "posts from the article and bar caches (fragments.post_articles)"),
              ("render", "rendering templates (render_template)")]
     rows = [[label, pw.get(key, 0.0), pc.get(key, 0.0), sn.get(key, 0), sw.get(key, 0.0)] for key, label in names]
     rows.append(["everything else (session, user, org, membership)", wall - sum(pw.values()),

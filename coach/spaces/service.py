@@ -220,20 +220,25 @@ class SpaceSummary:
 
 def spaces_for(org: Organization, member: Membership) -> list[SpaceSummary]:
     """Spaces the member can see, with how many posts by others arrived since their last visit (one query)."""
-    sm = select(SpaceMember).where(SpaceMember.tenant_id == org.id, SpaceMember.membership_id == member.id) \
-        .subquery()
+    return [SpaceSummary(space, role is not None, role, n if role is not None else 0)
+            for space, role, n in db.session.execute(_spaces_statement(member.role == ADMIN),
+                                                     {"tenant_id": org.id, "member_id": member.id})]
+
+
+@cache
+def _spaces_statement(admin: bool):
+    """:func:`spaces_for`'s statement, built once for admins (who see private spaces) and once for the others."""
+    sm = select(SpaceMember).where(SpaceMember.tenant_id == bindparam("tenant_id"),
+                                   SpaceMember.membership_id == bindparam("member_id")).subquery()
     new_posts = (select(func.count()).select_from(Post).where(
-        Post.tenant_id == org.id, Post.space_id == Space.id, Post.created_at > sm.c.last_seen_at,
-        Post.author_membership_id != member.id, Post.deleted_at.is_(None), Post.hidden_at.is_(None),
+        Post.tenant_id == bindparam("tenant_id"), Post.space_id == Space.id, Post.created_at > sm.c.last_seen_at,
+        Post.author_membership_id != bindparam("member_id"), Post.deleted_at.is_(None), Post.hidden_at.is_(None),
         Post.removed_at.is_(None)).correlate(Space, sm).scalar_subquery())
     query = (select(Space, sm.c.role, func.coalesce(new_posts, 0))
              .outerjoin(sm, sm.c.space_id == Space.id)
-             .where(Space.tenant_id == org.id)
+             .where(Space.tenant_id == bindparam("tenant_id"))
              .order_by(sm.c.role.is_(None), func.lower(Space.name)))
-    if member.role != ADMIN:
-        query = query.where(or_(Space.visibility != "private", sm.c.id.isnot(None)))
-    return [SpaceSummary(space, role is not None, role, n if role is not None else 0)
-            for space, role, n in db.session.execute(query)]
+    return query if admin else query.where(or_(Space.visibility != "private", sm.c.id.isnot(None)))
 
 
 def join(space: Space, member: Membership) -> SpaceMember:
