@@ -15,7 +15,6 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from coach.booking import service as booking
-from coach.chat import service as chat
 from coach.clock import now
 from coach.htmx import wants_fragment
 from coach.media import service as media
@@ -36,14 +35,13 @@ def idempotency_field() -> Markup:
 
 
 def nav_badges() -> dict:
-    """Unread chat messages and notifications of the member in force, for the nav (two queries, once per
+    """Unread chat messages and notifications of the member in force, for the nav (one statement, once per
     request: a page that shows one of the counts itself reads it here too)."""
     if g.get("membership") is None or g.get("org") is None:
         return {"chat": 0, "notifications": 0}
     badges = g.get("_nav_badges")
     if badges is None:
-        badges = g._nav_badges = {"chat": chat.unread_total(g.org, g.membership),
-                                  "notifications": notifications.unread_count(g.membership)}
+        badges = g._nav_badges = notifications.nav_counts(g.org, g.membership)
     return badges
 
 

@@ -173,8 +173,10 @@ def conversations_for(org: Organization, member: Membership) -> list[Summary]:
 
 
 @cache
-def _unread_total_statement():
+def unread_total_statement():
     # Built once: the nav badge is on every page, and building the statement cost more than running it.
+    # Parameters ``tenant_id`` and ``member_id``; notifications runs it beside the bell's count (one statement
+    # for the navigation's two badges).
     member_id, tenant_id = bindparam("member_id"), bindparam("tenant_id")
     my_spaces = select(SpaceMember.space_id).where(SpaceMember.tenant_id == tenant_id,
                                                    SpaceMember.membership_id == member_id)
@@ -219,7 +221,7 @@ def members_to_write(org: Organization, me: Membership, query: str = "",
 
 def unread_total(org: Organization, member: Membership) -> int:
     """Unread messages over all my conversations (the nav badge), in one query."""
-    total = db.session.scalar(_unread_total_statement(), {"tenant_id": org.id, "member_id": member.id})
+    total = db.session.scalar(unread_total_statement(), {"tenant_id": org.id, "member_id": member.id})
     return max(0, int(total or 0))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import cache
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -22,6 +23,7 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from coach import clock
+from coach.chat import service as chat
 from coach.errors import DomainError
 from coach.extensions import db
 from coach.ids import parse_uuid
@@ -224,6 +226,21 @@ _UNREAD = select(func.count()).select_from(Notification).where(
 
 def unread_count(member: Membership) -> int:
     return db.session.scalar(_UNREAD, {"tenant_id": member.tenant_id, "membership_id": member.id}) or 0
+
+
+@cache
+def _nav_counts_statement():
+    # Chat's unread total and the bell's count side by side: the navigation of every page reads both.
+    return select(chat.unread_total_statement().scalar_subquery().label("chat"),
+                  _UNREAD.scalar_subquery().label("notifications"))
+
+
+def nav_counts(org: Organization, member: Membership) -> dict[str, int]:
+    """The navigation's two badges in one statement: unread chat messages (as :func:`coach.chat.service.
+    unread_total` counts them) and unread notifications (as :func:`unread_count`)."""
+    row = db.session.execute(_nav_counts_statement(),
+                             {"tenant_id": org.id, "member_id": member.id, "membership_id": member.id}).one()
+    return {"chat": max(0, int(row.chat or 0)), "notifications": int(row.notifications or 0)}
 
 
 def page(member: Membership, before: str | None = None, unread_only: bool = False) -> Page[Notification]:
