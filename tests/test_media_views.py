@@ -91,6 +91,30 @@ def test_library_page_has_the_upload_form_a_noscript_note_and_the_room_used(worl
     assert "plan" in page and "processing" in page
 
 
+def test_the_room_used_follows_each_upload_processing_and_deletion_at_once(world, ana):
+    """The library keeps the organization's sum between views (summing every item per view grew with the
+    organization); each change of an item, in the app or in the worker, must still show on the next page."""
+
+    def shown() -> str:
+        return re.search(r"([\d.]+ \w+) of 100 GB used", text(ana.get(world.url()))).group(1)
+
+    def summed() -> str:
+        tenancy.activate(world.org.id)
+        return service.human_size(service.usage(world.org).used)
+
+    size = len(pdf_bytes())
+    first = world.uploaded(world.ana, pdf_bytes(), PDF, filename="plan.pdf")
+    assert shown() == summed() == f"{size} bytes"
+    world.uploaded(world.ana, pdf_bytes(), PDF, filename="plan-2.pdf")
+    assert shown() == summed() == f"{2 * size} bytes"
+    world.process()  # the worker counts the renditions too
+    both = summed()
+    assert shown() == both
+    assert form_post(world, ana, f"/{first.id}/delete").status_code == 303
+    world.process()  # the worker removes the files and the row: its room is given back
+    assert shown() == summed() != both
+
+
 def test_library_pages_older_media_by_keyset_and_htmx_gets_only_the_next_page(world, ana):
     made = [world.start(world.ana, pdf_bytes(), PDF, filename=f"doc-{i:02d}.pdf", now=minutes_ago(100 - i)).item.id
             for i in range(service.LIBRARY_PAGE + 2)]
@@ -499,6 +523,7 @@ def test_library_and_video_pages_cost_the_same_number_of_queries_for_few_or_many
     library_url, video_url = world.url(), world.url(f"/{video.id}")
     comment(2)
     statements_for(app, carla, video_url)  # warm up
+    statements_for(app, carla, library_url)  # and the room used, summed by the first view of a minute
     few = statements_for(app, carla, library_url), statements_for(app, carla, video_url)
     for i in range(2, 12):
         world.start(world.ana if i % 2 else world.ben, pdf_bytes(), PDF, filename=f"doc-{i}.pdf")

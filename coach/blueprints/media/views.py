@@ -71,7 +71,7 @@ def library():
     mine = request.args.get("show") == "mine"
     page = service.library(g.org, g.membership, mine_only=mine, after=request.args.get("after"))
     return render("media/library.html", "page" if request.args.get("after") else None, org=g.org, page=page,
-                  mine=mine, form=UploadForm(formdata=None), usage=service.usage(g.org),
+                  mine=mine, form=UploadForm(formdata=None), usage=service.shown_usage(g.org),
                   max_bytes=current_app.config["MEDIA_MAX_BYTES"], human_size=service.human_size, me=g.membership)
 
 
