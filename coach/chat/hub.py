@@ -374,8 +374,10 @@ class Hub:
         tenant_id, conversation_id = conversation.tenant_id, conversation.id  # read once, not per connection
         tenant_key = str(tenant_id)
         with self._lock:
+            # Connections hash by identity (no UUID hashed per connection of the process).
+            following = self._by_conversation.get(conversation_id, set())
             elsewhere = [c for cs in self._by_member.values() for c in cs
-                         if c.tenant_key == tenant_key and conversation_id not in c.last_seq]
+                         if c not in following and c.tenant_key == tenant_key]
         if conversation.kind == "direct":
             members = {conversation.member_low_id, conversation.member_high_id}
         elif elsewhere:
