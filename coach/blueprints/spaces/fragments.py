@@ -27,7 +27,6 @@ import time
 import uuid
 from collections import OrderedDict
 from functools import lru_cache
-
 from types import SimpleNamespace
 
 from flask import g, render_template, request, url_for
@@ -40,7 +39,7 @@ from coach.media import service as media_service
 from coach.spaces.models import REACTIONS
 
 ARTICLE_CACHE_SIZE = 2048  # entries per web process; an article is ~1-2 KB of HTML
-BAR_CACHE_SIZE = 4096  # a reaction bar is ~3 KB
+BAR_CACHE_SIZE = 2048  # a reaction bar is ~2-3 KB
 CACHED_BODY_MAX = 8192  # longer texts are rendered each time rather than kept (rare, and no dearer to render)
 
 
@@ -52,17 +51,23 @@ class _LRU:
         self.size = size
         self._entries: OrderedDict = OrderedDict()
 
+    # Each step is one call into OrderedDict (atomic under the GIL); a thread that interleaves (a threaded
+    # server) can only make a lookup miss or an eviction find nothing left to evict.
     def get(self, key):
-        value = self._entries.get(key)
-        if value is not None:
+        try:
+            value = self._entries[key]
             self._entries.move_to_end(key)
+        except KeyError:
+            return None
         return value
 
     def put(self, key, value) -> None:
         self._entries[key] = value
-        self._entries.move_to_end(key)
         while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+            try:
+                self._entries.popitem(last=False)
+            except KeyError:
+                break
 
     def __len__(self) -> int:
         return len(self._entries)
