@@ -34,6 +34,9 @@ def setup_login(login_manager) -> None:
         user, last_seen = found
         if service.due_for_touch(last_seen) and has_request_context():
             _touch_after_response(user.auth_session_id)
+            # The cookie's expiry moves with the record's (SESSION_REFRESH_EACH_REQUEST is off: signing the
+            # cookie again on every response cost more than the rest of a small page's floor).
+            session.modified = True
         return user
 
     @login_manager.unauthorized_handler
