@@ -104,7 +104,9 @@ def _feed_context(space=None, acc=None) -> dict:
 
     return dict(org=g.org, space=space, acc=acc, page=page, posts_html=articles(page.posts),
                 pinned_html=articles(page.pinned),
-                attachable=media_service.attachable(g.org, g.membership) if acc and acc.post else [],
+                # The composer's media: only the first page has a composer.
+                attachable=media_service.attachable(g.org, g.membership)
+                if acc and acc.post and not request.args.get("after") else [],
                 loaded_at=clock.now().isoformat(), me=g.membership, **values)
 
 
