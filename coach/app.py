@@ -10,11 +10,14 @@ from pathlib import Path
 
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, g, jsonify, make_response, render_template, request
+from flask import (Flask, abort, g, has_app_context, has_request_context, jsonify, make_response, render_template,
+                   request)
 from flask_compress import Compress
 from flask_login import current_user
 from flask_static_digest import FlaskStaticDigest
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -198,6 +201,17 @@ def _close_sessions_quietly(app: Flask) -> None:
     the request log says otherwise. Here the failure is logged and the broken connection discarded."""
     app.teardown_appcontext_funcs.remove(db._teardown_session)
 
+    @app.teardown_request
+    def _end_reading(exc):
+        # COMMIT, not ROLLBACK, ends a request's transaction that only read: the same round trip and the same
+        # effect, but psycopg keeps the statements it prepared (a ROLLBACK makes it forget them all), so the
+        # statements every page sends are planned once per connection, not on every request.
+        if exc is None and _only_read():
+            try:
+                db.session.commit()
+            except DBAPIError as error:  # the answer is sent; the session is discarded below
+                app.logger.warning("ending a read-only transaction failed: %s", str(error.orig or error)[:200])
+
     @app.teardown_appcontext
     def _close_session(exc):
         try:
@@ -205,6 +219,25 @@ def _close_sessions_quietly(app: Flask) -> None:
         except DBAPIError as error:
             app.logger.warning("closing the database session failed: %s", str(error.orig or error).strip()[:200])
             db.session.registry.clear()
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _note_writes(conn, cursor, statement, parameters, context, executemany):
+    """Remember, for the app context, that a statement other than a plain SELECT ran (see _only_read)."""
+    if not statement.lstrip()[:6].upper() == "SELECT" and has_app_context():
+        g._db_wrote = True
+
+
+def _only_read() -> bool:
+    """This context is a GET or HEAD request whose open transaction ran plain SELECTs only (and nothing is
+    waiting to be flushed): committing it changes nothing. Any other statement (a write, a CTE, a savepoint),
+    any other method or context, and any pending change keep the rollback."""
+    return (has_request_context() and request.method in ("GET", "HEAD") and not g.get("_db_wrote")
+            and _session_reads_only(db.session()))
+
+
+def _session_reads_only(session) -> bool:
+    return session.in_transaction() and not (session.new or session.dirty or session.deleted)
 
 
 def _register_request_hooks(app: Flask) -> None:
