@@ -99,6 +99,10 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
             "pool_timeout": 10,
             "connect_args": {
                 "connect_timeout": 5,
+                # psycopg prepares a statement on its fifth use on a connection (kept across requests: a read-only
+                # request ends with COMMIT). 0 turns preparing off, for a transaction-mode pooler that cannot keep
+                # prepared statements (PgBouncer before 1.21, or without max_prepared_statements).
+                "prepare_threshold": _int("DB_PREPARE_THRESHOLD", 5) or None,
                 # A runaway query must not hold a web worker forever.
                 "options": f"-c statement_timeout={_int('DB_STATEMENT_TIMEOUT_MS', 15000)}",
             },
