@@ -429,15 +429,6 @@ def _web_workers(server) -> set[int]:
     return {child.pid for child in psutil.Process(server.process.pid).children()}
 
 
-def _sign_in(base_url: str, email: str) -> requests.Session:
-    browser = requests.Session()
-    token = csrf_from(browser.get(f"{base_url}/login", timeout=10).text)
-    response = browser.post(f"{base_url}/login", data={"csrf_token": token, "email": email, "password": PASSWORD},
-                            allow_redirects=False, timeout=10)
-    assert response.status_code == 303, response.status_code
-    return browser
-
-
 def _errors_logged(server, limit: int = 3) -> str:
     """The first log lines at error level or with a traceback (what a 500 left behind), tracebacks cut to
     their last lines."""
@@ -480,7 +471,7 @@ def test_while_postgresql_restarts_under_load_no_answer_is_a_500_each_is_logged_
         load = HttpLoad(web.url)
         try:
             for n in range(3):
-                load.add(f"page-{n}", browse, session=_sign_in(web.url, "steady@example.com"))
+                load.add(f"page-{n}", browse, session=chat_login(web.url, "steady@example.com"))
             for n in range(2):
                 load.add(f"login-{n}", sign_in_as(f"signin{n}@example.com"))
             begin = time.monotonic()

@@ -438,11 +438,12 @@ def attachments_of(tenant_id: uuid.UUID, message_ids: list[uuid.UUID]) -> dict[u
 
 # --- reading --------------------------------------------------------------------------------------
 
-@cache
-def _mark_read_statement():
+def _read_upsert(*returning):
+    """The bind parameters and the upsert that moves a member's read position forwards to ``seq`` (never
+    backwards), bounded by the newest seq as the database has it (the object's may be stale, and an empty
+    conversation read "up to 50" must not hide its first 50 messages), returning ``returning`` as CTE ``moved``;
+    with the scalar subquery of the newest seq."""
     tenant_id, conversation_id, member_id = bindparam("tenant_id"), bindparam("conversation_id"), bindparam("member_id")
-    # Bounded by the newest seq as the database has it (the object's may be stale, and an empty
-    # conversation read "up to 50" must not hide its first 50 messages).
     newest = select(Conversation.last_seq).where(Conversation.tenant_id == tenant_id,
                                                  Conversation.id == conversation_id).scalar_subquery()
     upsert = pg_insert(ConversationRead).values(
@@ -452,8 +453,13 @@ def _mark_read_statement():
         index_elements=[ConversationRead.tenant_id, ConversationRead.conversation_id, ConversationRead.membership_id],
         set_={"last_read_seq": upsert.excluded.last_read_seq, "read_at": upsert.excluded.read_at},
         where=ConversationRead.last_read_seq < upsert.excluded.last_read_seq,
-    ).returning(ConversationRead.last_read_seq)
-    moved = upsert.cte("moved")
+    ).returning(*returning)
+    return (tenant_id, conversation_id, member_id), newest, upsert.cte("moved")
+
+
+@cache
+def _mark_read_statement():
+    (tenant_id, conversation_id, member_id), newest, moved = _read_upsert(ConversationRead.last_read_seq)
     # The seq in force: the one just written, else the one there was (the subquery sees the rows as they were
     # before this statement); and the newest.
     before = select(ConversationRead.last_read_seq).where(
@@ -478,18 +484,8 @@ def mark_read(conversation: Conversation, member: Membership, seq: int, now: dat
 
 @cache
 def _read_to_end_statement():
-    tenant_id, conversation_id, member_id = bindparam("tenant_id"), bindparam("conversation_id"), bindparam("member_id")
-    newest = select(Conversation.last_seq).where(Conversation.tenant_id == tenant_id,
-                                                 Conversation.id == conversation_id).scalar_subquery()
-    upsert = pg_insert(ConversationRead).values(
-        id=bindparam("id"), tenant_id=tenant_id, conversation_id=conversation_id, membership_id=member_id,
-        last_read_seq=func.least(bindparam("seq"), newest), read_at=bindparam("now"))
-    upsert = upsert.on_conflict_do_update(
-        index_elements=[ConversationRead.tenant_id, ConversationRead.conversation_id, ConversationRead.membership_id],
-        set_={"last_read_seq": upsert.excluded.last_read_seq, "read_at": upsert.excluded.read_at},
-        where=ConversationRead.last_read_seq < upsert.excluded.last_read_seq,
-    ).returning(ConversationRead.membership_id, ConversationRead.last_read_seq)
-    moved = upsert.cte("moved")
+    (tenant_id, conversation_id, member_id), _, moved = _read_upsert(ConversationRead.membership_id,
+                                                                     ConversationRead.last_read_seq)
     # The plain SELECT sees the rows as they were before the upsert (one snapshot): the moved row is told apart.
     return select(moved.c.membership_id, moved.c.last_read_seq, literal(True)).union_all(
         select(ConversationRead.membership_id, ConversationRead.last_read_seq, literal(False)).where(
