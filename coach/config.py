@@ -124,6 +124,15 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "INVITATION_TTL_DAYS": _int("INVITATION_TTL_DAYS", 7),
         # An unanswered booking request stops holding the coach's time after this long.
         "BOOKING_REQUEST_TTL_HOURS": _int("BOOKING_REQUEST_TTL_HOURS", 24),
+        # Payments (coach.payments). With no STRIPE_SECRET_KEY outside production, `make run` and the tests start
+        # the fake provider (fakestripe) and point STRIPE_API_BASE at it; with a real key, Stripe's own API.
+        "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY", ""),
+        "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
+        "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", ""),
+        # How old a webhook's signed timestamp may be (seconds) before it is refused as a replay.
+        "STRIPE_WEBHOOK_TOLERANCE": _int("STRIPE_WEBHOOK_TOLERANCE", 300),
+        # A slot kept for an open checkout is freed after this long unless paid.
+        "PAYMENT_HOLD_MINUTES": _int("PAYMENT_HOLD_MINUTES", 30),
         # A session moves from active to ended this long after its scheduled end.
         "BOOKING_END_GRACE_MINUTES": _int("BOOKING_END_GRACE_MINUTES", 15),
         # Media: "local" keeps objects under MEDIA_LOCAL_ROOT and signs its own URLs; "s3" uses S3_*.

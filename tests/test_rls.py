@@ -25,6 +25,7 @@ from coach.orgs.service import invite
 from coach.platform.models import AuditEvent, IdempotencyKey, OutboxEvent, ProcessedEvent
 from coach.spaces.models import PostAttachment
 from tests.booking_support import make_offering, open_every_day
+from tests.payments_support import seed_payment_rows
 from tests.factories import add_member, make_org, make_user, media_row
 
 SET_TENANT = "SELECT set_config('app.tenant_id', %s, true)"
@@ -61,7 +62,7 @@ def two_orgs(ctx):
         booking_service.set_override(coach, (now + timedelta(days=5)).date(), [(10 * 60, 12 * 60)], coach)
         booking_service.add_time_off(coach, now + timedelta(days=10), now + timedelta(days=11), "Holiday", coach)
         slot = booking_service.available_slots(offering, now + timedelta(days=2), now + timedelta(days=3))[0]
-        booking_service.request_booking(offering, athlete, slot.starts_at, "", athlete)
+        booking = booking_service.request_booking(offering, athlete, slot.starts_at, "", athlete)
         booking_service.regenerate_feed(athlete)
         # Spaces: a space with a member, a post (edited: a revision; mentioning: a mention), a comment,
         # a reaction and a flag.
@@ -85,6 +86,8 @@ def two_orgs(ctx):
         # Notifications: one for the athlete, and a preference.
         notification_service.notify(athlete, "comment", dedupe_key=f"rls-{prefix}", title="Test", url="/")
         notification_service.set_preference(athlete, "mention", "in_app")
+        # Payments: a pack bought and used, a plan subscribed with space access, earnings, a payout, a receipt.
+        seed_payment_rows(org, coach, athlete, offering, space, booking)
         # One row in every other tenant table, so each is covered below.
         db.session.add(OutboxEvent(tenant_id=org.id, topic="test.later", payload={},
                                    available_at=datetime.now(timezone.utc) + timedelta(days=1)))

@@ -13,6 +13,7 @@ BOOKING_CHANGE = (
     "starts_at, ends_at, expires_at (ISO 8601, UTC)"
 )
 
+BOOKING_HELD = Topic("booking.held", BOOKING_CHANGE)
 BOOKING_REQUESTED = Topic("booking.requested", BOOKING_CHANGE)
 BOOKING_CONFIRMED = Topic("booking.confirmed", BOOKING_CHANGE)
 BOOKING_ACTIVE = Topic("booking.active", BOOKING_CHANGE)
@@ -25,7 +26,7 @@ BOOKING_REMINDER = Topic("booking.reminder", "booking_id; which (the reminder: 2
 
 # The topic a booking's status change emits, by the status reached.
 STATUS_TOPICS = {
-    "requested": BOOKING_REQUESTED, "confirmed": BOOKING_CONFIRMED, "active": BOOKING_ACTIVE,
+    "held": BOOKING_HELD, "requested": BOOKING_REQUESTED, "confirmed": BOOKING_CONFIRMED, "active": BOOKING_ACTIVE,
     "declined": BOOKING_DECLINED, "expired": BOOKING_EXPIRED, "cancelled": BOOKING_CANCELLED,
     "ended": BOOKING_ENDED, "no_show": BOOKING_NO_SHOW,
 }

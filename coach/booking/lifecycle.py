@@ -44,15 +44,20 @@ NOTE_MAX = 2000
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "confirm": (("requested",), "confirmed"),
     "decline": (("requested",), "declined"),
-    "expire": (("requested",), "expired"),
-    "cancel": (("requested", "confirmed"), "cancelled"),
+    "expire": (("requested", "held"), "expired"),
+    "cancel": (("held", "requested", "confirmed"), "cancelled"),
+    # A held booking's checkout was paid: it goes on as if it had just been requested (or confirmed, for an
+    # auto-confirm offering). Only the payments domain does this, as the system.
+    "settle": (("held",), "requested"),
+    "settle_confirm": (("held",), "confirmed"),
     "start": (("confirmed",), "active"),
     "end": (("active",), "ended"),
     "no_show": (("confirmed", "active", "ended"), "no_show"),
 }
 
 
-PAST = {"confirm": "confirmed", "decline": "declined", "cancel": "cancelled", "no_show": "marked as a no-show",
+PAST = {"settle": "paid", "settle_confirm": "paid",
+        "confirm": "confirmed", "decline": "declined", "cancel": "cancelled", "no_show": "marked as a no-show",
         "expire": "expired", "start": "started", "end": "ended"}
 
 
@@ -121,12 +126,16 @@ def _hold_seat(offering: Offering, starts_at: datetime, ends_at: datetime) -> Co
 
 
 def request_booking(offering: Offering, athlete: Membership, starts_at: datetime, note: str, actor: Membership,
-                    now: datetime | None = None, rescheduled_from: Booking | None = None) -> Booking:
+                    now: datetime | None = None, rescheduled_from: Booking | None = None,
+                    hold_minutes: int | None = None) -> Booking:
     """Book ``athlete`` into ``offering`` at ``starts_at`` (UTC).
 
     Auto-confirm offerings are confirmed at once; others wait for the coach. The coach's
     time is held by the database's exclusion constraint, so of concurrent requests for
     overlapping times exactly one succeeds and the others get :class:`SlotTaken`.
+
+    :param hold_minutes: keep the place ``held`` for that long while a checkout is open (it expires, freeing
+        the time, unless the payment settles it first: ``settle``/``settle_confirm``).
     """
     now = now or clock.now()
     note = (note or "").strip()
@@ -143,6 +152,8 @@ def request_booking(offering: Offering, athlete: Membership, starts_at: datetime
     slot = _check_slot(offering, starts_at, now, ignore)
     status = "confirmed" if offering.auto_confirm else "requested"
     ttl = timedelta(hours=current_app.config["BOOKING_REQUEST_TTL_HOURS"])
+    if hold_minutes is not None:
+        status, ttl = "held", timedelta(minutes=hold_minutes)
     try:
         # One savepoint for the seat and the booking: a refusal leaves no seat taken in the caller's transaction.
         with db.session.begin_nested():
@@ -151,8 +162,8 @@ def request_booking(offering: Offering, athlete: Membership, starts_at: datetime
                 tenant_id=offering.tenant_id, session_id=session.id, offering_id=offering.id,
                 coach_membership_id=offering.coach_membership_id, athlete_membership_id=athlete.id,
                 booked_by_membership_id=actor.id, starts_at=session.starts_at, ends_at=session.ends_at, status=status,
-                note=note, expires_at=None if offering.auto_confirm else min(now + ttl, slot.starts_at),
-                confirmed_at=now if offering.auto_confirm else None, status_changed_at=now,
+                note=note, expires_at=None if status == "confirmed" else min(now + ttl, slot.starts_at),
+                confirmed_at=now if status == "confirmed" else None, status_changed_at=now,
                 rescheduled_from_id=rescheduled_from.id if rescheduled_from else None)
             db.session.add(booking)
             db.session.flush()
@@ -239,6 +250,9 @@ def transition(booking: Booking, action: str, actor: Membership | None, now: dat
     values = {"status": target, "status_changed_at": now}
     if target == "confirmed":
         values["confirmed_at"] = now
+    if action == "settle":  # paid: now the coach has the usual time to answer
+        ttl = timedelta(hours=current_app.config["BOOKING_REQUEST_TTL_HOURS"])
+        values["expires_at"] = min(now + ttl, booking.starts_at)
     if target == "cancelled":
         values["late_cancellation"] = is_late_cancellation(booking, now)
         values["cancelled_by_membership_id"] = actor.id if actor else None

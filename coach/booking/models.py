@@ -16,14 +16,17 @@ from datetime import date, datetime
 from sqlalchemy import Boolean, Date, DateTime, Integer, SmallInteger, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
+from coach import money
 from coach.dbutil import TenantScoped, tenant_fk, tenant_relationship
 from coach.extensions import db
 from coach.orgs.models import Membership
 
-# Statuses in which a booking holds the coach's time.
-LIVE_STATUSES = ("requested", "confirmed", "active")
+# Statuses in which a booking holds the coach's time. ``held``: kept for a checkout that is still open
+# (see coach.payments); it expires like a request when the checkout is not paid in time.
+LIVE_STATUSES = ("held", "requested", "confirmed", "active")
 STATUSES = LIVE_STATUSES + ("declined", "expired", "cancelled", "ended", "no_show")
 STATUS_LABELS = {
+    "held": "Awaiting payment",
     "requested": "Requested", "confirmed": "Confirmed", "active": "In progress", "declined": "Declined",
     "expired": "Expired", "cancelled": "Cancelled", "ended": "Ended", "no_show": "No-show",
 }
@@ -62,6 +65,9 @@ class Offering(TenantScoped, db.Model):
     max_per_day: Mapped[int | None] = mapped_column(SmallInteger)
     horizon_days: Mapped[int] = mapped_column(SmallInteger, default=60)
     cancellation_window_hours: Mapped[int] = mapped_column(SmallInteger, default=24)
+    # What cancelling inside the window (or not showing up) costs: "forfeit", "fee" or "refund".
+    late_cancel_policy: Mapped[str] = mapped_column(String(8), default="forfeit")
+    late_cancel_fee_percent: Mapped[int] = mapped_column(SmallInteger, default=50)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -71,7 +77,7 @@ class Offering(TenantScoped, db.Model):
     def price_label(self) -> str:
         if not self.price_minor:
             return "Free"
-        return f"{self.price_minor / 100:,.2f} {self.currency}"
+        return money.format(self.price_minor, self.currency)
 
 
 class AvailabilityRule(TenantScoped, db.Model):

@@ -33,6 +33,8 @@ class Email(db.Model):
     error: Mapped[str | None] = mapped_column(Text)
     # Extra headers (List-Unsubscribe and List-Unsubscribe-Post on notifications).
     headers: Mapped[dict | None] = mapped_column(JSONB)
+    # Files sent with it (a receipt's PDF): [{"filename", "content_type", "data": base64}]; cleared once sent.
+    attachments: Mapped[list | None] = mapped_column(JSONB)
 
 
 class OutboxEvent(db.Model):
