@@ -1,0 +1,2 @@
+"""(being built: issue 16)"""
+from __future__ import annotations
