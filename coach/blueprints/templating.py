@@ -14,6 +14,7 @@ from flask import Flask, current_app, g, has_request_context, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
+from coach import money
 from coach.booking import service as booking
 from coach.clock import now
 from coach.htmx import wants_fragment
@@ -107,7 +108,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(idempotency_field=idempotency_field, nav_badges=nav_badges, nav_urls=nav_urls,
                                  media_urls=media_urls, booking_actions=booking_actions,
                                  late_if_cancelled=late_if_cancelled)
-    app.jinja_env.filters.update(orgtime=orgtime, localtime=localtime)
+    app.jinja_env.filters.update(orgtime=orgtime, localtime=localtime, money=money.format)
 
     @app.context_processor
     def _per_render():
