@@ -40,6 +40,7 @@ from coach.platform import audit
 from coach.spaces import service as spaces
 from tests.booking_support import make_offering, open_every_day
 from tests.factories import PASSWORD, add_member, make_org, make_user, media_row
+from tests.payments_support import seed_payment_rows
 
 UTC = timezone.utc
 ROLES = ("admin", "coach", "athlete")
@@ -51,7 +52,8 @@ PARAM_KINDS = {
     "job_id": "job", "booking_id": "booking", "conversation_id": "conversation", "message_id": "message",
     "space_id": "space", "rule_id": "rule", "time_off_id": "time_off", "on_date": "date", "comment_id": "comment",
     "target_id": "target", "media_id": "media", "notification_id": "notification", "offering_id": "offering",
-    "post_id": "post", "upload_id": "upload", "key": "key",
+    "post_id": "post", "upload_id": "upload", "key": "key", "payment_id": "payment", "product_id": "product",
+    "invoice_id": "invoice", "subscription_id": "subscription", "grant_id": "grant", "payout_id": "payout",
 }
 # Parameters that are not ids: the values a real page would put there.
 PLAIN_VALUES = {"action": ["retry", "discard"], "kind": ["like"], "number": ["1"]}
@@ -61,7 +63,8 @@ OTHER_KIND = {
     "booking": "offering", "conversation": "space", "message": "comment", "space": "conversation",
     "rule": "time_off", "time_off": "rule", "date": "booking", "comment": "message", "target": "media",
     "media": "post", "notification": "message", "offering": "booking", "post": "comment", "upload": "media",
-    "key": "media",
+    "key": "media", "payment": "invoice", "product": "offering", "invoice": "payment", "subscription": "product",
+    "grant": "payment", "payout": "payment",
 }
 
 
@@ -161,6 +164,12 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
         said_in_channel = chat.send(channel, athlete, f"{label} channel message")
         db.session.commit()
 
+        # Payments: a pack bought and used on the booking, a plan with a subscription, earnings, a payout, a receipt.
+        tenancy.activate(org_id)
+        paid = seed_payment_rows(org, coach, athlete, offering, space, booked, label=label)
+        paid = {kind: str(row.id) for kind, row in paid.items()}
+        db.session.commit()
+
         # A notification, an invitation, an audit event of our own.
         tenancy.activate(org_id)
         note = notifications.notify(athlete, "comment", dedupe_key=f"crawl-{uuid.uuid4()}",
@@ -192,6 +201,8 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
                 "offering": [str(offering.id)],
                 "post": [str(post.id)],
                 "upload": [uploading.upload_id],
+                "payment": [paid["payment"]], "product": [paid["pack"], paid["plan"]], "invoice": [paid["invoice"]],
+                "subscription": [paid["subscription"]], "grant": [paid["grant"]], "payout": [paid["payout"]],
             },
             tokens={"feed": feed_secret, "unsubscribe": unsubscribe},
             slot_start=slots[1].starts_at.isoformat(),

@@ -13,15 +13,15 @@ from coach.payments.models import (CREDIT, CreditGrant, CreditUse, Earning, Invo
 from coach.payments.settings import billing_settings, next_invoice_number
 
 
-def seed_payment_rows(org, coach, athlete, offering, space, booking) -> dict:
+def seed_payment_rows(org, coach, athlete, offering, space, booking, label: str = "") -> dict:
     """One row in every payments table of ``org`` (a pack bought and used on ``booking``, a plan with a
     subscription and space access, earnings, a payout, a receipt, a raw provider event), the ledger balanced."""
     now = datetime.now(timezone.utc)
     t = org.id
     settings = billing_settings(t)
-    pack = Product(tenant_id=t, coach_membership_id=coach.id, kind="pack", title="5-pack", price_minor=20000,
+    pack = Product(tenant_id=t, coach_membership_id=coach.id, kind="pack", title=f"{label} 5-pack".strip(), price_minor=20000,
                    currency=settings.currency, credits=5, validity_days=90)
-    plan = Product(tenant_id=t, coach_membership_id=coach.id, kind="plan", title="Monthly", price_minor=5000,
+    plan = Product(tenant_id=t, coach_membership_id=coach.id, kind="plan", title=f"{label} monthly".strip(), price_minor=5000,
                    currency=settings.currency, credits=2, interval="month")
     db.session.add_all([pack, plan])
     db.session.flush()
@@ -64,14 +64,16 @@ def seed_payment_rows(org, coach, athlete, offering, space, booking) -> dict:
     number = next_invoice_number(t)
     db.session.add(Invoice(tenant_id=t, number=number, kind="receipt", payment_id=payment.id,
                            buyer_name=athlete.user.display_name, buyer_email=athlete.user.email,
-                           seller_name=org.name, lines=[{"description": "5-pack", "quantity": 1,
+                           seller_name=org.name, lines=[{"description": pack.title, "quantity": 1,
                                                          "unit_minor": 20000, "total_minor": 20000}],
                            subtotal_minor=20000, tax_minor=0, total_minor=20000, tax_rate_bps=0, tax_label="VAT",
                            currency=cur))
     db.session.add(PaymentEvent(id=f"evt_seed_{uuid.uuid4().hex}", tenant_id=t, type="checkout.session.completed",
                                 payload={"seed": True}, processed_at=now, outcome="seeded"))
     db.session.flush()
-    return {"pack": pack, "plan": plan, "payment": payment, "grant": grant, "subscription": sub, "payout": payout}
+    invoice = db.session.scalar(db.select(Invoice).where(Invoice.tenant_id == t, Invoice.number == number))
+    return {"pack": pack, "plan": plan, "payment": payment, "grant": grant, "subscription": sub, "payout": payout,
+            "invoice": invoice}
 
 
 def assert_books_balance(tenant_id) -> None:
