@@ -112,3 +112,27 @@ def test_money_uses_each_currencys_own_decimals(typed, currency, minor, shown):
 def test_bad_amounts_are_refused_with_a_reason(typed, currency, message):
     with pytest.raises(money.MoneyError, match=message):
         money.parse(typed, currency)
+
+
+def test_a_member_with_payment_records_is_not_removed_and_is_told_why(ctx):
+    from coach.booking import service as booking_service
+    from coach.orgs.service import OrgError, remove_member
+    from coach.spaces import service as spaces_service
+    from tests.booking_support import BookingWorld
+    from tests.payments_support import assert_books_balance, seed_payment_rows
+
+    world = BookingWorld()
+    tenancy.activate(world.org.id)
+    slot = world.first_slot()
+    booking = booking_service.request_booking(world.offering, world.athlete, slot.starts_at, "", world.athlete)
+    space = spaces_service.create_space(world.org, world.coach, "Paid space", "", "private")
+    seed_payment_rows(world.org, world.coach, world.athlete, world.offering, space, booking)
+    db.session.commit()
+    tenancy.activate(world.org.id)
+    with pytest.raises(OrgError, match="payment records") as refused:
+        remove_member(world.org, world.athlete)
+    assert refused.value.status == 409
+    db.session.rollback()
+    tenancy.activate(world.org.id)
+    assert db.session.get(type(world.athlete), world.athlete.id) is not None
+    assert_books_balance(world.org.id)

@@ -17,6 +17,7 @@ from flask import current_app, has_app_context
 from redis.exceptions import RedisError
 from sqlalchemy import bindparam, event as orm_event, func, select, true
 from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, contains_eager
 
 from coach.accounts.models import User
@@ -345,9 +346,19 @@ def remove_member(org: Organization, membership: Membership, actor: User | None 
     )
     if membership.role == ADMIN and _admin_count(org) <= 1:
         raise OrgError("The last admin cannot be removed. Make someone else admin first.")
+    try:
+        with db.session.begin_nested():
+            db.session.delete(membership)
+            db.session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "23503":
+            raise
+        # Payments, credits, earnings and invoices name the member and are kept for the books.
+        raise OrgError(f"{membership.user.display_name} has payment records (payments, credits, earnings or "
+                       "invoices) that the books must keep, so they cannot be removed. Change their role "
+                       "instead.", status=409) from exc
     audit.record("member.removed", actor=actor, target_type="membership", target_id=membership.id,
                  details={"member": membership.user.email, "role": membership.role})
-    db.session.delete(membership)
     member_removed.send(org, membership=membership)
 
 
