@@ -24,6 +24,7 @@ from werkzeug.serving import make_server
 from coach import create_app
 from coach.devstack import start_stack
 from tests.mailbox import Mailbox
+from tests.stripe_support import fake_stripe, fake_stripe_server  # noqa: F401  (fixtures; the app points at the fake)
 
 
 def _free_port() -> int:
@@ -83,7 +84,7 @@ class IsolatedClient(FlaskClient):
 
 
 @pytest.fixture(scope="session")
-def app(stack, mailbox, live_port):
+def app(stack, mailbox, live_port, fake_stripe_server):
     application = create_app({
         "COACH_ENV": "testing",
         "SECRET_KEY": "test-secret-key-not-for-production",
@@ -96,6 +97,8 @@ def app(stack, mailbox, live_port):
         "SERVER_NAME": None,
         # Media objects of the local backend, kept out of the checkout's instance/ folder.
         "MEDIA_LOCAL_ROOT": tempfile.mkdtemp(prefix="coach-test-media-"),
+        # The real stripe client talks to the session's fake provider (tests/stripe_support.py).
+        **fake_stripe_server.config(),
     })
     application.test_client_class = IsolatedClient
     from flask_migrate import upgrade
