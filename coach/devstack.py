@@ -138,6 +138,36 @@ def _flask(args: list[str], env: dict) -> None:
     subprocess.run([sys.executable, "-m", "flask", "--app", "coach", *args], env=env, cwd=ROOT, check=True)
 
 
+def start_fake_stripe(env: dict) -> subprocess.Popen:
+    """Start the fake payment provider (``python -m fakestripe``) and point ``env``'s Stripe settings at it.
+
+    Only for ``make run`` without ``STRIPE_SECRET_KEY`` outside production: its checkout page takes no real
+    money; its webhooks go to ``APP_BASE_URL/payments/webhook``, signed with a secret made for this run.
+    """
+    import secrets
+    import time
+    import urllib.request
+
+    host = env.get("FAKE_STRIPE_HOST", "127.0.0.1")
+    port = env.get("FAKE_STRIPE_PORT", "12111")
+    secret = "whsec_fake_" + secrets.token_hex(16)
+    process = subprocess.Popen([sys.executable, "-m", "fakestripe", "--host", host, "--port", port,
+                                "--webhook-url", f"{env['APP_BASE_URL']}/payments/webhook",
+                                "--webhook-secret", secret], env=env, cwd=ROOT)
+    base = f"http://{host}:{port}"
+    for _ in range(100):
+        if process.poll() is not None:
+            raise RuntimeError(f"the fake payment provider did not start (is port {port} taken? "
+                               "set FAKE_STRIPE_PORT)")
+        try:
+            urllib.request.urlopen(f"{base}/_fake/events", timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    env.update(STRIPE_API_BASE=base, STRIPE_SECRET_KEY="sk_test_fake_provider", STRIPE_WEBHOOK_SECRET=secret)
+    return process
+
+
 def run() -> int:
     """``make run``: servers, migrations, demo data, then the Procfile's web, worker, media and relay until Ctrl-C."""
     instance = ROOT / "instance"
@@ -150,8 +180,12 @@ def run() -> int:
     env.setdefault("PORT", "5000")
     env.setdefault("APP_BASE_URL", f"http://{env['HOST']}:{env['PORT']}")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    honcho = None
+    honcho = fake_stripe = None
     try:
+        if not env.get("STRIPE_SECRET_KEY") and env["COACH_ENV"] != "production":
+            fake_stripe = start_fake_stripe(env)
+            print(f"No STRIPE_SECRET_KEY: card payments go to the fake provider on {env['STRIPE_API_BASE']} "
+                  "(no real money)", flush=True)
         _flask(["db", "upgrade"], env)
         _flask(["seed-demo", "--if-empty"], env)
         print(f"DATABASE_URL={_masked(stack.database_url)}", flush=True)
@@ -169,10 +203,13 @@ def run() -> int:
                 honcho.send_signal(signal.SIGTERM)
                 honcho.wait(timeout=10)
         return 0
-    except subprocess.CalledProcessError as exc:
+    except (subprocess.CalledProcessError, RuntimeError) as exc:
         print(f"set-up step failed: {exc}", file=sys.stderr)
         return 1
     finally:
+        if fake_stripe is not None and fake_stripe.poll() is None:
+            fake_stripe.terminate()
+            fake_stripe.wait(timeout=10)
         stack.stop()
         print("Stopped the app and the embedded servers.", flush=True)
 
