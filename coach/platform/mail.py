@@ -14,6 +14,7 @@ receiving servers can drop the copy.)
 """
 from __future__ import annotations
 
+import base64
 import logging
 import smtplib
 import ssl
@@ -38,12 +39,15 @@ class MailNotSent(RuntimeError):
     """SMTP refused or failed; the job is retried."""
 
 
-def queue_email(to: str, subject: str, template: str, *, headers: dict | None = None, **context) -> Email:
+def queue_email(to: str, subject: str, template: str, *, headers: dict | None = None,
+                attachments: list[dict] | None = None, **context) -> Email:
     """Record an email to ``to`` and its ``mail.send`` event in the current transaction.
 
     :param template: base name under ``templates/email/``; ``<name>.txt`` and
         ``<name>.html`` are both rendered now, so the job needs no request.
     :param headers: extra headers, e.g. ``List-Unsubscribe``.
+    :param attachments: files sent as MIME parts: ``{"filename", "content_type", "data"}`` with ``data`` as
+        bytes (stored base64 in ``emails.attachments``; cleared with the bodies once delivered).
     """
     context.setdefault("base_url", current_app.config["APP_BASE_URL"])
     transport = "smtp" if current_app.config["MAIL_SERVER"] else "stored"
@@ -55,6 +59,7 @@ def queue_email(to: str, subject: str, template: str, *, headers: dict | None = 
         body_html=render_template(f"email/{template}.html", **context),
         transport=transport,
         headers=headers or None,
+        attachments=[_stored_attachment(a) for a in attachments] if attachments else None,
     )
     db.session.add(email)
     db.session.flush()
@@ -90,6 +95,21 @@ def send_email(payload: dict) -> None:
     email.error = None
     # Bodies carry one-time links (reset, invitation): once delivered, keep only the envelope.
     email.body_text = email.body_html = ""
+    email.attachments = None
+
+
+def _stored_attachment(attachment: dict) -> dict:
+    data = attachment["data"]
+    if isinstance(data, str):  # already base64
+        data = base64.b64decode(data, validate=True)
+    filename = str(attachment["filename"]).replace("/", "_").replace("\\", "_")[:200] or "attachment"
+    return {"filename": filename, "content_type": attachment.get("content_type") or "application/octet-stream",
+            "data": base64.b64encode(data).decode("ascii")}
+
+
+def attachment_bytes(attachment: dict) -> bytes:
+    """The file of one stored attachment (the development mailbox offers it for download)."""
+    return base64.b64decode(attachment["data"])
 
 
 def recent_emails(limit: int = 50) -> list[Email]:
@@ -110,6 +130,10 @@ def _send_smtp(email: Email) -> None:
         msg[name] = value
     msg.set_content(email.body_text)
     msg.add_alternative(email.body_html, subtype="html")
+    for attachment in email.attachments or ():
+        maintype, _, subtype = attachment["content_type"].partition("/")
+        msg.add_attachment(attachment_bytes(attachment), maintype=maintype, subtype=subtype or "octet-stream",
+                           filename=attachment["filename"])
     timeout = cfg["MAIL_TIMEOUT"]
     if cfg["MAIL_USE_SSL"]:
         client = smtplib.SMTP_SSL(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], timeout=timeout,
