@@ -242,6 +242,10 @@ def create_app(store: Store) -> Flask:
         return store.pay(session_id)
     control("/_fake/checkout/<session_id>/pay", pay)
 
+    def lapse(v, session_id):
+        return store.lapse(session_id)
+    control("/_fake/checkout/<session_id>/lapse", lapse)
+
     def decline(v, session_id):
         return store.decline(session_id)
     control("/_fake/checkout/<session_id>/decline", decline)

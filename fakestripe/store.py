@@ -330,6 +330,16 @@ class Store:
         self.emit("checkout.session.expired", public(session))
         return session
 
+    def lapse(self, session_id: str) -> dict:
+        """Let an open session's time run out now (Stripe then expires it by itself, with its event)."""
+        with self.lock:
+            session = self.get(session_id, "checkout.session")
+            if session["status"] != "open":
+                raise FakeError(f"This Checkout Session is {session['status']}.", code="checkout_session_not_open")
+            session["expires_at"] = int(time.time())
+        self.sweep()
+        return session
+
     def sweep(self) -> None:
         """Expire open sessions whose ``expires_at`` passed, as Stripe does (with its event)."""
         now = time.time()

@@ -10,6 +10,7 @@ in-process) or ``deliver_to(callable(body, headers) -> status)``.
     fake_stripe.pay(made.id)                 # what the buyer's Pay button does; waits for the webhooks
     fake_stripe.events("checkout.session.completed")[0]["data"]["object"]["payment_intent"]
     fake_stripe.renew(sub_id, outcome="failed")
+    fake_stripe.lapse(checkout_id)           # the checkout's time ran out unpaid
     fake_stripe.post_event(client, fake_stripe.event("charge.refunded", charge))   # hand-built, signed
 """
 from __future__ import annotations
@@ -61,6 +62,10 @@ class FakeStripeHandle:
         answer = requests.post(f"{self.url}/checkout/{checkout_id}/decline", allow_redirects=False, timeout=10)
         self.flush()
         return answer
+
+    def lapse(self, checkout_id: str) -> dict:
+        """The checkout's time runs out unpaid: Stripe expires it (``checkout.session.expired``)."""
+        return self._control(f"/_fake/checkout/{checkout_id}/lapse", {})
 
     def renew(self, sub_id: str, outcome: str = "paid") -> dict:
         """The subscription's period ends: the next one paid (``invoice.paid``) or not (``invoice.payment_failed``,

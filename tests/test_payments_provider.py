@@ -223,6 +223,26 @@ def test_expire_checkout_closes_it_and_says_when_it_was_paid_meanwhile(ctx, fake
     assert provider.retrieve_checkout(paid.id)["payment_status"] == "paid"
 
 
+def test_an_unpaid_checkout_expires_by_itself_when_its_time_runs_out(ctx, fake_stripe):
+    made, meta = _checkout()
+    fake_stripe.lapse(made.id)
+    expired = fake_stripe.events("checkout.session.expired")
+    assert [e["data"]["object"]["id"] for e in expired] == [made.id]
+    assert provider.retrieve_checkout(made.id)["status"] == "expired"
+    page = fake_stripe.checkout_page(made.id)
+    assert page.status_code == 410 and "This checkout is expired" in page.text
+
+
+def test_an_idempotency_key_reused_for_another_request_is_refused(ctx, fake_stripe):
+    made, _ = _checkout()
+    intent_id = fake_stripe.pay(made.id)["payment_intent"]
+    provider.refund(intent_id, 1000, reason="x", idempotency_key="one-key")
+    with pytest.raises(provider.ProviderError) as reused:
+        provider.refund(intent_id, 2000, reason="x", idempotency_key="one-key")
+    assert "same parameters" in reused.value.message
+    assert fake_stripe.object(fake_stripe.object(intent_id)["latest_charge"])["amount_refunded"] == 1000
+
+
 def test_checkout_expiry_is_kept_within_what_stripe_allows(ctx, fake_stripe):
     soon = datetime.now(timezone.utc) + timedelta(minutes=5)
     made, _ = _checkout(expires_at=soon)
