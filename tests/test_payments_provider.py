@@ -281,6 +281,14 @@ def test_provider_refusals_and_outages_are_clear_domain_errors(app, ctx, fake_st
         _checkout()
 
 
+def test_checkout_origin_is_the_fakes_or_stripes(app, ctx, fake_stripe, monkeypatch):
+    assert provider.checkout_origin() == fake_stripe.url
+    monkeypatch.setitem(app.config, "STRIPE_API_BASE", "")
+    assert provider.checkout_origin() == "https://checkout.stripe.com"
+    monkeypatch.setitem(app.config, "STRIPE_SECRET_KEY", "")
+    assert provider.checkout_origin() is None
+
+
 def test_checkout_arguments_the_app_gets_wrong_are_refused_before_the_provider(ctx, fake_stripe):
     with pytest.raises(ValueError, match="tenant_id and payment_id"):
         provider.create_checkout(mode="payment", title="x", amount_minor=100, currency="EUR",

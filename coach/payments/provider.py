@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import stripe
 from flask import current_app
@@ -65,6 +66,18 @@ class Checkout:
 def enabled() -> bool:
     """Whether card payments can be taken (a secret key is configured)."""
     return bool(current_app.config.get("STRIPE_SECRET_KEY"))
+
+
+def checkout_origin() -> str | None:
+    """The origin of the provider's hosted checkout page, which the browser is redirected to after a form post
+    (the Content-Security-Policy's ``form-action`` must allow it): the fake's when ``STRIPE_API_BASE`` is set,
+    Stripe Checkout's with a real key, None when card payments are off."""
+    config = current_app.config
+    base = config.get("STRIPE_API_BASE") or ""
+    if base:
+        parts = urlsplit(base)
+        return f"{parts.scheme}://{parts.netloc}"
+    return "https://checkout.stripe.com" if config.get("STRIPE_SECRET_KEY") else None
 
 
 def _client() -> stripe.StripeClient:
