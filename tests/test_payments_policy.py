@@ -73,7 +73,8 @@ def test_the_outcome_reads_as_a_sentence():
 # --- the inputs read from a real booking ---------------------------------------------------------------------
 
 @pytest.fixture()
-def world(ctx, money_side):  # noqa: F811 - the imported fixture
+def world(ctx, money_side, quiet):  # noqa: F811 - the imported fixture
+    """The background worker stands still: each test delivers the events it means to."""
     return PackWorld()
 
 

@@ -14,12 +14,13 @@ from icalendar import Calendar, Event
 from coach.booking.models import Booking
 from coach.orgs.models import Membership
 
-ICS_STATUS = {"requested": "TENTATIVE", "confirmed": "CONFIRMED", "active": "CONFIRMED", "ended": "CONFIRMED",
-              "no_show": "CONFIRMED", "cancelled": "CANCELLED", "declined": "CANCELLED", "expired": "CANCELLED"}
+ICS_STATUS = {"held": "TENTATIVE", "requested": "TENTATIVE", "confirmed": "CONFIRMED", "active": "CONFIRMED",
+              "ended": "CONFIRMED", "no_show": "CONFIRMED", "cancelled": "CANCELLED", "declined": "CANCELLED",
+              "expired": "CANCELLED"}
 # SEQUENCE by status: every transition of the lifecycle leads to a status ranked higher than the one it
 # leaves (see coach.booking.lifecycle.TRANSITIONS), so each change raises it, however quickly it follows.
-SEQUENCE = {"requested": 0, "confirmed": 1, "declined": 1, "expired": 1, "active": 2, "cancelled": 2,
-            "ended": 3, "no_show": 4}
+SEQUENCE = {"held": 0, "requested": 1, "confirmed": 2, "declined": 2, "expired": 2, "active": 3, "cancelled": 3,
+            "ended": 4, "no_show": 5}
 
 
 def _utc(value: datetime) -> datetime:
@@ -38,7 +39,7 @@ def _event(booking: Booking, viewer: Membership | None, base_url: str, org_slug:
     event.add("sequence", SEQUENCE[booking.status])
     event.add("dtstart", _utc(booking.starts_at))
     event.add("dtend", _utc(booking.ends_at))
-    prefix = "Requested: " if booking.status == "requested" else ""
+    prefix = {"requested": "Requested: ", "held": "Awaiting payment: "}.get(booking.status, "")
     event.add("summary", f"{prefix}{booking.offering.title} with {other.user.display_name}")
     event.add("status", ICS_STATUS[booking.status])
     location = booking.offering.meeting_url or booking.offering.location

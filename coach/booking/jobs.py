@@ -17,7 +17,7 @@ from rq import Retry
 from coach import tenancy
 from coach.booking import service
 from coach.booking.events import (BOOKING_ACTIVE, BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_DECLINED,
-                                  BOOKING_ENDED, BOOKING_EXPIRED, BOOKING_NO_SHOW, BOOKING_REQUESTED)
+                                  BOOKING_ENDED, BOOKING_EXPIRED, BOOKING_HELD, BOOKING_NO_SHOW, BOOKING_REQUESTED)
 from coach.extensions import db
 from coach.clock import now as clock_now
 from coach.platform.jobs import consumer, each_tenant, get_app
@@ -57,7 +57,7 @@ def schedule_moments(tenant_id: uuid.UUID, moments: list[datetime]) -> None:
                      description=f"booking moments {tenant_id} {when.isoformat()}")
 
 
-@consumer(BOOKING_REQUESTED, BOOKING_CONFIRMED, BOOKING_ACTIVE, BOOKING_DECLINED, BOOKING_EXPIRED,
+@consumer(BOOKING_HELD, BOOKING_REQUESTED, BOOKING_CONFIRMED, BOOKING_ACTIVE, BOOKING_DECLINED, BOOKING_EXPIRED,
           BOOKING_CANCELLED, BOOKING_ENDED, BOOKING_NO_SHOW)
 def schedule_from_event(payload: dict) -> None:
     """Every booking event schedules the exact-time jobs it implies (expiry, start, end, reminders)."""

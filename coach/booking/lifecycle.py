@@ -6,6 +6,8 @@ audit event and its outbox event land together or not at all.
 
 Lifecycle::
 
+    held ── settle ──▶ requested (or settle_confirm ──▶ confirmed); held ── expire/cancel ──▶ expired/cancelled
+
     requested ─┬─ confirm ──▶ confirmed ── start ──▶ active ── end ──▶ ended
                ├─ decline ──▶ declined       │                 │            │
                ├─ expire ───▶ expired        ├─ cancel ──▶ cancelled       │
@@ -211,6 +213,9 @@ def actions_for(status: str, starts_at: datetime, coach_id: uuid.UUID, athlete_i
     is_athlete = actor.id == athlete_id or books_for_others(actor)
     if status == "requested" and manages:
         actions |= {"confirm", "decline"}
+    # A held place (its checkout still open) is the athlete's to give up; the coach has not been asked yet.
+    if status == "held" and starts_at > now and is_athlete:
+        actions.add("cancel")
     if status in ("requested", "confirmed") and starts_at > now and (manages or is_athlete):
         actions.add("cancel")
         if is_athlete:

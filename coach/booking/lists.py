@@ -18,9 +18,10 @@ from coach.extensions import db
 from coach.orgs.models import Membership
 
 # What each list of the sessions page shows: an athlete's upcoming list includes the requests they wait on;
-# a coach answers requests in their own list.
-UPCOMING_AS_ATHLETE = ("requested", "confirmed", "active")
-UPCOMING_AS_COACH = ("confirmed", "active")
+# a coach answers requests in their own list. A held place (awaiting its payment) takes the coach's time, so
+# both see it among the upcoming ones (the coach is asked only once it is paid).
+UPCOMING_AS_ATHLETE = ("held", "requested", "confirmed", "active")
+UPCOMING_AS_COACH = ("held", "confirmed", "active")
 PAST_STATUSES = ("ended", "no_show", "active", "confirmed", "cancelled", "declined", "expired")
 PENDING_LIMIT, UPCOMING_LIMIT, PAST_LIMIT = 50, 100, 30
 

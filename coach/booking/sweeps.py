@@ -34,22 +34,33 @@ class SweepResult:
 
 
 def _sweep_transition(tenant_id: uuid.UUID, action: str, condition, now: datetime) -> int:
-    """Move every booking of the organization matching ``condition`` by ``action``, set-based."""
+    """Move every booking of the organization matching ``condition`` by ``action``, set-based.
+
+    Each row's status before the change is read under the row's lock in the same statement, so its audit
+    event and topic say where it came from (an expiry may start from ``held`` or ``requested``).
+    """
     sources, target = TRANSITIONS[action]
+    before = (select(Booking.id, Booking.status).where(Booking.tenant_id == tenant_id, Booking.status.in_(sources),
+                                                       condition)
+              .with_for_update().subquery("before"))
     rows = db.session.execute(
-        update(Booking).where(Booking.tenant_id == tenant_id, Booking.status.in_(sources), condition)
+        update(Booking).where(Booking.tenant_id == tenant_id, Booking.id == before.c.id,
+                              Booking.status.in_(sources))
         .values(status=target, status_changed_at=now)
-        .returning(Booking.id, Booking.status, Booking.session_id)).all()
+        .returning(Booking.id, before.c.status.label("before"), Booking.session_id)
+        .execution_options(synchronize_session=False)).all()
     if not rows:
         return 0
-    if sources[0] in LIVE_STATUSES and target not in LIVE_STATUSES:
-        release_seats([row.session_id for row in rows])
+    if target not in LIVE_STATUSES:
+        release_seats([row.session_id for row in rows if row.before in LIVE_STATUSES])
+    came_from = {row.id: row.before for row in rows}
     changed = db.session.scalars(select(Booking).where(Booking.tenant_id == tenant_id,
-                                                       Booking.id.in_([r.id for r in rows]))).all()
+                                                       Booking.id.in_(list(came_from)))
+                                 .execution_options(populate_existing=True)).all()
     for booking in changed:
         audit.record(f"booking.{target}", actor_label="system", target_type="booking", target_id=booking.id,
-                     details={"from": sources[0], "to": target})
-        emit_change(booking, sources[0], target, None)
+                     details={"from": came_from[booking.id], "to": target})
+        emit_change(booking, came_from[booking.id], target, None)
     return len(rows)
 
 
@@ -109,7 +120,7 @@ def moments_for(payload: dict) -> list[datetime]:
     to = payload.get("to")
     starts_at = datetime.fromisoformat(payload["starts_at"])
     ends_at = datetime.fromisoformat(payload["ends_at"])
-    if to == "requested" and payload.get("expires_at"):
+    if to in ("held", "requested") and payload.get("expires_at"):
         return [datetime.fromisoformat(payload["expires_at"])]
     if to == "confirmed":
         return [starts_at - timedelta(hours=24), starts_at - timedelta(hours=1), starts_at, ends_at + grace]
