@@ -35,6 +35,7 @@ from coach.extensions import csrf, db, htmx_ext, login_manager, migrate
 from coach.htmx import apply_triggers, render
 from coach.media.cli import media_cli
 from coach.media.storage import StorageError, get_storage
+from coach.payments import provider
 from coach.platform import jobs
 from coach.platform.observability import configure_logging, init_observability
 from coach.platform.ratelimit import init_limiter, retry_after_seconds
@@ -61,7 +62,8 @@ BLUEPRINTS = (core.bp, accounts.bp, orgs.bp, admin.bp, booking.bp, spaces.bp, st
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{media}; media-src 'self'{media}; "
-    "connect-src 'self'{media}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    "connect-src 'self'{media}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'{checkout}"
 )
 
 ERROR_TEXT = {
@@ -79,9 +81,11 @@ ERROR_TEXT = {
 }
 
 
-def content_security_policy(media_origin: str | None) -> str:
-    """The policy of every page; with S3 storage, browsers load and upload media from its origin too."""
-    return CSP.format(media=f" {media_origin}" if media_origin else "")
+def content_security_policy(media_origin: str | None, checkout_origin: str | None = None) -> str:
+    """The policy of every page; with S3 storage, browsers load and upload media from its origin too; a form
+    that starts a card payment redirects to the provider's checkout page (``form-action`` covers redirects)."""
+    return CSP.format(media=f" {media_origin}" if media_origin else "",
+                      checkout=f" {checkout_origin}" if checkout_origin else "")
 
 
 def load_domains(extra: tuple[str, ...] = ()) -> None:
@@ -124,7 +128,8 @@ def create_app(config: dict | None = None) -> Flask:
         app.register_blueprint(blueprint)
 
     with app.app_context():
-        app.config.setdefault("CONTENT_SECURITY_POLICY", content_security_policy(get_storage().browser_origin()))
+        app.config.setdefault("CONTENT_SECURITY_POLICY", content_security_policy(get_storage().browser_origin(),
+                                                                                  provider.checkout_origin()))
     _serve_static(app)
     _compress_responses(app)  # before the request hooks: its after-request hook then runs after theirs
     _register_request_hooks(app)

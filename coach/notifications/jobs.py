@@ -231,13 +231,20 @@ def booking_changed(payload: dict) -> None:
     coach, athlete = booking.coach, booking.athlete
     title = booking.offering.title
     plans: list[tuple[Membership, str, str]] = []  # (who, kind, what happened)
-    if after == "requested":
+    if before == "held" and after in ("expired", "cancelled"):
+        # Nobody was told of the hold (the coach hears of a booking once it is paid). An athlete who gave it up
+        # knows; one whose checkout ran out is told the time was released.
+        if after == "cancelled":
+            return
+        plans.append((athlete, "booking_declined", f"Your place for {title} was released: the payment was not "
+                                                   "completed in time"))
+    elif after == "requested":
         plans.append((coach, "booking_requested", f"{athlete.user.display_name} requested {title}"))
         if actor_id is not None and actor_id != athlete.id:  # asked on the athlete's behalf
             plans.append((athlete, "booking_requested", f"{_name(actor)} requested {title} for you"))
-    elif after == "confirmed" and before is None:
+    elif after == "confirmed" and before in (None, "held"):  # held: paid, so booked now
         plans.append((coach, "booking_requested", f"{athlete.user.display_name} booked {title}"))
-        if actor_id != athlete.id:
+        if before is None and actor_id != athlete.id:
             plans.append((athlete, "booking_confirmed", f"{_name(actor)} booked {title} for you"))
     elif after == "confirmed":
         plans.append((athlete, "booking_confirmed", f"{coach.user.display_name} confirmed {title}"))
