@@ -61,7 +61,8 @@ class ProductForm(BaseForm):
     """What a product is; the service checks every value (a price in the organization's currency, offerings of
     this coach, the limits of the database) and says what is wrong."""
 
-    kind = SelectField("Kind", choices=[SelectChoice(k, label) for k, label in catalog.KINDS.items()], default=PACK)
+    kind = SelectField("Kind", choices=[SelectChoice(k, label) for k, label in catalog.KINDS.items()], default=PACK,
+                       validate_choice=False)
     title = StringField("Title", validators=[Length(max=catalog.TITLE_MAX, message="At most 120 characters.")])
     description = TextAreaField("Description", validators=[
         Optional(), Length(max=catalog.DESCRIPTION_MAX, message="At most 2,000 characters.")])
@@ -73,7 +74,8 @@ class ProductForm(BaseForm):
                                 description="Packs: the credits expire this many days after purchase.")
     weekly_limit = StringField("Most bookings per week", render_kw={"inputmode": "numeric"},
                                validators=[Length(max=10)], description="Leave empty for no limit.")
-    interval = SelectField("Renews", choices=[SelectChoice(k, label) for k, label in catalog.INTERVALS.items()])
+    interval = SelectField("Renews", choices=[SelectChoice(k, label) for k, label in catalog.INTERVALS.items()],
+                           validate_choice=False)
     rollover = BooleanField("Unused credits roll over to the next period")
     offering_ids = SelectMultipleField("Sessions the credits book", validate_choice=False)
     space_ids = SelectMultipleField("Spaces subscribers join", validate_choice=False)

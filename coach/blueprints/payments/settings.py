@@ -56,10 +56,10 @@ class SettingsForm(BaseForm):
     commission_percent = PercentField("Commission (%)", places=2, description=(
         "The organization's share of every session and credit; the coach earns the rest."), validators=[
         InputRequired(message="Enter the commission (0 for none)."),
-        NumberRange(0, 100, message="Between 0 and 100 %.")])
+        NumberRange(0, 100, message="Between 0 and 100 percent.")])
     tax_percent = PercentField("Tax rate (%)", places=2, description="Prices include it; receipts show it.",
                                validators=[InputRequired(message="Enter the tax rate (0 for none)."),
-                                           NumberRange(0, 50, message="Between 0 and 50 %.")])
+                                           NumberRange(0, 50, message="Between 0 and 50 percent.")])
     tax_label = StringField("Tax label", description="VAT, GST, sales tax…", validators=[
         DataRequired(message="Name the tax (e.g. VAT)."), Length(max=40, message="At most 40 characters.")])
     seller_name = StringField("Seller name (on receipts)", validators=[
