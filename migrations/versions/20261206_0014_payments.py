@@ -490,7 +490,30 @@ def upgrade():
     allow_platform_inserts("payment_events")
 
 
+    # The sweeps run for no organization: these functions (the owner's, reading under a policy for the owner
+    # only) say which organizations have something due; the sweep then acts inside each under its policy.
+    due = {
+        "earnings": "status = 'pending' AND available_at <= p_now",
+        "credit_grants": "credits_remaining > 0 AND revoked_at IS NULL AND expires_at <= p_now",
+        "payments": "status = 'pending' AND method = 'card' AND expires_at <= p_now",
+        "subscriptions": "(status = 'past_due' AND grace_until <= p_now) OR (status IN ('active', 'past_due') "
+                         "AND current_period_end <= p_now AND (cancel_at_period_end "
+                         "OR provider_subscription_id IS NULL))",
+    }
+    for table, condition in due.items():
+        op.execute(f"CREATE POLICY sweep_function_read ON {table} FOR SELECT TO CURRENT_USER USING (true)")
+        op.execute(f"""
+            CREATE FUNCTION {table}_due_tenants(p_now timestamptz) RETURNS SETOF uuid
+            LANGUAGE sql SECURITY DEFINER SET search_path = '' STABLE AS $$
+                SELECT DISTINCT tenant_id FROM public.{table} WHERE {condition}
+            $$
+        """)
+        op.execute(f"GRANT EXECUTE ON FUNCTION {table}_due_tenants(timestamptz) TO {APP_ROLE}")
+
+
 def downgrade():
+    for table in ("earnings", "credit_grants", "payments", "subscriptions"):
+        op.execute(f"DROP FUNCTION IF EXISTS {table}_due_tenants(timestamptz)")
     for table in ("payment_events", "invoices", "earnings", "payouts", "ledger_entries", "ledger_transactions",
                   "credit_uses", "credit_grants", "payments", "subscription_space_grants", "subscriptions",
                   "product_spaces", "product_offerings", "products", "billing_settings"):
