@@ -1,0 +1,108 @@
+"""Payments in Chromium, through the fake provider's hosted checkout (fakestripe), with its webhooks reaching
+the live server (and the background worker applying them), as issue 16's "Done when" describes.
+
+Screenshots go to ``$COACH_SCREENSHOTS`` (``/tmp`` when unset) as ``payments-*.png``.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from coach import tenancy
+from coach.extensions import db
+from coach.payments import catalog
+from tests.booking_support import BookingWorld
+from tests.e2e import screenshots
+from tests.e2e.test_journeys import log_in, watch_csp
+from tests.factories import PASSWORD
+from tests.payments_support import assert_books_balance
+from tests.stripe_support import fake_stripe, fake_stripe_server  # noqa: F401
+
+pytestmark = pytest.mark.e2e
+
+snap = screenshots("payments")
+
+
+def open_org(page: Page, live_server: str, slug: str, email: str) -> None:
+    page.goto(f"{live_server}/login?next=/o/{slug}/")
+    log_in(page, email, PASSWORD)
+    expect(page).to_have_url(f"{live_server}/o/{slug}/")
+
+
+class PaymentsWorld(BookingWorld):
+    """The booking world (Berlin coach, athlete, admin, a €50 offering) with a 5-pack and a monthly plan."""
+
+    def __init__(self):
+        super().__init__()
+        tenancy.activate(self.org.id)
+        self.pack = catalog.save_product(self.coach, {
+            "kind": "pack", "title": "5 × Technique", "price": "200.00", "credits": "5", "validity_days": "90",
+            "offering_ids": [str(self.offering.id)]}, self.coach)
+        self.plan = catalog.save_product(self.coach, {
+            "kind": "plan", "title": "Monthly technique", "price": "39.00", "credits": "2", "interval": "month",
+            "offering_ids": [str(self.offering.id)]}, self.coach)
+        db.session.commit()
+
+
+@pytest.fixture()
+def world(ctx):
+    return PaymentsWorld()
+
+
+@pytest.fixture()
+def provider_to_live(app, fake_stripe, live_server, monkeypatch):
+    """The fake provider's webhooks go to the live server, as Stripe's go to the deployed app."""
+    fake_stripe.deliver_to(f"{live_server}/payments/webhook")
+    policy = app.config["CONTENT_SECURITY_POLICY"]
+    if fake_stripe.url not in policy:  # TEMPORARY (H1): until coach/app.py allows the checkout origin
+        monkeypatch.setitem(app.config, "CONTENT_SECURITY_POLICY",
+                            policy.replace("form-action 'self'", f"form-action 'self' {fake_stripe.url}"))
+    return fake_stripe
+
+
+def buy(page: Page, live_server: str, world, product, price: str) -> None:
+    """From the athlete's billing page to the coach's shop, Buy, and on to the provider's checkout page."""
+    page.goto(f"{live_server}/o/{world.org.slug}/billing/mine")
+    page.locator("#buy").get_by_role("link", name="Carla Coach").click()
+    expect(page.get_by_role("heading", name="Packs and plans of Carla Coach")).to_be_visible()
+    page.locator(f"#product-{product.id}").get_by_role("button", name=f"Buy for {price}").click()
+    expect(page.get_by_text("Fake payment provider — no real money")).to_be_visible()
+
+
+def test_athlete_buys_a_five_pack_through_the_fake_checkout(page, live_server, world, provider_to_live,
+                                                            mailbox):
+    athlete_email = world.athlete.user.email
+    csp = watch_csp(page)
+    open_org(page, live_server, world.org.slug, athlete_email)
+
+    # The provider's page (labelled as fake) shows what is bought and the price from the server.
+    buy(page, live_server, world, world.pack, "€200.00")
+    expect(page.get_by_test_id("amount")).to_have_text("€200.00")
+    expect(page.get_by_text("5 × Technique")).to_be_visible()
+    snap(page, "checkout")
+
+    # Paid: the browser comes back to the app, which waits for the webhook (the truth) to say so.
+    page.get_by_role("button", name="Pay €200.00").click()
+    expect(page).to_have_url(re.compile(rf"{live_server}/o/{world.org.slug}/billing/checkout/"))
+    expect(page.get_by_role("heading", name="Payment received")).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("Your 5 credits are ready to book with.")).to_be_visible()
+    completed = provider_to_live.events("checkout.session.completed")
+    assert len(completed) == 1 and completed[0]["delivery"]["status"] == 200
+    snap(page, "paid")
+
+    # My billing lists the pack with its five credits.
+    page.get_by_role("link", name="My billing").last.click()
+    row = page.locator("#credits tr.grant")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("5 × Technique")
+    expect(row).to_contain_text("5 of 5")
+    snap(page, "billing")
+
+    # The receipt is emailed with its PDF.
+    receipt = mailbox.wait_for(athlete_email, timeout=20)
+    pdfs = [part for part in receipt.iter_attachments() if part.get_content_type() == "application/pdf"]
+    assert len(pdfs) == 1 and pdfs[0].get_content().startswith(b"%PDF")
+    assert csp == []
+    assert_books_balance(world.org.id)
