@@ -17,6 +17,7 @@ from coach.extensions import db
 from coach.media import service as media
 from coach.orgs.models import ADMIN, ATHLETE, COACH, Membership
 from coach.orgs.service import OrgError, create_organization, org_by_slug
+from coach.payments import catalog
 from coach.spaces import service as spaces
 
 DEMO_SLUG = "northside"
@@ -61,6 +62,26 @@ def _seed_schedules(memberships: dict) -> None:
                 booking.add_rule(coach, weekday, start, end, coach)
         for values in plan["offerings"]:
             booking.save_offering(coach, {"min_notice_minutes": 120, "horizon_days": 60, **values}, coach)
+
+
+# The demo organization's money: euros, 15 % commission, German VAT included in prices, receipts' seller.
+DEMO_BILLING = dict(currency="EUR", commission_bps=1500, tax_rate_bps=1900, tax_label="VAT",
+                    seller_name="Northside Athletics e.V.", seller_address="Sportallee 12\n10115 Berlin\nGermany",
+                    seller_tax_id="DE123456789", dispute_window_hours=48, grace_days=7, coaches_may_refund=False)
+
+
+def _seed_billing(org, memberships: dict) -> None:
+    """Billing settings, and a 5-pack and a monthly plan of Maria's covering her offerings."""
+    admin = db.session.scalar(select(Membership).where(Membership.tenant_id == org.id, Membership.role == ADMIN))
+    catalog.save_settings(org.id, DEMO_BILLING, admin)
+    maria = memberships["maria.coach@northside.example"]
+    offerings = [str(o.id) for o in booking.offerings_of(maria)]
+    catalog.save_product(maria, dict(kind="pack", title="5-pack: technique and conditioning", price="270.00",
+                                     credits="5", validity_days="120", offering_ids=offerings,
+                                     description="Five sessions of your choice, 10 % off single prices."), maria)
+    catalog.save_product(maria, dict(kind="plan", title="Monthly training", price="99.00", credits="2",
+                                     interval="month", rollover="", weekly_limit="1", offering_ids=offerings,
+                                     description="Two sessions a month; unused ones lapse."), maria)
 
 
 def _seed_spaces(org, memberships: dict) -> None:
@@ -125,6 +146,7 @@ def register_cli(app: Flask) -> None:
                 db.session.add(memberships[user.email])
             db.session.flush()
             _seed_schedules(memberships)
+            _seed_billing(org, memberships)
             _seed_spaces(org, memberships)
             db.session.commit()
             click.echo("Seeded the demo organization 'Northside Athletics' (/o/northside/).")

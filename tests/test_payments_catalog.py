@@ -214,3 +214,21 @@ def test_the_currency_is_fixed_once_a_payment_exists(world):
     assert not catalog.has_payments(w.second.org.id)
     catalog.save_settings(w.second.org.id, {"currency": "USD"}, w.second_admin)
     assert billing_settings(w.second.org.id).currency == "USD"
+
+
+def test_the_demo_organization_sells_a_pack_and_a_plan(app, ctx):
+    result = app.test_cli_runner().invoke(args=["seed-demo"])
+    assert result.exit_code == 0, result.output
+    from coach.orgs.service import org_by_slug
+
+    org = org_by_slug("northside")
+    tenancy.activate(org.id)
+    settings = billing_settings(org.id)
+    assert (settings.currency, settings.commission_bps, settings.tax_rate_bps) == ("EUR", 1500, 1900)
+    [(maria, count_on_sale)] = catalog.sellers(org)
+    assert maria.user.email == "maria.coach@northside.example" and count_on_sale == 2
+    pack, plan = catalog.details(catalog.buyable(maria))
+    assert (pack.product.kind, pack.product.credits, pack.product.price_label) == ("pack", 5, "€270.00")
+    assert (plan.product.kind, plan.product.interval, plan.product.price_label) == ("plan", "month", "€99.00 / month")
+    titles = {"1:1 technique session", "Group conditioning"}
+    assert {o.title for o in pack.offerings} == titles == {o.title for o in plan.offerings}
