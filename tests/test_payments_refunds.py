@@ -26,7 +26,8 @@ from tests.test_payments_earnings import login, paid_session
 
 
 @pytest.fixture()
-def world(ctx):
+def world(ctx, quiet):
+    """(The background worker stands still: the emails stay as queued, attachments included.)"""
     return BookingWorld()
 
 
