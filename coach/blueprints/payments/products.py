@@ -4,8 +4,7 @@ Coaches manage their own; admins any coach's (``?coach=<membership id>``).
 """
 from __future__ import annotations
 
-from flask import abort, current_app, flash, g, request, url_for
-from werkzeug.routing import BuildError
+from flask import abort, flash, g, request, url_for
 from wtforms import BooleanField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
@@ -23,19 +22,6 @@ from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
 
 LIST, FORM = "payments/products_list.html", "payments/products_form.html"
-
-
-def billing_url(endpoint: str, **values) -> str | None:
-    """The URL of a billing page, or ``None`` while the slice that serves it is not installed."""
-    if endpoint not in current_app.view_functions:
-        return None
-    try:
-        return url_for(endpoint, **values)
-    except BuildError:
-        return None
-
-
-bp.add_app_template_global(billing_url, "billing_url")
 
 
 # --- loaders -----------------------------------------------------------------------------------------------
