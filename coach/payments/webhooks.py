@@ -22,8 +22,7 @@ import uuid
 from datetime import datetime
 
 from flask import g
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 
 from coach import clock
 from coach.errors import DomainError
@@ -39,7 +38,15 @@ from coach.platform.outbox import emit
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+STORE = text("INSERT INTO payment_events (id, tenant_id, type, payload, processed_at, outcome) "
+             "VALUES (:id, :tenant_id, :type, CAST(:payload AS jsonb), :processed_at, :outcome) ON CONFLICT DO NOTHING")
 PARKED = "waiting for the payment to complete"
+
+
+class ProviderBusy(DomainError):
+    """The event cannot be placed now (the provider is not answering our look-up): it retries later."""
+
+    status = 503
 
 
 class BadEvent(DomainError):
@@ -82,7 +89,16 @@ def _id(value) -> str | None:
 
 def tenant_of(event: dict) -> uuid.UUID | None:
     """The organization an event belongs to: its ``metadata.tenant_id``, if that is an existing organization."""
-    tenant_id = _uuid(metadata_of(_obj(event)).get("tenant_id"))
+    obj = _obj(event)
+    meta = metadata_of(obj)
+    intent = _id(obj.get("payment_intent"))
+    if not meta.get("tenant_id") and obj.get("object") == "dispute" and intent:
+        # A dispute carries no metadata of its own: its payment intent's says whose it is.
+        try:
+            meta = provider.payment_intent_metadata(intent)
+        except DomainError as exc:  # answered 503: the provider delivers it again later
+            raise ProviderBusy("The payment this dispute is about cannot be looked up right now.") from exc
+    tenant_id = _uuid(meta.get("tenant_id"))
     if tenant_id is None:
         return None
     return db.session.scalar(select(Organization.id).where(Organization.id == tenant_id))
@@ -114,12 +130,11 @@ def receive(body: bytes, signature: str) -> tuple[str, bool]:
     values = {"id": event_id, "tenant_id": tenant_id, "type": kind, "payload": event}
     if tenant_id is None:
         values.update(processed_at=clock.now(), outcome="ignored: no organization in its metadata")
-    statement = insert(PaymentEvent).values(**values).on_conflict_do_nothing()
-    if tenant_id is None:
-        # No RETURNING: a row with no organization may be written but not read back.
-        return event_id, db.session.execute(statement).rowcount == 1
-    stored = db.session.execute(statement.returning(PaymentEvent.id)).scalar() is not None
-    if stored:
+    # Plain SQL whose row count says whether this delivery is the first. No RETURNING and no conflict target: a
+    # row with no organization may be written but not read back.
+    stored = db.session.execute(STORE, {**values, "payload": json.dumps(event), "processed_at": values.get(
+        "processed_at"), "outcome": values.get("outcome", "")}).rowcount == 1
+    if stored and tenant_id is not None:
         emit(PROVIDER_EVENT, {"event_id": event_id}, tenant_id=tenant_id)
     return event_id, stored
 

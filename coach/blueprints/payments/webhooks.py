@@ -24,9 +24,9 @@ def webhook():
         abort(413)
     try:
         event_id, stored = webhooks.receive(body, request.headers.get("Stripe-Signature", ""))
-    except webhooks.BadEvent as exc:
+    except (webhooks.BadEvent, webhooks.ProviderBusy) as exc:
         db.session.rollback()
-        return jsonify(error=str(exc)), 400
+        return jsonify(error=str(exc)), exc.status
     db.session.commit()
     return jsonify(received=event_id, duplicate=not stored), 200
 
