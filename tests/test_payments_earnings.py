@@ -24,6 +24,17 @@ from tests.factories import PASSWORD
 from tests.payments_support import assert_books_balance
 
 
+def priced_world() -> BookingWorld:
+    """A booking world whose offering costs €50.00 (set on the row: how the offering form takes a price is
+    the booking pages' business)."""
+    world = BookingWorld()
+    tenancy.activate(world.org.id)
+    world.offering.price_minor, world.offering.currency = 5000, "EUR"
+    db.session.commit()
+    tenancy.activate(world.org.id)
+    return world
+
+
 def paid_session(world: BookingWorld, days_ahead: int = 2, method: str = "manual", slot_index: int = 0):
     """A session booked and paid by hand (the payment row written here; checkout is another slice), with the
     coach's share recorded the way the checkout's completion does."""
@@ -51,7 +62,7 @@ def login(client, email):
 
 @pytest.fixture()
 def world(ctx):
-    return BookingWorld()
+    return priced_world()
 
 
 def test_a_paid_session_earns_the_coach_its_share_pending_until_the_window_passed(world):
@@ -105,7 +116,7 @@ def test_a_shorter_dispute_window_releases_sooner(world):
 def test_the_periodic_sweep_releases_for_every_organization_and_not_the_future(world, monkeypatch):
     booking, _, earning = paid_session(world)
     later = booking.ends_at + timedelta(hours=49)
-    other = BookingWorld()
+    other = priced_world()
     _, _, other_earning = paid_session(other, days_ahead=3)
     monkeypatch.setattr(clock, "now", lambda: later)
     assert earnings.sweep_all() == 1  # the other's session ends a day later: still pending
@@ -236,7 +247,7 @@ def test_the_admin_downloads_the_payout_csv_and_records_the_payout(world, client
 def test_another_organization_sees_none_of_the_earnings(world, app):
     paid_session(world)
     mine, coach_id, mine_id = world.org.slug, world.coach.id, world.org.id
-    other = BookingWorld()
+    other = priced_world()
     theirs, their_coach, their_admin = other.org.slug, other.coach.user.email, _admin(other).user.email
     coach_client, admin_client = app.test_client(), app.test_client()
     login(coach_client, their_coach)
@@ -248,3 +259,53 @@ def test_another_organization_sees_none_of_the_earnings(world, app):
     assert admin_client.get(f"/o/{theirs}/billing/earnings?coach={coach_id}").status_code == 404
     tenancy.activate(other.org.id)
     assert earnings.summary(Membership(id=coach_id, tenant_id=mine_id)) == []  # row security hides them
+
+
+# --- credits (the credits module calls these) -------------------------------------------------------------
+
+def _grant_with_prepaid(world, value: int = 4000):
+    """A pack of 5 bought for 5 x ``value`` (the rows and ledger lines the credits module writes)."""
+    from coach.payments.models import CREDIT, CreditGrant, Product
+
+    t = world.org.id
+    tenancy.activate(t)
+    pack = Product(tenant_id=t, coach_membership_id=world.coach.id, kind="pack", title="5-pack",
+                   price_minor=5 * value, currency="EUR", credits=5, validity_days=90)
+    db.session.add(pack)
+    db.session.flush()
+    grant = CreditGrant(tenant_id=t, athlete_membership_id=world.athlete.id, product_id=pack.id, credits_total=5,
+                        credits_remaining=5, unit_value_minor=value, currency="EUR")
+    db.session.add(grant)
+    db.session.flush()
+    ledger.post(t, "pack.paid", f"test-pack-{grant.id}", [
+        ledger.line("provider_clearing", 5 * value, "EUR"), ledger.line("athlete_prepaid", -5 * value, "EUR", grant.id),
+        ledger.line("credits_issued", 5, CREDIT), ledger.line("credits_outstanding", -5, CREDIT, grant.id)])
+    return grant
+
+
+def test_a_session_booked_with_a_credit_earns_from_the_prepaid_money_and_a_returned_credit_takes_it_back(world):
+    grant = _grant_with_prepaid(world)
+    tenancy.activate(world.org.id)
+    start = clock.now().replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=2)
+    slot = service.available_slots(world.offering, start, start + timedelta(days=1))[0]
+    booking = service.request_booking(world.offering, world.athlete, slot.starts_at, "", world.athlete)
+    earning = earnings.accrue(booking, grant.unit_value_minor, "EUR", source=("athlete_prepaid", grant.id),
+                              key=f"earned:{booking.id}", grant_id=grant.id)
+    db.session.commit()
+    t = world.org.id
+    tenancy.activate(t)
+    assert (earning.net_minor, earning.grant_id) == (3600, grant.id)
+    assert ledger.balance(t, "athlete_prepaid", "EUR", grant.id) == -16000
+    assert ledger.balance(t, "coach_pending", "EUR", world.coach.id) == -3600
+    assert_books_balance(t)
+    back = earnings.reverse(booking, destination=("athlete_prepaid", grant.id), key=f"unearned:{booking.id}")
+    again = earnings.reverse(booking, destination=("athlete_prepaid", grant.id), key=f"unearned:{booking.id}")
+    db.session.commit()
+    tenancy.activate(t)
+    assert (back, again) == (4000, 0)
+    assert ledger.balance(t, "athlete_prepaid", "EUR", grant.id) == -20000
+    assert ledger.balance(t, "coach_pending", "EUR", world.coach.id) == 0
+    assert ledger.balance(t, "org_commission", "EUR") == 0
+    db.session.refresh(earning)
+    assert earning.status == "reversed"
+    assert_books_balance(t)

@@ -19,15 +19,14 @@ from coach.payments.settings import billing_settings
 from coach.platform.mail import queue_email, send_email
 from coach.platform.models import Email
 from coach.platform.outbox import emit
-from tests.booking_support import BookingWorld
 from tests.factories import add_member, make_user
 from tests.test_booking_service import race
-from tests.test_payments_earnings import login, paid_session
+from tests.test_payments_earnings import login, paid_session, priced_world
 
 
 @pytest.fixture()
 def world(ctx):
-    return BookingWorld()
+    return priced_world()
 
 
 def pack_payments(world, n: int, currency: str = "EUR", price: int = 20000) -> list[Payment]:
@@ -183,7 +182,7 @@ def test_receipts_are_hidden_from_other_athletes_and_other_organizations(world, 
     db.session.commit()
     slug, rid = world.org.slug, receipt.id
     stranger = add_member(world.org, make_user()).user.email
-    other = BookingWorld()
+    other = priced_world()
     theirs, outsider = other.org.slug, other.athlete.user.email
     tenancy.activate(other.org.id)
     assert db.session.scalar(select(Invoice.id).where(Invoice.id == rid)) is None  # row security
