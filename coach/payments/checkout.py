@@ -414,6 +414,12 @@ def payment_for(tenant_id: uuid.UUID, payment_id) -> Payment | None:
 # --- consumers and the sweep ---------------------------------------------------------------------------
 
 
+@consumer(PAYMENT_FAILED)
+def _note_failure(payload: dict) -> None:
+    """The failure in the worker's log (the return page tells the buyer; notifications may add a consumer)."""
+    log.info("payment %s failed: %s", payload.get("payment_id"), payload.get("reason"))
+
+
 @consumer(BOOKING_EXPIRED, BOOKING_CANCELLED)
 def _booking_left_hold(payload: dict) -> None:
     """A held booking expired or was cancelled: its unpaid payment ends with it, and the checkout too."""

@@ -31,7 +31,7 @@ from coach.payments.events import PAYMENT_PAID, SUBSCRIPTION_CHANGED
 from coach.payments.models import CARD, PLAN, Payment, Product, ProductSpace, Subscription, SubscriptionSpaceGrant
 from coach.payments.settings import billing_settings
 from coach.platform import audit
-from coach.platform.jobs import after_commit, each_tenant
+from coach.platform.jobs import after_commit, consumer, each_tenant
 from coach.platform.outbox import emit
 from coach.platform.periodic import periodic
 from coach.spaces import service as spaces
@@ -330,6 +330,13 @@ def _kept_by_another(sub: Subscription, space_id: uuid.UUID) -> bool:
         SubscriptionSpaceGrant.revoked_at.is_(None), SubscriptionSpaceGrant.subscription_id != sub.id,
         Subscription.athlete_membership_id == sub.athlete_membership_id, Subscription.status.in_(ACCESS))
         .limit(1)) is not None
+
+
+@consumer(SUBSCRIPTION_CHANGED)
+def _note_change(payload: dict) -> None:
+    """The status change in the worker's log (telling the athlete is the notifications' part: they may add a
+    consumer of their own)."""
+    log.info("subscription %s: %s -> %s", payload.get("subscription_id"), payload.get("from"), payload.get("to"))
 
 
 # --- the sweep ----------------------------------------------------------------------------------------
