@@ -6,13 +6,16 @@ Screenshots go to ``$COACH_SCREENSHOTS`` (``/tmp`` when unset) as ``payments-*.p
 from __future__ import annotations
 
 import re
+import time
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from coach import tenancy
+from coach import clock, tenancy
 from coach.extensions import db
-from coach.payments import catalog
+from coach.payments import catalog, subscriptions
+from coach.payments.settings import billing_settings
 from tests.booking_support import BookingWorld
 from tests.e2e import screenshots
 from tests.e2e.test_journeys import log_in, watch_csp
@@ -62,6 +65,20 @@ def provider_to_live(app, fake_stripe, live_server, monkeypatch):
     return fake_stripe
 
 
+def reload_until(page: Page, locator, text: str, *, gone: str | None = None, timeout: float = 20.0) -> None:
+    """Reload the page (as the person would) until ``locator`` shows ``text`` (and no longer ``gone``): the
+    provider's webhook is applied by the worker a moment after the provider sent it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page.reload()
+        shown = locator.inner_text() if locator.count() else ""
+        if text in shown and (gone is None or gone not in shown):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout}s the page still shows {shown!r}, not {text!r}")
+        page.wait_for_timeout(300)
+
+
 def buy(page: Page, live_server: str, world, product, price: str) -> None:
     """From the athlete's billing page to the coach's shop, Buy, and on to the provider's checkout page."""
     page.goto(f"{live_server}/o/{world.org.slug}/billing/mine")
@@ -105,4 +122,52 @@ def test_athlete_buys_a_five_pack_through_the_fake_checkout(page, live_server, w
     pdfs = [part for part in receipt.iter_attachments() if part.get_content_type() == "application/pdf"]
     assert len(pdfs) == 1 and pdfs[0].get_content().startswith(b"%PDF")
     assert csp == []
+    assert_books_balance(world.org.id)
+
+
+def test_a_subscription_renews_then_fails_and_access_ends_after_grace(page, live_server, world, provider_to_live):
+    open_org(page, live_server, world.org.slug, world.athlete.user.email)
+    buy(page, live_server, world, world.plan, "€39.00")
+    expect(page.get_by_text("Monthly technique (every month)")).to_be_visible()
+    page.get_by_role("button", name="Pay €39.00").click()
+    expect(page.get_by_role("heading", name="Payment received")).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("Your subscription to Monthly technique is active.")).to_be_visible()
+    sub_id = provider_to_live.events("checkout.session.completed")[0]["data"]["object"]["subscription"]
+
+    page.get_by_role("link", name="My billing").last.click()
+    row = page.locator("#subscriptions tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("Monthly technique")
+    expect(row).to_contain_text("Active")
+    grant = page.locator("#credits tr.grant")
+    expect(grant).to_have_count(1)
+    expect(grant).to_contain_text("2 of 2")
+    first_period = row.locator("td").nth(2).inner_text()
+
+    # The next month is paid: a new period and its credits.
+    provider_to_live.renew(sub_id, outcome="paid")
+    assert all(e["delivery"]["status"] == 200 for e in provider_to_live.events())
+    reload_until(page, row, "Active", gone=first_period)
+    # The renewal is a payment of its own in the history (the new period's credits start with the period).
+    history = page.locator("#history tbody tr")
+    expect(history).to_have_count(2)
+    expect(history.first).to_contain_text("€39.00")
+    snap(page, "renewed")
+
+    # The month after, the card fails: past due, access kept until the grace period ends.
+    provider_to_live.renew(sub_id, outcome="failed")
+    reload_until(page, row, "Payment failed — access until")
+    snap(page, "past-due")
+
+    # Time passes beyond the grace period: the sweep ends access and cancels at the provider.
+    tenancy.activate(world.org.id)
+    grace_over = clock.now() + timedelta(days=billing_settings(world.org.id).grace_days, hours=1)
+    assert subscriptions.end_due(world.org.id, now=grace_over) == 1
+    db.session.commit()
+    provider_to_live.flush()
+    assert provider_to_live.object(sub_id)["status"] == "canceled"
+    page.reload()
+    expect(row).to_contain_text("Ended")
+    expect(row.get_by_role("button")).to_have_count(0)
+    snap(page, "ended")
     assert_books_balance(world.org.id)
