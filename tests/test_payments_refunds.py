@@ -271,3 +271,29 @@ def test_a_refund_after_the_payout_makes_the_available_balance_negative_and_the_
     # (The lead's check counts paid rows against payouts: see /tmp/brief/requests.md. Nothing is unbalanced.)
     tenancy.activate(t)
     assert not ledger.check(t).unbalanced
+
+
+def test_the_athlete_is_told_in_the_app_and_admins_of_a_dispute(world):
+    from coach.notifications import payments as notices
+    from coach.notifications.models import Notification
+
+    _, payment, _ = paid_session(world)
+    refunds.refund(payment, 1000, reason="Rain", actor=None)
+    refunds.record_dispute(payment, "dp_9", 500)
+    db.session.commit()
+    t = world.org.id
+    tenancy.activate(t)
+    note = db.session.scalar(select(Invoice).where(Invoice.kind == "credit_note"))
+    payload = {"payment_id": str(payment.id), "amount_minor": 1000, "reason": "Rain", "credit_note_id": str(note.id)}
+    notices.tell_athlete_of_refund(payload)
+    notices.tell_athlete_of_refund(payload)  # delivered twice: told once
+    notices.tell_admins_of_dispute({"payment_id": str(payment.id), "amount_minor": 500})
+    db.session.commit()
+    tenancy.activate(t)
+    told = {(n.membership_id, n.kind): n for n in db.session.scalars(select(Notification))}
+    refund_notice = told[(world.athlete.id, "payment_refunded")]
+    assert refund_notice.title == f"{world.org.name} refunded €10.00" and refund_notice.body == "Rain"
+    assert refund_notice.url == f"/o/{world.org.slug}/billing/receipts/{note.id}"
+    assert told[(admin_of(world).id, "payment_disputed")].title.startswith("A payment of €50.00 is disputed")
+    assert len(told) == 2
+    assert_books_balance(t)

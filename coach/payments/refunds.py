@@ -25,7 +25,7 @@ from coach.booking.models import LIVE_STATUSES, Booking
 from coach.errors import DomainError, NotAllowed
 from coach.extensions import db
 from coach.orgs.models import ADMIN, Membership
-from coach.payments import earnings, ledger
+from coach.payments import earnings, invoices, ledger
 from coach.payments.events import PAYMENT_DISPUTED, PAYMENT_REFUNDED
 from coach.payments.models import CreditGrant, LedgerTransaction, Payment
 from coach.payments.settings import billing_settings
@@ -174,8 +174,6 @@ def _provider_refund(payment: Payment, amount: int, reason: str, n: int) -> str:
 
 
 def _credit_note_and_notice(payment: Payment, amount: int, reason: str) -> None:
-    from coach.payments import invoices
-
     note = invoices.issue_credit_note(payment, amount, reason)
     emit(PAYMENT_REFUNDED, {"payment_id": str(payment.id), "amount_minor": amount, "reason": reason,
                             "credit_note_id": str(note.id)}, tenant_id=payment.tenant_id)

@@ -1,0 +1,73 @@
+"""In-app notices of the payments domain: the athlete is told of a refund (the email with its credit note
+goes out with the refund itself, so this kind stays in the app by default); the organization's admins are
+told of a dispute (money taken back by the card's bank), which needs an answer at the provider."""
+from __future__ import annotations
+
+import uuid
+
+from flask import g
+from sqlalchemy import select
+
+from coach.chat import realtime
+from coach.extensions import db
+from coach.notifications import service
+from coach.notifications.models import KINDS, Kind
+from coach.orgs.models import ADMIN, Membership, Organization
+from coach.orgs.service import members_with_role
+from coach.money import format as money_label
+from coach.payments.events import PAYMENT_DISPUTED, PAYMENT_REFUNDED
+from coach.payments.models import Payment
+from coach.platform.jobs import after_commit, consumer
+
+# Payments' kinds join the preferences page's list (its order: after the others).
+for _kind in (Kind("payment_refunded", "Payments", "Money is refunded to me", "in_app"),
+              Kind("payment_disputed", "Payments", "A payment is disputed (admins)", "email")):
+    KINDS.setdefault(_kind.name, _kind)
+
+
+def _payment(payload: dict) -> tuple[Payment, Organization] | None:
+    payment = db.session.scalar(select(Payment).where(Payment.id == uuid.UUID(payload["payment_id"])))
+    if payment is None:
+        return None
+    return payment, db.session.get(Organization, payment.tenant_id)
+
+
+def _announce() -> None:
+    members = service.take_pushed()
+    if members:
+        tenant_id = g.tenant_id
+        after_commit(lambda: realtime.publish(tenant_id, {"type": "notify", "tenant_id": str(tenant_id),
+                                                          "member_ids": [str(m) for m in members]}))
+
+
+@consumer(PAYMENT_REFUNDED)
+def tell_athlete_of_refund(payload: dict) -> None:
+    """The athlete sees the refund (and its credit note) in the app."""
+    found = _payment(payload)
+    if found is None:
+        return
+    payment, org = found
+    athlete = db.session.scalar(select(Membership).where(Membership.tenant_id == payment.tenant_id,
+                                                         Membership.id == payment.athlete_membership_id))
+    note = payload.get("credit_note_id")
+    url = f"/o/{org.slug}/billing/receipts/{note}" if note else f"/o/{org.slug}/billing"
+    service.notify(athlete, "payment_refunded", dedupe_key=f"refund:{payment.id}:{note or payload['amount_minor']}",
+                   title=f"{org.name} refunded {money_label(payload['amount_minor'], payment.currency)}",
+                   url=url, body=payload.get("reason") or "", subject_id=payment.id)
+    _announce()
+
+
+@consumer(PAYMENT_DISPUTED)
+def tell_admins_of_dispute(payload: dict) -> None:
+    """Every admin of the organization is told: a dispute has a deadline to answer at the provider."""
+    found = _payment(payload)
+    if found is None:
+        return
+    payment, org = found
+    amount = money_label(payload["amount_minor"], payment.currency)
+    for admin in members_with_role(org, ADMIN, limit=200):
+        service.notify(admin, "payment_disputed", dedupe_key=f"dispute:{payment.id}:{payload['amount_minor']}",
+                       title=f"A payment of {payment.amount_label} is disputed ({amount} taken back)",
+                       url=f"/o/{org.slug}/billing/payments/{payment.id}",
+                       body="Answer the dispute at the payment provider before its deadline.", subject_id=payment.id)
+    _announce()
