@@ -297,3 +297,33 @@ def test_the_athlete_is_told_in_the_app_and_admins_of_a_dispute(world):
     assert told[(admin_of(world).id, "payment_disputed")].title.startswith("A payment of €50.00 is disputed")
     assert len(told) == 2
     assert_books_balance(t)
+
+
+def test_a_card_payment_is_refunded_at_the_provider_once_per_refund(world, fake_stripe):
+    from coach import clock
+
+    _, payment, _ = paid_session(world, method="card")
+    t = world.org.id
+    made = provider.create_checkout(
+        mode="payment", title="Technique session", amount_minor=5000, currency="EUR",
+        customer_email=world.athlete.user.email, success_url="http://coach.test/ok?c={CHECKOUT_SESSION_ID}",
+        cancel_url="http://coach.test/no", metadata={"tenant_id": str(t), "payment_id": str(payment.id)},
+        expires_at=clock.now() + timedelta(hours=1))
+    intent = fake_stripe.pay(made.id)["payment_intent"]
+    tenancy.activate(t)
+    payment.provider_payment_id = intent
+    db.session.commit()
+    tenancy.activate(t)
+    refunds.refund(payment, 2000, reason="late start", actor=admin_of(world))
+    db.session.commit()
+    tenancy.activate(t)
+    refunds.refund(payment, 3000, reason="the rest", actor=admin_of(world))
+    db.session.commit()
+    [*_, last] = fake_stripe.events("charge.refunded")
+    assert last["data"]["object"]["amount_refunded"] == 5000
+    assert len(fake_stripe.events("charge.refunded")) == 2
+    # The provider's own event about our refunds adds nothing (its cumulative amount is what we booked).
+    tenancy.activate(t)
+    assert refunds.record_provider_refund(payment, 5000) == 0
+    assert reload(Payment, payment.id, t).refunded_minor == 5000
+    assert_books_balance(t)
