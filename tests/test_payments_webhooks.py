@@ -204,3 +204,16 @@ def test_a_shuffled_stream_with_replays_applies_each_event_once(world, client):
     assert ledger.balance(w.org.id, "provider_clearing", "EUR") == 0
     assert all(row.processed_at is not None for row in db.session.scalars(select(PaymentEvent)))
     assert_books_balance(w.org.id)
+
+
+def test_the_per_address_limit_never_drops_the_providers_deliveries(world, client, app, monkeypatch):
+    w = world
+    monkeypatch.setitem(app.config, "RATELIMIT_PER_IP", "5 per minute")
+    _, payment, _ = paid_session(w)
+    event = w.fake.events("checkout.session.completed")[0]
+    answers = [w.fake.post_event(client, event).status_code for _ in range(12)]
+    assert answers == [200] * 12
+    # The same address is limited everywhere else.
+    assert 429 in [client.get("/login").status_code for _ in range(8)]
+    settle(w)
+    assert db.session.get(Payment, payment.id).status == "paid"
