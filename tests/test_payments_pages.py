@@ -16,10 +16,12 @@ from coach.orgs.models import ADMIN, ATHLETE, COACH, Membership
 from coach.payments import catalog
 from coach.payments.models import CreditGrant, Payment, Product, Subscription
 from coach.payments.settings import billing_settings
+from coach.platform.ratelimit import limiter
 from coach.spaces import service as spaces
 from tests.booking_support import BookingWorld, make_offering
 from tests.conftest import Auth, csrf_from
 from tests.factories import add_member, make_user
+from tests.fuzz_support import HOSTILE, encode_pairs, shown
 from tests.payments_support import assert_books_balance, seed_payment_rows
 from tests.querycount import statements_for
 
@@ -443,3 +445,59 @@ def test_the_billing_navigation_offers_each_role_its_pages(w):
         assert f'href="{w.url(target)}"' in admin_nav
     athlete_nav = html(w.client(w.athlete).get(w.url("/mine")))
     assert f'href="{w.url("/earnings")}"' not in athlete_nav and f'href="{w.url("/settings")}"' not in athlete_nav
+
+
+# --- hostile input --------------------------------------------------------------------------------------
+
+# A cross-section of tests/fuzz_support.HOSTILE: NUL, surrogates and invalid UTF-8, bidi, huge and odd
+# numbers, bad dates and ids, markup, and lengths around the limits.
+SOME_HOSTILE = [HOSTILE[i] for i in range(0, len(HOSTILE), 3)] + [
+    b"x" * 121, b"x" * 2001, "\U0001F600".encode() * 121, b"9" * 5000, b"1e400", b"12.345", b"-0.01"]
+
+
+def _sent(browser, method: str, path: str, pairs: list[tuple[str, bytes]]):
+    body = encode_pairs(pairs)
+    if method == "GET":
+        return browser.get(f"{path}?{body}")
+    return browser.post(path, data=body, content_type="application/x-www-form-urlencoded")
+
+
+def test_billing_forms_and_filters_survive_hostile_input(w, monkeypatch):
+    monkeypatch.setattr(limiter, "enabled", False)  # hundreds of requests a minute from one account
+    pack = w.pack()
+    coach, admin, athlete = w.client(w.coach), w.client(w.admin), w.client(w.athlete)
+    forms = [
+        (coach, "POST", w.url("/products/new"), dict(
+            kind=b"pack", title=b"Pack", description=b"", price=b"20", credits=b"2", validity_days=b"30",
+            weekly_limit=b"", interval=b"month", rollover=b"y", offering_ids=str(w.offering.id).encode(),
+            space_ids=b"")),
+        (coach, "POST", w.url(f"/products/{pack.id}/edit"), dict(
+            kind=b"pack", title=b"Pack", price=b"20", credits=b"2", validity_days=b"30",
+            offering_ids=str(w.offering.id).encode())),
+        (admin, "POST", w.url("/settings"), dict(
+            currency=b"EUR", commission_percent=b"10", tax_percent=b"0", tax_label=b"VAT", seller_name=b"",
+            seller_address=b"", seller_tax_id=b"", dispute_window_hours=b"48", grace_days=b"7",
+            coaches_may_refund=b"")),
+        (admin, "POST", w.url("/payments/manual"), dict(
+            athlete=str(w.athlete.id).encode(), product=str(pack.id).encode(), reference=b"cash")),
+        (admin, "GET", w.url("/payments"), dict(status=b"paid", method=b"card", purpose=b"pack",
+                                                 coach=str(w.coach.id).encode(), since=b"2026-01-01",
+                                                 until=b"2026-12-31", after=b"")),
+        (athlete, "GET", w.url("/mine"), dict(after=b"")),
+        (admin, "GET", w.url("/products"), dict(coach=str(w.coach.id).encode(), after=b"")),
+    ]
+    failures = []
+    for browser, method, path, plausible in forms:
+        token = Auth(browser).csrf("/profile").encode()
+        for name in plausible:
+            for value in SOME_HOSTILE:
+                pairs = [(k, value if k == name else v) for k, v in plausible.items()]
+                if method == "POST":
+                    pairs.append(("csrf_token", token))
+                response = _sent(browser, method, path, pairs)
+                if response.status_code >= 500:
+                    failures.append((path, name, shown(value), response.status_code))
+    assert not failures, failures[:10]
+    for action in ("cancel", "resume", "delete"):
+        assert post_form(athlete, None, w.url(f"/subscriptions/{uuid.uuid4()}/{action}"), {}).status_code == 404
+    assert_books_balance(w.org.id)

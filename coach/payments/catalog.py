@@ -8,6 +8,7 @@ product can no longer be bought.
 """
 from __future__ import annotations
 
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -47,6 +48,7 @@ KINDS = {PACK: "Credit pack", PLAN: "Subscription plan"}
 INTERVALS = {"month": "Monthly", "year": "Yearly"}
 TITLE_MAX, DESCRIPTION_MAX = 120, 2000
 CREDITS_MAX, VALIDITY_MAX, WEEKLY_LIMIT_MAX = 1000, 1095, 50
+PRICE_RE = re.compile(r"-?[0-9][0-9.,\u00a0\u202f' ]{0,30}")
 
 
 class CatalogError(DomainError):
@@ -196,6 +198,18 @@ def _allowed_spaces(coach: Membership, actor: Membership, ids: list[uuid.UUID]) 
     return ids
 
 
+def _price(text, currency: str) -> int:
+    """A typed price in minor units of ``currency``: digits and separators only ("NaN", "inf" and exponents
+    parse as decimals but are not prices)."""
+    raw = str(text or "").strip()
+    if raw and not PRICE_RE.fullmatch(raw):
+        raise CatalogError(f"Price: {raw[:40]!r} is not an amount; write it like 49.90.")
+    try:
+        return money.parse(raw, currency, allow_zero=False)
+    except money.MoneyError as exc:
+        raise CatalogError(f"Price: {exc}") from None
+
+
 def validate(coach: Membership, values: dict, actor: Membership, kind: str) -> dict:
     """The product's columns from ``values`` as typed (strings are fine), or :class:`CatalogError`.
 
@@ -212,10 +226,7 @@ def validate(coach: Membership, values: dict, actor: Membership, kind: str) -> d
     if len(description) > DESCRIPTION_MAX:
         raise CatalogError(f"A description has at most {DESCRIPTION_MAX:,} characters.")
     currency = billing_settings(coach.tenant_id).currency
-    try:
-        price_minor = money.parse(str(values.get("price") or ""), currency, allow_zero=False)
-    except money.MoneyError as exc:
-        raise CatalogError(f"Price: {exc}") from None
+    price_minor = _price(values.get("price"), currency)
     row = dict(kind=kind, title=title, description=description, price_minor=price_minor, currency=currency,
                weekly_limit=_int(values, "weekly_limit", "weekly limit", 1, WEEKLY_LIMIT_MAX, required=False))
     if kind == PACK:
