@@ -9,7 +9,7 @@ from coach.extensions import db
 from coach.orgs.models import ATHLETE, COACH, SCHEDULER
 from tests.factories import add_member, make_org, make_user
 
-OFFERING_DEFAULTS = dict(title="Technique session", description="", duration_minutes=60, price_minor=5000,
+OFFERING_DEFAULTS = dict(title="Technique session", description="", duration_minutes=60, price_minor=0,
                          currency="EUR", location="Court 1", meeting_url="", capacity=1, auto_confirm=False,
                          buffer_before_minutes=0, buffer_after_minutes=0, min_notice_minutes=0, max_per_day=None,
                          horizon_days=60, cancellation_window_hours=24)

@@ -902,7 +902,7 @@ def test_scheduler_manages_any_coachs_schedule(scheduler, world):
 # --- offerings -----------------------------------------------------------------------------------
 
 OFFERING_FORM = dict(title="Video analysis", description="We watch your race together.", duration_minutes="45",
-                     price="45.50", currency="EUR", location="Boathouse", meeting_url="https://meet.example/carla",
+                     price="45.50", location="Boathouse", meeting_url="https://meet.example/carla",
                      capacity="1", buffer_before_minutes="0", buffer_after_minutes="15", min_notice_minutes="120",
                      max_per_day="", horizon_days="60", cancellation_window_hours="24")
 
@@ -924,7 +924,7 @@ def test_coach_creates_an_offering_through_the_form(coach, world, owner_db):
 def test_coach_edits_an_offering(coach, world, owner_db):
     path = f"/offerings/{world.offering.id}/edit"
     form = text(coach.get(f"/o/{world.org.slug}{path}"))
-    assert 'value="Technique session"' in form and 'value="50.00"' in form
+    assert 'value="Technique session"' in form and 'value="0.00"' in form
 
     response = post(coach, world.org.slug, path, **dict(OFFERING_FORM, title="Technique (long)",
                                                         duration_minutes="90", price="80"))
@@ -958,9 +958,10 @@ INVALID_OFFERING_VALUES = [  # (field, value, message)
     ("duration_minutes", "0", "A session lasts between 5 and 720 minutes."),
     ("duration_minutes", "99999999999999999999", "A session lasts between 5 and 720 minutes."),
     ("capacity", "0", "Between 1 and 500 seats."),
-    ("price", "-5", "Enter a price between 0 and 1,000,000."),
-    ("price", "45.505", "Use at most two decimals."),
-    ("price", "lots", "Not a valid decimal value."),
+    ("price", "-5", "An amount cannot be negative."),
+    ("price", "45.505", "EUR amounts have at most 2 decimals."),
+    ("price", "lots", "is not an amount; write it like 49.90."),
+    ("price", "2000000", "That is more than €1,000,000.00."),
     ("price", "NaN", "Enter a price like 45.00."),
     ("price", "sNaN", "Enter a price like 45.00."),
     ("price", "Infinity", "Enter a price like 45.00."),

@@ -16,6 +16,7 @@ from coach.payments import credits, ledger, refunds, settlement
 from coach.payments.models import CREDIT, Payment
 from coach.platform.models import AuditEvent, OutboxEvent
 from tests.payments_support import assert_books_balance
+from tests.test_booking_views import OFFERING_FORM, act_for, iso, logged_in, post, text
 from tests.test_payments_credits import PackWorld, money_side, remaining  # noqa: F401 - the fixture
 
 
@@ -235,3 +236,132 @@ def test_the_athletes_upcoming_list_and_the_coachs_show_a_held_place(world):
     theirs = service.session_lists(world.coach, world.coach, "Europe/Berlin")
     assert [r.id for r in mine["upcoming"]] == [held.id] and mine["upcoming"][0].status_label == "Awaiting payment"
     assert [r.id for r in theirs["upcoming"]] == [held.id] and theirs["pending"] == []
+
+
+# --- the booking pages -------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def athlete(app, world):
+    return logged_in(app, world.athlete.user.email)
+
+
+@pytest.fixture()
+def scheduler(app, world):
+    return logged_in(app, world.scheduler.user.email)
+
+
+def book_path(world, starts_at) -> str:
+    return f"/o/{world.org.slug}/offerings/{world.offering.id}/book?start={iso(starts_at)}"
+
+
+def post_book(browser, world, starts_at, **data):
+    return post(browser, world.org.slug, f"/offerings/{world.offering.id}/book", start=iso(starts_at),
+                **data)
+
+
+def test_the_book_page_of_a_priced_offering_offers_the_card_and_each_usable_pack(world, athlete):
+    grant = world.pack(credits_count=3)
+    start = world.slots(1)[0]
+    page = text(athlete.get(book_path(world, start)))
+    assert "Pay €50.00 by card" in page
+    assert f'value="credit:{grant.id}"' in page and "Use a credit from 3-pack (3 left, expires" in page
+    assert "Record a payment by hand" not in page  # the athlete's own page
+    assert "later, the session is forfeited" in page
+
+
+def test_booking_with_a_credit_says_which_pack_paid_and_what_is_left(world, athlete, owner_db):
+    grant = world.pack(credits_count=3)
+    start = world.slots(1)[0]
+    response = post_book(athlete, world, start, athlete=str(world.athlete.id), pay=f"credit:{grant.id}")
+    assert response.status_code == 303
+    detail = athlete.get(response.headers["Location"])
+    page = text(detail)
+    assert "Booked with a credit of 3-pack (2 left)" in page and "1 credit of 3-pack — 2 left" in page
+    tenancy.activate(world.org.id)
+    assert remaining(grant) == 2
+    assert_books_balance(world.org.id)
+
+
+def test_a_priced_offering_is_not_booked_without_saying_how_to_pay(world, athlete, owner_db):
+    response = post_book(athlete, world, world.slots(1)[0], athlete=str(world.athlete.id))
+    assert response.status_code == 422 and "Choose how to pay the €50.00." in text(response)
+    act_for(owner_db, world.org)
+    assert owner_db.execute("SELECT count(*) FROM bookings").fetchone()[0] == 0
+
+
+def test_another_organizations_pack_is_refused_as_not_found(world, athlete, owner_db):
+    theirs_id = PackWorld().pack(credits_count=2).id
+    response = post_book(athlete, world, world.slots(1)[0], athlete=str(world.athlete.id),
+                         pay=f"credit:{theirs_id}")
+    assert response.status_code == 404 and "That pack was not found" in text(response)
+    act_for(owner_db, world.org)
+    assert owner_db.execute("SELECT count(*) FROM bookings").fetchone()[0] == 0
+
+
+def test_a_pack_with_no_credit_left_gets_a_clear_409(world, athlete):
+    grant = world.pack(credits_count=1)
+    first, second = world.slots(2)
+    credit_booking(world, grant, first)
+    response = post_book(athlete, world, second, athlete=str(world.athlete.id), pay=f"credit:{grant.id}")
+    assert response.status_code == 409 and "3-pack has no credits left" not in text(response)
+    assert "1-pack has no credits left. Choose another way to pay." in text(response)
+
+
+def test_paying_by_card_holds_the_time_and_sends_the_athlete_to_the_checkout(world, athlete, fake_stripe):
+    start = world.slots(1)[0]
+    response = post_book(athlete, world, start, athlete=str(world.athlete.id), pay="card")
+    assert response.status_code == 303 and response.headers["Location"].startswith(fake_stripe.url)
+    tenancy.activate(world.org.id)
+    held = db.session.scalars(select(Booking)).one()
+    assert held.status == "held"
+    page = text(athlete.get(f"/o/{world.org.slug}/bookings/{held.id}"))
+    assert "Awaiting payment — " in page and "pay now" in page and "the time is kept until" in page
+    # The athlete gives the held place up: it is cancelled and its time free again.
+    cancelled = post(athlete, world.org.slug, f"/bookings/{held.id}/cancel")
+    assert cancelled.status_code == 303
+    db.session.rollback()
+    tenancy.activate(world.org.id)
+    assert db.session.get(Booking, held.id).status == "cancelled"
+    assert db.session.scalars(select(Payment)).one().status == "cancelled"
+
+
+def test_a_scheduler_records_a_payment_by_hand(world, scheduler):
+    start = world.slots(1)[0]
+    page = text(scheduler.get(book_path(world, start)))
+    assert "Record a payment by hand" in page
+    response = post_book(scheduler, world, start, athlete=str(world.athlete.id), pay="manual", reference="Cash #17")
+    assert response.status_code == 303
+    page = text(scheduler.get(response.headers["Location"]))
+    assert "Paid €50.00 by hand" in page
+    tenancy.activate(world.org.id)
+    booking = db.session.scalars(select(Booking)).one()
+    assert booking.status == "confirmed"  # the world's offering confirms at once
+    assert_books_balance(world.org.id)
+
+
+def test_an_athlete_cannot_record_a_payment_by_hand(world, athlete, owner_db):
+    response = post_book(athlete, world, world.slots(1)[0], athlete=str(world.athlete.id), pay="manual",
+                         reference="trust me")
+    assert response.status_code == 422
+    act_for(owner_db, world.org)
+    assert owner_db.execute("SELECT count(*) FROM payments").fetchone()[0] == 0
+
+
+def test_offering_prices_are_read_in_the_organizations_currency(world, app, owner_db):
+    tenancy.activate(world.org.id)
+    from coach.payments.settings import billing_settings
+
+    billing_settings(world.org.id).currency = "JPY"
+    db.session.commit()
+    coach = logged_in(app, world.coach.user.email)
+    path = f"/offerings/{world.offering.id}/edit"
+    refused = post(coach, world.org.slug, path, **dict(OFFERING_FORM, price="49.5"))
+    assert refused.status_code == 422 and "JPY amounts have no decimals." in text(refused)
+    saved = post(coach, world.org.slug, path, **dict(OFFERING_FORM, price="5,000", late_cancel_policy="fee",
+                                                     late_cancel_fee_percent="30"))
+    assert saved.status_code == 303
+    act_for(owner_db, world.org)
+    assert owner_db.execute("SELECT price_minor, currency, late_cancel_policy, late_cancel_fee_percent "
+                            "FROM offerings").fetchone() == (5000, "JPY", "fee", 30)
+    form = text(coach.get(f"/o/{world.org.slug}{path}"))
+    assert 'value="5000"' in form and "Price (JPY)" in form

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 
 from wtforms import (
     BooleanField,
     DateField,
     DateTimeLocalField,
-    DecimalField,
     HiddenField,
     IntegerField,
     SelectField,
@@ -19,10 +17,10 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
+from coach import money
 from coach.blueprints.forms import BaseForm, TimezoneField
 from coach.booking.service import NOTE_MAX, WEEKDAYS
 
-CURRENCIES = ("EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN", "CAD", "AUD", "NZD", "INR", "JPY")
 TIME_RE = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
 
 
@@ -52,14 +50,25 @@ class TimeOfDayField(StringField):
         self.minutes = minutes
 
 
-class AmountField(DecimalField):
-    """A decimal amount of money: "NaN" and "Infinity" parse as decimals but are not amounts."""
+class PriceField(StringField):
+    """A price typed in the organization's currency ("45.50", "5,000"), read by :func:`coach.money.parse` into
+    ``minor`` (that currency's minor units: no multiplying by 100). The form sets ``currency`` first."""
 
-    def process_formdata(self, valuelist):
-        super().process_formdata(valuelist)
-        if self.data is not None and not self.data.is_finite():
-            self.data = None
-            raise ValueError("Enter a price like 45.00.")
+    currency = "EUR"
+    minor: int | None = None
+
+    def pre_validate(self, form):
+        raw = (self.data or "").strip()
+        if not raw:
+            raise ValidationError("Enter a price (0 for free).")
+        if "nan" in raw.lower() or "inf" in raw.lower():  # decimals to Python, never a price
+            raise ValidationError("Enter a price like 45.00.")
+        try:
+            self.minor = money.parse(raw, self.currency)
+        except money.MoneyError as exc:
+            raise ValidationError(str(exc)) from exc
+        except (ArithmeticError, ValueError) as exc:  # "NaN", "Infinity" parse as decimals but are no price
+            raise ValidationError("Enter a price like 45.00.") from exc
 
 
 class OfferingForm(BaseForm):
@@ -68,10 +77,7 @@ class OfferingForm(BaseForm):
     duration_minutes = IntegerField("Duration (minutes)", default=60, validators=[
         InputRequired(message="Enter the duration in minutes."),
         NumberRange(5, 720, message="A session lasts between 5 and 720 minutes.")])
-    price = AmountField("Price", places=2, default=Decimal("0"), validators=[
-        InputRequired(message="Enter a price (0 for free)."),
-        NumberRange(0, 1_000_000, message="Enter a price between 0 and 1,000,000.")])
-    currency = SelectField("Currency", choices=[SelectChoice(c, c) for c in CURRENCIES], default="EUR")
+    price = PriceField("Price", default="0")
     location = StringField("Location", validators=[Optional(), Length(max=200)])
     meeting_url = URLField("Meeting link", validators=[Optional(), Length(max=500),
                                                        URL(message="Enter a full link starting with https://")])
@@ -90,30 +96,40 @@ class OfferingForm(BaseForm):
         InputRequired(), NumberRange(1, 730, message="Between 1 and 730 days.")])
     cancellation_window_hours = IntegerField("Free cancellation until (hours before)", default=24, validators=[
         InputRequired(), NumberRange(0, 720, message="Between 0 and 720 hours.")])
+    late_cancel_policy = SelectField("A later cancellation or a no-show", default="forfeit", choices=[
+        SelectChoice("forfeit", "forfeits the session (credit or payment kept)"),
+        SelectChoice("fee", "keeps a fee (the rest of a payment is refunded; a credit is kept)"),
+        SelectChoice("refund", "gives everything back")])
+    late_cancel_fee_percent = IntegerField("Late-cancel fee (%)", default=50, validators=[
+        Optional(), NumberRange(0, 100, message="Between 0 and 100 %.")])
 
-    def validate_price(self, field):
-        try:
-            if field.data is not None and field.data != field.data.quantize(Decimal("0.01")):
-                raise ValidationError("Use at most two decimals.")
-        except InvalidOperation as exc:
-            raise ValidationError("Enter a price like 45.00.") from exc
+    def __init__(self, *args, currency: str = "EUR", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.currency = currency
+        self.price.currency = currency
+        self.price.label.text = f"Price ({currency})"
 
     def values(self) -> dict:
         data = {name: getattr(self, name).data for name in (
-            "title", "duration_minutes", "currency", "capacity", "auto_confirm", "buffer_before_minutes",
+            "title", "duration_minutes", "capacity", "auto_confirm", "buffer_before_minutes",
             "buffer_after_minutes", "min_notice_minutes", "max_per_day", "horizon_days",
-            "cancellation_window_hours")}
+            "cancellation_window_hours", "late_cancel_policy", "late_cancel_fee_percent")}
         data.update(description=(self.description.data or "").strip(), location=(self.location.data or "").strip(),
-                    meeting_url=(self.meeting_url.data or "").strip(),
-                    price_minor=int((self.price.data or 0) * 100))
+                    meeting_url=(self.meeting_url.data or "").strip(), price_minor=self.price.minor or 0,
+                    currency=self.currency)
+        if data["late_cancel_fee_percent"] is None:
+            data["late_cancel_fee_percent"] = 50
         return data
 
     def fill_from(self, offering) -> None:
-        for name in ("title", "description", "duration_minutes", "currency", "location", "meeting_url", "capacity",
+        for name in ("title", "description", "duration_minutes", "location", "meeting_url", "capacity",
                      "auto_confirm", "buffer_before_minutes", "buffer_after_minutes", "min_notice_minutes",
-                     "max_per_day", "horizon_days", "cancellation_window_hours"):
+                     "max_per_day", "horizon_days", "cancellation_window_hours", "late_cancel_policy",
+                     "late_cancel_fee_percent"):
             getattr(self, name).data = getattr(offering, name)
-        self.price.data = Decimal(offering.price_minor) / 100
+        # Shown in the organization's currency; an offering priced in another (before billing settings) keeps
+        # its number, and saving it states it in the organization's currency.
+        self.price.data = money.plain(offering.price_minor, offering.currency)
 
 
 class TimezoneForm(BaseForm):
@@ -171,5 +187,9 @@ class BookForm(BaseForm):
     start = HiddenField()
     reschedule = HiddenField()
     athlete = SelectField("Athlete", validate_choice=False)
+    # The button pressed: "card", "credit" (the soonest to expire), "credit:<grant id>" or "manual".
+    pay = StringField(validators=[Optional(), Length(max=60)])
+    reference = StringField("Payment reference", description="Cash, a transfer's id: whatever finds it again.",
+                            validators=[Optional(), Length(max=120)])
     note = TextAreaField("Note for the coach", validators=[
         Optional(), Length(max=NOTE_MAX, message=f"A note can have at most {NOTE_MAX:,} characters.")])

@@ -19,6 +19,7 @@ from coach.booking.slots import wall_to_utc
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, swap_or_redirect, trigger
 from coach.orgs.models import COACH
+from coach.payments.settings import billing_settings
 from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
 
@@ -188,7 +189,7 @@ def delete_time_off(coach_id: str, time_off_id: str):
 def new_offering(coach_id: str):
     """Create an offering."""
     coach = load_managed_coach(coach_id)
-    form = OfferingForm()
+    form = OfferingForm(currency=org_currency())
     return _save_offering_form(coach, form, None)
 
 
@@ -199,10 +200,15 @@ def edit_offering(offering_id: str):
     """Change an offering; booked sessions keep the terms they were booked with."""
     offering = service.get_offering(g.org, offering_id) or abort(404)
     coach = load_managed_coach(str(offering.coach_membership_id))
-    form = OfferingForm()
+    form = OfferingForm(currency=org_currency())
     if request.method == "GET":
         form.fill_from(offering)
     return _save_offering_form(coach, form, offering)
+
+
+def org_currency() -> str:
+    """Offerings are priced in the organization's currency (its billing settings)."""
+    return billing_settings(g.org.id).currency
 
 
 def _save_offering_form(coach, form: OfferingForm, offering):

@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from flask import abort, current_app, flash, g, make_response, request, url_for
 from flask_login import current_user
+from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
 from coach import clock
@@ -20,6 +21,8 @@ from coach.extensions import db
 from coach.htmx import redirect_after_post, render, swap_or_redirect, trigger
 from coach.orgs.models import ATHLETE, COACH, STAFF
 from coach.orgs.service import members_with_role
+from coach.payments import checkout, credits, policy
+from coach.payments.models import Invoice, Payment
 from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
 
@@ -160,13 +163,15 @@ def _athletes_for_form(form: BookForm):
 @role_required(ATHLETE, *STAFF)
 @idempotent
 def book(offering_id: str):
-    """Confirm a chosen time with a note (and, for schedulers, the athlete), then book it."""
+    """Confirm a chosen time with a note (and, for schedulers, the athlete) and how to pay, then book it."""
     offering = load_offering(offering_id)
     form = BookForm()
     _athletes_for_form(form)
     if request.method == "GET":
         form.start.data = request.args.get("start", "")
         form.reschedule.data = request.args.get("reschedule", "")
+        if service.books_for_others(g.membership):  # whose credits the page offers
+            form.athlete.data = request.args.get("athlete") or form.athlete.data
     starts_at = parse_start(form.start.data)
     reschedule = _load_reschedule(form.reschedule.data, offering)
     if reschedule is not None:
@@ -175,11 +180,13 @@ def book(offering_id: str):
     if form.validate_on_submit():
         placed = attempt(form, _place, offering, form, starts_at, reschedule)
         if placed:
+            booking, checkout_url = placed.value
             db.session.commit()
+            if checkout_url:  # the provider's checkout page; the time is held meanwhile
+                return redirect_after_post(checkout_url)
             trigger("booking-changed")
-            flash("Booked: the coach confirmed it." if placed.value.status == "confirmed"
-                  else "Requested: you will see here when the coach answers.", "success")
-            return redirect_after_post(url_for("booking.detail", booking_id=placed.value.id))
+            flash(_booked_message(booking), "success")
+            return redirect_after_post(url_for("booking.detail", booking_id=booking.id))
         status, taken = placed.status, isinstance(placed.error, service.SlotTaken)
     elif form.errors:
         status = 422
@@ -187,16 +194,67 @@ def book(offering_id: str):
     return render("booking/book.html", "form", status=status, org=g.org, form=form, starts_at=starts_at,
                   ends_at=starts_at + timedelta(minutes=offering.duration_minutes), taken=taken,
                   choose_athlete=service.books_for_others(g.membership) and reschedule is None,
+                  **_pay_context(offering, form, starts_at, reschedule),
                   **week_context(offering, week - timedelta(days=week.weekday()), reschedule))
 
 
+def _pay_context(offering, form: BookForm, starts_at: datetime, reschedule) -> dict:
+    """The ways to pay the book page offers: by card, a credit of each usable pack, by hand (schedulers)."""
+    priced = bool(offering.price_minor) and reschedule is None
+    athlete = service.get_athlete(g.org, form.athlete.data) if priced and form.athlete.data else None
+    return dict(priced=priced, grants=credits.usable_grants(athlete, offering, starts_at) if athlete else [],
+                record_by_hand=priced and service.books_for_others(g.membership))
+
+
+def _booked_message(booking) -> str:
+    paid = credits.credit_for_booking(booking)
+    credit = f" with a credit of {paid[0].product.title} ({paid[1]} left)" if paid else ""
+    if booking.status == "confirmed":
+        return f"Booked{credit}: the coach confirmed it."
+    return f"Requested{credit}: you will see here when the coach answers."
+
+
 def _place(offering, form: BookForm, starts_at: datetime, reschedule):
+    """Book as the form says; ``(booking, the checkout's URL or None)``."""
     if reschedule is not None:
-        return service.reschedule_booking(reschedule, starts_at, g.membership, note=form.note.data or "")
+        return _move(reschedule, starts_at, form.note.data), None
     athlete = service.get_athlete(g.org, form.athlete.data)
     if athlete is None or (athlete.id != g.membership.id and not service.books_for_others(g.membership)):
         raise BookingError("Choose an athlete of this organization.")
-    return service.request_booking(offering, athlete, starts_at, form.note.data or "", g.membership)
+    note = form.note.data or ""
+    if not offering.price_minor:
+        return service.request_booking(offering, athlete, starts_at, note, g.membership), None
+    pay = form.pay.data or ""
+    if pay == "card":
+        booking, _payment, url = checkout.start_session_checkout(offering, athlete, starts_at, note, g.membership)
+        return booking, url
+    if pay == "credit" or pay.startswith("credit:"):
+        grant_id = pay.partition(":")[2]
+        if not grant_id:
+            usable = credits.usable_grants(athlete, offering, starts_at)
+            if not usable:
+                raise credits.CreditError(f"{athlete.user.display_name} has no credit that covers this session.")
+            grant_id = usable[0].id
+        return credits.book_with_credit(offering, athlete, starts_at, note, g.membership, grant_id), None
+    if pay == "manual" and service.books_for_others(g.membership):
+        booking = service.request_booking(offering, athlete, starts_at, note, g.membership,
+                                          hold_minutes=current_app.config["PAYMENT_HOLD_MINUTES"])
+        checkout.record_manual_payment(athlete=athlete, actor=g.membership, reference=form.reference.data or "",
+                                       booking=booking)
+        db.session.refresh(booking)
+        return booking, None
+    raise BookingError(f"Choose how to pay the {offering.price_label}.")
+
+
+def _move(booking, starts_at: datetime, note: str | None):
+    """Reschedule; a credit moves with the booking. Money paid stays with the booking it paid for, so a
+    session paid by card is cancelled (by the policy) and booked again instead."""
+    if policy.paid_by(booking) == policy.MONEY:
+        raise BookingError("A session paid by card cannot be moved: cancel it (the cancellation policy applies) "
+                           "and book the new time.")
+    moved = service.reschedule_booking(booking, starts_at, g.membership, note=note or "")
+    credits.carry_over(booking, moved, g.membership)
+    return moved
 
 
 # --- sessions ----------------------------------------------------------------------------------------
@@ -224,7 +282,24 @@ def detail(booking_id: str):
 
 def _detail_context(booking, error: str | None = None) -> dict:
     return dict(org=g.org, booking=booking, me=g.membership, error=error, links=row_links(),
-                row=service.session_row(booking, g.membership, service.zone(viewer_tz())))
+                row=service.session_row(booking, g.membership, service.zone(viewer_tz())),
+                paid=_paid_context(booking))
+
+
+def _paid_context(booking) -> dict:
+    """How the booking was paid, for its page: the credit (and what is left of its pack), the payments with
+    their receipts, and for a held booking the way back to its open checkout."""
+    payments = list(db.session.scalars(select(Payment).where(
+        Payment.tenant_id == booking.tenant_id, Payment.booking_id == booking.id).order_by(Payment.created_at)))
+    receipts = {inv.payment_id: inv for inv in db.session.scalars(select(Invoice).where(
+        Invoice.tenant_id == booking.tenant_id, Invoice.kind == "receipt",
+        Invoice.payment_id.in_([p.id for p in payments])))} if payments else {}
+    pending = next((p for p in payments if p.status == "pending"), None)
+    resume = None
+    if booking.status == "held" and pending is not None and g.membership.id == booking.athlete_membership_id:
+        resume = checkout.pay_url(pending)
+    return dict(credit=credits.credit_for_booking(booking), payments=[p for p in payments if p.status == "paid"],
+                receipts=receipts, pending=pending, resume=resume)
 
 
 @bp.post("/bookings/<booking_id>/<any(confirm, decline, cancel, no_show):action>")
@@ -234,7 +309,10 @@ def act(booking_id: str, action: str):
     """Confirm, decline, cancel or mark a no-show; the row in place for htmx, back to the page otherwise."""
     booking = load_booking(booking_id)
     require_action_form()
-    done = attempt(None, service.transition, booking, action, g.membership)
+    if action == "cancel" and booking.status == "held":  # its open checkout and payment end with it
+        done = attempt(None, checkout.cancel_hold, booking, g.membership)
+    else:
+        done = attempt(None, service.transition, booking, action, g.membership)
     if not done:
         # The row as it is now, with why not: in place for htmx, on the booking's page otherwise.
         return render(DETAIL, "row", status=409, **_detail_context(load_booking(booking_id), done.error.message))
