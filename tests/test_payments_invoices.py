@@ -14,6 +14,7 @@ from coach import clock, money, tenancy
 from coach.extensions import db
 from coach.payments import invoices
 from coach.payments.events import PAYMENT_PAID
+from coach.orgs.models import ADMIN, Membership
 from coach.payments.models import Invoice, Payment, Product
 from coach.payments.settings import billing_settings
 from coach.platform.mail import queue_email, send_email
@@ -176,12 +177,25 @@ def test_the_athlete_reads_their_receipt_and_downloads_the_pdf(world, client):
     assert 'filename="receipt-000001.pdf"' in pdf.headers["Content-Disposition"]
 
 
+def test_the_coach_who_was_paid_and_admins_read_the_receipt_too(world, app):
+    _, payment, _ = paid_session(world)
+    receipt = invoices.issue(payment)
+    db.session.commit()
+    url = f"/o/{world.org.slug}/billing/receipts/{receipt.id}"
+    admin = db.session.scalar(select(Membership).where(Membership.tenant_id == world.org.id,
+                                                       Membership.role == ADMIN)).user.email
+    for email in (world.coach.user.email, admin):
+        client = app.test_client()
+        login(client, email)
+        assert "Receipt 000001" in client.get(url).get_data(as_text=True), email
+
+
 def test_receipts_are_hidden_from_other_athletes_and_other_organizations(world, app):
     _, payment, _ = paid_session(world)
     receipt = invoices.issue(payment)
     db.session.commit()
     slug, rid = world.org.slug, receipt.id
-    stranger = add_member(world.org, make_user()).user.email
+    stranger = add_member(world.org, make_user()).user.email  # an athlete of the same organization
     other = priced_world()
     theirs, outsider = other.org.slug, other.athlete.user.email
     tenancy.activate(other.org.id)

@@ -13,11 +13,12 @@ from coach.tenancy import role_required
 
 
 def load_invoice(invoice_id: str):
-    """The receipt or credit note, if it is this member's (or they are an admin); 404 for anything else."""
+    """The receipt or credit note, for an admin, the athlete who paid or the coach who was paid (the payment's
+    page shows them its documents); 404 for anyone else."""
     invoice = invoices.get(g.org.id, invoice_id) or abort(404)
     if g.membership.role != ADMIN:
         payment = db.session.get(Payment, invoice.payment_id)
-        if payment is None or payment.athlete_membership_id != g.membership.id:
+        if payment is None or g.membership.id not in (payment.athlete_membership_id, payment.coach_membership_id):
             abort(404)
     return invoice
 
