@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("dashboard", "outbox", "booking_race", "calendar", "slots", "feed", "feed_depth", "pages", "upload",
-              "chat", "page_weight")
+BENCHMARKS = ("dashboard", "outbox", "booking_race", "credits_race", "webhooks", "calendar", "slots", "feed",
+              "feed_depth", "pages", "upload", "chat", "page_weight")
 
 
 def main(argv: list[str]) -> int:
