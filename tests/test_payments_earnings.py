@@ -240,6 +240,13 @@ def test_the_admin_downloads_the_payout_csv_and_records_the_payout(world, client
     assert again.status_code == 422 and "Nothing is available" in again.get_data(as_text=True)
     bad = client.get(f"/o/{slug}/billing/payouts?coach={world.coach.id}&start=2026-13-01&end={day}")
     assert bad.status_code == 400
+    unnamed = client.post(f"/o/{slug}/billing/payouts", data={"csrf_token": token, "coach": str(world.coach.id),
+                                                              "start": str(day), "end": str(day), "reference": ""})
+    assert unnamed.status_code == 422 and "Enter the transfer&#39;s reference" in unnamed.get_data(as_text=True)
+    # An admin's earnings link leads to the payouts page, where a coach is chosen.
+    assert client.get(f"/o/{slug}/billing/earnings").headers["Location"].endswith(f"/o/{slug}/billing/payouts")
+    coach_page = client.get(f"/o/{slug}/billing/earnings?coach={world.coach.id}").get_data(as_text=True)
+    assert "Earnings of Carla Coach" in coach_page and "Paid out" in coach_page
     tenancy.activate(world.org.id)
     assert_books_balance(world.org.id)
 

@@ -9,8 +9,8 @@ ends, so concurrent issuers queue and a rolled-back invoice gives its number bac
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from zoneinfo import ZoneInfo
 
 from fpdf import FPDF
 from sqlalchemy import select
@@ -51,7 +51,9 @@ def _description(payment: Payment) -> str:
             .join(Offering, (Offering.tenant_id == Booking.tenant_id) & (Offering.id == Booking.offering_id))
             .where(Booking.tenant_id == payment.tenant_id, Booking.id == payment.booking_id)).first()
         if row:
-            return f"{row.title}, session on {row.starts_at:%Y-%m-%d %H:%M} UTC"
+            org = db.session.get(Organization, payment.tenant_id)
+            local = row.starts_at.astimezone(ZoneInfo(org.timezone or "UTC"))
+            return f"{row.title}, session on {local:%Y-%m-%d %H:%M} ({org.timezone or 'UTC'})"
         return "Coaching session"
     title = db.session.scalar(select(Product.title).where(Product.tenant_id == payment.tenant_id,
                                                           Product.id == payment.product_id))
@@ -254,8 +256,3 @@ def send_receipt(payload: dict) -> None:
     invoice = issue(payment)
     email_receipt(payment, invoice)
 
-
-def issued_at_local(invoice: Invoice, tz: str) -> datetime:
-    from zoneinfo import ZoneInfo
-
-    return invoice.issued_at.astimezone(ZoneInfo(tz or "UTC"))

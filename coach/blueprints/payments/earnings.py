@@ -62,8 +62,12 @@ def period(args) -> tuple[date, date]:
 @role_required(COACH, ADMIN)
 def earnings_page():
     """My earnings as a coach (an admin may look at a coach's with ?coach=)."""
-    coach = g.membership if g.membership.role == COACH and not request.args.get("coach") else \
-        load_coach(request.args.get("coach")) if g.membership.role == ADMIN else abort(403)
+    if g.membership.role == COACH:
+        coach = g.membership
+    elif request.args.get("coach"):
+        coach = load_coach(request.args.get("coach"))
+    else:  # an admin chooses a coach on the payouts page
+        return redirect_after_post(url_for("payments.payouts"))
     tz = current_user.timezone or "UTC"
     months = earnings.monthly(coach, tz=tz)
     return render("payments/earnings_coach.html", "earnings", org=g.org, coach=coach, mine=coach.id == g.membership.id,
