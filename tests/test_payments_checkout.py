@@ -156,7 +156,29 @@ def test_an_amount_that_does_not_match_is_refused_and_sent_back(world, client):
                if o.get("object") == "refund" and o.get("payment_intent") == session["payment_intent"]]
     assert [r["amount"] for r in refunds] == [100]
     assert ledger.balance(w.org.id, "provider_clearing", "EUR") == 0
+    # The sweep leaves the refusal as it is (its reason is what the buyer must read).
+    assert checkout.expire_due(w.org.id, payment.created_at + timedelta(days=2)) == 0
+    login(client, w.athlete.user.email)
+    page = client.get(f"/o/{w.org.slug}/billing/checkout/{payment.id}").get_data(as_text=True)
+    assert "Payment failed" in page and "money sent back" in page and "Try again" not in page
     assert_books_balance(w.org.id)
+
+
+def test_pay_now_resumes_an_open_checkout_only(world, client):
+    w = world
+    booking, payment, url = checkout.start_session_checkout(w.offering, w.athlete, w.first_slot().starts_at, "",
+                                                            w.athlete)
+    db.session.commit()
+    login(client, w.athlete.user.email)
+    answer = client.get(f"/o/{w.org.slug}/billing/checkout/{payment.id}/pay")
+    assert answer.status_code == 303 and answer.headers["Location"] == url
+    lifecycle.transition(db.session.get(Booking, booking.id), "expire", None)
+    db.session.commit()
+    settle(w)
+    answer = client.get(f"/o/{w.org.slug}/billing/checkout/{payment.id}/pay")
+    assert answer.status_code == 303 and answer.headers["Location"].endswith(f"/billing/checkout/{payment.id}")
+    page = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "Payment expired" in page and "Choose a time again" in page
 
 
 def test_a_pack_bought_through_the_buy_button(world, client):

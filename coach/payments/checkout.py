@@ -307,8 +307,9 @@ def _refuse_mismatch(payment: Payment, provider_payment_id: str | None, amount_m
         pass
     reason = (f"The provider reported {got}, not {payment.amount_label}: the payment was refused and the money "
               "sent back.")[:300]
+    # No expiry any more: the sweep must not turn the refusal into "expired" (its reason is the one to show).
     _set_status(payment, ("pending", "failed", "expired", "cancelled"), "failed", failure_reason=reason,
-                provider_payment_id=provider_payment_id)
+                provider_payment_id=provider_payment_id, expires_at=None)
     if provider_payment_id and amount_minor > 0:
         provider.refund(provider_payment_id, amount_minor, reason="amount_mismatch",
                         idempotency_key=f"mismatch:{payment.id}")
