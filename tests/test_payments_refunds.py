@@ -327,3 +327,23 @@ def test_a_card_payment_is_refunded_at_the_provider_once_per_refund(world, fake_
     assert refunds.record_provider_refund(payment, 5000) == 0
     assert reload(Payment, payment.id, t).refunded_minor == 5000
     assert_books_balance(t)
+
+
+def test_concurrent_refunds_queue_on_the_payment_and_never_give_back_more_than_was_paid(world, app):
+    from tests.test_booking_service import race
+
+    _, payment, _ = paid_session(world)
+    t, pid, admin_id = world.org.id, payment.id, admin_of(world).id
+
+    def refunder(ready):
+        found = db.session.get(Payment, pid)
+        actor = db.session.get(Membership, admin_id)
+        ready()
+        return refunds.refund(found, 3000, reason="race", actor=actor)
+
+    results = race(app, t, [refunder] * 4)
+    assert sum(isinstance(r, int) for r in results) == 1
+    assert all(isinstance(r, refunds.RefundError) for r in results if not isinstance(r, int))
+    assert reload(Payment, pid, t).refunded_minor == 3000
+    assert len(db.session.scalars(select(Invoice).where(Invoice.kind == "credit_note")).all()) == 1
+    assert_books_balance(t)
