@@ -74,6 +74,8 @@ def parse(text: str, currency: str, *, allow_zero: bool = True, locale: str = DE
         amount = parse_decimal(raw, locale=locale, strict=True)
     except (NumberFormatError, InvalidOperation, ValueError):
         raise MoneyError(f"{raw!r} is not an amount; write it like 49.90.") from None
+    if not amount.is_finite():  # "inf", "NaN": Babel parses them
+        raise MoneyError(f"{raw!r} is not an amount; write it like 49.90.")
     return check_amount(to_minor(amount, currency), currency, allow_zero=allow_zero)
 
 

@@ -58,6 +58,8 @@ def seed_payment_rows(org, coach, athlete, offering, space, booking, label: str 
                     period_end=date(2026, 11, 30), amount_minor=1, currency=cur, method="manual", reference="seed")
     db.session.add(payout)
     db.session.flush()
+    ledger.post(t, "payout", f"payout:{payout.id}", [ledger.line("coach_available", 1, cur, coach.id),
+                                                      ledger.line("provider_clearing", -1, cur)])
     db.session.add(Earning(tenant_id=t, booking_id=booking.id, coach_membership_id=coach.id, grant_id=grant.id,
                            gross_minor=4000, commission_minor=400, net_minor=3600, currency=cur, status="pending",
                            available_at=booking.ends_at + timedelta(hours=48)))

@@ -107,7 +107,8 @@ def test_money_uses_each_currencys_own_decimals(typed, currency, minor, shown):
 
 @pytest.mark.parametrize("typed, currency, message", [
     ("12.5", "JPY", "no decimals"), ("-3", "EUR", "negative"), ("1e9", "EUR", "more than"),
-    ("ten", "EUR", "not an amount"), ("1.999", "EUR", "at most 2 decimals"),
+    ("ten", "EUR", "not an amount"), ("1.999", "EUR", "at most 2 decimals"), ("inf", "EUR", "not an amount"),
+    ("NaN", "EUR", "not an amount"),
 ])
 def test_bad_amounts_are_refused_with_a_reason(typed, currency, message):
     with pytest.raises(money.MoneyError, match=message):

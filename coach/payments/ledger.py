@@ -39,7 +39,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from coach.extensions import db
-from coach.payments.models import CREDIT, CreditGrant, Earning, LedgerEntry, LedgerTransaction
+from coach.payments.models import CREDIT, CreditGrant, Earning, LedgerEntry, LedgerTransaction, Payout
 
 ACCOUNTS = ("provider_clearing", "athlete_prepaid", "coach_pending", "coach_available", "coach_paid",
             "org_commission", "refunds", "disputes", "credits_outstanding", "credits_issued")
@@ -135,8 +135,8 @@ def check(tenant_id: uuid.UUID) -> CheckResult:
 
     - every transaction sums to zero per unit (PostgreSQL enforces it at commit; this proves it after);
     - each credit grant's ``credits_remaining`` equals minus its ``credits_outstanding`` balance;
-    - each coach's pending and available earnings rows add up to minus the ``coach_pending`` and
-      ``coach_available`` balances, per currency.
+    - each coach's pending earnings rows add up to minus the ``coach_pending`` balance, and the available and
+      paid-out rows less the payouts to minus ``coach_available``, per currency.
     """
     unbalanced = [
         f"transaction {row.transaction_id} is off by {row.total} {row.unit}"
@@ -150,13 +150,21 @@ def check(tenant_id: uuid.UUID) -> CheckResult:
         if -outstanding.get(grant_id, 0) != remaining:
             mismatches.append(f"grant {grant_id}: {remaining} credits cached, {-outstanding.get(grant_id, 0)} "
                               "in the ledger")
-    for status, account in (("pending", "coach_pending"), ("available", "coach_available")):
+    # Paid-out rows count towards "available" less the payouts: a refund after a payout takes the coach's share
+    # back from available (it can go below zero) while the row stays paid.
+    paid_out = {(coach, cur): int(total) for coach, cur, total in db.session.execute(
+        select(Payout.coach_membership_id, Payout.currency, func.sum(Payout.amount_minor))
+        .where(Payout.tenant_id == tenant_id).group_by(Payout.coach_membership_id, Payout.currency)).all()}
+    for statuses, account in ((("pending",), "coach_pending"), (("available", "paid"), "coach_available")):
         rows = db.session.execute(
             select(Earning.coach_membership_id, Earning.currency,
                    func.sum(Earning.net_minor - Earning.reversed_minor))
-            .where(Earning.tenant_id == tenant_id, Earning.status == status)
+            .where(Earning.tenant_id == tenant_id, Earning.status.in_(statuses))
             .group_by(Earning.coach_membership_id, Earning.currency)).all()
         cached = {(coach, cur): int(total) for coach, cur, total in rows}
+        if account == "coach_available":
+            for key, total in paid_out.items():
+                cached[key] = cached.get(key, 0) - total
         currencies = {cur for _, cur in cached} | set(db.session.scalars(
             select(LedgerEntry.unit).where(LedgerEntry.tenant_id == tenant_id, LedgerEntry.account == account)
             .distinct()))

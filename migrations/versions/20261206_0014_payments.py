@@ -495,7 +495,7 @@ def upgrade():
     due = {
         "earnings": "status = 'pending' AND available_at <= p_now",
         "credit_grants": "credits_remaining > 0 AND revoked_at IS NULL AND expires_at <= p_now",
-        "payments": "status = 'pending' AND method = 'card' AND expires_at <= p_now",
+        "payments": "status IN ('pending', 'failed') AND method = 'card' AND expires_at <= p_now",
         "subscriptions": "(status = 'past_due' AND grace_until <= p_now) OR (status IN ('active', 'past_due') "
                          "AND current_period_end <= p_now AND (cancel_at_period_end "
                          "OR provider_subscription_id IS NULL))",
