@@ -330,7 +330,9 @@ def test_the_payments_list_is_a_fixed_number_of_statements(w):
         assert admin.get(w.url("/payments")).status_code == 200  # warm up
         counts.append(statements_for(w.app, admin, w.url("/payments")))
     assert counts[0] == counts[1], counts
-    assert counts[0] <= 8, counts
+    # The floor every page pays (the session's user, organization and membership; the nav's badges), the
+    # coaches for the filter, the page of payments, the totals, the rows' coach and product names.
+    assert counts[0] == 6, counts
 
 
 # --- manual payments ----------------------------------------------------------------------------------
@@ -429,6 +431,9 @@ def test_my_billing_is_a_fixed_number_of_statements_and_pages_its_history(w):
         assert athlete.get(w.url("/mine")).status_code == 200  # warm up
         counts.append(statements_for(w.app, athlete, w.url("/mine")))
     assert counts[0] == counts[1], counts
+    # The floor, then grants, their offerings and spaces, subscriptions, payments, their names, their
+    # invoices, and the coaches selling packs.
+    assert counts[0] == 10, counts
     page = html(athlete.get(w.url("/mine")))
     assert page.count('<tr id="payment-') == 25
     cursor = re.search(r'href="[^"]*mine\?after=([^"&]+)"', page).group(1)
@@ -451,7 +456,7 @@ def test_the_billing_navigation_offers_each_role_its_pages(w):
 
 # A cross-section of tests/fuzz_support.HOSTILE: NUL, surrogates and invalid UTF-8, bidi, huge and odd
 # numbers, bad dates and ids, markup, and lengths around the limits.
-SOME_HOSTILE = [HOSTILE[i] for i in range(0, len(HOSTILE), 3)] + [
+SOME_HOSTILE = [HOSTILE[i] for i in range(0, len(HOSTILE), 5)] + [
     b"x" * 121, b"x" * 2001, "\U0001F600".encode() * 121, b"9" * 5000, b"1e400", b"12.345", b"-0.01"]
 
 
