@@ -347,3 +347,27 @@ def test_concurrent_refunds_queue_on_the_payment_and_never_give_back_more_than_w
     assert reload(Payment, pid, t).refunded_minor == 3000
     assert len(db.session.scalars(select(Invoice).where(Invoice.kind == "credit_note")).all()) == 1
     assert_books_balance(t)
+
+
+def test_a_pack_refunded_in_full_loses_its_credits_left(world):
+    from coach.payments.models import CreditGrant
+    from tests.test_payments_earnings import _grant_with_prepaid
+
+    grant = _grant_with_prepaid(world, value=4000)
+    payment = Payment(tenant_id=world.org.id, athlete_membership_id=world.athlete.id,
+                      coach_membership_id=world.coach.id, purpose="pack", product_id=grant.product_id,
+                      amount_minor=20000, currency="EUR", method="manual", status="paid", reference="cash")
+    db.session.add(payment)
+    db.session.flush()
+    grant.payment_id = payment.id
+    db.session.commit()
+    tenancy.activate(world.org.id)
+    refunds.refund(payment, 20000, reason="changed my mind", actor=admin_of(world))
+    db.session.commit()
+    t = world.org.id
+    grant = reload(CreditGrant, grant.id, t)
+    assert grant.revoked_at is not None and grant.credits_remaining == 0
+    assert ledger.balance(t, "athlete_prepaid", "EUR", grant.id) == 0
+    assert ledger.balance(t, "provider_clearing", "EUR") == 0
+    assert ledger.balance(t, "org_commission", "EUR") == 0
+    assert_books_balance(t)

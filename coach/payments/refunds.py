@@ -25,7 +25,7 @@ from coach.booking.models import LIVE_STATUSES, Booking
 from coach.errors import DomainError, NotAllowed
 from coach.extensions import db
 from coach.orgs.models import ADMIN, Membership
-from coach.payments import earnings, invoices, ledger
+from coach.payments import credits, earnings, invoices, ledger
 from coach.payments.events import PAYMENT_DISPUTED, PAYMENT_REFUNDED
 from coach.payments.models import CreditGrant, LedgerTransaction, Payment
 from coach.payments.settings import billing_settings
@@ -89,9 +89,23 @@ def _take_back(payment: Payment, amount: int) -> tuple[list[ledger.Line], earnin
             ledger.line("org_commission", amount - from_prepaid, cur)], None
 
 
+def _revoke_if_all_back(payment: Payment, amount: int, memo: str, actor: Membership | None) -> None:
+    """A pack or plan period given back in full loses its credits left (before the take-back, which then
+    finds the grant's prepaid money moved to the organization by the lapse)."""
+    if payment.purpose == "session" or payment.refunded_minor + payment.disputed_minor + amount < payment.amount_minor:
+        return
+    grant = db.session.scalar(select(CreditGrant).where(CreditGrant.tenant_id == payment.tenant_id,
+                                                        CreditGrant.payment_id == payment.id))
+    if grant is not None:
+        credits.revoke(grant, memo, actor)
+
+
 def _book(payment: Payment, amount: int, *, kind: str, key: str, account: str, memo: str,
           actor: Membership | None) -> bool:
     """Post the money-out and take-back transaction; apply the earning's change when it was new."""
+    if ledger.posted(payment.tenant_id, key):
+        return False
+    _revoke_if_all_back(payment, amount, memo, actor)
     lines, plan = _take_back(payment, amount)
     cur = payment.currency
     # Two steps in one transaction: the shares taken back become owed to the athlete (``account`` of the
