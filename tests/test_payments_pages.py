@@ -156,6 +156,12 @@ def test_products_are_edited_and_archived_by_their_coach_or_an_admin_only(w):
                                              "offering_ids": str(w.offering.id)})
     assert response.status_code == 303 and f"coach={w.coach.id}" in response.headers["Location"]
     assert "€180.00" in html(admin.get(w.url(f"/products?coach={w.coach.id}")))
+    picker = html(admin.get(w.url("/products")))
+    assert "Choose a coach" in picker and f"/products?coach={w.coach.id}" in picker
+    assert admin.get(w.url(f"/products?coach={w.athlete.id}")).status_code == 404
+    assert admin.get(w.url("/products/new")).status_code == 404  # new for whom?
+    assert other.get(w.url(f"/products?coach={w.coach.id}")).status_code == 403
+    assert other.get(w.url(f"/products/new?coach={w.coach.id}")).status_code == 403
     shop = w.url(f"/coaches/{w.coach.id}")
     assert "5-pack (new price)" in html(athlete.get(shop))
     archive = w.url(f"/products/{product.id}/archive")
