@@ -10,10 +10,12 @@ import pytest
 from sqlalchemy import select
 
 from coach import tenancy
+from coach.booking.models import Booking
 from coach.extensions import db
 from coach.payments import checkout, ledger, provider
 from coach.payments.models import Payment, PaymentEvent, Product
 from tests.booking_support import BookingWorld
+from tests.factories import add_member, make_user
 from tests.payments_support import assert_books_balance
 
 
@@ -217,3 +219,22 @@ def test_the_per_address_limit_never_drops_the_providers_deliveries(world, clien
     assert 429 in [client.get("/login").status_code for _ in range(8)]
     settle(w)
     assert db.session.get(Payment, payment.id).status == "paid"
+
+
+def test_a_checkout_expired_at_the_provider_ends_the_payment_and_frees_the_time(world, app):
+    w = world
+    w.fake.deliver_to_app(app)
+    booking, payment, url = checkout.start_session_checkout(w.offering, w.athlete, w.first_slot().starts_at, "",
+                                                            w.athlete)
+    db.session.commit()
+    provider.expire_checkout(checkout_id_of(url))
+    settle(w)
+    assert db.session.get(Payment, payment.id).status == "expired"
+    assert db.session.get(Booking, booking.id).status == "expired"
+    event = db.session.get(PaymentEvent, w.fake.events("checkout.session.expired")[0]["id"])
+    assert event.outcome == "expired"
+    # The slot is free again: another athlete can hold it.
+    other = add_member(w.org, make_user("next-in-line@example.com"), "athlete")
+    again, _, _ = checkout.start_session_checkout(w.offering, other, booking.starts_at, "", other)
+    db.session.commit()
+    assert again.status == "held"
