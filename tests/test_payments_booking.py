@@ -365,3 +365,11 @@ def test_offering_prices_are_read_in_the_organizations_currency(world, app, owne
                             "FROM offerings").fetchone() == (5000, "JPY", "fee", 30)
     form = text(coach.get(f"/o/{world.org.slug}{path}"))
     assert 'value="5000"' in form and "Price (JPY)" in form
+
+
+def test_a_late_cancel_fee_outside_0_to_100_is_refused(world, app):
+    coach = logged_in(app, world.coach.user.email)
+    for value in ("101", "-1", "1000000000000000000000000000000"):
+        refused = post(coach, world.org.slug, f"/offerings/{world.offering.id}/edit",
+                       **dict(OFFERING_FORM, late_cancel_policy="fee", late_cancel_fee_percent=value))
+        assert refused.status_code == 422 and "A fee between 0 and 100 per cent." in text(refused), value

@@ -101,7 +101,7 @@ class OfferingForm(BaseForm):
         SelectChoice("fee", "keeps a fee (the rest of a payment is refunded; a credit is kept)"),
         SelectChoice("refund", "gives everything back")])
     late_cancel_fee_percent = IntegerField("Late-cancel fee (%)", default=50, validators=[
-        Optional(), NumberRange(0, 100, message="Between 0 and 100 %.")])
+        Optional(), NumberRange(0, 100, message="A fee between 0 and 100 per cent.")])
 
     def __init__(self, *args, currency: str = "EUR", **kwargs):
         super().__init__(*args, **kwargs)
