@@ -251,6 +251,8 @@ def test_a_payment_page_shows_its_ledger_and_invoices_to_those_who_may_see_it(w)
     admin_page = html(w.client(w.admin).get(path))
     assert "Payment of €200.00" in admin_page and "Receipt 1" in admin_page
     assert "provider clearing" in admin_page and "athlete prepaid" in admin_page and "5 credits" in admin_page
+    # The pack's credit spent on a booking is part of the payment's story: its coach's share moved there.
+    assert "<code>credit.used</code>" in admin_page and "coach pending" in admin_page and "€36.00" in admin_page
     coach_page = html(w.client(w.coach).get(path))
     assert "provider clearing" in coach_page
     athlete_page = html(w.client(w.athlete).get(path))

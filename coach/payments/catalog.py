@@ -468,10 +468,17 @@ class LedgerView:
 
 
 def payment_ledger(payment: Payment) -> list[LedgerView]:
-    """The ledger transactions of a payment (and of its booking) with their entries, oldest first."""
+    """The ledger transactions of a payment with their entries, oldest first: those naming the payment, its
+    booking's (a session), and those moving the credits it bought (spent, returned, expired: a pack or plan)."""
     where = LedgerTransaction.payment_id == payment.id
     if payment.booking_id is not None:
         where = where | (LedgerTransaction.booking_id == payment.booking_id)
+    if payment.product_id is not None:
+        grants = select(CreditGrant.id).where(CreditGrant.tenant_id == payment.tenant_id,
+                                              CreditGrant.payment_id == payment.id)
+        where = where | LedgerTransaction.id.in_(
+            select(LedgerEntry.transaction_id).where(LedgerEntry.tenant_id == payment.tenant_id,
+                                                     LedgerEntry.ref_id.in_(grants)))
     rows = db.session.execute(
         select(LedgerTransaction, LedgerEntry)
         .join(LedgerEntry, (LedgerEntry.tenant_id == LedgerTransaction.tenant_id)
