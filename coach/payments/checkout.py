@@ -378,9 +378,13 @@ def cancel_hold(booking: Booking, actor: Membership) -> Booking:
         raise CheckoutError(f"This booking is {booking.status_label.lower()}: there is no unpaid hold to cancel.")
     if actor.id != booking.athlete_membership_id and actor.role not in STAFF:
         raise NotAllowed("Only the athlete cancels this hold.")
+    # The payments' locks first, then the booking's: the order complete() takes them in (no deadlock with a
+    # payment arriving at the same moment; whichever comes second sees what the first did).
+    payments = db.session.scalars(select(Payment).where(
+        Payment.tenant_id == booking.tenant_id, Payment.booking_id == booking.id, Payment.status.in_(OPEN))
+        .with_for_update()).all()
     lifecycle.transition(booking, "cancel", actor)
-    for payment in db.session.scalars(select(Payment).where(
-            Payment.tenant_id == booking.tenant_id, Payment.booking_id == booking.id, Payment.status.in_(OPEN))):
+    for payment in payments:
         expire(payment, "Cancelled before it was paid.", status="cancelled")
     return booking
 
