@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 from coach import clock, money
 from coach.booking.models import Booking
 from coach.extensions import db
-from coach.orgs.models import Membership, Organization
+from coach.orgs.models import Membership
 from coach.payments import ledger
 from coach.payments.models import Earning, LedgerEntry, LedgerTransaction, Payment, Payout
 from coach.payments.settings import billing_settings
@@ -202,11 +202,8 @@ def release_due(tenant_id: uuid.UUID, now: datetime | None = None) -> int:
 
 
 def due_tenants(now: datetime | None = None) -> list[uuid.UUID]:
-    """Organizations with earnings to release: through the narrow definer function when the schema has it,
-    otherwise every organization (``organizations`` has no row security)."""
-    if db.session.scalar(text("SELECT to_regproc('public.earnings_due_tenants')")) is not None:
-        return list(db.session.scalars(text("SELECT earnings_due_tenants(:now)"), {"now": now or clock.now()}))
-    return list(db.session.scalars(select(Organization.id)))
+    """Organizations with earnings to release (through the migration's narrow definer function)."""
+    return list(db.session.scalars(text("SELECT earnings_due_tenants(:now)"), {"now": now or clock.now()}))
 
 
 @periodic(every=300, name="release_earnings")
