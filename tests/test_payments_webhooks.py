@@ -238,3 +238,21 @@ def test_a_checkout_expired_at_the_provider_ends_the_payment_and_frees_the_time(
     again, _, _ = checkout.start_session_checkout(w.offering, other, booking.starts_at, "", other)
     db.session.commit()
     assert again.status == "held"
+
+
+def test_a_signed_but_malformed_event_is_recorded_and_changes_nothing(world, client):
+    w = world
+    _, payment, _ = paid_session(w)
+    event = w.fake.events("checkout.session.completed")[0]
+    broken = dict(event, id=event["id"] + "_broken")
+    broken["data"] = {"object": dict(event["data"]["object"], amount_total="fifty euros")}
+    assert w.fake.post_event(client, broken).status_code == 200
+    settle(w)
+    row = db.session.get(PaymentEvent, broken["id"])
+    assert row.processed_at is not None and row.outcome.startswith("ignored: malformed event")
+    assert db.session.get(Payment, payment.id).status == "pending"
+    # The real event still applies.
+    assert w.fake.post_event(client, event).status_code == 200
+    settle(w)
+    assert db.session.get(Payment, payment.id).status == "paid"
+    assert_books_balance(w.org.id)

@@ -164,7 +164,15 @@ def _run(row: PaymentEvent) -> str:
     if handler is None:
         outcome, done, completed = f"ignored: {row.type} is not handled", True, None
     else:
-        outcome, done, completed = handler(row.tenant_id, _obj(row.payload))
+        try:
+            # A savepoint: a handler that refuses leaves nothing half-done, and the event still records why.
+            with db.session.begin_nested():
+                outcome, done, completed = handler(row.tenant_id, _obj(row.payload))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            if isinstance(exc, DomainError) and exc.status >= 500:
+                raise  # the provider or a dependency is away: the job fails and RQ retries it
+            kind = "refused" if isinstance(exc, DomainError) else "ignored: malformed event"
+            outcome, done, completed = f"{kind}: {exc}", True, None
     row.outcome = outcome[:300]
     if done:
         row.processed_at = clock.now()
