@@ -514,3 +514,40 @@ def test_billing_forms_and_filters_survive_hostile_input(w, monkeypatch):
     for action in ("cancel", "resume", "delete"):
         assert post_form(athlete, None, w.url(f"/subscriptions/{uuid.uuid4()}/{action}"), {}).status_code == 404
     assert_books_balance(w.org.id)
+
+
+# --- the journey through the provider -------------------------------------------------------------------
+
+def test_an_athlete_buys_from_the_shop_and_manages_the_plan_on_my_billing(w, fake_stripe, quiet):
+    """Buy buttons of the shop page → the fake provider's checkout → paid (the webhook) → My billing shows the
+    credits and receipt; the plan is cancelled at period end and resumed at the provider too."""
+    fake_stripe.deliver_to_app(w.app)
+    w.pack()
+    tenancy.activate(w.org.id)
+    catalog.save_product(w.coach, {"kind": "plan", "title": "Monthly club", "price": "39", "credits": "2",
+                                   "interval": "month", "offering_ids": [str(w.offering.id)]}, w.coach)
+    db.session.commit()
+    athlete = w.client(w.athlete)
+    shop = html(athlete.get(w.url(f"/coaches/{w.coach.id}")))
+    token = csrf_from(shop)
+    for action in re.findall(r'<form method="post" action="([^"]+/buy)" hx-boost="false">', shop):
+        answer = athlete.post(action, data={"csrf_token": token})
+        assert answer.status_code == 303 and answer.headers["Location"].startswith(fake_stripe.url)
+        fake_stripe.pay(re.search(r"(cs_[A-Za-z0-9_]+)", answer.headers["Location"]).group(1))
+    fake_stripe.flush()
+    quiet.drain()
+    mine = html(athlete.get(w.url("/mine")))
+    assert "<strong>5</strong> of 5" in mine and "<strong>2</strong> of 2" in mine
+    assert mine.count(">Paid<") == 2 and "Monthly club" in mine and "Active" in mine
+    assert len(re.findall(r'href="[^"]+/billing/receipts/[0-9a-f-]{36}">Receipt \d+</a>', mine)) == 2
+    tenancy.activate(w.org.id)
+    sub = db.session.scalar(select(Subscription).where(Subscription.tenant_id == w.org.id))
+    cancel = w.url(f"/subscriptions/{sub.id}/cancel")
+    assert re.search(f'action="{re.escape(cancel)}"', mine)
+    assert post_form(athlete, None, cancel, {}).status_code == 303
+    assert fake_stripe.object(sub.provider_subscription_id)["cancel_at_period_end"] is True
+    assert "Resume" in html(athlete.get(w.url("/mine")))
+    assert post_form(athlete, None, w.url(f"/subscriptions/{sub.id}/resume"), {}).status_code == 303
+    assert fake_stripe.object(sub.provider_subscription_id)["cancel_at_period_end"] is False
+    quiet.drain()
+    assert_books_balance(w.org.id)
