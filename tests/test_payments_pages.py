@@ -547,6 +547,8 @@ def test_an_athlete_buys_from_the_shop_and_manages_the_plan_on_my_billing(w, fak
     assert post_form(athlete, None, cancel, {}).status_code == 303
     assert fake_stripe.object(sub.provider_subscription_id)["cancel_at_period_end"] is True
     assert "Resume" in html(athlete.get(w.url("/mine")))
+    shop = html(athlete.get(w.url(f"/coaches/{w.coach.id}")))
+    assert "You subscribe to this plan." in shop and len(re.findall(r'action="[^"]+/buy"', shop)) == 1
     assert post_form(athlete, None, w.url(f"/subscriptions/{sub.id}/resume"), {}).status_code == 303
     assert fake_stripe.object(sub.provider_subscription_id)["cancel_at_period_end"] is False
     quiet.drain()

@@ -31,8 +31,9 @@ def load_subscription(subscription_id: str):
 def shop(coach_id: str):
     """A coach's credit packs and plans, each with a Buy button (the checkout is a POST)."""
     coach = booking.get_coach(g.org, coach_id) or abort(404)
+    subscribed = {s.product_id for s in catalog.my_subscriptions(g.membership) if s.status in ("active", "past_due")}
     return render("payments/shop_coach.html", org=g.org, coach=coach, action_form=ActionForm(formdata=None),
-                  items=catalog.details(catalog.buyable(coach)))
+                  items=catalog.details(catalog.buyable(coach)), subscribed=subscribed)
 
 
 @bp.get("/mine")
