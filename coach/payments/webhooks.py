@@ -5,7 +5,8 @@ raises and nothing is stored), the event is stored as it came in ``payment_event
 event id (``ON CONFLICT DO NOTHING``: a duplicate delivery is the same row and emits nothing), and
 ``PROVIDER_EVENT`` is emitted in the same transaction. The organization is the event's
 ``metadata.tenant_id`` (a UUID of an existing organization); an event without one is stored with no
-organization, marked ignored, and never applied.
+organization, marked ignored, and never applied; so is an event of a type no handler takes (stored for the
+audit, no job).
 
 :func:`apply` is the consumer: it loads the stored event under the organization's RLS and applies it by type.
 Every handler is idempotent (compare-and-swap on statuses, ledger keys, one payment per invoice) and
@@ -130,11 +131,14 @@ def receive(body: bytes, signature: str) -> tuple[str, bool]:
     values = {"id": event_id, "tenant_id": tenant_id, "type": kind, "payload": event}
     if tenant_id is None:
         values.update(processed_at=clock.now(), outcome="ignored: no organization in its metadata")
+    elif kind not in HANDLERS:
+        # Stored for the audit, nothing to apply: no job (the provider sends many such, e.g. charge.succeeded).
+        values.update(processed_at=clock.now(), outcome=f"ignored: {kind} is not handled")
     # Plain SQL whose row count says whether this delivery is the first. No RETURNING and no conflict target: a
     # row with no organization may be written but not read back.
     stored = db.session.execute(STORE, {**values, "payload": json.dumps(event), "processed_at": values.get(
         "processed_at"), "outcome": values.get("outcome", "")}).rowcount == 1
-    if stored and tenant_id is not None:
+    if stored and values.get("processed_at") is None:
         emit(PROVIDER_EVENT, {"event_id": event_id}, tenant_id=tenant_id)
     return event_id, stored
 
