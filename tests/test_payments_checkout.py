@@ -280,7 +280,9 @@ def test_product_checkouts_past_their_time_are_swept(world):
     w = world
     payment, url = checkout.start_product_checkout(w.pack, w.athlete, w.athlete)
     db.session.commit()
-    assert checkout.expire_due(w.org.id, payment.expires_at + timedelta(seconds=1)) == 1
+    later = payment.expires_at + timedelta(seconds=1)
+    assert w.org.id not in checkout.due_tenants() and w.org.id in checkout.due_tenants(later)
+    assert checkout.expire_due(w.org.id, later) == 1
     db.session.commit()
     assert reload(payment).status == "expired"
     assert w.fake.session(checkout_id_of(url))["status"] == "expired"

@@ -114,6 +114,8 @@ def test_a_failed_renewal_keeps_access_for_the_grace_period_then_ends_it(world):
     assert sub.status == "past_due" and in_space(w, w.athlete)
     assert abs((sub.grace_until - clock.now()) - timedelta(days=3)) < timedelta(minutes=5)
     assert subscriptions.end_due(w.org.id, clock.now()) == 0  # still within grace
+    assert w.org.id not in subscriptions.due_tenants()
+    assert w.org.id in subscriptions.due_tenants(sub.grace_until + timedelta(seconds=1))
     assert subscriptions.end_due(w.org.id, sub.grace_until + timedelta(seconds=1)) == 1
     db.session.commit()
     settle(w)

@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from flask import current_app, url_for
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from coach import clock
 from coach.booking import lifecycle
@@ -454,5 +454,9 @@ def expire_due(tenant_id: uuid.UUID, now: datetime | None = None) -> int:
 def sweep_checkouts() -> int:
     """Open checkouts past their time, in every organization (the held bookings' own expiry is the booking
     sweep's; this catches packs and plans, and anything a lost event left behind)."""
-    tenants = db.session.scalars(select(Organization.id)).all()
-    return each_tenant(tenants, expire_due, "payment checkout sweep")
+    return each_tenant(due_tenants(), expire_due, "payment checkout sweep")
+
+
+def due_tenants(now: datetime | None = None) -> list[uuid.UUID]:
+    """Organizations with open card payments past their time (the migration's narrow definer function)."""
+    return list(db.session.scalars(text("SELECT payments_due_tenants(:now)"), {"now": now or clock.now()}))

@@ -19,13 +19,13 @@ import logging
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from coach import clock
 from coach.errors import DomainError, NotAllowed
 from coach.extensions import db
-from coach.orgs.models import ADMIN, Membership, Organization
+from coach.orgs.models import ADMIN, Membership
 from coach.payments import credits, provider
 from coach.payments.events import PAYMENT_PAID, SUBSCRIPTION_CHANGED
 from coach.payments.models import CARD, PLAN, Payment, Product, ProductSpace, Subscription, SubscriptionSpaceGrant
@@ -361,5 +361,9 @@ def end_due(tenant_id: uuid.UUID, now: datetime | None = None) -> int:
 
 @periodic(every=300, name="sweep_subscriptions")
 def sweep_subscriptions() -> int:
-    tenants = db.session.scalars(select(Organization.id)).all()
-    return each_tenant(tenants, end_due, "subscription sweep")
+    return each_tenant(due_tenants(), end_due, "subscription sweep")
+
+
+def due_tenants(now: datetime | None = None) -> list[uuid.UUID]:
+    """Organizations with access to end (the migration's narrow definer function)."""
+    return list(db.session.scalars(text("SELECT subscriptions_due_tenants(:now)"), {"now": now or clock.now()}))
