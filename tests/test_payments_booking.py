@@ -373,3 +373,31 @@ def test_a_late_cancel_fee_outside_0_to_100_is_refused(world, app):
         refused = post(coach, world.org.slug, f"/offerings/{world.offering.id}/edit",
                        **dict(OFFERING_FORM, late_cancel_policy="fee", late_cancel_fee_percent=value))
         assert refused.status_code == 422 and "A fee between 0 and 100 per cent." in text(refused), value
+
+
+def test_a_session_paid_by_card_and_cancelled_by_the_coach_is_refunded_in_full(world, athlete, fake_stripe):
+    """The whole way: the book page's card checkout, paid at the provider, completed; the coach cancels; the
+    settlement refunds through the provider and takes the coach's pending share back."""
+    from coach.payments import checkout
+
+    response = post_book(athlete, world, world.slots(1, days_ahead=3)[0], athlete=str(world.athlete.id), pay="card")
+    assert response.status_code == 303
+    tenancy.activate(world.org.id)
+    payment = db.session.scalars(select(Payment)).one()
+    intent = fake_stripe.pay(payment.provider_checkout_id)["payment_intent"]
+    tenancy.activate(world.org.id)
+    checkout.complete(payment, provider_payment_id=intent, amount_minor=5000, currency="EUR")
+    db.session.commit()
+    booking = db.session.scalars(select(Booking)).one()
+    assert booking.status == "confirmed"
+    assert ledger.balance(world.org.id, "coach_pending", "EUR", world.coach.id) == -4500
+    page = text(athlete.get(f"/o/{world.org.slug}/bookings/{booking.id}"))
+    assert "Paid €50.00 by card" in page
+    cancel(world, booking, world.coach)
+    deliver(booking, "cancelled")
+    db.session.rollback()
+    tenancy.activate(world.org.id)
+    assert db.session.get(Payment, payment.id).refunded_minor == 5000
+    assert ledger.balance(world.org.id, "coach_pending", "EUR", world.coach.id) == 0
+    assert "€50.00 refunded" in text(athlete.get(f"/o/{world.org.slug}/bookings/{booking.id}"))
+    assert_books_balance(world.org.id)
