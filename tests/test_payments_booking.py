@@ -401,3 +401,19 @@ def test_a_session_paid_by_card_and_cancelled_by_the_coach_is_refunded_in_full(w
     assert ledger.balance(world.org.id, "coach_pending", "EUR", world.coach.id) == 0
     assert "€50.00 refunded" in text(athlete.get(f"/o/{world.org.slug}/bookings/{booking.id}"))
     assert_books_balance(world.org.id)
+
+
+def test_a_session_paid_by_card_is_not_moved_but_one_paid_with_a_credit_is(world, athlete):
+    grant = world.pack(credits_count=2)
+    first, second, third, fourth = world.slots(4, days_ahead=3)
+    by_card, _ = paid_booking(world, first)
+    refused = post_book(athlete, world, second, athlete=str(world.athlete.id), reschedule=str(by_card.id))
+    assert refused.status_code == 422 and "A session paid by card cannot be moved" in text(refused)
+    by_credit = credit_booking(world, grant, third)
+    moved = post_book(athlete, world, fourth, athlete=str(world.athlete.id), reschedule=str(by_credit.id))
+    assert moved.status_code == 303
+    page = text(athlete.get(moved.headers["Location"]))
+    assert "1 credit of 2-pack — 1 left" in page
+    tenancy.activate(world.org.id)
+    assert remaining(grant) == 1
+    assert_books_balance(world.org.id)
