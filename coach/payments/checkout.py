@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from flask import current_app, url_for
 from sqlalchemy import select, text, update
 
-from coach import clock
+from coach import clock, money
 from coach.booking import lifecycle
 from coach.booking.events import BOOKING_CANCELLED, BOOKING_EXPIRED
 from coach.booking.models import LIVE_STATUSES, Booking, Offering
@@ -298,8 +298,6 @@ def _complete_session(payment: Payment) -> str:
 
 
 def _refuse_mismatch(payment: Payment, provider_payment_id: str | None, amount_minor: int, currency: str) -> str:
-    from coach import money
-
     got = f"{amount_minor} {currency}"
     try:
         got = money.format(amount_minor, currency)
