@@ -70,6 +70,10 @@ def test_a_paid_session_is_settled_by_the_webhook_not_the_return(world, client):
     login(client, w.athlete.user.email)
     page = client.get(f"/o/{w.org.slug}/billing/checkout/{payment.id}").get_data(as_text=True)
     assert "Processing…" in page and 'hx-trigger="every 2s"' in page and ">Refresh</a>" in page
+    # htmx's poll gets the status alone, which replaces itself.
+    poll = client.get(f"/o/{w.org.slug}/billing/checkout/{payment.id}", headers={"HX-Request": "true"})
+    fragment = poll.get_data(as_text=True).strip()
+    assert fragment.startswith('<section id="checkout-status"') and "<html" not in fragment
     w.fake.pay(checkout_id_of(url))
     settle(w)
     payment, booking = reload(payment), reload(booking)
@@ -78,6 +82,8 @@ def test_a_paid_session_is_settled_by_the_webhook_not_the_return(world, client):
     assert ledger.balance(w.org.id, "provider_clearing", "EUR") == 5000
     page = client.get(f"/o/{w.org.slug}/billing/checkout/{payment.id}").get_data(as_text=True)
     assert "Payment received" in page and "every 2s" not in page and "€50.00" in page
+    poll = client.get(f"/o/{w.org.slug}/billing/checkout/{payment.id}", headers={"HX-Request": "true"})
+    assert "Payment received" in poll.get_data(as_text=True) and "hx-trigger" not in poll.get_data(as_text=True)
     event = db.session.scalar(select(PaymentEvent).where(PaymentEvent.type == "checkout.session.completed"))
     assert event.processed_at is not None and event.outcome.startswith("paid")
     assert_books_balance(w.org.id)
