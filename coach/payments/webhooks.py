@@ -175,8 +175,11 @@ def _run(row: PaymentEvent) -> str:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             if isinstance(exc, DomainError) and exc.status >= 500:
                 raise  # the provider or a dependency is away: the job fails and RQ retries it
-            kind = "refused" if isinstance(exc, DomainError) else "ignored: malformed event"
-            outcome, done, completed = f"{kind}: {exc}", True, None
+            # A refusal stays unapplied (processed_at empty: an operator finds it by that, with the reason);
+            # an event we cannot read is done with.
+            refused = isinstance(exc, DomainError)
+            what = "refused" if refused else "ignored: malformed event"
+            outcome, done, completed = f"{what}: {exc}", not refused, None
     row.outcome = outcome[:300]
     if done:
         row.processed_at = clock.now()
