@@ -38,6 +38,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("booking_reminder", "Sessions", "Reminders a day and an hour before a session", "email"),
     Kind("media_ready", "Media", "My upload is ready to watch", "in_app"),
     Kind("review_comment", "Media", "Comments on my videos and review threads I am in", "email"),
+    Kind("payment_refunded", "Payments", "Money or a session credit is given back to me", "in_app"),
+    Kind("payment_disputed", "Payments", "A payment is disputed (admins)", "email"),
 )}
 
 

@@ -11,19 +11,12 @@ from sqlalchemy import select
 from coach.chat import realtime
 from coach.extensions import db
 from coach.notifications import service
-from coach.notifications.models import KINDS, Kind
 from coach.orgs.models import ADMIN, Membership, Organization
 from coach.orgs.service import members_with_role
 from coach.money import format as money_label
-from coach.payments.events import PAYMENT_DISPUTED, PAYMENT_REFUNDED
-from coach.payments.models import Payment
+from coach.payments.events import CREDITS_RETURNED, PAYMENT_DISPUTED, PAYMENT_REFUNDED
+from coach.payments.models import CreditGrant, Payment
 from coach.platform.jobs import after_commit, consumer
-
-# Payments' kinds join the preferences page's list (its order: after the others).
-for _kind in (Kind("payment_refunded", "Payments", "Money is refunded to me", "in_app"),
-              Kind("payment_disputed", "Payments", "A payment is disputed (admins)", "email")):
-    KINDS.setdefault(_kind.name, _kind)
-
 
 def _payment(payload: dict) -> tuple[Payment, Organization] | None:
     payment = db.session.scalar(select(Payment).where(Payment.id == uuid.UUID(payload["payment_id"])))
@@ -70,4 +63,20 @@ def tell_admins_of_dispute(payload: dict) -> None:
                        title=f"A payment of {payment.amount_label} is disputed ({amount} taken back)",
                        url=f"/o/{org.slug}/billing/payments/{payment.id}",
                        body="Answer the dispute at the payment provider before its deadline.", subject_id=payment.id)
+    _announce()
+
+
+@consumer(CREDITS_RETURNED)
+def tell_athlete_of_returned_credit(payload: dict) -> None:
+    """A cancelled session's credit went back to its pack: the athlete sees it, with what is left."""
+    grant = db.session.scalar(select(CreditGrant).where(CreditGrant.id == uuid.UUID(payload["grant_id"])))
+    if grant is None:
+        return
+    org = db.session.get(Organization, grant.tenant_id)
+    athlete = db.session.scalar(select(Membership).where(Membership.tenant_id == grant.tenant_id,
+                                                         Membership.id == grant.athlete_membership_id))
+    left = grant.credits_remaining
+    service.notify(athlete, "payment_refunded", dedupe_key=f"credit-returned:{payload['booking_id']}",
+                   title=f"Your credit is back in {grant.product.title} ({left} left)",
+                   url=f"/o/{org.slug}/billing", body="", subject_id=grant.id)
     _announce()
