@@ -35,7 +35,7 @@ from coach.platform.jobs import after_commit, consumer, each_tenant
 from coach.platform.outbox import emit
 from coach.platform.periodic import periodic
 from coach.spaces import service as spaces
-from coach.spaces.models import MEMBER, Space
+from coach.spaces.models import Space
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -290,7 +290,7 @@ def grant_spaces(sub: Subscription) -> int:
             continue
         was_member = spaces.space_membership(space, athlete) is not None
         if not was_member:
-            spaces._add(space, athlete, MEMBER)
+            spaces.admit(space, athlete)
             added += 1
         if grant is None:
             db.session.add(SubscriptionSpaceGrant(tenant_id=sub.tenant_id, subscription_id=sub.id,

@@ -247,6 +247,12 @@ def join(space: Space, member: Membership) -> SpaceMember:
     return _add(space, member, MEMBER)
 
 
+def admit(space: Space, member: Membership) -> SpaceMember:
+    """Make ``member`` a member of ``space`` on the system's authority (a paid plan's access), private or not;
+    an existing membership is kept as it is."""
+    return _add(space, member, MEMBER)
+
+
 def _add(space: Space, member: Membership, role: str) -> SpaceMember:
     existing = space_membership(space, member)
     if existing is not None:
