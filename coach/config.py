@@ -131,6 +131,9 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", ""),
         # How old a webhook's signed timestamp may be (seconds) before it is refused as a replay.
         "STRIPE_WEBHOOK_TOLERANCE": _int("STRIPE_WEBHOOK_TOLERANCE", 300),
+        # The client's retries on network errors (same idempotency key each time) and its per-request timeout.
+        "STRIPE_MAX_NETWORK_RETRIES": _int("STRIPE_MAX_NETWORK_RETRIES", 2),
+        "STRIPE_TIMEOUT_SECONDS": _int("STRIPE_TIMEOUT_SECONDS", 20),
         # A slot kept for an open checkout is freed after this long unless paid.
         "PAYMENT_HOLD_MINUTES": _int("PAYMENT_HOLD_MINUTES", 30),
         # A session moves from active to ended this long after its scheduled end.
