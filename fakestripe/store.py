@@ -493,7 +493,8 @@ class Store:
         self._invoice(subscription, "subscription_create", paid=True)
         return subscription
 
-    def _invoice(self, subscription: dict, billing_reason: str, *, paid: bool) -> dict:
+    def _invoice(self, subscription: dict, billing_reason: str, *, paid: bool,
+                 ended: tuple[int, int] | None = None) -> dict:
         amount = subscription["_amount"]
         start, end = subscription["current_period_start"], subscription["current_period_end"]
         customer = self.objects[subscription["customer"]]
@@ -508,9 +509,9 @@ class Store:
             "billing_reason": billing_reason, "currency": subscription["currency"],
             "amount_due": amount, "amount_paid": amount if paid else 0, "amount_remaining": 0 if paid else amount,
             "status": "paid" if paid else "open", "paid": paid, "attempt_count": 1,
-            # Here period_start/period_end are the period the invoice pays for (as on its line item); on Stripe's
-            # own renewal invoices they name the period that just ended: read lines.data[0].period there.
-            "period_start": start, "period_end": end,
+            # As on Stripe: a renewal invoice's own period_start/period_end name the period that just ended (the
+            # first invoice's are the period itself); the line item's period is the one paid for.
+            "period_start": ended[0] if ended else start, "period_end": ended[1] if ended else end,
             "lines": {"object": "list", "has_more": False, "data": [{
                 "id": new_id("il"), "object": "line_item", "amount": amount, "currency": subscription["currency"],
                 "period": {"start": start, "end": end}, "quantity": 1,
@@ -582,14 +583,15 @@ class Store:
                 subscription.update(status="active", current_period_start=start, current_period_end=end)
                 for item in subscription["items"]["data"]:
                     item.update(current_period_start=start, current_period_end=end)
-                self._invoice(subscription, "subscription_cycle", paid=True)
+                self._invoice(subscription, "subscription_cycle", paid=True,
+                              ended=(previous["current_period_start"], previous["current_period_end"]))
             else:
                 subscription["status"] = "past_due"
                 saved = subscription["current_period_start"], subscription["current_period_end"]
                 # The unpaid invoice is for the coming period; the subscription stays on the old one meanwhile.
                 subscription["current_period_start"] = saved[1]
                 subscription["current_period_end"] = _add_interval(saved[1], subscription["_interval"])
-                self._invoice(subscription, "subscription_cycle", paid=False)
+                self._invoice(subscription, "subscription_cycle", paid=False, ended=saved)
                 subscription["current_period_start"], subscription["current_period_end"] = saved
             self.emit("customer.subscription.updated", public(subscription), previous)
             return subscription

@@ -14,7 +14,6 @@ import requests
 import stripe
 
 from coach.payments import provider
-from tests.stripe_support import fake_stripe, fake_stripe_server  # noqa: F401
 
 
 def _checkout(mode="payment", amount=5000, currency="EUR", interval=None, **extra):
@@ -154,7 +153,10 @@ def test_subscription_renews_paid_then_fails_then_ends_at_period_end(ctx, fake_s
     fake_stripe.renew(sub_id, outcome="paid")
     renewal = fake_stripe.events("invoice.paid")[1]["data"]["object"]
     assert renewal["billing_reason"] == "subscription_cycle" and renewal["id"] != first["id"]
-    assert renewal["period_start"] == first["period_end"] > first["period_start"]
+    # Stripe's shape: the renewal line pays for the next period; the invoice's own period names the one that ended.
+    period = renewal["lines"]["data"][0]["period"]
+    assert period["start"] == first["period_end"] < period["end"]
+    assert (renewal["period_start"], renewal["period_end"]) == (first["period_start"], first["period_end"])
     assert renewal["payment_intent"].startswith("pi_")
 
     fake_stripe.renew(sub_id, outcome="failed")

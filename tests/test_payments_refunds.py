@@ -270,6 +270,17 @@ def test_a_refund_after_the_payout_makes_the_available_balance_negative_and_the_
     assert "-€45.00" in html and "The available balance is negative" in html
     tenancy.activate(t)
     assert_books_balance(t)
+    # The next session's payout nets the debt: €45.00 earned, €45.00 owed, nothing left to pay.
+    later, _, _ = paid_session(world, days_ahead=3)
+    earnings.release_due(t, now=later.ends_at + timedelta(hours=49))
+    db.session.commit()
+    tenancy.activate(t)
+    with pytest.raises(payouts.PayoutError, match="Nothing is available"):
+        payouts.record(world.coach, later.starts_at.date(), later.starts_at.date(), "TRX-2", admin_of(world))
+    db.session.rollback()
+    tenancy.activate(t)
+    assert ledger.balance(t, "coach_available", "EUR", world.coach.id) == 0
+    assert_books_balance(t)
 
 
 def test_the_athlete_is_told_in_the_app_and_admins_of_a_dispute(world):

@@ -43,7 +43,7 @@ def tell_athlete_of_refund(payload: dict) -> None:
     athlete = db.session.scalar(select(Membership).where(Membership.tenant_id == payment.tenant_id,
                                                          Membership.id == payment.athlete_membership_id))
     note = payload.get("credit_note_id")
-    url = f"/o/{org.slug}/billing/receipts/{note}" if note else f"/o/{org.slug}/billing"
+    url = f"/o/{org.slug}/billing/receipts/{note}" if note else f"/o/{org.slug}/billing/mine"
     service.notify(athlete, "payment_refunded", dedupe_key=f"refund:{payment.id}:{note or payload['amount_minor']}",
                    title=f"{org.name} refunded {money_label(payload['amount_minor'], payment.currency)}",
                    url=url, body=payload.get("reason") or "", subject_id=payment.id)
@@ -78,5 +78,5 @@ def tell_athlete_of_returned_credit(payload: dict) -> None:
     left = grant.credits_remaining
     service.notify(athlete, "payment_refunded", dedupe_key=f"credit-returned:{payload['booking_id']}",
                    title=f"Your credit is back in {grant.product.title} ({left} left)",
-                   url=f"/o/{org.slug}/billing", body="", subject_id=grant.id)
+                   url=f"/o/{org.slug}/billing/mine", body="", subject_id=grant.id)
     _announce()

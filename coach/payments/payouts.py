@@ -200,6 +200,9 @@ def record(coach: Membership, start: date, end: date, reference: str, actor: Mem
     payouts = []
     for cur, rows in sorted(by_currency.items()):
         amount = sum(e.net_minor - e.reversed_minor for e in rows)
+        # Never more than the coach's available balance: a refund after an earlier payout left it short (even
+        # negative), and this payout nets that debt.
+        amount = min(amount, -ledger.balance(t, "coach_available", cur, coach.id))
         if amount <= 0:
             continue
         payout = Payout(id=uuid.uuid4(), tenant_id=t, coach_membership_id=coach.id, period_start=start,

@@ -323,11 +323,13 @@ def _subscription_for(tenant_id: uuid.UUID, provider_id: str | None, meta: dict)
 
 
 def _invoice_period(obj: dict, product: Product, sub: Subscription) -> tuple[datetime, datetime]:
-    start, end = subscriptions.from_unix(obj.get("period_start")), subscriptions.from_unix(obj.get("period_end"))
+    # The line's period is the service period paid for; an invoice's own period_start/period_end name, on
+    # Stripe's renewal invoices, the period that just ended. So the line first, the invoice's as a fallback.
     lines = (obj.get("lines") or {}).get("data") if isinstance(obj.get("lines"), dict) else None
-    if (not start or not end or end <= start) and lines:
-        period = lines[0].get("period") or {}
-        start, end = subscriptions.from_unix(period.get("start")), subscriptions.from_unix(period.get("end"))
+    period = (lines[0].get("period") or {}) if lines else {}
+    start, end = subscriptions.from_unix(period.get("start")), subscriptions.from_unix(period.get("end"))
+    if not start or not end or end <= start:
+        start, end = subscriptions.from_unix(obj.get("period_start")), subscriptions.from_unix(obj.get("period_end"))
     if start and end and end > start:
         return start, end
     return subscriptions.next_period(product, sub.current_period_end or start or clock.now())
