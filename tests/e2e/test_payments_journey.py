@@ -22,7 +22,6 @@ from tests.e2e import screenshots
 from tests.e2e.test_journeys import log_in, watch_csp
 from tests.factories import PASSWORD
 from tests.payments_support import assert_books_balance
-from tests.stripe_support import fake_stripe, fake_stripe_server  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -240,4 +239,54 @@ def test_pack_credits_book_two_sessions_one_cancelled_in_time_the_other_delivere
         snap(coach, "earnings-available")
     finally:
         coach_context.close()
+    assert_books_balance(world.org.id)
+
+
+def test_admin_refunds_a_card_paid_session_partly_and_both_sides_see_it(browser, page, live_server, world,
+                                                                        provider_to_live, mailbox):
+    slug, athlete_email = world.org.slug, world.athlete.user.email
+    open_org(page, live_server, slug, athlete_email)
+
+    # A single session paid by card: the time is held while the athlete is on the provider's page.
+    slot = world.first_slot(days_ahead=3)
+    start = slot.starts_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    page.goto(f"{live_server}/o/{slug}/offerings/{world.offering.id}/book?start={start}")
+    page.get_by_role("button", name="Pay €50.00 by card").click()
+    expect(page.get_by_text("Fake payment provider — no real money")).to_be_visible()
+    expect(page.get_by_test_id("amount")).to_have_text("€50.00")
+    page.get_by_role("button", name="Pay €50.00").click()
+    expect(page.get_by_role("heading", name="Payment received")).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("link", name="See the booking")).to_be_visible()
+
+    # The admin finds the payment and refunds €20.00 of it with a reason.
+    admin_context = browser.new_context()
+    try:
+        admin = admin_context.new_page()
+        admin_csp = watch_csp(admin)
+        open_org(admin, live_server, slug, f"admin-{id(world)}@example.com")
+        admin.goto(f"{live_server}/o/{slug}/billing/payments")
+        admin.locator("tr.payment").filter(has_text="€50.00").get_by_role("link").first.click()
+        expect(admin.get_by_role("heading", name="Payment of €50.00")).to_be_visible()
+        admin.get_by_role("link", name="Refund").click()
+        admin.get_by_label("Amount to refund").fill("20.00")
+        admin.get_by_label("Reason").fill("The court was closed for the first 25 minutes.")
+        admin.get_by_role("button", name="Refund").click()
+        expect(admin.get_by_text("Refunded €20.00; the athlete was told by email.")).to_be_visible()
+        facts = admin.locator("dl.facts")
+        expect(facts).to_contain_text("€20.00")
+        expect(facts).to_contain_text("Still refundable")
+        expect(facts).to_contain_text("€30.00")
+        snap(admin, "refunded-admin")
+        assert admin_csp == []
+    finally:
+        admin_context.close()
+
+    # The provider made the refund (and told the app); the athlete sees it on the booking and in billing.
+    refunded = provider_to_live.events("charge.refunded")
+    assert [e["data"]["object"]["amount_refunded"] for e in refunded] == [2000]
+    assert refunded[0]["delivery"]["status"] == 200
+    page.goto(f"{live_server}/o/{slug}/billing/mine")
+    expect(page.locator("#history")).to_contain_text("€20.00 refunded")
+    snap(page, "refunded-athlete")
+    assert any("court was closed" in mailbox.text(m) for m in mailbox.to(athlete_email))
     assert_books_balance(world.org.id)
