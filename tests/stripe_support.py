@@ -1,7 +1,8 @@
 """The fake payment provider for tests: one server per session, the app's config pointed at it.
 
 ``fake_stripe_server`` (session) runs :class:`fakestripe.FakeStripe` on 127.0.0.1; the ``app`` fixture takes
-its ``config()``. Tests use ``fake_stripe`` (the same server; after each test its event log is cleared and
+its ``config()``. Both fixtures reach tests through conftest: a test module must not import them itself (that
+would define a second session server, which the app does not point at). Tests use ``fake_stripe`` (the same server; after each test its event log is cleared and
 webhooks go nowhere again). Webhooks are only recorded unless a test says where they go:
 ``fake_stripe.deliver_to(url)`` (the live server), ``fake_stripe.deliver_to_app(app)`` (the test client,
 in-process) or ``deliver_to(callable(body, headers) -> status)``.
