@@ -813,3 +813,29 @@ def test_the_minute_sweep_sends_what_is_due_in_every_organization(world, mailbox
     assert mails(mailbox, world.maria) == []
     assert only(world.notes(world.maria)).email_state == "due"
     assert sweep_all() == 0
+
+
+def test_a_held_booking_is_news_to_nobody_until_paid_and_a_lapsed_hold_tells_the_athlete(world):
+    # Held for a checkout: the coach hears nothing yet.
+    held = world.do(booking.request_booking, world.offering, world.ana, world.slot(), "", world.ana,
+                    hold_minutes=30)
+    world.run()
+    assert held.status == "held" and world.notes(world.maria) == [] and world.notes(world.ana) == []
+    # Paid: the coach is asked, as for any request.
+    world.do(booking.transition, held, "settle", None)
+    world.run()
+    assert only(world.notes(world.maria)).title.startswith("Ana Alves requested Technique session · ")
+    # A hold that runs out tells the athlete the time was released; the coach, never told of it, hears nothing.
+    lapsed = world.do(booking.request_booking, world.offering, world.ana, world.slot(3), "", world.ana,
+                      hold_minutes=30)
+    world.do(booking.transition, lapsed, "expire", None)
+    world.run()
+    released = only(world.notes(world.ana, "booking_declined"))
+    assert "was released: the payment was not completed in time" in released.title
+    assert len(world.notes(world.maria)) == 1
+    # Given up by the athlete themself: nobody is told.
+    given_up = world.do(booking.request_booking, world.offering, world.ana, world.slot(4), "", world.ana,
+                        hold_minutes=30)
+    world.do(booking.transition, given_up, "cancel", world.ana)
+    world.run()
+    assert len(world.notes(world.ana)) == 1 and len(world.notes(world.maria)) == 1
