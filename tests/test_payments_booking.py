@@ -337,6 +337,14 @@ def test_a_scheduler_records_a_payment_by_hand(world, scheduler):
     booking = db.session.scalars(select(Booking)).one()
     assert booking.status == "confirmed"  # the world's offering confirms at once
     assert_books_balance(world.org.id)
+    # Once its receipt is issued (the payments.paid job), the booking page links it.
+    from coach.payments import invoices
+    from coach.payments.models import Payment
+
+    receipt = invoices.issue(db.session.scalars(select(Payment)).one())
+    db.session.commit()
+    page = text(scheduler.get(response.headers["Location"]))
+    assert f"/billing/receipts/{receipt.id}" in page and ">receipt</a>" in page
 
 
 def test_an_athlete_cannot_record_a_payment_by_hand(world, athlete, owner_db):

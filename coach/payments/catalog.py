@@ -39,6 +39,7 @@ from coach.payments.models import (
     ProductSpace,
     Subscription,
 )
+from coach.payments import invoices
 from coach.payments.settings import billing_settings
 from coach.platform import audit
 from coach.platform.pagination import Page, newest_first
@@ -429,14 +430,7 @@ def labels_for(tenant_id: uuid.UUID, payments: Iterable[Payment]) -> Labels:
 
 def invoices_by_payment(tenant_id: uuid.UUID, payment_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[Invoice]]:
     """The receipts and credit notes of these payments, by payment, in number order (one statement)."""
-    ids = list(payment_ids)
-    found: dict[uuid.UUID, list[Invoice]] = defaultdict(list)
-    if ids:
-        for invoice in db.session.scalars(select(Invoice).where(Invoice.tenant_id == tenant_id,
-                                                                Invoice.payment_id.in_(ids))
-                                          .order_by(Invoice.number)):
-            found[invoice.payment_id].append(invoice)
-    return found
+    return invoices.of_payments(tenant_id, payment_ids)
 
 
 def get_payment(org: Organization, payment_id) -> Payment | None:

@@ -57,7 +57,10 @@ def _hold_minutes() -> int:
 def _return_urls(tenant_id: uuid.UUID, payment_id: uuid.UUID) -> tuple[str, str]:
     slug = db.session.scalar(select(Organization.slug).where(Organization.id == tenant_id))
     base = current_app.config["APP_BASE_URL"].rstrip("/")
-    return (base + url_for("payments.checkout_return", slug=slug, payment_id=payment_id),
+    # The provider fills in its session's id: a buyer it sends back has paid, even if the webhook is still on its
+    # way (and the payment says "failed" from a declined first try).
+    return (base + url_for("payments.checkout_return", slug=slug, payment_id=payment_id)
+            + "?session_id={CHECKOUT_SESSION_ID}",
             base + url_for("payments.checkout_cancel", slug=slug, payment_id=payment_id))
 
 

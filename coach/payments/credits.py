@@ -29,6 +29,7 @@ from coach.booking import service as booking
 from coach.booking.models import Booking, Offering
 from coach.errors import DomainError
 from coach.extensions import db
+from coach.ids import parse_uuid
 from coach.orgs.models import Membership
 from coach.payments import earnings, ledger
 from coach.payments.events import CREDITS_RETURNED
@@ -228,17 +229,8 @@ def grants_of(athlete: Membership) -> list[CreditGrant]:
 
 # --- spending and giving back --------------------------------------------------------------------------
 
-def _parse_id(value) -> uuid.UUID | None:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError):
-        return None
-
-
 def _load_grant(offering: Offering, athlete: Membership, grant_id) -> CreditGrant:
-    grant_uuid = _parse_id(grant_id)
+    grant_uuid = parse_uuid(grant_id)
     grant = None if grant_uuid is None else db.session.scalar(select(CreditGrant).where(
         CreditGrant.tenant_id == offering.tenant_id, CreditGrant.id == grant_uuid,
         CreditGrant.athlete_membership_id == athlete.id))

@@ -290,3 +290,17 @@ def test_admin_refunds_a_card_paid_session_partly_and_both_sides_see_it(browser,
     snap(page, "refunded-athlete")
     assert any("court was closed" in mailbox.text(m) for m in mailbox.to(athlete_email))
     assert_books_balance(world.org.id)
+
+
+def test_a_declined_card_then_a_successful_retry_ends_paid(page, live_server, world, provider_to_live):
+    open_org(page, live_server, world.org.slug, world.athlete.user.email)
+    buy(page, live_server, world, world.pack, "€200.00")
+    page.get_by_role("button", name="Decline").click()
+    expect(page.get_by_role("heading", name="Your card was declined")).to_be_visible()
+    failed = provider_to_live.events("payment_intent.payment_failed")
+    assert len(failed) == 1 and failed[0]["delivery"]["status"] == 200
+
+    page.get_by_role("link", name="Try again").click()
+    page.get_by_role("button", name="Pay €200.00").click()
+    expect(page.get_by_role("heading", name="Payment received")).to_be_visible(timeout=20_000)
+    assert_books_balance(world.org.id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import abort, g, redirect, url_for
+from flask import abort, g, redirect, request, url_for
 from sqlalchemy import select
 
 from coach.blueprints.forms import ActionForm, attempt, require_action_form
@@ -60,8 +60,9 @@ def buy(product_id: str):
     return redirect_after_post(url)
 
 
-def _state(payment) -> dict:
-    """What the return page says, from the payment as the webhook left it."""
+def _state(payment, returned_from: str | None = None) -> dict:
+    """What the return page says, from the payment as the webhook left it. ``returned_from``: the checkout id
+    the provider put in the success URL (a buyer sent back there has paid: processing until the webhook says)."""
     booking = offering = None
     if payment.booking_id is not None:
         booking = db.session.scalar(select(Booking).where(Booking.tenant_id == payment.tenant_id,
@@ -73,10 +74,12 @@ def _state(payment) -> dict:
     elif payment.status == "pending":
         state = "processing"
     elif payment.status == "failed":
-        state = "failed"
+        paid_meanwhile = bool(returned_from) and returned_from == payment.provider_checkout_id
+        state = "processing" if paid_meanwhile else "failed"
     else:
         state = "expired"
     return dict(org=g.org, payment=payment, state=state, booking=booking, offering=offering, product=product,
+                session_id=returned_from if state == "processing" else None,
                 pay_url=checkout.pay_url(payment) if state == "failed" else None,
                 action_form=ActionForm(formdata=None))
 
@@ -87,7 +90,7 @@ def checkout_return(payment_id: str):
     """Where the provider sends the buyer back: received, processing (htmx asks again every 2 s; a plain
     link refreshes without JavaScript), failed (try again) or expired/cancelled (a way back)."""
     # The fragment replaces itself; once it has an answer it no longer asks again.
-    return render(RETURN, "status", **_state(load_payment(payment_id)))
+    return render(RETURN, "status", **_state(load_payment(payment_id), request.args.get("session_id")))
 
 
 @bp.get("/checkout/<payment_id>/pay")
