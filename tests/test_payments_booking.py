@@ -269,6 +269,12 @@ def test_the_book_page_of_a_priced_offering_offers_the_card_and_each_usable_pack
     assert "later, the session is forfeited" in page
 
 
+def test_without_card_payments_set_up_no_card_button_is_offered(world, athlete, app, monkeypatch):
+    monkeypatch.setitem(app.config, "STRIPE_SECRET_KEY", "")
+    page = text(athlete.get(book_path(world, world.slots(1)[0])))
+    assert "by card" not in page and "Card payments are not set up here" in page
+
+
 def test_booking_with_a_credit_says_which_pack_paid_and_what_is_left(world, athlete, owner_db):
     grant = world.pack(credits_count=3)
     start = world.slots(1)[0]

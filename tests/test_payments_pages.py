@@ -518,6 +518,13 @@ def test_billing_forms_and_filters_survive_hostile_input(w, monkeypatch):
 
 # --- the journey through the provider -------------------------------------------------------------------
 
+def test_without_card_payments_set_up_the_shop_says_who_records_a_payment(w, monkeypatch):
+    monkeypatch.setitem(w.app.config, "STRIPE_SECRET_KEY", "")
+    w.pack()
+    page = html(w.client(w.athlete).get(w.url(f"/coaches/{w.coach.id}")))
+    assert "5-pack" in page and "/buy" not in page and "Card payments are not set up here" in page
+
+
 def test_an_athlete_buys_from_the_shop_and_manages_the_plan_on_my_billing(w, fake_stripe, quiet):
     """Buy buttons of the shop page → the fake provider's checkout → paid (the webhook) → My billing shows the
     credits and receipt; the plan is cancelled at period end and resumed at the provider too."""

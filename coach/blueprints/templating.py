@@ -15,6 +15,7 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from coach import money
+from coach.payments import provider
 from coach.booking import service as booking
 from coach.clock import now
 from coach.htmx import wants_fragment
@@ -109,7 +110,7 @@ def localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
 def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(idempotency_field=idempotency_field, nav_badges=nav_badges, nav_urls=nav_urls,
                                  media_urls=media_urls, booking_actions=booking_actions,
-                                 late_if_cancelled=late_if_cancelled)
+                                 late_if_cancelled=late_if_cancelled, card_payments=provider.enabled)
     app.jinja_env.filters.update(orgtime=orgtime, localtime=localtime, money=money.format)
 
     @app.context_processor
