@@ -238,6 +238,12 @@ def test_a_declined_card_says_so_and_offers_to_try_again(world, client):
     w.fake.decline(checkout_id_of(url))
     settle(w)
     assert reload(payment).status == "failed" and reload(booking).status == "held"
+    from coach.notifications.models import Notification
+
+    notice = db.session.scalars(select(Notification).where(Notification.membership_id == w.athlete.id,
+                                                           Notification.kind == "payment_problem")).one()
+    assert notice.title == "Your payment of €50.00 did not go through"
+    assert notice.url == f"/o/{w.org.slug}/billing/checkout/{payment.id}"
     login(client, w.athlete.user.email)
     page = client.get(f"/o/{w.org.slug}/billing/checkout/{payment.id}").get_data(as_text=True)
     assert "Payment failed" in page and "Try again" in page and w.fake.url in page

@@ -46,6 +46,15 @@ def settle(w):
     db.session.expire_all()
 
 
+def told(w, member) -> list[str]:
+    """The titles of the member's payment notices (the worker's notifications consumers ran in settle)."""
+    from coach.notifications.models import Notification
+
+    tenancy.activate(w.org.id)
+    return list(db.session.scalars(select(Notification.title).where(
+        Notification.membership_id == member.id, Notification.kind == "payment_problem")))
+
+
 def subscribe(w, athlete=None):
     athlete = athlete or w.athlete
     payment, url = checkout.start_product_checkout(w.plan, athlete, athlete)
@@ -113,6 +122,7 @@ def test_a_failed_renewal_keeps_access_for_the_grace_period_then_ends_it(world):
     sub = db.session.get(Subscription, sub.id)
     assert sub.status == "past_due" and in_space(w, w.athlete)
     assert abs((sub.grace_until - clock.now()) - timedelta(days=3)) < timedelta(minutes=5)
+    assert any("failed: access continues until" in t for t in told(w, w.athlete))
     assert subscriptions.end_due(w.org.id, clock.now()) == 0  # still within grace
     assert w.org.id not in subscriptions.due_tenants()
     assert w.org.id in subscriptions.due_tenants(sub.grace_until + timedelta(seconds=1))
@@ -122,6 +132,7 @@ def test_a_failed_renewal_keeps_access_for_the_grace_period_then_ends_it(world):
     sub = db.session.get(Subscription, sub.id)
     assert sub.status == "ended" and sub.ended_at is not None
     assert not in_space(w, w.athlete)
+    assert "Monthly has ended" in told(w, w.athlete)
     assert w.fake.object(session["subscription"])["status"] == "canceled"
     assert_books_balance(w.org.id)
 
@@ -135,6 +146,7 @@ def test_a_paid_retry_during_grace_makes_it_active_again(world):
     settle(w)
     sub = db.session.get(Subscription, payment.subscription_id)
     assert sub.status == "active" and sub.grace_until is None and in_space(w, w.athlete)
+    assert "Monthly is paid and active again" in told(w, w.athlete)
     assert_books_balance(w.org.id)
 
 

@@ -40,6 +40,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("review_comment", "Media", "Comments on my videos and review threads I am in", "email"),
     Kind("payment_refunded", "Payments", "Money or a session credit is given back to me", "in_app"),
     Kind("payment_disputed", "Payments", "A payment is disputed (admins)", "email"),
+    Kind("payment_problem", "Payments", "A payment of mine fails, or my plan's access changes", "email"),
 )}
 
 

@@ -14,8 +14,9 @@ from coach.notifications import service
 from coach.orgs.models import ADMIN, Membership, Organization
 from coach.orgs.service import members_with_role
 from coach.money import format as money_label
-from coach.payments.events import CREDITS_RETURNED, PAYMENT_DISPUTED, PAYMENT_REFUNDED
-from coach.payments.models import CreditGrant, Payment
+from coach.payments.events import (CREDITS_RETURNED, PAYMENT_DISPUTED, PAYMENT_FAILED, PAYMENT_REFUNDED,
+                                   SUBSCRIPTION_CHANGED)
+from coach.payments.models import CreditGrant, Payment, Subscription
 from coach.platform.jobs import after_commit, consumer
 
 def _payment(payload: dict) -> tuple[Payment, Organization] | None:
@@ -79,4 +80,52 @@ def tell_athlete_of_returned_credit(payload: dict) -> None:
     service.notify(athlete, "payment_refunded", dedupe_key=f"credit-returned:{payload['booking_id']}",
                    title=f"Your credit is back in {grant.product.title} ({left} left)",
                    url=f"/o/{org.slug}/billing/mine", body="", subject_id=grant.id)
+    _announce()
+
+
+def _member(tenant_id, membership_id) -> Membership | None:
+    return db.session.scalar(select(Membership).where(Membership.tenant_id == tenant_id,
+                                                      Membership.id == membership_id))
+
+
+@consumer(PAYMENT_FAILED)
+def tell_athlete_of_failed_payment(payload: dict) -> None:
+    """A declined card (or a payment refused for not matching): the athlete learns it and can try again."""
+    found = _payment(payload)
+    if found is None:
+        return
+    payment, org = found
+    reason = payload.get("reason") or ""
+    service.notify(_member(payment.tenant_id, payment.athlete_membership_id), "payment_problem",
+                   dedupe_key=f"payment-failed:{payment.id}:{reason[:80]}",
+                   title=f"Your payment of {payment.amount_label} did not go through",
+                   url=f"/o/{org.slug}/billing/checkout/{payment.id}", body=reason, subject_id=payment.id)
+    _announce()
+
+
+# What a plan's change of status tells its subscriber (other changes need no word).
+PLAN_NEWS = {
+    "past_due": "The payment for {plan} failed: access continues until {grace}, then ends unless it is paid",
+    "ended": "{plan} has ended",
+}
+
+
+@consumer(SUBSCRIPTION_CHANGED)
+def tell_athlete_of_plan_change(payload: dict) -> None:
+    """A renewal that failed (with the grace left), a plan that ended, or one active again after a failure."""
+    sub = db.session.scalar(select(Subscription).where(Subscription.id == uuid.UUID(payload["subscription_id"])))
+    before, after = payload.get("from"), payload.get("to")
+    if sub is None:
+        return
+    if after in PLAN_NEWS:
+        grace = sub.grace_until.strftime("%-d %b %Y") if sub.grace_until else "the grace period ends"
+        title = PLAN_NEWS[after].format(plan=sub.product.title, grace=grace)
+    elif after == "active" and before == "past_due":
+        title = f"{sub.product.title} is paid and active again"
+    else:
+        return
+    org = db.session.get(Organization, sub.tenant_id)
+    service.notify(_member(sub.tenant_id, sub.athlete_membership_id), "payment_problem",
+                   dedupe_key=f"plan:{sub.id}:{after}:{sub.current_period_end and sub.current_period_end.isoformat()}",
+                   title=title, url=f"/o/{org.slug}/billing/mine", body="", subject_id=sub.id)
     _announce()
