@@ -2,6 +2,8 @@
 (kept for a checkout, expired by the sweep, given up by the athlete), and the booking pages."""
 from __future__ import annotations
 
+import re
+
 import uuid
 from datetime import timedelta
 
@@ -335,6 +337,9 @@ def test_a_scheduler_records_a_payment_by_hand(world, scheduler):
     start = world.slots(1)[0]
     page = text(scheduler.get(book_path(world, start)))
     assert "Record a payment by hand" in page
+    # Enter in the reference field submits the form's first button: it must record the payment, not start a card
+    # checkout in the scheduler's browser.
+    assert re.findall(r'name="pay" value="([^"]+)"', page)[0] == "manual"
     response = post_book(scheduler, world, start, athlete=str(world.athlete.id), pay="manual", reference="Cash #17")
     assert response.status_code == 303
     page = text(scheduler.get(response.headers["Location"]))
