@@ -26,6 +26,7 @@ from coach.platform.models import AuditEvent, IdempotencyKey, OutboxEvent, Proce
 from coach.spaces.models import PostAttachment
 from tests.booking_support import make_offering, open_every_day
 from tests.payments_support import seed_payment_rows
+from tests.progress_support import seed_progress_rows
 from tests.factories import add_member, make_org, make_user, media_row
 
 SET_TENANT = "SELECT set_config('app.tenant_id', %s, true)"
@@ -88,6 +89,9 @@ def two_orgs(ctx):
         notification_service.set_preference(athlete, "mention", "in_app")
         # Payments: a pack bought and used, a plan subscribed with space access, earnings, a payout, a receipt.
         seed_payment_rows(org, coach, athlete, offering, space, booking)
+        # Athlete development: a framework, a signed record of the booking, goals, habits, readiness, a program
+        # assigned and logged, a note, the timeline, a report and a digest.
+        seed_progress_rows(org, coach, athlete, booking, item, label=prefix)
         # One row in every other tenant table, so each is covered below.
         db.session.add(OutboxEvent(tenant_id=org.id, topic="test.later", payload={},
                                    available_at=datetime.now(timezone.utc) + timedelta(days=1)))

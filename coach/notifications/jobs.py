@@ -28,6 +28,7 @@ from coach.media.models import MediaComment, MediaItem
 # chat_hooks connects notifications to chat's signal and badge registry when the factory loads this module.
 from coach.notifications import chat_hooks  # noqa: F401
 from coach.notifications import payments as payment_notices  # noqa: F401 - registers its consumers
+from coach.notifications import progress_habits, progress_programs, progress_records  # noqa: F401 - the same
 from coach.notifications import service
 from coach.orgs.models import Membership, Organization
 from coach.platform.jobs import after_commit, consumer, each_tenant

@@ -41,6 +41,12 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("payment_refunded", "Payments", "Money or a session credit is given back to me", "in_app"),
     Kind("payment_disputed", "Payments", "A payment is disputed (admins)", "email"),
     Kind("payment_problem", "Payments", "A payment of mine fails, or my plan's access changes", "email"),
+    Kind("session_record", "Progress", "My coach signs off a record of my session", "email"),
+    Kind("program_assigned", "Progress", "A training program is assigned to me", "email"),
+    Kind("workout_logged", "Progress", "An athlete logs a workout of a program I assigned (coaches)", "in_app"),
+    Kind("workout_comment", "Progress", "Comments on my logged workouts, or on workouts I coach", "email"),
+    Kind("habit_reminder", "Progress", "Reminders for my habits, at the time I chose", "in_app"),
+    Kind("progress_report", "Progress", "A progress report about me is ready", "email"),
 )}
 
 

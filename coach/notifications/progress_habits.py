@@ -1,0 +1,2 @@
+"""Notices of the athlete development domain (being built)."""
+from __future__ import annotations
