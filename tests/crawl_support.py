@@ -41,6 +41,7 @@ from coach.spaces import service as spaces
 from tests.booking_support import make_offering, open_every_day
 from tests.factories import PASSWORD, add_member, make_org, make_user, media_row
 from tests.payments_support import seed_payment_rows
+from tests.progress_support import seed_progress_rows
 
 UTC = timezone.utc
 ROLES = ("admin", "coach", "athlete")
@@ -54,6 +55,10 @@ PARAM_KINDS = {
     "target_id": "target", "media_id": "media", "notification_id": "notification", "offering_id": "offering",
     "post_id": "post", "upload_id": "upload", "key": "key", "payment_id": "payment", "product_id": "product",
     "invoice_id": "invoice", "subscription_id": "subscription", "grant_id": "grant", "payout_id": "payout",
+    "athlete_id": "athlete", "framework_id": "framework", "area_id": "area", "skill_id": "skill",
+    "record_id": "record", "goal_id": "goal", "milestone_id": "milestone", "habit_id": "habit",
+    "exercise_id": "exercise", "program_id": "program", "workout_id": "workout", "line_id": "line",
+    "assignment_id": "assignment", "log_id": "log", "note_id": "note", "report_id": "report",
 }
 # Parameters that are not ids: the values a real page would put there.
 PLAIN_VALUES = {"action": ["retry", "discard"], "kind": ["like"], "number": ["1"]}
@@ -65,6 +70,10 @@ OTHER_KIND = {
     "media": "post", "notification": "message", "offering": "booking", "post": "comment", "upload": "media",
     "key": "media", "payment": "invoice", "product": "offering", "invoice": "payment", "subscription": "product",
     "grant": "payment", "payout": "payment",
+    "athlete": "coach", "framework": "program", "area": "skill", "skill": "area", "record": "booking",
+    "goal": "habit", "milestone": "goal", "habit": "goal", "exercise": "program", "program": "exercise",
+    "workout": "line", "line": "workout", "assignment": "program", "log": "assignment", "note": "record",
+    "report": "record",
 }
 
 
@@ -170,6 +179,13 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
         paid = {kind: str(row.id) for kind, row in paid.items()}
         db.session.commit()
 
+        # Athlete development: a framework, a signed record of the booking, goals, habits, readiness, a program
+        # assigned and logged, a coach note, the timeline, a report and a digest.
+        tenancy.activate(org_id)
+        grown = seed_progress_rows(org, coach, athlete, booked, video, label=label)
+        grown = {kind: str(row.id) for kind, row in grown.items()}
+        db.session.commit()
+
         # A notification, an invitation, an audit event of our own.
         tenancy.activate(org_id)
         note = notifications.notify(athlete, "comment", dedupe_key=f"crawl-{uuid.uuid4()}",
@@ -203,6 +219,10 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
                 "upload": [uploading.upload_id],
                 "payment": [paid["payment"]], "product": [paid["pack"], paid["plan"]], "invoice": [paid["invoice"]],
                 "subscription": [paid["subscription"]], "grant": [paid["grant"]], "payout": [paid["payout"]],
+                "athlete": [str(athlete.id)],
+                **{kind: [grown[kind]] for kind in ("framework", "area", "skill", "record", "goal", "milestone",
+                                                     "habit", "exercise", "program", "workout", "line",
+                                                     "assignment", "log", "note", "report")},
             },
             tokens={"feed": feed_secret, "unsubscribe": unsubscribe},
             slot_start=slots[1].starts_at.isoformat(),

@@ -52,7 +52,8 @@ def seed_progress_rows(org, coach, athlete, booking, media_item, label: str = ""
     db.session.add(goal)
     db.session.flush()
     db.session.add(GoalValue(tenant_id=t, goal_id=goal.id, value=Decimal(45), logged_on=today))
-    db.session.add(GoalMilestone(tenant_id=t, goal_id=goal.id, title=f"{label} 50%".strip()))
+    milestone = GoalMilestone(tenant_id=t, goal_id=goal.id, title=f"{label} 50%".strip())
+    db.session.add(milestone)
     habit = Habit(tenant_id=t, athlete_membership_id=athlete.id, title=f"{label} Stretch".strip(), reminder_minute=480)
     db.session.add(habit)
     db.session.flush()
@@ -99,4 +100,5 @@ def seed_progress_rows(org, coach, athlete, booking, media_item, label: str = ""
     db.session.flush()
     return {"framework": framework, "area": area, "skill": skill, "record": record, "goal": goal, "habit": habit,
             "readiness": readiness, "exercise": exercise, "program": program, "workout": workout,
-            "assignment": assignment, "log": log, "note": note, "report": report}
+            "assignment": assignment, "log": log, "note": note, "report": report, "milestone": milestone,
+            "line": line}
