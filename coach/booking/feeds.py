@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
@@ -12,6 +13,33 @@ from coach.booking.models import Booking, CalendarFeed
 from coach.extensions import db
 from coach.orgs.models import Membership, Organization
 from coach.platform import audit
+
+
+# Higher domains add their own events to a member's feed (progress: the athlete's scheduled workouts). Each
+# source is ``fn(membership, start, end) -> iterable of icalendar Events``; booking never imports them.
+_SOURCES: list[Callable[[Membership, datetime, datetime], Iterable]] = []
+FEED_AHEAD = timedelta(days=180)
+
+
+def register_source(fn: Callable[[Membership, datetime, datetime], Iterable]) -> Callable:
+    """Register ``fn(membership, start, end)``: extra VEVENTs for ``membership``'s calendar feed."""
+    if fn not in _SOURCES:
+        _SOURCES.append(fn)
+    return fn
+
+
+def extra_events(membership: Membership, start: datetime, end: datetime) -> list:
+    """The registered sources' events for ``membership`` between ``start`` and ``end``."""
+    events: list = []
+    for source in _SOURCES:
+        events.extend(source(membership, start, end))
+    return events
+
+
+class FeedBookings(list):
+    """The bookings of a feed, carrying the other sources' events (``extra_events``) to :func:`ics.calendar`."""
+
+    extra_events: list
 
 
 def _hash(secret: str) -> str:
@@ -49,14 +77,18 @@ def feed_owner(org: Organization, secret: str) -> Membership | None:
 
 
 def feed_bookings(membership: Membership, now: datetime | None = None) -> list[Booking]:
-    """What a member's calendar feed lists: their sessions from 60 days ago on, as coach and as athlete.
+    """What a member's calendar feed lists: their sessions from 60 days ago on, as coach and as athlete, and
+    (``extra_events``) what the registered sources add from 60 days ago to 180 days ahead.
 
     Declined, expired and cancelled ones stay listed (marked cancelled), so a calendar app that
     showed a request as tentative removes it.
     """
-    since = (now or clock.now()) - timedelta(days=60)
-    return list(db.session.scalars(select(Booking).where(
+    now = now or clock.now()
+    since = now - timedelta(days=60)
+    found = FeedBookings(db.session.scalars(select(Booking).where(
         Booking.tenant_id == membership.tenant_id,
         or_(Booking.coach_membership_id == membership.id, Booking.athlete_membership_id == membership.id),
         Booking.starts_at >= since)
         .order_by(Booking.starts_at).limit(2000)))
+    found.extra_events = extra_events(membership, since, now + FEED_AHEAD)
+    return found

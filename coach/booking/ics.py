@@ -64,4 +64,7 @@ def calendar(bookings: Iterable[Booking], viewer: Membership | None, base_url: s
     cal.add("x-wr-calname", name)
     for booking in bookings:
         cal.add_component(_event(booking, viewer, base_url, org_slug))
+    # A feed's other sources (see coach.booking.feeds.register_source): ready-made events.
+    for event in getattr(bookings, "extra_events", None) or ():
+        cal.add_component(event)
     return cal.to_ical()
