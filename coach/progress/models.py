@@ -91,10 +91,10 @@ class SessionRecord(TenantScoped, db.Model):
     the one it replaces); the current record of a booking is its highest signed version."""
 
     __tablename__ = "session_records"
-    __table_args__ = (tenant_fk("booking_id", "bookings", "fk_session_records_booking"),
-                      tenant_fk("athlete_membership_id", "memberships", "fk_session_records_athlete"))
+    __table_args__ = (tenant_fk("athlete_membership_id", "memberships", "fk_session_records_athlete"),)
 
-    booking_id: Mapped[uuid.UUID] = mapped_column()
+    # None once the booking is gone (its coach left the organization): the record stays with the athlete.
+    booking_id: Mapped[uuid.UUID | None] = mapped_column()
     athlete_membership_id: Mapped[uuid.UUID] = mapped_column()
     coach_membership_id: Mapped[uuid.UUID | None] = mapped_column()
     framework_id: Mapped[uuid.UUID | None] = mapped_column()

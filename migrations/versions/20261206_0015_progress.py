@@ -6,7 +6,8 @@ and logged workouts, coach notes, one timeline per athlete, progress reports and
 Every table is a tenant table under forced RLS with composite keys. An athlete's own rows go with their
 membership (CASCADE); the member who wrote something (a coach, an assigner) is an *author* column that is set to
 NULL alone when that member leaves (``ON DELETE SET NULL (column)``), so an athlete's history outlives their
-coach.
+coach. A session record's booking is such a column too: a coach's sessions (and so their bookings) leave with
+the coach, the records of them stay.
 
 A signed-off session record is locked by a trigger: its content, status and version never change again (an
 amendment is a new version), and the levels and media of a signed record can be neither added, changed nor
@@ -120,7 +121,9 @@ def upgrade():
     op.create_table(
         "session_records",
         *tenant_columns("session_records"),
-        _uuid("booking_id"),
+        # The booking (one athlete's place in a session); cleared, alone, if the booking goes (its coach's
+        # sessions leave with the coach): the record stays in the athlete's history.
+        _uuid("booking_id", nullable=True),
         _uuid("athlete_membership_id"),
         _uuid("coach_membership_id", nullable=True),
         _uuid("framework_id", nullable=True),
@@ -139,7 +142,6 @@ def upgrade():
         _ts("created_at", nullable=False, default=True),
         _ts("updated_at", nullable=False, default=True),
         sa.UniqueConstraint("tenant_id", "booking_id", "version", name="uq_session_records_version"),
-        tenant_fk(["booking_id"], "bookings", "fk_session_records_booking"),
         tenant_fk(["athlete_membership_id"], "memberships", "fk_session_records_athlete"),
         tenant_fk(["supersedes_id"], "session_records", "fk_session_records_supersedes", ondelete="NO ACTION"),
         sa.CheckConstraint("status IN ('draft', 'signed')", name="status_valid"),
@@ -152,6 +154,7 @@ def upgrade():
     op.create_index("ix_session_records_athlete", "session_records",
                     ["tenant_id", "athlete_membership_id", sa.text("session_at DESC")])
     op.create_index("ix_session_records_coach", "session_records", ["tenant_id", "coach_membership_id", "status"])
+    _author_fk("session_records", "booking_id", "bookings")
     _author_fk("session_records", "coach_membership_id")
     _author_fk("session_records", "signed_by_membership_id")
     _author_fk("session_records", "framework_id", "skill_frameworks")
@@ -189,7 +192,7 @@ def upgrade():
         BEGIN
             IF OLD.status = 'signed' AND (
                 NEW.status IS DISTINCT FROM OLD.status OR NEW.version IS DISTINCT FROM OLD.version
-                OR NEW.booking_id IS DISTINCT FROM OLD.booking_id
+                OR (NEW.booking_id IS NOT NULL AND NEW.booking_id IS DISTINCT FROM OLD.booking_id)
                 OR NEW.athlete_membership_id IS DISTINCT FROM OLD.athlete_membership_id
                 OR NEW.notes_md IS DISTINCT FROM OLD.notes_md OR NEW.notes_html IS DISTINCT FROM OLD.notes_html
                 OR NEW.homework_md IS DISTINCT FROM OLD.homework_md
