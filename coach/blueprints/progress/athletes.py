@@ -1,4 +1,116 @@
-"""Progress pages (being built)."""
+"""The athlete pages: "Today" for an athlete and the athlete list for staff (``progress.index``), one athlete's
+page with its charts, timeline and private coach notes (``progress.athlete``), the timeline a page at a time,
+and the notes form."""
 from __future__ import annotations
 
-from coach.blueprints.progress import bp  # noqa: F401
+from flask import current_app, flash, g, request, url_for
+from wtforms import TextAreaField
+from wtforms.validators import DataRequired, Length
+
+from coach.blueprints.forms import BaseForm, attempt
+from coach.blueprints.progress import bp
+from coach.extensions import db
+from coach.htmx import redirect_after_post, render, wants_fragment
+from coach.orgs.models import ADMIN, ATHLETE, COACH
+from coach.progress import athletes
+from coach.progress.access import is_staff, load_athlete
+from coach.tenancy import role_required
+
+INDEX, TODAY, ATHLETE_PAGE, TIMELINE = ("progress/index.html", "progress/index_athlete.html",
+                                        "progress/athlete.html", "progress/athlete_timeline.html")
+
+# Where a timeline entry links to: (endpoint, its argument for the entry's subject). An endpoint that is not
+# registered (a part of the domain not installed) leaves the entry without a link.
+ENTRY_LINKS = {
+    "session": ("booking.detail", "booking_id"),
+    "record": ("progress.record", "record_id"),
+    "review": ("media.item", "media_id"),
+    "goal": ("progress.goal", "goal_id"),
+    "workout": ("progress.workout_log", "log_id"),
+    "program": ("progress.assignment", "assignment_id"),
+    "report": ("progress.report", "report_id"),
+}
+
+
+class NoteForm(BaseForm):
+    body = TextAreaField("New note", validators=[
+        DataRequired(message="Write the note first."),
+        Length(max=athletes.NOTE_MAX, message=f"Use at most {athletes.NOTE_MAX:,} characters.")],
+        description="Only the organization's coaches and admins read notes. Markdown works.")
+
+
+def entry_url(entry) -> str | None:
+    """The page of what a timeline entry is about, when there is one."""
+    link = ENTRY_LINKS.get(entry.kind)
+    if link is None or link[0] not in current_app.view_functions:
+        return None
+    return url_for(link[0], **{link[1]: entry.subject_id})
+
+
+def _timeline_url(athlete, cursor: str | None) -> str | None:
+    return url_for("progress.timeline", athlete_id=athlete.id, before=cursor) if cursor else None
+
+
+def _endpoint_url(endpoint: str, **values) -> str | None:
+    return url_for(endpoint, **values) if endpoint in current_app.view_functions else None
+
+
+def _notes_context(athlete, form: NoteForm | None = None, notes=None) -> dict:
+    return {"org": g.org, "athlete": athlete, "staff": is_staff(g.membership),
+            "form": form or NoteForm(formdata=None),
+            "notes": athletes.recent_notes(g.membership, athlete) if notes is None else notes}
+
+
+def _athlete_context(athlete, form: NoteForm | None = None) -> dict:
+    data = athletes.overview(g.membership, athlete)
+    return {**_notes_context(athlete, form, data.notes), "data": data, "entry_url": entry_url,
+            "more_url": _timeline_url(athlete, data.timeline.next_cursor),
+            "reports_url": _endpoint_url("progress.reports", athlete_id=athlete.id)}
+
+
+@bp.get("", endpoint="index")
+@role_required(ADMIN, COACH, ATHLETE)
+def index():
+    """An athlete's "Today"; for coaches and admins, their athletes at a glance (with search)."""
+    if not is_staff(g.membership):
+        return render(TODAY, org=g.org, data=athletes.today_for(g.membership))
+    search = request.args.get("q", "")
+    return render(INDEX, "athlete_rows", org=g.org, search=search, limit=athletes.LIST_LIMIT,
+                  rows=athletes.athlete_list(g.membership, search))
+
+
+@bp.get("/athletes/<athlete_id>", endpoint="athlete")
+@role_required(ADMIN, COACH, ATHLETE)
+def athlete_page(athlete_id: str):
+    """One athlete: matrix, goals and habits, readiness and compliance charts, timeline, notes."""
+    return render(ATHLETE_PAGE, **_athlete_context(load_athlete(g.membership, athlete_id)))
+
+
+@bp.get("/athletes/<athlete_id>/timeline", endpoint="timeline")
+@role_required(ADMIN, COACH, ATHLETE)
+def timeline(athlete_id: str):
+    """The athlete's timeline after a cursor: the next entries for htmx's "More", a page of its own without JS."""
+    athlete = load_athlete(g.membership, athlete_id)
+    page = athletes.timeline_page(g.membership, athlete, request.args.get("before"))
+    return render(TIMELINE, "entries", org=g.org, athlete=athlete, page=page, entry_url=entry_url,
+                  more_url=_timeline_url(athlete, page.next_cursor))
+
+
+@bp.post("/athletes/<athlete_id>/notes", endpoint="add_note")
+@role_required(ADMIN, COACH)
+def add_note(athlete_id: str):
+    """Write a private note about the athlete (coaches and admins only)."""
+    athlete = load_athlete(g.membership, athlete_id)
+    form = NoteForm()
+    done = attempt(form, athletes.add_note, g.membership, athlete, form.body.data) if form.validate_on_submit() \
+        else None
+    if done:
+        db.session.commit()
+        if wants_fragment():
+            return render(ATHLETE_PAGE, "notes", **_notes_context(athlete))
+        flash("Note saved. Only coaches and admins see it.", "success")
+        return redirect_after_post(url_for("progress.athlete", athlete_id=athlete.id) + "#notes")
+    status = done.status if done is not None else 422
+    if wants_fragment():
+        return render(ATHLETE_PAGE, "notes", status=status, **_notes_context(athlete, form))
+    return render(ATHLETE_PAGE, status=status, **_athlete_context(athlete, form))
