@@ -36,7 +36,7 @@ from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.orgs.models import Membership
 from coach.progress import timeline
-from coach.progress.access import ProgressError, is_staff
+from coach.progress.access import ProgressError, is_staff, load_athlete
 from coach.progress.models import Goal, GoalMilestone, GoalValue
 
 TITLE_MAX, DESCRIPTION_MAX, UNIT_MAX, NOTE_MAX = 160, 5000, 20, 500
@@ -60,12 +60,31 @@ class GoalView:
     values: list[GoalValue] = field(default_factory=list)
 
     @property
+    def start_label(self) -> str:
+        return number_label(self.goal.metric_start)
+
+    @property
+    def target_label(self) -> str:
+        return number_label(self.goal.metric_target)
+
+    @property
+    def latest_label(self) -> str:
+        return number_label(self.latest_value)
+
+    @property
     def at_risk(self) -> bool:
         return self.status_label == AT_RISK
 
     @property
     def status_class(self) -> str:
         return self.status_label.lower().replace(" ", "-")
+
+
+def number_label(value) -> str:
+    """72.5000 → "72.5", 70.0000 → "70"; "" for None."""
+    if value is None:
+        return ""
+    return format(Decimal(value).normalize(), "f")
 
 
 # --- parsing ---------------------------------------------------------------------------------------------
@@ -142,6 +161,16 @@ def get_goal(athlete: Membership, goal_id) -> Goal:
     if not goal:
         raise ProgressError("No such goal.", status=404)
     return goal
+
+
+def load(viewer: Membership, goal_id) -> tuple[Goal, Membership]:
+    """A goal ``viewer`` may see (their own, or any athlete's for staff) and its athlete; 404 otherwise."""
+    goal_uuid = parse_uuid(goal_id) if not isinstance(goal_id, uuid.UUID) else goal_id
+    goal = goal_uuid and db.session.scalar(select(Goal).where(Goal.tenant_id == viewer.tenant_id,
+                                                              Goal.id == goal_uuid))
+    if not goal:
+        raise ProgressError("No such goal.", status=404)
+    return goal, load_athlete(viewer, goal.athlete_membership_id)
 
 
 def _least_squares(points: list[tuple[float, float]]) -> tuple[float, float] | None:

@@ -27,7 +27,7 @@ from coach import clock
 from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.orgs.models import Membership
-from coach.progress.access import ProgressError, is_staff
+from coach.progress.access import ProgressError, is_staff, load_athlete
 from coach.progress.models import DAILY, WEEKLY, Habit, HabitCheckin
 
 TITLE_MAX, MAX_HABITS, BACKFILL_DAYS = 120, 30, 7
@@ -199,6 +199,16 @@ def get_habit(athlete: Membership, habit_id) -> Habit:
     return habit
 
 
+def load(viewer: Membership, habit_id) -> tuple[Habit, Membership]:
+    """An active habit ``viewer`` may see and its athlete; 404 otherwise."""
+    habit_uuid = habit_id if isinstance(habit_id, uuid.UUID) else parse_uuid(habit_id)
+    habit = habit_uuid and db.session.scalar(select(Habit).where(
+        Habit.tenant_id == viewer.tenant_id, Habit.id == habit_uuid, Habit.archived_at.is_(None)))
+    if not habit:
+        raise ProgressError("No such habit.", status=404)
+    return habit, load_athlete(viewer, habit.athlete_membership_id)
+
+
 def _dates(tenant_id, habit_ids) -> dict[uuid.UUID, set[date]]:
     out: dict[uuid.UUID, set[date]] = {h: set() for h in habit_ids}
     if habit_ids:
@@ -324,6 +334,11 @@ def archive_habit(habit: Habit, athlete: Membership, actor: Membership) -> None:
     db.session.flush()
 
 
+def _require_athlete(actor: Membership, athlete: Membership) -> None:
+    if actor.id != athlete.id or actor.tenant_id != athlete.tenant_id:
+        raise ProgressError("Only the athlete ticks their own habits.", status=403)
+
+
 def _day(athlete: Membership, on_date) -> date:
     today_ = local_today(athlete)
     if on_date is None or on_date == "":
@@ -343,7 +358,7 @@ def _day(athlete: Membership, on_date) -> date:
 def check_in(habit: Habit, athlete: Membership, actor: Membership, on_date=None) -> HabitCheckin:
     """Tick ``habit`` for today in the athlete's zone (or a day of the past week). Twice the same day is
     refused (409) with a message; the unique constraint keeps it so under concurrent taps."""
-    _require_change(actor, athlete)
+    _require_athlete(actor, athlete)
     day = _day(athlete, on_date)
     row_id = db.session.scalar(pg_insert(HabitCheckin).values(
         id=uuid.uuid4(), tenant_id=habit.tenant_id, habit_id=habit.id, on_date=day, created_at=clock.now(),
@@ -356,7 +371,7 @@ def check_in(habit: Habit, athlete: Membership, actor: Membership, on_date=None)
 
 def untick(habit: Habit, athlete: Membership, actor: Membership, on_date=None) -> bool:
     """Take back the tick of today (or a day of the past week); whether there was one."""
-    _require_change(actor, athlete)
+    _require_athlete(actor, athlete)
     day = _day(athlete, on_date)
     removed = db.session.execute(delete(HabitCheckin).where(
         HabitCheckin.tenant_id == habit.tenant_id, HabitCheckin.habit_id == habit.id, HabitCheckin.on_date == day))
