@@ -1,0 +1,294 @@
+"""Training programs, athlete side: the schedule and "today" in the athlete's own time zone, logging (and
+editing) a workout, the bounds of what may be logged, comments and their notifications, compliance (per athlete
+and in one statement for many), the calendar feed carrying the workouts, and the pages."""
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import event, func, select
+
+from coach import clock, tenancy
+from coach.booking import service as booking
+from coach.extensions import db
+from coach.notifications.models import Notification
+from coach.platform.models import OutboxEvent
+from coach.progress import programs
+from coach.progress.access import ProgressError
+from coach.progress.models import TimelineEntry, WorkoutLog, WorkoutLogExercise
+from tests.factories import media_row
+from tests.test_progress_programs import build_program, make_world
+
+UTC = timezone.utc
+# Wednesday 16 December 2026, 20:00 UTC: 21:00 in Berlin (still the 16th), 05:00 on the 17th in Tokyo.
+NOW = datetime(2026, 12, 16, 20, 0, tzinfo=UTC)
+MON7, WED9, MON14, WED16, THU17 = (date(2026, 12, 7), date(2026, 12, 9), date(2026, 12, 14), date(2026, 12, 16),
+                                   date(2026, 12, 17))
+
+
+@pytest.fixture()
+def frozen(monkeypatch):
+    monkeypatch.setattr(clock, "now", lambda: NOW)
+    return NOW
+
+
+@pytest.fixture()
+def world(ctx, frozen):
+    """A two-week program (Monday "Legs", Wednesday "Engine", Thursday "Easy run", both weeks) assigned from
+    Monday 7 December to Ali (Berlin), Bea (Berlin) and Tai (Tokyo)."""
+    w = make_world()
+    w.program = build_program(w)
+    programs.add_workout(w.coach, w.program, {"week": "1", "day": "4", "title": "Easy run"})
+    programs.copy_week(w.coach, w.program, "1", "2")
+    made = programs.assign(w.coach, w.program, [str(w.athlete.id), str(w.athlete2.id), str(w.tokyo.id)],
+                           start=MON7)
+    db.session.commit()
+    w.assignment = {a.athlete_membership_id: a for a in made}
+    return w
+
+
+def scheduled(w, athlete, on: date, title: str):
+    [item] = [s for s in programs.schedule(athlete, on, on) if s.workout.title == title]
+    return item
+
+
+def log(w, athlete, on, title, status="done", **values):
+    item = scheduled(w, athlete, on, title)
+    return programs.log_workout(athlete, item.assignment.id, item.workout.id, {"status": status, **values})
+
+
+class Counter:
+    def __init__(self):
+        self.seen = []
+        self.me = threading.get_ident()
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany):
+        if threading.get_ident() == self.me:
+            self.seen.append(statement)
+
+    def __enter__(self):
+        event.listen(db.engine, "before_cursor_execute", self)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(db.engine, "before_cursor_execute", self)
+
+
+# --- schedule and today ----------------------------------------------------------------------------
+
+def test_the_schedule_puts_week_1_day_1_on_the_monday_and_lists_each_days_workouts(world):
+    w = world
+    days = [(s.on, s.workout.title) for s in programs.schedule(w.athlete, MON7, date(2026, 12, 20))]
+    assert days == [(MON7, "Legs"), (WED9, "Engine"), (date(2026, 12, 10), "Easy run"), (MON14, "Legs"),
+                    (WED16, "Engine"), (THU17, "Easy run")]
+    # Nothing after the program's two weeks.
+    assert programs.schedule(w.athlete, date(2026, 12, 21), date(2027, 1, 31)) == []
+
+
+def test_today_is_the_athletes_own_day_in_their_time_zone(world):
+    w = world
+    [berlin] = programs.today(w.athlete)
+    assert (berlin.scheduled_on, berlin.workout.title) == (WED16, "Engine")
+    assert [line.exercise.title for line in berlin.exercises] == ["Row 500 m"]
+    assert berlin.log is None
+    [tokyo] = programs.today(w.tokyo)
+    assert (tokyo.scheduled_on, tokyo.workout.title) == (THU17, "Easy run")
+
+
+def test_today_and_schedule_are_a_fixed_number_of_statements(world):
+    w = world
+    athlete = w.athlete
+    _ = athlete.user.timezone
+    with Counter() as counted:
+        programs.today(athlete)
+    assert len(counted.seen) == 4  # assignments with programs, workouts, logs, lines with exercises
+
+
+# --- logging ---------------------------------------------------------------------------------------
+
+def test_logging_records_actuals_status_rpe_and_a_video_writes_the_timeline_and_emits_once(world):
+    w = world
+    video = media_row(w.org.id, w.athlete)
+    db.session.commit()
+    item = scheduled(w, w.athlete, MON7, "Legs")
+    lines = programs.today(w.athlete, MON7)[0].exercises
+    entry = programs.log_workout(w.athlete, item.assignment.id, item.workout.id, {
+        "status": "partial", "rpe": "8", "note": "Knee felt tight", "media_id": str(video.id),
+        "lines": {str(lines[0].id): {"sets": "3", "reps": "6", "load_kg": "57.5"},
+                  str(lines[1].id): {"distance_m": ""}}})
+    db.session.commit()
+    assert (entry.status, entry.rpe, entry.scheduled_on, entry.media_id) == ("partial", 8, MON7, video.id)
+    actuals = db.session.scalars(select(WorkoutLogExercise).where(WorkoutLogExercise.log_id == entry.id)).all()
+    assert [(a.sets, a.reps, str(a.load_kg)) for a in actuals] == [(3, 6, "57.50")]
+    timeline = db.session.scalar(select(TimelineEntry).where(TimelineEntry.subject_id == entry.id))
+    assert (timeline.kind, timeline.title, timeline.detail) == ("workout", "Workout partly done: Legs",
+                                                               "RPE 8 · Knee felt tight")
+    # Editing later changes the log (and its timeline entry), emits nothing more.
+    again = programs.log_workout(w.athlete, item.assignment.id, item.workout.id, {"status": "done", "rpe": "7"})
+    db.session.commit()
+    assert again.id == entry.id and again.status == "done"
+    assert db.session.scalar(select(TimelineEntry.title).where(TimelineEntry.subject_id == entry.id)) == \
+        "Workout done: Legs"
+    assert db.session.scalar(select(func.count()).select_from(WorkoutLogExercise).where(
+        WorkoutLogExercise.log_id == entry.id)) == 0
+    topics = db.session.scalars(select(OutboxEvent.topic).where(OutboxEvent.tenant_id == w.org.id,
+                                                                OutboxEvent.topic == "progress.workout_logged")).all()
+    assert len(topics) == 1
+
+
+def test_a_workout_ahead_of_today_in_the_athletes_zone_cannot_be_logged(world):
+    w = world
+    with pytest.raises(ProgressError, match="scheduled for Thursday 17 December: log it on that day or after") as e:
+        log(w, w.athlete, THU17, "Easy run")
+    assert e.value.status == 422
+    db.session.rollback()
+    # In Tokyo it is already Thursday.
+    assert log(w, w.tokyo, THU17, "Easy run").scheduled_on == THU17
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"status": "finished"}, "done, partly done or skipped"),
+    ({"rpe": "11"}, "Effort \\(RPE\\) must be a whole number from 1 to 10"),
+    ({"rpe": "0"}, "Effort \\(RPE\\)"),
+    ({"note": "x" * 2001}, "at most 2,000"),
+    ({"media_id": "not-an-id"}, "Choose a video from your media"),
+])
+def test_bad_log_values_get_a_clear_message_and_write_nothing(world, values, message):
+    w = world
+    with pytest.raises(ProgressError, match=message):
+        log(w, w.athlete, MON7, "Legs", **{"status": "done", **values})
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(WorkoutLog).where(WorkoutLog.tenant_id == w.org.id)) == 0
+
+
+def test_actuals_out_of_range_name_the_exercise(world):
+    w = world
+    item = scheduled(w, w.athlete, MON7, "Legs")
+    line = programs.today(w.athlete, MON7)[0].exercises[0]
+    with pytest.raises(ProgressError, match="Back squat: reps must be a whole number from 0 to 1,000"):
+        programs.log_workout(w.athlete, item.assignment.id, item.workout.id,
+                             {"status": "done", "lines": {str(line.id): {"reps": "5000"}}})
+    with pytest.raises(ProgressError, match="not part of this workout"):
+        programs.log_workout(w.athlete, item.assignment.id, item.workout.id,
+                             {"status": "done", "lines": {str(w.squat.id): {"reps": "5"}}})
+
+
+def test_only_a_workout_scheduled_for_this_athlete_can_be_logged(world):
+    w = world
+    mine = scheduled(w, w.athlete, MON7, "Legs")
+    bea = w.assignment[w.athlete2.id]
+    # Bea's assignment is not Ali's; another organization's workout is not in this program; staff do not log.
+    for assignment_id, workout_id in ((bea.id, mine.workout.id), (mine.assignment.id, w.other_ids.workout),
+                                      (mine.assignment.id, "nope")):
+        with pytest.raises(ProgressError) as error:
+            programs.log_workout(w.athlete, assignment_id, workout_id, {"status": "done"})
+        assert error.value.status == 404
+    with pytest.raises(ProgressError) as error:
+        programs.log_workout(w.coach, mine.assignment.id, mine.workout.id, {"status": "done"})
+    assert error.value.status == 403
+
+
+def test_a_video_must_be_one_the_athlete_may_view(world):
+    w = world
+    someone_elses = media_row(w.org.id, w.athlete2, audience="staff")
+    db.session.commit()
+    with pytest.raises(ProgressError, match="Choose a video from your media"):
+        log(w, w.athlete, MON7, "Legs", media_id=str(someone_elses.id))
+
+
+def test_an_ended_assignment_schedules_nothing_after_it_ended(world):
+    w = world
+    log(w, w.athlete, MON7, "Legs")
+    programs.end_assignment(w.coach, w.assignment[w.athlete.id])
+    db.session.commit()
+    titles = [(s.on, s.workout.title) for s in programs.schedule(w.athlete, MON7, date(2026, 12, 31))]
+    assert titles[0] == (MON7, "Legs") and titles[-1] == (WED16, "Engine") and len(titles) == 5
+
+
+# --- compliance ------------------------------------------------------------------------------------
+
+def test_compliance_counts_done_partial_and_missed_per_week(world):
+    w = world
+    log(w, w.athlete, MON7, "Legs", "done")
+    log(w, w.athlete, WED9, "Engine", "partial")
+    log(w, w.athlete, MON14, "Legs", "skipped")
+    db.session.commit()
+    first, second = programs.compliance(w.athlete, weeks=2)
+    # Week 1: Thursday's run passed without a log.
+    assert (first.week_start, first.scheduled, first.done, first.partial, first.missed) == (MON7, 3, 1, 1, 1)
+    assert first.percent == 50
+    # Week 2: Monday skipped (missed); today's Engine and Thursday's run are pending, not missed.
+    assert (second.week_start, second.scheduled, second.done, second.missed, second.skipped, second.pending) == (
+        MON14, 3, 0, 1, 1, 2)
+    assert second.percent == 0
+    # Tokyo is already on Thursday: Wednesday's workout is missed there, as is Monday's.
+    tokyo = programs.compliance(w.tokyo, weeks=1)[0]
+    assert (tokyo.week_start, tokyo.missed, tokyo.pending) == (MON14, 2, 1)
+
+
+def test_compliance_for_many_athletes_is_one_statement(world):
+    w = world
+    log(w, w.athlete, MON7, "Legs", "done")
+    db.session.commit()
+    ids = [w.athlete.id, w.athlete2.id, w.tokyo.id, w.coach.id]
+    with Counter() as counted:
+        found = programs.compliance_for(w.org.id, ids, MON7)
+    assert len(counted.seen) == 1
+    assert (found[w.athlete.id].done, found[w.athlete.id].missed) == (1, 2)
+    assert (found[w.athlete2.id].done, found[w.athlete2.id].missed, found[w.athlete2.id].percent) == (0, 3, 0)
+    assert w.coach.id not in found
+    # Another organization's tenant id finds nothing of this one.
+    assert programs.compliance_for(w.other_org.id, ids, MON7) == {}
+
+
+# --- comments and notifications --------------------------------------------------------------------------
+
+def test_comments_go_to_the_other_side(world, job_runner, monkeypatch):
+    w = world
+    entry = log(w, w.athlete, MON7, "Legs", "done", rpe="6")
+    db.session.commit()
+    job_runner.drain()
+    tenancy.activate(w.org.id)
+    kinds = {(n.membership_id, n.kind) for n in db.session.scalars(
+        select(Notification).where(Notification.tenant_id == w.org.id))}
+    assert (w.athlete.id, "program_assigned") in kinds and (w.coach.id, "workout_logged") in kinds
+    programs.add_comment(w.coach, entry, "Great depth!")
+    db.session.commit()
+    job_runner.drain()
+    tenancy.activate(w.org.id)
+    told = db.session.scalar(select(Notification).where(Notification.tenant_id == w.org.id,
+                                                        Notification.kind == "workout_comment"))
+    assert (told.membership_id, told.title) == (w.athlete.id, "Cora Coach commented on Legs")
+    monkeypatch.setattr(clock, "now", lambda: NOW + timedelta(minutes=5))
+    programs.add_comment(w.athlete, entry, "Thanks!")
+    db.session.commit()
+    job_runner.drain()
+    tenancy.activate(w.org.id)
+    told = {n.membership_id for n in db.session.scalars(select(Notification).where(
+        Notification.tenant_id == w.org.id, Notification.kind == "workout_comment"))}
+    assert told == {w.athlete.id, w.coach.id}
+    assert [c.body for c, _ in programs.comments(entry)] == ["Great depth!", "Thanks!"]
+    with pytest.raises(ProgressError) as error:
+        programs.add_comment(w.athlete2, entry, "Hi")
+    assert error.value.status == 404
+    with pytest.raises(ProgressError, match="Write a comment"):
+        programs.add_comment(w.coach, entry, "   ")
+
+
+# --- the calendar feed -----------------------------------------------------------------------------------
+
+def test_the_athletes_calendar_feed_lists_the_workouts_as_all_day_events_with_stable_uids(world, client):
+    w = world
+    secret = booking.regenerate_feed(w.athlete)
+    db.session.commit()
+    body = client.get(f"/o/{w.org.slug}/calendar/{secret}.ics").get_data(as_text=True).replace("\r\n ", "")
+    assert body.count("BEGIN:VEVENT") == 6
+    assert "SUMMARY:Workout: Legs (Base block)" in body
+    assert "DTSTART;VALUE=DATE:20261207" in body
+    legs = scheduled(w, w.athlete, MON7, "Legs")
+    assert f"UID:workout-{legs.assignment.id}-{legs.workout.id}@coach" in body
+    assert body == client.get(f"/o/{w.org.slug}/calendar/{secret}.ics").get_data(as_text=True).replace("\r\n ", "")
+    coach_secret = booking.regenerate_feed(w.coach)
+    db.session.commit()
+    assert "BEGIN:VEVENT" not in client.get(f"/o/{w.org.slug}/calendar/{coach_secret}.ics").get_data(as_text=True)
