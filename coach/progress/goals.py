@@ -26,7 +26,7 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select
@@ -34,13 +34,14 @@ from sqlalchemy import delete, func, select
 from coach import clock
 from coach.extensions import db
 from coach.ids import parse_uuid
+from coach.accounts.models import User
 from coach.orgs.models import Membership
 from coach.progress import timeline
 from coach.progress.access import ProgressError, is_staff, load_athlete
 from coach.progress.models import Goal, GoalMilestone, GoalValue
 
 TITLE_MAX, DESCRIPTION_MAX, UNIT_MAX, NOTE_MAX = 160, 5000, 20, 500
-VALUE_LIMIT = Decimal("9999999999")  # numeric(14, 4): ten digits before the point
+VALUE_LIMIT = Decimal("9999999999.9999")  # numeric(14, 4): ten digits before the point
 MAX_MILESTONES, MAX_VALUES = 50, 5000
 LAG_ALLOWED = 0.25  # milestones may lag the calendar by a quarter of the way before "At risk"
 
@@ -108,8 +109,10 @@ def parse_number(text, what: str = "The value") -> Decimal:
         raise ProgressError(f"{what} must be a number, like 72.5.") from None
     if not value.is_finite():
         raise ProgressError(f"{what} must be a number, like 72.5.")
-    value = value.quantize(Decimal("0.0001"))
-    if abs(value) > VALUE_LIMIT:
+    if abs(value) >= Decimal(10) ** 10:
+        raise ProgressError(f"{what} is too large: use at most ten digits before the point.")
+    value = value.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+    if abs(value) > VALUE_LIMIT:  # 9999999999.99999 rounds up past it
         raise ProgressError(f"{what} is too large: use at most ten digits before the point.")
     return value
 
@@ -306,6 +309,43 @@ def view(athlete: Membership, goal: Goal) -> GoalView:
 
 def at_risk_count(views: list[GoalView]) -> int:
     return sum(1 for v in views if v.at_risk)
+
+
+def at_risk_for(tenant_id: uuid.UUID, athlete_ids) -> dict[uuid.UUID, int]:
+    """How many active goals of each athlete are at risk (for the coach's list and digest): three statements
+    whatever the number of athletes (goals with their athlete's zone, then values, then milestones)."""
+    ids = list(athlete_ids)
+    if not ids:
+        return {}
+    rows = db.session.execute(
+        select(Goal, User.timezone).join(Membership, (Membership.tenant_id == Goal.tenant_id)
+                                         & (Membership.id == Goal.athlete_membership_id))
+        .join(User, User.id == Membership.user_id)
+        .where(Goal.tenant_id == tenant_id, Goal.athlete_membership_id.in_(ids), Goal.status == "active")).all()
+    if not rows:
+        return {}
+    goal_ids = [goal.id for goal, _ in rows]
+    values: dict[uuid.UUID, list[tuple[date, Decimal]]] = {}
+    for goal_id, day, value in db.session.execute(select(GoalValue.goal_id, GoalValue.logged_on, GoalValue.value).where(
+            GoalValue.tenant_id == tenant_id, GoalValue.goal_id.in_(goal_ids)).order_by(*_value_order())):
+        values.setdefault(goal_id, []).append((day, value))
+    milestones: dict[uuid.UUID, list[int]] = {}
+    for goal_id, done in db.session.execute(
+            select(GoalMilestone.goal_id, GoalMilestone.completed_at.is_not(None)).where(
+                GoalMilestone.tenant_id == tenant_id, GoalMilestone.goal_id.in_(goal_ids))):
+        counts = milestones.setdefault(goal_id, [0, 0])
+        counts[0] += bool(done)
+        counts[1] += 1
+    now = clock.now()
+    out: dict[uuid.UUID, int] = {}
+    for goal, tz in rows:
+        zone = ZoneInfo(tz or "UTC")
+        done, total = milestones.get(goal.id, [0, 0])
+        label, _ = assess(goal, values.get(goal.id, []), done, total, now.astimezone(zone).date(),
+                          _created_on(goal, zone))
+        if label == AT_RISK:
+            out[goal.athlete_membership_id] = out.get(goal.athlete_membership_id, 0) + 1
+    return out
 
 
 # --- changing --------------------------------------------------------------------------------------------
