@@ -823,8 +823,8 @@ def digests_for(tenant_id: uuid.UUID, at: datetime | None = None) -> int:
         inserted = db.session.execute(
             pg_insert(CoachDigest)
             .values(id=uuid.uuid4(), tenant_id=tenant_id, coach_membership_id=coach.id, week_start=week_start)
-            .on_conflict_do_nothing(constraint="uq_coach_digests_week")).rowcount
-        if not inserted:
+            .on_conflict_do_nothing(constraint="uq_coach_digests_week").returning(CoachDigest.id)).scalar()
+        if inserted is None:
             continue
         if week_start not in lines_by_week:
             lines_by_week[week_start] = digest_lines(tenant_id, week_start)
