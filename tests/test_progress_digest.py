@@ -77,7 +77,7 @@ def last_week_data(world: BookingWorld, monday: date) -> None:
          "on_date": week_start + timedelta(days=n), "sleep_hours": Decimal(5), "energy": 2, "mood": 2,
          "stress": 4, "soreness": 4, "score": Decimal("2.0"), "note": ""} for n in (0, 2, 4)])
     db.session.add(Goal(tenant_id=t, athlete_membership_id=athlete.id, title="Serve at 80 %",
-                        target_date=monday + timedelta(days=5)))
+                        target_date=monday - timedelta(days=2)))  # passed, with no milestone: at risk
     program = Program(id=uuid.uuid4(), tenant_id=t, title="Base block", weeks=1)
     db.session.add(program)
     db.session.flush()

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app, render_template
 from itsdangerous import BadSignature, URLSafeSerializer
 from rq import Retry
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from coach import tenancy
@@ -35,12 +35,13 @@ from coach.platform.mail import queue_email
 from coach.platform.outbox import emit
 from coach.platform.periodic import periodic
 from coach.platform.queues import queue
-from coach.progress import charts, timeline
+from coach.progress import charts, programs, proficiency, timeline
+from coach.progress import readiness as readiness_service
+from coach.progress import goals as goals_service
 from coach.progress.access import ProgressError, is_staff, load_athlete
 from coach.progress.events import REPORT_REQUESTED
 from coach.progress.models import (
-    AthleteProfile, CoachDigest, Goal, GoalMilestone, GoalValue, ProgramAssignment, ProgramWorkout, ProgressReport,
-    ReadinessCheckin, SessionRecord, Skill, SkillFramework, RecordSkillLevel, WorkoutLog)
+    AthleteProfile, CoachDigest, ProgressReport, ReadinessCheckin)
 
 log = logging.getLogger(__name__)
 
@@ -242,16 +243,6 @@ def filename(report: ProgressReport) -> str:
 
 
 @dataclass
-class SkillChange:
-    skill_title: str
-    framework_title: str
-    old_level: int | None
-    new_level: int
-    label: str
-    at: datetime
-
-
-@dataclass
 class SessionLine:
     starts_at: datetime
     title: str
@@ -270,19 +261,6 @@ class GoalLine:
 
 
 @dataclass
-class WeekLine:
-    week_start: date
-    scheduled: int
-    done: int
-    partial: int
-    missed: int
-
-    @property
-    def percent(self) -> int | None:
-        return None if not self.scheduled else round(100 * (self.done + 0.5 * self.partial) / self.scheduled)
-
-
-@dataclass
 class ReportData:
     org_name: str
     athlete_name: str
@@ -292,9 +270,9 @@ class ReportData:
     kind: str
     sessions: list[SessionLine] = field(default_factory=list)
     session_count: int = 0
-    changes: list[SkillChange] = field(default_factory=list)
+    changes: list[proficiency.SkillChange] = field(default_factory=list)
     goals: list[GoalLine] = field(default_factory=list)
-    weeks: list[WeekLine] = field(default_factory=list)
+    weeks: list[programs.WeekCompliance] = field(default_factory=list)
     readiness: list[tuple[date, float]] = field(default_factory=list)
 
     @property
@@ -307,10 +285,10 @@ class ReportData:
 
     @property
     def compliance_percent(self) -> int | None:
-        scheduled = sum(w.scheduled for w in self.weeks)
-        if not scheduled:
+        due = sum(w.done + w.partial + w.missed for w in self.weeks)
+        if not due:
             return None
-        return round(100 * sum(w.done + 0.5 * w.partial for w in self.weeks) / scheduled)
+        return round(100 * sum(w.done + 0.5 * w.partial for w in self.weeks) / due)
 
     @property
     def readiness_average(self) -> float | None:
@@ -349,83 +327,16 @@ def _names(tenant_id: uuid.UUID, ids) -> dict[uuid.UUID, str]:
         select(Membership).where(Membership.tenant_id == tenant_id, Membership.id.in_(ids)))}
 
 
-def _skill_changes(athlete: Membership, start: date, end: date) -> list[SkillChange]:
-    """Skills whose level changed in the period (slice A's ``proficiency.changes`` when it is there)."""
-    try:
-        from coach.progress import proficiency
-        found = proficiency.changes(athlete, start, end)
-        return [SkillChange(c.skill_title, c.framework_title, c.old_level, c.new_level, c.label, c.at) for c in found]
-    except (ImportError, AttributeError):
-        pass
-    t = athlete.tenant_id
-    _, until = _bounds(athlete, start, end)
-    since, _ = _bounds(athlete, start, end)
-    rows = db.session.execute(
-        select(Skill.id, Skill.title, SkillFramework.title.label("framework"), SkillFramework.scale,
-               RecordSkillLevel.level, SessionRecord.session_at)
-        .join(SessionRecord, (SessionRecord.tenant_id == RecordSkillLevel.tenant_id)
-              & (SessionRecord.id == RecordSkillLevel.record_id))
-        .join(Skill, (Skill.tenant_id == RecordSkillLevel.tenant_id) & (Skill.id == RecordSkillLevel.skill_id))
-        .join(SkillFramework, (SkillFramework.tenant_id == Skill.tenant_id) & (SkillFramework.id == Skill.framework_id))
-        .where(RecordSkillLevel.tenant_id == t, SessionRecord.athlete_membership_id == athlete.id,
-               SessionRecord.status == "signed", SessionRecord.session_at < until)
-        .order_by(SessionRecord.session_at, SessionRecord.version)).all()
-    before: dict[uuid.UUID, int] = {}
-    latest: dict[uuid.UUID, tuple] = {}
-    for row in rows:
-        if row.session_at < since:
-            before[row.id] = row.level
-        else:
-            latest[row.id] = row
-    changes = []
-    for skill_id, row in latest.items():
-        old = before.get(skill_id)
-        if old == row.level:
-            continue
-        scale = row.scale or []
-        label = f"{row.level} · {scale[row.level - 1]}" if 1 <= row.level <= len(scale) else str(row.level)
-        changes.append(SkillChange(row.title, row.framework, old, row.level, label, row.session_at))
-    return sorted(changes, key=lambda c: (c.framework_title, c.skill_title))
+def _skill_changes(athlete: Membership, start: date, end: date) -> list[proficiency.SkillChange]:
+    """Skills whose level changed in the period (slice A's rule: the level before it, the last one in it)."""
+    return proficiency.changes(athlete, start, end)
 
 
 def _goals(athlete: Membership) -> list[GoalLine]:
-    """The athlete's goals with a status (slice B's ``goals.summary`` when it is there)."""
-    try:
-        from coach.progress import goals as goals_service
-        views = goals_service.summary(athlete)
-        return [GoalLine(v.goal.title, v.status_label, v.progress_percent,
-                         "" if v.latest_value is None else _fmt(v.latest_value, v.goal.metric_unit),
-                         v.milestones_done, v.milestones_total) for v in views]
-    except (ImportError, AttributeError):
-        pass
-    t = athlete.tenant_id
-    goals = list(db.session.scalars(select(Goal).where(Goal.tenant_id == t, Goal.athlete_membership_id == athlete.id)
-                                    .order_by(Goal.created_at)))
-    if not goals:
-        return []
-    ids = [g.id for g in goals]
-    latest = {row.goal_id: row.value for row in db.session.execute(
-        select(GoalValue.goal_id, GoalValue.value).distinct(GoalValue.goal_id)
-        .where(GoalValue.tenant_id == t, GoalValue.goal_id.in_(ids))
-        .order_by(GoalValue.goal_id, GoalValue.logged_on.desc(), GoalValue.created_at.desc()))}
-    milestones = {row.goal_id: (row.done or 0, row.total) for row in db.session.execute(
-        select(GoalMilestone.goal_id, func.count().label("total"),
-               func.count(GoalMilestone.completed_at).label("done"))
-        .where(GoalMilestone.tenant_id == t, GoalMilestone.goal_id.in_(ids)).group_by(GoalMilestone.goal_id))}
-    lines = []
-    for goal in goals:
-        value = latest.get(goal.id)
-        percent = None
-        if value is not None and goal.metric_start is not None and goal.metric_target is not None \
-                and goal.metric_target != goal.metric_start:
-            percent = max(0, min(100, round(100 * float((value - goal.metric_start)
-                                                        / (goal.metric_target - goal.metric_start)))))
-        label = {"done": "Done", "abandoned": "Abandoned"}.get(goal.status) or (
-            "No data yet" if value is None and goal.measurable else "On track")
-        done, total = milestones.get(goal.id, (0, 0))
-        lines.append(GoalLine(goal.title, label, percent, "" if value is None else _fmt(value, goal.metric_unit),
-                              done, total))
-    return lines
+    """The athlete's goals with their status (slice B's ``goals.summary``: on track, at risk, done...)."""
+    return [GoalLine(v.goal.title, v.status_label, v.progress_percent,
+                     "" if v.latest_value is None else _fmt(v.latest_value, v.goal.metric_unit),
+                     v.milestones_done, v.milestones_total) for v in goals_service.summary(athlete)]
 
 
 def _fmt(value, unit: str | None) -> str:
@@ -437,46 +348,12 @@ def _monday(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def _compliance(athlete: Membership, start: date, end: date) -> list[WeekLine]:
-    """Program compliance per week of the period: workouts scheduled by the athlete's assignments, and how
-    each went (a scheduled workout without a log, once its day is over, is missed)."""
-    t = athlete.tenant_id
-    rows = db.session.execute(
-        select(ProgramAssignment.id, ProgramAssignment.start_date, ProgramAssignment.ended_at,
-               ProgramWorkout.id.label("workout_id"), ProgramWorkout.week, ProgramWorkout.day)
-        .join(ProgramWorkout, (ProgramWorkout.tenant_id == ProgramAssignment.tenant_id)
-              & (ProgramWorkout.program_id == ProgramAssignment.program_id))
-        .where(ProgramAssignment.tenant_id == t, ProgramAssignment.athlete_membership_id == athlete.id,
-               ProgramAssignment.start_date <= end)).all()
-    logs = {(row.assignment_id, row.workout_id, row.scheduled_on): row.status for row in db.session.execute(
-        select(WorkoutLog.assignment_id, WorkoutLog.workout_id, WorkoutLog.scheduled_on, WorkoutLog.status)
-        .where(WorkoutLog.tenant_id == t, WorkoutLog.athlete_membership_id == athlete.id,
-               WorkoutLog.scheduled_on >= start, WorkoutLog.scheduled_on <= end))}
-    zone = _zone(athlete.user.timezone)
-    today = clock.now().astimezone(zone).date()
-    weeks: dict[date, WeekLine] = {}
-    day = _monday(start)
-    while day <= end:
-        weeks[day] = WeekLine(day, 0, 0, 0, 0)
-        day += timedelta(days=7)
-    for row in rows:
-        on = row.start_date + timedelta(days=(row.week - 1) * 7 + row.day - 1)
-        if not start <= on <= end:
-            continue
-        if row.ended_at is not None and on > row.ended_at.astimezone(zone).date():
-            continue
-        week = weeks[_monday(on)]
-        week.scheduled += 1
-        status = logs.get((row.id, row.workout_id, on))
-        if status == "done":
-            week.done += 1
-        elif status == "partial":
-            week.partial += 1
-        elif status == "skipped" or on < today:
-            week.missed += 1
-    if not any(w.scheduled for w in weeks.values()):
-        return []
-    return list(weeks.values())
+def _compliance(athlete: Membership, start: date, end: date) -> list[programs.WeekCompliance]:
+    """Program compliance per week of the period (slice C's ``programs.compliance``; at most its 104 weeks, the
+    latest); nothing when no workout was scheduled in it."""
+    weeks = min(104, (_monday(end) - _monday(start)).days // 7 + 1)
+    found = programs.compliance(athlete, weeks=weeks, end=end)
+    return found if any(week.scheduled for week in found) else []
 
 
 def _readiness(athlete: Membership, start: date, end: date) -> list[tuple[date, float]]:
@@ -738,6 +615,7 @@ def digest_lines(tenant_id: uuid.UUID, week_start: date) -> list[DigestLine]:
     if not athletes:
         return []
     ids = [a.id for a in athletes]
+    zones = {a.id: _zone(a.user.timezone) for a in athletes}
     since = datetime.combine(week_start - timedelta(days=1), datetime.min.time(), ZoneInfo("UTC"))
     until = datetime.combine(week_end + timedelta(days=2), datetime.min.time(), ZoneInfo("UTC"))
     sessions: dict[uuid.UUID, int] = {}
@@ -746,8 +624,7 @@ def digest_lines(tenant_id: uuid.UUID, week_start: date) -> list[DigestLine]:
             .where(Booking.tenant_id == tenant_id, Booking.athlete_membership_id.in_(ids),
                    Booking.status.in_(SESSION_STATUSES), Booking.starts_at >= since, Booking.starts_at < until)):
         sessions[row.athlete_membership_id] = sessions.get(row.athlete_membership_id, 0)
-        zone = next(a for a in athletes if a.id == row.athlete_membership_id).user.timezone
-        if week_start <= row.starts_at.astimezone(_zone(zone)).date() <= week_end:
+        if week_start <= row.starts_at.astimezone(zones[row.athlete_membership_id]).date() <= week_end:
             sessions[row.athlete_membership_id] += 1
     scores: dict[uuid.UUID, dict[date, float]] = {}
     baseline_from = week_start - timedelta(days=14)
@@ -756,54 +633,33 @@ def digest_lines(tenant_id: uuid.UUID, week_start: date) -> list[DigestLine]:
             .where(ReadinessCheckin.tenant_id == tenant_id, ReadinessCheckin.athlete_membership_id.in_(ids),
                    ReadinessCheckin.on_date >= baseline_from, ReadinessCheckin.on_date <= week_end)):
         scores.setdefault(row.athlete_membership_id, {})[row.on_date] = float(row.score)
+    # Goals at risk by slice B's rule (three statements an athlete: a weekly job, not a page).
     at_risk: dict[uuid.UUID, tuple[int, int]] = {}
-    for row in db.session.execute(
-            select(Goal.athlete_membership_id, func.count().label("active"),
-                   func.count().filter(and_(Goal.target_date.is_not(None), Goal.target_date <= week_end
-                                            + timedelta(days=14))).label("risk"))
-            .where(Goal.tenant_id == tenant_id, Goal.athlete_membership_id.in_(ids), Goal.status == "active")
-            .group_by(Goal.athlete_membership_id)):
-        at_risk[row.athlete_membership_id] = (row.risk, row.active)
-    compliance = _compliance_for(tenant_id, athletes, week_start)
+    for athlete in athletes:
+        views = [v for v in goals_service.summary(athlete) if v.goal.status == "active"]
+        at_risk[athlete.id] = (sum(v.status_label == goals_service.AT_RISK for v in views), len(views))
+    compliance = programs.compliance_for(tenant_id, ids, week_start)
     lines = []
     for athlete in athletes:
         by_day = scores.get(athlete.id, {})
         week = [by_day.get(week_start + timedelta(days=n)) for n in range(7)]
-        before = [v for d, v in by_day.items() if d < week_start]
-        known = [v for v in week if v is not None]
-        flagged = bool(before and known and sum(known) / len(known) <= sum(before) / len(before) - 0.75)
-        scheduled, percent = compliance.get(athlete.id, (0, None))
         risk, active = at_risk.get(athlete.id, (0, 0))
-        lines.append(DigestLine(athlete.id, athlete.user.display_name, sessions.get(athlete.id, 0), percent,
-                                scheduled, flagged, week, sparkline(week), risk, active))
+        done = compliance.get(athlete.id)
+        lines.append(DigestLine(athlete.id, athlete.user.display_name, sessions.get(athlete.id, 0),
+                                done.percent if done else None, done.scheduled if done else 0,
+                                _flagged(by_day, week_start), week, sparkline(week), risk, active))
     return lines
 
 
-def _compliance_for(tenant_id: uuid.UUID, athletes: list[Membership], week_start: date
-                    ) -> dict[uuid.UUID, tuple[int, int | None]]:
-    """(scheduled, percent) of each athlete's program workouts in the week (two statements for everyone)."""
-    week_end = week_start + timedelta(days=6)
-    ids = [a.id for a in athletes]
-    scheduled: dict[uuid.UUID, set] = {}
-    for row in db.session.execute(
-            select(ProgramAssignment.id, ProgramAssignment.athlete_membership_id, ProgramAssignment.start_date,
-                   ProgramWorkout.id.label("workout_id"), ProgramWorkout.week, ProgramWorkout.day)
-            .join(ProgramWorkout, (ProgramWorkout.tenant_id == ProgramAssignment.tenant_id)
-                  & (ProgramWorkout.program_id == ProgramAssignment.program_id))
-            .where(ProgramAssignment.tenant_id == tenant_id, ProgramAssignment.athlete_membership_id.in_(ids),
-                   ProgramAssignment.start_date <= week_end, ProgramAssignment.ended_at.is_(None))):
-        on = row.start_date + timedelta(days=(row.week - 1) * 7 + row.day - 1)
-        if week_start <= on <= week_end:
-            scheduled.setdefault(row.athlete_membership_id, set()).add((row.id, row.workout_id, on))
-    logs = {(row.assignment_id, row.workout_id, row.scheduled_on): row.status for row in db.session.execute(
-        select(WorkoutLog.assignment_id, WorkoutLog.workout_id, WorkoutLog.scheduled_on, WorkoutLog.status)
-        .where(WorkoutLog.tenant_id == tenant_id, WorkoutLog.athlete_membership_id.in_(ids),
-               WorkoutLog.scheduled_on >= week_start, WorkoutLog.scheduled_on <= week_end))}
-    out = {}
-    for athlete_id, keys in scheduled.items():
-        score = sum(1.0 if logs.get(k) == "done" else 0.5 if logs.get(k) == "partial" else 0.0 for k in keys)
-        out[athlete_id] = (len(keys), round(100 * score / len(keys)))
-    return out
+def _flagged(by_day: dict[date, float], week_start: date) -> bool:
+    """Slice B's readiness rule applied to the week's last check-in: well below the 14 days before it."""
+    days = [d for d in by_day if week_start <= d <= week_start + timedelta(days=6)]
+    if not days:
+        return False
+    last = max(days)
+    n, mean, sd = readiness_service.baseline([v for d, v in by_day.items()
+                                              if last - timedelta(days=readiness_service.BASELINE_DAYS) <= d < last])
+    return readiness_service.evaluate(by_day[last], n, mean, sd)
 
 
 def digests_for(tenant_id: uuid.UUID, at: datetime | None = None) -> int:
