@@ -5,7 +5,7 @@ the pages (no JavaScript needed; a fixed number of statements; another organizat
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -17,10 +17,12 @@ from coach.orgs.models import ADMIN, ATHLETE, COACH, Membership
 from coach.platform.models import OutboxEvent
 from coach.progress import exercises, programs
 from coach.progress.access import ProgressError
-from coach.progress.models import (MAX_EXERCISES_PER_PROGRAM, Program, ProgramAssignment, ProgramWorkout,
+from coach.progress.models import (MAX_EXERCISES_PER_PROGRAM, Exercise, Program, ProgramAssignment, ProgramWorkout,
                                    TimelineEntry, WorkoutExercise)
 from coach.spaces.models import Space, SpaceMember
-from tests.factories import add_member, make_org, make_user, media_row
+from tests.conftest import Auth, csrf_from
+from tests.factories import PASSWORD, add_member, make_org, make_user, media_row
+from tests.querycount import statements_for
 
 
 def make_world(label: str = "") -> SimpleNamespace:
@@ -320,3 +322,144 @@ def test_a_bad_or_far_start_date_is_refused(world):
         programs.assign(w.coach, program, [str(w.athlete.id)], start="tomorrow")
     with pytest.raises(ProgressError, match="within a year"):
         programs.assign(w.coach, program, [str(w.athlete.id)], start=date.today() + timedelta(days=400))
+
+
+# --- pages ---------------------------------------------------------------------------------------------
+
+def page(browser, path: str, status: int = 200) -> str:
+    response = browser.get(path)
+    assert response.status_code == status, (path, response.status_code)
+    return response.get_data(as_text=True)
+
+
+def post(browser, path: str, data: dict, status: int = 303, headers: dict | None = None, csrf_path: str = ""):
+    token = csrf_from(page(browser, csrf_path or path.rsplit("/", 1)[0]))
+    response = browser.post(path, data={"csrf_token": token, **data}, headers=headers or {})
+    assert response.status_code == status, (path, response.status_code, response.get_data(as_text=True)[:3000])
+    return response
+
+
+@pytest.fixture()
+def coach_browser(app, world):
+    browser = app.test_client()
+    Auth(browser).login(world.coach_user.email, PASSWORD)
+    return browser
+
+
+def test_a_coach_builds_a_program_without_javascript(world, coach_browser):
+    w = world
+    base = f"/o/{w.org.slug}/progress"
+    b = coach_browser
+    assert "Exercise library" in page(b, f"{base}/programs")
+    created = post(b, f"{base}/programs", {"title": "Spring block", "weeks": "3"}, csrf_path=f"{base}/programs")
+    builder_path = created.headers["Location"]
+    program = db.session.scalar(select(Program).where(Program.tenant_id == w.org.id, Program.title == "Spring block"))
+    assert builder_path.endswith(f"/programs/{program.id}")
+    html = page(b, builder_path)
+    assert "Week 3" in html and "day 1 of each week is a Monday" in html
+    post(b, f"{base}/programs/{program.id}/workouts", {"week": "1", "day": "2", "title": "Power"},
+         csrf_path=builder_path)
+    workout = db.session.scalar(select(ProgramWorkout).where(ProgramWorkout.program_id == program.id))
+    assert (workout.week, workout.day) == (1, 2)
+    post(b, f"{base}/programs/{program.id}/workouts/{workout.id}/lines",
+         {"exercise_id": str(w.squat.id), "sets": "5", "reps": "3", "load_kg": "100", "rest": "3:00"},
+         csrf_path=builder_path)
+    html = page(b, builder_path)
+    assert "5 × 3 · 100 kg · rest 3:00" in html
+    # A bad value re-shows the builder with the message (422), nothing written.
+    response = post(b, f"{base}/programs/{program.id}/workouts/{workout.id}/lines",
+                    {"exercise_id": str(w.squat.id), "sets": "500"}, status=422, csrf_path=builder_path)
+    assert "Sets must be a whole number from 1 to 100." in response.get_data(as_text=True)
+    # With htmx the workout comes back alone, swapped in place.
+    response = post(b, f"{base}/programs/{program.id}/workouts/{workout.id}/lines",
+                    {"exercise_id": str(w.row.id), "distance_m": "2000"}, status=200,
+                    headers={"HX-Request": "true"}, csrf_path=builder_path)
+    fragment = response.get_data(as_text=True)
+    assert fragment.lstrip().startswith(f'<article class="card workout" id="workout-{workout.id}"')
+    assert "2,000 m" in fragment and "<html" not in fragment
+    # Copy the week, save a template, assign.
+    post(b, f"{base}/programs/{program.id}/copy-week", {"from_week": "1", "to_week": "3"}, csrf_path=builder_path)
+    assert "1 workout copied to week 3." in page(b, builder_path)
+    template_made = post(b, f"{base}/programs/{program.id}/template", {"title": "Spring template"},
+                         csrf_path=builder_path)
+    assert "Template" in page(b, template_made.headers["Location"])
+    assign_path = f"{base}/programs/{program.id}/assign"
+    assert "Monday" in page(b, assign_path)
+    post(b, assign_path, {"start": "2026-12-09", "athlete_ids": [str(w.athlete.id), str(w.athlete2.id)]})
+    html = page(b, builder_path)
+    assert "Ali Athlete" in html and "Bea Athlete" in html and "Mon 07 Dec 2026" in html
+
+
+def test_a_workout_with_logs_cannot_be_removed_and_the_page_says_why(world, coach_browser, monkeypatch):
+    from coach import clock
+    monkeypatch.setattr(clock, "now", lambda: datetime(2026, 12, 8, 12, 0, tzinfo=timezone.utc))
+    w = world
+    program = build_program(w)
+    programs.assign(w.coach, program, [str(w.athlete.id)], start=date(2026, 12, 7))
+    db.session.commit()
+    legs = programs.builder(program).weeks[0].days[0].workouts[0]
+    [item] = programs.today(w.athlete, date(2026, 12, 7))
+    programs.log_workout(w.athlete, item.assignment.id, legs.id, {"status": "done"})
+    db.session.commit()
+    base = f"/o/{w.org.slug}/progress/programs/{program.id}"
+    assert "Logged by athletes: it stays." in page(coach_browser, base)
+    response = post(coach_browser, f"{base}/workouts/{legs.id}/delete", {}, status=409, csrf_path=base)
+    assert "has been logged by an athlete" in response.get_data(as_text=True)
+    assert db.session.get(ProgramWorkout, legs.id) is not None
+
+
+def test_another_organizations_ids_are_404_on_every_page(world, coach_browser):
+    w = world
+    base = f"/o/{w.org.slug}/progress"
+    program = build_program(w)
+    o = w.other_ids
+    for path in (f"/programs/{o.program}", f"/programs/{o.program}/assign", f"/exercises/{o.exercise}",
+                 f"/programs/{program.id}/x", f"/workouts?athlete_id={o.athlete}",
+                 f"/workouts/calendar?athlete_id={o.athlete}", "/exercises/nope"):
+        assert coach_browser.get(base + path).status_code == 404, path
+    token = csrf_from(page(coach_browser, f"{base}/programs/{program.id}"))
+    for path, data in ((f"/programs/{o.program}/workouts", {"week": "1", "day": "1", "title": "x"}),
+                       (f"/programs/{program.id}/workouts/{o.workout}/lines", {"exercise_id": str(w.squat.id)}),
+                       (f"/programs/{o.program}/archive", {})):
+        assert coach_browser.post(base + path, data={"csrf_token": token, **data}).status_code == 404, path
+    tenancy.activate(w.other_org.id)
+    assert db.session.scalar(select(func.count()).select_from(ProgramWorkout).where(
+        ProgramWorkout.program_id == o.program)) == 1
+    tenancy.activate(w.org.id)
+
+
+def test_athletes_and_schedulers_cannot_open_the_builder(world, app):
+    w = world
+    browser = app.test_client()
+    Auth(browser).login(w.athlete_user.email, PASSWORD)
+    program = build_program(w)
+    for path in ("/programs", f"/programs/{program.id}", "/exercises", "/compliance"):
+        assert browser.get(f"/o/{w.org.slug}/progress{path}").status_code == 403, path
+
+
+def test_the_exercise_library_page_adds_and_archives(world, coach_browser):
+    w = world
+    base = f"/o/{w.org.slug}/progress/exercises"
+    post(coach_browser, base, {"title": "Plank", "description": "Hold."}, csrf_path=base)
+    response = post(coach_browser, base, {"title": "plank"}, status=409, csrf_path=base)
+    assert "already has an exercise called" in response.get_data(as_text=True)
+    build_program(w)
+    post(coach_browser, f"{base}/{w.squat.id}/archive", {}, csrf_path=base)
+    assert "is archived: programs using it keep it." in page(coach_browser, base)
+    db.session.expire_all()
+    assert db.session.get(Exercise, w.squat.id).archived_at is not None
+
+
+def test_the_builder_is_a_fixed_number_of_statements(world, coach_browser, app):
+    w = world
+    small = build_program(w, title="Small")
+    big = build_program(w, weeks=4, title="Big")
+    for week in ("2", "3", "4"):
+        programs.copy_week(w.coach, big, "1", week)
+    programs.assign(w.coach, big, [str(w.athlete.id), str(w.athlete2.id)], start=date.today())
+    db.session.commit()
+    base = f"/o/{w.org.slug}/progress/programs"
+    page(coach_browser, f"{base}/{small.id}")
+    counts = {p.title: statements_for(app, coach_browser, f"{base}/{p.id}") for p in (small, big)}
+    # The floor, the program, its workouts, their exercises, the logged ones, the library, the assignments.
+    assert counts["Small"] == counts["Big"] == 8, counts
