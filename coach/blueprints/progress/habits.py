@@ -54,7 +54,8 @@ class ReadinessForm(BaseForm):
     mood = StringField("Mood", validators=[Length(max=2)])
     stress = StringField("Stress", validators=[Length(max=2)])
     soreness = StringField("Soreness", validators=[Length(max=2)])
-    note = TextAreaField("Note", validators=[Optional(), Length(max=readiness.NOTE_MAX)])
+    note = TextAreaField("Note", validators=[Optional(), Length(max=readiness.NOTE_MAX,
+                                                                message="Use at most 1,000 characters.")])
     next = HiddenField()
 
     def values(self) -> dict:
