@@ -12,7 +12,10 @@ both (the local storage backend), queue the emails. The PDF stage alone is timed
 """
 from __future__ import annotations
 
+import cProfile
+import io
 import os
+import pstats
 import random
 import tempfile
 import time
@@ -193,6 +196,19 @@ def run(argv: list[str] | None = None) -> str:
                 totals.append(elapsed)
                 pdf_times.append(pdf_elapsed)
                 sizes.append(len(document))
+            # Where one build's time goes (after the measured runs).
+            tenancy.activate(org.id)
+            athlete = db.session.get(Membership, athlete_id)
+            today = reports.athlete_today(athlete)
+            report = reports.request(athlete, athlete, today - timedelta(days=reports.MAX_PERIOD_DAYS - 1), today)
+            db.session.commit()
+            profile = cProfile.Profile()
+            profile.enable()
+            reports.build(str(org.id), str(report.id))
+            profile.disable()
+            out = io.StringIO()
+            pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(25)
+            print(out.getvalue())
     totals.sort()
     pdf_times.sort()
     harness.print_table(["runs", "p50 s", "max s", "PDF p50 s", "PDF max s", "PDF KB"],
