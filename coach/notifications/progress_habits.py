@@ -62,13 +62,14 @@ def remind_due(tenant_id: uuid.UUID, now: datetime | None = None) -> int:
         HabitCheckin.tenant_id == tenant_id, HabitCheckin.habit_id.in_([h.id for h, _, _ in due]),
         HabitCheckin.on_date.in_({d for _, _, d in due}))).all())
     org = db.session.get(Organization, tenant_id)
+    url = service.path_for("progress.my_habits", slug=org.slug)
     sent = 0
     for habit, athlete, day in due[:BATCH]:
         habit.last_reminded_on = day
         if (habit.id, day) in ticked:
             continue
         notice = service.notify(athlete, "habit_reminder", dedupe_key=f"habit:{habit.id}:{day.isoformat()}",
-                                title=f"Reminder: {habit.title}", url=f"/o/{org.slug}/progress/habits",
+                                title=f"Reminder: {habit.title}", url=url,
                                 body="Tick it off when it's done.", subject_id=habit.id, now=now)
         sent += notice is not None
     db.session.flush()

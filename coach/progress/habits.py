@@ -236,12 +236,13 @@ def today_of(athlete: Membership, habit: Habit) -> HabitToday:
     return _today_of(habit, _dates(athlete.tenant_id, [habit.id])[habit.id], local_today(athlete))
 
 
-def heatmap(athlete: Membership, habit: Habit | None = None, year_end: date | None = None) -> Heatmap:
-    """The year of check-ins (every active habit, or one) ending with ``year_end`` (the athlete's today).
-    Two statements at most."""
+def heatmap(athlete: Membership, habit: Habit | None = None, year_end: date | None = None, *,
+            among: list[Habit] | None = None) -> Heatmap:
+    """The year of check-ins (every active habit — ``among`` when the caller has them already — or one) ending
+    with ``year_end`` (the athlete's today). Two statements at most."""
     end = year_end or local_today(athlete)
     start = week_start(end) - timedelta(weeks=HEATMAP_WEEKS - 1)
-    habits = [habit] if habit is not None else habits_of(athlete)
+    habits = [habit] if habit is not None else (among if among is not None else habits_of(athlete))
     ids = [h.id for h in habits]
     counts: dict[date, int] = {}
     if ids:

@@ -69,8 +69,9 @@ def _back(target: str | None, default: str) -> str:
 
 def _page(athlete, status: int = 200, readiness_errors=None, readiness_values=None):
     is_me = g.membership.id == athlete.id
+    today = habits.today(athlete)
     return render(PAGE, "readiness_form" if readiness_errors else None, status=status, org=g.org, athlete=athlete,
-                  is_me=is_me, habits=habits.today(athlete), heatmap=habits.heatmap(athlete),
+                  is_me=is_me, habits=today, heatmap=habits.heatmap(athlete, among=[item.habit for item in today]),
                   readiness_today=readiness.today(athlete), readiness_flag=readiness.flag(athlete),
                   readiness_errors=readiness_errors or [], readiness_values=readiness_values or {},
                   may_change=is_me or is_staff(g.membership))
