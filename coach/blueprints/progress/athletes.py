@@ -19,17 +19,32 @@ from coach.tenancy import role_required
 INDEX, TODAY, ATHLETE_PAGE, TIMELINE = ("progress/index.html", "progress/index_athlete.html",
                                         "progress/athlete.html", "progress/athlete_timeline.html")
 
-# Where a timeline entry links to: (endpoint, its argument for the entry's subject). An endpoint that is not
-# registered (a part of the domain not installed) leaves the entry without a link.
-ENTRY_LINKS = {
-    "session": ("booking.detail", "booking_id"),
-    "record": ("progress.record", "record_id"),
-    "review": ("media.item", "media_id"),
-    "goal": ("progress.goal", "goal_id"),
-    "workout": ("progress.workout_log", "log_id"),
-    "program": ("progress.assignment", "assignment_id"),
-    "report": ("progress.report", "report_id"),
+# Where a timeline entry links to: the page (its URL rule, GET) of what the entry is about, with the entry's
+# subject as the rule's one variable besides the organization (a report: the athlete's reports page). A rule
+# that is not registered leaves the entry without a link.
+ENTRY_RULES = {
+    "session": "/o/<slug>/bookings/<booking_id>",
+    "record": "/o/<slug>/progress/records/<record_id>",
+    "review": "/o/<slug>/media/<media_id>",
+    "goal": "/o/<slug>/progress/goals/<goal_id>",
+    "workout": "/o/<slug>/progress/workouts/logs/<log_id>",
+    "report": "/o/<slug>/progress/athletes/<athlete_id>/reports",
 }
+
+
+def _entry_endpoints() -> dict[str, tuple[str, str]]:
+    """kind → (endpoint, its variable), read once per app from its URL map."""
+    found = current_app.extensions.get("progress_entry_links")
+    if found is None:
+        by_rule = {rule.rule: rule for rule in current_app.url_map.iter_rules() if "GET" in (rule.methods or ())}
+        found = {}
+        for kind, pattern in ENTRY_RULES.items():
+            rule = by_rule.get(pattern)
+            variables = sorted(set(rule.arguments) - {"slug"}) if rule is not None else []
+            if len(variables) == 1:
+                found[kind] = (rule.endpoint, variables[0])
+        current_app.extensions["progress_entry_links"] = found
+    return found
 
 
 class NoteForm(BaseForm):
@@ -41,10 +56,11 @@ class NoteForm(BaseForm):
 
 def entry_url(entry) -> str | None:
     """The page of what a timeline entry is about, when there is one."""
-    link = ENTRY_LINKS.get(entry.kind)
-    if link is None or link[0] not in current_app.view_functions:
+    link = _entry_endpoints().get(entry.kind)
+    if link is None:
         return None
-    return url_for(link[0], **{link[1]: entry.subject_id})
+    subject = entry.athlete_membership_id if entry.kind == "report" else entry.subject_id
+    return url_for(link[0], **{link[1]: subject})
 
 
 def _timeline_url(athlete, cursor: str | None) -> str | None:
