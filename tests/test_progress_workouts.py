@@ -13,11 +13,14 @@ from coach import clock, tenancy
 from coach.booking import service as booking
 from coach.extensions import db
 from coach.notifications.models import Notification
+from coach.orgs.models import Membership
 from coach.platform.models import OutboxEvent
 from coach.progress import programs
 from coach.progress.access import ProgressError
 from coach.progress.models import TimelineEntry, WorkoutLog, WorkoutLogExercise
-from tests.factories import media_row
+from tests.conftest import Auth, csrf_from
+from tests.factories import PASSWORD, media_row
+from tests.querycount import statements_for
 from tests.test_progress_programs import build_program, make_world
 
 UTC = timezone.utc
@@ -292,3 +295,125 @@ def test_the_athletes_calendar_feed_lists_the_workouts_as_all_day_events_with_st
     coach_secret = booking.regenerate_feed(w.coach)
     db.session.commit()
     assert "BEGIN:VEVENT" not in client.get(f"/o/{w.org.slug}/calendar/{coach_secret}.ics").get_data(as_text=True)
+
+
+# --- pages ---------------------------------------------------------------------------------------------
+
+def login(app, user):
+    browser = app.test_client()
+    Auth(browser).login(user.email, PASSWORD)
+    return browser
+
+
+def page(browser, path: str, status: int = 200) -> str:
+    response = browser.get(path)
+    assert response.status_code == status, (path, response.status_code)
+    return response.get_data(as_text=True)
+
+
+def test_the_athlete_sees_today_logs_it_from_the_form_and_edits_it(world, app):
+    w = world
+    base = f"/o/{w.org.slug}/progress"
+    browser = login(app, w.athlete_user)
+    html = page(browser, f"{base}/workouts")
+    assert "Today, Wednesday 16 December 2026 (Europe/Berlin)" in html
+    assert "Engine" in html and "Log it" in html and "Thu 17 Dec" in html
+    item = scheduled(w, w.athlete, WED16, "Engine")
+    line = programs.today(w.athlete)[0].exercises[0]
+    form_path = f"{base}/workouts/{item.assignment.id}/{item.workout.id}"
+    token = csrf_from(page(browser, form_path))
+    response = browser.post(form_path, data={"csrf_token": token, "status": "partial", "rpe": "9", "note": "Windy",
+                                             f"line-{line.id}-duration": "18:30"})
+    assert response.status_code == 303
+    entry = db.session.scalar(select(WorkoutLog).where(WorkoutLog.assignment_id == item.assignment.id,
+                                                       WorkoutLog.workout_id == item.workout.id))
+    assert response.headers["Location"].endswith(f"/workouts/logs/{entry.id}")
+    html = page(browser, f"{base}/workouts/logs/{entry.id}")
+    assert "Partly done" in html and "RPE 9" in html and "18:30" in html and "Windy" in html
+    # Editing: the form shows what was logged.
+    html = page(browser, form_path)
+    assert 'value="18:30"' in html and "Save changes" in html
+    # A bad RPE re-shows the form with the message, keeping what was typed.
+    response = browser.post(form_path, data={"csrf_token": token, "status": "done", "rpe": "12", "note": "Later"})
+    assert response.status_code == 422
+    assert "Effort (RPE) must be a whole number from 1 to 10." in response.get_data(as_text=True)
+    assert "Later" in response.get_data(as_text=True)
+    # Tomorrow's workout cannot be logged yet.
+    tomorrow = scheduled(w, w.athlete, THU17, "Easy run")
+    tomorrow_path = f"{base}/workouts/{tomorrow.assignment.id}/{tomorrow.workout.id}"
+    assert "you can log it on that day or after" in page(browser, tomorrow_path)
+    response = browser.post(tomorrow_path, data={"csrf_token": token, "status": "done"})
+    assert response.status_code == 422
+    # Another athlete's assignment, another organization's workout: 404.
+    bea = w.assignment[w.athlete2.id]
+    assert browser.get(f"{base}/workouts/{bea.id}/{item.workout.id}").status_code == 404
+    assert browser.get(f"{base}/workouts/{item.assignment.id}/{w.other_ids.workout}").status_code == 404
+    assert browser.get(f"{base}/workouts?athlete_id={w.athlete2.id}").status_code == 200  # an athlete sees their own
+
+
+def test_the_comment_thread_of_a_log(world, app):
+    w = world
+    entry = log(w, w.athlete, MON7, "Legs", "done")
+    db.session.commit()
+    base = f"/o/{w.org.slug}/progress/workouts/logs/{entry.id}"
+    coach = login(app, w.coach_user)
+    token = csrf_from(page(coach, base))
+    response = coach.post(f"{base}/comments", data={"csrf_token": token, "body": "Strong session"})
+    assert response.status_code == 303
+    response = coach.post(f"{base}/comments", data={"csrf_token": token, "body": "  "})
+    assert response.status_code == 422 and "Write a comment first." in response.get_data(as_text=True)
+    athlete = login(app, w.athlete_user)
+    assert "Strong session" in page(athlete, base)
+    # Bea cannot open Ali's log.
+    bea_user = db.session.get(Membership, w.athlete2.id).user
+    assert login(app, bea_user).get(base).status_code == 404
+
+
+def test_the_month_calendar_shows_each_day_with_its_status(world, app):
+    w = world
+    log(w, w.athlete, MON7, "Legs", "done")
+    db.session.commit()
+    browser = login(app, w.athlete_user)
+    html = page(browser, f"/o/{w.org.slug}/progress/workouts/calendar?month=2026-12")
+    assert "December 2026" in html
+    assert 'class="workout-chip status-done"' in html
+    assert html.count('class="workout-chip status-missed"') == 3  # Wed 9, Thu 10, Mon 14
+    assert html.count('class="workout-chip status-planned"') == 2  # today and tomorrow
+    assert browser.get(f"/o/{w.org.slug}/progress/workouts/calendar?month=nonsense").status_code == 404
+
+
+def test_the_coach_compliance_page_shows_each_athlete_per_week(world, app):
+    w = world
+    log(w, w.athlete, MON7, "Legs", "done")
+    log(w, w.athlete, WED9, "Engine", "partial")
+    db.session.commit()
+    browser = login(app, w.coach_user)
+    html = page(browser, f"/o/{w.org.slug}/progress/compliance")
+    row = html[html.index(f'id="compliance-{w.athlete.id}"'):]
+    row = row[:row.index("</tr>")]
+    assert "Week of 07 Dec" in html
+    assert "50%" in row and "1 done · 1 partly · 1 missed" in row
+
+
+def test_the_workouts_and_compliance_pages_are_a_fixed_number_of_statements(world, app):
+    w = world
+    browser = login(app, w.athlete_user)
+    page(browser, f"/o/{w.org.slug}/progress/workouts")
+    few = statements_for(app, browser, f"/o/{w.org.slug}/progress/workouts")
+    calendar_few = statements_for(app, browser, f"/o/{w.org.slug}/progress/workouts/calendar")
+    coach = login(app, w.coach_user)
+    page(coach, f"/o/{w.org.slug}/progress/compliance")
+    compliance_few = statements_for(app, coach, f"/o/{w.org.slug}/progress/compliance")
+    # Double everything: a second program for everyone, logs, and more athletes.
+    second = build_program(w, title="Second block")
+    programs.copy_week(w.coach, second, "1", "2")
+    programs.assign(w.coach, second, [str(w.athlete.id), str(w.athlete2.id), str(w.tokyo.id)], start=MON7)
+    for item in programs.schedule(w.athlete, MON7, WED9):
+        programs.log_workout(w.athlete, item.assignment.id, item.workout.id, {"status": "done"})
+    db.session.commit()
+    many = (statements_for(app, browser, f"/o/{w.org.slug}/progress/workouts"),
+            statements_for(app, browser, f"/o/{w.org.slug}/progress/workouts/calendar"),
+            statements_for(app, coach, f"/o/{w.org.slug}/progress/compliance"))
+    # Workouts: the floor, today (assignments, workouts, logs, exercises), the next days (three); calendar: the
+    # floor and the schedule; compliance: the floor, the athletes and one statement for the grid.
+    assert (few, calendar_few, compliance_few) == many == (9, 5, 4)
