@@ -209,3 +209,38 @@ def test_a_new_organization_is_swept_too(app, job_runner, ctx, monkeypatch):
         sweep_everywhere()
         rows = weekly_rows(org.id)
     assert [r.athlete_membership_id for r in rows] == [athlete.id]
+
+
+def test_the_digest_reads_a_fixed_number_of_statements_whatever_the_number_of_athletes(app, job_runner, ctx):
+    from sqlalchemy import event
+
+    world = BookingWorld()
+    monday = MONDAY
+    last_week_data(world, monday)
+
+    def statements() -> int:
+        seen = []
+
+        me = threading.get_ident()
+
+        def count(*args):
+            if threading.get_ident() == me:
+                seen.append(args[2])
+
+        tenancy.activate(world.org.id)
+        db.session.expire_all()
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            lines = reports.digest_lines(world.org.id, monday - timedelta(days=7))
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert lines
+        return len(seen)
+
+    few = statements()
+    for n in range(3):
+        add_member(world.org, make_user(f"more{n}@example.com", f"More {n}"), ATHLETE)
+    tenancy.activate(world.org.id)
+    db.session.add(Goal(tenant_id=world.org.id, athlete_membership_id=world.athlete.id, title="Another"))
+    db.session.commit()
+    assert statements() == few

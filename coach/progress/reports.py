@@ -41,7 +41,7 @@ from coach.progress import goals as goals_service
 from coach.progress.access import ProgressError, is_staff, load_athlete
 from coach.progress.events import REPORT_REQUESTED
 from coach.progress.models import (
-    AthleteProfile, CoachDigest, ProgressReport, ReadinessCheckin)
+    AthleteProfile, CoachDigest, Goal, ProgressReport, ReadinessCheckin)
 
 log = logging.getLogger(__name__)
 
@@ -633,11 +633,13 @@ def digest_lines(tenant_id: uuid.UUID, week_start: date) -> list[DigestLine]:
             .where(ReadinessCheckin.tenant_id == tenant_id, ReadinessCheckin.athlete_membership_id.in_(ids),
                    ReadinessCheckin.on_date >= baseline_from, ReadinessCheckin.on_date <= week_end)):
         scores.setdefault(row.athlete_membership_id, {})[row.on_date] = float(row.score)
-    # Goals at risk by slice B's rule (three statements an athlete: a weekly job, not a page).
-    at_risk: dict[uuid.UUID, tuple[int, int]] = {}
-    for athlete in athletes:
-        views = [v for v in goals_service.summary(athlete) if v.goal.status == "active"]
-        at_risk[athlete.id] = (sum(v.status_label == goals_service.AT_RISK for v in views), len(views))
+    # Goals at risk by slice B's rule (three statements for everyone), of the athlete's active goals.
+    risky = goals_service.at_risk_for(tenant_id, ids)
+    active = dict(db.session.execute(
+        select(Goal.athlete_membership_id, func.count())
+        .where(Goal.tenant_id == tenant_id, Goal.athlete_membership_id.in_(ids), Goal.status == "active")
+        .group_by(Goal.athlete_membership_id)).all())
+    at_risk = {athlete_id: (risky.get(athlete_id, 0), count) for athlete_id, count in active.items()}
     compliance = programs.compliance_for(tenant_id, ids, week_start)
     lines = []
     for athlete in athletes:
