@@ -249,7 +249,8 @@ def program_save_template(program_id: str):
 @role_required(*STAFF)
 def workout_add(program_id: str):
     return _builder_action(program_id, lambda p, v: programs.add_workout(g.membership, p, v),
-                           f"week-{request.form.get('week', '1')}", message=lambda w: f"“{w.title}” added.")
+                           f"week-{request.form.get('week', '1')}" if request.form.get('week', '').isdigit() else "",
+                           message=lambda w: f"“{w.title}” added.")
 
 
 @bp.post("/programs/<program_id>/workouts/<workout_id>")
