@@ -12,7 +12,7 @@ from coach.blueprints.forms import ActionForm, BaseForm, attempt, require_action
 from coach.blueprints.progress import bp
 from coach.errors import DomainError
 from coach.extensions import db
-from coach.htmx import redirect_after_post, render
+from coach.htmx import redirect_after_post, render, wants_fragment
 from coach.platform import tenant_context
 from coach.progress import reports
 from coach.progress.access import ProgressError, is_staff, load_athlete
@@ -99,7 +99,7 @@ def report_retry(report_id: str):
     report = reports.load(g.membership, report_id)
     reports.retry(g.membership, report)
     db.session.commit()
-    if request.headers.get("HX-Request") and not request.headers.get("HX-Boosted"):
+    if wants_fragment():  # the line swaps itself in place (and polls again)
         return render("progress/report_status.html", "status", org=g.org, report=report, action=ActionForm(),
                       can_retry=False)
     return redirect_after_post(f"/o/{g.org.slug}/progress/athletes/{report.athlete_membership_id}/reports")
