@@ -262,6 +262,21 @@ def test_a_program_holds_at_most_1000_exercises_whichever_way_they_come(world):
     assert count(WorkoutExercise, w.org.id) == MAX_EXERCISES_PER_PROGRAM
 
 
+def test_the_cap_is_a_clear_422_on_the_page(world, coach_browser):
+    w = world
+    program = build_program(w, weeks=4)
+    workout = _fill_to_cap(w, program)
+    base = f"/o/{w.org.slug}/progress/programs/{program.id}"
+    response = post(coach_browser, f"{base}/workouts/{workout.id}/lines", {"exercise_id": str(w.row.id)},
+                    status=422, csrf_path=base)
+    assert "A program holds at most 1,000 exercises (this one has 1,000; that would add 1)." in \
+        response.get_data(as_text=True)
+    response = post(coach_browser, f"{base}/copy-week", {"from_week": "1", "to_week": "2"}, status=422,
+                    csrf_path=base)
+    assert "A program holds at most 1,000 exercises" in response.get_data(as_text=True)
+    assert count(WorkoutExercise, w.org.id) == MAX_EXERCISES_PER_PROGRAM
+
+
 # --- assignment ----------------------------------------------------------------------------------------
 
 def test_assigning_to_one_athlete_starts_on_the_monday_writes_the_timeline_and_emits(world):

@@ -417,3 +417,14 @@ def test_the_workouts_and_compliance_pages_are_a_fixed_number_of_statements(worl
     # Workouts: the floor, today (assignments, workouts, logs, exercises), the next days (three); calendar: the
     # floor and the schedule; compliance: the floor, the athletes and one statement for the grid.
     assert (few, calendar_few, compliance_few) == many == (9, 5, 4)
+
+
+def test_odd_dates_in_the_address_are_404s_not_errors(world, app):
+    w = world
+    athlete = login(app, w.athlete_user)
+    for path in ("/workouts?on=9999-12-31", "/workouts?on=0001-01-01", "/workouts?on=yesterday",
+                 "/workouts/calendar?month=9999-12", "/workouts/calendar?month=2026-13"):
+        assert athlete.get(f"/o/{w.org.slug}/progress{path}").status_code == 404, path
+    coach = login(app, w.coach_user)
+    for path in ("/compliance?week=0001-01-01", "/compliance?week=9999-12-31", "/workouts"):
+        assert coach.get(f"/o/{w.org.slug}/progress{path}").status_code == 404, path

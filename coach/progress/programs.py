@@ -110,7 +110,7 @@ def _seconds(raw, label: str, low: int, high: int) -> int | None:
     text_value = str(raw).strip()
     message = f"{label}: write seconds (90) or minutes:seconds (1:30), from {low:,} s to {high:,} s."
     parts = text_value.split(":")
-    if len(parts) > 3 or not all(p.isdigit() and len(p) <= 6 for p in parts):
+    if len(parts) > 3 or not all(p.isdecimal() and len(p) <= 6 for p in parts):
         raise ProgressError(message)
     value = 0
     for part in parts:

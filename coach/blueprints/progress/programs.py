@@ -363,9 +363,12 @@ def _day(raw, default: date) -> date:
     if not raw:
         return default
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         abort(404)
+    if abs(day.year - default.year) > 5:
+        abort(404)
+    return day
 
 
 @bp.get("/workouts")
