@@ -389,6 +389,9 @@ def test_today_gathers_the_athletes_day(app, world):
     assert data.today == athletes.local_today(w.athlete)
     html = browser(app, w.athlete).get(url(w)).get_data(as_text=True)
     assert "Serve 60% in" in html and "Stretch" in html
+    assert "W3D7" in html and "Log it" in html  # today's workout, ready to log
+    assert "Done today" in html  # the readiness check-in of today
+    assert 'style="' not in html
 
 
 def test_weeks_chart_reads_program_compliance(app, world):

@@ -174,6 +174,14 @@ def test_an_ended_session_lands_on_the_athletes_timeline_once(app, world, quiet)
     assert f'href="/o/{w.org.slug}/bookings/{booking.id}"' in html
 
 
+def test_every_timeline_kind_with_a_page_links_to_it(app, world):
+    """The rules the entries link to are registered (a renamed route would silently drop the links)."""
+    from coach.blueprints.progress.athletes import ENTRY_RULES, _entry_endpoints  # noqa: PLC0415 - the view's helper
+
+    with app.test_request_context():
+        assert set(_entry_endpoints()) == set(ENTRY_RULES)
+
+
 def test_a_session_that_did_not_end_writes_nothing(app, world, quiet):
     w = world
     booking = ended_booking(w, w.athlete, datetime(2026, 5, 4, 9, tzinfo=UTC), status="cancelled")

@@ -12,7 +12,7 @@ from coach.blueprints.progress import bp
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, wants_fragment
 from coach.orgs.models import ADMIN, ATHLETE, COACH
-from coach.progress import athletes
+from coach.progress import athletes, programs
 from coach.progress.access import is_staff, load_athlete
 from coach.tenancy import role_required
 
@@ -89,7 +89,7 @@ def _athlete_context(athlete, form: NoteForm | None = None) -> dict:
 def index():
     """An athlete's "Today"; for coaches and admins, their athletes at a glance (with search)."""
     if not is_staff(g.membership):
-        return render(TODAY, org=g.org, data=athletes.today_for(g.membership))
+        return render(TODAY, org=g.org, data=athletes.today_for(g.membership), prescription=programs.prescription)
     search = request.args.get("q", "")
     return render(INDEX, "athlete_rows", org=g.org, search=search, limit=athletes.LIST_LIMIT,
                   rows=athletes.athlete_list(g.membership, search))
