@@ -116,7 +116,7 @@ def structure(framework: SkillFramework) -> FrameworkView:
 # --- validation ----------------------------------------------------------------------------------------
 
 def _title(value: str | None, what: str, limit: int) -> str:
-    text = " ".join((value or "").split())
+    text = " ".join((value or "").replace("\x00", "").split())
     if not text:
         raise ProgressError(f"Give the {what} a title.")
     if len(text) > limit:
@@ -125,7 +125,7 @@ def _title(value: str | None, what: str, limit: int) -> str:
 
 
 def _description(value: str | None) -> str:
-    text = (value or "").strip()
+    text = (value or "").replace("\x00", "").strip()
     if len(text) > DESCRIPTION_MAX:
         raise ProgressError(f"A description has at most {DESCRIPTION_MAX:,} characters.")
     return text
@@ -135,7 +135,7 @@ def parse_scale(value: str | list[str] | None) -> list[str]:
     """The scale's labels, level 1 first: one per line (or a list). 2 to 10 labels, each at most 40 characters,
     no two alike."""
     lines = value if isinstance(value, list) else (value or "").splitlines()
-    labels = [" ".join(str(v).split()) for v in lines]
+    labels = [" ".join(str(v).replace("\x00", "").split()) for v in lines]
     labels = [v for v in labels if v]
     if not MIN_SCALE <= len(labels) <= MAX_SCALE:
         raise ProgressError(f"A proficiency scale has {MIN_SCALE} to {MAX_SCALE} levels: write one label per line, "

@@ -14,8 +14,9 @@ from sqlalchemy import and_, exists, select
 
 from coach.extensions import db
 from coach.ids import parse_uuid
+from coach.progress import records
 from coach.orgs.models import Membership
-from coach.progress.models import (SIGNED, AthleteSkillLevel, RecordSkillLevel, SessionRecord, Skill, SkillArea,
+from coach.progress.models import (AthleteSkillLevel, RecordSkillLevel, Skill, SkillArea,
                                    SkillFramework)
 
 
@@ -88,7 +89,7 @@ def matrix(athlete: Membership) -> list[FrameworkMatrix]:
         Skill.framework_id == SkillFramework.id))
     rows = list(db.session.execute(select(SkillFramework, observed.label("observed"))
                                    .where(SkillFramework.tenant_id == t)
-                                   .order_by(SkillFramework.title)).tuples())
+                                   .order_by(SkillFramework.title)))
     active = [f for f, _ in rows if f.archived_at is None]
     shown = [f for f, seen in rows if seen or (len(active) == 1 and f is active[0])]
     if not shown:
@@ -98,7 +99,7 @@ def matrix(athlete: Membership) -> list[FrameworkMatrix]:
         select(Skill, SkillArea.title).join(SkillArea, and_(SkillArea.tenant_id == Skill.tenant_id,
                                                             SkillArea.id == Skill.area_id))
         .where(Skill.tenant_id == t, Skill.framework_id.in_(ids))
-        .order_by(SkillArea.position, SkillArea.title, SkillArea.id, Skill.position, Skill.title)).tuples())
+        .order_by(SkillArea.position, SkillArea.title, SkillArea.id, Skill.position, Skill.title)))
     levels = {row.skill_id: row for row in db.session.scalars(select(AthleteSkillLevel).where(
         AthleteSkillLevel.tenant_id == t, AthleteSkillLevel.athlete_membership_id == athlete.id))}
     result = []
@@ -123,12 +124,7 @@ def matrix(athlete: Membership) -> list[FrameworkMatrix]:
 
 
 def _current_records(tenant_id: uuid.UUID, athlete_id: uuid.UUID):
-    """The current (highest signed) version of each of the athlete's session records, as a subquery."""
-    return (select(SessionRecord.id, SessionRecord.session_at, SessionRecord.signed_at)
-            .where(SessionRecord.tenant_id == tenant_id, SessionRecord.athlete_membership_id == athlete_id,
-                   SessionRecord.status == SIGNED)
-            .distinct(SessionRecord.booking_id)
-            .order_by(SessionRecord.booking_id, SessionRecord.version.desc())).subquery()
+    return records.current_records(tenant_id, athlete_id)
 
 
 def changes(athlete: Membership, start: date, end: date) -> list[SkillChange]:

@@ -19,7 +19,9 @@ import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import aliased
 
 from coach import clock
 from coach.booking.models import Booking
@@ -57,7 +59,10 @@ def get_record(tenant_id: uuid.UUID, record_id) -> SessionRecord | None:
                                                          SessionRecord.id == ident))
 
 
-def booking_of(record: SessionRecord) -> Booking:
+def booking_of(record: SessionRecord) -> Booking | None:
+    """The record's booking; ``None`` once it is gone (its coach left the organization)."""
+    if record.booking_id is None:
+        return None
     return db.session.scalar(select(Booking).where(Booking.tenant_id == record.tenant_id,
                                                    Booking.id == record.booking_id))
 
@@ -75,8 +80,10 @@ def draft_for(booking: Booking) -> SessionRecord | None:
         SessionRecord.status == DRAFT))
 
 
-def versions(tenant_id: uuid.UUID, booking_id: uuid.UUID) -> list[SessionRecord]:
+def versions(tenant_id: uuid.UUID, booking_id: uuid.UUID | None) -> list[SessionRecord]:
     """Every version of a booking's record, newest first."""
+    if booking_id is None:
+        return []
     return list(db.session.scalars(select(SessionRecord).where(
         SessionRecord.tenant_id == tenant_id, SessionRecord.booking_id == booking_id)
         .order_by(SessionRecord.version.desc())))
@@ -113,7 +120,7 @@ class RecordPage:
     """Everything the record's page shows, loaded with a fixed number of statements."""
 
     record: SessionRecord
-    booking: Booking
+    booking: Booking | None
     framework: SkillFramework | None
     areas: list  # frameworks.AreaView
     levels: dict[uuid.UUID, RecordSkillLevel]
@@ -135,6 +142,15 @@ class RecordPage:
         return self.names.get(membership_id, "Former member") if membership_id else "Former member"
 
 
+def author_names(tenant_id: uuid.UUID, ids) -> dict[uuid.UUID, str]:
+    """Display names of the members with these ids (one statement; a member who left is simply missing)."""
+    ids = [i for i in ids if i]
+    if not ids:
+        return {}
+    return {m.id: m.user.display_name for m in db.session.scalars(select(Membership).where(
+        Membership.tenant_id == tenant_id, Membership.id.in_(ids)))}
+
+
 def page(record: SessionRecord, booking: Booking | None = None) -> RecordPage:
     """The record with its booking, framework (areas and skills), levels, media, versions and what changed since
     the version it supersedes."""
@@ -143,7 +159,7 @@ def page(record: SessionRecord, booking: Booking | None = None) -> RecordPage:
     booking = booking or booking_of(record)
     framework = get_framework(record.tenant_id, record.framework_id) if record.framework_id else None
     areas = structure(framework).areas if framework else []
-    all_versions = versions(record.tenant_id, record.booking_id)
+    all_versions = versions(record.tenant_id, record.booking_id) or [record]
     previous = next((v for v in all_versions if v.id == record.supersedes_id), None)
     ids = [record.id] + ([previous.id] if previous else [])
     rows = list(db.session.scalars(select(RecordSkillLevel).where(RecordSkillLevel.tenant_id == record.tenant_id,
@@ -160,17 +176,27 @@ def page(record: SessionRecord, booking: Booking | None = None) -> RecordPage:
         select(RecordMedia, MediaItem).join(MediaItem, and_(MediaItem.tenant_id == RecordMedia.tenant_id,
                                                             MediaItem.id == RecordMedia.media_id))
         .where(RecordMedia.tenant_id == record.tenant_id, RecordMedia.record_id == record.id)
-        .order_by(RecordMedia.at_ms.nulls_first(), RecordMedia.label)).tuples())
+        .order_by(RecordMedia.at_ms.nulls_first(), RecordMedia.label)))
     author_ids = {i for v in all_versions for i in (v.coach_membership_id, v.signed_by_membership_id) if i}
-    names = {m.id: m.user.display_name for m in db.session.scalars(select(Membership).where(
-        Membership.tenant_id == record.tenant_id, Membership.id.in_(author_ids)))} if author_ids else {}
+    names = author_names(record.tenant_id, author_ids)
     return RecordPage(record, booking, framework, areas, levels, attached, all_versions, previous, changes, names)
+
+
+def media_choices(record: SessionRecord, member: Membership, limit: int = 30) -> list[MediaItem]:
+    """What the writer may attach: recent ready media of the writer or of the athlete (one statement)."""
+    return list(db.session.scalars(select(MediaItem).where(
+        MediaItem.tenant_id == record.tenant_id,
+        MediaItem.owner_membership_id.in_([member.id, record.athlete_membership_id]),
+        MediaItem.status.in_(("ready", "processing"))).order_by(MediaItem.created_at.desc()).limit(limit)))
 
 
 # --- writing -------------------------------------------------------------------------------------------
 
-def _require_writer(member: Membership, booking: Booking) -> None:
+def _require_writer(member: Membership, booking: Booking | None) -> None:
     require_staff(member)
+    if booking is None:
+        raise ProgressError("This session's booking is gone (its coach left the organization): its record can no "
+                            "longer change.", status=409)
     if not may_write(member, booking):
         raise ProgressError("Only the session's coach or an admin can write its record.", status=403)
 
@@ -213,6 +239,8 @@ def _usable_framework(tenant_id: uuid.UUID, framework_id) -> SkillFramework:
 
 def _text(value: str | None, limit: int, what: str) -> str:
     text = (value or "").replace("\r\n", "\n").strip()
+    if "\x00" in text:
+        raise ProgressError(f"The {what} cannot contain a NUL character.")
     if len(text) > limit:
         raise ProgressError(f"The {what} have at most {limit:,} characters.")
     return text
@@ -246,7 +274,7 @@ def save_draft(record: SessionRecord, actor: Membership, *, framework_id=None, l
             if skill is None:
                 raise ProgressError("A level was given for a skill that is not in this framework.")
             level = parse_level(raw_level, len(framework.scale), what=f"The level of “{skill.title}”")
-            note = " ".join(str(skill_notes.get(raw_id) or "").split())
+            note = " ".join(str(skill_notes.get(raw_id) or "").replace("\x00", "").split())
             if len(note) > SKILL_NOTE_MAX:
                 raise ProgressError(f"The note on “{skill.title}” has at most {SKILL_NOTE_MAX} characters.")
             if level is not None:
@@ -284,7 +312,7 @@ def add_media(record: SessionRecord, actor: Membership, media_id, moment: str | 
         limit = item.duration_ms if item.duration_ms else 86_400_000
         if at_ms > limit:
             raise ProgressError(f"The moment is past the end of the video ({item.duration_label}).")
-    label = " ".join((label or "").split())
+    label = " ".join((label or "").replace("\x00", "").split())
     if len(label) > LABEL_MAX:
         raise ProgressError(f"A label has at most {LABEL_MAX} characters.")
     count = db.session.scalar(select(func.count()).select_from(RecordMedia).where(
@@ -370,7 +398,7 @@ def amend(record: SessionRecord, actor: Membership, reason: str) -> SessionRecor
     """Start version n+1 of the booking's current signed record as a draft (same content to edit), with why."""
     booking = booking_of(record)
     _require_writer(actor, booking)
-    reason = " ".join((reason or "").split())
+    reason = " ".join((reason or "").replace("\x00", "").split())
     if not reason:
         raise ProgressError("Say why the record is amended.")
     if len(reason) > REASON_MAX:
@@ -411,22 +439,30 @@ def amend(record: SessionRecord, actor: Membership, reason: str) -> SessionRecor
     return new
 
 
+def current_records(tenant_id: uuid.UUID, athlete_id: uuid.UUID):
+    """The athlete's current records (signed, and not superseded by a signed amendment) as a subquery of
+    ``id, session_at, signed_at``: what counts for the athlete's levels. Works for records whose booking is gone."""
+    newer = aliased(SessionRecord)
+    return (select(SessionRecord.id, SessionRecord.session_at, SessionRecord.signed_at)
+            .where(SessionRecord.tenant_id == tenant_id, SessionRecord.athlete_membership_id == athlete_id,
+                   SessionRecord.status == SIGNED,
+                   ~exists(select(newer.id).where(newer.tenant_id == SessionRecord.tenant_id,
+                                                  newer.supersedes_id == SessionRecord.id, newer.status == SIGNED)))
+            ).subquery()
+
+
 def recompute_levels(tenant_id: uuid.UUID, athlete_id: uuid.UUID, skill_ids) -> None:
     """Set the athlete's current level on each of ``skill_ids`` from the rows: the level of the latest session
     (by when it took place) whose current signed version observed the skill; none if no such session."""
     skill_ids = list(skill_ids)
     if not skill_ids:
         return
-    current = (select(SessionRecord.id, SessionRecord.session_at, SessionRecord.signed_at)
-               .where(SessionRecord.tenant_id == tenant_id, SessionRecord.athlete_membership_id == athlete_id,
-                      SessionRecord.status == SIGNED)
-               .distinct(SessionRecord.booking_id)
-               .order_by(SessionRecord.booking_id, SessionRecord.version.desc())).subquery()
+    current = current_records(tenant_id, athlete_id)
     latest = list(db.session.execute(
         select(RecordSkillLevel.skill_id, RecordSkillLevel.level, current.c.id, current.c.session_at)
         .join(current, current.c.id == RecordSkillLevel.record_id)
         .where(RecordSkillLevel.tenant_id == tenant_id, RecordSkillLevel.skill_id.in_(skill_ids))
-        .distinct(RecordSkillLevel.skill_id)
+        .ext(distinct_on(RecordSkillLevel.skill_id))
         .order_by(RecordSkillLevel.skill_id, current.c.session_at.desc(), current.c.signed_at.desc())).all())
     now = clock.now()
     found = set()
