@@ -59,7 +59,7 @@ class DoneForm(BaseForm):
     done = HiddenField()
 
 
-def _detail(goal, athlete, status: int = 200, value_form=None, milestone_form=None, block=None):
+def _detail(goal, athlete, status: int = 200, value_form=None, milestone_form=None, block=None, oob_summary=False):
     goal_view = goals.view(athlete, goal)
     chart = None
     if goal_view.series:
@@ -72,7 +72,7 @@ def _detail(goal, athlete, status: int = 200, value_form=None, milestone_form=No
     return render(DETAIL, block, status=status, org=g.org, athlete=athlete, view=goal_view, goal=goal, chart=chart,
                   value_form=value_form, milestone_form=milestone_form or MilestoneForm(formdata=None),
                   action_form=ActionForm(formdata=None), may_change=goals.may_change(g.membership, athlete),
-                  is_me=g.membership.id == athlete.id, number=goals.number_label)
+                  is_me=g.membership.id == athlete.id, number=goals.number_label, oob_summary=oob_summary)
 
 
 # --- pages -------------------------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ def milestone(goal_id, milestone_id):
     goals.set_milestone(found, athlete, g.membership, row, form.done.data == "1")
     db.session.commit()
     if wants_fragment():
-        return _detail(found, athlete, block="milestones")
+        return _detail(found, athlete, block="milestones", oob_summary=True)
     return redirect_after_post(url_for("progress.goal", goal_id=found.id))
 
 
