@@ -15,10 +15,10 @@ from coach import clock, tenancy
 from coach.booking.models import Booking, CoachingSession
 from coach.extensions import db
 from coach.orgs.models import ADMIN, ATHLETE, COACH, SCHEDULER, Membership
-from coach.progress import athletes, charts, programs
+from coach.progress import athletes, charts, goals, programs
 from coach.progress.access import ProgressError
-from coach.progress.models import (CoachNote, Goal, Habit, HabitCheckin, Program, ProgramAssignment, ProgramWorkout,
-                                   ReadinessCheckin, TimelineEntry, WorkoutLog)
+from coach.progress.models import (CoachNote, Goal, GoalValue, Habit, HabitCheckin, Program, ProgramAssignment,
+                                   ProgramWorkout, ReadinessCheckin, TimelineEntry, WorkoutLog)
 from tests.booking_support import make_offering
 from tests.conftest import Auth, csrf_from
 from tests.factories import add_member, make_org, make_user
@@ -121,6 +121,20 @@ def assign_program(w, athlete, logs: dict[int, str]) -> ProgramAssignment:
     return assignment
 
 
+def at_risk_goal(w, athlete) -> Goal:
+    """A goal two months old due in five days with hardly any progress: at risk."""
+    today = athletes.local_today(athlete)
+    goal = Goal(tenant_id=w.org.id, athlete_membership_id=athlete.id, title="Serve speed",
+                target_date=today + timedelta(days=5), metric_unit="km/h", metric_start=Decimal(140),
+                metric_target=Decimal(170), direction="up", created_at=clock.now() - timedelta(days=60))
+    db.session.add(goal)
+    db.session.flush()
+    db.session.add_all([GoalValue(tenant_id=w.org.id, goal_id=goal.id, value=Decimal(141),
+                                  logged_on=today - timedelta(days=d)) for d in (40, 20, 2)])
+    db.session.commit()
+    return goal
+
+
 def timeline_entries(athlete, n: int, *, start: datetime | None = None, coaches_only_every: int = 0,
                      kind: str = "readiness") -> None:
     """``n`` timeline entries an hour apart (newest at ``start``), in one statement."""
@@ -148,6 +162,7 @@ def test_the_coach_sees_every_athlete_with_flag_compliance_and_last_session(app,
     today = athletes.local_today(w.athlete)
     logs = {(today - d).days: "done" for d in (monday, monday + timedelta(days=1)) if d < today}
     assign_program(w, w.athlete, logs)
+    at_risk_goal(w, w.athlete)
 
     rows = athletes.athlete_list(w.coach)
     assert [row.name for row in rows] == ["Ali Athlete", "Bea Athlete"]
@@ -157,6 +172,8 @@ def test_the_coach_sees_every_athlete_with_flag_compliance_and_last_session(app,
     assert bea.last_session_at is None  # a cancelled session is not a session had
     assert ali.compliance is not None and ali.compliance.done == len(logs)
     assert bea.compliance is None
+    assert (ali.goals_at_risk, bea.goals_at_risk) == (1, 0)
+    assert ali.goals_at_risk == goals.at_risk_count(goals.summary(w.athlete))  # the athlete page's own count
 
     page = browser(app, w.coach).get(url(w))
     html = page.get_data(as_text=True)
@@ -164,6 +181,7 @@ def test_the_coach_sees_every_athlete_with_flag_compliance_and_last_session(app,
     assert "Ali Athlete" in html and "Bea Athlete" in html and "Olga Athlete" not in html
     assert "Low: 2.0" in html
     assert "9 Mar 2026" in html
+    assert '<span class="badge badge-warn">1</span>' in html
 
 
 def test_the_list_searches_by_name_and_email_and_answers_htmx_with_the_rows_only(app, world):
@@ -196,6 +214,7 @@ def test_the_list_is_a_fixed_number_of_statements(app, world):
     from tests.querycount import statements_for  # noqa: PLC0415 - the counter is for this test only
 
     w = world
+    at_risk_goal(w, w.athlete)
     client = browser(app, w.coach)
     client.get(url(w))
     small = statements_for(app, client, url(w))
@@ -203,8 +222,10 @@ def test_the_list_is_a_fixed_number_of_statements(app, world):
         athlete = add_member(w.org, make_user(f"more{i}-{w.n}@example.com", f"More {i}"), ATHLETE)
         readiness_days(athlete, {0: 3.0, 1: 4.0})
         ended_booking(w, athlete, datetime(2026, 4, 1 + i, 10, tzinfo=UTC))
+        at_risk_goal(w, athlete)
+        assign_program(w, athlete, {1: "done"})
     tenancy.activate(w.org.id)
-    assert statements_for(app, client, url(w)) == small
+    assert statements_for(app, client, url(w)) == small == 9  # floor 2, athletes, flags, compliance, goals 3, last sessions
 
 
 # --- one athlete's page: who sees it --------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class AthleteRow:
     athlete: Membership
     flag: object | None  # readiness.Flag: today's readiness well below the athlete's own baseline
     compliance: object | None  # programs.WeekCompliance of this week, None when nothing is scheduled
-    goals_at_risk: int | None  # None when the count is not known
+    goals_at_risk: int
     last_session_at: datetime | None
 
     @property
@@ -92,19 +92,13 @@ def athlete_list(viewer: Membership, search: str = "") -> list[AthleteRow]:
     ids = [athlete.id for athlete in athletes]
     flags = readiness.flags(tenant_id, ids)
     compliance = programs.compliance_for(tenant_id, ids, week_start(local_today(viewer)))
-    at_risk = _goals_at_risk(tenant_id, ids)
+    at_risk = goals.at_risk_for(tenant_id, ids)
     last = dict(db.session.execute(
         select(Booking.athlete_membership_id, func.max(Booking.starts_at))
         .where(Booking.tenant_id == tenant_id, Booking.athlete_membership_id.in_(ids), Booking.status == "ended")
         .group_by(Booking.athlete_membership_id)).all())
-    return [AthleteRow(athlete, flags.get(athlete.id), compliance.get(athlete.id),
-                       None if at_risk is None else at_risk.get(athlete.id, 0), last.get(athlete.id))
-            for athlete in athletes]
-
-
-def _goals_at_risk(tenant_id: uuid.UUID, ids: list[uuid.UUID]) -> dict[uuid.UUID, int] | None:
-    counts = getattr(goals, "at_risk_for", None)
-    return counts(tenant_id, ids) if counts is not None else None
+    return [AthleteRow(athlete, flags.get(athlete.id), compliance.get(athlete.id), at_risk.get(athlete.id, 0),
+                       last.get(athlete.id)) for athlete in athletes]
 
 
 # --- one athlete's pages -----------------------------------------------------------------------------------
