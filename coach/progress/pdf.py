@@ -111,7 +111,8 @@ def render(data, drawn) -> bytes:
         widths = (width * 0.28, width * 0.42, width * 0.3)
         row(("When", "Session", "Coach"), widths, "B", MUTED)
         for session in data.sessions:
-            row((f"{session.starts_at:%a %d %b %Y}", session.title, session.coach), widths)
+            when = session.starts_at
+            row((f"{when:%a} {when.day} {when:%b %Y}", session.title, session.coach), widths)
         if data.session_count > len(data.sessions):
             write(f"... and {data.session_count - len(data.sessions)} earlier sessions.", 9, "", MUTED)
 
@@ -151,7 +152,7 @@ def render(data, drawn) -> bytes:
         weekly = (data.period_end - data.period_start).days > 92
         write(f"Readiness score 1-5{', weekly average' if weekly else ', per day'}.", 8, "", MUTED)
     pdf.ln(4)
-    write(f"Made on {data.generated_on:%d %b %Y} by Coach.", 8, "", MUTED)
+    write(f"Made on {data.generated_on.day} {data.generated_on:%b %Y} by Coach.", 8, "", MUTED)
     return bytes(pdf.output())
 
 
@@ -161,9 +162,12 @@ def _box(pdf: FPDF, chart, left: float, width: float):
     height = chart.height * scale
     if pdf.get_y() + height > pdf.h - 22:
         pdf.add_page()
-    top = pdf.get_y()
-    pdf.set_y(top + height + 1)
-    return scale, left, top
+    return scale, left, pdf.get_y()
+
+
+def _below(pdf: FPDF, chart, scale: float, left: float, top: float) -> None:
+    """Back to the left margin under the chart (its labels moved the cursor)."""
+    pdf.set_xy(left, top + chart.height * scale + 1)
 
 
 def _axes(pdf: FPDF, chart, scale: float, left: float, top: float) -> None:
@@ -201,6 +205,7 @@ def _line(pdf: FPDF, chart: charts.LineChart, left: float, width: float) -> None
             pdf.set_fill_color(*ACCENT)
             pdf.circle(x, y, 0.7, style="F")
     pdf.set_line_width(0.2)
+    _below(pdf, chart, scale, left, top)
 
 
 def _segments(path: str) -> list[list[tuple[float, float]]]:
@@ -230,3 +235,4 @@ def _stacked(pdf: FPDF, chart: charts.StackedChart, left: float, width: float) -
         if index % every == 0:
             pdf.set_xy(left + column.label_x * scale - 10, top + (chart.plot.bottom + 3) * scale)
             pdf.cell(20, 4, text(column.label), align="C")
+    _below(pdf, chart, scale, left, top)

@@ -281,7 +281,7 @@ class ReportData:
 
     @property
     def period_label(self) -> str:
-        return f"{self.period_start:%d %b %Y} to {self.period_end:%d %b %Y}"
+        return f"{self.period_start.day} {self.period_start:%b %Y} to {self.period_end.day} {self.period_end:%b %Y}"
 
     @property
     def compliance_percent(self) -> int | None:
@@ -315,8 +315,10 @@ def _sessions(athlete: Membership, start: date, end: date) -> tuple[int, list[Se
     if not rows:
         return 0, []
     names = _names(t, {row.coach_membership_id for row in rows})
-    return rows[0].total, [SessionLine(row.starts_at, row.title, names.get(row.coach_membership_id, "Former member"),
-                                       row.status) for row in rows]
+    zone = _zone(athlete.user.timezone)  # the athlete's local day and time
+    return rows[0].total, [SessionLine(row.starts_at.astimezone(zone), row.title,
+                                       names.get(row.coach_membership_id, "Former member"), row.status)
+                           for row in rows]
 
 
 def _names(tenant_id: uuid.UUID, ids) -> dict[uuid.UUID, str]:
