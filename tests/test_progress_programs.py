@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
+from werkzeug.datastructures import MultiDict
 from sqlalchemy import func, select
 
 from coach import tenancy
@@ -478,3 +479,44 @@ def test_the_builder_is_a_fixed_number_of_statements(world, coach_browser, app):
     counts = {p.title: statements_for(app, coach_browser, f"{base}/{p.id}") for p in (small, big)}
     # The floor, the program, its workouts, their exercises, the logged ones, the library, the assignments.
     assert counts["Small"] == counts["Big"] == 8, counts
+
+
+HOSTILE = ["", " ", "\x00", "9" * 31, "-1", "1e999", "NaN", "sNaN", "Infinity", "²", "1::30", "٣", "x" * 6000,
+           "\u202egnp.exe", "🏋️" * 50, "2026-02-30", "0001-01-01", str(uuid.uuid4()), "up", "sideways"]
+
+
+def test_hostile_values_in_every_builder_form_are_refused_never_errors(world, coach_browser):
+    """Every form of the builder, each field replaced by hostile values (plain and htmx, a field sent twice):
+    a 4xx or a redirect, never a 5xx."""
+    w = world
+    program = build_program(w)
+    view = programs.builder(program)
+    legs = view.weeks[0].days[0].workouts[0]
+    line = view.lines[legs.id][0]
+    base = f"/o/{w.org.slug}/progress"
+    p = f"{base}/programs/{program.id}"
+    forms = {
+        f"{base}/programs": {"title": "T", "weeks": "2", "description": "", "template_id": ""},
+        p: {"title": "T", "weeks": "2", "description": ""},
+        f"{p}/copy-week": {"from_week": "1", "to_week": "2"},
+        f"{p}/template": {"title": "Copy"},
+        f"{p}/workouts": {"week": "1", "day": "1", "title": "W", "notes": ""},
+        f"{p}/workouts/{legs.id}": {"title": "W", "notes": ""},
+        f"{p}/workouts/{legs.id}/move": {"direction": "up"},
+        f"{p}/workouts/{legs.id}/lines": {"exercise_id": str(w.squat.id), "sets": "1", "reps": "1", "load_kg": "1",
+                                          "duration": "1", "distance_m": "1", "rest": "1", "tempo": "", "notes": ""},
+        f"{p}/workouts/{legs.id}/lines/{line.id}": {"sets": "1", "reps": "1", "load_kg": "1", "tempo": ""},
+        f"{p}/workouts/{legs.id}/lines/{line.id}/move": {"direction": "up"},
+        f"{p}/assign": {"start": "2026-12-07", "athlete_ids": str(w.athlete.id), "space_ids": ""},
+        f"{base}/exercises": {"title": "E", "description": "", "demo_media_id": ""},
+        f"{base}/exercises/{w.row.id}": {"title": "Row 500 m", "description": "", "demo_media_id": ""},
+    }
+    token = csrf_from(page(coach_browser, p))
+    for path, fields in forms.items():
+        for name in fields:
+            for n, value in enumerate(HOSTILE):
+                data = MultiDict([("csrf_token", token), *((k, v) for k, v in fields.items() if k != name),
+                                  (name, value), (name, "again")])
+                for headers in ({}, {"HX-Request": "true"}) if n % 3 == 0 else ({},):
+                    response = coach_browser.post(path, data=data, headers=headers)
+                    assert response.status_code < 500, (path, name, value, response.status_code)

@@ -428,3 +428,28 @@ def test_odd_dates_in_the_address_are_404s_not_errors(world, app):
     coach = login(app, w.coach_user)
     for path in ("/compliance?week=0001-01-01", "/compliance?week=9999-12-31", "/workouts"):
         assert coach.get(f"/o/{w.org.slug}/progress{path}").status_code == 404, path
+
+
+def test_hostile_values_in_the_log_and_comment_forms_are_refused_never_errors(world, app):
+    from werkzeug.datastructures import MultiDict
+
+    from tests.test_progress_programs import HOSTILE
+    w = world
+    browser = login(app, w.athlete_user)
+    item = scheduled(w, w.athlete, MON7, "Legs")
+    line = programs.today(w.athlete, MON7)[0].exercises[0]
+    entry = log(w, w.athlete, WED9, "Engine")
+    db.session.commit()
+    base = f"/o/{w.org.slug}/progress/workouts"
+    form_path = f"{base}/{item.assignment.id}/{item.workout.id}"
+    token = csrf_from(page(browser, form_path))
+    forms = {form_path: {"status": "done", "rpe": "5", "note": "", "media_id": "", f"line-{line.id}-sets": "1",
+                         f"line-{line.id}-load_kg": "1", f"line-{line.id}-duration": "1", "line-x-sets": "1"},
+             f"{base}/logs/{entry.id}/comments": {"body": "Hi"}}
+    for path, fields in forms.items():
+        for name in fields:
+            for value in HOSTILE:
+                data = MultiDict([("csrf_token", token), *((k, v) for k, v in fields.items() if k != name),
+                                  (name, value), (name, "again")])
+                response = browser.post(path, data=data)
+                assert response.status_code < 500, (path, name, value, response.status_code)

@@ -359,7 +359,7 @@ def builder(program: Program) -> ProgramView:
     """Everything the builder shows (three statements: workouts, lines with exercises, logged workouts)."""
     workouts = _workouts(program)
     lines = _lines(program.tenant_id, [w.id for w in workouts])
-    logged = set(db.session.scalars(select(WorkoutLog.workout_id.distinct()).join(
+    logged = set(db.session.scalars(select(WorkoutLog.workout_id).distinct().join(
         ProgramWorkout, and_(ProgramWorkout.tenant_id == WorkoutLog.tenant_id,
                              ProgramWorkout.id == WorkoutLog.workout_id))
         .where(WorkoutLog.tenant_id == program.tenant_id, ProgramWorkout.program_id == program.id)))

@@ -33,15 +33,19 @@ LOG_FORM, LOG_PAGE, COMPLIANCE = "progress/workout_log.html", "progress/workout_
     "progress/workout_compliance.html"
 
 
+MULTIPLE = ("athlete_ids", "space_ids")
+
+
 def _values() -> dict:
-    """The posted form as a dict (lists where a name repeats); a NUL anywhere is refused (PostgreSQL would)."""
+    """The posted form as a dict of strings (the first value of a name sent twice; lists for the two multiple
+    choices); a NUL anywhere is refused (PostgreSQL would)."""
     require_action_form()
-    found = {}
+    found: dict = {}
     for key in request.form:
         items = request.form.getlist(key)
         if any("\x00" in item for item in items):
             raise ProgressError("A field contains a NUL character.", status=400)
-        found[key] = items if len(items) > 1 or key in ("athlete_ids", "space_ids") else items[0]
+        found[key] = items if key in MULTIPLE else items[0]
     return found
 
 
@@ -412,7 +416,7 @@ def _lines_from_form(values: dict) -> dict:
         if key.startswith("line-") and key.count("-") >= 2:
             _, rest = key.split("-", 1)
             line_id, _, name = rest.rpartition("-")
-            lines.setdefault(line_id, {})[name] = value if isinstance(value, str) else value[0]
+            lines.setdefault(line_id, {})[name] = value
     return lines
 
 
