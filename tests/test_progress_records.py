@@ -468,3 +468,20 @@ def test_record_media_rule_lets_the_athlete_see_linked_media(w):
     db.session.commit()
     assert media.can_view(video, w.athlete) and not media.can_view(video, w.other_athlete)
     assert db.session.scalar(select(RecordMedia.at_ms).where(RecordMedia.record_id == record.id)) == 5000
+
+
+def test_a_record_whose_booking_is_gone_stays_readable_and_can_no_longer_change(w):
+    booking = w.booking()
+    record = w.signed(booking, {w.flat: 2})
+    record_id = record.id
+    w.sql("DELETE FROM bookings WHERE id = %s", (booking.id,))
+    db.session.expire_all()
+    tenancy.activate(w.org.id)
+    record = records.get_record(w.org.id, record_id)
+    assert record.booking_id is None and record.status == "signed"
+    assert current_levels(w) == {w.flat.id: 2}  # the athlete's level stays
+    with pytest.raises(ProgressError) as refused:
+        records.amend(record, w.admin, "Too late")
+    assert refused.value.status == 409
+    page = form_of(w.client(w.athlete), w.url(f"/records/{record_id}"))
+    assert "the booking is gone" in page and "2 · Practised" in page
