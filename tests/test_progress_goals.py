@@ -267,3 +267,31 @@ def test_goal_pages_are_a_fixed_number_of_statements(world):
     assert counts[0] == counts[1]
     assert counts[0] == (6, 6)
 
+
+
+HOSTILE = ["\x00", "9" * 31, "-1e999", "sNaN", "2027-02-30", "99:99", "x" * 20_000, "‮1", "", "0001-01-01"]
+
+
+def test_hostile_input_is_refused_never_a_server_error(world):
+    goal = world.goal(world.ana, metric_unit="kg", metric_start="100", metric_target="80")
+    milestone = goals.add_milestone(goal, world.ana, world.ana, "Step")
+    db.session.commit()
+    forms = {
+        f"/athletes/{world.ana.id}/goals/new": {"title": "T", "description": "", "target_date": "", "metric_unit": "kg",
+                                                "metric_start": "1", "metric_target": "2"},
+        f"/goals/{goal.id}/edit": {"title": "T", "target_date": "", "metric_unit": "kg", "metric_start": "1",
+                                   "metric_target": "2"},
+        f"/goals/{goal.id}/values": {"value": "1", "logged_on": "", "note": ""},
+        f"/goals/{goal.id}/milestones": {"title": "M", "due_date": ""},
+        f"/goals/{goal.id}/milestones/{milestone.id}": {"done": "1"},
+        f"/goals/{goal.id}/status": {"status": "active"},
+    }
+    client = world.browser(world.ana)
+    token = csrf_from(client.get(world.url(f"/goals/{goal.id}")).get_data(as_text=True))
+    for path, plausible in forms.items():
+        for name in plausible:
+            for value in HOSTILE:
+                response = client.post(world.url(path), data={"csrf_token": token, **plausible, name: value},
+                                       headers={"HX-Request": "true"} if len(value) % 2 else {})
+                assert response.status_code < 500, (path, name, value[:20], response.status_code)
+    world.act()

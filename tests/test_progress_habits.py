@@ -304,3 +304,28 @@ def test_reminder_sweep_sends_once_a_day_and_not_for_a_day_long_gone(world, monk
     world.act()
     assert len(reminders(world.ana)) == 5
     assert stretch.id and late.id
+
+
+HOSTILE = ["\x00", "9" * 31, "-1e999", "sNaN", "2027-02-30", "99:99", "x" * 20_000, "‮1", "", "-0:30"]
+
+
+def test_hostile_input_is_refused_never_a_server_error(world):
+    habit = world.habit(world.ana)
+    forms = {
+        f"/athletes/{world.ana.id}/habits/new": {"title": "T", "frequency": "weekly", "times_per_week": "3",
+                                                 "reminder": "07:30"},
+        f"/habits/{habit.id}/edit": {"title": "T", "frequency": "daily", "times_per_week": "", "reminder": ""},
+        f"/habits/{habit.id}/check": {"next": world.url("/habits")},
+        f"/habits/{habit.id}/untick": {"next": world.url("/habits")},
+        "/readiness": {"sleep_hours": "8", "energy": "4", "mood": "4", "stress": "2", "soreness": "2", "note": "",
+                       "next": world.url("/habits")},
+    }
+    client = world.browser(world.ana)
+    token = csrf_from(client.get(world.url("/habits")).get_data(as_text=True))
+    for path, plausible in forms.items():
+        for name in plausible:
+            for value in HOSTILE:
+                response = client.post(world.url(path), data={"csrf_token": token, **plausible, name: value},
+                                       headers={"HX-Request": "true"} if len(value) % 2 else {})
+                assert response.status_code < 500, (path, name, value[:20], response.status_code)
+    world.act()
