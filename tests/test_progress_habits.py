@@ -179,6 +179,13 @@ def test_twice_a_day_and_future_days_are_refused_with_a_message(world):
     assert fragment.status_code == 409 and "already ticked today" in fragment.get_data(as_text=True)
     assert len(checkin_days(habit.id)) == 1
     tomorrow = habits.local_today(world.ana) + timedelta(days=1)
+    future = world.post(world.ana, f"/habits/{habit.id}/check", {"on_date": tomorrow.isoformat()})
+    assert future.status_code == 422 and "has not come yet" in future.get_data(as_text=True)
+    bad = world.post(world.ana, f"/habits/{habit.id}/check", {"on_date": "2027-02-30"}, htmx=True)
+    assert bad.status_code == 400 and "must be a date" in bad.get_data(as_text=True)
+    yesterday = tomorrow - timedelta(days=2)
+    assert world.post(world.ana, f"/habits/{habit.id}/check", {"on_date": yesterday.isoformat()}).status_code == 303
+    assert len(checkin_days(habit.id)) == 2
     with pytest.raises(ProgressError, match="has not come yet"):
         habits.check_in(habit, world.ana, world.ana, tomorrow)
     with pytest.raises(ProgressError, match="past 7 days"):

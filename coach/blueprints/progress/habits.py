@@ -46,6 +46,7 @@ class HabitForm(BaseForm):
 
 class TickForm(BaseForm):
     next = HiddenField()
+    on_date = HiddenField()  # a day of the past week (today when empty)
 
 
 class ReadinessForm(BaseForm):
@@ -160,13 +161,13 @@ def _tick(habit_id, action):
         require_action_form()
     back = _back(form.next.data, url_for("progress.athlete_habits", athlete_id=athlete.id))
     if wants_fragment():
-        done = attempt(None, action, found, athlete, g.membership)
+        done = attempt(None, action, found, athlete, g.membership, form.on_date.data or None)
         if done:
             db.session.commit()
         status = done.status
         return render(ITEM, status=status, item=habits.today_of(athlete, found), athlete=athlete,
                       error=str(done.error) if done.error else None, next=back)
-    action(found, athlete, g.membership)  # a refusal is the error page, with its message
+    action(found, athlete, g.membership, form.on_date.data or None)  # a refusal is the error page, with its message
     db.session.commit()
     return redirect_after_post(back)
 
