@@ -141,6 +141,11 @@ def format_seconds(value: int | None) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
+def format_kg(value: Decimal | None) -> str:
+    """``60``, ``57.5`` (no exponent, no trailing zeros); empty for None."""
+    return "" if value is None else f"{value.normalize():f}"
+
+
 def prescription(line) -> str:
     """``3 × 8 · 60 kg · 1:30 · 400 m · rest 1:00 · tempo 3-1-1`` (what is set of a line)."""
     parts = []
@@ -151,7 +156,7 @@ def prescription(line) -> str:
     elif line.reps:
         parts.append(f"{line.reps} reps")
     if line.load_kg is not None:
-        parts.append(f"{line.load_kg.normalize():f} kg")
+        parts.append(f"{format_kg(line.load_kg)} kg")
     if line.duration_s:
         parts.append(format_seconds(line.duration_s))
     if line.distance_m:
@@ -1048,7 +1053,8 @@ _register_feed()
 __all__ = ["DAY_NAMES", "LogForm", "ProgramView", "Scheduled", "TodayWorkout", "WeekCompliance", "add_comment",
            "add_line", "add_workout", "assign", "builder", "comments", "compliance", "compliance_for",
            "compliance_grid", "copy_week", "create_program", "deep_copy", "delete_line", "delete_workout",
-           "end_assignment", "feed_events", "get_assignment", "get_line", "get_log", "get_program", "get_workout",
+           "end_assignment", "feed_events", "format_kg", "get_assignment", "get_line", "get_log", "get_program",
+           "get_workout",
            "local_today", "log_form", "log_workout", "month", "monday_of", "move_line", "move_workout",
            "prescription", "programs_of", "schedule", "set_archived", "today", "update_line", "update_program",
            "update_workout"]

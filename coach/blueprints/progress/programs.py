@@ -165,7 +165,7 @@ def _builder_page(program, status: int = 200, error: str | None = None, error_at
                   library=exercises.library(g.membership), assignments=programs.assignments_of_program(program),
                   days=programs.DAY_NAMES, error=error, error_at=error_at, cap=MAX_EXERCISES_PER_PROGRAM,
                   action_form=ActionForm(formdata=None), prescription=programs.prescription,
-                  seconds=programs.format_seconds)
+                  seconds=programs.format_seconds, kg=programs.format_kg)
 
 
 @bp.get("/programs/<program_id>")
@@ -202,7 +202,7 @@ def _workout_fragment(program, workout_id: str, status: int = 200, error: str | 
     return render_template(WORKOUT, org=g.org, program=program, workout=workout, view=view,
                            library=exercises.library(g.membership), error=error, error_at=f"workout-{workout.id}",
                            action_form=ActionForm(formdata=None), prescription=programs.prescription,
-                           seconds=programs.format_seconds), status
+                           seconds=programs.format_seconds, kg=programs.format_kg), status
 
 
 @bp.post("/programs/<program_id>")
@@ -425,7 +425,7 @@ def _log_page(form, status: int = 200, error: str | None = None, values: dict | 
     clips = media.attachable(g.org, g.membership, limit=20) if athlete.id == g.membership.id else []
     return render(LOG_FORM, status=status, org=g.org, form=form, athlete=athlete, statuses=LOG_STATUSES,
                   error=error, values=values, clips=clips, today=programs.local_today(athlete),
-                  prescription=programs.prescription, seconds=programs.format_seconds,
+                  prescription=programs.prescription, seconds=programs.format_seconds, kg=programs.format_kg,
                   is_me=athlete.id == g.membership.id, action_form=ActionForm(formdata=None))
 
 
@@ -457,6 +457,7 @@ def _log_view(log, status: int = 200, error: str | None = None, body: str = ""):
     return render(LOG_PAGE, status=status, org=g.org, form=form, log=log, comments=programs.comments(log),
                   statuses=LOG_STATUSES, video=video, video_urls=media.urls(video) if video else {},
                   error=error, body=body, prescription=programs.prescription, seconds=programs.format_seconds,
+                  kg=programs.format_kg,
                   is_me=log.athlete_membership_id == g.membership.id, action_form=ActionForm(formdata=None))
 
 
