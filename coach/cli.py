@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from datetime import datetime, time, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -10,14 +12,18 @@ import imageio_ffmpeg
 from flask import Flask, current_app
 from sqlalchemy import select
 
-from coach import tenancy
+from coach import clock, tenancy
 from coach.accounts.service import AccountError, create_user, find_user_by_email
 from coach.booking import service as booking
+from coach.booking.models import Booking, CoachingSession
 from coach.extensions import db
 from coach.media import service as media
 from coach.orgs.models import ADMIN, ATHLETE, COACH, Membership
 from coach.orgs.service import OrgError, create_organization, org_by_slug
 from coach.payments import catalog
+from coach.progress import athletes as progress_athletes
+from coach.progress import exercises, frameworks, goals, habits, programs, readiness, records, timeline
+from coach.progress.models import GoalValue, HabitCheckin, ReadinessCheckin
 from coach.spaces import service as spaces
 
 DEMO_SLUG = "northside"
@@ -123,6 +129,115 @@ def _seed_media(org, owner):
         return media.import_file(org, owner, clip, "video/mp4", "organization", "Split-step drill")
 
 
+# Sam's development in the demo: two example frameworks, three past sessions with Maria with signed records, a
+# goal with values and milestones, two habits and three weeks of readiness check-ins, and a four-week program
+# (started last week, partly logged) shared with Priya; today's check-in and workout are left for Sam to do.
+DEMO_EXERCISES = [
+    ("Split squat", "Rear foot elevated; front knee tracks the toes."),
+    ("Lateral bounds", "Stick each landing for a second."),
+    ("Medicine-ball rotational throw", "From the hips, as in a forehand."),
+    ("Plank", "Ribs down, squeeze the glutes."),
+    ("Shadow swings", "Full stroke, no ball: rhythm and balance."),
+]
+DEMO_WEEK = [
+    (1, "Lower-body strength", [("Split squat", dict(sets="4", reps="8", load_kg="20", rest="1:30")),
+                                ("Plank", dict(sets="3", duration="0:45", rest="0:30"))]),
+    (3, "Power and agility", [("Lateral bounds", dict(sets="4", reps="6", rest="1:00")),
+                              ("Medicine-ball rotational throw", dict(sets="4", reps="8", load_kg="4"))]),
+    (5, "Stroke rhythm", [("Shadow swings", dict(sets="3", reps="20", tempo="2-0-1")),
+                          ("Plank", dict(sets="3", duration="1:00"))]),
+]
+
+
+def _past_booking(coach: Membership, athlete: Membership, starts_at):
+    """An ended session of the past, written directly (the booking rules only book the future)."""
+    offering = booking.offerings_of(coach)[0]
+    ends_at = starts_at + timedelta(minutes=offering.duration_minutes)
+    session = CoachingSession(tenant_id=coach.tenant_id, coach_membership_id=coach.id, offering_id=offering.id,
+                              starts_at=starts_at, ends_at=ends_at, busy_from=starts_at, busy_until=ends_at,
+                              capacity=1, live_seats=0)
+    db.session.add(session)
+    db.session.flush()
+    row = Booking(tenant_id=coach.tenant_id, session_id=session.id, offering_id=offering.id,
+                  coach_membership_id=coach.id, athlete_membership_id=athlete.id, booked_by_membership_id=athlete.id,
+                  starts_at=starts_at, ends_at=ends_at, status="ended", confirmed_at=starts_at - timedelta(days=2),
+                  status_changed_at=ends_at)
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
+def _seed_progress(org, memberships: dict) -> None:
+    maria = memberships["maria.coach@northside.example"]
+    sam = memberships["sam@northside.example"]
+    priya = memberships["priya@northside.example"]
+    tennis = frameworks.seed_examples(org)[0]
+    skills = {s.title: s for area in frameworks.structure(tennis).areas for s in area.skills}
+    now = clock.now()
+    today = progress_athletes.local_today(sam)
+    zone = progress_athletes.zone_of(sam)
+    # Three weekly sessions with Maria, each signed off, the serve improving.
+    for weeks_ago, levels, notes in (
+            (3, {"Flat serve": 2, "Split step": 1, "Topspin rally ball": 2}, "Toss drifting right; grip fixed."),
+            (2, {"Flat serve": 2, "Kick serve": 1, "Split step": 2}, "First kick serves landing in."),
+            (1, {"Flat serve": 3, "Kick serve": 2, "Split step": 3, "Topspin rally ball": 3},
+             "Serve much steadier. **Homework:** 50 kick serves twice a week.")):
+        day = today - timedelta(days=7 * weeks_ago)
+        starts = datetime.combine(day, time(17, 0), zone).astimezone(timezone.utc)
+        record = records.start(_past_booking(maria, sam, starts), maria, tennis.id)
+        records.save_draft(record, maria, framework_id=tennis.id, notes_md=notes,
+                           levels={str(skills[title].id): str(level) for title, level in levels.items()})
+        records.sign(record, maria)
+    # A measurable goal with a few values and milestones.
+    goal = goals.create_goal(sam, maria, dict(
+        title="First-serve percentage to 65 %", description="Counted over 40 serves at each Friday practice.",
+        target_date=(today + timedelta(days=75)).isoformat(), metric_unit="%", metric_start="48",
+        metric_target="65"))
+    for days_ago, value in ((21, "49"), (14, "53"), (7, "55"), (2, "58")):
+        db.session.add(GoalValue(tenant_id=org.id, goal_id=goal.id, value=Decimal(value),
+                                 logged_on=today - timedelta(days=days_ago), logged_by_membership_id=sam.id))
+    first = goals.add_milestone(goal, sam, maria, "55 % in a practice set")
+    goals.add_milestone(goal, sam, maria, "60 % in a match")
+    goals.set_milestone(goal, sam, maria, first, True)
+    # Habits ticked most days, and three weeks of readiness.
+    stretch = habits.create_habit(sam, sam, dict(title="Stretch for 10 minutes", frequency="daily",
+                                                 reminder="20:00"))
+    habits.create_habit(sam, sam, dict(title="Strength session", frequency="weekly", times_per_week="3"))
+    for days_ago in (1, 2, 3, 5, 6, 7, 8, 10, 11):
+        db.session.add(HabitCheckin(tenant_id=org.id, habit_id=stretch.id, on_date=today - timedelta(days=days_ago)))
+    for days_ago in range(21, 0, -1):
+        sleep, energy, mood, stress, soreness = ((7.5, 4, 4, 2, 2) if days_ago % 5 else (6.0, 3, 3, 3, 3))
+        if days_ago == 1:
+            sleep, energy, mood, stress, soreness = 5.0, 2, 2, 4, 4  # a rough day before today
+        score = readiness.score(Decimal(str(sleep)), energy, mood, stress, soreness)
+        row = ReadinessCheckin(tenant_id=org.id, athlete_membership_id=sam.id, on_date=today - timedelta(days=days_ago),
+                               sleep_hours=Decimal(str(sleep)), energy=energy, mood=mood, stress=stress,
+                               soreness=soreness, score=score)
+        db.session.add(row)
+        db.session.flush()
+        timeline.record(org.id, sam.id, "readiness", row.id, now - timedelta(days=days_ago),
+                        f"Readiness {score:.1f} / 5")
+    # The exercise library and a four-week program, started last week for Sam and Priya.
+    library = {title: exercises.save_exercise(maria, dict(title=title, description=text))
+               for title, text in DEMO_EXERCISES}
+    program = programs.create_program(maria, dict(title="Pre-season strength", weeks="4",
+                                                  description="Three short sessions a week around your tennis."))
+    for day, title, lines in DEMO_WEEK:
+        workout = programs.add_workout(maria, program, dict(week="1", day=str(day), title=title))
+        for exercise, values in lines:
+            programs.add_line(maria, program, workout, dict(exercise_id=str(library[exercise].id), **values))
+    for week in (2, 3, 4):
+        programs.copy_week(maria, program, 1, week)
+    assigned = programs.assign(maria, program, athlete_ids=[str(sam.id), str(priya.id)],
+                               start=(today - timedelta(days=7)).isoformat())
+    mine = next(a for a in assigned if a.athlete_membership_id == sam.id)
+    for item in programs.schedule(sam, mine.start_date, mine.start_date + timedelta(days=6))[:2]:
+        programs.log_workout(sam, str(mine.id), str(item.workout.id),
+                             dict(status="done" if item.workout.day == 1 else "partial", rpe="7",
+                                  note="Legs heavy at the end."))
+    progress_athletes.add_note(maria, sam, "Talked about school exams: keep sessions short until June.")
+
+
 def register_cli(app: Flask) -> None:
     @app.cli.command("seed-demo")
     @click.option("--if-empty", is_flag=True, help="Do nothing when the demo organization exists.")
@@ -148,6 +263,7 @@ def register_cli(app: Flask) -> None:
             _seed_schedules(memberships)
             _seed_billing(org, memberships)
             _seed_spaces(org, memberships)
+            _seed_progress(org, memberships)
             db.session.commit()
             click.echo("Seeded the demo organization 'Northside Athletics' (/o/northside/).")
         click.echo(f"Demo logins (password for all: {DEMO_PASSWORD}):")

@@ -164,6 +164,14 @@ def test_seed_demo_creates_the_demo_organization_once(app, owner_db, job_runner)
     owner_db.execute("SELECT set_config('app.tenant_id', %s, false)", [str(org_id)])
     roles = dict(owner_db.execute("SELECT role, count(*) FROM memberships GROUP BY role").fetchall())
     assert roles == {"admin": 1, "coach": 2, "athlete": 3}
+    # Sam's development: the example frameworks, three signed records, a program for two, check-ins.
+    counts = {table: owner_db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in (
+        "skill_frameworks", "session_records", "athlete_skill_levels", "program_assignments", "workout_logs",
+        "readiness_checkins", "goals", "habits", "coach_notes")}
+    assert counts == {"skill_frameworks": 2, "session_records": 3, "athlete_skill_levels": 4,
+                      "program_assignments": 2, "workout_logs": 2, "readiness_checkins": 21, "goals": 1,
+                      "habits": 2, "coach_notes": 1}
+    assert owner_db.execute("SELECT count(*) FROM session_records WHERE status = 'signed'").fetchone()[0] == 3
     assert runner.invoke(args=["seed-demo"]).exit_code != 0
     # The demo video goes through the media worker like an upload, and a post shows it.
     deadline = time.monotonic() + 300  # a transcode on a busy 2-core machine
