@@ -54,7 +54,7 @@ _ORG_NAV = {"home": "orgs.home", "feed": "spaces.feed", "spaces": "spaces.index"
             "schedule": "booking.my_schedule", "book": "booking.coaches", "members": "admin.members",
             "audit": "admin.audit_log", "system": "admin.system_page", "notifications": "notifications.index",
             "billing_mine": "payments.mine", "billing_products": "payments.products",
-            "billing_admin": "payments.admin_payments"}
+            "billing_admin": "payments.admin_payments", "progress": "progress.index"}
 _SITE_NAV = {"start": "orgs.index", "picker": "orgs.picker", "profile": "accounts.profile",
              "logout": "accounts.logout", "login": "accounts.login", "signup": "accounts.signup"}
 
