@@ -292,6 +292,13 @@ def test_the_athletes_calendar_feed_lists_the_workouts_as_all_day_events_with_st
     legs = scheduled(w, w.athlete, MON7, "Legs")
     assert f"UID:workout-{legs.assignment.id}-{legs.workout.id}@coach" in body
     assert body == client.get(f"/o/{w.org.slug}/calendar/{secret}.ics").get_data(as_text=True).replace("\r\n ", "")
+    # A logged workout says so, with a higher sequence so calendar apps replace their copy.
+    log(w, w.athlete, MON7, "Legs", "done")
+    db.session.commit()
+    again = client.get(f"/o/{w.org.slug}/calendar/{secret}.ics").get_data(as_text=True).replace("\r\n ", "")
+    legs_event = again[again.index(f"UID:workout-{legs.assignment.id}-{legs.workout.id}@coach"):]
+    legs_event = legs_event[:legs_event.index("END:VEVENT")]
+    assert "SEQUENCE:1" in legs_event and "Week 1\\, Monday · Done" in legs_event
     coach_secret = booking.regenerate_feed(w.coach)
     db.session.commit()
     assert "BEGIN:VEVENT" not in client.get(f"/o/{w.org.slug}/calendar/{coach_secret}.ics").get_data(as_text=True)

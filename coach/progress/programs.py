@@ -1026,7 +1026,11 @@ def feed_events(member: Membership, start: datetime, end: datetime):
     for item in schedule(member, start.date(), end.date()):
         event = Event()
         event.add("uid", f"workout-{item.assignment.id}-{item.workout.id}@coach")
-        event.add("dtstamp", item.assignment.created_at)
+        # A log changes the description: a later stamp and a higher sequence make calendar apps take it.
+        changed = item.log.updated_at if item.log else item.assignment.created_at
+        event.add("dtstamp", changed)
+        event.add("last-modified", changed)
+        event.add("sequence", 1 if item.log else 0)
         event.add("dtstart", item.on)
         event.add("dtend", item.on + timedelta(days=1))
         event.add("summary", f"Workout: {item.workout.title} ({item.assignment.program.title})")
