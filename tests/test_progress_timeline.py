@@ -280,7 +280,7 @@ def page_50_path(w) -> str:
     return url(w, f"/athletes/{w.athlete.id}/timeline?before={encode_cursor(*last)}")
 
 
-def test_the_athlete_page_and_timeline_page_50_are_a_fixed_number_of_statements(app, world):
+def test_the_athlete_page_timeline_page_50_and_today_are_a_fixed_number_of_statements(app, world):
     w = world
     coach = browser(app, w.coach)
     athlete = browser(app, w.athlete)
@@ -293,8 +293,9 @@ def test_the_athlete_page_and_timeline_page_50_are_a_fixed_number_of_statements(
             client.get(page)  # warm up
         html = coach.get(path50, headers={"HX-Request": "true"}).get_data(as_text=True)
         assert len(ENTRY_RE.findall(html)) == athletes.PAGE_SIZE
+        athlete.get(url(w))
         counts.append((statements_for(app, coach, page), statements_for(app, coach, path50),
-                       statements_for(app, athlete, page)))
+                       statements_for(app, athlete, page), statements_for(app, athlete, url(w))))
         grow(w, step)
     assert counts[0] == counts[1], counts
     assert counts[0] == EXPECTED, counts
@@ -303,5 +304,6 @@ def test_the_athlete_page_and_timeline_page_50_are_a_fixed_number_of_statements(
 # The statements of one request (warmed up): the floor (2: the user, organization and membership with the tenant
 # settings; the nav's badges), then the page's own: the athlete (1), matrix (3), goals (3: goals, values,
 # milestones), readiness trend (1), compliance (1), habits (2), the timeline page (1) and, for staff, the notes (1).
-# Timeline page 50: the floor, the athlete, the page.
-EXPECTED = (15, 4, 14)
+# Timeline page 50: the floor, the athlete, the page. The athlete's Today: the floor, today's workouts (C: 4),
+# habits (2), today's check-in (1), goals (3), matrix (3).
+EXPECTED = (15, 4, 14, 15)
