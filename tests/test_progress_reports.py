@@ -131,6 +131,8 @@ def test_a_report_is_built_by_the_worker_with_a_moving_bar_stored_and_emailed(ap
         seen.append(int(match.group(1)))
         time.sleep(0.05)
     assert "View report" in html and 'hx-trigger' not in html  # ready: the poll stops
+    whole = coach.get(status_url).get_data(as_text=True)  # without htmx: a page of its own
+    assert whole.startswith("<!doctype html>") and "View report" in whole
     assert seen == sorted(seen) and len(set(seen)) >= 3, seen  # the bar moved, forward only
 
     report = the_report(world)

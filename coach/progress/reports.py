@@ -55,13 +55,14 @@ WEEKLY_HOUR = 7  # Monday 07:00 in the athlete's (or the coach's) time zone
 # Pause after each stage (seconds). 0 in production; the tests slow the job down to watch the bar move.
 STAGE_PAUSE = 0.0
 
+# What the job is doing now, and how far along it is (the claim starts at "gather").
 STAGES = {
-    "gather": (15, "Gathering sessions, skills, goals and check-ins"),
-    "charts": (35, "Drawing the charts"),
-    "html": (50, "Writing the page"),
-    "pdf": (65, "Making the PDF"),
-    "store": (80, "Storing the files"),
-    "email": (92, "Emailing the link"),
+    "gather": (5, "Gathering sessions, skills, goals and check-ins"),
+    "charts": (25, "Drawing the charts"),
+    "html": (40, "Writing the page"),
+    "pdf": (55, "Making the PDF"),
+    "store": (70, "Storing the files"),
+    "email": (85, "Emailing the link"),
 }
 
 
@@ -445,7 +446,7 @@ def build(tenant_id: str, report_id: str) -> str:
         claimed = db.session.execute(
             update(ProgressReport)
             .where(ProgressReport.tenant_id == tid, ProgressReport.id == rid, ProgressReport.status == "queued")
-            .values(status="running", progress=5, stage="Starting", error=None)).rowcount
+            .values(status="running", progress=STAGES["gather"][0], stage=STAGES["gather"][1], error=None)).rowcount
         db.session.commit()
         if not claimed:
             return "skipped"
@@ -468,13 +469,13 @@ def _build(tid: uuid.UUID, rid: uuid.UUID) -> None:
 
     report = db.session.get(ProgressReport, rid)
     data = gather(report)
-    _stage(tid, rid, "gather")
-    drawn = draw(data)
     _stage(tid, rid, "charts")
-    html = render_html(data, drawn)
+    drawn = draw(data)
     _stage(tid, rid, "html")
-    document = pdf.render(data, drawn)
+    html = render_html(data, drawn)
     _stage(tid, rid, "pdf")
+    document = pdf.render(data, drawn)
+    _stage(tid, rid, "store")
     storage = get_storage()
     prefix = f"reports/{tid}/{rid}"
     with tempfile.TemporaryDirectory(prefix="coach-report-") as tmp:
@@ -483,7 +484,7 @@ def _build(tid: uuid.UUID, rid: uuid.UUID) -> None:
         pdf_path.write_bytes(document)
         storage.upload_file(html_path, f"{prefix}/report.html", "text/html; charset=utf-8")
         storage.upload_file(pdf_path, f"{prefix}/report.pdf", "application/pdf")
-    _stage(tid, rid, "store")
+    _stage(tid, rid, "email")
     report = db.session.scalar(select(ProgressReport).where(ProgressReport.tenant_id == tid, ProgressReport.id == rid)
                                .with_for_update())
     if report is None or report.status != "running":

@@ -65,7 +65,9 @@ def report_request(athlete_id: str):
     if not done:
         return _page(athlete, form=form, status=done.status)
     db.session.commit()
-    return redirect_after_post(f"{request.path}#report-{done.value.id}")
+    # The new report is the list's first line. (No "#report-..." in the URL: htmx's redirect to the page's own URL
+    # with only a fragment added would scroll instead of loading the page.)
+    return redirect_after_post(request.path)
 
 
 @bp.post("/athletes/<athlete_id>/reports/settings", endpoint="report_settings")
