@@ -293,6 +293,7 @@ def test_reminder_sweep_sends_once_a_day_and_not_for_a_day_long_gone(world, monk
     stretch = world.habit(world.ana, "Stretch", reminder="07:30")
     ticked = world.habit(world.ana, "Read", reminder="07:00")
     late = world.habit(world.ana, "Journal", reminder="07:00")
+    ben = world.habit(world.ben, "Stretch", reminder="07:30")  # New York time
     assert progress_habits.sweep_habit_reminders() == 0  # not yet 07:00 in Berlin
     world.act()
     habits.check_in(ticked, world.ana, world.ana)
@@ -302,6 +303,12 @@ def test_reminder_sweep_sends_once_a_day_and_not_for_a_day_long_gone(world, monk
     assert progress_habits.sweep_habit_reminders() == 0  # run twice: once only
     world.act()
     assert sorted(n.title for n in reminders(world.ana)) == ["Reminder: Journal", "Reminder: Stretch"]
+    assert reminders(world.ben) == []
+    at["now"] = datetime(2027, 5, 10, 11, 35, tzinfo=UTC)  # 07:35 in New York
+    assert progress_habits.sweep_habit_reminders() == 1
+    world.act()
+    [notice] = reminders(world.ben)
+    assert notice.url == "/o/river/progress/habits" and notice.subject_id == ben.id
     # The next day the workers were down until 12:00 Berlin: a 07:30 reminder is long gone, none is sent.
     at["now"] = datetime(2027, 5, 11, 10, 0, tzinfo=UTC)
     assert progress_habits.sweep_habit_reminders() == 0

@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text
+from sqlalchemy import Date, cast, func, or_, select, text
 
 from flask import g
 
@@ -17,6 +17,7 @@ from coach import clock
 from coach.chat import realtime
 from coach.extensions import db
 from coach.notifications import service
+from coach.accounts.models import User
 from coach.orgs.models import Membership, Organization
 from coach.platform.jobs import after_commit, each_tenant
 from coach.platform.periodic import periodic
@@ -41,11 +42,17 @@ def _tenants() -> list[uuid.UUID]:
 def remind_due(tenant_id: uuid.UUID, now: datetime | None = None) -> int:
     """Send the reminders due in one organization; how many were sent."""
     now = now or clock.now()
+    # The athlete's wall clock, in SQL too, so only the habits due now are read (however many an organization has).
+    local = func.timezone(User.timezone, now)
+    minute = func.extract("hour", local) * 60 + func.extract("minute", local)
     rows = db.session.execute(
         select(Habit, Membership).join(Membership, (Membership.tenant_id == Habit.tenant_id)
                                        & (Membership.id == Habit.athlete_membership_id))
-        .where(Habit.tenant_id == tenant_id, Habit.reminder_minute.is_not(None), Habit.archived_at.is_(None))
-        .order_by(Habit.id).limit(BATCH * 4)).all()
+        .join(User, User.id == Membership.user_id)
+        .where(Habit.tenant_id == tenant_id, Habit.reminder_minute.is_not(None), Habit.archived_at.is_(None),
+               Habit.reminder_minute <= minute, Habit.reminder_minute >= minute - WINDOW_MINUTES,
+               or_(Habit.last_reminded_on.is_(None), Habit.last_reminded_on < cast(local, Date)))
+        .order_by(Habit.reminder_minute, Habit.id).limit(BATCH)).all()
     due = []
     for habit, athlete in rows:
         local = now.astimezone(ZoneInfo(athlete.user.timezone or "UTC"))
@@ -64,7 +71,7 @@ def remind_due(tenant_id: uuid.UUID, now: datetime | None = None) -> int:
     org = db.session.get(Organization, tenant_id)
     url = service.path_for("progress.my_habits", slug=org.slug)
     sent = 0
-    for habit, athlete, day in due[:BATCH]:
+    for habit, athlete, day in due:
         habit.last_reminded_on = day
         if (habit.id, day) in ticked:
             continue
