@@ -250,7 +250,7 @@ def test_amendment_is_a_new_version_that_supersedes_the_signed_one_once_signed(w
     assert page.changes[w.kick.id].before == 1 and page.changes[w.kick.id].after is None
     entries = db.session.scalars(select(TimelineEntry).where(TimelineEntry.tenant_id == w.org.id,
                                                              TimelineEntry.kind == "record")).all()
-    assert len(entries) == 1 and "version 2" in entries[0].title
+    assert len(entries) == 1 and "version 2" in entries[0].title and entries[0].subject_id == second.id
 
 
 def test_amending_an_older_session_does_not_overwrite_a_newer_sessions_level(w):

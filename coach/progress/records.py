@@ -383,7 +383,10 @@ def sign(record: SessionRecord, actor: Membership) -> SessionRecord:
     title = f"Session record signed off ({booking.offering.title})" if record.version == 1 else \
         f"Session record amended, version {record.version} ({booking.offering.title})"
     detail = f"{len(observed)} skill level{'s' if len(observed) != 1 else ''} observed" if observed else ""
-    timeline.record(record.tenant_id, record.athlete_membership_id, "record", record.booking_id, record.session_at,
+    # One entry per session: the current version's (it links to that version's page).
+    if record.supersedes_id is not None:
+        timeline.remove(record.tenant_id, "record", record.supersedes_id)
+    timeline.record(record.tenant_id, record.athlete_membership_id, "record", record.id, record.session_at,
                     title, detail)
     audit.record("progress.record_signed", actor=actor.user, target_type="session_record", target_id=record.id,
                  details={"booking_id": str(record.booking_id), "version": record.version,
