@@ -25,11 +25,13 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
+from icalendar import Event
 from sqlalchemy import Date, Integer, and_, cast, func, literal, or_, select
 from sqlalchemy.orm import contains_eager
 
 from coach import clock
 from coach.accounts.models import User
+from coach.booking import feeds
 from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.media import service as media
@@ -41,7 +43,7 @@ from coach.progress.access import ProgressError, is_staff, load_athlete, require
 from coach.progress.events import PROGRAM_ASSIGNED, WORKOUT_COMMENTED, WORKOUT_LOGGED
 from coach.progress.models import (LOG_STATUSES, MAX_EXERCISES_PER_PROGRAM, Exercise, Program, ProgramAssignment,
                                    ProgramWorkout, WorkoutComment, WorkoutExercise, WorkoutLog, WorkoutLogExercise)
-from coach.spaces.models import SpaceMember
+from coach.spaces.models import Space, SpaceMember
 
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 TITLE_MAX, DESCRIPTION_MAX, NOTES_MAX, LINE_NOTES_MAX, TEMPO_MAX = 120, 5000, 2000, 500, 12
@@ -565,7 +567,6 @@ def _space_athletes(viewer: Membership, raw_ids) -> list[Membership]:
         ids.append(ident)
     if not ids:
         return []
-    from coach.spaces.models import Space
     spaces = set(db.session.scalars(select(Space.id).where(Space.tenant_id == viewer.tenant_id, Space.id.in_(ids))))
     if len(spaces) != len(set(ids)):
         raise ProgressError("No such space.", status=404)
@@ -1020,8 +1021,6 @@ def feed_events(member: Membership, start: datetime, end: datetime):
     and workout). Registered with :func:`coach.booking.feeds.register_source`."""
     if member.role != ATHLETE:
         return []
-    from icalendar import Event
-
     events = []
     for item in schedule(member, start.date(), end.date()):
         event = Event()
@@ -1044,15 +1043,7 @@ def feed_events(member: Membership, start: datetime, end: datetime):
     return events
 
 
-def _register_feed() -> None:
-    from coach.booking import feeds
-
-    register = getattr(feeds, "register_source", None)
-    if register is not None:
-        register(feed_events)
-
-
-_register_feed()
+feeds.register_source(feed_events)
 
 __all__ = ["DAY_NAMES", "LogForm", "ProgramView", "Scheduled", "TodayWorkout", "WeekCompliance", "add_comment",
            "add_line", "add_workout", "assign", "builder", "comments", "compliance", "compliance_for",

@@ -22,6 +22,7 @@ from coach.orgs.models import ADMIN, ATHLETE, COACH
 from coach.progress import exercises, programs
 from coach.progress.access import ProgressError, athletes_of, is_staff, load_athlete
 from coach.progress.models import LOG_STATUSES, MAX_EXERCISES_PER_PROGRAM
+from coach.spaces import service as spaces
 from coach.tenancy import role_required
 
 STAFF = (ADMIN, COACH)
@@ -313,7 +314,6 @@ def line_move(program_id: str, workout_id: str, line_id: str):
 # --- assignment ----------------------------------------------------------------------------------------
 
 def _assign_page(program, status: int = 200, error: str | None = None, values: dict | None = None):
-    from coach.spaces import service as spaces
     values = values or {"start": programs.monday_of(programs.local_today(g.membership)).isoformat()}
     return render(ASSIGN, status=status, org=g.org, program=program, athletes=athletes_of(g.membership),
                   spaces=[s.space for s in spaces.spaces_for(g.org, g.membership)], error=error, values=values,
