@@ -350,6 +350,7 @@ def test_a_note_by_htmx_comes_back_as_the_notes_block(app, world):
     html = answer.get_data(as_text=True)
     assert answer.status_code == 200 and "<html" not in html
     assert html.lstrip().startswith('<section class="card" id="notes"') and "Tired today" in html
+    assert "timeline-changed" in answer.headers["HX-Trigger"]  # the timeline reloads its newest entries
 
 
 def test_bad_notes_are_refused_with_a_message_and_nothing_written(app, world):

@@ -10,7 +10,7 @@ from wtforms.validators import DataRequired, Length
 from coach.blueprints.forms import BaseForm, attempt
 from coach.blueprints.progress import bp
 from coach.extensions import db
-from coach.htmx import redirect_after_post, render, wants_fragment
+from coach.htmx import redirect_after_post, render, trigger, wants_fragment
 from coach.orgs.models import ADMIN, ATHLETE, COACH
 from coach.progress import athletes, programs
 from coach.progress.access import is_staff, load_athlete
@@ -123,6 +123,7 @@ def add_note(athlete_id: str):
     if done:
         db.session.commit()
         if wants_fragment():
+            trigger("timeline-changed")
             return render(ATHLETE_PAGE, "notes", **_notes_context(athlete))
         flash("Note saved. Only coaches and admins see it.", "success")
         return redirect_after_post(url_for("progress.athlete", athlete_id=athlete.id) + "#notes")
