@@ -460,3 +460,23 @@ def test_hostile_values_in_the_log_and_comment_forms_are_refused_never_errors(wo
                                   (name, value), (name, "again")])
                 response = browser.post(path, data=data)
                 assert response.status_code < 500, (path, name, value, response.status_code)
+
+
+def test_the_coach_reads_an_athletes_workouts_and_log_with_its_video(world, app):
+    w = world
+    video = media_row(w.org.id, w.athlete, title="Row technique")
+    db.session.commit()
+    entry = log(w, w.athlete, MON7, "Legs", "done", media_id=str(video.id), note="Felt strong")
+    db.session.commit()
+    coach = login(app, w.coach_user)
+    base = f"/o/{w.org.slug}/progress/workouts"
+    html = page(coach, f"{base}?athlete_id={w.athlete.id}")
+    assert "Workouts of Ali Athlete" in html and "Engine" in html
+    html = page(coach, f"{base}/logs/{entry.id}")
+    assert "Row technique" in html and "Felt strong" in html and "Edit the log" not in html
+    item = scheduled(w, w.athlete, MON7, "Legs")
+    assert "Only Ali Athlete logs this workout." in page(coach, f"{base}/{item.assignment.id}/{item.workout.id}")
+    assert "Ali Athlete" in page(coach, f"{base}/calendar?athlete_id={w.athlete.id}&month=2026-12")
+    # Bea (an athlete) cannot open Ali's pages by id.
+    bea = login(app, db.session.get(Membership, w.athlete2.id).user)
+    assert bea.get(f"{base}/{item.assignment.id}/{item.workout.id}").status_code == 404
