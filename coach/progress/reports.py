@@ -18,16 +18,18 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from flask import current_app, render_template
+from flask import current_app, g, render_template
 from itsdangerous import BadSignature, URLSafeSerializer
 from rq import Retry
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from coach import tenancy
+from coach.accounts.models import User
 from coach.booking.models import Booking, Offering
 from coach import clock
 from coach.extensions import db
+from coach.media.storage import get_storage
 from coach.ids import parse_uuid
 from coach.orgs.models import ADMIN, ATHLETE, COACH, Membership, Organization
 from coach.platform.jobs import after_commit, consumer, each_tenant, get_app
@@ -35,7 +37,7 @@ from coach.platform.mail import queue_email
 from coach.platform.outbox import emit
 from coach.platform.periodic import periodic
 from coach.platform.queues import queue
-from coach.progress import charts, programs, proficiency, timeline
+from coach.progress import charts, pdf, programs, proficiency, timeline
 from coach.progress import readiness as readiness_service
 from coach.progress import goals as goals_service
 from coach.progress.access import ProgressError, is_staff, load_athlete
@@ -216,8 +218,6 @@ def report_by_id(tenant_id: uuid.UUID, report_id) -> ProgressReport | None:
 
 def file_url(report: ProgressReport, kind: str) -> str:
     """A signed, expiring storage URL of the report's PDF (a download)."""
-    from coach.media.storage import get_storage
-
     if report.status != "ready" or not report.pdf_key:
         raise ProgressError("This report is not ready yet.", status=409)
     return get_storage().get_url(report.pdf_key, FILE_URL_SECONDS, content_type="application/pdf",
@@ -226,8 +226,6 @@ def file_url(report: ProgressReport, kind: str) -> str:
 
 def html_bytes(report: ProgressReport) -> bytes:
     """The stored HTML of a ready report (streamed by the view: storage serves HTML only as a download)."""
-    from coach.media.storage import get_storage
-
     if report.status != "ready" or not report.html_key:
         raise ProgressError("This report is not ready yet.", status=409)
     with tempfile.TemporaryDirectory(prefix="coach-report-") as tmp:
@@ -415,8 +413,6 @@ def render_html(data: ReportData, drawn: ReportCharts) -> str:
 @consumer(REPORT_REQUESTED)
 def _requested(payload: dict) -> None:
     """Consumer of ``progress.report_requested``: queue the build once the event's transaction commits."""
-    from flask import g
-
     tenant_id, report_id = str(g.tenant_id), payload["report_id"]
     after_commit(lambda: enqueue_build(tenant_id, report_id))
 
@@ -464,8 +460,6 @@ def build(tenant_id: str, report_id: str) -> str:
 
 
 def _build(tid: uuid.UUID, rid: uuid.UUID) -> None:
-    from coach.media.storage import get_storage
-    from coach.progress import pdf
 
     report = db.session.get(ProgressReport, rid)
     data = gather(report)
@@ -565,8 +559,6 @@ def weekly_reports_for(tenant_id: uuid.UUID, at: datetime | None = None) -> int:
 
 
 def _zones(user_ids) -> dict[uuid.UUID, str]:
-    from coach.accounts.models import User
-
     ids = list(set(user_ids))
     if not ids:
         return {}
