@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from flask import abort, flash, g, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from coach.blueprints.forms import ActionForm, require_action_form
 from coach.blueprints.progress import bp
@@ -354,13 +354,12 @@ def assignment_end(assignment_id: str):
 # --- the athlete's workouts ----------------------------------------------------------------------------
 
 def _athlete():
-    """The athlete whose workouts are shown: myself (an athlete), or ``athlete_id`` for staff."""
+    """The athlete whose workouts are shown: myself (an athlete), or ``athlete_id`` for staff (None without it:
+    staff then go to the compliance page, which links every athlete's calendar)."""
     if g.membership.role == ATHLETE:
         return g.membership
     athlete_id = request.args.get("athlete_id")
-    if not athlete_id:
-        abort(404)
-    return load_athlete(g.membership, athlete_id)
+    return load_athlete(g.membership, athlete_id) if athlete_id else None
 
 
 def _day(raw, default: date) -> date:
@@ -380,6 +379,8 @@ def _day(raw, default: date) -> date:
 def workouts():
     """Today's workouts (in the athlete's zone) with a "Log it" link each, and the next seven days."""
     athlete = _athlete()
+    if athlete is None:
+        return redirect(url_for("progress.workout_compliance"), 303)
     today = programs.local_today(athlete)
     on = _day(request.args.get("on"), today)
     upcoming = [s for s in programs.schedule(athlete, on + timedelta(days=1), on + timedelta(days=7))]
@@ -393,6 +394,8 @@ def workouts():
 def workout_calendar():
     """A month of the athlete's workouts (Monday first), each linking to its log."""
     athlete = _athlete()
+    if athlete is None:
+        return redirect(url_for("progress.workout_compliance"), 303)
     today = programs.local_today(athlete)
     raw = request.args.get("month") or ""
     try:
