@@ -34,7 +34,7 @@ from coach.platform import audit, outbox
 from coach.progress import timeline
 from coach.progress.access import ProgressError, is_staff, require_staff
 from coach.progress.events import RECORD_SIGNED
-from coach.progress.frameworks import get_framework, parse_level
+from coach.progress.frameworks import get_framework, parse_level, structure
 from coach.progress.models import (
     DRAFT, SIGNED, AthleteSkillLevel, RecordMedia, RecordSkillLevel, SessionRecord, Skill, SkillFramework)
 from coach.spaces import markdown
@@ -154,8 +154,6 @@ def author_names(tenant_id: uuid.UUID, ids) -> dict[uuid.UUID, str]:
 def page(record: SessionRecord, booking: Booking | None = None) -> RecordPage:
     """The record with its booking, framework (areas and skills), levels, media, versions and what changed since
     the version it supersedes."""
-    from coach.progress.frameworks import structure
-
     booking = booking or booking_of(record)
     framework = get_framework(record.tenant_id, record.framework_id) if record.framework_id else None
     areas = structure(framework).areas if framework else []
