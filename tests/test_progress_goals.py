@@ -207,7 +207,8 @@ def test_milestones_complete_and_uncomplete_with_timeline_entries(world):
 
 def test_only_the_athlete_and_staff_see_a_goal(world):
     goal = world.goal(world.ana)
-    assert world.browser(world.coach).get(world.url(f"/goals/{goal.id}")).status_code == 200
+    coach_view = world.browser(world.coach).get(world.url(f"/goals/{goal.id}"))
+    assert coach_view.status_code == 200 and "Set by Ana Alves" in coach_view.get_data(as_text=True)
     assert world.browser(world.ben).get(world.url(f"/goals/{goal.id}")).status_code == 404
     assert world.browser(world.ben).get(world.url(f"/athletes/{world.ana.id}/goals")).status_code == 404
     assert world.browser(world.ben).get(world.url(f"/athletes/{world.ana.id}/goals/new")).status_code == 404
@@ -265,7 +266,7 @@ def test_goal_pages_are_a_fixed_number_of_statements(world):
                        statements_for(world.app, world.browser(world.coach), world.url(f"/goals/{made.id}"))))
         world.act()
     assert counts[0] == counts[1]
-    assert counts[0] == (6, 6)
+    assert counts[0] == (6, 7)
 
 
 
@@ -295,3 +296,12 @@ def test_hostile_input_is_refused_never_a_server_error(world):
                                        headers={"HX-Request": "true"} if len(value) % 2 else {})
                 assert response.status_code < 500, (path, name, value[:20], response.status_code)
     world.act()
+
+
+def test_a_goal_outlives_the_coach_who_set_it(world, owner_db):
+    goal = world.goal(world.ana, world.coach)
+    assert "Set by Maria Santos" in world.browser(world.ana).get(world.url(f"/goals/{goal.id}")).get_data(as_text=True)
+    owner_db.execute("SELECT set_config('app.tenant_id', %s, false)", [str(world.org.id)])
+    assert owner_db.execute("DELETE FROM memberships WHERE id = %s", (world.coach.id,)).rowcount == 1
+    page = world.browser(world.ana).get(world.url(f"/goals/{goal.id}"))
+    assert page.status_code == 200 and "Set by Former member" in page.get_data(as_text=True)

@@ -307,6 +307,15 @@ def view(athlete: Membership, goal: Goal) -> GoalView:
     return _views(athlete, [goal], values, milestones)[0]
 
 
+def author_name(goal: Goal) -> str:
+    """Who set the goal: their name, or "Former member" once they left the organization."""
+    if goal.created_by_membership_id is None:
+        return "Former member"
+    member = db.session.scalar(select(Membership).where(Membership.tenant_id == goal.tenant_id,
+                                                        Membership.id == goal.created_by_membership_id))
+    return member.user.display_name if member is not None else "Former member"
+
+
 def at_risk_count(views: list[GoalView]) -> int:
     return sum(1 for v in views if v.at_risk)
 

@@ -72,7 +72,8 @@ def _detail(goal, athlete, status: int = 200, value_form=None, milestone_form=No
     return render(DETAIL, block, status=status, org=g.org, athlete=athlete, view=goal_view, goal=goal, chart=chart,
                   value_form=value_form, milestone_form=milestone_form or MilestoneForm(formdata=None),
                   action_form=ActionForm(formdata=None), may_change=goals.may_change(g.membership, athlete),
-                  is_me=g.membership.id == athlete.id, number=goals.number_label, oob_summary=oob_summary)
+                  is_me=g.membership.id == athlete.id, number=goals.number_label, oob_summary=oob_summary,
+                  author=goals.author_name(goal) if block is None else "")
 
 
 # --- pages -------------------------------------------------------------------------------------------------
