@@ -214,6 +214,9 @@ def test_only_the_athlete_and_staff_see_a_goal(world):
     assert world.browser(world.ben).get(world.url(f"/athletes/{world.ana.id}/goals/new")).status_code == 404
     assert world.browser(world.ana).get(world.url(f"/goals/{uuid.uuid4()}")).status_code == 404
     assert world.browser(world.ana).get(world.url("/goals/not-an-id")).status_code == 404
+    scheduler = add_member(world.org, make_user("sol@example.com", "Sol Scheduler"), "scheduler")
+    for path in (f"/goals/{goal.id}", f"/athletes/{world.ana.id}/goals", "/goals", "/habits", "/readiness"):
+        assert world.browser(scheduler).get(world.url(path)).status_code == 403
     zed = make_user("zed@example.com", "Zed Stranger")
     make_org(zed, slug="hill", name="Hill Club")
     world.act()
