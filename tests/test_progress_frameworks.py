@@ -223,3 +223,36 @@ def test_another_organization_cannot_open_or_change_a_framework(w, app, owner_db
     assert admin.post(other.url(f"/frameworks/{framework_id}/archive"), data={"csrf_token": token}).status_code == 404
     listing = form_of(admin, other.url("/frameworks"))
     assert str(framework_id) not in listing
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "9" * 5000, "\x00", "-0", " 2 x"])
+def test_odd_level_values_are_refused_with_the_scale_not_a_server_error(w, value):
+    area = frameworks.structure(w.framework).areas[0].area
+    with pytest.raises(ProgressError, match="1 to 4"):
+        frameworks.add_skill(w.framework, area, w.coach, "Odd", "", value)
+
+
+def test_hostile_form_values_get_a_clear_answer_never_a_server_error(w):
+    booking = w.booking()
+    record = records.start(booking, w.coach, w.framework.id)
+    db.session.commit()
+    coach = w.client(w.coach)
+    path = w.url(f"/records/{record.id}")
+    token = csrf_from(form_of(coach, path))
+    hostile = ["\x00", "x" * 30000, "\u202e🎾", "not-a-uuid", "9" * 5000, "../../etc", "<script>", ""]
+    for value in hostile:
+        for data in ({"framework_id": value}, {f"level-{w.flat.id}": value, "framework_id": str(w.framework.id)},
+                     {f"level-{value}": "1", "framework_id": str(w.framework.id)}, {"notes_md": value},
+                     {"homework_md": value, "action": value}, {f"note-{w.flat.id}": value,
+                                                               "framework_id": str(w.framework.id)}):
+            answer = coach.post(path, data={"csrf_token": token, **data})
+            assert answer.status_code < 500, (data, answer.status_code)
+        for data in ({"media_id": value}, {"media_id": value, "moment": value}, {"label": value}):
+            assert coach.post(path + "/media", data={"csrf_token": token, **data}).status_code < 500
+        assert coach.post(w.url(f"/frameworks/{w.framework.id}/areas"),
+                          data={"csrf_token": token, "title": value}).status_code < 500
+        assert coach.post(w.url(f"/frameworks/{w.framework.id}/edit"),
+                          data={"csrf_token": token, "title": value, "scale": value}).status_code < 500
+        assert coach.post(w.url(f"/records/booking/{booking.id}"),
+                          data={"csrf_token": token, "framework_id": value}).status_code < 500
+        assert coach.get(w.url(f"/records/{value}")).status_code in (404, 308, 301)

@@ -155,7 +155,7 @@ def parse_level(value, scale_size: int, what: str = "The required level", allow_
         if allow_empty:
             return None
         raise ProgressError(f"{what} is missing.")
-    if not text.isdigit() or not 1 <= int(text) <= scale_size:
+    if not (text.isascii() and text.isdecimal() and len(text) <= 3) or not 1 <= int(text) <= scale_size:
         raise ProgressError(f"{what} must be a level from 1 to {scale_size} of the scale (not “{text[:20]}”).")
     return int(text)
 
