@@ -256,3 +256,22 @@ def test_hostile_form_values_get_a_clear_answer_never_a_server_error(w):
         assert coach.post(w.url(f"/records/booking/{booking.id}"),
                           data={"csrf_token": token, "framework_id": value}).status_code < 500
         assert coach.get(w.url(f"/records/{value}")).status_code in (404, 308, 301)
+
+
+def test_framework_page_is_a_fixed_number_of_statements(w, app):
+    from tests.querycount import statements_for
+    coach = w.client(w.coach)
+    path = w.url(f"/frameworks/{w.framework.id}")
+    small = statements_for(app, coach, path)
+    tenancy.activate(w.org.id)
+    for a in range(3):
+        area = frameworks.add_area(w.framework, w.coach, f"Area {a}")
+        for s in range(5):
+            frameworks.add_skill(w.framework, area, w.coach, f"Skill {a}.{s}", "", "2")
+    db.session.commit()
+    assert statements_for(app, coach, path) == small
+    listing = w.url("/frameworks")
+    before = statements_for(app, coach, listing)
+    frameworks.create_framework(w.org.id, w.coach, "Second", "")
+    db.session.commit()
+    assert statements_for(app, coach, listing) == before

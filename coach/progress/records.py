@@ -15,6 +15,7 @@ overwrites what a newer session observed. The timeline gets a "record" entry and
 """
 from __future__ import annotations
 
+import difflib
 import uuid
 from dataclasses import dataclass, field
 
@@ -129,6 +130,9 @@ class RecordPage:
     previous: SessionRecord | None = None
     changes: dict[uuid.UUID, LevelChange] = field(default_factory=dict)
     names: dict[uuid.UUID, str] = field(default_factory=dict)
+    # What the text of this version changed since the one it supersedes: (section, [(sign, line)]) with sign
+    # "+" (added), "-" (removed) or " " (context).
+    text_changes: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
 
     @property
     def current(self) -> SessionRecord | None:
@@ -177,7 +181,27 @@ def page(record: SessionRecord, booking: Booking | None = None) -> RecordPage:
         .order_by(RecordMedia.at_ms.nulls_first(), RecordMedia.label)))
     author_ids = {i for v in all_versions for i in (v.coach_membership_id, v.signed_by_membership_id) if i}
     names = author_names(record.tenant_id, author_ids)
-    return RecordPage(record, booking, framework, areas, levels, attached, all_versions, previous, changes, names)
+    text_changes = []
+    if previous is not None:
+        for section, before, after in (("Notes", previous.notes_md, record.notes_md),
+                                       ("Homework", previous.homework_md, record.homework_md)):
+            if before != after:
+                text_changes.append((section, _line_diff(before, after)))
+    return RecordPage(record, booking, framework, areas, levels, attached, all_versions, previous, changes, names,
+                      text_changes)
+
+
+def _line_diff(before: str, after: str, context: int = 1) -> list[tuple[str, str]]:
+    """The changed lines (with ``context`` lines around each change) of two texts."""
+    lines = []
+    for group in difflib.SequenceMatcher(None, before.splitlines(), after.splitlines()).get_grouped_opcodes(context):
+        for tag, i1, i2, j1, j2 in group:
+            old, new = before.splitlines()[i1:i2], after.splitlines()[j1:j2]
+            if tag == "equal":
+                lines += [(" ", line) for line in old]
+            else:
+                lines += [("-", line) for line in old] + [("+", line) for line in new]
+    return lines
 
 
 def media_choices(record: SessionRecord, member: Membership, limit: int = 30) -> list[MediaItem]:
