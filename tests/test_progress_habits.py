@@ -254,6 +254,11 @@ def test_heatmap_and_streaks_on_the_page(world):
     assert "3 days" in page and "3 check-ins on 3 days" in page
     assert len(re.findall(r'<rect class="heat level-[0-4]"', page)) == 52 * 7 + today.weekday() + 1
     assert " style=" not in page
+    # Archived, the habit leaves today's list; its ticks stay in the heat map of all habits.
+    habits.archive_habit(habit, world.ana, world.ana)
+    db.session.commit()
+    page = world.browser(world.ana).get(world.url("/habits")).get_data(as_text=True)
+    assert f'id="habit-{habit.id}"' not in page and "3 check-ins on 3 days" in page
 
 
 def test_habit_pages_are_a_fixed_number_of_statements(world):

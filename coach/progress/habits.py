@@ -238,20 +238,24 @@ def today_of(athlete: Membership, habit: Habit) -> HabitToday:
 
 def heatmap(athlete: Membership, habit: Habit | None = None, year_end: date | None = None, *,
             among: list[Habit] | None = None) -> Heatmap:
-    """The year of check-ins (every active habit — ``among`` when the caller has them already — or one) ending
-    with ``year_end`` (the athlete's today). Two statements at most."""
+    """The year of check-ins ending with ``year_end`` (the athlete's today): of one habit, or of all the
+    athlete's habits (archived ones' ticks too: they were done). A day's level is its ticks against the number of
+    active habits (``among`` when the caller has them already). Two statements at most."""
     end = year_end or local_today(athlete)
     start = week_start(end) - timedelta(weeks=HEATMAP_WEEKS - 1)
-    habits = [habit] if habit is not None else (among if among is not None else habits_of(athlete))
-    ids = [h.id for h in habits]
+    query = select(HabitCheckin.on_date).where(HabitCheckin.tenant_id == athlete.tenant_id,
+                                               HabitCheckin.on_date >= start, HabitCheckin.on_date <= end)
+    if habit is not None:
+        query, most = query.where(HabitCheckin.habit_id == habit.id), 1
+    else:
+        most = len(among if among is not None else habits_of(athlete))
+        query = query.join(Habit, (Habit.tenant_id == HabitCheckin.tenant_id) & (Habit.id == HabitCheckin.habit_id))\
+            .where(Habit.athlete_membership_id == athlete.id)
     counts: dict[date, int] = {}
-    if ids:
-        for day in db.session.scalars(select(HabitCheckin.on_date).where(
-                HabitCheckin.tenant_id == athlete.tenant_id, HabitCheckin.habit_id.in_(ids),
-                HabitCheckin.on_date >= start, HabitCheckin.on_date <= end)):
-            counts[day] = counts.get(day, 0) + 1
+    for day in db.session.scalars(query):
+        counts[day] = counts.get(day, 0) + 1
     title = f"“{habit.title}”" if habit is not None else "All habits"
-    return heatmap_grid(counts, end, most=len(ids) or 1, title=title)
+    return heatmap_grid(counts, end, most=most or 1, title=title)
 
 
 # --- changing ----------------------------------------------------------------------------------------------
