@@ -167,7 +167,7 @@ def test_flags_in_one_statement_each_athlete_in_their_zone(world, monkeypatch):
     assert "below their 14-day baseline" in flag.label
     assert readiness.flag(world.ben) is None
     page = world.browser(world.coach).get(world.url(f"/athletes/{world.ana.id}/readiness")).get_data(as_text=True)
-    assert "Flag" in page and 'class="chart-svg"' in page and " style=" not in page
+    assert "Flag" in page and 'class="chart-svg"' in page and 'class="chart-band"' in page and " style=" not in page
     assert [d for d, _ in readiness.trend(world.ana, days=28)][-1] == date(2027, 5, 10)
 
 

@@ -20,7 +20,7 @@ from coach.extensions import db
 from coach.htmx import redirect_after_post, render, wants_fragment
 from coach.orgs.models import ADMIN, ATHLETE, COACH
 from coach.platform.idempotency import idempotent
-from coach.progress import charts, habits, readiness
+from coach.progress import athletes, charts, habits, readiness
 from coach.progress.access import athletes_of, is_staff, load_athlete
 from coach.progress.models import DAILY, WEEKLY
 from coach.tenancy import role_required
@@ -194,7 +194,8 @@ def _readiness_page(athlete, status: int = 200, errors=None, values=None):
     history = readiness.history(athlete, limit=60)
     trend = readiness.trend(athlete, days=28)
     end = readiness.local_today(athlete)
-    chart = charts.line(trend, y_min=1, y_max=5, start=end - timedelta(days=27), end=end, max_gap_days=1)
+    chart = charts.line(trend, y_min=1, y_max=5, baseline=athletes.readiness_band(trend, end),
+                        start=end - timedelta(days=27), end=end, max_gap_days=1)
     return render(READINESS, "readiness_form" if errors else None, status=status, org=g.org, athlete=athlete,
                   is_me=g.membership.id == athlete.id, history=history, chart=chart,
                   readiness_today=readiness.today(athlete), readiness_flag=readiness.flag(athlete),
