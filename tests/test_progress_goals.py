@@ -163,6 +163,16 @@ def test_athlete_sets_a_measurable_goal_and_logs_values(world):
     assert "16% of the way" in page
 
 
+def test_staff_set_a_goal_for_an_athlete(world):
+    answer = world.post(world.coach, f"/athletes/{world.ana.id}/goals/new", {"title": "Read the game"})
+    assert answer.status_code == 303
+    goal = db.session.scalar(select(Goal).where(Goal.title == "Read the game"))
+    assert goal.athlete_membership_id == world.ana.id and goal.created_by_membership_id == world.coach.id
+    assert not goal.measurable and goal.direction is None
+    mine = world.browser(world.ana).get(world.url("/goals")).get_data(as_text=True)
+    assert "Read the game" in mine and "On track" in mine
+
+
 def test_direction_and_metric_are_validated(world):
     for values, message in [({"metric_unit": "kg", "metric_start": "80"}, "unit, a start value and a target"),
                             ({"metric_unit": "kg", "metric_start": "80", "metric_target": "80"}, "must differ"),
