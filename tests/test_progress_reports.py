@@ -11,7 +11,7 @@ import zlib
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from coach import clock, tenancy
 from coach.booking.models import Booking, CoachingSession
@@ -341,3 +341,17 @@ def test_two_workers_on_one_report_build_it_once(app, job_runner, ctx, mailbox):
     mailbox.wait_for(world.athlete.user.email, timeout=10)
     time.sleep(0.3)
     assert len(mailbox.to(world.athlete.user.email)) == 1
+
+
+def test_at_most_three_reports_of_an_athlete_are_made_at_once(app, job_runner, ctx):
+    world = BookingWorld()
+    with job_runner.paused():
+        coach = login(app.test_client(), world.coach.user.email)
+        today = reports.athlete_today(world.athlete)
+        for _ in range(reports.MAX_BUILDING):
+            assert ask(coach, world, today, today).status_code == 303
+        refused = ask(coach, world, today, today)
+        assert refused.status_code == 429 and "being made already" in refused.get_data(as_text=True)
+        tenancy.activate(world.org.id)
+        assert db.session.scalar(select(func.count()).select_from(ProgressReport)
+                                 .where(ProgressReport.tenant_id == world.org.id)) == reports.MAX_BUILDING

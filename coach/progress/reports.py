@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 MAX_PERIOD_DAYS = 731  # two years (the table's check says the same)
 LINK_DAYS = 7  # an emailed link opens the report for a week
 FILE_URL_SECONDS = 300  # the signed storage URL a download redirects to
+MAX_BUILDING = 3  # reports of one athlete queued or running at once (a button pressed ten times makes three)
 STUCK_AFTER = timedelta(minutes=30)  # a "running" report older than this may be retried (its worker died)
 FAILED_MESSAGE = "We could not build this report. Try again; if it fails again, tell your coach."
 SESSION_STATUSES = ("confirmed", "active", "ended")
@@ -109,6 +110,13 @@ def request(athlete: Membership, requested_by: Membership | None, period_start: 
     if athlete.role != ATHLETE:
         raise ProgressError("No such athlete.", status=404)
     validate_period(period_start, period_end, athlete_today(athlete))
+    building = db.session.scalar(
+        select(func.count()).select_from(ProgressReport)
+        .where(ProgressReport.tenant_id == athlete.tenant_id, ProgressReport.athlete_membership_id == athlete.id,
+               ProgressReport.status.in_(("queued", "running"))))
+    if building >= MAX_BUILDING:
+        raise ProgressError(f"{MAX_BUILDING} reports of this athlete are being made already. Wait for one to finish.",
+                            status=429)
     report = ProgressReport(id=uuid.uuid4(), tenant_id=athlete.tenant_id, athlete_membership_id=athlete.id,
                             requested_by_membership_id=requested_by.id if requested_by else None, kind="on_demand",
                             period_start=period_start, period_end=period_end, status="queued", progress=0,
