@@ -275,3 +275,27 @@ def test_framework_page_is_a_fixed_number_of_statements(w, app):
     frameworks.create_framework(w.org.id, w.coach, "Second", "")
     db.session.commit()
     assert statements_for(app, coach, listing) == before
+
+
+def test_every_page_renders_for_the_roles_that_use_it(w):
+    from coach.orgs.models import ATHLETE
+    ended, upcoming = w.booking(), w.booking(days_ago=-5, status="confirmed")
+    record = w.signed(ended, {w.flat: 2})
+    draft = records.amend(record, w.coach, "Second look")
+    db.session.commit()
+    pages = ["/frameworks", f"/frameworks/{w.framework.id}", f"/frameworks/{w.framework.id}/edit",
+             f"/frameworks/{w.framework.id}/skills/{w.flat.id}/edit", "/frameworks/new", "/frameworks/import",
+             f"/records/booking/{ended.id}", f"/records/booking/{ended.id}/versions", f"/records/{record.id}",
+             f"/records/{draft.id}", f"/records/booking/{upcoming.id}"]
+    for member in (w.admin, w.coach, w.other_coach, w.athlete):
+        browser = w.client(member)
+        for path in pages:
+            answer = browser.get(w.url(path))
+            if member.role == ATHLETE:
+                staff_only = ("/edit", "/new", "/import", str(draft.id), str(upcoming.id))
+                expected = (403, 404) if any(s in path for s in staff_only) else (200,)
+            else:
+                expected = (200,)
+            assert answer.status_code in expected, (member.role, path, answer.status_code)
+    upcoming_page = form_of(w.client(w.coach), w.url(f"/records/booking/{upcoming.id}"))
+    assert "once the session has ended" in upcoming_page
