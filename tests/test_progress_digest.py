@@ -160,6 +160,8 @@ def test_the_coach_digest_goes_once_even_when_sweeps_run_twice_and_at_once(app, 
             thread.join()
         sweep_everywhere()
         assert errors == []
+        # The athlete's weekly report too: once.
+        assert [r.athlete_membership_id for r in weekly_rows(world.org.id)] == [world.athlete.id]
 
         tenancy.activate(world.org.id)
         db.session.expire_all()
