@@ -252,6 +252,7 @@ def test_heatmap_and_streaks_on_the_page(world):
     db.session.commit()
     page = world.browser(world.ana).get(world.url(f"/habits/{habit.id}")).get_data(as_text=True)
     assert "3 days" in page and "3 check-ins on 3 days" in page
+    assert len(re.findall(r'name="on_date" value="', page)) == 8 and page.count('aria-pressed="true"') == 3
     assert len(re.findall(r'<rect class="heat level-[0-4]"', page)) == 52 * 7 + today.weekday() + 1
     assert " style=" not in page
     # Archived, the habit leaves today's list; its ticks stay in the heat map of all habits.

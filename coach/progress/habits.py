@@ -236,6 +236,16 @@ def today_of(athlete: Membership, habit: Habit) -> HabitToday:
     return _today_of(habit, _dates(athlete.tenant_id, [habit.id])[habit.id], local_today(athlete))
 
 
+def recent_days(athlete: Membership, habit: Habit, days: int = BACKFILL_DAYS + 1) -> list[tuple[date, bool]]:
+    """Today and the days before it that can still be ticked, newest first, with whether each is ticked."""
+    end = local_today(athlete)
+    start = end - timedelta(days=days - 1)
+    ticked = set(db.session.scalars(select(HabitCheckin.on_date).where(
+        HabitCheckin.tenant_id == athlete.tenant_id, HabitCheckin.habit_id == habit.id,
+        HabitCheckin.on_date >= start, HabitCheckin.on_date <= end)))
+    return [(end - timedelta(days=n), end - timedelta(days=n) in ticked) for n in range(days)]
+
+
 def heatmap(athlete: Membership, habit: Habit | None = None, year_end: date | None = None, *,
             among: list[Habit] | None = None) -> Heatmap:
     """The year of check-ins ending with ``year_end`` (the athlete's today): of one habit, or of all the

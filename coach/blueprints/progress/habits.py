@@ -118,7 +118,8 @@ def habit(habit_id):
     found, athlete = habits.load(g.membership, habit_id)
     return render(DETAIL, org=g.org, athlete=athlete, habit=found, item=habits.today_of(athlete, found),
                   heatmap=habits.heatmap(athlete, found), is_me=g.membership.id == athlete.id,
-                  reminder=habits.reminder_label(found), action_form=ActionForm(formdata=None))
+                  reminder=habits.reminder_label(found), action_form=ActionForm(formdata=None),
+                  recent=habits.recent_days(athlete, found) if g.membership.id == athlete.id else [])
 
 
 @bp.route("/habits/<habit_id>/edit", methods=["GET", "POST"])
