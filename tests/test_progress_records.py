@@ -503,3 +503,29 @@ def test_a_signed_amendment_shows_what_changed_in_levels_and_text(w):
     assert "Knees were fine" in page
     old = form_of(w.client(w.athlete), w.url(f"/records/{first.id}"))
     assert "A newer version replaces this one" in old
+
+
+def test_a_start_racing_another_finds_its_draft_instead_of_failing(w):
+    booking = w.booking()
+    # A second writer's draft lands between our check and our insert: ours is the same draft, not a 500.
+    original = records.draft_for
+    calls = []
+
+    def late_draft(b):
+        calls.append(1)
+        if len(calls) == 1:
+            rival = SessionRecord(tenant_id=w.org.id, booking_id=b.id, athlete_membership_id=b.athlete_membership_id,
+                                  coach_membership_id=w.admin.id, session_at=b.starts_at)
+            db.session.add(rival)
+            db.session.flush()
+            db.session.expunge(rival)
+            return None
+        return original(b)
+
+    records.draft_for = late_draft
+    try:
+        draft = records.start(booking, w.coach, w.framework.id)
+    finally:
+        records.draft_for = original
+    assert draft.coach_membership_id == w.admin.id  # the rival's draft, found again
+    assert len(records.versions(w.org.id, booking.id)) == 1

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import and_, delete, exists, func, select
 from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import aliased
 
@@ -245,8 +246,15 @@ def start(booking: Booking, actor: Membership, framework_id=None) -> SessionReco
                            athlete_membership_id=booking.athlete_membership_id, coach_membership_id=actor.id,
                            framework_id=framework.id if framework else None, version=1, status=DRAFT,
                            session_at=booking.starts_at)
-    db.session.add(record)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():  # another start of the same booking may have won meanwhile
+            db.session.add(record)
+            db.session.flush()
+    except IntegrityError:
+        existing = draft_for(booking)
+        if existing is None:
+            raise ProgressError("This session's record was started meanwhile: reload the page.", status=409) from None
+        return existing
     return record
 
 
@@ -447,8 +455,13 @@ def amend(record: SessionRecord, actor: Membership, reason: str) -> SessionRecor
                         notes_md=record.notes_md, notes_html=record.notes_html, homework_md=record.homework_md,
                         homework_html=record.homework_html, amendment_reason=reason, supersedes_id=record.id,
                         session_at=record.session_at)
-    db.session.add(new)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():  # two amendments at once: the second finds the first's draft
+            db.session.add(new)
+            db.session.flush()
+    except IntegrityError:
+        raise ProgressError("An amendment is being written already: finish or discard it first.",
+                            status=409) from None
     for row in db.session.scalars(select(RecordSkillLevel).where(RecordSkillLevel.tenant_id == record.tenant_id,
                                                                  RecordSkillLevel.record_id == record.id)):
         db.session.add(RecordSkillLevel(tenant_id=record.tenant_id, record_id=new.id, skill_id=row.skill_id,
