@@ -24,6 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from coach import clock
 from coach.extensions import db
@@ -180,6 +181,16 @@ def _highest_used_level(framework: SkillFramework) -> int:
     return max(required, observed)
 
 
+def _flush_unique(framework: SkillFramework) -> None:
+    """Flush, turning a title taken meanwhile (the unique index) into the same 409 as the check before."""
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError:
+        raise ProgressError(f"A framework called “{framework.title}” exists already: choose another title.",
+                            status=409) from None
+
+
 def _audit(actor: Membership, action: str, framework: SkillFramework, **details) -> None:
     audit.record(action, actor=actor.user, target_type="skill_framework", target_id=framework.id,
                  details={"title": framework.title, **details}, tenant_id=framework.tenant_id)
@@ -195,7 +206,7 @@ def create_framework(tenant_id: uuid.UUID, actor: Membership, title: str, descri
     _unique_title(tenant_id, title)
     framework = SkillFramework(tenant_id=tenant_id, title=title, description=_description(description), scale=labels)
     db.session.add(framework)
-    db.session.flush()
+    _flush_unique(framework)
     _audit(actor, "progress.framework_created", framework)
     return framework
 
@@ -215,7 +226,7 @@ def update_framework(framework: SkillFramework, actor: Membership, title: str, d
             raise ProgressError(f"Level {used} is in use (a skill requires it or a record observed it): the scale "
                                 f"needs at least {used} levels.")
     framework.title, framework.description, framework.scale = title, _description(description), labels
-    db.session.flush()
+    _flush_unique(framework)
     _audit(actor, "progress.framework_updated", framework)
     return framework
 
@@ -234,7 +245,7 @@ def restore(framework: SkillFramework, actor: Membership) -> None:
     if framework.archived_at is not None:
         _unique_title(framework.tenant_id, framework.title, exclude=framework.id)
         framework.archived_at = None
-        db.session.flush()
+        _flush_unique(framework)
         _audit(actor, "progress.framework_restored", framework)
 
 
