@@ -59,6 +59,7 @@ PARAM_KINDS = {
     "record_id": "record", "goal_id": "goal", "milestone_id": "milestone", "habit_id": "habit",
     "exercise_id": "exercise", "program_id": "program", "workout_id": "workout", "line_id": "line",
     "assignment_id": "assignment", "log_id": "log", "note_id": "note", "report_id": "report",
+    "value_id": "value", "link_id": "link",
 }
 # Parameters that are not ids: the values a real page would put there.
 PLAIN_VALUES = {"action": ["retry", "discard"], "kind": ["like"], "number": ["1"]}
@@ -73,7 +74,7 @@ OTHER_KIND = {
     "athlete": "coach", "framework": "program", "area": "skill", "skill": "area", "record": "booking",
     "goal": "habit", "milestone": "goal", "habit": "goal", "exercise": "program", "program": "exercise",
     "workout": "line", "line": "workout", "assignment": "program", "log": "assignment", "note": "record",
-    "report": "record",
+    "report": "record", "value": "milestone", "link": "media",
 }
 
 
@@ -222,7 +223,7 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
                 "athlete": [str(athlete.id)],
                 **{kind: [grown[kind]] for kind in ("framework", "area", "skill", "record", "goal", "milestone",
                                                      "habit", "exercise", "program", "workout", "line",
-                                                     "assignment", "log", "note", "report")},
+                                                     "assignment", "log", "note", "report", "value", "link")},
             },
             tokens={"feed": feed_secret, "unsubscribe": unsubscribe},
             slot_start=slots[1].starts_at.isoformat(),

@@ -40,7 +40,8 @@ def seed_progress_rows(org, coach, athlete, booking, media_item, label: str = ""
     db.session.add(record)
     db.session.flush()
     db.session.add(RecordSkillLevel(tenant_id=t, record_id=record.id, skill_id=skill.id, level=2))
-    db.session.add(RecordMedia(tenant_id=t, record_id=record.id, media_id=media_item.id, at_ms=1000, label="Toss"))
+    link = RecordMedia(tenant_id=t, record_id=record.id, media_id=media_item.id, at_ms=1000, label="Toss")
+    db.session.add(link)
     db.session.flush()
     record.status, record.signed_at, record.signed_by_membership_id = "signed", now, coach.id
     db.session.flush()
@@ -51,7 +52,8 @@ def seed_progress_rows(org, coach, athlete, booking, media_item, label: str = ""
                 metric_start=Decimal(40), metric_target=Decimal(70), direction="up")
     db.session.add(goal)
     db.session.flush()
-    db.session.add(GoalValue(tenant_id=t, goal_id=goal.id, value=Decimal(45), logged_on=today))
+    value = GoalValue(tenant_id=t, goal_id=goal.id, value=Decimal(45), logged_on=today)
+    db.session.add(value)
     milestone = GoalMilestone(tenant_id=t, goal_id=goal.id, title=f"{label} 50%".strip())
     db.session.add(milestone)
     habit = Habit(tenant_id=t, athlete_membership_id=athlete.id, title=f"{label} Stretch".strip(), reminder_minute=480)
@@ -101,4 +103,4 @@ def seed_progress_rows(org, coach, athlete, booking, media_item, label: str = ""
     return {"framework": framework, "area": area, "skill": skill, "record": record, "goal": goal, "habit": habit,
             "readiness": readiness, "exercise": exercise, "program": program, "workout": workout,
             "assignment": assignment, "log": log, "note": note, "report": report, "milestone": milestone,
-            "line": line}
+            "line": line, "value": value, "link": link}
