@@ -190,11 +190,14 @@ def test_the_list_searches_by_name_and_email_and_answers_htmx_with_the_rows_only
     assert [row.name for row in athletes.athlete_list(w.coach, f"ali-{w.n}@")] == ["Ali Athlete"]
     assert athletes.athlete_list(w.coach, "100%_\\") == []  # LIKE's wildcards are plain characters
     assert athletes.athlete_list(w.coach, "x" * 5000) == []  # cut, not an error
+    assert [row.name for row in athletes.athlete_list(w.coach, "b\x00ea")] == ["Bea Athlete"]
     client = browser(app, w.admin)
     fragment = client.get(url(w, "?q=bea"), headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "<html" not in fragment and 'id="athlete-rows"' in fragment
     assert "Bea Athlete" in fragment and "Ali Athlete" not in fragment
     assert "No athlete matches" in client.get(url(w, "?q=nobody")).get_data(as_text=True)
+    for hostile in ("%00", "%ED%A0%80", "%FF%FE", "%E2%80%AE" * 50):
+        assert client.get(url(w, f"?q={hostile}")).status_code == 200
 
 
 def test_an_athlete_gets_today_and_a_scheduler_is_refused(app, world):
@@ -387,6 +390,11 @@ def test_notes_by_a_member_who_left_read_former_member(app, world):
     (view,) = athletes.recent_notes(w.admin, w.athlete)
     assert view.note.id == note.id and view.author_name == athletes.FORMER_MEMBER
     assert athletes.recent_notes(w.athlete, w.athlete) == []
+    for bad in ("", "  \n ", "a\x00b", "x" * (athletes.NOTE_MAX + 1)):
+        with pytest.raises(ProgressError):
+            athletes.add_note(w.admin, w.athlete, bad)
+        db.session.rollback()
+        tenancy.activate(w.org.id)
 
 
 # --- the athlete's Today --------------------------------------------------------------------------------------

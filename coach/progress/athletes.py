@@ -81,7 +81,8 @@ def athlete_list(viewer: Membership, search: str = "") -> list[AthleteRow]:
     tenant_id = viewer.tenant_id
     query = (select(Membership).join(User, User.id == Membership.user_id)
              .where(Membership.tenant_id == tenant_id, Membership.role == ATHLETE))
-    term = " ".join((search or "").split())[:SEARCH_MAX]
+    # A NUL cannot reach PostgreSQL's text; a search never needs one.
+    term = " ".join((search or "").replace("\x00", "").split())[:SEARCH_MAX]
     if term:
         pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(or_(User.display_name.ilike(pattern, escape="\\"), User.email.ilike(pattern, escape="\\")))
@@ -228,6 +229,8 @@ def add_note(viewer: Membership, athlete: Membership, body: str) -> CoachNote:
         raise ProgressError("Write the note first.")
     if len(text) > NOTE_MAX:
         raise ProgressError(f"A note can be at most {NOTE_MAX:,} characters.")
+    if "\x00" in text:
+        raise ProgressError("A note cannot contain a NUL character.")
     now = clock.now()
     note = CoachNote(id=uuid.uuid4(), tenant_id=athlete.tenant_id, athlete_membership_id=athlete.id,
                      author_membership_id=viewer.id, body_md=text, body_html=markdown.render(text), created_at=now)
