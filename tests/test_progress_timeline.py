@@ -174,12 +174,18 @@ def test_an_ended_session_lands_on_the_athletes_timeline_once(app, world, quiet)
     assert f'href="/o/{w.org.slug}/bookings/{booking.id}"' in html
 
 
-def test_every_timeline_kind_with_a_page_links_to_it(app, world):
-    """The rules the entries link to are registered (a renamed route would silently drop the links)."""
+def test_every_timeline_kind_and_the_athletes_other_pages_are_linked(app, world):
+    """The rules the page links to are registered (a renamed route would silently drop the links)."""
     from coach.blueprints.progress.athletes import ENTRY_RULES, _entry_endpoints  # noqa: PLC0415 - the view's helper
 
     with app.test_request_context():
         assert set(_entry_endpoints()) == set(ENTRY_RULES)
+    html = browser(app, world.coach).get(url(world, f"/athletes/{world.athlete.id}")).get_data(as_text=True)
+    base = f"/o/{world.org.slug}/progress"
+    for link in (f"{base}/athletes/{world.athlete.id}/goals", f"{base}/athletes/{world.athlete.id}/habits",
+                 f"{base}/athletes/{world.athlete.id}/readiness", f"{base}/workouts/calendar?athlete_id={world.athlete.id}",
+                 f"{base}/athletes/{world.athlete.id}/reports"):
+        assert f'href="{link}"' in html, link
 
 
 def test_a_session_that_did_not_end_writes_nothing(app, world, quiet):

@@ -32,19 +32,48 @@ ENTRY_RULES = {
 }
 
 
+# The athlete's other pages, linked from the athlete page's header: (label, URL rule, query string).
+ATHLETE_LINKS = (
+    ("Goals", "/o/<slug>/progress/athletes/<athlete_id>/goals", {}),
+    ("Habits", "/o/<slug>/progress/athletes/<athlete_id>/habits", {}),
+    ("Readiness", "/o/<slug>/progress/athletes/<athlete_id>/readiness", {}),
+    ("Workouts", "/o/<slug>/progress/workouts/calendar", {"athlete_id": True}),
+    ("Reports", "/o/<slug>/progress/athletes/<athlete_id>/reports", {}),
+)
+
+
+def _get_rules() -> dict:
+    """URL rule → its GET rule, read once per app from its URL map."""
+    found = current_app.extensions.get("progress_get_rules")
+    if found is None:
+        found = {rule.rule: rule for rule in current_app.url_map.iter_rules() if "GET" in (rule.methods or ())}
+        current_app.extensions["progress_get_rules"] = found
+    return found
+
+
 def _entry_endpoints() -> dict[str, tuple[str, str]]:
-    """kind → (endpoint, its variable), read once per app from its URL map."""
+    """kind → (endpoint, its variable) of each registered rule of ``ENTRY_RULES`` (once per app)."""
     found = current_app.extensions.get("progress_entry_links")
     if found is None:
-        by_rule = {rule.rule: rule for rule in current_app.url_map.iter_rules() if "GET" in (rule.methods or ())}
         found = {}
         for kind, pattern in ENTRY_RULES.items():
-            rule = by_rule.get(pattern)
+            rule = _get_rules().get(pattern)
             variables = sorted(set(rule.arguments) - {"slug"}) if rule is not None else []
             if len(variables) == 1:
                 found[kind] = (rule.endpoint, variables[0])
         current_app.extensions["progress_entry_links"] = found
     return found
+
+
+def athlete_links(athlete) -> list[tuple[str, str]]:
+    """(label, URL) of the athlete's other pages that are installed."""
+    links = []
+    for label, pattern, query in ATHLETE_LINKS:
+        rule = _get_rules().get(pattern)
+        if rule is not None:
+            values = {name: athlete.id for name in (*rule.arguments, *query) if name != "slug"}
+            links.append((label, url_for(rule.endpoint, **values)))
+    return links
 
 
 class NoteForm(BaseForm):
@@ -67,10 +96,6 @@ def _timeline_url(athlete, cursor: str | None) -> str | None:
     return url_for("progress.timeline", athlete_id=athlete.id, before=cursor) if cursor else None
 
 
-def _endpoint_url(endpoint: str, **values) -> str | None:
-    return url_for(endpoint, **values) if endpoint in current_app.view_functions else None
-
-
 def _notes_context(athlete, form: NoteForm | None = None, notes=None) -> dict:
     return {"org": g.org, "athlete": athlete, "staff": is_staff(g.membership),
             "form": form or NoteForm(formdata=None),
@@ -81,7 +106,7 @@ def _athlete_context(athlete, form: NoteForm | None = None) -> dict:
     data = athletes.overview(g.membership, athlete)
     return {**_notes_context(athlete, form, data.notes), "data": data, "entry_url": entry_url,
             "more_url": _timeline_url(athlete, data.timeline.next_cursor),
-            "reports_url": _endpoint_url("progress.reports", athlete_id=athlete.id)}
+            "links": athlete_links(athlete)}
 
 
 @bp.get("", endpoint="index")
