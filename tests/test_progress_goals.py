@@ -318,3 +318,15 @@ def test_a_goal_outlives_the_coach_who_set_it(world, owner_db):
     assert owner_db.execute("DELETE FROM memberships WHERE id = %s", (world.coach.id,)).rowcount == 1
     page = world.browser(world.ana).get(world.url(f"/goals/{goal.id}"))
     assert page.status_code == 200 and "Set by Former member" in page.get_data(as_text=True)
+
+
+def test_a_goal_whose_metric_was_removed_keeps_its_values_and_refuses_new_ones(world):
+    goal = world.goal(world.ana, metric_unit="min", metric_start="28", metric_target="25")
+    assert world.post(world.ana, f"/goals/{goal.id}/values", {"value": "27"},
+                      page=f"/goals/{goal.id}").status_code == 303
+    goals.update_goal(db.session.get(Goal, goal.id), world.ana, world.ana,
+                      {"title": "Serve", "metric_unit": "", "metric_start": "", "metric_target": ""})
+    db.session.commit()
+    assert world.browser(world.ana).get(world.url(f"/goals/{goal.id}")).status_code == 200
+    refused = world.post(world.ana, f"/goals/{goal.id}/values", {"value": "26"}, page=f"/goals/{goal.id}")
+    assert refused.status_code == 422 and "has no metric" in refused.get_data(as_text=True)

@@ -63,8 +63,11 @@ def _detail(goal, athlete, status: int = 200, value_form=None, milestone_form=No
     goal_view = goals.view(athlete, goal)
     chart = None
     if goal_view.series:
-        low = min([v for _, v in goal_view.series] + [float(goal.metric_start), float(goal.metric_target)])
-        high = max([v for _, v in goal_view.series] + [float(goal.metric_start), float(goal.metric_target)])
+        # The values logged, and the start and target while the goal still has a metric (it may have lost it
+        # since: its values stay).
+        bounds = [v for _, v in goal_view.series] + [float(x) for x in (goal.metric_start, goal.metric_target)
+                                                      if x is not None]
+        low, high = min(bounds), max(bounds)
         chart = charts.line(goal_view.series, y_min=low, y_max=high)
     if value_form is None:
         value_form = ValueForm(formdata=None)
