@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from coach import clock, tenancy
 from coach.booking.models import Booking, CoachingSession
 from coach.extensions import db
+from coach.notifications.models import Notification
 from coach.media.storage import get_storage
 from coach.orgs.models import ATHLETE, COACH
 from coach.progress import pdf as report_pdf
@@ -185,6 +186,12 @@ def test_a_report_is_built_by_the_worker_with_a_moving_bar_stored_and_emailed(ap
     assert reports.build(str(world.org.id), str(report.id)) == "skipped"
     job_runner.drain()
     assert len(mailbox.messages) == count
+    # In the app, the athlete and the coach who asked are told once each.
+    tenancy.activate(world.org.id)
+    told = db.session.execute(select(Notification.membership_id, Notification.title).where(
+        Notification.kind == "progress_report")).all()
+    assert sorted(told) == sorted([(world.athlete.id, "Your progress report is ready"),
+                                   (world.coach.id, "Arno Athlete's progress report is ready")])
 
 
 def test_a_failed_report_says_so_and_can_be_tried_again(app, job_runner, ctx, monkeypatch):

@@ -3,7 +3,7 @@
 - Reading a conversation to its end reads its "new messages" notification
   (:data:`coach.chat.service.conversation_read`).
 - Open pages keep the bell's count current: the socket hub sends it with chat's badges, and again when
-  :func:`coach.notifications.jobs.publish_counts` publishes a ``notify`` event.
+  :func:`coach.notifications.service.publish_counts` publishes a ``notify`` event.
 
 Connected on import; importing the notifications domain must import this module.
 """

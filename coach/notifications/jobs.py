@@ -28,10 +28,11 @@ from coach.media.models import MediaComment, MediaItem
 # chat_hooks connects notifications to chat's signal and badge registry when the factory loads this module.
 from coach.notifications import chat_hooks  # noqa: F401
 from coach.notifications import payments as payment_notices  # noqa: F401 - registers its consumers
-from coach.notifications import progress_habits, progress_programs, progress_records  # noqa: F401 - the same
+from coach.notifications import (  # noqa: F401 - the same
+    progress_habits, progress_programs, progress_records, progress_reports)
 from coach.notifications import service
 from coach.orgs.models import Membership, Organization
-from coach.platform.jobs import after_commit, consumer, each_tenant
+from coach.platform.jobs import consumer, each_tenant
 from coach.platform.periodic import periodic
 from coach.spaces import markdown
 from coach.spaces import service as spaces
@@ -54,17 +55,8 @@ def _name(member: Membership | None) -> str:
     return member.user.display_name if member is not None else "Someone"
 
 
-def _announce() -> None:
-    """After the commit: every web process pushes the new count to these members' pages."""
-    members = service.take_pushed()
-    if members:
-        tenant_id = g.tenant_id
-        after_commit(lambda: publish_counts(tenant_id, members))
 
 
-def publish_counts(tenant_id: uuid.UUID, member_ids) -> None:
-    realtime.publish(tenant_id, {"type": "notify", "tenant_id": str(tenant_id),
-                                 "member_ids": [str(m) for m in member_ids]})
 
 
 # --- chat ------------------------------------------------------------------------------------------
@@ -112,7 +104,7 @@ def message_while_offline(payload: dict) -> None:
         if n is not None and n.count > 1:
             n.title = (f"{n.count} new messages in {where}" if where
                        else f"{n.count} new messages from {_name(author)}")
-    _announce()
+    service.announce()
 
 
 # --- spaces ----------------------------------------------------------------------------------------
@@ -132,7 +124,7 @@ def mentioned(payload: dict) -> None:
                    title=f"{_name(author)} mentioned you in {where}",
                    url=url + (f"#comment-{comment_id}" if comment_id else ""), body=payload.get("excerpt", ""),
                    actor_id=author.id if author else None, subject_id=post.id)
-    _announce()
+    service.announce()
 
 
 @consumer(SPACE_COMMENTED)
@@ -160,7 +152,7 @@ def commented(payload: dict) -> None:
         service.notify(owner, "comment", dedupe_key=f"comment:{comment.id}",
                        title=f"{_name(author)} commented on your post in {space.name}", url=url, body=body,
                        actor_id=comment.author_membership_id, subject_id=post.id)
-    _announce()
+    service.announce()
 
 
 def _can_read(space, member: Membership) -> bool:
@@ -179,7 +171,7 @@ def media_ready(payload: dict) -> None:
                    title=f"“{item.title}” is ready", body=f"{item.kind.capitalize()} processed: you can watch and "
                    "share it now." if item.kind == "video" else "Processed: you can share it now.",
                    url=service.path_for("media.item", slug=_org().slug, media_id=item.id), subject_id=item.id)
-    _announce()
+    service.announce()
 
 
 @consumer(MEDIA_REVIEW_COMMENTED)
@@ -207,7 +199,7 @@ def review_commented(payload: dict) -> None:
         service.notify(member, "review_comment", dedupe_key=f"review:{comment.id}",
                        title=f"{_name(author)} commented at {comment.at_label} on {whose}", url=url,
                        body=comment.body, actor_id=comment.author_membership_id, subject_id=item.id)
-    _announce()
+    service.announce()
 
 
 # --- booking ---------------------------------------------------------------------------------------
@@ -269,7 +261,7 @@ def booking_changed(payload: dict) -> None:
                        title=f"{what} · {_when(booking, person)}",
                        url=url, body=booking.note if kind == "booking_requested" else "", actor_id=actor_id,
                        subject_id=booking.id)
-    _announce()
+    service.announce()
 
 
 @consumer(BOOKING_REMINDER)
@@ -290,7 +282,7 @@ def booking_reminder(payload: dict) -> None:
         service.notify(person, "booking_reminder", dedupe_key=f"reminder:{booking.id}:{which}",
                        title=f"Reminder: {offering.title} {when}", url=url, body=" ".join(details),
                        subject_id=booking.id)
-    _announce()
+    service.announce()
 
 
 # --- the email sweep ---------------------------------------------------------------------------------

@@ -46,7 +46,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("workout_logged", "Progress", "An athlete logs a workout of a program I assigned (coaches)", "in_app"),
     Kind("workout_comment", "Progress", "Comments on my logged workouts, or on workouts I coach", "email"),
     Kind("habit_reminder", "Progress", "Reminders for my habits, at the time I chose", "in_app"),
-    Kind("progress_report", "Progress", "A progress report about me is ready", "email"),
+    # (The report's own email goes to the athlete and their guardian whatever this says.)
+    Kind("progress_report", "Progress", "A progress report about me, or one I asked for, is ready", "in_app"),
 )}
 
 

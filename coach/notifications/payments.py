@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import uuid
 
-from flask import g
 from sqlalchemy import select
 
-from coach.chat import realtime
 from coach.extensions import db
 from coach.notifications import service
 from coach.orgs.models import ADMIN, Membership, Organization
@@ -17,7 +15,7 @@ from coach.money import format as money_label
 from coach.payments.events import (CREDITS_RETURNED, PAYMENT_DISPUTED, PAYMENT_FAILED, PAYMENT_REFUNDED,
                                    SUBSCRIPTION_CHANGED)
 from coach.payments.models import CreditGrant, Payment, Subscription
-from coach.platform.jobs import after_commit, consumer
+from coach.platform.jobs import consumer
 
 def _payment(payload: dict) -> tuple[Payment, Organization] | None:
     payment = db.session.scalar(select(Payment).where(Payment.id == uuid.UUID(payload["payment_id"])))
@@ -26,12 +24,6 @@ def _payment(payload: dict) -> tuple[Payment, Organization] | None:
     return payment, db.session.get(Organization, payment.tenant_id)
 
 
-def _announce() -> None:
-    members = service.take_pushed()
-    if members:
-        tenant_id = g.tenant_id
-        after_commit(lambda: realtime.publish(tenant_id, {"type": "notify", "tenant_id": str(tenant_id),
-                                                          "member_ids": [str(m) for m in members]}))
 
 
 @consumer(PAYMENT_REFUNDED)
@@ -48,7 +40,7 @@ def tell_athlete_of_refund(payload: dict) -> None:
     service.notify(athlete, "payment_refunded", dedupe_key=f"refund:{payment.id}:{note or payload['amount_minor']}",
                    title=f"{org.name} refunded {money_label(payload['amount_minor'], payment.currency)}",
                    url=url, body=payload.get("reason") or "", subject_id=payment.id)
-    _announce()
+    service.announce()
 
 
 @consumer(PAYMENT_DISPUTED)
@@ -64,7 +56,7 @@ def tell_admins_of_dispute(payload: dict) -> None:
                        title=f"A payment of {payment.amount_label} is disputed ({amount} taken back)",
                        url=f"/o/{org.slug}/billing/payments/{payment.id}",
                        body="Answer the dispute at the payment provider before its deadline.", subject_id=payment.id)
-    _announce()
+    service.announce()
 
 
 @consumer(CREDITS_RETURNED)
@@ -80,7 +72,7 @@ def tell_athlete_of_returned_credit(payload: dict) -> None:
     service.notify(athlete, "payment_refunded", dedupe_key=f"credit-returned:{payload['booking_id']}",
                    title=f"Your credit is back in {grant.product.title} ({left} left)",
                    url=f"/o/{org.slug}/billing/mine", body="", subject_id=grant.id)
-    _announce()
+    service.announce()
 
 
 def _member(tenant_id, membership_id) -> Membership | None:
@@ -100,7 +92,7 @@ def tell_athlete_of_failed_payment(payload: dict) -> None:
                    dedupe_key=f"payment-failed:{payment.id}:{reason[:80]}",
                    title=f"Your payment of {payment.amount_label} did not go through",
                    url=f"/o/{org.slug}/billing/checkout/{payment.id}", body=reason, subject_id=payment.id)
-    _announce()
+    service.announce()
 
 
 # What a plan's change of status tells its subscriber (other changes need no word).
@@ -128,4 +120,4 @@ def tell_athlete_of_plan_change(payload: dict) -> None:
     service.notify(_member(sub.tenant_id, sub.athlete_membership_id), "payment_problem",
                    dedupe_key=f"plan:{sub.id}:{after}:{sub.current_period_end and sub.current_period_end.isoformat()}",
                    title=title, url=f"/o/{org.slug}/billing/mine", body="", subject_id=sub.id)
-    _announce()
+    service.announce()

@@ -11,15 +11,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Date, cast, func, or_, select, text
 
-from flask import g
 
 from coach import clock
-from coach.chat import realtime
 from coach.extensions import db
 from coach.notifications import service
 from coach.accounts.models import User
 from coach.orgs.models import Membership, Organization
-from coach.platform.jobs import after_commit, each_tenant
+from coach.platform.jobs import each_tenant
 from coach.platform.periodic import periodic
 from coach.progress.models import Habit, HabitCheckin
 
@@ -27,12 +25,6 @@ WINDOW_MINUTES = 120
 BATCH = 500
 
 
-def _announce() -> None:
-    members = service.take_pushed()
-    if members:
-        tenant_id = g.tenant_id
-        after_commit(lambda: realtime.publish(tenant_id, {"type": "notify", "tenant_id": str(tenant_id),
-                                                          "member_ids": [str(m) for m in members]}))
 
 
 def _tenants() -> list[uuid.UUID]:
@@ -80,7 +72,7 @@ def remind_due(tenant_id: uuid.UUID, now: datetime | None = None) -> int:
                                 body="Tick it off when it's done.", subject_id=habit.id, now=now)
         sent += notice is not None
     db.session.flush()
-    _announce()
+    service.announce()
     return sent
 
 

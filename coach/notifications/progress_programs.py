@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import uuid
 
-from flask import g
 from sqlalchemy import select
 
-from coach.chat import realtime
 from coach.extensions import db
 from coach.notifications import service
 from coach.orgs.models import Membership, Organization
-from coach.platform.jobs import after_commit, consumer
+from coach.platform.jobs import consumer
 from coach.progress.events import PROGRAM_ASSIGNED, WORKOUT_COMMENTED, WORKOUT_LOGGED
 from coach.progress.models import (LOG_STATUSES, Program, ProgramAssignment, ProgramWorkout, WorkoutComment,
                                    WorkoutLog)
 
 
-def _announce() -> None:
-    members = service.take_pushed()
-    if members:
-        tenant_id = g.tenant_id
-        after_commit(lambda: realtime.publish(tenant_id, {"type": "notify", "tenant_id": str(tenant_id),
-                                                          "member_ids": [str(m) for m in members]}))
 
 
 def _member(tenant_id: uuid.UUID, member_id: uuid.UUID | None) -> Membership | None:
@@ -60,7 +52,7 @@ def tell_athlete_of_program(payload: dict) -> None:
                    body=f"{program.weeks} week{'s' if program.weeks != 1 else ''} from "
                         f"{assignment.start_date:%A %d %B %Y}.",
                    actor_id=assignment.assigned_by_membership_id, subject_id=assignment.id)
-    _announce()
+    service.announce()
 
 
 @consumer(WORKOUT_LOGGED)
@@ -85,7 +77,7 @@ def tell_coach_of_log(payload: dict) -> None:
                    title=f"{athlete.user.display_name}: {workout.title} — {LOG_STATUSES[log.status].lower()}{rpe}",
                    url=f"/o/{org.slug}/progress/workouts/logs/{log.id}", body=log.note,
                    actor_id=athlete.id, subject_id=log.id)
-    _announce()
+    service.announce()
 
 
 @consumer(WORKOUT_COMMENTED)
@@ -123,4 +115,4 @@ def tell_other_side_of_comment(payload: dict) -> None:
         service.notify(member, "workout_comment", dedupe_key=f"workout-comment:{comment.id}",
                        title=f"{who} commented on {workout_title}", url=url, body=comment.body,
                        actor_id=comment.author_membership_id, subject_id=log.id)
-    _announce()
+    service.announce()

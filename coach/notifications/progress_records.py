@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import uuid
 
-from flask import g
 from sqlalchemy import select
 
-from coach.chat import realtime
 from coach.extensions import db
 from coach.notifications import service
 from coach.orgs.models import Membership, Organization
-from coach.platform.jobs import after_commit, consumer
+from coach.platform.jobs import consumer
 from coach.progress.events import RECORD_SIGNED
 from coach.progress.models import SessionRecord
 
 
-def _announce() -> None:
-    members = service.take_pushed()
-    if members:
-        tenant_id = g.tenant_id
-        after_commit(lambda: realtime.publish(tenant_id, {"type": "notify", "tenant_id": str(tenant_id),
-                                                          "member_ids": [str(m) for m in members]}))
 
 
 @consumer(RECORD_SIGNED)
@@ -45,4 +37,4 @@ def tell_athlete_of_record(payload: dict) -> None:
     service.notify(athlete, "session_record", dedupe_key=f"record:{record.id}", title=title,
                    url=f"/o/{org.slug}/progress/records/{record.id}", body=body,
                    actor_id=record.signed_by_membership_id, subject_id=record.id)
-    _announce()
+    service.announce()

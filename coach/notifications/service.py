@@ -23,12 +23,14 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from coach import clock
+from coach.chat import realtime
 from coach.chat import service as chat
 from coach.errors import DomainError
 from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.notifications.models import CHANNELS, KINDS, TIMINGS, Notification, NotificationPreference
 from coach.orgs.models import Membership, Organization
+from coach.platform.jobs import after_commit
 from coach.platform.mail import queue_email
 from coach.platform.pagination import Page, newest_first
 
@@ -134,6 +136,20 @@ def _pushed(member_id: uuid.UUID) -> None:
 
 def take_pushed() -> set[uuid.UUID]:
     return g.pop("_notified", set()) if has_app_context() else set()
+
+
+def publish_counts(tenant_id: uuid.UUID, member_ids) -> None:
+    """Every web process pushes the new notification count to these members' pages."""
+    realtime.publish(tenant_id, {"type": "notify", "tenant_id": str(tenant_id),
+                                 "member_ids": [str(m) for m in member_ids]})
+
+
+def announce() -> None:
+    """After the commit, push the counts of the members notified in this transaction (consumers call it last)."""
+    members = take_pushed()
+    if members:
+        tenant_id = g.tenant_id
+        after_commit(lambda: publish_counts(tenant_id, members))
 
 
 def notify(member: Membership, kind: str, *, dedupe_key: str, title: str, url: str, body: str = "",

@@ -41,7 +41,7 @@ from coach.progress import charts, pdf, programs, proficiency, timeline
 from coach.progress import readiness as readiness_service
 from coach.progress import goals as goals_service
 from coach.progress.access import ProgressError, is_staff, load_athlete
-from coach.progress.events import REPORT_REQUESTED
+from coach.progress.events import REPORT_READY, REPORT_REQUESTED
 from coach.progress.models import (
     AthleteProfile, CoachDigest, Goal, ProgressReport, ReadinessCheckin)
 
@@ -500,6 +500,7 @@ def _build(tid: uuid.UUID, rid: uuid.UUID) -> None:
     timeline.record(tid, report.athlete_membership_id, "report", report.id, stamp,
                     f"{'Weekly progress' if report.kind == 'weekly' else 'Progress'} report ready",
                     data.period_label)
+    emit(REPORT_READY, {"report_id": str(report.id), "athlete_membership_id": str(report.athlete_membership_id)})
     db.session.commit()
 
 

@@ -13,7 +13,6 @@ from coach.blueprints.templating import nav_badges
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, swap_or_redirect
 from coach.notifications import service
-from coach.notifications.jobs import publish_counts
 from coach.notifications.models import CHANNELS, KINDS, TIMINGS
 from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
@@ -25,7 +24,7 @@ def _commit_and_push() -> None:
     db.session.commit()
     members = service.take_pushed()
     if members:
-        publish_counts(g.org.id, members)
+        service.publish_counts(g.org.id, members)
 
 
 def _load(notification_id: str):
