@@ -31,12 +31,17 @@ snap = screenshots("progress")
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
-def shoot(page: Page, name: str) -> None:
-    """Full-page screenshots at a laptop's width and a phone's (390 px), then back to the laptop."""
-    page.set_viewport_size({"width": 1280, "height": 900})
-    snap(page, f"{name}-1280")
-    page.set_viewport_size({"width": 390, "height": 844})
-    snap(page, f"{name}-390")
+def shoot(page: Page, name: str, dark: bool = False) -> None:
+    """Full-page screenshots at a laptop's width and a phone's (390 px), in the dark colour scheme too if
+    ``dark``; then back to the laptop in light."""
+    for scheme in ("light", "dark") if dark else ("light",):
+        page.emulate_media(color_scheme=scheme)
+        suffix = "-dark" if scheme == "dark" else ""
+        page.set_viewport_size({"width": 1280, "height": 900})
+        snap(page, f"{name}-1280{suffix}")
+        page.set_viewport_size({"width": 390, "height": 844})
+        snap(page, f"{name}-390{suffix}")
+    page.emulate_media(color_scheme="light")
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
@@ -195,7 +200,7 @@ def test_coach_and_athlete_go_through_a_week_of_development_and_a_report_is_emai
         expect(me.locator("#readiness-form")).to_contain_text(re.compile("done today", re.I))
         me.get_by_role("button", name="Tick for today: Stretch for 10 minutes").click()
         expect(me.get_by_role("button", name=re.compile("Done today, untick: Stretch"))).to_be_visible()
-        shoot(me, "today-done")
+        shoot(me, "today-done", dark=True)
         assert athlete_csp == []
     finally:
         athlete_context.close()
@@ -220,7 +225,7 @@ def test_coach_and_athlete_go_through_a_week_of_development_and_a_report_is_emai
     timeline = page.locator("#timeline-list")
     for text in ("Legs", "Readiness", "Technique session"):
         expect(timeline).to_contain_text(text)
-    shoot(page, "athlete")
+    shoot(page, "athlete", dark=True)
 
     # A report of the last four weeks: the bar shows while it waits for the worker, then moves to ready.
     page.get_by_role("link", name=re.compile("Reports")).first.click()
@@ -235,7 +240,7 @@ def test_coach_and_athlete_go_through_a_week_of_development_and_a_report_is_emai
         shoot(page, "reports-building")
     expect(page.locator("#reports").get_by_role("link", name="View report")).to_be_visible(timeout=30_000)
     expect(page.locator("#reports progress")).to_have_count(0)
-    shoot(page, "reports")
+    shoot(page, "reports", dark=True)
     pdf_href = page.locator("#reports").get_by_role("link", name=re.compile("Download PDF")).get_attribute("href")
     response = page.request.get(f"{live_server}{pdf_href}")
     assert response.ok and response.body().startswith(b"%PDF")
