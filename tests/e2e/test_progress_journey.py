@@ -190,6 +190,7 @@ def test_coach_and_athlete_go_through_a_week_of_development_and_a_report_is_emai
         me.get_by_label("Sets of Split squat").fill("3")
         me.get_by_label("Reps of Split squat").fill("8")
         me.get_by_label("Effort (RPE 1–10)").select_option("7")
+        shoot(me, "workout-log")
         me.get_by_role("button", name="Log workout").click()
         me.goto(base)
         checkin = me.locator("#readiness-form")
