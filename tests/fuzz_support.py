@@ -2,7 +2,9 @@
 
 - :class:`FuzzWorld` seeds one organization through the services: an admin, a coach with weekly hours
   and an offering, athletes, a space with a post and a comment, a media item (its row), a direct
-  conversation with messages, a booking, an open invitation, a reset link and a pending sign-up.
+  conversation with messages, a booking, an open invitation, a reset link and a pending sign-up; and the
+  athlete's development (see :meth:`FuzzWorld.seed_progress`): frameworks, ended sessions with a draft and a
+  signed record, a program with a logged workout, a goal with a metric, a habit and a report.
 - :func:`forms_in` parses a page's forms (``html.parser``): method, action and named fields, hidden
   ones included, with the value the page rendered.
 - :data:`HOSTILE` and :func:`hostile_values` are the values the fuzz sends; :func:`encode_pairs`
@@ -16,7 +18,7 @@ import logging
 import threading
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from html.parser import HTMLParser
 from urllib.parse import quote_from_bytes, urljoin, urlsplit
 
@@ -25,11 +27,14 @@ from hypothesis import strategies as st
 from coach import tenancy
 from coach.accounts.models import PasswordResetToken, PendingSignup
 from coach.booking import service as booking
+from coach.booking.models import Booking, CoachingSession
 from coach.chat import service as chat
 from coach.extensions import db
 from coach.media import service as media
 from coach.orgs import service as orgs
 from coach.orgs.service import membership_for
+from coach.progress import exercises, frameworks, goals, habits, programs, records, reports
+from coach.progress.models import ProgressReport
 from coach.security import hash_password, new_token
 from coach.spaces import service as spaces
 from tests.booking_support import make_offering, open_every_day
@@ -97,8 +102,11 @@ class FuzzWorld:
                                      expires_at=datetime.now(UTC) + timedelta(hours=1)))
         db.session.commit()
         tenancy.activate(self.org.id)
+        progress = self.seed_progress()
+        db.session.commit()
+        tenancy.activate(self.org.id)
         # Plain values, read while the rows are loaded: the fuzz uses them after the session is gone.
-        self.ids = {
+        self.ids = {**progress,
             "slug": self.org.slug, "coach": str(self.coach.id), "athlete": str(self.athlete.id),
             "offering": str(self.offering.id), "spare": str(self.spare.id), "booking": str(self.booking.id), "space": str(self.space.id),
             "post": str(self.post.id), "comment": str(self.comment.id), "media": str(self.media.id),
@@ -107,12 +115,82 @@ class FuzzWorld:
         }
 
 
+    def _past_booking(self, days_ago: int) -> Booking:
+        """An ended session of Carla's with Arno ``days_ago`` days ago at 10:00 UTC, written directly (the
+        booking rules only book the future), as ``coach/cli.py`` does for the demo."""
+        starts = datetime.combine(datetime.now(UTC).date() - timedelta(days=days_ago), time(10), UTC)
+        ends = starts + timedelta(minutes=self.offering.duration_minutes)
+        session = CoachingSession(tenant_id=self.org.id, coach_membership_id=self.coach.id,
+                                  offering_id=self.offering.id, starts_at=starts, ends_at=ends, busy_from=starts,
+                                  busy_until=ends, capacity=1, live_seats=0)
+        db.session.add(session)
+        db.session.flush()
+        row = Booking(tenant_id=self.org.id, session_id=session.id, offering_id=self.offering.id,
+                      coach_membership_id=self.coach.id, athlete_membership_id=self.athlete.id,
+                      booked_by_membership_id=self.athlete.id, starts_at=starts, ends_at=ends, status="ended",
+                      confirmed_at=starts - timedelta(days=2), status_changed_at=ends)
+        db.session.add(row)
+        db.session.flush()
+        return row
+
+    def seed_progress(self) -> dict[str, str]:
+        """Arno's development, through the services: the two example frameworks; three ended sessions with
+        Carla (one with a draft record, one with a signed record, one with none yet); an exercise and a
+        one-week program with a workout on Monday (of this week, so it is to log today or earlier) and a
+        line, assigned to Arno, its workout logged; a goal with a metric and a milestone; a habit; a report, and
+        one whose build failed.
+        Returns the ids the fuzz formats its paths with."""
+        coach, athlete = self.coach, self.athlete
+        tennis = frameworks.seed_examples(self.org)[0]
+        view = frameworks.structure(tennis)
+        skills = [s for area in view.areas for s in area.skills]
+        draft = records.start(self._past_booking(1), coach, tennis.id)
+        records.save_draft(draft, coach, framework_id=tennis.id, notes_md="Toss drifting right.",
+                           levels={str(skills[0].id): "2"})
+        signed = records.start(self._past_booking(2), coach, tennis.id)
+        records.save_draft(signed, coach, framework_id=tennis.id, notes_md="Serve steadier.",
+                           levels={str(skills[0].id): "1", str(skills[1].id): "2"})
+        records.sign(signed, coach)
+        unrecorded = self._past_booking(3)
+        squat = exercises.save_exercise(coach, {"title": "Back squat", "description": "Below parallel."})
+        program = programs.create_program(coach, {"title": "Strength block", "weeks": "2"})
+        workout = programs.add_workout(coach, program, {"week": "1", "day": "1", "title": "Legs"})
+        line = programs.add_line(coach, program, workout, {"exercise_id": str(squat.id), "sets": "3", "reps": "5",
+                                                           "load_kg": "60"})
+        monday = programs.monday_of(programs.local_today(athlete))
+        assignment = programs.assign(coach, program, athlete_ids=[str(athlete.id)], start=monday)[0]
+        log = programs.log_workout(athlete, assignment.id, workout.id, {"status": "done", "rpe": "7"})
+        today = goals.local_today(athlete)
+        goal = goals.create_goal(athlete, coach, {
+            "title": "First serves in", "target_date": (today + timedelta(days=60)).isoformat(),
+            "metric_unit": "%", "metric_start": "50", "metric_target": "65"})
+        goals.log_value(goal, athlete, athlete, "52")
+        milestone = goals.add_milestone(goal, athlete, coach, "55 % in practice")
+        other_goal = goals.create_goal(athlete, athlete, {"title": "Play a tournament"})
+        habit = habits.create_habit(athlete, athlete, {"title": "Stretch", "frequency": "daily"})
+        report = reports.request(athlete, coach, today - timedelta(days=28), today - timedelta(days=1))
+        # A report whose build failed (written directly: no job picks it up), so the page has a retry form.
+        db.session.add(ProgressReport(tenant_id=self.org.id, athlete_membership_id=athlete.id,
+                                      requested_by_membership_id=coach.id, period_start=today - timedelta(days=14),
+                                      period_end=today - timedelta(days=7), status="failed", progress=40,
+                                      stage="Drawing the charts", error="The storage was unreachable."))
+        return {
+            "framework": str(tennis.id), "area": str(view.areas[0].area.id), "skill": str(skills[0].id),
+            "draft": str(draft.id), "signed": str(signed.id), "unrecorded": str(unrecorded.id),
+            "exercise": str(squat.id), "program": str(program.id), "workout": str(workout.id),
+            "line": str(line.id), "assignment": str(assignment.id), "log": str(log.id), "goal": str(goal.id),
+            "milestone": str(milestone.id), "other_goal": str(other_goal.id), "habit": str(habit.id),
+            "report": str(report.id), "report_token": reports.link_token(report),
+            "month": monday.strftime("%Y-%m"), "monday": monday.isoformat(),
+        }
+
+
 # --- forms in a page -------------------------------------------------------------------------------
 
 @dataclass
 class Field:
     name: str
-    kind: str  # input type ("text", "hidden", "email", ...), "select" or "textarea"
+    kind: str  # input type ("text", "hidden", "email", "file", ...), "select", "textarea" or "button"
     value: str = ""
     options: list[str] = field(default_factory=list)
 
@@ -123,6 +201,7 @@ class Form:
     method: str
     action: str  # path and query the form is sent to
     fields: list[Field] = field(default_factory=list)
+    multipart: bool = False  # enctype="multipart/form-data": its file inputs are fields (sent as files)
 
     @property
     def key(self) -> str:
@@ -160,12 +239,16 @@ class _FormParser(HTMLParser):
             if a.get("hx-post"):
                 method = "post"
             target = urlsplit(urljoin("http://localhost" + self.page, action))
-            self._form = Form(self.page, method, target.path + (f"?{target.query}" if target.query else ""))
+            self._form = Form(self.page, method, target.path + (f"?{target.query}" if target.query else ""),
+                              multipart=a.get("enctype", "").lower() == "multipart/form-data")
             self.forms.append(self._form)
         elif self._form is None:
             return
         elif tag == "input" and a.get("name"):
             kind = (a.get("type") or "text").lower()
+            if kind == "file" and self._form.multipart:
+                self._form.fields.append(Field(a["name"], kind))
+                return
             if kind in ("submit", "button", "image", "reset", "file"):
                 if kind == "submit" and a.get("name"):
                     self._form.fields.append(Field(a["name"], kind, a.get("value", "")))
@@ -175,6 +258,10 @@ class _FormParser(HTMLParser):
                 self._form.fields.append(Field(a["name"], kind, "", [a.get("value", "on")]))
                 return
             self._form.fields.append(Field(a["name"], kind, a.get("value", "on" if kind == "checkbox" else "")))
+        elif tag == "button" and a.get("name") and (a.get("type") or "submit").lower() == "submit":
+            # A named submit button: a browser sends it only when it is the one clicked. Like an unticked box,
+            # a choice to fuzz (its value kept as an option), not sent by default.
+            self._form.fields.append(Field(a["name"], "button", "", [a.get("value", "")]))
         elif tag == "select" and a.get("name"):
             self._select = Field(a["name"], "select")
             self._form.fields.append(self._select)
@@ -310,6 +397,19 @@ def encode_pairs(pairs: list[tuple[str, bytes]]) -> str:
     """``application/x-www-form-urlencoded`` of raw byte values, every byte outside the safe set escaped."""
     return "&".join(f"{quote_from_bytes(_b(name), safe='')}={quote_from_bytes(value, safe='')}"
                     for name, value in pairs)
+
+
+def multipart_body(pairs: list[tuple[str, bytes]], files: set[str], boundary: str = "fuzz-boundary-7MA4YWxk"
+                   ) -> tuple[bytes, str]:
+    """``multipart/form-data`` of raw byte values (the fields named in ``files`` as uploaded files): the body and
+    its content type. A value holding the boundary is sent as it is: the parser must cope with that too."""
+    parts = []
+    for name, value in pairs:
+        head = f'Content-Disposition: form-data; name="{name}"'.encode("utf-8", "surrogatepass")
+        if name in files:
+            head += b'; filename="fuzz.csv"\r\nContent-Type: text/csv'
+        parts.append(b"--" + boundary.encode() + b"\r\n" + head + b"\r\n\r\n" + value + b"\r\n")
+    return b"".join(parts) + b"--" + boundary.encode() + b"--\r\n", f"multipart/form-data; boundary={boundary}"
 
 
 def shown(value: bytes, limit: int = 80) -> str:

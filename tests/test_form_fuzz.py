@@ -40,8 +40,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from coach.platform.ratelimit import limiter
 from tests.conftest import Auth, csrf_from
 from tests.factories import PASSWORD, make_user
-from tests.fuzz_support import ErrorLog, Form, FuzzWorld, encode_pairs, forms_in, hostile_values, mutate, shown, \
-    traceback_tail
+from tests.fuzz_support import ErrorLog, Form, FuzzWorld, encode_pairs, forms_in, hostile_values, multipart_body, \
+    mutate, shown, traceback_tail
 
 HX = {"HX-Request": "true"}
 # Random examples per form or query string, each sent twice (plain and htmx), after the sweep (see sweep()).
@@ -70,9 +70,23 @@ NOT_SENT = {
     "chat.delete": "deletes the seeded message (a button: CSRF token only)",
     "media.delete": "deletes the seeded video (a button: CSRF token only)",
     "media.delete_comment": "deletes the seeded review comment (a button: CSRF token only)",
+    "progress.framework_action": "archiving the seeded framework takes it off the record forms (a button)",
+    "progress.discard_record": "discards the seeded draft record whose editor is fuzzed (a button)",
+    "progress.remove_record_media": "removes a media link of the draft record (a button)",
+    "progress.delete_goal": "deletes the seeded goal (a button)",
+    "progress.delete_value": "deletes a logged value of the goal (a button)",
+    "progress.delete_milestone": "deletes the goal's milestone (a button)",
+    "progress.archive_habit": "archives the seeded habit whose tick forms are fuzzed (a button)",
+    "progress.program_archive": "archiving the program refuses its builder's and assign forms (a button)",
+    "progress.assignment_end": "ends the athlete's assignment whose workout log is fuzzed (a button)",
+    "progress.workout_delete": "deletes the seeded workout (a button)",
+    "progress.line_delete": "deletes the seeded workout's line (a button)",
+    "progress.exercise_archive": "archiving the exercise refuses the add-line form (a button)",
 }
 NOT_SENT_ACTIONS = {
     ("spaces.member_action", "remove"): "removes a seeded member from the space",
+    ("progress.area_action", "delete"): "deletes an area of the seeded framework (a button)",
+    ("progress.skill_action", "delete"): "deletes a skill of the seeded framework (a button)",
 }
 
 ROLES = {"admin": "ada@example.com", "coach": "carla@example.com", "athlete": "arno@example.com",
@@ -92,8 +106,10 @@ class Page:
     expects: tuple[str, ...]  # endpoints whose forms the page must have (the fuzz must not lose them silently)
     prefer: str = ""  # of a form's instances, fuzz the one whose action contains this id (of the world's ids)
     fresh_message: bool = False  # {message} is a message sent just now (one can be edited for 10 minutes only)
+    keep_out: tuple[str, ...] = ()  # endpoints not sent from this page (fuzzed on a later page instead)
 
 
+P = "/o/{slug}/progress"
 PAGES = [
     Page("anon", "/signup", ("accounts.signup",)),
     Page("anon", "/login", ("accounts.login",)),
@@ -127,6 +143,40 @@ PAGES = [
     Page("athlete", "/o/{slug}/media", ("media.start_upload",)),
     Page("athlete", "/o/{slug}/media/{media}", ("media.update", "media.comment")),
     Page("admin", "/o/{slug}/admin/audit", ("admin.audit_log",)),
+    # Athlete development (issue 17): frameworks, session records, goals, habits, readiness, programs, reports.
+    Page("coach", P + "/frameworks/new", ("progress.new_framework",)),
+    Page("coach", P + "/frameworks/{framework}",
+         ("progress.add_area", "progress.rename_area", "progress.area_action", "progress.add_skill",
+          "progress.skill_action")),
+    Page("coach", P + "/frameworks/{framework}/edit", ("progress.edit_framework",)),
+    Page("coach", P + "/frameworks/{framework}/skills/{skill}/edit", ("progress.edit_skill",)),
+    Page("coach", P + "/frameworks/import", ("progress.import_framework",)),
+    Page("coach", P + "/records/booking/{unrecorded}", ("progress.start_record",)),
+    Page("coach", P + "/records/{draft}", ("progress.save_record", "progress.add_record_media")),
+    Page("coach", P + "/records/{signed}", ("progress.amend_record",)),
+    Page("coach", P + "/athletes/{athlete}/goals/new", ("progress.new_goal",)),
+    # Closing the goal would refuse its value and milestone forms: its status form is fuzzed on the other goal.
+    Page("athlete", P + "/goals/{goal}", ("progress.log_value", "progress.milestone", "progress.add_milestone"),
+         keep_out=("progress.goal_status",)),
+    Page("athlete", P + "/goals/{goal}/edit", ("progress.edit_goal",)),
+    Page("coach", P + "/goals/{other_goal}", ("progress.goal_status",)),
+    Page("athlete", P + "/athletes/{athlete}/habits/new", ("progress.new_habit",)),
+    Page("athlete", P + "/habits/{habit}/edit", ("progress.edit_habit",)),
+    Page("athlete", P + "/habits/{habit}", ("progress.check_habit",)),
+    Page("athlete", P, ("progress.check_in_readiness",)),  # its habit is ticked by now: an untick form
+    Page("coach", P + "/exercises", ("progress.exercise_create",)),
+    Page("coach", P + "/exercises/{exercise}", ("progress.exercise_edit",)),
+    Page("coach", P + "/programs", ("progress.program_create",)),
+    Page("coach", P + "/programs/{program}",
+         ("progress.program_update", "progress.workout_add", "progress.workout_update", "progress.line_add",
+          "progress.line_update", "progress.program_copy_week", "progress.program_save_template")),
+    Page("coach", P + "/programs/{program}/assign", ("progress.program_assign",)),
+    Page("athlete", P + "/workouts/{assignment}/{workout}", ("progress.workout_log",)),
+    Page("coach", P + "/workouts/logs/{log}", ("progress.workout_comment",)),
+    Page("coach", P + "/athletes/{athlete}", ("progress.add_note",)),
+    Page("coach", P, ("progress.index",)),
+    Page("coach", P + "/athletes/{athlete}/reports", ("progress.report_request", "progress.report_settings",
+                                                          "progress.report_retry")),
     # Last: cancelling the booking is what its form does when the fuzz keeps every field.
     Page("athlete", "/o/{slug}/bookings/{booking}", ("booking.act",)),
 ]
@@ -159,6 +209,14 @@ QUERIES = [
     Query("athlete", "/o/{slug}/media/{media}", {"t": "0:01"}),
     Query("anon", "/signup/sent", {"email": "ada@example.com"}),
     Query("anon", "/login", {"next": "/orgs"}),
+    Query("coach", P, {"q": "Arno"}),
+    Query("coach", P + "/athletes/{athlete}/timeline", {"before": ""}),
+    Query("coach", P + "/workouts", {"athlete_id": "{athlete}", "on": "{today}"}),
+    Query("athlete", P + "/workouts/calendar", {"month": "{month}"}),
+    Query("coach", P + "/workouts/calendar", {"athlete_id": "{athlete}", "month": "{month}"}),
+    Query("coach", P + "/compliance", {"week": "{monday}"}),
+    Query("coach", P + "/programs", {"archived": "1"}),
+    Query("anon", P + "/reports/{report}/link", {"token": "{report_token}"}),
 ]
 
 
@@ -247,7 +305,31 @@ PLAUSIBLE_FOR = {
     ("accounts.login", "email"): lambda fuzz, rendered: "lou@example.com",  # the right password logs in
     ("accounts.forgot_password", "email"): lambda fuzz, rendered: "lou@example.com",  # a link is made
     ("booking.book", "start"): lambda fuzz, rendered: next(fuzz.free_starts, rendered),  # a time still free
+    ("progress.import_framework", "file"): lambda fuzz, rendered: (
+        "scale,Introduced,Practised,Competent\narea,skill,description,required_level\nServe,Flat serve,,2\n"),
+    ("progress.log_value", "value"): lambda fuzz, rendered: "55",
+    ("progress.new_goal", "metric_unit"): lambda fuzz, rendered: "kg",
+    ("progress.new_goal", "metric_start"): lambda fuzz, rendered: "10",
+    ("progress.new_goal", "metric_target"): lambda fuzz, rendered: "12.5",
+    ("progress.add_record_media", "moment"): lambda fuzz, rendered: "0:01",
+    ("progress.line_add", "exercise_id"): lambda fuzz, rendered: fuzz.ids["exercise"],
+    ("progress.program_assign", "athlete_ids"): lambda fuzz, rendered: fuzz.ids["bea"],
+    **{("progress.check_in_readiness", name): (lambda fuzz, rendered: "3")
+       for name in ("energy", "mood", "stress", "soreness")},
+    ("progress.check_in_readiness", "sleep_hours"): lambda fuzz, rendered: "7.5",
+    ("progress.new_habit", "times_per_week"): lambda fuzz, rendered: "3",
+    ("progress.edit_habit", "times_per_week"): lambda fuzz, rendered: "3",
+    ("progress.workout_move", "direction"): lambda fuzz, rendered: "up",
+    ("progress.line_move", "direction"): lambda fuzz, rendered: "down",
+    # Selects whose first option is "" (none): a browser sends that.
+    **{key: (lambda fuzz, rendered: "") for key in (
+        ("progress.add_skill", "required_level"), ("progress.exercise_create", "demo_media_id"),
+        ("progress.exercise_edit", "demo_media_id"), ("progress.program_create", "template_id"),
+        ("progress.workout_log", "media_id"))},
 }
+# A workout's prescription (and, on the log form, ``line-<id>-<name>``) by the field's name.
+LINE_VALUES = {"sets": "3", "reps": "5", "load_kg": "22.5", "duration": "1:30", "distance_m": "400", "rest": "90",
+               "tempo": "3-1-1"}
 
 
 def plausible(fuzz: Fuzz, endpoint: str, name: str, kind: str, rendered: str) -> bytes | None:
@@ -255,11 +337,15 @@ def plausible(fuzz: Fuzz, endpoint: str, name: str, kind: str, rendered: str) ->
     n = next(_n)
     if (endpoint, name) in PLAUSIBLE_FOR:
         return PLAUSIBLE_FOR[endpoint, name](fuzz, rendered).encode()
+    if endpoint in ("progress.line_add", "progress.line_update", "progress.workout_log") and not rendered:
+        suffix = name.rsplit("-", 1)[-1]
+        if suffix in LINE_VALUES:
+            return LINE_VALUES[suffix].encode()
     if name == "idempotency_key":
         return uuid.uuid4().hex.encode()  # a fresh one: a reused key would replay or refuse the first answer
     if name == "client_id":
         return str(uuid.uuid4()).encode()
-    if kind in ("checkbox", "radio") and not rendered:
+    if kind in ("checkbox", "radio", "button") and not rendered:
         return None
     if rendered.strip():
         return rendered.encode()
@@ -285,7 +371,7 @@ EXTRA_NAMES = ("extra", "csrf_token[]", "__proto__", "", "n" * 300)
 # two hostile fields among plausible ones gets past the first check that refuses, where the bugs are.
 MODES = ("keep", "keep", "keep", "hostile", "mutated", "missing", "twice")
 KEEP = ("keep", b"", 0, True)
-TEXT_KINDS = {"text", "textarea", "hidden", "search", "email", "url", "password", "query"}
+TEXT_KINDS = {"text", "textarea", "hidden", "search", "email", "url", "password", "query", "file"}
 
 
 def field_choices(huge: bool) -> st.SearchStrategy:
@@ -368,13 +454,19 @@ def check(fuzz: Fuzz, what: str, response=None, exc: BaseException | None = None
         raise AssertionError(f"{what}\n" + "\n".join(problems))
 
 
-def send(fuzz: Fuzz, browser, method: str, url: str, pairs, raw: bool, headers: dict) -> None:
+def send(fuzz: Fuzz, browser, method: str, url: str, pairs, raw: bool, headers: dict,
+         files: set[str] | None = None) -> None:
+    """Send ``pairs`` (GET: in the query string; POST: form-urlencoded, or multipart when ``files`` names the
+    form's file fields) and :func:`check` the answer."""
     what = f"{method.upper()} {url} ({'htmx' if headers else 'plain'}) with {describe(pairs, raw)}"
     fuzz.errors_logged()  # what earlier requests of this thread logged was checked already
     try:
         if method == "get":
             query = encode_pairs(pairs)
             response = browser.get(f"{url}{'&' if '?' in url else '?'}{query}" if query else url, headers=headers)
+        elif files is not None:
+            body, content_type = multipart_body(pairs, files)
+            response = browser.post(url, data=body, content_type=content_type, headers=headers)
         else:
             body = raw_body(pairs) if raw else encode_pairs(pairs).encode()
             response = browser.post(url, data=body, content_type="application/x-www-form-urlencoded",
@@ -488,7 +580,8 @@ def fuzz_form(fuzz: Fuzz, page: Page, page_url: str, form: Form, endpoint: str) 
             csrf = csrf_from(browser.get("/login").get_data(as_text=True))  # links' pages lose their form)
         for headers in ({}, HX):
             pairs = ([("csrf_token", csrf.encode())] if csrf else []) + build_pairs(values(), example)
-            send(fuzz, browser, form.method, url, pairs, example["raw"] and form.method == "post", headers)
+            files = {f.name for f in form.fields if f.kind == "file"} if form.multipart else None
+            send(fuzz, browser, form.method, url, pairs, example["raw"] and form.method == "post", headers, files)
 
     examples = SLOW_EXAMPLES if endpoint in SLOW else EXAMPLES
     return fuzz_inputs({n: f.kind for n, f in rendered.items()}, values(), body, examples, form.method == "post")
@@ -549,7 +642,7 @@ def test_forms_of_the_page_survive_hostile_input(fuzz, page):
         endpoint, args = fuzz.endpoint(form)
         if endpoint is None and form.method == "post":
             endpoint, args = fuzz.endpoint(Form(url, "post", url))  # see test_every_form_is_sent_to_a_route
-        if endpoint is None or not_sent_reason(endpoint, args):
+        if endpoint is None or not_sent_reason(endpoint, args) or endpoint in page.keep_out:
             continue
         found.setdefault(endpoint, []).append((form, args))
     missing = [e for e in page.expects if e not in found]
