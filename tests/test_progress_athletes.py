@@ -432,3 +432,25 @@ def test_weeks_chart_reads_program_compliance(app, world):
     assert len(chart.columns) == 8 and not chart.empty
     assert sum(column.scheduled for column in chart.columns) == sum(
         week.done + week.partial + week.missed for week in weeks)
+
+
+def test_the_area_has_its_own_navigation_for_staff_and_for_athletes(app, world):
+    """Staff reach every list of the area from the athlete list (frameworks and programs are not in the app's
+    navigation); an athlete reaches each of their own pages; each page marks where one is."""
+    w = world
+    coach = browser(app, w.coach)
+    slug = w.org.slug
+    staff_links = {"Athletes": "", "Compliance": "/compliance", "Programs": "/programs", "Exercises": "/exercises",
+                   "Skill frameworks": "/frameworks"}
+    for label, path in staff_links.items():
+        html = coach.get(url(w, path)).get_data(as_text=True)
+        nav = html.split('<nav class="subnav"', 1)[1].split("</nav>", 1)[0]
+        for other, href in staff_links.items():
+            assert f'href="/o/{slug}/progress{href}"' in nav, (label, other)
+        assert f'href="/o/{slug}/progress{path}" aria-current="page">{label}</a>' in nav, label
+    html = browser(app, w.athlete).get(url(w, "/habits")).get_data(as_text=True)
+    nav = html.split('<nav class="subnav"', 1)[1].split("</nav>", 1)[0]
+    assert 'aria-current="page">Habits</a>' in nav and "Compliance" not in nav
+    for href in ("", f"/athletes/{w.athlete.id}", "/workouts", "/goals", "/readiness",
+                 f"/athletes/{w.athlete.id}/reports"):
+        assert f'href="/o/{slug}/progress{href}"' in nav, href
