@@ -22,7 +22,7 @@ from coach.orgs.models import ADMIN, ATHLETE, COACH, Membership
 from coach.orgs.service import OrgError, create_organization, org_by_slug
 from coach.payments import catalog
 from coach.progress import athletes as progress_athletes
-from coach.progress import exercises, frameworks, goals, habits, programs, readiness, records, timeline
+from coach.progress import days, exercises, frameworks, goals, habits, programs, readiness, records, timeline
 from coach.progress.models import GoalValue, HabitCheckin, ReadinessCheckin
 from coach.spaces import service as spaces
 
@@ -174,8 +174,8 @@ def _seed_progress(org, memberships: dict) -> None:
     tennis = frameworks.seed_examples(org)[0]
     skills = {s.title: s for area in frameworks.structure(tennis).areas for s in area.skills}
     now = clock.now()
-    today = progress_athletes.local_today(sam)
-    zone = progress_athletes.zone_of(sam)
+    today = days.local_today(sam)
+    zone = days.zone_of(sam)
     # Three weekly sessions with Maria, each signed off, the serve improving.
     for weeks_ago, levels, notes in (
             (3, {"Flat serve": 2, "Split step": 1, "Topspin rally ball": 2}, "Toss drifting right; grip fixed."),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import aliased
@@ -26,6 +25,7 @@ from coach.platform.jobs import consumer
 from coach.platform.pagination import Page, decode_cursor, newest_first
 from coach.progress import charts, goals, habits, proficiency, programs, readiness, timeline
 from coach.progress.access import ProgressError, is_staff, require_staff
+from coach.progress.days import local_today, monday_of
 from coach.progress.models import CoachNote, TimelineEntry
 from coach.spaces import markdown
 
@@ -37,21 +37,7 @@ RECENT_NOTES = 5
 FORMER_MEMBER = "Former member"
 
 
-def zone_of(member: Membership) -> ZoneInfo:
-    try:
-        return ZoneInfo(member.user.timezone or "UTC")
-    except (KeyError, ValueError):
-        return ZoneInfo("UTC")
-
-
-def local_today(member: Membership) -> date:
-    """Today in ``member``'s own time zone."""
-    return clock.now().astimezone(zone_of(member)).date()
-
-
-def week_start(day: date) -> date:
-    """The Monday of ``day``'s week."""
-    return day - timedelta(days=day.weekday())
+week_start = monday_of
 
 
 # --- the coach's athlete list -------------------------------------------------------------------------------

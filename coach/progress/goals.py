@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
@@ -38,6 +38,7 @@ from coach.accounts.models import User
 from coach.orgs.models import Membership
 from coach.progress import timeline
 from coach.progress.access import ProgressError, is_staff, load_athlete
+from coach.progress.days import local_today
 from coach.progress.models import Goal, GoalMilestone, GoalValue
 
 TITLE_MAX, DESCRIPTION_MAX, UNIT_MAX, NOTE_MAX = 160, 5000, 20, 500
@@ -138,11 +139,6 @@ def _title(text: str, limit: int = TITLE_MAX) -> str:
     if len(title) > limit:
         raise ProgressError(f"Use at most {limit} characters for the title.")
     return title
-
-
-def local_today(member: Membership, now: datetime | None = None) -> date:
-    """Today in ``member``'s time zone."""
-    return (now or clock.now()).astimezone(ZoneInfo(member.user.timezone or "UTC")).date()
 
 
 # --- reading ---------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.orgs.models import Membership
 from coach.progress.access import ProgressError, is_staff, load_athlete
+from coach.progress.days import local_today, monday_of, zone_of
 from coach.progress.models import DAILY, WEEKLY, Habit, HabitCheckin
 
 TITLE_MAX, MAX_HABITS, BACKFILL_DAYS = 120, 30, 7
@@ -55,8 +56,7 @@ def local_date(instant: datetime, tz: str) -> date:
     return instant.astimezone(ZoneInfo(tz or "UTC")).date()
 
 
-def week_start(day: date) -> date:
-    return day - timedelta(days=day.weekday())
+week_start = monday_of
 
 
 def daily_streak(days: set[date] | list[date], today: date) -> int:
@@ -173,14 +173,6 @@ def heatmap_grid(counts: dict[date, int], end: date, most: int = 1, title: str =
 
 
 # --- reading -----------------------------------------------------------------------------------------------
-
-def _zone(member: Membership) -> str:
-    return member.user.timezone or "UTC"
-
-
-def local_today(member: Membership, now: datetime | None = None) -> date:
-    return local_date(now or clock.now(), _zone(member))
-
 
 def habits_of(athlete: Membership) -> list[Habit]:
     return list(db.session.scalars(select(Habit).where(
@@ -327,7 +319,7 @@ def create_habit(athlete: Membership, actor: Membership, values: dict) -> Habit:
 
 
 def _minute_now(member: Membership) -> int:
-    local = clock.now().astimezone(ZoneInfo(_zone(member)))
+    local = clock.now().astimezone(zone_of(member))
     return local.hour * 60 + local.minute
 
 

@@ -40,6 +40,7 @@ from coach.orgs.models import ATHLETE, Membership
 from coach.platform.outbox import emit
 from coach.progress import timeline
 from coach.progress.access import ProgressError, is_staff, load_athlete, require_staff
+from coach.progress.days import local_today, monday_of
 from coach.progress.events import PROGRAM_ASSIGNED, WORKOUT_COMMENTED, WORKOUT_LOGGED
 from coach.progress.models import (LOG_STATUSES, MAX_EXERCISES_PER_PROGRAM, Exercise, Program, ProgramAssignment,
                                    ProgramWorkout, WorkoutComment, WorkoutExercise, WorkoutLog, WorkoutLogExercise)
@@ -55,18 +56,6 @@ ASSIGN_WINDOW_DAYS = 366
 
 
 # --- small helpers ------------------------------------------------------------------------------------
-
-def local_today(member: Membership, now: datetime | None = None) -> date:
-    """Today in ``member``'s time zone."""
-    try:
-        zone = ZoneInfo(member.user.timezone or "UTC")
-    except (KeyError, ValueError):
-        zone = ZoneInfo("UTC")
-    return (now or clock.now()).astimezone(zone).date()
-
-
-def monday_of(day: date) -> date:
-    return day - timedelta(days=day.weekday())
 
 
 def scheduled_date(start: date, workout: ProgramWorkout) -> date:

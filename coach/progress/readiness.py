@@ -18,9 +18,8 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert as pg_insert
@@ -30,6 +29,7 @@ from coach.extensions import db
 from coach.orgs.models import Membership
 from coach.progress import timeline
 from coach.progress.access import ProgressError
+from coach.progress.days import local_today
 from coach.progress.models import ReadinessCheckin
 
 BASELINE_DAYS, BASELINE_MIN = 14, 7
@@ -111,10 +111,6 @@ def _sleep(raw) -> Decimal:
 
 
 # --- reading -------------------------------------------------------------------------------------------
-
-def local_today(member: Membership, now: datetime | None = None) -> date:
-    return (now or clock.now()).astimezone(ZoneInfo(member.user.timezone or "UTC")).date()
-
 
 def today(athlete: Membership) -> ReadinessCheckin | None:
     """Today's check-in (the athlete's local today), or None."""

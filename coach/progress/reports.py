@@ -41,6 +41,7 @@ from coach.progress import charts, pdf, programs, proficiency, timeline
 from coach.progress import readiness as readiness_service
 from coach.progress import goals as goals_service
 from coach.progress.access import ProgressError, is_staff, load_athlete
+from coach.progress.days import local_today, monday_of, zone_named
 from coach.progress.events import REPORT_READY, REPORT_REQUESTED
 from coach.progress.models import (
     AthleteProfile, CoachDigest, Goal, ProgressReport, ReadinessCheckin)
@@ -85,15 +86,7 @@ def validate_period(start: date | None, end: date | None, today: date) -> None:
         raise ProgressError("A report cannot end in the future.")
 
 
-def athlete_today(athlete: Membership) -> date:
-    return clock.now().astimezone(_zone(athlete.user.timezone)).date()
-
-
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except Exception:  # an unknown zone name: UTC rather than a failed job
-        return ZoneInfo("UTC")
+athlete_today = local_today
 
 
 def request(athlete: Membership, requested_by: Membership | None, period_start: date | None,
@@ -303,7 +296,7 @@ class ReportData:
 
 
 def _bounds(athlete: Membership, start: date, end: date) -> tuple[datetime, datetime]:
-    zone = _zone(athlete.user.timezone)
+    zone = zone_named(athlete.user.timezone)
     return (datetime.combine(start, datetime.min.time(), zone),
             datetime.combine(end + timedelta(days=1), datetime.min.time(), zone))
 
@@ -322,7 +315,7 @@ def _sessions(athlete: Membership, start: date, end: date) -> tuple[int, list[Se
     if not rows:
         return 0, []
     names = _names(t, {row.coach_membership_id for row in rows})
-    zone = _zone(athlete.user.timezone)  # the athlete's local day and time
+    zone = zone_named(athlete.user.timezone)  # the athlete's local day and time
     return rows[0].total, [SessionLine(row.starts_at.astimezone(zone), row.title,
                                        names.get(row.coach_membership_id, "Former member"), row.status)
                            for row in rows]
@@ -353,14 +346,10 @@ def _fmt(value, unit: str | None) -> str:
     return f"{shown} {unit}".strip() if unit else shown
 
 
-def _monday(day: date) -> date:
-    return day - timedelta(days=day.weekday())
-
-
 def _compliance(athlete: Membership, start: date, end: date) -> list[programs.WeekCompliance]:
     """Program compliance per week of the period (slice C's ``programs.compliance``; at most its 104 weeks, the
     latest); nothing when no workout was scheduled in it."""
-    weeks = min(104, (_monday(end) - _monday(start)).days // 7 + 1)
+    weeks = min(104, (monday_of(end) - monday_of(start)).days // 7 + 1)
     found = programs.compliance(athlete, weeks=weeks, end=end)
     return found if any(week.scheduled for week in found) else []
 
@@ -377,7 +366,7 @@ def _readiness(athlete: Membership, start: date, end: date) -> list[tuple[date, 
         return series
     buckets: dict[date, list[float]] = {}
     for day, value in series:
-        buckets.setdefault(_monday(day), []).append(value)
+        buckets.setdefault(monday_of(day), []).append(value)
     return [(week, round(sum(vs) / len(vs), 2)) for week, vs in sorted(buckets.items())]
 
 
@@ -527,9 +516,9 @@ def _email(report: ProgressReport, data: ReportData) -> None:
 # --- weekly reports and the coaches' digest -----------------------------------------------------------------
 
 
-def _due_monday(zone_name: str | None, at: datetime) -> date | None:
+def _duemonday_of(zone_name: str | None, at: datetime) -> date | None:
     """The Monday (local) when ``at`` is a Monday at or after 07:00 in that zone: its previous week is due."""
-    local = at.astimezone(_zone(zone_name))
+    local = at.astimezone(zone_named(zone_name))
     if local.weekday() != 0 or local.hour < WEEKLY_HOUR:
         return None
     return local.date()
@@ -549,7 +538,7 @@ def weekly_reports_for(tenant_id: uuid.UUID, at: datetime | None = None) -> int:
     for row in athletes:
         if row.weekly_report is False:
             continue
-        monday = _due_monday(zones.get(row.user_id), at)
+        monday = _duemonday_of(zones.get(row.user_id), at)
         if monday is None:
             continue
         start = monday - timedelta(days=7)
@@ -619,7 +608,7 @@ def digest_lines(tenant_id: uuid.UUID, week_start: date) -> list[DigestLine]:
     if not athletes:
         return []
     ids = [a.id for a in athletes]
-    zones = {a.id: _zone(a.user.timezone) for a in athletes}
+    zones = {a.id: zone_named(a.user.timezone) for a in athletes}
     since = datetime.combine(week_start - timedelta(days=1), datetime.min.time(), ZoneInfo("UTC"))
     until = datetime.combine(week_end + timedelta(days=2), datetime.min.time(), ZoneInfo("UTC"))
     sessions: dict[uuid.UUID, int] = {}
@@ -678,7 +667,7 @@ def digests_for(tenant_id: uuid.UUID, at: datetime | None = None) -> int:
     sent = 0
     lines_by_week: dict[date, list[DigestLine]] = {}
     for coach in staff:
-        monday = _due_monday(coach.user.timezone, at)
+        monday = _duemonday_of(coach.user.timezone, at)
         if monday is None:
             continue
         week_start = monday - timedelta(days=7)
