@@ -38,7 +38,7 @@ from coach.accounts.models import User
 from coach.orgs.models import Membership
 from coach.progress import timeline
 from coach.progress.access import ProgressError, is_staff, load_athlete
-from coach.progress.days import local_today
+from coach.progress.days import local_today, zone_of
 from coach.progress.models import Goal, GoalMilestone, GoalValue
 
 TITLE_MAX, DESCRIPTION_MAX, UNIT_MAX, NOTE_MAX = 160, 5000, 20, 500
@@ -248,11 +248,12 @@ def _created_on(goal: Goal, zone: ZoneInfo) -> date:
     return (goal.created_at or clock.now()).astimezone(zone).date()
 
 
-def _views(athlete: Membership, goals: list[Goal], values: list[GoalValue],
+def _views(athlete: Membership, goals: list[Goal], values: list,
            milestones: list[GoalMilestone]) -> list[GoalView]:
-    zone = ZoneInfo(athlete.user.timezone or "UTC")
-    today = clock.now().astimezone(zone).date()
-    by_goal_values: dict[uuid.UUID, list[GoalValue]] = {}
+    """``values``: GoalValue rows, or rows with their ``goal_id``, ``logged_on`` and ``value``, in order."""
+    zone = zone_of(athlete)
+    today = local_today(athlete)
+    by_goal_values: dict[uuid.UUID, list] = {}
     for v in values:
         by_goal_values.setdefault(v.goal_id, []).append(v)
     by_goal_ms: dict[uuid.UUID, list[GoalMilestone]] = {}
@@ -285,8 +286,10 @@ def summary(athlete: Membership) -> list[GoalView]:
     if not goals:
         return []
     ids = [g.id for g in goals]
-    values = list(db.session.scalars(select(GoalValue).where(
-        GoalValue.tenant_id == athlete.tenant_id, GoalValue.goal_id.in_(ids)).order_by(*_value_order())))
+    # Plain (goal_id, logged_on, value) rows, not ORM objects: the athlete page reads hundreds of them and
+    # only the goal's own page (``view``) needs a value's id and note.
+    values = db.session.execute(select(GoalValue.goal_id, GoalValue.logged_on, GoalValue.value).where(
+        GoalValue.tenant_id == athlete.tenant_id, GoalValue.goal_id.in_(ids)).order_by(*_value_order())).all()
     milestones = list(db.session.scalars(select(GoalMilestone).where(
         GoalMilestone.tenant_id == athlete.tenant_id, GoalMilestone.goal_id.in_(ids)).order_by(
         GoalMilestone.goal_id, GoalMilestone.position, GoalMilestone.title)))
