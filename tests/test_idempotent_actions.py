@@ -20,16 +20,22 @@ from coach.booking import service as booking
 from coach.extensions import db
 from coach.orgs.service import membership_for
 from coach.platform.idempotency import FORM_FIELD
+from coach.progress import programs
+from coach.progress.days import local_today, monday_of
+from coach.progress.models import ProgressReport
 from coach.spaces import service as spaces
 from tests.booking_support import BookingWorld
 from tests.conftest import Auth
 from tests.factories import add_member, make_org, make_user
 from tests.media_flow import PDF, MediaWorld, page_token, pdf_bytes
 from tests.media_flow import media_storage  # noqa: F401  (fixture)
+from tests.test_progress_programs import build_program
+from tests.test_progress_programs import make_world as make_progress_world
 
 HX = {"HX-Request": "true"}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
-BLUEPRINTS = {"booking", "spaces", "media", "admin", "notifications", "notification_links", "orgs"}
+BLUEPRINTS = {"booking", "spaces", "media", "admin", "notifications", "notification_links", "orgs",
+              "progress"}
 
 # Unsafe routes of these blueprints left without a key, and why. Chat (messages deduplicated by client_id) is
 # another blueprint's.
@@ -493,6 +499,113 @@ def test_admin_and_notification_pages_give_every_protected_form_its_own_key(app,
         response = ada.get(path)
         assert response.status_code == 200, path
         check_keys(app, body(response), path)
+
+
+
+# --- athlete development -----------------------------------------------------------------------------------
+
+@pytest.fixture()
+def gym(ctx):
+    """Cora (coach) built "Base block" (Monday "Legs", Wednesday "Engine") and assigned it to Ali from this week's
+    Monday; Ali logged Monday's "Legs"."""
+    w = make_progress_world()
+    w.program = build_program(w)
+    [w.assignment] = programs.assign(w.coach, w.program, [str(w.athlete.id)],
+                                     start=monday_of(local_today(w.athlete)).isoformat())
+    db.session.commit()
+    w.legs = next(s.workout for s in programs.schedule(w.athlete, w.assignment.start_date, w.assignment.start_date)
+                  if s.workout.title == "Legs")
+    w.log = programs.log_workout(w.athlete, w.assignment.id, w.legs.id, {"status": "done"})
+    db.session.commit()
+    w.base = f"/o/{w.org.slug}/progress"
+    return w
+
+
+@pytest.mark.parametrize("headers", [HX, {}], ids=["htmx", "plain"])
+def test_a_coach_note_submitted_twice_with_the_same_key_is_one_note(app, gym, owner_db, headers):
+    cora = browser_of(app, gym.coach_user.email)
+    page = f"{gym.base}/athletes/{gym.athlete.id}"
+    action = f"{page}/notes"
+    fields = {**form_at(app, cora, page, action), "body": "Knee sore again"}
+
+    first = cora.post(action, data=fields, headers=headers)
+    second = cora.post(action, data=fields, headers=headers)
+
+    assert first.status_code == (200 if headers else 303)
+    assert_replayed(first, second)
+    assert count(owner_db, gym.org, "SELECT count(*) FROM coach_notes WHERE body_md = %s", "Knee sore again") == 1
+    if headers:  # the swapped notes block carries a fresh key: the next note is not a replay
+        again = [f for f in check_keys(app, body(first), "the notes block") if f["action"] == action][0]["fields"]
+        assert again[FORM_FIELD] != fields[FORM_FIELD]
+        more = cora.post(action, data={**fields, **again, "body": "Better today"}, headers=HX)
+        assert more.status_code == 200 and "Idempotent-Replayed" not in more.headers
+        assert count(owner_db, gym.org, "SELECT count(*) FROM coach_notes") == 2
+
+
+def test_a_workout_comment_submitted_twice_is_one_comment(app, gym, owner_db):
+    cora = browser_of(app, gym.coach_user.email)
+    page = f"{gym.base}/workouts/logs/{gym.log.id}"
+    action = f"{page}/comments"
+    fields = {**form_at(app, cora, page, action), "body": "Strong session"}
+
+    first = cora.post(action, data=fields)
+    second = cora.post(action, data=fields)
+
+    assert first.status_code == 303
+    assert_replayed(first, second)
+    assert count(owner_db, gym.org, "SELECT count(*) FROM workout_comments WHERE log_id = %s", gym.log.id) == 1
+
+
+@pytest.mark.parametrize("headers", [HX, {}], ids=["htmx", "plain"])
+def test_a_report_requested_twice_is_one_report(app, gym, owner_db, headers):
+    cora = browser_of(app, gym.coach_user.email)
+    page = f"{gym.base}/athletes/{gym.athlete.id}/reports"
+    today = local_today(gym.athlete)
+    fields = {**form_at(app, cora, page, page), "period_start": (today.replace(day=1)).isoformat(),
+              "period_end": today.isoformat()}
+
+    first = cora.post(page, data=fields, headers=headers)
+    second = cora.post(page, data=fields, headers=headers)
+
+    assert first.status_code in ((200, 204) if headers else (303,)), body(first)
+    assert_replayed(first, second)
+    assert count(owner_db, gym.org, "SELECT count(*) FROM progress_reports") == 1
+
+
+def test_the_pages_of_athlete_development_give_every_protected_form_its_own_key(app, gym):
+    tenancy.activate(gym.org.id)
+    today = local_today(gym.athlete)
+    db.session.add(ProgressReport(tenant_id=gym.org.id, athlete_membership_id=gym.athlete.id,
+                                  requested_by_membership_id=gym.coach.id, period_start=today.replace(day=1),
+                                  period_end=today, status="failed", progress=40, error="The worker stopped."))
+    db.session.commit()
+    b, athlete = gym.base, gym.athlete.id
+    cora = browser_of(app, gym.coach_user.email)
+    for path in (f"{b}/athletes/{athlete}", f"{b}/programs/{gym.program.id}", f"{b}/programs",
+                 f"{b}/programs/{gym.program.id}/assign", f"{b}/exercises", f"{b}/exercises/{gym.squat.id}",
+                 f"{b}/workouts/logs/{gym.log.id}", f"{b}/athletes/{athlete}/reports"):
+        response = cora.get(path)
+        assert response.status_code == 200, path
+        forms = check_keys(app, body(response), path)
+        assert any(protected(app, endpoint_of(app, f["action"])) for f in forms if f["method"] == "POST"), path
+    ali = browser_of(app, gym.athlete_user.email)
+    for path in (f"{b}/workouts/{gym.assignment.id}/{gym.legs.id}", f"{b}/workouts/logs/{gym.log.id}",
+                 f"{b}/athletes/{athlete}/reports", f"{b}/athletes/{athlete}", b):
+        response = ali.get(path)
+        assert response.status_code == 200, path
+        check_keys(app, body(response), path)
+    # The builder's workout swapped in place by htmx carries fresh keys of its own.
+    action = f"{b}/programs/{gym.program.id}/workouts/{gym.legs.id}/lines"
+    fields = {**form_at(app, cora, f"{b}/programs/{gym.program.id}", action), "exercise_id": str(gym.squat.id),
+              "sets": "2", "reps": "5"}
+    first = cora.post(action, data=fields, headers=HX)
+    second = cora.post(action, data=fields, headers=HX)
+    assert first.status_code == 200
+    assert_replayed(first, second)
+    again = [f for f in check_keys(app, body(first), "the swapped workout") if f["action"] == action][0]["fields"]
+    assert again[FORM_FIELD] != fields[FORM_FIELD]
+    tenancy.activate(gym.org.id)
+    assert len(programs.builder(gym.program).lines[gym.legs.id]) == 3  # squat, row, and the squat added once
 
 
 def test_the_key_field_is_fresh_on_every_render(app, bw, carla):

@@ -12,6 +12,7 @@ from coach.blueprints.progress import bp
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, trigger, wants_fragment
 from coach.orgs.models import ADMIN, ATHLETE, COACH
+from coach.platform.idempotency import idempotent
 from coach.progress import athletes, programs
 from coach.progress.access import is_staff, load_athlete
 from coach.tenancy import role_required
@@ -139,6 +140,7 @@ def timeline(athlete_id: str):
 
 @bp.post("/athletes/<athlete_id>/notes", endpoint="add_note")
 @role_required(ADMIN, COACH)
+@idempotent
 def add_note(athlete_id: str):
     """Write a private note about the athlete (coaches and admins only)."""
     athlete = load_athlete(g.membership, athlete_id)

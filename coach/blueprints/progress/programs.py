@@ -19,6 +19,7 @@ from coach.extensions import db
 from coach.htmx import redirect_after_post, render, wants_fragment
 from coach.media import service as media
 from coach.orgs.models import ADMIN, ATHLETE, COACH
+from coach.platform.idempotency import idempotent
 from coach.progress import exercises, programs
 from coach.progress.access import ProgressError, athletes_of, is_staff, load_athlete
 from coach.progress.models import LOG_STATUSES, MAX_EXERCISES_PER_PROGRAM
@@ -77,6 +78,7 @@ def exercise_library():
 
 @bp.post("/exercises")
 @role_required(*STAFF)
+@idempotent
 def exercise_create():
     values = _values()
     try:
@@ -98,6 +100,7 @@ def _exercise_page(exercise, status: int = 200, error: str | None = None):
 
 @bp.route("/exercises/<exercise_id>", methods=["GET", "POST"])
 @role_required(*STAFF)
+@idempotent
 def exercise_edit(exercise_id: str):
     exercise = exercises.get_exercise(g.membership, exercise_id)
     if request.method == "GET":
@@ -114,6 +117,7 @@ def exercise_edit(exercise_id: str):
 
 @bp.post("/exercises/<exercise_id>/archive")
 @role_required(*STAFF)
+@idempotent
 def exercise_archive(exercise_id: str):
     """Remove an exercise (deleted when unused, archived when a program uses it), or restore an archived one."""
     exercise = exercises.get_exercise(g.membership, exercise_id)
@@ -150,6 +154,7 @@ def program_list():
 
 @bp.post("/programs")
 @role_required(*STAFF)
+@idempotent
 def program_create():
     values = _values()
     try:
@@ -208,6 +213,7 @@ def _workout_fragment(program, workout_id: str, status: int = 200, error: str | 
 
 @bp.post("/programs/<program_id>")
 @role_required(*STAFF)
+@idempotent
 def program_update(program_id: str):
     return _builder_action(program_id, lambda p, v: programs.update_program(g.membership, p, v), "details",
                            message="Program saved.")
@@ -215,6 +221,7 @@ def program_update(program_id: str):
 
 @bp.post("/programs/<program_id>/archive")
 @role_required(*STAFF)
+@idempotent
 def program_archive(program_id: str):
     program = _program(program_id)
     values = _values()
@@ -226,6 +233,7 @@ def program_archive(program_id: str):
 
 @bp.post("/programs/<program_id>/copy-week")
 @role_required(*STAFF)
+@idempotent
 def program_copy_week(program_id: str):
     return _builder_action(
         program_id, lambda p, v: (programs.copy_week(g.membership, p, v.get("from_week"), v.get("to_week")),
@@ -235,6 +243,7 @@ def program_copy_week(program_id: str):
 
 @bp.post("/programs/<program_id>/template")
 @role_required(*STAFF)
+@idempotent
 def program_save_template(program_id: str):
     """Save a deep copy of the program as a template (or, from a template, start a program)."""
     program = _program(program_id)
@@ -252,6 +261,7 @@ def program_save_template(program_id: str):
 
 @bp.post("/programs/<program_id>/workouts")
 @role_required(*STAFF)
+@idempotent
 def workout_add(program_id: str):
     return _builder_action(program_id, lambda p, v: programs.add_workout(g.membership, p, v),
                            f"week-{request.form.get('week', '1')}" if request.form.get('week', '').isdigit() else "",
@@ -260,6 +270,7 @@ def workout_add(program_id: str):
 
 @bp.post("/programs/<program_id>/workouts/<workout_id>")
 @role_required(*STAFF)
+@idempotent
 def workout_update(program_id: str, workout_id: str):
     return _builder_action(program_id, lambda p, v: programs.update_workout(g.membership, _workout(p, workout_id), v),
                            f"workout-{workout_id}", workout_id, message="Workout saved.")
@@ -267,6 +278,7 @@ def workout_update(program_id: str, workout_id: str):
 
 @bp.post("/programs/<program_id>/workouts/<workout_id>/delete")
 @role_required(*STAFF)
+@idempotent
 def workout_delete(program_id: str, workout_id: str):
     return _builder_action(program_id, lambda p, v: programs.delete_workout(g.membership, _workout(p, workout_id)),
                            f"workout-{workout_id}", message="Workout removed.")
@@ -274,6 +286,7 @@ def workout_delete(program_id: str, workout_id: str):
 
 @bp.post("/programs/<program_id>/workouts/<workout_id>/move")
 @role_required(*STAFF)
+@idempotent
 def workout_move(program_id: str, workout_id: str):
     return _builder_action(program_id, lambda p, v: programs.move_workout(
         g.membership, _workout(p, workout_id), v.get("direction", "")), f"workout-{workout_id}")
@@ -281,6 +294,7 @@ def workout_move(program_id: str, workout_id: str):
 
 @bp.post("/programs/<program_id>/workouts/<workout_id>/lines")
 @role_required(*STAFF)
+@idempotent
 def line_add(program_id: str, workout_id: str):
     """Add an exercise to a workout (htmx: the workout is swapped in place)."""
     return _builder_action(program_id, lambda p, v: programs.add_line(g.membership, p, _workout(p, workout_id), v),
@@ -289,6 +303,7 @@ def line_add(program_id: str, workout_id: str):
 
 @bp.post("/programs/<program_id>/workouts/<workout_id>/lines/<line_id>")
 @role_required(*STAFF)
+@idempotent
 def line_update(program_id: str, workout_id: str, line_id: str):
     return _builder_action(program_id, lambda p, v: programs.update_line(
         g.membership, programs.get_line(g.membership, _workout(p, workout_id), line_id), v),
@@ -297,6 +312,7 @@ def line_update(program_id: str, workout_id: str, line_id: str):
 
 @bp.post("/programs/<program_id>/workouts/<workout_id>/lines/<line_id>/delete")
 @role_required(*STAFF)
+@idempotent
 def line_delete(program_id: str, workout_id: str, line_id: str):
     return _builder_action(program_id, lambda p, v: programs.delete_line(
         g.membership, programs.get_line(g.membership, _workout(p, workout_id), line_id)),
@@ -305,6 +321,7 @@ def line_delete(program_id: str, workout_id: str, line_id: str):
 
 @bp.post("/programs/<program_id>/workouts/<workout_id>/lines/<line_id>/move")
 @role_required(*STAFF)
+@idempotent
 def line_move(program_id: str, workout_id: str, line_id: str):
     return _builder_action(program_id, lambda p, v: programs.move_line(
         g.membership, programs.get_line(g.membership, _workout(p, workout_id), line_id), v.get("direction", "")),
@@ -322,6 +339,7 @@ def _assign_page(program, status: int = 200, error: str | None = None, values: d
 
 @bp.route("/programs/<program_id>/assign", methods=["GET", "POST"])
 @role_required(*STAFF)
+@idempotent
 def program_assign(program_id: str):
     """Assign to one athlete or a group (chosen athletes and/or a space's athletes) from the Monday of a week."""
     program = _program(program_id)
@@ -342,6 +360,7 @@ def program_assign(program_id: str):
 
 @bp.post("/assignments/<assignment_id>/end")
 @role_required(*STAFF)
+@idempotent
 def assignment_end(assignment_id: str):
     require_action_form()
     assignment = programs.get_assignment(g.membership, assignment_id)
@@ -434,6 +453,7 @@ def _log_page(form, status: int = 200, error: str | None = None, values: dict | 
 
 @bp.route("/workouts/<assignment_id>/<workout_id>", methods=["GET", "POST"])
 @role_required(*ROLES)
+@idempotent
 def workout_log(assignment_id: str, workout_id: str):
     """The log form of a scheduled workout (what was done per exercise, status, RPE, note, a video)."""
     form = programs.log_form(g.membership, assignment_id, workout_id)
@@ -473,6 +493,7 @@ def workout_log_view(log_id: str):
 
 @bp.post("/workouts/logs/<log_id>/comments")
 @role_required(*ROLES)
+@idempotent
 def workout_comment(log_id: str):
     log = programs.get_log(g.membership, log_id)
     values = _values()

@@ -14,6 +14,7 @@ from coach.errors import DomainError
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, wants_fragment
 from coach.platform import tenant_context
+from coach.platform.idempotency import idempotent
 from coach.progress import reports
 from coach.progress.access import ProgressError, is_staff, load_athlete
 from coach.tenancy import role_required
@@ -56,6 +57,7 @@ def reports_page(athlete_id: str):
 
 @bp.post("/athletes/<athlete_id>/reports", endpoint="report_request")
 @role_required()
+@idempotent
 def report_request(athlete_id: str):
     athlete = load_athlete(g.membership, athlete_id)
     form = RequestForm()
@@ -72,6 +74,7 @@ def report_request(athlete_id: str):
 
 @bp.post("/athletes/<athlete_id>/reports/settings", endpoint="report_settings")
 @role_required()
+@idempotent
 def report_settings(athlete_id: str):
     athlete = load_athlete(g.membership, athlete_id)
     settings = SettingsForm()
@@ -96,6 +99,7 @@ def report_status(report_id: str):
 
 @bp.post("/reports/<report_id>/retry", endpoint="report_retry")
 @role_required()
+@idempotent
 def report_retry(report_id: str):
     require_action_form()
     report = reports.load(g.membership, report_id)
