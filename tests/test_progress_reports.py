@@ -17,6 +17,7 @@ from coach import clock, tenancy
 from coach.booking.models import Booking, CoachingSession
 from coach.extensions import db
 from coach.notifications.models import Notification
+from coach.platform.models import AuditEvent
 from coach.media.storage import get_storage
 from coach.orgs.models import ATHLETE, COACH
 from coach.progress import pdf as report_pdf
@@ -362,3 +363,24 @@ def test_at_most_three_reports_of_an_athlete_are_made_at_once(app, job_runner, c
         tenancy.activate(world.org.id)
         assert db.session.scalar(select(func.count()).select_from(ProgressReport)
                                  .where(ProgressReport.tenant_id == world.org.id)) == reports.MAX_BUILDING
+
+
+def test_the_guardian_is_set_by_staff_audited_and_kept_from_the_athlete(app, job_runner, ctx):
+    world = BookingWorld()
+    coach = login(app.test_client(), world.coach.user.email)
+    page = coach.get(reports_url(world)).get_data(as_text=True)
+    assert coach.post(f"{reports_url(world)}/settings", data={
+        "csrf_token": csrf_from(page), "guardian_email": "parent@example.com", "weekly_report": "y"}).status_code == 303
+    athlete = login(app.test_client(), world.athlete.user.email)
+    page = athlete.get(reports_url(world)).get_data(as_text=True)
+    refused = athlete.post(f"{reports_url(world)}/settings", data={"csrf_token": csrf_from(page), "guardian_email": ""})
+    assert refused.status_code == 403 and "Only your coaches" in refused.get_data(as_text=True)
+    # The athlete may still turn the weekly report off, leaving the guardian as it is.
+    kept = athlete.post(f"{reports_url(world)}/settings", data={"csrf_token": csrf_from(page),
+                                                                "guardian_email": "parent@example.com"})
+    assert kept.status_code == 303
+    tenancy.activate(world.org.id)
+    profile = reports.profile_of(world.athlete)
+    assert (profile.guardian_email, profile.weekly_report) == ("parent@example.com", False)
+    changes = db.session.scalars(select(AuditEvent.details).where(AuditEvent.action == "progress.guardian_changed")).all()
+    assert changes == [{"from": None, "to": "parent@example.com"}]

@@ -32,6 +32,7 @@ from coach.extensions import db
 from coach.media.storage import get_storage
 from coach.ids import parse_uuid
 from coach.orgs.models import ADMIN, ATHLETE, COACH, Membership, Organization
+from coach.platform import audit
 from coach.platform.jobs import after_commit, consumer, each_tenant, get_app
 from coach.platform.mail import queue_email
 from coach.platform.outbox import emit
@@ -172,6 +173,14 @@ def update_settings(viewer: Membership, athlete: Membership, guardian_email: str
     email = (guardian_email or "").strip() or None
     if email is not None and (len(email) > 254 or "@" not in email.strip("@") or any(c.isspace() for c in email)):
         raise ProgressError("Enter a valid email address for the guardian, or leave it blank.")
+    before = profile_of(athlete)
+    previous = before.guardian_email if before is not None else None
+    if email != previous:
+        # A guardian follows a (often young) athlete's reports: the organization's staff decide who that is.
+        if not is_staff(viewer):
+            raise ProgressError("Only your coaches can change the guardian's email.", status=403)
+        audit.record("progress.guardian_changed", actor=viewer.user, target_type="membership", target_id=athlete.id,
+                     details={"from": previous, "to": email})
     values = {"guardian_email": email, "weekly_report": bool(weekly_report), "updated_at": clock.now()}
     db.session.execute(
         pg_insert(AthleteProfile)
