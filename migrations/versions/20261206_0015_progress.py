@@ -11,8 +11,8 @@ the coach, the records of them stay.
 
 A signed-off session record is locked by a trigger: its content, status and version never change again (an
 amendment is a new version), and the levels and media of a signed record can be neither added, changed nor
-removed. Only the author columns may still be cleared (a member leaving) and the whole record may be deleted
-with its booking or organization.
+removed. Only the author columns and the booking may still be cleared (a member leaving, a coach's sessions
+going with them), and the whole record may be deleted with its athlete or organization.
 
 Revision ID: 0015_progress
 Revises: 0014_payments
