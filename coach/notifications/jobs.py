@@ -55,10 +55,6 @@ def _name(member: Membership | None) -> str:
     return member.user.display_name if member is not None else "Someone"
 
 
-
-
-
-
 # --- chat ------------------------------------------------------------------------------------------
 
 @consumer(CHAT_MESSAGE)

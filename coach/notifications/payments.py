@@ -24,8 +24,6 @@ def _payment(payload: dict) -> tuple[Payment, Organization] | None:
     return payment, db.session.get(Organization, payment.tenant_id)
 
 
-
-
 @consumer(PAYMENT_REFUNDED)
 def tell_athlete_of_refund(payload: dict) -> None:
     """The athlete sees the refund (and its credit note) in the app."""

@@ -25,8 +25,6 @@ WINDOW_MINUTES = 120
 BATCH = 500
 
 
-
-
 def _tenants() -> list[uuid.UUID]:
     return list(db.session.scalars(text("SELECT habits_reminder_tenants()")))
 

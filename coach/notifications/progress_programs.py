@@ -16,8 +16,6 @@ from coach.progress.models import (LOG_STATUSES, Program, ProgramAssignment, Pro
                                    WorkoutLog)
 
 
-
-
 def _member(tenant_id: uuid.UUID, member_id: uuid.UUID | None) -> Membership | None:
     if member_id is None:
         return None

@@ -14,8 +14,6 @@ from coach.progress.events import RECORD_SIGNED
 from coach.progress.models import SessionRecord
 
 
-
-
 @consumer(RECORD_SIGNED)
 def tell_athlete_of_record(payload: dict) -> None:
     """The athlete gets a ``session_record`` notice linking to the signed version."""
