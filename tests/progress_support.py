@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from coach import tenancy
 from coach.extensions import db
 from coach.progress.models import (
     AthleteProfile, AthleteSkillLevel, CoachDigest, CoachNote, Exercise, Goal, GoalMilestone, GoalValue, Habit,
     HabitCheckin, ProgramAssignment, Program, ProgramWorkout, ProgressReport, ReadinessCheckin, RecordMedia,
     RecordSkillLevel, SessionRecord, Skill, SkillArea, SkillFramework, TimelineEntry, WorkoutComment, WorkoutExercise,
     WorkoutLog, WorkoutLogExercise)
+from tests.conftest import Auth
+from tests.factories import add_member, make_org, make_user
 
 
 def seed_progress_rows(org, coach, athlete, booking, media_item, label: str = "") -> dict:
@@ -104,3 +107,33 @@ def seed_progress_rows(org, coach, athlete, booking, media_item, label: str = ""
             "readiness": readiness, "exercise": exercise, "program": program, "workout": workout,
             "assignment": assignment, "log": log, "note": note, "report": report, "milestone": milestone,
             "line": line, "value": value, "link": link}
+
+
+class RiverWorld:
+    """River Club for the goals, habits and readiness tests: Ada Admin, Maria Santos (coach), Ana Alves (athlete,
+    Europe/Berlin) and Ben Brown (athlete, in ``ben_tz``), with a logged-in browser per member on demand."""
+
+    def __init__(self, app, ben_tz: str | None = None):
+        self.app = app
+        admin = make_user("ada@example.com", "Ada Admin")
+        self.org = make_org(admin, slug="river", name="River Club")
+        self.coach = add_member(self.org, make_user("maria@example.com", "Maria Santos"), "coach")
+        ana_tz, ben = ({}, {}) if ben_tz is None else ({"tz": "Europe/Berlin"}, {"tz": ben_tz})
+        self.ana = add_member(self.org, make_user("ana@example.com", "Ana Alves", **ana_tz))
+        self.ben = add_member(self.org, make_user("ben@example.com", "Ben Brown", **ben))
+        self.act()
+        self._browsers = {}
+
+    def act(self):
+        tenancy.activate(self.org.id)
+
+    def browser(self, member):
+        if member.user.email not in self._browsers:
+            client = self.app.test_client()
+            assert Auth(client).login(member.user.email).status_code == 303
+            self._browsers[member.user.email] = client
+        self.act()
+        return self._browsers[member.user.email]
+
+    def url(self, path):
+        return f"/o/river/progress{path}"

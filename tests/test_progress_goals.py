@@ -11,12 +11,13 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from coach import clock, tenancy
+from coach import clock
 from coach.extensions import db
 from coach.progress import goals
 from coach.progress.access import ProgressError
 from coach.progress.models import Goal, GoalMilestone, GoalValue, TimelineEntry
 from tests.conftest import Auth, csrf_from
+from tests.progress_support import RiverWorld
 from tests.factories import add_member, make_org, make_user
 from tests.querycount import statements_for
 
@@ -93,30 +94,9 @@ def test_numbers_people_type_are_read():
 
 # --- the world -------------------------------------------------------------------------------------------
 
-class World:
+class World(RiverWorld):
     def __init__(self, app):
-        self.app = app
-        admin = make_user("ada@example.com", "Ada Admin")
-        self.org = make_org(admin, slug="river", name="River Club")
-        self.coach = add_member(self.org, make_user("maria@example.com", "Maria Santos"), "coach")
-        self.ana = add_member(self.org, make_user("ana@example.com", "Ana Alves"))
-        self.ben = add_member(self.org, make_user("ben@example.com", "Ben Brown"))
-        self.act()
-        self._browsers = {}
-
-    def act(self):
-        tenancy.activate(self.org.id)
-
-    def browser(self, member):
-        if member.user.email not in self._browsers:
-            client = self.app.test_client()
-            assert Auth(client).login(member.user.email).status_code == 303
-            self._browsers[member.user.email] = client
-        self.act()
-        return self._browsers[member.user.email]
-
-    def url(self, path):
-        return f"/o/river/progress{path}"
+        super().__init__(app, ben_tz=None)
 
     def post(self, member, path, data=None, page=None, htmx=False):
         client = self.browser(member)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from coach import clock, tenancy
+from coach import clock
 from coach.extensions import db
 from coach.notifications.models import Notification
 from coach.notifications import progress_habits
@@ -18,7 +18,8 @@ from coach.progress import habits
 from coach.progress.access import ProgressError
 from coach.progress.models import Habit, HabitCheckin
 from tests.conftest import Auth, csrf_from
-from tests.factories import add_member, make_org, make_user
+from tests.progress_support import RiverWorld
+from tests.factories import make_org, make_user
 from tests.querycount import statements_for
 
 UTC = timezone.utc
@@ -101,36 +102,15 @@ def test_heatmap_grid_is_53_weeks_of_7_days_with_levels():
 
 # --- the world -------------------------------------------------------------------------------------------
 
-class World:
+class World(RiverWorld):
     def __init__(self, app):
-        self.app = app
-        admin = make_user("ada@example.com", "Ada Admin")
-        self.org = make_org(admin, slug="river", name="River Club")
-        self.coach = add_member(self.org, make_user("maria@example.com", "Maria Santos"), "coach")
-        self.ana = add_member(self.org, make_user("ana@example.com", "Ana Alves", tz="Europe/Berlin"))
-        self.ben = add_member(self.org, make_user("ben@example.com", "Ben Brown", tz="America/New_York"))
-        self.act()
-        self._browsers = {}
-
-    def act(self):
-        tenancy.activate(self.org.id)
-
-    def browser(self, member):
-        if member.user.email not in self._browsers:
-            client = self.app.test_client()
-            assert Auth(client).login(member.user.email).status_code == 303
-            self._browsers[member.user.email] = client
-        self.act()
-        return self._browsers[member.user.email]
+        super().__init__(app, ben_tz="America/New_York")
 
     def habit(self, athlete, title="Stretch", **values):
         self.act()
         made = habits.create_habit(athlete, athlete, {"title": title, **values})
         db.session.commit()
         return made
-
-    def url(self, path):
-        return f"/o/river/progress{path}"
 
     def post(self, member, path, data=None, htmx=False, page=None):
         client = self.browser(member)

@@ -9,13 +9,14 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, select
 
-from coach import clock, tenancy
+from coach import clock
 from coach.extensions import db
 from coach.progress import readiness
 from coach.progress.access import ProgressError
 from coach.progress.models import ReadinessCheckin, TimelineEntry
 from tests.conftest import Auth, csrf_from
-from tests.factories import add_member, make_org, make_user
+from tests.progress_support import RiverWorld
+from tests.factories import make_org, make_user
 from tests.querycount import statements_for
 
 UTC = timezone.utc
@@ -43,30 +44,9 @@ def test_flag_rule():
     assert not readiness.evaluate(1.0, *readiness.baseline([4.0] * 6))  # fewer than 7 days: no baseline
 
 
-class World:
+class World(RiverWorld):
     def __init__(self, app):
-        self.app = app
-        admin = make_user("ada@example.com", "Ada Admin")
-        self.org = make_org(admin, slug="river", name="River Club")
-        self.coach = add_member(self.org, make_user("maria@example.com", "Maria Santos"), "coach")
-        self.ana = add_member(self.org, make_user("ana@example.com", "Ana Alves", tz="Europe/Berlin"))
-        self.ben = add_member(self.org, make_user("ben@example.com", "Ben Brown", tz="America/Los_Angeles"))
-        self.act()
-        self._browsers = {}
-
-    def act(self):
-        tenancy.activate(self.org.id)
-
-    def browser(self, member):
-        if member.user.email not in self._browsers:
-            client = self.app.test_client()
-            assert Auth(client).login(member.user.email).status_code == 303
-            self._browsers[member.user.email] = client
-        self.act()
-        return self._browsers[member.user.email]
-
-    def url(self, path):
-        return f"/o/river/progress{path}"
+        super().__init__(app, ben_tz="America/Los_Angeles")
 
     def check_in(self, data, htmx=False):
         client = self.browser(self.ana)
