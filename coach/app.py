@@ -25,8 +25,8 @@ from whitenoise import WhiteNoise
 
 from coach import tenancy
 from coach.accounts.loader import setup_login
-from coach.blueprints import (accounts, admin, booking, chat, core, media, notifications, orgs, payments, progress,
-                              spaces, storage, templating)
+from coach.blueprints import (accounts, admin, booking, chat, core, media, notifications, operator, orgs, payments,
+                              privacy, progress, spaces, storage, templating)
 from coach.cli import register_cli
 from coach.config import load_config
 from coach.errors import DomainError
@@ -53,12 +53,15 @@ DOMAINS = (
     "coach.chat",
     "coach.payments",
     "coach.progress",
+    "coach.privacy",
+    "coach.governance",
     "coach.notifications",
 )
 
 # Every blueprint, in registration order.
 BLUEPRINTS = (core.bp, accounts.bp, orgs.bp, admin.bp, booking.bp, spaces.bp, storage.bp, media.bp, chat.bp,
-              payments.bp, payments.hooks, progress.bp, notifications.bp, notifications.links)
+              payments.bp, payments.hooks, progress.bp, privacy.bp, privacy.org, operator.bp, notifications.bp,
+              notifications.links)
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{media}; media-src 'self'{media}; "

@@ -23,6 +23,7 @@ from coach.media.models import MediaComment
 from coach.orgs.models import Membership
 from coach.orgs.service import invite
 from coach.platform.models import AuditEvent, IdempotencyKey, OutboxEvent, ProcessedEvent
+from coach.privacy.models import OrgExport
 from coach.spaces.models import PostAttachment
 from tests.booking_support import make_offering, open_every_day
 from tests.payments_support import seed_payment_rows
@@ -92,6 +93,8 @@ def two_orgs(ctx):
         # Athlete development: a framework, a signed record of the booking, goals, habits, readiness, a program
         # assigned and logged, a note, the timeline, a report and a digest.
         seed_progress_rows(org, coach, athlete, booking, item, label=prefix)
+        # Privacy: an organization export.
+        db.session.add(OrgExport(tenant_id=org.id, requested_by_membership_id=admin.id))
         # One row in every other tenant table, so each is covered below.
         db.session.add(OutboxEvent(tenant_id=org.id, topic="test.later", payload={},
                                    available_at=datetime.now(timezone.utc) + timedelta(days=1)))

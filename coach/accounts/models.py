@@ -4,7 +4,21 @@ import uuid
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from coach.extensions import db
@@ -29,6 +43,19 @@ class User(UserMixin, db.Model):
     # through their ``user_sessions`` rows).
     session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Two-factor by TOTP (migration 0016): the secret sealed with the app's key (accounts.twofactor), set at
+    # enrolment and live once confirmed (``totp_enabled_at``); the last time step accepted, so a code works once.
+    totp_secret: Mapped[str | None] = mapped_column(String(300))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # Granted by ``flask platform-admin`` only: the operators' console (no tenant's content).
+    platform_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Deleting the account: asked for, erased once due unless cancelled (by logging in); ``erased_at`` once done.
+    deletion_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deletion_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deletion_erase_content: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     # The server-side session this object was loaded for (set by the user loader and by
     # ``start_session``; not a column). Flask-Login keeps ``get_id()`` in the cookie, so the cookie
@@ -63,6 +90,98 @@ class UserSession(db.Model):
     user_agent: Mapped[str] = mapped_column(String(200), default="")
     ip: Mapped[str] = mapped_column(String(64), default="")
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What the sign-in proved beyond the password ('totp', 'recovery', 'passkey'), when its person last
+    # re-entered a password or code (the recent sign-in that sensitive changes ask for), and the country
+    # the proxy named (a two-letter code, or '').
+    second_factor: Mapped[str | None] = mapped_column(String(16))
+    reauthenticated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    country: Mapped[str] = mapped_column(String(2), default="", server_default="")
+
+
+class RecoveryCode(db.Model):
+    """One of a user's single-use two-factor recovery codes (a SHA-256 hash only; shown once at creation)."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Passkey(db.Model):
+    """A WebAuthn credential registered by a user (a passkey): signs them in without password or code."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    transports: Mapped[str] = mapped_column(String(200), default="", server_default="")  # comma-separated
+    backed_up: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    name: Mapped[str] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SecurityEvent(db.Model):
+    """One line of a person's own security log (sign-ins, failures, second-factor and password changes,
+    exports...): theirs to read on the security page, kept with the account."""
+
+    __tablename__ = "security_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    ip: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    user_agent: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    detail: Mapped[dict] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+
+
+class EmailChange(db.Model):
+    """A change of email address: confirmed by a link sent to the new address; the old address is told,
+    with an undo link that puts it back (for some days after)."""
+
+    __tablename__ = "email_changes"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    old_email: Mapped[str] = mapped_column(String(254))
+    new_email: Mapped[str] = mapped_column(String(254))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    undo_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    undo_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ExportColumns:
+    """The columns of a data export (a person's, or an organization's): a job builds a ZIP into storage."""
+
+    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    progress: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    object_key: Mapped[str | None] = mapped_column(String(300))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AccountExport(ExportColumns, db.Model):
+    """A person's export of their own data, across every organization they belong to."""
+
+    __tablename__ = "account_exports"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
 
 
 class EmailedToken:

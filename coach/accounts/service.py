@@ -34,10 +34,19 @@ login_attempted = Namespace().signal("login-attempted")
 # wait for the commit: the caller may still roll back.
 sessions_ended = Namespace().signal("sessions-ended")
 
+# Sent with ``session`` (the new ``UserSession``) when a person signs in, inside the transaction that records
+# it: what a sign-in changes besides the session (a pending account deletion is cancelled, an unusual sign-in
+# is told to its person) connects here.
+session_opened = Namespace().signal("session-opened")
+
 SIGNUP_TTL = timedelta(hours=24)
 # A session's ``last_seen_at`` is written at most this often: often enough to list sessions by when
 # they were last used, rarely enough that a request normally costs one read.
 SESSION_TOUCH_EVERY = timedelta(minutes=5)
+# Changing the email, password or second factor, or deleting the account, needs a sign-in (or a confirmation
+# of identity) within this window.
+REAUTH_WINDOW = timedelta(minutes=10)
+SECOND_FACTORS = ("totp", "recovery", "passkey")
 USER_AGENT_MAX = 200
 IP_MAX = 64
 
@@ -137,19 +146,46 @@ def session_lifetime() -> timedelta:
     return lifetime if isinstance(lifetime, timedelta) else timedelta(seconds=lifetime)
 
 
-def open_session(user: User, user_agent: str = "", ip: str = "") -> UserSession:
+def open_session(user: User, user_agent: str = "", ip: str = "", *, second_factor: str | None = None,
+                 country: str = "") -> UserSession:
     """Record a new signed-in session of ``user`` and make it the one ``user.get_id()`` names.
 
     :param user_agent: the browser's ``User-Agent`` (cut to 200 characters), to tell sessions apart.
     :param ip: the client address it was opened from (cut to 64 characters).
+    :param second_factor: what the sign-in proved besides the password (one of ``SECOND_FACTORS``), if anything.
+    :param country: the two-letter country the proxy named for the client, or ''.
     """
+    if second_factor is not None and second_factor not in SECOND_FACTORS:
+        raise ValueError(f"unknown second factor {second_factor!r}")
     at = now()
+    country = _printable(country).upper()
     record = UserSession(id=uuid.uuid4(), user_id=user.id, created_at=at, last_seen_at=at,
-                         user_agent=_printable(user_agent)[:USER_AGENT_MAX], ip=_printable(ip)[:IP_MAX])
+                         user_agent=_printable(user_agent)[:USER_AGENT_MAX], ip=_printable(ip)[:IP_MAX],
+                         second_factor=second_factor, reauthenticated_at=at,
+                         country=country if len(country) == 2 and country.isalpha() else "")
     db.session.add(record)
     db.session.flush()
     user.auth_session_id = record.id
+    session_opened.send(user, session=record)
     return record
+
+
+def current_session(user: User) -> UserSession | None:
+    """The session ``user`` was loaded for (this request's), if any."""
+    return db.session.get(UserSession, user.auth_session_id) if user.auth_session_id else None
+
+
+def recently_authenticated(user: User) -> bool:
+    """Whether ``user`` signed in or confirmed their identity on this session within ``REAUTH_WINDOW``."""
+    record = current_session(user)
+    return bool(record and record.reauthenticated_at and record.reauthenticated_at > now() - REAUTH_WINDOW)
+
+
+def mark_reauthenticated(user: User) -> None:
+    """Note that ``user`` just proved who they are again on this session (the caller commits)."""
+    record = current_session(user)
+    if record is not None:
+        record.reauthenticated_at = now()
 
 
 def _printable(value: str | None) -> str:

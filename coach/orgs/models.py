@@ -3,7 +3,18 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, String, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coach.accounts.models import User
@@ -17,6 +28,9 @@ ROLES = (ADMIN, COACH, ATHLETE, SCHEDULER)
 STAFF = (ADMIN, SCHEDULER)
 ROLE_LABELS = {ADMIN: "Admin", COACH: "Coach", ATHLETE: "Athlete", SCHEDULER: "Scheduler"}
 _ROLE_CHECK = "role IN ('admin', 'coach', 'athlete', 'scheduler')"
+# Who may create spaces in an organization (``Organization.space_creation``): admins only, coaches and admins
+# (the default), or every member.
+SPACE_CREATORS = {"admins": (ADMIN,), "leaders": (ADMIN, COACH), "members": ROLES}
 
 
 class Organization(db.Model):
@@ -35,6 +49,25 @@ class Organization(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Room for media in bytes; None means the MEDIA_QUOTA_BYTES default (migration 0006).
     media_quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # Settings (migration 0016; the admin's Settings page).
+    locale: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
+    # Who may create spaces: SPACE_CREATORS above.
+    space_creation: Mapped[str] = mapped_column(String(16), default="leaders", server_default="leaders")
+    # Whether the organization's coaches appear in the public directory (each coach may still opt out).
+    listed_publicly: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Admins and coaches must have a second factor (TOTP or a passkey) to use the organization.
+    require_two_factor: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Chat messages and audit events older than this many days are deleted by a nightly job (None: kept).
+    chat_retention_days: Mapped[int | None] = mapped_column(Integer)
+    audit_retention_days: Mapped[int | None] = mapped_column(Integer)
+    # Branding: '#rrggbb' (contrast checked), the resized logo's storage key, and a version that names the
+    # organization's stylesheet so a browser never keeps an old one.
+    accent_color: Mapped[str | None] = mapped_column(String(7))
+    logo_key: Mapped[str | None] = mapped_column(String(300))
+    branding_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Closing: asked for by an admin, erased once due unless cancelled.
+    closing_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closing_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Membership(TenantScoped, db.Model):

@@ -6,4 +6,4 @@ from coach import tenancy
 bp = tenancy.org_blueprint("admin", __name__, "/o/<slug>/admin")
 
 # The route modules register their views on ``bp`` (imported last: they import ``bp`` from here).
-from coach.blueprints.admin import views, platform_views  # noqa: E402, F401
+from coach.blueprints.admin import dashboard, platform_views, settings, views  # noqa: E402, F401

@@ -1,0 +1,2 @@
+"""The operators' console."""
+from __future__ import annotations
