@@ -182,8 +182,50 @@ def upgrade():
     op.create_index("ix_org_exports_tenant_id_created_at", "org_exports", ["tenant_id", sa.text("created_at DESC")])
     tenant_table("org_exports")
 
+    # --- data retention (governance) -------------------------------------------------------------------------
+    # The audit trail stays append-only for every role; deleting is allowed only inside audit_events_expire,
+    # which deletes the active organization's events older than that organization's own audit_retention_days
+    # (30 days at least, the check above), a batch at a time. The DELETE guard gets a WHEN clause for the
+    # setting the function sets for its own statement; UPDATE keeps its unconditional guard. (The runtime role
+    # has no DELETE grant on the table, so setting the variable itself opens nothing.)
+    op.execute("DROP TRIGGER audit_events_no_update_delete ON audit_events")
+    op.execute("CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
+               "FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()")
+    op.execute("CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events FOR EACH ROW "
+               "WHEN (coalesce(current_setting('coach.audit_expiry', true), '') <> 'on') "
+               "EXECUTE FUNCTION audit_events_append_only()")
+    op.execute("""
+        CREATE FUNCTION audit_events_expire(p_batch integer) RETURNS integer
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+        DECLARE
+            v_tenant uuid := NULLIF(current_setting('app.tenant_id', true), '')::uuid;
+            v_days integer;
+            v_deleted integer;
+        BEGIN
+            SELECT audit_retention_days INTO v_days FROM public.organizations WHERE id = v_tenant;
+            IF v_tenant IS NULL OR v_days IS NULL THEN
+                RETURN 0;
+            END IF;
+            PERFORM set_config('coach.audit_expiry', 'on', true);
+            DELETE FROM public.audit_events WHERE id IN (
+                SELECT id FROM public.audit_events
+                 WHERE tenant_id = v_tenant AND created_at < now() - make_interval(days => v_days)
+                 ORDER BY created_at LIMIT least(greatest(p_batch, 1), 10000));
+            GET DIAGNOSTICS v_deleted = ROW_COUNT;
+            PERFORM set_config('coach.audit_expiry', '', true);
+            RETURN v_deleted;
+        END $$
+    """)
+    op.execute("REVOKE ALL ON FUNCTION audit_events_expire(integer) FROM PUBLIC")
+    op.execute("GRANT EXECUTE ON FUNCTION audit_events_expire(integer) TO coach_app")
+
 
 def downgrade():
+    op.execute("DROP FUNCTION audit_events_expire(integer)")
+    op.execute("DROP TRIGGER audit_events_no_delete ON audit_events")
+    op.execute("DROP TRIGGER audit_events_no_update ON audit_events")
+    op.execute("CREATE TRIGGER audit_events_no_update_delete BEFORE UPDATE OR DELETE ON audit_events "
+               "FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()")
     op.drop_table("org_exports")
     for name in ("space_creation_valid", "accent_color_format", "chat_retention_range", "audit_retention_range"):
         op.drop_constraint(name, "organizations", type_="check")
