@@ -15,6 +15,7 @@ from flask import current_app
 from sqlalchemy import bindparam, func, select, true, update
 from sqlalchemy.orm import aliased
 
+from coach.accounts import security_log
 from coach.accounts.models import PasswordResetToken, PendingSignup, SignInLink, User, UserSession
 from coach.clock import now
 from coach.errors import DomainError
@@ -122,10 +123,13 @@ def authenticate(email: str, password: str) -> User | None:
     user = find_user_by_email(email) if len(email) <= 254 else None
     if not verify_password(user.password_hash if user else None, password):
         _audit_login("login.failed", user, email)
+        if user is not None:
+            security_log.record(user.id, "login.failed")
         return None
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     _audit_login("login.succeeded", user, email)
+    security_log.record(user.id, "login.succeeded")
     return user
 
 
@@ -280,6 +284,11 @@ def revoke_session(user: User, session_id) -> bool:
     return bool(_revoke(UserSession.user_id == user.id, UserSession.id == sid))
 
 
+def revoke_other_sessions(user: User) -> list[uuid.UUID]:
+    """End every session of ``user`` but the one this request runs in ("sign out everywhere else")."""
+    return _revoke(UserSession.user_id == user.id, UserSession.id != user.auth_session_id)
+
+
 def revoke_all_sessions(user: User) -> list[uuid.UUID]:
     """End every session of ``user`` (a password change or reset; the caller opens a new one)."""
     return _revoke(UserSession.user_id == user.id)
@@ -338,6 +347,7 @@ def use_sign_in_link(secret: str) -> User:
     )
     user = db.session.get(User, link.user_id)
     _audit_login("login.link_used", user, user.email)
+    security_log.record(user.id, "login.link_used")
     return user
 
 
@@ -371,7 +381,7 @@ def reset_password(secret: str, new_password: str) -> User:
     """Set a new password with a reset link; the link and every other open link stop working."""
     check = check_reset_token(secret, lock=True)
     user = check.user
-    _set_password(user, new_password)
+    _set_password(user, new_password, "password.reset")
     db.session.execute(
         update(PasswordResetToken)
         .where(PasswordResetToken.user_id == user.id, PasswordResetToken.used_at.is_(None))
@@ -383,11 +393,13 @@ def reset_password(secret: str, new_password: str) -> User:
 def change_password(user: User, current_password: str, new_password: str) -> None:
     if not verify_password(user.password_hash, current_password):
         raise AccountError("The current password is not correct.")
-    _set_password(user, new_password)
+    _set_password(user, new_password, "password.changed")
 
 
-def _set_password(user: User, new_password: str) -> None:
+def _set_password(user: User, new_password: str, action: str) -> None:
     user.password_hash = hash_password(new_password)
+    user.password_changed_at = now()
+    security_log.record(user.id, action)
     user.session_version = (user.session_version or 1) + 1
     # Every session ends, this one too: whoever knew the old password may hold one. The caller opens
     # a fresh session for the person who just proved they know the new one.

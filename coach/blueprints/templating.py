@@ -56,6 +56,7 @@ _ORG_NAV = {"home": "orgs.home", "feed": "spaces.feed", "spaces": "spaces.index"
             "billing_mine": "payments.mine", "billing_products": "payments.products",
             "billing_admin": "payments.admin_payments", "progress": "progress.index"}
 _SITE_NAV = {"start": "orgs.index", "picker": "orgs.picker", "profile": "accounts.profile",
+             "security": "accounts.security",
              "logout": "accounts.logout", "login": "accounts.login", "signup": "accounts.signup"}
 
 

@@ -18,7 +18,7 @@ from coach.blueprints.accounts.forms import (
     SignInLinkForm,
     SignupForm,
 )
-from coach.blueprints.auth import start_session
+from coach.blueprints.auth import fresh_auth_required, start_session
 from coach.blueprints.forms import ActionForm, attempt
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
@@ -208,6 +208,7 @@ def profile():
 
 @bp.post("/profile/password")
 @login_required
+@fresh_auth_required
 def change_password():
     """Change the password (the current one is required); other sessions end."""
     password_form = ChangePasswordForm()
