@@ -146,3 +146,63 @@ def test_the_security_page_shows_sessions_and_the_latest_log_lines(ada_client, a
     assert 'href="/account/sessions"' in html
     assert 'href="/account/security/log"' in html
     assert 'href="/account/security"' in page(ada_client, "/profile")
+
+
+# --- password quality ------------------------------------------------------------------------------------
+
+WEAK = "password123"
+
+
+def test_sign_up_with_a_common_password_says_why_and_sends_nothing(client, app, mailbox):
+    response = submit(client, "/signup", {"display_name": "Grace Hopper", "email": "grace@example.com",
+                                          "password": WEAK, "timezone": "UTC"}, form_page="/signup", headers=HX)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "This password is too easy to guess. This is a very common password." in html
+    assert "Add another word or two" in html
+    assert mailbox.to("grace@example.com") == []
+
+
+def test_a_password_made_of_the_persons_own_name_and_email_is_refused(client):
+    response = submit(client, "/signup", {"display_name": "Grace Hopper", "email": "grace.hopper@example.com",
+                                          "password": "gracehopper1906", "timezone": "UTC"}, form_page="/signup")
+    assert response.status_code == 422
+    assert "too easy to guess" in response.get_data(as_text=True)
+    strong = submit(client, "/signup", {"display_name": "Grace Hopper", "email": "grace.hopper@example.com",
+                                        "password": "compiler-moth-in-relay-70", "timezone": "UTC"},
+                    form_page="/signup")
+    assert strong.status_code == 303
+
+
+def test_changing_to_a_weak_password_is_refused_with_the_reason(ada_client, ada):
+    response = submit(ada_client, "/profile/password",
+                      {"current_password": PASSWORD, "password": "adalovelace1815", "confirm": "adalovelace1815"},
+                      form_page="/profile", headers=HX)
+    assert response.status_code == 422
+    assert "too easy to guess" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(User, ada.id).password_changed_at is None
+    assert "password.changed" not in log_actions(ada)
+
+
+def test_resetting_to_a_weak_password_is_refused_and_a_strong_one_is_logged(client, ada, app, mailbox):
+    submit(client, "/password/forgot", {"email": "ada@example.com"}, form_page="/password/forgot")
+    from tests.mailbox import Mailbox
+    link = Mailbox.link(mailbox.wait_for("ada@example.com"), app.config["APP_BASE_URL"])
+    weak = submit(client, link, {"password": "qwertyuiop1", "confirm": "qwertyuiop1"}, form_page=link)
+    assert weak.status_code == 422
+    assert "too easy to guess" in weak.get_data(as_text=True)
+    done = submit(client, link, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD}, form_page=link)
+    assert done.status_code == 303
+    assert "password.reset" in log_actions(ada)
+    assert db.session.get(User, ada.id).password_changed_at is not None
+
+
+def test_a_password_change_is_in_the_security_log_with_its_time(ada_client, ada):
+    changed = submit(ada_client, "/profile/password",
+                     {"current_password": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
+                     form_page="/profile")
+    assert changed.status_code == 303
+    html = page(ada_client, "/account/security")
+    assert "Password changed" in html
+    assert "Last changed" in html

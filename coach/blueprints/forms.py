@@ -6,15 +6,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import abort
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectField
 from wtforms.validators import DataRequired, Email, Length, ValidationError
 
+from coach.accounts import passwords
 from coach.errors import DomainError
 from coach.extensions import db
 from coach.timezones import is_valid_timezone, timezone_choices
 
 PASSWORD_RULES = [DataRequired(), Length(min=10, max=128, message="Use between 10 and 128 characters.")]
+
+
+def hard_to_guess(form, field) -> None:
+    """A new password must be hard to guess (zxcvbn, see accounts.passwords), judged against what an attacker
+    knows of the person: the form's email and name, the signed-in person's, and ``form.password_user_inputs``
+    (set by a view that knows whose password it is, such as a reset)."""
+    if field.errors or not field.data:
+        return  # too short or too long already says enough
+    inputs = [form[name].data for name in ("email", "display_name") if name in form and form[name].data]
+    inputs += list(getattr(form, "password_user_inputs", ()))
+    if current_user and current_user.is_authenticated:
+        inputs += [current_user.email, current_user.display_name]
+    reason = passwords.problem(field.data, inputs)
+    if reason:
+        raise ValidationError(reason)
 
 
 def email_field(label: str = "Email") -> EmailField:
@@ -26,7 +43,8 @@ def email_field(label: str = "Email") -> EmailField:
 
 
 def new_password_field(label: str = "Password") -> PasswordField:
-    return PasswordField(label, validators=PASSWORD_RULES)
+    return PasswordField(label, validators=[*PASSWORD_RULES, hard_to_guess],
+                         description="At least 10 characters. A few uncommon words make a strong one.")
 
 
 class TimezoneField(SelectField):

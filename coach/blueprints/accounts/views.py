@@ -179,6 +179,8 @@ def reset_password(token: str):
     """Choose a new password from an emailed link."""
     form = ResetPasswordForm()
     # A link that is not (or no longer) good shows why in place of the form, the check and the change alike.
+    if done:  # the new password is judged against this person's email and name
+        form.password_user_inputs = (done.value.user.email, done.value.user.display_name)
     done = attempt(None, service.check_reset_token, token)
     if done and form.validate_on_submit():
         done = attempt(None, service.reset_password, token, form.password.data)
