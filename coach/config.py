@@ -122,6 +122,11 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         # Emailed sign-in links ("Email me a sign-in link" on the login page) work once, this soon.
         "SIGNIN_LINK_TTL_MINUTES": _int("SIGNIN_LINK_TTL_MINUTES", 15),
         "INVITATION_TTL_DAYS": _int("INVITATION_TTL_DAYS", 7),
+        # Passkeys (WebAuthn): the relying party id (the site's host name, e.g. coach.example.com) and the origin
+        # browsers report (https://coach.example.com). Unset: taken from each request's host and scheme, which is
+        # right when the app sees the host browsers use (directly, or behind a proxy with PROXY_FIX_HOPS).
+        "WEBAUTHN_RP_ID": os.environ.get("WEBAUTHN_RP_ID", ""),
+        "WEBAUTHN_ORIGIN": os.environ.get("WEBAUTHN_ORIGIN", "").rstrip("/"),
         # An unanswered booking request stops holding the coach's time after this long.
         "BOOKING_REQUEST_TTL_HOURS": _int("BOOKING_REQUEST_TTL_HOURS", 24),
         # Payments (coach.payments). With no STRIPE_SECRET_KEY outside production, `make run` and the tests start
