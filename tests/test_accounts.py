@@ -562,7 +562,8 @@ def test_a_sign_in_link_answers_the_same_for_unknown_addresses_and_sends_nothing
     assert known.status_code == unknown.status_code == 303
     assert known.headers["Location"] == unknown.headers["Location"]
     mailbox.wait_for("ada@example.com")
-    job_runner.drain()
+    with job_runner.paused():  # a bare drain races a round of the background runner still in flight
+        job_runner.drain()
     assert mailbox.to("nobody@example.com") == []
     assert emails_to(owner_db, "nobody@example.com") == 0
 
@@ -607,7 +608,8 @@ def test_forgot_password_answers_the_same_for_known_and_unknown_emails(app, mail
     assert flash in page(unknown_client, "/login")
 
     assert mailbox.wait_for("ada@example.com")["Subject"] == "Reset your Coach password"
-    job_runner.drain()
+    with job_runner.paused():  # a bare drain races a round of the background runner still in flight
+        job_runner.drain()
     assert mailbox.to("nobody@example.com") == []
     assert emails_to(owner_db, "nobody@example.com") == 0
 

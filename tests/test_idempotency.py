@@ -158,7 +158,8 @@ def test_double_submitted_invitation_sends_one_invitation_and_one_email(app, ada
     assert first.status_code == second.status_code == 303
     assert second.headers["Idempotent-Replayed"] == "true"
     mailbox.wait_for("newbie@example.com")
-    job_runner.drain()
+    with job_runner.paused():  # a bare drain races a round of the background runner still in flight
+        job_runner.drain()
     assert len(mailbox.to("newbie@example.com")) == 1
     assert invitations_to(owner_db, "harbour", "newbie@example.com") == 1
     assert emails_to(owner_db, "newbie@example.com") == 1
@@ -173,7 +174,8 @@ def test_double_clicked_resend_sends_one_more_email(app, ada, owner_db, mailbox,
     replay = ada.post(resend, data=fields)
 
     assert replay.status_code == 303 and replay.headers["Idempotent-Replayed"] == "true"
-    job_runner.drain()
+    with job_runner.paused():  # a bare drain races a round of the background runner still in flight
+        job_runner.drain()
     assert emails_to(owner_db, "newbie@example.com") == 2
     assert audit_count(owner_db, "harbour", "invitation.resent") == 1
 
