@@ -18,6 +18,8 @@ from coach import money
 from coach.payments import provider
 from coach.booking import service as booking
 from coach.clock import now
+from coach.governance import branding
+from coach.governance.settings import babel_locale
 from coach.htmx import wants_fragment
 from coach.media import service as media
 from coach.notifications import service as notifications
@@ -52,7 +54,8 @@ def nav_badges() -> dict:
 _ORG_NAV = {"home": "orgs.home", "feed": "spaces.feed", "spaces": "spaces.index", "chat": "chat.index",
             "socket": "chat.socket", "media": "media.library", "sessions": "booking.sessions",
             "schedule": "booking.my_schedule", "book": "booking.coaches", "members": "admin.members",
-            "audit": "admin.audit_log", "system": "admin.system_page", "notifications": "notifications.index",
+            "audit": "admin.audit_log", "system": "admin.system_page",
+            "settings": "admin.org_settings_page", "notifications": "notifications.index",
             "billing_mine": "payments.mine", "billing_products": "payments.products",
             "billing_admin": "payments.admin_payments", "progress": "progress.index"}
 _SITE_NAV = {"start": "orgs.index", "picker": "orgs.picker", "profile": "accounts.profile",
@@ -108,11 +111,31 @@ def localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
     return value.astimezone(_zone(tz)).strftime(fmt)
 
 
+def org_brand() -> dict | None:
+    """The organization in force's stylesheet and logo URLs, when it has branding (the layout links them)."""
+    org = g.get("org")
+    if org is None or g.get("membership") is None or not branding.has_branding(org):
+        return None
+    return {"css": branding.stylesheet_path(org), "logo": branding.logo_path(org)}
+
+
+def org_locale() -> str:
+    """The page's language tag: the organization's locale on its pages, else English."""
+    org = g.get("org")
+    return org.locale if org is not None and g.get("membership") is not None else "en"
+
+
+def format_money(minor: int, currency: str) -> str:
+    """An amount, written the way the organization in force's locale writes it."""
+    return money.format(minor, currency, babel_locale(org_locale()) if has_request_context() else money.DEFAULT_LOCALE)
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(idempotency_field=idempotency_field, nav_badges=nav_badges, nav_urls=nav_urls,
                                  media_urls=media_urls, booking_actions=booking_actions,
-                                 late_if_cancelled=late_if_cancelled, card_payments=provider.enabled)
-    app.jinja_env.filters.update(orgtime=orgtime, localtime=localtime, money=money.format)
+                                 late_if_cancelled=late_if_cancelled, card_payments=provider.enabled,
+                                 org_brand=org_brand, org_locale=org_locale)
+    app.jinja_env.filters.update(orgtime=orgtime, localtime=localtime, money=format_money)
 
     @app.context_processor
     def _per_render():

@@ -19,6 +19,7 @@ import logging
 import smtplib
 import ssl
 import uuid
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import parseaddr
 
@@ -39,6 +40,18 @@ class MailNotSent(RuntimeError):
     """SMTP refused or failed; the job is retried."""
 
 
+# Functions that add to every email's context before it is rendered (a higher layer's: governance adds an
+# organization's logo and colour to emails about it). Each takes the context dict and may add keys.
+_CONTEXT_PROCESSORS: list[Callable[[dict], None]] = []
+
+
+def context_processor(func: Callable[[dict], None]) -> Callable[[dict], None]:
+    """Register ``func(context)`` to run on every email's context (once per function)."""
+    if func not in _CONTEXT_PROCESSORS:
+        _CONTEXT_PROCESSORS.append(func)
+    return func
+
+
 def queue_email(to: str, subject: str, template: str, *, headers: dict | None = None,
                 attachments: list[dict] | None = None, **context) -> Email:
     """Record an email to ``to`` and its ``mail.send`` event in the current transaction.
@@ -50,6 +63,8 @@ def queue_email(to: str, subject: str, template: str, *, headers: dict | None = 
         bytes (stored base64 in ``emails.attachments``; cleared with the bodies once delivered).
     """
     context.setdefault("base_url", current_app.config["APP_BASE_URL"])
+    for process in _CONTEXT_PROCESSORS:
+        process(context)
     transport = "smtp" if current_app.config["MAIL_SERVER"] else "stored"
     email = Email(
         id=uuid.uuid4(),

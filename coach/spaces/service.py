@@ -35,7 +35,7 @@ from coach.extensions import db
 from coach.ids import parse_uuid as _uuid
 from coach.media import service as media_service
 from coach.media.models import MediaItem
-from coach.orgs.models import ADMIN, COACH, Membership, Organization
+from coach.orgs.models import ADMIN, COACH, SPACE_CREATORS, Membership, Organization
 from coach.platform import audit
 from coach.platform.outbox import emit
 from coach.platform.pagination import decode_cursor, encode_cursor
@@ -191,9 +191,18 @@ def _no_nul(*values: str | None) -> None:
 
 # --- spaces ------------------------------------------------------------------------------------------
 
+_CREATORS_MESSAGE = {"admins": "Only admins create spaces in this organization.",
+                     "leaders": "Only coaches and admins create spaces in this organization."}
+
+
+def may_create_spaces(org: Organization, member: Membership) -> bool:
+    """Whether ``member`` may create spaces: the organization's setting says who (``SPACE_CREATORS``)."""
+    return member.role in SPACE_CREATORS.get(org.space_creation, LEADERS)
+
+
 def create_space(org: Organization, creator: Membership, name: str, description: str, visibility: str) -> Space:
-    """A new space; its creator is its first host. Coaches and admins create spaces."""
-    _require(creator.role in LEADERS, "Only coaches and admins create spaces.")
+    """A new space; its creator is its first host. Who may create one is the organization's setting."""
+    _require(may_create_spaces(org, creator), _CREATORS_MESSAGE.get(org.space_creation, "You may not create spaces."))
     _no_nul(name, description)
     name = (name or "").strip()
     if not 1 <= len(name) <= 80:

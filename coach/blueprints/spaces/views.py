@@ -71,15 +71,17 @@ def load_member(membership_id: str):
 def index():
     """Every space I can see, with what is new in each since my last visit."""
     return render("spaces/index.html", org=g.org, spaces=service.spaces_for(g.org, g.membership),
-                  can_create=g.membership.role in service.LEADERS,
+                  can_create=service.may_create_spaces(g.org, g.membership),
                   space_url_pattern=fragments.url_pattern("spaces.space", space_id="space"))
 
 
 @bp.route("/spaces/new", methods=["GET", "POST"])
-@role_required(*service.LEADERS)
+@role_required()
 @idempotent
 def create():
-    """Create a space; I become its host."""
+    """Create a space; I become its host (who may is the organization's setting)."""
+    if not service.may_create_spaces(g.org, g.membership):
+        abort(403, "This organization's admins decided who creates spaces, and it is not your role.")
     form = SpaceForm()
     made = form.validate_on_submit() and attempt(form, service.create_space, g.org, g.membership, form.name.data,
                                                  form.description.data or "", form.visibility.data)

@@ -1,0 +1,111 @@
+"""An organization's settings: its name, time zone and locale, who may create spaces, whether its coaches are
+listed publicly, the two-factor requirement for admins and coaches, and how long chat and the audit trail are kept.
+
+Money settings (the currency, commission, tax) are the payments domain's (``payments.settings``, edited on the
+billing settings page, which also refuses a new currency once payments were taken); the cancellation policy is
+set per offering. The settings page shows both and links to where they are edited rather than keeping a copy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from coach.errors import DomainError, NotAllowed
+from coach.extensions import db
+from coach.orgs.models import ADMIN, SPACE_CREATORS, Membership, Organization
+from coach.platform import audit
+from coach.timezones import is_valid_timezone
+
+# The locales an organization may choose: the page's ``<html lang>`` and how amounts and numbers are written
+# (Babel has data for each; ``babel_locale`` turns the BCP 47 tag into Babel's form).
+LOCALES = {"en": "English", "en-GB": "English (United Kingdom)", "de": "Deutsch", "fr": "Français",
+           "es": "Español", "nl": "Nederlands", "pt": "Português", "it": "Italiano"}
+SPACE_CREATION_LABELS = {"admins": "Admins only", "leaders": "Coaches and admins", "members": "Every member"}
+# The migration's checks (0016): chat 1–3650 days, the audit trail 30–3650 days; None keeps everything.
+CHAT_RETENTION = (1, 3650)
+AUDIT_RETENTION = (30, 3650)
+FIELDS = ("name", "timezone", "locale", "space_creation", "listed_publicly", "require_two_factor",
+          "chat_retention_days", "audit_retention_days")
+
+
+class SettingsError(DomainError):
+    """A setting the organization cannot have."""
+
+
+@dataclass(frozen=True)
+class Change:
+    before: object
+    after: object
+
+
+def babel_locale(tag: str | None) -> str:
+    """``en-GB`` → ``en_GB`` (Babel's separator); an unknown tag → ``en``."""
+    return (tag if tag in LOCALES else "en").replace("-", "_")
+
+
+def _retention(value, bounds: tuple[int, int], what: str) -> int | None:
+    if value is None or value == "":
+        return None
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SettingsError(f"Keep {what} between {low:,} and {high:,} days, or leave it empty to keep everything.")
+    return value
+
+
+def _clean(values: dict) -> dict:
+    """The validated values (each error names the setting); keys not given are left out."""
+    clean = {}
+    if "name" in values:
+        name = (values["name"] or "").strip()
+        if not 1 <= len(name) <= 120 or "\x00" in name:
+            raise SettingsError("The organization's name has 1 to 120 characters.")
+        clean["name"] = name
+    if "timezone" in values:
+        if not values["timezone"] or not is_valid_timezone(values["timezone"]):
+            raise SettingsError(f"{values['timezone']!r} is not a time zone we know (e.g. Europe/Berlin).")
+        clean["timezone"] = values["timezone"]
+    if "locale" in values:
+        if values["locale"] not in LOCALES:
+            raise SettingsError(f"{values['locale']!r} is not one of the languages offered.")
+        clean["locale"] = values["locale"]
+    if "space_creation" in values:
+        if values["space_creation"] not in SPACE_CREATORS:
+            raise SettingsError("Choose who may create spaces: admins, coaches and admins, or every member.")
+        clean["space_creation"] = values["space_creation"]
+    for flag in ("listed_publicly", "require_two_factor"):
+        if flag in values:
+            clean[flag] = bool(values[flag])
+    if "chat_retention_days" in values:
+        clean["chat_retention_days"] = _retention(values["chat_retention_days"], CHAT_RETENTION, "chat messages")
+    if "audit_retention_days" in values:
+        clean["audit_retention_days"] = _retention(values["audit_retention_days"], AUDIT_RETENTION,
+                                                   "the audit trail")
+    return clean
+
+
+def save_settings(org: Organization, values: dict, actor: Membership) -> dict[str, Change]:
+    """Change the organization's settings (a subset of :data:`FIELDS`); audited with each value before and after.
+
+    :returns: what changed, by setting (empty when nothing did: nothing is audited then).
+    :raises SettingsError: a value outside what the setting allows (nothing is changed).
+    :raises NotAllowed: the actor is not an admin of the organization.
+    """
+    if actor.role != ADMIN or actor.tenant_id != org.id:
+        raise NotAllowed("Only the organization's admins change its settings.")
+    clean = _clean(values)
+    changed = {name: Change(getattr(org, name), value) for name, value in clean.items()
+               if getattr(org, name) != value}
+    if not changed:
+        return {}
+    for name, change in changed.items():
+        setattr(org, name, change.after)
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError as exc:  # the migration's checks: unreachable after _clean, kept as the last word
+        raise SettingsError("Some values are outside what the settings allow. Check the form.") from exc
+    audit.record("org.settings_changed", actor=actor.user, target_type="organization", target_id=org.id,
+                 tenant_id=org.id, details={name: {"before": c.before, "after": c.after}
+                                            for name, c in changed.items()})
+    return changed
