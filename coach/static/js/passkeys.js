@@ -109,6 +109,18 @@
     });
   }
 
+  // Load ``url`` as a new page: the same page with another #fragment would only scroll, so it is reloaded.
+  function go(url) {
+    var target = new URL(url, window.location.href);
+    var here = window.location;
+    if (target.pathname === here.pathname && target.search === here.search) {
+      if (target.hash) { window.history.replaceState(null, "", target.hash); }
+      here.reload();
+    } else {
+      here.assign(target.href);
+    }
+  }
+
   function start(button) {
     var box = button.closest("[data-passkey]");
     var purpose = box.getAttribute("data-passkey");
@@ -128,9 +140,9 @@
       if (name) { body.name = name.value; }
       return post(box.getAttribute("data-verify-url"), token, body);
     }).then(function (data) {
-      window.location.assign(data.redirect || "/");
+      go(data.redirect || "/");
     }).catch(function (error) {
-      if (error && error.redirect) { window.location.assign(error.redirect); return; }
+      if (error && error.redirect) { go(error.redirect); return; }
       status.textContent = explain(error, purpose);
       button.disabled = false;
     });
