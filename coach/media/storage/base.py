@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -65,6 +66,10 @@ class Storage(Protocol):
     def download(self, key: str, path: Path) -> None: ...
 
     def upload_file(self, path: Path, key: str, content_type: str) -> None: ...
+
+    def read_chunks(self, key: str) -> Iterator[bytes]: ...
+
+    def upload_stream(self, chunks: Iterable[bytes], key: str, content_type: str) -> int: ...
 
     def delete(self, keys: list[str]) -> None: ...
 

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -309,6 +309,21 @@ class LocalStorage:
                 _write_atomically_from(target, _chunks(source))
         except FileNotFoundError as exc:
             raise StorageError(f"Cannot store {key!r}: the file {path} does not exist.") from exc
+
+    def read_chunks(self, key: str) -> Iterator[bytes]:
+        """The object's bytes, a chunk at a time (a generator: the file is open only while it is read)."""
+        try:
+            with self._open(key) as source:
+                yield from _chunks(source)
+        except OSError as exc:
+            raise StorageError(f"Local media storage failed: {exc.strerror or exc}") from exc
+
+    @_disk_errors
+    def upload_stream(self, chunks: Iterable[bytes], key: str, content_type: str) -> int:
+        """Store what ``chunks`` yields as ``key`` without holding it in memory; return its size. Nothing
+        is stored if the iterator raises (the temporary file is removed)."""
+        check_content_type(content_type)
+        return _write_atomically_from(self.object_path(key), iter(chunks))
 
     @_disk_errors
     def delete(self, keys: list[str]) -> None:

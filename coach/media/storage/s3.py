@@ -7,13 +7,15 @@ local storage never pays for it.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from coach.media.storage.base import (
+    MIN_PART_SIZE,
     Part,
     StorageError,
     check_content_type,
@@ -25,6 +27,7 @@ from coach.media.storage.base import (
 )
 
 LIFECYCLE_RULE_ID = "coach-abort-incomplete-uploads"
+STREAM_CHUNK = 256 * 1024  # what read_chunks asks S3 for at a time
 
 def _s3_client(region: str, endpoint_url: str | None, path_style: bool):
     import boto3  # see the module's docstring
@@ -235,6 +238,54 @@ class S3Storage:
             raise StorageError(f"Cannot store {key!r}: the file {path} does not exist.")
         with self._failures("upload", key):
             self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
+
+    def read_chunks(self, key: str) -> Iterator[bytes]:
+        """The object's bytes, a chunk at a time, as S3 sends them (never the whole object in memory)."""
+        validate_key(key)
+        with self._failures("read", key):
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        try:
+            with self._failures("read", key):
+                yield from body.iter_chunks(STREAM_CHUNK)
+        finally:
+            body.close()
+
+    def upload_stream(self, chunks: Iterable[bytes], key: str, content_type: str,
+                      part_size: int = MIN_PART_SIZE) -> int:
+        """Store what ``chunks`` yields as ``key`` by a multipart upload, one part as soon as ``part_size``
+        bytes have come; return the size. Each part is gathered in a temporary file, not in memory. If the
+        iterator or S3 fails, the upload is aborted and nothing is stored."""
+        validate_key(key)
+        upload_id = self.create_upload(key, content_type)
+        parts: list[Part] = []
+        size = 0
+        try:
+            with tempfile.TemporaryFile(prefix="coach-part-") as spool:
+                for chunk in chunks:
+                    spool.write(chunk)
+                    size += len(chunk)
+                    if spool.tell() >= part_size:
+                        parts.append(self._send_part(key, upload_id, len(parts) + 1, spool))
+                if spool.tell() or not parts:  # the last part (an empty object is one empty part)
+                    parts.append(self._send_part(key, upload_id, len(parts) + 1, spool))
+            self.complete_upload(key, upload_id, parts)
+        except BaseException:
+            try:
+                self.abort_upload(key, upload_id)
+            except StorageError:
+                pass  # the bucket's lifecycle rule aborts it later
+            raise
+        return size
+
+    def _send_part(self, key: str, upload_id: str, number: int, spool) -> Part:
+        length = spool.tell()
+        spool.seek(0)
+        with self._failures("upload a part of", key):
+            response = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                               Body=spool, ContentLength=length)
+        spool.seek(0)
+        spool.truncate()
+        return Part(number, length, response["ETag"])
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:
