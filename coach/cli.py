@@ -1,4 +1,4 @@
-"""``flask --app coach`` commands: seed-demo, create-admin (``db upgrade`` comes from Flask-Migrate)."""
+"""``flask --app coach`` commands: seed-demo, create-admin, platform-admin (``db upgrade`` comes from Flask-Migrate)."""
 from __future__ import annotations
 
 import subprocess
@@ -17,6 +17,7 @@ from coach.accounts.service import AccountError, create_user, find_user_by_email
 from coach.booking import service as booking
 from coach.booking.models import Booking, CoachingSession
 from coach.extensions import db
+from coach.governance import operator
 from coach.media import service as media
 from coach.orgs.models import ADMIN, ATHLETE, COACH, Membership
 from coach.orgs.service import OrgError, create_organization, org_by_slug
@@ -297,3 +298,39 @@ def register_cli(app: Flask) -> None:
             raise click.ClickException(str(exc)) from exc
         db.session.commit()
         click.echo(f"{email} is admin of /o/{org_slug}/.")
+
+    @app.cli.group("platform-admin")
+    def platform_admin():
+        """Who may open the operators' console (/platform): grant, revoke, list."""
+
+    @platform_admin.command("grant")
+    @click.argument("email")
+    def platform_admin_grant(email):
+        """Let the account with EMAIL open the operators' console."""
+        _set_platform_admin(email, True)
+
+    @platform_admin.command("revoke")
+    @click.argument("email")
+    def platform_admin_revoke(email):
+        """Take the operators' console away from the account with EMAIL."""
+        _set_platform_admin(email, False)
+
+    @platform_admin.command("list")
+    def platform_admin_list():
+        """The accounts that may open the operators' console."""
+        admins = operator.platform_admins()
+        for user in admins:
+            click.echo(user.email)
+        if not admins:
+            click.echo("No platform admins.", err=True)
+
+
+def _set_platform_admin(email: str, granted: bool) -> None:
+    try:
+        user, changed = operator.set_platform_admin(email, granted, actor_label="cli")
+    except operator.OperatorError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    state = "is a platform admin" if granted else "is not a platform admin"
+    click.echo(f"{user.email} {state}{'' if changed else ' (unchanged)'}.")

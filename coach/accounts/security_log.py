@@ -38,6 +38,8 @@ LABELS = {
     "export.ready": "Data export ready",
     "deletion.requested": "Account deletion requested",
     "deletion.cancelled": "Account deletion cancelled",
+    "platform_admin.granted": "Made a platform admin (operators' console)",
+    "platform_admin.revoked": "No longer a platform admin",
 }
 
 

@@ -54,12 +54,12 @@ def nav_badges() -> dict:
 _ORG_NAV = {"home": "orgs.home", "feed": "spaces.feed", "spaces": "spaces.index", "chat": "chat.index",
             "socket": "chat.socket", "media": "media.library", "sessions": "booking.sessions",
             "schedule": "booking.my_schedule", "book": "booking.coaches", "members": "admin.members",
-            "audit": "admin.audit_log", "system": "admin.system_page",
+            "dashboard": "admin.dashboard", "audit": "admin.audit_log", "system": "admin.system_page",
             "settings": "admin.org_settings_page", "notifications": "notifications.index",
             "billing_mine": "payments.mine", "billing_products": "payments.products",
             "billing_admin": "payments.admin_payments", "progress": "progress.index"}
 _SITE_NAV = {"start": "orgs.index", "picker": "orgs.picker", "profile": "accounts.profile",
-             "security": "accounts.security",
+             "security": "accounts.security", "platform": "operator.index",
              "logout": "accounts.logout", "login": "accounts.login", "signup": "accounts.signup"}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 from flask import Flask, current_app, has_app_context
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -61,6 +62,60 @@ _state = StateCollector()
 def init(app: Flask) -> None:
     global _app
     _app = app
+
+
+@dataclass(frozen=True)
+class RouteLatency:
+    """One route's requests so far: how many, their mean time and the bucket bound 95 % of them stayed under
+    (``None`` past the last bucket)."""
+
+    method: str
+    route: str
+    count: int
+    mean_seconds: float
+    p95_seconds: float | None
+
+
+def multiprocess_enabled() -> bool:
+    """Whether the metrics are every worker process's (gunicorn with ``PROMETHEUS_MULTIPROC_DIR``)."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def route_latencies(limit: int = 15) -> list[RouteLatency]:
+    """The slowest routes (by their 95th percentile bucket, then mean) from the request histogram.
+
+    Under gunicorn with ``PROMETHEUS_MULTIPROC_DIR`` every worker's files are added up, as ``/metrics`` does;
+    without it, this is the view of the process that answers (the figures since it started)."""
+    if multiprocess_enabled():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        families = registry.collect()
+    else:
+        families = LATENCY.collect()
+    totals: dict[tuple[str, str], dict] = {}
+    for family in families:
+        if family.name != "coach_http_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            key = (sample.labels.get("method", ""), sample.labels.get("route", ""))
+            entry = totals.setdefault(key, {"count": 0.0, "sum": 0.0, "buckets": []})
+            if sample.name.endswith("_count"):
+                entry["count"] += sample.value
+            elif sample.name.endswith("_sum"):
+                entry["sum"] += sample.value
+            elif sample.name.endswith("_bucket"):
+                entry["buckets"].append((float(sample.labels["le"]), sample.value))
+    found = []
+    for (method, route), entry in totals.items():
+        count = int(entry["count"])
+        if not count:
+            continue
+        p95 = next((le for le, seen in sorted(entry["buckets"]) if seen >= 0.95 * count), None)
+        found.append(RouteLatency(method, route, count, entry["sum"] / count,
+                                  None if p95 is None or p95 == float("inf") else p95))
+    found.sort(key=lambda r: (r.p95_seconds if r.p95_seconds is not None else float("inf"), r.mean_seconds),
+               reverse=True)
+    return found[:limit]
 
 
 def render() -> tuple[bytes, str]:

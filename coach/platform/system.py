@@ -60,21 +60,48 @@ def retry_dead_letter(tenant_id: uuid.UUID, event_id: uuid.UUID) -> bool:
 
 def failed_jobs(tenant_id: uuid.UUID, limit: int = 50) -> list[dict]:
     """Failed jobs of this organization's events (jobs carry their tenant id)."""
-    connection = redis_conn()
     found = []
+    for name, job in _failed_jobs():
+        if _job_tenant(job) != str(tenant_id):
+            continue
+        result = job.latest_result()
+        found.append({"id": job.id, "queue": name, "description": job.description,
+                      "ended_at": job.ended_at, "error": (result.exc_string or "").strip().splitlines()[-1:]
+                      if result else []})
+        if len(found) >= limit:
+            break
+    return found
+
+
+def all_failed_jobs(limit: int = 100) -> list[dict]:
+    """Failed jobs of every organization, for the operators: ids, queue, topic, organization and the
+    exception's type only (never a job's description, arguments or error message, which may quote content)."""
+    found = []
+    for name, job in _failed_jobs():
+        result = job.latest_result()
+        last = (result.exc_string or "").strip().splitlines()[-1:] if result else []
+        found.append({"id": job.id, "queue": name, "topic": _job_topic(job), "tenant_id": _job_tenant(job),
+                      "ended_at": job.ended_at, "error_type": _exception_type(last[0]) if last else ""})
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _failed_jobs():
+    """``(queue name, job)`` of the oldest 500 or so failed jobs of each queue."""
+    connection = redis_conn()
     for name in QUEUE_NAMES:
         registry = FailedJobRegistry(queue=queue(name, connection))
         for job_id in registry.get_job_ids(0, 500):
             job = _job(job_id, connection)
-            if job is None or _job_tenant(job) != str(tenant_id):
-                continue
-            result = job.latest_result()
-            found.append({"id": job.id, "queue": name, "description": job.description,
-                          "ended_at": job.ended_at, "error": (result.exc_string or "").strip().splitlines()[-1:]
-                          if result else []})
-            if len(found) >= limit:
-                return found
-    return found
+            if job is not None:
+                yield name, job
+
+
+def _exception_type(line: str) -> str:
+    """``ValueError`` of ``ValueError: the message`` (a dotted name at most 100 characters long, else "")."""
+    name = line.split(":", 1)[0].strip()
+    return name if len(name) <= 100 and all(part.isidentifier() for part in name.split(".")) else ""
 
 
 def _job(job_id: str, connection):
@@ -91,18 +118,33 @@ def _job_tenant(job) -> str | None:
         return None
 
 
-def retry_failed_job(tenant_id: uuid.UUID, job_id: str) -> bool:
+def _job_topic(job) -> str:
+    try:
+        topic = (job.args[0] or {}).get("topic")
+    except (IndexError, AttributeError, TypeError):
+        return ""
+    return topic if isinstance(topic, str) else ""
+
+
+def retry_failed_job(tenant_id: uuid.UUID | None, job_id: str, *, any_tenant: bool = False) -> bool:
+    """Requeue a failed job of this organization (or of any, for the operators' console)."""
     job = _job(job_id, redis_conn())
-    if job is None or _job_tenant(job) != str(tenant_id):
+    if job is None or not (any_tenant or _job_tenant(job) == str(tenant_id)):
         return False
     registry = FailedJobRegistry(queue=queue(job.origin, redis_conn()))
+    if job.id not in registry:
+        return False
     registry.requeue(job)
     return True
 
 
-def discard_failed_job(tenant_id: uuid.UUID, job_id: str) -> bool:
+def discard_failed_job(tenant_id: uuid.UUID | None, job_id: str, *, any_tenant: bool = False) -> bool:
+    """Delete a failed job of this organization (or of any, for the operators' console)."""
     job = _job(job_id, redis_conn())
-    if job is None or _job_tenant(job) != str(tenant_id):
+    if job is None or not (any_tenant or _job_tenant(job) == str(tenant_id)):
         return False
-    FailedJobRegistry(queue=queue(job.origin, redis_conn())).remove(job, delete_job=True)
+    registry = FailedJobRegistry(queue=queue(job.origin, redis_conn()))
+    if job.id not in registry:
+        return False
+    registry.remove(job, delete_job=True)
     return True

@@ -1,2 +1,18 @@
-"""(being written)"""
+"""Organization admin: the dashboard (members, activity, bookings, storage, top coaches)."""
 from __future__ import annotations
+
+from flask import g
+
+from coach.blueprints.admin import bp
+from coach.governance import dashboard as figures
+from coach.htmx import render
+from coach.orgs.models import ADMIN
+from coach.tenancy import role_required
+
+
+@bp.get("/dashboard")
+@role_required(ADMIN)
+def dashboard():
+    """The organization at a glance: charts over the last 26 weeks, each with its table."""
+    return render("admin/dashboard.html", org=g.org, board=figures.build(g.org), weeks=figures.WEEKS,
+                  top_days=figures.TOP_COACH_DAYS)

@@ -1,0 +1,179 @@
+"""The organization admin's dashboard: members over time, active members, bookings, posts and messages per
+week, storage, top coaches. Read under the organization's row-level security (the request's tenant), one
+grouped statement per figure whatever the amount of data, weeks cut in the organization's time zone.
+
+Definitions (the page's help text says the same):
+
+- **members**: memberships by the week they were created, cumulative (members who left are not counted: a
+  membership row goes when its member leaves);
+- **active**: members whose account had a signed-in session seen within the last 7 / 30 days (sessions are the
+  account's, so someone active in another organization of theirs counts here too);
+- **booked**: bookings made that week (any status); **delivered**: sessions that week with an ended booking (a
+  group session counts once); **cancelled**: bookings cancelled that week;
+- **posts** and **messages**: written that week (deleted ones included: they were activity);
+- **top coaches**: sessions delivered in the last 90 days.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, text
+
+from coach import clock
+from coach.extensions import db
+from coach.media import service as media
+from coach.orgs.models import Organization
+from coach.progress import charts
+
+WEEKS = 26
+TOP_COACHES = 5
+TOP_COACH_DAYS = 90
+
+_MEMBERS = text("""
+    SELECT greatest(date_trunc('week', m.created_at AT TIME ZONE :tz)::date, :first_week) AS week, count(*) AS n
+    FROM memberships m WHERE m.tenant_id = :tenant_id GROUP BY 1
+""")
+
+_ACTIVE = text("""
+    SELECT count(DISTINCT m.user_id) FILTER (WHERE s.last_seen_at >= :since_7) AS active_7,
+           count(DISTINCT m.user_id) AS active_30
+    FROM memberships m JOIN user_sessions s ON s.user_id = m.user_id
+    WHERE m.tenant_id = :tenant_id AND s.last_seen_at >= :since_30
+""")
+
+# One pass over the organization's recent bookings: each row may count as booked (by when it was made),
+# delivered (by when its session started) and cancelled (by when it was cancelled).
+_BOOKINGS = text("""
+    SELECT date_trunc('week', e.at AT TIME ZONE :tz)::date AS week, e.kind,
+           CASE WHEN e.kind = 'delivered' THEN count(DISTINCT b.session_id) ELSE count(*) END AS n
+    FROM bookings b
+    CROSS JOIN LATERAL (VALUES ('booked', b.created_at),
+                               ('delivered', CASE WHEN b.status = 'ended' THEN b.starts_at END),
+                               ('cancelled', CASE WHEN b.status = 'cancelled' THEN b.status_changed_at END)
+                       ) AS e(kind, at)
+    WHERE b.tenant_id = :tenant_id
+      AND (b.created_at >= :since OR b.starts_at >= :since OR b.status_changed_at >= :since)
+      AND e.at >= :since AND e.at < :until
+    GROUP BY 1, 2
+""")
+
+_WRITING = text("""
+    SELECT date_trunc('week', w.at AT TIME ZONE :tz)::date AS week, w.kind, count(*) AS n
+    FROM (SELECT 'posts' AS kind, p.created_at AS at FROM posts p
+          WHERE p.tenant_id = :tenant_id AND p.created_at >= :since AND p.created_at < :until
+          UNION ALL
+          SELECT 'messages', c.created_at FROM messages c
+          WHERE c.tenant_id = :tenant_id AND c.created_at >= :since AND c.created_at < :until) AS w
+    GROUP BY 1, 2
+""")
+
+_TOP_COACHES = text("""
+    SELECT u.display_name AS name, count(DISTINCT b.session_id) AS n
+    FROM bookings b
+    JOIN memberships m ON m.tenant_id = b.tenant_id AND m.id = b.coach_membership_id
+    JOIN users u ON u.id = m.user_id
+    WHERE b.tenant_id = :tenant_id AND b.status = 'ended' AND b.starts_at >= :since AND b.starts_at < :until
+    GROUP BY m.id, u.display_name
+    ORDER BY n DESC, u.display_name
+    LIMIT :limit
+""").bindparams(bindparam("limit"))
+
+
+@dataclass(frozen=True)
+class Series:
+    """One named line of a chart: its key (a CSS class suffix), its label and the chart's geometry."""
+
+    key: str
+    label: str
+    chart: charts.LineChart
+
+
+@dataclass(frozen=True)
+class Storage:
+    used: int
+    quota: int
+    percent: int
+    used_label: str
+    quota_label: str
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    weeks: list[date]  # the Mondays of the charts' weeks, oldest first
+    members: list[Series]
+    member_rows: list[tuple[date, int]]
+    members_total: int
+    active_7: int
+    active_30: int
+    bookings: list[Series]
+    booking_rows: list[tuple[date, int, int, int]]  # week, booked, delivered, cancelled
+    writing: list[Series]
+    writing_rows: list[tuple[date, int, int]]  # week, posts, messages
+    storage: Storage
+    top_coaches: list[tuple[str, int]]
+
+
+def _window(org: Organization, now: datetime) -> tuple[ZoneInfo, list[date], datetime, datetime]:
+    """The organization's zone, the Mondays of the last :data:`WEEKS` weeks (this one last) and the instants
+    the first week starts and this week ends."""
+    zone = ZoneInfo(org.timezone or "UTC")
+    today = now.astimezone(zone).date()
+    this_monday = today - timedelta(days=today.weekday())
+    weeks = [this_monday - timedelta(weeks=WEEKS - 1 - i) for i in range(WEEKS)]
+    start = datetime.combine(weeks[0], time.min, zone)
+    end = datetime.combine(this_monday + timedelta(days=7), time.min, zone)
+    return zone, weeks, start, end
+
+
+def _counts(rows, weeks: list[date], kinds: tuple[str, ...]) -> dict[str, list[int]]:
+    found = {(row.week, row.kind): int(row.n) for row in rows}
+    return {kind: [found.get((week, kind), 0) for week in weeks] for kind in kinds}
+
+
+def _lines(weeks: list[date], named: list[tuple[str, str, list[int]]]) -> list[Series]:
+    """Lines on one scale: every series is drawn with the same range and days, so they share the axes."""
+    top = max([4, *(n for _, _, values in named for n in values)])
+    return [Series(key, label, charts.line(list(zip(weeks, values)), y_min=0, y_max=top, start=weeks[0],
+                                           end=weeks[-1]))
+            for key, label, values in named]
+
+
+def build(org: Organization, now: datetime | None = None) -> Dashboard:
+    """Every figure of the dashboard for ``org`` (six statements, whatever the amount of data)."""
+    now = now or clock.now()
+    zone, weeks, start, end = _window(org, now)
+    common = {"tenant_id": org.id, "tz": zone.key}
+
+    added = {row.week: int(row.n) for row in db.session.execute(_MEMBERS, {**common, "first_week": weeks[0]})}
+    cumulative, total = [], 0
+    for week in weeks:
+        total += added.get(week, 0)
+        cumulative.append(total)
+    members = _lines(weeks, [("members", "Members", cumulative)])
+
+    active = db.session.execute(_ACTIVE, {"tenant_id": org.id, "since_7": now - timedelta(days=7),
+                                          "since_30": now - timedelta(days=30)}).one()
+
+    window = {**common, "since": start, "until": end}
+    booked = _counts(db.session.execute(_BOOKINGS, window), weeks, ("booked", "delivered", "cancelled"))
+    written = _counts(db.session.execute(_WRITING, window), weeks, ("posts", "messages"))
+
+    room = media.usage(org)
+    top = db.session.execute(_TOP_COACHES, {"tenant_id": org.id, "since": now - timedelta(days=TOP_COACH_DAYS),
+                                            "until": now, "limit": TOP_COACHES}).all()
+    return Dashboard(
+        weeks=weeks, members=members, member_rows=list(zip(weeks, cumulative)), members_total=total,
+        active_7=int(active.active_7), active_30=int(active.active_30),
+        bookings=_lines(weeks, [("booked", "Booked", booked["booked"]),
+                                ("delivered", "Delivered", booked["delivered"]),
+                                ("cancelled", "Cancelled", booked["cancelled"])]),
+        booking_rows=list(zip(weeks, booked["booked"], booked["delivered"], booked["cancelled"])),
+        writing=_lines(weeks, [("posts", "Posts", written["posts"]), ("messages", "Messages", written["messages"])]),
+        writing_rows=list(zip(weeks, written["posts"], written["messages"])),
+        storage=Storage(room.used, room.quota, room.percent, media.human_size(room.used),
+                        media.human_size(room.quota)),
+        top_coaches=[(row.name, int(row.n)) for row in top],
+    )
+
