@@ -65,6 +65,14 @@ def test_member_adds_a_passkey_and_signs_in_with_it_alone(page: Page, live_serve
     expect(page.locator("#passkeys").get_by_text("Pat's phone", exact=True)).to_be_visible()
     expect(page.locator("#passkeys").get_by_text("not used yet")).to_be_visible()
     snap(page, "security-added")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.locator("#passkeys").get_by_text("Rename", exact=True).click()
+    snap(page, "security-rename-390")
+    page.get_by_label("New name for Pat's phone").fill("Pat's Pixel")
+    page.get_by_role("button", name="Save name").click()
+    expect(page.get_by_text("Passkey renamed.")).to_be_visible()
+    expect(page.locator("#passkeys").get_by_text("Pat's Pixel", exact=True)).to_be_visible()
+    page.set_viewport_size({"width": 1280, "height": 720})
     credentials = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
     assert len(credentials) == 1 and credentials[0]["isResidentCredential"]
 
@@ -72,6 +80,9 @@ def test_member_adds_a_passkey_and_signs_in_with_it_alone(page: Page, live_serve
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
     snap(page, "login")
+    page.set_viewport_size({"width": 390, "height": 844})
+    snap(page, "login-390")
+    page.set_viewport_size({"width": 1280, "height": 720})
     page.get_by_role("button", name="Sign in with a passkey").click()
     expect(page.get_by_role("heading", name="Your organizations")).to_be_visible()
     expect(page.get_by_role("link", name="Pat Passkey")).to_be_visible()
