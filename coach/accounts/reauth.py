@@ -2,7 +2,7 @@
 or deleting the account): the password, or a two-factor code for an account that has one."""
 from __future__ import annotations
 
-from coach.accounts import security_log
+from coach.accounts import security_log, twofactor
 from coach.accounts.models import User
 from coach.accounts.service import mark_reauthenticated
 from coach.security import verify_password
@@ -28,18 +28,8 @@ def confirm_identity(user: User, password: str = "", code: str = "") -> bool:
 
 def has_code(user: User) -> bool:
     """Whether ``user`` can confirm with a two-factor code instead of the password."""
-    return user.totp_enabled_at is not None and _twofactor() is not None
+    return twofactor.is_enabled(user)
 
 
 def _code_accepted(user: User, code: str) -> bool:
-    twofactor = _twofactor()
-    return bool(twofactor is not None and user.totp_enabled_at is not None and twofactor.check_code(user, code))
-
-
-def _twofactor():
-    # Two-factor (slice A) may not be installed yet in this checkout: without it, the password only.
-    try:
-        from coach.accounts import twofactor  # noqa: PLC0415 (optional sibling module; see above)
-    except ImportError:
-        return None
-    return twofactor if hasattr(twofactor, "check_code") else None
+    return twofactor.is_enabled(user) and twofactor.check_code(user, code)

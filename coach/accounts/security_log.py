@@ -34,6 +34,7 @@ LABELS = {
     "session.revoked": "Signed out a session",
     "session.revoked_others": "Signed out every other session",
     "reauth.succeeded": "Confirmed identity",
+    "reauth.failed": "Wrong answer when confirming identity",
     "export.requested": "Data export requested",
     "export.ready": "Data export ready",
     "deletion.requested": "Account deletion requested",
