@@ -27,11 +27,13 @@ def start_session(user, second_factor: str | None = None) -> None:
     cookie is worth nothing once that record is revoked (log out, a password change).
     """
     session.clear()
-    service.open_session(user, request.user_agent.string, request.remote_addr or "", second_factor=second_factor,
-                         country=client_country())
+    record = service.open_session(user, request.user_agent.string, request.remote_addr or "",
+                                  second_factor=second_factor, country=client_country())
     db.session.commit()
     login_user(user)
     session.permanent = True
+    if getattr(record, "deletion_cancelled", False):  # set by the privacy domain's sign-in receiver
+        flash("Welcome back. Signing in cancelled the deletion of your account: it stays.", "success")
 
 
 def fresh_auth_required(view):

@@ -192,16 +192,19 @@ def create_organization(creator: User, name: str, slug: str, tz: str) -> Organiz
     return org
 
 
+# Erased accounts keep their memberships (their posts and messages point at them: "Deleted member"), but they
+# are nobody to list, pick or count (coach.privacy.deletion).
 def members(org: Organization) -> list[Membership]:
     return list(db.session.scalars(
-        select(Membership).join(Membership.user).where(Membership.tenant_id == org.id)
+        select(Membership).join(Membership.user).where(Membership.tenant_id == org.id, User.erased_at.is_(None))
         .order_by(func.lower(User.display_name))
     ))
 
 
 def members_with_role(org: Organization, role: str, limit: int = 50) -> list[Membership]:
     return list(db.session.scalars(
-        select(Membership).join(Membership.user).where(Membership.tenant_id == org.id, Membership.role == role)
+        select(Membership).join(Membership.user).where(Membership.tenant_id == org.id, Membership.role == role,
+                                                       User.erased_at.is_(None))
         .order_by(func.lower(User.display_name)).limit(limit)
     ))
 
@@ -230,7 +233,7 @@ def _coaches_statement():
     # Built once (only the tenant changes): the first coaches by name, found through the (tenant_id, role) index.
     return (select(Membership.id, User.display_name).join(User, User.id == Membership.user_id)
             .where(Membership.tenant_id == bindparam("tenant_id", type_=UUID(as_uuid=True)),
-                   Membership.role == COACH)
+                   Membership.role == COACH, User.erased_at.is_(None))
             .order_by(func.lower(User.display_name), Membership.id).limit(HOME_COACHES))
 
 
@@ -238,7 +241,9 @@ def _coaches_statement():
 def _home_statement():
     # The role counts (one row) and, beside them, the first coaches: one statement when the counts are not cached.
     counts = select(*[func.count().filter(Membership.role == role).label(role) for role in ROLES]) \
-        .where(Membership.tenant_id == bindparam("tenant_id", type_=UUID(as_uuid=True))).subquery("counts")
+        .join(User, User.id == Membership.user_id) \
+        .where(Membership.tenant_id == bindparam("tenant_id", type_=UUID(as_uuid=True)), User.erased_at.is_(None)) \
+        .subquery("counts")
     coaches = _coaches_statement().lateral("coaches")
     return (select(*counts.c, coaches.c.id, coaches.c.display_name).select_from(counts)
             .outerjoin(coaches, true()))

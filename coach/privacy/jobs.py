@@ -5,7 +5,7 @@ from flask import g
 
 from coach.platform.jobs import after_commit, consumer
 from coach.platform.periodic import periodic
-from coach.privacy import exports
+from coach.privacy import closing, deletion, exports
 from coach.privacy.events import EXPORT_REQUESTED
 
 # --- data exports --------------------------------------------------------------------------------------------------
@@ -27,3 +27,17 @@ def expire_exports() -> int:
     done = exports.expire_account_exports()
     return done + exports.expire_org_exports()
 
+
+# --- account deletion and organization closing ---------------------------------------------------------------------
+
+
+@periodic(every=600, name="privacy_erase_accounts")
+def erase_accounts() -> int:
+    """Every 10 minutes: erase the accounts whose 14 days of grace are over (each in its own transaction)."""
+    return deletion.erase_due_accounts()
+
+
+@periodic(every=600, name="privacy_erase_organizations")
+def erase_organizations() -> int:
+    """Every 10 minutes: erase the organizations whose closing is due (objects, then every tenant row)."""
+    return closing.erase_due_organizations()

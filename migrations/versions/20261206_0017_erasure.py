@@ -1,21 +1,81 @@
-"""Deleting accounts and closing organizations (being written)
+"""Deleting accounts and closing organizations.
+
+An organization whose closing is due is erased by ``erase_organization(id)``: a SECURITY DEFINER function (owned
+by ``coach_owner``, ``search_path=''``, run by ``coach_app`` only) that deletes the organization's row, which
+cascades through every tenant table's ``tenant_id`` foreign key, and then its audit trail (which has no foreign key,
+so that it outlives deleted users). It refuses an organization whose closing nobody asked for, so the runtime
+role cannot erase a live organization through it; that the grace period is over is the caller's check (the
+application's clock, which the tests move).
+
+Two append-only guards learn one exception: the ledger's and the audit trail's rows may be deleted once their
+organization no longer exists (a ledger row goes with the organization's cascade; an audit row by the function
+above). While the organization exists, nothing changes: both still refuse every UPDATE and DELETE, for every role.
+
+A person's erasure needs no function: it runs as the runtime role, acting for each of the person's organizations
+in turn (their memberships are listed through the own-memberships policy).
 
 Revision ID: 0017_erasure
 Revises: 0016_account_security
 Created: 2026-12-06
 """
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+from alembic import op
 
 revision = "0017_erasure"
 down_revision = "0016_account_security"
 branch_labels = None
 depends_on = None
 
+APP_ROLE = "coach_app"
+
+_GONE = "NOT EXISTS (SELECT 1 FROM public.organizations o WHERE o.id = OLD.tenant_id)"
+
+
+def _guard(name: str, message: str, exception: str = "") -> str:
+    return f"""
+        CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql SET search_path = '' AS $$
+        BEGIN
+            {exception}
+            RAISE EXCEPTION {message}
+                USING ERRCODE = 'insufficient_privilege';
+        END $$
+    """
+
+
+_ALLOW = (f"IF TG_OP = 'DELETE' AND OLD.tenant_id IS NOT NULL AND {_GONE} THEN RETURN OLD; END IF;")
+_AUDIT_MESSAGE = "'audit_events is append-only: % is not allowed', TG_OP"
+_LEDGER_MESSAGE = "'the ledger is append-only: % on % is not allowed', TG_OP, TG_TABLE_NAME"
+
 
 def upgrade():
-    pass
+    # A closed organization's ledger and audit rows may go once the organization itself is gone.
+    op.execute(_guard("audit_events_append_only", _AUDIT_MESSAGE, _ALLOW))
+    op.execute(_guard("ledger_append_only", _LEDGER_MESSAGE, _ALLOW))
+    op.execute("""
+        CREATE FUNCTION erase_organization(p_tenant uuid) RETURNS boolean
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+        DECLARE
+            v_previous text := current_setting('app.tenant_id', true);
+        BEGIN
+            PERFORM 1 FROM public.organizations
+             WHERE id = p_tenant AND closing_due_at IS NOT NULL FOR UPDATE;
+            IF NOT FOUND THEN
+                RETURN false;
+            END IF;
+            -- Acting for the organization (for this transaction), the tenant policies let these deletes see its
+            -- rows. Signed session records first: their children's lock lets them go once the record is gone.
+            PERFORM set_config('app.tenant_id', p_tenant::text, true);
+            DELETE FROM public.session_records WHERE tenant_id = p_tenant;
+            DELETE FROM public.organizations WHERE id = p_tenant;
+            DELETE FROM public.audit_events WHERE tenant_id = p_tenant;
+            PERFORM set_config('app.tenant_id', coalesce(v_previous, ''), true);
+            RETURN true;
+        END $$
+    """)
+    op.execute("REVOKE ALL ON FUNCTION erase_organization(uuid) FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION erase_organization(uuid) TO {APP_ROLE}")
 
 
 def downgrade():
-    pass
+    op.execute("DROP FUNCTION erase_organization(uuid)")
+    op.execute(_guard("audit_events_append_only", _AUDIT_MESSAGE))
+    op.execute(_guard("ledger_append_only", _LEDGER_MESSAGE))

@@ -335,6 +335,17 @@ class LocalStorage:
                 continue
             self._prune_empty_folders(path.parent)
 
+    @_disk_errors
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object whose key starts with ``prefix`` (a folder: ``<organization id>/``); how many."""
+        folder = self.object_path(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return 0
+        files = [path for path in folder.rglob("*") if path.is_file()]
+        self.delete([str(path.relative_to(self.objects_dir)) for path in files])
+        shutil.rmtree(folder, ignore_errors=True)
+        return len(files)
+
     def _prune_empty_folders(self, folder: Path) -> None:
         # Tenants and media come and go; their empty folders should not pile up forever.
         while folder != self.objects_dir and self.objects_dir in folder.parents:

@@ -302,6 +302,16 @@ class S3Storage:
                                    f"{self.bucket!r}, e.g. {first.get('Key')!r}: {first.get('Code')} "
                                    f"{first.get('Message', '')}".rstrip())
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object whose key starts with ``prefix`` (an organization's ``<id>/``); how many."""
+        validate_key(prefix.rstrip("/"))
+        keys: list[str] = []
+        with self._failures("list", prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                keys.extend(obj["Key"] for obj in page.get("Contents") or [])
+        self.delete(keys)
+        return len(keys)
+
     def get_url(self, key: str, expires: int, content_type: str | None = None,
                 filename: str | None = None, download: bool = False) -> str:
         validate_key(key)
