@@ -25,19 +25,13 @@ from coach.platform.models import AuditEvent
 from coach.privacy import exports, jobs
 from coach.privacy.models import OrgExport
 from tests.conftest import csrf_from
-from tests.factories import PASSWORD, add_member, media_row
+from tests.factories import add_member, media_row
 from tests.media_support import aws_credentials, moto_server, s3_storage  # noqa: F401  (fixtures)
+from tests.test_progress_reports import login
 from tests.test_rls import two_orgs  # noqa: F401  (fixture: organizations A and B with a row in every table)
 
 PROGRESS_RE = re.compile(r'<progress max="100" value="(\d+)"')
 LINK_RE = re.compile(r"http://\S+(/(?:account|o/[a-z0-9-]+)/privacy/exports/\S+)")
-
-
-def login(client, email):
-    token = csrf_from(client.get("/login").get_data(as_text=True))
-    response = client.post("/login", data={"csrf_token": token, "email": email, "password": PASSWORD})
-    assert response.status_code in (302, 303)
-    return client
 
 
 def post_button(client, page: str, action: str):

@@ -434,6 +434,9 @@ def _person_sections(t: uuid.UUID, m: uuid.UUID) -> dict[str, list[tuple[str, Se
         table = T[name]
         return select(table).where(table.c.tenant_id == t, *where)
 
+    def by(name: str, column: str):  # the table's rows whose ``column`` is the member
+        return rows(name, T[name].c[column] == m)
+
     def ids(name: str, *where):
         table = T[name]
         return select(table.c.id).where(table.c.tenant_id == t, *where)
@@ -453,70 +456,70 @@ def _person_sections(t: uuid.UUID, m: uuid.UUID) -> dict[str, list[tuple[str, Se
             ("spaces", rows("spaces", c["spaces"].id.in_(
                 select(c["space_members"].space_id).where(c["space_members"].tenant_id == t,
                                                           c["space_members"].membership_id == m)))),
-            ("space_memberships", rows("space_members", c["space_members"].membership_id == m)),
-            ("posts", rows("posts", c["posts"].author_membership_id == m)),
+            ("space_memberships", by("space_members", "membership_id")),
+            ("posts", by("posts", "author_membership_id")),
             ("post_revisions", rows("post_revisions", c["post_revisions"].post_id.in_(my_posts))),
-            ("comments", rows("comments", c["comments"].author_membership_id == m)),
-            ("reactions", rows("reactions", c["reactions"].membership_id == m)),
-            ("mentions", rows("post_mentions", c["post_mentions"].membership_id == m)),
-            ("flags", rows("flags", c["flags"].membership_id == m)),
+            ("comments", by("comments", "author_membership_id")),
+            ("reactions", by("reactions", "membership_id")),
+            ("mentions", by("post_mentions", "membership_id")),
+            ("flags", by("flags", "membership_id")),
         ],
         "chat": [
-            ("messages", rows("messages", c["messages"].author_membership_id == m)),
-            ("conversation_reads", rows("conversation_reads", c["conversation_reads"].membership_id == m)),
+            ("messages", by("messages", "author_membership_id")),
+            ("conversation_reads", by("conversation_reads", "membership_id")),
         ],
         "bookings": [
             ("bookings", rows("bookings", or_(c["bookings"].athlete_membership_id == m,
                                               c["bookings"].coach_membership_id == m,
                                               c["bookings"].booked_by_membership_id == m))),
-            ("offerings", rows("offerings", c["offerings"].coach_membership_id == m)),
-            ("calendar", rows("coach_calendars", c["coach_calendars"].coach_membership_id == m)),
-            ("availability_rules", rows("availability_rules", c["availability_rules"].coach_membership_id == m)),
+            ("offerings", by("offerings", "coach_membership_id")),
+            ("calendar", by("coach_calendars", "coach_membership_id")),
+            ("availability_rules", by("availability_rules", "coach_membership_id")),
             ("availability_overrides", rows("availability_overrides",
                                             c["availability_overrides"].coach_membership_id == m)),
-            ("time_off", rows("time_off", c["time_off"].coach_membership_id == m)),
+            ("time_off", by("time_off", "coach_membership_id")),
         ],
         "payments": [
             ("payments", rows("payments", c["payments"].id.in_(my_payments))),
             ("receipts", rows("invoices", c["invoices"].payment_id.in_(my_payments))),
-            ("credits", rows("credit_grants", c["credit_grants"].athlete_membership_id == m)),
+            ("credits", by("credit_grants", "athlete_membership_id")),
             ("credit_uses", rows("credit_uses", c["credit_uses"].grant_id.in_(my_grants))),
-            ("subscriptions", rows("subscriptions", c["subscriptions"].athlete_membership_id == m)),
-            ("products", rows("products", c["products"].coach_membership_id == m)),
-            ("earnings", rows("earnings", c["earnings"].coach_membership_id == m)),
-            ("payouts", rows("payouts", c["payouts"].coach_membership_id == m)),
+            ("subscriptions", by("subscriptions", "athlete_membership_id")),
+            ("products", by("products", "coach_membership_id")),
+            ("earnings", by("earnings", "coach_membership_id")),
+            ("payouts", by("payouts", "coach_membership_id")),
         ],
         "progress": [
-            ("profile", rows("athlete_profiles", c["athlete_profiles"].membership_id == m)),
-            ("goals", rows("goals", c["goals"].athlete_membership_id == m)),
+            ("profile", by("athlete_profiles", "membership_id")),
+            ("goals", by("goals", "athlete_membership_id")),
             ("goal_values", rows("goal_values", c["goal_values"].goal_id.in_(my_goals))),
             ("goal_milestones", rows("goal_milestones", c["goal_milestones"].goal_id.in_(my_goals))),
-            ("habits", rows("habits", c["habits"].athlete_membership_id == m)),
+            ("habits", by("habits", "athlete_membership_id")),
             ("habit_checkins", rows("habit_checkins", c["habit_checkins"].habit_id.in_(my_habits))),
-            ("readiness_checkins", rows("readiness_checkins", c["readiness_checkins"].athlete_membership_id == m)),
+            ("readiness_checkins", by("readiness_checkins", "athlete_membership_id")),
             # Records are the athlete's once signed (drafts are the coach's working notes).
             ("session_records", rows("session_records", c["session_records"].id.in_(my_records))),
             ("record_skill_levels", rows("record_skill_levels", c["record_skill_levels"].record_id.in_(my_records))),
-            ("skill_levels", rows("athlete_skill_levels", c["athlete_skill_levels"].athlete_membership_id == m)),
-            ("program_assignments", rows("program_assignments", c["program_assignments"].athlete_membership_id == m)),
-            ("workout_logs", rows("workout_logs", c["workout_logs"].athlete_membership_id == m)),
+            ("skill_levels", by("athlete_skill_levels", "athlete_membership_id")),
+            ("program_assignments", by("program_assignments", "athlete_membership_id")),
+            ("workout_logs", by("workout_logs", "athlete_membership_id")),
             ("workout_log_exercises", rows("workout_log_exercises", c["workout_log_exercises"].log_id.in_(my_logs))),
             ("workout_comments", rows("workout_comments", or_(c["workout_comments"].author_membership_id == m,
                                                               c["workout_comments"].log_id.in_(my_logs)))),
             ("timeline", rows("timeline_entries", c["timeline_entries"].athlete_membership_id == m,
                               c["timeline_entries"].coaches_only.is_(False))),
-            ("reports", rows("progress_reports", c["progress_reports"].athlete_membership_id == m)),
+            ("reports", by("progress_reports", "athlete_membership_id")),
             # Coaches' private notes about an athlete are the organization's (its export has them); the notes a
             # coach wrote are theirs.
-            ("coach_notes_written", rows("coach_notes", c["coach_notes"].author_membership_id == m)),
+            ("coach_notes_written", by("coach_notes", "author_membership_id")),
         ],
         "media": [
-            ("media_items", rows("media_items", c["media_items"].owner_membership_id == m)),
-            ("review_comments", rows("media_comments", c["media_comments"].author_membership_id == m)),
+            ("media_items", by("media_items", "owner_membership_id")),
+            ("review_comments", by("media_comments", "author_membership_id")),
         ],
         "notifications": [
-            ("notifications", rows("notifications", c["notifications"].membership_id == m)),
-            ("preferences", rows("notification_preferences", c["notification_preferences"].membership_id == m)),
+            ("notifications", by("notifications", "membership_id")),
+            ("preferences", by("notification_preferences", "membership_id")),
         ],
     }
 

@@ -27,7 +27,14 @@ def _account_page(form: ActionForm | None = None, status: int = 200):
                   status_endpoint="privacy.export_status", page_url=url_for("privacy.account"))
 
 
-def _redirect_to_file(url: str):
+def _download(kind: str, export_id: str, load):
+    """Check the link's signature, then load the export (the caller's, or their organization's), then redirect
+    to a short-lived signed storage URL of its ZIP; a refusal is its 4xx page."""
+    try:
+        exports.check_token(kind, request.args.get("token"), export_id)
+        url = exports.download_url(load())
+    except DomainError as exc:
+        abort(exc.status, exc.message)
     response = redirect(url, 303)
     response.headers["Cache-Control"] = "private, no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -71,12 +78,7 @@ def export_status(export_id: str):
 def export_download(export_id: str):
     """The emailed (or shown) link: a valid signature for this export, the caller's own export, then a redirect
     to a short-lived signed storage URL of the ZIP."""
-    try:
-        exports.check_token(exports.ACCOUNT, request.args.get("token"), export_id)
-        url = exports.download_url(exports.load_account_export(current_user, export_id))
-    except DomainError as exc:
-        abort(exc.status, exc.message)
-    return _redirect_to_file(url)
+    return _download(exports.ACCOUNT, export_id, lambda: exports.load_account_export(current_user, export_id))
 
 
 # --- an organization's export (its admins) ---------------------------------------------------------------------
@@ -125,9 +127,4 @@ def org_export_status(export_id: str):
 @role_required(ADMIN)
 def org_export_download(export_id: str):
     """The emailed link: a valid signature for this organization's export, and the caller one of its admins."""
-    try:
-        exports.check_token(exports.ORGANIZATION, request.args.get("token"), export_id)
-        url = exports.download_url(exports.load_org_export(g.org, export_id))
-    except DomainError as exc:
-        abort(exc.status, exc.message)
-    return _redirect_to_file(url)
+    return _download(exports.ORGANIZATION, export_id, lambda: exports.load_org_export(g.org, export_id))
