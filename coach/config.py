@@ -225,6 +225,16 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "RATELIMIT_UPLOADS_PER_USER": os.environ.get("RATELIMIT_UPLOADS_PER_USER") or "60 per hour",
         "RATELIMIT_EMAIL_PER_IP": os.environ.get("RATELIMIT_EMAIL_PER_IP") or "10 per hour",
         "RATELIMIT_STORAGE_PER_IP": os.environ.get("RATELIMIT_STORAGE_PER_IP") or "1200 per minute",
+        # Two-factor codes and recovery codes at the second sign-in step (wrong ones only): refused per account and
+        # per address; an account's failures past its limit are emailed to its person once per window.
+        "RATELIMIT_TWOFACTOR_PER_ACCOUNT": os.environ.get("RATELIMIT_TWOFACTOR_PER_ACCOUNT") or "10 per 15 minutes",
+        "RATELIMIT_TWOFACTOR_PER_IP": os.environ.get("RATELIMIT_TWOFACTOR_PER_IP") or "30 per 15 minutes",
+        # Fernet keys sealing secrets at rest (TOTP secrets, calendar passwords), comma-separated: the first seals,
+        # all unseal (rotation). Unset: one key derived from SECRET_KEY (coach.platform.sealing).
+        "ENCRYPTION_KEYS": os.environ.get("ENCRYPTION_KEYS", ""),
+        # The request header a trusted proxy puts the client's country in (e.g. CF-IPCountry); unset: none is read.
+        # Recorded with each session; a sign-in from a country never seen before is emailed to its person.
+        "COUNTRY_HEADER": os.environ.get("COUNTRY_HEADER", ""),
         # Tracing: on only when an OTLP endpoint is set (and the otel extra installed).
         "OTEL_EXPORTER_OTLP_ENDPOINT": os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
         "OTEL_SERVICE_NAME": os.environ.get("OTEL_SERVICE_NAME") or "coach",

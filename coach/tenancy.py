@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, abort, g
+from flask import Blueprint, abort, flash, g, url_for
 from flask_login import current_user
+from sqlalchemy import select
 
 from coach.accounts.loader import cookie_session_id, found_session
-from coach.extensions import login_manager
+from coach.accounts.twofactor import has_second_factor
+from coach.extensions import db, login_manager
+from coach.htmx import redirect_after_post
+from coach.orgs.models import ADMIN, COACH, Membership, Organization
 from coach.orgs.service import member_context
 from coach.platform.tenant_context import acting_for, activate, deactivate, first_statement
 
@@ -68,10 +72,41 @@ def enter_org(slug: str) -> None:
         if found is not None and found.membership is not None:
             g.org = found.org
             g.membership = found.membership
+            # The organization's row came with the statement: the check costs nothing while the requirement is off.
+            if found.org.require_two_factor and second_factor_missing(found.membership, found.user):
+                abort(to_enrolment(found.org))
             return
     if not current_user.is_authenticated:
         return  # role_required sends the visitor to log in
     abort(404)
+
+
+# Who must have a second factor where an organization requires it (``require_two_factor``).
+SECOND_FACTOR_ROLES = (ADMIN, COACH)
+
+
+def second_factor_missing(membership, user) -> bool:
+    """Whether ``membership``'s organization requires a second factor of its role and ``user`` has none."""
+    return membership.role in SECOND_FACTOR_ROLES and not has_second_factor(user)
+
+
+def second_factor_required_by(user) -> Organization | None:
+    """An organization requiring a second factor of ``user``'s role there while ``user`` has none (the first by
+    name), else ``None``: after signing in, such a person goes straight to enrolment."""
+    with acting_for(None, user.id):  # the own-memberships policy shows a user their memberships
+        org = db.session.scalar(
+            select(Organization).join(Membership, Membership.tenant_id == Organization.id)
+            .where(Membership.user_id == user.id, Membership.role.in_(SECOND_FACTOR_ROLES),
+                   Organization.require_two_factor.is_(True))
+            .order_by(Organization.name).limit(1))
+    return org if org is not None and not has_second_factor(user) else None
+
+
+def to_enrolment(org):
+    """The answer that takes a person lacking the second factor ``org`` requires to two-factor set-up."""
+    flash(f"{org.name} requires two-factor authentication (or a passkey) for admins and coaches. "
+          "Set it up to continue.", "info")
+    return redirect_after_post(url_for("accounts.two_factor_setup"))
 
 
 def org_blueprint(name: str, import_name: str, url_prefix: str, enter=None):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from datetime import timedelta
 
 from flask import current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter
@@ -95,6 +96,40 @@ SIGNIN_LINK_PER_ACCOUNT = _setting("RATELIMIT_SIGNIN_LINK_PER_ACCOUNT")
 UPLOADS_PER_USER = _setting("RATELIMIT_UPLOADS_PER_USER")
 EMAIL_PER_IP = _setting("RATELIMIT_EMAIL_PER_IP")
 STORAGE_PER_IP = _setting("RATELIMIT_STORAGE_PER_IP")
+SECOND_STEP_PER_ACCOUNT = _setting("RATELIMIT_TWOFACTOR_PER_ACCOUNT")
+SECOND_STEP_PER_IP = _setting("RATELIMIT_TWOFACTOR_PER_IP")
+
+
+def second_step_limits(account_key):
+    """The limits of the second sign-in step (two-factor and recovery codes), shared by its forms: wrong codes
+    (422) only, refused past a limit per account (``account_key()``: the person half signed in) and per address.
+    A stranger must know the password to reach this step, so a refusal per account locks out nobody else."""
+    per_account = limiter.shared_limit(SECOND_STEP_PER_ACCOUNT, "second-step-account", key_func=account_key,
+                                       methods=["POST"], deduct_when=failed_form)
+    per_ip = limiter.shared_limit(SECOND_STEP_PER_IP, "second-step-ip", methods=["POST"], deduct_when=failed_form)
+    return lambda view: per_account(per_ip(view))
+
+
+def limit_window(setting: str):
+    """The window of the limit named by the setting ``setting`` (how long a lockout lasts), a timedelta."""
+    return timedelta(seconds=parse_limit(current_app.config[setting]).get_expiry())
+
+
+def second_step_exhausted(account_key: str) -> bool:
+    """Whether the failure being answered now uses up the account's second-step limit (it is counted after the
+    response, so one left means none after it): time to tell the account's person."""
+    if not (current_app.config.get("RATELIMIT_ENABLED", True) and limiter.enabled):
+        return False
+    # The identifiers Flask-Limiter counts a shared limit under: its key prefix, the key, the limit's scope.
+    identifiers = [prefix for prefix in [current_app.config.get("RATELIMIT_KEY_PREFIX")] if prefix]
+    try:
+        _, remaining = limiter.limiter.get_window_stats(
+            parse_limit(current_app.config["RATELIMIT_TWOFACTOR_PER_ACCOUNT"]), *identifiers, account_key,
+            "second-step-account")
+    except Exception:
+        log.warning("second-step failures not read: rate limit storage unavailable", exc_info=True)
+        return False
+    return remaining <= 1
 
 
 def _account_counter(email: str):
@@ -130,16 +165,19 @@ def slow_down_login(email: str) -> float:
     return delay
 
 
-def count_failed_login(email: str) -> None:
-    """Count one wrong password for the account, wherever it came from (see :func:`slow_down_login`)."""
+def count_failed_login(email: str) -> bool:
+    """Count one wrong password for the account, wherever it came from (see :func:`slow_down_login`); ``True``
+    when the account's failures have now reached the limit (its person is told: a lockout notice)."""
     counter = _account_counter(email)
     if counter is None:
-        return
+        return False
     item, key = counter
     try:
         limiter.limiter.hit(item, *key)
+        return not limiter.limiter.test(item, *key)
     except Exception:
         log.warning("failed login not counted: rate limit storage unavailable", exc_info=True)
+        return False
 
 
 def retry_after_seconds(default: int = 60) -> int:

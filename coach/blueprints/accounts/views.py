@@ -18,6 +18,7 @@ from coach.blueprints.accounts.forms import (
     SignInLinkForm,
     SignupForm,
 )
+from coach.blueprints.accounts.twofactor import finish_sign_in, tell_password_lockout
 from coach.blueprints.auth import fresh_auth_required, start_session
 from coach.blueprints.forms import ActionForm, attempt
 from coach.extensions import db
@@ -88,9 +89,8 @@ def confirm_signup(token: str):
         db.session.commit()
         return render("accounts/confirm.html", status=410, token=None, error=str(exc))
     db.session.commit()
-    start_session(user)
-    flash("Welcome to Coach! Create your organization or open an invitation to get started.", "success")
-    return redirect_after_post(url_for("orgs.picker"))
+    return finish_sign_in(user, "signup", url_for("orgs.picker"),
+                          "Welcome to Coach! Create your organization or open an invitation to get started.")
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -107,10 +107,10 @@ def login():
         user = service.authenticate(form.email.data, form.password.data)
         if user is not None:
             db.session.commit()
-            start_session(user)
-            return redirect_after_post(safe_next(url_for("orgs.picker")))
+            return finish_sign_in(user, "password", safe_next(url_for("orgs.picker")))
         db.session.commit()  # the failed attempt stays in the audit trail
-        count_failed_login(form.email.data)
+        if count_failed_login(form.email.data):
+            tell_password_lockout(form.email.data)
         form.password.errors.append("Email or password is not correct.")
     return render("accounts/login.html", "form", status=422 if form.errors else 200, form=form,
                   next=safe_next(""))
@@ -139,8 +139,7 @@ def use_sign_in_link(token: str):
         done = attempt(None, service.use_sign_in_link, token)  # the app's CSRF check came first
         if done:
             db.session.commit()
-            start_session(done.value)
-            return redirect_after_post(url_for("orgs.picker"))
+            return finish_sign_in(done.value, "link", url_for("orgs.picker"))
     else:
         done = attempt(None, service.check_sign_in_link, token)
     if not done:
@@ -179,16 +178,15 @@ def reset_password(token: str):
     """Choose a new password from an emailed link."""
     form = ResetPasswordForm()
     # A link that is not (or no longer) good shows why in place of the form, the check and the change alike.
+    done = attempt(None, service.check_reset_token, token)
     if done:  # the new password is judged against this person's email and name
         form.password_user_inputs = (done.value.user.email, done.value.user.display_name)
-    done = attempt(None, service.check_reset_token, token)
     if done and form.validate_on_submit():
         done = attempt(None, service.reset_password, token, form.password.data)
         if done:
             db.session.commit()
-            start_session(done.value)
-            flash("Your password is changed and you are logged in.", "success")
-            return redirect_after_post(url_for("orgs.picker"))
+            return finish_sign_in(done.value, "reset", url_for("orgs.picker"),
+                                  "Your password is changed and you are logged in.")
     if not done:
         return render("accounts/reset.html", "form", status=410, form=None, error=str(done.error), token=token)
     return render("accounts/reset.html", "form", status=422 if form.errors else 200, form=form, token=token)
