@@ -290,7 +290,8 @@ def _build(kind: str, eid: uuid.UUID, tid: uuid.UUID | None) -> None:
         entries, key = account_plan(user), f"exports/accounts/{user.id}/{eid}.zip"
     else:
         org = db.session.get(Organization, tid)
-        entries, key = org_plan(org), f"exports/organizations/{tid}/{eid}.zip"
+        # Under the organization's own folder, so closing it (which deletes that folder) takes its exports too.
+        entries, key = org_plan(org), f"{tid}/exports/{eid}.zip"
     db.session.commit()  # the plan's reads are done: the stream starts a transaction of its own
     progress = Progress(kind, eid, tid, sum(entry.weight for entry in entries))
     size = get_storage().upload_stream(zip_stream(entries, progress), key, "application/zip")
