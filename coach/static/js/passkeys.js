@@ -124,7 +124,9 @@
   function start(button) {
     var box = button.closest("[data-passkey]");
     var purpose = box.getAttribute("data-passkey");
-    var token = box.getAttribute("data-csrf");
+    // The token rendered with this box: the body's hx-headers may be older than the session (a boosted
+    // page change after logging out keeps the body element of the page before).
+    var token = box.querySelector("[data-passkey-csrf]").value;
     var status = box.querySelector("[data-passkey-status]");
     status.textContent = "";
     button.disabled = true;
