@@ -557,3 +557,17 @@ def test_another_persons_log_is_not_shown(app, ada):
     log_in(browser, "ada@example.com")
     assert "Wrong password" not in page(browser, "/account/security/log")
     assert log_actions(grace) == ["login.failed"]
+
+
+def test_email_changes_past_their_links_are_swept(ctx, ada):
+    from coach.accounts.jobs import sweep_expired_tokens
+    from coach.accounts.models import EmailChange
+    long_ago = now() - timedelta(days=30)
+    for n, (confirmed, undo_until) in enumerate([(None, None), (long_ago, long_ago), (now(), now() + timedelta(days=7))]):
+        db.session.add(EmailChange(user_id=ada.id, old_email="ada@example.com", new_email=f"n{n}@example.com",
+                                   token_hash=f"{n}" * 64, expires_at=long_ago, confirmed_at=confirmed,
+                                   undo_token_hash=f"u{n}".ljust(64, "x") if confirmed else None,
+                                   undo_expires_at=undo_until))
+    db.session.commit()
+    sweep_expired_tokens()
+    assert list(db.session.scalars(select(EmailChange.new_email))) == ["n2@example.com"]
