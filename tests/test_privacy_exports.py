@@ -8,11 +8,14 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
+import time
 import tracemalloc
 import uuid
 import zipfile
 from datetime import timedelta
 
+import psycopg
 from sqlalchemy import select, update
 
 from coach import clock, tenancy
@@ -99,6 +102,11 @@ def test_my_export_holds_my_data_from_every_organization_and_nobody_elses(app, c
         again = post_button(client, page_url, "/account/privacy/exports")
         assert again.status_code == 409
         assert "being made already" in again.get_data(as_text=True)
+        # With htmx, the card comes back with the reason (a fragment, no layout).
+        card = client.post("/account/privacy/exports", headers={"HX-Request": "true"}, data={
+            "csrf_token": csrf_from(client.get(page_url).get_data(as_text=True))})
+        assert card.status_code == 409 and "<html" not in card.get_data(as_text=True)
+        assert "being made already" in card.get_data(as_text=True)
         assert db.session.scalar(select(db.func.count()).select_from(AccountExport)) == 1
         # Queued: the bar, polling every 2 s, and a Refresh link for a browser without JavaScript.
         export = db.session.scalar(select(AccountExport))
@@ -179,9 +187,12 @@ def test_export_links_refuse_tampering_expiry_and_other_people(app, ctx, two_org
     export = db.session.scalar(select(AccountExport))
     forged = exports.link_token(exports.ORGANIZATION, export)
     assert mine.get(f"{path}?token={forged}").status_code == 403
-    # Someone else, signed in, with my link: as if the export did not exist.
+    # Someone else, signed in, with my link (or my export's status line): as if the export did not exist.
     stranger = login(app.test_client(), "a-coach@example.com")
     assert stranger.get(link).status_code == 404
+    assert stranger.get(f"/account/privacy/exports/{export.id}/status").status_code == 404
+    assert mine.get("/account/privacy/exports/not-an-id/status").status_code == 404
+    assert mine.get(f"/account/privacy/exports/not-an-id/download?token={token}").status_code == 403
     # Anonymous: to the login page first.
     assert app.test_client().get(link).status_code in (302, 303)
     # A week later: expired (410), with a page, not an error.
@@ -244,7 +255,7 @@ def test_an_admin_exports_the_organization_and_nothing_of_another(app, ctx, two_
     assert other_admin.get(link.replace("/o/org-a/", "/o/org-b/")).status_code == 404
 
 
-def test_a_large_export_streams_with_flat_memory(app, ctx, two_orgs, job_runner):
+def test_a_large_export_streams_with_flat_memory(app, ctx, stack, two_orgs, job_runner):
     a, _ = two_orgs
     me = member(a, "a-athlete@example.com")
     size = 40 * 1024 * 1024
@@ -253,19 +264,39 @@ def test_a_large_export_streams_with_flat_memory(app, ctx, two_orgs, job_runner)
     db.session.commit()
     block = bytes(range(256)) * 1024
     get_storage().upload_stream((block for _ in range(size // len(block))), item.original_key, "video/mp4")
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch(export_id):
+        """What another connection sees of the export's progress while it is built: committed as it goes."""
+        with psycopg.connect(stack.database_url.replace("postgresql+psycopg://", "postgresql://"),
+                             autocommit=True) as conn:
+            while not done.is_set():
+                value = conn.execute("SELECT progress FROM account_exports WHERE id = %s", (export_id,)).fetchone()[0]
+                if not seen or seen[-1] != value:
+                    seen.append(value)
+                time.sleep(0.05)
+
     with job_runner.paused():
         export = exports.request_account_export(me.user)
         db.session.commit()
+        watcher = threading.Thread(target=watch, args=(export.id,))
+        watcher.start()
         tracemalloc.start()
         try:
             assert exports.build(exports.ACCOUNT, str(export.id), None) == "ready"
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
+            time.sleep(0.2)
+            done.set()
+            watcher.join()
     db.session.expire_all()
     export = db.session.get(AccountExport, export.id)
     assert export.status == "ready" and export.size_bytes > size
     assert peak < 10 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB while streaming a {size / 1e6:.0f} MB export"
+    # The bar moved while the file streamed, forward only, and ended at 100.
+    assert seen == sorted(seen) and seen[-1] == 100 and len([v for v in seen if 0 < v < 100]) >= 2, seen
 
 
 def test_the_sweep_deletes_expired_exports_and_their_files(app, ctx, two_orgs, job_runner, monkeypatch):
