@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app, g, has_request_context, request, url_for
@@ -68,6 +69,9 @@ def _nav_for(app_id: int, script_root: str, slug: str | None) -> dict[str, str]:
     urls = {name: url_for(endpoint) for name, endpoint in _SITE_NAV.items()}
     if slug is not None:
         urls.update({name: url_for(endpoint, slug=slug) for name, endpoint in _ORG_NAV.items()})
+        # A websocket rule's URL comes out absolute (ws://host/...): cached for every request, it must not
+        # carry the host of the request that built it. htmx's ws extension resolves a path against the page.
+        urls["socket"] = urlsplit(urls["socket"]).path
     return urls
 
 
