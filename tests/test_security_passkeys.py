@@ -497,3 +497,30 @@ def test_the_passkeys_page_works_without_javascript_and_says_what_is_needed(ada_
     assert "You have no passkey yet." in page
     assert "needs a browser that supports passkeys" in page
     assert re.search(r'<button[^>]*data-passkey-start[^>]*hidden', page)
+
+
+def test_the_second_sign_in_step_offers_the_passkey_which_completes_the_sign_in(app, ada_client, ada, device):
+    """A person with two-factor who typed their password may answer with a passkey instead of a code."""
+    import pyotp
+
+    from coach.accounts import twofactor
+    from coach.platform.sealing import unseal
+
+    add_passkey(ada_client, device)
+    secret = unseal(twofactor.begin_enrolment(ada) and ada.totp_secret)
+    twofactor.confirm_enrolment(ada, pyotp.TOTP(secret).now())
+    db.session.commit()
+
+    browser = app.test_client()
+    response = browser.post("/login", data={"csrf_token": token(browser), "email": "ada@example.com",
+                                            "password": PASSWORD})
+    assert response.headers["Location"].startswith("/login/verify")
+    page = browser.get("/login/verify").get_data(as_text=True)
+    assert "Sign in with a passkey" in page
+    assert not is_signed_in(browser)
+
+    csrf = csrf_from(page)
+    options = post_json(browser, "/login/passkey/options", csrf).get_json()
+    answer = post_json(browser, "/login/passkey/verify", csrf, {"credential": device.get(options)})
+    assert answer.status_code == 200
+    assert is_signed_in(browser)
