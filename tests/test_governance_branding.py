@@ -192,8 +192,7 @@ def test_a_new_logo_replaces_the_old_object_and_removing_it_deletes_it(app, worl
 
 def test_an_image_of_the_media_library_becomes_the_logo(app, world, tmp_path):
     org = world
-    admin = membership_for(org, db.session.scalar(select(Organization).where(Organization.id == org.id)) and
-                           _user("ada@example.com"))
+    admin = membership_for(org, _user("ada@example.com"))
     key = f"{org.id}/{uuid.uuid4()}/original"
     path = Path(tmp_path) / "crest.jpg"
     path.write_bytes(picture("JPEG", (1000, 1000)))
