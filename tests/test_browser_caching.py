@@ -45,7 +45,7 @@ def assets_of(html: str) -> list[str]:
 
 def test_pages_link_fingerprinted_static_files(client, built):
     assets = assets_of(client.get("/login").get_data(as_text=True))
-    assert len(assets) == 6, assets  # the stylesheet, htmx, its ws extension, media.js, chat.js, passkeys.js
+    assert len(assets) == 7, assets  # the stylesheet, htmx, its ws and head-support extensions, media.js, chat.js, passkeys.js
     for url in assets:
         assert FINGERPRINT_RE.search(url), url
     assert any(url.startswith("/static/js/chat-") for url in assets)
