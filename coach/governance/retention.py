@@ -90,6 +90,13 @@ def _drain(step) -> int:
             return total
 
 
+def _record(action: str, tenant_id: uuid.UUID, count: int, key: str, noun: str, days: int) -> None:
+    """One audit event for a run that deleted ``count`` rows ("retention.chat_deleted: 1,234 messages older than
+    90 days")."""
+    audit.record(action, target_type="organization", target_id=tenant_id, tenant_id=tenant_id,
+                 details={key: count, "older_than_days": days, "summary": f"{count:,} {noun} older than {days} days"})
+
+
 def apply_retention(tenant_id: uuid.UUID, now: datetime | None = None) -> int:
     """Apply the active organization's retention; audited with the counts. How many rows were deleted."""
     now = now or clock.now()
@@ -97,21 +104,10 @@ def apply_retention(tenant_id: uuid.UUID, now: datetime | None = None) -> int:
     if org is None:
         return 0
     chat_days, audit_days = org.chat_retention_days, org.audit_retention_days
-    total = 0
-    if chat_days:
-        messages = _drain(lambda: delete_old_messages(tenant_id, chat_days, now))
-        if messages:
-            audit.record("retention.chat_deleted", target_type="organization", target_id=tenant_id,
-                         tenant_id=tenant_id, details={"messages": messages, "older_than_days": chat_days,
-                                                       "summary": f"{messages:,} messages older than "
-                                                                  f"{chat_days} days"})
-        total += messages
-    if audit_days:
-        events = _drain(delete_old_audit_events)
-        if events:
-            audit.record("retention.audit_deleted", target_type="organization", target_id=tenant_id,
-                         tenant_id=tenant_id, details={"events": events, "older_than_days": audit_days,
-                                                       "summary": f"{events:,} audit events older than "
-                                                                  f"{audit_days} days"})
-        total += events
-    return total
+    messages = _drain(lambda: delete_old_messages(tenant_id, chat_days, now)) if chat_days else 0
+    if messages:
+        _record("retention.chat_deleted", tenant_id, messages, "messages", "messages", chat_days)
+    events = _drain(delete_old_audit_events) if audit_days else 0
+    if events:
+        _record("retention.audit_deleted", tenant_id, events, "events", "audit events", audit_days)
+    return messages + events
