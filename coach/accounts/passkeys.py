@@ -225,10 +225,13 @@ def authenticate(rp: RelyingParty, challenge: bytes, answer, expected_user_id: u
             credential_public_key=passkey.public_key, credential_current_sign_count=passkey.sign_count)
     except Exception as exc:  # the library raises many types for a bad answer: each is the browser's fault
         raise PasskeyError(_refusal(exc, "The passkey could not sign you in"), status=403) from exc
+    user = db.session.get(User, passkey.user_id)
+    if user.erased_at is not None:  # erasure deletes passkeys too; this holds should one be left
+        raise PasskeyError("This account no longer exists.", status=403)
     passkey.sign_count = verified.new_sign_count
     passkey.backed_up = verified.credential_backed_up
     passkey.last_used_at = now()
-    return db.session.get(User, passkey.user_id)
+    return user
 
 
 def record_sign_in(user: User) -> None:
