@@ -17,7 +17,7 @@ from coach.accounts.models import SecurityEvent, User, UserSession
 from coach.booking.models import Booking
 from coach.chat import service as chat
 from coach.extensions import db
-from coach.media.storage import get_storage
+from coach.media.storage import LocalStorage, get_storage
 from coach.orgs import service as orgs
 from coach.orgs.models import ADMIN, ATHLETE
 from coach.payments import invoices
@@ -31,6 +31,7 @@ from coach.spaces.models import Post
 from tests.conftest import Auth, csrf_from
 from tests.test_audit import superuser_db  # noqa: F401  (a fixture: platform events are the superuser's to read)
 from tests.factories import add_member, make_org, media_row
+from tests.media_support import aws_credentials, moto_server, s3_storage  # noqa: F401  (fixtures)
 from tests.test_payments_earnings import paid_session, priced_world
 
 
@@ -363,3 +364,22 @@ def test_the_closing_page_needs_an_admin(app, club):
     response = client.post(f"/o/{club.org.slug}/privacy/closing", data={"csrf_token": token, "slug": club.org.slug})
     assert response.status_code == 403
 
+
+
+# --- storage: everything under an organization's folder ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["s3", "local"])
+def test_delete_prefix_removes_a_folder_of_objects_and_nothing_beside_it(backend, request, tmp_path):
+    if backend == "s3":
+        storage = request.getfixturevalue("s3_storage")
+    else:
+        storage = LocalStorage(tmp_path, "secret")
+    source = tmp_path / "bytes"
+    source.write_bytes(b"x")
+    for key in ("org-a/1/original", "org-a/branding/logo.png", "org-ab/1/original", "reports/org-a/r/report.pdf"):
+        storage.upload_file(source, key, "application/octet-stream")
+    assert storage.delete_prefix("org-a/") == 2
+    assert storage.size_of("org-a/1/original") is None and storage.size_of("org-a/branding/logo.png") is None
+    assert storage.size_of("org-ab/1/original") == 1 and storage.size_of("reports/org-a/r/report.pdf") == 1
+    assert storage.delete_prefix("org-a/") == 0  # twice: nothing left, no error

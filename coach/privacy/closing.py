@@ -7,7 +7,6 @@ stays on record as a platform event (no organization), with the organization's i
 """
 from __future__ import annotations
 
-import logging
 import uuid
 from zoneinfo import ZoneInfo
 
@@ -21,9 +20,7 @@ from coach.media.storage import get_storage
 from coach.orgs.models import Membership, Organization
 from coach.platform import audit, tenant_context
 from coach.platform.mail import queue_email
-from coach.privacy.deletion import GRACE
-
-log = logging.getLogger(__name__)
+from coach.privacy.deletion import GRACE, each_in_own_transaction
 
 
 class ClosingError(DomainError):
@@ -122,12 +119,4 @@ def erase_organization(org_id: uuid.UUID) -> bool:
 
 def erase_due_organizations() -> int:
     """The sweep: erase every organization whose closing is due, each in its own transaction."""
-    erased = 0
-    for org_id in due_organizations():
-        try:
-            erased += erase_organization(org_id)
-            db.session.commit()
-        except Exception:
-            db.session.rollback()
-            log.exception("could not erase organization %s; it is tried again at the next run", org_id)
-    return erased
+    return each_in_own_transaction(due_organizations(), erase_organization, "organization")

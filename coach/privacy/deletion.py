@@ -304,14 +304,20 @@ def _erase_account_rows(user: User) -> dict[str, int]:
     return {k: v for k, v in removed.items() if v}
 
 
-def erase_due_accounts() -> int:
-    """The sweep: erase every due account, each in its own transaction (a failure rolls back that one only)."""
+def each_in_own_transaction(ids: list[uuid.UUID], erase, what: str) -> int:
+    """Run ``erase(id)`` for each id and commit it alone: a failure rolls back that one only (logged, tried again at
+    the sweep's next run). How many ``erase`` said it erased."""
     erased = 0
-    for user_id in due_accounts():
+    for one in ids:
         try:
-            erased += erase_account(user_id)
+            erased += bool(erase(one))
             db.session.commit()
         except Exception:
             db.session.rollback()
-            log.exception("could not erase account %s; it is tried again at the next run", user_id)
+            log.exception("could not erase %s %s; it is tried again at the next run", what, one)
     return erased
+
+
+def erase_due_accounts() -> int:
+    """The sweep: erase every due account, each in its own transaction."""
+    return each_in_own_transaction(due_accounts(), erase_account, "account")

@@ -31,3 +31,11 @@ def fill_fields(page, values: dict) -> None:
             return
         page.wait_for_timeout(200)
     raise AssertionError(f"the form did not keep {values!r}")
+
+
+def both_widths(snap, page, name: str) -> None:
+    """``snap`` the page at a desktop (1280 px) and a phone (390 px) width as ``<name>-<width>``, then back to 1280."""
+    for width, height in ((1280, 900), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        snap(page, f"{name}-{width}")
+    page.set_viewport_size({"width": 1280, "height": 900})

@@ -15,7 +15,7 @@ from coach.extensions import db
 from coach.orgs.models import ATHLETE, COACH
 from coach.privacy import deletion
 from coach.spaces import service as spaces
-from tests.e2e import screenshots
+from tests.e2e import both_widths, screenshots
 from tests.e2e.test_journeys import log_in, watch_csp
 from tests.factories import PASSWORD, add_member, make_org, make_user
 
@@ -25,10 +25,7 @@ snap = screenshots("deletion")
 
 
 def shoot(page: Page, name: str) -> None:
-    for width, height in ((1280, 900), (390, 844)):
-        page.set_viewport_size({"width": width, "height": height})
-        snap(page, f"{name}-{width}")
-    page.set_viewport_size({"width": 1280, "height": 900})
+    both_widths(snap, page, name)
 
 
 @pytest.fixture()

@@ -30,10 +30,21 @@ class ClosingForm(BaseForm):
     slug = StringField("Type the organization's address to confirm", validators=[Length(max=40)])
 
 
-def _refused(done, page, form: BaseForm, **kwargs):
+def _refused(done, page, form: BaseForm):
     for message in [*form.form_errors, *[e for errors in form.errors.values() for e in errors]] or ["Try again."]:
         flash(message, "error")
-    return page(status=done.status if done is not None else 400, **kwargs)
+    return page(status=done.status if done is not None else 400)
+
+
+def _act(form: BaseForm, page, back: str, told, action, *args):
+    """Run ``action(*args)`` for a valid form, commit, flash ``told(result)`` and go to ``back`` (an endpoint); a
+    refusal re-shows ``page`` with its message and status."""
+    done = attempt(form, action, *args) if form.validate_on_submit() else None
+    if not done:
+        return _refused(done, page, form)
+    db.session.commit()
+    flash(told(done.value), "success")
+    return redirect_after_post(url_for(back))
 
 
 @bp.post("/deletion", endpoint="request_deletion")
@@ -43,15 +54,10 @@ def _refused(done, page, form: BaseForm, **kwargs):
 def request_deletion():
     """Schedule my account's deletion in 14 days (asked again while pending: refused, it is already scheduled)."""
     form = DeletionForm()
-    if not form.validate_on_submit():
-        return _refused(None, _account_page, form)
-    done = attempt(form, deletion.request_deletion, current_user, form.erase_content.data)
-    if not done:
-        return _refused(done, _account_page, form)
-    db.session.commit()
-    flash(f"Your account will be deleted on {deletion.due_label(done.value)}. Sign in before then to keep it; "
-          "every other session was signed out.", "success")
-    return redirect_after_post(url_for("privacy.account"))
+    return _act(form, _account_page, "privacy.account",
+                lambda user: f"Your account will be deleted on {deletion.due_label(user)}. Sign in before then to "
+                "keep it; every other session was signed out.",
+                deletion.request_deletion, current_user, form.erase_content.data)
 
 
 @bp.post("/deletion/cancel", endpoint="cancel_deletion")
@@ -74,15 +80,9 @@ def cancel_deletion():
 def request_closing():
     """Close the organization in 14 days (an admin who typed its address); every member is emailed."""
     form = ClosingForm()
-    if not form.validate_on_submit():
-        return _refused(None, _org_page, form)
-    done = attempt(form, closing.request_closing, g.org, current_user, form.slug.data)
-    if not done:
-        return _refused(done, _org_page, form)
-    db.session.commit()
-    flash(f"{g.org.name} will close on {closing.closes_on(done.value)}. Every member was emailed; you can cancel "
-          "until then.", "success")
-    return redirect_after_post(url_for("org_privacy.index"))
+    return _act(form, _org_page, "org_privacy.index",
+                lambda org: f"{org.name} will close on {closing.closes_on(org)}. Every member was emailed; you can "
+                "cancel until then.", closing.request_closing, g.org, current_user, form.slug.data)
 
 
 @org.post("/closing/cancel", endpoint="cancel_closing")
@@ -90,11 +90,6 @@ def request_closing():
 @idempotent
 def cancel_closing():
     """Keep the organization open (an admin, before the closing day)."""
-    require_action_form()
-    form = ClosingForm()
-    done = attempt(form, closing.cancel_closing, g.org, current_user)
-    if not done:
-        return _refused(done, _org_page, form)
-    db.session.commit()
-    flash(f"{g.org.name} stays open. Every member was emailed.", "success")
-    return redirect_after_post(url_for("org_privacy.index"))
+    return _act(ClosingForm(), _org_page, "org_privacy.index",
+                lambda org: f"{org.name} stays open. Every member was emailed.", closing.cancel_closing, g.org,
+                current_user)
