@@ -2,6 +2,7 @@
 who may create spaces, the locale on the page, and the nightly retention of chat and the audit trail."""
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -26,7 +27,8 @@ UTC = timezone.utc
 SETTINGS = "/o/harbour/admin/settings"
 VALID = {"name": "Harbour Rowing", "timezone": "Europe/Lisbon", "locale": "de", "space_creation": "members",
          "listed_publicly": "y", "chat_retention_days": "90",
-         "audit_retention_days": "365"}
+         "audit_retention_days": "365", "default_cancellation_window_hours": "24",
+         "default_late_cancel_policy": "forfeit", "default_late_cancel_fee_percent": "50"}
 
 
 class World:
@@ -112,6 +114,9 @@ def test_admin_requires_two_factor_for_admins_and_coaches(app, world, owner_db):
     ("audit_retention_days", "ten", "Not a valid integer value"),
     ("space_creation", "everyone", "Choose who may create spaces"),
     ("name", "   ", "Enter the organization"),
+    ("default_cancellation_window_hours", "721", "Between 0 and 720 hours."),
+    ("default_late_cancel_policy", "free", "Choose what a late cancellation costs"),
+    ("default_late_cancel_fee_percent", "101", "A fee between 0 and 100 per cent."),
 ])
 def test_a_bad_value_is_refused_with_a_message_and_nothing_changes(app, world, owner_db, field, value, message):
     ada = browser(app, "ada@example.com")
@@ -122,6 +127,21 @@ def test_a_bad_value_is_refused_with_a_message_and_nothing_changes(app, world, o
     assert (org.name, org.locale, org.timezone, org.chat_retention_days) == ("Harbour Club", "en", "Europe/Berlin",
                                                                              None)
     assert audit_rows(owner_db, "harbour", "org.settings_changed") == []
+
+
+def test_new_offerings_start_with_the_default_cancellation_policy(app, world, owner_db):
+    ada = browser(app, "ada@example.com")
+    assert post_settings(ada, default_cancellation_window_hours="48", default_late_cancel_policy="fee",
+                         default_late_cancel_fee_percent="30").status_code == 303
+    org = org_row()
+    assert (org.default_cancellation_window_hours, org.default_late_cancel_policy,
+            org.default_late_cancel_fee_percent) == (48, "fee", 30)
+    [details] = audit_rows(owner_db, "harbour", "org.settings_changed")
+    assert details["default_late_cancel_policy"] == {"before": "forfeit", "after": "fee"}
+    form = ada.get(f"/o/harbour/coaches/{world.coach.id}/offerings/new").get_data(as_text=True)
+    assert re.search(r'<input[^>]*name="cancellation_window_hours"[^>]*value="48"', form)
+    assert re.search(r'<option selected value="fee">', form)
+    assert re.search(r'<input[^>]*name="late_cancel_fee_percent"[^>]*value="30"', form)
 
 
 def test_the_service_refuses_what_the_database_would(world):

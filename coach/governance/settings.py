@@ -25,8 +25,14 @@ SPACE_CREATION_LABELS = {"admins": "Admins only", "leaders": "Coaches and admins
 # The migration's checks (0016): chat 1–3650 days, the audit trail 30–3650 days; None keeps everything.
 CHAT_RETENTION = (1, 3650)
 AUDIT_RETENTION = (30, 3650)
+# What a late cancellation costs (the booking domain's offering choices) and the offering form's limits.
+LATE_CANCEL_POLICIES = {"forfeit": "forfeits the session (credit or payment kept)",
+                        "fee": "keeps a fee (the rest of a payment is refunded; a credit is kept)",
+                        "refund": "gives everything back"}
+CANCELLATION_WINDOW = (0, 720)
 FIELDS = ("name", "timezone", "locale", "space_creation", "listed_publicly", "require_two_factor",
-          "chat_retention_days", "audit_retention_days")
+          "chat_retention_days", "audit_retention_days", "default_cancellation_window_hours",
+          "default_late_cancel_policy", "default_late_cancel_fee_percent")
 
 
 class SettingsError(DomainError):
@@ -81,7 +87,34 @@ def _clean(values: dict) -> dict:
     if "audit_retention_days" in values:
         clean["audit_retention_days"] = _retention(values["audit_retention_days"], AUDIT_RETENTION,
                                                    "the audit trail")
+    clean.update(_cancellation(values))
     return clean
+
+
+def _cancellation(values: dict) -> dict:
+    clean = {}
+    if "default_cancellation_window_hours" in values:
+        hours, (low, high) = values["default_cancellation_window_hours"], CANCELLATION_WINDOW
+        if isinstance(hours, bool) or not isinstance(hours, int) or not low <= hours <= high:
+            raise SettingsError(f"Free cancellation ends between {low} and {high} hours before a session.")
+        clean["default_cancellation_window_hours"] = hours
+    if "default_late_cancel_policy" in values:
+        if values["default_late_cancel_policy"] not in LATE_CANCEL_POLICIES:
+            raise SettingsError("Choose what a late cancellation costs: forfeit, a fee or nothing.")
+        clean["default_late_cancel_policy"] = values["default_late_cancel_policy"]
+    if "default_late_cancel_fee_percent" in values:
+        fee = values["default_late_cancel_fee_percent"]
+        if isinstance(fee, bool) or not isinstance(fee, int) or not 0 <= fee <= 100:
+            raise SettingsError("A late-cancel fee is between 0 and 100 per cent.")
+        clean["default_late_cancel_fee_percent"] = fee
+    return clean
+
+
+def offering_defaults(org: Organization) -> dict:
+    """The cancellation terms a new offering of the organization starts with."""
+    return {"cancellation_window_hours": org.default_cancellation_window_hours,
+            "late_cancel_policy": org.default_late_cancel_policy,
+            "late_cancel_fee_percent": org.default_late_cancel_fee_percent}
 
 
 def save_settings(org: Organization, values: dict, actor: Membership) -> dict[str, Change]:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     UniqueConstraint,
     func,
@@ -68,6 +69,10 @@ class Organization(db.Model):
     # Closing: asked for by an admin, erased once due unless cancelled.
     closing_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closing_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The cancellation policy new offerings start with (the settings page; each offering keeps its own).
+    default_cancellation_window_hours: Mapped[int] = mapped_column(SmallInteger, default=24, server_default="24")
+    default_late_cancel_policy: Mapped[str] = mapped_column(String(8), default="forfeit", server_default="forfeit")
+    default_late_cancel_fee_percent: Mapped[int] = mapped_column(SmallInteger, default=50, server_default="50")
 
 
 class Membership(TenantScoped, db.Model):

@@ -168,6 +168,19 @@ def upgrade():
     op.create_check_constraint("chat_retention_range", "organizations", "chat_retention_days BETWEEN 1 AND 3650")
     op.create_check_constraint("audit_retention_range", "organizations",
                                "audit_retention_days BETWEEN 30 AND 3650")
+    # The cancellation policy new offerings start with (each offering keeps its own; the booking form's limits).
+    op.add_column("organizations", sa.Column("default_cancellation_window_hours", sa.SmallInteger, nullable=False,
+                                             server_default="24"))
+    op.add_column("organizations", sa.Column("default_late_cancel_policy", sa.String(8), nullable=False,
+                                             server_default="forfeit"))
+    op.add_column("organizations", sa.Column("default_late_cancel_fee_percent", sa.SmallInteger, nullable=False,
+                                             server_default="50"))
+    op.create_check_constraint("default_cancellation_window_range", "organizations",
+                               "default_cancellation_window_hours BETWEEN 0 AND 720")
+    op.create_check_constraint("default_late_cancel_policy_valid", "organizations",
+                               "default_late_cancel_policy IN ('forfeit', 'fee', 'refund')")
+    op.create_check_constraint("default_late_cancel_fee_range", "organizations",
+                               "default_late_cancel_fee_percent BETWEEN 0 AND 100")
 
     op.create_table(
         "org_exports",
@@ -227,11 +240,14 @@ def downgrade():
     op.execute("CREATE TRIGGER audit_events_no_update_delete BEFORE UPDATE OR DELETE ON audit_events "
                "FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()")
     op.drop_table("org_exports")
-    for name in ("space_creation_valid", "accent_color_format", "chat_retention_range", "audit_retention_range"):
+    for name in ("space_creation_valid", "accent_color_format", "chat_retention_range", "audit_retention_range",
+                 "default_cancellation_window_range", "default_late_cancel_policy_valid",
+                 "default_late_cancel_fee_range"):
         op.drop_constraint(name, "organizations", type_="check")
     for column in ("locale", "space_creation", "listed_publicly", "require_two_factor", "chat_retention_days",
                    "audit_retention_days", "accent_color", "logo_key", "branding_version", "closing_requested_at",
-                   "closing_due_at"):
+                   "closing_due_at", "default_cancellation_window_hours", "default_late_cancel_policy",
+                   "default_late_cancel_fee_percent"):
         op.drop_column("organizations", column)
     for table in ("account_exports", "email_changes", "security_events", "passkeys", "recovery_codes"):
         op.drop_table(table)

@@ -5,7 +5,7 @@ from flask import Response, abort, flash, g, render_template, request, url_for
 from flask_wtf.file import FileField
 from wtforms import BooleanField, HiddenField, IntegerField, RadioField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from coach.blueprints.admin import bp
 from coach.blueprints.forms import ActionForm, BaseForm, TimezoneField, attempt, require_action_form
@@ -30,6 +30,7 @@ def _retention_field(label: str, bounds: tuple[int, int], hint: str) -> IntegerF
 
 
 LOCALE_CHOICES = [SelectChoice(tag, label) for tag, label in org_settings.LOCALES.items()]
+POLICY_CHOICES = [SelectChoice(policy, label) for policy, label in org_settings.LATE_CANCEL_POLICIES.items()]
 CREATOR_CHOICES = [SelectChoice(rule, label) for rule, label in org_settings.SPACE_CREATION_LABELS.items()]
 
 
@@ -48,6 +49,16 @@ class SettingsForm(BaseForm):
                                            "Empty: kept forever. Older messages are deleted every night.")
     audit_retention_days = _retention_field("Keep the audit trail for (days)", org_settings.AUDIT_RETENTION,
                                             "Empty: kept forever. At least 30 days.")
+
+    default_cancellation_window_hours = IntegerField(
+        "Free cancellation until (hours before)", description="New offerings start with this; each keeps its own.",
+        validators=[InputRequired(message="Enter the hours (0: cancelling is always late)."),
+                    NumberRange(*org_settings.CANCELLATION_WINDOW, message="Between 0 and 720 hours.")])
+    default_late_cancel_policy = SelectField("A later cancellation or a no-show", choices=POLICY_CHOICES,
+                                             validate_choice=False)
+    default_late_cancel_fee_percent = IntegerField("Late-cancel fee (%)", validators=[
+        InputRequired(message="Enter the fee (0 for none)."),
+        NumberRange(0, 100, message="A fee between 0 and 100 per cent.")])
 
     def values(self) -> dict:
         return {name: getattr(self, name).data for name in org_settings.FIELDS}

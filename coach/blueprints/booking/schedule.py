@@ -17,6 +17,7 @@ from coach.blueprints.forms import ActionForm, attempt, require_action_form
 from coach.booking import service
 from coach.booking.slots import wall_to_utc
 from coach.extensions import db
+from coach.governance import settings as org_settings
 from coach.htmx import redirect_after_post, render, swap_or_redirect, trigger
 from coach.orgs.models import COACH
 from coach.payments.settings import billing_settings
@@ -190,6 +191,9 @@ def new_offering(coach_id: str):
     """Create an offering."""
     coach = load_managed_coach(coach_id)
     form = OfferingForm(currency=org_currency())
+    if request.method == "GET":  # the organization's default cancellation policy (its settings page)
+        for name, value in org_settings.offering_defaults(g.org).items():
+            getattr(form, name).data = value
     return _save_offering_form(coach, form, None)
 
 
