@@ -27,7 +27,7 @@ def _platform_admins_only():
         csrf.protect()
 
 
-@bp.get("/")
+@bp.get("/", strict_slashes=False)  # no redirect from /platform that would tell a stranger it exists
 def index():
     """Every organization's figures, the queues, failed jobs, the outbox and the slowest routes."""
     problems = []
