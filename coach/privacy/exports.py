@@ -295,17 +295,20 @@ def _build(kind: str, eid: uuid.UUID, tid: uuid.UUID | None) -> None:
     db.session.commit()  # the plan's reads are done: the stream starts a transaction of its own
     progress = Progress(kind, eid, tid, sum(entry.weight for entry in entries))
     size = get_storage().upload_stream(zip_stream(entries, progress), key, "application/zip")
-    tenancy.activate(tid)
-    export = db.session.scalar(select(model).where(*_where(kind, eid, tid)).with_for_update())
-    if export is None or export.status != "running":
+    try:
+        tenancy.activate(tid)
+        export = db.session.scalar(select(model).where(*_where(kind, eid, tid)).with_for_update())
+        if export is None or export.status != "running":  # deleted or failed meanwhile: keep nothing
+            raise LookupError("the export is gone")
+        now = clock.now()
+        export.status, export.progress, export.object_key, export.size_bytes = "ready", 100, key, size
+        export.finished_at, export.expires_at = now, now + timedelta(days=KEEP_DAYS)
+        _email(kind, export)
+        db.session.commit()
+    except Exception:
         db.session.rollback()
-        get_storage().delete([key])
-        return
-    now = clock.now()
-    export.status, export.progress, export.object_key, export.size_bytes = "ready", 100, key, size
-    export.finished_at, export.expires_at = now, now + timedelta(days=KEEP_DAYS)
-    _email(kind, export)
-    db.session.commit()
+        get_storage().delete([key])  # no row points at it: it would never be swept
+        raise
 
 
 def zip_stream(entries: list[Entry], progress: Progress | None = None) -> Iterator[bytes]:
