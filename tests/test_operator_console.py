@@ -250,3 +250,14 @@ def test_job_actions_need_the_csrf_token(app, operator, world):
         "csrf_token": csrf_from(body(operator.get(CONSOLE)))}).status_code == 404
     with app.app_context():
         assert job_id in FailedJobRegistry(queue=queue("mail")).get_job_ids()
+
+
+def test_console_keeps_working_when_redis_is_away(app, operator, monkeypatch):
+    monkeypatch.setitem(app.config, "REDIS_URL", "redis://127.0.0.1:1/0")
+
+    response = operator.get(CONSOLE)
+
+    assert response.status_code == 200
+    page = body(response)
+    assert "Redis does not answer: queues and failed jobs cannot be shown right now." in page
+    assert 'id="org-harbour"' in page
