@@ -346,3 +346,27 @@ def test_s3_streams_an_upload_in_parts_and_reads_it_back_in_chunks(s3_storage):
     except RuntimeError:
         pass
     assert s3_storage.size_of("exports/broken.zip") is None  # aborted: nothing stored
+
+
+def test_an_export_that_fails_says_so_keeps_nothing_and_may_be_asked_again(app, ctx, two_orgs, job_runner):
+    a, _ = two_orgs
+    me = member(a, "a-athlete@example.com")
+    tenancy.activate(a.id)
+    item = media_row(a.id, me, "Broken", filename="broken.mp4")
+    db.session.commit()
+    # Storage that cannot read the original (a folder where the file should be): the stream fails mid-way.
+    get_storage().upload_stream(iter([b"x"]), f"{item.original_key}/inside", "video/mp4")
+    with job_runner.paused():
+        export = exports.request_account_export(me.user)
+        db.session.commit()
+        assert exports.build(exports.ACCOUNT, str(export.id), None) == "failed"
+        assert exports.build(exports.ACCOUNT, str(export.id), None) == "skipped"  # a redelivery does nothing
+    db.session.expire_all()
+    export = db.session.get(AccountExport, export.id)
+    assert (export.status, export.error, export.object_key) == ("failed", exports.FAILED_MESSAGE, None)
+    assert get_storage().size_of(f"exports/accounts/{me.user_id}/{export.id}.zip") is None
+    client = login(app.test_client(), me.user.email)
+    page = client.get("/account/privacy").get_data(as_text=True)
+    assert exports.FAILED_MESSAGE in page and "Traceback" not in page
+    with job_runner.paused():
+        assert post_button(client, "/account/privacy", "/account/privacy/exports").status_code == 303
