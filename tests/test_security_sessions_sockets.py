@@ -7,22 +7,10 @@ from __future__ import annotations
 
 import re
 
-import pytest
+from tests.chat_support import login
 
-from tests.chat_support import ChatWorld, Sockets, login
-from tests.test_session_sockets import POLICY_CLOSE, open_socket, post_form
-
-
-@pytest.fixture()
-def world(ctx):
-    return ChatWorld()
-
-
-@pytest.fixture()
-def sockets(app, live_server, world):
-    opened = Sockets(app, live_server)
-    yield opened
-    opened.close_all()
+# The live chat world and its sockets are test_session_sockets.py's own fixtures (River Club, Ana's sockets).
+from tests.test_session_sockets import POLICY_CLOSE, open_socket, post_form, sockets, world  # noqa: F401
 
 
 def revoke_path(html: str) -> str:

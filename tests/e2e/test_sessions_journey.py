@@ -7,6 +7,7 @@ Two browser contexts of one member (a laptop and a phone, told apart by their us
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
@@ -15,6 +16,7 @@ from tests.e2e import screenshots
 from tests.e2e.test_booking_journey import open_org
 from tests.e2e.test_chat_journey import LIVE, SLUG, Club, pump
 from tests.e2e.test_journeys import watch_csp
+from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.e2e
 
@@ -91,3 +93,51 @@ def test_a_member_signs_out_their_other_device_and_its_chat_socket_closes(browse
     finally:
         laptop_context.close()
         phone_context.close()
+
+
+def test_a_member_confirms_it_is_them_and_moves_to_a_new_email_address(browser, live_server, club, mailbox, app):
+    from sqlalchemy import update
+
+    from coach.accounts.models import UserSession
+    from coach.clock import now
+    from coach.extensions import db
+    from tests.e2e.test_journeys import MAIL_WAIT
+    from tests.mailbox import Mailbox
+
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        csp = watch_csp(page)
+        open_org(page, live_server, SLUG, "sam@example.com")
+        # Signed in a while ago: the change asks for the password first.
+        db.session.execute(update(UserSession).values(reauthenticated_at=now() - timedelta(minutes=30)))
+        db.session.commit()
+        page.goto(f"{live_server}/account/security")
+        page.get_by_label("New email address").fill("sam.lee@example.org")
+        page.get_by_role("button", name="Change email").click()
+        expect(page.get_by_role("heading", name="Confirm it is you")).to_be_visible()
+        snap(page, "confirm-390")
+        page.get_by_label("Password", exact=True).fill("not-my-password")
+        page.get_by_role("button", name="Confirm").click()
+        expect(page.get_by_text("That is not correct. Try again.")).to_be_visible()
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Confirm").click()
+        expect(page).to_have_url(f"{live_server}/account/security")
+        page.get_by_label("New email address").fill("sam.lee@example.org")
+        page.get_by_role("button", name="Change email").click()
+        expect(page.get_by_text("We sent a link to sam.lee@example.org")).to_be_visible()
+        snap(page, "email-pending-390")
+
+        link = Mailbox.link(mailbox.wait_for("sam.lee@example.org", timeout=MAIL_WAIT))
+        page.goto(link)
+        snap(page, "email-confirm-390")
+        page.get_by_role("button", name="Confirm sam.lee@example.org").click()
+        expect(page.get_by_text("Your email address is now sam.lee@example.org.")).to_be_visible()
+        expect(page.get_by_text("You sign in with sam.lee@example.org.")).to_be_visible()
+        # The link worked once.
+        page.goto(link)
+        expect(page.get_by_text("This link was already used or has expired.")).to_be_visible()
+        snap(page, "email-gone-390")
+        assert csp == []
+    finally:
+        context.close()
