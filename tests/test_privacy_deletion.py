@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from coach import clock, tenancy
 from coach.accounts.models import SecurityEvent, User, UserSession
-from coach.booking.models import Booking
+from coach.booking.models import Booking, CoachingSession
 from coach.chat import service as chat
 from coach.extensions import db
 from coach.media.storage import LocalStorage, get_storage
@@ -24,8 +24,8 @@ from coach.payments import invoices
 from coach.payments.models import Invoice, LedgerEntry
 from coach.platform.models import Email
 from coach.privacy import closing, deletion
-from coach.progress import habits
-from coach.progress.models import Habit
+from coach.progress import frameworks, habits, records
+from coach.progress.models import Habit, SessionRecord
 from coach.spaces import service as spaces
 from coach.spaces.models import Post
 from tests.conftest import Auth, csrf_from
@@ -94,6 +94,7 @@ class Club:
         db.session.commit()
         self.video_key = self.video.original_key
         _store(self.video_key)
+        self.record = self._signed_record()
         self.booking, self.payment, _ = paid_session(world, days_ahead=20)
         tenancy.activate(self.org.id)
         self.receipt = invoices.issue(self.payment)
@@ -108,6 +109,33 @@ class Club:
         db.session.commit()
         self.other_video_key = self.other_video.original_key
         _store(self.other_video_key)
+
+
+    def _signed_record(self):
+        """A session three days ago (written directly: the booking rules only book the future) with a signed, so
+        locked, record of the athlete's levels."""
+        tenancy.activate(self.org.id)
+        starts = (clock.now() - timedelta(days=3)).replace(microsecond=0)
+        ends = starts + timedelta(minutes=self.world.offering.duration_minutes)
+        session = CoachingSession(tenant_id=self.org.id, coach_membership_id=self.coach.id,
+                                  offering_id=self.world.offering.id, starts_at=starts, ends_at=ends, busy_from=starts,
+                                  busy_until=ends, capacity=1, live_seats=0)
+        db.session.add(session)
+        db.session.flush()
+        past = Booking(tenant_id=self.org.id, session_id=session.id, offering_id=self.world.offering.id,
+                       coach_membership_id=self.coach.id, athlete_membership_id=self.athlete.id,
+                       booked_by_membership_id=self.athlete.id, starts_at=starts, ends_at=ends, status="ended",
+                       confirmed_at=starts - timedelta(days=2), status_changed_at=ends)
+        db.session.add(past)
+        db.session.flush()
+        tennis = frameworks.seed_examples(self.org)[0]
+        skill = [s for area in frameworks.structure(tennis).areas for s in area.skills][0]
+        record = records.start(past, self.coach, tennis.id)
+        records.save_draft(record, self.coach, framework_id=tennis.id, notes_md="Serve steadier.",
+                           levels={str(skill.id): "2"})
+        records.sign(record, self.coach)
+        db.session.commit()
+        return record.id
 
 
 @pytest.fixture()
@@ -236,6 +264,7 @@ def test_once_due_the_account_is_erased_and_its_conversations_stay_as_deleted_me
     assert db.session.query(LedgerEntry).filter_by(tenant_id=club.org.id).count() > 0
     # Progress data about the athlete is deleted; the membership stays, out of the member lists.
     assert db.session.query(Habit).filter_by(tenant_id=club.org.id).count() == 0
+    assert db.session.get(SessionRecord, club.record) is None  # signed (locked), yet theirs to erase
     assert club.athlete.id not in {m.id for m in orgs.members(club.org)}
     assert "Deleted member" not in _page(coach_client, f"/o/{club.org.slug}/admin/members")
     # The coach and the other organization are untouched.
@@ -334,7 +363,8 @@ def test_a_closed_organization_leaves_no_row_in_any_table_and_no_object(app, clu
     closing.request_closing(club.org, admin.user, club.org.slug)
     db.session.commit()
     before = _rows_of(owner_db, club.org.id)
-    assert {"memberships", "posts", "messages", "ledger_entries", "invoices", "audit_events"} <= set(before)
+    assert {"memberships", "posts", "messages", "ledger_entries", "invoices", "audit_events", "session_records",
+            "record_skill_levels"} <= set(before)
     assert closing.erase_due_organizations() == 0  # not due yet
     _later(monkeypatch)
     assert closing.erase_due_organizations() == 1

@@ -10,6 +10,8 @@ application's clock, which the tests move).
 Two append-only guards learn one exception: the ledger's and the audit trail's rows may be deleted once their
 organization no longer exists (a ledger row goes with the organization's cascade; an audit row by the function
 above). While the organization exists, nothing changes: both still refuse every UPDATE and DELETE, for every role.
+The lock of a signed session record's children (0015) names its table by schema, with an empty search_path, so it
+works inside that function too.
 
 A person's erasure needs no function: it runs as the runtime role, acting for each of the person's organizations
 in turn (their memberships are listed through the own-memberships policy).
@@ -46,10 +48,35 @@ _AUDIT_MESSAGE = "'audit_events is append-only: % is not allowed', TG_OP"
 _LEDGER_MESSAGE = "'the ledger is append-only: % on % is not allowed', TG_OP, TG_TABLE_NAME"
 
 
+def _children_lock(qualified: bool) -> str:
+    # 0015's lock of a signed record's levels and media, as it was (``qualified`` False) or with its table named
+    # by schema and an empty search_path, so it also works when fired inside ``erase_organization``.
+    table, setting = ("public.session_records", "SET search_path = '' ") if qualified else ("session_records", "")
+    return f"""
+        CREATE OR REPLACE FUNCTION session_record_children_lock() RETURNS trigger LANGUAGE plpgsql {setting}AS $$
+        DECLARE
+            v_record uuid;
+            v_tenant uuid;
+        BEGIN
+            IF TG_OP = 'INSERT' THEN v_record := NEW.record_id; v_tenant := NEW.tenant_id;
+            ELSE v_record := OLD.record_id; v_tenant := OLD.tenant_id; END IF;
+            -- A record being deleted (with its booking or organization) is gone already: its rows may go.
+            IF EXISTS (SELECT 1 FROM {table} r WHERE r.tenant_id = v_tenant AND r.id = v_record
+                       AND r.status = 'signed') THEN
+                RAISE EXCEPTION 'session record % is signed off and locked', v_record
+                    USING ERRCODE = 'check_violation', CONSTRAINT = 'session_record_locked';
+            END IF;
+            IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+            RETURN NEW;
+        END $$
+    """
+
+
 def upgrade():
     # A closed organization's ledger and audit rows may go once the organization itself is gone.
     op.execute(_guard("audit_events_append_only", _AUDIT_MESSAGE, _ALLOW))
     op.execute(_guard("ledger_append_only", _LEDGER_MESSAGE, _ALLOW))
+    op.execute(_children_lock(qualified=True))
     op.execute("""
         CREATE FUNCTION erase_organization(p_tenant uuid) RETURNS boolean
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
@@ -77,5 +104,6 @@ def upgrade():
 
 def downgrade():
     op.execute("DROP FUNCTION erase_organization(uuid)")
+    op.execute(_children_lock(qualified=False))
     op.execute(_guard("audit_events_append_only", _AUDIT_MESSAGE))
     op.execute(_guard("ledger_append_only", _LEDGER_MESSAGE))
