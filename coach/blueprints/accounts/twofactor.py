@@ -93,8 +93,8 @@ def _pending_key() -> str:
 
 
 def _expired():
-    session.pop(PENDING, None)
-    flash("The sign-in took too long. Log in again.", "info")
+    if session.pop(PENDING, None) is not None:
+        flash("The sign-in took too long. Log in again.", "info")
     return redirect_after_post(url_for("accounts.login"))
 
 
