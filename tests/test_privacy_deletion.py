@@ -230,8 +230,9 @@ def test_nothing_is_erased_before_the_day(club):
 def test_once_due_the_account_is_erased_and_its_conversations_stay_as_deleted_member(app, client, club, monkeypatch,
                                                                                      superuser_db, quiet):
     Auth(client).login(club.athlete_email)
-    deletion.request_deletion(_user(club.athlete_user.id), erase_content=True)
-    db.session.commit()
+    assert _post_form(client, "/account/privacy", "/account/privacy/deletion", erase_content="y").status_code == 303
+    keys = "SELECT count(*) FROM idempotency_keys WHERE user_id = %s"
+    assert superuser_db.execute(keys, [club.athlete_user.id]).fetchone()[0] == 1
     _later(monkeypatch)
     assert deletion.erase_due_accounts() == 1
 
@@ -281,6 +282,8 @@ def test_once_due_the_account_is_erased_and_its_conversations_stay_as_deleted_me
     event = superuser_db.execute("SELECT details FROM audit_events WHERE tenant_id IS NULL AND action = "
                                  "'account.erased' AND target_id = %s", [str(user.id)]).fetchone()
     assert event and event[0]["organizations"] == [str(club.org.id)]
+    # The stored answers to their requests (idempotency keys) went too.
+    assert superuser_db.execute(keys, [user.id]).fetchone()[0] == 0
 
 
 def test_erasing_twice_is_harmless_and_text_stays_when_not_chosen(club, monkeypatch, quiet):

@@ -58,7 +58,7 @@ from coach.orgs.models import Membership
 from coach.payments.models import Invoice, Payment
 from coach.platform import audit, tenant_context
 from coach.platform.mail import queue_email
-from coach.platform.models import Email
+from coach.platform.models import Email, IdempotencyKey
 from coach.progress.models import ProgressReport
 from coach.spaces.models import Comment, Post, PostRevision
 
@@ -193,16 +193,25 @@ def erase_account(user_id: uuid.UUID) -> bool:
     with tenant_context.acting_for(None, user.id):  # their memberships, through the own-memberships policy
         memberships = [(m.tenant_id, m.id) for m in db.session.scalars(
             select(Membership).where(Membership.user_id == user.id))]
+        _delete_idempotency_keys(user)  # those of no organization
     organizations = []
     for tenant_id, membership_id in memberships:
-        with tenant_context.acting_for(tenant_id, None):
+        # Acting as them too: the idempotency keys' policy shows a person only their own.
+        with tenant_context.acting_for(tenant_id, user.id):
             organizations.append(str(tenant_id))
             _erase_in_organization(user, db.session.get(Membership, membership_id))
+            _delete_idempotency_keys(user)
     steps = _erase_account_rows(user)
     with tenant_context.acting_for(None, None):
         audit.record("account.erased", actor_label="system", target_type="user", target_id=user.id,
                      details={"organizations": organizations, **steps})
     return True
+
+
+def _delete_idempotency_keys(user: User) -> None:
+    # Stored answers to their requests (kept 72 hours) may carry their name or words.
+    db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id == user.id)
+                       .execution_options(synchronize_session=False))
 
 
 def _step(action: str, user: User, **counts) -> None:
