@@ -100,6 +100,7 @@ def test_member_turns_on_two_factor_signs_in_with_a_code_and_a_recovery_code_onc
     shot(page, "twofactor-codes")
     page.get_by_role("link", name="I have saved them").click()
     expect(page.get_by_text("10 of 10 recovery codes left")).to_be_visible()
+    shot(page, "security-two-factor-on")
 
     # Log out; the password alone now leads to the code.
     log_out(page)
