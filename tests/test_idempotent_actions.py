@@ -35,7 +35,11 @@ from tests.test_progress_programs import make_world as make_progress_world
 HX = {"HX-Request": "true"}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 BLUEPRINTS = {"booking", "spaces", "media", "admin", "notifications", "notification_links", "orgs",
-              "progress"}
+              "progress", "privacy", "org_privacy", "operator"}
+# The blueprint ``accounts`` (sign-in, profile, two-factor, passkeys, sessions, email change) is left out on
+# purpose: its routes act on the signed-in person outside any organization, each is logged in their security
+# log, and the unauthenticated ones have no user to own a key. ``privacy`` (/account/privacy) is
+# account-level too but keyed: an export or a deletion asked twice must not be made twice.
 
 # Unsafe routes of these blueprints left without a key, and why. Chat (messages deduplicated by client_id) is
 # another blueprint's.
@@ -500,6 +504,32 @@ def test_admin_and_notification_pages_give_every_protected_form_its_own_key(app,
         assert response.status_code == 200, path
         check_keys(app, body(response), path)
 
+
+
+def test_settings_branding_and_privacy_pages_give_every_protected_form_its_own_key(app, harbour):
+    ada = browser_of(app, "ada@example.com")
+    for path in ("/o/harbour/admin/settings", "/o/harbour/admin/branding", "/o/harbour/privacy", "/account/privacy"):
+        response = ada.get(path)
+        assert response.status_code == 200, path
+        forms = check_keys(app, body(response), path)
+        assert any(protected(app, endpoint_of(app, f["action"])) for f in forms if f["method"] == "POST"), path
+
+
+@pytest.mark.parametrize("page, action, table", [
+    ("/account/privacy", "/account/privacy/exports", "account_exports"),
+    ("/o/harbour/privacy", "/o/harbour/privacy/exports", "org_exports"),
+], ids=["account", "organization"])
+def test_an_export_asked_for_twice_with_the_same_key_is_one_export(app, harbour, owner_db, page, action, table):
+    org, _ = harbour
+    ada = browser_of(app, "ada@example.com")
+    fields = form_at(app, ada, page, action)
+
+    first = ada.post(action, data=fields)
+    second = ada.post(action, data=fields)
+
+    assert first.status_code == 303, body(first)
+    assert_replayed(first, second)  # not "your export is being made already"
+    assert count(owner_db, org, f"SELECT count(*) FROM {table}") == 1
 
 
 # --- athlete development -----------------------------------------------------------------------------------
