@@ -17,7 +17,7 @@ from coach.accounts.service import AccountError, create_user, find_user_by_email
 from coach.booking import service as booking
 from coach.booking.models import Booking, CoachingSession
 from coach.extensions import db
-from coach.governance import operator
+from coach.governance import branding, operator
 from coach.media import service as media
 from coach.orgs.models import ADMIN, ATHLETE, COACH, Membership
 from coach.orgs.service import OrgError, create_organization, org_by_slug
@@ -239,6 +239,16 @@ def _seed_progress(org, memberships: dict) -> None:
     progress_athletes.add_note(maria, sam, "Talked about school exams: keep sessions short until June.")
 
 
+def _seed_administration(org, admin_user) -> None:
+    """The organization's accent colour, and the demo admin as a platform admin (the console at /platform/;
+    a local demo only: seed-demo refuses production)."""
+    tenancy.activate(org.id, admin_user.id)
+    admin = db.session.scalar(select(Membership).where(Membership.tenant_id == org.id,
+                                                       Membership.user_id == admin_user.id))
+    branding.set_accent(org, "#0f766e", admin)
+    admin_user.platform_admin = True
+
+
 def register_cli(app: Flask) -> None:
     @app.cli.command("seed-demo")
     @click.option("--if-empty", is_flag=True, help="Do nothing when the demo organization exists.")
@@ -265,11 +275,13 @@ def register_cli(app: Flask) -> None:
             _seed_billing(org, memberships)
             _seed_spaces(org, memberships)
             _seed_progress(org, memberships)
+            _seed_administration(org, people[0][0])
             db.session.commit()
             click.echo("Seeded the demo organization 'Northside Athletics' (/o/northside/).")
         click.echo(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for email, name, role in DEMO_PEOPLE:
             click.echo(f"  {role:<8} {email}  ({name})")
+        click.echo(f"  {DEMO_PEOPLE[0][0]} is also a platform admin: the operators' console is /platform/.")
 
     @app.cli.command("create-admin")
     @click.option("--email", required=True)

@@ -172,6 +172,12 @@ def test_seed_demo_creates_the_demo_organization_once(app, owner_db, job_runner)
                       "program_assignments": 2, "workout_logs": 2, "readiness_checkins": 21, "goals": 1,
                       "habits": 2, "coach_notes": 1}
     assert owner_db.execute("SELECT count(*) FROM session_records WHERE status = 'signed'").fetchone()[0] == 3
+    # Administration: a branded organization, and the demo admin may open the operators' console.
+    assert owner_db.execute("SELECT accent_color, branding_version > 0 FROM organizations").fetchone() == (
+        "#0f766e", True)
+    assert owner_db.execute("SELECT email FROM users WHERE platform_admin").fetchall() == [
+        ("admin@northside.example",)]
+    assert "/platform/" in result.output
     assert runner.invoke(args=["seed-demo"]).exit_code != 0
     # The demo video goes through the media worker like an upload, and a post shows it.
     deadline = time.monotonic() + 300  # a transcode on a busy 2-core machine
