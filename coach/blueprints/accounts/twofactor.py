@@ -225,6 +225,9 @@ def regenerate_recovery_codes():
 def two_factor_disable():
     """Turn two-factor off: the password and a current code."""
     user = current_user._get_current_object()
+    if not twofactor.is_enabled(user):  # already off: the page to show the form again on is the set-up
+        flash("Two-factor authentication is already off.", "info")
+        return redirect_after_post(url_for("accounts.two_factor_setup"))
     form = DisableForm()
     if form.validate_on_submit() and attempt(form, twofactor.disable, user, form.password.data, form.code.data):
         db.session.commit()
