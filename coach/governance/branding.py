@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from flask import current_app, url_for
+from flask import current_app, has_request_context, url_for
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
 
@@ -269,12 +269,20 @@ def read_logo(org: Organization) -> bytes | None:
 
 # --- where they are served --------------------------------------------------------------------------------
 
+def _path(endpoint: str, **values) -> str:
+    """The app's path for ``endpoint``, in a request or not (emails are queued by jobs too: an export's)."""
+    if has_request_context():
+        return url_for(endpoint, **values)
+    return current_app.url_map.bind("localhost", script_name=current_app.config["APPLICATION_ROOT"]).build(
+        endpoint, values)
+
+
 def stylesheet_path(org: Organization) -> str:
-    return url_for("admin.brand_css", slug=org.slug, version=org.branding_version)
+    return _path("admin.brand_css", slug=org.slug, version=org.branding_version)
 
 
 def logo_path(org: Organization) -> str | None:
-    return url_for("admin.brand_logo", slug=org.slug, version=org.branding_version) if org.logo_key else None
+    return _path("admin.brand_logo", slug=org.slug, version=org.branding_version) if org.logo_key else None
 
 
 def mail_brand(context: dict) -> None:
