@@ -30,13 +30,19 @@ from werkzeug.routing import Rule
 from werkzeug.routing.converters import AnyConverter, IntegerConverter
 
 from coach import tenancy
+from coach.accounts import email_change
+from coach.accounts import service as accounts
+from coach.accounts.models import AccountExport, Passkey
 from coach.booking import service as booking
 from coach.chat import service as chat
 from coach.extensions import db
+from coach.governance import branding
 from coach.media import service as media
 from coach.notifications import service as notifications
 from coach.orgs import service as orgs
 from coach.platform import audit
+from coach.privacy import exports
+from coach.privacy.models import OrgExport
 from coach.spaces import service as spaces
 from tests.booking_support import make_offering, open_every_day
 from tests.factories import PASSWORD, add_member, make_org, make_user, media_row
@@ -60,9 +66,15 @@ PARAM_KINDS = {
     "exercise_id": "exercise", "program_id": "program", "workout_id": "workout", "line_id": "line",
     "assignment_id": "assignment", "log_id": "log", "note_id": "note", "report_id": "report",
     "value_id": "value", "link_id": "link",
+    # Issue 18: account-level rows (another person's are as unknown as missing ones).
+    "session_id": "session", "passkey_id": "passkey",
 }
+# A parameter whose kind depends on the blueprint: (endpoint prefix, name) -> kind.
+ENDPOINT_PARAM_KINDS = {("privacy.", "export_id"): "account_export", ("org_privacy.", "export_id"): "org_export"}
+# Kinds of rows that belong to a person, not to an organization: under /account, another person's is a 404.
+ACCOUNT_KINDS = {"session", "passkey", "account_export"}
 # Parameters that are not ids: the values a real page would put there.
-PLAIN_VALUES = {"action": ["retry", "discard"], "kind": ["like"], "number": ["1"]}
+PLAIN_VALUES = {"action": ["retry", "discard", "delete"], "kind": ["like"], "number": ["1"]}
 # For "an id of another kind": the kind used instead.
 OTHER_KIND = {
     "membership": "post", "coach": "offering", "invitation": "membership", "event": "booking", "job": "event",
@@ -75,7 +87,16 @@ OTHER_KIND = {
     "goal": "habit", "milestone": "goal", "habit": "goal", "exercise": "program", "program": "exercise",
     "workout": "line", "line": "workout", "assignment": "program", "log": "assignment", "note": "record",
     "report": "record", "value": "milestone", "link": "media",
+    "session": "passkey", "passkey": "session", "account_export": "org_export", "org_export": "account_export",
 }
+
+
+def kind_of(endpoint: str, name: str) -> str | None:
+    """The seeded kind the parameter ``name`` of ``endpoint`` names, if known."""
+    for (prefix, param), kind in ENDPOINT_PARAM_KINDS.items():
+        if param == name and endpoint.startswith(prefix):
+            return kind
+    return PARAM_KINDS.get(name)
 
 
 # --- the worlds ------------------------------------------------------------------------------------
@@ -94,6 +115,8 @@ class World:
     slot_start: str = ""  # a free slot of the offering, as the booking form sends it
     upload_key: str = ""  # the object key of the upload still in progress
     media_root: Path | None = None
+    accent: str = ""  # the accent colour of its branding (none: no branding)
+    branding_version: int = 0
 
     def first(self, kind: str) -> str:
         return self.ids[kind][0]
@@ -106,8 +129,13 @@ def _jpeg(path: Path) -> Path:
     return path
 
 
-def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: str, owner_url: str) -> World:
+def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: str, owner_url: str,
+               accent: str = "") -> World:
     """An organization with rows in every domain, made through the services with RLS in force.
+
+    Account level (issue 18): an export of the organization and one of the athlete's account, a passkey and
+    a second signed-in session of the athlete, an email change of the spare member waiting for its link;
+    with ``accent``, branding (that accent colour and a logo).
 
     ``label`` starts every text, name and address (the marker for the other organization). Returns once
     every event its making emitted has been delivered (media processed, invitation emailed, notified).
@@ -197,6 +225,22 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
         unsubscribe = notifications.unsubscribe_token(athlete, "comment")
         db.session.commit()
 
+        # Issue 18: exports (built by the drain below), a passkey, a session, an email change, branding.
+        tenancy.activate(org_id)
+        org_export = exports.request_org_export(org, admin)
+        account_export = exports.request_account_export(users["athlete"])
+        passkey = Passkey(id=uuid.uuid4(), user_id=users["athlete"].id, credential_id=secrets.token_bytes(32),
+                          public_key=secrets.token_bytes(77), name=f"{label} passkey")
+        db.session.add(passkey)
+        device = accounts.open_session(users["athlete"], f"{label} Browser/1.0", "192.0.2.7")
+        email_change.request_change(users["spare"], f"{low}-spare-new@example.com")
+        if accent:
+            branding.set_accent(org, accent, admin)
+            with _jpeg(tmp / f"{low}-logo.jpg").open("rb") as logo:
+                branding.set_logo(org, logo, admin)
+        branding_version = org.branding_version
+        db.session.commit()
+
         world = World(
             org_id=str(org_id), slug=slug, name=name, emails={role: email for role, (email, _) in people.items()},
             user_ids=[str(u.id) for u in users.values()],
@@ -224,11 +268,14 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
                 **{kind: [grown[kind]] for kind in ("framework", "area", "skill", "record", "goal", "milestone",
                                                      "habit", "exercise", "program", "workout", "line",
                                                      "assignment", "log", "note", "report", "value", "link")},
+                "org_export": [str(org_export.id)], "account_export": [str(account_export.id)],
+                "passkey": [str(passkey.id)], "session": [str(device.id)],
             },
             tokens={"feed": feed_secret, "unsubscribe": unsubscribe},
             slot_start=slots[1].starts_at.isoformat(),
             upload_key=uploading.original_key,
             media_root=Path(app.config["MEDIA_LOCAL_ROOT"]),
+            accent=accent, branding_version=branding_version,
         )
         image_key = image.original_key
         db.session.remove()
@@ -240,6 +287,9 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
         item = media.get_item(SimpleNamespace(id=uuid.UUID(world.org_id)), world.ids["media"][0])
         assert item is not None and item.status == "ready", f"the seeded image was not processed: {item and item.status}"
         world.ids["key"] = [image_key, *sorted(item.derived_keys.values())][:2]
+        for model, export_id in ((OrgExport, world.first("org_export")), (AccountExport, world.first("account_export"))):
+            made = db.session.get(model, uuid.UUID(export_id))
+            assert made.status == "ready", f"the seeded {model.__tablename__} row is {made.status}: {made.error}"
         db.session.remove()
     link = mailbox.wait_for(invitee, timeout=10)
     match = re.search(r"/invitations/([^/\s]+)/([A-Za-z0-9_-]+)", mailbox.text(link))
@@ -317,12 +367,12 @@ def _token_values(endpoint: str, home: World, other: World) -> list[tuple[str, s
     return [("", made_up, "a made-up token")]
 
 
-def values_for(name: str, converter, world: World) -> list[str]:
+def values_for(name: str, converter, world: World, endpoint: str = "") -> list[str]:
     """Every value of ``world`` a parameter can take (its kind's ids; a choice's every option)."""
     if isinstance(converter, AnyConverter):
         return sorted(converter.items)
-    if name in PARAM_KINDS:
-        return world.ids.get(PARAM_KINDS[name], [])
+    if kind_of(endpoint, name):
+        return world.ids.get(kind_of(endpoint, name), [])
     if name in PLAIN_VALUES:
         return PLAIN_VALUES[name]
     if isinstance(converter, IntegerConverter):
@@ -345,7 +395,7 @@ def variants(rule: Rule, home: World, other: World) -> list[Variant]:
     params = [p for p in rule.arguments if p != "slug"]
     has_slug = "slug" in rule.arguments
     # Parameters that are not ids (a choice, an action word, a number) take each of their values.
-    choices = {p: values_for(p, rule._converters[p], other) for p in params
+    choices = {p: values_for(p, rule._converters[p], other, rule.endpoint) for p in params
                if isinstance(rule._converters[p], (AnyConverter, IntegerConverter)) or p in PLAIN_VALUES}
     id_params = [p for p in params if p not in choices and p != "token"]
     found: list[Variant] = []
@@ -365,12 +415,12 @@ def variants(rule: Rule, home: World, other: World) -> list[Variant]:
     if "token" in params:
         for owner, token, what in _token_values(rule.endpoint, home, other):
             slug_world = {"home": home, "other": other}.get(owner) or other
-            values = {p: (values_for(p, rule._converters[p], other) or ["x"])[0] for p in id_params}
+            values = {p: (values_for(p, rule._converters[p], other, rule.endpoint) or ["x"])[0] for p in id_params}
             add(slug_world if has_slug else None, dict(values, token=token),
                 f"{'A' if slug_world is home else 'B'} slug, {what}" if has_slug else what)
         return _unique(found)
 
-    pools = {p: values_for(p, rule._converters[p], other) for p in id_params}
+    pools = {p: values_for(p, rule._converters[p], other, rule.endpoint) for p in id_params}
     rounds = max([len(v) for v in pools.values()] or [1])
     for owner_label, slug_world in slug_owners:
         # Under B's slug the organization itself is refused before any id is read: one round of ids is enough.
@@ -380,12 +430,13 @@ def variants(rule: Rule, home: World, other: World) -> list[Variant]:
             add(slug_world, values, what or "as is")
         if id_params:
             # An unknown parameter (already given every id) gets a post's id here.
-            values = {p: other.ids[OTHER_KIND[PARAM_KINDS[p]]][0] if p in PARAM_KINDS else other.first("post")
-                      for p in id_params}
+            values = {p: other.ids[OTHER_KIND[kind_of(rule.endpoint, p)]][0] if kind_of(rule.endpoint, p)
+                      else other.first("post") for p in id_params}
             add(slug_world, values, ", ".join(x for x in (owner_label, "B ids of another kind") if x))
-    if has_slug and id_params and all(PARAM_KINDS.get(p) in home.ids for p in id_params):
+    if has_slug and id_params and all(kind_of(rule.endpoint, p) in home.ids for p in id_params):
         # The last membership is A's spare member: the crawlers themselves are not removed or demoted.
-        values = {p: home.ids[PARAM_KINDS[p]][-1 if PARAM_KINDS[p] == "membership" else 0] for p in id_params}
+        values = {p: home.ids[kind_of(rule.endpoint, p)][-1 if kind_of(rule.endpoint, p) == "membership" else 0]
+                  for p in id_params}
         add(home, values, "A slug, A's own ids (B ids in the form)")
     return _unique(found)
 
@@ -486,6 +537,9 @@ class Snapshot:
                   f"SELECT 'users', {digest} FROM users t WHERE id = ANY(%(users)s::uuid[])",
                   f"SELECT 'password_reset_tokens', {digest} FROM password_reset_tokens t "
                   "WHERE user_id = ANY(%(users)s::uuid[])",
+                  *[f"SELECT '{name}', {digest} FROM {name} t WHERE user_id = ANY(%(users)s::uuid[])"
+                    for name in ("user_sessions", "passkeys", "recovery_codes", "security_events",
+                                 "email_changes", "account_exports")],
                   f"SELECT 'emails', {digest} FROM emails t WHERE lower(to_address) = ANY(%(emails)s)"]
         self.sql = " UNION ALL ".join(parts)
 

@@ -13,6 +13,12 @@ CSRF token or a lost session (the crawl would silently test nothing), and on any
 (counts and checksums of every tenant table, its organization row, its people's accounts and emails, its
 stored files, its failed job), checked after each rule. All failures are collected into one message.
 
+Account-level rows (issue 18) are crawled the same way: B's people have a session, a passkey, an account
+export and an email change waiting, and A's people must get a 404 for B's session, passkey and export ids
+outside any organization (see ``_expected``); everything under /platform is a 404 for them and for anonymous
+visitors; B's organization export under A's slug is a 404. A is branded (an accent colour and a logo): its
+public stylesheet and logo serve A's branding only, and nothing of it answers under B's slug.
+
 A rule that cannot be requested must be listed in ``EXCLUDED`` with its reason; the crawl asserts that
 the rules it did not request are exactly those, so a new route is never skipped silently. The chat
 socket is also opened for real (a WebSocket handshake on the live server) in its own test.
@@ -28,6 +34,7 @@ import secrets
 import time
 import uuid
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 from simple_websocket import Client
@@ -36,10 +43,12 @@ from simple_websocket import ConnectionError as HandshakeRefused
 from tests.chat_support import Sockets, is_error
 from tests.conftest import Auth
 from tests.crawl_support import (
+    ACCOUNT_KINDS,
     ROLES,
     Snapshot,
     form_data,
     json_body,
+    kind_of,
     leaks,
     query_with_other_ids,
     seed_world,
@@ -58,6 +67,7 @@ REMOVES_MEMBERS = {"admin.remove_member"}
 CSRF_REFUSED = "sent without its security token"
 UNLIMITED = "100000 per minute"
 CSRF_HEADER_RE = re.compile(r'"X-CSRFToken": "([^"]+)"')
+HOME_ACCENT = "#0b4fa8"  # A's branding (B has none)
 
 
 def _plain(url: str) -> str:
@@ -83,7 +93,7 @@ def worlds(app, job_runner, mailbox, local_media, stack, tmp_path, unlimited):  
     marker = f"ZZB-MARKER-{secrets.token_hex(5)}"
     owner = _plain(stack.owner_url)
     home = seed_world(app, job_runner, mailbox, tmp_path, slug=f"home-{secrets.token_hex(3)}", name="Home Club",
-                      label="Home", owner_url=owner)
+                      label="Home", owner_url=owner, accent=HOME_ACCENT)
     other = seed_world(app, job_runner, mailbox, tmp_path, slug=f"zzbslug-{secrets.token_hex(4)}",
                        name=f"{marker} Club", label=marker, owner_url=owner)
     return home, other, marker, owner
@@ -144,11 +154,35 @@ def _requests_for(method: str, path: str, extras: set[str], member: Member, othe
     return found
 
 
-def _problems(response, rule, method: str, path: str, other, marker: str) -> list[str]:
-    """What is wrong with one answer: B shown, a server error, or a crawl that stopped testing anything."""
+def _expected(rule, what: str, role: str) -> set[int] | None:
+    """The statuses an answer must have where the crawl knows them (issue 18), else ``None``.
+
+    - Everything under /platform is a 404 for anyone who is not a platform admin (none of the crawlers is).
+    - Outside an organization, another person's row (B's session, passkey, account export), or an id of
+      another kind, is a 404 (a download link without its token is refused first: 403).
+    - An organization's export of B under A's slug is a 404 for A's admins (403 for the other roles, who
+      may not see the privacy page at all).
+    """
+    if rule.rule.startswith("/platform"):
+        return {404}
+    kinds = {kind_of(rule.endpoint, p) for p in rule.arguments if p != "slug"}
+    if "slug" not in rule.arguments and kinds & ACCOUNT_KINDS:
+        return {403, 404} if rule.endpoint.endswith("export_download") else {404}
+    if "org_export" in kinds and what.startswith("A slug, B ids"):
+        return {404} if role == "admin" and not rule.endpoint.endswith("export_download") else {403, 404}
+    return None
+
+
+def _problems(response, rule, method: str, path: str, other, marker: str, what: str = "",
+              role: str = "") -> list[str]:
+    """What is wrong with one answer: B shown, a server error, an unexpected status where the crawl knows
+    the right one, or a crawl that stopped testing anything."""
     problems = leaks(_text_of(response), path, other, marker)
     if response.status_code >= 500:
         problems.append("server error")
+    expected = _expected(rule, what, role)
+    if expected and response.status_code not in expected and response.status_code < 500:
+        problems.append(f"expected {'/'.join(map(str, sorted(expected)))}")
     body = response.get_data(as_text=True) if response.mimetype.startswith("text/") else ""
     if method != "GET" and response.status_code == 400 and CSRF_REFUSED in body:
         problems.append("the crawl's CSRF token was refused: the POST tested nothing")
@@ -181,10 +215,12 @@ def test_no_route_shows_or_changes_another_organization(app, worlds, job_runner)
             f"B's admin should see B's marked rows on {path}"
 
     members = {role: Member(app, home.emails[role], home.slug) for role in ROLES}
+    # Before the crawl's own POSTs change A's branding, sessions and exports.
+    account_level = _account_and_branding_checks(app, home, other, marker, members, b_admin)
     snapshot = Snapshot(app, owner, other)
     with job_runner.paused():
         baseline = snapshot.take()
-    failures: list[str] = []
+    failures: list[str] = list(account_level)
     exercised: set[str] = set()
     statuses: Counter = Counter()
     variant_count = 0
@@ -214,7 +250,8 @@ def test_no_route_shows_or_changes_another_organization(app, worlds, job_runner)
                             continue
                         statuses[response.status_code] += 1
                         failures += [f"{where} → {response.status_code}: {problem}"
-                                     for problem in _problems(response, rule, method, path, other, marker)]
+                                     for problem in _problems(response, rule, method, path, other, marker,
+                                                              variant.what, role)]
         exercised.add(_key(rule))
         with job_runner.paused():  # what the rule's requests set in motion has happened before B is read
             job_runner.drain(30)
@@ -239,6 +276,87 @@ def test_no_route_shows_or_changes_another_organization(app, worlds, job_runner)
                f"statuses {dict(sorted(statuses.items()))}")
     print(summary)
     assert not failures, f"{summary}\n{len(failures)} failures:\n" + "\n".join(failures)
+
+
+def _account_and_branding_checks(app, home, other, marker: str, members: dict, b_admin: Member) -> list[str]:
+    """Issue 18, what the crawl's variants cannot say on their own: B's real export links under A's people,
+    /platform for anonymous visitors, the dashboard, and the public branding routes (by slug, on purpose:
+    emails show the logo) serving only their own organization's branding."""
+    from coach.accounts.models import AccountExport
+    from coach.extensions import db
+    from coach.privacy import exports
+
+    failures: list[str] = []
+    tokens = {id(m.client): m.csrf for m in members.values()}
+
+    def expect(client, method: str, path: str, statuses: set[int], who: str):
+        response = client.open(path, method=method, headers={"X-CSRFToken": tokens.get(id(client), "")})
+        if response.status_code not in statuses:
+            failures.append(f"{who} {method} {path} → {response.status_code}, expected {sorted(statuses)}")
+        failures.extend(f"{who} {method} {path} → {response.status_code}: {problem}"
+                        for problem in leaks(_text_of(response), path, other, marker))
+        return response
+
+    with app.test_request_context():  # B's real links, as their emails carry them
+        account_export = db.session.get(AccountExport, uuid.UUID(other.first("account_export")))
+        account_token = exports.link_token(exports.ACCOUNT, account_export)
+        org_token = exports.link_token(exports.ORGANIZATION,
+                                       SimpleNamespace(id=other.first("org_export"), expires_at=None))
+        db.session.remove()
+
+    anonymous = app.test_client()
+    for path, method in (("/platform", "GET"), ("/platform/", "GET"), (f"/platform/jobs/{other.first('job')}/retry", "POST"),
+                         (f"/platform/jobs/{other.first('job')}/delete", "POST"), ("/platform/nothing", "GET")):
+        expect(anonymous, method, path, {404}, "anonymous")
+    for role, member in members.items():
+        client = member.client
+        # B's real export links (signed for B's exports) opened by A's people.
+        expect(client, "GET", f"/account/privacy/exports/{other.first('account_export')}/download?token={account_token}",
+               {404}, role)
+        expect(client, "GET", f"/account/privacy/exports/{other.first('account_export')}/status", {404}, role)
+        expect(client, "GET", f"/o/{home.slug}/privacy/exports/{other.first('org_export')}/download?token={org_token}",
+               {404} if role == "admin" else {403, 404}, role)
+        expect(client, "GET", f"/o/{other.slug}/privacy/exports/{other.first('org_export')}/download?token={org_token}",
+               {403, 404}, role)
+        # B's session and passkey, named by A's people.
+        expect(client, "POST", f"/account/sessions/{other.first('session')}/revoke", {404}, role)
+        expect(client, "POST", f"/account/passkeys/{other.first('passkey')}/rename", {404}, role)
+        expect(client, "POST", f"/account/passkeys/{other.first('passkey')}/remove", {404}, role)
+        expect(client, "GET", "/platform/", {404}, role)
+        # Their own pages still open (the crawl is not testing refusals only).
+        for path in ("/account/security", "/account/sessions", "/account/privacy", "/account/passkeys"):
+            expect(client, "GET", path, {200}, role)
+        page = expect(client, "GET", "/account/sessions", {200}, role)
+        if other.first("session") in page.get_data(as_text=True):
+            failures.append(f"{role}: A's sessions page names B's session")
+    admin = members["admin"].client
+    expect(admin, "GET", f"/o/{home.slug}/admin/dashboard", {200}, "admin")  # B's texts: see leaks()
+    for role in ("coach", "athlete"):
+        expect(members[role].client, "GET", f"/o/{home.slug}/admin/dashboard", {403}, role)
+
+    # Branding: A's stylesheet and logo by A's slug, for anyone; nothing of A's under B's slug.
+    version = home.branding_version
+    css = expect(anonymous, "GET", f"/o/{home.slug}/admin/brand-{version}.css", {200}, "anonymous")
+    if HOME_ACCENT not in css.get_data(as_text=True).lower():
+        failures.append(f"A's stylesheet has not A's accent {HOME_ACCENT}")
+    logo = expect(anonymous, "GET", f"/o/{home.slug}/admin/logo-{version}.png", {200}, "anonymous")
+    if logo.mimetype != "image/png" or not logo.get_data().startswith(b"\x89PNG"):
+        failures.append(f"A's logo is not a PNG: {logo.mimetype}")
+    for v in sorted({version, version - 1, 1, 0}):
+        for client, who in ((anonymous, "anonymous"), (admin, "admin")):
+            # B has no branding: its version 0 stylesheet is the plain one (no accent), any other a 404.
+            css = expect(client, "GET", f"/o/{other.slug}/admin/brand-{v}.css", {200} if v == 0 else {404}, who)
+            if HOME_ACCENT in css.get_data(as_text=True).lower():
+                failures.append(f"B's stylesheet brand-{v}.css carries A's accent")
+            expect(client, "GET", f"/o/{other.slug}/admin/logo-{v}.png", {404}, who)
+    a_page = admin.get(f"/o/{home.slug}/").get_data(as_text=True)
+    if f"/o/{home.slug}/admin/brand-{version}.css" not in a_page:
+        failures.append("A's pages do not link A's stylesheet (the check below would test nothing)")
+    for path in (f"/o/{other.slug}/", f"/o/{other.slug}/admin/members", f"/o/{other.slug}/admin/dashboard"):
+        text = b_admin.client.get(path).get_data(as_text=True)
+        if f"/o/{home.slug}/admin/" in text or HOME_ACCENT in text.lower():
+            failures.append(f"B's page {path} links A's branding")
+    return failures
 
 
 # --- the chat socket, opened for real -------------------------------------------------------------
