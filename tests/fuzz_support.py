@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from html.parser import HTMLParser
@@ -25,7 +26,9 @@ from urllib.parse import quote_from_bytes, urljoin, urlsplit
 from hypothesis import strategies as st
 
 from coach import tenancy
-from coach.accounts.models import PasswordResetToken, PendingSignup
+from coach.accounts import service as accounts
+from coach.accounts import twofactor
+from coach.accounts.models import Passkey, PasswordResetToken, PendingSignup
 from coach.booking import service as booking
 from coach.booking.models import Booking, CoachingSession
 from coach.chat import service as chat
@@ -34,6 +37,7 @@ from coach.media import service as media
 from coach.orgs import service as orgs
 from coach.orgs.service import membership_for
 from coach.progress import exercises, frameworks, goals, habits, programs, records, reports
+from coach.privacy import exports
 from coach.progress.models import ProgressReport
 from coach.security import hash_password, new_token
 from coach.spaces import service as spaces
@@ -105,8 +109,11 @@ class FuzzWorld:
         progress = self.seed_progress()
         db.session.commit()
         tenancy.activate(self.org.id)
+        secure = self.seed_account_security()
+        db.session.commit()
+        tenancy.activate(self.org.id)
         # Plain values, read while the rows are loaded: the fuzz uses them after the session is gone.
-        self.ids = {**progress,
+        self.ids = {**progress, **secure,
             "slug": self.org.slug, "coach": str(self.coach.id), "athlete": str(self.athlete.id),
             "offering": str(self.offering.id), "spare": str(self.spare.id), "booking": str(self.booking.id), "space": str(self.space.id),
             "post": str(self.post.id), "comment": str(self.comment.id), "media": str(self.media.id),
@@ -114,6 +121,26 @@ class FuzzWorld:
             "invitation": str(self.invitation.id), "bea": str(self.bea.id), "start": self.free_slot.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
 
+
+    def seed_account_security(self) -> dict[str, str]:
+        """Issue 18: Tess Two (an admin with two-factor on, a platform admin, a passkey and a second session,
+        whose security pages, the settings, branding and the operators' console are fuzzed) and Vic Verify
+        (two-factor on; the fuzz stops at the second sign-in step). Pat has a second session and a passkey."""
+        tess = make_user("tess@example.com", "Tess Two")
+        self.tess = add_member(self.org, tess, "admin")
+        vic = make_user("vic@example.com", "Vic Verify")
+        self.totp = {}
+        for user in (tess, vic):
+            self.totp[user.email] = twofactor.begin_enrolment(user).secret
+            user.totp_enabled_at = datetime.now(UTC)
+        tess.platform_admin = True
+        for user in (tess, self.pat.user):
+            db.session.add(Passkey(id=uuid.uuid4(), user_id=user.id, credential_id=uuid.uuid4().bytes * 2,
+                                   public_key=b"fuzz-key", name="Fuzz key"))
+            accounts.open_session(user, "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0", "192.0.2.9")
+        account_export = exports.request_account_export(self.pat.user)
+        org_export = exports.request_org_export(self.org, self.tess)
+        return {"org_id": str(self.org.id), "account_export": str(account_export.id), "org_export": str(org_export.id)}
 
     def _past_booking(self, days_ago: int) -> Booking:
         """An ended session of Carla's with Arno ``days_ago`` days ago at 10:00 UTC, written directly (the

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import psycopg
+import pyotp
 import pytest
 import redis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -39,6 +40,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from coach.platform.ratelimit import limiter
 from tests.conftest import Auth, csrf_from
+from tests.crawl_support import fail_a_job
 from tests.factories import PASSWORD, make_user
 from tests.fuzz_support import ErrorLog, Form, FuzzWorld, encode_pairs, forms_in, hostile_values, multipart_body, \
     mutate, shown, traceback_tail
@@ -82,15 +84,22 @@ NOT_SENT = {
     "progress.workout_delete": "deletes the seeded workout (a button)",
     "progress.line_delete": "deletes the seeded workout's line (a button)",
     "progress.exercise_archive": "archiving the exercise refuses the add-line form (a button)",
+    "accounts.remove_passkey": "removes the seeded passkey whose rename form is fuzzed (a button)",
+    "accounts.two_factor_restart": "a new secret for the set-up whose code form is fuzzed (a button)",
+    "admin.branding_logo_remove": "removes the logo a fuzzed upload may have set (a button)",
 }
 NOT_SENT_ACTIONS = {
     ("spaces.member_action", "remove"): "removes a seeded member from the space",
     ("progress.area_action", "delete"): "deletes an area of the seeded framework (a button)",
     ("progress.skill_action", "delete"): "deletes a skill of the seeded framework (a button)",
+    ("operator.job_action", "retry"): "re-runs the seeded failed job, which fails again in the background by "
+                                      "design (its delete form, the same view, is fuzzed)",
 }
 
 ROLES = {"admin": "ada@example.com", "coach": "carla@example.com", "athlete": "arno@example.com",
-         "pat": "pat@example.com"}
+         "pat": "pat@example.com", "tess": "tess@example.com", "vic": "vic@example.com"}
+# Roles with two-factor on: Tess signs in with her app's code; Vic stops at the second step (its forms are fuzzed).
+SECOND_STEP = {"tess": True, "vic": False}
 _n = itertools.count(1)
 
 # The background relay and worker (other threads) use the random module while hypothesis draws examples.
@@ -107,6 +116,7 @@ class Page:
     prefer: str = ""  # of a form's instances, fuzz the one whose action contains this id (of the world's ids)
     fresh_message: bool = False  # {message} is a message sent just now (one can be edited for 10 minutes only)
     keep_out: tuple[str, ...] = ()  # endpoints not sent from this page (fuzzed on a later page instead)
+    restore: bool = False  # afterwards, the organization's settings a fuzzed form may change go back (see restore)
 
 
 P = "/o/{slug}/progress"
@@ -177,6 +187,22 @@ PAGES = [
     Page("coach", P, ("progress.index",)),
     Page("coach", P + "/athletes/{athlete}/reports", ("progress.report_request", "progress.report_settings",
                                                           "progress.report_retry")),
+    # Account security, privacy, settings and the operators' console (issue 18).
+    Page("vic", "/login/verify", ("accounts.login_verify",)),
+    Page("vic", "/login/recovery", ("accounts.login_recovery",)),
+    Page("pat", "/account/confirm?next=/account/security", ("accounts.reauthenticate",)),
+    Page("pat", "/account/security", ("accounts.change_email",)),
+    Page("pat", "/account/passkeys", ("accounts.rename_passkey",)),
+    Page("pat", "/account/two-factor", ("accounts.two_factor_setup",)),
+    Page("pat", "/account/privacy", ("privacy.request_export", "privacy.request_deletion")),
+    Page("tess", "/account/confirm?next=/account/security", ("accounts.reauthenticate",)),
+    # Tess: Pat's other sessions ended when the fuzz changed Pat's password.
+    Page("tess", "/account/sessions", ("accounts.revoke_session", "accounts.revoke_other_sessions")),
+    Page("tess", "/account/two-factor", ("accounts.two_factor_disable", "accounts.regenerate_recovery_codes")),
+    Page("tess", "/platform/", ("operator.job_action",)),
+    Page("tess", "/o/{slug}/privacy", ("org_privacy.request_export", "org_privacy.request_closing"), restore=True),
+    Page("tess", "/o/{slug}/admin/branding", ("admin.branding_accent", "admin.branding_logo"), restore=True),
+    Page("tess", "/o/{slug}/admin/settings", ("admin.org_settings_page",), restore=True),
     # Last: cancelling the booking is what its form does when the fuzz keeps every field.
     Page("athlete", "/o/{slug}/bookings/{booking}", ("booking.act",)),
 ]
@@ -217,6 +243,10 @@ QUERIES = [
     Query("coach", P + "/compliance", {"week": "{monday}"}),
     Query("coach", P + "/programs", {"archived": "1"}),
     Query("anon", P + "/reports/{report}/link", {"token": "{report_token}"}),
+    Query("tess", "/account/security/log", {"after": ""}),
+    Query("pat", "/account/confirm", {"next": "/account/security"}),
+    Query("pat", "/account/privacy/exports/{account_export}/download", {"token": ""}),
+    Query("tess", "/o/{slug}/privacy/exports/{org_export}/download", {"token": ""}),
 ]
 
 
@@ -239,6 +269,8 @@ class Fuzz:
                         today=datetime.now(timezone.utc).date().isoformat(),
                         now=datetime.now(timezone.utc).isoformat())
         self.free_starts = iter(world.free_starts)
+        self.totp = world.totp
+        self.owner_url = ""
         self.browsers: dict[str, object] = {}
         self.adapter = app.url_map.bind("localhost")
         self.fuzzed: set[tuple] = set()  # (endpoint, method, field names, non-id URL arguments)
@@ -248,7 +280,15 @@ class Fuzz:
             return self.app.test_client()
         if role not in self.browsers:
             browser = self.app.test_client()
-            assert Auth(browser).login(ROLES[role]).status_code == 303, f"{role} cannot log in"
+            response = Auth(browser).login(ROLES[role])
+            assert response.status_code == 303, f"{role} cannot log in"
+            if role in SECOND_STEP:
+                assert "/login/verify" in response.headers["Location"], f"{role} has no second step"
+            if SECOND_STEP.get(role):
+                token = csrf_from(browser.get("/login/verify").get_data(as_text=True))
+                code = pyotp.TOTP(self.totp[ROLES[role]]).now()
+                done = browser.post("/login/verify", data={"csrf_token": token, "code": code})
+                assert done.status_code == 303 and "/login" not in done.headers["Location"], f"{role}: no code"
             self.browsers[role] = browser
         return self.browsers[role]
 
@@ -275,9 +315,11 @@ def fuzz(app, stack, job_runner, mailbox, _tables):
         with app.test_request_context():
             world = FuzzWorld()
             make_user("lou@example.com", "Lou Login")  # the account the login and forgot-password forms name
-        root.addHandler(log)
+        fail_a_job(app, job_runner, world.ids["org_id"], "Fuzz failed job")  # for the operators' console
+        root.addHandler(log)  # after the job's failure: that one is the seed's
         try:
             state = Fuzz(app, world, log)
+            state.owner_url = stack.owner_url.replace("+psycopg", "")
             # The log capture sees the app's "unhandled error" records (propagated from its logger).
             try:
                 raise RuntimeError("probe")
@@ -321,6 +363,10 @@ PLAUSIBLE_FOR = {
     ("progress.edit_habit", "times_per_week"): lambda fuzz, rendered: "3",
     ("progress.workout_move", "direction"): lambda fuzz, rendered: "up",
     ("progress.line_move", "direction"): lambda fuzz, rendered: "down",
+    # Never the club's own address: that closes it (a banner on every page after).
+    ("org_privacy.request_closing", "slug"): lambda fuzz, rendered: "not-this-club",
+    ("admin.branding_accent", "accent_color"): lambda fuzz, rendered: "#0b4fa8",
+    ("admin.branding_accent", "accent_picker"): lambda fuzz, rendered: "#0b4fa8",
     # Selects whose first option is "" (none): a browser sends that.
     **{key: (lambda fuzz, rendered: "") for key in (
         ("progress.add_skill", "required_level"), ("progress.exercise_create", "demo_media_id"),
@@ -614,6 +660,15 @@ def page_forms(fuzz: Fuzz, page: Page) -> tuple[str, list[Form]]:
     return url, forms_in(url, response.get_data(as_text=True))
 
 
+def restore(fuzz: Fuzz) -> None:
+    """The organization as the later pages need it: not closing, no two-factor requirement (Ada and Carla have
+    none), its name, locale and space rule back (a fuzzed settings form saves what it is sent)."""
+    with psycopg.connect(fuzz.owner_url, autocommit=True) as conn:
+        conn.execute("UPDATE organizations SET closing_requested_at = NULL, closing_due_at = NULL, "
+                     "require_two_factor = false, name = 'Fuzz Club', locale = 'en', space_creation = 'leaders' "
+                     "WHERE slug = %s", [fuzz.ids["slug"]])
+
+
 def not_sent_reason(endpoint: str, args: dict) -> str | None:
     if endpoint in NOT_SENT:
         return NOT_SENT[endpoint]
@@ -659,12 +714,15 @@ def test_forms_of_the_page_survive_hostile_input(fuzz, page):
                 by_fields[key] = (form, args)
         for key, (form, args) in by_fields.items():
             # The same form on another page was fuzzed there; a flag on a comment is not a flag on a post.
-            words = tuple(sorted((k, v) for k, v in args.items() if k != "slug" and not UUID_RE.fullmatch(v)))
+            words = tuple(sorted((k, str(v)) for k, v in args.items()  # a uuid converter's value is a UUID
+                                 if k != "slug" and not UUID_RE.fullmatch(str(v))))
             if (endpoint, form.method, key, words) in fuzz.fuzzed:
                 continue
             fuzz.fuzzed.add((endpoint, form.method, key, words))
             failures += [f"== {endpoint}: {form.method.upper()} {form.action} ==\n{report}"
                          for report in fuzz_form(fuzz, page, url, form, endpoint)]
+    if page.restore:
+        restore(fuzz)
     assert not failures, "\n\n".join(failures)
     background = [traceback_tail(record) for record in fuzz.log.take()]  # jobs of the events the forms emitted
     assert not background, f"errors logged by background jobs after fuzzing {url}:\n" + "\n".join(background)
