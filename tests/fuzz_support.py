@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from coach import tenancy
 from coach.accounts import service as accounts
 from coach.accounts import twofactor
-from coach.accounts.models import Passkey, PasswordResetToken, PendingSignup
+from coach.accounts.models import EmailChange, Passkey, PasswordResetToken, PendingSignup
 from coach.booking import service as booking
 from coach.booking.models import Booking, CoachingSession
 from coach.chat import service as chat
@@ -138,9 +138,23 @@ class FuzzWorld:
             db.session.add(Passkey(id=uuid.uuid4(), user_id=user.id, credential_id=uuid.uuid4().bytes * 2,
                                    public_key=b"fuzz-key", name="Fuzz key"))
             accounts.open_session(user, "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0", "192.0.2.9")
+        # Email changes with known links: Emil's waits for its confirmation, Una's was made and may be undone.
+        emil = make_user("emil@example.com", "Emil Change")
+        una = make_user("una-new@example.com", "Una Undo")
+        confirm_secret, confirm_digest = new_token()
+        undo_secret, undo_digest = new_token()
+        at = datetime.now(UTC)
+        db.session.add_all([
+            EmailChange(id=uuid.uuid4(), user_id=emil.id, old_email=emil.email, new_email="emil-new@example.com",
+                        token_hash=confirm_digest, expires_at=at + timedelta(hours=24)),
+            EmailChange(id=uuid.uuid4(), user_id=una.id, old_email="una@example.com", new_email=una.email,
+                        token_hash=new_token()[1], expires_at=at + timedelta(hours=24), confirmed_at=at,
+                        undo_token_hash=undo_digest, undo_expires_at=at + timedelta(days=7)),
+        ])
         account_export = exports.request_account_export(self.pat.user)
         org_export = exports.request_org_export(self.org, self.tess)
-        return {"org_id": str(self.org.id), "account_export": str(account_export.id), "org_export": str(org_export.id)}
+        return {"org_id": str(self.org.id), "account_export": str(account_export.id), "org_export": str(org_export.id),
+                "email_confirm": confirm_secret, "email_undo": undo_secret}
 
     def _past_booking(self, days_ago: int) -> Booking:
         """An ended session of Carla's with Arno ``days_ago`` days ago at 10:00 UTC, written directly (the

@@ -21,6 +21,7 @@ they are listed in ``NOT_SENT`` with the reason. Examples are derandomized, so C
 """
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 import os
@@ -190,6 +191,8 @@ PAGES = [
     # Account security, privacy, settings and the operators' console (issue 18).
     Page("vic", "/login/verify", ("accounts.login_verify",)),
     Page("vic", "/login/recovery", ("accounts.login_recovery",)),
+    Page("anon", "/account/email/confirm/{email_confirm}", ("accounts.confirm_email_change",)),
+    Page("anon", "/account/email/undo/{email_undo}", ("accounts.undo_email_change",)),
     Page("pat", "/account/confirm?next=/account/security", ("accounts.reauthenticate",)),
     Page("pat", "/account/security", ("accounts.change_email",)),
     Page("pat", "/account/passkeys", ("accounts.rename_passkey",)),
@@ -342,6 +345,15 @@ def _future(days: int, hour: int = 10) -> datetime:
     return (datetime.now(timezone.utc) + timedelta(days=days)).replace(hour=hour, minute=0, second=0, microsecond=0)
 
 
+def _png() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (24, 16), "navy").save(out, "PNG")
+    return out.getvalue()
+
+
+LOGO = _png()
 # Plausible values for one form's field, where the generic ones would miss the path worth reaching.
 PLAUSIBLE_FOR = {
     ("accounts.login", "email"): lambda fuzz, rendered: "lou@example.com",  # the right password logs in
@@ -367,6 +379,7 @@ PLAUSIBLE_FOR = {
     ("org_privacy.request_closing", "slug"): lambda fuzz, rendered: "not-this-club",
     ("admin.branding_accent", "accent_color"): lambda fuzz, rendered: "#0b4fa8",
     ("admin.branding_accent", "accent_picker"): lambda fuzz, rendered: "#0b4fa8",
+    ("admin.branding_logo", "logo"): lambda fuzz, rendered: LOGO,  # a real picture: mutations corrupt it
     # Selects whose first option is "" (none): a browser sends that.
     **{key: (lambda fuzz, rendered: "") for key in (
         ("progress.add_skill", "required_level"), ("progress.exercise_create", "demo_media_id"),
@@ -382,7 +395,8 @@ def plausible(fuzz: Fuzz, endpoint: str, name: str, kind: str, rendered: str) ->
     """A value a person could have sent (``None``: a browser sends nothing, as for an unticked box)."""
     n = next(_n)
     if (endpoint, name) in PLAUSIBLE_FOR:
-        return PLAUSIBLE_FOR[endpoint, name](fuzz, rendered).encode()
+        value = PLAUSIBLE_FOR[endpoint, name](fuzz, rendered)
+        return value if isinstance(value, bytes) else value.encode()
     if endpoint in ("progress.line_add", "progress.line_update", "progress.workout_log") and not rendered:
         suffix = name.rsplit("-", 1)[-1]
         if suffix in LINE_VALUES:
