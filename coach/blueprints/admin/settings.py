@@ -187,7 +187,9 @@ def brand_css(version: int):
     """The organization's stylesheet: its accent over the design tokens. Public, cached for good: a new
     version is a new URL (an old one is a 404)."""
     org = g.brand_org
-    if version != org.branding_version:
+    # Nothing to serve for an organization without branding: a 404 then, so the URL does not tell a stranger
+    # which addresses are organizations.
+    if version != org.branding_version or not branding.has_branding(org):
         abort(404)
     body = render_template("admin/brand.css", accent=branding.accent_of(org), dark=branding.DARK_TEXT)
     return Response(body, mimetype="text/css", headers={"Cache-Control": IMMUTABLE})
