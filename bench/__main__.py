@@ -10,7 +10,8 @@ import importlib
 import sys
 
 BENCHMARKS = ("dashboard", "outbox", "booking_race", "credits_race", "webhooks", "calendar", "slots", "feed",
-              "feed_depth", "pages", "upload", "chat", "page_weight", "report", "athlete_page")
+              "feed_depth", "pages", "upload", "chat", "page_weight", "report", "athlete_page",
+              "admin_dashboard")
 
 
 def main(argv: list[str]) -> int:

@@ -262,6 +262,7 @@ def test_the_page_sends_a_fixed_number_of_statements(app, world):
     harbour = world["harbour"]
     browser = browser_of(app, "admin@harbour.example")
     page(browser)  # warm: the first request of a connection prepares what it needs
+    dashboard.forget(harbour.org.id)  # counted, not read from Valkey
     before = statements_for(app, browser, DASHBOARD)
 
     # Much more of everything: members, coaches, sessions, posts, messages.
@@ -275,4 +276,50 @@ def test_the_page_sends_a_fixed_number_of_statements(app, world):
             harbour.message(weeks_ago(n % 5, day=4), f"more {n}")
             seen(athlete.user_id, clock.now() - timedelta(days=n))
 
+    dashboard.forget(harbour.org.id)
     assert statements_for(app, browser, DASHBOARD) == before
+
+
+def test_the_figures_are_kept_a_minute(app, world):
+    harbour = world["harbour"]
+    browser = browser_of(app, "admin@harbour.example")
+    page(browser)
+    dashboard.forget(harbour.org.id)
+    counted = statements_for(app, browser, DASHBOARD)
+    now = clock.now().astimezone(BERLIN)
+
+    # Kept: the six statements are not sent again, and a new post shows up only once the figures are counted anew.
+    assert statements_for(app, browser, DASHBOARD) == counted - 6
+    with app.test_request_context():
+        harbour.post(weeks_ago(0), "one more")
+    html = page(browser)
+    assert re.search(r'id="figures-as-of">Figures as of \d\d:\d\d ', html)
+    assert now.strftime("%H:%M") in html or (now + timedelta(minutes=1)).strftime("%H:%M") in html
+    posts = lambda board: sum(p for _, p, _ in board.writing_rows)  # noqa: E731
+    with app.test_request_context():
+        tenancy.activate(harbour.org.id)
+        assert posts(dashboard.shown(harbour.org)) == posts(dashboard.build(harbour.org)) - 1
+        dashboard.forget(harbour.org.id)
+        assert posts(dashboard.shown(harbour.org)) == posts(dashboard.build(harbour.org))
+
+
+def test_old_figures_are_shown_while_one_request_counts_them_again(app, world):
+    harbour = world["harbour"]
+    with app.test_request_context():
+        tenancy.activate(harbour.org.id)
+        kept = dashboard.shown(harbour.org)
+        harbour.post(weeks_ago(0), "one more")
+        posts = sum(p for _, p, _ in kept.writing_rows)
+        later = clock.now() + timedelta(seconds=dashboard.FIGURES_TTL + 1)
+        lock = f"coach:admin-dashboard:{harbour.org.id}:counting"
+        from coach.platform.queues import redis_conn
+
+        redis_conn().set(lock, 1)  # another request is counting: the old figures, with their time
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(clock, "now", lambda: later)
+            again = dashboard.shown(harbour.org)
+            assert sum(p for _, p, _ in again.writing_rows) == posts and again.as_of == kept.as_of
+            redis_conn().delete(lock)  # nobody is: this request counts
+            fresh = dashboard.shown(harbour.org)
+        assert sum(p for _, p, _ in fresh.writing_rows) == posts + 1 and fresh.as_of == later
+        assert not redis_conn().exists(lock)

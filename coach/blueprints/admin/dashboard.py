@@ -1,6 +1,8 @@
 """Organization admin: the dashboard (members, activity, bookings, storage, top coaches)."""
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from flask import g
 
 from coach.blueprints.admin import bp
@@ -13,6 +15,9 @@ from coach.tenancy import role_required
 @bp.get("/dashboard")
 @role_required(ADMIN)
 def dashboard():
-    """The organization at a glance: charts over the last 26 weeks, each with its table."""
-    return render("admin/dashboard.html", org=g.org, board=figures.build(g.org), weeks=figures.WEEKS,
-                  top_days=figures.TOP_COACH_DAYS)
+    """The organization at a glance: charts over the last 26 weeks, each with its table (figures kept for up to
+    a minute, :func:`coach.governance.dashboard.shown`)."""
+    board = figures.shown(g.org)
+    as_of = board.as_of.astimezone(ZoneInfo(g.org.timezone or "UTC")).strftime("%H:%M")
+    return render("admin/dashboard.html", org=g.org, board=board, weeks=figures.WEEKS,
+                  top_days=figures.TOP_COACH_DAYS, as_of=as_of)
