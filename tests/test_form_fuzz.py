@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from coach.platform.ratelimit import limiter
+from coach.security import new_token
 from tests.conftest import Auth, csrf_from
 from tests.crawl_support import fail_a_job
 from tests.factories import PASSWORD, make_user
@@ -664,8 +665,21 @@ def fresh_message(fuzz: Fuzz, role: str) -> str:
     return MESSAGE_RE.findall(browser.get(page).get_data(as_text=True))[-1]
 
 
+def fresh_reset_link(fuzz: Fuzz) -> str:
+    """The secret of a new reset link of Bea's. A reset link works once: a fuzzed submission that happens to be a
+    good new password (and its repeat) spends it, as it should, and the page then answers 410."""
+    secret, digest = new_token()
+    with psycopg.connect(fuzz.owner_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO password_reset_tokens (id, user_id, token_hash, expires_at) "
+                     "SELECT %s, id, %s, now() + interval '1 hour' FROM users WHERE email = 'bea@example.com'",
+                     (uuid.uuid4(), digest))
+    return secret
+
+
 def page_forms(fuzz: Fuzz, page: Page) -> tuple[str, list[Form]]:
     ids = dict(fuzz.ids, message=fresh_message(fuzz, page.role)) if page.fresh_message else fuzz.ids
+    if "{reset}" in page.path:
+        ids = dict(ids, reset=fresh_reset_link(fuzz))
     url = page.path.format(**ids)
     browser = fuzz.browser(page.role)
     response = browser.get(url)
