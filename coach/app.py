@@ -53,15 +53,16 @@ DOMAINS = (
     "coach.chat",
     "coach.payments",
     "coach.progress",
+    "coach.calsync",
     "coach.privacy",
     "coach.governance",
     "coach.notifications",
 )
 
 # Every blueprint, in registration order.
-BLUEPRINTS = (core.bp, accounts.bp, orgs.bp, admin.bp, booking.bp, spaces.bp, storage.bp, media.bp, chat.bp,
-              payments.bp, payments.hooks, progress.bp, privacy.bp, privacy.org, operator.bp, notifications.bp,
-              notifications.links)
+BLUEPRINTS = (core.bp, accounts.bp, orgs.bp, admin.bp, booking.bp, booking.links, spaces.bp, storage.bp, media.bp,
+              chat.bp, payments.bp, payments.hooks, progress.bp, privacy.bp, privacy.org, operator.bp,
+              notifications.bp, notifications.links)
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{media}; media-src 'self'{media}; "

@@ -32,6 +32,7 @@ from coach import create_app
 from coach.devstack import start_stack
 from tests.mailbox import Mailbox
 from tests.stripe_support import fake_stripe, fake_stripe_server  # noqa: F401  (fixtures; the app points at the fake)
+from tests.radicale_support import radicale  # noqa: F401  (fixture: a real CalDAV server)
 
 
 def _free_port() -> int:

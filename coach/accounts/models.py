@@ -39,6 +39,8 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(100))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # How the person reads clock times: 24 ("14:30") or 12 ("2:30 pm").
+    hour_cycle: Mapped[int] = mapped_column(SmallInteger, default=24)
     # Bumped on every password change or reset (kept as a count of them; sessions themselves end
     # through their ``user_sessions`` rows).
     session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")

@@ -68,6 +68,10 @@ class Offering(TenantScoped, db.Model):
     # What cancelling inside the window (or not showing up) costs: "forfeit", "fee" or "refund".
     late_cancel_policy: Mapped[str] = mapped_column(String(8), default="forfeit")
     late_cancel_fee_percent: Mapped[int] = mapped_column(SmallInteger, default=50)
+    # A full group session's waitlist: "auto" gives a freed seat to the first waiting, "offer" offers it to them
+    # for waitlist_offer_minutes, "off" keeps no list.
+    waitlist_mode: Mapped[str] = mapped_column(String(8), default="auto")
+    waitlist_offer_minutes: Mapped[int] = mapped_column(SmallInteger, default=120)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -164,6 +168,12 @@ class Booking(TenantScoped, db.Model):
     status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     reminder_24h_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reminder_1h_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The calendar identity of the appointment: a rescheduled booking inherits the UID of the one it replaced
+    # (NULL: "booking-<id>@coach"), and SEQUENCE rises with every change, so invitations replace each other.
+    calendar_uid: Mapped[str | None] = mapped_column(String(200))
+    calendar_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    series_id: Mapped[uuid.UUID | None] = mapped_column()
+    series_index: Mapped[int | None] = mapped_column(SmallInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     offering: Mapped[Offering] = tenant_relationship("Booking", "offering_id", "Offering")
@@ -178,6 +188,11 @@ class Booking(TenantScoped, db.Model):
     def is_live(self) -> bool:
         return self.status in LIVE_STATUSES
 
+    @property
+    def uid(self) -> str:
+        """The calendar UID (RFC 5545) of this appointment, the same across reschedules."""
+        return self.calendar_uid or f"booking-{self.id}@coach"
+
 
 class CalendarFeed(TenantScoped, db.Model):
     """A member's secret ICS subscription address (only a hash of the secret is stored)."""
@@ -187,4 +202,98 @@ class CalendarFeed(TenantScoped, db.Model):
 
     membership_id: Mapped[uuid.UUID] = mapped_column()
     token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ExternalBusy(TenantScoped, db.Model):
+    """One busy occurrence read from a coach's own calendar (see :mod:`coach.calsync`): it blocks slots like
+    time off. Only the times are kept, never what the appointment is."""
+
+    __tablename__ = "external_busy"
+    __table_args__ = (
+        tenant_fk("source_id", "calendar_sources", "fk_external_busy_source"),
+        tenant_fk("coach_membership_id", "memberships", "fk_external_busy_coach"),
+    )
+
+    source_id: Mapped[uuid.UUID] = mapped_column()
+    coach_membership_id: Mapped[uuid.UUID] = mapped_column()
+    href: Mapped[str] = mapped_column(String(1000))
+    etag: Mapped[str] = mapped_column(String(500), default="")
+    uid: Mapped[str] = mapped_column(String(500), default="")
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+SERIES_STATUSES = ("active", "cancelled", "ended")
+
+
+class BookingSeries(TenantScoped, db.Model):
+    """A recurring series: every ``interval_weeks`` weeks at the same wall-clock time in ``timezone``,
+    ``occurrences`` times (or until ``until_date``); each occurrence is a :class:`Booking` with ``series_id``."""
+
+    __tablename__ = "booking_series"
+    __table_args__ = (
+        tenant_fk("offering_id", "offerings", "fk_booking_series_offering"),
+        tenant_fk("coach_membership_id", "memberships", "fk_booking_series_coach"),
+        tenant_fk("athlete_membership_id", "memberships", "fk_booking_series_athlete"),
+    )
+
+    offering_id: Mapped[uuid.UUID] = mapped_column()
+    coach_membership_id: Mapped[uuid.UUID] = mapped_column()
+    athlete_membership_id: Mapped[uuid.UUID] = mapped_column()
+    created_by_membership_id: Mapped[uuid.UUID | None] = mapped_column()
+    interval_weeks: Mapped[int] = mapped_column(SmallInteger, default=1)
+    occurrences: Mapped[int] = mapped_column(SmallInteger)
+    until_date: Mapped[date | None] = mapped_column(Date)
+    first_starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    timezone: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(12), default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    offering: Mapped[Offering] = tenant_relationship("BookingSeries", "offering_id", "Offering")
+    coach: Mapped[Membership] = tenant_relationship("BookingSeries", "coach_membership_id", "Membership")
+    athlete: Mapped[Membership] = tenant_relationship("BookingSeries", "athlete_membership_id", "Membership")
+
+
+WAITLIST_OPEN = ("waiting", "offered")
+
+
+class WaitlistEntry(TenantScoped, db.Model):
+    """An athlete's place in the line for a full group session."""
+
+    __tablename__ = "waitlist_entries"
+    __table_args__ = (
+        tenant_fk("session_id", "coaching_sessions", "fk_waitlist_entries_session"),
+        tenant_fk("offering_id", "offerings", "fk_waitlist_entries_offering"),
+        tenant_fk("athlete_membership_id", "memberships", "fk_waitlist_entries_athlete"),
+    )
+
+    session_id: Mapped[uuid.UUID] = mapped_column()
+    offering_id: Mapped[uuid.UUID] = mapped_column()
+    athlete_membership_id: Mapped[uuid.UUID] = mapped_column()
+    added_by_membership_id: Mapped[uuid.UUID | None] = mapped_column()
+    status: Mapped[str] = mapped_column(String(12), default="waiting")
+    offered_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    booking_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    athlete: Mapped[Membership] = tenant_relationship("WaitlistEntry", "athlete_membership_id", "Membership")
+
+
+MANAGE_ACTIONS = ("view", "cancel", "reschedule")
+
+
+class BookingLink(TenantScoped, db.Model):
+    """A link in a booking email that lets its reader view, cancel or reschedule that one booking without
+    logging in (see :mod:`coach.booking.manage_links`); only the SHA-256 of its secret is stored."""
+
+    __tablename__ = "booking_links"
+    __table_args__ = (tenant_fk("booking_id", "bookings", "fk_booking_links_booking"),)
+
+    booking_id: Mapped[uuid.UUID] = mapped_column()
+    action: Mapped[str] = mapped_column(String(12))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -29,4 +29,5 @@ def _enter_for_feed(slug: str) -> None:
 bp = tenancy.org_blueprint("booking", __name__, "/o/<slug>", enter=_enter)
 
 # The route modules register their views on ``bp`` (imported last: they import ``bp`` from here).
-from coach.blueprints.booking import schedule, views  # noqa: E402, F401
+from coach.blueprints.booking import calendars, schedule, series, views, waitlist  # noqa: E402, F401
+from coach.blueprints.booking.manage import links  # noqa: E402, F401  (the app registers it)

@@ -1,0 +1,88 @@
+"""Links in booking emails that let their reader view, cancel or reschedule one booking without logging in.
+
+A link is ``<signed tenant and secret>``: the signature (the app's SECRET_KEY) refuses a tampered or made-up link
+before the database is asked; the tenant says which organization's rows to read (RLS); only the SHA-256 of the
+secret is stored, with the booking, the one action it allows and its expiry. A view link works until it
+expires; a cancel or reschedule link is spent by the change it made.
+
+Services never commit; the caller does.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select, update
+
+from coach import clock
+from coach.booking.models import MANAGE_ACTIONS, Booking, BookingLink
+from coach.extensions import db
+from coach.ids import parse_uuid
+
+SALT = "booking-manage-link"
+# How long a link works after it was sent: until the session is over, and at least this long.
+MIN_TTL = timedelta(days=2)
+AFTER_SESSION = timedelta(hours=12)
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=SALT)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue(booking: Booking, action: str, now: datetime | None = None) -> str:
+    """A new link token for ``action`` on ``booking`` (the caller builds the URL with it)."""
+    if action not in MANAGE_ACTIONS:
+        raise ValueError(f"unknown manage action {action!r}")
+    now = now or clock.now()
+    secret = secrets.token_urlsafe(24)
+    expires = max(booking.ends_at + AFTER_SESSION, now + MIN_TTL)
+    db.session.add(BookingLink(tenant_id=booking.tenant_id, booking_id=booking.id, action=action,
+                               token_hash=_hash(secret), expires_at=expires, created_at=now))
+    return _serializer().dumps([booking.tenant_id.hex, secret])
+
+
+def tenant_of(token: str) -> uuid.UUID | None:
+    """The organization a genuine token belongs to (activate it before :func:`resolve`); ``None`` if forged."""
+    try:
+        data = _serializer().loads(token)
+    except BadSignature:
+        return None
+    if not (isinstance(data, list) and len(data) == 2 and all(isinstance(x, str) for x in data)):
+        return None
+    return parse_uuid(data[0])
+
+
+def resolve(token: str) -> BookingLink | None:
+    """The link row of a genuine token, whatever its state (the caller checks :func:`refusal`)."""
+    try:
+        _, secret = _serializer().loads(token)
+    except (BadSignature, ValueError, TypeError):
+        return None
+    return db.session.scalar(select(BookingLink).where(BookingLink.token_hash == _hash(secret)))
+
+
+def refusal(link: BookingLink | None, now: datetime | None = None) -> str | None:
+    """Why ``link`` cannot be used now (a sentence for the reader), or ``None`` when it can."""
+    now = now or clock.now()
+    if link is None:
+        return "This link is not valid. Open the booking from the app instead."
+    if link.used_at is not None:
+        return "This link was already used. Each cancel or reschedule link works once."
+    if link.expires_at <= now:
+        return "This link has expired. Open the booking from the app instead."
+    return None
+
+
+def spend(link: BookingLink, now: datetime | None = None) -> bool:
+    """Mark a cancel/reschedule link used, once: ``False`` when another request spent it first."""
+    return db.session.execute(update(BookingLink).where(
+        BookingLink.tenant_id == link.tenant_id, BookingLink.id == link.id, BookingLink.used_at.is_(None))
+        .values(used_at=now or clock.now()).returning(BookingLink.id)).scalar() is not None
