@@ -24,6 +24,7 @@ from coach.orgs.models import Membership
 from coach.orgs.service import invite
 from coach.platform.models import AuditEvent, IdempotencyKey, OutboxEvent, ProcessedEvent
 from coach.privacy.models import OrgExport
+from tests.calendar_rows import seed_calendar_rows
 from coach.spaces.models import PostAttachment
 from tests.booking_support import make_offering, open_every_day
 from tests.payments_support import seed_payment_rows
@@ -95,6 +96,9 @@ def two_orgs(ctx):
         seed_progress_rows(org, coach, athlete, booking, item, label=prefix)
         # Privacy: an organization export.
         db.session.add(OrgExport(tenant_id=org.id, requested_by_membership_id=admin.id))
+        # Calendars: a connection with a calendar, busy time read from it, a pushed event, a manage link, a
+        # recurring series and a waitlist place.
+        seed_calendar_rows(org, coach, athlete, offering, booking)
         # One row in every other tenant table, so each is covered below.
         db.session.add(OutboxEvent(tenant_id=org.id, topic="test.later", payload={},
                                    available_at=datetime.now(timezone.utc) + timedelta(days=1)))

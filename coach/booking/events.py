@@ -10,7 +10,9 @@ from coach.platform.events import Topic
 BOOKING_CHANGE = (
     "booking_id; from (the status before, null for a new booking); to (the status now); "
     "coach_membership_id; athlete_membership_id; actor_membership_id (null when the clock did it); "
-    "starts_at, ends_at, expires_at (ISO 8601, UTC)"
+    "starts_at, ends_at, expires_at (ISO 8601, UTC); reason (why it was cancelled: \"rescheduled\" when a new "
+    "booking replaced it, else null); rescheduled_from_id (the booking this one replaced, or null); calendar_uid "
+    "(the appointment's UID, the same across reschedules)"
 )
 
 BOOKING_HELD = Topic("booking.held", BOOKING_CHANGE)

@@ -166,7 +166,10 @@ def request_booking(offering: Offering, athlete: Membership, starts_at: datetime
                 booked_by_membership_id=actor.id, starts_at=session.starts_at, ends_at=session.ends_at, status=status,
                 note=note, expires_at=None if status == "confirmed" else min(now + ttl, slot.starts_at),
                 confirmed_at=now if status == "confirmed" else None, status_changed_at=now,
-                rescheduled_from_id=rescheduled_from.id if rescheduled_from else None)
+                rescheduled_from_id=rescheduled_from.id if rescheduled_from else None,
+                # The same appointment in everyone's calendar: the UID carries over, the SEQUENCE rises.
+                calendar_uid=rescheduled_from.uid if rescheduled_from else None,
+                calendar_sequence=rescheduled_from.calendar_sequence + 1 if rescheduled_from else 0)
             db.session.add(booking)
             db.session.flush()
     except IntegrityError as exc:
@@ -177,7 +180,7 @@ def request_booking(offering: Offering, athlete: Membership, starts_at: datetime
                  details={"offering": offering.title, "athlete": athlete.user.email,
                           "starts_at": slot.starts_at.isoformat(), "to": status,
                           **({"rescheduled_from": str(rescheduled_from.id)} if rescheduled_from else {})})
-    emit_change(booking, None, status, actor)
+    emit_change(booking, None, status, actor, rescheduled_from=rescheduled_from)
     return booking
 
 
@@ -252,7 +255,8 @@ def transition(booking: Booking, action: str, actor: Membership | None, now: dat
     seen = booking.status
     if seen not in sources:
         raise BookingError(f"This booking is {booking.status_label.lower()} and cannot change that way.")
-    values = {"status": target, "status_changed_at": now}
+    # Every change is a new version of the calendar event (invitations and synced calendars replace theirs).
+    values = {"status": target, "status_changed_at": now, "calendar_sequence": Booking.calendar_sequence + 1}
     if target == "confirmed":
         values["confirmed_at"] = now
     if action == "settle":  # paid: now the coach has the usual time to answer
@@ -279,7 +283,7 @@ def transition(booking: Booking, action: str, actor: Membership | None, now: dat
     audit.record(f"booking.{target}", actor=actor.user if actor else None,
                  actor_label=None if actor else "system", target_type="booking", target_id=booking.id,
                  details=details)
-    emit_change(booking, seen, target, actor)
+    emit_change(booking, seen, target, actor, reason=reason)
     return booking
 
 
@@ -293,9 +297,13 @@ def release_seats(session_ids: list[uuid.UUID]) -> None:
                            .values(live_seats=CoachingSession.live_seats - n))
 
 
-def emit_change(booking: Booking, before: str | None, after: str, actor: Membership | None) -> None:
+def emit_change(booking: Booking, before: str | None, after: str, actor: Membership | None,
+                reason: str | None = None, rescheduled_from: Booking | None = None) -> None:
     """Emit the topic of the status ``after`` (see :mod:`coach.booking.events`) with the change's payload."""
     emit(STATUS_TOPICS[after], {
+        "reason": reason,
+        "rescheduled_from_id": str(rescheduled_from.id) if rescheduled_from else None,
+        "calendar_uid": booking.uid,
         "booking_id": str(booking.id), "from": before, "to": after,
         "coach_membership_id": str(booking.coach_membership_id),
         "athlete_membership_id": str(booking.athlete_membership_id),

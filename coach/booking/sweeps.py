@@ -46,7 +46,7 @@ def _sweep_transition(tenant_id: uuid.UUID, action: str, condition, now: datetim
     rows = db.session.execute(
         update(Booking).where(Booking.tenant_id == tenant_id, Booking.id == before.c.id,
                               Booking.status.in_(sources))
-        .values(status=target, status_changed_at=now)
+        .values(status=target, status_changed_at=now, calendar_sequence=Booking.calendar_sequence + 1)
         .returning(Booking.id, before.c.status.label("before"), Booking.session_id)
         .execution_options(synchronize_session=False)).all()
     if not rows:
