@@ -10,6 +10,7 @@ import caldav
 
 from coach.calsync.caldav_read import CalDAVReader
 from coach.calsync.caldav_write import CalDAVWriter
+from coach.calsync.netguard import GuardedAdapter
 from coach.calsync.provider import Credentials, register
 
 
@@ -21,6 +22,11 @@ class CalDAVProvider(CalDAVReader, CalDAVWriter):
         # Every request is bounded: a slow server fails this call, never a page (pages never call a provider).
         self.client = caldav.DAVClient(url=credentials.server_url, username=credentials.username or None,
                                        password=credentials.password or None, timeout=credentials.timeout)
+        # No proxy or .netrc from the environment; unless allowed, no connection to a private address (SSRF).
+        self.client.session.trust_env = False
+        if not credentials.allow_private:
+            for scheme in ("http://", "https://"):
+                self.client.session.mount(scheme, GuardedAdapter())
 
 
 register("caldav", CalDAVProvider)

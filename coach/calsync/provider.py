@@ -46,6 +46,9 @@ class Credentials:
     username: str
     password: str
     timeout: float = 10.0
+    # Off: every connection to a loopback, private, link-local or reserved address is refused (SSRF; see
+    # coach.calsync.netguard and the CALSYNC_ALLOW_PRIVATE_ADDRESSES setting).
+    allow_private: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class Changes:
     removed: list[str] = field(default_factory=list)
     sync_token: str | None = None
     full: bool = True
+    # Events that could not be read (broken iCalendar): skipped, and counted for the coach's page.
+    skipped: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,9 +93,11 @@ class CalendarProvider(Protocol):
     def list_calendars(self) -> list[RemoteCalendar]:
         """The account's calendars that hold events; :class:`AuthFailed` on a wrong password."""
 
-    def changes(self, calendar_url: str, sync_token: str | None, window: tuple[datetime, datetime]) -> Changes:
+    def changes(self, calendar_url: str, sync_token: str | None, window: tuple[datetime, datetime],
+                zone: str = "UTC") -> Changes:
         """Events changed since ``sync_token`` (everything when ``None`` or when the server forgot it), with their
-        busy occurrences expanded (RRULE, RDATE, EXDATE, overridden instances) inside ``window`` (UTC)."""
+        busy occurrences expanded (RRULE, RDATE, EXDATE, overridden instances) inside ``window`` (UTC); all-day
+        and floating times are read in ``zone`` (the coach's)."""
 
     def put_event(self, calendar_url: str, uid: str, ical: bytes, href: str | None, etag: str | None) -> Written:
         """Create (``href`` None) or replace the event; with ``etag``, only if unchanged (else :class:`Conflict`)."""
