@@ -129,7 +129,7 @@ def _hold_seat(offering: Offering, starts_at: datetime, ends_at: datetime) -> Co
 
 def request_booking(offering: Offering, athlete: Membership, starts_at: datetime, note: str, actor: Membership,
                     now: datetime | None = None, rescheduled_from: Booking | None = None,
-                    hold_minutes: int | None = None) -> Booking:
+                    hold_minutes: int | None = None, confirm: bool = False) -> Booking:
     """Book ``athlete`` into ``offering`` at ``starts_at`` (UTC).
 
     Auto-confirm offerings are confirmed at once; others wait for the coach. The coach's
@@ -138,6 +138,8 @@ def request_booking(offering: Offering, athlete: Membership, starts_at: datetime
 
     :param hold_minutes: keep the place ``held`` for that long while a checkout is open (it expires, freeing
         the time, unless the payment settles it first: ``settle``/``settle_confirm``).
+    :param confirm: the coach (or staff for them) books it, as a recurring series does: confirmed at once, as if
+        the coach had accepted the request (the caller checks who may).
     """
     now = now or clock.now()
     note = (note or "").strip()
@@ -152,7 +154,7 @@ def request_booking(offering: Offering, athlete: Membership, starts_at: datetime
     starts_at = starts_at.astimezone(UTC)
     ignore = rescheduled_from.session_id if rescheduled_from and offering.capacity == 1 else None
     slot = _check_slot(offering, starts_at, now, ignore)
-    status = "confirmed" if offering.auto_confirm else "requested"
+    status = "confirmed" if offering.auto_confirm or confirm else "requested"
     ttl = timedelta(hours=current_app.config["BOOKING_REQUEST_TTL_HOURS"])
     if hold_minutes is not None:
         status, ttl = "held", timedelta(minutes=hold_minutes)
@@ -185,18 +187,23 @@ def request_booking(offering: Offering, athlete: Membership, starts_at: datetime
 
 
 def reschedule_booking(booking: Booking, starts_at: datetime, actor: Membership, note: str | None = None,
-                       now: datetime | None = None) -> Booking:
+                       now: datetime | None = None, by_manager: bool = False) -> Booking:
     """Cancel ``booking`` and book the same offering at ``starts_at``, linked, in one transaction.
 
     If the new time cannot be booked nothing changes: the old booking stays as it was.
+
+    :param by_manager: the coach or staff moves it (a recurring series, :mod:`coach.booking.series`, which
+        checks who may): allowed whenever they may cancel it, and the new booking is confirmed.
     """
     now = now or clock.now()
-    if "reschedule" not in allowed_actions(booking, actor, now):
+    allowed = allowed_actions(booking, actor, now)
+    if "reschedule" not in allowed and not (by_manager and "cancel" in allowed):
         raise BookingError(f"This booking is {booking.status_label.lower()}; it cannot be rescheduled now.")
     with db.session.begin_nested():
         transition(booking, "cancel", actor, now=now, reason="rescheduled")
         return request_booking(booking.offering, booking.athlete, starts_at,
-                               booking.note if note is None else note, actor, now=now, rescheduled_from=booking)
+                               booking.note if note is None else note, actor, now=now, rescheduled_from=booking,
+                               confirm=by_manager)
 
 
 # --- the state machine -------------------------------------------------------------------------------

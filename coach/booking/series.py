@@ -1,0 +1,374 @@
+"""Recurring series: a coach (or staff for them) books an athlete every N weeks at the same wall-clock time.
+
+Planning is read-only and cheap: the occurrences are worked out on the coach's wall clock (10:00 stays 10:00
+across daylight-saving changes), and everything they are checked against (hours, date overrides, time off,
+held sessions, busy time synced from the coach's own calendar) is loaded once for the whole range, so a plan
+of 500 occurrences costs the same few statements as one of 8. Each occurrence either is a free slot as
+:func:`coach.booking.slots.compute_slots` offers it, or carries the reason it is not.
+
+Booking a plan goes through :func:`coach.booking.lifecycle.request_booking` once per occurrence, all in the
+caller's one transaction: the exclusion constraint, notifications and audit are those of single bookings. The
+caller confirms with the digest of the occurrences it showed; if the plan reads differently now (a new
+conflict, or a changed form) :class:`PlanChanged` is raised and nothing is written. Moving "this and later" is
+the same, with :func:`coach.booking.lifecycle.reschedule_booking` per occurrence.
+
+A series holds free offerings only: a paid session is paid one at a time (card, pack credit or by hand) on the
+booking page, and payments lie above booking (booking cannot take a credit or open a checkout).
+
+Services never commit; the caller commits once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, update
+
+from coach import clock
+from coach.booking import slots as slotlib
+from coach.booking.access import manages_calendar
+from coach.booking.availability import WEEKDAYS, coach_timezone, minutes_label, slot_rules
+from coach.booking.errors import BookingError
+from coach.booking.lifecycle import request_booking, reschedule_booking, transition
+from coach.booking.models import LIVE_STATUSES, Booking, BookingSeries, ExternalBusy, Offering
+from coach.extensions import db
+from coach.ids import parse_uuid
+from coach.orgs.models import ATHLETE, Membership
+from coach.platform import audit
+
+UTC = timezone.utc
+MAX_OCCURRENCES = 500
+MAX_INTERVAL_WEEKS = 12
+
+
+class PlanChanged(BookingError):
+    """What would be booked differs from what was shown: nothing was written. HTTP 409."""
+
+    status = 409
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One planned time of a series: ``index`` counts from 1 in the plan; ``conflict`` says why it is skipped."""
+
+    index: int
+    starts_at: datetime
+    ends_at: datetime
+    conflict: str | None = None
+    booking: Booking | None = None  # the occurrence a move replaces
+
+
+@dataclass
+class Plan:
+    """The occurrences of a series (or of a move) and the zone their wall-clock time is kept in."""
+
+    timezone: str
+    occurrences: list[Occurrence]
+
+    @property
+    def bookable(self) -> list[Occurrence]:
+        return [o for o in self.occurrences if o.conflict is None]
+
+    @property
+    def conflicts(self) -> list[Occurrence]:
+        return [o for o in self.occurrences if o.conflict is not None]
+
+    @property
+    def digest(self) -> str:
+        """What the person confirms: every occurrence and whether it is booked, as a short hash."""
+        text = "\n".join(f"{o.index} {o.starts_at.isoformat()} {o.conflict is None} "
+                         f"{o.booking.id if o.booking else ''}" for o in self.occurrences)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+# --- working out the times ---------------------------------------------------------------------------
+
+
+def wall_times(first_start: datetime, tz: str, interval_weeks: int, count: int | None = None,
+               until: date | None = None) -> list[datetime]:
+    """UTC starts every ``interval_weeks`` weeks at ``first_start``'s wall-clock time in ``tz``, ``count`` times
+    or while the date is on or before ``until``.
+
+    :raises BookingError: the numbers are outside what a series allows (the message says which).
+    """
+    if not 1 <= interval_weeks <= MAX_INTERVAL_WEEKS:
+        raise BookingError(f"Repeat every 1 to {MAX_INTERVAL_WEEKS} weeks.")
+    if (count is None) == (until is None):
+        raise BookingError("End the series after a number of sessions or on a date.")
+    if count is not None and not 1 <= count <= MAX_OCCURRENCES:
+        raise BookingError(f"A series has 1 to {MAX_OCCURRENCES} sessions.")
+    zone = ZoneInfo(tz)
+    local = first_start.astimezone(zone)
+    first_day, minute = local.date(), local.hour * 60 + local.minute
+    if until is not None:
+        if until < first_day:
+            raise BookingError("The end date is before the first session.")
+        count = (until - first_day).days // (7 * interval_weeks) + 1
+        if count > MAX_OCCURRENCES:
+            raise BookingError(f"That end date makes {count} sessions; a series has at most {MAX_OCCURRENCES}. "
+                               "Choose an earlier date.")
+    step = timedelta(weeks=interval_weeks)
+    return [slotlib.wall_to_utc(first_day + step * k, minute, zone) for k in range(count)]
+
+
+def _external_busy(offering: Offering, lo: datetime, hi: datetime) -> list[tuple[datetime, datetime]]:
+    """Busy times synced from the coach's own calendars between ``lo`` and ``hi`` (one statement)."""
+    return list(db.session.execute(select(ExternalBusy.starts_at, ExternalBusy.ends_at).where(
+        ExternalBusy.tenant_id == offering.tenant_id, ExternalBusy.coach_membership_id == offering.coach_membership_id,
+        ExternalBusy.starts_at < hi, ExternalBusy.ends_at > lo)).all())
+
+
+def _overlaps(ranges, start: datetime, end: datetime) -> bool:
+    return any(a < end and start < b for a, b in ranges)
+
+
+def _conflict(rules: slotlib.SlotRules, external: list, start: datetime, now: datetime) -> str | None:
+    """``None`` if ``start`` is a free slot under ``rules``, else why not, in the coach's words."""
+    window = (start, start + timedelta(minutes=1))
+    if any(s.starts_at == start for s in slotlib.compute_slots(rules, *window, now)):
+        return None
+    end = start + timedelta(minutes=rules.duration)
+    if start < now:
+        return "in the past"
+    if start < now + timedelta(minutes=rules.min_notice):
+        return f"too soon: needs {rules.min_notice // 60 or rules.min_notice} " \
+               f"{'hours' if rules.min_notice >= 60 else 'minutes'}' notice"
+    if start >= now + timedelta(days=rules.horizon_days):
+        return f"beyond the booking horizon ({rules.horizon_days} days ahead)"
+    open_hours = dataclasses.replace(rules, busy=(), time_off=(), open_sessions=(), day_counts={})
+    if not any(s.starts_at == start for s in slotlib.compute_slots(open_hours, *window, now)):
+        return "outside the coach's availability"
+    if _overlaps(external, start, end):
+        return "busy in the coach's calendar"
+    if _overlaps(rules.time_off, start, end):
+        return "the coach's time off"
+    if rules.max_per_day is not None and \
+            rules.day_counts.get(slotlib.local_date(start, rules.timezone), 0) >= rules.max_per_day:
+        return f"the day already has {rules.max_per_day} of these sessions"
+    return "taken by another session"
+
+
+def _check(offering: Offering, starts: list[datetime], now: datetime,
+           ignore: list[tuple[datetime, datetime]] = (), tz: str | None = None) -> tuple[str, list[str | None]]:
+    """The coach's zone and, per start, ``None`` or its conflict; everything loaded once for the whole range.
+
+    :param ignore: busy ranges to treat as free (the sessions a move gives up), each removed once.
+    """
+    lo, hi = min(starts), max(starts) + timedelta(minutes=offering.duration_minutes)
+    rules = slot_rules(offering, lo, hi, tz=tz)
+    external = _external_busy(offering, lo, hi)
+    busy = list(rules.busy)
+    for held in ignore:
+        if held in busy:
+            busy.remove(held)
+    # Synced busy time blocks slots like time off (it may be there already once calendars feed slot_rules).
+    rules = dataclasses.replace(rules, busy=busy, time_off=[*rules.time_off, *external])
+    return rules.timezone, [_conflict(rules, external, start, now) for start in starts]
+
+
+# --- a new series ------------------------------------------------------------------------------------
+
+
+def _require_manager(offering: Offering, actor: Membership) -> None:
+    if not manages_calendar(actor, offering.coach):
+        raise BookingError("Only the coach or a scheduler of the organization can book a recurring series.")
+
+
+def check_offering(offering: Offering) -> None:
+    """Refuse offerings a series cannot hold (the message says why)."""
+    if not offering.active:
+        raise BookingError("This offering is no longer available.")
+    if offering.price_minor:
+        raise BookingError(f"{offering.title} costs {offering.price_label} a session: a recurring series is for free "
+                           "offerings, so that each paid session is paid on its own booking page.")
+
+
+def plan(offering: Offering, athlete: Membership, first_start: datetime, interval_weeks: int,
+         count: int | None = None, until: date | None = None, actor: Membership | None = None,
+         now: datetime | None = None) -> Plan:
+    """Every occurrence of the series and its conflict, if any; nothing is written.
+
+    :param first_start: a UTC instant that must be a free slot (its wall-clock time in the coach's zone is kept).
+    :raises BookingError: the series is not possible at all (the message says why).
+    """
+    now = now or clock.now()
+    if actor is not None:
+        _require_manager(offering, actor)
+    check_offering(offering)
+    if athlete.role != ATHLETE or athlete.tenant_id != offering.tenant_id:
+        raise BookingError("Choose an athlete of this organization.")
+    if first_start.tzinfo is None:
+        raise BookingError("That time is not valid.")
+    starts = wall_times(first_start, coach_timezone(offering.coach), interval_weeks, count, until)
+    tz, conflicts = _check(offering, starts, now)
+    if conflicts[0] is not None:
+        raise BookingError(f"The first session is not a free time ({conflicts[0]}). "
+                           "Choose a free time for the first session.")
+    duration = timedelta(minutes=offering.duration_minutes)
+    return Plan(tz, [Occurrence(i, start, start + duration, why)
+                     for i, (start, why) in enumerate(zip(starts, conflicts), start=1)])
+
+
+def book(offering: Offering, athlete: Membership, first_start: datetime, interval_weeks: int, count: int | None,
+         until: date | None, expected: str, actor: Membership, note: str = "",
+         now: datetime | None = None) -> BookingSeries:
+    """Book every free occurrence of the plan the person saw (``expected`` is its :attr:`Plan.digest`).
+
+    The bookings are confirmed (the coach, or staff for them, books them). All or nothing: a plan that reads
+    differently now, or a time taken meanwhile, raises :class:`PlanChanged` and the caller rolls back.
+    """
+    now = now or clock.now()
+    current = plan(offering, athlete, first_start, interval_weeks, count, until, actor, now)
+    if current.digest != expected:
+        raise PlanChanged("Something changed since the preview: nothing was booked. Check the times below "
+                          "and confirm again.")
+    booked = current.bookable
+    series = BookingSeries(
+        tenant_id=offering.tenant_id, offering_id=offering.id, coach_membership_id=offering.coach_membership_id,
+        athlete_membership_id=athlete.id, created_by_membership_id=actor.id, interval_weeks=interval_weeks,
+        occurrences=len(booked), until_date=until, first_starts_at=booked[0].starts_at, timezone=current.timezone)
+    db.session.add(series)
+    db.session.flush()
+    for index, occurrence in enumerate(booked, start=1):
+        booking = _book_one(lambda o=occurrence: request_booking(offering, athlete, o.starts_at, note, actor,
+                                                                 now=now, confirm=True))
+        booking.series_id, booking.series_index = series.id, index
+    db.session.flush()
+    audit.record("series.created", actor=actor.user, target_type="booking_series", target_id=series.id,
+                 details={"offering": offering.title, "athlete": athlete.user.email, "every_weeks": interval_weeks,
+                          "booked": len(booked), "skipped": len(current.conflicts),
+                          "first": booked[0].starts_at.isoformat()})
+    return series
+
+
+def _book_one(place):
+    """Run one booking of a series; a time taken meanwhile means the whole series reads differently now."""
+    try:
+        return place()
+    except BookingError as exc:
+        raise PlanChanged(f"{exc} Nothing was changed: check the times below and confirm again.") from exc
+
+
+# --- an existing series ------------------------------------------------------------------------------
+
+
+def get_series(org_id: uuid.UUID, series_id) -> BookingSeries | None:
+    sid = parse_uuid(series_id)
+    if sid is None:
+        return None
+    return db.session.scalar(select(BookingSeries).where(BookingSeries.tenant_id == org_id, BookingSeries.id == sid))
+
+
+def may_view(actor: Membership, series: BookingSeries) -> bool:
+    return actor.id in (series.athlete_membership_id, series.coach_membership_id) or manages_calendar(actor,
+                                                                                                      series.coach)
+
+
+def occurrences(series: BookingSeries) -> list[Booking]:
+    """Each occurrence's current booking, in order (a moved occurrence is the booking it was moved to)."""
+    rows = db.session.scalars(select(Booking).where(
+        Booking.tenant_id == series.tenant_id, Booking.series_id == series.id)
+        .order_by(Booking.series_index, Booking.created_at))
+    latest: dict[int, Booking] = {}
+    for booking in rows:
+        latest[booking.series_index] = booking
+    return [latest[i] for i in sorted(latest)]
+
+
+def _later_live(series: BookingSeries, from_index: int) -> list[Booking]:
+    later = [b for b in occurrences(series) if b.series_index >= from_index and b.status in LIVE_STATUSES]
+    if not later:
+        raise BookingError(f"Occurrence {from_index} and later have nothing left to change.")
+    return later
+
+
+def _settle_status(series: BookingSeries) -> None:
+    """The series is cancelled once none of its occurrences holds a time any more."""
+    live = db.session.scalar(select(func.count()).select_from(Booking).where(
+        Booking.tenant_id == series.tenant_id, Booking.series_id == series.id, Booking.status.in_(LIVE_STATUSES)))
+    if not live and series.status == "active":
+        db.session.execute(update(BookingSeries).where(BookingSeries.tenant_id == series.tenant_id,
+                                                       BookingSeries.id == series.id).values(status="cancelled"))
+        db.session.refresh(series)
+
+
+def cancel_from(series: BookingSeries, from_index: int, actor: Membership, now: datetime | None = None) -> int:
+    """Cancel occurrence ``from_index`` and every later one that is still live, in the caller's one transaction;
+    each cancellation is the lifecycle's own (late-cancellation rules, notifications, audit). How many."""
+    now = now or clock.now()
+    _require_manager_of(series, actor)
+    later = [b for b in _later_live(series, from_index) if b.starts_at > now]
+    if not later:
+        raise BookingError("Those sessions have already taken place.")
+    for booking in later:
+        transition(booking, "cancel", actor, now=now)
+    _settle_status(series)
+    audit.record("series.cancelled", actor=actor.user, target_type="booking_series", target_id=series.id,
+                 details={"from": from_index, "cancelled": len(later), "status": series.status})
+    return len(later)
+
+
+def _require_manager_of(series: BookingSeries, actor: Membership) -> None:
+    if not manages_calendar(actor, series.coach):
+        raise BookingError("Only the coach or a scheduler of the organization can change a recurring series.")
+
+
+def plan_move(series: BookingSeries, from_index: int, weekday: int, minute: int, actor: Membership | None = None,
+              now: datetime | None = None) -> Plan:
+    """Occurrence ``from_index`` and the later live ones moved to ``weekday`` (Monday = 0) at ``minute`` on the
+    coach's clock, each within its own week; their conflicts, treating the times they give up as free."""
+    now = now or clock.now()
+    if actor is not None:
+        _require_manager_of(series, actor)
+    if weekday not in range(7):
+        raise BookingError("Choose a day of the week.")
+    if not 0 <= minute < 1440:
+        raise BookingError("Enter a time like 09:00.")
+    later = [b for b in _later_live(series, from_index) if b.starts_at > now]
+    if not later:
+        raise BookingError("Those sessions have already taken place.")
+    offering = later[0].offering
+    zone = ZoneInfo(series.timezone)
+    starts = []
+    for booking in later:
+        day = booking.starts_at.astimezone(zone).date()
+        starts.append(slotlib.wall_to_utc(day + timedelta(days=weekday - day.weekday()), minute, zone))
+    before, after = timedelta(minutes=offering.buffer_before_minutes), timedelta(minutes=offering.buffer_after_minutes)
+    given_up = [(b.starts_at - before, b.ends_at + after) for b in later]
+    _, conflicts = _check(offering, starts, now, ignore=given_up if offering.capacity == 1 else (),
+                          tz=series.timezone)
+    duration = timedelta(minutes=offering.duration_minutes)
+    return Plan(series.timezone, [Occurrence(b.series_index, start, start + duration, why, b)
+                                  for b, start, why in zip(later, starts, conflicts)])
+
+
+def move_from(series: BookingSeries, from_index: int, weekday: int, minute: int, expected: str, actor: Membership,
+              now: datetime | None = None) -> Plan:
+    """Move occurrence ``from_index`` and later as :func:`plan_move` shows, all or nothing: any conflict (or a
+    plan that reads differently from ``expected``) refuses the whole move."""
+    now = now or clock.now()
+    moved = plan_move(series, from_index, weekday, minute, actor, now)
+    if moved.digest != expected:
+        raise PlanChanged("Something changed since the preview: nothing was moved. Check the times below "
+                          "and confirm again.")
+    if moved.conflicts:
+        raise BookingError("Some of the new times are not free: nothing was moved. Choose another day or time.")
+    for occurrence in moved.occurrences:
+        booking = occurrence.booking
+        new = _book_one(lambda o=occurrence: reschedule_booking(o.booking, o.starts_at, actor, now=now,
+                                                                by_manager=True))
+        new.series_id, new.series_index = series.id, booking.series_index
+    db.session.flush()
+    audit.record("series.moved", actor=actor.user, target_type="booking_series", target_id=series.id,
+                 details={"from": from_index, "moved": len(moved.occurrences),
+                          "to": f"{WEEKDAYS[weekday]} {minutes_label(minute)}"})
+    return moved
+
+
+def series_label(series: BookingSeries) -> str:
+    """"weekly" or "every 2 weeks"."""
+    return "weekly" if series.interval_weeks == 1 else f"every {series.interval_weeks} weeks"

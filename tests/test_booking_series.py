@@ -1,0 +1,350 @@
+"""Recurring series as the coach and the scheduler use them: plan, see the conflicts, book; cancel or move from
+one occurrence on; what the athlete and another organization see. Rows are read through the owner connection, so
+"nothing was written" means nothing reached PostgreSQL."""
+from __future__ import annotations
+
+import html
+import re
+from datetime import date, datetime, timedelta, timezone
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from coach import tenancy
+from coach.booking import series as series_service
+from coach.booking import service
+from coach.extensions import db
+from tests.booking_support import BookingWorld
+from tests.conftest import Auth, csrf_from
+from tests.querycount import statements_for
+
+UTC = timezone.utc
+BERLIN = ZoneInfo("Europe/Berlin")
+DIGEST_RE = re.compile(r'name="expected" value="([0-9a-f]+)"')
+
+
+def logged_in(app, email: str):
+    browser = app.test_client()
+    assert Auth(browser).login(email).status_code == 303
+    return browser
+
+
+def text(response) -> str:
+    return html.unescape(response.get_data(as_text=True))
+
+
+def act_for(owner_db, org) -> None:
+    owner_db.execute("SELECT set_config('app.tenant_id', %s, false)", (str(org.id),))
+
+
+def series_bookings(owner_db, org) -> list[dict]:
+    act_for(owner_db, org)
+    cur = owner_db.execute("SELECT id, status, series_id, series_index, starts_at, rescheduled_from_id, "
+                           "late_cancellation FROM bookings WHERE series_id IS NOT NULL "
+                           "ORDER BY series_index, created_at")
+    names = [c.name for c in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def series_rows(owner_db, org) -> list[dict]:
+    act_for(owner_db, org)
+    cur = owner_db.execute("SELECT id, status, occurrences, interval_weeks FROM booking_series")
+    names = [c.name for c in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def berlin_day(days_ahead: int) -> date:
+    return (datetime.now(UTC).astimezone(BERLIN) + timedelta(days=days_ahead)).date()
+
+
+def at(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=BERLIN).astimezone(UTC)
+
+
+def plan_query(world, first: date, time: str = "10:00", count: int | str = 8, **extra) -> dict:
+    return {"athlete": str(world.athlete.id), "first_date": first.isoformat(), "first_time": time, "every": "1",
+            "ends": "count", "count": str(count), "until": "", "note": "", **extra}
+
+
+def plan_url(world, **query) -> str:
+    return f"/o/{world.org.slug}/offerings/{world.offering.id}/series?{urlencode(query)}"
+
+
+def confirm(browser, world, query: dict, page: str):
+    """Post the preview's confirm form as the page carries it (its digest, a fresh CSRF token)."""
+    digest = DIGEST_RE.search(page).group(1)
+    return browser.post(f"/o/{world.org.slug}/offerings/{world.offering.id}/series",
+                        data={**query, "expected": digest, "csrf_token": csrf_from(page)})
+
+
+def book_single(world, starts_at, athlete=None):
+    tenancy.activate(world.org.id)
+    athlete = athlete or world.athlete
+    booking = service.request_booking(world.offering, athlete, starts_at, "", athlete)
+    db.session.commit()
+    return booking
+
+
+@pytest.fixture()
+def world(ctx):
+    """Carla Coach (Berlin, 09–17 daily) with a free 60-minute offering bookable a year ahead."""
+    return BookingWorld(horizon_days=365)
+
+
+@pytest.fixture()
+def coach(app, world):
+    return logged_in(app, world.coach.user.email)
+
+
+def booked_series(app, world, coach, count: int = 8, first_days: int = 3):
+    first = berlin_day(first_days)
+    query = plan_query(world, first, count=count)
+    page = text(coach.get(plan_url(world, **query)))
+    response = confirm(coach, world, query, page)
+    assert response.status_code == 303, text(response)
+    return response.headers["Location"], first
+
+
+# --- planning and booking ----------------------------------------------------------------------------
+
+def test_weekly_series_of_eight_lists_the_one_conflict_and_books_seven(app, world, coach, owner_db):
+    first = berlin_day(3)
+    in_the_way = book_single(world, at(first + timedelta(weeks=3), 10))
+    query = plan_query(world, first)
+    preview = coach.get(plan_url(world, **query))
+    page = text(preview)
+    assert preview.status_code == 200
+    assert "7 of 8 will be booked" in page
+    assert page.count("conflict: taken by another session") == 1
+    assert (first + timedelta(weeks=3)).strftime("%-d %b %Y") in page
+    assert series_rows(owner_db, world.org) == []  # a preview writes nothing
+
+    response = confirm(coach, world, query, page)
+    assert response.status_code == 303
+    rows = series_bookings(owner_db, world.org)
+    assert len(rows) == 7
+    assert {r["status"] for r in rows} == {"confirmed"}  # the coach booked them: no requests to answer
+    assert [r["series_index"] for r in rows] == list(range(1, 8))
+    assert at(first + timedelta(weeks=3), 10) not in {r["starts_at"] for r in rows}
+    assert series_rows(owner_db, world.org)[0]["occurrences"] == 7
+    shown = text(coach.get(response.headers["Location"]))
+    assert shown.count("Cancel this and later") == 7
+    assert in_the_way.status == "requested"  # the booking in the way is untouched
+
+
+def test_series_across_the_daylight_saving_change_keeps_ten_oclock_on_the_coachs_clock(ctx, world):
+    tenancy.activate(world.org.id)
+    # The Sunday the clocks go forward in Europe (last Sunday of March) after today.
+    year = berlin_day(0).year + (1 if berlin_day(0) >= date(berlin_day(0).year, 3, 25) else 0)
+    change = max(date(year, 3, d) for d in range(25, 32) if date(year, 3, d).weekday() == 6)
+    first = change - timedelta(weeks=2)
+    if first <= berlin_day(1):
+        first += timedelta(weeks=1)
+    plan = series_service.plan(world.offering, world.athlete, at(first, 10), 1, count=5, actor=world.coach,
+                               now=at(first, 0) - timedelta(days=1))
+    starts = [o.starts_at for o in plan.occurrences]
+    assert [s.astimezone(BERLIN).strftime("%H:%M") for s in starts] == ["10:00"] * 5
+    assert {s.astimezone(UTC).hour for s in starts} == {9, 8}  # winter UTC+1, summer UTC+2
+    assert not plan.conflicts
+
+
+def test_five_hundred_occurrences_plan_in_as_many_statements_as_eight(app, world, coach):
+    first = berlin_day(3)
+    few = statements_for(app, coach, plan_url(world, **plan_query(world, first, count=8)))
+    many = statements_for(app, coach, plan_url(world, **plan_query(world, first, count=500)))
+    assert many == few
+    page = text(coach.get(plan_url(world, **plan_query(world, first, count=500))))
+    assert "of 500 will be booked" in page
+    assert "conflict: beyond the booking horizon (365 days ahead)" in page
+
+
+def test_a_booking_made_between_preview_and_confirm_writes_nothing_and_shows_the_new_conflict(app, world, coach,
+                                                                                                owner_db):
+    first = berlin_day(3)
+    query = plan_query(world, first)
+    page = text(coach.get(plan_url(world, **query)))
+    assert "8 of 8 will be booked" in page
+    book_single(world, at(first + timedelta(weeks=2), 10))
+    response = confirm(coach, world, query, page)
+    again = text(response)
+    assert response.status_code == 409
+    assert "nothing was booked" in again
+    assert "7 of 8 will be booked" in again
+    assert "conflict: taken by another session" in again
+    assert series_bookings(owner_db, world.org) == []
+    assert series_rows(owner_db, world.org) == []
+    # Confirming what is shown now books the seven.
+    assert confirm(coach, world, query, again).status_code == 303
+    assert len(series_bookings(owner_db, world.org)) == 7
+
+
+def test_scheduler_books_a_series_for_an_athlete(app, world, owner_db):
+    scheduler = logged_in(app, world.scheduler.user.email)
+    first = berlin_day(4)
+    query = plan_query(world, first, count=3)
+    page = text(scheduler.get(plan_url(world, **query)))
+    assert confirm(scheduler, world, query, page).status_code == 303
+    assert len(series_bookings(owner_db, world.org)) == 3
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, message", [
+    ({"count": "0"}, "A series has 1 to 500 sessions."),
+    ({"count": "501"}, "A series has 1 to 500 sessions."),
+    ({"every": "0"}, "Repeat every 1 to 12 weeks."),
+    ({"every": "13"}, "Repeat every 1 to 12 weeks."),
+    ({"ends": "until", "until": "2000-01-01"}, "The last date is before the first session."),
+    ({"ends": "until", "until": ""}, "Enter the date of the last session."),
+    ({"first_time": "03:00"}, "The first session is not a free time (outside the coach's availability)"),
+    ({"first_time": "25:99"}, "Enter a time like 09:00."),
+    ({"first_date": "yesterday"}, "Not a valid date value."),
+    ({"athlete": "not-an-id"}, "Choose an athlete of this organization."),
+])
+def test_bad_plans_are_refused_with_a_message(app, world, coach, owner_db, change, message):
+    query = {**plan_query(world, berlin_day(3)), **change}
+    response = coach.get(plan_url(world, **query))
+    assert response.status_code == 422
+    assert message in text(response)
+    assert "will be booked" not in text(response)
+
+
+def test_an_end_date_making_more_than_500_sessions_is_refused(app, world, coach):
+    query = plan_query(world, berlin_day(3), ends="until", until=(berlin_day(3) + timedelta(weeks=600)).isoformat())
+    response = coach.get(plan_url(world, **query))
+    assert response.status_code == 422
+    assert "a series has at most 500" in text(response)
+
+
+def test_tampered_preview_writes_nothing(app, world, coach, owner_db):
+    first = berlin_day(3)
+    query = plan_query(world, first)
+    page = text(coach.get(plan_url(world, **query)))
+    tampered = page.replace(DIGEST_RE.search(page).group(1), "0" * 32)
+    assert confirm(coach, world, query, tampered).status_code == 409
+    # Fields changed after the preview (another time) read as another plan, also refused.
+    assert confirm(coach, world, {**query, "first_time": "11:00"}, page).status_code == 409
+    missing = coach.post(f"/o/{world.org.slug}/offerings/{world.offering.id}/series",
+                         data={"csrf_token": csrf_from(page)})
+    assert missing.status_code == 422
+    assert series_rows(owner_db, world.org) == []
+
+
+def test_paid_offering_is_refused_with_the_reason(app, world, coach):
+    tenancy.activate(world.org.id)
+    service.save_offering(world.coach, {"price_minor": 4500}, world.coach, world.offering)
+    db.session.commit()
+    response = coach.get(plan_url(world, **plan_query(world, berlin_day(3))))
+    assert response.status_code == 422
+    assert "a recurring series is for free offerings" in text(response)
+
+
+# --- cancelling and moving from one occurrence on ----------------------------------------------------
+
+def test_cancel_from_occurrence_five_on(app, world, coach, owner_db):
+    location, _ = booked_series(app, world, coach)
+    page = text(coach.get(location))
+    series_id = location.rsplit("/", 1)[1]
+    response = coach.post(f"/o/{world.org.slug}/series/{series_id}/cancel",
+                          data={"start": "5", "csrf_token": csrf_from(page)})
+    assert response.status_code == 303
+    rows = series_bookings(owner_db, world.org)
+    assert [r["status"] for r in rows] == ["confirmed"] * 4 + ["cancelled"] * 4
+    assert series_rows(owner_db, world.org)[0]["status"] == "active"
+    shown = text(coach.get(location))
+    assert "Cancelled 4 sessions from occurrence 5 on." in shown
+    assert shown.count("Cancel this and later") == 4
+    # Cancelling the rest leaves nothing live: the series is cancelled.
+    coach.post(f"/o/{world.org.slug}/series/{series_id}/cancel", data={"start": "1", "csrf_token": csrf_from(shown)})
+    assert series_rows(owner_db, world.org)[0]["status"] == "cancelled"
+
+
+def test_move_from_occurrence_three_on_to_another_weekday_and_time(app, world, coach, owner_db):
+    location, first = booked_series(app, world, coach)
+    series_id = location.rsplit("/", 1)[1]
+    new_weekday = (first.weekday() + 1) % 7
+    move = f"/o/{world.org.slug}/series/{series_id}/move"
+    form = text(coach.get(f"{move}?start=3"))
+    assert "Move occurrence 3 and later" in form
+    preview = coach.get(f"{move}?start=3&weekday={new_weekday}&time=14:00")
+    page = text(preview)
+    assert preview.status_code == 200
+    assert "All 6 new times are free" in page
+    response = coach.post(move, data={"start": "3", "weekday": str(new_weekday), "time": "14:00",
+                                      "expected": DIGEST_RE.search(page).group(1), "csrf_token": csrf_from(page)})
+    assert response.status_code == 303, text(response)
+    current = {}
+    for r in series_bookings(owner_db, world.org):
+        current[r["series_index"]] = r
+    assert len(current) == 8
+    for index, row in current.items():
+        local = row["starts_at"].astimezone(BERLIN)
+        assert row["status"] == "confirmed"
+        if index < 3:
+            assert (local.hour, local.weekday()) == (10, first.weekday())
+        else:
+            assert (local.hour, local.weekday()) == (14, new_weekday)
+            assert row["rescheduled_from_id"] is not None
+
+
+def test_move_onto_a_taken_time_shows_the_conflict_and_moves_nothing(app, world, coach, owner_db):
+    location, first = booked_series(app, world, coach, count=4)
+    series_id = location.rsplit("/", 1)[1]
+    book_single(world, at(first + timedelta(weeks=2), 15))
+    move = f"/o/{world.org.slug}/series/{series_id}/move"
+    page = text(coach.get(f"{move}?start=2&weekday={first.weekday()}&time=15:00"))
+    assert "1 of 3 new times are not free" in page
+    assert "conflict: taken by another session" in page
+    assert 'name="expected"' not in page  # no confirm button
+    response = coach.post(move, data={"start": "2", "weekday": str(first.weekday()), "time": "15:00",
+                                      "expected": "x" * 32, "csrf_token": csrf_from(text(coach.get(location)))})
+    assert response.status_code == 409
+    assert all(r["rescheduled_from_id"] is None for r in series_bookings(owner_db, world.org))
+
+
+# --- who may --------------------------------------------------------------------------------------------
+
+def test_athlete_sees_the_series_but_cannot_create_or_change_it(app, world, coach, owner_db):
+    location, _ = booked_series(app, world, coach, count=3)
+    athlete = logged_in(app, world.athlete.user.email)
+    assert athlete.get(plan_url(world, **plan_query(world, berlin_day(3)))).status_code == 403
+    page = athlete.get(location)
+    assert page.status_code == 200
+    assert "Cancel this and later" not in text(page)
+    series_id = location.rsplit("/", 1)[1]
+    token = csrf_from(text(athlete.get(f"/o/{world.org.slug}/calendar-feed")))
+    refused = athlete.post(f"/o/{world.org.slug}/series/{series_id}/cancel", data={"start": "1", "csrf_token": token})
+    assert refused.status_code == 403
+    assert {r["status"] for r in series_bookings(owner_db, world.org)} == {"confirmed"}
+    # The athlete's own occurrence page says which it is, and a single one can still be cancelled.
+    booking_id = series_bookings(owner_db, world.org)[1]["id"]
+    detail = text(athlete.get(f"/o/{world.org.slug}/bookings/{booking_id}"))
+    assert "Occurrence 2 of 3 of a weekly series" in detail
+
+
+def test_another_coach_cannot_book_a_series_on_this_coachs_offering(app, world):
+    from tests.factories import add_member, make_user
+    other = add_member(world.org, make_user("otto-series@example.com", "Otto Othercoach"), "coach")
+    browser = logged_in(app, other.user.email)
+    assert browser.get(plan_url(world, **plan_query(world, berlin_day(3)))).status_code == 403
+
+
+def test_another_organization_sees_nothing_of_a_series(app, world, coach, owner_db):
+    location, _ = booked_series(app, world, coach, count=2)
+    series_id = location.rsplit("/", 1)[1]
+    slug, offering_id, athlete_id = world.org.slug, world.offering.id, world.athlete.id
+    elsewhere = BookingWorld(horizon_days=365)
+    other_slug, other_offering = elsewhere.org.slug, elsewhere.offering.id
+    intruder = logged_in(app, elsewhere.coach.user.email)
+    # Its own slug with this organization's ids, and this organization's slug: both not found (or not a member).
+    assert intruder.get(f"/o/{other_slug}/series/{series_id}").status_code == 404
+    assert intruder.get(f"/o/{other_slug}/offerings/{offering_id}/series").status_code == 404
+    assert intruder.get(f"/o/{slug}/series/{series_id}").status_code in (403, 404)
+    # This organization's athlete on the other organization's offering: refused with a message.
+    query = plan_query(elsewhere, berlin_day(3), athlete=str(athlete_id))
+    response = intruder.get(f"/o/{other_slug}/offerings/{other_offering}/series?{urlencode(query)}")
+    assert response.status_code == 422
+    assert "Choose an athlete of this organization." in text(response)
+    assert series_rows(owner_db, elsewhere.org) == []
+    assert len(series_rows(owner_db, world.org)) == 1
