@@ -229,6 +229,8 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         # per address; an account's failures past its limit are emailed to its person once per window.
         "RATELIMIT_TWOFACTOR_PER_ACCOUNT": os.environ.get("RATELIMIT_TWOFACTOR_PER_ACCOUNT") or "10 per 15 minutes",
         "RATELIMIT_TWOFACTOR_PER_IP": os.environ.get("RATELIMIT_TWOFACTOR_PER_IP") or "30 per 15 minutes",
+        # The no-login booking links of emails (view, cancel, reschedule pages and their forms), per address.
+        "RATELIMIT_BOOKING_LINKS": os.environ.get("RATELIMIT_BOOKING_LINKS") or "30 per minute",
         # Fernet keys sealing secrets at rest (TOTP secrets, calendar passwords), comma-separated: the first seals,
         # all unseal (rotation). Unset: one key derived from SECRET_KEY (coach.platform.sealing).
         "ENCRYPTION_KEYS": os.environ.get("ENCRYPTION_KEYS", ""),

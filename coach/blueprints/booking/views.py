@@ -53,9 +53,10 @@ def viewer_tz() -> str:
     return current_user.timezone or "UTC"
 
 
-def parse_week(value: str | None) -> date:
-    """The Monday of ``?week=YYYY-MM-DD`` (any day of that week), or this week's Monday in the viewer's zone."""
-    today = clock.now().astimezone(service.zone(viewer_tz())).date()
+def parse_week(value: str | None, tz: str | None = None) -> date:
+    """The Monday of ``?week=YYYY-MM-DD`` (any day of that week), or this week's Monday in the viewer's zone
+    (or ``tz``)."""
+    today = clock.now().astimezone(service.zone(tz or viewer_tz())).date()
     if value:
         try:
             day = date.fromisoformat(value)
@@ -89,9 +90,9 @@ class WeekSlot(NamedTuple):
     seats_left: int | None
 
 
-def week_context(offering, week: date, reschedule=None) -> dict:
-    """Everything the week calendar needs: the week's slots grouped by the viewer's dates."""
-    tz = viewer_tz()
+def week_days(offering, week: date, tz: str, reschedule=None) -> tuple[dict, str]:
+    """The week's free slots grouped by the dates of zone ``tz``, and the coach's zone (``reschedule``: the
+    booking being moved, whose own time counts as free)."""
     window = service.week_window(week, tz)
     slots, coach_tz = service.week_slots(offering, *window,
                                          ignore_session=reschedule.session_id if reschedule and offering.capacity == 1
@@ -102,6 +103,14 @@ def week_context(offering, week: date, reschedule=None) -> dict:
         local, start = slot.starts_at.astimezone(zone), slot.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         days.setdefault(local.date(), []).append(WeekSlot(local.strftime("%H:%M"), start, quote(start),
                                                           slot.seats_left))
+    return days, coach_tz
+
+
+def week_context(offering, week: date, reschedule=None) -> dict:
+    """Everything the week calendar needs: the week's slots grouped by the viewer's dates."""
+    tz = viewer_tz()
+    zone = service.zone(tz)
+    days, coach_tz = week_days(offering, week, tz, reschedule)
     this_week = parse_week(None)
     return dict(offering=offering, coach=offering.coach, week=week, days=days, zone=zone, tz=tz,
                 coach_tz=coach_tz, reschedule=reschedule, preview_only=g.membership.role == COACH,
@@ -217,7 +226,7 @@ def _booked_message(booking) -> str:
 def _place(offering, form: BookForm, starts_at: datetime, reschedule):
     """Book as the form says; ``(booking, the checkout's URL or None)``."""
     if reschedule is not None:
-        return _move(reschedule, starts_at, form.note.data), None
+        return move_booking(reschedule, starts_at, form.note.data, g.membership), None
     athlete = service.get_athlete(g.org, form.athlete.data)
     if athlete is None or (athlete.id != g.membership.id and not service.books_for_others(g.membership)):
         raise BookingError("Choose an athlete of this organization.")
@@ -246,15 +255,24 @@ def _place(offering, form: BookForm, starts_at: datetime, reschedule):
     raise BookingError(f"Choose how to pay the {offering.price_label}.")
 
 
-def _move(booking, starts_at: datetime, note: str | None):
-    """Reschedule; a credit moves with the booking. Money paid stays with the booking it paid for, so a
-    session paid by card is cancelled (by the policy) and booked again instead."""
+def move_booking(booking, starts_at: datetime, note: str | None, actor):
+    """Reschedule as ``actor``; a credit moves with the booking. Money paid stays with the booking it paid for,
+    so a session paid by card is cancelled (by the policy) and booked again instead. (Also the emailed
+    reschedule link's, :mod:`.manage`.)"""
     if policy.paid_by(booking) == policy.MONEY:
         raise BookingError("A session paid by card cannot be moved: cancel it (the cancellation policy applies) "
                            "and book the new time.")
-    moved = service.reschedule_booking(booking, starts_at, g.membership, note=note or "")
-    credits.carry_over(booking, moved, g.membership)
+    moved = service.reschedule_booking(booking, starts_at, actor, note=note or "")
+    credits.carry_over(booking, moved, actor)
     return moved
+
+
+def cancel_booking(booking, actor):
+    """Cancel as ``actor``: a held booking's open checkout and payment end with it; a paid one is refunded by
+    the cancellation policy (payments' consumer of the cancel). (Also the emailed cancel link's.)"""
+    if booking.status == "held":
+        return checkout.cancel_hold(booking, actor)
+    return service.transition(booking, "cancel", actor)
 
 
 # --- sessions ----------------------------------------------------------------------------------------
@@ -309,8 +327,8 @@ def act(booking_id: str, action: str):
     """Confirm, decline, cancel or mark a no-show; the row in place for htmx, back to the page otherwise."""
     booking = load_booking(booking_id)
     require_action_form()
-    if action == "cancel" and booking.status == "held":  # its open checkout and payment end with it
-        done = attempt(None, checkout.cancel_hold, booking, g.membership)
+    if action == "cancel":
+        done = attempt(None, cancel_booking, booking, g.membership)
     else:
         done = attempt(None, service.transition, booking, action, g.membership)
     if not done:
