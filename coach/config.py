@@ -129,6 +129,15 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "WEBAUTHN_ORIGIN": os.environ.get("WEBAUTHN_ORIGIN", "").rstrip("/"),
         # An unanswered booking request stops holding the coach's time after this long.
         "BOOKING_REQUEST_TTL_HOURS": _int("BOOKING_REQUEST_TTL_HOURS", 24),
+        # Calendar sync (coach.calsync): each request to a coach's calendar server is bounded by the timeout; busy
+        # time is read from a day ago to the horizon; a connection is synced again this many seconds after the
+        # last sync. The server fetches URLs coaches type, so addresses on this machine or the private network
+        # are refused unless allowed (on by default only in development and tests, for a local Radicale).
+        "CALSYNC_TIMEOUT_SECONDS": _float("CALSYNC_TIMEOUT_SECONDS", 10.0),
+        "CALSYNC_HORIZON_DAYS": _int("CALSYNC_HORIZON_DAYS", 180),
+        "CALSYNC_INTERVAL_SECONDS": _int("CALSYNC_INTERVAL_SECONDS", 300),
+        "CALSYNC_ALLOW_PRIVATE_ADDRESSES": _bool("CALSYNC_ALLOW_PRIVATE_ADDRESSES",
+                                                 default=env in ("development", "testing")),
         # Payments (coach.payments). With no STRIPE_SECRET_KEY outside production, `make run` and the tests start
         # the fake provider (fakestripe) and point STRIPE_API_BASE at it; with a real key, Stripe's own API.
         "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY", ""),

@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from coach import clock
 from coach.booking import slots as slotlib
 from coach.booking.errors import EXCLUDED, BookingError, sqlstate
-from coach.booking.models import (AvailabilityOverride, AvailabilityRule, CoachCalendar, CoachingSession, Offering,
-                                  TimeOff)
+from coach.booking.models import (AvailabilityOverride, AvailabilityRule, CoachCalendar, CoachingSession,
+                                  ExternalBusy, Offering, TimeOff)
 from coach.dbutil import insert_or_raise
 from coach.extensions import db
 from coach.ids import parse_uuid as _uuid
@@ -275,6 +275,10 @@ def _calendar_statement(with_busy: bool):
             CoachingSession.live_seats)).where(
             CoachingSession.tenant_id == tenant, CoachingSession.coach_membership_id == coach,
             CoachingSession.live_seats > 0, CoachingSession.busy_from < hi, CoachingSession.busy_until > lo))
+        # Busy time read from the coach's own calendars (coach.calsync): it blocks like a held session.
+        parts.append(select(rows(ExternalBusy.starts_at, ExternalBusy.ends_at)).where(
+            ExternalBusy.tenant_id == tenant, ExternalBusy.coach_membership_id == coach, ExternalBusy.starts_at < hi,
+            ExternalBusy.ends_at > lo))
     return select(*(part.scalar_subquery() for part in parts))
 
 
@@ -282,7 +286,8 @@ def slot_rules(offering: Offering, window_start: datetime, window_end: datetime,
                ignore_session: uuid.UUID | None = None, tz: str | None = None) -> slotlib.SlotRules:
     """Load everything :func:`coach.booking.slots.compute_slots` needs for ``offering`` around a window.
 
-    One statement whatever the size of the window: the coach's zone, rules, overrides, time off, held sessions.
+    One statement whatever the size of the window: the coach's zone, rules, overrides, time off, held sessions
+    and the busy time synced from the coach's own calendars.
 
     :param ignore_session: a session to treat as free (the one a reschedule gives up).
     :param tz: the coach's zone, when the caller knows it (else the coach's calendar's, or their profile's).
@@ -320,6 +325,8 @@ def slot_rules(offering: Offering, window_start: datetime, window_end: datetime,
             day_counts[starts_at.astimezone(wall).date()] += 1
             if seats < capacity:
                 open_sessions.append(slotlib.OpenSession(starts_at, _instant(ends_at), capacity - seats))
+    if with_busy:
+        busy.extend((_instant(a), _instant(b)) for a, b in found[5] or ())
     return slotlib.SlotRules(
         timezone=tz, duration=offering.duration_minutes, weekly=weekly, overrides=overrides, time_off=time_off,
         busy=busy, buffer_before=offering.buffer_before_minutes, buffer_after=offering.buffer_after_minutes,

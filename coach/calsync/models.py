@@ -35,6 +35,8 @@ class CalendarConnection(TenantScoped, db.Model):
     failures: Mapped[int] = mapped_column(SmallInteger, default=0)
     last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sync_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    unreadable_events: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-from rls import tenant_columns, tenant_fk, tenant_table
+from rls import APP_ROLE, tenant_columns, tenant_fk, tenant_table
 
 revision = "0019_calendars"
 down_revision = "0018_insights"
@@ -54,6 +54,11 @@ def upgrade():
         sa.Column("failures", sa.SmallInteger, nullable=False, server_default="0"),
         _ts("last_synced_at"),
         _ts("next_sync_at"),
+        # When a sync was last asked for (connect, calendars chosen, "Sync now"): the page polls until a sync
+        # (or a failure) after it.
+        _ts("sync_requested_at"),
+        # Events of the chosen calendars that could not be read at the last full sync (and since).
+        sa.Column("unreadable_events", sa.Integer, nullable=False, server_default="0"),
         _ts("created_at", nullable=False, default=True),
         _ts("updated_at", nullable=False, default=True),
         tenant_fk(["coach_membership_id"], "memberships", "fk_calendar_connections_coach"),
@@ -64,6 +69,18 @@ def upgrade():
     op.create_index("ix_calendar_connections_due", "calendar_connections", ["next_sync_at"],
                     postgresql_where=sa.text("status <> 'disabled'"))
     tenant_table("calendar_connections")
+    # The sync sweep (run by the worker for all organizations) asks which organizations have a connection due;
+    # it then acts inside each under the normal policy. The function returns organization ids only.
+    op.execute("CREATE POLICY sweep_function_read ON calendar_connections FOR SELECT TO CURRENT_USER USING (true)")
+    op.execute("""
+        CREATE FUNCTION calendar_connections_due_tenants(p_now timestamptz) RETURNS SETOF uuid
+        LANGUAGE sql SECURITY DEFINER SET search_path = '' STABLE AS $$
+            SELECT DISTINCT tenant_id FROM public.calendar_connections
+            WHERE status <> 'disabled' AND next_sync_at <= p_now
+        $$
+    """)
+    op.execute("REVOKE EXECUTE ON FUNCTION calendar_connections_due_tenants(timestamptz) FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION calendar_connections_due_tenants(timestamptz) TO {APP_ROLE}")
 
     op.create_table(
         "calendar_sources",
@@ -230,6 +247,7 @@ def upgrade():
 
 
 def downgrade():
+    op.execute("DROP FUNCTION IF EXISTS calendar_connections_due_tenants(timestamptz)")
     op.drop_constraint("hour_cycle_valid", "users")
     op.drop_column("users", "hour_cycle")
     op.drop_table("booking_links")
