@@ -84,4 +84,5 @@ class CalendarPush(TenantScoped, db.Model):
     last_error: Mapped[str | None] = mapped_column(String(500))
     attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
     pushed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    overwritten_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

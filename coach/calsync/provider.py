@@ -99,8 +99,12 @@ class CalendarProvider(Protocol):
         busy occurrences expanded (RRULE, RDATE, EXDATE, overridden instances) inside ``window`` (UTC); all-day
         and floating times are read in ``zone`` (the coach's)."""
 
+    def event_href(self, calendar_url: str, uid: str) -> str:
+        """Where :meth:`put_event` creates the event of ``uid`` (the same address every time)."""
+
     def put_event(self, calendar_url: str, uid: str, ical: bytes, href: str | None, etag: str | None) -> Written:
-        """Create (``href`` None) or replace the event; with ``etag``, only if unchanged (else :class:`Conflict`)."""
+        """Create (``href`` None) or replace the event; with ``etag``, only if unchanged (else :class:`Conflict`);
+        ``href`` without ``etag`` overwrites whatever version is there now (creating it again if it was deleted)."""
 
     def delete_event(self, href: str, etag: str | None) -> None:
         """Remove the event; already gone is not an error."""

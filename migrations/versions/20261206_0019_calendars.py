@@ -138,6 +138,8 @@ def upgrade():
         sa.Column("last_error", sa.String(500)),
         sa.Column("attempts", sa.SmallInteger, nullable=False, server_default="0"),
         _ts("pushed_at"),
+        # When Coach last wrote its booking back over an edit made in the calendar app (or a deletion there).
+        _ts("overwritten_at"),
         _ts("updated_at", nullable=False, default=True),
         tenant_fk(["source_id"], "calendar_sources", "fk_calendar_pushes_source"),
         tenant_fk(["booking_id"], "bookings", "fk_calendar_pushes_booking"),
@@ -146,6 +148,20 @@ def upgrade():
     )
     op.create_index("ix_calendar_pushes_booking", "calendar_pushes", ["tenant_id", "booking_id"])
     tenant_table("calendar_pushes")
+    # The push sweep (all organizations) asks which organizations have an event waiting to be written or removed:
+    # a pending one whose job was lost, or a failed one whose back-off (1 minute doubling to an hour) has passed.
+    op.execute("CREATE POLICY sweep_function_read ON calendar_pushes FOR SELECT TO CURRENT_USER USING (true)")
+    op.execute("""
+        CREATE FUNCTION calendar_pushes_due_tenants(p_now timestamptz) RETURNS SETOF uuid
+        LANGUAGE sql SECURITY DEFINER SET search_path = '' STABLE AS $$
+            SELECT DISTINCT tenant_id FROM public.calendar_pushes
+            WHERE (state = 'pending' AND updated_at <= p_now - interval '2 minutes')
+               OR (state = 'failed'
+                   AND updated_at + least(interval '1 minute' * power(2, attempts), interval '1 hour') <= p_now)
+        $$
+    """)
+    op.execute("REVOKE EXECUTE ON FUNCTION calendar_pushes_due_tenants(timestamptz) FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION calendar_pushes_due_tenants(timestamptz) TO {APP_ROLE}")
 
     # --- bookings: calendar identity, series, waitlists -----------------------------------------------------
     # NULL: the booking's own id makes its UID; a rescheduled booking inherits the UID of the one it replaced.
@@ -267,3 +283,4 @@ def downgrade():
     op.drop_table("external_busy")
     op.drop_table("calendar_sources")
     op.drop_table("calendar_connections")
+    op.execute("DROP FUNCTION IF EXISTS calendar_pushes_due_tenants(timestamptz)")
