@@ -20,7 +20,8 @@ from flask import current_app, g
 from sqlalchemy import select
 
 from coach import tenancy
-from coach.booking.events import STATUS_TOPICS
+from coach.booking.events import (BOOKING_ACTIVE, BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_DECLINED,
+                                  BOOKING_ENDED, BOOKING_EXPIRED, BOOKING_HELD, BOOKING_NO_SHOW, BOOKING_REQUESTED)
 from coach.calsync import push
 from coach.calsync.events import CALENDAR_SYNC_REQUESTED
 from coach.calsync.models import CalendarConnection, CalendarSource
@@ -36,7 +37,8 @@ def _timeout(requests: int) -> int:
     return int(float(current_app.config["CALSYNC_TIMEOUT_SECONDS"]) * requests) + 30
 
 
-@consumer(*STATUS_TOPICS.values())
+@consumer(BOOKING_HELD, BOOKING_REQUESTED, BOOKING_CONFIRMED, BOOKING_ACTIVE, BOOKING_DECLINED, BOOKING_EXPIRED,
+          BOOKING_CANCELLED, BOOKING_ENDED, BOOKING_NO_SHOW)
 def booking_changed(payload: dict) -> None:
     """A booking changed status: its event in the coach's receiving calendars is due for a reconcile."""
     uid = payload.get("calendar_uid") or f"booking-{payload['booking_id']}@coach"
