@@ -1,15 +1,18 @@
-"""Calendar files (RFC 5545) for bookings, built with ``icalendar``.
+"""Calendar files (RFC 5545) for bookings, built with ``icalendar``: the feed, the invitations of booking
+emails (iTIP, RFC 5546) and the "add to Google / Outlook" links.
 
-A booking's UID never changes, times are in UTC, and a cancelled, declined or
+In the feed a booking's UID never changes, times are in UTC, and a cancelled, declined or
 expired booking stays in the feed marked ``STATUS:CANCELLED`` with a higher
 ``SEQUENCE``, so subscribed calendar apps remove it instead of keeping a ghost.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from urllib.parse import quote, urlencode
 
-from icalendar import Calendar, Event
+from icalendar import Calendar, Event, vCalAddress, vText
 
 from coach.booking.models import Booking
 from coach.orgs.models import Membership
@@ -68,3 +71,90 @@ def calendar(bookings: Iterable[Booking], viewer: Membership | None, base_url: s
     for event in getattr(bookings, "extra_events", None) or ():
         cal.add_component(event)
     return cal.to_ical()
+
+
+# --- invitations (booking emails) -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Appointment:
+    """What an invitation and the "add to calendar" links say about one booking, for one recipient."""
+    uid: str
+    sequence: int
+    starts_at: datetime
+    ends_at: datetime
+    summary: str
+    description: str
+    location: str
+    url: str
+
+
+def invitation(appointment: Appointment, *, method: str, status: str, organizer: tuple[str, str],
+               attendee: tuple[str, str], now: datetime) -> bytes:
+    """One event as an iTIP message: ``method`` ``REQUEST`` (add or update) or ``CANCEL`` (remove).
+
+    Mail clients match it to the copy they keep by UID and replace it when SEQUENCE is higher, so a booking's
+    invitations share its UID (a rescheduled booking inherits it) and carry its ``calendar_sequence``.
+
+    :param organizer: ``(name, address)``: the coach's name with the app's own sender address, so a reply or an
+        automatic "accepted" goes to a mailbox the app owns, never to a stranger's (the coach's own address is
+        not given out).
+    :param attendee: ``(name, address)`` of the recipient, told no reply is expected (``RSVP=FALSE``).
+    """
+    if method not in ("REQUEST", "CANCEL"):
+        raise ValueError(f"unsupported iTIP method {method!r}")
+    cal = Calendar()
+    cal.add("prodid", "-//Coach//Bookings//EN")
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", method)
+    event = Event()
+    event.add("uid", appointment.uid)
+    event.add("sequence", appointment.sequence)
+    event.add("dtstamp", _utc(now))
+    event.add("dtstart", _utc(appointment.starts_at))
+    event.add("dtend", _utc(appointment.ends_at))
+    event.add("summary", appointment.summary)
+    event.add("status", status)
+    if appointment.location:
+        event.add("location", appointment.location)
+    if appointment.url:
+        event.add("url", appointment.url)
+    if appointment.description:
+        event.add("description", appointment.description)
+    event.add("organizer", _address(*organizer))
+    who = _address(*attendee)
+    who.params["ROLE"] = "REQ-PARTICIPANT"
+    who.params["PARTSTAT"] = "TENTATIVE" if status == "TENTATIVE" else "ACCEPTED"
+    who.params["RSVP"] = "FALSE"
+    event.add("attendee", who)
+    event.add("transp", "TRANSPARENT" if method == "CANCEL" else "OPAQUE")
+    cal.add_component(event)
+    return cal.to_ical()
+
+
+def _address(name: str, email: str) -> vCalAddress:
+    address = vCalAddress(f"mailto:{email}")
+    if name:
+        address.params["CN"] = vText(name)
+    return address
+
+
+def google_link(appointment: Appointment) -> str:
+    """Google Calendar's "create event" page with the appointment filled in (times in UTC)."""
+    dates = f"{_utc(appointment.starts_at):%Y%m%dT%H%M%SZ}/{_utc(appointment.ends_at):%Y%m%dT%H%M%SZ}"
+    return "https://calendar.google.com/calendar/render?" + urlencode({
+        "action": "TEMPLATE", "text": appointment.summary, "dates": dates,
+        "details": _details(appointment), "location": appointment.location}, safe="/:", quote_via=quote)
+
+
+def outlook_link(appointment: Appointment) -> str:
+    """Outlook on the web's "new event" form with the appointment filled in (times in UTC)."""
+    return "https://outlook.live.com/calendar/0/deeplink/compose?" + urlencode({
+        "path": "/calendar/action/compose", "rru": "addevent", "subject": appointment.summary,
+        "startdt": f"{_utc(appointment.starts_at):%Y-%m-%dT%H:%M:%SZ}",
+        "enddt": f"{_utc(appointment.ends_at):%Y-%m-%dT%H:%M:%SZ}",
+        "body": _details(appointment), "location": appointment.location}, safe="/:", quote_via=quote)
+
+
+def _details(appointment: Appointment) -> str:
+    return "\n".join(part for part in (appointment.description, appointment.url) if part)

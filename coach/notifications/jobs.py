@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from flask import g
 from sqlalchemy import select
 
 from coach.booking.events import (BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_DECLINED, BOOKING_EXPIRED,
                                   BOOKING_REMINDER, BOOKING_REQUESTED)
+from coach.booking import waitlist
 from coach.booking.models import Booking
 from coach.chat import realtime
 from coach.chat.events import CHAT_MESSAGE
@@ -28,9 +27,10 @@ from coach.media.models import MediaComment, MediaItem
 # chat_hooks connects notifications to chat's signal and badge registry when the factory loads this module.
 from coach.notifications import chat_hooks  # noqa: F401
 from coach.notifications import payments as payment_notices  # noqa: F401 - registers its consumers
+from coach.notifications import waitlist as waitlist_notices  # noqa: F401 - the same
 from coach.notifications import (  # noqa: F401 - the same
     progress_habits, progress_programs, progress_records, progress_reports)
-from coach.notifications import service
+from coach.notifications import booking_mail, service
 from coach.orgs.models import Membership, Organization
 from coach.platform.jobs import consumer, each_tenant
 from coach.platform.periodic import periodic
@@ -201,62 +201,99 @@ def review_commented(payload: dict) -> None:
 # --- booking ---------------------------------------------------------------------------------------
 
 def _when(booking, member: Membership) -> str:
-    try:
-        zone = ZoneInfo(member.user.timezone or "UTC")
-    except (KeyError, ValueError):
-        zone = ZoneInfo("UTC")
-    local: datetime = booking.starts_at.astimezone(zone)
-    return local.strftime("%a %-d %b, %H:%M") + f" ({zone.key})"
+    return booking_mail.short_when(booking.starts_at, member) + f" ({booking_mail.zone_of(member).key})"
+
+
+# (who, kind, what happened in their words, email only): an email without a notification tells someone what they
+# did themselves, or keeps their calendar right (their invitation) where the app has nothing new to say.
+Plan = tuple[Membership, str, str, bool]
+
+
+def _booking_plans(booking: Booking, before: str | None, after: str, actor: Membership | None,
+                   previous: Booking | None) -> list[Plan]:
+    coach, athlete = booking.coach, booking.athlete
+    title = booking.offering.title
+    actor_id = actor.id if actor else None
+    by = _name(actor)
+    with_coach, with_athlete = f"{title} with {coach.user.display_name}", f"{title} with {athlete.user.display_name}"
+    athlete_kind = "booking_confirmed" if after == "confirmed" else "booking_requested"
+    if previous is not None and after in ("requested", "confirmed"):  # a reschedule: one email per person
+        return [(coach, "booking_requested", f"{by} moved {title}" if actor_id != coach.id
+                 else f"You moved {with_athlete}", actor_id == coach.id),
+                (athlete, athlete_kind, f"{by} moved {title}" if actor_id != athlete.id
+                 else f"You moved {with_coach}", actor_id == athlete.id)]
+    if before == "held" and after in ("expired", "cancelled"):
+        # Nobody was told of the hold (the coach hears of a booking once it is paid). An athlete who gave it up
+        # knows; one whose checkout ran out is told the time was released. A seat offered from a waitlist
+        # (notifications/waitlist.py told of the offer) simply passes to the next in line.
+        if after == "cancelled" or waitlist.offer_booking_ids([booking.id]):
+            return []
+        return [(athlete, "booking_declined", f"Your place for {title} was released: the payment was not "
+                                              "completed in time", False)]
+    if after == "requested":
+        plans = [(coach, "booking_requested", f"{athlete.user.display_name} requested {title}", False)]
+        if actor_id in (athlete.id, None):  # None: the athlete's payment settled it
+            plans.append((athlete, "booking_requested", f"You requested {with_coach}", True))
+        else:  # asked on the athlete's behalf
+            plans.append((athlete, "booking_requested", f"{by} requested {title} for you", False))
+        return plans
+    if after == "confirmed" and before in (None, "held"):  # held: paid, so booked now
+        plans = [(coach, "booking_requested", f"{athlete.user.display_name} booked {title}", False)]
+        if before is None and actor_id != athlete.id:
+            plans.append((athlete, "booking_confirmed", f"{by} booked {title} for you", False))
+        else:
+            plans.append((athlete, "booking_confirmed", f"You booked {with_coach}", True))
+        return plans
+    if after == "confirmed":
+        return [(athlete, "booking_confirmed", f"{coach.user.display_name} confirmed {title}", False),
+                (coach, "booking_requested", f"You confirmed {with_athlete}" if actor_id == coach.id
+                 else f"{by} confirmed {with_athlete}", True)]
+    if after == "declined":
+        return [(athlete, "booking_declined", f"{coach.user.display_name} declined {title}", False),
+                (coach, "booking_cancelled", f"You declined {with_athlete}" if actor_id == coach.id
+                 else f"{by} declined {with_athlete}", True)]
+    if after == "expired":
+        return [(athlete, "booking_declined", f"Your request for {title} expired without an answer", False),
+                (coach, "booking_cancelled", f"{athlete.user.display_name}'s request for {title} expired", True)]
+    if after == "cancelled":
+        what = f"{by} cancelled {title}" if actor else f"{title} was cancelled"
+        return [(person, "booking_cancelled", f"You cancelled {theirs}" if person.id == actor_id else what,
+                 person.id == actor_id)
+                for person, theirs in ((coach, with_athlete), (athlete, with_coach))]
+    return []
 
 
 @consumer(BOOKING_REQUESTED, BOOKING_CONFIRMED, BOOKING_DECLINED, BOOKING_EXPIRED, BOOKING_CANCELLED)
 def booking_changed(payload: dict) -> None:
-    """Whoever of the coach and the athlete did not make the change."""
+    """Whoever of the coach and the athlete did not make the change, in the app and by email as they chose; the
+    one who made it gets its email only (their calendar's invitation). A reschedule is one "moved" email each."""
     booking = db.session.get(Booking, uuid.UUID(payload["booking_id"]))
     if booking is None:
         return
     before, after = payload.get("from"), payload.get("to")
-    actor_id = uuid.UUID(payload["actor_membership_id"]) if payload.get("actor_membership_id") else None
-    actor = db.session.get(Membership, actor_id) if actor_id else None
-    coach, athlete = booking.coach, booking.athlete
-    title = booking.offering.title
-    plans: list[tuple[Membership, str, str]] = []  # (who, kind, what happened)
-    if before == "held" and after in ("expired", "cancelled"):
-        # Nobody was told of the hold (the coach hears of a booking once it is paid). An athlete who gave it up
-        # knows; one whose checkout ran out is told the time was released.
-        if after == "cancelled":
-            return
-        plans.append((athlete, "booking_declined", f"Your place for {title} was released: the payment was not "
-                                                   "completed in time"))
-    elif after == "requested":
-        plans.append((coach, "booking_requested", f"{athlete.user.display_name} requested {title}"))
-        if actor_id is not None and actor_id != athlete.id:  # asked on the athlete's behalf
-            plans.append((athlete, "booking_requested", f"{_name(actor)} requested {title} for you"))
-    elif after == "confirmed" and before in (None, "held"):  # held: paid, so booked now
-        plans.append((coach, "booking_requested", f"{athlete.user.display_name} booked {title}"))
-        if before is None and actor_id != athlete.id:
-            plans.append((athlete, "booking_confirmed", f"{_name(actor)} booked {title} for you"))
-    elif after == "confirmed":
-        plans.append((athlete, "booking_confirmed", f"{coach.user.display_name} confirmed {title}"))
-    elif after == "declined":
-        plans.append((athlete, "booking_declined", f"{coach.user.display_name} declined {title}"))
-    elif after == "expired":
-        plans.append((athlete, "booking_declined", f"Your request for {title} expired without an answer"))
-    elif after == "cancelled":
-        who = _name(actor) if actor else "The session"
-        for person in (coach, athlete):
-            what = f"{who} cancelled {title}" if actor else f"{title} was cancelled"
-            plans.append((person, "booking_cancelled", what))
-    else:
-        return
+    if after == "cancelled" and payload.get("reason") == "rescheduled":
+        return  # the new booking's event tells of the move
+    actor = _member(payload.get("actor_membership_id"))
+    previous_id = payload.get("rescheduled_from_id") or (
+        str(booking.rescheduled_from_id) if booking.rescheduled_from_id and before == "held" else None)
+    previous = db.session.get(Booking, uuid.UUID(previous_id)) if previous_id else None
+    if previous is not None and actor is None:
+        actor = booking.athlete  # a move paid for: the payment settled it, the athlete made it
+    change = booking_mail.Change(None if before == "held" and after == "expired" else after,
+                                 payload.get("calendar_sequence", booking.calendar_sequence), previous)
     url = service.path_for("booking.detail", slug=_org().slug, booking_id=booking.id)
-    for person, kind, what in plans:
+    for person, kind, what, email_only in _booking_plans(booking, before, after, actor, previous):
         if person is None:
             continue
-        service.notify(person, kind, dedupe_key=f"booking:{booking.id}:{after}",
-                       title=f"{what} · {_when(booking, person)}",
-                       url=url, body=booking.note if kind == "booking_requested" else "", actor_id=actor_id,
-                       subject_id=booking.id)
+        email = booking_mail.builder(booking, change, what)
+        if email_only:
+            service.email_only(person, kind, email)
+            continue
+        title = (f"{what} from {_when(previous, person)} to {_when(booking, person)}" if previous is not None
+                 else f"{what} · {_when(booking, person)}")
+        service.notify(person, kind, dedupe_key=f"booking:{booking.id}:{after}", title=title, url=url,
+                       body=booking.note if kind == "booking_requested" else "",
+                       actor_id=actor.id if actor else None, subject_id=booking.id, email=email)
     service.announce()
 
 
@@ -269,15 +306,17 @@ def booking_reminder(payload: dict) -> None:
     when = "tomorrow" if which == "24h" else "in one hour"
     url = service.path_for("booking.detail", slug=_org().slug, booking_id=booking.id)
     offering = booking.offering
+    change = booking_mail.Change("confirmed", booking.calendar_sequence, reminder=when)
     for person, other in ((booking.athlete, booking.coach), (booking.coach, booking.athlete)):
         details = [f"{offering.title} with {other.user.display_name} starts {when}: {_when(booking, person)}."]
         if offering.location:
             details.append(f"Where: {offering.location}.")
         if offering.meeting_url:
             details.append(f"Join: {offering.meeting_url}")
+        title = f"Reminder: {offering.title} {when}"
         service.notify(person, "booking_reminder", dedupe_key=f"reminder:{booking.id}:{which}",
-                       title=f"Reminder: {offering.title} {when}", url=url, body=" ".join(details),
-                       subject_id=booking.id)
+                       title=title, url=url, body=" ".join(details), subject_id=booking.id,
+                       email=booking_mail.builder(booking, change, title))
     service.announce()
 
 

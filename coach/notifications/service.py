@@ -12,7 +12,8 @@ Plain functions: no request or session; the caller commits.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -152,11 +153,31 @@ def announce() -> None:
         after_commit(lambda: publish_counts(tenant_id, members))
 
 
+@dataclass(frozen=True)
+class OwnEmail:
+    """A notification's email of its own (booking emails: their template, subject and invitation) instead of the
+    generic ``notification`` one. The template gets the generic context (member, org, kind, unsubscribe_url,
+    preferences_url) plus ``context``."""
+    subject: str
+    template: str
+    context: dict = field(default_factory=dict)
+    attachments: tuple[dict, ...] = ()
+
+
+# Called only when an email is really sent right away (never for "in the app" or a digest): building one may
+# write rows (a booking email's one-time links).
+EmailBuilder = Callable[[Membership], OwnEmail]
+
+
 def notify(member: Membership, kind: str, *, dedupe_key: str, title: str, url: str, body: str = "",
            actor_id: uuid.UUID | None = None, subject_id: uuid.UUID | None = None,
-           now: datetime | None = None) -> Notification | None:
+           now: datetime | None = None, email: EmailBuilder | None = None) -> Notification | None:
     """Tell ``member`` about something, as their preference for ``kind`` says; ``None`` when they
-    chose "off" or were already told (same ``dedupe_key``)."""
+    chose "off" or were already told (same ``dedupe_key``).
+
+    :param email: builds the email sent right away instead of the generic one (a digest still lists the
+        notification by its title, without attachments).
+    """
     if kind not in KINDS:
         raise UnknownKind(kind)
     if actor_id is not None and actor_id == member.id:
@@ -173,9 +194,21 @@ def notify(member: Membership, kind: str, *, dedupe_key: str, title: str, url: s
     if row_id is None:
         return None
     notification = db.session.get(Notification, row_id)
-    _plan_email(notification, member, pref, now)
+    _plan_email(notification, member, pref, now, email)
     _pushed(member.id)
     return notification
+
+
+def email_only(member: Membership, kind: str, email: EmailBuilder) -> bool:
+    """An email without a notification: what ``member`` did themselves, when they want emails of ``kind`` right
+    away (a booking's own invitation for whoever booked, cancelled or moved it). Whether one was queued."""
+    if kind not in KINDS:
+        raise UnknownKind(kind)
+    pref = _preference(member.id, member.tenant_id, kind)
+    if pref.channel != "email" or pref.timing != "immediate":
+        return False
+    _queue(member, kind, None, email(member))
+    return True
 
 
 def notify_message(member: Membership, kind: str, conversation_id: uuid.UUID, message_id: uuid.UUID, *,
@@ -203,7 +236,8 @@ def notify_message(member: Membership, kind: str, conversation_id: uuid.UUID, me
     return existing
 
 
-def _plan_email(notification: Notification, member: Membership, pref: Preference, now: datetime) -> None:
+def _plan_email(notification: Notification, member: Membership, pref: Preference, now: datetime,
+                email: EmailBuilder | None = None) -> None:
     if pref.channel != "email":
         return
     if pref.timing == "daily":
@@ -216,7 +250,7 @@ def _plan_email(notification: Notification, member: Membership, pref: Preference
         # Someone who comes back within minutes reads the message in the app: no email then.
         notification.email_state, notification.email_due_at = "due", now + timedelta(seconds=delay)
         return
-    _send_one(notification, member)
+    _send_one(notification, member, email)
 
 
 def next_digest_at(tz: str, now: datetime) -> datetime:
@@ -360,13 +394,18 @@ def _headers(url: str) -> dict:
     return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
-def _send_one(notification: Notification, member: Membership) -> None:
-    org = db.session.get(Organization, member.tenant_id)
-    url = _unsubscribe_url(member, notification.kind)
-    queue_email(member.user.email, notification.title, "notification", headers=_headers(url),
-                member=member, org=org, notification=notification, kind=KINDS[notification.kind],
-                unsubscribe_url=url, preferences_url=_preferences_url(org))
+def _send_one(notification: Notification, member: Membership, email: EmailBuilder | None = None) -> None:
+    own = email(member) if email is not None else OwnEmail(notification.title, "notification")
+    _queue(member, notification.kind, notification, own)
     notification.email_state, notification.email_due_at = "sent", None
+
+
+def _queue(member: Membership, kind: str, notification: Notification | None, own: OwnEmail) -> None:
+    org = db.session.get(Organization, member.tenant_id)
+    url = _unsubscribe_url(member, kind)
+    queue_email(member.user.email, own.subject, own.template, headers=_headers(url),
+                attachments=list(own.attachments) or None, member=member, org=org, notification=notification,
+                kind=KINDS[kind], unsubscribe_url=url, preferences_url=_preferences_url(org), **own.context)
 
 
 def _preferences_url(org: Organization) -> str:

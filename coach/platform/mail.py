@@ -122,6 +122,19 @@ def _stored_attachment(attachment: dict) -> dict:
             "data": base64.b64encode(data).decode("ascii")}
 
 
+def _content_type(value: str) -> tuple[str, str, dict[str, str]]:
+    """``("text", "calendar", {"method": "REQUEST"})`` of ``"text/calendar; method=REQUEST"``: a calendar
+    invitation's ``method`` must reach the MIME part's header for mail clients to offer it as one."""
+    kind, *rest = value.split(";")
+    maintype, _, subtype = kind.strip().partition("/")
+    params = {}
+    for item in rest:
+        name, sep, val = item.partition("=")
+        if sep and name.strip():
+            params[name.strip().lower()] = val.strip().strip('"')
+    return maintype or "application", subtype or "octet-stream", params
+
+
 def attachment_bytes(attachment: dict) -> bytes:
     """The file of one stored attachment (the development mailbox offers it for download)."""
     return base64.b64decode(attachment["data"])
@@ -146,9 +159,9 @@ def _send_smtp(email: Email) -> None:
     msg.set_content(email.body_text)
     msg.add_alternative(email.body_html, subtype="html")
     for attachment in email.attachments or ():
-        maintype, _, subtype = attachment["content_type"].partition("/")
-        msg.add_attachment(attachment_bytes(attachment), maintype=maintype, subtype=subtype or "octet-stream",
-                           filename=attachment["filename"])
+        maintype, subtype, params = _content_type(attachment["content_type"])
+        msg.add_attachment(attachment_bytes(attachment), maintype=maintype, subtype=subtype,
+                           filename=attachment["filename"], params=params)
     timeout = cfg["MAIL_TIMEOUT"]
     if cfg["MAIL_USE_SSL"]:
         client = smtplib.SMTP_SSL(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], timeout=timeout,
