@@ -12,7 +12,7 @@ BOOKING_CHANGE = (
     "coach_membership_id; athlete_membership_id; actor_membership_id (null when the clock did it); "
     "starts_at, ends_at, expires_at (ISO 8601, UTC); reason (why it was cancelled: \"rescheduled\" when a new "
     "booking replaced it, else null); rescheduled_from_id (the booking this one replaced, or null); calendar_uid "
-    "(the appointment's UID, the same across reschedules)"
+    "(the appointment's UID, the same across reschedules); calendar_sequence (its SEQUENCE after this change)"
 )
 
 BOOKING_HELD = Topic("booking.held", BOOKING_CHANGE)
@@ -25,6 +25,12 @@ BOOKING_CANCELLED = Topic("booking.cancelled", BOOKING_CHANGE)
 BOOKING_ENDED = Topic("booking.ended", BOOKING_CHANGE)
 BOOKING_NO_SHOW = Topic("booking.no_show", BOOKING_CHANGE)
 BOOKING_REMINDER = Topic("booking.reminder", "booking_id; which (the reminder: 24h or 1h); starts_at (ISO 8601)")
+# A full group session's waitlist (see coach.booking.waitlist): a freed seat was booked for the first in line
+# ("auto"), or offered to them until offered_until ("offer"; the seat is held by a "held" booking meanwhile).
+WAITLIST_CHANGE = ("entry_id; session_id; offering_id; athlete_membership_id; booking_id; starts_at (ISO 8601, UTC); "
+                   "offered_until (ISO 8601, UTC; null when booked)")
+WAITLIST_BOOKED = Topic("booking.waitlist_booked", WAITLIST_CHANGE)
+WAITLIST_OFFERED = Topic("booking.waitlist_offered", WAITLIST_CHANGE)
 
 # The topic a booking's status change emits, by the status reached.
 STATUS_TOPICS = {

@@ -310,7 +310,7 @@ def emit_change(booking: Booking, before: str | None, after: str, actor: Members
     emit(STATUS_TOPICS[after], {
         "reason": reason,
         "rescheduled_from_id": str(rescheduled_from.id) if rescheduled_from else None,
-        "calendar_uid": booking.uid,
+        "calendar_uid": booking.uid, "calendar_sequence": booking.calendar_sequence,
         "booking_id": str(booking.id), "from": before, "to": after,
         "coach_membership_id": str(booking.coach_membership_id),
         "athlete_membership_id": str(booking.athlete_membership_id),
