@@ -68,7 +68,7 @@ def set_coach_timezone(coach: Membership, tz: str, actor: Membership) -> None:
 OFFERING_FIELDS = ("title", "description", "duration_minutes", "price_minor", "currency", "location",
                    "meeting_url", "capacity", "auto_confirm", "buffer_before_minutes", "buffer_after_minutes",
                    "min_notice_minutes", "max_per_day", "horizon_days", "cancellation_window_hours",
-                   "late_cancel_policy", "late_cancel_fee_percent")
+                   "late_cancel_policy", "late_cancel_fee_percent", "waitlist_mode", "waitlist_offer_minutes")
 
 
 def save_offering(coach: Membership, values: dict, actor: Membership, offering: Offering | None = None) -> Offering:

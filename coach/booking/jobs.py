@@ -62,3 +62,6 @@ def schedule_moments(tenant_id: uuid.UUID, moments: list[datetime]) -> None:
 def schedule_from_event(payload: dict) -> None:
     """Every booking event schedules the exact-time jobs it implies (expiry, start, end, reminders)."""
     schedule_moments(g.tenant_id, service.moments_for(payload))
+
+# Waitlists move on when a seat frees (their consumer and sweep live in their own module).
+from coach.booking import waitlist_jobs  # noqa: E402, F401

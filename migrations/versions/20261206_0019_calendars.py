@@ -239,6 +239,17 @@ def upgrade():
                     unique=True, postgresql_where=sa.text("status IN ('waiting', 'offered')"))
     op.create_index("ix_waitlist_entries_line", "waitlist_entries", ["tenant_id", "session_id", "created_at"])
     tenant_table("waitlist_entries")
+    # The waitlist sweep runs for every organization with an open line: a narrow definer function names them
+    # (the runtime role reads no other organization's rows), like the other sweeps' *_due_tenants.
+    op.execute("CREATE POLICY sweep_function_read ON waitlist_entries FOR SELECT TO CURRENT_USER USING (true)")
+    op.execute("""
+        CREATE FUNCTION waitlist_due_tenants() RETURNS SETOF uuid
+        LANGUAGE sql SECURITY DEFINER SET search_path = '' STABLE AS $$
+            SELECT DISTINCT tenant_id FROM public.waitlist_entries WHERE status IN ('waiting', 'offered')
+        $$
+    """)
+    op.execute("REVOKE EXECUTE ON FUNCTION waitlist_due_tenants() FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION waitlist_due_tenants() TO {APP_ROLE}")
 
     # --- manage links ----------------------------------------------------------------------------------------
     op.create_table(
@@ -267,6 +278,7 @@ def downgrade():
     op.drop_constraint("hour_cycle_valid", "users")
     op.drop_column("users", "hour_cycle")
     op.drop_table("booking_links")
+    op.execute("DROP FUNCTION IF EXISTS waitlist_due_tenants()")
     op.drop_table("waitlist_entries")
     op.drop_constraint("waitlist_offer_range", "offerings")
     op.drop_constraint("waitlist_mode_valid", "offerings")

@@ -20,6 +20,7 @@ from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberR
 from coach import money
 from coach.blueprints.forms import BaseForm, TimezoneField
 from coach.booking.service import NOTE_MAX, WEEKDAYS
+from coach.booking.waitlist import MODES as WAITLIST_MODES
 
 TIME_RE = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
 
@@ -102,6 +103,12 @@ class OfferingForm(BaseForm):
         SelectChoice("refund", "gives everything back")])
     late_cancel_fee_percent = IntegerField("Late-cancel fee (%)", default=50, validators=[
         Optional(), NumberRange(0, 100, message="A fee between 0 and 100 per cent.")])
+    waitlist_mode = SelectField("When a full group session frees a seat", default="auto", choices=[
+        SelectChoice(value, label) for value, label in WAITLIST_MODES.items()],
+        description="Group sessions only. A paid offering always offers the seat (the athlete pays to take it).")
+    waitlist_offer_minutes = IntegerField("An offered seat is held for (minutes)", default=120, validators=[
+        InputRequired(message="Enter how long an offered seat is held."),
+        NumberRange(5, 10080, message="Between 5 minutes and 7 days (10,080 minutes).")])
 
     def __init__(self, *args, currency: str = "EUR", **kwargs):
         super().__init__(*args, **kwargs)
@@ -113,7 +120,8 @@ class OfferingForm(BaseForm):
         data = {name: getattr(self, name).data for name in (
             "title", "duration_minutes", "capacity", "auto_confirm", "buffer_before_minutes",
             "buffer_after_minutes", "min_notice_minutes", "max_per_day", "horizon_days",
-            "cancellation_window_hours", "late_cancel_policy", "late_cancel_fee_percent")}
+            "cancellation_window_hours", "late_cancel_policy", "late_cancel_fee_percent", "waitlist_mode",
+            "waitlist_offer_minutes")}
         data.update(description=(self.description.data or "").strip(), location=(self.location.data or "").strip(),
                     meeting_url=(self.meeting_url.data or "").strip(), price_minor=self.price.minor or 0,
                     currency=self.currency)
@@ -125,7 +133,7 @@ class OfferingForm(BaseForm):
         for name in ("title", "description", "duration_minutes", "location", "meeting_url", "capacity",
                      "auto_confirm", "buffer_before_minutes", "buffer_after_minutes", "min_notice_minutes",
                      "max_per_day", "horizon_days", "cancellation_window_hours", "late_cancel_policy",
-                     "late_cancel_fee_percent"):
+                     "late_cancel_fee_percent", "waitlist_mode", "waitlist_offer_minutes"):
             getattr(self, name).data = getattr(offering, name)
         # Shown in the organization's currency; an offering priced in another (before billing settings) keeps
         # its number, and saving it states it in the organization's currency.
@@ -193,3 +201,8 @@ class BookForm(BaseForm):
                             validators=[Optional(), Length(max=120)])
     note = TextAreaField("Note for the coach", validators=[
         Optional(), Length(max=NOTE_MAX, message=f"A note can have at most {NOTE_MAX:,} characters.")])
+
+
+class WaitlistForm(BaseForm):
+    # Schedulers and admins choose whom they line up; an athlete's own id (or nothing) otherwise.
+    athlete = SelectField("Athlete", validate_choice=False, validators=[Optional()])

@@ -1,0 +1,62 @@
+"""Notices of the waitlists (:mod:`coach.booking.waitlist`): the athlete first in line is told that a freed seat
+was booked for them, or that it is theirs to take until a deadline. Emailed by default (the second needs an answer
+in time); each member's preference for the kind decides."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import g
+from sqlalchemy import select
+
+from coach.booking.events import WAITLIST_BOOKED, WAITLIST_OFFERED
+from coach.booking.models import Offering
+from coach.extensions import db
+from coach.notifications import service
+from coach.orgs.models import Membership, Organization
+from coach.platform.jobs import consumer
+
+
+def _athlete(payload: dict) -> Membership | None:
+    return db.session.scalar(select(Membership).where(
+        Membership.tenant_id == g.tenant_id, Membership.id == uuid.UUID(payload["athlete_membership_id"])))
+
+
+def _when(moment: str, member: Membership) -> str:
+    """``Tue 8 Dec, 10:00 (Europe/Berlin)`` in the member's own zone."""
+    zone = ZoneInfo(member.user.timezone or "UTC")
+    return f"{datetime.fromisoformat(moment).astimezone(zone):%a %-d %b, %H:%M} ({zone.key})"
+
+
+@consumer(WAITLIST_BOOKED)
+def tell_athlete_booked(payload: dict) -> None:
+    """"A seat opened: you're booked into <offering> at <time>"."""
+    athlete = _athlete(payload)
+    offering = db.session.get(Offering, uuid.UUID(payload["offering_id"]))
+    if athlete is None or offering is None:
+        return
+    org = db.session.get(Organization, g.tenant_id)
+    service.notify(athlete, "waitlist_booked", dedupe_key=f"waitlist:{payload['entry_id']}:booked",
+                   title=f"A seat opened: you're booked into {offering.title} at "
+                         f"{_when(payload['starts_at'], athlete)}",
+                   url=service.path_for("booking.detail", slug=org.slug, booking_id=payload["booking_id"]),
+                   body="You were first on the waitlist.", subject_id=uuid.UUID(payload["booking_id"]))
+    service.announce()
+
+
+@consumer(WAITLIST_OFFERED)
+def tell_athlete_offered(payload: dict) -> None:
+    """"A seat is yours until <time>: take it"."""
+    athlete = _athlete(payload)
+    offering = db.session.get(Offering, uuid.UUID(payload["offering_id"]))
+    if athlete is None or offering is None:
+        return
+    org = db.session.get(Organization, g.tenant_id)
+    service.notify(athlete, "waitlist_offered", dedupe_key=f"waitlist:{payload['entry_id']}:offered",
+                   title=f"A seat in {offering.title} is yours until {_when(payload['offered_until'], athlete)}: "
+                         "take it",
+                   url=service.path_for("booking.waitlist_page", slug=org.slug, session_id=payload["session_id"]),
+                   body=f"The session starts {_when(payload['starts_at'], athlete)}. After the deadline the seat "
+                        "goes to the next on the waitlist.", subject_id=uuid.UUID(payload["entry_id"]))
+    service.announce()

@@ -1,0 +1,72 @@
+"""A waitlist in Chromium: a full group session shows "Full · waitlist" in the week; an athlete joins and sees
+their place; another athlete (a second browser) cancels their seat; the first gets it, booked, by themselves.
+
+Screenshots go to ``$COACH_SCREENSHOTS`` (``/tmp`` when unset) as ``waitlist-*.png`` at 1280 and 390 px.
+"""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e import both_widths, screenshots
+from tests.e2e.test_booking_journey import open_org
+from tests.e2e.test_journeys import watch_csp
+from tests.test_booking_waitlist import GroupWorld
+
+pytestmark = pytest.mark.e2e
+
+snap = screenshots("waitlist")
+
+
+@pytest.fixture()
+def group(ctx):
+    return GroupWorld()
+
+
+def test_a_waitlisted_athlete_gets_the_freed_seat(browser, page: Page, live_server, group, job_runner, mailbox):
+    slug = group.org.slug
+    csp = watch_csp(page)
+    week = (group.starts_at - timedelta(days=group.starts_at.weekday())).date().isoformat()
+
+    # The session is full: the week shows it as such, and it leads to its waitlist.
+    open_org(page, live_server, slug, group.waiting[0].user.email)
+    page.goto(f"{live_server}/o/{slug}/offerings/{group.offering.id}?week={week}")
+    full = page.get_by_role("link", name=re.compile("Full · waitlist"))
+    expect(full).to_be_visible()
+    both_widths(snap, page, "week")
+    full.click()
+    expect(page.get_by_role("heading", name="Waitlist")).to_be_visible()
+    expect(page.get_by_text("All 2 seats are taken.")).to_be_visible()
+    page.get_by_role("button", name="Join the waitlist").click()
+    expect(page.get_by_text("You are 1st in line.")).to_be_visible()
+    both_widths(snap, page, "place")
+
+    # A seated athlete, in a browser of their own, cancels.
+    other = browser.new_context()
+    try:
+        seated = other.new_page()
+        open_org(seated, live_server, slug, group.seated[1].user.email)
+        seated.on("dialog", lambda dialog: dialog.accept())  # "Cancel this session?"
+        seated.goto(f"{live_server}/o/{slug}/bookings/{group.bookings[1].id}")
+        row = seated.locator(f"#booking-{group.bookings[1].id}")
+        row.get_by_role("button", name="Cancel").click()
+        expect(row.locator(".badge")).to_have_text("Cancelled")
+    finally:
+        other.close()
+
+    # The worker gives the seat to the first in line: their sessions show it booked, and they were told.
+    for _ in range(40):
+        page.goto(f"{live_server}/o/{slug}/sessions/{group.session_id}/waitlist")
+        if page.get_by_text("You have a seat in this session.").count():
+            break
+        page.wait_for_timeout(500)
+    expect(page.get_by_text("You have a seat in this session.")).to_be_visible()
+    page.get_by_role("link", name="See your booking").click()
+    expect(page.locator("dl.facts .badge")).to_have_text("Confirmed")
+    page.goto(f"{live_server}/o/{slug}/notifications")
+    expect(page.get_by_text(re.compile("A seat opened: you're booked into Squad training"))).to_be_visible()
+    both_widths(snap, page, "told")
+    assert not csp, csp
