@@ -1,0 +1,220 @@
+"""The calendars page as a coach uses it, without JavaScript and with htmx: connect (the page never waits on the
+server), watch the card settle, choose calendars, sync now, read clear errors, disconnect; who may see it, and
+the bad input of the issue (private addresses, wrong passwords, servers that never answer or answer garbage)."""
+from __future__ import annotations
+
+import html
+import re
+import socket
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from coach import tenancy
+from coach.calsync.models import CalendarConnection, CalendarSource
+from coach.extensions import db
+from coach.orgs.models import COACH
+from tests.booking_support import BookingWorld
+from tests.conftest import Auth, csrf_from
+from tests.factories import add_member, make_user
+from tests.test_calsync_read import serving
+
+HX = {"HX-Request": "true"}
+
+
+def logged_in(app, email: str):
+    browser = app.test_client()
+    assert Auth(browser).login(email).status_code == 303
+    return browser
+
+
+def text(response) -> str:
+    return html.unescape(response.get_data(as_text=True))
+
+
+class Page:
+    def __init__(self, app, world, email: str | None = None):
+        tenancy.activate(world.org.id)
+        self.world = world
+        self.browser = logged_in(app, email or world.coach.user.email)
+        self.base = f"/o/{world.org.slug}/coaches/{world.coach.id}/calendars"
+
+    def get(self, path: str = "", headers=None):
+        return self.browser.get(self.base + path, headers=headers or {})
+
+    def post(self, path: str = "", headers=None, **data):
+        token = csrf_from(text(self.get()))
+        return self.browser.post(self.base + path, data={"csrf_token": token, **data}, headers=headers or {})
+
+    def connect(self, url: str, username: str = "coach", password: str = "app-password-123", headers=None):
+        return self.post("", headers=headers, server_url=url, username=username, password=password, label="")
+
+
+def connections(world):
+    tenancy.activate(world.org.id)
+    db.session.rollback()
+    return db.session.scalars(select(CalendarConnection).execution_options(populate_existing=True)).all()
+
+
+def card_html(page: Page, connection) -> str:
+    return text(page.get(f"/{connection.id}", headers=HX))
+
+
+def test_connecting_shows_connecting_then_the_calendars_then_last_synced(app, ctx, radicale, quiet):
+    world = BookingWorld()
+    acct = radicale.account("Personal")
+    page = Page(app, world)
+    assert "Connect a calendar account" in text(page.browser.get(f"/o/{world.org.slug}/calendars"))
+    started = time.monotonic()
+    answer = page.connect(acct.server_url, acct.username, acct.password)
+    assert answer.status_code == 303 and time.monotonic() - started < 2
+    shown = text(page.get())
+    assert "Connecting…" in shown and acct.password not in shown
+    (connection,) = connections(world)
+    card = card_html(page, connection)
+    assert "<html" not in card and 'hx-trigger="every 2s"' in card  # polls while connecting
+
+    quiet.drain()
+    card = card_html(page, connection)
+    assert "hx-trigger" not in card  # settled: polling stops
+    assert "Personal" in card and 'name="blocks"' in card and "Last synced" in card
+    (source,) = db.session.scalars(select(CalendarSource)).all()
+
+    answer = page.post(f"/{connection.id}/choose", headers=HX, blocks=str(source.id), receives=str(source.id))
+    assert answer.status_code == 200 and "Syncing…" in text(answer) and 'hx-trigger="every 2s"' in text(answer)
+    quiet.drain()
+    card = card_html(page, connection)
+    assert "Last synced" in card and "just now" in card and "checked" in card
+
+    assert page.post(f"/{connection.id}/sync").status_code == 303
+    assert "Syncing…" in text(page.get())
+    quiet.drain()
+    assert "Syncing…" not in text(page.get())
+
+
+def test_a_wrong_password_reads_plainly_with_the_time_of_the_failure(app, ctx, radicale, quiet):
+    world = BookingWorld()
+    acct = radicale.account()
+    page = Page(app, world)
+    page.connect(acct.server_url, acct.username, "not-my-password")
+    quiet.drain()
+    shown = text(page.get())
+    assert "The server refused the username or app password." in shown
+    assert re.search(r"Failed just now \(\d{4}-\d\d-\d\d \d\d:\d\d", shown)
+    assert "not-my-password" not in shown
+
+
+def test_a_server_that_never_answers_fails_within_the_timeout_and_the_page_stays_fast(app, ctx, quiet,
+                                                                                       monkeypatch):
+    monkeypatch.setitem(app.config, "CALSYNC_TIMEOUT_SECONDS", 1)
+    world = BookingWorld()
+    page = Page(app, world)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        started = time.monotonic()
+        assert page.connect(f"http://127.0.0.1:{listener.getsockname()[1]}/").status_code == 303
+        assert time.monotonic() - started < 1
+        started = time.monotonic()
+        quiet.drain(timeout=30)
+        assert time.monotonic() - started < 10
+    finally:
+        listener.close()
+    assert "127.0.0.1 did not answer within 1 s." in text(page.get())
+    (connection,) = connections(world)
+    assert connection.status == "failing"
+
+
+def test_a_server_answering_garbage_is_a_clear_error(app, ctx, quiet):
+    world = BookingWorld()
+    page = Page(app, world)
+    with serving(207, "<multistatus><oops", "application/xml") as url:
+        page.connect(url)
+        quiet.drain()
+    shown = text(page.get())
+    assert "not valid CalDAV" in shown
+
+
+@pytest.mark.parametrize("url, message", [
+    ("http://127.0.0.1:5232/", "private or local address"),
+    ("http://169.254.169.254/latest/", "private or local address"),
+    ("file:///etc/passwd", "starting with https://"),
+    ("https://coach:secret@example.com/", "in their own fields"),
+])
+def test_addresses_coach_does_not_fetch_are_refused_on_the_form(app, ctx, quiet, monkeypatch, url, message):
+    monkeypatch.setitem(app.config, "CALSYNC_ALLOW_PRIVATE_ADDRESSES", False)
+    world = BookingWorld()
+    page = Page(app, world)
+    for headers in ({}, HX):
+        answer = page.connect(url, headers=headers)
+        assert answer.status_code == 422 and message in text(answer)
+        assert "app-password-123" not in text(answer)
+    assert connections(world) == []
+
+
+def test_missing_fields_are_named_and_nothing_is_written(app, ctx, quiet):
+    world = BookingWorld()
+    page = Page(app, world)
+    answer = page.post("", server_url="", username="", password="")
+    assert answer.status_code == 422
+    for message in ("Enter the server's address.", "Enter the user name.", "Enter an app password."):
+        assert message in text(answer)
+    assert page.post("", server_url="x" * 2000, username="u", password="p").status_code == 422
+    assert connections(world) == []
+
+
+def test_choosing_a_calendar_of_another_connection_is_refused(app, ctx, radicale, quiet):
+    world = BookingWorld()
+    page = Page(app, world)
+    first, second = radicale.account(), radicale.account()
+    page.connect(first.server_url, first.username, first.password)
+    page.connect(second.server_url, second.username, second.password)
+    quiet.drain()
+    one, two = connections(world)
+    theirs = db.session.scalar(select(CalendarSource).where(CalendarSource.connection_id == two.id))
+    answer = page.post(f"/{one.id}/choose", blocks=str(theirs.id))
+    assert answer.status_code == 422
+    assert db.session.scalar(select(func.count()).select_from(CalendarSource)
+                             .where(CalendarSource.blocks_time.is_(True))) == 0
+
+
+def test_disconnect_removes_the_connection(app, ctx, radicale, quiet):
+    world = BookingWorld()
+    acct = radicale.account()
+    page = Page(app, world)
+    page.connect(acct.server_url, acct.username, acct.password)
+    quiet.drain()
+    (connection,) = connections(world)
+    connection_id = connection.id
+    assert page.post(f"/{connection_id}/disconnect").status_code == 303
+    assert connections(world) == []
+    assert "No calendar connected" in text(page.get())
+    assert page.get(f"/{connection_id}", headers=HX).status_code == 404
+
+
+def test_who_may_see_a_coachs_calendars(app, ctx, radicale, quiet):
+    world, other = BookingWorld(), BookingWorld()
+    acct = radicale.account()
+    page = Page(app, world)
+    page.connect(acct.server_url, acct.username, acct.password)
+    (connection,) = connections(world)
+    coach_id, connection_id = world.coach.id, connection.id
+    # The organization's scheduler manages the coach's calendar; another coach of it may not.
+    tenancy.activate(world.org.id)
+    scheduler = logged_in(app, world.scheduler.user.email)
+    assert scheduler.get(page.base).status_code == 200
+    colleague = add_member(world.org, make_user("colleague@example.com"), COACH)
+    assert logged_in(app, colleague.user.email).get(page.base).status_code == 403
+    # Another organization's coach: the coach, the connection and its card are not there (404).
+    tenancy.activate(other.org.id)
+    stranger = logged_in(app, other.coach.user.email)
+    assert stranger.get(f"/o/{other.org.slug}/coaches/{coach_id}/calendars").status_code == 404
+    assert stranger.get(f"/o/{other.org.slug}/coaches/{other.coach.id}/calendars/{connection_id}",
+                        headers=HX).status_code == 404
+    assert stranger.get(page.base).status_code == 404
+    assert "No calendar connected" in text(stranger.get(f"/o/{other.org.slug}/calendars"))
+    # An athlete has no calendars page.
+    tenancy.activate(world.org.id)
+    assert logged_in(app, world.athlete.user.email).get(f"/o/{world.org.slug}/calendars").status_code == 403
