@@ -101,7 +101,7 @@ def test_a_request_emails_the_coach_a_tentative_invitation_and_the_athlete_her_o
     text = body(to_maria)
     assert f"When: {local(start, BERLIN, '%A %-d %B %Y, %H:%M')}–" in text and "(Europe/Berlin)" in text
     assert "Athlete: Ana Alves" in text and "Where: Court 1" in text and "Note: Backhand please" in text
-    assert "Status: Waiting for the coach to confirm" in text
+    assert "Status: Waiting for your answer: confirm or decline it in the app" in text
     assert f"{app.config['APP_BASE_URL']}/o/river/bookings/{requested.id}" in text
     assert "/b/" not in text  # the coach's email links to the app, never to links without login
 
@@ -127,7 +127,7 @@ def test_a_request_emails_the_coach_a_tentative_invitation_and_the_athlete_her_o
     hour = start.astimezone(NEW_YORK)
     twelve = f"{hour:%a %-d %b}, {hour.hour % 12 or 12}:{hour:%M} {'am' if hour.hour < 12 else 'pm'}"
     assert subject(to_ana) == f"You requested Technique session with Maria Santos · {twelve} (America/New_York)"
-    assert "Coach: Maria Santos" in body(to_ana)
+    assert "Coach: Maria Santos" in body(to_ana) and "Status: Waiting for Maria Santos to confirm" in body(to_ana)
     _, event = invitation(to_ana)
     assert str(event["ATTENDEE"]) == "mailto:ana@example.com" and str(event["STATUS"]) == "TENTATIVE"
     found = links(to_ana)

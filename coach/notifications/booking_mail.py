@@ -14,7 +14,6 @@ from email.utils import parseaddr
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from werkzeug.routing import BuildError
 
 from coach import clock
 from coach.booking import ics, manage_links
@@ -120,7 +119,7 @@ def _email(booking: Booking, change: Change, headline: str, member: Membership) 
     context = {
         "booking": booking, "headline": headline, "when": long_when(booking, member), "moved": moved,
         "other": other, "other_role": "Coach" if is_athlete else "Athlete", "offering": offering,
-        "status_label": _status_line(change), "reminder": change.reminder, "app_url": app_url,
+        "status_label": _status_line(change, booking, is_athlete), "reminder": change.reminder, "app_url": app_url,
         "manage": manage, "live": live, "cancelled": change.status in ("declined", "expired", "cancelled"),
         "google_url": ics.google_link(appointment) if live else None,
         "outlook_url": ics.outlook_link(appointment) if live else None,
@@ -129,9 +128,12 @@ def _email(booking: Booking, change: Change, headline: str, member: Membership) 
     return service.OwnEmail(subject, TEMPLATE, context, attachments)
 
 
-def _status_line(change: Change) -> str:
-    return {"requested": "Waiting for the coach to confirm", "confirmed": "Confirmed", "declined": "Declined",
-            "expired": "Expired without an answer", "cancelled": "Cancelled"}.get(change.status or "", "Released")
+def _status_line(change: Change, booking: Booking, is_athlete: bool) -> str:
+    if change.status == "requested":
+        return f"Waiting for {booking.coach.user.display_name} to confirm" if is_athlete else \
+            "Waiting for your answer: confirm or decline it in the app"
+    return {"confirmed": "Confirmed", "declined": "Declined", "expired": "Expired without an answer",
+            "cancelled": "Cancelled"}.get(change.status or "", "Released")
 
 
 def _sender_address() -> str:
@@ -145,11 +147,5 @@ def _manage_links(booking: Booking, change: Change, base: str) -> dict[str, str]
     if change.status in ("requested", "confirmed"):
         allowed = booking_service.allowed_actions(booking, booking.athlete)
         actions += [a for a in ("cancel", "reschedule") if a in allowed]
-    return {action: base + _link_path(action, manage_links.issue(booking, action)) for action in actions}
-
-
-def _link_path(action: str, token: str) -> str:
-    try:
-        return service.path_for(f"booking_links.{action}", token=token)
-    except BuildError:  # TEMPORARY until slice D's routes exist (their paths are fixed by the brief)
-        return f"/b/{token}" + ("" if action == "view" else f"/{action}")
+    return {action: base + service.path_for(f"booking_links.{action}", token=manage_links.issue(booking, action))
+            for action in actions}
