@@ -149,6 +149,39 @@ def test_series_across_the_daylight_saving_change_keeps_ten_oclock_on_the_coachs
     assert not plan.conflicts
 
 
+def test_each_conflict_says_why(ctx, world):
+    """Time off, the coach's own calendar, a closed day and the horizon each name themselves."""
+    from coach.booking.models import ExternalBusy
+    from coach.calsync.models import CalendarConnection, CalendarSource
+    from coach.platform.sealing import seal
+
+    tenancy.activate(world.org.id)
+    first = berlin_day(3)
+    service.add_time_off(world.coach, at(first + timedelta(weeks=1), 8), at(first + timedelta(weeks=1), 12),
+                         "Holiday", world.coach)
+    connection = CalendarConnection(tenant_id=world.org.id, coach_membership_id=world.coach.id, label="Personal",
+                                    server_url="http://127.0.0.1:9/dav/", username="c", secret_sealed=seal("x"))
+    db.session.add(connection)
+    db.session.flush()
+    source = CalendarSource(tenant_id=world.org.id, connection_id=connection.id, url="http://127.0.0.1:9/dav/c/",
+                            blocks_time=True)
+    db.session.add(source)
+    db.session.flush()
+    dentist = at(first + timedelta(weeks=2), 10, 30)
+    db.session.add(ExternalBusy(tenant_id=world.org.id, source_id=source.id, coach_membership_id=world.coach.id,
+                                href="/dentist.ics", uid="dentist", starts_at=dentist,
+                                ends_at=dentist + timedelta(minutes=30)))
+    service.set_override(world.coach, first + timedelta(weeks=3), [], world.coach)
+    service.save_offering(world.coach, {"horizon_days": 30}, world.coach, world.offering)
+    db.session.commit()
+    plan = series_service.plan(world.offering, world.athlete, at(first, 10), 1, count=6, actor=world.coach)
+    assert [o.conflict for o in plan.occurrences] == [
+        None, "the coach's time off", "busy in the coach's calendar", "outside the coach's availability",
+        None if first + timedelta(weeks=4) < berlin_day(30) else "beyond the booking horizon (30 days ahead)",
+        "beyond the booking horizon (30 days ahead)"]
+    assert len(plan.bookable) == 6 - len(plan.conflicts)
+
+
 def test_five_hundred_occurrences_plan_in_as_many_statements_as_eight(app, world, coach):
     first = berlin_day(3)
     few = statements_for(app, coach, plan_url(world, **plan_query(world, first, count=8)))
@@ -200,6 +233,10 @@ def test_scheduler_books_a_series_for_an_athlete(app, world, owner_db):
     ({"first_time": "03:00"}, "The first session is not a free time (outside the coach's availability)"),
     ({"first_time": "25:99"}, "Enter a time like 09:00."),
     ({"first_date": "yesterday"}, "Not a valid date value."),
+    ({"first_date": "9999-12-31"}, "Choose a first date within the next two years."),
+    ({"first_date": "0001-01-01"}, "Choose a first date within the next two years."),
+    ({"ends": "sometimes"}, "Not a valid choice."),
+    ({"count": "many"}, "Not a valid integer value."),
     ({"athlete": "not-an-id"}, "Choose an athlete of this organization."),
 ])
 def test_bad_plans_are_refused_with_a_message(app, world, coach, owner_db, change, message):
@@ -229,6 +266,20 @@ def test_tampered_preview_writes_nothing(app, world, coach, owner_db):
                          data={"csrf_token": csrf_from(page)})
     assert missing.status_code == 422
     assert series_rows(owner_db, world.org) == []
+
+
+def test_bad_moves_are_refused_with_a_message(app, world, coach):
+    location, _ = booked_series(app, world, coach, count=3)
+    move = location + "/move"
+    for query, message in (("start=2&weekday=9&time=10:00", "Not a valid choice."),
+                           ("start=2&weekday=x&time=10:00", "Invalid Choice"),
+                           ("start=7&weekday=1&time=10:00", "Occurrence 7 and later have nothing left to change."),
+                           ("start=0&weekday=1&time=10:00", "Number must be between 1 and 500."),
+                           ("start=2&weekday=1&time=99:00", "Enter a time like 09:00."),
+                           ("start=2&weekday=1&time=24:00", "Enter a time like 09:00.")):
+        response = coach.get(f"{move}?{query}")
+        assert response.status_code == 422, query
+        assert message in text(response), query
 
 
 def test_paid_offering_is_refused_with_the_reason(app, world, coach):

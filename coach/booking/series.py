@@ -34,7 +34,7 @@ from coach.booking.access import manages_calendar
 from coach.booking.availability import WEEKDAYS, coach_timezone, minutes_label, slot_rules
 from coach.booking.errors import BookingError
 from coach.booking.lifecycle import request_booking, reschedule_booking, transition
-from coach.booking.models import LIVE_STATUSES, Booking, BookingSeries, ExternalBusy, Offering
+from coach.booking.models import LIVE_STATUSES, Booking, BookingSeries, CoachingSession, ExternalBusy, Offering
 from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.orgs.models import ATHLETE, Membership
@@ -142,7 +142,8 @@ def _conflict(rules: slotlib.SlotRules, external: list, start: datetime, now: da
     open_hours = dataclasses.replace(rules, busy=(), time_off=(), open_sessions=(), day_counts={})
     if not any(s.starts_at == start for s in slotlib.compute_slots(open_hours, *window, now)):
         return "outside the coach's availability"
-    if _overlaps(external, start, end):
+    before, after = timedelta(minutes=rules.buffer_before), timedelta(minutes=rules.buffer_after)
+    if _overlaps(external, start - before, end + after):
         return "busy in the coach's calendar"
     if _overlaps(rules.time_off, start, end):
         return "the coach's time off"
@@ -159,14 +160,13 @@ def _check(offering: Offering, starts: list[datetime], now: datetime,
     :param ignore: busy ranges to treat as free (the sessions a move gives up), each removed once.
     """
     lo, hi = min(starts), max(starts) + timedelta(minutes=offering.duration_minutes)
-    rules = slot_rules(offering, lo, hi, tz=tz)
-    external = _external_busy(offering, lo, hi)
+    rules = slot_rules(offering, lo, hi, tz=tz)  # with the busy time synced from the coach's calendars
+    external = _external_busy(offering, lo, hi)  # again on its own, only to name the conflict
     busy = list(rules.busy)
     for held in ignore:
         if held in busy:
             busy.remove(held)
-    # Synced busy time blocks slots like time off (it may be there already once calendars feed slot_rules).
-    rules = dataclasses.replace(rules, busy=busy, time_off=[*rules.time_off, *external])
+    rules = dataclasses.replace(rules, busy=busy)
     return rules.timezone, [_conflict(rules, external, start, now) for start in starts]
 
 
@@ -337,8 +337,10 @@ def plan_move(series: BookingSeries, from_index: int, weekday: int, minute: int,
     for booking in later:
         day = booking.starts_at.astimezone(zone).date()
         starts.append(slotlib.wall_to_utc(day + timedelta(days=weekday - day.weekday()), minute, zone))
-    before, after = timedelta(minutes=offering.buffer_before_minutes), timedelta(minutes=offering.buffer_after_minutes)
-    given_up = [(b.starts_at - before, b.ends_at + after) for b in later]
+    given_up = [(busy_from, busy_until) for busy_from, busy_until in db.session.execute(
+        select(CoachingSession.busy_from, CoachingSession.busy_until).where(
+            CoachingSession.tenant_id == series.tenant_id,
+            CoachingSession.id.in_([b.session_id for b in later])))]
     _, conflicts = _check(offering, starts, now, ignore=given_up if offering.capacity == 1 else (),
                           tz=series.timezone)
     duration = timedelta(minutes=offering.duration_minutes)

@@ -33,6 +33,7 @@ UTC = timezone.utc
 PLAN = "booking/series_plan.html"
 SHOW = "booking/series.html"
 MOVE = "booking/series_move.html"
+FIRST_DATE_REACH_DAYS = 730
 
 
 # --- forms -------------------------------------------------------------------------------------------
@@ -59,6 +60,10 @@ class SeriesForm(BaseForm):
     def validate(self, extra_validators=None) -> bool:
         # Which end is required depends on ``ends``: checked here, as ``Optional`` ends a field's own chain.
         valid = super().validate(extra_validators)
+        # Within the calendar's reach (the week arithmetic of a far date would step past year 9999).
+        if self.first_date.data and abs((self.first_date.data - clock.now().date()).days) > FIRST_DATE_REACH_DAYS:
+            self.first_date.errors = [*self.first_date.errors, "Choose a first date within the next two years."]
+            valid = False
         if self.ends.data == "count" and self.count.data is None and not self.count.errors:
             self.count.errors = [*self.count.errors, "Enter the number of sessions."]
             valid = False
