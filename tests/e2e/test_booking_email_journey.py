@@ -71,7 +71,7 @@ def test_a_new_athlete_books_and_the_emails_cancel_link_works_once_without_a_ses
         page.get_by_role("button", name="Create account and join").click()
         expect(page).to_have_url(f"{live_server}/o/{world.org.slug}/")
 
-        # A week ahead (outside the cancellation window), the first free time.
+        # Next week's first free time.
         page.goto(f"{live_server}/o/{world.org.slug}/offerings/{world.offering.id}")
         wait_for_htmx(page)
         page.get_by_role("link", name="Next week ›").click()
