@@ -318,3 +318,31 @@ def test_the_other_organizations_people_get_nothing_and_its_bookings_stay_its_ow
     assert {m["To"] for m in hill_mail} == {"hugo@example.com", "yan@example.com"}
     for message in hill_mail:
         assert "Technique session" not in body(message) and "Ana" not in body(message)
+
+
+# --- odd input ------------------------------------------------------------------------------------
+
+def test_emails_delivered_late_still_state_their_own_version(world, mailbox):
+    requested = world.request(world.ana)
+    world.do(booking.transition, requested, "confirm", world.maria)
+    world.run()  # both events consumed after both changes
+
+    to_ana = mails(mailbox, world.ana)
+    assert [str(invitation(m)[1]["STATUS"]) for m in to_ana] == ["TENTATIVE", "CONFIRMED"]
+    assert [invitation(m)[1]["SEQUENCE"] for m in to_ana] == [0, 1]
+
+
+def test_a_note_with_markup_is_text_and_an_unknown_zone_reads_as_utc(world, mailbox):
+    world.act()
+    world.maria.user.timezone = "Mars/Olympus_Mons"
+    db.session.commit()
+    requested = world.request(world.ana, note='<script>alert("x")</script> & <b>serve</b>')
+    world.run()
+
+    to_maria = only(mails(mailbox, world.maria))
+    assert subject(to_maria).endswith(f"· {local(requested.starts_at, UTC)} (UTC)")
+    assert 'Note: <script>alert("x")</script> & <b>serve</b>' in body(to_maria)
+    html = to_maria.get_body(preferencelist=("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&amp; &lt;b&gt;serve&lt;/b&gt;" in html
+    _, event = invitation(to_maria)
+    assert '<script>alert("x")</script>' in str(event["DESCRIPTION"])  # a calendar shows it as text

@@ -95,6 +95,7 @@ def _email(booking: Booking, change: Change, headline: str, member: Membership) 
     else:
         subject = f"{headline} · {when}"
         moved = None
+    subject = " ".join(subject.split())  # one header line whatever a name or title holds
     manage = _manage_links(booking, change, base) if is_athlete else None
     app_url = base + service.path_for("booking.detail", slug=org.slug, booking_id=booking.id)
     page = manage["view"] if manage else app_url
