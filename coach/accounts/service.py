@@ -409,3 +409,10 @@ def _set_password(user: User, new_password: str, action: str) -> None:
 def update_profile(user: User, display_name: str, tz: str) -> None:
     user.display_name = display_name.strip()
     user.timezone = tz
+
+
+def set_hour_cycle(user: User, hour_cycle: int) -> None:
+    """The person's clock on every page: 12 hours ("2:30 pm") or 24 ("14:30")."""
+    if hour_cycle not in (12, 24):
+        raise AccountError("Choose a 12-hour or a 24-hour clock.")
+    user.hour_cycle = hour_cycle

@@ -3,18 +3,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from flask import abort
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SelectField
+from markupsafe import Markup, escape
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.widgets import html_params
 from wtforms.validators import DataRequired, Email, Length, ValidationError
 
+from coach import clock
 from coach.accounts import passwords
 from coach.errors import DomainError
 from coach.extensions import db
-from coach.timezones import is_valid_timezone, timezone_choices
+from coach.timezones import (
+    MAX_INPUT,
+    UNKNOWN,
+    UTC_NAME,
+    UnknownTimezone,
+    is_valid_timezone,
+    parse_timezone,
+    picker_options,
+    suggest_from_accept_language,
+)
 
 PASSWORD_RULES = [DataRequired(), Length(min=10, max=128, message="Use between 10 and 128 characters.")]
 
@@ -47,13 +60,64 @@ def new_password_field(label: str = "Password") -> PasswordField:
                          description="At least 10 characters. A few uncommon words make a strong one.")
 
 
-class TimezoneField(SelectField):
+class TimezonePicker:
+    """The time-zone picker: a text box with a ``<datalist>`` of every zone labelled with its offset
+    ("Europe/Berlin (UTC+01:00)"): browsers filter the list as one types, and without JavaScript it is still a
+    box to type a city in. A preset value (not the person's choice yet) carries ``data-tz-preset``:
+    static/js/timezone.js puts the browser's own zone there until the person changes it."""
+
+    def __call__(self, field, **kwargs) -> Markup:
+        kwargs.setdefault("id", field.id)
+        list_id = f"{kwargs['id']}-zones"
+        attrs = {"type": "text", "name": field.name, "value": field._value(), "list": list_id,
+                 "autocomplete": "off", "spellcheck": "false", "autocapitalize": "none", "maxlength": MAX_INPUT,
+                 **kwargs}
+        if field.preset:
+            attrs["data-tz-preset"] = field._value()
+        return Markup(f'<input {html_params(**attrs)}>'
+                      f'<datalist id="{escape(list_id)}">{_zone_options(clock.now().date())}</datalist>')
+
+
+@lru_cache(maxsize=2)
+def _zone_options(on) -> Markup:
+    return Markup("".join(f'<option value="{escape(name)}">{escape(label)}</option>'
+                          for name, label in picker_options(on)))
+
+
+class TimezoneField(StringField):
+    """A time zone typed or picked (see :func:`coach.timezones.parse_timezone`: any case, spaces for
+    underscores, a city alone); its ``data`` is the zone's canonical name once it validates."""
+
+    widget = TimezonePicker()
+
     def __init__(self, label="Time zone", **kwargs):
-        super().__init__(label, choices=timezone_choices, validate_choice=False, **kwargs)
+        super().__init__(label, **kwargs)
+        self.preset = False
+        self.parse_error: str | None = None
+
+    def process_formdata(self, valuelist):
+        typed = valuelist[0] if valuelist else ""
+        try:
+            self.data = parse_timezone(typed)
+        except UnknownTimezone as exc:
+            self.data, self.parse_error = typed[:MAX_INPUT], str(exc)
 
     def pre_validate(self, form):
+        if self.parse_error:
+            raise ValidationError(self.parse_error)
         if not self.data or not is_valid_timezone(self.data):
-            raise ValidationError("Choose a time zone from the list.")
+            raise ValidationError(UNKNOWN)
+
+    def preselect(self, accept_language: str | None, known: str | None = None) -> None:
+        """A form shown for the first time: ``known`` (a zone the person already has), else the zone of the
+        browser's language region, else UTC, with a hint that says which. timezone.js puts the browser's own
+        zone in its place, without JavaScript this stands."""
+        suggested = known if known and known != UTC_NAME else suggest_from_accept_language(accept_language)
+        self.data, self.preset = suggested or UTC_NAME, True
+        if suggested is None:
+            self.description = "Times will show in UTC. Choose your zone."
+        elif suggested != known:
+            self.description = "Suggested from your browser's language. Choose another if you are elsewhere."
 
 
 NUL_MESSAGE = "This field cannot contain a NUL character."

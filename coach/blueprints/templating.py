@@ -25,6 +25,7 @@ from coach.htmx import wants_fragment
 from coach.media import service as media
 from coach.notifications import service as notifications
 from coach.platform.idempotency import FORM_FIELD, new_key
+from coach.timezones import clock_time, zone_abbreviations
 
 
 def _zone(name: str | None) -> ZoneInfo:
@@ -115,6 +116,25 @@ def localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
     return value.astimezone(_zone(tz)).strftime(fmt)
 
 
+def hour_cycle() -> int:
+    """The viewer's clock: 12 or 24 hours (24 for visitors and outside requests)."""
+    if has_request_context() and current_user.is_authenticated:
+        return current_user.hour_cycle or 24
+    return 24
+
+
+def clock(value: datetime | None, tz: str | None = None, with_zone: bool = False) -> str:
+    """A UTC instant as a time of day on the viewer's clock ("14:30" or "2:30 pm") in zone ``tz`` (the
+    viewer's by default); ``with_zone`` adds the zone's abbreviation ("14:30 CET")."""
+    if value is None:
+        return ""
+    tz = tz or g.get("viewer_timezone") or (current_user.timezone if has_request_context()
+                                            and current_user.is_authenticated else "UTC")
+    local = value.astimezone(_zone(tz))
+    text = clock_time(local, hour_cycle())
+    return f"{text} {zone_abbreviations(str(local.tzinfo), value, value)}" if with_zone else text
+
+
 def org_brand() -> dict | None:
     """The organization in force's stylesheet and logo URLs, when it has branding (the layout links them)."""
     org = g.get("org")
@@ -138,8 +158,8 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(idempotency_field=idempotency_field, nav_badges=nav_badges, nav_urls=nav_urls,
                                  media_urls=media_urls, booking_actions=booking_actions,
                                  late_if_cancelled=late_if_cancelled, card_payments=provider.enabled,
-                                 org_brand=org_brand, org_locale=org_locale)
-    app.jinja_env.filters.update(orgtime=orgtime, localtime=localtime, money=format_money)
+                                 org_brand=org_brand, org_locale=org_locale, hour_cycle=hour_cycle)
+    app.jinja_env.filters.update(orgtime=orgtime, localtime=localtime, money=format_money, clock=clock)
 
     @app.context_processor
     def _per_render():

@@ -68,6 +68,8 @@ def signup():
         service.request_signup(form.email.data, form.password.data, form.display_name.data, form.timezone.data)
         db.session.commit()
         return redirect_after_post(url_for("accounts.check_email", email=service.normalize_email(form.email.data)))
+    if not form.is_submitted():
+        form.timezone.preselect(request.headers.get("Accept-Language"))
     return render("accounts/signup.html", "form", status=422 if form.errors else 200, form=form)
 
 

@@ -8,23 +8,26 @@ from urllib.parse import quote
 from flask import abort, current_app, flash, g, make_response, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from wtforms import Form, HiddenField, SelectField
 from wtforms.fields.choices import SelectChoice
 
 from coach import clock
+from coach.accounts import service as accounts
 from coach.blueprints.booking import bp
 from coach.blueprints.booking.forms import BookForm
 from coach.blueprints.booking.rows import row_links, rows_html
-from coach.blueprints.forms import ActionForm, attempt, require_action_form, org_path
 from coach.booking import ics, service
+from coach.blueprints.forms import ActionForm, BaseForm, TimezoneField, attempt, org_path, require_action_form
 from coach.booking.service import BookingError
 from coach.extensions import db
-from coach.htmx import redirect_after_post, render, swap_or_redirect, trigger
+from coach.htmx import redirect_after_post, render, swap_or_redirect, trigger, wants_fragment
 from coach.orgs.models import ATHLETE, COACH, STAFF
 from coach.orgs.service import members_with_role
 from coach.payments import checkout, credits, policy
 from coach.payments.models import Invoice, Payment
 from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
+from coach.timezones import UnknownTimezone, clock_time, parse_timezone, zone_abbreviations
 
 UTC = timezone.utc
 DETAIL = "booking/detail.html"
@@ -90,9 +93,9 @@ class WeekSlot(NamedTuple):
     seats_left: int | None
 
 
-def week_days(offering, week: date, tz: str, reschedule=None) -> tuple[dict, str]:
+def week_days(offering, week: date, tz: str, reschedule=None, hour_cycle: int = 24) -> tuple[dict, str]:
     """The week's free slots grouped by the dates of zone ``tz``, and the coach's zone (``reschedule``: the
-    booking being moved, whose own time counts as free)."""
+    booking being moved, whose own time counts as free; ``hour_cycle``: the clock of the labels, 12 or 24)."""
     window = service.week_window(week, tz)
     slots, coach_tz = service.week_slots(offering, *window,
                                          ignore_session=reschedule.session_id if reschedule and offering.capacity == 1
@@ -101,18 +104,51 @@ def week_days(offering, week: date, tz: str, reschedule=None) -> tuple[dict, str
     days = {week + timedelta(days=i): [] for i in range(7)}
     for slot in slots:
         local, start = slot.starts_at.astimezone(zone), slot.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        days.setdefault(local.date(), []).append(WeekSlot(local.strftime("%H:%M"), start, quote(start),
+        days.setdefault(local.date(), []).append(WeekSlot(clock_time(local, hour_cycle), start, quote(start),
                                                           slot.seats_left))
     return days, coach_tz
 
 
-def week_context(offering, week: date, reschedule=None) -> dict:
-    """Everything the week calendar needs: the week's slots grouped by the viewer's dates."""
-    tz = viewer_tz()
+def shown_tz() -> tuple[str, str | None]:
+    """The zone booking pages show times in: ``?tz=`` when it names one (a city will do), else the viewer's;
+    and the notice when ``?tz=`` named none."""
+    asked = request.args.get("tz", "")
+    if not asked:
+        return viewer_tz(), None
+    try:
+        return parse_timezone(asked), None
+    except UnknownTimezone as exc:
+        return viewer_tz(), f"{exc} Times are in your own zone, {viewer_tz().replace('_', ' ')}."
+
+
+class ZoneSwitchForm(Form):
+    """The week calendar's zone switcher: a GET form, so no CSRF token (it changes nothing)."""
+
+    tz = TimezoneField("Show times in")
+
+
+class HourCycleForm(BaseForm):
+    """The 12/24-hour toggle of the week calendar, and where the calendar was (its week and zone)."""
+
+    hour_cycle = SelectField(choices=[SelectChoice(24, "24-hour"), SelectChoice(12, "12-hour")], coerce=int)
+    week = HiddenField()
+    tz = HiddenField()
+    reschedule = HiddenField()
+
+
+def week_context(offering, week: date, reschedule=None, tz: str | None = None, tz_notice: str | None = None) -> dict:
+    """Everything the week calendar needs: the week's slots grouped by the dates of zone ``tz`` (the viewer's by
+    default), on the viewer's clock."""
+    mine = viewer_tz()
+    tz = tz or mine
     zone = service.zone(tz)
-    days, coach_tz = week_days(offering, week, tz, reschedule)
-    this_week = parse_week(None)
+    days, coach_tz = week_days(offering, week, tz, reschedule, current_user.hour_cycle)
+    this_week = parse_week(None, tz)
+    window = service.week_window(week, tz)
     return dict(offering=offering, coach=offering.coach, week=week, days=days, zone=zone, tz=tz,
+                tz_abbr=zone_abbreviations(tz, window[0], window[1] - timedelta(minutes=1)), my_tz=mine,
+                tz_notice=tz_notice,
+                zone_form=ZoneSwitchForm(formdata=None, tz=tz), hour_form=HourCycleForm(formdata=None),
                 coach_tz=coach_tz, reschedule=reschedule, preview_only=g.membership.role == COACH,
                 prev_week=week - timedelta(days=7) if week > this_week else None,
                 next_week=week + timedelta(days=7), this_week=this_week,
@@ -143,8 +179,33 @@ def calendar(offering_id: str):
     """The week calendar of an offering: one week of slots, previous/next week in place."""
     offering = load_offering(offering_id)
     reschedule = _load_reschedule(request.args.get("reschedule"), offering)
+    tz, notice = shown_tz()
     return render("booking/calendar.html", "calendar", org=g.org,
-                  **week_context(offering, parse_week(request.args.get("week")), reschedule))
+                  **week_context(offering, parse_week(request.args.get("week"), tz), reschedule, tz, notice))
+
+
+@bp.post("/offerings/<offering_id>/clock")
+@role_required()
+@idempotent
+def set_clock(offering_id: str):
+    """The 12/24-hour toggle: saved for the member's every page; the week again, in place for htmx."""
+    offering = load_offering(offering_id)
+    form = HourCycleForm()
+    if not form.validate_on_submit():
+        abort(400, "Choose a 12-hour or a 24-hour clock, and reload the page if this stays.")
+    accounts.set_hour_cycle(current_user, form.hour_cycle.data)
+    db.session.commit()
+    reschedule = _load_reschedule(form.reschedule.data, offering)
+    try:
+        tz = parse_timezone(form.tz.data) if form.tz.data else None
+    except UnknownTimezone:
+        tz = None
+    week = parse_week(form.week.data, tz)
+    if wants_fragment():
+        return render("booking/calendar.html", "calendar", org=g.org, **week_context(offering, week, reschedule, tz))
+    args = {"week": week.isoformat(), "tz": tz if tz and tz != viewer_tz() else None,
+            "reschedule": reschedule.id if reschedule else None}
+    return redirect_after_post(url_for("booking.calendar", offering_id=offering.id, **args))
 
 
 def _load_reschedule(booking_id: str | None, offering):
@@ -199,12 +260,13 @@ def book(offering_id: str):
         status, taken = placed.status, isinstance(placed.error, service.SlotTaken)
     elif form.errors:
         status = 422
-    week = starts_at.astimezone(service.zone(viewer_tz())).date()
+    tz, notice = shown_tz()
+    week = starts_at.astimezone(service.zone(tz)).date()
     return render("booking/book.html", "form", status=status, org=g.org, form=form, starts_at=starts_at,
                   ends_at=starts_at + timedelta(minutes=offering.duration_minutes), taken=taken,
                   choose_athlete=service.books_for_others(g.membership) and reschedule is None,
                   **_pay_context(offering, form, starts_at, reschedule),
-                  **week_context(offering, week - timedelta(days=week.weekday()), reschedule))
+                  **week_context(offering, week - timedelta(days=week.weekday()), reschedule, tz, notice))
 
 
 def _pay_context(offering, form: BookForm, starts_at: datetime, reschedule) -> dict:
@@ -299,7 +361,8 @@ def detail(booking_id: str):
 
 
 def _detail_context(booking, error: str | None = None) -> dict:
-    return dict(org=g.org, booking=booking, me=g.membership, error=error, links=row_links(),
+    return dict(org=g.org, booking=booking, me=g.membership, error=error, links=row_links(), my_tz=viewer_tz(),
+                coach_tz=service.coach_timezone(booking.coach),
                 row=service.session_row(booking, g.membership, service.zone(viewer_tz())),
                 paid=_paid_context(booking))
 

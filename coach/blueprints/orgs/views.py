@@ -1,7 +1,7 @@
 """Organization picker, creation, home, and accepting invitations."""
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, session, url_for
+from flask import abort, flash, g, redirect, request, session, url_for
 from flask_login import current_user, login_required
 
 from coach import tenancy
@@ -47,6 +47,8 @@ def create():
         db.session.commit()
         flash(f"{created.value.name} is ready. Invite your coaches and athletes.", "success")
         return redirect_after_post(url_for("orgs.home", slug=created.value.slug))
+    if not form.is_submitted():
+        form.timezone.preselect(request.headers.get("Accept-Language"), known=current_user.timezone)
     return render("orgs/create.html", "form", status=422 if form.errors else 200, form=form)
 
 
@@ -73,8 +75,10 @@ def _load_invitation(slug: str, token: str):
 def invitation(slug: str, token: str):
     """An invitation: accept it (signed in) or create an account to accept it."""
     org, invitation = _load_invitation(slug, token)
+    signup_form = InvitationSignupForm(formdata=None)
+    signup_form.timezone.preselect(request.headers.get("Accept-Language"))
     return render("orgs/invitation.html", org=org, invitation=invitation, token=token, roles=ROLE_LABELS,
-                  accept_form=ActionForm(), signup_form=InvitationSignupForm())
+                  accept_form=ActionForm(), signup_form=signup_form)
 
 
 @bp.post("/invitations/<slug>/<token>/accept")
