@@ -69,6 +69,7 @@ def deliver(job_runner):
 def statuses(world) -> list[str]:
     """The line's places, first first (a line follows its time: when every seat freed, a new session row holds
     the time again and the line moves to it)."""
+    db.session.expire_all()
     return [e.status for e in db.session.scalars(select(WaitlistEntry).where(
         WaitlistEntry.offering_id == world.offering.id).order_by(WaitlistEntry.created_at))]
 

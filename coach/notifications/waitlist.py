@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from flask import g
 from sqlalchemy import select
@@ -14,6 +13,7 @@ from coach.booking.events import WAITLIST_BOOKED, WAITLIST_OFFERED
 from coach.booking.models import Offering
 from coach.extensions import db
 from coach.notifications import service
+from coach.notifications.booking_mail import short_when, zone_of
 from coach.orgs.models import Membership, Organization
 from coach.platform.jobs import consumer
 
@@ -24,9 +24,8 @@ def _athlete(payload: dict) -> Membership | None:
 
 
 def _when(moment: str, member: Membership) -> str:
-    """``Tue 8 Dec, 10:00 (Europe/Berlin)`` in the member's own zone."""
-    zone = ZoneInfo(member.user.timezone or "UTC")
-    return f"{datetime.fromisoformat(moment).astimezone(zone):%a %-d %b, %H:%M} ({zone.key})"
+    """``Tue 8 Dec, 10:00 (Europe/Berlin)`` in the member's own zone, on their own clock."""
+    return f"{short_when(datetime.fromisoformat(moment), member)} ({zone_of(member).key})"
 
 
 @consumer(WAITLIST_BOOKED)

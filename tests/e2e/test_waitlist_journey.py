@@ -67,6 +67,7 @@ def test_a_waitlisted_athlete_gets_the_freed_seat(browser, page: Page, live_serv
     page.get_by_role("link", name="See your booking").click()
     expect(page.locator("dl.facts .badge")).to_have_text("Confirmed")
     page.goto(f"{live_server}/o/{slug}/notifications")
-    expect(page.get_by_text(re.compile("A seat opened: you're booked into Squad training"))).to_be_visible()
+    expect(page.locator(".notification-title", has_text="A seat opened: you're booked into Squad training")
+           ).to_be_visible()
     both_widths(snap, page, "told")
     assert not csp, csp

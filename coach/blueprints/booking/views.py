@@ -16,8 +16,8 @@ from coach.accounts import service as accounts
 from coach.blueprints.booking import bp
 from coach.blueprints.booking.forms import BookForm
 from coach.blueprints.booking.rows import row_links, rows_html
-from coach.booking import ics, service
 from coach.blueprints.forms import ActionForm, BaseForm, TimezoneField, attempt, org_path, require_action_form
+from coach.booking import ics, service, waitlist
 from coach.booking.service import BookingError
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, swap_or_redirect, trigger, wants_fragment
@@ -91,6 +91,7 @@ class WeekSlot(NamedTuple):
     start: str  # the start in UTC, as the booking form takes it
     start_query: str  # the same, quoted for the link's query
     seats_left: int | None
+    full_session: str | None = None  # a full group session's id: it takes a waitlist ("Full · waitlist")
 
 
 def week_days(offering, week: date, tz: str, reschedule=None, hour_cycle: int = 24) -> tuple[dict, str]:
@@ -106,6 +107,11 @@ def week_days(offering, week: date, tz: str, reschedule=None, hour_cycle: int = 
         local, start = slot.starts_at.astimezone(zone), slot.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         days.setdefault(local.date(), []).append(WeekSlot(clock_time(local, hour_cycle), start, quote(start),
                                                           slot.seats_left))
+    for full in waitlist.full_sessions(offering, *window) if reschedule is None else ():
+        local, start = full.starts_at.astimezone(zone), full.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        day = days.setdefault(local.date(), [])
+        day.append(WeekSlot(clock_time(local, hour_cycle), start, quote(start), 0, str(full.id)))
+        day.sort(key=lambda s: s.start)
     return days, coach_tz
 
 
@@ -349,6 +355,7 @@ def sessions():
     return render("booking/sessions.html", "lists", org=g.org, coach=coach, me=g.membership, links=row_links(),
                   may_book=g.membership.role in (ATHLETE, *STAFF),
                   coaches=service.coaches(g.org) if service.books_for_others(g.membership) else [],
+                  waitlist_places=waitlist.places_of(g.membership) if g.membership.role == ATHLETE else [],
                   **service.session_lists(g.membership, coach, viewer_tz()))
 
 
