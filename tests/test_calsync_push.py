@@ -23,7 +23,9 @@ from coach.calsync import service as calendars
 from coach.calsync.models import CalendarConnection, CalendarPush, CalendarSource
 from coach.extensions import db
 from coach.platform.sealing import seal
+from coach.orgs.models import ATHLETE
 from tests.booking_support import BookingWorld
+from tests.factories import add_member, make_user
 from tests.outbox_support import closed_port
 
 
@@ -377,3 +379,29 @@ def test_choosing_a_calendar_writes_the_upcoming_bookings_and_unchoosing_removes
     assert events_on_server(acct) == []
     tenancy.activate(world.org.id)
     assert db.session.scalars(select(CalendarPush).where(CalendarPush.source_id == source.id)).all() == []
+
+
+def test_a_group_session_is_one_event_naming_its_athletes(app, quiet, ctx, radicale):
+    world = BookingWorld(auto_confirm=True, capacity=3, title="Group clinic")
+    bea = add_member(world.org, make_user(f"bea-{id(world)}@example.com", "Bea Berg"), ATHLETE)
+    acct = radicale.account()
+    connect(world, acct)
+    start = world.first_slot().starts_at
+    tenancy.activate(world.org.id)
+    arno_place = service.request_booking(world.offering, world.athlete, start, "", world.athlete)
+    bea_place = service.request_booking(world.offering, bea, start, "", bea)
+    db.session.commit()
+    deliver(quiet)
+    event = only_event(acct)
+    assert str(event["summary"]) == "Group clinic with Arno Athlete and Bea Berg"
+    assert str(event["uid"]) == f"session-{arno_place.session_id}@coach" and event.decoded("dtstart") == start
+    sequence = int(event["sequence"])
+
+    act(world, arno_place, "cancel", world.athlete)
+    deliver(quiet)
+    event = only_event(acct)
+    assert str(event["summary"]) == "Group clinic with Bea Berg" and int(event["sequence"]) > sequence
+
+    act(world, bea_place, "cancel", bea)
+    deliver(quiet)
+    assert events_on_server(acct) == []

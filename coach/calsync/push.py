@@ -10,7 +10,8 @@ none live the event is removed. Running it twice, or for a stale event, changes 
 **Which bookings.** Requested ones as a tentative event ("Requested: …": the coach's time is held and they must
 answer), confirmed and started ones as confirmed events, and ended or no-show ones stay (the session happened at
 that time). Cancelled, declined and expired bookings are removed. A held booking (a checkout open for minutes)
-gets nothing.
+gets nothing. A group session is one event (UID ``session-<id>@coach``) naming its athletes, removed when its
+last place goes.
 
 **Coach's booking decides the time.** An event the coach changed or deleted in their calendar app is written back
 at Coach's next change of that booking: the server refuses the conditional update (412), Coach re-reads the
@@ -20,7 +21,7 @@ cancelled booking's event is removed even if it was edited.
 
 **Failures never block a booking.** A failed write leaves the row ``failed`` with the provider's message; the
 sweep (:mod:`coach.calsync.push_jobs`) retries it after 1, 2, 4 … minutes (at most an hour apart), and the
-calendars page shows the count (:func:`failures`).
+calendars page shows the count (:func:`states`).
 
 The database transaction (holding the pair's advisory lock) stays open across the one remote call of a
 reconcile: the lock must cover reading what is wanted, writing it and recording the new ETag, or two workers
@@ -41,7 +42,7 @@ from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 
 from coach import clock
-from coach.booking.models import Booking
+from coach.booking.models import Booking, CoachingSession
 from coach.calsync.models import CalendarConnection, CalendarPush, CalendarSource
 from coach.calsync.provider import AuthFailed, Conflict, NotFound, ProviderError, Unreachable, open_provider
 from coach.calsync.service import credentials
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 PUSHED_STATUSES = ("requested", "confirmed", "active", "ended", "no_show")
 UPCOMING_STATUSES = ("requested", "confirmed", "active")
 _OWN_UID = re.compile(r"booking-([0-9a-f-]{36})@coach")
+_SESSION_UID = re.compile(r"session-([0-9a-f-]{36})@coach")
 
 
 # --- the event --------------------------------------------------------------------------------------------------
@@ -66,36 +68,64 @@ def booking_url(booking: Booking, org_slug: str) -> str:
     return current_app.config["APP_BASE_URL"] + path
 
 
-def calendar_event(booking: Booking, org_slug: str, now: datetime) -> bytes:
-    """The calendar object Coach stores for ``booking`` (RFC 5545; no METHOD, ORGANIZER or ATTENDEE: a stored
-    event with attendees would make the server send invitations of its own)."""
-    utc = timezone.utc
+@dataclass(frozen=True)
+class Wanted:
+    """What the event of one UID should say now: one booking's appointment, or a group session's (one event for
+    all its athletes, so eight places in a clinic are one entry on the coach's phone, not eight)."""
+    uid: str
+    first: Booking  # the booking the event is built from (a group session's earliest live place)
+    athletes: tuple[str, ...]  # by name
+    sequence: int  # rises with every change (a group's: every place taken and every change of one)
+    tentative: bool  # every place of it is still a request
+
+
+def calendar_event(wanted: Wanted, org_slug: str, now: datetime) -> bytes:
+    """The calendar object Coach stores (RFC 5545; no METHOD, ORGANIZER or ATTENDEE: a stored event with
+    attendees would make the server send invitations of its own)."""
+    utc, booking = timezone.utc, wanted.first
     url = booking_url(booking, org_slug)
-    requested = booking.status == "requested"
+    names = list(wanted.athletes[:3]) + ([f"{len(wanted.athletes) - 3} more"] if len(wanted.athletes) > 3 else [])
+    who = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
     event = Event()
-    event.add("uid", booking.uid)
-    event.add("sequence", booking.calendar_sequence)
+    event.add("uid", wanted.uid)
+    event.add("sequence", wanted.sequence)
     event.add("dtstamp", now.astimezone(utc))
     event.add("last-modified", now.astimezone(utc))
     event.add("dtstart", booking.starts_at.astimezone(utc))
     event.add("dtend", booking.ends_at.astimezone(utc))
-    event.add("summary", f"{'Requested: ' if requested else ''}{booking.offering.title} with "
-                         f"{booking.athlete.user.display_name}")
+    event.add("summary", f"{'Requested: ' if wanted.tentative else ''}{booking.offering.title} with {who}")
     location = booking.offering.meeting_url or booking.offering.location
     if location:
         event.add("location", location)
     event.add("url", url)
     description = [f"Booked in Coach ({booking.status_label.lower()}): {url}"]
-    if booking.note:
+    if len(wanted.athletes) > 1:
+        description.append("Athletes: " + ", ".join(wanted.athletes))
+    elif booking.note:
         description.append(f"Note: {booking.note}")
     event.add("description", "\n".join(description))
-    event.add("status", "TENTATIVE" if requested else "CONFIRMED")
+    event.add("status", "TENTATIVE" if wanted.tentative else "CONFIRMED")
     event.add("transp", "OPAQUE")
     cal = Calendar()
     cal.add("prodid", "-//Coach//Bookings//EN")
     cal.add("version", "2.0")
     cal.add_component(event)
     return cal.to_ical()
+
+
+def event_uid(booking_id: uuid.UUID) -> str | None:
+    """The UID of a booking's event in the coach's calendar: the appointment's own (kept across reschedules), or,
+    for a place in a group session, the session's."""
+    row = db.session.execute(
+        select(Booking.calendar_uid, CoachingSession.capacity, CoachingSession.id)
+        .join(CoachingSession, and_(CoachingSession.tenant_id == Booking.tenant_id,
+                                    CoachingSession.id == Booking.session_id))
+        .where(Booking.tenant_id == g.tenant_id, Booking.id == booking_id)).first()
+    if row is None:
+        return None
+    if row.capacity > 1:
+        return f"session-{row.id}@coach"
+    return row.calendar_uid or f"booking-{booking_id}@coach"
 
 
 # --- what is pending --------------------------------------------------------------------------------------------
@@ -143,14 +173,14 @@ def mark_upcoming(source: CalendarSource, now: datetime | None = None) -> list[s
     bookings); the UIDs marked."""
     now = now or clock.now()
     connection = db.session.get(CalendarConnection, (source.connection_id))
-    bookings = db.session.execute(
-        select(Booking.id, Booking.calendar_uid)
+    bookings = db.session.scalars(
+        select(Booking.id)
         .where(Booking.tenant_id == source.tenant_id, Booking.coach_membership_id == connection.coach_membership_id,
                Booking.status.in_(UPCOMING_STATUSES), Booking.ends_at > now)
         .order_by(Booking.starts_at)).all()
     uids = []
-    for booking_id, calendar_uid in bookings:
-        uid = calendar_uid or f"booking-{booking_id}@coach"
+    for booking_id in bookings:
+        uid = event_uid(booking_id)
         mark([source.id], uid, booking_id, pushed=True, now=now)
         uids.append(uid)
     return uids
@@ -198,16 +228,29 @@ def provider_for(connection: CalendarConnection):
         raise AuthFailed("The saved app password can no longer be read; connect the calendar again.") from None
 
 
-def _carrier(coach_membership_id: uuid.UUID, uid: str) -> Booking | None:
-    """The booking that carries ``uid`` now and has an event (the newest, if a reschedule left several)."""
+def _wanted(coach_membership_id: uuid.UUID, uid: str) -> Wanted | None:
+    """What the event of ``uid`` should be now, or ``None`` when no booking carrying it has an event."""
+    mine = and_(Booking.tenant_id == g.tenant_id, Booking.coach_membership_id == coach_membership_id)
+    session = _SESSION_UID.fullmatch(uid)
+    if session:
+        places = list(db.session.scalars(select(Booking).where(mine, Booking.session_id == uuid.UUID(session[1]))
+                                         .order_by(Booking.created_at, Booking.id)))
+        live = [b for b in places if b.status in PUSHED_STATUSES]
+        if not live:
+            return None
+        return Wanted(uid, live[0], tuple(sorted(b.athlete.user.display_name for b in live)),
+                      sum(b.calendar_sequence + 1 for b in places), all(b.status == "requested" for b in live))
     carries = Booking.calendar_uid == uid
     own = _OWN_UID.fullmatch(uid)
     if own:
         carries = or_(carries, and_(Booking.id == uuid.UUID(own[1]), Booking.calendar_uid.is_(None)))
-    return db.session.scalar(
-        select(Booking).where(Booking.tenant_id == g.tenant_id, Booking.coach_membership_id == coach_membership_id,
-                              Booking.status.in_(PUSHED_STATUSES), carries)
-        .order_by(Booking.created_at.desc()).limit(1))
+    # The newest, if a reschedule left several.
+    booking = db.session.scalar(select(Booking).where(mine, Booking.status.in_(PUSHED_STATUSES), carries)
+                                .order_by(Booking.created_at.desc()).limit(1))
+    if booking is None:
+        return None
+    return Wanted(uid, booking, (booking.athlete.user.display_name,), booking.calendar_sequence,
+                  booking.status == "requested")
 
 
 def _lock(source_id: uuid.UUID, uid: str) -> None:
@@ -234,15 +277,15 @@ def _reconcile(source_id: uuid.UUID, uid: str, now: datetime) -> tuple[str, Prov
         CalendarPush.tenant_id == g.tenant_id, CalendarPush.source_id == source_id, CalendarPush.uid == uid)
         .execution_options(populate_existing=True))
     receiving = source.receives_bookings and connection.status != "disabled"
-    wanted = _carrier(connection.coach_membership_id, uid) if receiving else None
+    wanted = _wanted(connection.coach_membership_id, uid) if receiving else None
     if row is None:
         if wanted is None:
             return "unchanged", None
-        row = CalendarPush(tenant_id=source.tenant_id, source_id=source_id, uid=uid, booking_id=wanted.id,
+        row = CalendarPush(tenant_id=source.tenant_id, source_id=source_id, uid=uid, booking_id=wanted.first.id,
                            state="pending", attempts=0, sequence=0)
         db.session.add(row)
-    if wanted is not None and row.href and row.state != "failed" and row.booking_id == wanted.id \
-            and row.sequence == wanted.calendar_sequence:
+    if wanted is not None and row.href and row.state != "failed" and row.booking_id == wanted.first.id \
+            and row.sequence == wanted.sequence:
         row.state = "present"
         return "unchanged", None
     if wanted is None and row.href is None and row.state != "failed":
@@ -265,9 +308,9 @@ def _reconcile(source_id: uuid.UUID, uid: str, now: datetime) -> tuple[str, Prov
         return "failed", exc
 
 
-def _write(provider, source: CalendarSource, row: CalendarPush, booking: Booking, now: datetime) -> None:
-    slug = db.session.scalar(select(Organization.slug).where(Organization.id == booking.tenant_id))
-    body = calendar_event(booking, slug, now)
+def _write(provider, source: CalendarSource, row: CalendarPush, wanted: Wanted, now: datetime) -> None:
+    slug = db.session.scalar(select(Organization.slug).where(Organization.id == source.tenant_id))
+    body = calendar_event(wanted, slug, now)
     try:
         written = provider.put_event(source.url, row.uid, body, row.href, row.etag)
     except (Conflict, NotFound):
@@ -280,7 +323,7 @@ def _write(provider, source: CalendarSource, row: CalendarPush, booking: Booking
             log.info("calendar push %s: the event was changed in the calendar; Coach's booking written back",
                      row.uid)
     row.href, row.etag = written.href, written.etag
-    row.booking_id, row.sequence = booking.id, booking.calendar_sequence
+    row.booking_id, row.sequence = wanted.first.id, wanted.sequence
     row.state, row.last_error, row.attempts, row.pushed_at, row.updated_at = "present", None, 0, now, now
 
 

@@ -41,9 +41,14 @@ def _timeout(requests: int) -> int:
           BOOKING_CANCELLED, BOOKING_ENDED, BOOKING_NO_SHOW)
 def booking_changed(payload: dict) -> None:
     """A booking changed status: its event in the coach's receiving calendars is due for a reconcile."""
-    uid = payload.get("calendar_uid") or f"booking-{payload['booking_id']}@coach"
     sources = push.receiving_sources(uuid.UUID(payload["coach_membership_id"]))
-    marked = push.mark(sources, uid, uuid.UUID(payload["booking_id"]), pushed=payload["to"] in push.PUSHED_STATUSES)
+    if not sources:
+        return
+    booking_id = uuid.UUID(payload["booking_id"])
+    uid = push.event_uid(booking_id)
+    if uid is None:
+        return
+    marked = push.mark(sources, uid, booking_id, pushed=payload["to"] in push.PUSHED_STATUSES)
     if marked:
         tenant_id = g.tenant_id
         after_commit(lambda: [enqueue_push(tenant_id, source_id, uid) for source_id in marked])
