@@ -413,3 +413,32 @@ def test_the_booking_detail_names_the_zone_and_the_coachs_when_it_differs(app, w
     berlin = slot.starts_at.astimezone(BERLIN).strftime("%H:%M")
     assert f"{london}–" in page and "(Europe/London)" in page
     assert f"{berlin}–" in page and "for the coach (Europe/Berlin)" in page
+
+
+def test_the_profile_sets_the_clock_too(app, world, owner_db):
+    offering = second_coach_at_half_past_two(world)
+    athlete = logged_in(app, world.athlete.user.email)
+    page = text(athlete.get("/profile"))
+    assert re.search(r'<input checked id="hour_cycle-0" name="hour_cycle" type="radio" value="24">', page)
+
+    refused = athlete.post("/profile", data={"csrf_token": csrf_from(page), "display_name": "Arno Athlete",
+                                             "timezone": "Europe/Berlin", "hour_cycle": "13"})
+    assert refused.status_code == 422 and "Not a valid choice" in text(refused)
+    saved = athlete.post("/profile", data={"csrf_token": csrf_from(page), "display_name": "Arno Athlete",
+                                           "timezone": "Europe/Berlin", "hour_cycle": "12"})
+    assert saved.status_code == 303
+    assert owner_db.execute("SELECT hour_cycle FROM users WHERE id = %s",
+                            (world.athlete.user.id,)).fetchone()[0] == 12
+    week = text(athlete.get(f"/o/{world.org.slug}/offerings/{offering.id}?week={winter_monday()}"))
+    assert {label for _, label in slots(week)} == {"2:30 pm"}
+
+
+def test_the_zone_switcher_swaps_the_week_in_place_for_htmx(app, world):
+    athlete = logged_in(app, world.athlete.user.email)
+    response = athlete.get(calendar_path(world), query_string={"week": winter_monday().isoformat(), "tz": "Tokyo"},
+                           headers={**HX, "HX-Target": "calendar"})
+    fragment = text(response)
+    assert response.status_code == 200 and "<html" not in fragment
+    assert fragment.lstrip().startswith('<section class="card calendar" id="calendar"')
+    assert "Times in <strong>Asia/Tokyo</strong> (JST) · your time zone is Europe/Berlin" in fragment
+    assert dict(slots(fragment))[f"{winter_monday()}T08:00:00Z"] == "17:00"  # 09:00 in Berlin

@@ -1,4 +1,5 @@
-from wtforms import PasswordField, StringField
+from wtforms import PasswordField, RadioField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
 from coach.blueprints.forms import NAME_RULES, BaseForm, TimezoneField, email_field, new_password_field
@@ -39,6 +40,8 @@ class ResetPasswordForm(BaseForm):
 class ProfileForm(BaseForm):
     display_name = StringField("Name", validators=[*NAME_RULES, printable_text])
     timezone = TimezoneField()
+    hour_cycle = RadioField("Clock", coerce=int, default=24, choices=[
+        SelectChoice(24, "24-hour (14:30)"), SelectChoice(12, "12-hour (2:30 pm)")])
 
 
 class ChangePasswordForm(BaseForm):

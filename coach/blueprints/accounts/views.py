@@ -201,6 +201,7 @@ def profile():
     form = ProfileForm(obj=current_user)
     if form.validate_on_submit():
         service.update_profile(current_user, form.display_name.data, form.timezone.data)
+        service.set_hour_cycle(current_user, form.hour_cycle.data)
         db.session.commit()
         flash("Profile saved.", "success")
         return redirect_after_post(url_for("accounts.profile"))
