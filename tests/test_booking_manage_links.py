@@ -18,6 +18,8 @@ from coach.extensions import db
 from tests.booking_support import BookingWorld
 from tests.conftest import Auth, csrf_from
 from tests.factories import add_member, make_user
+from tests.test_payments_booking import credit_booking, deliver, paid_booking
+from tests.test_payments_credits import PackWorld, money_side, remaining  # noqa: F401 - the fixture
 
 UTC = timezone.utc
 
@@ -102,6 +104,19 @@ def test_view_link_shows_the_booking_in_the_athletes_zone_without_a_login(world,
     assert "Open in the app" not in body and "Log in" in body
     # A view link is not spent by being read.
     assert stranger.get(f"/b/{token}").status_code == 200
+
+
+def test_times_are_on_the_athletes_own_clock(world, stranger):
+    booking = book(world)
+    tenancy.activate(world.org.id)
+    world.athlete.user.hour_cycle = 12
+    db.session.commit()
+    local = booking.starts_at.astimezone(service.zone("Europe/Berlin"))
+    twelve = f"{local.hour % 12 or 12}:{local.minute:02d} {'am' if local.hour < 12 else 'pm'}"
+
+    assert twelve in text(stranger.get(f"/b/{issue(booking, 'view')}"))
+    week = text(stranger.get(f"/b/{issue(booking, 'reschedule')}/reschedule"))
+    assert re.search(r'data-start="[^"]+">\d{1,2}:\d\d [ap]m', week)
 
 
 def test_the_athlete_signed_in_is_offered_the_app_and_the_link_still_works(app, world):
@@ -289,6 +304,9 @@ def test_reschedule_link_shows_free_times_then_moves_once(world, stranger, owner
     assert "Times in <strong>Europe/Berlin</strong>" in body
     slots = slot_links(body)
     assert slots
+    # The booking's own time is shown as "now", not offered as a move.
+    own = booking.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert own not in [start for _, start in slots] and '<small>now</small>' in body
     target_start = datetime.fromisoformat(world.first_slot(3).starts_at.isoformat())
     iso = target_start.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -392,3 +410,48 @@ def test_the_links_are_rate_limited_per_address(app, world, owner_db):
     other = app.test_client()
     other.environ_base["REMOTE_ADDR"] = "203.0.113.51"
     assert other.get(f"/b/{token}").status_code == 200
+
+
+# --- the payments' rules run as in the app -------------------------------------------------------------------
+
+@pytest.fixture()
+def pack_world(ctx, money_side, quiet):  # noqa: F811 - the imported fixture
+    """An auto-confirm offering of 50 EUR and a paid 2-pack of Arno's; the worker stands still."""
+    return PackWorld()
+
+
+def test_cancelling_a_credit_booking_by_link_gives_the_credit_back(pack_world, app, owner_db):
+    world = pack_world
+    grant = world.pack(credits_count=2)
+    booking = credit_booking(world, grant, world.slots(1, days_ahead=3)[0])
+    token = issue(booking, "cancel")
+    stranger = app.test_client()
+
+    page = text(stranger.get(f"/b/{token}/cancel"))
+    assert "The credit goes back to the pack." in page and "late cancellation" not in page
+    assert stranger.post(f"/b/{token}/cancel",
+                         data={"csrf_token": csrf_of(stranger, f"/b/{token}/cancel")}).status_code == 303
+    deliver(booking, "cancelled")
+
+    tenancy.activate(world.org.id)
+    assert remaining(grant) == 2
+
+
+def test_a_card_paid_session_cannot_be_moved_by_link_but_a_credit_one_moves_with_its_credit(pack_world, app):
+    world = pack_world
+    grant = world.pack(credits_count=2)
+    first, second, third, fourth = world.slots(4, days_ahead=3)
+    by_card, _ = paid_booking(world, first)
+    stranger = app.test_client()
+
+    refused = stranger.get(f"/b/{issue(by_card, 'reschedule')}/reschedule")
+    assert refused.status_code == 409 and "A session paid by card cannot be moved" in text(refused)
+
+    by_credit = credit_booking(world, grant, third)
+    token = issue(by_credit, "reschedule")
+    moved = stranger.post(f"/b/{token}/reschedule", data={
+        "csrf_token": csrf_of(stranger, f"/b/{token}/reschedule"), "start": fourth.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    assert moved.status_code == 303
+    assert "Moved: the new time is confirmed." in text(stranger.get(moved.headers["Location"]))
+    tenancy.activate(world.org.id)
+    assert remaining(grant) == 1

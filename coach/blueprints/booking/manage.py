@@ -22,6 +22,7 @@ from coach.extensions import db
 from coach.htmx import redirect_after_post, render
 from coach.payments import policy
 from coach.platform.ratelimit import ip_key, limiter
+from coach.timezones import clock_time
 
 links = Blueprint("booking_links", __name__)
 
@@ -61,13 +62,15 @@ def _refused(refused: LinkRefused):
 
 
 def _context(link, booking, **extra) -> dict:
+    """What every page of a link shows: the booking, in the athlete's zone and on their clock, and the way in."""
     athlete = booking.athlete.user
     org = booking.athlete.organization
-    in_app = url_for("booking.detail", slug=org.slug, booking_id=booking.id)
-    signed_in_as_athlete = current_user.is_authenticated and current_user.id == athlete.id
-    return dict(link=link, booking=booking, org=org, athlete=athlete, signed_in_as_athlete=signed_in_as_athlete,
-                coach=booking.coach.user, tz=athlete.timezone or "UTC", zone=service.zone(athlete.timezone or "UTC"),
-                clock_fmt="%-I:%M %p" if athlete.hour_cycle == 12 else "%H:%M", in_app=in_app, **extra)
+    tz = athlete.timezone or "UTC"
+    zone, cycle = service.zone(tz), athlete.hour_cycle or 24
+    return dict(link=link, booking=booking, org=org, athlete=athlete, coach=booking.coach.user, tz=tz, zone=zone,
+                hour_cycle=cycle, hm=lambda instant: clock_time(instant.astimezone(zone), cycle),
+                in_app=url_for("booking.detail", slug=org.slug, booking_id=booking.id),
+                signed_in_as_athlete=current_user.is_authenticated and current_user.id == athlete.id, **extra)
 
 
 def _done(booking, message: str):
@@ -149,7 +152,7 @@ def _reschedule_page(link, booking, week, starts_at=None, problem=None, error=No
     ctx = _context(link, booking, problem=problem, error=error, starts_at=starts_at)
     if problem is None:
         this_week = parse_week(None, ctx["tz"])
-        days, coach_tz = week_days(booking.offering, week, ctx["tz"], booking)
+        days, coach_tz = week_days(booking.offering, week, ctx["tz"], booking, ctx["hour_cycle"])
         ctx.update(week=week, days=days, coach_tz=coach_tz, this_week=this_week, next_week=week + timedelta(days=7),
                    prev_week=week - timedelta(days=7) if week > this_week else None,
                    ends_at=starts_at + timedelta(minutes=booking.offering.duration_minutes) if starts_at else None)
@@ -185,7 +188,9 @@ def reschedule_now(token: str):
     done = attempt(None, manage_links.carry_out, link, booking,
                    lambda: move_booking(booking, starts_at, None, athlete))
     if done:
-        return _done(done.value, "Moved. The coach is told.")
+        moved = done.value
+        return _done(moved, "Moved: the new time is confirmed." if moved.status == "confirmed"
+                     else "Moved. The coach confirms the new time.")
     if isinstance(done.error, LinkRefused):
         return _refused(done.error)
     link, booking = _open(token, "reschedule")
