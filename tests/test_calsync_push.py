@@ -5,6 +5,7 @@ what the coach's phone would show: the events on the server, parsed with ``icale
 """
 from __future__ import annotations
 
+import html
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from coach.extensions import db
 from coach.platform.sealing import seal
 from coach.orgs.models import ATHLETE
 from tests.booking_support import BookingWorld
+from tests.conftest import Auth
 from tests.factories import add_member, make_user
 from tests.outbox_support import closed_port
 
@@ -237,7 +239,7 @@ def _edit_on_the_phone(acct, href: str, summary: str, shift: timedelta) -> None:
     assert answer.status in (200, 201, 204)
 
 
-def test_an_event_moved_on_the_phone_is_written_back_at_coachs_next_change(world, radicale, quiet):
+def test_an_event_moved_on_the_phone_is_written_back_at_coachs_next_change(world, radicale, quiet, app):
     """The rule: Coach's booking decides the time. The coach's edit stays until Coach changes the booking; then
     Coach re-reads the event and overwrites it, and records that it did."""
     acct = radicale.account()
@@ -257,6 +259,7 @@ def test_an_event_moved_on_the_phone_is_written_back_at_coachs_next_change(world
     tenancy.activate(world.org.id)
     state = push.states([source.connection_id])[source.connection_id]
     assert state.overwritten == 1 and state.failed == 0 and state.message is None
+    assert "was changed in your calendar app; Coach wrote the booking's time back" in calendars_page(app, world)
 
 
 def test_an_event_deleted_on_the_phone_comes_back_at_coachs_next_change(app, quiet, ctx, radicale):
@@ -293,7 +296,17 @@ def _radicale_on(radicale, port: int) -> subprocess.Popen:
     raise RuntimeError("the second Radicale did not start")
 
 
-def test_a_server_that_is_down_never_blocks_the_booking_and_gets_the_event_once_it_is_back(world, radicale, quiet):
+def calendars_page(app, world) -> str:
+    """The coach's calendars page, as the coach sees it."""
+    browser = app.test_client()
+    assert Auth(browser).login(world.coach.user.email).status_code == 303
+    answer = browser.get(f"/o/{world.org.slug}/coaches/{world.coach.id}/calendars")
+    assert answer.status_code == 200
+    return html.unescape(answer.get_data(as_text=True))
+
+
+def test_a_server_that_is_down_never_blocks_the_booking_and_gets_the_event_once_it_is_back(world, radicale, quiet,
+                                                                                          app):
     acct = radicale.account()
     port = closed_port()
     base = f"http://127.0.0.1:{port}/"
@@ -307,6 +320,7 @@ def test_a_server_that_is_down_never_blocks_the_booking_and_gets_the_event_once_
     tenancy.activate(world.org.id)
     state = push.states([source.connection_id])[source.connection_id]
     assert state.message.startswith("1 booking could not be written to the calendar: 127.0.0.1 could not be")
+    assert state.message in calendars_page(app, world)
     # Not due again before its back-off; due after it, for the sweep (which runs for no organization).
     assert push.due() == []
     later = clock.now() + timedelta(minutes=3)
@@ -324,6 +338,8 @@ def test_a_server_that_is_down_never_blocks_the_booking_and_gets_the_event_once_
     assert str(event["uid"]) == booking.uid
     row = push_row(source, booking.uid)
     assert row.state == "present" and row.last_error is None and row.attempts == 0
+    page = calendars_page(app, world)
+    assert "could not be written" not in page and "1 booking written to your calendar." in page
 
 
 def test_a_calendar_gone_from_the_server_is_a_clear_failure_not_an_error(world, radicale, quiet):

@@ -366,6 +366,11 @@ class PushState:
     last_overwritten_at: datetime | None
 
     @property
+    def recently_overwritten(self) -> bool:
+        """Coach wrote a booking back over an edit made in the calendar app within the last week."""
+        return self.last_overwritten_at is not None and clock.now() - self.last_overwritten_at < timedelta(days=7)
+
+    @property
     def message(self) -> str | None:
         """"3 bookings could not be written: <error>", or ``None`` when all went in."""
         if not self.failed:

@@ -16,7 +16,7 @@ from coach import clock
 from coach.blueprints.booking import bp
 from coach.blueprints.booking.schedule import load_managed_coach
 from coach.blueprints.forms import ActionForm, BaseForm, attempt, require_action_form
-from coach.calsync import service
+from coach.calsync import push, service
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, swap_or_redirect, wants_fragment
 from coach.ids import parse_uuid
@@ -71,7 +71,7 @@ def _card_context(coach, connection, choose_form: ChooseForm | None = None) -> d
         form.blocks.data = [str(s.id) for s in state.sources if s.blocks_time]
         form.receives.data = next((str(s.id) for s in state.sources if s.receives_bookings), "")
     return dict(coach=coach, state=state, choose_form=form, since=since, now=clock.now(),
-                action_form=ActionForm(formdata=None))
+                action_form=ActionForm(formdata=None), pushes=push.states([connection.id])[connection.id])
 
 
 def _page(coach, status: int = 200, connect_form: ConnectForm | None = None, forms: dict | None = None):
@@ -86,6 +86,14 @@ def _load_connection(coach, connection_id: str):
     if connection is None:
         abort(404)
     return connection
+
+
+def _button(coach_id: str, connection_id: str):
+    """The coach and connection of a button's POST (404/403 as for the page; 400 without a valid form)."""
+    coach = load_managed_coach(coach_id)
+    connection = _load_connection(coach, connection_id)
+    require_action_form()
+    return coach, connection
 
 
 def _card(coach, connection, status: int = 200, choose_form: ChooseForm | None = None):
@@ -160,9 +168,7 @@ def choose_calendars(coach_id: str, connection_id: str):
 @idempotent
 def sync_calendar(coach_id: str, connection_id: str):
     """Sync now (in the background; the card shows when it is done)."""
-    coach = load_managed_coach(coach_id)
-    connection = _load_connection(coach, connection_id)
-    require_action_form()
+    coach, connection = _button(coach_id, connection_id)
     service.request_sync(connection, discover=True)
     db.session.commit()
     return _done(coach, connection, "Syncing…")
@@ -173,9 +179,7 @@ def sync_calendar(coach_id: str, connection_id: str):
 @idempotent
 def disconnect_calendar(coach_id: str, connection_id: str):
     """Remove the account, its busy time and the record of the bookings written there."""
-    coach = load_managed_coach(coach_id)
-    connection = _load_connection(coach, connection_id)
-    require_action_form()
+    coach, connection = _button(coach_id, connection_id)
     service.disconnect(connection, g.membership)
     db.session.commit()
     return redirect_after_post(_page_url(coach))
