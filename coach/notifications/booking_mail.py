@@ -79,47 +79,17 @@ def builder(booking: Booking, change: Change, headline: str) -> service.EmailBui
 def _email(booking: Booking, change: Change, headline: str, member: Membership) -> service.OwnEmail:
     org = db.session.get(Organization, booking.tenant_id)
     base = current_app.config["APP_BASE_URL"]
-    offering = booking.offering
     is_athlete = member.id == booking.athlete_membership_id
     other = booking.coach if is_athlete else booking.athlete
-    zone = zone_of(member).key
-    when = f"{short_when(booking.starts_at, member)} ({zone})"
-    if change.reminder:
-        subject = f"{headline} · {when}"
-        headline = f"{offering.title} with {other.user.display_name} starts {change.reminder}"
-        moved = None
-    elif change.previous is not None:
-        subject = f"{headline} to {when}"
-        moved = (f"{short_when(change.previous.starts_at, member)} to {short_when(booking.starts_at, member)} "
-                 f"({zone})")
-    else:
-        subject = f"{headline} · {when}"
-        moved = None
-    subject = " ".join(subject.split())  # one header line whatever a name or title holds
+    subject, headline, moved = _wording(booking, change, headline, member, other)
     manage = _manage_links(booking, change, base) if is_athlete else None
     app_url = base + service.path_for("booking.detail", slug=org.slug, booking_id=booking.id)
-    page = manage["view"] if manage else app_url
-    prefix = "Requested: " if change.status == "requested" else ""
-    appointment = ics.Appointment(
-        uid=booking.uid, sequence=change.sequence, starts_at=booking.starts_at, ends_at=booking.ends_at,
-        summary=f"{prefix}{offering.title} with {other.user.display_name}",
-        description="\n".join(line for line in (f"{offering.title} with {other.user.display_name} ({org.name})",
-                                                f"Join: {offering.meeting_url}" if offering.meeting_url else "",
-                                                f"Note: {booking.note}" if booking.note else "") if line),
-        location=offering.meeting_url or offering.location or "", url=page)
-    attachments: tuple[dict, ...] = ()
+    appointment = _appointment(booking, change, org, other, manage["view"] if manage else app_url)
     live = change.status in ("requested", "confirmed")
-    if change.status in INVITATIONS:
-        method, status = INVITATIONS[change.status]
-        coach = booking.coach.user
-        data = ics.invitation(appointment, method=method, status=status, now=clock.now(),
-                              organizer=(coach.display_name, _sender_address()),
-                              attendee=(member.user.display_name, member.user.email))
-        attachments = ({"filename": "invite.ics", "content_type": f"text/calendar; method={method}; charset=utf-8",
-                        "data": data},)
+    attachments = (_invitation(booking, change, appointment, member),) if change.status in INVITATIONS else ()
     context = {
         "booking": booking, "headline": headline, "when": long_when(booking, member), "moved": moved,
-        "other": other, "other_role": "Coach" if is_athlete else "Athlete", "offering": offering,
+        "other": other, "other_role": "Coach" if is_athlete else "Athlete", "offering": booking.offering,
         "status_label": _status_line(change, booking, is_athlete), "reminder": change.reminder, "app_url": app_url,
         "manage": manage, "live": live, "cancelled": change.status in ("declined", "expired", "cancelled"),
         "google_url": ics.google_link(appointment) if live else None,
@@ -127,6 +97,48 @@ def _email(booking: Booking, change: Change, headline: str, member: Membership) 
         "invitation": bool(attachments),
     }
     return service.OwnEmail(subject, TEMPLATE, context, attachments)
+
+
+def _wording(booking: Booking, change: Change, headline: str, member: Membership,
+             other: Membership) -> tuple[str, str, str | None]:
+    """``(subject, headline, "moved from ... to ..." or None)`` in ``member``'s zone and clock."""
+    zone = zone_of(member).key
+    when = f"{short_when(booking.starts_at, member)} ({zone})"
+    moved = None
+    if change.reminder:
+        subject = f"{headline} · {when}"
+        headline = f"{booking.offering.title} with {other.user.display_name} starts {change.reminder}"
+    elif change.previous is not None:
+        subject = f"{headline} to {when}"
+        moved = (f"{short_when(change.previous.starts_at, member)} to {short_when(booking.starts_at, member)} "
+                 f"({zone})")
+    else:
+        subject = f"{headline} · {when}"
+    return " ".join(subject.split()), headline, moved  # the subject: one header line whatever a name holds
+
+
+def _appointment(booking: Booking, change: Change, org: Organization, other: Membership,
+                 page: str) -> ics.Appointment:
+    offering, name = booking.offering, other.user.display_name
+    lines = (f"{offering.title} with {name} ({org.name})",
+             f"Join: {offering.meeting_url}" if offering.meeting_url else "",
+             f"Note: {booking.note}" if booking.note else "")
+    return ics.Appointment(
+        uid=booking.uid, sequence=change.sequence, starts_at=booking.starts_at, ends_at=booking.ends_at,
+        summary=f"{'Requested: ' if change.status == 'requested' else ''}{offering.title} with {name}",
+        description="\n".join(line for line in lines if line),
+        location=offering.meeting_url or offering.location or "", url=page)
+
+
+def _invitation(booking: Booking, change: Change, appointment: ics.Appointment, member: Membership) -> dict:
+    """The ``invite.ics`` attachment: the coach's name as organizer at the app's own address, the reader as the
+    attendee (see :func:`coach.booking.ics.invitation`)."""
+    method, status = INVITATIONS[change.status]
+    data = ics.invitation(appointment, method=method, status=status, now=clock.now(),
+                          organizer=(booking.coach.user.display_name, _sender_address()),
+                          attendee=(member.user.display_name, member.user.email))
+    return {"filename": "invite.ics", "content_type": f"text/calendar; method={method}; charset=utf-8",
+            "data": data}
 
 
 def _status_line(change: Change, booking: Booking, is_athlete: bool) -> str:
