@@ -16,17 +16,12 @@ from coach.calsync.models import CalendarConnection, CalendarSource
 from coach.extensions import db
 from coach.orgs.models import COACH
 from tests.booking_support import BookingWorld
-from tests.conftest import Auth, csrf_from
+from tests.conftest import csrf_from
 from tests.factories import add_member, make_user
+from tests.test_booking_views import logged_in
 from tests.test_calsync_read import serving
 
 HX = {"HX-Request": "true"}
-
-
-def logged_in(app, email: str):
-    browser = app.test_client()
-    assert Auth(browser).login(email).status_code == 303
-    return browser
 
 
 def text(response) -> str:
