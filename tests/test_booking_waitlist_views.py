@@ -12,7 +12,7 @@ from coach import tenancy
 from coach.booking.models import Booking, WaitlistEntry
 from coach.extensions import db
 from tests.test_booking_views import HX, logged_in, text, token
-from tests.test_booking_waitlist import GroupWorld, deliver, statuses
+from tests.test_booking_waitlist import GroupWorld, deliver, seats, statuses
 
 KEY_RE = re.compile(r'name="idempotency_key" value="([0-9a-f]+)"')
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
@@ -173,3 +173,20 @@ def test_the_offering_form_sets_the_waitlist(app, group):
     tenancy.activate(group.org.id)
     db.session.refresh(group.offering)
     assert (group.offering.waitlist_mode, group.offering.waitlist_offer_minutes) == ("offer", 45)
+
+
+def test_a_paid_seat_is_offered_and_taken_through_the_checkout(app, ctx, fake_stripe, quiet, mailbox):
+    world = GroupWorld(price_minor=2000, currency="EUR")  # "auto", but nobody is charged without acting
+    world.line_up(world.waiting[0])
+    world.cancel(world.bookings[0])
+    quiet.drain()
+    assert statuses(world) == ["offered"]
+    browser = logged_in(app, world.waiting[0].user.email)
+    assert "Take the seat and pay" in text(browser.get(page_of(world)))
+    entry = entry_of(world, world.waiting[0])
+    response = form_post(browser, page_of(world), f"/o/{world.org.slug}/waitlist/{entry.id}/accept")
+    assert response.status_code == 303 and "cs_" in response.headers["Location"]  # the provider's checkout
+    entry = entry_of(world, world.waiting[0])
+    held = db.session.get(Booking, entry.booking_id)
+    assert (entry.status, held.status) == ("booked", "held")  # the checkout's own hold keeps the seat
+    assert seats(world) == (2, 2)

@@ -107,8 +107,7 @@ class OfferingForm(BaseForm):
         SelectChoice(value, label) for value, label in WAITLIST_MODES.items()],
         description="Group sessions only. A paid offering always offers the seat (the athlete pays to take it).")
     waitlist_offer_minutes = IntegerField("An offered seat is held for (minutes)", default=120, validators=[
-        InputRequired(message="Enter how long an offered seat is held."),
-        NumberRange(5, 10080, message="Between 5 minutes and 7 days (10,080 minutes).")])
+        Optional(), NumberRange(5, 10080, message="Between 5 minutes and 7 days (10,080 minutes).")])
 
     def __init__(self, *args, currency: str = "EUR", **kwargs):
         super().__init__(*args, **kwargs)
@@ -127,6 +126,8 @@ class OfferingForm(BaseForm):
                     currency=self.currency)
         if data["late_cancel_fee_percent"] is None:
             data["late_cancel_fee_percent"] = 50
+        if data["waitlist_offer_minutes"] is None:
+            data["waitlist_offer_minutes"] = 120
         return data
 
     def fill_from(self, offering) -> None:
