@@ -118,6 +118,19 @@ def test_changes_full_then_incremental_with_a_deletion(radicale):
     assert not gone.full and gone.removed == [href]
 
 
+def test_a_recurring_event_stored_on_the_server_is_expanded_across_the_dst_change(radicale):
+    acct = radicale.account()
+    acct.put(vevent("""
+DTSTART;TZID=Europe/Berlin:20270315T090000
+DTEND;TZID=Europe/Berlin:20270315T100000
+RRULE:FREQ=WEEKLY;COUNT=5
+EXDATE;TZID=Europe/Berlin:20270405T090000
+"""))
+    (event,) = provider_for(acct).changes(acct.calendar_url, None, WINDOW, "Europe/Berlin").events
+    assert [start for start, _ in event.occurrences] == [
+        utc(2027, 3, 15, 8), utc(2027, 3, 22, 8), utc(2027, 3, 29, 7), utc(2027, 4, 12, 7)]
+
+
 def test_a_forgotten_sync_token_falls_back_to_a_full_listing(radicale):
     acct = radicale.account()
     acct.put(vevent("DTSTART:20270110T100000Z\nDTEND:20270110T110000Z"))

@@ -228,3 +228,14 @@ def test_another_organizations_busy_rows_never_reach_this_one(ctx, radicale, qui
     assert db.session.scalars(select(CalendarConnection)).all() == []
     assert service.get_connection(ours.coach, their_connection_id) is None
     assert berlin(3, 10) in slots_between(ours, berlin(3, 0), berlin(4, 0))
+
+
+def test_a_password_sealed_with_a_retired_key_is_a_clear_failure(ctx, radicale, quiet):
+    world = BookingWorld()
+    acct = radicale.account()
+    connection = connect(world, acct.server_url, acct.username, acct.password)
+    connection.secret_sealed = "gAAAAA-not-a-token-of-ours"
+    db.session.commit()
+    assert run_sync(world, connection) == "failed"
+    connection = reload(connection)
+    assert connection.status == "failing" and "can no longer be read" in connection.last_error

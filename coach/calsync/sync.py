@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from cryptography.fernet import InvalidToken
 from flask import current_app
 from sqlalchemy import delete, insert, select
 
@@ -67,7 +68,10 @@ def _run(tenant_id: uuid.UUID, connection_id: uuid.UUID, discover: bool) -> str:
         db.session.rollback()
         return "gone"
     now = clock.now()
-    credentials = service.credentials(connection)
+    try:
+        credentials = service.credentials(connection)
+    except InvalidToken:  # sealed with a key no longer configured (ENCRYPTION_KEYS rotated without resealing)
+        credentials = None
     coach = db.session.get(Membership, connection.coach_membership_id)
     zone = coach_timezone(coach) if coach is not None else "UTC"
     plans = [(s.id, s.url, _token_for(s, now)) for s in service.sources_of(connection) if s.blocks_time]
@@ -78,6 +82,9 @@ def _run(tenant_id: uuid.UUID, connection_id: uuid.UUID, discover: bool) -> str:
     # 2. Ask the server.
     fetched = _Fetched()
     try:
+        if credentials is None:
+            raise ProviderError("The saved app password can no longer be read; disconnect and connect the "
+                                "account again.")
         provider = open_provider(provider_name, credentials)
         if discover:
             fetched.calendars = provider.list_calendars()
@@ -85,6 +92,9 @@ def _run(tenant_id: uuid.UUID, connection_id: uuid.UUID, discover: bool) -> str:
             fetched.changes[source_id] = provider.changes(url, token, window(now), zone)
     except ProviderError as exc:
         fetched.error = exc
+    except Exception:  # noqa: BLE001  (a library's surprise: the coach gets a message, the log the traceback)
+        log.exception("calendar sync of connection %s failed unexpectedly", connection_id)
+        fetched.error = ProviderError("The calendar server's answer could not be read.")
 
     # 3. Write the outcome, in one short transaction.
     connection = _load(tenant_id, connection_id, for_update=True)
