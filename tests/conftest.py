@@ -41,6 +41,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items):
+    """Each test file runs in one piece and in the order its tests are written: in one process as on a worker.
+
+    Plugins reorder the collected tests. pytest groups tests by the parameters of fixtures wider than a test, and
+    pytest-playwright parametrizes every test that takes one of its fixtures (``page``, ``browser`` ...) by browser
+    at session scope: a file with such a test was split in two in one process (its module fixtures made twice, one
+    part run among the browser journeys), while ``--dist loadfile`` sent it whole to one worker in that reordered
+    order, so a test written first ran last, after the tests that spend what it needs. A file now stays where its
+    first test was put (``--ff`` still brings a failed file forward) and its tests go back to the written order.
+    """
+    written = {id(item): n for n, item in enumerate(items)}
+    result = yield
+    first: dict = {}
+    for n, item in enumerate(items):
+        first.setdefault(item.path, n)
+    items.sort(key=lambda item: (first[item.path], written[id(item)]))
+    return result
+
+
 def _worker() -> str:
     """This process's xdist worker ("gw0", "gw1" …), or "main" when the suite runs in one process."""
     return os.environ.get("PYTEST_XDIST_WORKER", "main")

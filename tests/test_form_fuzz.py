@@ -665,21 +665,76 @@ def fresh_message(fuzz: Fuzz, role: str) -> str:
     return MESSAGE_RE.findall(browser.get(page).get_data(as_text=True))[-1]
 
 
+def _owner(fuzz: Fuzz):
+    return psycopg.connect(fuzz.owner_url, autocommit=True)
+
+
 def fresh_reset_link(fuzz: Fuzz) -> str:
     """The secret of a new reset link of Bea's. A reset link works once: a fuzzed submission that happens to be a
     good new password (and its repeat) spends it, as it should, and the page then answers 410."""
     secret, digest = new_token()
-    with psycopg.connect(fuzz.owner_url, autocommit=True) as conn:
+    with _owner(fuzz) as conn:
         conn.execute("INSERT INTO password_reset_tokens (id, user_id, token_hash, expires_at) "
                      "SELECT %s, id, %s, now() + interval '1 hour' FROM users WHERE email = 'bea@example.com'",
                      (uuid.uuid4(), digest))
     return secret
 
 
+def fresh_signup_link(fuzz: Fuzz) -> str:
+    """The secret of a new sign-up waiting for its confirmation (a fuzzed confirmation creates the account)."""
+    secret, digest = new_token()
+    with _owner(fuzz) as conn:
+        conn.execute("INSERT INTO pending_signups (id, email, display_name, timezone, password_hash, token_hash, "
+                     "expires_at) SELECT %s, %s, 'Pen Ding', 'Europe/Berlin', password_hash, %s, "
+                     "now() + interval '1 hour' FROM users WHERE email = 'ada@example.com'",
+                     (uuid.uuid4(), f"pending{next(_n)}@example.com", digest))
+    return secret
+
+
+def fresh_invitation_link(fuzz: Fuzz) -> str:
+    """The secret of a new open invitation to the club, like the seeded one (a fuzzed sign-up accepts it)."""
+    secret, digest = new_token()
+    with _owner(fuzz) as conn:
+        conn.execute("SELECT set_config('app.tenant_id', %s, false)", [fuzz.ids["org_id"]])  # RLS applies
+        conn.execute("INSERT INTO invitations (id, tenant_id, email, role, token_hash, invited_by_membership_id, "
+                     "expires_at) SELECT %s, tenant_id, %s, role, %s, invited_by_membership_id, "
+                     "now() + interval '7 days' FROM invitations WHERE id = %s",
+                     (uuid.uuid4(), f"newbie{next(_n)}@example.com", digest, fuzz.ids["invitation"]))
+    return secret
+
+
+def fresh_email_confirm_link(fuzz: Fuzz) -> str:
+    """The secret of a new email change of Emil's waiting for its confirmation (a fuzzed one confirms it)."""
+    secret, digest = new_token()
+    with _owner(fuzz) as conn:
+        conn.execute("INSERT INTO email_changes (id, user_id, old_email, new_email, token_hash, expires_at) "
+                     "SELECT %s, id, email, %s, %s, now() + interval '24 hours' FROM users "
+                     "WHERE display_name = 'Emil Change'", (uuid.uuid4(), f"emil{next(_n)}@example.com", digest))
+    return secret
+
+
+def fresh_email_undo_link(fuzz: Fuzz) -> str:
+    """The secret of the undo link of a new confirmed change of Una's (a fuzzed undo puts the old address back:
+    a new one each time, so it is never taken)."""
+    secret, digest = new_token()
+    with _owner(fuzz) as conn:
+        conn.execute("INSERT INTO email_changes (id, user_id, old_email, new_email, token_hash, expires_at, "
+                     "confirmed_at, undo_token_hash, undo_expires_at) SELECT %s, id, %s, email, %s, "
+                     "now() + interval '24 hours', now(), %s, now() + interval '7 days' FROM users "
+                     "WHERE display_name = 'Una Undo'",
+                     (uuid.uuid4(), f"una{next(_n)}@example.com", new_token()[1], digest))
+    return secret
+
+
+# The pages of one-time links get a new link each time they are opened: a fuzzed form spends its link, as it should
+# (the page then answers 410), and no test may depend on running before the ones that fuzz it.
+ONE_TIME_LINKS = {"reset": fresh_reset_link, "signup": fresh_signup_link, "invite": fresh_invitation_link,
+                  "email_confirm": fresh_email_confirm_link, "email_undo": fresh_email_undo_link}
+
+
 def page_forms(fuzz: Fuzz, page: Page) -> tuple[str, list[Form]]:
     ids = dict(fuzz.ids, message=fresh_message(fuzz, page.role)) if page.fresh_message else fuzz.ids
-    if "{reset}" in page.path:
-        ids = dict(ids, reset=fresh_reset_link(fuzz))
+    ids = dict(ids, **{name: mint(fuzz) for name, mint in ONE_TIME_LINKS.items() if f"{{{name}}}" in page.path})
     url = page.path.format(**ids)
     browser = fuzz.browser(page.role)
     response = browser.get(url)
@@ -717,22 +772,25 @@ def test_every_form_is_sent_to_a_route(fuzz):
     assert not broken, "forms sent nowhere:\n" + "\n".join(broken)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[f"{p.role}:{p.path.split('?')[0]}" for p in PAGES])
-def test_forms_of_the_page_survive_hostile_input(fuzz, page):
-    url, forms = page_forms(fuzz, page)
+# Not named ``page``: that is pytest-playwright's fixture, and its name alone would parametrize the test with the
+# browser (a session-scoped parameter, which pytest sorts the tests by: this file's tests would no longer run in the
+# order written).
+@pytest.mark.parametrize("shown", PAGES, ids=[f"{p.role}:{p.path.split('?')[0]}" for p in PAGES])
+def test_forms_of_the_page_survive_hostile_input(fuzz, shown):
+    url, forms = page_forms(fuzz, shown)
     found: dict[str, list[tuple[Form, dict]]] = {}
     for form in forms:
         endpoint, args = fuzz.endpoint(form)
         if endpoint is None and form.method == "post":
             endpoint, args = fuzz.endpoint(Form(url, "post", url))  # see test_every_form_is_sent_to_a_route
-        if endpoint is None or not_sent_reason(endpoint, args) or endpoint in page.keep_out:
+        if endpoint is None or not_sent_reason(endpoint, args) or endpoint in shown.keep_out:
             continue
         found.setdefault(endpoint, []).append((form, args))
-    missing = [e for e in page.expects if e not in found]
-    assert not missing, f"{url} as {page.role} no longer has the forms {missing}: the fuzz would miss them"
+    missing = [e for e in shown.expects if e not in found]
+    assert not missing, f"{url} as {shown.role} no longer has the forms {missing}: the fuzz would miss them"
 
     failures = []
-    prefer = fuzz.ids.get(page.prefer, "\0")
+    prefer = fuzz.ids.get(shown.prefer, "\0")
     for endpoint, instances in found.items():
         # One instance per distinct set of fields (a reply form has a parent, a comment form not).
         by_fields: dict[tuple[str, ...], tuple[Form, dict]] = {}
@@ -748,8 +806,8 @@ def test_forms_of_the_page_survive_hostile_input(fuzz, page):
                 continue
             fuzz.fuzzed.add((endpoint, form.method, key, words))
             failures += [f"== {endpoint}: {form.method.upper()} {form.action} ==\n{report}"
-                         for report in fuzz_form(fuzz, page, url, form, endpoint)]
-    if page.restore:
+                         for report in fuzz_form(fuzz, shown, url, form, endpoint)]
+    if shown.restore:
         restore(fuzz)
     assert not failures, "\n\n".join(failures)
     background = [traceback_tail(record) for record in fuzz.log.take()]  # jobs of the events the forms emitted
