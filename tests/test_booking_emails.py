@@ -346,3 +346,17 @@ def test_a_note_with_markup_is_text_and_an_unknown_zone_reads_as_utc(world, mail
     assert "<script>" not in html and "&lt;script&gt;" in html and "&amp; &lt;b&gt;serve&lt;/b&gt;" in html
     _, event = invitation(to_maria)
     assert '<script>alert("x")</script>' in str(event["DESCRIPTION"])  # a calendar shows it as text
+
+
+def test_a_session_booked_by_an_admin_emails_both_people_and_not_the_admin(world, mailbox):
+    drop_in = make_offering(world.maria, title="Drop-in", auto_confirm=True)
+    made = world.request(world.ana, starts_at=world.slot(offering=drop_in), actor=world.admin, offering=drop_in)
+    world.run()
+
+    to_ana = only(mails(mailbox, world.ana))
+    assert subject(to_ana).startswith("Ada Admin booked Drop-in for you · ")
+    assert {"View the booking", "Cancel", "Reschedule"} <= set(links(to_ana))
+    _, event = invitation(to_ana)
+    assert str(event["STATUS"]) == "CONFIRMED" and str(event["UID"]) == f"booking-{made.id}@coach"
+    assert subject(only(mails(mailbox, world.maria))).startswith("Ana Alves booked Drop-in · ")
+    assert mails(mailbox, world.admin) == []
