@@ -76,4 +76,5 @@ class CalDAVWriter:
             raise NotFound("The calendar or the event is no longer on the server.")
         if status >= 500:
             raise Unreachable(f"{host_of(url)} answered with a server error ({status}).")
-        raise ProviderError(f"{host_of(url)} refused the event ({status}).")
+        raise ProviderError(f"{host_of(url)} refused to save the event ({status}): the calendar may have been "
+                            "deleted or be read-only. Choose another calendar to receive bookings.")
