@@ -7,11 +7,15 @@ import html
 import re
 import socket
 import time
+import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from coach import tenancy
+from coach import clock, tenancy
+from coach.booking.models import ExternalBusy
+from coach.calsync import sync
 from coach.calsync.models import CalendarConnection, CalendarSource
 from coach.extensions import db
 from coach.orgs.models import COACH
@@ -213,3 +217,30 @@ def test_who_may_see_a_coachs_calendars(app, ctx, radicale, quiet):
     # An athlete has no calendars page.
     tenancy.activate(world.org.id)
     assert logged_in(app, world.athlete.user.email).get(f"/o/{world.org.slug}/calendars").status_code == 403
+
+
+def test_events_that_cannot_be_read_are_counted_on_the_card_and_the_rest_still_blocks(app, ctx, quiet):
+    world = BookingWorld()
+    page = Page(app, world)
+    start = (clock.now() + timedelta(days=3)).replace(microsecond=0)
+    good = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:ok\r\nDTSTAMP:20261201T000000Z\r\n"
+            f"DTSTART:{start:%Y%m%dT%H%M%SZ}\r\nDURATION:PT1H\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    broken = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:not-a-time\r\nEND:VCALENDAR\r\n"
+    entries = "".join(
+        f"<d:response><d:href>/cal/{n}.ics</d:href><d:propstat><d:prop><d:getetag>\"{n}\"</d:getetag>"
+        f"<c:calendar-data>{data}</c:calendar-data></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>"
+        "</d:response>" for n, data in enumerate((good, broken, broken)))
+    body = ('<?xml version="1.0"?><d:multistatus xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+            f"{entries}<d:sync-token>t1</d:sync-token></d:multistatus>")
+    with serving(207, body) as url:
+        page.connect(url)
+        (connection,) = connections(world)
+        connection.status, connection.last_synced_at = "ok", clock.now()
+        db.session.add(CalendarSource(id=uuid.uuid4(), tenant_id=world.org.id, connection_id=connection.id,
+                                      url=url + "cal/", display_name="Work", blocks_time=True))
+        db.session.commit()
+        assert sync.run(world.org.id, connection.id) == "synced"
+    assert "2 events could not be read" in text(page.get())
+    tenancy.activate(world.org.id)
+    assert [(row.starts_at, row.ends_at) for row in db.session.scalars(select(ExternalBusy))] == [
+        (start, start + timedelta(hours=1))]
