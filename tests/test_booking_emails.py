@@ -360,3 +360,19 @@ def test_a_session_booked_by_an_admin_emails_both_people_and_not_the_admin(world
     assert str(event["STATUS"]) == "CONFIRMED" and str(event["UID"]) == f"booking-{made.id}@coach"
     assert subject(only(mails(mailbox, world.maria))).startswith("Ana Alves booked Drop-in · ")
     assert mails(mailbox, world.admin) == []
+
+
+def test_the_one_click_unsubscribe_of_a_booking_email_stops_that_kind_only(world, mailbox, client):
+    world.request(world.ana)
+    world.run()
+    to_maria = only(mails(mailbox, world.maria))
+    path = urlsplit(to_maria["List-Unsubscribe"][1:-1]).path
+    assert path in body(to_maria)
+    response = client.post(path, data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    assert world.preference_rows(world.maria) == {"booking_requested": ("in_app", "immediate")}
+
+    world.request(world.ana, starts_at=world.slot(4))
+    world.run()
+    assert len(mails(mailbox, world.maria)) == 1  # told in the app only now
+    assert len(world.notes(world.maria, "booking_requested")) == 2
