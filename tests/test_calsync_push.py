@@ -6,6 +6,7 @@ what the coach's phone would show: the events on the server, parsed with ``icale
 from __future__ import annotations
 
 import html
+import socket
 import subprocess
 import sys
 import time
@@ -420,4 +421,42 @@ def test_a_group_session_is_one_event_naming_its_athletes(app, quiet, ctx, radic
 
     act(world, bea_place, "cancel", bea)
     deliver(quiet)
+    assert events_on_server(acct) == []
+
+
+def test_a_server_that_never_answers_fails_the_push_within_the_timeout(world, radicale, quiet, monkeypatch, app):
+    acct = radicale.account()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # the kernel accepts; nobody ever reads or answers
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    monkeypatch.setitem(app.config, "CALSYNC_TIMEOUT_SECONDS", 1.0)
+    try:
+        source = connect(world, acct, server_url=base, calendar_url=acct.calendar_url.replace(radicale.url, base))
+        booking = book(world)
+        assert booking.status == "confirmed"  # the booking never waits on the calendar
+        started = time.monotonic()
+        deliver(quiet)
+        assert time.monotonic() - started < 15
+    finally:
+        listener.close()
+    row = push_row(source, booking.uid)
+    assert row.state == "failed" and row.last_error == "127.0.0.1 did not answer within 1 s."
+
+
+def test_a_wrong_app_password_fails_with_its_message_and_the_sweep_asks_that_server_once(world, radicale, quiet):
+    acct = radicale.account()
+    real_password, acct.password = acct.password, "not-the-app-password"
+    source = connect(world, acct)
+    first, second = book(world, 2), book(world, 3)
+    deliver(quiet)
+    for booking in (first, second):
+        row = push_row(source, booking.uid)
+        assert row.state == "failed" and row.last_error.startswith("The server refused the username or app password")
+    tenancy.activate(world.org.id)
+    later = clock.now() + timedelta(minutes=3)
+    assert len(push.due(later)) == 2
+    assert push.run_many(push.due(later), later) == {"failed": 1}  # the second is not tried in the same run
+    db.session.commit()
+    acct.password = real_password
     assert events_on_server(acct) == []
