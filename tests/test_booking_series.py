@@ -212,6 +212,38 @@ def test_a_booking_made_between_preview_and_confirm_writes_nothing_and_shows_the
     assert len(series_bookings(owner_db, world.org)) == 7
 
 
+def test_first_time_taken_between_preview_and_confirm_says_so_once_and_writes_nothing(app, world, coach, owner_db):
+    first = berlin_day(3)
+    query = plan_query(world, first, count=3)
+    page = text(coach.get(plan_url(world, **query)))
+    book_single(world, at(first, 10))
+    response = confirm(coach, world, query, page)
+    assert response.status_code == 422
+    assert text(response).count("The first session is not a free time (taken by another session)") == 1
+    assert series_rows(owner_db, world.org) == []
+
+
+def test_the_way_in_is_on_the_coachs_pages_for_those_who_may(app, world, coach):
+    athlete = logged_in(app, world.athlete.user.email)
+    coach_page = f"/o/{world.org.slug}/coaches/{world.coach.id}"
+    assert "Book a recurring series" in text(coach.get(coach_page))
+    assert "Book a recurring series" in text(coach.get(f"/o/{world.org.slug}/coaches/{world.coach.id}/schedule"))
+    assert "Book a recurring series" not in text(athlete.get(coach_page))
+
+
+def test_plan_form_starts_from_a_chosen_time_or_the_next_free_one(app, world, coach):
+    chosen = at(berlin_day(5), 14)
+    page = coach.get(f"/o/{world.org.slug}/offerings/{world.offering.id}/series?"
+                     f"{urlencode({'start': chosen.strftime('%Y-%m-%dT%H:%M:%SZ')})}")
+    assert page.status_code == 200
+    assert f'value="{berlin_day(5).isoformat()}"' in text(page) and 'value="14:00"' in text(page)
+    assert "will be booked" not in text(page)
+    assert coach.get(f"/o/{world.org.slug}/offerings/{world.offering.id}/series?start=soon").status_code == 400
+    fresh = coach.get(f"/o/{world.org.slug}/offerings/{world.offering.id}/series")
+    assert fresh.status_code == 200
+    assert re.search(r'<input[^>]*name="first_date"[^>]*value="\d{4}-\d\d-\d\d"', text(fresh))
+
+
 def test_scheduler_books_a_series_for_an_athlete(app, world, owner_db):
     scheduler = logged_in(app, world.scheduler.user.email)
     first = berlin_day(4)

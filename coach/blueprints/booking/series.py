@@ -95,11 +95,13 @@ class MoveForm(BaseForm):
     expected = HiddenField()
 
 
-def _read_form(cls, **kwargs):
-    """A GET's form reads the query (no token: a preview writes nothing); a POST's form the body, with CSRF."""
+def _read_form(cls, asked: str):
+    """A GET's form reads the query (no token: a preview writes nothing) once it has the field ``asked``; a
+    POST's form the body, with CSRF. ``(form, submitted)``."""
     if request.method == "GET":
-        return cls(formdata=request.args if request.args else None, meta={"csrf": False}, **kwargs)
-    return cls(**kwargs)
+        submitted = asked in request.args
+        return cls(formdata=request.args if submitted else None, meta={"csrf": False}), submitted
+    return cls(), True
 
 
 # --- loaders -----------------------------------------------------------------------------------------
@@ -134,13 +136,13 @@ def series_plan(offering_id: str):
     """Plan a recurring series for an athlete, preview every occurrence and its conflicts, then book it."""
     offering = _load_managed_offering(offering_id)
     tz = service.coach_timezone(offering.coach)
-    form = _read_form(SeriesForm)
+    form, submitted = _read_form(SeriesForm, "first_date")
     form.athlete.choices = [SelectChoice(str(m.id), f"{m.user.display_name} ({m.user.email})")
                             for m in members_with_role(g.org, ATHLETE, limit=1000)]
-    if request.method == "GET" and not request.args:
+    if not submitted:
         _prefill(form, offering, tz)
     preview, status = None, 200
-    if (request.method == "POST" or request.args) and form.validate():
+    if submitted and form.validate():
         athlete = service.get_athlete(g.org, form.athlete.data)
         first_start = wall_to_utc(form.first_date.data, form.first_time.minutes, service.zone(tz))
         if request.method == "POST":
@@ -225,8 +227,8 @@ def series_cancel(series_id: str):
 def series_move(series_id: str):
     """Move one occurrence and the later ones to another weekday or time: preview, then all or nothing."""
     series = _load_managed_series(series_id)
-    form = _read_form(MoveForm)
-    if request.method == "GET" and "weekday" not in request.args:
+    form, submitted = _read_form(MoveForm, "weekday")
+    if not submitted:
         _prefill_move(form, series)
         return render(MOVE, "move", org=g.org, series=series, form=form, preview=None,
                       label=series_service.series_label(series))
