@@ -442,3 +442,23 @@ def test_the_zone_switcher_swaps_the_week_in_place_for_htmx(app, world):
     assert fragment.lstrip().startswith('<section class="card calendar" id="calendar"')
     assert "Times in <strong>Asia/Tokyo</strong> (JST) · your time zone is Europe/Berlin" in fragment
     assert dict(slots(fragment))[f"{winter_monday()}T08:00:00Z"] == "17:00"  # 09:00 in Berlin
+
+
+def test_the_sessions_list_and_the_booking_follow_the_members_clock(app, world):
+    offering = second_coach_at_half_past_two(world)
+    tenancy.activate(world.org.id)
+    from coach.booking import service
+    monday = winter_monday()
+    starts_at = datetime(monday.year, monday.month, monday.day, 14, 30, tzinfo=BERLIN).astimezone(UTC)
+    booking = service.request_booking(offering, world.athlete, starts_at, "", world.athlete)
+    world.athlete.user.hour_cycle = 12
+    db.session.commit()
+    athlete = logged_in(app, world.athlete.user.email)
+    sessions = text(athlete.get(f"/o/{world.org.slug}/bookings"))
+    assert f"{monday.strftime('%a %-d %b')}, 2:30 pm–3:30 pm" in sessions
+    detail = text(athlete.get(f"/o/{world.org.slug}/bookings/{booking.id}"))
+    assert "2:30 pm–3:30 pm CET" in detail and f"{monday.strftime('%a %-d %b')}, 2:30 pm–3:30 pm" in detail
+
+    # The coach reads the same booking on a 24-hour clock.
+    otto = logged_in(app, "otto@example.com")
+    assert f"{monday.strftime('%a %-d %b')}, 14:30–15:30" in text(otto.get(f"/o/{world.org.slug}/bookings"))

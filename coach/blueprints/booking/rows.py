@@ -2,10 +2,10 @@
 
 A row's markup (``booking/_booking_row.html``) depends on the booking as a list reads it (a
 :class:`~coach.booking.lists.SessionRow`: its columns, the names around it, its times in the viewer's zone, what
-the viewer may do with it now), on who views it (the "with" line), on the organization's URLs and on the path
-the forms return to. The rendering is cached in this process, bounded (least recently used first out), under
-exactly those: a confirmed request, a renamed athlete, another zone or an action that lapses with time reads as
-another row, hence another key; nothing needs invalidating, old entries age out.
+the viewer may do with it now), on who views it (the "with" line, their 12- or 24-hour clock), on the
+organization's URLs and on the path the forms return to. The rendering is cached in this process, bounded (least
+recently used first out), under exactly those: a confirmed request, a renamed athlete, another zone or an action
+that lapses with time reads as another row, hence another key; nothing needs invalidating, old entries age out.
 
 Two things are not in the cache because they are per page: the session's CSRF token (put where
 :data:`CSRF_MARK` is) and each form's fresh idempotency key (one per :data:`KEY_MARK`, as the shared
@@ -19,10 +19,12 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from flask import render_template, url_for
+from flask_login import current_user
 from markupsafe import Markup, escape
 
 from coach.booking.lists import SessionRow
 from coach.platform.idempotency import FORM_FIELD
+from coach.timezones import clock_time
 
 # About 1.5 KB each: a few MB per process at most.
 CACHED_ROWS = 4096
@@ -61,7 +63,8 @@ def rows_html(rows: list[SessionRow], *, me_id: uuid.UUID, links: RowLinks, csrf
     :param csrf: the viewer's CSRF token for the rows' forms.
     :param back: the path the forms return to without JavaScript (none after a POST).
     """
-    pieces = "".join(_row(row, me_id, links, back, show_note, error) for row in rows) \
+    cycle = current_user.hour_cycle if current_user.is_authenticated else 24  # the viewer's clock
+    pieces = "".join(_row(row, me_id, links, back, show_note, error, cycle) for row in rows) \
         .replace(CSRF_MARK, str(escape(csrf))).split(KEY_MARK)
     # A fresh key per form (as idempotency_field makes them: 32 hex digits), from one read of the system's
     # randomness for the whole page rather than one per form.
@@ -74,9 +77,10 @@ def rows_html(rows: list[SessionRow], *, me_id: uuid.UUID, links: RowLinks, csrf
 
 @lru_cache(maxsize=CACHED_ROWS)
 def _row(row: SessionRow, me_id: uuid.UUID, links: RowLinks, back: str | None, show_note: bool,
-         error: str | None) -> str:
+         error: str | None, hour_cycle: int = 24) -> str:
     return render_template("booking/_booking_row.html", rows=[row], me_id=me_id, links=links,
                            csrf=Markup(CSRF_MARK), back=back, show_note=show_note, error=error,
+                           clock_time=clock_time, hour_cycle=hour_cycle,
                            idempotency_field=lambda: Markup(KEY_MARK))
 
 
