@@ -46,6 +46,13 @@ def issue(booking, action: str) -> str:
     return token
 
 
+def coach_does(world, booking, action: str) -> None:
+    """The coach cancels or declines the booking in the app meanwhile."""
+    tenancy.activate(world.org.id)
+    service.transition(booking, action, world.coach)
+    db.session.commit()
+
+
 def rows(owner_db, org, sql: str, *params) -> list[dict]:
     owner_db.execute("SELECT set_config('app.tenant_id', %s, false)", (str(org.id),))
     cur = owner_db.execute(sql, params)
@@ -225,9 +232,7 @@ def test_an_expired_link_is_refused_with_410(world, stranger, owner_db, monkeypa
 def test_cancel_link_of_a_booking_the_coach_already_cancelled_says_so_with_409(world, stranger, owner_db):
     booking = book(world)
     token = issue(booking, "cancel")
-    tenancy.activate(world.org.id)
-    service.transition(booking, "cancel", world.coach)
-    db.session.commit()
+    coach_does(world, booking, "cancel")
 
     page = stranger.get(f"/b/{token}/cancel")
     assert page.status_code == 409
@@ -369,9 +374,7 @@ def test_reschedule_with_a_bad_time_is_a_400_and_changes_nothing(world, stranger
 def test_reschedule_link_of_a_declined_booking_says_it_cannot_move(world, stranger):
     booking = book(world)
     token = issue(booking, "reschedule")
-    tenancy.activate(world.org.id)
-    service.transition(booking, "decline", world.coach)
-    db.session.commit()
+    coach_does(world, booking, "decline")
 
     page = stranger.get(f"/b/{token}/reschedule")
 
