@@ -29,6 +29,17 @@ def world(ctx):
     return BookingWorld()
 
 
+def connect_on_calendars_page(page: Page, acct) -> None:
+    """From the schedule, open the calendars page and connect ``acct`` (a Radicale account) through its form."""
+    page.get_by_role("link", name="Calendars").click()
+    expect(page.get_by_role("heading", name="My calendars")).to_be_visible()
+    wait_for_htmx(page)
+    page.get_by_label("Server address").fill(acct.server_url)
+    page.get_by_label("User name").fill(acct.username)
+    page.get_by_label("App password").fill(acct.password)
+    page.get_by_role("button", name="Connect").click()
+
+
 def berlin(day, hour: int) -> datetime:
     return datetime(day.year, day.month, day.day, hour, tzinfo=BERLIN).astimezone(timezone.utc)
 
@@ -58,13 +69,7 @@ def test_coach_connects_radicale_picks_a_calendar_and_the_slot_of_the_appointmen
 
     # From the schedule to the calendars page; connect the account.
     page.goto(f"{live_server}/o/{slug}/schedule")
-    page.get_by_role("link", name="Calendars").click()
-    expect(page.get_by_role("heading", name="My calendars")).to_be_visible()
-    wait_for_htmx(page)
-    page.get_by_label("Server address").fill(acct.server_url)
-    page.get_by_label("User name").fill(acct.username)
-    page.get_by_label("App password").fill(acct.password)
-    page.get_by_role("button", name="Connect").click()
+    connect_on_calendars_page(page, acct)
     # The card polls until the job has listed the calendars.
     expect(page.get_by_label("Personal blocks my time")).to_be_visible(timeout=20000)
     expect(page.get_by_text("Last synced")).to_be_visible()

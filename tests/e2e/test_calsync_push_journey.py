@@ -15,6 +15,7 @@ from coach.booking import service
 from coach.extensions import db
 from tests.booking_support import BookingWorld
 from tests.e2e import screenshots
+from tests.e2e.test_calsync_journey import connect_on_calendars_page
 from tests.e2e.test_journeys import log_in, wait_for_htmx, watch_csp
 from tests.factories import PASSWORD
 
@@ -44,13 +45,7 @@ def test_coach_chooses_a_calendar_and_the_booked_session_appears_there_then_leav
 
     page.goto(f"{live_server}/login?next=/o/{slug}/schedule")
     log_in(page, coach_email, PASSWORD)
-    page.get_by_role("link", name="Calendars").click()
-    expect(page.get_by_role("heading", name="My calendars")).to_be_visible()
-    wait_for_htmx(page)
-    page.get_by_label("Server address").fill(acct.server_url)
-    page.get_by_label("User name").fill(acct.username)
-    page.get_by_label("App password").fill(acct.password)
-    page.get_by_role("button", name="Connect").click()
+    connect_on_calendars_page(page, acct)
     expect(page.get_by_label("Phone receives bookings")).to_be_visible(timeout=20000)
     page.get_by_label("Phone receives bookings").check()
     page.get_by_role("button", name="Save calendars").click()
