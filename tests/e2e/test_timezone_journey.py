@@ -101,6 +101,12 @@ def test_the_browsers_zone_is_preselected_and_the_week_shows_new_york_time(brows
         expect(page).to_have_url(re.compile(r"tz=london"))
         labels_match(page, LONDON, twelve_hour)
         both_widths(snap, page, "week-london")
+
+        # The profile has the same picker and the clock chosen on the week.
+        page.goto(f"{live_server}/profile")
+        expect(page.get_by_label("Time zone")).to_have_value("America/New_York")
+        expect(page.get_by_label("12-hour (2:30 pm)")).to_be_checked()
+        both_widths(snap, page, "profile")
         assert csp == []
     finally:
         context.close()
