@@ -43,6 +43,9 @@ def test_a_waitlisted_athlete_gets_the_freed_seat(browser, page: Page, live_serv
     page.get_by_role("button", name="Join the waitlist").click()
     expect(page.get_by_text("You are 1st in line.")).to_be_visible()
     both_widths(snap, page, "place")
+    page.goto(f"{live_server}/o/{slug}/bookings")  # my sessions list my place too
+    expect(page.locator("#waitlists")).to_contain_text("You are 1st in line")
+    both_widths(snap, page, "sessions")
 
     # A seated athlete, in a browser of their own, cancels.
     other = browser.new_context()
