@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -202,6 +203,30 @@ def test_cancel_link_asks_first_then_cancels_once_and_is_refused_after(world, st
     refused = [a for a in trail if a["action"] == "booking_link.refused"]
     assert refused and refused[0]["details"]["why"] == "used"
     assert all(token not in str(a["details"]) for a in trail)
+
+
+def test_the_same_cancel_link_posted_twice_at_once_cancels_once(app, world, owner_db):
+    booking = book(world)
+    token = issue(booking, "cancel")
+    browsers = [app.test_client() for _ in range(2)]
+    tokens = [csrf_of(b, f"/b/{token}/cancel") for b in browsers]
+    start = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def post(browser, csrf):
+        start.wait()
+        statuses.append(browser.post(f"/b/{token}/cancel", data={"csrf_token": csrf}).status_code)
+
+    threads = [threading.Thread(target=post, args=pair) for pair in zip(browsers, tokens)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(statuses) == [303, 410]
+    assert booking_row(owner_db, world.org, booking.id)["status"] == "cancelled"
+    cancels = [a for a in audit_actions(owner_db, world.org) if a["action"] == "booking.cancelled"]
+    assert len(cancels) == 1
 
 
 def test_a_cancel_post_without_its_csrf_token_changes_nothing(world, stranger, owner_db):
