@@ -244,6 +244,21 @@ def test_plan_form_starts_from_a_chosen_time_or_the_next_free_one(app, world, co
     assert re.search(r'<input[^>]*name="first_date"[^>]*value="\d{4}-\d\d-\d\d"', text(fresh))
 
 
+def test_htmx_swaps_the_preview_in_place_and_follows_the_booked_series(app, world, coach, owner_db):
+    query = plan_query(world, berlin_day(3), count=2)
+    fragment = coach.get(plan_url(world, **query), headers={"HX-Request": "true", "HX-Target": "series-plan"})
+    page = text(fragment)
+    assert fragment.status_code == 200
+    assert "<html" not in page and page.lstrip().startswith('<div id="series-plan"')
+    assert "2 of 2 will be booked" in page
+    response = coach.post(f"/o/{world.org.slug}/offerings/{world.offering.id}/series",
+                          data={**query, "expected": DIGEST_RE.search(page).group(1), "csrf_token": csrf_from(page)},
+                          headers={"HX-Request": "true"})
+    assert response.status_code == 204
+    assert "/series/" in response.headers["HX-Redirect"]
+    assert len(series_bookings(owner_db, world.org)) == 2
+
+
 def test_scheduler_books_a_series_for_an_athlete(app, world, owner_db):
     scheduler = logged_in(app, world.scheduler.user.email)
     first = berlin_day(4)
