@@ -139,6 +139,20 @@ def test_the_athlete_signed_in_is_offered_the_app_and_the_link_still_works(app, 
     assert f'href="/o/{world.org.slug}/bookings/{booking.id}"' in body
 
 
+def test_someone_else_signed_in_still_gets_the_page_but_no_way_into_the_app(app, world, owner_db):
+    booking = book(world)
+    token = issue(booking, "cancel")
+    browser = app.test_client()
+    assert Auth(browser).login(world.coach.user.email).status_code == 303
+
+    page = browser.get(f"/b/{token}/cancel")
+    assert page.status_code == 200 and "Open in the app" not in text(page)
+    assert browser.post(f"/b/{token}/cancel",
+                        data={"csrf_token": csrf_of(browser, f"/b/{token}/cancel")}).status_code == 303
+    # Whoever holds the link acts as the booking's athlete, not as the person signed in.
+    assert booking_row(owner_db, world.org, booking.id)["cancelled_by_membership_id"] == world.athlete.id
+
+
 def test_a_tampered_or_made_up_token_is_a_404(world, stranger):
     booking = book(world)
     token = issue(booking, "cancel")
