@@ -17,6 +17,7 @@ from coach.booking import service
 from coach.extensions import db
 from tests.booking_support import BookingWorld
 from tests.conftest import Auth, csrf_from
+from tests.factories import add_member, make_user
 from tests.querycount import statements_for
 
 UTC = timezone.utc
@@ -180,6 +181,24 @@ def test_each_conflict_says_why(ctx, world):
         None if first + timedelta(weeks=4) < berlin_day(30) else "beyond the booking horizon (30 days ahead)",
         "beyond the booking horizon (30 days ahead)"]
     assert len(plan.bookable) == 6 - len(plan.conflicts)
+
+
+def test_a_group_session_the_athlete_is_already_in_is_a_conflict_and_others_join_open_ones(ctx, world):
+    tenancy.activate(world.org.id)
+    service.save_offering(world.coach, {"capacity": 4}, world.coach, world.offering)
+    db.session.commit()
+    first = berlin_day(3)
+    book_single(world, at(first + timedelta(weeks=1), 10))  # Arno already in week 2's group
+    plan = series_service.plan(world.offering, world.athlete, at(first, 10), 1, count=3, actor=world.coach)
+    assert [o.conflict for o in plan.occurrences] == [None, "the athlete already has a place in this session", None]
+    series = series_service.book(world.offering, world.athlete, at(first, 10), 1, 3, None, plan.digest, world.coach)
+    db.session.commit()
+    assert series.occurrences == 2
+    # Another athlete's series joins the open group sessions, week 2's included.
+    other = add_member(world.org, make_user("bea-series@example.com", "Bea Athlete"), "athlete")
+    tenancy.activate(world.org.id)
+    theirs = series_service.plan(world.offering, other, at(first, 10), 1, count=3, actor=world.coach)
+    assert not theirs.conflicts
 
 
 def test_five_hundred_occurrences_plan_in_as_many_statements_as_eight(app, world, coach):
@@ -422,7 +441,6 @@ def test_athlete_sees_the_series_but_cannot_create_or_change_it(app, world, coac
 
 
 def test_another_coach_cannot_book_a_series_on_this_coachs_offering(app, world):
-    from tests.factories import add_member, make_user
     other = add_member(world.org, make_user("otto-series@example.com", "Otto Othercoach"), "coach")
     browser = logged_in(app, other.user.email)
     assert browser.get(plan_url(world, **plan_query(world, berlin_day(3)))).status_code == 403

@@ -187,6 +187,14 @@ def check_offering(offering: Offering) -> None:
                            "offerings, so that each paid session is paid on its own booking page.")
 
 
+def _athletes_places(offering: Offering, athlete: Membership, starts: list[datetime]) -> set[datetime]:
+    """The starts among ``starts`` at which ``athlete`` already holds a place in ``offering`` (one statement)."""
+    return set(db.session.scalars(select(Booking.starts_at).where(
+        Booking.tenant_id == offering.tenant_id, Booking.offering_id == offering.id,
+        Booking.athlete_membership_id == athlete.id, Booking.status.in_(LIVE_STATUSES),
+        Booking.starts_at.in_(starts))))
+
+
 def plan(offering: Offering, athlete: Membership, first_start: datetime, interval_weeks: int,
          count: int | None = None, until: date | None = None, actor: Membership | None = None,
          now: datetime | None = None) -> Plan:
@@ -205,6 +213,10 @@ def plan(offering: Offering, athlete: Membership, first_start: datetime, interva
         raise BookingError("That time is not valid.")
     starts = wall_times(first_start, coach_timezone(offering.coach), interval_weeks, count, until)
     tz, conflicts = _check(offering, starts, now)
+    if offering.capacity > 1:  # a group session the athlete already has a place in is no new place
+        mine = _athletes_places(offering, athlete, starts)
+        conflicts = [why or ("the athlete already has a place in this session" if start in mine else None)
+                     for start, why in zip(starts, conflicts)]
     if conflicts[0] is not None:
         raise BookingError(f"The first session is not a free time ({conflicts[0]}). "
                            "Choose a free time for the first session.")
