@@ -348,9 +348,9 @@ def test_reschedule_link_shows_free_times_then_moves_once(world, stranger, owner
     assert "Times in <strong>Europe/Berlin</strong>" in body
     slots = slot_links(body)
     assert slots
-    # The booking's own time is shown as "now", not offered as a move.
+    # The booking's own time is shown as "current", not offered as a move.
     own = booking.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert own not in [start for _, start in slots] and '<small>now</small>' in body
+    assert own not in [start for _, start in slots] and '<small>current</small>' in body
     target_start = datetime.fromisoformat(world.first_slot(3).starts_at.isoformat())
     iso = target_start.strftime("%Y-%m-%dT%H:%M:%SZ")
 
