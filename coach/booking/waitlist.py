@@ -40,6 +40,7 @@ from coach.booking.events import WAITLIST_BOOKED, WAITLIST_OFFERED
 from coach.booking.models import (LIVE_STATUSES, WAITLIST_OPEN, Booking, CoachingSession, Offering,
                                   WaitlistEntry)
 from coach.extensions import db
+from coach.ids import parse_uuid
 from coach.orgs.models import ATHLETE, Membership, Organization
 from coach.platform import audit
 from coach.platform.outbox import emit
@@ -77,27 +78,20 @@ def mode_of(offering: Offering) -> str:
     return offering.waitlist_mode
 
 
-def _uuid(value) -> uuid.UUID | None:
-    try:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-    except (TypeError, ValueError):
+def _in_org(model, org: Organization, row_id):
+    """``model``'s row ``row_id`` of ``org``; ``None`` for another organization's id or no UUID at all."""
+    rid = parse_uuid(row_id)
+    if rid is None:
         return None
+    return db.session.scalar(select(model).where(model.tenant_id == org.id, model.id == rid))
 
 
 def get_session(org: Organization, session_id) -> CoachingSession | None:
-    sid = _uuid(session_id)
-    if sid is None:
-        return None
-    return db.session.scalar(select(CoachingSession).where(CoachingSession.tenant_id == org.id,
-                                                           CoachingSession.id == sid))
+    return _in_org(CoachingSession, org, session_id)
 
 
 def get_entry(org: Organization, entry_id) -> WaitlistEntry | None:
-    eid = _uuid(entry_id)
-    if eid is None:
-        return None
-    return db.session.scalar(select(WaitlistEntry).where(WaitlistEntry.tenant_id == org.id,
-                                                         WaitlistEntry.id == eid))
+    return _in_org(WaitlistEntry, org, entry_id)
 
 
 def may_act_for(actor: Membership, athlete_id: uuid.UUID) -> bool:

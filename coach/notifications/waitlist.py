@@ -28,34 +28,26 @@ def _when(moment: str, member: Membership) -> str:
     return f"{short_when(datetime.fromisoformat(moment), member)} ({zone_of(member).key})"
 
 
-@consumer(WAITLIST_BOOKED)
-def tell_athlete_booked(payload: dict) -> None:
-    """"A seat opened: you're booked into <offering> at <time>"."""
+@consumer(WAITLIST_BOOKED, WAITLIST_OFFERED)
+def tell_athlete(payload: dict) -> None:
+    """The first in line: "A seat opened: you're booked into <offering> at <time>" (auto), or "A seat in
+    <offering> is yours until <time>: take it" (offer; the link opens the line's page with the button)."""
     athlete = _athlete(payload)
     offering = db.session.get(Offering, uuid.UUID(payload["offering_id"]))
     if athlete is None or offering is None:
         return
-    org = db.session.get(Organization, g.tenant_id)
-    service.notify(athlete, "waitlist_booked", dedupe_key=f"waitlist:{payload['entry_id']}:booked",
-                   title=f"A seat opened: you're booked into {offering.title} at "
-                         f"{_when(payload['starts_at'], athlete)}",
-                   url=service.path_for("booking.detail", slug=org.slug, booking_id=payload["booking_id"]),
-                   body="You were first on the waitlist.", subject_id=uuid.UUID(payload["booking_id"]))
-    service.announce()
-
-
-@consumer(WAITLIST_OFFERED)
-def tell_athlete_offered(payload: dict) -> None:
-    """"A seat is yours until <time>: take it"."""
-    athlete = _athlete(payload)
-    offering = db.session.get(Offering, uuid.UUID(payload["offering_id"]))
-    if athlete is None or offering is None:
-        return
-    org = db.session.get(Organization, g.tenant_id)
-    service.notify(athlete, "waitlist_offered", dedupe_key=f"waitlist:{payload['entry_id']}:offered",
-                   title=f"A seat in {offering.title} is yours until {_when(payload['offered_until'], athlete)}: "
-                         "take it",
-                   url=service.path_for("booking.waitlist_page", slug=org.slug, session_id=payload["session_id"]),
-                   body=f"The session starts {_when(payload['starts_at'], athlete)}. After the deadline the seat "
-                        "goes to the next on the waitlist.", subject_id=uuid.UUID(payload["entry_id"]))
+    slug = db.session.get(Organization, g.tenant_id).slug
+    if payload.get("offered_until"):
+        kind, subject = "waitlist_offered", payload["entry_id"]
+        title = f"A seat in {offering.title} is yours until {_when(payload['offered_until'], athlete)}: take it"
+        url = service.path_for("booking.waitlist_page", slug=slug, session_id=payload["session_id"])
+        body = (f"The session starts {_when(payload['starts_at'], athlete)}. After the deadline the seat goes to the "
+                "next on the waitlist.")
+    else:
+        kind, subject = "waitlist_booked", payload["booking_id"]
+        title = f"A seat opened: you're booked into {offering.title} at {_when(payload['starts_at'], athlete)}"
+        url = service.path_for("booking.detail", slug=slug, booking_id=payload["booking_id"])
+        body = "You were first on the waitlist."
+    service.notify(athlete, kind, dedupe_key=f"waitlist:{payload['entry_id']}:{kind}",
+                   title=title, url=url, body=body, subject_id=uuid.UUID(subject))
     service.announce()

@@ -106,18 +106,25 @@ def join_waitlist(session_id: str):
                             f"{who} {place} in line.", context=lambda: _page(session))
 
 
+def _act(entry_id: str, action):
+    """The viewer's place, the button's form checked, ``action(entry)`` done and committed: ``(entry, what it
+    returned)``; a refusal is its 4xx page (nothing written)."""
+    entry = load_entry(entry_id)
+    require_action_form()
+    done = attempt(None, action, entry)
+    if not done:
+        abort(done.status, done.error.message)
+    db.session.commit()
+    return entry, done.value
+
+
 @bp.post("/waitlist/<entry_id>/leave")
 @role_required()
 @idempotent
 def leave_waitlist(entry_id: str):
     """Leave the line (an offered seat is passed on to the next)."""
-    entry = load_entry(entry_id)
-    require_action_form()
+    entry, _ = _act(entry_id, lambda e: waitlist.leave(e, g.membership))
     session = load_session(entry.session_id)
-    done = attempt(None, waitlist.leave, entry, g.membership)
-    if not done:
-        abort(done.status, done.error.message)
-    db.session.commit()
     trigger("booking-changed")
     return swap_or_redirect(PAGE, "waitlist", url_for("booking.waitlist_page", session_id=session.id),
                             "You left the waitlist." if entry.athlete_membership_id == g.membership.id
@@ -129,13 +136,7 @@ def leave_waitlist(entry_id: str):
 @idempotent
 def accept_offer(entry_id: str):
     """Take the seat offered: booked (or requested) at once; a paid session goes on to its checkout."""
-    entry = load_entry(entry_id)
-    require_action_form()
-    done = attempt(None, _take, entry)
-    if not done:
-        abort(done.status, done.error.message)
-    booking, checkout_url = done.value
-    db.session.commit()
+    _, (booking, checkout_url) = _act(entry_id, _take)
     if checkout_url:
         return redirect_after_post(checkout_url)
     trigger("booking-changed")
