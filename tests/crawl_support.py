@@ -33,7 +33,10 @@ from coach import tenancy
 from coach.accounts import email_change
 from coach.accounts import service as accounts
 from coach.accounts.models import AccountExport, Passkey
+from coach.booking import manage_links, waitlist
+from coach.booking import series as booking_series
 from coach.booking import service as booking
+from coach.booking.models import CoachingSession
 from coach.chat import service as chat
 from coach.extensions import db
 from coach.governance import branding
@@ -45,6 +48,7 @@ from coach.privacy import exports
 from coach.privacy.models import OrgExport
 from coach.spaces import service as spaces
 from tests.booking_support import make_offering, open_every_day
+from tests.calendar_rows import seed_calendar_rows
 from tests.factories import PASSWORD, add_member, make_org, make_user, media_row
 from tests.payments_support import seed_payment_rows
 from tests.progress_support import seed_progress_rows
@@ -68,9 +72,16 @@ PARAM_KINDS = {
     "value_id": "value", "link_id": "link",
     # Issue 18: account-level rows (another person's are as unknown as missing ones).
     "session_id": "session", "passkey_id": "passkey",
+    # Issue 19: calendar connections, recurring series, waitlist places.
+    "connection_id": "connection", "series_id": "series", "entry_id": "waitlist_entry",
 }
 # A parameter whose kind depends on the blueprint: (endpoint prefix, name) -> kind.
-ENDPOINT_PARAM_KINDS = {("privacy.", "export_id"): "account_export", ("org_privacy.", "export_id"): "org_export"}
+ENDPOINT_PARAM_KINDS = {("privacy.", "export_id"): "account_export", ("org_privacy.", "export_id"): "org_export",
+                        # a group session's waitlist (under /account, session_id is a signed-in device)
+                        ("booking.", "session_id"): "group_session"}
+# Issue 19's kinds: B's row of one of them under A's slug (or anything under B's slug) is a 404 (403 for a role
+# that may not open the page at all), never a page.
+REFUSED_KINDS = {"connection", "series", "group_session", "waitlist_entry"}
 # Kinds of rows that belong to a person, not to an organization: under /account, another person's is a 404.
 ACCOUNT_KINDS = {"session", "passkey", "account_export"}
 # Parameters that are not ids: the values a real page would put there.
@@ -88,6 +99,8 @@ OTHER_KIND = {
     "workout": "line", "line": "workout", "assignment": "program", "log": "assignment", "note": "record",
     "report": "record", "value": "milestone", "link": "media",
     "session": "passkey", "passkey": "session", "account_export": "org_export", "org_export": "account_export",
+    "connection": "source", "source": "connection", "series": "booking", "group_session": "booking",
+    "waitlist_entry": "group_session",
 }
 
 
@@ -132,6 +145,11 @@ def _jpeg(path: Path) -> Path:
 def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: str, owner_url: str,
                accent: str = "") -> World:
     """An organization with rows in every domain, made through the services with RLS in force.
+
+    Issue 19: a recurring series of two sessions (booked by the coach), a full group session (two seats taken,
+    the spare athlete on its waitlist), view and cancel links of the booking (``tokens["manage_view"]``,
+    ``tokens["manage_cancel"]``), and, written directly (pages never call a calendar server), a calendar
+    connection with a source that blocks time and receives bookings, a busy time and a pushed event.
 
     Account level (issue 18): an export of the organization and one of the athlete's account, a passkey and
     a second signed-in session of the athlete, an email change of the spare member waiting for its link;
@@ -225,6 +243,32 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
         unsubscribe = notifications.unsubscribe_token(athlete, "comment")
         db.session.commit()
 
+        # Issue 19: a series, a full group session with its waitlist, manage links, a calendar connection.
+        tenancy.activate(org_id)
+        later = day + timedelta(days=5)
+        first = booking.available_slots(offering, later, later + timedelta(days=1))[0].starts_at
+        planned = booking_series.plan(offering, athlete, first, 1, 2, None, coach)
+        series = booking_series.book(offering, athlete, first, 1, 2, None, planned.digest, coach,
+                                     note=f"{label} series note")
+        series_id = series.id
+        db.session.commit()
+        group = make_offering(coach, title=f"{label} squad", description=f"{label} squad text", capacity=2,
+                              auto_confirm=True, waitlist_mode="auto")
+        tenancy.activate(org_id)
+        waiter = add_member(org, make_user(f"{low}-waiting@example.com", f"{label} Waiting"), "athlete")
+        group_day = day + timedelta(days=8)
+        group_start = booking.available_slots(group, group_day, group_day + timedelta(days=1))[0].starts_at
+        seated = [booking.request_booking(group, a, group_start, "", a) for a in (athlete, waiter)]
+        session = db.session.get(CoachingSession, seated[0].session_id)
+        entry = waitlist.join(session, spare, spare)
+        view_token = manage_links.issue(booked, "view")
+        calendar = seed_calendar_rows(org, coach, athlete, offering, booked)
+        issue19 = {"connection": [str(calendar["connection"].id)], "source": [str(calendar["source"].id)],
+                   "series": [str(series_id), str(calendar["series"].id)], "group_session": [str(session.id)],
+                   "waitlist_entry": [str(entry.id)]}
+        waiter_user_id = str(waiter.user_id)
+        db.session.commit()
+
         # Issue 18: exports (built by the drain below), a passkey, a session, an email change, branding.
         tenancy.activate(org_id)
         org_export = exports.request_org_export(org, admin)
@@ -243,7 +287,7 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
 
         world = World(
             org_id=str(org_id), slug=slug, name=name, emails={role: email for role, (email, _) in people.items()},
-            user_ids=[str(u.id) for u in users.values()],
+            user_ids=[str(u.id) for u in users.values()] + [waiter_user_id],
             ids={
                 "membership": [str(m.id) for m in (admin, coach, athlete, spare)],
                 "coach": [str(coach.id)],
@@ -270,8 +314,10 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
                                                      "assignment", "log", "note", "report", "value", "link")},
                 "org_export": [str(org_export.id)], "account_export": [str(account_export.id)],
                 "passkey": [str(passkey.id)], "session": [str(device.id)],
+                **issue19,
             },
-            tokens={"feed": feed_secret, "unsubscribe": unsubscribe},
+            tokens={"feed": feed_secret, "unsubscribe": unsubscribe, "manage_view": view_token,
+                    "manage_cancel": calendar["manage_token"]},
             slot_start=slots[1].starts_at.isoformat(),
             upload_key=uploading.original_key,
             media_root=Path(app.config["MEDIA_LOCAL_ROOT"]),
@@ -360,11 +406,32 @@ def _token_values(endpoint: str, home: World, other: World) -> list[tuple[str, s
                 ("other", made_up, "a made-up token")]
     if endpoint == "booking.feed":
         return [("home", other.tokens["feed"], "B's real feed token"), ("other", made_up, "a made-up token")]
+    if endpoint.startswith("booking_links."):
+        return _manage_link_tokens(home, other) + [("", made_up, "a made-up token")]
     if endpoint.startswith("notification_links."):
         real = other.tokens["unsubscribe"]
         tampered = real[:-3] + ("AAA" if not real.endswith("AAA") else "BBB")
         return [("", tampered, "B's unsubscribe token, tampered")]
     return [("", made_up, "a made-up token")]
+
+
+def _manage_link_tokens(home: World, other: World) -> list[tuple[str, str, str]]:
+    """Tokens of no-login booking links that must open nothing: B's real links tampered, B's secret claimed
+    for A's organization (signed with the app's key: a token of B never opens a booking of A), A's secret
+    claimed for B, and B's booking id in place of a token (tokens are no guessable ids). B's real links
+    themselves are not crawled: each is the credential its email gave B's athlete."""
+    found = []
+    for action in ("view", "cancel"):
+        real = other.tokens[f"manage_{action}"]
+        found.append(("", real[:-3] + ("AAA" if not real.endswith("AAA") else "BBB"),
+                      f"B's {action} link, tampered"))
+    serializer = manage_links._serializer()
+    _, b_secret = serializer.loads(other.tokens["manage_view"])
+    _, a_secret = serializer.loads(home.tokens["manage_view"])
+    found.append(("", serializer.dumps([uuid.UUID(home.org_id).hex, b_secret]), "B's link secret signed for A"))
+    found.append(("", serializer.dumps([uuid.UUID(other.org_id).hex, a_secret]), "A's link secret signed for B"))
+    found.append(("", other.first("booking"), "B's booking id as the token"))
+    return found
 
 
 def values_for(name: str, converter, world: World, endpoint: str = "") -> list[str]:
@@ -457,7 +524,9 @@ def query_with_other_ids(other: World) -> str:
                       "space": other.first("space"), "conversation": other.first("conversation"),
                       "media": other.first("media"), "after": other.first("post"), "before": "1",
                       "since": "2000-01-01T00:00:00+00:00", "key": other.upload_key, "size": "10",
-                      "exp": "4102444800", "sig": "forged"})
+                      "exp": "4102444800", "sig": "forged",
+                      # issue 19: the series form's athlete, a time zone, the week's clock
+                      "athlete": other.ids["membership"][2], "tz": "Europe/London", "week": date.today().isoformat()})
 
 
 def form_data(other: World, csrf: str, n: int) -> dict:
@@ -479,6 +548,12 @@ def form_data(other: World, csrf: str, n: int) -> dict:
         "reschedule": other.first("booking"), "parent": other.first("comment"),
         "attachments": other.ids["media"], "client_id": str(uuid.uuid4()), "next": "/",
         "kind": "like", "channel": "email", "timing": "immediate",
+        # Issue 19: calendars (a server that refuses at once), series, waitlists, the clock.
+        "server_url": "http://127.0.0.1:9/dav/", "username": "crawl", "label": "Crawl calendar",
+        "blocks": other.ids["source"], "receives": other.first("source"), "hour_cycle": "12",
+        "tz": "Europe/London", "week": date.today().isoformat(), "first_date": (date.today() + timedelta(days=9)).isoformat(),
+        "first_time": "10:00", "every": "1", "count": "2", "until": "", "time": "10:00",
+        "expected": "0" * 32, "waitlist_mode": "auto", "waitlist_offer_minutes": "60",
     }
 
 

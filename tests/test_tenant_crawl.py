@@ -44,6 +44,7 @@ from tests.chat_support import Sockets, is_error
 from tests.conftest import Auth
 from tests.crawl_support import (
     ACCOUNT_KINDS,
+    REFUSED_KINDS,
     ROLES,
     Snapshot,
     form_data,
@@ -62,7 +63,7 @@ EXCLUDED: dict[str, str] = {}
 # Endpoints that end or replace the crawling session (or try to): crawled last, and everyone logs in again.
 SESSION_ENDPOINTS = ("accounts.", "orgs.invitation")
 # Rules that destroy what later rules would look at (A's own rows): crawled after the others.
-DESTRUCTIVE = re.compile(r"delete|remove|revoke|archive|discard|leave|cancel|<action>|/role$")
+DESTRUCTIVE = re.compile(r"delete|remove|revoke|archive|discard|leave|cancel|disconnect|<action>|/role$")
 REMOVES_MEMBERS = {"admin.remove_member"}
 CSRF_REFUSED = "sent without its security token"
 UNLIMITED = "100000 per minute"
@@ -170,6 +171,10 @@ def _expected(rule, what: str, role: str) -> set[int] | None:
         return {403, 404} if rule.endpoint.endswith("export_download") else {404}
     if "org_export" in kinds and what.startswith("A slug, B ids"):
         return {404} if role == "admin" and not rule.endpoint.endswith("export_download") else {403, 404}
+    if rule.endpoint.startswith("booking_links."):  # a forged, tampered or guessed no-login link (issue 19)
+        return {404}
+    if kinds & REFUSED_KINDS and not what.startswith("A slug, A's own ids"):
+        return {403, 404}
     return None
 
 
@@ -217,6 +222,7 @@ def test_no_route_shows_or_changes_another_organization(app, worlds, job_runner)
     members = {role: Member(app, home.emails[role], home.slug) for role in ROLES}
     # Before the crawl's own POSTs change A's branding, sessions and exports.
     account_level = _account_and_branding_checks(app, home, other, marker, members, b_admin)
+    account_level += _manage_link_checks(app, home, other, marker, members)
     snapshot = Snapshot(app, owner, other)
     with job_runner.paused():
         baseline = snapshot.take()
@@ -356,6 +362,25 @@ def _account_and_branding_checks(app, home, other, marker: str, members: dict, b
         text = b_admin.client.get(path).get_data(as_text=True)
         if f"/o/{home.slug}/admin/" in text or HOME_ACCENT in text.lower():
             failures.append(f"B's page {path} links A's branding")
+    return failures
+
+
+def _manage_link_checks(app, home, other, marker: str, members: dict) -> list[str]:
+    """Issue 19's no-login booking links, what the variants (forged, tampered and guessed tokens: 404) cannot say
+    alone: B's real view link shows B's booking (the detector works on these pages), A's real links show A's
+    booking and nothing of B, to anyone and to A's signed-in people alike."""
+    failures: list[str] = []
+    anonymous = app.test_client()
+    b_page = anonymous.get(f"/b/{other.tokens['manage_view']}")
+    if b_page.status_code != 200 or not leaks(_text_of(b_page), "/", other, marker):
+        failures.append(f"B's view link should show B's booking ({b_page.status_code}): the check tests nothing")
+    for who, client in (("anonymous", anonymous), *((role, m.client) for role, m in members.items())):
+        for path in (f"/b/{home.tokens['manage_view']}", f"/b/{home.tokens['manage_cancel']}/cancel"):
+            response = client.get(path)
+            if response.status_code != 200 or "Home technique" not in response.get_data(as_text=True):
+                failures.append(f"{who} GET {path} → {response.status_code}: A's link should show A's booking")
+            failures += [f"{who} GET {path} → {response.status_code}: {problem}"
+                         for problem in leaks(_text_of(response), path, other, marker)]
     return failures
 
 
