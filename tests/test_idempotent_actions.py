@@ -10,12 +10,14 @@ from __future__ import annotations
 import html
 import re
 import uuid
+from zoneinfo import ZoneInfo
 from html.parser import HTMLParser
 
 import pytest
 from werkzeug.exceptions import HTTPException
 
 from coach import tenancy
+from coach.booking import series as booking_series
 from coach.booking import service as booking
 from coach.extensions import db
 from coach.orgs.service import membership_for
@@ -25,6 +27,7 @@ from coach.progress.days import local_today, monday_of
 from coach.progress.models import ProgressReport
 from coach.spaces import service as spaces
 from tests.booking_support import BookingWorld
+from tests.calendar_rows import seed_calendar_rows
 from tests.conftest import Auth
 from tests.factories import add_member, make_org, make_user
 from tests.media_flow import PDF, MediaWorld, page_token, pdf_bytes
@@ -35,7 +38,7 @@ from tests.test_progress_programs import make_world as make_progress_world
 HX = {"HX-Request": "true"}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 BLUEPRINTS = {"booking", "spaces", "media", "admin", "notifications", "notification_links", "orgs",
-              "progress", "privacy", "org_privacy", "operator"}
+              "progress", "privacy", "org_privacy", "operator", "booking_links"}
 # The blueprint ``accounts`` (sign-in, profile, two-factor, passkeys, sessions, email change) is left out on
 # purpose: its routes act on the signed-in person outside any organization, each is logged in their security
 # log, and the unauthenticated ones have no user to own a key. ``privacy`` (/account/privacy) is
@@ -52,6 +55,10 @@ LEFT_AS_IS = {
     "notification_links.unsubscribe_now": "anonymous one-click link (no user to own a key); repeating changes "
                                           "nothing",
     "orgs.invitation_signup": "anonymous (no user to own a key yet); the second try finds the invitation used",
+    "booking_links.cancel_now": "no-login email link (no member to own a key): the link is spent once, in the "
+                                "cancel's own transaction, so a repeat finds it used (410)",
+    "booking_links.reschedule_now": "no-login email link (no member to own a key): the link is spent once, in "
+                                    "the move's own transaction, so a repeat finds it used (410)",
 }
 
 
@@ -636,6 +643,43 @@ def test_the_pages_of_athlete_development_give_every_protected_form_its_own_key(
     assert again[FORM_FIELD] != fields[FORM_FIELD]
     tenancy.activate(gym.org.id)
     assert len(programs.builder(gym.program).lines[gym.legs.id]) == 3  # squat, row, and the squat added once
+
+
+def test_the_pages_of_calendars_series_and_waitlists_give_every_protected_form_its_own_key(app, ctx):
+    """Issue 19: the calendars page (connect, choose, sync, disconnect), a series (its page's cancels, the plan's and
+    the move's confirmations), the week's 12/24-hour toggle, a waitlist (join, leave) and the sessions page's places."""
+    from tests.test_booking_waitlist import GroupWorld
+
+    world = GroupWorld()
+    tenancy.activate(world.org.id)
+    seed_calendar_rows(world.org, world.coach, world.athlete, world.offering, world.bookings[0])
+    first = world.first_slot(10).starts_at
+    series = booking_series.book(world.offering, world.waiting[2], first, 1, 3, None,
+                                 booking_series.plan(world.offering, world.waiting[2], first, 1, 3).digest, world.coach)
+    db.session.commit()
+    world.line_up(world.waiting[0])
+    later = world.first_slot(20).starts_at.astimezone(ZoneInfo("Europe/Berlin"))
+    b, weekday = f"/o/{world.org.slug}", (first.astimezone(ZoneInfo("Europe/Berlin")).weekday() + 1) % 7
+    waitlist_page = f"{b}/sessions/{world.session_id}/waitlist"
+    pages = {
+        world.coach: [f"{b}/coaches/{world.coach.id}/calendars", f"{b}/series/{series.id}",
+                      f"{b}/series/{series.id}/move?start=2&weekday={weekday}&time=11:00",
+                      f"{b}/offerings/{world.offering.id}/series?athlete={world.waiting[1].id}"
+                      f"&first_date={later:%Y-%m-%d}&first_time={later:%H:%M}&every=1&ends=count&count=2"],
+        world.waiting[1]: [waitlist_page, f"{b}/offerings/{world.offering.id}"],
+        world.waiting[0]: [waitlist_page, f"{b}/bookings"],
+    }
+    for member, paths in pages.items():
+        browser = browser_of(app, member.user.email)
+        for path in paths:
+            response = browser.get(path)
+            assert response.status_code == 200, path
+            forms = check_keys(app, body(response), path)
+            if path.endswith("/bookings"):  # a place in line is listed (its buttons come with an offered seat)
+                assert "in line" in body(response), path
+                continue
+            assert any(protected(app, endpoint_of(app, html.unescape(f["action"]))) for f in forms
+                       if f["method"] == "POST"), f"{path} has no protected form: the check tests nothing"
 
 
 def test_the_key_field_is_fresh_on_every_render(app, bw, carla):
