@@ -45,7 +45,8 @@ def assets_of(html: str) -> list[str]:
 
 def test_pages_link_fingerprinted_static_files(client, built):
     assets = assets_of(client.get("/login").get_data(as_text=True))
-    assert len(assets) == 7, assets  # the stylesheet, htmx, its ws and head-support extensions, media.js, chat.js, passkeys.js
+    # the stylesheet, htmx, its ws and head-support extensions, media.js, chat.js, passkeys.js, timezone.js
+    assert len(assets) == 8, assets
     for url in assets:
         assert FINGERPRINT_RE.search(url), url
     assert any(url.startswith("/static/js/chat-") for url in assets)
