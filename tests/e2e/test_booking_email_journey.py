@@ -66,6 +66,8 @@ def test_a_new_athlete_books_and_the_emails_cancel_link_works_once_without_a_ses
         page = context.new_page()
         csp = watch_csp(page)
         page.goto(f"{live_server}{link}")
+        # The zone comes from her browser: she does not have to find it.
+        expect(page.get_by_label("Time zone")).to_have_value("America/New_York")
         page.get_by_label("Your name").fill("Nora Newyork")
         page.get_by_label("Password", exact=True).fill(PASSWORD)
         page.get_by_role("button", name="Create account and join").click()
