@@ -29,6 +29,8 @@ from coach import tenancy
 from coach.accounts import service as accounts
 from coach.accounts import twofactor
 from coach.accounts.models import EmailChange, Passkey, PasswordResetToken, PendingSignup
+from coach.booking import manage_links, waitlist
+from coach.booking import series as booking_series
 from coach.booking import service as booking
 from coach.booking.models import Booking, CoachingSession
 from coach.chat import service as chat
@@ -42,6 +44,7 @@ from coach.progress.models import ProgressReport
 from coach.security import hash_password, new_token
 from coach.spaces import service as spaces
 from tests.booking_support import make_offering, open_every_day
+from tests.calendar_rows import seed_calendar_rows
 from tests.factories import PASSWORD, add_member, make_org, make_user, media_row
 
 UTC = timezone.utc
@@ -112,6 +115,9 @@ class FuzzWorld:
         secure = self.seed_account_security()
         db.session.commit()
         tenancy.activate(self.org.id)
+        secure.update(self.seed_calendars_series_waitlists())
+        db.session.commit()
+        tenancy.activate(self.org.id)
         # Plain values, read while the rows are loaded: the fuzz uses them after the session is gone.
         self.ids = {**progress, **secure,
             "slug": self.org.slug, "coach": str(self.coach.id), "athlete": str(self.athlete.id),
@@ -121,6 +127,47 @@ class FuzzWorld:
             "invitation": str(self.invitation.id), "bea": str(self.bea.id), "start": self.free_slot.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
 
+
+    def _slot(self, offering, days: int, index: int = 0) -> datetime:
+        day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=days)
+        return booking.available_slots(offering, day, day + timedelta(days=1))[index].starts_at
+
+    def seed_calendars_series_waitlists(self) -> dict[str, str]:
+        """Issue 19, after the days the booking form's fuzz books (4 to 15): Carla's calendar connection
+        (written directly: showing it calls no server), a weekly series of four sessions of Bea's from day 30, a
+        squad (two seats, waitlist 'auto') with two full sessions, Arno in line for the first (day 25), and a
+        squad whose freed seats are offered (day 27: Arno's offer is open), Bea's bookings for the no-login cancel
+        and reschedule links (day 17), and a reschedule link whose page's query string is fuzzed."""
+        coach, bea, pat, arno = self.coach, self.bea, self.pat, self.athlete
+        to_cancel = booking.request_booking(self.offering, bea, self._slot(self.offering, 17, 0), "", bea)
+        to_move = booking.request_booking(self.offering, bea, self._slot(self.offering, 17, 2), "", bea)
+        move_to = self._slot(self.offering, 18, 3)
+        rows = seed_calendar_rows(self.org, coach, bea, self.offering, to_cancel)
+        first = self._slot(self.offering, 30, 1)
+        plan = booking_series.plan(self.offering, bea, first, 1, 4, None, coach)
+        series = booking_series.book(self.offering, bea, first, 1, 4, None, plan.digest, coach)
+        ids = {"connection": str(rows["connection"].id), "series": str(series.id),
+               "series_weekday": str((first.weekday() + 1) % 7), "cancel_booking": str(to_cancel.id),
+               "move_booking": str(to_move.id), "move_start": move_to.strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "reschedule_link": manage_links.issue(to_move, "reschedule"),
+               "series_date": (datetime.now(UTC) + timedelta(days=45)).date().isoformat()}
+        db.session.commit()
+        squad = make_offering(coach, title="Squad", capacity=2, auto_confirm=True, waitlist_mode="auto")
+        offers = make_offering(coach, title="Squad offers", capacity=2, auto_confirm=True, waitlist_mode="offer",
+                               waitlist_offer_minutes=1440)
+        tenancy.activate(self.org.id)
+        for name, offering, days in (("group_leave", squad, 25), ("group_join", squad, 26), ("group_offer", offers, 27)):
+            start = self._slot(offering, days)
+            seats = [booking.request_booking(offering, a, start, "", a) for a in (bea, pat)]
+            session = db.session.get(CoachingSession, seats[0].session_id)
+            ids[name] = str(session.id)
+            if name != "group_join":
+                ids[f"{name}_entry"] = str(waitlist.join(session, arno, arno).id)
+            if name == "group_offer":
+                booking.transition(seats[1], "cancel", pat)
+                db.session.flush()
+                waitlist.fill(self.org.id, session.id)
+        return ids
 
     def seed_account_security(self) -> dict[str, str]:
         """Issue 18: Tess Two (an admin with two-factor on, a platform admin, a passkey and a second session,

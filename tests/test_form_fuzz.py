@@ -39,6 +39,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from coach import tenancy
+from coach.booking import manage_links
+from coach.booking.models import Booking
+from coach.extensions import db
 from coach.platform.ratelimit import limiter
 from coach.security import new_token
 from tests.conftest import Auth, csrf_from
@@ -207,6 +211,26 @@ PAGES = [
     Page("tess", "/o/{slug}/privacy", ("org_privacy.request_export", "org_privacy.request_closing"), restore=True),
     Page("tess", "/o/{slug}/admin/branding", ("admin.branding_accent", "admin.branding_logo"), restore=True),
     Page("tess", "/o/{slug}/admin/settings", ("admin.org_settings_page",), restore=True),
+    # Issue 19: calendars (a server that refuses at once), the week's clock and zone, recurring series (a good plan
+    # books, a good move moves occurrences 2 to 4, a good cancel cancels from the one rendered), waitlists (join,
+    # leave, take an offered seat), the no-login booking links (a fresh link each time the page opens: a good POST
+    # spends it, then 410).
+    Page("coach", "/o/{slug}/coaches/{coach}/calendars",
+         ("booking.connect_calendar", "booking.choose_calendars", "booking.sync_calendar"),
+         keep_out=("booking.disconnect_calendar",)),
+    Page("athlete", "/o/{slug}/offerings/{offering}", ("booking.set_clock",)),
+    Page("coach", "/o/{slug}/offerings/{offering}/series?athlete={bea}&first_date={series_date}&first_time=10:00"
+                  "&every=1&ends=count&count=2", ("booking.series_plan",)),
+    Page("coach", "/o/{slug}/series/{series}/move?start=2&weekday={series_weekday}&time=11:00",
+         ("booking.series_move",)),
+    Page("coach", "/o/{slug}/series/{series}", ("booking.series_cancel",)),
+    Page("athlete", "/o/{slug}/sessions/{group_join}/waitlist", ("booking.join_waitlist",)),
+    Page("athlete", "/o/{slug}/sessions/{group_leave}/waitlist", ("booking.leave_waitlist",)),
+    Page("athlete", "/o/{slug}/sessions/{group_offer}/waitlist", ("booking.accept_offer",),
+         keep_out=("booking.leave_waitlist",)),
+    Page("anon", "/b/{manage_cancel}/cancel", ("booking_links.cancel_now",)),
+    Page("anon", "/b/{manage_reschedule}/reschedule?start={move_start}", ("booking_links.reschedule_now",)),
+    Page("coach", "/o/{slug}/coaches/{coach}/calendars", ("booking.disconnect_calendar",), prefer="connection"),
     # Last: cancelling the booking is what its form does when the fuzz keeps every field.
     Page("athlete", "/o/{slug}/bookings/{booking}", ("booking.act",)),
 ]
@@ -251,6 +275,12 @@ QUERIES = [
     Query("pat", "/account/confirm", {"next": "/account/security"}),
     Query("pat", "/account/privacy/exports/{account_export}/download", {"token": ""}),
     Query("tess", "/o/{slug}/privacy/exports/{org_export}/download", {"token": ""}),
+    # Issue 19: a time zone by name or city, the series form's prefill, a no-login link's week and chosen time.
+    Query("athlete", "/o/{slug}/offerings/{offering}", {"week": "{today}", "tz": "Europe/London"}),
+    Query("athlete", "/o/{slug}/offerings/{offering}/book", {"start": "{start}", "tz": "london"}),
+    Query("coach", "/o/{slug}/offerings/{offering}/series", {"start": "{start}"}),
+    Query("coach", "/o/{slug}/sessions/{group_join}/waitlist", {"athlete": "{athlete}"}),
+    Query("anon", "/b/{reschedule_link}/reschedule", {"week": "{today}", "start": "{move_start}"}),
 ]
 
 
@@ -381,6 +411,10 @@ PLAUSIBLE_FOR = {
     ("admin.branding_accent", "accent_color"): lambda fuzz, rendered: "#0b4fa8",
     ("admin.branding_accent", "accent_picker"): lambda fuzz, rendered: "#0b4fa8",
     ("admin.branding_logo", "logo"): lambda fuzz, rendered: LOGO,  # a real picture: mutations corrupt it
+    # A server that refuses at once (the sync the connection asks for fails fast, with its message).
+    ("booking.connect_calendar", "server_url"): lambda fuzz, rendered: "http://127.0.0.1:9/dav/",
+    # The week's clock toggle is a named button (not sent unless clicked): the click, so the change is made.
+    ("booking.set_clock", "hour_cycle"): lambda fuzz, rendered: "12",
     # Selects whose first option is "" (none): a browser sends that.
     **{key: (lambda fuzz, rendered: "") for key in (
         ("progress.add_skill", "required_level"), ("progress.exercise_create", "demo_media_id"),
@@ -726,10 +760,22 @@ def fresh_email_undo_link(fuzz: Fuzz) -> str:
     return secret
 
 
+def fresh_manage_link(fuzz: Fuzz, booking_key: str, action: str) -> str:
+    """A new no-login link (issue 19) to ``action`` the seeded booking ``booking_key`` (a fuzzed good POST spends it)."""
+    with fuzz.app.test_request_context():
+        tenancy.activate(uuid.UUID(fuzz.ids["org_id"]))
+        token = manage_links.issue(db.session.get(Booking, uuid.UUID(fuzz.ids[booking_key])), action)
+        db.session.commit()
+        db.session.remove()
+    return token
+
+
 # The pages of one-time links get a new link each time they are opened: a fuzzed form spends its link, as it should
 # (the page then answers 410), and no test may depend on running before the ones that fuzz it.
 ONE_TIME_LINKS = {"reset": fresh_reset_link, "signup": fresh_signup_link, "invite": fresh_invitation_link,
-                  "email_confirm": fresh_email_confirm_link, "email_undo": fresh_email_undo_link}
+                  "email_confirm": fresh_email_confirm_link, "email_undo": fresh_email_undo_link,
+                  "manage_cancel": lambda fuzz: fresh_manage_link(fuzz, "cancel_booking", "cancel"),
+                  "manage_reschedule": lambda fuzz: fresh_manage_link(fuzz, "move_booking", "reschedule")}
 
 
 def page_forms(fuzz: Fuzz, page: Page) -> tuple[str, list[Form]]:
