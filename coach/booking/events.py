@@ -12,7 +12,9 @@ BOOKING_CHANGE = (
     "coach_membership_id; athlete_membership_id; actor_membership_id (null when the clock did it); "
     "starts_at, ends_at, expires_at (ISO 8601, UTC); reason (why it was cancelled: \"rescheduled\" when a new "
     "booking replaced it, else null); rescheduled_from_id (the booking this one replaced, or null); calendar_uid "
-    "(the appointment's UID, the same across reschedules); calendar_sequence (its SEQUENCE after this change)"
+    "(the appointment's UID, the same across reschedules); calendar_sequence (its SEQUENCE after this change); "
+    "series_batch (present and true when a recurring series' action made the change: the series' own topic below "
+    "tells people once, so notifications skip it; every other consumer takes it as usual)"
 )
 
 BOOKING_HELD = Topic("booking.held", BOOKING_CHANGE)
@@ -31,6 +33,18 @@ WAITLIST_CHANGE = ("entry_id; session_id; offering_id; athlete_membership_id; bo
                    "offered_until (ISO 8601, UTC; null when booked)")
 WAITLIST_BOOKED = Topic("booking.waitlist_booked", WAITLIST_CHANGE)
 WAITLIST_OFFERED = Topic("booking.waitlist_offered", WAITLIST_CHANGE)
+
+# A recurring series (see coach.booking.series): one event per action, emitted in the action's transaction next to
+# the occurrences' own status events (those carry series_batch: true). Notifications tell each person once from it.
+SERIES_CHANGE = ("series_id; action (booked | cancelled | moved); actor_membership_id; from_index (the first "
+                 "occurrence changed); booking_ids (the bookings booked, cancelled, or moved to, in order); "
+                 "calendar_sequences (each one's SEQUENCE after the change, in the same order); previous_ids (moved: "
+                 "the bookings each replaced; else empty); skipped (booked: the planned starts not booked, ISO 8601 "
+                 "UTC, with why: [[start, reason], ...]; else empty)")
+SERIES_BOOKED = Topic("booking.series_booked", SERIES_CHANGE)
+SERIES_CANCELLED = Topic("booking.series_cancelled", SERIES_CHANGE)
+SERIES_MOVED = Topic("booking.series_moved", SERIES_CHANGE)
+SERIES_TOPICS = {"booked": SERIES_BOOKED, "cancelled": SERIES_CANCELLED, "moved": SERIES_MOVED}
 
 # The topic a booking's status change emits, by the status reached.
 STATUS_TOPICS = {

@@ -102,11 +102,47 @@ def invitation(appointment: Appointment, *, method: str, status: str, organizer:
     """
     if method not in ("REQUEST", "CANCEL"):
         raise ValueError(f"unsupported iTIP method {method!r}")
+    event = _appointment_event(appointment, status, organizer, now)
+    who = _address(*attendee)
+    who.params["ROLE"] = "REQ-PARTICIPANT"
+    who.params["PARTSTAT"] = "TENTATIVE" if status == "TENTATIVE" else "ACCEPTED"
+    who.params["RSVP"] = "FALSE"
+    event.add("attendee", who)
+    event.add("transp", "TRANSPARENT" if method == "CANCEL" else "OPAQUE")
+    return _itip(method, [event])
+
+
+def publication(appointments: Iterable[tuple[Appointment, str]], *, organizer: tuple[str, str],
+                now: datetime) -> bytes:
+    """Many appointments in one ``METHOD:PUBLISH`` calendar (a recurring series' email): one VEVENT per
+    ``(appointment, STATUS)``, each with its own UID and SEQUENCE, so the entries it adds are the very ones a
+    single booking's later invitation (REQUEST/CANCEL with that UID) updates; ``STATUS:CANCELLED`` marks removed ones.
+
+    Why not one REQUEST per occurrence: in a REQUEST or CANCEL "all components MUST have the same UID" (RFC 5546
+    §3.2.2, §3.2.5), and mail clients act on one calendar part per email, so n bookings would take n emails.
+    PUBLISH allows many (§3.2.1), carries no ATTENDEE and asks for no reply.
+    """
+    events = []
+    for appointment, status in appointments:
+        event = _appointment_event(appointment, status, organizer, now)
+        event.add("transp", "TRANSPARENT" if status == "CANCELLED" else "OPAQUE")
+        events.append(event)
+    return _itip("PUBLISH", events)
+
+
+def _itip(method: str, events: list[Event]) -> bytes:
     cal = Calendar()
     cal.add("prodid", "-//Coach//Bookings//EN")
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     cal.add("method", method)
+    for event in events:
+        cal.add_component(event)
+    return cal.to_ical()
+
+
+def _appointment_event(appointment: Appointment, status: str, organizer: tuple[str, str], now: datetime) -> Event:
+    """The VEVENT of one appointment (an invitation's or a publication's)."""
     event = Event()
     event.add("uid", appointment.uid)
     event.add("sequence", appointment.sequence)
@@ -122,14 +158,7 @@ def invitation(appointment: Appointment, *, method: str, status: str, organizer:
     if appointment.description:
         event.add("description", appointment.description)
     event.add("organizer", _address(*organizer))
-    who = _address(*attendee)
-    who.params["ROLE"] = "REQ-PARTICIPANT"
-    who.params["PARTSTAT"] = "TENTATIVE" if status == "TENTATIVE" else "ACCEPTED"
-    who.params["RSVP"] = "FALSE"
-    event.add("attendee", who)
-    event.add("transp", "TRANSPARENT" if method == "CANCEL" else "OPAQUE")
-    cal.add_component(event)
-    return cal.to_ical()
+    return event
 
 
 def _address(name: str, email: str) -> vCalAddress:

@@ -129,7 +129,7 @@ def _hold_seat(offering: Offering, starts_at: datetime, ends_at: datetime) -> Co
 
 def request_booking(offering: Offering, athlete: Membership, starts_at: datetime, note: str, actor: Membership,
                     now: datetime | None = None, rescheduled_from: Booking | None = None,
-                    hold_minutes: int | None = None, confirm: bool = False) -> Booking:
+                    hold_minutes: int | None = None, confirm: bool = False, series_batch: bool = False) -> Booking:
     """Book ``athlete`` into ``offering`` at ``starts_at`` (UTC).
 
     Auto-confirm offerings are confirmed at once; others wait for the coach. The coach's
@@ -140,6 +140,8 @@ def request_booking(offering: Offering, athlete: Membership, starts_at: datetime
         the time, unless the payment settles it first: ``settle``/``settle_confirm``).
     :param confirm: the coach (or staff for them) books it, as a recurring series does: confirmed at once, as if
         the coach had accepted the request (the caller checks who may).
+    :param series_batch: one of many made by one action on a recurring series, which tells people of them once
+        (its own topic, :mod:`coach.booking.series`): the event says so (see :func:`emit_change`).
     """
     now = now or clock.now()
     note = (note or "").strip()
@@ -182,12 +184,12 @@ def request_booking(offering: Offering, athlete: Membership, starts_at: datetime
                  details={"offering": offering.title, "athlete": athlete.user.email,
                           "starts_at": slot.starts_at.isoformat(), "to": status,
                           **({"rescheduled_from": str(rescheduled_from.id)} if rescheduled_from else {})})
-    emit_change(booking, None, status, actor, rescheduled_from=rescheduled_from)
+    emit_change(booking, None, status, actor, rescheduled_from=rescheduled_from, series_batch=series_batch)
     return booking
 
 
 def reschedule_booking(booking: Booking, starts_at: datetime, actor: Membership, note: str | None = None,
-                       now: datetime | None = None, by_manager: bool = False) -> Booking:
+                       now: datetime | None = None, by_manager: bool = False, series_batch: bool = False) -> Booking:
     """Cancel ``booking`` and book the same offering at ``starts_at``, linked, in one transaction.
 
     If the new time cannot be booked nothing changes: the old booking stays as it was.
@@ -200,10 +202,10 @@ def reschedule_booking(booking: Booking, starts_at: datetime, actor: Membership,
     if "reschedule" not in allowed and not (by_manager and "cancel" in allowed):
         raise BookingError(f"This booking is {booking.status_label.lower()}; it cannot be rescheduled now.")
     with db.session.begin_nested():
-        transition(booking, "cancel", actor, now=now, reason="rescheduled")
+        transition(booking, "cancel", actor, now=now, reason="rescheduled", series_batch=series_batch)
         return request_booking(booking.offering, booking.athlete, starts_at,
                                booking.note if note is None else note, actor, now=now, rescheduled_from=booking,
-                               confirm=by_manager)
+                               confirm=by_manager, series_batch=series_batch)
 
 
 # --- the state machine -------------------------------------------------------------------------------
@@ -245,7 +247,7 @@ def late_at(status: str, starts_at: datetime, window_hours: int, now: datetime) 
 
 
 def transition(booking: Booking, action: str, actor: Membership | None, now: datetime | None = None,
-               reason: str | None = None) -> Booking:
+               reason: str | None = None, series_batch: bool = False) -> Booking:
     """Apply ``action`` to ``booking`` as a compare-and-swap on the status it was loaded with.
 
     :param actor: the member acting; ``None`` for the system (expiry, start, end).
@@ -290,7 +292,7 @@ def transition(booking: Booking, action: str, actor: Membership | None, now: dat
     audit.record(f"booking.{target}", actor=actor.user if actor else None,
                  actor_label=None if actor else "system", target_type="booking", target_id=booking.id,
                  details=details)
-    emit_change(booking, seen, target, actor, reason=reason)
+    emit_change(booking, seen, target, actor, reason=reason, series_batch=series_batch)
     return booking
 
 
@@ -305,8 +307,12 @@ def release_seats(session_ids: list[uuid.UUID]) -> None:
 
 
 def emit_change(booking: Booking, before: str | None, after: str, actor: Membership | None,
-                reason: str | None = None, rescheduled_from: Booking | None = None) -> None:
-    """Emit the topic of the status ``after`` (see :mod:`coach.booking.events`) with the change's payload."""
+                reason: str | None = None, rescheduled_from: Booking | None = None, series_batch: bool = False) -> None:
+    """Emit the topic of the status ``after`` (see :mod:`coach.booking.events`) with the change's payload.
+
+    :param series_batch: the change is one of a recurring series' action (``series_batch: true`` in the payload):
+        notifications skip it (the series' own topic tells people once); every other consumer takes it as usual.
+    """
     emit(STATUS_TOPICS[after], {
         "reason": reason,
         "rescheduled_from_id": str(rescheduled_from.id) if rescheduled_from else None,
@@ -317,4 +323,5 @@ def emit_change(booking: Booking, before: str | None, after: str, actor: Members
         "actor_membership_id": str(actor.id) if actor else None,
         "starts_at": booking.starts_at.isoformat(), "ends_at": booking.ends_at.isoformat(),
         "expires_at": booking.expires_at.isoformat() if booking.expires_at else None,
+        **({"series_batch": True} if series_batch else {}),
     })

@@ -7,10 +7,15 @@ of 500 occurrences costs the same few statements as one of 8. Each occurrence ei
 :func:`coach.booking.slots.compute_slots` offers it, or carries the reason it is not.
 
 Booking a plan goes through :func:`coach.booking.lifecycle.request_booking` once per occurrence, all in the
-caller's one transaction: the exclusion constraint, notifications and audit are those of single bookings. The
+caller's one transaction: the exclusion constraint and audit are those of single bookings. The
 caller confirms with the digest of the occurrences it showed; if the plan reads differently now (a new
 conflict, or a changed form) :class:`PlanChanged` is raised and nothing is written. Moving "this and later" is
 the same, with :func:`coach.booking.lifecycle.reschedule_booking` per occurrence.
+
+People are told once per action, not once per occurrence: each occurrence's status event is marked
+``series_batch`` (notifications skip it; calendar pushes, waitlists and the rest take it as usual) and the action
+emits its own topic (``booking.series_booked`` / ``_cancelled`` / ``_moved``, see :func:`_announce`) in the same
+transaction, from which :mod:`coach.notifications.series` writes one notification and one email per person.
 
 A series holds free offerings only: a paid session is paid one at a time (card, pack credit or by hand) on the
 booking page, and payments lie above booking (booking cannot take a credit or open a checkout).
@@ -33,12 +38,14 @@ from coach.booking import slots as slotlib
 from coach.booking.access import manages_calendar
 from coach.booking.availability import WEEKDAYS, coach_timezone, minutes_label, slot_rules
 from coach.booking.errors import BookingError
+from coach.booking.events import SERIES_TOPICS
 from coach.booking.lifecycle import request_booking, reschedule_booking, transition
 from coach.booking.models import LIVE_STATUSES, Booking, BookingSeries, CoachingSession, ExternalBusy, Offering
 from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.orgs.models import ATHLETE, Membership
 from coach.platform import audit
+from coach.platform.outbox import emit
 
 UTC = timezone.utc
 MAX_OCCURRENCES = 500
@@ -245,11 +252,14 @@ def book(offering: Offering, athlete: Membership, first_start: datetime, interva
         occurrences=len(booked), until_date=until, first_starts_at=booked[0].starts_at, timezone=current.timezone)
     db.session.add(series)
     db.session.flush()
+    bookings: list[Booking] = []
     for index, occurrence in enumerate(booked, start=1):
         booking = _book_one(lambda o=occurrence: request_booking(offering, athlete, o.starts_at, note, actor,
-                                                                 now=now, confirm=True))
+                                                                 now=now, confirm=True, series_batch=True))
         booking.series_id, booking.series_index = series.id, index
+        bookings.append(booking)
     db.session.flush()
+    _announce(series, "booked", actor, 1, bookings, skipped=current.conflicts)
     audit.record("series.created", actor=actor.user, target_type="booking_series", target_id=series.id,
                  details={"offering": offering.title, "athlete": athlete.user.email, "every_weeks": interval_weeks,
                           "booked": len(booked), "skipped": len(current.conflicts),
@@ -317,7 +327,8 @@ def cancel_from(series: BookingSeries, from_index: int, actor: Membership, now: 
     if not later:
         raise BookingError("Those sessions have already taken place.")
     for booking in later:
-        transition(booking, "cancel", actor, now=now)
+        transition(booking, "cancel", actor, now=now, series_batch=True)
+    _announce(series, "cancelled", actor, from_index, later)
     _settle_status(series)
     audit.record("series.cancelled", actor=actor.user, target_type="booking_series", target_id=series.id,
                  details={"from": from_index, "cancelled": len(later), "status": series.status})
@@ -371,16 +382,32 @@ def move_from(series: BookingSeries, from_index: int, weekday: int, minute: int,
                           "and confirm again.")
     if moved.conflicts:
         raise BookingError("Some of the new times are not free: nothing was moved. Choose another day or time.")
+    replaced: list[Booking] = []
     for occurrence in moved.occurrences:
         booking = occurrence.booking
         new = _book_one(lambda o=occurrence: reschedule_booking(o.booking, o.starts_at, actor, now=now,
-                                                                by_manager=True))
+                                                                by_manager=True, series_batch=True))
         new.series_id, new.series_index = series.id, booking.series_index
+        replaced.append(new)
     db.session.flush()
+    _announce(series, "moved", actor, from_index, replaced, previous=[o.booking for o in moved.occurrences])
     audit.record("series.moved", actor=actor.user, target_type="booking_series", target_id=series.id,
                  details={"from": from_index, "moved": len(moved.occurrences),
                           "to": f"{WEEKDAYS[weekday]} {minutes_label(minute)}"})
     return moved
+
+
+def _announce(series: BookingSeries, action: str, actor: Membership, from_index: int, bookings: list[Booking],
+              previous: list[Booking] = (), skipped: list[Occurrence] = ()) -> None:
+    """The action's own event (``SERIES_CHANGE`` in :mod:`coach.booking.events`), in the caller's transaction:
+    what people are told, once each, instead of once per occurrence."""
+    emit(SERIES_TOPICS[action], {
+        "series_id": str(series.id), "action": action, "actor_membership_id": str(actor.id),
+        "from_index": from_index, "booking_ids": [str(b.id) for b in bookings],
+        "calendar_sequences": [b.calendar_sequence for b in bookings],
+        "previous_ids": [str(b.id) for b in previous],
+        "skipped": [[o.starts_at.isoformat(), o.conflict] for o in skipped],
+    })
 
 
 def series_label(series: BookingSeries) -> str:

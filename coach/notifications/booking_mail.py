@@ -84,7 +84,7 @@ def _email(booking: Booking, change: Change, headline: str, member: Membership) 
     subject, headline, moved = _wording(booking, change, headline, member, other)
     manage = _manage_links(booking, change, base) if is_athlete else None
     app_url = base + service.path_for("booking.detail", slug=org.slug, booking_id=booking.id)
-    appointment = _appointment(booking, change, org, other, manage["view"] if manage else app_url)
+    appointment = appointment_of(booking, change, org, other, manage["view"] if manage else app_url)
     live = change.status in ("requested", "confirmed")
     attachments = (_invitation(booking, change, appointment, member),) if change.status in INVITATIONS else ()
     context = {
@@ -117,8 +117,9 @@ def _wording(booking: Booking, change: Change, headline: str, member: Membership
     return " ".join(subject.split()), headline, moved  # the subject: one header line whatever a name holds
 
 
-def _appointment(booking: Booking, change: Change, org: Organization, other: Membership,
-                 page: str) -> ics.Appointment:
+def appointment_of(booking: Booking, change: Change, org: Organization, other: Membership,
+                   page: str) -> ics.Appointment:
+    """What ``booking``'s calendar entry says to the reader (``other`` is the person they meet)."""
     offering, name = booking.offering, other.user.display_name
     lines = (f"{offering.title} with {name} ({org.name})",
              f"Join: {offering.meeting_url}" if offering.meeting_url else "",
@@ -135,7 +136,7 @@ def _invitation(booking: Booking, change: Change, appointment: ics.Appointment, 
     attendee (see :func:`coach.booking.ics.invitation`)."""
     method, status = INVITATIONS[change.status]
     data = ics.invitation(appointment, method=method, status=status, now=clock.now(),
-                          organizer=(booking.coach.user.display_name, _sender_address()),
+                          organizer=(booking.coach.user.display_name, sender_address()),
                           attendee=(member.user.display_name, member.user.email))
     return {"filename": "invite.ics", "content_type": f"text/calendar; method={method}; charset=utf-8",
             "data": data}
@@ -149,7 +150,7 @@ def _status_line(change: Change, booking: Booking, is_athlete: bool) -> str:
             "cancelled": "Cancelled"}.get(change.status or "", "Released")
 
 
-def _sender_address() -> str:
+def sender_address() -> str:
     """The app's own sender address: an invitation's ORGANIZER (see :func:`coach.booking.ics.invitation`)."""
     return parseaddr(current_app.config["MAIL_DEFAULT_SENDER"])[1] or "no-reply@coach.localhost"
 

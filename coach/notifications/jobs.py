@@ -28,6 +28,7 @@ from coach.media.models import MediaComment, MediaItem
 from coach.notifications import chat_hooks  # noqa: F401
 from coach.notifications import payments as payment_notices  # noqa: F401 - registers its consumers
 from coach.notifications import waitlist as waitlist_notices  # noqa: F401 - the same
+from coach.notifications import series as series_notices  # noqa: F401 - the same
 from coach.notifications import (  # noqa: F401 - the same
     progress_habits, progress_programs, progress_records, progress_reports)
 from coach.notifications import booking_mail, service
@@ -267,6 +268,8 @@ def _booking_plans(booking: Booking, before: str | None, after: str, actor: Memb
 def booking_changed(payload: dict) -> None:
     """Whoever of the coach and the athlete did not make the change, in the app and by email as they chose; the
     one who made it gets its email only (their calendar's invitation). A reschedule is one "moved" email each."""
+    if payload.get("series_batch"):
+        return  # one of a recurring series' action: notifications/series.py tells each person once
     booking = db.session.get(Booking, uuid.UUID(payload["booking_id"]))
     if booking is None:
         return
