@@ -21,9 +21,8 @@ run: setup
 # Then the suite on one pytest-xdist worker per CPU, at most TEST_MAX_WORKERS (each worker starts its own
 # PostgreSQL, Valkey and browser); a test file stays on one worker (its module fixtures are made once).
 # `make test TEST_WORKERS=0` runs it in one process; PYTEST_ARGS come last and may override any of these.
-# One process by default for now: on parallel runs the form fuzz's first test found the seeded one-time links
-# already refused (410) three times out of three (not in one process); see docs/ARCHITECTURE.md, known gaps.
-TEST_WORKERS ?= 0
+# Either way each file's tests run in the order written (tests/conftest.py), so a worker and one process agree.
+TEST_WORKERS ?= auto
 TEST_MAX_WORKERS ?= 4
 test: setup lint
 	$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses $(TEST_MAX_WORKERS) --dist loadfile $(PYTEST_ARGS)
