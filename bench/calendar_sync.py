@@ -18,7 +18,8 @@ server, the week calendar with the busy time it leaves, and previewing a 500-occ
    made through the services before any sync): coach01 has the Radicale calendar above synced (thousands of
    ``external_busy`` rows), coach02 has none. Through ``gunicorn --config gunicorn.conf.py``, per round: the bare
    route, coach02's week page, coach01's week page, each requested by 16 logged-in athletes. Statements per page
-   counted in-process (``tests/querycount.py``); the page's one statement that reads ``external_busy``
+   counted in-process (``tests/querycount.py``), with each page's CPU per request in-process and that of its slots
+   alone (``availability.week_slots``); the page's one statement that reads ``external_busy``
    (:func:`coach.booking.availability._calendar_statement`) runs under ``EXPLAIN (ANALYZE, BUFFERS)`` as the app's
    role under RLS (second of two runs reported) and must use ``ix_external_busy_coach_time``.
 3. **Series preview.** In this process, the coach's preview of a weekly series of 500 occurrences of a free
@@ -371,7 +372,14 @@ def _analyze(bench) -> None:
 # --- in-process: statements and CPU of the pages -----------------------------------------------------------
 
 
-def _page_in_process(app, email: str, password: str, paths: dict[str, str]) -> dict:
+def _page_in_process(app, org_id, email: str, password: str, paths: dict[str, str], offerings: dict[str, str],
+                     week: date) -> dict:
+    """Per page: statements, bytes, free slots, CPU per request (test client); and the slots alone
+    (``availability.week_slots``: the calendar statement, its rows read, compute_slots), CPU per call."""
+    from coach import tenancy
+    from coach.booking import service
+    from coach.booking.models import Offering
+    from coach.extensions import db
     from tests.querycount import statements_for
 
     client = app.test_client()
@@ -386,6 +394,16 @@ def _page_in_process(app, email: str, password: str, paths: dict[str, str]) -> d
             assert client.get(path).status_code == 200
         found[name] = {"queries": queries, "bytes": len(body.encode()), "slots": body.count('class="slot"'),
                        "cpu_ms": (time.process_time() - c0) * 1000 / PAGE_REQUESTS}
+        with app.app_context():
+            tenancy.activate(org_id)
+            offering = db.session.get(Offering, uuid.UUID(offerings[name]))
+            window = service.week_window(week, "Europe/Berlin")
+            service.week_slots(offering, *window)
+            c0 = time.process_time()
+            for _ in range(PAGE_REQUESTS):
+                service.week_slots(offering, *window)
+            found[name]["slots_cpu_ms"] = (time.process_time() - c0) * 1000 / PAGE_REQUESTS
+            db.session.rollback()
     return found
 
 
@@ -565,7 +583,8 @@ def run() -> str:
                                                        logins=logins, meter={"server": web.process.pid, **services})))
         bench.stop_all()  # the in-process parts have the machine to themselves
         _say("in-process: statements and CPU of both week pages, then the 500-occurrence series previews")
-        pages = _page_in_process(app, athletes[0], org.password, paths)
+        pages = _page_in_process(app, org.id, athletes[0], org.password, paths,
+                                 {"none": none["hour"], "busy": busy["hour"]}, week)
         series_busy = _series_in_process(app, org, busy_email, busy)
         series_none = _series_in_process(app, org, none_email, none)
 
@@ -630,7 +649,8 @@ def run() -> str:
     print(f"in-process (test client, {PAGE_REQUESTS} requests each): none {pages['none']['cpu_ms']:.1f} ms CPU, "
           f"{pages['none']['queries']} statements, {pages['none']['bytes']:,} bytes; busy "
           f"{pages['busy']['cpu_ms']:.1f} ms CPU, {pages['busy']['queries']} statements, "
-          f"{pages['busy']['bytes']:,} bytes")
+          f"{pages['busy']['bytes']:,} bytes; the slots alone (availability.week_slots: the statement, its rows, "
+          f"compute_slots): none {pages['none']['slots_cpu_ms']:.2f} ms, busy {pages['busy']['slots_cpu_ms']:.2f} ms")
 
     print(f"\nseries preview, weekly x {SERIES_COUNT} (free offering, horizon 730 days), as the coach, in this process:")
     srows = []
