@@ -24,6 +24,7 @@ Services never commit; the caller commits once.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import uuid
@@ -174,7 +175,20 @@ def _check(offering: Offering, starts: list[datetime], now: datetime,
         if held in busy:
             busy.remove(held)
     rules = dataclasses.replace(rules, busy=busy)
-    return rules.timezone, [_conflict(rules, external, start, now) for start in starts]
+    # Each start is checked against the few merged busy ranges around it: compute_slots merges (sorts) all it is
+    # given, and 500 starts against thousands of synced busy rows sorted them 500 times (bench calendar_sync).
+    merged = slotlib._merged(busy)
+    before, after = timedelta(minutes=rules.buffer_before), timedelta(minutes=rules.duration + rules.buffer_after)
+    return rules.timezone, [_conflict(dataclasses.replace(rules, busy=_near(merged, start - before, start + after)),
+                                      external, start, now) for start in starts]
+
+
+def _near(merged: tuple[list[datetime], list[datetime]], lo: datetime,
+          hi: datetime) -> list[tuple[datetime, datetime]]:
+    """The merged ranges (sorted, disjoint: parallel starts and ends) that overlap ``[lo, hi)``."""
+    starts, ends = merged
+    first = bisect.bisect_right(ends, lo)
+    return list(zip(starts[first:bisect.bisect_left(starts, hi, lo=first)], ends[first:]))
 
 
 # --- a new series ------------------------------------------------------------------------------------
