@@ -3,6 +3,7 @@ zones), one check-in per local day (a second replaces the first), a timeline ent
 input refused with a message, another organization sees nothing, and a fixed number of statements."""
 from __future__ import annotations
 
+import threading
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -131,9 +132,11 @@ def test_flags_in_one_statement_each_athlete_in_their_zone(world, monkeypatch):
     db.session.scalar(select(ReadinessCheckin.id).limit(1))  # the transaction (and its tenant settings) begins
     ids = [world.ana.id, world.ben.id, world.coach.id]
     engine = db.engine
+    me = threading.get_ident()
 
     def count(conn, cursor, statement, *args):
-        seen.append(statement)
+        if threading.get_ident() == me:  # not the background relay's outbox claims on the same engine
+            seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", count)
     try:
