@@ -177,7 +177,7 @@ def _check(offering: Offering, starts: list[datetime], now: datetime,
     rules = dataclasses.replace(rules, busy=busy)
     # Each start is checked against the few merged busy ranges around it: compute_slots merges (sorts) all it is
     # given, and 500 starts against thousands of synced busy rows sorted them 500 times (bench calendar_sync).
-    merged = slotlib._merged(busy)
+    merged = slotlib.merge_ranges(busy)
     before, after = timedelta(minutes=rules.buffer_before), timedelta(minutes=rules.duration + rules.buffer_after)
     return rules.timezone, [_conflict(dataclasses.replace(rules, busy=_near(merged, start - before, start + after)),
                                       external, start, now) for start in starts]

@@ -88,7 +88,7 @@ def wall_to_utc(day: date, minute: int, zone: ZoneInfo) -> datetime:
     return local.astimezone(UTC)
 
 
-def _merged(ranges: Iterable[tuple[datetime, datetime]]) -> tuple[list[datetime], list[datetime]]:
+def merge_ranges(ranges: Iterable[tuple[datetime, datetime]]) -> tuple[list[datetime], list[datetime]]:
     """Sorted, merged ranges as two parallel lists (starts, ends) for bisection."""
     starts: list[datetime] = []
     ends: list[datetime] = []
@@ -128,8 +128,8 @@ def compute_slots(rules: SlotRules, window_start: datetime, window_end: datetime
     if earliest >= latest:
         return []
 
-    busy_starts, busy_ends = _merged(rules.busy)
-    off_starts, off_ends = _merged(rules.time_off)
+    busy_starts, busy_ends = merge_ranges(rules.busy)
+    off_starts, off_ends = merge_ranges(rules.time_off)
 
     slots: dict[datetime, Slot] = {}
     # Dates in the coach's zone whose intervals can reach the window (a day's interval lies within it).
