@@ -138,6 +138,21 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "CALSYNC_INTERVAL_SECONDS": _int("CALSYNC_INTERVAL_SECONDS", 300),
         "CALSYNC_ALLOW_PRIVATE_ADDRESSES": _bool("CALSYNC_ALLOW_PRIVATE_ADDRESSES",
                                                  default=env in ("development", "testing")),
+        # Live session rooms (coach.rooms). A room opens ROOM_OPENS_MINUTES before the session and closes
+        # ROOM_GRACE_MINUTES after its end. ICE servers for WebRTC: STUN URLs, TURN URLs and the secret shared
+        # with the TURN server (coturn's use-auth-secret): each member gets a credential valid ROOM_TURN_TTL_SECONDS.
+        # With none set, browsers use host candidates only (one machine, a LAN).
+        "ROOM_OPENS_MINUTES": _int("ROOM_OPENS_MINUTES", 10),
+        "ROOM_GRACE_MINUTES": _int("ROOM_GRACE_MINUTES", 30),
+        "ROOM_MAX_PARTICIPANTS": _int("ROOM_MAX_PARTICIPANTS", 6),
+        "ROOM_STUN_URLS": _list("ROOM_STUN_URLS"),
+        "ROOM_TURN_URLS": _list("ROOM_TURN_URLS"),
+        "ROOM_TURN_SECRET": os.environ.get("ROOM_TURN_SECRET", ""),
+        "ROOM_TURN_TTL_SECONDS": _int("ROOM_TURN_TTL_SECONDS", 6 * 3600),
+        # Signaling frames: the largest accepted (an SDP offer with video, audio and a screen is a few KB), and
+        # how many a socket may send in any 10 seconds before it is told to slow down (candidates come in bursts).
+        "ROOM_MAX_FRAME_BYTES": _int("ROOM_MAX_FRAME_BYTES", 64 * 1024),
+        "ROOM_FRAMES_PER_10S": _int("ROOM_FRAMES_PER_10S", 400),
         # Payments (coach.payments). With no STRIPE_SECRET_KEY outside production, `make run` and the tests start
         # the fake provider (fakestripe) and point STRIPE_API_BASE at it; with a real key, Stripe's own API.
         "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY", ""),

@@ -51,6 +51,10 @@ class MediaItem(TenantScoped, db.Model):
     uploaded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # "upload" (a browser's file), "recording" (a session room's call, uploaded as it went), "import".
+    origin: Mapped[str] = mapped_column(String(12), default="upload", server_default="upload")
+    # When the retention sweep deletes it (recordings, unless kept); None: kept until someone deletes it.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     owner: Mapped[Membership | None] = tenant_relationship("MediaItem", "owner_membership_id", innerjoin=False)
 

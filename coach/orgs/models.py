@@ -61,6 +61,8 @@ class Organization(db.Model):
     # Chat messages and audit events older than this many days are deleted by a nightly job (None: kept).
     chat_retention_days: Mapped[int | None] = mapped_column(Integer)
     audit_retention_days: Mapped[int | None] = mapped_column(Integer)
+    # Session recordings are deleted this many days after they were made unless kept; None: never.
+    recording_retention_days: Mapped[int | None] = mapped_column(Integer, default=90, server_default="90")
     # Branding: '#rrggbb' (contrast checked), the resized logo's storage key, and a version that names the
     # organization's stylesheet so a browser never keeps an old one.
     accent_color: Mapped[str | None] = mapped_column(String(7))
