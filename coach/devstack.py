@@ -115,6 +115,8 @@ def _start_stack(instance: Path, *, throwaway: bool, valkey_port: int | None) ->
         pg = start_postgres(instance / "postgres", throwaway=throwaway)
         socket_dir = socket_dir_of(pg)
         bootstrap_roles(f"postgresql://postgres@/postgres?host={socket_dir}")
+        if throwaway:
+            _disposable(f"postgresql://postgres@/postgres?host={socket_dir}")
         database_url = f"postgresql+psycopg://{APP_ROLE}@/{DB_NAME}?host={socket_dir}"
         owner_url = f"postgresql+psycopg://{OWNER_ROLE}@/{DB_NAME}?host={socket_dir}"
     if not redis_url:
@@ -122,6 +124,16 @@ def _start_stack(instance: Path, *, throwaway: bool, valkey_port: int | None) ->
         redis_url = f"{vk.connection_url}/0"
     return Stack(database_url=database_url, owner_url=owner_url or database_url, redis_url=redis_url,
                  _postgres=pg, _valkey=vk)
+
+
+def _disposable(super_uri: str) -> None:
+    """A throwaway cluster (the tests') does not wait for the disk: no fsync, no full-page images, commits
+    not flushed. Its data dies with it anyway, and a stop's checkpoint then takes a moment instead of
+    many seconds on a loaded machine (the fault tests stop and start it under load)."""
+    with psycopg.connect(super_uri, autocommit=True) as conn:
+        for name in ("fsync", "full_page_writes", "synchronous_commit"):
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(name)))
+        conn.execute("SELECT pg_reload_conf()")
 
 
 def _masked(url: str) -> str:

