@@ -318,5 +318,7 @@ def browser_type_launch_args(browser_type_launch_args):
     if executable:
         args["executable_path"] = executable
     args["args"] = [*args.get("args", []), "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+                    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                                         # Session rooms: a fake camera and microphone, granted without a prompt.
+                                         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
     return args
