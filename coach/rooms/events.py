@@ -1,0 +1,19 @@
+"""Outbox topics of the rooms domain (see :mod:`coach.platform.events`).
+
+``ROOM_JOINED`` is emitted when a member starts a stay in a session's room (the signaling socket's join);
+``ROOM_ENDED`` when the coach ends the room for everyone. A topic may have several consumers (they run in
+order, in one transaction): notifications tell the athletes, the rooms domain closes stays, recording stops.
+"""
+from __future__ import annotations
+
+from coach.platform.events import Topic
+
+ROOM_JOINED = Topic(
+    "room.joined",
+    "session_id; member_id (the membership that joined); role (coach | athlete); attendance_id (the stay's "
+    "room_attendance row); joined_at (ISO 8601, UTC)",
+)
+ROOM_ENDED = Topic(
+    "room.ended",
+    "session_id; ended_by (the coach's membership id); ended_at (ISO 8601, UTC)",
+)
