@@ -10,8 +10,8 @@ from coach.platform.events import Topic
 
 ROOM_JOINED = Topic(
     "room.joined",
-    "session_id; member_id (the membership that joined); role (coach | athlete); attendance_id (the stay's "
-    "room_attendance row); joined_at (ISO 8601, UTC)",
+    "session_id; membership_id (who started a stay); role (coach | athlete); emitted once per new stay (a "
+    "reconnect of the same page's peer is not a new stay)",
 )
 ROOM_ENDED = Topic(
     "room.ended",
