@@ -230,11 +230,14 @@ def _require_draft(record: SessionRecord) -> None:
                             status=409)
 
 
-def start(booking: Booking, actor: Membership, framework_id=None) -> SessionRecord:
+def start(booking: Booking, actor: Membership, framework_id=None, *, live: bool = False) -> SessionRecord:
     """The booking's draft record (the existing draft if there is one): only once the session has ended, and
-    only one first version (after that, amend)."""
+    only one first version (after that, amend).
+
+    :param live: the coach is taking notes in the session's room while it is under way (the room decided it is
+        open): a confirmed or active booking may start its draft before the end."""
     _require_writer(actor, booking)
-    if not has_ended(booking):
+    if not has_ended(booking) and not (live and booking.status in ("confirmed", "active")):
         raise ProgressError("A session record can be written once the session has ended.", status=409)
     existing = draft_for(booking)
     if existing is not None:
@@ -318,6 +321,27 @@ def save_draft(record: SessionRecord, actor: Membership, *, framework_id=None, l
                                                       RecordSkillLevel.record_id == record.id))
     db.session.add_all([RecordSkillLevel(tenant_id=record.tenant_id, record_id=record.id, skill_id=skill_id,
                                          level=level, note=note) for skill_id, level, note in chosen])
+    db.session.flush()
+    return record
+
+
+def save_notes(record: SessionRecord, actor: Membership, notes_md: str) -> SessionRecord:
+    """Write the draft's notes alone, as the room's panel saves them while the coach types: its framework, levels
+    and homework stay as the full record's page left them (:func:`save_draft` writes them all)."""
+    booking = booking_of(record)
+    _require_writer(actor, booking)
+    # The row locked, as sign() does: a sign-off meanwhile is found here (a 409), not by the lock trigger.
+    status = db.session.scalar(select(SessionRecord.status).where(
+        SessionRecord.tenant_id == record.tenant_id, SessionRecord.id == record.id).with_for_update())
+    if status is None:
+        raise ProgressError("This draft was discarded meanwhile: reload the page.", status=404)
+    if status != DRAFT:
+        record.status = status
+    _require_draft(record)
+    notes_md = _text(notes_md, NOTES_MAX, "notes")
+    record.notes_md, record.notes_html = notes_md, markdown.render(notes_md) if notes_md else ""
+    record.coach_membership_id = actor.id
+    record.updated_at = clock.now()
     db.session.flush()
     return record
 

@@ -23,7 +23,7 @@ from simple_websocket import ConnectionClosed
 from coach import tenancy
 from coach.blueprints.chat import bp
 from coach.blueprints.chat.forms import MemberSearchForm, MessageForm, StartForm
-from coach.blueprints.forms import attempt
+from coach.blueprints.forms import attempt, org_path
 from coach.chat import realtime
 from coach.chat import render as messages_html
 from coach.chat import service
@@ -184,7 +184,10 @@ def send(conversation_id: str):
     if sent:
         db.session.commit()
         _announce(conversation, sent.value)
-        return redirect_after_post(url_for("chat.conversation", conversation_id=conversation.id) + "#composer")
+        # A composer on another page of the organization (a session room's panel) comes back to that page.
+        back = request.form.get("next")
+        return redirect_after_post(back if org_path(back, g.org.slug) else
+                                   url_for("chat.conversation", conversation_id=conversation.id) + "#composer")
     return render("chat/conversation.html", "composer", status=422, **_page_context(conversation, acc, form))
 
 
