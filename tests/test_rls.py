@@ -25,6 +25,7 @@ from coach.orgs.service import invite
 from coach.platform.models import AuditEvent, IdempotencyKey, OutboxEvent, ProcessedEvent
 from coach.privacy.models import OrgExport
 from tests.calendar_rows import seed_calendar_rows
+from tests.room_rows import seed_room_rows
 from coach.spaces.models import PostAttachment
 from tests.booking_support import make_offering, open_every_day
 from tests.payments_support import seed_payment_rows
@@ -99,6 +100,8 @@ def two_orgs(ctx):
         # Calendars: a connection with a calendar, busy time read from it, a pushed event, a manage link, a
         # recurring series and a waitlist place.
         seed_calendar_rows(org, coach, athlete, offering, booking)
+        # Session rooms: the booking's room, both stays, a consent and a recording.
+        seed_room_rows(org, coach, athlete, booking)
         # One row in every other tenant table, so each is covered below.
         db.session.add(OutboxEvent(tenant_id=org.id, topic="test.later", payload={},
                                    available_at=datetime.now(timezone.utc) + timedelta(days=1)))
