@@ -68,6 +68,8 @@ class Badge:
 
 
 _badges: dict[str, Badge] = {}
+# Events of a higher layer's own type (rooms: signaling), handed to it as they are: ``handler(hub, event)``.
+_handlers: dict[str, Callable[[Hub, dict], None]] = {}
 
 
 def register_badge(event_type: str, count: Callable[[Membership], int], template: str) -> None:
@@ -79,6 +81,13 @@ def register_badge(event_type: str, count: Callable[[Membership], int], template
     :param event_type: the ``type`` of the event that says the members' counts changed.
     """
     _badges[event_type] = Badge(count, template)
+
+
+def register_handler(event_type: str, handler: Callable[[Hub, dict], None]) -> None:
+    """Let a higher layer handle published events of its own ``type`` in every process, without chat knowing
+    that layer: ``handler(hub, event)`` runs on the hub's listener (keep it quick: no database, a few sends).
+    Events that end sessions and memberships still close that layer's sockets registered as connections."""
+    _handlers[event_type] = handler
 
 
 class Frame:
@@ -289,6 +298,8 @@ class Hub:
             self._posts(tenant_id, event)
         elif kind in _badges:
             self._badge(tenant_id, _badges[kind], event)
+        elif kind in _handlers:
+            _handlers[kind](self, event)
 
     def end_sessions(self, session_ids: set[uuid.UUID]) -> int:
         """Close this process's sockets of sessions that ended; how many."""

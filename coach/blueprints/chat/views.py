@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from urllib.parse import urlsplit
 
 from flask import abort, current_app, g, render_template, request, url_for
 from flask_login import current_user
@@ -24,6 +23,7 @@ from coach import tenancy
 from coach.blueprints.chat import bp
 from coach.blueprints.chat.forms import MemberSearchForm, MessageForm, StartForm
 from coach.blueprints.forms import attempt, org_path
+from coach.blueprints.sockets import same_origin
 from coach.chat import realtime
 from coach.chat import render as messages_html
 from coach.chat import service
@@ -230,15 +230,6 @@ def delete(conversation_id: str, message_id: str):
 
 
 # --- the socket ------------------------------------------------------------------------------------
-
-def same_origin(origin: str | None) -> bool:
-    """Whether a handshake's ``Origin`` is this app's own (a foreign page must not ride the cookie)."""
-    if not origin:
-        return False
-    allowed = {urlsplit(current_app.config["APP_BASE_URL"]).netloc.lower(), request.host.lower()}
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc.lower() in allowed
-
 
 @bp.before_request
 def _guard_socket():
