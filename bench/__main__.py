@@ -11,7 +11,7 @@ import sys
 
 BENCHMARKS = ("dashboard", "outbox", "booking_race", "credits_race", "webhooks", "calendar", "slots", "feed",
               "feed_depth", "pages", "upload", "chat", "page_weight", "report", "athlete_page",
-              "admin_dashboard", "calendar_sync")
+              "admin_dashboard", "calendar_sync", "signaling")
 
 
 def main(argv: list[str]) -> int:
