@@ -22,7 +22,7 @@ from coach.media.events import MEDIA_DELETED, MEDIA_UPLOADED
 from coach.media.models import MediaItem
 from coach.media.storage import get_storage
 from coach.orgs.models import Organization
-from coach.platform.jobs import consumer, get_app
+from coach.platform.jobs import consumer, each_tenant, get_app
 from coach.platform.periodic import periodic
 from coach.platform.queues import queue
 
@@ -180,3 +180,14 @@ def sweep_all() -> int:
         # Twice the upload lifetime: rows expire first and are aborted above with their accounting.
         done += storage.remove_stale_uploads(2 * 3600 * current_app.config["MEDIA_UPLOAD_TTL_HOURS"])
     return done
+
+
+@periodic(every=3600, name="sweep_media_retention")
+def sweep_retention() -> int:
+    """Media past its ``expires_at`` (recordings after the organization's retention, unless kept): deleted
+    through the normal path, so their objects are removed and their room given back."""
+    return each_tenant(service.expired_tenants(), _delete_expired, "media retention sweep")
+
+
+def _delete_expired(tenant_id: uuid.UUID) -> int:
+    return service.delete_expired(db.session.get(Organization, tenant_id))

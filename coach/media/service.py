@@ -43,6 +43,7 @@ from coach.media import processing
 from coach.media.events import MEDIA_DELETED, MEDIA_READY, MEDIA_REVIEW_COMMENTED, MEDIA_UPLOADED
 from coach.media.models import AUDIENCES, MediaComment, MediaItem
 from coach.media.storage import StorageError, get_storage
+from coach.media.storage.base import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE
 from coach.orgs.models import ADMIN, COACH, Membership, Organization
 from coach.platform import audit
 from coach.platform.outbox import emit
@@ -554,6 +555,223 @@ def stuck(org: Organization, now: datetime | None = None, after: timedelta = tim
         MediaItem.tenant_id == org.id, MediaItem.status == "deleting",
         MediaItem.deleted_at <= now - timedelta(minutes=5))))
     return {"processing": processing_ids, "deleting": deleting_ids}
+
+
+# --- open-ended uploads (a call recorded while it goes on) -----------------------------------------
+#
+# A recording's size is known only when it stops, so its upload is open-ended: the browser asks for one part
+# at a time, in order, sends it, and says it is stored; stop completes the upload with the parts as they came
+# (sizes vary, the last is smaller). While open, ``part_count`` is the number of the part coming next (the
+# stored ones are 1 .. part_count - 1), ``size_bytes`` their total, and ``declared_bytes`` (= ``counted_bytes``,
+# what the quota counts) that total plus the part signed but not yet stored.
+
+class OutOfOrder(MediaError):
+    """A part asked for or reported out of turn, or an upload that has finished."""
+
+    status = 409
+
+
+def open_part_floor() -> int:
+    """The smallest part storage takes before the last one (S3: 5 MiB; the local backend as configured)."""
+    return getattr(get_storage(), "min_part_size", MIN_PART_SIZE)
+
+
+def open_part_ceiling() -> int:
+    """The largest part one request may ask for: four of the usual size (a slow recorder's backlog)."""
+    return min(MAX_PART_SIZE, max(4 * _cfg("MEDIA_PART_BYTES"), MIN_PART_SIZE))
+
+
+def start_open_upload(org: Organization, owner: Membership, filename: str, content_type: str, *, title: str,
+                      audience: str = "staff", origin: str = "recording", now: datetime | None = None) -> MediaItem:
+    """An upload whose size is not known yet; the room of its first part is taken from the quota now.
+
+    :raises QuotaExceeded: not even one part fits.
+    """
+    item = _new_item(org, owner, filename, _cfg("MEDIA_PART_BYTES"), content_type, audience, title,
+                     now or clock.now())
+    item.origin = origin
+    item.part_count = 1
+    item.upload_id = get_storage().create_upload(item.original_key, item.content_type)
+    db.session.flush()
+    return item
+
+
+def _open(item: MediaItem) -> MediaItem:
+    item = _lock(item)
+    if item.status != "uploading" or item.upload_id is None:
+        raise OutOfOrder("The recording has stopped.")
+    return item
+
+
+def _whole(value, what: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise MediaError(f"The {what} is missing.") from None
+    if isinstance(value, float) and value != number:
+        raise MediaError(f"The {what} must be a whole number.")
+    return number
+
+
+def open_part_url(item: MediaItem, number, size, now: datetime | None = None) -> dict:
+    """Sign part ``number`` of ``size`` bytes: the next part in order (or the same one again until it is
+    stored), its room checked under the quota lock and added to the item's counted bytes.
+
+    :raises OutOfOrder: not the next part, an earlier part was too small to be followed, or the upload is over.
+    :raises QuotaExceeded: the organization's room or the largest file size would be passed.
+    """
+    number, size = _whole(number, "part number"), _whole(size, "part size")
+    item = _open(item)
+    following = item.part_count
+    if number < following:
+        raise OutOfOrder(f"Part {number} is already stored: part {following} comes next.")
+    if number > following:
+        raise OutOfOrder(f"Parts go in order: part {following} comes next, not part {number}.")
+    if number >= MAX_PART_NUMBER:
+        raise QuotaExceeded("This recording has as many parts as a file can have: stop it and start another.")
+    if size < 1:
+        raise MediaError("A part cannot be empty.")
+    if size > open_part_ceiling():
+        raise MediaError(f"A part can be up to {human_size(open_part_ceiling())}; this one is {human_size(size)}.")
+    storage = get_storage()
+    if number > 1:
+        floor = open_part_floor()
+        before = {p.number: p for p in storage.list_parts(item.original_key, item.upload_id)}.get(number - 1)
+        if before is not None and before.size < floor:
+            raise OutOfOrder(f"Only the last part may be smaller than {human_size(floor)}, and part {number - 1} "
+                             f"was {human_size(before.size)}: stop the recording.")
+    total = (item.size_bytes or 0) + size
+    if total > _cfg("MEDIA_MAX_BYTES"):
+        raise QuotaExceeded(f"A file can be up to {human_size(_cfg('MEDIA_MAX_BYTES'))}: stop this recording "
+                            "(what was sent is kept) and start another.")
+    growth = total - item.counted_bytes
+    if growth > 0:
+        org = db.session.get(Organization, item.tenant_id)
+        _lock_quota(org)
+        room = usage(org)
+        if growth > room.free:
+            raise QuotaExceeded(f"Not enough room to go on: {human_size(room.free)} of {human_size(room.quota)} "
+                                "left. Stop the recording (what was sent is kept), or delete older media.")
+    now = now or clock.now()
+    item.declared_bytes = item.counted_bytes = total
+    item.upload_expires_at = now + timedelta(hours=_cfg("MEDIA_UPLOAD_TTL_HOURS"))
+    db.session.flush()
+    expires = max(_cfg("MEDIA_URL_TTL_SECONDS"), 3600)
+    return {"number": number, "size": size,
+            "url": storage.part_url(item.original_key, item.upload_id, number, size, expires)}
+
+
+def confirm_open_part(item: MediaItem, number, now: datetime | None = None) -> MediaItem:
+    """The browser says part ``number`` is stored: check storage has it whole, and count it.
+
+    Saying it again changes nothing. :raises NotYet: storage does not have it (yet, or whole).
+    """
+    number = _whole(number, "part number")
+    item = _open(item)
+    if number < item.part_count:
+        return item
+    if number > item.part_count:
+        raise OutOfOrder(f"Parts go in order: part {item.part_count} comes next, not part {number}.")
+    expected = item.declared_bytes - (item.size_bytes or 0)
+    stored = {p.number: p for p in get_storage().list_parts(item.original_key, item.upload_id)}.get(number)
+    if stored is None or stored.size != expected:
+        raise NotYet(f"Part {number} has not arrived in storage whole: send it again.")
+    item.size_bytes = (item.size_bytes or 0) + stored.size
+    item.declared_bytes = item.counted_bytes = item.size_bytes
+    item.part_count = number + 1
+    item.upload_expires_at = (now or clock.now()) + timedelta(hours=_cfg("MEDIA_UPLOAD_TTL_HOURS"))
+    db.session.flush()
+    return item
+
+
+def open_parts_stored(item: MediaItem) -> int:
+    """How many parts of an open upload are stored and counted."""
+    return item.part_count - 1 if item.status == "uploading" else item.part_count
+
+
+def finish_open_upload(item: MediaItem, now: datetime | None = None) -> MediaItem:
+    """Complete an open upload with the parts stored, in order, and hand it to processing like any upload.
+
+    Also the part signed last when storage has it whole though nobody said so (the browser that stored it
+    crashed or was stopped before it could). Nothing stored: the item is deleted (the normal deletion path).
+    Finishing twice changes nothing.
+    """
+    item = _lock(item)
+    if item.status != "uploading":
+        return item
+    now = now or clock.now()
+    storage = get_storage()
+    stored = {p.number: p for p in storage.list_parts(item.original_key, item.upload_id)}
+    parts: list = []
+    floor = open_part_floor()
+    in_flight = item.declared_bytes - (item.size_bytes or 0)
+    for number in range(1, item.part_count + 1):
+        part = stored.get(number)
+        if part is None or (number == item.part_count and part.size != in_flight):
+            break
+        parts.append(part)
+        if part.size < floor:  # only a last part may be this small
+            break
+    if not parts:
+        item.status = "deleting"
+        item.deleted_at = now
+        item.failure_reason = "Nothing was recorded."
+        db.session.flush()
+        emit(MEDIA_DELETED, {"media_id": str(item.id)})
+        return item
+    try:
+        size = storage.complete_upload(item.original_key, item.upload_id, parts)
+    except StorageError:
+        log.exception("completing the open upload of media %s failed", item.id)
+        return _fail(item, "Storage could not put the recording together.", now)
+    item.upload_id = None
+    if not processing.matches(item.content_type, storage.read_head(item.original_key, 512)):
+        return _fail(item, f"This recording is not {_a(LABELS[item.content_type])}.", now)
+    item.status = "processing"
+    item.size_bytes = item.declared_bytes = item.counted_bytes = size
+    item.part_count = len(parts)
+    item.uploaded_at = now
+    db.session.flush()
+    emit(MEDIA_UPLOADED, {"media_id": str(item.id)})
+    return item
+
+
+# --- retention ------------------------------------------------------------------------------------
+
+def keep(item: MediaItem, actor: Membership) -> MediaItem:
+    """Keep an item the retention sweep would delete (its owner or an admin; audited)."""
+    _require(can_manage(item, actor), "Only the owner or an admin keeps this.")
+    item = _lock(item)
+    if item.expires_at is None or item.status == "deleting":
+        return item
+    audit.record("media.kept", actor=actor.user, target_type="media", target_id=item.id,
+                 details={"title": item.title, "was_due": item.expires_at.isoformat()})
+    item.expires_at = None
+    db.session.flush()
+    return item
+
+
+def expired_tenants(now: datetime | None = None) -> list[uuid.UUID]:
+    """Organizations with media past its ``expires_at`` (a definer function: the sweep runs for all)."""
+    return list(db.session.scalars(text("SELECT * FROM media_expired_tenants(:now)"), {"now": now or clock.now()}))
+
+
+def delete_expired(org: Organization, now: datetime | None = None) -> int:
+    """Delete the organization's items past their ``expires_at`` through the normal deletion path (a job
+    removes their objects, then the rows; the room is given back)."""
+    now = now or clock.now()
+    due = list(db.session.scalars(select(MediaItem).where(
+        MediaItem.tenant_id == org.id, MediaItem.expires_at.is_not(None), MediaItem.expires_at <= now,
+        MediaItem.status != "deleting").with_for_update(skip_locked=True, of=MediaItem)))
+    for item in due:
+        item.status = "deleting"
+        item.deleted_at = now
+        audit.record("media.expired", target_type="media", target_id=item.id, actor_label="retention",
+                     details={"title": item.title, "expires_at": item.expires_at.isoformat()})
+    db.session.flush()
+    for item in due:
+        emit(MEDIA_DELETED, {"media_id": str(item.id)})
+    return len(due)
 
 
 # --- lists ----------------------------------------------------------------------------------------
