@@ -15,7 +15,7 @@ from coach.accounts.models import User
 from coach.extensions import db
 from coach.notifications.models import Notification
 from coach.platform.models import AuditEvent, OutboxEvent
-from coach.rooms import access, service
+from coach.rooms import access, attendance, service
 from coach.rooms.models import RoomAttendance, SessionRoom
 from tests.room_support import RoomWorld
 from tests.test_booking_views import HX, logged_in, text
@@ -216,3 +216,75 @@ def test_an_open_stay_counts_to_now_and_a_vanished_one_to_its_last_ping(world):
     summary = service.attendance_summary(world.org.id, world.one.id)
     assert summary[world.ana.id].minutes == 10 and summary[world.ana.id].in_room
     assert summary[world.maria.id].minutes == 4 and not summary[world.maria.id].in_room
+
+
+# --- the booking page ----------------------------------------------------------------------------------
+
+def booking_page(app, member, world, session):
+    booking = world.bookings[session.id][0]
+    return text(browser_of(app, member).get(f"/o/river/bookings/{booking.id}"))
+
+
+def test_the_booking_page_leads_into_the_open_room_and_says_when_it_opens(app, world):
+    for member in (world.ana, world.maria):
+        page = booking_page(app, member, world, world.one)
+        assert f'href="{world.room_path(world.one)}" hx-boost="false">Join the room</a>' in page
+    later = booking_page(app, world.ana, world, world.later)
+    assert "Join the room" not in later and "The room opens at" in later and "10 minutes before the start" in later
+    assert "Room</dt>" not in booking_page(app, world.ana, world, world.cancelled)  # cancelled: no room
+    assert "Room</dt>" not in booking_page(app, world.admin, world, world.one)  # staff who is not in it
+
+
+def test_after_the_session_the_booking_page_says_who_attended(app, world):
+    stay(world, world.one, world.ana, joined_ago=30, left_ago=2)
+    stay(world, world.one, world.maria, joined_ago=31, left_ago=1)
+    tenancy.activate(world.org.id)
+    service.end_room(access.check(world.org.id, world.one.id, world.maria.id), world.maria)
+    db.session.commit()
+    page = booking_page(app, world.ana, world, world.one)
+    assert "Maria Santos attended 30 min; Ana Alves attended 28 min." in page
+    assert f'href="{world.room_path(world.one)}">What happened in the room</a>' in page and "Join the room" not in page
+
+
+# --- the coach in the room calls the athletes in -----------------------------------------------------------
+
+def notices(world, member, org=None) -> list[Notification]:
+    tenancy.activate((org or world.org).id)
+    db.session.expire_all()
+    return list(db.session.scalars(select(Notification).where(Notification.membership_id == member.id,
+                                                              Notification.kind == "room_open")))
+
+
+def join(world, session, member, role, org=None):
+    """A stay started as the signaling socket starts it (room.joined emitted for a new stay)."""
+    tenant_id = (org or world.org).id
+    tenancy.activate(tenant_id)
+    attendance.join(tenant_id, session.id, member.id, uuid.uuid4(), role, clock.now())
+    db.session.commit()
+
+
+def test_when_the_coach_enters_each_athlete_not_there_yet_is_called_in_once(world, job_runner):
+    with job_runner.paused():
+        join(world, world.group, world.ana, "athlete")  # Ana is in already
+        join(world, world.group, world.maria, "coach")
+        job_runner.drain()
+    assert notices(world, world.ana) == []
+    [called] = notices(world, world.ben)
+    assert called.title == "Maria Santos is in the room: join now" and called.url == world.room_path(world.group)
+    assert "Group clinic" in called.body
+    assert notices(world, world.cleo) == [] and notices(world, world.maria) == []
+    with job_runner.paused():
+        join(world, world.group, world.maria, "coach")  # back after a drop, in a new tab: nobody is told twice
+        join(world, world.group, world.ben, "athlete")
+        job_runner.drain()
+    assert len(notices(world, world.ben)) == 1 and notices(world, world.ana) == []
+
+
+def test_an_athlete_entering_calls_nobody_and_other_clubs_hear_nothing(world, job_runner):
+    with job_runner.paused():
+        join(world, world.one, world.ana, "athlete")
+        join(world, world.hill_session, world.yara, "coach", org=world.hill)
+        job_runner.drain()
+    assert notices(world, world.maria) == []
+    assert len(notices(world, world.zed, world.hill)) == 1  # Hill's coach calls Hill's athlete
+    assert [n.membership_id for n in notices(world, world.ana)] == []  # and nobody of River

@@ -29,6 +29,7 @@ from coach.notifications import chat_hooks  # noqa: F401
 from coach.notifications import payments as payment_notices  # noqa: F401 - registers its consumers
 from coach.notifications import waitlist as waitlist_notices  # noqa: F401 - the same
 from coach.notifications import series as series_notices  # noqa: F401 - the same
+from coach.notifications import rooms as room_notices  # noqa: F401 - the same
 from coach.notifications import (  # noqa: F401 - the same
     progress_habits, progress_programs, progress_records, progress_reports)
 from coach.notifications import booking_mail, service

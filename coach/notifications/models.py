@@ -39,6 +39,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("waitlist_booked", "Sessions", "A seat opens on a waitlist I am on and I am booked into it", "email"),
     Kind("waitlist_offered", "Sessions", "A seat opens on a waitlist I am on and is mine to take for a while",
          "email"),
+    Kind("room_open", "Sessions", "My coach is in the room of a session of mine and I am not there yet", "in_app"),
     Kind("media_ready", "Media", "My upload is ready to watch", "in_app"),
     Kind("review_comment", "Media", "Comments on my videos and review threads I am in", "email"),
     Kind("payment_refunded", "Payments", "Money or a session credit is given back to me", "in_app"),

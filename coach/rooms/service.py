@@ -3,7 +3,7 @@
 Who may enter and when is :mod:`coach.rooms.access` (one statement); the stays themselves are written by the
 signaling socket (:mod:`coach.rooms.attendance`). This module reads them back for people (attendance shown on the
 room's after-page and the booking page) and holds the room's own row: made on first entry
-(:func:`ensure_room`), ended by the coach (:func:`end_room`).
+(:func:`coach.rooms.attendance.ensure_room`), ended by the coach (:func:`end_room`).
 
 Plain functions: no request or session access; the caller commits.
 """
@@ -137,11 +137,20 @@ def attendance_summary(tenant_id: uuid.UUID, session_id: uuid.UUID,
     return summary
 
 
-def ensure_room(tenant_id: uuid.UUID, session_id: uuid.UUID) -> None:
-    """Make the room's row the first time someone enters (``opened_at``: that first entry); nothing when it
-    exists. The signaling socket calls it on every join: a concurrent first join of two people is one row."""
-    db.session.execute(pg_insert(SessionRoom).values(id=uuid.uuid4(), tenant_id=tenant_id, session_id=session_id)
-                       .on_conflict_do_nothing(constraint="uq_session_rooms_session"))
+def athletes_not_in_room(tenant_id: uuid.UUID, session_id: uuid.UUID,
+                         now: datetime | None = None) -> list[Booking]:
+    """The bookings in the room whose athlete is not in it now (no stay open and pinging): whom to call in when
+    the coach arrives. One statement; each booking with its athlete, offering and coach."""
+    now = now or clock.now()
+    in_room = exists().where(RoomAttendance.tenant_id == Booking.tenant_id,
+                             RoomAttendance.session_id == Booking.session_id,
+                             RoomAttendance.membership_id == Booking.athlete_membership_id,
+                             RoomAttendance.left_at.is_(None),
+                             RoomAttendance.last_seen_at >= now - STAY_STALE_AFTER)
+    return list(db.session.scalars(
+        select(Booking).where(Booking.tenant_id == tenant_id, Booking.session_id == session_id,
+                              Booking.status.in_(IN_ROOM_STATUSES), ~in_room)
+        .order_by(Booking.created_at, Booking.id)))
 
 
 def close_open_stays(tenant_id: uuid.UUID, session_id: uuid.UUID, at: datetime) -> int:

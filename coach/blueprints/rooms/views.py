@@ -73,6 +73,28 @@ def _socket_url(access: room_access.RoomAccess) -> str:
         return ""
 
 
+def booking_room(booking) -> dict | None:
+    """The booking page's line about the session's room, for a viewer who is in it: "Join the room" while open,
+    when it opens before, who attended and for how long after (no statement for a booking that is not in a room;
+    one or two otherwise). ``None``: no line."""
+    if booking.status not in room_access.IN_ROOM_STATUSES or g.get("membership") is None:
+        return None
+    access = room_access.check(booking.tenant_id, booking.session_id, g.membership.id)
+    if access is None or access.role is None or access.state == room_access.CANCELLED:
+        return None
+    line = dict(access=access, url=url_for("rooms.room", session_id=booking.session_id))
+    if access.state == room_access.AFTER:
+        summary = service.attendance_summary(booking.tenant_id, booking.session_id)
+        if not summary:
+            return None  # nobody used the room (an in-person session, one from before rooms): nothing to say
+        line["attended"] = [(member.user.display_name, summary.get(member.id))
+                            for member in (booking.coach, booking.athlete)]
+    return line
+
+
+bp.add_app_template_global(booking_room, "booking_room")
+
+
 @bp.get("/<session_id>/room")
 @role_required()
 def room(session_id: str):
