@@ -148,7 +148,7 @@ STALE_SECONDS = 45
 # The roster disappears this long after its last sign of life (an open socket refreshes it).
 ROSTER_TTL_SECONDS = 120
 
-# KEYS[1] the roster; ARGV: peer, entry (JSON), now, stale before, max peers, ttl.
+# KEYS[1] the roster; ARGV: peer, entry (JSON), now, stale before, max peers (this one included), ttl.
 # Returns {status, others...}: status "ok" (new), "again" (the peer was there: a reconnect), "full", "taken".
 _ENTER = """
 local now, before, max = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -222,7 +222,7 @@ class Roster:
         entry = {"peer": peer, "member": member, "name": name, "role": role, "state": None, "seen": now,
                  "socket": socket}
         result = redis_conn().eval(_ENTER, 1, self.key, peer, json.dumps(entry), now, now - STALE_SECONDS,
-                                   max_peers - 1, ROSTER_TTL_SECONDS)
+                                   max_peers, ROSTER_TTL_SECONDS)
         status = result[0].decode() if isinstance(result[0], bytes) else result[0]
         if status == "full":
             raise RoomFull()

@@ -28,7 +28,7 @@ from coach.chat.hub import Connection, hub_for
 from coach.errors import DomainError
 from coach.extensions import db, sock
 from coach.orgs.models import Membership
-from coach.rooms import access, attendance, ice, relay
+from coach.rooms import access, attendance, ice, relay, service
 from coach.rooms.access import AFTER, BEFORE, CANCELLED, RoomAccess
 from coach.rooms.signaling import (
     FrameRate,
@@ -43,7 +43,11 @@ from coach.rooms.signaling import (
 
 log = logging.getLogger(__name__)
 
-# The receive loop wakes this often when nothing comes, to keep the stay and the roster fresh.
+# The receive loop wakes this often when nothing comes: simple-websocket wakes a waiting receive() for a frame
+# over the size limit before it marks the socket closed, so the wait would otherwise last its whole timeout
+# before the others are told "left".
+POLL_SECONDS = 5
+# ... and keeps the stay and the roster fresh when nothing came for this long.
 IDLE_SECONDS = 20
 # The stay's last_seen_at is written at most this often per socket.
 SEEN_EVERY_SECONDS = 10
@@ -155,13 +159,17 @@ class RoomSocket:
     def run(self) -> None:
         self.hub.register(self.conn)
         try:
+            quiet_since = time.monotonic()
             while not self.closed:
-                frame = self.ws.receive(timeout=IDLE_SECONDS)
-                if self.closed:
+                frame = self.ws.receive(timeout=POLL_SECONDS)
+                if self.closed or not self.ws.connected and frame is None:
                     break
                 if frame is None:
-                    self.idle()
+                    if time.monotonic() - quiet_since >= IDLE_SECONDS:
+                        self.idle()
+                        quiet_since = time.monotonic()
                     continue
+                quiet_since = time.monotonic()
                 self.handle(frame)
         except (ConnectionClosed, _Closed):
             pass
@@ -184,6 +192,7 @@ class RoomSocket:
             if message["type"] != "join" and self.peer is None:
                 raise SignalError("not_joined", "Join the room first.")
             handler(message)
+            self._seen()
             db.session.commit()
         except SignalError as exc:
             db.session.rollback()
@@ -226,6 +235,9 @@ class RoomSocket:
         if self.peer is not None:
             raise SignalError("already_joined", "This connection has joined the room already.")
         peer, room, max_peers = message["peer"], self.room, int(self.config["ROOM_MAX_PARTICIPANTS"])
+        # A process's first socket: the hub's subscription may still be starting, and the welcome promises that
+        # what others send from now on arrives.
+        self.hub.connected.wait(timeout=2)
         try:
             again, others = self.roster.enter(peer, self.socket_id, str(self.member_id), self.name, room.role,
                                               max_peers)
@@ -278,13 +290,11 @@ class RoomSocket:
         self.send({"type": "pong"})
 
     def on_leave(self, message: dict) -> None:
-        self._leave()
+        self._leave("leave")
         self.close(1000, "You left the room.")
         raise _Closed()
 
     def on_end(self, message: dict) -> None:
-        from coach.rooms import service  # A's slice (the room page's service)
-
         if not self.room.is_coach:
             raise SignalError("not_allowed", "Only the coach can end the session for everyone.")
         actor = db.session.get(Membership, self.member_id)
@@ -321,8 +331,9 @@ class RoomSocket:
         finally:
             db.session.remove()
 
-    def _leave(self) -> None:
-        """End this socket's stay: others are told ``left`` (once, by whichever socket held the peer)."""
+    def _leave(self, reason: str = "lost") -> None:
+        """End this socket's stay: others are told ``left`` (once, by whichever socket held the peer), with
+        ``reason`` "leave" (the page left) or "lost" (the socket closed or was closed)."""
         peer, self.peer = self.peer, None
         if peer is None or (self.local is not None and self.local.replaced):
             return
@@ -332,7 +343,8 @@ class RoomSocket:
             held = True  # cannot tell: the stay ends (a newer socket's ping re-opens nothing, its join did)
         if not held:
             return  # a newer socket of the same page holds the peer
-        relay.publish(self.tenant_id, self.session_id, {"type": "left", "peer": peer}, from_peer=peer)
+        relay.publish(self.tenant_id, self.session_id, {"type": "left", "peer": peer, "reason": reason},
+                      from_peer=peer)
         tenancy.activate(self.tenant_id, self.member_id)
         attendance.leave(self.tenant_id, self.session_id, uuid.UUID(peer), clock.now())
         db.session.commit()
