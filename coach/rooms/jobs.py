@@ -1,22 +1,16 @@
 """Rooms' jobs: what follows a room's end, and (imported from here so the app and the worker load them) the
 other room modules' consumers and sweeps: the stays' sweep (``attendance_jobs``) and the recordings'
-(``recording_jobs``), each once its module is installed."""
+(``recording_jobs``)."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import uuid
 from datetime import datetime
 
 from flask import g
 
 from coach.platform.jobs import consumer
-from coach.rooms import service
+from coach.rooms import attendance_jobs, recording_jobs, service  # noqa: F401 - their consumers and sweeps
 from coach.rooms.events import ROOM_ENDED
-
-for _module in ("coach.rooms.attendance_jobs", "coach.rooms.recording_jobs"):
-    if importlib.util.find_spec(_module) is not None:
-        importlib.import_module(_module)
 
 
 @consumer(ROOM_ENDED)

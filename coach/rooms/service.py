@@ -9,8 +9,6 @@ Plain functions: no request or session access; the caller commits.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +28,7 @@ from coach.rooms import relay
 from coach.rooms.access import BEFORE, CANCELLED, IN_ROOM_STATUSES, RoomAccess
 from coach.rooms.events import ROOM_ENDED
 from coach.rooms.models import RoomAttendance, SessionRoom
+from coach.rooms.recording import RecordingView, recordings_for
 
 # An open stay whose page has not pinged for this long is counted to its last ping, not to now: the browser
 # vanished (the socket pings every 15 s; the signaling sweep closes such stays at ``last_seen_at`` later).
@@ -94,13 +93,9 @@ def had_place(access: RoomAccess, member_id: uuid.UUID) -> bool:
         Booking.session_id == access.session_id, Booking.athlete_membership_id == member_id))) or False
 
 
-def recordings(tenant_id: uuid.UUID, session_id: uuid.UUID) -> list:
-    """The room's recordings for its after-page and the booking page (the recording module's
-    ``recordings_for``; none while that module is not installed)."""
-    if importlib.util.find_spec("coach.rooms.recording") is None:
-        return []
-    recordings_for = getattr(importlib.import_module("coach.rooms.recording"), "recordings_for", None)
-    return list(recordings_for(tenant_id, session_id)) if recordings_for else []
+def recordings(tenant_id: uuid.UUID, session_id: uuid.UUID) -> list[RecordingView]:
+    """The room's recordings for its after-page (those with a media item, oldest first; one statement)."""
+    return recordings_for(tenant_id, session_id)
 
 
 def attendance_summary(tenant_id: uuid.UUID, session_id: uuid.UUID,
