@@ -12,7 +12,6 @@ import re
 import subprocess
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -29,7 +28,9 @@ from coach.rooms import recording_jobs
 from coach.rooms.models import RoomAttendance, RoomConsent, RoomRecording, SessionRoom
 from tests.media_flow import FFMPEG, PART_BYTES, media_storage  # noqa: F401  (fixture)
 from tests.media_support import aws_credentials, moto_server, put_bytes, s3_media  # noqa: F401  (fixtures)
+from tests.conftest import csrf_from
 from tests.room_support import RoomWorld
+from tests.test_governance_settings import VALID as SETTINGS
 from tests.test_booking_views import logged_in, text
 
 CSRF_RE = re.compile(r'data-csrf="([^"]+)"')
@@ -37,14 +38,14 @@ JSON = {"Accept": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def webm(tmp_path_factory) -> bytes:
-    """A real 4 s WebM (VP8 + Opus, ~400 KB): several 64 KiB parts."""
-    path = tmp_path_factory.mktemp("rec") / "call.webm"
-    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-                    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
-                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "4",
-                    "-c:v", "libvpx", "-b:v", "800k", "-c:a", "libopus", str(path)], check=True)
-    return Path(path).read_bytes()
+def webm() -> bytes:
+    """A real 4 s WebM (VP8 + Opus, ~400 KB: several 64 KiB parts) written as a live stream, the way a browser's
+    MediaRecorder writes one: no duration and no index, so any prefix of it (a crash's parts) still plays."""
+    return subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin",
+                           "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4",
+                           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=4",
+                           "-c:v", "libvpx", "-b:v", "800k", "-c:a", "libopus", "-live", "1", "-f", "webm", "pipe:1"],
+                          check=True, capture_output=True).stdout
 
 
 def _world() -> RoomWorld:
@@ -380,6 +381,7 @@ def _finished_item(app, world, webm, session=None):
 def test_retention_deletes_an_expired_recording_and_not_a_kept_one(app, world, webm, quiet):
     maria, expired = _finished_item(app, world, webm)
     _, kept = _finished_item(app, world, webm, world.group)
+    expired_id, kept_id = expired.id, kept.id
     page = text(maria.client.get(f"/o/river/media/{kept.id}"))
     keep_token = re.search(r'action="[^"]*/keep"[^>]*>.*?name="csrf_token"[^>]*value="([^"]+)"', page, re.S)
     assert keep_token, "the recording's page offers Keep"
@@ -393,8 +395,8 @@ def test_retention_deletes_an_expired_recording_and_not_a_kept_one(app, world, w
     assert media.delete_expired(db.session.get(Organization, world.org.id), later) == 1
     db.session.commit()
     quiet.drain()
-    assert fresh(world, MediaItem, expired.id) is None
-    assert fresh(world, MediaItem, kept.id).status in ("processing", "ready")
+    assert fresh(world, MediaItem, expired_id) is None
+    assert fresh(world, MediaItem, kept_id).status in ("processing", "ready")
 
 
 def test_the_retention_sweep_runs_for_every_organization(app, world, webm, quiet):
@@ -417,4 +419,16 @@ def test_no_retention_keeps_recordings(app, world, webm):
 def test_the_admin_sets_the_retention_of_recordings(app, world):
     admin = logged_in(app, world.admin.user.email)
     page = text(admin.get("/o/river/admin/settings"))
-    assert 'name="recording_retention_days"' in page
+    assert 'name="recording_retention_days"' in page and 'value="90"' in page
+
+    def save(days: str):
+        token = csrf_from(text(admin.get("/o/river/admin/settings")))
+        return admin.post("/o/river/admin/settings", data={**SETTINGS, "csrf_token": token,
+                                                           "recording_retention_days": days})
+
+    assert save("30").status_code == 303
+    assert fresh(world, Organization, world.org.id).recording_retention_days == 30
+    refused = save("0")
+    assert refused.status_code == 422 and "Between 1 and 3,650 days" in text(refused)
+    assert save("").status_code == 303  # empty: kept forever
+    assert fresh(world, Organization, world.org.id).recording_retention_days is None

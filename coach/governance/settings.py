@@ -25,13 +25,15 @@ SPACE_CREATION_LABELS = {"admins": "Admins only", "leaders": "Coaches and admins
 # The migration's checks (0016): chat 1–3650 days, the audit trail 30–3650 days; None keeps everything.
 CHAT_RETENTION = (1, 3650)
 AUDIT_RETENTION = (30, 3650)
+RECORDING_RETENTION = (1, 3650)  # session recordings (migration 0020); None keeps them until deleted
 # What a late cancellation costs (the booking domain's offering choices) and the offering form's limits.
 LATE_CANCEL_POLICIES = {"forfeit": "forfeits the session (credit or payment kept)",
                         "fee": "keeps a fee (the rest of a payment is refunded; a credit is kept)",
                         "refund": "gives everything back"}
 CANCELLATION_WINDOW = (0, 720)
 FIELDS = ("name", "timezone", "locale", "space_creation", "listed_publicly", "require_two_factor",
-          "chat_retention_days", "audit_retention_days", "default_cancellation_window_hours",
+          "chat_retention_days", "audit_retention_days", "recording_retention_days",
+          "default_cancellation_window_hours",
           "default_late_cancel_policy", "default_late_cancel_fee_percent")
 
 
@@ -87,6 +89,9 @@ def _clean(values: dict) -> dict:
     if "audit_retention_days" in values:
         clean["audit_retention_days"] = _retention(values["audit_retention_days"], AUDIT_RETENTION,
                                                    "the audit trail")
+    if "recording_retention_days" in values:
+        clean["recording_retention_days"] = _retention(values["recording_retention_days"], RECORDING_RETENTION,
+                                                       "session recordings")
     clean.update(_cancellation(values))
     return clean
 

@@ -49,6 +49,9 @@ class SettingsForm(BaseForm):
                                            "Empty: kept forever. Older messages are deleted every night.")
     audit_retention_days = _retention_field("Keep the audit trail for (days)", org_settings.AUDIT_RETENTION,
                                             "Empty: kept forever. At least 30 days.")
+    recording_retention_days = _retention_field(
+        "Keep session recordings for (days)", org_settings.RECORDING_RETENTION,
+        "Empty: kept forever. Counted from the end of each recording; a coach or an admin can keep one.")
 
     default_cancellation_window_hours = IntegerField(
         "Free cancellation until (hours before)", description="New offerings start with this; each keeps its own.",

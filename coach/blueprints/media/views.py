@@ -10,7 +10,7 @@ import functools
 
 from flask import abort, current_app, flash, g, jsonify, request, url_for
 
-from coach.blueprints.forms import attempt
+from coach.blueprints.forms import attempt, require_action_form
 from coach.blueprints.media import bp
 from coach.blueprints.media.forms import DetailsForm, ReviewCommentForm, UploadForm
 from coach.errors import DomainError
@@ -178,6 +178,19 @@ def delete(media_id: str):
     db.session.commit()
     flash(f"Deleted “{item.title}”.", "success")
     return redirect_after_post(url_for("media.library"))
+
+
+@bp.post("/<media_id>/keep")
+@role_required()
+@idempotent
+def keep(media_id: str):
+    """Keep an item the retention would delete (a session recording): its owner or an admin; audited."""
+    item = load_item(media_id, manage=True)
+    require_action_form()
+    service.keep(item, g.membership)
+    db.session.commit()
+    flash(f"“{item.title}” is kept until someone deletes it.", "success")
+    return redirect_after_post(url_for("media.item", media_id=item.id))
 
 
 # --- review comments -------------------------------------------------------------------------------
