@@ -308,7 +308,7 @@ NO_CAMERA = """(() => {
 })();"""
 
 
-def test_without_a_camera_the_athlete_joins_with_her_microphone_and_still_sees_the_coach(browser, live_server, world):
+def test_without_a_camera_the_athlete_joins_with_her_microphone_until_the_coach_ends_the_session(browser, live_server, world):
     path = world.room_path(world.one)
     maria = Participant(browser, live_server, "maria@example.com")
     ana = Participant(browser, live_server, "ana@example.com", init_script=NO_CAMERA)
@@ -320,6 +320,15 @@ def test_without_a_camera_the_athlete_joins_with_her_microphone_and_still_sees_t
     maria.connected_to("Ana Alves")
     expect(maria.page.locator("[data-peer] [data-flag-video]")).to_be_visible()  # "Camera off" on her tile
     expect(maria.page.locator("[data-peer]")).to_contain_text("Ana Alves")
+
+    # The coach ends the session for everyone: Ana's page stops the call and says why; reloading shows the end.
+    maria.page.get_by_role("button", name="End the session for everyone").click()
+    expect(maria.page.get_by_role("heading", name="This session has ended")).to_be_visible()
+    stopped = ana.page.locator("[data-call-stopped]")
+    expect(stopped).to_contain_text("Maria Santos ended the session for everyone.", timeout=LIVE * 1000)
+    expect(ana.page.locator("[data-call]")).to_be_hidden()
+    stopped.get_by_role("link", name="Reload the page").click()
+    expect(ana.page.get_by_role("heading", name="This session has ended")).to_be_visible()
     assert maria.csp == [] and ana.csp == []
     maria.context.close()
     ana.context.close()

@@ -470,9 +470,13 @@
       case "pong": this.lastPong = Date.now(); return;
       case "full": return this.stop("The room is full: " + (message.max || this.root.getAttribute("data-max") || 6) +
         " people are already in the call.");
-      case "closed": return this.stop(message.reason ? "The call closed: " + message.reason : "The call closed.");
+      case "closed": return this.stop(message.reason || "The call closed.");
       case "ended": return this.stop((message.by ? message.by : "The coach") + " ended the session for everyone.");
-      case "error": console.warn("room: the server refused a frame:", message.code, message.message); return;
+      case "error":
+        console.warn("room: the server refused a frame:", message.code, message.message);
+        // Refused before the welcome (the relay unavailable for a moment): not in the room yet, so try again.
+        if (!this.welcomed && this.socket) { this.socket.close(); }
+        return;
       default: return;
     }
   };
