@@ -46,6 +46,7 @@ from coach.spaces import service as spaces
 from tests.booking_support import make_offering, open_every_day
 from tests.calendar_rows import seed_calendar_rows
 from tests.factories import PASSWORD, add_member, make_org, make_user, media_row
+from tests.room_rows import write_session
 
 UTC = timezone.utc
 
@@ -118,6 +119,9 @@ class FuzzWorld:
         secure.update(self.seed_calendars_series_waitlists())
         db.session.commit()
         tenancy.activate(self.org.id)
+        secure.update(self.seed_room())
+        db.session.commit()
+        tenancy.activate(self.org.id)
         # Plain values, read while the rows are loaded: the fuzz uses them after the session is gone.
         self.ids = {**progress, **secure,
             "slug": self.org.slug, "coach": str(self.coach.id), "athlete": str(self.athlete.id),
@@ -168,6 +172,14 @@ class FuzzWorld:
                 db.session.flush()
                 waitlist.fill(self.org.id, session.id)
         return ids
+
+    def seed_room(self) -> dict[str, str]:
+        """Issue 20: Carla's 1:1 with Arno whose room is open now, for three hours (the module takes a while),
+        written directly (see tests/room_rows.py): its page has the consent form, the panel's chat composer and,
+        for Carla, the notes form and the end form."""
+        session, room_booking = write_session(self.coach, self.athlete, self.offering,
+                                              datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5), 180)
+        return {"room": str(session.id), "room_booking": str(room_booking.id)}
 
     def seed_account_security(self) -> dict[str, str]:
         """Issue 18: Tess Two (an admin with two-factor on, a platform admin, a passkey and a second session,

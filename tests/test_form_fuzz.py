@@ -231,6 +231,12 @@ PAGES = [
     Page("anon", "/b/{manage_cancel}/cancel", ("booking_links.cancel_now",)),
     Page("anon", "/b/{manage_reschedule}/reschedule?start={move_start}", ("booking_links.reschedule_now",)),
     Page("coach", "/o/{slug}/coaches/{coach}/calendars", ("booking.disconnect_calendar",), prefer="connection"),
+    # Issue 20: the room open now. The athlete's page first (consent, the panel's chat composer; the coach's
+    # consent form is the same form), then the coach's (the notes, saved as typed); ending the room is fuzzed
+    # last of the room's forms, once nothing else needs it open.
+    Page("athlete", "/o/{slug}/sessions/{room}/room", ("rooms.consent", "chat.send")),
+    Page("coach", "/o/{slug}/sessions/{room}/room", ("rooms.notes",), keep_out=("rooms.end",)),
+    Page("coach", "/o/{slug}/sessions/{room}/room", ("rooms.end",)),
     # Last: cancelling the booking is what its form does when the fuzz keeps every field.
     Page("athlete", "/o/{slug}/bookings/{booking}", ("booking.act",)),
 ]
