@@ -32,13 +32,14 @@ from tests.conftest import Auth
 from tests.factories import add_member, make_org, make_user
 from tests.media_flow import PDF, MediaWorld, page_token, pdf_bytes
 from tests.media_flow import media_storage  # noqa: F401  (fixture)
+from tests.room_support import RoomWorld
 from tests.test_progress_programs import build_program
 from tests.test_progress_programs import make_world as make_progress_world
 
 HX = {"HX-Request": "true"}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 BLUEPRINTS = {"booking", "spaces", "media", "admin", "notifications", "notification_links", "orgs",
-              "progress", "privacy", "org_privacy", "operator", "booking_links"}
+              "progress", "privacy", "org_privacy", "operator", "booking_links", "rooms"}
 # The blueprint ``accounts`` (sign-in, profile, two-factor, passkeys, sessions, email change) is left out on
 # purpose: its routes act on the signed-in person outside any organization, each is logged in their security
 # log, and the unauthenticated ones have no user to own a key. ``privacy`` (/account/privacy) is
@@ -59,6 +60,15 @@ LEFT_AS_IS = {
                                 "cancel's own transaction, so a repeat finds it used (410)",
     "booking_links.reschedule_now": "no-login email link (no member to own a key): the link is spent once, in "
                                     "the move's own transaction, so a repeat finds it used (410)",
+    # Issue 20: the room's recorder (static/js/recorder.js) and the coach's notes, sent by scripts many times a
+    # minute; each is a repeatable write by design (the room's end, the consent, start and stop take keys).
+    "rooms.recording_part": "JSON from the recorder: asks a signed URL for part n; asked again it answers the same "
+                            "part's URL (parts go in order, the server refuses any other number)",
+    "rooms.recording_part_done": "JSON from the recorder: part n is stored; told again, the counts are read "
+                                 "again from what storage holds, the same",
+    "rooms.recording_alive": "JSON sign of life every few seconds: it only moves the recording's last-seen time",
+    "rooms.notes": "the notes autosave on every pause in typing: saving the same text twice leaves the same notes, "
+                   "and a fresh key per keystroke pause would be a key per request",
 }
 
 
@@ -680,6 +690,57 @@ def test_the_pages_of_calendars_series_and_waitlists_give_every_protected_form_i
                 continue
             assert any(protected(app, endpoint_of(app, html.unescape(f["action"]))) for f in forms
                        if f["method"] == "POST"), f"{path} has no protected form: the check tests nothing"
+
+
+
+# --- rooms (issue 20) ----------------------------------------------------------------------------------
+
+@pytest.fixture()
+def rw(ctx):
+    world = RoomWorld()
+    world.other_club()
+    return world
+
+
+@pytest.mark.parametrize("headers", [HX, {}], ids=["htmx", "plain"])
+def test_ending_a_room_twice_with_the_same_key_ends_it_once(app, rw, owner_db, headers):
+    """A double click on "End the session for everyone": one end, one audit event, the same answer."""
+    maria = browser_of(app, rw.maria.user.email)
+    room, action = rw.room_path(rw.one), rw.room_path(rw.one) + "/end"
+    fields = form_at(app, maria, room, action)
+    first = maria.post(action, data=fields, headers=headers)
+    second = maria.post(action, data=fields, headers=headers)
+    assert first.status_code in (204, 303), first.status_code  # htmx: 204 with HX-Redirect back to the room
+    assert_replayed(first, second)
+    assert audits(owner_db, rw.org, "room.ended") == 1
+    assert count(owner_db, rw.org, "SELECT count(*) FROM session_rooms WHERE ended_at IS NOT NULL") == 1
+
+
+@pytest.mark.parametrize("headers", [HX, {}], ids=["htmx", "plain"])
+def test_agreeing_to_be_recorded_twice_with_the_same_key_is_one_consent(app, rw, owner_db, headers):
+    ana = browser_of(app, rw.ana.user.email)
+    room, action = rw.room_path(rw.one), rw.room_path(rw.one) + "/consent"
+    fields = form_at(app, ana, room, action)
+    assert fields["given"] == "1"
+    first = ana.post(action, data=fields, headers=headers)
+    second = ana.post(action, data=fields, headers=headers)
+    assert first.status_code in (200, 303), first.status_code
+    assert_replayed(first, second)
+    assert count(owner_db, rw.org, "SELECT count(*) FROM room_consents WHERE membership_id = %s", rw.ana.id) == 1
+    # The form the answer shows is the withdrawal, with a key of its own.
+    page = body(ana.get(room))
+    assert form_at(app, ana, room, action)["given"] == "0" and check_keys(app, page, room)
+
+
+def test_the_room_pages_give_every_protected_form_its_own_key(app, rw):
+    for member, session in ((rw.maria, rw.one), (rw.ana, rw.one), (rw.maria, rw.group), (rw.ben, rw.group)):
+        browser = browser_of(app, member.user.email)
+        path = rw.room_path(session)
+        response = browser.get(path)
+        assert response.status_code == 200, path
+        forms = check_keys(app, body(response), path)
+        assert any(protected(app, endpoint_of(app, html.unescape(f["action"]))) for f in forms
+                   if f["method"] == "POST"), f"{path} has no protected form: the check tests nothing"
 
 
 def test_the_key_field_is_fresh_on_every_render(app, bw, carla):
