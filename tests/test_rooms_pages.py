@@ -17,6 +17,7 @@ from coach.notifications.models import Notification
 from coach.platform.models import AuditEvent, OutboxEvent
 from coach.rooms import access, attendance, service
 from coach.rooms.models import RoomAttendance, SessionRoom
+from tests.room_rows import seed_room_rows
 from tests.room_support import RoomWorld
 from tests.test_booking_views import HX, logged_in, text
 
@@ -67,6 +68,7 @@ def test_the_coach_and_the_athlete_get_the_call_page_with_its_contract(app, worl
         assert 'id="room"' in page and "data-room" in page
         assert f'data-session="{world.one.id}"' in page and f'data-member="{member.id}"' in page
         assert f'data-role="{role}"' in page and 'data-max="6"' in page
+        assert f'data-socket="{world.room_path(world.one)}/socket"' in page
         assert f'data-name="{member.user.display_name}"' in page
         assert ("End the session for everyone" in page) == (role == "coach")
         assert response.headers["Permissions-Policy"] == (
@@ -177,7 +179,7 @@ def test_the_coach_ends_the_room_for_everyone_once(app, world, job_runner):
         "room.ended"]
     assert access.check(world.org.id, world.one.id, world.ana.id).state == "after"
     page = text(browser_of(app, world.ana).get(world.room_path(world.one)))
-    assert "This session has ended" in page and "The coach ended the room at" in page and "data-room" not in page
+    assert "This session has ended" in page and "Maria Santos ended the room at" in page and "data-room" not in page
 
 
 def test_an_athlete_cannot_end_the_room(app, world):
@@ -288,3 +290,16 @@ def test_an_athlete_entering_calls_nobody_and_other_clubs_hear_nothing(world, jo
     assert notices(world, world.maria) == []
     assert len(notices(world, world.zed, world.hill)) == 1  # Hill's coach calls Hill's athlete
     assert [n.membership_id for n in notices(world, world.ana)] == []  # and nobody of River
+
+
+def test_the_after_page_links_the_recording_and_the_booking(app, world):
+    tenancy.activate(world.org.id)
+    booking = world.bookings[world.one.id][0]
+    seed_room_rows(world.org, world.maria, world.ana, booking)
+    db.session.commit()
+    page = text(browser_of(app, world.ana).get(world.room_path(world.one)))
+    assert "This session has ended" in page and "Session recording</a>" in page
+    assert re.search(r"Ana Alves</strong>:\s+attended 10 min", page)
+    assert f'href="/o/river/bookings/{booking.id}">Your booking</a>' in page
+    coach_page = text(browser_of(app, world.maria).get(world.room_path(world.one)))
+    assert f'href="/o/river/bookings/{booking.id}">Booking of Ana Alves</a>' in coach_page

@@ -7,10 +7,10 @@ htmx swap of the body of a page that forbade the camera) is answered with a full
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from babel.dates import format_timedelta
 from flask import abort, flash, g, make_response, url_for
-from werkzeug.routing import BuildError
 
 from coach import clock
 from coach.blueprints.forms import require_action_form
@@ -54,7 +54,7 @@ def room_context(access: room_access.RoomAccess) -> dict:
     context = dict(org=g.org, access=access, session=page.session, offering=page.offering, bookings=page.bookings,
                    participants=page.participants, me=g.membership, is_coach=access.is_coach, now=now,
                    opens_in=opens_in(access.opens_at, now), booking=service.my_booking(page, g.membership),
-                   socket_url=_socket_url(access))
+                   socket_url=socket_path(access))
     if access.state == room_access.AFTER:
         context.update(attendance=service.attendance_summary(g.org.id, access.session_id, now),
                        recordings=service.recordings(g.org.id, access.session_id))
@@ -64,13 +64,10 @@ def room_context(access: room_access.RoomAccess) -> dict:
     return context
 
 
-def _socket_url(access: room_access.RoomAccess) -> str:
-    """The room's signaling socket (empty while the signaling module is not installed: the page says the call
-    cannot start rather than failing)."""
-    try:
-        return url_for("rooms.socket", session_id=access.session_id)
-    except BuildError:
-        return ""
+def socket_path(access: room_access.RoomAccess) -> str:
+    """The room socket's path (a websocket rule's URL comes out absolute, ``ws://host/...``: the page's script
+    makes it ws: or wss: from the page's own address, which a proxy in front cannot get wrong)."""
+    return urlsplit(url_for("rooms.socket", session_id=access.session_id)).path
 
 
 def booking_room(booking) -> dict | None:
