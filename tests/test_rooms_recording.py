@@ -259,7 +259,7 @@ def test_parts_count_against_the_quota(app, world, webm):
 
 # --- stop, processing -------------------------------------------------------------------------------
 
-def test_stop_completes_the_upload_and_the_worker_makes_it_reviewable(app, world, webm, job_runner):
+def test_stop_completes_the_upload_and_the_worker_makes_it_reviewable(app, world, webm, quiet):
     maria, ana = everyone_agrees(app, world, world.one, world.maria, world.ana)
     started = maria.start().get_json()
     parts = maria.send_all(started, webm)
@@ -274,7 +274,7 @@ def test_stop_completes_the_upload_and_the_worker_makes_it_reviewable(app, world
     assert item.status in ("processing", "ready") and item.size_bytes == len(webm)
     assert item.expires_at is not None and abs(
         (item.expires_at - recording.stopped_at) - timedelta(days=90)) < timedelta(seconds=1)
-    job_runner.drain(180)
+    quiet.drain(180)
     item = fresh(world, MediaItem, recording.media_id)
     assert item.status == "ready", item.failure_reason
     assert item.duration_ms and 3000 <= item.duration_ms <= 5000
@@ -285,6 +285,10 @@ def test_stop_completes_the_upload_and_the_worker_makes_it_reviewable(app, world
     assert [v.media_id for v in views] == [item.id] and views[0].status_label == "ready to review"
     page = text(maria.client.get(f"/o/river/media/{item.id}"))
     assert "Deleted on" in page and "unless kept" in page
+    booking = world.bookings[world.one.id][0]
+    for browser in (maria, ana):
+        booking_page = text(browser.client.get(f"/o/river/bookings/{booking.id}"))
+        assert f'href="/o/river/media/{item.id}"' in booking_page and "ready to review" in booking_page
 
 
 def test_s3_recording_with_five_mib_parts(app, s3_world, s3_media, webm):  # noqa: F811

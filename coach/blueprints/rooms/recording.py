@@ -15,7 +15,8 @@ from coach.extensions import db
 from coach.htmx import redirect_after_post, wants_fragment
 from coach.platform.idempotency import idempotent
 from coach.rooms import recording as rec
-from coach.rooms.access import RoomAccess
+from coach.media import service as media
+from coach.rooms.access import IN_ROOM_STATUSES, RoomAccess
 from coach.tenancy import role_required
 
 PARTIAL = "rooms/_recording.html"
@@ -39,6 +40,18 @@ def recording_context(access: RoomAccess) -> dict:
     if not access.may_enter:
         return {"recording_panel": None}
     return {"recording_panel": rec.panel(access, g.membership), "recording_urls": _urls(access)}
+
+
+def booking_recordings(booking) -> list[rec.RecordingView]:
+    """The booking page's links to its session's recordings the viewer may open (none for a booking that never
+    had a room; one statement, then media's view rule per recording)."""
+    if booking.status not in IN_ROOM_STATUSES or g.get("membership") is None:
+        return []
+    return [view for view in rec.recordings_for(booking.tenant_id, booking.session_id)
+            if media.can_view(view.media, g.membership)]
+
+
+bp.add_app_template_global(booking_recordings, "booking_recordings")
 
 
 def _urls(access: RoomAccess, recording=None) -> dict:
