@@ -138,6 +138,8 @@ def panel_context(access, bookings: list[Booking]) -> dict:
         return {"panel": None}
     me = g.membership
     other = booking.athlete if access.is_coach else booking.coach
+    if other is None or other.id == me.id:  # nobody to write to (a coach booked on their own session)
+        return {"panel": None}
     conversation = chat.direct_with(g.org, me, other)
     if not conversation.last_seq:
         db.session.commit()  # find-or-create: made now (or empty), kept for the composer and the socket
@@ -146,9 +148,7 @@ def panel_context(access, bookings: list[Booking]) -> dict:
     articles = messages_html.articles(
         rows, base=chat_url, mine_id=me.id, tz=current_user.timezone or "UTC", csrf=generate_csrf(),
         attachments=chat.attachments_of(g.org.id, [r.id for r in rows if r.has_media]))
-    room_url = url_for("rooms.room", session_id=access.session_id)
-    back = url_for("rooms.room", session_id=access.session_id, **{"with": booking.id}) if access.is_coach \
-        else room_url
+    back = url_for("rooms.room", session_id=access.session_id, **({"with": booking.id} if access.is_coach else {}))
     panel = Panel(booking=booking, other=other, conversation=conversation, messages=rows, articles=articles,
                   chat_url=chat_url, back=back, open="notes" if request.args.get("panel") == "notes" else "chat")
     if access.is_coach:
