@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, bindparam, exists, select
 
 from coach import clock
 from coach.booking.models import Booking, CoachingSession
@@ -62,22 +62,30 @@ def window(starts_at: datetime, ends_at: datetime) -> tuple[datetime, datetime]:
             ends_at + timedelta(minutes=config["ROOM_GRACE_MINUTES"]))
 
 
+def _check_statement():
+    in_room = and_(Booking.tenant_id == CoachingSession.tenant_id, Booking.session_id == CoachingSession.id,
+                   Booking.status.in_(IN_ROOM_STATUSES))
+    return (select(CoachingSession.starts_at, CoachingSession.ends_at, CoachingSession.coach_membership_id,
+                   SessionRoom.ended_at,
+                   exists().where(in_room).label("live"),
+                   exists().where(in_room, Booking.athlete_membership_id == bindparam("member_id")).label("booked"))
+            .outerjoin(SessionRoom, and_(SessionRoom.tenant_id == CoachingSession.tenant_id,
+                                         SessionRoom.session_id == CoachingSession.id))
+            .where(CoachingSession.tenant_id == bindparam("tenant_id"), CoachingSession.id == bindparam("session_id")))
+
+
+# Built once: the signaling socket asks it for every frame, and building the statement (and its cache key) each
+# time cost more than running it (2.4 -> 1.5 ms of CPU per check, bench signaling).
+_CHECK = _check_statement()
+
+
 def check(tenant_id: uuid.UUID, session_id, member_id: uuid.UUID, now: datetime | None = None) -> RoomAccess | None:
     """``member_id``'s access to the room of ``session_id`` (any text: a bad id reads as missing), in one
     statement; None when the session does not exist in this organization. Needs the tenant active."""
     sid = session_id if isinstance(session_id, uuid.UUID) else parse_uuid(session_id)
     if sid is None:
         return None
-    in_room = and_(Booking.tenant_id == CoachingSession.tenant_id, Booking.session_id == CoachingSession.id,
-                   Booking.status.in_(IN_ROOM_STATUSES))
-    row = db.session.execute(
-        select(CoachingSession.starts_at, CoachingSession.ends_at, CoachingSession.coach_membership_id,
-               SessionRoom.ended_at,
-               exists().where(in_room).label("live"),
-               exists().where(in_room, Booking.athlete_membership_id == member_id).label("booked"))
-        .outerjoin(SessionRoom, and_(SessionRoom.tenant_id == CoachingSession.tenant_id,
-                                     SessionRoom.session_id == CoachingSession.id))
-        .where(CoachingSession.tenant_id == tenant_id, CoachingSession.id == sid)).one_or_none()
+    row = db.session.execute(_CHECK, {"tenant_id": tenant_id, "session_id": sid, "member_id": member_id}).one_or_none()
     if row is None:
         return None
     starts_at, ends_at, coach_id, ended_at, live, booked = row

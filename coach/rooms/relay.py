@@ -7,6 +7,7 @@ prompted them must not be told before it is kept: :func:`publish_after_commit`).
 """
 from __future__ import annotations
 
+import json
 import uuid
 
 from coach.chat import realtime
@@ -18,6 +19,14 @@ def _event(tenant_id: uuid.UUID, session_id: uuid.UUID, message: dict, to_peer: 
            from_peer: str | None) -> dict:
     return {"type": ROOM_EVENT, "tenant_id": str(tenant_id), "session_id": str(session_id),
             "to": to_peer, "from": from_peer, "message": message}
+
+
+def encoded(tenant_id: uuid.UUID, session_id: uuid.UUID, message: dict, *, to_peer: str | None = None,
+            from_peer: str | None = None) -> tuple[str, str]:
+    """The channel and the published text of a room message, for a caller that publishes it itself (the
+    signaling socket, in the same round trip as its check that the addressee is in the room)."""
+    return realtime.channel(tenant_id), json.dumps(_event(tenant_id, session_id, message, to_peer, from_peer),
+                                                   separators=(",", ":"))
 
 
 def publish(tenant_id: uuid.UUID, session_id: uuid.UUID, message: dict, *, to_peer: str | None = None,

@@ -238,6 +238,15 @@ class Roster:
     def has(self, peer: str) -> bool:
         return bool(redis_conn().hexists(self.key, peer))
 
+    def relay_to(self, peer: str, channel: str, data: str) -> bool:
+        """Publish ``data`` for ``peer`` if the peer is in the room: one round trip for both. (Published either
+        way: for a peer not in the room no socket takes it.)"""
+        pipe = redis_conn().pipeline(transaction=False)
+        pipe.hexists(self.key, peer)
+        pipe.publish(channel, data)
+        present, _ = pipe.execute()
+        return bool(present)
+
     def leave(self, peer: str, socket: str) -> bool:
         return bool(redis_conn().eval(_LEAVE, 1, self.key, peer, socket))
 

@@ -20,6 +20,7 @@ from flask import abort, current_app, g, request
 from flask_login import current_user
 from redis.exceptions import RedisError
 from simple_websocket import ConnectionClosed
+from sqlalchemy.exc import SQLAlchemyError
 
 from coach import clock, tenancy
 from coach.blueprints.rooms import bp
@@ -193,15 +194,18 @@ class RoomSocket:
                 raise SignalError("not_joined", "Join the room first.")
             handler(message)
             self._seen()
-            db.session.commit()
         except SignalError as exc:
-            db.session.rollback()
             self.send(exc.frame())
-        except RedisError:
-            db.session.rollback()
+        except _Closed:
+            raise
+        except (RedisError, SQLAlchemyError) as exc:  # Redis or PostgreSQL away, the pool exhausted: try again
+            log.warning("a room frame (%s) was not handled: %s", message["type"], exc)
+            self.send({"type": "error", "code": "unavailable", "message": UNAVAILABLE})
+        except Exception:
+            log.exception("a room frame (%s) failed", message["type"])
             self.send({"type": "error", "code": "unavailable", "message": UNAVAILABLE})
         finally:
-            db.session.remove()  # hold no connection between frames
+            _end_transaction()
         return None
 
     def _too_fast(self, rate: str) -> None:
@@ -218,7 +222,12 @@ class RoomSocket:
     def _check(self) -> RoomAccess:
         """The member may still be in the room (one statement), else ``closed`` and the socket ends."""
         tenancy.activate(self.tenant_id, self.member_id)
-        room = access.check(self.tenant_id, self.session_id, self.member_id)
+        try:
+            room = access.check(self.tenant_id, self.session_id, self.member_id)
+        finally:
+            # The connection goes back to the pool at once: a relayed frame's Redis round trips must not hold
+            # one (a burst of candidates on a hundred sockets would take the whole pool).
+            _end_transaction()
         if room is None or not room.may_enter:
             reason = refusal(room)
             self.send({"type": "closed", "reason": reason})
@@ -254,8 +263,10 @@ class RoomSocket:
                 raise SignalError("peer_taken", "That peer id belongs to someone else in this room.")
             db.session.commit()
         except BaseException:
+            _end_transaction()
             self.roster.leave(peer, self.socket_id)
             raise
+        _end_transaction()
         self.peer = peer
         self.local = LocalPeer(str(self.tenant_id), str(self.session_id), peer, self.socket_id, self.send,
                                self.close)
@@ -273,10 +284,12 @@ class RoomSocket:
 
     def _relay_to(self, message: dict) -> None:
         to = message.pop("to")
-        if to == self.peer or not self.roster.has(to):
+        if to == self.peer:
             raise SignalError("unknown_peer", "That peer is not in this room.")
         message["from"] = self.peer
-        self._publish(message, to_peer=to)
+        channel, data = relay.encoded(self.tenant_id, self.session_id, message, to_peer=to, from_peer=self.peer)
+        if not self.roster.relay_to(to, channel, data):
+            raise SignalError("unknown_peer", "That peer is not in this room.")
 
     on_offer = on_answer = on_candidate = _relay_to
 
@@ -317,6 +330,7 @@ class RoomSocket:
         if due:
             self.seen_at = now
             attendance.seen(self.tenant_id, self.session_id, uuid.UUID(self.peer), clock.now())
+            db.session.commit()
 
     def idle(self) -> None:
         """Nothing came for a while: the socket is open, so the page is still there."""
@@ -325,11 +339,10 @@ class RoomSocket:
         try:
             tenancy.activate(self.tenant_id, self.member_id)
             self._seen()
-            db.session.commit()
-        except RedisError:
-            db.session.rollback()
+        except (RedisError, SQLAlchemyError) as exc:
+            log.warning("a room socket's stay was not refreshed: %s", exc)
         finally:
-            db.session.remove()
+            _end_transaction()
 
     def _leave(self, reason: str = "lost") -> None:
         """End this socket's stay: others are told ``left`` (once, by whichever socket held the peer), with
@@ -357,10 +370,17 @@ class RoomSocket:
         try:
             self._leave()
         except Exception:
-            db.session.rollback()
-            log.exception("a room socket's stay could not be closed")
+            log.exception("a room socket's stay could not be closed (the sweep will close it)")
         finally:
-            db.session.remove()
+            _end_transaction()
+
+
+def _end_transaction() -> None:
+    """Roll back whatever is open (a frame's writes commit themselves) and give the connection back to the pool."""
+    try:
+        db.session.remove()
+    except SQLAlchemyError:  # the connection broke: it is discarded
+        pass
 
 
 def _json(message: dict) -> str:
