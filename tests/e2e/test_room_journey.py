@@ -183,6 +183,19 @@ def test_coach_and_athlete_see_each_other_share_a_screen_and_recover_from_a_drop
     expect(maria.page.get_by_text("Sharing screen")).to_be_hidden()
     assert (maria.offers(), ana.offers()) == offers
 
+    # The device pickers list the devices by name once permission was given; picking a camera replaces the
+    # track on the same sender (no new offer) and the coach keeps receiving.
+    ana.page.get_by_text("Camera and microphone").click()
+    cameras = ana.page.get_by_label("Camera", exact=True)
+    expect(cameras.locator("option").first).to_have_text(re.compile(r"fake", re.I))
+    expect(ana.page.get_by_label("Microphone", exact=True).locator("option").first).not_to_have_text("")
+    before = ana.page.evaluate("() => window.coachRoom.localVideoTrack().id")
+    cameras.select_option(index=0)
+    wait_until(ana.page, lambda: ana.page.evaluate("() => window.coachRoom.localVideoTrack().id") != before,
+               "the new camera track")
+    maria.frames_growing(CAMERA_SIZE)
+    assert (maria.offers(), ana.offers()) == offers
+
     # The athlete's network drops: her page says it is reconnecting, and once back the call recovers in the
     # room (no reload: the page keeps its peer id) with video flowing both ways again.
     me = ana.page.evaluate("() => window.coachRoom.me()")
