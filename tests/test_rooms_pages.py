@@ -303,3 +303,18 @@ def test_the_after_page_links_the_recording_and_the_booking(app, world):
     assert f'href="/o/river/bookings/{booking.id}">Your booking</a>' in page
     coach_page = text(browser_of(app, world.maria).get(world.room_path(world.one)))
     assert f'href="/o/river/bookings/{booking.id}">Booking of Ana Alves</a>' in coach_page
+
+
+def test_the_sessions_list_offers_join_the_room_while_it_is_open(app, world):
+    ana_page = text(browser_of(app, world.ana).get("/o/river/bookings"))
+    one, later = world.bookings[world.one.id][0], world.bookings[world.later.id][0]
+    join_one = f'href="/o/river/sessions/booking/{one.id}/room" hx-boost="false">Join the room</a>'
+    assert join_one in ana_page and f"/sessions/booking/{later.id}/room" not in ana_page
+    assert join_one in text(browser_of(app, world.maria).get("/o/river/bookings"))
+    followed = browser_of(app, world.ana).get(f"/o/river/sessions/booking/{one.id}/room")
+    assert followed.status_code == 303 and followed.headers["Location"].endswith(world.room_path(world.one))
+    assert browser_of(app, world.cleo).get(f"/o/river/sessions/booking/{one.id}/room").status_code == 404
+    assert browser_of(app, world.zed).get(f"/o/hill/sessions/booking/{one.id}/room").status_code == 404
+    # The booking's own page has its own "Join the room" line; its row does not repeat it.
+    detail = text(browser_of(app, world.ana).get(f"/o/river/bookings/{one.id}"))
+    assert detail.count("Join the room</a>") == 1

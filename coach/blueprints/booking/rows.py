@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import datetime
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -22,8 +23,11 @@ from flask import render_template, url_for
 from flask_login import current_user
 from markupsafe import Markup, escape
 
+from coach import clock
 from coach.booking.lists import SessionRow
 from coach.platform.idempotency import FORM_FIELD
+from coach.rooms.access import IN_ROOM_STATUSES
+from coach.rooms.access import window as room_window
 from coach.timezones import clock_time
 
 # About 1.5 KB each: a few MB per process at most.
@@ -46,25 +50,40 @@ class RowLinks(NamedTuple):
     no_show: str
     cancel: str
     buttons: tuple = BUTTONS
+    room: str = ""  # the room of the booking's session (rooms blueprint), shown while the room is open
 
 
 def row_links() -> RowLinks:
     return RowLinks(url_for("booking.detail", booking_id="_ID_"),
                     url_for("booking.calendar", offering_id="_OFFERING_", reschedule="_ID_"),
-                    *(url_for("booking.act", booking_id="_ID_", action=action) for action, _, _ in BUTTONS))
+                    *(url_for("booking.act", booking_id="_ID_", action=action) for action, _, _ in BUTTONS),
+                    room=url_for("rooms.booking_room", booking_id="_ID_"))
+
+
+def _room_open(row: SessionRow, me_id: uuid.UUID, now: datetime) -> bool:
+    """Whether the row offers "Join the room": the viewer is its coach or athlete and the session's room is open
+    by the clock (a room the coach ended early says so when followed). Part of the row's cache key, like an action
+    that lapses with time."""
+    if row.status not in IN_ROOM_STATUSES or me_id not in (row.coach_membership_id, row.athlete_membership_id):
+        return False
+    opens_at, closes_at = room_window(row.starts_at, row.ends_at)
+    return opens_at <= now < closes_at
 
 
 def rows_html(rows: list[SessionRow], *, me_id: uuid.UUID, links: RowLinks, csrf: str, back: str | None,
-              show_note: bool = True, error: str | None = None) -> Markup:
+              show_note: bool = True, error: str | None = None, show_room: bool = True) -> Markup:
     """The rows' ``<li>`` elements, in order.
 
     :param me_id: the viewer's membership (the "with" line names the other person).
     :param links: the page's URL patterns (:func:`row_links`).
     :param csrf: the viewer's CSRF token for the rows' forms.
     :param back: the path the forms return to without JavaScript (none after a POST).
+    :param show_room: offer "Join the room" on rows whose room is open (the booking's page has its own).
     """
     cycle = current_user.hour_cycle if current_user.is_authenticated else 24  # the viewer's clock
-    pieces = "".join(_row(row, me_id, links, back, show_note, error, cycle) for row in rows) \
+    now = clock.now()
+    pieces = "".join(_row(row, me_id, links, back, show_note, error, cycle,
+                          show_room and _room_open(row, me_id, now)) for row in rows) \
         .replace(CSRF_MARK, str(escape(csrf))).split(KEY_MARK)
     # A fresh key per form (as idempotency_field makes them: 32 hex digits), from one read of the system's
     # randomness for the whole page rather than one per form.
@@ -77,9 +96,9 @@ def rows_html(rows: list[SessionRow], *, me_id: uuid.UUID, links: RowLinks, csrf
 
 @lru_cache(maxsize=CACHED_ROWS)
 def _row(row: SessionRow, me_id: uuid.UUID, links: RowLinks, back: str | None, show_note: bool,
-         error: str | None, hour_cycle: int = 24) -> str:
+         error: str | None, hour_cycle: int = 24, room_open: bool = False) -> str:
     return render_template("booking/_booking_row.html", rows=[row], me_id=me_id, links=links,
-                           csrf=Markup(CSRF_MARK), back=back, show_note=show_note, error=error,
+                           csrf=Markup(CSRF_MARK), back=back, show_note=show_note, error=error, room_open=room_open,
                            clock_time=clock_time, hour_cycle=hour_cycle,
                            idempotency_field=lambda: Markup(KEY_MARK))
 

@@ -10,11 +10,12 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from babel.dates import format_timedelta
-from flask import abort, flash, g, make_response, url_for
+from flask import abort, flash, g, make_response, redirect, url_for
 
 from coach import clock
 from coach.blueprints.forms import require_action_form
 from coach.blueprints.rooms import bp
+from coach.booking import service as booking_service
 from coach.blueprints.rooms.panel import panel_context
 from coach.blueprints.rooms.recording import recording_context
 from coach.extensions import db, htmx_ext
@@ -105,6 +106,16 @@ def room(session_id: str):
     response.headers["Permissions-Policy"] = ROOM_PERMISSIONS
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/booking/<booking_id>/room", endpoint="booking_room")
+@role_required()
+def booking_room_redirect(booking_id: str):
+    """The room of a booking's session (the sessions list's rows know their booking, not its session)."""
+    booking = booking_service.get_booking(g.org, booking_id)
+    if booking is None or not booking_service.may_view(g.membership, booking):
+        abort(404)
+    return redirect(url_for("rooms.room", session_id=booking.session_id), 303)
 
 
 def _full_load(location: str):
