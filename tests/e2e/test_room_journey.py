@@ -39,6 +39,20 @@ SOCKET_TAP = """(() => {
   };
 })();"""
 
+# The test's own handle on the page's peer connections, to force ICE restarts (a path cannot be broken on one
+# machine's loopback).
+CONNECTION_TAP = """(() => {
+  const Native = window.RTCPeerConnection;
+  const connections = [];
+  window.__connections = connections;
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) { super(...args); connections.push(this); }
+  };
+})();"""
+
+UFRAGS = """() => window.__connections.filter(pc => pc.connectionState !== 'closed')
+  .map(pc => (/a=ice-ufrag:(\\S+)/.exec(pc.localDescription ? pc.localDescription.sdp : '') || [])[1])"""
+
 
 @pytest.fixture()
 def world(ctx):
@@ -66,6 +80,7 @@ class Participant:
     def __init__(self, browser, live_server: str, email: str, init_script: str | None = None):
         self.live_server = live_server
         self.context = browser.new_context(permissions=["camera", "microphone"])
+        self.context.add_init_script(CONNECTION_TAP)
         if init_script:
             self.context.add_init_script(init_script)
         # Chromium's offline emulation stops new connections but leaves an open WebSocket alone, so the test
@@ -309,6 +324,28 @@ def test_a_group_call_is_a_mesh_each_sees_every_other(browser, live_server, worl
                 "id => window.coachRoom.stats(id)", o["peer"])) and s["framesDecoded"] > 0,
                 f"{other['name']}'s frames")
     both_widths(snap, people[0].page, "group-coach")
+
+    # Everyone restarts ICE on every connection at once: the offers collide ("glare") and perfect negotiation
+    # settles them on the same connections (no new one is made), with new ICE credentials and video still
+    # flowing everywhere.
+    before = [person.page.evaluate(UFRAGS) for person in people]
+    made = [person.page.evaluate("() => window.__connections.length") for person in people]
+    for person in people:
+        person.page.evaluate("() => window.__connections.filter(pc => pc.connectionState === 'connected')"
+                             ".forEach(pc => pc.restartIce())")
+    for person, old in zip(people, before):
+        wait_until(person.page, lambda p=person, o=old: (now := p.page.evaluate(UFRAGS)) and len(now) == 2 and all(
+            u not in o for u in now) and p.page.evaluate(
+            "() => window.__connections.filter(pc => pc.connectionState !== 'closed')"
+            ".every(pc => pc.signalingState === 'stable' && pc.connectionState === 'connected')"),
+            "new ICE credentials on both connections, settled")
+    assert [person.page.evaluate("() => window.__connections.length") for person in people] == made
+    for person in people:
+        for other in person.peers():
+            first = person.page.evaluate("id => window.coachRoom.stats(id)", other["peer"])
+            wait_until(person.page, lambda p=person, o=other, f=first: p.page.evaluate(
+                "id => window.coachRoom.stats(id)", o["peer"])["framesDecoded"] > f["framesDecoded"],
+                f"{other['name']}'s frames after the restart")
     assert all(person.csp == [] for person in people)
     for person in people:
         person.context.close()
