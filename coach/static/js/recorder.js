@@ -17,6 +17,9 @@
   var SLICE_MS = 2000;
   var ALIVE_MS = 30000;
   var RETRIES = 5;
+  // About 430 MB an hour: an hour's session fits the default largest file (MEDIA_MAX_BYTES, 500 MB).
+  var VIDEO_BPS = 900000;
+  var AUDIO_BPS = 64000;
 
   var active = null;  // the Recorder of this page while it records
   var shown = null;  // when the recording the indicator shows started (ms), or null
@@ -140,7 +143,7 @@
     return list;
   }
 
-  function Recorder(plan, token) {
+  function Recorder(plan, token, audio) {
     this.plan = plan;
     this.token = token;
     this.partBytes = plan.part_bytes;
@@ -155,8 +158,7 @@
     this.canvas.width = WIDTH;
     this.canvas.height = HEIGHT;
     this.ctx = this.canvas.getContext("2d");
-    var Audio = window.AudioContext || window.webkitAudioContext;
-    this.audio = new Audio();
+    this.audio = audio;
     this.mix = this.audio.createMediaStreamDestination();
     // A silent source keeps the audio track producing samples while nobody speaks.
     var silence = this.audio.createConstantSource ? this.audio.createConstantSource() : null;
@@ -166,7 +168,7 @@
     var types = ["video/webm;codecs=vp8,opus", "video/webm;codecs=vp9,opus", "video/webm"];
     var type = types.filter(function (t) { return window.MediaRecorder.isTypeSupported(t); })[0] || "";
     this.recorder = new window.MediaRecorder(new MediaStream(tracks),
-      type ? { mimeType: type, videoBitsPerSecond: 2500000 } : {});
+      type ? { mimeType: type, videoBitsPerSecond: VIDEO_BPS, audioBitsPerSecond: AUDIO_BPS } : {});
     var self = this;
     this.recorder.ondataavailable = function (event) { self.take(event.data); };
     this.recorder.onstop = function () { self.flush(true); };
@@ -297,7 +299,8 @@
     return once().then(function () {
       if (!self.stopping) { say("Recording: " + number + (number === 1 ? " part" : " parts") + " saved."); }
     }, function (error) {
-      self.halt(error.message);
+      // Refused for good (no room left, the largest file size): keep what was sent, unless it was stopped anyway.
+      self.halt(error.message, !/has stopped/.test(error.message));
       throw error;
     });
   };
@@ -328,8 +331,9 @@
     }).then(function () { active = null; sync(); refreshPanel(); });
   };
 
-  // The server stopped it (consent withdrawn, the room ended, a refusal): stop recording, send nothing more.
-  Recorder.prototype.halt = function (reason) {
+  // The server stopped it (consent withdrawn, the room ended) or refused a part for good: stop recording and
+  // send nothing more; with ``save``, ask the server to finish it with the parts it has.
+  Recorder.prototype.halt = function (reason, save) {
     if (this.failed) { return; }
     this.failed = reason || "The recording stopped.";
     this.stopping = true;
@@ -339,8 +343,11 @@
     }
     this.cleanup();
     active = null;
-    say(this.failed, this.plan.page_url);
-    refreshPanel();
+    var self = this;
+    var saved = save ? api(this.plan.stop_url, this.token, {}, newKey()).then(function () {
+      return " What was sent is saved.";
+    }, function () { return ""; }) : Promise.resolve("");
+    saved.then(function (more) { say(self.failed + more, self.plan.page_url); refreshPanel(); });
   };
 
   Recorder.prototype.cleanup = function () {
@@ -361,10 +368,15 @@
     button.disabled = true;
     say("Starting…");
     var token = p.getAttribute("data-csrf");
+    // Made during the click: an audio context made later (after the request) may stay suspended, silent.
+    var AudioContextClass = window.AudioContext || window.webkitAudioContext;
+    var audio = new AudioContextClass();
+    if (audio.state === "suspended") { audio.resume().catch(function () {}); }
     api(p.getAttribute("data-start-url"), token, {}, newKey()).then(function (plan) {
       try {
-        active = new Recorder(plan, token);
+        active = new Recorder(plan, token, audio);
       } catch (error) {
+        audio.close().catch(function () {});
         say("The recording could not start: " + error.message);
         api(plan.stop_url, token, {}, newKey()).catch(function () {});
         return;
@@ -373,6 +385,7 @@
       showRecording(plan.started_at);
       sync();
     }, function (error) {
+      audio.close().catch(function () {});
       button.disabled = false;
       say(error.message);
     });
@@ -422,6 +435,14 @@
   window.coachRecorder = {
     recording: function () { return !!active; },
     parts: function () { return active ? active.number : 0; },
-    sources: function () { return active ? Object.keys(active.sources) : []; }
+    sources: function () { return active ? Object.keys(active.sources) : []; },
+    state: function () {
+      if (!active) { return null; }
+      return { recorder: active.recorder.state, type: active.recorder.mimeType, audio: active.audio.state,
+        buffered: active.buffered, videos: Object.keys(active.sources).map(function (m) {
+          var v = active.sources[m].video;
+          return { member: m, ready: v.readyState, width: v.videoWidth, paused: v.paused };
+        }) };
+    }
   };
 })();
