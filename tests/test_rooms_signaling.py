@@ -16,6 +16,7 @@ from simple_websocket import ConnectionError as HandshakeRefused
 from sqlalchemy import select, update
 
 from coach import clock, tenancy
+from coach.booking import lifecycle
 from coach.booking.models import Booking
 from coach.extensions import db
 from coach.platform.models import OutboxEvent
@@ -122,13 +123,16 @@ def test_the_handshake_is_refused_to_everyone_who_may_not_be_in_the_room(world, 
     assert zed.welcome["peers"] == []
 
 
-def test_a_booking_cancelled_while_connected_closes_the_socket_on_its_next_frame(world, rooms):
+def test_a_booking_cancelled_while_connected_closes_the_socket_on_its_next_frame(world, rooms, quiet):
     maria = rooms.join("maria@example.com", world.one.id)
     ana = rooms.join("ana@example.com", world.one.id)
     maria.wait_for("joined")
+    ana.sync()  # a frame just checked: the next one must not trust it
     tenancy.activate(world.org.id)
-    db.session.execute(update(Booking).where(Booking.session_id == world.one.id).values(status="cancelled"))
+    booking = db.session.get(Booking, world.bookings[world.one.id][0].id)
+    lifecycle.transition(booking, "cancel", None)
     db.session.commit()
+    quiet.drain()  # booking.cancelled's consumers, the room's among them
 
     ana.send(type="ping")
     assert ana.wait_for("closed") == {"type": "closed", "reason": "This session was cancelled."}

@@ -258,6 +258,8 @@ class Roster:
 
 # Internal: a peer rejoined on a new socket; the process holding its old socket closes it quietly.
 REPLACED = "replaced"
+# Internal: who may be in the room may have changed (a booking left it): each socket checks again on its next frame.
+RECHECK = "recheck"
 ENDED = "ended"
 
 
@@ -272,6 +274,7 @@ class LocalPeer:
     send: Callable[[str], None]  # sends one text frame (thread-safe)
     close: Callable[[int, str], None]  # closes the socket (from any thread)
     replaced: bool = False
+    recheck: bool = False  # the socket's last access check no longer stands
 
 
 class LocalRooms:
@@ -317,6 +320,10 @@ class LocalRooms:
             targets = [room[to]] if to in room else [] if to is not None else \
                 [p for k, p in room.items() if k != sender]
         kind = message.get("type")
+        if kind == RECHECK:
+            for peer in targets:
+                peer.recheck = True
+            return
         if kind == REPLACED:
             for peer in targets:
                 if peer.socket != message.get("socket"):

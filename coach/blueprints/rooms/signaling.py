@@ -52,6 +52,11 @@ POLL_SECONDS = 5
 IDLE_SECONDS = 20
 # The stay's last_seen_at is written at most this often per socket.
 SEEN_EVERY_SECONDS = 10
+# A socket's access check stands this long for the frames that follow, unless the room's window closes or who may
+# be in the room changes meanwhile (a booking leaving it is published as a recheck; an end of the room, a session or
+# a membership closes the socket at once). Checking PostgreSQL for each of a burst of candidates cost more than
+# the rest of the relay together, and under load a pool timeout loses the frame (bench signaling).
+RECHECK_SECONDS = 5.0
 UNAVAILABLE = "The call's relay is unavailable for a moment. Try again in a few seconds."
 
 
@@ -122,6 +127,7 @@ class RoomSocket:
         self.lock = threading.Lock()  # one writer at a time: this handler and the hub's listener both send
         self.closed = False
         self.seen_at = time.monotonic()
+        self.checked_at = float("-inf")  # when self.room was last read (monotonic)
         self.warned_at = 0.0
         # Registered with the chat hub (sends nothing: chat's pushes are HTML) so that a session's end or a
         # membership's removal closes this socket too.
@@ -219,8 +225,16 @@ class RoomSocket:
             self.send({"type": "error", "code": "too_fast",
                        "message": "Messages are coming too fast; some were dropped."})
 
-    def _check(self) -> RoomAccess:
-        """The member may still be in the room (one statement), else ``closed`` and the socket ends."""
+    def _check(self, force: bool = False) -> RoomAccess:
+        """The member may still be in the room, else ``closed`` and the socket ends. Read again (one statement)
+        unless the last reading stands (:data:`RECHECK_SECONDS`); ``force``: read again."""
+        now = time.monotonic()
+        local = self.local
+        if not force and local is not None and not local.recheck and now - self.checked_at < RECHECK_SECONDS \
+                and clock.now() < self.room.closes_at:
+            return self.room
+        if local is not None:
+            local.recheck = False
         tenancy.activate(self.tenant_id, self.member_id)
         try:
             room = access.check(self.tenant_id, self.session_id, self.member_id)
@@ -233,7 +247,7 @@ class RoomSocket:
             self.send({"type": "closed", "reason": reason})
             self.close(1008, reason)
             raise _Closed()
-        self.room = room
+        self.room, self.checked_at = room, now
         return room
 
     def _publish(self, message: dict, to_peer: str | None = None) -> None:
@@ -308,6 +322,7 @@ class RoomSocket:
         raise _Closed()
 
     def on_end(self, message: dict) -> None:
+        self._check(force=True)
         if not self.room.is_coach:
             raise SignalError("not_allowed", "Only the coach can end the session for everyone.")
         actor = db.session.get(Membership, self.member_id)
@@ -356,11 +371,13 @@ class RoomSocket:
             held = True  # cannot tell: the stay ends (a newer socket's ping re-opens nothing, its join did)
         if not held:
             return  # a newer socket of the same page holds the peer
-        relay.publish(self.tenant_id, self.session_id, {"type": "left", "peer": peer, "reason": reason},
-                      from_peer=peer)
-        tenancy.activate(self.tenant_id, self.member_id)
-        attendance.leave(self.tenant_id, self.session_id, uuid.UUID(peer), clock.now())
-        db.session.commit()
+        try:
+            tenancy.activate(self.tenant_id, self.member_id)
+            attendance.leave(self.tenant_id, self.session_id, uuid.UUID(peer), clock.now())
+            db.session.commit()
+        finally:  # the stay is written first (a page told "left" finds it ended), and the others are told anyway
+            relay.publish(self.tenant_id, self.session_id, {"type": "left", "peer": peer, "reason": reason},
+                          from_peer=peer)
 
     def finish(self) -> None:
         self.closed = True
