@@ -19,6 +19,8 @@ from coach import clock, tenancy
 from coach.booking import lifecycle
 from coach.booking.models import Booking
 from coach.extensions import db
+from coach.orgs import service as orgs
+from coach.orgs.models import Membership
 from coach.platform.models import OutboxEvent
 from coach.rooms import attendance_jobs, ice
 from coach.rooms.models import RoomAttendance
@@ -167,6 +169,17 @@ def test_logging_out_closes_the_room_socket(world, rooms):
     assert response.status_code == 303
     assert ana.wait_for("closed") == {"type": "closed", "reason": "Your session has ended."}
     assert ana.wait_closed().reason == 1008
+
+
+def test_a_member_removed_from_the_organization_is_closed_at_once(world, rooms):
+    maria = rooms.join("maria@example.com", world.group.id)
+    ben = rooms.join("ben@example.com", world.group.id)
+    tenancy.activate(world.org.id)
+    orgs.remove_member(world.org, db.session.get(Membership, world.ben.id))
+    db.session.commit()
+    assert ben.wait_for("closed") == {"type": "closed", "reason": "You are no longer a member of this organization."}
+    assert ben.wait_closed().reason == 1008
+    assert maria.wait_for("left") == {"type": "left", "peer": ben.peer, "reason": "lost"}
 
 
 # --- bad input -------------------------------------------------------------------------------------------------
