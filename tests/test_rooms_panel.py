@@ -109,13 +109,16 @@ def test_group_session_has_a_tab_per_athlete_the_first_selected(app, world):
     say(world, ben_chat, world.ben, "Can we look at my serve?")
 
     panel = panel_of(text(maria.get(world.room_path(world.group))))
-    assert re.search(r'<a href="[^"]+"[^>]*aria-current="true">Ana Alves</a>', panel)
-    assert ">Ben Brown</a>" in panel and f"with={ben_booking.id}" in panel
+    assert re.search(r'<a href="[^"]+"[^>]*aria-current="true">Ana Alves[ <]', panel)
+    assert re.search(r'<a href="[^"]+"[^>]*>Ben Brown[ <]', panel) and f"with={ben_booking.id}" in panel
     assert f'id="messages-{ana_chat.id}"' in panel and f"/notes/{ana_booking.id}" in panel
+    # Ben's tab says what Maria has not read from him (the chat socket's unread pushes keep it current).
+    assert f'<span id="unread-{ben_chat.id}" class="badge badge-new">1</span>' in panel
+    assert re.search(rf'<span id="unread-{ana_chat.id}" class="badge badge-new" hidden>', panel)
 
     # Without JavaScript the tab is a link to the room page; with htmx the panel alone is swapped in.
     panel = panel_of(text(maria.get(f"{world.room_path(world.group)}?with={ben_booking.id}")))
-    assert re.search(r'aria-current="true">Ben Brown</a>', panel)
+    assert re.search(r'aria-current="true">Ben Brown[ <]', panel)
     assert f'id="messages-{ben_chat.id}"' in panel and "Can we look at my serve?" in panel
     fragment = maria.get(f"{world.room_path(world.group)}/panel?with={ben_booking.id}", headers=HX)
     assert fragment.status_code == 200

@@ -523,6 +523,25 @@ def reads_of(conversation: Conversation, member_ids) -> dict[uuid.UUID, int]:
     return {m: found.get(m) or 0 for m in member_ids}
 
 
+def direct_unread(org: Organization, member: Membership, other_ids) -> dict[uuid.UUID, tuple[uuid.UUID, int]]:
+    """``member``'s direct conversations with each of ``other_ids`` that exist, and what ``member`` has not read in
+    each: ``{other's membership id: (conversation id, unread)}`` (one statement; a session room's athlete tabs)."""
+    others = list(other_ids)
+    if not others:
+        return {}
+    rows = db.session.execute(
+        select(Conversation.id, Conversation.member_low_id, Conversation.member_high_id, Conversation.last_seq,
+               ConversationRead.last_read_seq)
+        .outerjoin(ConversationRead, and_(ConversationRead.tenant_id == Conversation.tenant_id,
+                                          ConversationRead.conversation_id == Conversation.id,
+                                          ConversationRead.membership_id == member.id))
+        .where(Conversation.tenant_id == org.id, Conversation.kind == "direct", or_(
+            and_(Conversation.member_low_id == member.id, Conversation.member_high_id.in_(others)),
+            and_(Conversation.member_high_id == member.id, Conversation.member_low_id.in_(others)))))
+    return {(high if low == member.id else low): (conversation_id, max(0, last_seq - (read or 0)))
+            for conversation_id, low, high, last_seq, read in rows}
+
+
 def read_seq(conversation: Conversation, member_id: uuid.UUID) -> int:
     return db.session.scalar(select(ConversationRead.last_read_seq).where(
         ConversationRead.tenant_id == conversation.tenant_id, ConversationRead.conversation_id == conversation.id,

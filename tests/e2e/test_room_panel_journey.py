@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from coach import tenancy
+from coach.chat import service as chat
 from coach.extensions import db
 from coach.progress.models import SessionRecord
 from tests.e2e import both_widths, screenshots
@@ -101,17 +102,33 @@ def test_chat_and_notes_in_the_room_panel(browser, live_server, world):
 
 def test_the_coach_switches_athlete_in_a_group_session_without_leaving_the_call(browser, live_server, world):
     ana_booking, ben_booking = world.bookings[world.group.id]
+    tenancy.activate(world.org.id)
+    ben_chat = chat.direct_with(world.org, world.maria, world.ben)
+    db.session.commit()
     context, coach, csp = person(browser, live_server, "maria@example.com")
+    ben_context, ben, _ = person(browser, live_server, "ben@example.com")
     try:
         coach.goto(live_server + world.room_path(world.group))
         expect(coach.locator("#room-panel")).to_be_visible()
         coach.evaluate("() => { window.__samePage = true; }")
         tabs = coach.get_by_role("navigation", name="Athletes in this session")
         expect(tabs.get_by_role("link", name="Ana Alves")).to_have_attribute("aria-current", "true")
+
+        # Ben writes (from the chat page) while Maria's panel shows Ana: Ben's tab counts it, live.
+        ben.goto(f"{live_server}/o/river/chat/{ben_chat.id}")
+        ben.get_by_label("Message", exact=True).fill("Is my camera angle OK?")
+        ben.get_by_label("Message", exact=True).press("Enter")
+        expect(ben.locator("article.message.mine")).to_contain_text("Is my camera angle OK?", timeout=LIVE)
+        badge = coach.locator(f"#unread-{ben_chat.id}")
+        expect(badge).to_have_text("1", timeout=LIVE)
+        expect(badge).to_be_visible()
+
         tabs.get_by_role("link", name="Ben Brown").click()
         expect(coach.get_by_role("navigation", name="Athletes in this session").get_by_role(
             "link", name="Ben Brown")).to_have_attribute("aria-current", "true", timeout=LIVE)
         expect(coach.get_by_label("Message to Ben Brown")).to_be_visible()
+        expect(coach.locator(f"#messages-{ben_chat.id} article.message")).to_contain_text("Is my camera angle OK?")
+        expect(coach.locator(f"#unread-{ben_chat.id}")).to_be_hidden(timeout=LIVE)  # read now
         assert coach.evaluate("() => window.__samePage === true"), "the room page was reloaded"
         coach.locator("#room-notes > summary").click()
         coach.get_by_label("Notes on Ben Brown’s session").fill("Ben: serve toss too low")
@@ -122,3 +139,4 @@ def test_the_coach_switches_athlete_in_a_group_session_without_leaving_the_call(
         assert csp == []
     finally:
         context.close()
+        ben_context.close()

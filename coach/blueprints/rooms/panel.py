@@ -55,6 +55,10 @@ class Tab:
     url: str  # the room page with this athlete's panel (no JavaScript)
     fragment_url: str  # the panel alone (htmx swaps it in)
     current: bool
+    # The athlete's conversation with the coach (None before its first message) and what the coach has not read
+    # in it: the tab's badge, which the chat socket's unread pushes (`#unread-<conversation id>`) keep current.
+    conversation_id: uuid.UUID | None = None
+    unread: int = 0
 
 
 @dataclass
@@ -153,12 +157,22 @@ def panel_context(access, bookings: list[Booking]) -> dict:
                   chat_url=chat_url, back=back, open="notes" if request.args.get("panel") == "notes" else "chat")
     if access.is_coach:
         if len(bookings) > 1:
-            panel.tabs = [Tab(booking=b, name=b.athlete.user.display_name,
-                              url=url_for("rooms.room", session_id=access.session_id, **{"with": b.id}) + "#room-panel",
-                              fragment_url=url_for("rooms.panel", session_id=access.session_id, **{"with": b.id}),
-                              current=b.id == booking.id) for b in bookings]
+            panel.tabs = _tabs(access, bookings, booking)
         panel.notes = _notes(access, booking)
     return {"panel": panel}
+
+
+def _tabs(access, bookings: list[Booking], shown: Booking) -> list[Tab]:
+    """A tab per athlete of a group session, each with its conversation's unread count (one statement)."""
+    unread = chat.direct_unread(g.org, g.membership, [b.athlete_membership_id for b in bookings])
+    tabs = []
+    for b in bookings:
+        conversation_id, count = unread.get(b.athlete_membership_id, (None, 0))
+        tabs.append(Tab(booking=b, name=b.athlete.user.display_name,
+                        url=url_for("rooms.room", session_id=access.session_id, **{"with": b.id}) + "#room-panel",
+                        fragment_url=url_for("rooms.panel", session_id=access.session_id, **{"with": b.id}),
+                        current=b.id == shown.id, conversation_id=conversation_id, unread=count))
+    return tabs
 
 
 def _notes(access, booking: Booking, form: NotesForm | None = None) -> Notes:
