@@ -92,10 +92,17 @@ class RoomSocket:
 class RoomSockets:
     """Opens room sockets to the live server (logging members in once each) and closes them all after the test."""
 
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, server_url: str | None = None,
+                 browsers: dict[str, requests.Session] | None = None):
+        """
+        :param base_url: the app's address (logging in, and the pages' ``Origin``).
+        :param server_url: the server the sockets connect to, if another one (a second process of the same app).
+        :param browsers: signed-in sessions to reuse (another :class:`RoomSockets`'s ``browsers``).
+        """
         self.base_url = base_url
+        self.server_url = server_url or base_url
         self.opened: list[RoomSocket] = []
-        self.browsers: dict[str, requests.Session] = {}
+        self.browsers: dict[str, requests.Session] = browsers if browsers is not None else {}
 
     def browser(self, email: str) -> requests.Session:
         if email not in self.browsers:
@@ -103,7 +110,7 @@ class RoomSockets:
         return self.browsers[email]
 
     def url(self, session_id, slug: str = "river") -> str:
-        return self.base_url.replace("http://", "ws://", 1) + f"/o/{slug}/sessions/{session_id}/room/socket"
+        return self.server_url.replace("http://", "ws://", 1) + f"/o/{slug}/sessions/{session_id}/room/socket"
 
     def handshake(self, session_id, email: str | None = None, slug: str = "river",
                   origin: str | None = "same") -> Client:

@@ -7,13 +7,16 @@ page does (tests/rooms_sockets.py); frames are the JSON the page's script sends.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from simple_websocket import ConnectionClosed
 from simple_websocket import ConnectionError as HandshakeRefused
 from sqlalchemy import select, update
+from werkzeug.serving import make_server
 
 from coach import clock, tenancy
 from coach.booking import lifecycle
@@ -26,6 +29,7 @@ from coach.rooms import attendance_jobs, ice
 from coach.rooms.models import RoomAttendance
 from tests.chat_support import Sockets as ChatSockets
 from tests.conftest import csrf_from
+from tests.outbox_support import other_app
 from tests.room_support import RoomWorld
 from tests.rooms_sockets import RoomSockets
 
@@ -95,6 +99,42 @@ def test_media_state_goes_to_everyone_else(world, rooms):
     ben = rooms.join("ben@example.com", world.group.id)
     listed = {p["peer"]: p["state"] for p in ben.welcome["peers"]}
     assert listed[ana.peer] == {"audio": False, "video": True, "screen": True}
+
+
+def test_peers_in_two_processes_reach_each_other_through_redis(world, rooms, app):
+    """A second app with its own hub (its own Redis subscription and its own room sockets) on its own port stands for
+    a second web process: what one peer sends reaches the other only through Redis."""
+    with other_app(app) as second, _serve(second) as second_url:
+        maria = rooms.join("maria@example.com", world.one.id)
+        there = RoomSockets(rooms.base_url, server_url=second_url, browsers=rooms.browsers)
+        ana = there.join("ana@example.com", world.one.id)
+        rooms.opened.append(ana)  # closed with the others after the test
+        assert ana.welcome["peers"][0]["peer"] == maria.peer
+        assert maria.wait_for("joined")["peer"] == ana.peer
+        ana.send(type="offer", to=maria.peer, sdp=SDP)
+        assert maria.wait_for("offer") == {"type": "offer", "sdp": SDP, "from": ana.peer}
+        maria.send(type="answer", to=ana.peer, sdp=SDP)
+        assert ana.wait_for("answer") == {"type": "answer", "sdp": SDP, "from": maria.peer}
+
+        # Ana's page reconnects, this time to the first process: her old socket in the second one is closed
+        # quietly, and Maria hears she is back, not that she left.
+        back = rooms.join("ana@example.com", world.one.id, peer=ana.peer)
+        assert ana.wait_closed().reason == 1000
+        assert maria.wait_for("joined")["peer"] == ana.peer
+        assert maria.sync() == []
+        back.send(type="candidate", to=maria.peer, candidate=None)
+        assert maria.wait_for("candidate")["from"] == ana.peer
+
+
+@contextmanager
+def _serve(application):
+    server = make_server("127.0.0.1", 0, application, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
 
 
 # --- who may open the socket ---------------------------------------------------------------------------------

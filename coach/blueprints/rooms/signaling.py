@@ -109,7 +109,8 @@ class _Closed(Exception):
 
 
 class RoomSocket:
-    """What one room socket may do, frame by frame; each frame runs in its own short transaction."""
+    """What one room socket may do, frame by frame (what reads or writes PostgreSQL does so in its own short
+    transaction: no connection is held between frames or across Redis round trips)."""
 
     def __init__(self, app, ws, tenant_id: uuid.UUID, room: RoomAccess, member_id: uuid.UUID, name: str,
                  auth_session_id: uuid.UUID | None):
