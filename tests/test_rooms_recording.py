@@ -207,6 +207,18 @@ def test_an_athlete_cannot_start_and_a_closed_room_cannot_be_recorded(app, world
     db.session.commit()
     refused = maria.start()
     assert refused.status_code == 409 and "not open" in refused.get_json()["error"]
+    later = maria.post(f"{world.room_path(world.later)}/recording")  # tomorrow's: its room is not open yet
+    assert later.status_code == 409 and "not open" in later.get_json()["error"]
+
+
+def test_a_recording_being_made_is_not_finished_as_a_file_upload(app, world):
+    maria, _ = everyone_agrees(app, world, world.one, world.maria, world.ana)
+    started = maria.start().get_json()
+    item_path = f"/o/river/media/{started['media_id']}"
+    for answer in (maria.post(f"{item_path}/finalize"), maria.client.get(f"{item_path}/upload", headers=JSON)):
+        assert answer.status_code == 409 and "still being made" in answer.get_json()["error"]
+    assert "This session is being recorded." in text(maria.client.get(item_path))
+    assert fresh(world, MediaItem, uuid.UUID(started["media_id"])).status == "uploading"
 
 
 # --- parts -------------------------------------------------------------------------------------------
@@ -392,6 +404,8 @@ def test_retention_deletes_an_expired_recording_and_not_a_kept_one(app, world, w
     kept_answer = maria.client.post(f"/o/river/media/{kept.id}/keep", data={"csrf_token": keep_token.group(1)})
     assert kept_answer.status_code == 303
     assert "Deleted on" not in text(maria.client.get(f"/o/river/media/{kept.id}"))
+    ana = Browser(app, world, world.ana, world.one)  # she may watch it, not keep it
+    assert ana.client.post(f"/o/river/media/{expired_id}/keep", data={"csrf_token": ana.csrf}).status_code == 403
     assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "media.kept")) is not None
     tenancy.activate(world.org.id)
     later = clock.now() + timedelta(days=91)

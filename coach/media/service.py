@@ -377,6 +377,7 @@ def upload_plan(item: MediaItem) -> dict:
     and the parts storage already has in full."""
     if item.status != "uploading":
         raise NotYet("This upload is finished.") if item.status != "failed" else MediaError(item.failure_reason)
+    _not_open(item)
     storage = get_storage()
     expires = max(_cfg("MEDIA_URL_TTL_SECONDS"), 3600)  # a slow connection needs time for many parts
     done = {p.number for p in storage.list_parts(item.original_key, item.upload_id)
@@ -386,6 +387,12 @@ def upload_plan(item: MediaItem) -> dict:
              for n in range(1, item.part_count + 1)]
     return {"media_id": str(item.id), "part_bytes": item.part_bytes, "part_count": item.part_count,
             "size": item.declared_bytes, "parts": parts, "done": sorted(done)}
+
+
+def _not_open(item: MediaItem) -> None:
+    """An open-ended upload (a recording being made) is sent and finished by its own routes, not a file's."""
+    if item.origin == "recording":
+        raise NotYet("This recording is still being made in its session's room; it is finished when it stops.")
 
 
 def _lock(item: MediaItem) -> MediaItem:
@@ -405,6 +412,7 @@ def finalize(item: MediaItem, actor: Membership, now: datetime | None = None) ->
     item = _lock(item)
     if item.status != "uploading":
         return item
+    _not_open(item)
     now = now or clock.now()
     storage = get_storage()
     parts = {p.number: p for p in storage.list_parts(item.original_key, item.upload_id)}
