@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from redis import Redis
 from simple_websocket import ConnectionClosed
 from simple_websocket import ConnectionError as HandshakeRefused
 from sqlalchemy import select, update
@@ -328,6 +329,20 @@ def test_the_seventh_peer_is_told_the_room_is_full(world, rooms):
     tabs[-1].send(type="leave")
     tabs[0].wait_for("left", lambda f: f["peer"] == tabs[-1].peer)
     assert len(rooms.join("ben@example.com", world.group.id).welcome["peers"]) == 5  # a seat came free
+
+
+def test_a_roster_lost_by_redis_is_rebuilt_by_the_open_sockets(world, rooms, app):
+    maria = rooms.join("maria@example.com", world.group.id)
+    ana = rooms.join("ana@example.com", world.group.id)
+    Redis.from_url(app.config["REDIS_URL"]).delete(f"coach:room:{world.org.id}:{world.group.id}")  # a restart, say
+    ana.send(type="state", audio=True, video=False, screen=False)
+    maria.sync()  # their next frames put them back
+    ana.sync()
+    ben = rooms.join("ben@example.com", world.group.id)
+    assert {p["peer"]: p["state"] for p in ben.welcome["peers"]} == {
+        maria.peer: None, ana.peer: {"audio": True, "video": False, "screen": False}}
+    ben.send(type="offer", to=ana.peer, sdp=SDP)
+    assert ana.wait_for("offer")["from"] == ben.peer
 
 
 # --- attendance ------------------------------------------------------------------------------------------------

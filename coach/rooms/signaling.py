@@ -174,12 +174,13 @@ local out = {status}
 for _, v in ipairs(others) do table.insert(out, v) end
 return out
 """
-# KEYS[1] the roster; ARGV: peer, socket, now, state (JSON or ""), ttl. 1 if the socket still holds the peer.
+# KEYS[1] the roster; ARGV: peer, socket, now, state (JSON or ""), ttl. 1 if the socket still holds the peer (and
+# the entry is refreshed), 0 if the peer is not there, 2 if another socket holds it.
 _TOUCH = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
 local value = cjson.decode(raw)
-if value.socket ~= ARGV[2] then return 0 end
+if value.socket ~= ARGV[2] then return 2 end
 value.seen = tonumber(ARGV[3])
 if ARGV[4] ~= '' then value.state = cjson.decode(ARGV[4]) end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(value))
@@ -231,9 +232,12 @@ class Roster:
         others = sorted((_public(json.loads(raw)) for raw in result[1:]), key=lambda e: e["peer"])
         return status == "again", others
 
-    def touch(self, peer: str, socket: str, state: dict | None = None) -> bool:
-        return bool(redis_conn().eval(_TOUCH, 1, self.key, peer, socket, time.time(),
-                                      json.dumps(state) if state is not None else "", ROSTER_TTL_SECONDS))
+    def touch(self, peer: str, socket: str, state: dict | None = None) -> bool | None:
+        """Refresh ``peer``'s entry (and its media ``state``): True; None when the peer is not in the roster (Redis
+        lost it, say); False when another socket (a reconnect's) holds it."""
+        held = redis_conn().eval(_TOUCH, 1, self.key, peer, socket, time.time(),
+                                 json.dumps(state) if state is not None else "", ROSTER_TTL_SECONDS)
+        return None if held == 0 else held == 1
 
     def has(self, peer: str) -> bool:
         return bool(redis_conn().hexists(self.key, peer))

@@ -310,7 +310,7 @@ class RoomSocket:
 
     def on_state(self, message: dict) -> None:
         state = {k: message[k] for k in ("audio", "video", "screen")}
-        self.roster.touch(self.peer, self.socket_id, state)
+        self._touch(state)
         self._publish({"type": "state", "from": self.peer, **state})
 
     def on_ping(self, message: dict) -> None:
@@ -342,11 +342,23 @@ class RoomSocket:
         now = time.monotonic()
         due = now - self.seen_at >= SEEN_EVERY_SECONDS
         if force_roster or due:
-            self.roster.touch(self.peer, self.socket_id)
+            self._touch()
         if due:
             self.seen_at = now
             attendance.seen(self.tenant_id, self.session_id, uuid.UUID(self.peer), clock.now())
             db.session.commit()
+
+    def _touch(self, state: dict | None = None) -> None:
+        """Refresh this peer's roster entry; put it back if the roster lost it (Redis restarted, say) while the
+        socket lived, so newcomers see the peer and frames can be addressed to it."""
+        if self.roster.touch(self.peer, self.socket_id, state) is None:
+            try:
+                self.roster.enter(self.peer, self.socket_id, str(self.member_id), self.name, self.room.role,
+                                  int(self.config["ROOM_MAX_PARTICIPANTS"]))
+                if state is not None:
+                    self.roster.touch(self.peer, self.socket_id, state)
+            except (RoomFull, PeerTaken):
+                log.warning("a room socket's peer could not be put back in the roster")
 
     def idle(self) -> None:
         """Nothing came for a while: the socket is open, so the page is still there."""
