@@ -49,6 +49,7 @@ import json
 import os
 import random
 import secrets
+import threading
 import time
 import uuid
 import zlib
@@ -328,6 +329,46 @@ class Room:
                 peer.task.cancel()
 
 
+class ConnectionWatch:
+    """The app role's PostgreSQL connections, sampled from ``pg_stat_activity`` every half second in a thread: how
+    many were open, running a statement, or idle inside a transaction (holding a pooled connection while the
+    worker does something else), at most, and the oldest such transaction."""
+
+    QUERY = """
+        SELECT count(*), count(*) FILTER (WHERE state = 'active'),
+               count(*) FILTER (WHERE state LIKE 'idle in transaction%%'),
+               coalesce(max(extract(epoch FROM now() - xact_start)) FILTER (WHERE state LIKE 'idle in transaction%%'), 0)
+          FROM pg_stat_activity WHERE usename = current_user AND pid <> pg_backend_pid()"""
+
+    def __init__(self, conninfo: str):
+        self.conninfo = conninfo
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.peak = {"open": 0, "active": 0, "idle_in_transaction": 0, "oldest_idle_transaction_s": 0.0}
+
+    def start(self) -> None:
+        self._stop.clear()
+        self.peak = dict.fromkeys(self.peak, 0)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            while not self._stop.is_set():
+                row = conn.execute(self.QUERY).fetchone()
+                for key, value in zip(self.peak, row):
+                    self.peak[key] = max(self.peak[key], float(value) if key.endswith("_s") else int(value))
+                self._stop.wait(0.5)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        return dict(self.peak)
+
+
 async def _ping_all(rooms: list[Room], timeout: float) -> int:
     """Every open socket sends the page's ``ping``; how many got their ``pong`` in time."""
     peers = [p for r in rooms for p in (r.coach, r.athlete) if p.writer is not None and p.closed is None]
@@ -365,7 +406,8 @@ async def _arrive(rooms: list[Room], timeout: float) -> dict:
     return {"seconds": time.monotonic() - started, "failures": failures}
 
 
-async def _stage(stage: str, rooms: list[Room], stagger: float, drain: float, timeout: float, meter) -> dict:
+async def _stage(stage: str, rooms: list[Room], stagger: float, drain: float, timeout: float, meter,
+                 watch: ConnectionWatch) -> dict:
     """Start the rooms' ``stage`` evenly over ``stagger`` seconds; wait for all (at most ``drain`` s after the
     last start). The meter runs from just before the first start to the last room done."""
     live = [r for r in rooms if r.failure is None]
@@ -395,6 +437,7 @@ async def _stage(stage: str, rooms: list[Room], stagger: float, drain: float, ti
     begin = time.monotonic() + 0.5
     starts = [begin + stagger * i / max(1, len(live)) for i in range(len(live))]
     meter.start()
+    watch.start()
     cpu_before = time.process_time()
     wall0 = time.monotonic()
     await asyncio.gather(*((setup if stage == "setup" else restart)(r, at) for r, at in zip(live, starts)))
@@ -407,22 +450,23 @@ async def _stage(stage: str, rooms: list[Room], stagger: float, drain: float, ti
                 pass
     elapsed = time.monotonic() - wall0
     cpu = meter.stop()
-    return {"cpu": cpu, "seconds": elapsed, "client_cpu_s": time.process_time() - cpu_before, "failures": failures}
+    return {"cpu": cpu, "seconds": elapsed, "client_cpu_s": time.process_time() - cpu_before, "failures": failures,
+            "connections": watch.stop()}
 
 
-async def _drive(rooms: list[Room], opts, meter, count_sockets) -> dict:
+async def _drive(rooms: list[Room], opts, meter, watch: ConnectionWatch, count_sockets) -> dict:
     timeout = 30.0
     harness.say(f"coaches arrive: {len(rooms)} sockets open and join, {HANDSHAKES_AT_ONCE} handshakes at a time")
     arrive = await _arrive(rooms, timeout)
     pongs_arrive = await _ping_all(rooms, timeout)
     harness.say(f"{len(rooms) - sum(arrive['failures'].values())} coaches in after {arrive['seconds']:.1f} s; "
                 f"pongs {pongs_arrive}; setup: athletes join over {opts.stagger:g} s")
-    setup = await _stage("setup", rooms, opts.stagger, opts.drain, timeout, meter)
+    setup = await _stage("setup", rooms, opts.stagger, opts.drain, timeout, meter, watch)
     per_worker = count_sockets()
     pongs = await _ping_all(rooms, timeout)
     harness.say(f"setup done in {setup['seconds']:.1f} s; sockets per worker {per_worker}; pongs {pongs}; "
                 f"ICE restart in every room over {opts.stagger:g} s")
-    restart = await _stage("restart", rooms, opts.stagger, opts.drain, timeout, meter)
+    restart = await _stage("restart", rooms, opts.stagger, opts.drain, timeout, meter, watch)
     for room in rooms:
         room.close()
     await asyncio.sleep(0.5)
@@ -537,7 +581,7 @@ def run(argv: list[str] | None = None) -> str:
         meter = harness.CpuMeter({"gunicorn": master, **bench.service_pids()})
         rooms = [Room(r["n"], web.port, r["slug"], r["session_id"], cookies[r["coach"]], cookies[r["athlete"]])
                  for r in seed["rooms"]]
-        result = asyncio.run(_drive(rooms, opts, meter,
+        result = asyncio.run(_drive(rooms, opts, meter, ConnectionWatch(bench.app_conninfo()),
                                     lambda: chat._sockets_per_worker(web.port, chat._workers(master))))
         harness.stop_process(web.process)
         bench.servers.remove(web)
@@ -597,6 +641,12 @@ def run(argv: list[str] | None = None) -> str:
     print(f"bare route GET / (bench.baseline_app, same gunicorn settings, {BARE_CLIENTS} clients, "
           f"{bare['seconds']:g} s): {bare['req_per_s']:,.0f} req/s, p95 {bare['p95_ms']:.1f} ms, "
           f"gunicorn {bare_cpu:.2f} CPU ms/req, others {bare['cpu']['others']:.2f} cores")
+    for name in ("setup", "restart"):
+        peak = result[name]["connections"]
+        print(f"{name}: the app's PostgreSQL connections (pg_stat_activity every 0.5 s) at most {peak['open']} open, "
+              f"{peak['active']} running a statement, {peak['idle_in_transaction']} idle in a transaction (the oldest "
+              f"{peak['oldest_idle_transaction_s']:.1f} s); the pools allow {os.environ.get('WEB_CONCURRENCY', '2')} x "
+              f"(DB_POOL_SIZE + DB_MAX_OVERFLOW)")
     print("ms/frame: CPU over the stage / relayed frames sent in it (setup also pays the athletes' handshakes and "
           "joins); 'clients' is this process; 'others' is CPU no process of this benchmark used.")
     misrouted = sum(r.misrouted for r in rooms)
