@@ -28,6 +28,7 @@ from coach.orgs.models import Membership
 from coach.platform.models import OutboxEvent
 from coach.rooms import attendance_jobs, ice
 from coach.rooms.models import RoomAttendance
+from coach.rooms.signaling import FrameRate, SignalError, parse
 from tests.chat_support import Sockets as ChatSockets
 from tests.conftest import csrf_from
 from tests.outbox_support import other_app
@@ -443,3 +444,24 @@ def test_ice_servers_are_stun_and_turn_with_a_short_lived_credential(app, ctx, m
     # As coturn computes it for use-auth-secret (checked with: printf %s "$user" | openssl dgst -sha1 -hmac ...).
     assert turn == {"urls": ["turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:5349?transport=tcp"],
                     "username": f"1700021600:{MEMBER}", "credential": "ALTKvHhf0SAd6fJMtPkhRmSWiZ4="}
+
+
+# --- the protocol's pieces -----------------------------------------------------------------------------------------
+
+def test_frames_are_rebuilt_from_their_checked_fields_only():
+    peer = str(uuid.uuid4())
+    lf_sdp = "v=0\no=- 1 2 IN IP4 127.0.0.1\ns=-\n"  # LF-only lines, as some browsers write them
+    assert parse(json.dumps({"type": "offer", "to": peer.upper(), "sdp": lf_sdp, "from": "forged", "x": 1}), 65536) \
+        == {"type": "offer", "to": peer, "sdp": lf_sdp}
+    assert parse(json.dumps({"type": "leave", "peer": peer}), 65536) == {"type": "leave"}
+    with pytest.raises(SignalError) as refused_sdp:
+        parse(json.dumps({"type": "answer", "to": peer, "sdp": SDP}), len(SDP) - 1)
+    assert refused_sdp.value.code == "bad_sdp"
+
+
+def test_the_frame_rate_is_a_sliding_window_with_a_flood_mark():
+    rate = FrameRate(3, window=10)
+    assert [rate.hit(t) for t in (0, 1, 2, 3)] == ["ok", "ok", "ok", "slow"]
+    assert [rate.hit(4) for _ in range(5)] == ["slow"] * 5  # 9 in 10 s: dropped
+    assert rate.hit(4) == "flood"  # past three times the limit
+    assert rate.hit(30) == "ok"  # the window moved on

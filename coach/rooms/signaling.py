@@ -239,9 +239,6 @@ class Roster:
                                  json.dumps(state) if state is not None else "", ROSTER_TTL_SECONDS)
         return None if held == 0 else held == 1
 
-    def has(self, peer: str) -> bool:
-        return bool(redis_conn().hexists(self.key, peer))
-
     def relay_to(self, peer: str, channel: str, data: str) -> bool:
         """Publish ``data`` for ``peer`` if the peer is in the room: one round trip for both. (Published either
         way: for a peer not in the room no socket takes it.)"""
@@ -253,9 +250,6 @@ class Roster:
 
     def leave(self, peer: str, socket: str) -> bool:
         return bool(redis_conn().eval(_LEAVE, 1, self.key, peer, socket))
-
-    def clear(self) -> None:
-        redis_conn().delete(self.key)
 
 
 # --- this process's room sockets ---------------------------------------------------------------------
