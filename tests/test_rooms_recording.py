@@ -188,7 +188,12 @@ def test_start_is_refused_until_everyone_in_the_room_agreed(app, world):
     assert item.status == "uploading" and item.audience == "staff"
     assert item.title.startswith("Session with Ana Alves — ")
     assert maria.start().status_code == 409  # one at a time
-    assert 'data-running="' in maria.panel()
+    panel = maria.panel()  # after a reload of the coach's page, Stop still finishes it
+    assert 'data-running="' in panel and f'data-stop-url="{body["stop_url"]}"' in panel
+    assert re.search(r"<button[^>]*data-record-start[^>]*hidden", panel)  # Record gives way to Stop
+    assert not re.search(r"<button[^>]*data-record-stop[^>]*hidden", panel)
+    athlete_panel = Browser(app, world, world.ana, world.one).panel()
+    assert 'data-running="' in athlete_panel and "data-stop-url" not in athlete_panel
 
 
 def test_someone_who_left_the_room_does_not_block_the_recording(app, world):

@@ -39,7 +39,8 @@ def recording_context(access: RoomAccess) -> dict:
     """The recording panel's context for the room page (``room.html`` includes ``_recording.html``)."""
     if not access.may_enter:
         return {"recording_panel": None}
-    return {"recording_panel": rec.panel(access, g.membership), "recording_urls": _urls(access)}
+    panel = rec.panel(access, g.membership)
+    return {"recording_panel": panel, "recording_urls": _urls(access, panel.running)}
 
 
 def booking_recordings(booking) -> list[rec.RecordingView]:

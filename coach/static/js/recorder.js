@@ -394,10 +394,18 @@
   document.addEventListener("click", function (event) {
     var start = event.target.closest("[data-record-start]");
     if (start) { startRecording(start); return; }
-    if (event.target.closest("[data-record-stop]") && active) {
-      event.target.closest("[data-record-stop]").disabled = true;
-      active.stop();
-    }
+    var stop = event.target.closest("[data-record-stop]");
+    if (!stop) { return; }
+    stop.disabled = true;
+    if (active) { active.stop(); return; }
+    // Recording from before a reload of this page: what was sent is saved (the buffered rest was lost).
+    var p = panel();
+    var url = p && p.getAttribute("data-stop-url");
+    if (!url) { return; }
+    say("Saving…");
+    api(url, p.getAttribute("data-csrf"), {}, newKey()).then(function (answer) {
+      say("Saved — processing.", answer.page_url);
+    }, function (error) { say(error.message); stop.disabled = false; }).then(refreshPanel);
   });
 
   document.addEventListener("room:message", function (event) {
