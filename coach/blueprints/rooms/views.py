@@ -15,9 +15,9 @@ from flask import abort, flash, g, make_response, redirect, url_for
 from coach import clock
 from coach.blueprints.forms import require_action_form
 from coach.blueprints.rooms import bp
-from coach.booking import service as booking_service
 from coach.blueprints.rooms.panel import panel_context
 from coach.blueprints.rooms.recording import recording_context
+from coach.booking import service as booking_service
 from coach.extensions import db, htmx_ext
 from coach.htmx import redirect_after_post, render, wants_fragment
 from coach.platform.idempotency import idempotent
