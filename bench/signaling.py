@@ -30,14 +30,16 @@ with the right ``from``; **lost** = sent - received once ``--drain`` seconds (de
 last room started, over both measured stages (a room not set up by then counts as ``inf`` in the setup
 percentiles, which are over all rooms); a frame from anyone but the room's other participant counts as
 misrouted. Sockets per gunicorn worker are counted from ``/proc`` (each worker's fds against the established
-TCP connections to the port), once all sockets are open. CPU from ``/proc``: the gunicorn process tree,
+TCP connections to the port), once all sockets are open; the app role's PostgreSQL connections are sampled from
+``pg_stat_activity`` during each measured stage (:class:`ConnectionWatch`). CPU from ``/proc``: the gunicorn process tree,
 PostgreSQL, Valkey, this process (the clients) and ``others`` (what none of them used: other programs on a
 shared machine). In the same run, the bare route (``bench.baseline_app``, ``GET /``, same gunicorn settings,
 16 clients, ``BENCH_SECONDS``) gives ``bare_cpu_ms_per_req``: gunicorn CPU per request.
 
 Last line: ``rooms=... setup_p50_ms=... setup_p95_ms=... lost=... frames=... cpu_ms_per_frame=...
 bare_cpu_ms_per_req=...`` (frames = relayed frames sent over both measured stages; CPU per frame and per
-bare request: the gunicorn workers only). Target: setup p95 < 200 ms, lost 0.
+bare request: the gunicorn workers only). Target: setup p95 < 200 ms, lost 0. A longer ``--stagger`` is a lower
+arrival rate; at a low rate the sockets' idle refreshes (every 20 s each) weigh more in the CPU per frame.
 """
 from __future__ import annotations
 
