@@ -48,10 +48,11 @@ log = logging.getLogger(__name__)
 # over the size limit before it marks the socket closed, so the wait would otherwise last its whole timeout
 # before the others are told "left".
 POLL_SECONDS = 5
-# ... and keeps the stay and the roster fresh when nothing came for this long.
-IDLE_SECONDS = 20
-# The stay's last_seen_at is written at most this often per socket.
+# The stay and the roster entry are refreshed by the page's ping (every 15 s; the stay's last_seen_at at most every
+# SEEN_EVERY_SECONDS), and by the socket itself when no ping came for IDLE_SECONDS (an open socket is a page still
+# there). Relayed frames refresh nothing: a burst of candidates writes nothing to PostgreSQL.
 SEEN_EVERY_SECONDS = 10
+IDLE_SECONDS = 20
 # A socket's access check stands this long for the frames that follow, unless the room's window closes or who may
 # be in the room changes meanwhile (a booking leaving it is published as a recheck; an end of the room, a session or
 # a membership closes the socket at once). Checking PostgreSQL for each of a burst of candidates cost more than
@@ -167,18 +168,14 @@ class RoomSocket:
     def run(self) -> None:
         self.hub.register(self.conn)
         try:
-            quiet_since = time.monotonic()
             while not self.closed:
                 frame = self.ws.receive(timeout=POLL_SECONDS)
                 if self.closed or not self.ws.connected and frame is None:
                     break
-                if frame is None:
-                    if time.monotonic() - quiet_since >= IDLE_SECONDS:
-                        self.idle()
-                        quiet_since = time.monotonic()
-                    continue
-                quiet_since = time.monotonic()
-                self.handle(frame)
+                if frame is not None:
+                    self.handle(frame)
+                elif time.monotonic() - self.seen_at >= IDLE_SECONDS:
+                    self.idle()
         except (ConnectionClosed, _Closed):
             pass
         finally:
@@ -200,7 +197,6 @@ class RoomSocket:
             if message["type"] != "join" and self.peer is None:
                 raise SignalError("not_joined", "Join the room first.")
             handler(message)
-            self._seen()
         except SignalError as exc:
             self.send(exc.frame())
         except _Closed:
@@ -314,7 +310,7 @@ class RoomSocket:
         self._publish({"type": "state", "from": self.peer, **state})
 
     def on_ping(self, message: dict) -> None:
-        self._seen(force_roster=True)
+        self._seen()
         self.send({"type": "pong"})
 
     def on_leave(self, message: dict) -> None:
@@ -335,15 +331,13 @@ class RoomSocket:
 
     # --- liveness --------------------------------------------------------------------------------------
 
-    def _seen(self, force_roster: bool = False) -> None:
+    def _seen(self) -> None:
         """Keep the roster entry (and, at most every 10 s, the stay) fresh; needs the tenant active."""
         if self.peer is None:
             return
+        self._touch()
         now = time.monotonic()
-        due = now - self.seen_at >= SEEN_EVERY_SECONDS
-        if force_roster or due:
-            self._touch()
-        if due:
+        if now - self.seen_at >= SEEN_EVERY_SECONDS:
             self.seen_at = now
             attendance.seen(self.tenant_id, self.session_id, uuid.UUID(self.peer), clock.now())
             db.session.commit()
