@@ -52,6 +52,7 @@ from tests.calendar_rows import seed_calendar_rows
 from tests.factories import PASSWORD, add_member, make_org, make_user, media_row
 from tests.payments_support import seed_payment_rows
 from tests.progress_support import seed_progress_rows
+from tests.room_rows import seed_rooms
 
 UTC = timezone.utc
 ROLES = ("admin", "coach", "athlete")
@@ -74,14 +75,20 @@ PARAM_KINDS = {
     "session_id": "session", "passkey_id": "passkey",
     # Issue 19: calendar connections, recurring series, waitlist places.
     "connection_id": "connection", "series_id": "series", "entry_id": "waitlist_entry",
+    # Issue 20: a room's recording.
+    "recording_id": "recording",
 }
 # A parameter whose kind depends on the blueprint: (endpoint prefix, name) -> kind.
 ENDPOINT_PARAM_KINDS = {("privacy.", "export_id"): "account_export", ("org_privacy.", "export_id"): "org_export",
                         # a group session's waitlist (under /account, session_id is a signed-in device)
-                        ("booking.", "session_id"): "group_session"}
+                        ("booking.", "session_id"): "group_session",
+                        # Issue 20: the session of a room (open now, or ended), and one of its bookings (notes).
+                        ("rooms.", "session_id"): "room_session", ("rooms.", "booking_id"): "room_booking"}
 # Issue 19's kinds: B's row of one of them under A's slug (or anything under B's slug) is a 404 (403 for a role
 # that may not open the page at all), never a page.
-REFUSED_KINDS = {"connection", "series", "group_session", "waitlist_entry"}
+REFUSED_KINDS = {"connection", "series", "group_session", "waitlist_entry",
+                 # Issue 20: rooms (their page, panel, notes, consent, recording, end; the socket's handshake).
+                 "room_session", "room_booking", "recording"}
 # Kinds of rows that belong to a person, not to an organization: under /account, another person's is a 404.
 ACCOUNT_KINDS = {"session", "passkey", "account_export"}
 # Parameters that are not ids: the values a real page would put there.
@@ -101,6 +108,7 @@ OTHER_KIND = {
     "session": "passkey", "passkey": "session", "account_export": "org_export", "org_export": "account_export",
     "connection": "source", "source": "connection", "series": "booking", "group_session": "booking",
     "waitlist_entry": "group_session",
+    "room_session": "booking", "room_booking": "room_session", "recording": "media",
 }
 
 
@@ -150,6 +158,9 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
     the spare athlete on its waitlist), view and cancel links of the booking (``tokens["manage_view"]``,
     ``tokens["manage_cancel"]``), and, written directly (pages never call a calendar server), a calendar
     connection with a source that blocks time and receives bookings, a busy time and a pushed event.
+
+    Issue 20 (written directly, see tests/room_rows.py): a room open now (the coach's 1:1 with the athlete) and
+    an ended one with its stays, the athlete's consent and a finished recording with its media item.
 
     Account level (issue 18): an export of the organization and one of the athlete's account, a passkey and
     a second signed-in session of the athlete, an email change of the spare member waiting for its link;
@@ -285,6 +296,12 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
         branding_version = org.branding_version
         db.session.commit()
 
+        # Issue 20: a room open now (the coach's 1:1 with the athlete) and an ended one with a stay each, the
+        # athlete's consent and a finished recording (a media item), written directly.
+        tenancy.activate(org_id)
+        issue20 = seed_rooms(org, coach, athlete, offering, label=label)
+        db.session.commit()
+
         world = World(
             org_id=str(org_id), slug=slug, name=name, emails={role: email for role, (email, _) in people.items()},
             user_ids=[str(u.id) for u in users.values()] + [waiter_user_id],
@@ -314,7 +331,7 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
                                                      "assignment", "log", "note", "report", "value", "link")},
                 "org_export": [str(org_export.id)], "account_export": [str(account_export.id)],
                 "passkey": [str(passkey.id)], "session": [str(device.id)],
-                **issue19,
+                **issue19, **issue20,
             },
             tokens={"feed": feed_secret, "unsubscribe": unsubscribe, "manage_view": view_token,
                     "manage_cancel": calendar["manage_token"]},
@@ -526,7 +543,9 @@ def query_with_other_ids(other: World) -> str:
                       "since": "2000-01-01T00:00:00+00:00", "key": other.upload_key, "size": "10",
                       "exp": "4102444800", "sig": "forged",
                       # issue 19: the series form's athlete, a time zone, the week's clock
-                      "athlete": other.ids["membership"][2], "tz": "Europe/London", "week": date.today().isoformat()})
+                      "athlete": other.ids["membership"][2], "tz": "Europe/London", "week": date.today().isoformat(),
+                      # issue 20: the room panel's athlete tab, the panel's open section
+                      "with": other.first("room_booking"), "panel": "notes"})
 
 
 def form_data(other: World, csrf: str, n: int) -> dict:
@@ -554,13 +573,16 @@ def form_data(other: World, csrf: str, n: int) -> dict:
         "tz": "Europe/London", "week": date.today().isoformat(), "first_date": (date.today() + timedelta(days=9)).isoformat(),
         "first_time": "10:00", "every": "1", "count": "2", "until": "", "time": "10:00",
         "expected": "0" * 32, "waitlist_mode": "auto", "waitlist_offer_minutes": "60",
+        # Issue 20: a room's consent and the coach's notes.
+        "given": "1", "notes": "Crawl notes",
     }
 
 
 def json_body(other: World) -> dict:
     """What the JSON endpoints read (an upload intent), with B's ids where an id could go."""
     return {"filename": "crawl.jpg", "size": 1000, "content_type": "image/jpeg", "audience": "organization",
-            "title": "Crawl upload", "media_id": other.first("media"), "conversation": other.first("conversation")}
+            "title": "Crawl upload", "media_id": other.first("media"), "conversation": other.first("conversation"),
+            "number": 1, "recording_id": other.first("recording")}  # issue 20: a recording's part
 
 
 # --- what a response must not show ----------------------------------------------------------------

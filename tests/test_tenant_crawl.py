@@ -21,7 +21,8 @@ public stylesheet and logo serve A's branding only, and nothing of it answers un
 
 A rule that cannot be requested must be listed in ``EXCLUDED`` with its reason; the crawl asserts that
 the rules it did not request are exactly those, so a new route is never skipped silently. The chat
-socket is also opened for real (a WebSocket handshake on the live server) in its own test.
+socket is also opened for real (a WebSocket handshake on the live server) in its own test, and so is a
+session room's signaling socket (issue 20).
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ from tests.crawl_support import (
     variants,
 )
 from tests.media_support import local_media  # noqa: F401  (fixture)
+from tests.rooms_sockets import RoomSockets
 
 # Rules the crawl does not request, with the reason. It must stay exactly the set of unrequested rules.
 EXCLUDED: dict[str, str] = {}
@@ -63,7 +65,7 @@ EXCLUDED: dict[str, str] = {}
 # Endpoints that end or replace the crawling session (or try to): crawled last, and everyone logs in again.
 SESSION_ENDPOINTS = ("accounts.", "orgs.invitation")
 # Rules that destroy what later rules would look at (A's own rows): crawled after the others.
-DESTRUCTIVE = re.compile(r"delete|remove|revoke|archive|discard|leave|cancel|disconnect|<action>|/role$")
+DESTRUCTIVE = re.compile(r"delete|remove|revoke|archive|discard|leave|cancel|disconnect|<action>|/role$|/end$")
 REMOVES_MEMBERS = {"admin.remove_member"}
 CSRF_REFUSED = "sent without its security token"
 UNLIMITED = "100000 per minute"
@@ -159,6 +161,7 @@ def _expected(rule, what: str, role: str) -> set[int] | None:
     """The statuses an answer must have where the crawl knows them (issue 18), else ``None``.
 
     - Everything under /platform is a 404 for anyone who is not a platform admin (none of the crawlers is).
+    - A WebSocket's rule refuses the crawl's plain GET (no handshake): 400, 403 or 404, never a page.
     - Outside an organization, another person's row (B's session, passkey, account export), or an id of
       another kind, is a 404 (a download link without its token is refused first: 403).
     - An organization's export of B under A's slug is a 404 for A's admins (403 for the other roles, who
@@ -166,6 +169,12 @@ def _expected(rule, what: str, role: str) -> set[int] | None:
     """
     if rule.rule.startswith("/platform"):
         return {404}
+    if rule.websocket:
+        # A socket's rule: the crawl's plain GET is no handshake. A session room's is refused by Werkzeug's router
+        # (400, WebsocketMismatch) before any organization or view runs; the chat socket answers 404. The handshakes
+        # themselves are made for real in test_chat_socket_of_another_organization and
+        # test_room_socket_of_another_organization.
+        return {400, 403, 404}
     kinds = {kind_of(rule.endpoint, p) for p in rule.arguments if p != "slug"}
     if "slug" not in rule.arguments and kinds & ACCOUNT_KINDS:
         return {403, 404} if rule.endpoint.endswith("export_download") else {404}
@@ -450,4 +459,87 @@ def test_chat_socket_of_another_organization(app, worlds, live_server, job_runne
         job_runner.drain(30)
         changed = Snapshot.changes(baseline, snapshot.take())
     assert not changed, f"B's rows changed through the socket: {changed}"
+    assert not failures, "\n".join(failures)
+
+
+# --- the room socket (issue 20), opened for real ------------------------------------------------------
+
+ROOM_SDP = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+
+
+def test_room_socket_of_another_organization(app, worlds, live_server, job_runner):
+    """B's open room refuses A's people at the handshake (B's slug, B's session under A's slug, B's ended room),
+    and the refusal says nothing of B. In A's own open room, frames addressed to the peer of B's coach (who is in
+    B's room now) are refused as an unknown peer and never reach B; a join of A's with that same peer id does not
+    take B's place; A sees nothing of B and B's rows do not change."""
+    home, other, marker, owner = worlds
+    rooms = RoomSockets(live_server)
+    snapshot = Snapshot(app, owner, other)
+    failures: list[str] = []
+    b_live, b_past = other.ids["room_session"]
+    a_live = home.first("room_session")
+    try:
+        b_coach = rooms.join(other.emails["coach"], b_live, slug=other.slug)
+        b_coach.sync()
+        with job_runner.paused():  # B's coach is in B's room (a stay, the room's row, room.joined handled)
+            job_runner.drain(30)
+            baseline = snapshot.take()
+        for role in ROLES:
+            email = home.emails[role]
+            browser = rooms.browser(email)
+            for slug, session_id in ((other.slug, b_live), (home.slug, b_live), (home.slug, b_past)):
+                url = f"{live_server}/o/{slug}/sessions/{session_id}/room/socket"
+                answer = browser.get(url, headers={"Origin": live_server, "Connection": "Upgrade",
+                                                   "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                                                   "Sec-WebSocket-Key": WS_KEY}, timeout=10, allow_redirects=False)
+                text = "\n".join(f"{k}: {v}" for k, v in answer.headers.items() if k.lower() != "set-cookie")
+                for problem in leaks(text + "\n" + answer.text, url.removeprefix(live_server), other, marker):
+                    failures.append(f"{role} handshake {url} → {answer.status_code}: {problem}")
+                if answer.status_code not in (403, 404):
+                    failures.append(f"{role} handshake {url} → {answer.status_code}, expected 403 or 404")
+                try:
+                    rooms.handshake(session_id, email, slug).close()
+                    failures.append(f"{role}: the room socket {url} opened")
+                except HandshakeRefused as refused:
+                    if refused.status_code not in (403, 404):
+                        failures.append(f"{role}: room socket {url} refused with {refused.status_code}")
+
+        # A's coach and athlete in A's own room, addressing B's coach.
+        a_coach = rooms.join(home.emails["coach"], a_live, slug=home.slug)
+        a_athlete = rooms.join(home.emails["athlete"], a_live, slug=home.slug)
+        for sock in (a_coach, a_athlete):
+            if any(peer["peer"] == b_coach.peer for peer in sock.welcome["peers"]):
+                failures.append("A's welcome lists B's coach")
+            for ask in (dict(type="offer", to=b_coach.peer, sdp=ROOM_SDP),
+                        dict(type="answer", to=b_coach.peer, sdp=ROOM_SDP),
+                        dict(type="candidate", to=b_coach.peer, candidate=None)):
+                sock.send(**ask)
+                try:
+                    error = sock.wait_for("error")
+                    if error.get("code") != "unknown_peer":
+                        failures.append(f"{ask['type']} to B's peer: {error}")
+                except AssertionError as exc:
+                    failures.append(f"{ask['type']} to B's peer: {exc}")
+            sock.send(type="state", audio=True, video=False, screen=True)
+        # B's coach's peer id, claimed in A's room by another socket of A's athlete.
+        taker = rooms.open(home.emails["athlete"], a_live, slug=home.slug, peer=b_coach.peer)
+        taker.send(type="join", peer=b_coach.peer)
+        taker.sync()
+        try:
+            seen = b_coach.sync()
+            if seen:
+                failures.append(f"B's coach received frames from A's room: {seen}")
+        except Exception as exc:  # closed: A's join with B's peer id took B's place
+            failures.append(f"B's coach's socket stopped working after A's room used B's peer id: {exc!r}")
+        for sock in (a_coach, a_athlete, taker):
+            for frame in sock.frames:
+                failures += [f"A's room socket frame: {problem}" for problem in leaks(str(frame), "", other, marker)]
+        with job_runner.paused():  # before B's coach leaves (which ends the stay)
+            job_runner.drain(30)
+            changed = Snapshot.changes(baseline, snapshot.take())
+    finally:
+        rooms.close_all()
+    # B's coach's own pings move the stay's last sign of life: what A could change there is the stays' count.
+    changed = [c for c in changed if not (c.startswith("room_attendance:") and c.endswith("(rows changed)"))]
+    assert not changed, f"B's rows changed through the room socket: {changed}"
     assert not failures, "\n".join(failures)
