@@ -129,7 +129,7 @@ class RoomSocket:
         self.lock = threading.Lock()  # one writer at a time: this handler and the hub's listener both send
         self.closed = False
         self.seen_at = time.monotonic()
-        self.checked_at = float("-inf")  # when self.room was last read (monotonic)
+        self.checked_at = time.monotonic()  # when self.room was last read: the handshake's reading, just now
         self.warned_at = 0.0
         # Registered with the chat hub (sends nothing: chat's pushes are HTML) so that a session's end or a
         # membership's removal closes this socket too.
@@ -227,7 +227,7 @@ class RoomSocket:
         unless the last reading stands (:data:`RECHECK_SECONDS`); ``force``: read again."""
         now = time.monotonic()
         local = self.local
-        if not force and local is not None and not local.recheck and now - self.checked_at < RECHECK_SECONDS \
+        if not force and not (local is not None and local.recheck) and now - self.checked_at < RECHECK_SECONDS \
                 and clock.now() < self.room.closes_at:
             return self.room
         if local is not None:
