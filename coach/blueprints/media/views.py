@@ -6,14 +6,12 @@ else is HTML, and works without JavaScript (the upload needs it: the bytes skip 
 """
 from __future__ import annotations
 
-import functools
-
 from flask import abort, current_app, flash, g, jsonify, request, url_for
 
 from coach.blueprints.forms import attempt, require_action_form
+from coach.blueprints.json_answers import answers_json
 from coach.blueprints.media import bp
 from coach.blueprints.media.forms import DetailsForm, ReviewCommentForm, UploadForm
-from coach.errors import DomainError
 from coach.extensions import db
 from coach.htmx import fragment_status, redirect_after_post, render, swap_or_redirect
 from coach.media import service
@@ -46,20 +44,6 @@ def load_comment(item, comment_id: str):
     if comment is None:
         abort(404)
     return comment
-
-
-def answers_json(view):
-    """For the upload's JSON endpoints (``static/js/media.js``): a refusal is ``{"error": message}`` with its
-    status, where the app-wide handler would answer with the HTML error page."""
-    @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        try:
-            return view(*args, **kwargs)
-        except DomainError as exc:
-            db.session.rollback()
-            return jsonify(error=str(exc)), exc.status
-
-    return wrapped
 
 
 # --- library and uploads ---------------------------------------------------------------------------

@@ -4,11 +4,10 @@ life, stop. JSON refusals are ``{"error": message}`` with their status (409 out 
 as ``static/js/media.js`` reads them."""
 from __future__ import annotations
 
-import functools
-
 from flask import abort, current_app, flash, g, jsonify, render_template, request, url_for
 
 from coach.blueprints.forms import require_action_form
+from coach.blueprints.json_answers import answers_json
 from coach.blueprints.rooms import bp
 from coach.errors import DomainError
 from coach.extensions import db
@@ -20,19 +19,6 @@ from coach.rooms.access import IN_ROOM_STATUSES, RoomAccess
 from coach.tenancy import role_required
 
 PARTIAL = "rooms/_recording.html"
-
-
-def answers_json(view):
-    """A refusal is ``{"error": message}`` with its status, where the app-wide handler would answer HTML."""
-    @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        try:
-            return view(*args, **kwargs)
-        except DomainError as exc:
-            db.session.rollback()
-            return jsonify(error=str(exc)), exc.status
-
-    return wrapped
 
 
 def recording_context(access: RoomAccess) -> dict:
