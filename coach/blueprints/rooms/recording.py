@@ -4,7 +4,7 @@ life, stop. JSON refusals are ``{"error": message}`` with their status (409 out 
 as ``static/js/media.js`` reads them."""
 from __future__ import annotations
 
-from flask import abort, current_app, flash, g, jsonify, render_template, request, url_for
+from flask import abort, flash, g, jsonify, render_template, request, url_for
 
 from coach.blueprints.forms import require_action_form
 from coach.blueprints.json_answers import answers_json
@@ -124,7 +124,8 @@ def start_recording(session_id: str):
     started = rec.start(access, g.membership)
     db.session.commit()
     return jsonify({"recording_id": str(started.id), "media_id": str(started.media_id),
-                    "part_bytes": current_app.config["MEDIA_PART_BYTES"],
+                    # The smallest part storage takes (S3: 5 MiB): a crashed browser loses at most what it held.
+                    "part_bytes": media.open_part_floor(),
                     "started_at": started.started_at.isoformat(), **_recording_urls(started)}), 201
 
 
