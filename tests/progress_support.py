@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from coach import tenancy
 from coach.extensions import db
+from coach.progress.days import local_today
 from coach.progress.models import (
     AthleteProfile, AthleteSkillLevel, CoachDigest, CoachNote, Exercise, Goal, GoalMilestone, GoalValue, Habit,
     HabitCheckin, ProgramAssignment, Program, ProgramWorkout, ProgressReport, ReadinessCheckin, RecordMedia,
@@ -23,7 +24,7 @@ def seed_progress_rows(org, coach, athlete, booking, media_item, label: str = ""
     note, a timeline entry, a report and a digest. Returns the main rows by kind."""
     t = org.id
     now = datetime.now(timezone.utc)
-    today = now.date()
+    today = local_today(athlete, now)  # the athlete's day (a check-in's date is theirs, not UTC's)
     name = f"{label} Serve".strip()
     db.session.add(AthleteProfile(tenant_id=t, membership_id=athlete.id, guardian_email=None))
     framework = SkillFramework(tenant_id=t, title=f"{label} Tennis".strip(), scale=["Introduced", "Practised",
