@@ -25,8 +25,8 @@ from whitenoise import WhiteNoise
 
 from coach import tenancy
 from coach.accounts.loader import setup_login
-from coach.blueprints import (accounts, admin, booking, chat, core, media, notifications, operator, orgs, payments,
-                              privacy, progress, rooms, spaces, storage, templating)
+from coach.blueprints import (accounts, admin, booking, chat, core, directory, media, notifications, operator, orgs,
+                              payments, privacy, progress, rooms, spaces, storage, templating)
 from coach.cli import register_cli
 from coach.config import load_config
 from coach.errors import DomainError
@@ -54,6 +54,7 @@ DOMAINS = (
     "coach.payments",
     "coach.progress",
     "coach.calsync",
+    "coach.directory",
     "coach.rooms",
     "coach.privacy",
     "coach.governance",
@@ -62,7 +63,8 @@ DOMAINS = (
 
 # Every blueprint, in registration order.
 BLUEPRINTS = (core.bp, accounts.bp, orgs.bp, admin.bp, booking.bp, booking.links, spaces.bp, storage.bp, media.bp,
-              chat.bp, payments.bp, payments.hooks, progress.bp, rooms.bp, privacy.bp, privacy.org, operator.bp,
+              chat.bp, payments.bp, payments.hooks, progress.bp, rooms.bp, directory.bp,
+              directory.public, privacy.bp, privacy.org, operator.bp,
               notifications.bp, notifications.links)
 
 CSP = (

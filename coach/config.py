@@ -149,6 +149,15 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "ROOM_TURN_URLS": _list("ROOM_TURN_URLS"),
         "ROOM_TURN_SECRET": os.environ.get("ROOM_TURN_SECRET", ""),
         "ROOM_TURN_TTL_SECONDS": _int("ROOM_TURN_TTL_SECONDS", 6 * 3600),
+        # The coach directory (coach.directory): reviews may be edited this many days after they are written; the
+        # Bayesian rating pulls a coach with few reviews toward DIRECTORY_RATING_PRIOR_MEAN as if they had
+        # DIRECTORY_RATING_PRIOR_WEIGHT reviews of that mean; a listing's next free slot is looked for this far ahead;
+        # search results per page.
+        "REVIEW_EDIT_DAYS": _int("REVIEW_EDIT_DAYS", 14),
+        "DIRECTORY_RATING_PRIOR_MEAN": float(os.environ.get("DIRECTORY_RATING_PRIOR_MEAN", "3.8")),
+        "DIRECTORY_RATING_PRIOR_WEIGHT": _int("DIRECTORY_RATING_PRIOR_WEIGHT", 5),
+        "DIRECTORY_SLOT_HORIZON_DAYS": _int("DIRECTORY_SLOT_HORIZON_DAYS", 28),
+        "DIRECTORY_PAGE_SIZE": _int("DIRECTORY_PAGE_SIZE", 20),
         # Signaling frames: the largest accepted (an SDP offer with video, audio and a screen is a few KB), and
         # how many a socket may send in any 10 seconds before it is told to slow down (candidates come in bursts).
         "ROOM_MAX_FRAME_BYTES": _int("ROOM_MAX_FRAME_BYTES", 64 * 1024),

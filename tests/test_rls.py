@@ -26,6 +26,7 @@ from coach.platform.models import AuditEvent, IdempotencyKey, OutboxEvent, Proce
 from coach.privacy.models import OrgExport
 from tests.calendar_rows import seed_calendar_rows
 from tests.room_rows import seed_room_rows
+from tests.directory_rows import seed_directory_rows
 from coach.spaces.models import PostAttachment
 from tests.booking_support import make_offering, open_every_day
 from tests.payments_support import seed_payment_rows
@@ -102,6 +103,8 @@ def two_orgs(ctx):
         seed_calendar_rows(org, coach, athlete, offering, booking)
         # Session rooms: the booking's room, both stays, a consent and a recording.
         seed_room_rows(org, coach, athlete, booking)
+        # Directory: the coach's profile and terms, a review with a flag and a vote, the coach's rating.
+        seed_directory_rows(org, coach, athlete, booking, label=prefix)
         # One row in every other tenant table, so each is covered below.
         db.session.add(OutboxEvent(tenant_id=org.id, topic="test.later", payload={},
                                    available_at=datetime.now(timezone.utc) + timedelta(days=1)))

@@ -229,3 +229,5 @@ class PendingSignup(db.Model):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Where to go once confirmed (a path of this site: a booking started from the public directory).
+    continue_to: Mapped[str | None] = mapped_column(String(500))
