@@ -264,6 +264,8 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "RATELIMIT_TWOFACTOR_PER_IP": os.environ.get("RATELIMIT_TWOFACTOR_PER_IP") or "30 per 15 minutes",
         # The no-login booking links of emails (view, cancel, reschedule pages and their forms), per address.
         "RATELIMIT_BOOKING_LINKS": os.environ.get("RATELIMIT_BOOKING_LINKS") or "30 per minute",
+        # The public directory's search (/coaches), per address; "off" exempts it (the directory benchmark).
+        "RATELIMIT_DIRECTORY_SEARCH": os.environ.get("RATELIMIT_DIRECTORY_SEARCH") or "120 per minute",
         # Fernet keys sealing secrets at rest (TOTP secrets, calendar passwords), comma-separated: the first seals,
         # all unseal (rotation). Unset: one key derived from SECRET_KEY (coach.platform.sealing).
         "ENCRYPTION_KEYS": os.environ.get("ENCRYPTION_KEYS", ""),
