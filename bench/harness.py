@@ -358,11 +358,13 @@ class CpuMeter:
 
 def run_load(*, port: int, path: str, clients: int, meter: dict[str, int] | None = None,
              logins: list | None = None, seconds: float | None = None, warmup: float | None = None,
-             requests_per_connection: int | None = None) -> dict:
+             requests_per_connection: int | None = None, paths: list[str] | None = None) -> dict:
     """Closed-loop load from a separate process (:mod:`bench.load`).
 
     :param meter: process trees whose CPU is measured over the measured window (the loader's own
         is added as ``loader``); the result gets ``cpu`` (see :class:`CpuMeter`).
+    :param paths: several paths each client goes round (``path`` is then only a label); the result gets
+        ``path_latencies_ms``, each path's latencies.
     """
     seconds = bench_seconds() if seconds is None else seconds
     warmup = warmup_seconds() if warmup is None else warmup
@@ -370,6 +372,8 @@ def run_load(*, port: int, path: str, clients: int, meter: dict[str, int] | None
         requests_per_connection = env_int("BENCH_REQUESTS_PER_CONNECTION", 20)
     config = {"port": port, "path": path, "clients": clients, "seconds": seconds, "warmup": warmup,
               "logins": logins or [], "requests_per_connection": requests_per_connection}
+    if paths:
+        config["paths"] = list(paths)
     process = subprocess.Popen([PYTHON, "-m", "bench.load"], cwd=ROOT, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)
     process.stdin.write(json.dumps(config))

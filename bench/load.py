@@ -12,10 +12,12 @@ Config (JSON on stdin)::
     {"port": 8000, "path": "/", "clients": 16, "warmup": 2, "seconds": 10,
      "logins": [{"email": ..., "password": ...}, ...],   # optional: log each client in first
      "keepalive": true,   # false: a new connection per request (Connection: close)
-     "requests_per_connection": 0}   # > 0: a new connection after that many requests
+     "requests_per_connection": 0,   # > 0: a new connection after that many requests
+     "paths": ["/a", "/b"]}   # optional: each client goes round these (from its own offset) instead of "path"
 
 Prints ``measure-start`` and ``measure-end`` lines as the measured window opens and closes,
-then one JSON object: requests, errors, req_per_s, latency percentiles and every latency (ms).
+then one JSON object: requests, errors, req_per_s, latency percentiles and every latency (ms) (with
+``paths``, also ``path_latencies_ms``: each path's latencies in the order of ``paths``).
 """
 from __future__ import annotations
 
@@ -135,7 +137,8 @@ async def log_in(client: Client, email: str, password: str) -> None:
 
 
 async def run(config: dict) -> dict:
-    port, path = int(config["port"]), config["path"]
+    port = int(config["port"])
+    paths = list(config.get("paths") or [config["path"]])
     clients_n = int(config["clients"])
     warmup, seconds = float(config.get("warmup", 2)), float(config["seconds"])
     logins = config.get("logins") or []
@@ -147,17 +150,20 @@ async def run(config: dict) -> dict:
     start = time.perf_counter()
     measure_from, measure_to = start + warmup, start + warmup + seconds
     latencies: list[float] = []
+    by_path: list[list[float]] = [[] for _ in paths]
     errors: dict[str, int] = {}
     counter = {"n": 0}
 
-    async def loop(client: Client) -> None:
+    async def loop(client: Client, offset: int) -> None:
+        turn = offset
         while counter["n"] < MAX_REQUESTS:
             t0 = time.perf_counter()
             if t0 >= measure_to:
                 return
             counter["n"] += 1
+            index, turn = turn % len(paths), turn + 1
             try:
-                status, _, _ = await client.request("GET", path)
+                status, _, _ = await client.request("GET", paths[index])
                 problem = None if status == 200 else f"status {status}"
             except (HttpError, OSError, asyncio.TimeoutError) as exc:
                 problem = type(exc).__name__
@@ -168,6 +174,7 @@ async def run(config: dict) -> dict:
                     errors[problem] = errors.get(problem, 0) + 1
                 else:
                     latencies.append(t1 - t0)
+                    by_path[index].append(t1 - t0)
 
     async def marks() -> None:
         # The harness measures CPU (server, database, this loader, the machine) between these marks.
@@ -176,7 +183,8 @@ async def run(config: dict) -> dict:
         await asyncio.sleep(max(0.0, measure_to - time.perf_counter()))
         print("measure-end", flush=True)
 
-    await asyncio.wait_for(asyncio.gather(marks(), *(loop(c) for c in clients)), warmup + seconds + 60)
+    await asyncio.wait_for(asyncio.gather(marks(), *(loop(c, n * len(paths) // clients_n)
+                                                     for n, c in enumerate(clients))), warmup + seconds + 60)
     for c in clients:
         c.close()
     latencies.sort()
@@ -186,7 +194,7 @@ async def run(config: dict) -> dict:
             return float("nan")
         return latencies[min(len(latencies) - 1, int(round(p / 100 * (len(latencies) - 1))))] * 1000
 
-    return {
+    result = {
         "requests": len(latencies),
         "errors": errors,
         "seconds": seconds,
@@ -197,6 +205,9 @@ async def run(config: dict) -> dict:
         "max_ms": latencies[-1] * 1000 if latencies else float("nan"),
         "latencies_ms": [round(v * 1000, 3) for v in latencies],  # sorted; lets rounds be pooled
     }
+    if config.get("paths"):
+        result["path_latencies_ms"] = [[round(v * 1000, 3) for v in sorted(found)] for found in by_path]
+    return result
 
 
 def main() -> None:
