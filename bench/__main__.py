@@ -2,7 +2,8 @@
 
 Each benchmark prints its table and ends with one ``key=value`` line; ``all`` runs them in turn.
 Options go to the named benchmark's ``run(argv)`` (``upload``: ``--size-mb N``; ``chat``: ``--clients N``,
-``--seconds S``, ``--rate R``, ``--phases baseline,1,2`` and more, see ``python -m bench chat --help``).
+``--seconds S``, ``--rate R``, ``--phases baseline,1,2`` and more, see ``python -m bench chat --help``;
+``directory``: ``--profile``).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 
 BENCHMARKS = ("dashboard", "outbox", "booking_race", "credits_race", "webhooks", "calendar", "slots", "feed",
               "feed_depth", "pages", "upload", "chat", "page_weight", "report", "athlete_page",
-              "admin_dashboard", "calendar_sync", "signaling")
+              "admin_dashboard", "calendar_sync", "signaling", "directory")
 
 
 def main(argv: list[str]) -> int:
