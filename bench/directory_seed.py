@@ -20,7 +20,7 @@ The data, from one seeded :class:`random.Random` (same ``seed``, same rows):
 
 The tsvector is built in SQL by :data:`SEARCH_SQL` (the projection's expression over the same fields, with
 the organization's text search configuration), ``search_text`` is the lower-case names, headline,
-disciplines, skills and tags.
+disciplines, skills and tags, as the projection writes them.
 """
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ import random
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
+
+# The projection's own choices, so the seeded rows are what it would write: the text search configuration of
+# a locale, the languages' names (English and the organization's language) that make "spanish" find a coach.
+from coach.directory.projection import _language_names, ts_config
 
 # --- vocabulary -----------------------------------------------------------------------------------
 
@@ -115,9 +119,8 @@ LANGUAGES = [("en", "english", 78), ("de", "german", 7), ("es", "spanish", 5), (
              ("pt", "portuguese", 2), ("it", "italian", 1.5), ("pl", "polish", 1), ("nl", "dutch", 1),
              ("sv", "swedish", 0.5), ("tr", "turkish", 0.5), ("ja", "japanese", 0.3), ("ko", "korean", 0.2)]
 LANGUAGE_NAMES = {code: name for code, name, _ in LANGUAGES}
-# An organization's locale and the text search configuration its listings are built with.
-LOCALES = [("en", "english", 70), ("de", "german", 12), ("es", "spanish", 8), ("fr", "french", 6),
-           ("pt", "portuguese", 2), ("pl", "simple", 2)]
+# Organizations' locales (their listings' text search configuration follows: Polish has none, so 'simple').
+LOCALES = [("en", 70), ("de", 12), ("es", 8), ("fr", 6), ("pt", 2), ("pl", 2)]
 HEADLINES = ["{Level} {discipline} coach: {skill} and {skill2}", "{discipline} coaching for {level} players",
              "Former {role}, now helping you with {skill}", "{skill} specialist ({discipline})",
              "Climb faster: {discipline} {skill} coaching", "{Discipline} {role} coach, {years} years",
@@ -130,19 +133,16 @@ BIO_WORDS = ["I", "help", "players", "athletes", "improve", "their", "consistenc
 CURRENCIES = [("EUR", 70), ("USD", 20), ("GBP", 10)]
 
 
-# The projection's search vector over a staging row ``s`` and the organization's configuration ``cfg``:
-# A name and headline, B disciplines and skills, C tags and languages' names, D the bio's excerpt, once
-# under the organization's language (stemmed) and once under 'simple' (every word as written).
-SEARCH_SQL = """
-    setweight(to_tsvector({cfg}, s.display_name || ' ' || s.headline), 'A')
-    || setweight(to_tsvector({cfg}, array_to_string(s.disciplines || s.skills, ' ')), 'B')
-    || setweight(to_tsvector({cfg}, array_to_string(s.tags, ' ') || ' ' || s.language_names), 'C')
-    || setweight(to_tsvector({cfg}, s.excerpt), 'D')
-    || setweight(to_tsvector('simple', s.display_name || ' ' || s.headline), 'A')
-    || setweight(to_tsvector('simple', array_to_string(s.disciplines || s.skills, ' ')), 'B')
-    || setweight(to_tsvector('simple', array_to_string(s.tags, ' ') || ' ' || s.language_names), 'C')
-    || setweight(to_tsvector('simple', s.excerpt), 'D')
-"""
+# The projection's search vector (:func:`coach.directory.projection.search_vector`, there built per row from
+# literals) in SQL over a staging row ``s``: A name and headline, B disciplines and skills, C tags and the
+# languages' names, D the bio's excerpt, each under the organization's configuration ``s.config`` (stems of its
+# language) and then, unless that is 'simple' already, under 'simple' (the words as written), in that order.
+_PARTS = {"A": "s.display_name || ' ' || s.headline", "B": "array_to_string(s.disciplines || s.skills, ' ')",
+          "C": "array_to_string(s.tags, ' ') || ' ' || s.language_names", "D": "s.excerpt"}
+SEARCH_SQL = "\n    || ".join(
+    f"setweight(to_tsvector(s.config::regconfig, {part}), '{weight}') || CASE WHEN s.config = 'simple' "
+    f"THEN ''::tsvector ELSE setweight(to_tsvector('simple', {part}), '{weight}') END"
+    for weight, part in _PARTS.items())
 SEARCH_TEXT_SQL = ("lower(s.display_name || ' ' || s.headline || ' ' || "
                    "array_to_string(s.disciplines || s.skills || s.tags, ' '))")
 
@@ -211,7 +211,8 @@ def generate(coaches: int = 100_000, orgs: int = 1_000, seed: int = 22, now: dat
         org_id = uuid.UUID(int=rng.getrandbits(128), version=4)
         city = rng.choice(CITIES)
         focus = rng.sample(names, rng.choice((1, 1, 2, 3)))
-        locale, config, _ = _pick(rng, LOCALES)
+        locale = _pick(rng, LOCALES)[0]
+        config = ts_config(locale)
         org_name = f"{rng.choice(PLACES)} {focus[0].title()} {rng.choice(CLUB_WORDS)}"[:120]
         slug = f"org-{o:04d}-{focus[0].split()[0].replace('-', '')}"[:40]
         org_rows.append((org_id, slug, org_name, TIMEZONES[city], locale))
@@ -260,7 +261,7 @@ def generate(coaches: int = 100_000, orgs: int = 1_000, seed: int = 22, now: dat
             rows.append((
                 uuid.UUID(int=rng.getrandbits(128), version=4), org_id, uuid.UUID(int=rng.getrandbits(128), version=4),
                 slug, org_name, handle[:60], name, headline, excerpt, disciplines, skills + extra,
-                rng.sample(TAGS, rng.randint(0, 3)), languages, " ".join(LANGUAGE_NAMES[c] for c in languages),
+                rng.sample(TAGS, rng.randint(0, 3)), languages, " ".join(_language_names(languages, locale)),
                 online, in_person, city if in_person else "", TIMEZONES[city], rng.random() < 0.15, currency, low, high,
                 price_band(low), count, (Decimal(star_sum) / count).quantize(Decimal("0.01")) if count else None,
                 _bayesian(count, star_sum, prior_mean, prior_weight), slot,
@@ -315,7 +316,6 @@ def seed_listings(conn, coaches: int = 100_000, orgs: int = 1_000, seed: int = 2
         SELECT id, slug, name, timezone, locale, true FROM bench_orgs
     """)
     columns = [n for n, _ in _STAGING if n not in ("language_names", "config")]
-    search = SEARCH_SQL.format(cfg="s.config::regconfig")
     # The projection's policies let an organization write only its own rows: one statement per organization,
     # with its id set for the transaction as the app's jobs do (a plpgsql loop: one round trip).
     conn.execute(f"""
@@ -325,7 +325,7 @@ def seed_listings(conn, coaches: int = 100_000, orgs: int = 1_000, seed: int = 2
             FOR org IN SELECT id FROM bench_orgs LOOP
                 PERFORM set_config('app.tenant_id', org::text, true);
                 INSERT INTO directory_listings ({", ".join(columns)}, search, search_text)
-                SELECT {", ".join("s." + c for c in columns)}, {search}, {SEARCH_TEXT_SQL}
+                SELECT {", ".join("s." + c for c in columns)}, {SEARCH_SQL}, {SEARCH_TEXT_SQL}
                 FROM bench_listings AS s WHERE s.organization_id = org;
                 INSERT INTO directory_words (organization_id, word, listings)
                 SELECT org, w.word, count(DISTINCT l.id)
