@@ -1,6 +1,9 @@
 """Closing an organization: an admin asks (typing its address to confirm), every member is told, admins may
 cancel during the grace period, then a sweep erases it: its stored objects, then every tenant row.
 
+Asking takes the organization's coaches out of the public directory at once (its listings are deleted in the
+same transaction); cancelling lists them again through the projection's consumers.
+
 The rows go through the ``erase_organization`` function of migration 0017 (deleting the organization cascades
 through every ``tenant_id`` foreign key; its audit trail, which has none, is deleted after it); the closing
 stays on record as a platform event (no organization), with the organization's id, address and name.
@@ -14,12 +17,15 @@ from sqlalchemy import select, text
 
 from coach import clock
 from coach.accounts.models import User
+from coach.directory import projection
+from coach.directory.events import LISTING_CHANGED
 from coach.errors import Conflict, DomainError
 from coach.extensions import db
 from coach.media.storage import get_storage
 from coach.orgs.models import Membership, Organization
 from coach.platform import audit, tenant_context
 from coach.platform.mail import queue_email
+from coach.platform.outbox import emit
 from coach.privacy.deletion import GRACE, each_in_own_transaction
 
 
@@ -70,6 +76,7 @@ def request_closing(org: Organization, actor: User, typed_slug: str) -> Organiza
     org.closing_requested_at, org.closing_due_at = at, at + GRACE
     audit.record("organization.closing_requested", actor=actor, target_type="organization", target_id=org.id,
                  details={"due": org.closing_due_at.isoformat()})
+    projection.remove_org(org.id)  # a closing organization takes no new athletes from the directory
     for member in _members(org):
         queue_email(member.email, f"{org.name} closes on {closes_on(org)}", "org_closing_scheduled",
                     user=member, org=org, due=closes_on(org))
@@ -88,6 +95,7 @@ def cancel_closing(org: Organization, actor: User) -> Organization:
     org.closing_requested_at = org.closing_due_at = None
     audit.record("organization.closing_cancelled", actor=actor, target_type="organization", target_id=org.id,
                  details={"was_due": due})
+    emit(LISTING_CHANGED, {"coach_membership_id": None}, tenant_id=org.id)  # listed again, if it lists
     for member in _members(org):
         queue_email(member.email, f"{org.name} stays open", "org_closing_cancelled", user=member, org=org)
     return org

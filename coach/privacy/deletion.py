@@ -18,6 +18,11 @@ What erasure keeps and why (the person's choice ``erase_content`` decides only a
   buyer name and email are replaced.
 - Progress data about the person as an athlete (their records, goals, habits, check-ins, programs, notes,
   timeline and reports with their stored files) is deleted.
+- The directory: a coach's profile (and what it teaches) goes, and their public listing with it, in the same
+  transaction. Reviews the person wrote stay with their stars (the coach earned them, and the ratings stay true)
+  and are shown as by "A former athlete"; with ``erase_content`` their text becomes :data:`REMOVED_TEXT`, as do a
+  coach's replies and the reasons of the person's flags. Reviews a deleted coach received stay with the
+  organization (the athletes' words); their helpful votes stay as counts.
 
 Each organization's part runs acting for that organization, so its row-level security applies; every step is
 audited in that organization's trail, and the erasure as a platform event.
@@ -49,6 +54,8 @@ from coach.accounts.models import (
 from coach.booking.lifecycle import transition
 from coach.booking.models import Booking
 from coach.chat.models import Message
+from coach.directory import projection
+from coach.directory.models import CoachProfile, CoachProfileTerm, Review, ReviewFlag
 from coach.errors import Conflict
 from coach.extensions import db
 from coach.media.models import MediaComment, MediaItem
@@ -245,6 +252,7 @@ def _erase_in_organization(user: User, member: Membership) -> None:
     if user.deletion_erase_content:
         words = _remove_words(tid, mid)
     _step("content", user, removed_text=user.deletion_erase_content, **words)
+    _step("directory", user, **_erase_directory(user, tid, mid))
 
     # Receipts keep their amounts and numbers; the buyer becomes "Deleted member".
     renamed = db.session.execute(
@@ -269,6 +277,31 @@ def _delete_rows(table: str, column: str, tenant_id: uuid.UUID, membership_id: u
     # Table and column names come from the constants above, never from input.
     return db.session.execute(text(f"DELETE FROM {table} WHERE tenant_id = :t AND {column} = :m"),
                               {"t": tenant_id, "m": membership_id}).rowcount
+
+
+def _erase_directory(user: User, tid: uuid.UUID, mid: uuid.UUID) -> dict[str, int]:
+    """The coach's profile and its public listing go now (not at the projection's next run); reviews stay."""
+    profiles = select(CoachProfile.id).where(CoachProfile.tenant_id == tid, CoachProfile.coach_membership_id == mid)
+    db.session.execute(delete(CoachProfileTerm).where(CoachProfileTerm.tenant_id == tid,
+                                                      CoachProfileTerm.profile_id.in_(profiles))
+                       .execution_options(synchronize_session=False))
+    removed = db.session.execute(delete(CoachProfile).where(CoachProfile.tenant_id == tid,
+                                                            CoachProfile.coach_membership_id == mid)
+                                 .execution_options(synchronize_session=False)).rowcount
+    # With the profile gone the coach is not listed: the projection deletes the row and the organization's words.
+    projection.refresh_coach(tid, mid)
+    counts = {"profiles": removed}
+    if user.deletion_erase_content:
+        mine = (Review.tenant_id == tid, Review.athlete_membership_id == mid)
+        counts["reviews"] = db.session.execute(update(Review).where(*mine).values(body=REMOVED_TEXT)
+                                               .execution_options(synchronize_session=False)).rowcount
+        counts["replies"] = db.session.execute(
+            update(Review).where(Review.tenant_id == tid, Review.replied_by_membership_id == mid,
+                                 Review.reply_body.is_not(None))
+            .values(reply_body=REMOVED_TEXT).execution_options(synchronize_session=False)).rowcount
+        db.session.execute(update(ReviewFlag).where(ReviewFlag.tenant_id == tid, ReviewFlag.membership_id == mid)
+                           .values(reason="").execution_options(synchronize_session=False))
+    return counts
 
 
 def _remove_words(tid: uuid.UUID, mid: uuid.UUID) -> dict[str, int]:

@@ -75,11 +75,13 @@ ACCOUNT_CONTENTS = (
     "skills, workouts, timeline and reports",
     "organizations/<name>/media.json and media/<name>/: your uploads' details and their original files",
     "organizations/<name>/notifications.json: your notifications and notification settings",
+    "organizations/<name>/directory.json: your coach profile and what it teaches, the reviews you wrote and "
+    "received (with replies) and your rating, the reviews you flagged or found helpful",
 )
 ORG_CONTENTS = (
     "organization.json and members.json: the organization's settings and its members",
     "<domain>.json: every row of the organization, one file per part of the app (spaces, chat, booking, media, "
-    "payments, progress, notifications, audit trail...)",
+    "payments, progress, directory (coach profiles, taxonomy, reviews, ratings), notifications, audit trail...)",
     "media/: the original files of every upload",
 )
 
@@ -455,6 +457,9 @@ def _person_sections(t: uuid.UUID, m: uuid.UUID) -> dict[str, list[tuple[str, Se
     my_logs = ids("workout_logs", c["workout_logs"].athlete_membership_id == m)
     my_records = ids("session_records", c["session_records"].athlete_membership_id == m,
                      c["session_records"].signed_at.is_not(None))
+    my_profiles = ids("coach_profiles", c["coach_profiles"].coach_membership_id == m)
+    my_terms = select(c["coach_profile_terms"].term_id).where(c["coach_profile_terms"].tenant_id == t,
+                                                              c["coach_profile_terms"].profile_id.in_(my_profiles))
     return {
         "spaces": [
             ("spaces", rows("spaces", c["spaces"].id.in_(
@@ -524,6 +529,16 @@ def _person_sections(t: uuid.UUID, m: uuid.UUID) -> dict[str, list[tuple[str, Se
         "notifications": [
             ("notifications", by("notifications", "membership_id")),
             ("preferences", by("notification_preferences", "membership_id")),
+        ],
+        # Reviews received are about the coach (with the athletes' words, as the coach's own pages show them).
+        "directory": [
+            ("coach_profiles", by("coach_profiles", "coach_membership_id")),
+            ("profile_terms", rows("directory_terms", c["directory_terms"].id.in_(my_terms))),
+            ("reviews_written", by("reviews", "athlete_membership_id")),
+            ("reviews_received", by("reviews", "coach_membership_id")),
+            ("rating", by("coach_ratings", "coach_membership_id")),
+            ("review_flags", by("review_flags", "membership_id")),
+            ("helpful_votes", by("review_votes", "membership_id")),
         ],
     }
 
