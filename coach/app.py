@@ -32,6 +32,7 @@ from coach.config import load_config
 from coach.errors import DomainError
 from coach.extensions import csrf, db, htmx_ext, login_manager, migrate
 from coach.htmx import apply_triggers, render
+from coach.directory.cli import directory_cli
 from coach.media.cli import media_cli
 from coach.media.storage import StorageError, get_storage
 from coach.payments import provider
@@ -144,6 +145,7 @@ def create_app(config: dict | None = None) -> Flask:
     _register_error_handlers(app)
     register_cli(app)
     app.cli.add_command(media_cli)
+    app.cli.add_command(directory_cli)
     return app
 
 

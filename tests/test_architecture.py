@@ -91,4 +91,5 @@ def test_a_booking_confirmation_is_found_by_one_name(app):
     assert STATUS_TOPICS["confirmed"] is BOOKING_CONFIRMED
     consumers = {f"{func.__module__}.{func.__name__}" for func in jobs.consumers_of(BOOKING_CONFIRMED)}
     assert consumers == {"coach.booking.jobs.schedule_from_event", "coach.notifications.jobs.booking_changed",
-                         "coach.calsync.push_jobs.booking_changed"}
+                         "coach.calsync.push_jobs.booking_changed",
+                         "coach.directory.projection_jobs.refresh_listing"}

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from coach import clock
 from coach.booking import slots as slotlib
 from coach.booking.errors import EXCLUDED, BookingError, sqlstate
+from coach.booking.events import AVAILABILITY_CHANGED, OFFERING_CHANGED
 from coach.booking.models import (AvailabilityOverride, AvailabilityRule, CoachCalendar, CoachingSession,
                                   ExternalBusy, Offering, TimeOff)
 from coach.dbutil import insert_or_raise
@@ -24,9 +25,19 @@ from coach.extensions import db
 from coach.ids import parse_uuid as _uuid
 from coach.orgs.models import Membership
 from coach.platform import audit
+from coach.platform.outbox import emit
 from coach.timezones import is_valid_timezone
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _availability_changed(coach: Membership) -> None:
+    emit(AVAILABILITY_CHANGED, {"coach_membership_id": str(coach.id)}, tenant_id=coach.tenant_id)
+
+
+def _offering_changed(offering: Offering) -> None:
+    emit(OFFERING_CHANGED, {"offering_id": str(offering.id), "coach_membership_id": str(offering.coach_membership_id)},
+         tenant_id=offering.tenant_id)
 
 
 def zone(tz: str) -> ZoneInfo:
@@ -61,6 +72,7 @@ def set_coach_timezone(coach: Membership, tz: str, actor: Membership) -> None:
     db.session.flush()
     audit.record("availability.timezone_set", actor=actor.user, target_type="membership", target_id=coach.id,
                  details={"timezone": tz})
+    _availability_changed(coach)
 
 
 # --- offerings ---------------------------------------------------------------------------------------
@@ -91,6 +103,7 @@ def save_offering(coach: Membership, values: dict, actor: Membership, offering: 
         raise
     audit.record("offering.created" if created else "offering.updated", actor=actor.user,
                  target_type="offering", target_id=offering.id, details={"title": offering.title})
+    _offering_changed(offering)
     return offering
 
 
@@ -100,6 +113,7 @@ def set_offering_active(offering: Offering, active: bool, actor: Membership) -> 
     db.session.flush()
     audit.record("offering.restored" if active else "offering.archived", actor=actor.user,
                  target_type="offering", target_id=offering.id, details={"title": offering.title})
+    _offering_changed(offering)
 
 
 # --- availability ------------------------------------------------------------------------------------
@@ -152,6 +166,7 @@ def add_rule(coach: Membership, weekday: int, start: int, end: int, actor: Membe
     _insert_excluding(rule, "These hours overlap hours you already have on that day.")
     audit.record("availability.rule_added", actor=actor.user, target_type="membership", target_id=coach.id,
                  details={"weekday": WEEKDAYS[weekday], "from": minutes_label(start), "to": minutes_label(end)})
+    _availability_changed(coach)
     return rule
 
 
@@ -167,6 +182,7 @@ def delete_rule(coach: Membership, rule_id, actor: Membership) -> bool:
     audit.record("availability.rule_removed", actor=actor.user, target_type="membership", target_id=coach.id,
                  details={"weekday": WEEKDAYS[rule.weekday], "from": minutes_label(rule.start_minute),
                           "to": minutes_label(rule.end_minute)})
+    _availability_changed(coach)
     return True
 
 
@@ -197,12 +213,16 @@ def set_override(coach: Membership, on_date: date, intervals: list[tuple[int, in
     audit.record("availability.override_set", actor=actor.user, target_type="membership", target_id=coach.id,
                  details={"date": on_date.isoformat(),
                           "hours": [f"{minutes_label(s)}–{minutes_label(e)}" for s, e in ordered] or "closed"})
+    _availability_changed(coach)
 
 
 def clear_override(coach: Membership, on_date: date) -> int:
-    return db.session.execute(delete(AvailabilityOverride).where(
+    cleared = db.session.execute(delete(AvailabilityOverride).where(
         AvailabilityOverride.tenant_id == coach.tenant_id, AvailabilityOverride.coach_membership_id == coach.id,
         AvailabilityOverride.on_date == on_date)).rowcount
+    if cleared:
+        _availability_changed(coach)
+    return cleared
 
 
 def upcoming_time_off(coach: Membership, now: datetime) -> list[TimeOff]:
@@ -226,6 +246,7 @@ def add_time_off(coach: Membership, starts_at: datetime, ends_at: datetime, reas
     db.session.flush()
     audit.record("availability.time_off_added", actor=actor.user, target_type="membership", target_id=coach.id,
                  details={"from": starts_at.isoformat(), "to": ends_at.isoformat()})
+    _availability_changed(coach)
     return row
 
 
@@ -237,6 +258,7 @@ def delete_time_off(coach: Membership, time_off_id, actor: Membership) -> bool:
     if deleted:
         audit.record("availability.time_off_removed", actor=actor.user, target_type="membership",
                      target_id=coach.id, details={"id": str(tid)})
+        _availability_changed(coach)
     return bool(deleted)
 
 

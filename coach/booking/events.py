@@ -52,3 +52,9 @@ STATUS_TOPICS = {
     "declined": BOOKING_DECLINED, "expired": BOOKING_EXPIRED, "cancelled": BOOKING_CANCELLED,
     "ended": BOOKING_ENDED, "no_show": BOOKING_NO_SHOW,
 }
+
+# What a coach offers and when they are free changed (the public directory shows prices and the next free slot).
+OFFERING_CHANGED = Topic("booking.offering_changed",
+                         "offering_id; coach_membership_id: an offering was created, edited, archived or restored")
+AVAILABILITY_CHANGED = Topic("booking.availability_changed",
+                             "coach_membership_id: weekly hours, a date's hours, time off or the coach's zone changed")

@@ -31,6 +31,7 @@ from coach.extensions import db
 from coach.media.models import MediaItem
 from coach.orgs.models import COACH, Membership, Organization
 from coach.platform import tenant_context
+from coach.platform.jobs import each_tenant
 from coach.spaces.markdown import plain_excerpt
 
 EXCERPT_MAX = 300
@@ -90,6 +91,12 @@ def refresh_coach(tenant_id: uuid.UUID, coach_membership_id: uuid.UUID) -> bool:
     return bool(_project(tenant_id, [coach_membership_id]))
 
 
+def refresh_coaches(tenant_id: uuid.UUID, coach_membership_ids: Iterable[uuid.UUID]) -> int:
+    """:func:`refresh_coach` for several coaches of one organization at once; how many are listed now."""
+    ids = list(coach_membership_ids)
+    return _project(tenant_id, ids) if ids else 0
+
+
 def refresh_org(tenant_id: uuid.UUID) -> int:
     """Bring every listing of the organization up to date (rows of members no longer coaching go).
 
@@ -116,14 +123,10 @@ class Rebuilt:
 
 
 def rebuild_all() -> Rebuilt:
-    """Project every organization again, each in its own transaction (a failure stays in its organization)."""
+    """Project every organization again, each in its own transaction (a failure is logged and stays in its
+    organization; the others are rebuilt)."""
     org_ids = list(db.session.scalars(select(Organization.id).order_by(Organization.created_at, Organization.id)))
-    db.session.commit()
-    listed = 0
-    for tenant_id in org_ids:
-        with tenant_context.acting_for(tenant_id):
-            listed += refresh_org(tenant_id)
-            db.session.commit()
+    listed = each_tenant(org_ids, refresh_org, "directory rebuild")
     return Rebuilt(len(org_ids), listed)
 
 

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
+from coach.directory import projection
+from coach.directory.events import LISTING_CHANGED
 from coach.errors import DomainError, NotAllowed
 from coach.extensions import db
 from coach.orgs.models import ADMIN, SPACE_CREATORS, Membership, Organization
 from coach.platform import audit
+from coach.platform.outbox import emit
 from coach.timezones import is_valid_timezone
 
 # The locales an organization may choose: the page's ``<html lang>`` and how amounts and numbers are written
@@ -146,4 +149,10 @@ def save_settings(org: Organization, values: dict, actor: Membership) -> dict[st
     audit.record("org.settings_changed", actor=actor.user, target_type="organization", target_id=org.id,
                  tenant_id=org.id, details={name: {"before": c.before, "after": c.after}
                                             for name, c in changed.items()})
+    if changed.keys() & {"listed_publicly", "name", "locale"}:
+        # The public directory shows the name and searches in the locale's language. Unlisting is immediate
+        # (the rows go in this transaction); listing and the rest follow through the projection's consumers.
+        if not org.listed_publicly:
+            projection.remove_org(org.id)
+        emit(LISTING_CHANGED, {"coach_membership_id": None}, tenant_id=org.id)
     return changed

@@ -27,9 +27,11 @@ from coach.clock import now
 from coach.dbutil import insert_or_raise
 from coach.errors import DomainError
 from coach.extensions import db
+from coach.orgs.events import MEMBER_REMOVED, MEMBER_ROLE_CHANGED
 from coach.orgs.models import ADMIN, COACH, ROLES, Invitation, Membership, Organization
 from coach.platform import audit, tenant_context
 from coach.platform.mail import queue_email
+from coach.platform.outbox import emit
 from coach.platform.queues import redis_conn
 from coach.security import new_token, token_hash
 
@@ -342,6 +344,8 @@ def change_role(org: Organization, membership: Membership, role: str, actor: Use
     if membership.role != role:
         audit.record("member.role_changed", actor=actor, target_type="membership", target_id=membership.id,
                      details={"member": membership.user.email, "from": membership.role, "to": role})
+        emit(MEMBER_ROLE_CHANGED, {"membership_id": str(membership.id), "from": membership.role, "to": role},
+             tenant_id=org.id)
     membership.role = role
 
 
@@ -364,6 +368,7 @@ def remove_member(org: Organization, membership: Membership, actor: User | None 
                        "instead.", status=409) from exc
     audit.record("member.removed", actor=actor, target_type="membership", target_id=membership.id,
                  details={"member": membership.user.email, "role": membership.role})
+    emit(MEMBER_REMOVED, {"membership_id": str(membership.id), "role": membership.role}, tenant_id=org.id)
     member_removed.send(org, membership=membership)
 
 

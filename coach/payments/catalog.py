@@ -23,8 +23,10 @@ from coach.accounts.models import User
 from coach.booking.models import Booking, Offering
 from coach.errors import DomainError
 from coach.extensions import db
+from coach.platform.outbox import emit
 from coach.ids import parse_uuid
 from coach.orgs.models import ADMIN, COACH, Membership, Organization
+from coach.payments.events import PRODUCT_CHANGED
 from coach.payments.models import (
     PACK,
     PLAN,
@@ -283,7 +285,13 @@ def save_product(coach: Membership, values: dict, actor: Membership, product: Pr
                  target_id=product.id, tenant_id=product.tenant_id,
                  details={"title": product.title, "kind": product.kind,
                           "price": money.format(product.price_minor, product.currency)})
+    _product_changed(product)
     return product
+
+
+def _product_changed(product: Product) -> None:
+    emit(PRODUCT_CHANGED, {"product_id": str(product.id), "coach_membership_id": str(product.coach_membership_id)},
+         tenant_id=product.tenant_id)
 
 
 def _replace_links(product: Product, model, column, name: str, ids: list[uuid.UUID]) -> None:
@@ -305,6 +313,7 @@ def archive(product: Product, actor: Membership) -> None:
         db.session.flush()
         audit.record("product.archived", actor=actor.user, target_type="product", target_id=product.id,
                      tenant_id=product.tenant_id, details={"title": product.title})
+        _product_changed(product)
 
 
 def restore(product: Product, actor: Membership) -> None:
@@ -314,6 +323,7 @@ def restore(product: Product, actor: Membership) -> None:
         db.session.flush()
         audit.record("product.restored", actor=actor.user, target_type="product", target_id=product.id,
                      tenant_id=product.tenant_id, details={"title": product.title})
+        _product_changed(product)
 
 
 def form_values(product: Product) -> dict:

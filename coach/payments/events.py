@@ -11,3 +11,5 @@ PAYMENT_REFUNDED = Topic("payments.refunded", "payment_id; amount_minor (this re
 PAYMENT_DISPUTED = Topic("payments.disputed", "payment_id; amount_minor")
 SUBSCRIPTION_CHANGED = Topic("payments.subscription_changed", "subscription_id; from; to (statuses)")
 CREDITS_RETURNED = Topic("payments.credits_returned", "grant_id; booking_id")
+# A coach's pack or plan was created, edited, archived or restored (the directory shows packs' per-session price).
+PRODUCT_CHANGED = Topic("payments.product_changed", "product_id; coach_membership_id")
