@@ -1,0 +1,676 @@
+"""Searching the public coach directory: the projection ``directory_listings``, read by anyone (no tenant).
+
+- Text: PostgreSQL full-text search. The query is parsed by ``websearch_to_tsquery`` (quotes, ``or``, ``-word``;
+  it never raises on ``&|!():*``) under 'english' and 'simple', plus the configurations of the languages the
+  visitor filtered by, OR-combined, so stemmed and as-written words both match the listing's vector (which holds
+  the organization's language and 'simple'). The last word also matches as a prefix ("tenn" finds tennis).
+  Ranked with ``ts_rank_cd`` (the vector's A-D weights), then the Bayesian rating, then id.
+- Typos: when a first page finds fewer than :data:`FEW_RESULTS`, every query word that is no listing's word is
+  replaced by the most similar word of ``directory_words`` (pg_trgm, its trigram index) and the search runs
+  again; the corrected text is reported and carried by the page links' cursor.
+- Facets: disjunctive counts (each facet counted over the rows matching the text and every *other* facet's
+  filter) in one statement over the text's matches. Over the whole table (no text) that is a few hundred
+  milliseconds at 100,000 listings, so the counts and total are kept in Valkey for
+  ``DIRECTORY_FACET_CACHE_SECONDS`` (invalidated by nothing: they may be that old; the cards are always live).
+- Sorts with keyset pagination; the cursor is signed (itsdangerous), so a tampered one is a 400, never SQL.
+
+:func:`statements` returns the SQL a search runs, for the EXPLAIN test (tests/test_directory_explain.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from babel import Locale
+from flask import current_app
+from itsdangerous import BadData, URLSafeSerializer
+from redis.exceptions import RedisError
+from sqlalchemy import text
+
+from coach import clock
+from coach.errors import DomainError
+from coach.directory.projection import TS_CONFIGS
+from coach.extensions import db
+from coach.platform.queues import redis_conn
+
+log = logging.getLogger(__name__)
+
+TEXT_MAX = 200  # characters of query text kept
+VALUE_MAX = 60  # characters of one facet value (a term's name)
+VALUES_MAX = 10  # values of one facet at a time
+FACET_TOP = 12  # values shown per facet (the selected ones always)
+FEW_RESULTS = 3  # a first page with fewer than this tries spelling corrections
+CORRECTION_SIMILARITY = 0.35  # pg_trgm similarity a replacement word needs at least
+CURSOR_MAX = 600
+WEEK = timedelta(days=7)
+BROKEN_LINK = "This page link is broken or expired; start the search again."
+
+SORTS = ("relevance", "rating", "price", "soonest")
+# The facets in the order pages show them; each is also the query parameter's name.
+FACETS = ("discipline", "skill", "lang", "price", "rating", "verified", "week", "mode")
+PRICE_BANDS = {0: "Free", 1: "Under 30", 2: "30 to 60", 3: "60 to 100", 4: "100 and more"}
+MODES = {"online": "Online", "in_person": "In person"}
+MIN_RATING = 4
+FLAG_LABELS = {"rating": "4 stars and up", "verified": "Verified by their club", "week": "Free this week"}
+_TRUE = {"1", "true", "on", "yes", "y"}
+_FALSE = {"", "0", "false", "off", "no", "n"}
+
+# ISO 639-1 codes Babel knows, with their English names (the languages a profile may list).
+LANGUAGES: dict[str, str] = {code: name for code, name in Locale("en").languages.items()
+                             if re.fullmatch(r"[a-z]{2}", code)}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_WORD = re.compile(r"\w+")
+_LAST_WORD = re.compile(r"(?:^|[\s(])(\w{3,})$")  # a plain word at the very end (not quoted, not negated)
+# A listing's columns a result card shows.
+CARD_COLUMNS = ("id", "organization_id", "coach_membership_id", "org_slug", "org_name", "handle", "display_name",
+                "headline", "excerpt", "photo_key", "disciplines", "skills", "tags", "languages", "online",
+                "in_person", "location", "timezone", "verified", "currency", "price_min_minor", "price_max_minor",
+                "price_band", "rating_count", "rating_avg", "rating_score", "next_slot_at", "response_minutes",
+                "sessions_delivered")
+
+
+class BadCursor(DomainError):
+    """A page link's cursor does not decode or was not signed by us."""
+
+    status = 400
+
+    def __init__(self, message: str = BROKEN_LINK):
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page continues: the last row's sort key and id, and the text its first page searched."""
+
+    sort: str
+    key: tuple
+    id: uuid.UUID
+    asked: str  # fingerprint of the query text the first page was asked for
+    searched: str | None = None  # the text actually searched when it was corrected
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """A search as asked: cleaned, every unknown or malformed value already dropped (see ``notices``)."""
+
+    q: str = ""
+    discipline: tuple[str, ...] = ()
+    skill: tuple[str, ...] = ()
+    lang: tuple[str, ...] = ()
+    price: tuple[int, ...] = ()
+    rating: int | None = None
+    verified: bool = False
+    week: bool = False
+    mode: tuple[str, ...] = ()
+    sort: str = "rating"
+    cursor: Cursor | None = None
+    exact: bool = False  # search the text as typed: no spelling correction
+    notices: tuple[str, ...] = ()
+
+    def selected(self, facet: str) -> tuple[str, ...]:
+        """The chosen values of ``facet`` as the page sends them back."""
+        value = getattr(self, facet)
+        if isinstance(value, bool):
+            return ("1",) if value else ()
+        if value is None:
+            return ()
+        if isinstance(value, int):
+            return (str(value),)
+        return tuple(str(v) for v in value)
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        """The facets with a choice."""
+        return tuple(f for f in FACETS if self.selected(f))
+
+
+@dataclass(frozen=True)
+class FacetValue:
+    value: str
+    label: str
+    count: int
+    selected: bool
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One coach in the results: what a card shows (the public listing, or an organization's own profile)."""
+
+    id: uuid.UUID | None
+    coach_membership_id: uuid.UUID
+    display_name: str
+    organization_id: uuid.UUID | None = None
+    org_slug: str = ""
+    org_name: str = ""
+    handle: str | None = None
+    headline: str = ""
+    excerpt: str = ""
+    photo_key: str | None = None
+    disciplines: list[str] = field(default_factory=list)
+    skills: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)
+    online: bool = False
+    in_person: bool = False
+    location: str = ""
+    timezone: str = "UTC"
+    verified: bool = False
+    currency: str | None = None
+    price_min_minor: int | None = None
+    price_max_minor: int | None = None
+    price_band: int | None = None
+    rating_count: int = 0
+    rating_avg: Decimal | None = None
+    rating_score: Decimal = Decimal(0)
+    next_slot_at: datetime | None = None
+    response_minutes: int | None = None
+    sessions_delivered: int = 0
+    rank: float | None = None
+
+
+@dataclass
+class SearchResults:
+    items: list[Hit]
+    facets: dict[str, list[FacetValue]]
+    next_cursor: str | None = None
+    corrected_query: str | None = None
+    notices: list[str] = field(default_factory=list)
+    total: int | None = None
+
+    @property
+    def total_estimate(self) -> int | None:
+        return self.total
+
+
+# --- parameters -----------------------------------------------------------------------------------------------
+
+def _values(args: Mapping, key: str) -> list[str]:
+    if hasattr(args, "getlist"):
+        raw = args.getlist(key)
+    else:
+        value = args.get(key)
+        raw = [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+    return [v if isinstance(v, str) else str(v) for v in raw]
+
+
+def _clean(value: str) -> str:
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def _shown(value: str) -> str:
+    value = _clean(value)
+    return value if len(value) <= 40 else value[:39] + "…"
+
+
+def _flag(args: Mapping, key: str, what: str, notices: list[str]) -> bool:
+    chosen = False
+    for value in _values(args, key):
+        value = _clean(value).lower()
+        if value in _TRUE:
+            chosen = True
+        elif value not in _FALSE:
+            notices.append(f"Unknown {what} choice '{_shown(value)}' was ignored.")
+    return chosen
+
+
+def _many(args: Mapping, key: str, what: str, notices: list[str], accept) -> tuple:
+    kept: list = []
+    for value in _values(args, key):
+        cleaned = _clean(value).lower()
+        if not cleaned:
+            continue
+        converted = accept(cleaned)
+        if converted is None:
+            notices.append(f"Unknown {what} '{_shown(value)}' was ignored.")
+        elif converted not in kept:
+            kept.append(converted)
+    if len(kept) > VALUES_MAX:
+        notices.append(f"Only the first {VALUES_MAX} choices of {what} were used.")
+        kept = kept[:VALUES_MAX]
+    return tuple(kept)
+
+
+def _term(value: str) -> str | None:
+    return value if len(value) <= VALUE_MAX and _WORD.search(value) else None
+
+
+def _band(value: str) -> int | None:
+    return int(value) if value.isdigit() and int(value) in PRICE_BANDS else None
+
+
+def _mode(value: str) -> str | None:
+    value = value.replace("-", "_").replace(" ", "_")
+    return value if value in MODES else None
+
+
+def fingerprint(q: str) -> str:
+    return hashlib.sha256(q.lower().encode()).hexdigest()[:12]
+
+
+def parse_params(args: Mapping) -> SearchParams:
+    """The search asked for by query arguments (a ``MultiDict`` or a plain mapping). Never raises for a value:
+    an unknown or malformed one is dropped with a notice; only a tampered or undecodable ``cursor`` raises
+    :class:`BadCursor`."""
+    notices: list[str] = []
+    q = _clean((_values(args, "q") or [""])[0])
+    if len(q) > TEXT_MAX:
+        q = q[:TEXT_MAX].rstrip()
+        notices.append(f"Your search was cut to its first {TEXT_MAX} characters.")
+    rating = None
+    for value in _values(args, "rating"):
+        value = _clean(value).rstrip("+")
+        if value == str(MIN_RATING):
+            rating = MIN_RATING
+        elif value:
+            notices.append(f"Unknown rating '{_shown(value)}' was ignored.")
+    sort = _clean((_values(args, "sort") or [""])[0]).lower()
+    if sort and sort not in SORTS:
+        notices.append(f"Unknown sort '{_shown(sort)}' was ignored.")
+        sort = ""
+    if not sort or (sort == "relevance" and not q):
+        sort = "relevance" if q else "rating"
+    params = SearchParams(
+        q=q,
+        discipline=_many(args, "discipline", "sport or game", notices, _term),
+        skill=_many(args, "skill", "skill", notices, _term),
+        lang=_many(args, "lang", "language", notices, lambda v: v if v in LANGUAGES else None),
+        price=_many(args, "price", "price band", notices, _band),
+        rating=rating,
+        verified=_flag(args, "verified", "verification", notices),
+        week=_flag(args, "week", "availability", notices),
+        mode=_many(args, "mode", "place", notices, _mode),
+        sort=sort,
+        exact=_flag(args, "exact", "exact search", notices),
+    )
+    raw = (_values(args, "cursor") or [""])[0]
+    if raw:
+        cursor = decode_cursor(raw)
+        if cursor.sort != params.sort or cursor.asked != fingerprint(params.q):
+            notices.append("The search changed, so its results start from the first page.")
+        else:
+            params = replace(params, cursor=cursor)
+    return replace(params, notices=tuple(notices))
+
+
+# --- cursors --------------------------------------------------------------------------------------------------
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="coach.directory.search-cursor")
+
+
+def _key_out(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    return _serializer().dumps([cursor.sort, [_key_out(v) for v in cursor.key], cursor.id.hex, cursor.asked,
+                                cursor.searched])
+
+
+def _key_in(sort: str, key) -> tuple:
+    """The typed sort key of a decoded cursor (``ValueError``/``TypeError``/``InvalidOperation`` when malformed)."""
+    if not isinstance(key, list):
+        raise TypeError("key")
+    if sort == "rating" and len(key) == 1:
+        return (Decimal(str(key[0])),)
+    if sort == "relevance" and len(key) == 2 and isinstance(key[0], (int, float)):
+        return (float(key[0]), Decimal(str(key[1])))
+    if sort == "price" and len(key) == 1 and (key[0] is None or type(key[0]) is int):
+        return (key[0],)
+    if sort == "soonest" and len(key) == 1:
+        if key[0] is None:
+            return (None,)
+        moment = datetime.fromisoformat(key[0])
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        return (moment,)
+    raise ValueError("key")
+
+
+def decode_cursor(raw: str) -> Cursor:
+    """A cursor from a page link; :class:`BadCursor` when it is not one of ours, intact."""
+    if len(raw) > CURSOR_MAX:
+        raise BadCursor()
+    try:
+        sort, key, ident, asked, searched = _serializer().loads(raw)
+        if sort not in SORTS or not isinstance(asked, str) or not (searched is None or isinstance(searched, str)):
+            raise ValueError("cursor")
+        return Cursor(sort, _key_in(sort, key), uuid.UUID(hex=ident), asked, searched)
+    except (BadData, ValueError, TypeError, InvalidOperation, AttributeError) as exc:
+        raise BadCursor() from exc
+
+
+def _cursor_after(params: SearchParams, hit: Hit, searched: str | None) -> str:
+    key = {"rating": (hit.rating_score,), "price": (hit.price_min_minor,), "soonest": (hit.next_slot_at,),
+           "relevance": (hit.rank, hit.rating_score)}[params.sort]
+    return encode_cursor(Cursor(params.sort, key, hit.id, fingerprint(params.q), searched))
+
+
+# --- SQL ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Statement:
+    name: str
+    sql: str
+    binds: dict
+
+
+@dataclass(frozen=True)
+class TextQuery:
+    """The text part of a search: ``sql`` is a tsquery expression over the binds, or empty for no text."""
+
+    sql: str = ""
+    binds: dict = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.sql)
+
+
+def text_query(q: str, languages: tuple[str, ...] = ()) -> TextQuery:
+    """The tsquery of ``q``: its words under 'english', 'simple' and the filtered languages' configurations,
+    OR-combined, and (when it ends with a plain word of three letters or more) that word as a prefix."""
+    if not q:
+        return TextQuery()
+    # A visitor who filters by German also gets German stemming of their words (the projection's configurations).
+    configs = dict.fromkeys(["english", "simple", *(TS_CONFIGS[c] for c in languages if c in TS_CONFIGS)])
+    parts = [f"websearch_to_tsquery('{config}', :tq)" for config in configs]  # names from TS_CONFIGS only
+    binds = {"tq": q}
+    last = _LAST_WORD.search(q)
+    if last and not q.rstrip().endswith('"'):
+        # Built from \w characters only, quoted as a tsquery literal: "tenn" → 'tenn':*
+        binds["tq_head"] = q[:last.start(1)]
+        binds["tq_prefix"] = f"'{last.group(1).lower()}':*"
+        parts.append("(websearch_to_tsquery('simple', :tq_head) && to_tsquery('simple', :tq_prefix))")
+    return TextQuery("(" + " || ".join(parts) + ")", binds)
+
+
+def _filters(params: SearchParams, now: datetime, alias: str = "l") -> dict[str, tuple[str, dict]]:
+    """Each chosen facet's condition over the listing ``alias`` (OR within a facet, AND between facets)."""
+    conditions: dict[str, tuple[str, dict]] = {}
+    for facet, column in (("discipline", "disciplines"), ("skill", "skills"), ("lang", "languages")):
+        if getattr(params, facet):
+            # varchar[] like the column: a text[] operand would not use the GIN index.
+            conditions[facet] = (f"{alias}.{column} && CAST(:f_{facet} AS varchar[])",
+                                 {f"f_{facet}": list(getattr(params, facet))})
+    if params.price:
+        conditions["price"] = (f"{alias}.price_band = ANY(CAST(:f_price AS smallint[]))",
+                               {"f_price": list(params.price)})
+    if params.rating:
+        conditions["rating"] = (f"({alias}.rating_count > 0 AND {alias}.rating_avg >= :f_rating)",
+                                {"f_rating": params.rating})
+    if params.verified:
+        conditions["verified"] = (f"{alias}.verified", {})
+    if params.week:
+        conditions["week"] = (f"({alias}.next_slot_at >= :f_now AND {alias}.next_slot_at < :f_week_end)",
+                              {"f_now": now, "f_week_end": now + WEEK})
+    if params.mode:
+        conditions["mode"] = ("(" + " OR ".join(f"{alias}.{m}" for m in params.mode) + ")", {})
+    return conditions
+
+
+def _where(parts: list[str]) -> str:
+    return " AND ".join(parts) if parts else "true"
+
+
+def items_statement(params: SearchParams, tq: TextQuery, now: datetime, limit: int) -> Statement:
+    """One page of listings in the chosen order, after the cursor (keyset), ``limit`` rows."""
+    conditions = _filters(params, now)
+    binds: dict = {"limit": limit, **tq.binds}
+    where = [sql for sql, _ in conditions.values()]
+    for _, values in conditions.values():
+        binds.update(values)
+    if tq:
+        where.insert(0, f"l.search @@ {tq.sql}")
+    columns = ", ".join(f"l.{c}" for c in CARD_COLUMNS)
+    rank = f"ts_rank_cd(l.search, {tq.sql})" if tq else "NULL::real"
+    cursor = params.cursor
+    if cursor:
+        binds["k_id"] = cursor.id
+    if params.sort == "relevance" and tq:
+        if cursor:
+            binds["k_rank"], binds["k_score"] = cursor.key
+            # real, as ts_rank_cd's: the page sent the rank as text, read back as a double that is not equal.
+            where.append(f"({rank} < CAST(:k_rank AS real) OR ({rank} = CAST(:k_rank AS real) AND "
+                         "(l.rating_score < :k_score OR "
+                         "(l.rating_score = :k_score AND l.id > :k_id))))")
+        sql = (f"SELECT {columns}, {rank} AS rank FROM directory_listings l WHERE {_where(where)} "
+               f"ORDER BY rank DESC, l.rating_score DESC, l.id LIMIT :limit")
+        return Statement("items", sql, binds)
+    if params.sort in ("rating", "relevance"):
+        if cursor:
+            binds["k_score"] = cursor.key[-1] if params.sort == "rating" else cursor.key[1]
+            where.append("l.rating_score <= :k_score AND (l.rating_score < :k_score OR l.id > :k_id)")
+        sql = (f"SELECT {columns}, {rank} AS rank FROM directory_listings l WHERE {_where(where)} "
+               f"ORDER BY l.rating_score DESC, l.id LIMIT :limit")
+        return Statement("items", sql, binds)
+    # Price and soonest: ascending, rows without a value last. Two index-ordered branches (rows with a value
+    # after the cursor's, then rows without one by id), so no page reads the rows before it.
+    column = {"price": "l.price_min_minor", "soonest": "l.next_slot_at"}[params.sort]
+    valued, unvalued = [*where, f"{column} IS NOT NULL"], [*where, f"{column} IS NULL"]
+    branches = []
+    if cursor and cursor.key[0] is not None:
+        binds["k_value"] = cursor.key[0]
+        valued.append(f"({column}, l.id) > (:k_value, :k_id)")
+    elif cursor:
+        unvalued.append("l.id > :k_id")
+    if not (cursor and cursor.key[0] is None):
+        branches.append(f"(SELECT {columns}, {rank} AS rank FROM directory_listings l WHERE {_where(valued)} "
+                        f"ORDER BY {column}, l.id LIMIT :limit)")
+    branches.append(f"(SELECT {columns}, {rank} AS rank FROM directory_listings l WHERE {_where(unvalued)} "
+                    f"ORDER BY l.id LIMIT :limit)")
+    order = column.replace("l.", "page.")
+    sql = (f"SELECT * FROM ({' UNION ALL '.join(branches)}) page "
+           f"ORDER BY {order} NULLS LAST, page.id LIMIT :limit")
+    return Statement("items", sql, binds)
+
+
+def facets_statement(params: SearchParams, tq: TextQuery, now: datetime) -> Statement:
+    """Every facet's counts and the total in one statement: the text's matches are read once (``m``), each with
+    whether it passes each chosen filter; a facet counts the rows that pass every *other* facet's filter."""
+    conditions = _filters(params, now)
+    binds: dict = {"now": now, "week_end": now + WEEK, "min_rating": MIN_RATING, **tq.binds}
+    flags = []
+    for facet, (sql, values) in conditions.items():
+        flags.append(f", {sql} AS p_{facet}")
+        binds.update(values)
+    where = f"l.search @@ {tq.sql}" if tq else "true"
+
+    def others(facet: str | None, *extra: str) -> str:
+        return _where([*extra, *(f"m.p_{f}" for f in conditions if f != facet)])
+
+    branches = [
+        f"SELECT 'discipline' AS facet, v AS value, count(*) AS n FROM m, unnest(m.disciplines) v "
+        f"WHERE {others('discipline')} GROUP BY v",
+        f"SELECT 'skill', v, count(*) FROM m, unnest(m.skills) v WHERE {others('skill')} GROUP BY v",
+        f"SELECT 'lang', v, count(*) FROM m, unnest(m.languages) v WHERE {others('lang')} GROUP BY v",
+        f"SELECT 'price', m.price_band::text, count(*) FROM m WHERE {others('price', 'm.price_band IS NOT NULL')} "
+        f"GROUP BY m.price_band",
+        f"SELECT 'rating', '4', count(*) FROM m "
+        f"WHERE {others('rating', 'm.rating_count > 0', 'm.rating_avg >= :min_rating')}",
+        f"SELECT 'verified', '1', count(*) FROM m WHERE {others('verified', 'm.verified')}",
+        f"SELECT 'week', '1', count(*) FROM m "
+        f"WHERE {others('week', 'm.next_slot_at >= :now', 'm.next_slot_at < :week_end')}",
+        f"SELECT 'mode', 'online', count(*) FROM m WHERE {others('mode', 'm.online')}",
+        f"SELECT 'mode', 'in_person', count(*) FROM m WHERE {others('mode', 'm.in_person')}",
+        f"SELECT 'total', '', count(*) FROM m WHERE {_where([f'm.p_{f}' for f in conditions])}",
+    ]
+    sql = (f"WITH m AS MATERIALIZED (SELECT l.disciplines, l.skills, l.languages, l.price_band, l.rating_count, "
+           f"l.rating_avg, l.verified, l.next_slot_at, l.online, l.in_person{''.join(flags)} "
+           f"FROM directory_listings l WHERE {where}) " + " UNION ALL ".join(branches))
+    return Statement("facets", sql, binds)
+
+
+def check_statement(params: SearchParams) -> Statement:
+    """Before searching: whether the text has words at all (stop words only: none), and which chosen sports or
+    games and skills some listing has. Also asks for plans made for these values (see :func:`_run`)."""
+    sql = ("SELECT set_config('plan_cache_mode', 'force_custom_plan', true) AS plans, "
+           "numnode(websearch_to_tsquery('english', :tq)) AS english, "
+           "numnode(websearch_to_tsquery('simple', :tq)) AS simple, "
+           "ARRAY(SELECT v FROM unnest(CAST(:disciplines AS varchar[])) v WHERE EXISTS "
+           "(SELECT 1 FROM directory_listings l WHERE l.disciplines @> ARRAY[v])) AS disciplines, "
+           "ARRAY(SELECT v FROM unnest(CAST(:skills AS varchar[])) v WHERE EXISTS "
+           "(SELECT 1 FROM directory_listings l WHERE l.skills @> ARRAY[v])) AS skills")
+    return Statement("check", sql, {"tq": params.q, "disciplines": list(params.discipline),
+                                    "skills": list(params.skill)})
+
+
+def corrections_statement(words: list[str]) -> Statement:
+    """For each word, the most similar word of any listing (itself when it is one), or NULL."""
+    sql = ("SELECT w.word AS asked, (SELECT d.word FROM directory_words d WHERE d.word % w.word "
+           "AND similarity(d.word, w.word) >= :similarity "
+           "ORDER BY similarity(d.word, w.word) DESC, d.listings DESC, d.word LIMIT 1) AS best "
+           "FROM unnest(CAST(:words AS text[])) WITH ORDINALITY AS w(word, n) ORDER BY w.n")
+    return Statement("corrections", sql, {"words": words, "similarity": CORRECTION_SIMILARITY})
+
+
+def statements(params: SearchParams, now: datetime | None = None, typo_words: list[str] | None = None
+               ) -> list[Statement]:
+    """The statements :func:`search` runs for ``params`` (spelling corrections for ``typo_words``)."""
+    now = now or clock.now()
+    tq = text_query(params.q, params.lang)
+    found = [check_statement(params), items_statement(params, tq, now, page_size() + 1),
+             facets_statement(params, tq, now)]
+    if typo_words:
+        found.append(corrections_statement(typo_words))
+    return found
+
+
+def page_size() -> int:
+    return current_app.config["DIRECTORY_PAGE_SIZE"]
+
+
+def _run(statement: Statement):
+    return db.session.execute(text(statement.sql), statement.binds)
+
+
+# --- searching ------------------------------------------------------------------------------------------------
+
+def _hit(row) -> Hit:
+    return Hit(**{key: row._mapping[key] for key in (*CARD_COLUMNS, "rank")})
+
+
+def _page(params: SearchParams, tq: TextQuery, now: datetime, searched: str | None) -> tuple[list[Hit], str | None]:
+    size = page_size()
+    hits = [_hit(row) for row in _run(items_statement(params, tq, now, size + 1))]
+    more = len(hits) > size
+    hits = hits[:size]
+    return hits, (_cursor_after(params, hits[-1], searched) if more and hits else None)
+
+
+def _counts(params: SearchParams, tq: TextQuery, now: datetime) -> list[tuple[str, str, int]]:
+    """The facet counts (and total), from Valkey when a search like this counted them lately."""
+    ttl = current_app.config.get("DIRECTORY_FACET_CACHE_SECONDS", 0)
+    if not ttl:
+        return [tuple(r) for r in _run(facets_statement(params, tq, now))]
+    shape = json.dumps([tq.binds, [(f, params.selected(f)) for f in params.filters]], sort_keys=True)
+    key = "coach:directory:facets:" + hashlib.sha256(shape.encode()).hexdigest()
+    try:
+        kept = redis_conn().get(key)
+        if kept is not None:
+            return [tuple(r) for r in json.loads(kept)]
+    except RedisError:
+        log.warning("could not read kept facet counts")
+    counts = [(f, v, int(n)) for f, v, n in _run(facets_statement(params, tq, now))]
+    try:
+        redis_conn().set(key, json.dumps(counts), ex=ttl)
+    except RedisError:
+        log.warning("could not keep facet counts")
+    return counts
+
+
+def _label(facet: str, value: str) -> str:
+    if facet == "discipline":
+        return " ".join(w if w in ("of", "and", "the") else w[:1].upper() + w[1:] for w in value.split(" "))
+    if facet == "skill":
+        return value[:1].upper() + value[1:]
+    if facet == "lang":
+        return LANGUAGES.get(value, value)
+    if facet == "price":
+        return PRICE_BANDS.get(int(value), value)
+    if facet == "mode":
+        return MODES.get(value, value)
+    return FLAG_LABELS.get(facet, value)
+
+
+def facet_values(params: SearchParams, counts) -> tuple[dict[str, list[FacetValue]], int | None]:
+    """The facets as pages show them: per facet the values with a count (most first, at most
+    :data:`FACET_TOP`) and every selected value; and the total."""
+    by_facet: dict[str, dict[str, int]] = {f: {} for f in FACETS}
+    total = None
+    for facet, value, n in counts:
+        if facet == "total":
+            total = int(n)
+        elif value is not None:
+            by_facet[facet][str(value)] = int(n)
+    facets: dict[str, list[FacetValue]] = {}
+    for facet in FACETS:
+        chosen = params.selected(facet)
+        found = by_facet[facet]
+        if facet == "price":
+            order = [str(b) for b in PRICE_BANDS if found.get(str(b)) or str(b) in chosen]
+        elif facet == "mode":
+            order = [m for m in MODES if found.get(m) or m in chosen]
+        else:
+            order = [v for v, n in sorted(found.items(), key=lambda p: (-p[1], p[0])) if n][:FACET_TOP]
+            order += [v for v in chosen if v not in order]
+        facets[facet] = [FacetValue(v, _label(facet, v), found.get(v, 0), v in chosen) for v in order]
+    return facets, total
+
+
+def _typo_words(q: str) -> list[str]:
+    return list(dict.fromkeys(w.lower() for w in _WORD.findall(q) if len(w) >= 3 and not w.isdigit()))[:8]
+
+
+def _corrected(q: str) -> str | None:
+    """``q`` with each word no listing has replaced by the most similar one that some listing has."""
+    words = _typo_words(q)
+    if not words:
+        return None
+    best = {row.asked: row.best for row in _run(corrections_statement(words))}
+    swaps = {w: b for w, b in best.items() if b and b != w}
+    if not swaps:
+        return None
+    return _WORD.sub(lambda m: swaps.get(m.group(0).lower(), m.group(0)), q)
+
+
+def search(params: SearchParams, now: datetime | None = None) -> SearchResults:
+    """Listed coaches matching ``params``: one page, the facets with live counts, the next page's cursor, and
+    the corrected text when the text as typed found (almost) nothing."""
+    now = now or clock.now()
+    notices: list[str] = []
+    check = _run(check_statement(params)).one()
+    if params.q and not check.english:
+        kind = "only very common words" if check.simple else "no words to search for"
+        notices.append(f"Your search “{_shown(params.q)}” had {kind}, so every coach is shown.")
+        params = replace(params, q="", sort="rating" if params.sort == "relevance" else params.sort, cursor=None)
+    for facet, label, known in (("discipline", "sport or game", check.disciplines), ("skill", "skill", check.skills)):
+        unknown = [v for v in getattr(params, facet) if v not in known]
+        for value in unknown:
+            notices.append(f"Unknown {label} '{_shown(value)}' was ignored.")
+        if unknown:
+            params = replace(params, **{facet: tuple(v for v in getattr(params, facet) if v in known)})
+    searched = params.cursor.searched if params.cursor else None
+    tq = text_query(searched or params.q, params.lang)
+    items, next_cursor = _page(params, tq, now, searched)
+    corrected = searched
+    if params.q and not params.cursor and not params.exact and len(items) < FEW_RESULTS:
+        better = _corrected(params.q)
+        if better:
+            better_tq = text_query(better, params.lang)
+            more, more_cursor = _page(params, better_tq, now, better)
+            if len(more) > len(items):
+                items, next_cursor, tq, corrected = more, more_cursor, better_tq, better
+    facets, total = facet_values(params, _counts(params, tq, now))
+    return SearchResults(items=items, facets=facets, next_cursor=next_cursor, corrected_query=corrected,
+                         notices=notices, total=total)
