@@ -377,13 +377,18 @@ class TextQuery:
         return bool(self.sql)
 
 
-def text_query(q: str, languages: tuple[str, ...] = ()) -> TextQuery:
+def text_query(q: str, languages: tuple[str, ...] = (), also: tuple[str, ...] = ()) -> TextQuery:
     """The tsquery of ``q``: its words under 'english', 'simple' and the filtered languages' configurations,
-    OR-combined, and (when it ends with a plain word of three letters or more) that word as a prefix."""
+    OR-combined, and (when it ends with a plain word of three letters or more) that word as a prefix.
+
+    :param also: more configurations (names of :data:`TS_CONFIGS`' values), e.g. an organization's own.
+    """
     if not q:
         return TextQuery()
     # A visitor who filters by German also gets German stemming of their words (the projection's configurations).
-    configs = dict.fromkeys(["english", "simple", *(TS_CONFIGS[c] for c in languages if c in TS_CONFIGS)])
+    known = set(TS_CONFIGS.values())
+    configs = dict.fromkeys(["english", "simple", *(TS_CONFIGS[c] for c in languages if c in TS_CONFIGS),
+                             *(c for c in also if c in known)])
     parts = [f"websearch_to_tsquery('{config}', :tq)" for config in configs]  # names from TS_CONFIGS only
     binds = {"tq": q}
     last = _LAST_WORD.search(q)
