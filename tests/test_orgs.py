@@ -294,7 +294,7 @@ def test_home_with_few_coaches_lists_them_all_without_a_link(app, client, auth, 
     page = text(client.get("/o/harbour/"))
 
     assert ">Cora Coach</a>" in page
-    assert "All 1 coaches" not in page and 'href="/o/harbour/book"' in page  # "Book" in the nav only
+    assert "All 1 coaches" not in page and 'href="/o/harbour/book"' in page  # "Coaches" in the nav only
 
 
 def test_non_member_gets_not_found_rather_than_forbidden(app, client, auth, ctx, club):

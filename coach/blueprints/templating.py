@@ -59,10 +59,12 @@ _ORG_NAV = {"home": "orgs.home", "feed": "spaces.feed", "spaces": "spaces.index"
             "dashboard": "admin.dashboard", "audit": "admin.audit_log", "system": "admin.system_page",
             "settings": "admin.org_settings_page", "notifications": "notifications.index",
             "billing_mine": "payments.mine", "billing_products": "payments.products",
-            "billing_admin": "payments.admin_payments", "progress": "progress.index"}
+            "billing_admin": "payments.admin_payments", "progress": "progress.index",
+            "my_profile": "directory.edit_own"}
 _SITE_NAV = {"start": "orgs.index", "picker": "orgs.picker", "profile": "accounts.profile",
              "security": "accounts.security", "platform": "operator.index",
-             "logout": "accounts.logout", "login": "accounts.login", "signup": "accounts.signup"}
+             "logout": "accounts.logout", "login": "accounts.login", "signup": "accounts.signup",
+             "directory": "directory_public.index"}
 
 
 @lru_cache(maxsize=4096)
