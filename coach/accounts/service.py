@@ -5,6 +5,7 @@ caller commits.
 """
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -75,10 +76,27 @@ def create_user(email: str, password: str, display_name: str, tz: str = "UTC") -
     return user
 
 
-def request_signup(email: str, password: str, display_name: str, tz: str) -> None:
+# Where a confirmed sign-up may continue: only the booking of a coach's time started from the public directory
+# (``/coaches/<org>/<handle>/book?offering=...&start=...``), a path of this site. Anything else is dropped, so a
+# crafted form cannot turn the confirmation into a redirect elsewhere.
+CONTINUE_TO_RE = re.compile(r"/coaches/[a-z0-9-]{1,40}/[a-z0-9-]{1,60}/book(\?[A-Za-z0-9._~%&=+:-]*)?")
+CONTINUE_TO_MAX = 500
+
+
+def continue_path(value: str | None) -> str | None:
+    """``value`` when a confirmed sign-up may continue there (see ``CONTINUE_TO_RE``), else ``None``."""
+    if not value or len(value) > CONTINUE_TO_MAX or not CONTINUE_TO_RE.fullmatch(value):
+        return None
+    return value
+
+
+def request_signup(email: str, password: str, display_name: str, tz: str, continue_to: str | None = None) -> None:
     """Start a sign-up: email a confirmation link, or a notice if the address already has an account.
 
     Both branches hash the password and send one email, so the response reveals nothing.
+
+    :param continue_to: where to go once the link is opened (a booking started from the directory); kept only
+        when :func:`continue_path` accepts it.
     """
     email = normalize_email(email)
     password_hash = hash_password(password)
@@ -88,10 +106,17 @@ def request_signup(email: str, password: str, display_name: str, tz: str) -> Non
     secret, digest = new_token()
     db.session.add(PendingSignup(email=email, display_name=display_name.strip(), timezone=tz,
                                  password_hash=password_hash, token_hash=digest,
-                                 expires_at=now() + SIGNUP_TTL))
+                                 expires_at=now() + SIGNUP_TTL, continue_to=continue_path(continue_to)))
     # No text chosen by the visitor goes into this email: the address is not confirmed yet, so the
     # form must not become a way to send someone else a message (and links) from our domain.
     queue_email(email, "Confirm your Coach account", "confirm_signup", token=secret)
+
+
+def signup_continues_to(secret: str) -> str | None:
+    """Where the open sign-up behind ``secret`` continues once confirmed (checked again), or ``None``."""
+    target = db.session.scalar(select(PendingSignup.continue_to).where(PendingSignup.token_hash == token_hash(secret),
+                                                                       PendingSignup.expires_at >= now()))
+    return continue_path(target)
 
 
 def confirm_signup(secret: str) -> User:

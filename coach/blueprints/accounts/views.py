@@ -84,6 +84,7 @@ def confirm_signup(token: str):
     """Confirm an email address; the POST creates the account and logs in."""
     if request.method == "GET":
         return render("accounts/confirm.html", token=token)
+    continue_to = service.signup_continues_to(token)  # a booking started from the directory, if any
     try:
         user = service.confirm_signup(token)
     except AccountError as exc:
@@ -91,6 +92,8 @@ def confirm_signup(token: str):
         db.session.commit()
         return render("accounts/confirm.html", status=410, token=None, error=str(exc))
     db.session.commit()
+    if continue_to:
+        return finish_sign_in(user, "signup", continue_to, "Welcome to Coach! Your account is ready: carry on booking.")
     return finish_sign_in(user, "signup", url_for("orgs.picker"),
                           "Welcome to Coach! Create your organization or open an invitation to get started.")
 
