@@ -222,3 +222,52 @@ def test_a_taken_time_says_so_and_offers_the_next_free_ones(client, world):
     # A time that never was free (the middle of the night in Berlin) is taken too.
     night = start.replace(hour=1, minute=7) + timedelta(days=1)
     assert client.get(book_path(world, night)).status_code == 409
+
+
+# --- reviews ------------------------------------------------------------------------------------------------
+
+def review(world, stars: int, body: str, hours_ago: int):
+    """Ana's (or Ben's) review of a session with Maria that ended ``hours_ago`` hours ago."""
+    from coach.directory import reviews
+
+    athlete = world.ana if hours_ago % 2 else world.ben
+    start = clock.now().replace(microsecond=0) - timedelta(hours=hours_ago + 1)
+    booking = world.write_booking(world.maria, world.aim, athlete, start, "ended")
+    return reviews.write_review(booking, athlete, stars, body)
+
+
+def test_visible_reviews_are_shown_and_hidden_ones_are_not(client, world):
+    from coach.directory import reviews
+
+    tenancy.activate(world.org.id)
+    kept = reviews.write_review(world.ended, world.ana, 5, "Fixed my crosshair in one hour.")
+    hidden = review(world, 1, "Rude words that a moderator hid.", 30)
+    reviews.reply(kept, world.maria, "Thanks Ana, see you next week!")
+    reviews.hide(hidden, world.admin, "Abusive")
+    db.session.commit()
+    html = client.get(MARIA).get_data(as_text=True)
+    assert "Fixed my crosshair in one hour." in html and "Thanks Ana, see you next week!" in html
+    assert "Ana A." in html and "Ana Alves" not in html  # a visitor sees a first name and an initial
+    assert "Rude words" not in html
+    assert "5.0" in html and "1 review" in html  # the hidden review left the counts too
+    assert 'role="img"' in html  # the rating chart
+
+
+def test_more_reviews_come_a_page_at_a_time(client, world):
+    tenancy.activate(world.org.id)
+    for n in range(7):
+        review(world, 4, f"Session number {n} was useful.", 10 + n)
+        db.session.commit()  # one after the other: each is newer than the one before
+    html = client.get(MARIA).get_data(as_text=True)
+    shown = [n for n in range(7) if f"Session number {n} was useful." in html]
+    assert shown == [2, 3, 4, 5, 6]  # the newest five
+    more = re.search(r'href="(/coaches/river/maria-santos/reviews\?[^"]+)"', html).group(1).replace("&amp;", "&")
+    fragment = client.get(more, headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
+    rest = fragment.get_data(as_text=True)
+    assert "<html" not in rest
+    assert "Session number 1 was useful." in rest and "Session number 0 was useful." in rest
+    assert "Session number 2 was useful." not in rest
+    # Without JavaScript the same link opens the profile at that page.
+    page = client.get(more).get_data(as_text=True)
+    assert "<html" in page and "Session number 0 was useful." in page and "Book Maria" in page
