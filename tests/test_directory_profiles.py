@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from coach import tenancy
-from coach.directory import profiles, taxonomy
+from coach.directory import profiles, reviews, taxonomy
 from coach.directory.events import PROFILE_CHANGED
 from coach.directory.models import CoachProfile, CoachProfileTerm
 from coach.errors import NotAllowed
@@ -336,3 +336,11 @@ def test_verification_pages_are_admin_only_and_audited(app, world):
     assert profile.verified and profile.verification_note == "DTB licence seen"
     assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(
         AuditEvent.action == "directory.coach_verified", AuditEvent.tenant_id == world.org.id)) == 1
+
+
+def test_the_profile_shows_the_rating_and_the_newest_reviews(app, world):
+    reviews.write_review(world.ended, world.ana, 4, "Sharp notes on my crosshair placement.")
+    db.session.commit()
+    html = browser(app, "ben@example.com").get(f"/o/river/coaches/{world.maria.id}/profile").get_data(as_text=True)
+    assert "Sharp notes on my crosshair placement." in html
+    assert "4 out of 5 stars" in html and "rating-chart" in html

@@ -2,7 +2,7 @@
 coach's for staff) with its live preview, and admins' verification."""
 from __future__ import annotations
 
-from flask import abort, flash, g, request, url_for
+from flask import abort, current_app, flash, g, request, url_for
 from wtforms import BooleanField, HiddenField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.validators import Length, Optional
 
@@ -10,7 +10,7 @@ from coach.blueprints.directory import bp
 from coach.blueprints.forms import BaseForm, attempt
 from coach.booking.access import offerings_of
 from coach.booking.availability import coach_timezone
-from coach.directory import profiles, stats, taxonomy
+from coach.directory import profiles, reviews, stats, taxonomy
 from coach.directory.models import BIO_MAX, CERTIFICATIONS_MAX, HEADLINE_MAX, LOCATION_MAX
 from coach.errors import DomainError
 from coach.extensions import db
@@ -19,6 +19,7 @@ from coach.orgs.models import ADMIN, COACH
 from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
 
+REVIEWS_SHOWN = 5  # the newest on the profile; the reviews page has the rest
 EDITOR = "directory/profile_edit.html"
 PAGE = "directory/profile.html"
 LANGUAGE_CHOICES = list(profiles.LANGUAGES.items())
@@ -173,6 +174,22 @@ def _live_preview(coach):
     return _preview(coach, profile, form, "preview")
 
 
+def _page_context(coach, profile, verify_form: VerificationForm) -> dict:
+    """Everything the profile page shows: the card, the facts, the offerings, and the rating and newest reviews
+    (the context of the reviews' partials, ``_rating_chart.html`` and ``_reviews.html``)."""
+    page = reviews.reviews_page(g.org.id, coach.id, "newest", None, REVIEWS_SHOWN, member=g.membership)
+    # The reviews' own page (its "More" continues there) belongs to the reviews' routes of this blueprint.
+    reviews_url = (url_for("directory.coach_reviews", coach_id=coach.id)
+                   if "directory.coach_reviews" in current_app.view_functions else None)
+    more_url = (f"{reviews_url}?order=newest&cursor={page.next_cursor}" if reviews_url and page.next_cursor
+                else None)
+    return dict(org=g.org, coach=coach, profile=profile, facts=stats.coach_facts(g.org.id, [coach.id])[coach.id],
+                offerings=offerings_of(coach), may_edit=profiles.may_edit(g.membership, coach),
+                is_admin=g.membership.role == ADMIN, verify_form=verify_form,
+                rating=reviews.rating_of(g.org.id, coach.id), reviews_page=page, reviews_url=reviews_url,
+                more_url=more_url, coach_name=coach.user.display_name, member=g.membership, **_card(coach, profile))
+
+
 # --- views --------------------------------------------------------------------------------------------
 
 @bp.get("/coaches/<coach_id>/profile")
@@ -180,11 +197,7 @@ def _live_preview(coach):
 def profile_page(coach_id: str):
     """A coach's profile, as members of the organization see it."""
     coach = load_coach(coach_id)
-    profile = profiles.profile_of(g.org, coach)
-    facts = stats.coach_facts(g.org.id, [coach.id])[coach.id]
-    return render(PAGE, org=g.org, coach=coach, profile=profile, facts=facts, offerings=offerings_of(coach),
-                  may_edit=profiles.may_edit(g.membership, coach), is_admin=g.membership.role == ADMIN,
-                  verify_form=VerificationForm(formdata=None), **_card(coach, profile))
+    return render(PAGE, **_page_context(coach, profiles.profile_of(g.org, coach), VerificationForm(formdata=None)))
 
 
 @bp.route("/profile", methods=["GET", "POST"])
@@ -230,10 +243,8 @@ def verification(coach_id: str):
     done = attempt(form, lambda: profiles.set_verification(profiles.ensure_profile(coach), verify, form.note.data,
                                                            g.membership))
     if not done:
-        profile = profiles.profile_of(g.org, coach)
-        return render(PAGE, "verification", status=done.status, org=g.org, coach=coach, profile=profile,
-                      facts=stats.coach_facts(g.org.id, [coach.id])[coach.id], offerings=offerings_of(coach),
-                      may_edit=True, is_admin=True, verify_form=form, **_card(coach, profile))
+        return render(PAGE, "verification", status=done.status,
+                      **_page_context(coach, profiles.profile_of(g.org, coach), form))
     db.session.commit()
     flash("Coach verified." if verify else "Verification removed.", "success")
     return redirect_after_post(url_for("directory.profile_page", coach_id=coach.id))
