@@ -16,6 +16,7 @@ import pytest
 from coach import tenancy
 from tests.conftest import Auth
 from tests.directory_support import DirectoryWorld
+from tests.querycount import statements_for
 
 HX = {"HX-Request": "true"}
 
@@ -151,6 +152,20 @@ def test_the_unlisted_clubs_coach_never_appears_in_public(app, world):
     for query in ("", "valorant", "yara", "yara young", "hill", "aim", "valorant aim coach (hill)"):
         page = text(browser.get("/coaches", query_string={"q": query}))
         assert "Yara" not in page and "Hill Club" not in page and "/coaches/hill/" not in page
+
+
+@pytest.mark.parametrize("who", ["visitor", "member"])
+def test_a_page_of_cards_is_a_fixed_number_of_statements(app, world, monkeypatch, who):
+    browser = visitor(app) if who == "visitor" else logged_in(app, "ana@example.com")
+    path = "/coaches?sort=price" if who == "visitor" else "/o/river/coaches?sort=price"
+    statements_for(app, browser, path)  # warm up: first-request work (and the facet counts' cache) is not the page's
+
+    monkeypatch.setitem(app.config, "DIRECTORY_PAGE_SIZE", 1)
+    one = statements_for(app, browser, path)
+    monkeypatch.setitem(app.config, "DIRECTORY_PAGE_SIZE", 3)
+    three = statements_for(app, browser, path)
+
+    assert one == three
 
 
 # --- htmx active search -----------------------------------------------------------------------------------
