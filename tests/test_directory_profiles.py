@@ -18,6 +18,7 @@ from coach.platform.models import AuditEvent, OutboxEvent
 from tests.conftest import Auth, csrf_from
 from tests.directory_support import DirectoryWorld
 from tests.factories import add_member, make_user, media_row
+from tests.querycount import statements_for
 
 HX = {"HX-Request": "true"}
 VALID = {"headline": "Serve and volley coach", "bio": "I teach **serves**.", "languages": ["de", "en"],
@@ -344,3 +345,16 @@ def test_the_profile_shows_the_rating_and_the_newest_reviews(app, world):
     html = browser(app, "ben@example.com").get(f"/o/river/coaches/{world.maria.id}/profile").get_data(as_text=True)
     assert "Sharp notes on my crosshair placement." in html
     assert "4 out of 5 stars" in html and "rating-chart" in html
+
+
+def test_the_profile_page_sends_as_many_statements_whatever_the_profile_teaches(app, world):
+    ben = browser(app, "ben@example.com")
+    path = f"/o/river/coaches/{world.maria.id}/profile"
+    before = statements_for(app, ben, path)
+    tenancy.activate(world.org.id)
+    valorant = world.terms["valorant"]
+    extra = [taxonomy.add_term(world.org, kind, f"{kind} {n}", world.admin, parent_id=valorant.id)
+             for kind in ("skill", "role", "level") for n in range(3)]
+    taxonomy.set_profile_terms(world.maria_profile, [valorant.id, *[t.id for t in extra]], world.maria)
+    db.session.commit()
+    assert statements_for(app, ben, path) == before
