@@ -30,6 +30,7 @@ from coach.notifications import payments as payment_notices  # noqa: F401 - regi
 from coach.notifications import waitlist as waitlist_notices  # noqa: F401 - the same
 from coach.notifications import series as series_notices  # noqa: F401 - the same
 from coach.notifications import rooms as room_notices  # noqa: F401 - the same
+from coach.notifications import reviews as review_notices  # noqa: F401 - the same
 from coach.notifications import (  # noqa: F401 - the same
     progress_habits, progress_programs, progress_records, progress_reports)
 from coach.notifications import booking_mail, service

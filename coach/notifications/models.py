@@ -40,6 +40,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("waitlist_offered", "Sessions", "A seat opens on a waitlist I am on and is mine to take for a while",
          "email"),
     Kind("room_open", "Sessions", "My coach is in the room of a session of mine and I am not there yet", "in_app"),
+    Kind("review_request", "Sessions", "A session of mine ended: asked for a review", "email"),
+    Kind("review_received", "Sessions", "An athlete reviews a session of mine (coaches)", "email"),
     Kind("media_ready", "Media", "My upload is ready to watch", "in_app"),
     Kind("review_comment", "Media", "Comments on my videos and review threads I am in", "email"),
     Kind("payment_refunded", "Payments", "Money or a session credit is given back to me", "in_app"),
