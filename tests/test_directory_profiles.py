@@ -358,3 +358,22 @@ def test_the_profile_page_sends_as_many_statements_whatever_the_profile_teaches(
     taxonomy.set_profile_terms(world.maria_profile, [valorant.id, *[t.id for t in extra]], world.maria)
     db.session.commit()
     assert statements_for(app, ben, path) == before
+
+
+def test_a_photo_chosen_by_an_admin_stays_when_the_coach_saves_the_form(app, world):
+    photo = media_row(world.org.id, world.admin, title="Jon on court")
+    photo.kind, photo.content_type = "image", "image/jpeg"
+    db.session.commit()
+    tenancy.activate(world.org.id)
+    with pytest.raises(profiles.ProfileError):  # but Maria cannot take the admin's picture for herself
+        profiles.save_profile(world.maria_profile, {**VALID, "photo_media_id": str(photo.id)}, world.maria)
+    db.session.rollback()
+    tenancy.activate(world.org.id)
+    profiles.save_profile(world.jon_profile, {**VALID, "photo_media_id": str(photo.id)}, world.admin)
+    db.session.commit()
+    jon = browser(app, "jon@example.com")
+    page = jon.get("/o/river/profile").get_data(as_text=True)
+    assert f'<option selected value="{photo.id}">Jon on court</option>' in page
+    data = {**VALID, **form_values(page), "photo_media_id": str(photo.id)}
+    assert jon.post("/o/river/profile", data=data).status_code == 303
+    assert reload(world, world.jon_profile.id).photo_media_id == photo.id

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from babel import Locale
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from coach import clock
@@ -214,16 +214,19 @@ def _flag(raw) -> bool:
     return bool(raw)
 
 
-def eligible_media(coach: Membership, actor: Membership, kind: str) -> list[MediaItem]:
+def eligible_media(coach: Membership, actor: Membership, kind: str,
+                   current: uuid.UUID | None = None) -> list[MediaItem]:
     """Ready media items of ``kind`` ("image" or "video") that may go on the coach's profile: the coach's own,
-    and those of the staff member editing it (an admin may upload a coach's photo for them)."""
-    owners = {coach.id, actor.id}
+    those of the staff member editing it (an admin may upload a coach's photo for them), and the one chosen now
+    (whoever chose it: keeping it is always allowed)."""
+    mine = MediaItem.owner_membership_id.in_({coach.id, actor.id})
     return list(db.session.scalars(select(MediaItem).where(
-        MediaItem.tenant_id == coach.tenant_id, MediaItem.owner_membership_id.in_(owners),
+        MediaItem.tenant_id == coach.tenant_id, or_(mine, MediaItem.id == current) if current else mine,
         MediaItem.kind == kind, MediaItem.status == "ready").order_by(MediaItem.created_at.desc()).limit(50)))
 
 
-def _media(check: _Checker, name: str, raw, coach: Membership, actor: Membership, kind: str) -> uuid.UUID | None:
+def _media(check: _Checker, name: str, raw, coach: Membership, actor: Membership, kind: str,
+           current: uuid.UUID | None) -> uuid.UUID | None:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
     ident = raw if isinstance(raw, uuid.UUID) else parse_uuid(str(raw).strip())
@@ -232,7 +235,7 @@ def _media(check: _Checker, name: str, raw, coach: Membership, actor: Membership
     if ident is not None:
         item = db.session.scalar(select(MediaItem).where(MediaItem.tenant_id == coach.tenant_id,
                                                          MediaItem.id == ident))
-    if item is None or item.owner_membership_id not in (coach.id, actor.id):
+    if item is None or (item.owner_membership_id not in (coach.id, actor.id) and item.id != current):
         check.errors[name] = f"Choose the {what} from your own media library."
         return None
     if item.kind != kind:
@@ -244,8 +247,10 @@ def _media(check: _Checker, name: str, raw, coach: Membership, actor: Membership
     return item.id
 
 
-def clean_values(coach: Membership, values: Mapping, actor: Membership) -> dict:
+def clean_values(coach: Membership, values: Mapping, actor: Membership, profile: CoachProfile | None = None) -> dict:
     """Every value of ``values`` for ``coach``'s profile checked and normalised, keyed by the profile's columns.
+
+    :param profile: the profile as saved: its current photo and video may stay whoever chose them.
 
     :raises ProfileError: with a message per refused field (nothing is changed).
     """
@@ -263,8 +268,10 @@ def clean_values(coach: Membership, values: Mapping, actor: Membership) -> dict:
         "online": _flag(values.get("online")),
         "in_person": _flag(values.get("in_person")),
         "listed": _flag(values.get("listed")),
-        "photo_media_id": _media(check, "photo_media_id", values.get("photo_media_id"), coach, actor, "image"),
-        "intro_media_id": _media(check, "intro_media_id", values.get("intro_media_id"), coach, actor, "video"),
+        "photo_media_id": _media(check, "photo_media_id", values.get("photo_media_id"), coach, actor, "image",
+                                 profile.photo_media_id if profile else None),
+        "intro_media_id": _media(check, "intro_media_id", values.get("intro_media_id"), coach, actor, "video",
+                                 profile.intro_media_id if profile else None),
     }
     if any(len(line) > CERTIFICATION_LINE_MAX for line in clean["certifications"].split("\n")):
         check.errors.setdefault("certifications",
@@ -299,7 +306,7 @@ def preview(coach: Membership, profile: CoachProfile | None, values: Mapping, ac
     """
     if not may_edit(actor, coach):
         raise NotAllowed("Only the coach and the organization's staff edit this profile.")
-    clean = clean_values(coach, values, actor)
+    clean = clean_values(coach, values, actor, profile)
     verified_at = profile.verified_at if profile else None
     return SimpleNamespace(
         id=profile.id if profile else None, tenant_id=coach.tenant_id, coach_membership_id=coach.id, coach=coach,
@@ -324,7 +331,7 @@ def save_profile(profile: CoachProfile, values: Mapping, actor: Membership) -> C
         staff.
     """
     _require_editor(profile, actor)
-    clean = clean_values(profile.coach, values, actor)
+    clean = clean_values(profile.coach, values, actor, profile)
     if "term_ids" in values:
         taxonomy.set_profile_terms(profile, values["term_ids"], actor, emit_change=False)
     for column, value in clean.items():

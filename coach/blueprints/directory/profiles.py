@@ -85,9 +85,9 @@ def _form_data(coach, profile) -> dict:
             "term_ids": [str(i) for i in taxonomy.profile_term_ids(profile)]}
 
 
-def _media_choices(form: ProfileForm, coach) -> None:
+def _media_choices(form: ProfileForm, coach, profile) -> None:
     for name, kind, empty in (("photo_media_id", "image", "No photo"), ("intro_media_id", "video", "No video")):
-        items = profiles.eligible_media(coach, g.membership, kind)
+        items = profiles.eligible_media(coach, g.membership, kind, getattr(profile, name, None))
         form[name].choices = [("", empty)] + [(str(m.id), m.title) for m in items]
 
 
@@ -103,7 +103,7 @@ def _card(coach, shown, chosen_terms=None) -> dict:
 
 
 def _editor_page(coach, profile, form: ProfileForm, status: int = 200, preview=None, block=None, **extra):
-    _media_choices(form, coach)
+    _media_choices(form, coach, profile)
     own = coach.id == g.membership.id
     action = url_for("directory.edit_own") if own else url_for("directory.edit_profile", coach_id=coach.id)
     preview_url = (url_for("directory.preview_own") if own
