@@ -6,6 +6,7 @@ import tempfile
 from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 import imageio_ffmpeg
@@ -16,8 +17,12 @@ from coach import clock, tenancy
 from coach.accounts.service import AccountError, create_user, find_user_by_email
 from coach.booking import service as booking
 from coach.booking.models import Booking, CoachingSession
+from coach.directory import profiles as directory_profiles
+from coach.directory import projection, taxonomy
+from coach.directory import reviews as directory_reviews
 from coach.extensions import db
 from coach.governance import branding, operator
+from coach.governance import settings as org_settings
 from coach.media import service as media
 from coach.orgs.models import ADMIN, ATHLETE, COACH, Membership
 from coach.orgs.service import OrgError, create_organization, org_by_slug
@@ -249,11 +254,233 @@ def _seed_administration(org, admin_user) -> None:
     admin_user.platform_admin = True
 
 
+# --- the public coach directory ----------------------------------------------------------------------------
+# Northside lists its coaches publicly; two more listed organizations (an esports academy and an endurance club)
+# make /coaches worth searching. Each organization: its taxonomy (discipline -> kind -> names), its coaches'
+# profiles (with the terms they teach), hours and offerings, and reviews of sessions that ended (with replies).
+DIRECTORY_TAXONOMIES = {
+    DEMO_SLUG: {
+        "Tennis": {"skill": ["Serve", "Footwork", "Return", "Forehand"], "level": ["Beginner", "Club", "Tournament"]},
+        "Strength and conditioning": {"skill": ["Speed", "Strength", "Mobility"]},
+    },
+    "pixel-academy": {
+        "Valorant": {"skill": ["Aim", "Game sense", "Communication"], "role": ["Duelist", "Controller", "Sentinel"],
+                     "level": ["Iron to Gold", "Platinum and up"]},
+        "League of Legends": {"skill": ["Laning", "Macro"], "role": ["Jungle", "Mid lane", "Support"]},
+        "Counter-Strike 2": {"skill": ["Aim", "Utility"]},
+    },
+    "harbour-endurance": {
+        "Swimming": {"skill": ["Freestyle", "Open water", "Turns"], "level": ["Beginner", "Masters"]},
+        "Running": {"skill": ["Marathon", "Intervals", "Trail"]},
+        "Triathlon": {},
+    },
+}
+# Per coach: profile fields, the terms taught ("Discipline" or "Discipline/Term"), and whether the admin verified.
+DIRECTORY_PROFILES = {
+    "maria.coach@northside.example": dict(
+        headline="Tennis technique coach: serve, footwork and match play",
+        bio="Former tournament player, coaching juniors and adults for twelve years.\n\n"
+            "I film your strokes, we look at them together and fix **one thing at a time**: a steady toss, "
+            "a split step on time, a forehand that holds up under pressure.",
+        languages=["en", "es", "de"], years_experience="12", location="Berlin Mitte", in_person="y",
+        certifications="DTB B-Trainer\nITF Level 2 Coaching Course", tags="video feedback, juniors",
+        terms=["Tennis/Serve", "Tennis/Footwork", "Tennis/Forehand", "Tennis/Club", "Tennis/Tournament",
+               "Strength and conditioning/Speed"], verified="DTB licence and ITF certificate checked."),
+    "jonas.coach@northside.example": dict(
+        headline="Match analysis over video calls for club players",
+        bio="Send me a match; we go through it on a call: *where the points were won and lost*, and one drill "
+            "for the week.", languages=["de", "en"], years_experience="6", online="y",
+        tags="video analysis, tactics", terms=["Tennis/Return", "Tennis/Beginner", "Tennis/Club"]),
+    "lena@pixel-academy.example": dict(
+        headline="Valorant aim coach: crosshair placement and duelist habits",
+        bio="Radiant duelist. We build an aim routine that fits your week and review your VODs for **crosshair "
+            "placement**, peeks and trades.", languages=["en", "de", "ko"], years_experience="5", online="y",
+        tags="vod review, aim training", verified="Identity and tournament record checked.",
+        terms=["Valorant/Aim", "Valorant/Duelist", "Valorant/Platinum and up"]),
+    "diego@pixel-academy.example": dict(
+        headline="Controller and jungle coach for ranked climbers",
+        bio="Smokes that win rounds and jungle paths that win games: macro first, mechanics second.",
+        languages=["es", "en"], years_experience="4", online="y", tags="ranked, shotcalling",
+        terms=["Valorant/Controller", "Valorant/Game sense", "Valorant/Iron to Gold", "League of Legends/Jungle",
+               "League of Legends/Macro"]),
+    "sofia@pixel-academy.example": dict(
+        headline="League of Legends mid lane and macro coach",
+        bio="Lane states, wave management and roaming windows, explained on your own replays.",
+        languages=["it", "en"], years_experience="7", online="y", tags="replay review",
+        terms=["League of Legends/Laning", "League of Legends/Macro", "League of Legends/Mid lane"]),
+    "omar@pixel-academy.example": dict(
+        headline="Counter-Strike 2 aim and utility coach",
+        bio="Lineups for every map in the pool, and an aim warm-up that takes fifteen minutes.",
+        languages=["en", "fr", "ar"], years_experience="8", online="y", tags="lineups, warm-up",
+        terms=["Counter-Strike 2/Aim", "Counter-Strike 2/Utility"]),
+    "eva@harbour-endurance.example": dict(
+        headline="Swim technique coach for adults and triathletes",
+        bio="Video from above and below the water, then drills for a calmer, longer freestyle stroke. "
+            "Open-water sessions in summer.", languages=["sv", "en", "de"], years_experience="10",
+        location="Stockholm, Eriksdalsbadet", in_person="y", online="y", tags="video analysis, adult beginners",
+        verified="Swim coach licence checked.",
+        terms=["Swimming/Freestyle", "Swimming/Open water", "Swimming/Masters", "Triathlon"]),
+    "noah@harbour-endurance.example": dict(
+        headline="Running coach: from your first marathon to sub-3",
+        bio="Plans built around your week, intervals that make sense and a taper you can trust.",
+        languages=["en"], years_experience="9", online="y", tags="training plans, marathon",
+        terms=["Running/Marathon", "Running/Intervals", "Running/Trail"]),
+}
+# The other listed organizations: slug, name, time zone, people (email, name, role), and each coach's weekly
+# hours (weekdays, from, to in hours) and offerings.
+DIRECTORY_ORGS = [
+    ("pixel-academy", "Pixel Academy", "Europe/Amsterdam", [
+        ("admin@pixel-academy.example", "Pim Admin", ADMIN),
+        ("lena@pixel-academy.example", "Lena Park", COACH),
+        ("diego@pixel-academy.example", "Diego Ruiz", COACH),
+        ("sofia@pixel-academy.example", "Sofia Rossi", COACH),
+        ("omar@pixel-academy.example", "Omar Haddad", COACH),
+        ("mia@pixel-academy.example", "Mia Chen", ATHLETE),
+        ("kai@pixel-academy.example", "Kai Weber", ATHLETE),
+    ]),
+    ("harbour-endurance", "Harbour Endurance", "Europe/Stockholm", [
+        ("admin@harbour-endurance.example", "Hanna Admin", ADMIN),
+        ("eva@harbour-endurance.example", "Eva Lind", COACH),
+        ("noah@harbour-endurance.example", "Noah Reid", COACH),
+        ("ola@harbour-endurance.example", "Ola Nordin", ATHLETE),
+    ]),
+]
+DIRECTORY_SCHEDULES = {
+    "lena@pixel-academy.example": ((0, 1, 2, 3, 4, 5), 16, 22, [
+        dict(title="1:1 aim session", duration_minutes=60, price_minor=3500, meeting_url="https://meet.example.com/lena",
+             description="Aim routine and a live deathmatch review."),
+        dict(title="VOD review", duration_minutes=45, price_minor=2500, meeting_url="https://meet.example.com/lena",
+             description="Bring a ranked match; we go through it round by round.")]),
+    "diego@pixel-academy.example": ((1, 3, 5, 6), 18, 23, [
+        dict(title="Ranked coaching", duration_minutes=60, price_minor=3000,
+             meeting_url="https://meet.example.com/diego", description="Live comms coaching while you play.")]),
+    "sofia@pixel-academy.example": ((0, 2, 4), 17, 21, [
+        dict(title="Mid lane masterclass", duration_minutes=90, price_minor=5500,
+             meeting_url="https://meet.example.com/sofia", description="Laning and roaming on your replays.")]),
+    "omar@pixel-academy.example": ((5, 6), 12, 18, [
+        dict(title="CS2 utility session", duration_minutes=60, price_minor=2800,
+             meeting_url="https://meet.example.com/omar", description="Smokes, flashes and mollies for two maps.")]),
+    "eva@harbour-endurance.example": ((0, 1, 2, 3, 4), 6, 9, [
+        dict(title="Freestyle technique", duration_minutes=45, price_minor=6500, location="Eriksdalsbadet, lane 1",
+             description="Filmed above and below the water, with drills to take home.")]),
+    "noah@harbour-endurance.example": ((0, 2, 4, 6), 7, 10, [
+        dict(title="Training plan call", duration_minutes=30, price_minor=2000,
+             meeting_url="https://meet.example.com/noah", description="Your next four weeks, planned together.")]),
+}
+# Reviews of sessions that ended: athlete, coach, days ago, stars, text, the coach's reply (or None).
+DIRECTORY_REVIEWS = [
+    ("sam@northside.example", "maria.coach@northside.example", 4, 5,
+     "Maria spotted my toss drifting right within five minutes. My first serve is finally steady.",
+     "Thank you, Sam! Keep the kick-serve homework going."),
+    ("priya@northside.example", "maria.coach@northside.example", 9, 4,
+     "Clear drills and honest feedback. Sessions sometimes run a few minutes over.", None),
+    ("tom@northside.example", "jonas.coach@northside.example", 6, 5,
+     "The video review showed me exactly why I lose the long rallies.", None),
+    ("mia@pixel-academy.example", "lena@pixel-academy.example", 3, 5,
+     "Went from Gold to Platinum in three weeks with Lena's aim routine.", "So proud of you, Mia. Diamond next!"),
+    ("kai@pixel-academy.example", "lena@pixel-academy.example", 5, 5,
+     "Best VOD review I have had: calm, concrete, and she noticed my crosshair height straight away.", None),
+    ("mia@pixel-academy.example", "lena@pixel-academy.example", 12, 4, "Good session, a little rushed at the end.",
+     None),
+    ("kai@pixel-academy.example", "diego@pixel-academy.example", 4, 4,
+     "Diego's smokes guide alone was worth it. Comms coaching is intense but it works.", None),
+    ("mia@pixel-academy.example", "sofia@pixel-academy.example", 8, 5,
+     "I finally understand wave management.", "Thanks Mia, see you next week."),
+    ("kai@pixel-academy.example", "sofia@pixel-academy.example", 10, 3,
+     "Useful, but a lot of theory for one session.", None),
+    ("ola@harbour-endurance.example", "eva@harbour-endurance.example", 2, 5,
+     "After two sessions my stroke is longer and I breathe on both sides.", "Lovely to hear, Ola!"),
+    ("ola@harbour-endurance.example", "noah@harbour-endurance.example", 7, 4,
+     "A realistic plan that fits around work. Looking forward to the marathon.", None),
+]
+
+
+def _directory_profiles(org, admin: Membership, coaches: dict) -> None:
+    """The organization's taxonomy, and a profile for each of ``coaches`` (email -> membership)."""
+    terms = {}
+    for discipline, kinds in DIRECTORY_TAXONOMIES[org.slug].items():
+        parent = taxonomy.add_term(org, "discipline", discipline, admin)
+        terms[discipline] = parent.id
+        for kind, names in kinds.items():
+            for name in names:
+                terms[f"{discipline}/{name}"] = taxonomy.add_term(org, kind, name, admin, parent_id=parent.id).id
+    for email, coach in coaches.items():
+        values = dict(DIRECTORY_PROFILES[email])
+        note = values.pop("verified", None)
+        values.update(listed="y", term_ids=[str(terms[name]) for name in values.pop("terms")])
+        profile = directory_profiles.save_profile(directory_profiles.ensure_profile(coach), values, coach)
+        if note:
+            directory_profiles.set_verification(profile, True, note, admin)
+
+
+def _directory_reviews(memberships: dict) -> None:
+    """Reviews (and replies) of sessions that ended, in the organization of ``memberships`` (email -> membership)."""
+    for athlete_email, coach_email, days_ago, stars, body, answer in DIRECTORY_REVIEWS:
+        if athlete_email not in memberships:
+            continue
+        athlete, coach = memberships[athlete_email], memberships[coach_email]
+        zone = ZoneInfo(booking.coach_timezone(coach))
+        day = clock.now().astimezone(zone).date() - timedelta(days=days_ago)
+        ended = _past_booking(coach, athlete, datetime.combine(day, time(11, 0), zone).astimezone(timezone.utc))
+        written = ended.ends_at + timedelta(hours=3)
+        review = directory_reviews.write_review(ended, athlete, stars, body, now=written)
+        if answer:
+            directory_reviews.reply(review, coach, answer, now=written + timedelta(hours=5))
+
+
+def _seed_directory(org, memberships: dict) -> None:
+    """Northside lists its coaches publicly: profiles (Maria verified), taxonomy, reviews with a reply."""
+    admin = db.session.scalar(select(Membership).where(Membership.tenant_id == org.id, Membership.role == ADMIN))
+    org_settings.save_settings(org, {"listed_publicly": True}, admin)
+    _directory_profiles(org, admin, {e: m for e, m in memberships.items() if m.role == COACH})
+    _directory_reviews(memberships)
+
+
+def _seed_directory_orgs() -> list:
+    """The other listed demo organizations (skipped when their address is taken); the ones made."""
+    made = []
+    for slug, name, tz, people in DIRECTORY_ORGS:
+        if org_by_slug(slug) is not None:
+            continue
+        users = [(find_user_by_email(email) or create_user(email, DEMO_PASSWORD, display, tz), role)
+                 for email, display, role in people]
+        org = create_organization(users[0][0], name, slug, tz)
+        tenancy.activate(org.id)
+        admin = db.session.scalar(select(Membership).where(Membership.tenant_id == org.id, Membership.role == ADMIN))
+        memberships = {}
+        for user, role in users[1:]:
+            memberships[user.email] = Membership(tenant_id=org.id, user_id=user.id, role=role)
+            db.session.add(memberships[user.email])
+        db.session.flush()
+        for email, coach in memberships.items():
+            if email not in DIRECTORY_SCHEDULES:
+                continue
+            weekdays, start, end, offerings = DIRECTORY_SCHEDULES[email]
+            booking.set_coach_timezone(coach, tz, coach)
+            for weekday in weekdays:
+                booking.add_rule(coach, weekday, start * 60, end * 60, coach)
+            for values in offerings:
+                booking.save_offering(coach, {"min_notice_minutes": 120, "horizon_days": 60, **values}, coach)
+        org_settings.save_settings(org, {"listed_publicly": True}, admin)
+        _directory_profiles(org, admin, {e: m for e, m in memberships.items() if m.role == COACH})
+        _directory_reviews(memberships)
+        made.append(org)
+    return made
+
+
+def _project(orgs: list) -> None:
+    """Build the listed organizations' public listings now (the projection's consumers would, a moment later)."""
+    for org in orgs:
+        tenancy.activate(org.id)
+        projection.refresh_org(org.id)
+
+
 def register_cli(app: Flask) -> None:
     @app.cli.command("seed-demo")
     @click.option("--if-empty", is_flag=True, help="Do nothing when the demo organization exists.")
     def seed_demo(if_empty: bool):
-        """Create the demo organization (an admin, two coaches, three athletes) and print the logins."""
+        """Create the demo organization (an admin, two coaches, three athletes), two more organizations listed in the
+        public coach directory, and print the logins."""
         if current_app.config["COACH_ENV"] == "production":
             raise click.ClickException("seed-demo creates accounts with a published password; "
                                        "it does not run in production (COACH_ENV=production).")
@@ -276,12 +503,17 @@ def register_cli(app: Flask) -> None:
             _seed_spaces(org, memberships)
             _seed_progress(org, memberships)
             _seed_administration(org, people[0][0])
+            _seed_directory(org, memberships)
+            _project([org, *_seed_directory_orgs()])
             db.session.commit()
             click.echo("Seeded the demo organization 'Northside Athletics' (/o/northside/).")
         click.echo(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for email, name, role in DEMO_PEOPLE:
             click.echo(f"  {role:<8} {email}  ({name})")
         click.echo(f"  {DEMO_PEOPLE[0][0]} is also a platform admin: the operators' console is /platform/.")
+        click.echo("The public coach directory (/coaches) also lists " + "; ".join(
+            f"{name} (/o/{slug}/: {', '.join(email for email, _, _ in people)})"
+            for slug, name, _, people in DIRECTORY_ORGS) + ", with the same password.")
 
     @app.cli.command("create-admin")
     @click.option("--email", required=True)

@@ -173,8 +173,8 @@ def test_seed_demo_creates_the_demo_organization_once(app, owner_db, job_runner)
                       "habits": 2, "coach_notes": 1}
     assert owner_db.execute("SELECT count(*) FROM session_records WHERE status = 'signed'").fetchone()[0] == 3
     # Administration: a branded organization, and the demo admin may open the operators' console.
-    assert owner_db.execute("SELECT accent_color, branding_version > 0 FROM organizations").fetchone() == (
-        "#0f766e", True)
+    assert owner_db.execute("SELECT accent_color, branding_version > 0 FROM organizations WHERE slug = 'northside'"
+                            ).fetchone() == ("#0f766e", True)
     assert owner_db.execute("SELECT email FROM users WHERE platform_admin").fetchall() == [
         ("admin@northside.example",)]
     assert "/platform/" in result.output
