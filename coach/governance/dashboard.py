@@ -13,6 +13,10 @@ Definitions (the page's help text says the same):
 - **posts** and **messages**: written that week (deleted ones included: they were activity);
 - **top coaches**: sessions delivered in the last 90 days.
 
+Two things an admin acts on are counted live on every view (one statement, :func:`upkeep`): what waits in the
+moderation queues (flagged posts and comments, flagged reviews) and the public directory (whether the
+organization lists its coaches; how many are listed, opted out, or have no profile yet).
+
 The page shows :func:`shown`: the figures kept in Valkey for :data:`FIGURES_TTL` seconds per organization (at
 5,000 members and 26 weeks of 20,000 bookings, 100,000 posts and 200,000 messages the six statements take
 0.5–0.8 s of PostgreSQL; ``python -m bench admin_dashboard``), with the time they were counted on the page. Valkey
@@ -93,6 +97,52 @@ _TOP_COACHES = text("""
     ORDER BY n DESC, u.display_name
     LIMIT :limit
 """).bindparams(bindparam("limit"))
+
+# What waits for moderation and how the coaches stand in the public directory: counted on every view (an admin
+# who just resolved a flag expects the number to drop). Erased accounts' memberships are not coaches any more.
+_UPKEEP = text("""
+    SELECT (SELECT count(DISTINCT coalesce(f.post_id, f.comment_id)) FROM flags f
+            WHERE f.tenant_id = :tenant_id AND f.resolved_at IS NULL) AS flagged_content,
+           (SELECT count(*) FROM reviews r WHERE r.tenant_id = :tenant_id AND r.open_flags > 0) AS flagged_reviews,
+           (SELECT count(*) FROM directory_listings l WHERE l.organization_id = :tenant_id) AS listed,
+           count(m.id) AS coaches,
+           count(m.id) FILTER (WHERE p.id IS NULL) AS without_profile,
+           count(m.id) FILTER (WHERE NOT p.listed) AS opted_out
+    FROM memberships m
+    JOIN users u ON u.id = m.user_id AND u.erased_at IS NULL
+    LEFT JOIN coach_profiles p ON p.tenant_id = m.tenant_id AND p.coach_membership_id = m.id
+    WHERE m.tenant_id = :tenant_id AND m.role = 'coach'
+""")
+
+
+@dataclass(frozen=True)
+class Upkeep:
+    """The moderation queues' sizes and the organization's coaches in the public directory."""
+
+    flagged_content: int  # posts and comments with open flags
+    flagged_reviews: int
+    listed_publicly: bool  # the organization's choice
+    coaches: int
+    listed: int  # rows in the public directory now
+    opted_out: int
+    without_profile: int
+
+    @property
+    def moderation(self) -> int:
+        return self.flagged_content + self.flagged_reviews
+
+    @property
+    def not_listed_otherwise(self) -> int:
+        """Coaches with a profile who did not opt out and are still not listed (no headline yet, or the
+        organization does not list its coaches)."""
+        return max(0, self.coaches - self.listed - self.opted_out - self.without_profile)
+
+
+def upkeep(org: Organization) -> Upkeep:
+    """:class:`Upkeep` for ``org``, counted now (one statement)."""
+    row = db.session.execute(_UPKEEP, {"tenant_id": org.id}).one()
+    return Upkeep(int(row.flagged_content), int(row.flagged_reviews), bool(org.listed_publicly), int(row.coaches),
+                  int(row.listed), int(row.opted_out), int(row.without_profile))
 
 
 @dataclass(frozen=True)

@@ -20,4 +20,4 @@ def dashboard():
     board = figures.shown(g.org)
     as_of = board.as_of.astimezone(ZoneInfo(g.org.timezone or "UTC")).strftime("%H:%M")
     return render("admin/dashboard.html", org=g.org, board=board, weeks=figures.WEEKS,
-                  top_days=figures.TOP_COACH_DAYS, as_of=as_of)
+                  top_days=figures.TOP_COACH_DAYS, as_of=as_of, upkeep=figures.upkeep(g.org))
