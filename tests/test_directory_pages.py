@@ -183,6 +183,9 @@ def test_htmx_gets_the_results_fragment_and_history_restore_gets_the_page(app, w
     assert "Jon Berg" in body and "Maria Santos" not in body
     assert 'hx-swap-oob="innerHTML"' in body and "1 coach" in body  # the live count, out of band
     assert "HX-Request" in fragment.headers["Vary"]
+    # The address bar gets the search's clean address, not every empty field of the form.
+    assert browser.get("/coaches?q=tennis&sort=&price=&lang=de", headers=HX).headers["HX-Push-Url"] == \
+        "/coaches?q=tennis&lang=de"
     for whole in (restored, boosted):
         assert whole.status_code == 200 and "<html" in text(whole) and "Jon Berg" in text(whole)
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 from flask import g
 
 from coach.blueprints.directory import bp
-from coach.blueprints.directory.public_search import page_context
+from coach.blueprints.directory.public_search import answer, page_context
 from coach.directory.org_search import search_org
-from coach.htmx import render
 from coach.tenancy import role_required
 
 
@@ -19,4 +18,4 @@ from coach.tenancy import role_required
 def search_coaches():
     """The organization's coaches: search, filter and page through them."""
     context, status = page_context("directory.search_coaches", lambda params: search_org(g.org, params))
-    return render("directory/org_search.html", "results", status=status, public=False, **context)
+    return answer("directory/org_search.html", context, status, public=False)

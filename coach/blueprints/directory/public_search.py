@@ -65,6 +65,11 @@ class Links:
     def first_page(self) -> str:
         return self._url(self.pairs)
 
+    def current(self, args: Mapping) -> str:
+        """This page's own address, without empty or foreign arguments (what the address bar should show)."""
+        cursor = args.get("cursor")
+        return self.page(cursor) if cursor else self.first_page()
+
     def page(self, cursor: str) -> str:
         return self._url([*self.pairs, ("cursor", cursor)])
 
@@ -124,4 +129,13 @@ def _statics() -> dict:
 def index():
     """The public directory: search listed coaches, filter by facets, page through the results."""
     context, status = page_context("directory_public.index", search.search)
-    return render(TEMPLATE, "results", status=status, public=True, **context)
+    return answer(TEMPLATE, context, status, public=True)
+
+
+def answer(template: str, context: dict, status: int, **extra):
+    """The page or its results fragment. An active search pushes this page's clean address (``HX-Push-Url``
+    overrides the form's every field, empty ones included), so Back and a reload come to the same results."""
+    response = render(template, "results", status=status, **context, **extra)
+    if status == 200:
+        response.headers["HX-Push-Url"] = context["links"].current(request.args)
+    return response
