@@ -84,6 +84,10 @@ def test_unlisted_club_never_appears_even_after_its_events(world, job_runner):
         job_runner.drain()
     assert "yara-young" not in _listings()
     assert not _words(w.hill)
+    # Her club's members still see her computed facts on her profile.
+    tenancy.activate(w.hill.id)
+    db.session.refresh(w.yara_profile)
+    assert w.yara_profile.stats_at is not None and w.yara_profile.sessions_delivered == 0
 
 
 def test_coach_opt_out_and_role_change_remove_the_listing(world, job_runner):

@@ -151,10 +151,11 @@ def _project(tenant_id: uuid.UUID, coach_ids: list[uuid.UUID] | None) -> int:
     # writing them at once would each miss the other's listing.
     db.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('directory:' || :org))"), {"org": str(tenant_id)})
     org = db.session.get(Organization, tenant_id)
+    now = clock.now()
     if not _is_open(org):
         _remove(tenant_id, coach_ids)
+        _refresh_stats(tenant_id, coach_ids, now)
         return 0
-    now = clock.now()
     query = (select(Membership, User, CoachProfile)
              .join(User, User.id == Membership.user_id)
              .join(CoachProfile, (CoachProfile.tenant_id == Membership.tenant_id)
@@ -200,6 +201,19 @@ def _remove(tenant_id: uuid.UUID, coach_ids: list[uuid.UUID] | None) -> int:
     if removed:
         _refresh_words(tenant_id)
     return removed
+
+
+def _refresh_stats(tenant_id: uuid.UUID, coach_ids: list[uuid.UUID] | None, now: datetime) -> None:
+    """Keep the profiles' response time and sessions delivered current in an organization that does not list
+    (its members' own search shows them): two grouped statements, no slot look-ups."""
+    query = select(CoachProfile).where(CoachProfile.tenant_id == tenant_id)
+    if coach_ids is not None:
+        query = query.where(CoachProfile.coach_membership_id.in_(coach_ids))
+    profiles = list(db.session.scalars(query))
+    if profiles:
+        facts = coach_facts(tenant_id, [p.coach_membership_id for p in profiles], now, with_next_slot=False)
+        for profile in profiles:
+            _store_stats(profile, facts[profile.coach_membership_id], now)
 
 
 def _store_stats(profile: CoachProfile, facts: CoachFacts, now: datetime) -> None:
