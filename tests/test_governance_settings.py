@@ -164,7 +164,7 @@ def test_only_admins_open_or_change_the_settings(app, world):
 def test_the_page_shows_the_currency_and_where_it_is_changed(app, world):
     page = browser(app, "ada@example.com").get(SETTINGS).get_data(as_text=True)
     assert "EUR" in page and 'href="/o/harbour/billing/settings"' in page
-    assert "directory comes with a later release" in page
+    assert 'href="/coaches"' in page and 'href="/o/harbour/admin/taxonomy"' in page  # the directory, its terms
 
 
 def test_the_organizations_locale_is_the_pages_language_and_its_number_format(app, world):
