@@ -531,12 +531,16 @@ def check_statement(params: SearchParams) -> Statement:
 
 
 def corrections_statement(words: list[str]) -> Statement:
-    """For each word, the most similar word of any listing (itself when it is one), or NULL."""
-    sql = ("SELECT w.word AS asked, (SELECT d.word FROM directory_words d WHERE d.word % w.word "
-           "AND similarity(d.word, w.word) >= :similarity "
-           "ORDER BY similarity(d.word, w.word) DESC, d.listings DESC, d.word LIMIT 1) AS best "
-           "FROM unnest(CAST(:words AS text[])) WITH ORDINALITY AS w(word, n) ORDER BY w.n")
-    return Statement("corrections", sql, {"words": words, "similarity": CORRECTION_SIMILARITY})
+    """For each word, the most similar word of any listing (itself when it is one), or NULL. One subquery per
+    word with the word bound as its own value: planned for that word, the trigram index is used at any size."""
+    binds: dict = {"similarity": CORRECTION_SIMILARITY}
+    parts = []
+    for n, word in enumerate(words):
+        binds[f"w{n}"] = word
+        parts.append(f"SELECT {n} AS n, CAST(:w{n} AS text) AS asked, (SELECT d.word FROM directory_words d "
+                     f"WHERE d.word % :w{n} AND similarity(d.word, :w{n}) >= :similarity "
+                     f"ORDER BY similarity(d.word, :w{n}) DESC, d.listings DESC, d.word LIMIT 1) AS best")
+    return Statement("corrections", " UNION ALL ".join(parts) + " ORDER BY n", binds)
 
 
 def statements(params: SearchParams, now: datetime | None = None, typo_words: list[str] | None = None
