@@ -271,3 +271,9 @@ def test_more_reviews_come_a_page_at_a_time(client, world):
     # Without JavaScript the same link opens the profile at that page.
     page = client.get(more).get_data(as_text=True)
     assert "<html" in page and "Session number 0 was useful." in page and "Book Maria" in page
+
+
+def test_an_in_person_offering_says_so_without_giving_the_place(client, world):
+    html = client.get("/coaches/river/jon-berg").get_data(as_text=True)
+    assert "Serve clinic" in html and "€80.00" in html and "In person" in html
+    assert "Court 3" not in html and "jon@example.com" not in html

@@ -48,8 +48,11 @@ class OfferingTimes:
 
     @property
     def where(self) -> str:
-        # Only whether it is online or in person: the place and the link are for booked athletes.
-        return "In person" if self.offering.location else "Online"
+        """Online, in person or both: never the place or the link itself (those are for booked athletes)."""
+        online, in_person = bool(self.offering.meeting_url), bool(self.offering.location)
+        if online == in_person:
+            return "Online or in person" if online else "Where: ask the coach"
+        return "Online" if online else "In person"
 
 
 @dataclass

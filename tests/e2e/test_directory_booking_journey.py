@@ -44,7 +44,7 @@ def test_a_visitor_books_a_listed_coach_signing_up_on_the_way(browser, live_serv
         page = context.new_page()
         csp = watch_csp(page)
         page.goto(f"{live_server}/coaches/river/maria-santos")
-        expect(page.get_by_role("heading", name="Maria Santos")).to_be_visible()
+        expect(page.get_by_role("heading", name="Maria Santos Verified")).to_be_visible()
         expect(page.get_by_text("Valorant aim coach for ranked climbers")).to_be_visible()
         both_widths(snap, page, "profile")
 

@@ -158,8 +158,11 @@ def _reviews(pub: listed.Published, cursor: str | None, order: str | None) -> di
     page = review_service.reviews_page(pub.org.id, pub.coach.id, order or "newest", cursor)
     address = dict(org_slug=pub.listing.org_slug, handle=pub.listing.handle)
     more_url = url_for(".reviews", **address, order=page.order, cursor=page.next_cursor) if page.next_cursor else None
-    return dict(rating=review_service.rating_of(pub.org.id, pub.coach.id), reviews_page=page, more_url=more_url,
-                reviews_url=url_for(".profile", **address), coach_name=pub.listing.display_name, member=None)
+    rating = review_service.rating_of(pub.org.id, pub.coach.id)
+    # The newest/most helpful switch only once there is something to order.
+    ordered = rating is not None and rating.review_count > 1
+    return dict(rating=rating, reviews_page=page, more_url=more_url, coach_name=pub.listing.display_name, member=None,
+                reviews_url=url_for(".profile", **address) if ordered else None)
 
 
 @public.get("/<org_slug>/<handle>/photo")
@@ -183,6 +186,7 @@ def _book_page(pub, offering, starts_at, status: int = 200, **context):
     tz, notice = visitor_zone()
     return render(BOOK, "book", status=status, pub=pub, listing=pub.listing, offering=offering, starts_at=starts_at,
                   ends_at=starts_at + timedelta(minutes=offering.duration_minutes), start=utc_text(starts_at),
+                  where=listed.OfferingTimes(offering).where,
                   tz=tz, zone=zone_of(tz), tz_notice=notice, tz_arg=zone_arg(tz), **context)
 
 
