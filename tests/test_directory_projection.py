@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from coach import clock, tenancy
-from coach.booking import availability
+from coach.booking import availability, lifecycle
 from coach.directory import projection, projection_jobs
 from coach.directory.models import CoachRating, Listing, ListingWord
 from coach.extensions import db
@@ -152,6 +152,22 @@ def test_availability_and_bookings_move_the_next_slot(world, job_runner):
         job_runner.drain()
     maria = _listings()["maria-santos"]
     assert maria.next_slot_at is None and maria.price_min_minor is None and maria.price_band is None
+
+
+def test_a_booking_of_the_next_slot_moves_it_and_cancelling_gives_it_back(world, job_runner):
+    w = world
+    w.publish()
+    first = _listings()["maria-santos"].next_slot_at
+    with job_runner.paused():
+        tenancy.activate(w.org.id)
+        booking = lifecycle.request_booking(w.aim, w.ben, first, "", w.ben)
+        db.session.commit()
+        job_runner.drain()
+        assert _listings()["maria-santos"].next_slot_at > first
+        lifecycle.transition(booking, "cancel", w.ben)
+        db.session.commit()
+        job_runner.drain()
+    assert _listings()["maria-santos"].next_slot_at == first
 
 
 def test_rating_fields_follow_coach_ratings(world, job_runner):
