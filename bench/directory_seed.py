@@ -289,9 +289,10 @@ def seed_listings(conn, coaches: int = 100_000, orgs: int = 1_000, seed: int = 2
     """Write ``orgs`` listed organizations with ``coaches`` listings and their words, then ``ANALYZE``.
 
     :param conn: a psycopg 3 connection (the owner's or the app's role: both may write the projection for the
-        organization set in ``app.tenant_id``, which this sets for each organization in turn). From
-        SQLAlchemy: ``session.connection().connection.driver_connection``. Committed by the caller (the owner's
-        connection in the benchmark is autocommit-free: this commits nothing itself, ``ANALYZE`` included).
+        organization set in ``app.tenant_id``, which this sets for each organization in turn; but only the owner
+        may ``ANALYZE``: the app role's is skipped with a warning, so analyze as the owner afterwards). From
+        SQLAlchemy: ``session.connection().connection.driver_connection``. Committed by the caller: this commits
+        nothing itself.
     :param now: the time the next free slots are spread from (default: now).
     :returns: counts (organizations, listings, words).
     """
