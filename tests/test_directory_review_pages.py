@@ -19,6 +19,7 @@ from coach.platform.models import Email
 from tests.conftest import Auth, csrf_from
 from tests.directory_support import DirectoryWorld
 from tests.factories import PASSWORD
+from tests.querycount import statements_for
 
 HX = {"HX-Request": "true"}
 
@@ -292,3 +293,32 @@ def test_the_coach_is_told_of_a_new_review(client, world, quiet):
     tenancy.activate(w.org.id)
     told = list(db.session.scalars(select(Notification).where(Notification.kind == "review_received")))
     assert [(n.membership_id, n.title) for n in told] == [(w.maria.id, "Ana Alves reviewed your session: 4 stars")]
+
+
+def test_a_page_of_reviews_is_a_fixed_number_of_statements(app, client, world):
+    """One review or five with replies and votes: the same statements (names come with the reviews)."""
+    w = world
+    write(w, 5, "first")
+    log_in(client, "jon@example.com")
+    path = f"/o/river/coaches/{w.maria.id}/reviews"
+    one = statements_for(app, client, path)
+    for i in range(1, 5):
+        booking = w.write_booking(w.maria, w.aim, w.ben, clock.now().replace(microsecond=0)
+                                  - timedelta(days=2, hours=2 * i), "ended")
+        review = reviews.write_review(booking, w.ben, 3, f"review {i}")
+        reviews.reply(review, w.maria, "Thanks")
+        reviews.vote_helpful(review, w.jon)
+    db.session.commit()
+    five = statements_for(app, client, path)
+    assert five == one
+
+
+def test_a_double_click_on_publish_writes_one_review(client, world):
+    w = world
+    log_in(client, "ana@example.com")
+    html = client.get(form_url(w)).get_data(as_text=True)
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', html)
+    data = {"csrf_token": csrf_from(html), "stars": "4", "body": "Twice clicked", "idempotency_key": key.group(1)}
+    first, second = client.post(form_url(w), data=data), client.post(form_url(w), data=data)
+    assert first.status_code == second.status_code == 303
+    assert db.session.scalar(select(func.count()).select_from(Review)) == 1
