@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from urllib.parse import urlencode
 
-from babel import Locale, UnknownLocaleError
 from flask import current_app, request, url_for
 
 from coach.blueprints.directory import public
 from coach.directory import search
+from coach.directory.profiles import language_names
 from coach.htmx import render
 from coach.platform.ratelimit import ip_key, limiter
 
@@ -24,6 +24,9 @@ BASE_KEYS = ("q", "sort", "exact")
 SORTS = (("", "Best match"), ("rating", "Rating"), ("price", "Price: low to high"), ("soonest", "Soonest available"))
 FACET_TITLES = {"discipline": "Sport or game", "skill": "Skill", "lang": "Language", "price": "Price",
                 "rating": "Rating", "verified": "Verification", "week": "Availability", "mode": "Where"}
+# What a facet's values mean where the label alone does not say.
+FACET_HINTS = {"price": "A session's price, in the coach's currency.",
+               "rating": "The average of their reviews (at least one)."}
 # A limit that is never reached, for when the setting says "off" (Flask-Limiter still parses the value).
 _UNREACHABLE = "1000000 per second"
 
@@ -35,14 +38,6 @@ def _search_limit() -> str:
 
 def _search_unlimited() -> bool:
     return (current_app.config.get("RATELIMIT_DIRECTORY_SEARCH") or "off").strip().lower() == "off"
-
-
-def language_name(code: str) -> str:
-    """A language code as its English name ("es" → "Spanish"); an unknown code as itself."""
-    try:
-        return Locale("en").languages.get(code) or Locale.parse(code).get_display_name("en") or code
-    except (UnknownLocaleError, ValueError):
-        return code
 
 
 class Links:
@@ -101,7 +96,7 @@ def page_context(endpoint: str, run: Callable[[object], object]) -> tuple[dict, 
         return dict(params=None, results=None, links=links, error=str(exc), notices=[], chips=[],
                     count_text="", **_statics()), 400
     links = Links(endpoint, request.args, results.facets.keys())
-    notices = list(dict.fromkeys([*getattr(params, "notices", ()), *getattr(results, "notices", ())]))
+    notices = list(dict.fromkeys([*params.notices, *results.notices]))
     chips = [(name, value) for name, values in results.facets.items() for value in values if value.selected]
     return dict(params=params, results=results, links=links, error=None, notices=notices, chips=chips,
                 count_text=count_text(results), **_statics()), 200
@@ -109,10 +104,8 @@ def page_context(endpoint: str, run: Callable[[object], object]) -> tuple[dict, 
 
 def count_text(results) -> str:
     """The results' count as the live region reads it out."""
-    total = getattr(results, "total_estimate", None)
-    if total is None:
-        total = getattr(results, "total", None)
-    if total is None:
+    total = results.total
+    if total is None:  # not counted: say what this page holds
         shown = len(results.items)
         return f"{shown} coach{'es' if shown != 1 else ''} on this page" if shown else "No coaches found"
     return f"{total:,} coach{'es' if total != 1 else ''} found" if total else "No coaches found"
@@ -121,7 +114,7 @@ def count_text(results) -> str:
 def _statics() -> dict:
     asked = request.args.get("sort", "")
     return dict(sorts=SORTS, chosen_sort=asked if asked in dict(SORTS) else "", facet_titles=FACET_TITLES,
-                language_name=language_name)
+                facet_hints=FACET_HINTS, language_names=language_names)
 
 
 @public.get("")
