@@ -16,6 +16,7 @@ from coach.directory import reviews
 from coach.directory.models import CoachProfile, CoachProfileTerm, CoachRating, Listing, ListingWord, Review
 from coach.extensions import db
 from coach.privacy import closing, deletion, exports
+from tests.conftest import Auth
 from tests.directory_support import DirectoryWorld
 
 
@@ -56,6 +57,14 @@ def _erase(user, monkeypatch, erase_content: bool = False) -> None:
     _later(monkeypatch)
     assert deletion.erase_account(user.id) is True
     db.session.commit()
+
+
+def test_the_deletion_page_says_what_happens_to_a_profile_and_reviews(app, world):
+    client = app.test_client()
+    Auth(client).login("maria@example.com")
+    page = client.get("/account/privacy").get_data(as_text=True)
+    assert "your coach profile and your listing in the public coach directory are deleted" in page
+    assert 'signed "A former athlete"' in page and "posts, comments, messages and reviews" in page
 
 
 def test_a_coachs_export_holds_their_profile_what_it_teaches_and_the_reviews_they_received(world):
@@ -171,6 +180,10 @@ def test_a_closing_organization_leaves_the_directory_at_once_and_cancelling_brin
         assert _listings(w.org) == {}
         assert db.session.scalars(select(ListingWord).where(ListingWord.organization_id == w.org.id)).all() == []
         assert app.test_client().get("/coaches/river/maria-santos").status_code == 404
+        admin = app.test_client()
+        Auth(admin).login("ada@example.com")
+        assert "its coaches are not listed in the public coach directory" in \
+            admin.get("/o/river/privacy").get_data(as_text=True)
         # An event of the organization meanwhile (a profile change) does not list it again while it closes.
         from coach.directory import projection
 
