@@ -4,6 +4,7 @@ leads to its booking form. Where a sign-up may continue is checked: nothing but 
 """
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,6 +19,7 @@ from coach.orgs.service import membership_for
 from tests.conftest import csrf_from
 from tests.factories import PASSWORD, make_user
 from tests.mailbox import Mailbox
+from tests.test_accounts import confirm, sign_up
 from tests.test_directory_public_profile import MARIA, book_path, first_slot, log_in, utc, world  # noqa: F401
 
 JOINED = "membership.joined_from_directory"
@@ -47,8 +49,6 @@ def memberships_of(owner_db, email: str) -> int:
 def join_form(client, path: str) -> dict:
     html = client.get(path).get_data(as_text=True)
     assert "Join River Academy as an athlete to book" in html
-    import re
-
     fields = dict(re.findall(r'<input[^>]*name="([a-z_]+)"[^>]*value="([^"]*)"', html))
     fields.update({name: value for value, name in re.findall(r'<input[^>]*value="([^"]*)"[^>]*name="([a-z_]+)"', html)})
     return {k: fields[k] for k in ("csrf_token", "idempotency_key", "offering", "start")}
@@ -78,8 +78,6 @@ def test_only_a_directory_booking_address_is_kept_to_continue_to(ctx, owner_db, 
 
 
 def test_a_tampered_continue_to_is_ignored_when_the_sign_up_is_confirmed(app, client, mailbox, owner_db):
-    from tests.test_accounts import confirm, sign_up
-
     sign_up(client, "lea@example.com", name="Lea Long")
     link = Mailbox.link(mailbox.wait_for("lea@example.com"), app.config["APP_BASE_URL"])
     # Written around the service (as a bad migration or a hand edit could): the confirmation still checks it.
@@ -91,8 +89,6 @@ def test_a_tampered_continue_to_is_ignored_when_the_sign_up_is_confirmed(app, cl
 # --- signing up on the booking page --------------------------------------------------------------------------
 
 def test_signing_up_on_the_booking_page_continues_to_the_booking_once_confirmed(app, client, mailbox, owner_db, world):
-    from tests.test_accounts import confirm
-
     start = first_slot(world)
     path = book_path(world, start)
     token = csrf_from(client.get(path).get_data(as_text=True))

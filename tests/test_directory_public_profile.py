@@ -15,6 +15,7 @@ import pytest
 from coach import clock, tenancy
 from coach.booking.models import Offering
 from coach.directory import public as listed
+from coach.directory import reviews
 from coach.extensions import db
 from tests.conftest import csrf_from
 from tests.directory_support import DirectoryWorld
@@ -228,8 +229,6 @@ def test_a_taken_time_says_so_and_offers_the_next_free_ones(client, world):
 
 def review(world, stars: int, body: str, hours_ago: int):
     """Ana's (or Ben's) review of a session with Maria that ended ``hours_ago`` hours ago."""
-    from coach.directory import reviews
-
     athlete = world.ana if hours_ago % 2 else world.ben
     start = clock.now().replace(microsecond=0) - timedelta(hours=hours_ago + 1)
     booking = world.write_booking(world.maria, world.aim, athlete, start, "ended")
@@ -237,8 +236,6 @@ def review(world, stars: int, body: str, hours_ago: int):
 
 
 def test_visible_reviews_are_shown_and_hidden_ones_are_not(client, world):
-    from coach.directory import reviews
-
     tenancy.activate(world.org.id)
     kept = reviews.write_review(world.ended, world.ana, 5, "Fixed my crosshair in one hour.")
     hidden = review(world, 1, "Rude words that a moderator hid.", 30)
