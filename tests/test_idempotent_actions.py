@@ -39,7 +39,8 @@ from tests.test_progress_programs import make_world as make_progress_world
 HX = {"HX-Request": "true"}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 BLUEPRINTS = {"booking", "spaces", "media", "admin", "notifications", "notification_links", "orgs",
-              "progress", "privacy", "org_privacy", "operator", "booking_links", "rooms"}
+              "progress", "privacy", "org_privacy", "operator", "booking_links", "rooms",
+              "directory", "directory_public"}
 # The blueprint ``accounts`` (sign-in, profile, two-factor, passkeys, sessions, email change) is left out on
 # purpose: its routes act on the signed-in person outside any organization, each is logged in their security
 # log, and the unauthenticated ones have no user to own a key. ``privacy`` (/account/privacy) is
@@ -69,6 +70,14 @@ LEFT_AS_IS = {
     "rooms.recording_alive": "JSON sign of life every few seconds: it only moves the recording's last-seen time",
     "rooms.notes": "the notes autosave on every pause in typing: saving the same text twice leaves the same notes, "
                    "and a fresh key per keystroke pause would be a key per request",
+    # Issue 22: the profile editor's live preview (htmx on every pause in typing, and the no-JS Preview button)
+    # renders what it is sent and writes nothing; the public booking page's sign-up is anonymous. Joining from the
+    # directory (directory_public.join) takes a key.
+    "directory.preview_own": "the live preview renders the form it is sent and writes nothing (no row, no event)",
+    "directory.preview_profile": "the staff's live preview renders the form it is sent and writes nothing",
+    "directory_public.book": "anonymous sign-up on the booking page (no user to own a key), as /signup: a repeat "
+                             "sends one more confirmation email within the per-address email limit, and only the "
+                             "link opened first makes the account",
 }
 
 
