@@ -511,9 +511,9 @@ def register_cli(app: Flask) -> None:
         for email, name, role in DEMO_PEOPLE:
             click.echo(f"  {role:<8} {email}  ({name})")
         click.echo(f"  {DEMO_PEOPLE[0][0]} is also a platform admin: the operators' console is /platform/.")
-        click.echo("The public coach directory (/coaches) also lists " + "; ".join(
-            f"{name} (/o/{slug}/: {', '.join(email for email, _, _ in people)})"
-            for slug, name, _, people in DIRECTORY_ORGS) + ", with the same password.")
+        click.echo("The public coach directory (/coaches) lists Northside's coaches and those of (same password):")
+        for slug, name, _, people in DIRECTORY_ORGS:
+            click.echo(f"  {name} (/o/{slug}/): {', '.join(email for email, _, _ in people)}")
 
     @app.cli.command("create-admin")
     @click.option("--email", required=True)
