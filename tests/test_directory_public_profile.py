@@ -20,6 +20,7 @@ from coach.extensions import db
 from tests.conftest import csrf_from
 from tests.directory_support import DirectoryWorld
 from tests.factories import PASSWORD, make_user, media_row
+from tests.querycount import statements_for
 
 MARIA = "/coaches/river/maria-santos"
 SLOT_LINK = re.compile(r'href="(/coaches/river/maria-santos/book\?[^"]+)"')
@@ -274,3 +275,34 @@ def test_an_in_person_offering_says_so_without_giving_the_place(client, world):
     html = client.get("/coaches/river/jon-berg").get_data(as_text=True)
     assert "Serve clinic" in html and "€80.00" in html and "In person" in html
     assert "Court 3" not in html and "jon@example.com" not in html
+
+
+# --- bad input and cost -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [
+    "/coaches/river/" + "m" * 10_000,
+    "/coaches/" + "r" * 10_000 + "/maria-santos",
+    "/coaches/river/maria-santos'; DROP TABLE users; --",
+    "/coaches/river/maria-santos/book?offering=" + "f" * 10_000 + "&start=2030-01-01T10:00:00Z",
+    "/coaches/river/MARIA-SANTOS",
+])
+def test_odd_addresses_are_404_not_errors(client, world, path):
+    assert client.get(path).status_code == 404
+
+
+def test_odd_query_values_are_answered_not_errors(client, world):
+    assert client.get(f"{MARIA}?tz={'x' * 10_000}").status_code == 200
+    assert client.get(f"{MARIA}?cursor={'%00' * 50}&order=%27%29%3B").status_code == 200
+    response = client.get(f"{MARIA}/book", query_string={"offering": str(world.aim.id), "start": "1" * 10_000})
+    assert response.status_code == 400
+
+
+def test_the_profile_costs_the_same_statements_however_many_reviews(app, client, world):
+    tenancy.activate(world.org.id)
+    review(world, 5, "First.", 10)
+    db.session.commit()
+    few = statements_for(app, client, MARIA)
+    for n in range(6):
+        review(world, 4, f"More {n}.", 20 + n)
+        db.session.commit()
+    assert statements_for(app, client, MARIA) == few
