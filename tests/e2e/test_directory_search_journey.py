@@ -25,7 +25,7 @@ def world(ctx):
     return world
 
 
-def test_visitor_types_a_misspelt_game_filters_by_english_and_goes_back(world, page: Page, live_server: str):
+def test_visitor_types_a_misspelt_game_filters_by_english_goes_back_and_opens_a_profile(world, page: Page, live_server: str):
     violations = watch_csp(page)
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{live_server}/coaches")
@@ -61,6 +61,11 @@ def test_visitor_types_a_misspelt_game_filters_by_english_and_goes_back(world, p
     expect(card(page, "Jon Berg")).to_be_visible()
     page.screenshot(path="/tmp/directory-390.png", full_page=True, caret="initial")
     assert not violations
+
+    # A card opens the coach's public profile.
+    page.get_by_role("link", name="Maria Santos", exact=True).click()
+    expect(page).to_have_url(f"{live_server}/coaches/river/maria-santos")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Maria Santos")
 
 
 def test_the_same_search_works_with_javascript_off(world, browser, live_server: str):
