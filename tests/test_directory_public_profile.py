@@ -144,6 +144,23 @@ def test_photo_redirects_briefly_to_a_signed_thumbnail_and_is_404_without_one(cl
     assert 'class="profile-photo"' in html and 'alt="Maria Santos"' in html
 
 
+
+def test_the_intro_video_plays_from_a_signed_url_with_its_poster(client, world):
+    tenancy.activate(world.org.id)
+    video = media_row(world.org.id, world.maria, title="Hello from Maria", audience="staff")
+    video.derived_keys = {"playback": f"{world.org.id}/intro/playback.mp4", "poster": f"{world.org.id}/intro/poster.jpg"}
+    draft = media_row(world.org.id, world.maria, title="Not ready", status="processing")
+    db.session.flush()
+    world.maria_profile.intro_media_id = video.id
+    db.session.commit()
+    html = client.get(MARIA).get_data(as_text=True)
+    player = re.search(r"<video[^>]*>", html).group(0)
+    assert "intro/playback.mp4" in player and "intro/poster.jpg" in player
+    # A video not ready yet is not shown (nothing would play).
+    world.maria_profile.intro_media_id = draft.id
+    db.session.commit()
+    assert "<video" not in client.get(MARIA).get_data(as_text=True)
+
 # --- starting a booking ------------------------------------------------------------------------------------
 
 def test_a_visitor_gets_the_sign_up_form_and_a_log_in_link_that_comes_back(client, world):
