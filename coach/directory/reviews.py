@@ -389,11 +389,11 @@ def reviews_page(tenant_id: uuid.UUID, coach_membership_id: uuid.UUID, order: st
         next_cursor = _helpful_cursor(last) if order == "helpful" else encode_cursor(last.created_at, last.id)
     voted = flagged = frozenset()
     if member is not None and rows:
-        voted, flagged = _marks(tenant_id, member.id, [r.id for r in rows])
+        voted, flagged = marks_of(tenant_id, member.id, [r.id for r in rows])
     return ReviewPage(rows, next_cursor, order, voted, flagged)
 
 
-def _marks(tenant_id: uuid.UUID, member_id: uuid.UUID, review_ids: list[uuid.UUID]) -> tuple[frozenset, frozenset]:
+def marks_of(tenant_id: uuid.UUID, member_id: uuid.UUID, review_ids: list[uuid.UUID]) -> tuple[frozenset, frozenset]:
     """Which of the reviews the member voted helpful, and which they flagged: one statement."""
     votes = select(ReviewVote.review_id.label("review_id"), literal("vote").label("what")).where(
         ReviewVote.tenant_id == tenant_id, ReviewVote.membership_id == member_id,

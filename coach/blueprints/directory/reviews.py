@@ -168,13 +168,9 @@ def review_form(booking_id: str):
 # --- one review, and acting on it -------------------------------------------------------------------------
 
 def _one(review, **extra) -> dict:
-    page = reviews.ReviewPage([review], None, "newest", *reviews_marks(review))
+    page = reviews.ReviewPage([review], None, "newest", *reviews.marks_of(g.org.id, g.membership.id, [review.id]))
     return dict(org=g.org, review=review, member=g.membership, reviews_page=page, coach_name=_coach_name(review),
                 reply_form=ReplyForm(formdata=None), back=_back(_review_url(review)), **extra)
-
-
-def reviews_marks(review) -> tuple[frozenset, frozenset]:
-    return reviews._marks(g.org.id, g.membership.id, [review.id])
 
 
 def _coach_name(review) -> str:
