@@ -135,6 +135,16 @@ def test_a_misspelt_query_is_corrected_and_offers_the_original(app, world):
     assert parse_qs(urlsplit(original).query)["exact"] == ["1"]
 
 
+def test_a_link_stuffed_with_bad_values_gets_a_few_notices(app, world):
+    stuffed = "&".join(f"lang=zz{i}" for i in range(300))
+
+    response = visitor(app).get(f"/coaches?{stuffed}")
+
+    page = text(response)
+    assert response.status_code == 200 and "Maria Santos" in page
+    assert page.count('class="notice directory-notice"') == 6 and "295 more values were ignored." in page
+
+
 @pytest.mark.parametrize("query", ["a" * 10_000, "aim & | ! ( ) : *", '"valorant', "'; DROP TABLE reviews; --",
                                    "the and of", "%00\x01valorant", "tenn"])
 def test_hostile_or_odd_queries_answer_a_page_never_a_500(app, world, query):

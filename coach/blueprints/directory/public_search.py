@@ -24,6 +24,7 @@ BASE_KEYS = ("q", "sort", "exact")
 SORTS = (("", "Best match"), ("rating", "Rating"), ("price", "Price: low to high"), ("soonest", "Soonest available"))
 FACET_TITLES = {"discipline": "Sport or game", "skill": "Skill", "lang": "Language", "price": "Price",
                 "rating": "Rating", "verified": "Verification", "week": "Availability", "mode": "Where"}
+NOTICES_SHOWN = 5
 # What a facet's values mean where the label alone does not say.
 FACET_HINTS = {"price": "A session's price, in the coach's currency.",
                "rating": "The average of their reviews (at least one)."}
@@ -97,6 +98,8 @@ def page_context(endpoint: str, run: Callable[[object], object]) -> tuple[dict, 
                     count_text="", **_statics()), 400
     links = Links(endpoint, request.args, results.facets.keys())
     notices = list(dict.fromkeys([*params.notices, *results.notices]))
+    if len(notices) > NOTICES_SHOWN:  # a link stuffed with bad values gets a short page, not hundreds of lines
+        notices = [*notices[:NOTICES_SHOWN], f"{len(notices) - NOTICES_SHOWN} more values were ignored."]
     chips = [(name, value) for name, values in results.facets.items() for value in values if value.selected]
     return dict(params=params, results=results, links=links, error=None, notices=notices, chips=chips,
                 count_text=count_text(results), **_statics()), 200
