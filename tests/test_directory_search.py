@@ -2,6 +2,7 @@
 and every kind of bad input answered with results or a notice (a tampered page link: BadCursor, a 400)."""
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -262,5 +263,8 @@ def test_facet_counts_are_kept_for_a_while_but_cards_are_live(world, app):
         later = find()
         assert "Newcomer" in names(later)  # the cards are read now
         assert later.total == 2  # the counts are the kept ones
+        app.config["DIRECTORY_FACET_CACHE_SECONDS"] = 1
+        time.sleep(1.1)
+        assert find().total == 3  # older than the period: counted again
     finally:
         app.config["DIRECTORY_FACET_CACHE_SECONDS"] = 0
