@@ -25,7 +25,8 @@ def world(ctx):
     return world
 
 
-def test_visitor_types_a_misspelt_game_filters_by_english_goes_back_and_opens_a_profile(world, page: Page, live_server: str):
+def test_visitor_types_a_misspelt_game_filters_by_english_goes_back_and_opens_a_profile(app, world, monkeypatch,
+                                                                                        page: Page, live_server: str):
     violations = watch_csp(page)
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{live_server}/coaches")
@@ -61,6 +62,19 @@ def test_visitor_types_a_misspelt_game_filters_by_english_goes_back_and_opens_a_
     expect(card(page, "Jon Berg")).to_be_visible()
     page.screenshot(path="/tmp/directory-390.png", full_page=True, caret="initial")
     assert not violations
+
+    # Pages of one card: Next page swaps the results in place and the address carries the cursor.
+    monkeypatch.setitem(app.config, "DIRECTORY_PAGE_SIZE", 1)
+    page.goto(f"{live_server}/coaches?sort=price")
+    wait_for_htmx(page)
+    page.evaluate("() => { window.samePage = true; }")
+    expect(card(page, "Maria Santos")).to_be_visible()
+    page.get_by_role("link", name="Next page").click()
+    expect(card(page, "Jon Berg")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"sort=price&cursor="))
+    assert page.evaluate("() => window.samePage === true")
+    page.get_by_role("link", name="First page").click()
+    expect(card(page, "Maria Santos")).to_be_visible()
 
     # A card opens the coach's public profile.
     page.get_by_role("link", name="Maria Santos", exact=True).click()
