@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from coach import clock, tenancy
 from coach.directory import reviews
@@ -16,6 +16,7 @@ from coach.directory.models import Review, ReviewFlag, ReviewVote
 from coach.errors import Conflict, NotAllowed
 from coach.extensions import db
 from coach.platform.models import AuditEvent, OutboxEvent
+from coach.platform.pagination import encode_cursor
 from tests.directory_support import DirectoryWorld
 
 
@@ -367,3 +368,30 @@ def test_another_organization_sees_none_of_it(world):
     assert reviews.reviews_page(w.hill.id, maria_id).rows == []
     assert reviews.rating_of(w.hill.id, maria_id) is None
     assert db.session.scalar(select(func.count()).select_from(Review)) == 0  # RLS: not even unfiltered
+
+
+@pytest.mark.parametrize("order, index", [("newest", "ix_reviews_coach_newest"),
+                                          ("helpful", "ix_reviews_coach_helpful")])
+def test_a_page_of_reviews_reads_its_partial_index_in_order(world, order, index):
+    """Every page's statement (first and after a cursor) is an index scan of the order's partial index with no
+    sort: with sequential scans priced out, the planner shows which index can serve the shape at all."""
+    w = world
+    write(w)
+    cursor = reviews.reviews_page(w.org.id, w.maria.id, order, limit=1).rows[0]
+    after = (reviews._helpful_cursor(cursor) if order == "helpful"
+             else encode_cursor(cursor.created_at, cursor.id))
+    db.session.execute(text("SET LOCAL enable_seqscan = off"))
+    for position in (None, after):
+        statement = reviews.page_query(w.org.id, w.maria.id, order, position, 5)
+        compiled = statement.compile(dialect=db.session.get_bind().dialect)
+        plan = db.session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled),
+                                                        compiled.params).scalar()
+        nodes = list(_nodes(plan[0]["Plan"]))
+        assert any(n.get("Index Name") == index for n in nodes), nodes
+        assert not any(n["Node Type"] in ("Sort", "Incremental Sort") for n in nodes), nodes
+
+
+def _nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, delete, func, literal, or_, select, tuple_, update
+from sqlalchemy import delete, func, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from coach import clock
@@ -358,6 +358,24 @@ def _read_helpful_cursor(cursor: str | None) -> tuple[int, datetime, uuid.UUID] 
     return (helpful, *position)
 
 
+def page_query(tenant_id: uuid.UUID, coach_membership_id: uuid.UUID, order: str, cursor: str | None, limit: int):
+    """The statement of one page (``limit`` + 1 rows, to know whether there is more): every order is descending
+    on all its columns, so "after the cursor" is one row comparison the index's range scan starts from."""
+    query = select(Review).where(Review.tenant_id == tenant_id, Review.coach_membership_id == coach_membership_id,
+                                 Review.status == "visible")
+    if order == "helpful":
+        position = _read_helpful_cursor(cursor)
+        if position is not None:
+            query = query.where(tuple_(Review.helpful_count, Review.created_at, Review.id) < tuple_(*position))
+        query = query.order_by(Review.helpful_count.desc(), Review.created_at.desc(), Review.id.desc())
+    else:
+        position = decode_cursor(cursor)
+        if position is not None:
+            query = query.where(tuple_(Review.created_at, Review.id) < tuple_(*position))
+        query = query.order_by(Review.created_at.desc(), Review.id.desc())
+    return query.limit(limit + 1)
+
+
 def reviews_page(tenant_id: uuid.UUID, coach_membership_id: uuid.UUID, order: str = "newest",
                  cursor: str | None = None, limit: int = 5, member: Membership | None = None) -> ReviewPage:
     """A page of the coach's visible reviews, newest first or most helpful first, after ``cursor``: a keyset
@@ -367,21 +385,7 @@ def reviews_page(tenant_id: uuid.UUID, coach_membership_id: uuid.UUID, order: st
     """
     order = order if order in ORDERS else "newest"
     limit = max(1, min(int(limit), PAGE_MAX))
-    query = select(Review).where(Review.tenant_id == tenant_id, Review.coach_membership_id == coach_membership_id,
-                                 Review.status == "visible")
-    if order == "helpful":
-        position = _read_helpful_cursor(cursor)
-        if position is not None:
-            helpful, created, ident = position
-            query = query.where(or_(Review.helpful_count < helpful, and_(
-                Review.helpful_count == helpful, tuple_(Review.created_at, Review.id) < tuple_(created, ident))))
-        query = query.order_by(Review.helpful_count.desc(), Review.created_at.desc(), Review.id.desc())
-    else:
-        position = decode_cursor(cursor)
-        if position is not None:
-            query = query.where(tuple_(Review.created_at, Review.id) < tuple_(*position))
-        query = query.order_by(Review.created_at.desc(), Review.id.desc())
-    rows = list(db.session.scalars(query.limit(limit + 1)))
+    rows = list(db.session.scalars(page_query(tenant_id, coach_membership_id, order, cursor, limit)))
     more, rows = len(rows) > limit, rows[:limit]
     next_cursor = None
     if more and rows:
