@@ -377,3 +377,23 @@ def test_a_photo_chosen_by_an_admin_stays_when_the_coach_saves_the_form(app, wor
     data = {**VALID, **form_values(page), "photo_media_id": str(photo.id)}
     assert jon.post("/o/river/profile", data=data).status_code == 303
     assert reload(world, world.jon_profile.id).photo_media_id == photo.id
+
+
+HOSTILE = ["x" * 10_000, "a\x00b", "İ" * 40, "\u202eevil\u202c", "99999999999999999999999999999", "1e309", "-0",
+           "'; DROP TABLE coach_profiles; --", "<script>alert(1)</script>", "😀" * 130, ""]
+
+
+@pytest.mark.parametrize("field", ["headline", "bio", "languages", "years_experience", "certifications", "tags",
+                                   "location", "photo_media_id", "intro_media_id", "term_ids", "online"])
+def test_hostile_values_in_any_field_get_a_message_never_a_500(app, world, field):
+    jon = browser(app, "jon@example.com")
+    token = csrf_from(jon.get("/o/river/profile").get_data(as_text=True))
+    for value in HOSTILE:
+        for headers in ({}, HX):
+            for url in ("/o/river/profile", "/o/river/profile/preview"):
+                response = jon.post(url, headers=headers, data={"csrf_token": token, **VALID, field: value})
+                assert response.status_code in (200, 204, 303, 400, 422), (field, value[:20], url, response.status_code)
+    db.session.rollback()
+    tenancy.activate(world.org.id)
+    saved = db.session.get(CoachProfile, world.jon_profile.id)
+    assert "\x00" not in saved.headline and len(saved.headline) <= 120 and len(saved.tags) <= 20
