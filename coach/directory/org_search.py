@@ -78,7 +78,7 @@ def _words(rows) -> list[str]:
 def _corrected(q: str, rows) -> str | None:
     """``q`` with each word none of the coaches has replaced by the most similar one they have (pg_trgm)."""
     vocabulary = _words(rows)
-    asked = [w for w in search._typo_words(q) if w not in vocabulary]
+    asked = [w for w in search.typo_words(q) if w not in vocabulary]
     if not asked or not vocabulary:
         return None
     best = dict(db.session.execute(text(
@@ -88,7 +88,7 @@ def _corrected(q: str, rows) -> str | None:
     swaps = {w: b for w, b in best.items() if b}
     if not swaps:
         return None
-    return search._WORD.sub(lambda m: swaps.get(m.group(0).lower(), m.group(0)), q)
+    return search.WORD.sub(lambda m: swaps.get(m.group(0).lower(), m.group(0)), q)
 
 
 def _hits(org: Organization, rows, now: datetime) -> list[Hit]:
@@ -191,7 +191,7 @@ def search_org(org: Organization, params: SearchParams, now: datetime | None = N
                                     "numnode(websearch_to_tsquery('simple', :tq)) AS simple"), {"tq": params.q}).one()
     if params.q and not check.english:
         kind = "only very common words" if check.simple else "no words to search for"
-        notices.append(f"Your search “{search._shown(params.q)}” had {kind}, so every coach is shown.")
+        notices.append(f"Your search “{search.shown(params.q)}” had {kind}, so every coach is shown.")
         params = replace(params, q="", sort="rating" if params.sort == "relevance" else params.sort, cursor=None)
     terms = db.session.execute(text("SELECT lower(name), kind FROM directory_terms WHERE tenant_id = :tenant"),
                                {"tenant": org.id}).all()
@@ -200,7 +200,7 @@ def search_org(org: Organization, params: SearchParams, now: datetime | None = N
         known = {name for name, kind in terms if kind in kinds}
         for value in getattr(params, facet):
             if value not in known:
-                notices.append(f"Unknown {label} '{search._shown(value)}' was ignored.")
+                notices.append(f"Unknown {label} '{search.shown(value)}' was ignored.")
         params = replace(params, **{facet: tuple(v for v in getattr(params, facet) if v in known)})
     config = projection.ts_config(org.locale)
     searched = params.cursor.searched if params.cursor else None

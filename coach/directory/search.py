@@ -69,7 +69,7 @@ _FALSE = {"", "0", "false", "off", "no", "n"}
 LANGUAGES: dict[str, str] = {code: name for code, name in Locale("en").languages.items()
                              if re.fullmatch(r"[a-z]{2}", code)}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_WORD = re.compile(r"\w+")
+WORD = re.compile(r"\w+")
 _LAST_WORD = re.compile(r"(?:^|[\s(])(\w{3,})$")  # a plain word at the very end (not quoted, not negated)
 # A listing's columns a result card shows.
 CARD_COLUMNS = ("id", "organization_id", "coach_membership_id", "org_slug", "org_name", "handle", "display_name",
@@ -207,7 +207,7 @@ def _clean(value: str) -> str:
     return " ".join(_CONTROL.sub(" ", value).split())
 
 
-def _shown(value: str) -> str:
+def shown(value: str) -> str:
     value = _clean(value)
     return value if len(value) <= 40 else value[:39] + "…"
 
@@ -219,7 +219,7 @@ def _flag(args: Mapping, key: str, what: str, notices: list[str]) -> bool:
         if value in _TRUE:
             chosen = True
         elif value not in _FALSE:
-            notices.append(f"Unknown {what} choice '{_shown(value)}' was ignored.")
+            notices.append(f"Unknown {what} choice '{shown(value)}' was ignored.")
     return chosen
 
 
@@ -231,7 +231,7 @@ def _many(args: Mapping, key: str, what: str, notices: list[str], accept) -> tup
             continue
         converted = accept(cleaned)
         if converted is None:
-            notices.append(f"Unknown {what} '{_shown(value)}' was ignored.")
+            notices.append(f"Unknown {what} '{shown(value)}' was ignored.")
         elif converted not in kept:
             kept.append(converted)
     if len(kept) > VALUES_MAX:
@@ -241,7 +241,7 @@ def _many(args: Mapping, key: str, what: str, notices: list[str], accept) -> tup
 
 
 def _term(value: str) -> str | None:
-    return value if len(value) <= VALUE_MAX and _WORD.search(value) else None
+    return value if len(value) <= VALUE_MAX and WORD.search(value) else None
 
 
 def _band(value: str) -> int | None:
@@ -272,10 +272,10 @@ def parse_params(args: Mapping) -> SearchParams:
         if value == str(MIN_RATING):
             rating = MIN_RATING
         elif value:
-            notices.append(f"Unknown rating '{_shown(value)}' was ignored.")
+            notices.append(f"Unknown rating '{shown(value)}' was ignored.")
     sort = _clean((_values(args, "sort") or [""])[0]).lower()
     if sort and sort not in SORTS:
-        notices.append(f"Unknown sort '{_shown(sort)}' was ignored.")
+        notices.append(f"Unknown sort '{shown(sort)}' was ignored.")
         sort = ""
     if not sort or (sort == "relevance" and not q):
         sort = "relevance" if q else "rating"
@@ -560,15 +560,15 @@ def corrections_statement(words: list[str]) -> Statement:
     return Statement("corrections", " UNION ALL ".join(parts) + " ORDER BY n", binds)
 
 
-def statements(params: SearchParams, now: datetime | None = None, typo_words: list[str] | None = None
+def statements(params: SearchParams, now: datetime | None = None, misspelt: list[str] | None = None
                ) -> list[Statement]:
-    """The statements :func:`search` runs for ``params`` (spelling corrections for ``typo_words``)."""
+    """The statements :func:`search` runs for ``params`` (spelling corrections for the ``misspelt`` words)."""
     now = now or clock.now()
     tq = text_query(params.q, params.lang)
     found = [check_statement(params), items_statement(params, tq, now, page_size() + 1),
              facets_statement(params, tq, now)]
-    if typo_words:
-        found.append(corrections_statement(typo_words))
+    if misspelt:
+        found.append(corrections_statement(misspelt))
     return found
 
 
@@ -664,20 +664,21 @@ def facet_values(params: SearchParams, counts) -> tuple[dict[str, list[FacetValu
     return facets, total
 
 
-def _typo_words(q: str) -> list[str]:
-    return list(dict.fromkeys(w.lower() for w in _WORD.findall(q) if len(w) >= 3 and not w.isdigit()))[:8]
+def typo_words(q: str) -> list[str]:
+    """The words of ``q`` worth correcting (three letters or more, not numbers; at most eight)."""
+    return list(dict.fromkeys(w.lower() for w in WORD.findall(q) if len(w) >= 3 and not w.isdigit()))[:8]
 
 
 def _corrected(q: str) -> str | None:
     """``q`` with each word no listing has replaced by the most similar one that some listing has."""
-    words = _typo_words(q)
+    words = typo_words(q)
     if not words:
         return None
     best = {row.asked: row.best for row in _run(corrections_statement(words))}
     swaps = {w: b for w, b in best.items() if b and b != w}
     if not swaps:
         return None
-    return _WORD.sub(lambda m: swaps.get(m.group(0).lower(), m.group(0)), q)
+    return WORD.sub(lambda m: swaps.get(m.group(0).lower(), m.group(0)), q)
 
 
 def search(params: SearchParams, now: datetime | None = None) -> SearchResults:
@@ -688,12 +689,12 @@ def search(params: SearchParams, now: datetime | None = None) -> SearchResults:
     check = _run(check_statement(params)).one()
     if params.q and not check.english:
         kind = "only very common words" if check.simple else "no words to search for"
-        notices.append(f"Your search “{_shown(params.q)}” had {kind}, so every coach is shown.")
+        notices.append(f"Your search “{shown(params.q)}” had {kind}, so every coach is shown.")
         params = replace(params, q="", sort="rating" if params.sort == "relevance" else params.sort, cursor=None)
     for facet, label, known in (("discipline", "sport or game", check.disciplines), ("skill", "skill", check.skills)):
         unknown = [v for v in getattr(params, facet) if v not in known]
         for value in unknown:
-            notices.append(f"Unknown {label} '{_shown(value)}' was ignored.")
+            notices.append(f"Unknown {label} '{shown(value)}' was ignored.")
         if unknown:
             params = replace(params, **{facet: tuple(v for v in getattr(params, facet) if v in known)})
     searched = params.cursor.searched if params.cursor else None
