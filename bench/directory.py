@@ -312,7 +312,7 @@ def _seed(bench) -> tuple[dict, float]:
     started = time.perf_counter()
     owner = bench.stack.owner_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(owner) as conn:
-        counts = seed_listings(conn, coaches=coaches, orgs=orgs)
+        counts = seed_listings(conn, coaches=coaches, orgs=orgs, rebuild_indexes=True)
         conn.commit()
     with psycopg.connect(owner, autocommit=True) as conn:
         for table in DIRECTORY_TABLES:

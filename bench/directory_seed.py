@@ -285,7 +285,7 @@ def _copy_value(value) -> str:
 
 
 def seed_listings(conn, coaches: int = 100_000, orgs: int = 1_000, seed: int = 22, now: datetime | None = None,
-                  prior_mean: float = 3.8, prior_weight: int = 5) -> dict:
+                  prior_mean: float = 3.8, prior_weight: int = 5, rebuild_indexes: bool = False) -> dict:
     """Write ``orgs`` listed organizations with ``coaches`` listings and their words, then ``ANALYZE``.
 
     :param conn: a psycopg 3 connection (the owner's or the app's role: both may write the projection for the
@@ -294,6 +294,10 @@ def seed_listings(conn, coaches: int = 100_000, orgs: int = 1_000, seed: int = 2
         SQLAlchemy: ``session.connection().connection.driver_connection``. Committed by the caller: this commits
         nothing itself.
     :param now: the time the next free slots are spread from (default: now).
+    :param rebuild_indexes: drop the projection's secondary indexes (not its keys) before writing and build them
+        again after, with the same definitions (``pg_indexes``): a GIN index built at once is several times faster
+        than one grown row by row. The owner only, and only where nothing else uses the tables meanwhile (the
+        benchmark's throwaway database).
     :returns: counts (organizations, listings, words).
     """
     org_rows, rows = generate(coaches, orgs, seed, now, prior_mean, prior_weight)
@@ -316,6 +320,16 @@ def seed_listings(conn, coaches: int = 100_000, orgs: int = 1_000, seed: int = 2
         INSERT INTO organizations (id, slug, name, timezone, locale, listed_publicly)
         SELECT id, slug, name, timezone, locale, true FROM bench_orgs
     """)
+    indexes = []
+    if rebuild_indexes:
+        indexes = conn.execute("""
+            SELECT indexname, indexdef FROM pg_indexes
+            WHERE schemaname = current_schema() AND tablename IN ('directory_listings', 'directory_words')
+              AND indexname NOT IN (SELECT conname FROM pg_constraint)
+        """).fetchall()
+        conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        for name, _ in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
     columns = [n for n, _ in _STAGING if n not in ("language_names", "config")]
     # The projection's policies let an organization write only its own rows: one statement per organization,
     # with its id set for the transaction as the app's jobs do (a plpgsql loop: one round trip).
@@ -338,6 +352,8 @@ def seed_listings(conn, coaches: int = 100_000, orgs: int = 1_000, seed: int = 2
             PERFORM set_config('app.tenant_id', '', true);
         END $$
     """)
+    for _, definition in indexes:
+        conn.execute(definition)
     conn.execute("ANALYZE organizations")
     conn.execute("ANALYZE directory_listings")
     conn.execute("ANALYZE directory_words")
