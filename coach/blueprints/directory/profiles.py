@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import abort, current_app, flash, g, request, url_for
 from wtforms import BooleanField, HiddenField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 
 from coach.blueprints.directory import bp
@@ -22,7 +23,7 @@ from coach.tenancy import role_required
 REVIEWS_SHOWN = 5  # the newest on the profile; the reviews page has the rest
 EDITOR = "directory/profile_edit.html"
 PAGE = "directory/profile.html"
-LANGUAGE_CHOICES = list(profiles.LANGUAGES.items())
+LANGUAGE_CHOICES = [SelectChoice(code, name) for code, name in profiles.LANGUAGES.items()]
 
 
 class ProfileForm(BaseForm):
@@ -88,7 +89,7 @@ def _form_data(coach, profile) -> dict:
 def _media_choices(form: ProfileForm, coach, profile) -> None:
     for name, kind, empty in (("photo_media_id", "image", "No photo"), ("intro_media_id", "video", "No video")):
         items = profiles.eligible_media(coach, g.membership, kind, getattr(profile, name, None))
-        form[name].choices = [("", empty)] + [(str(m.id), m.title) for m in items]
+        form[name].choices = [SelectChoice("", empty)] + [SelectChoice(str(m.id), m.title) for m in items]
 
 
 def _card(coach, shown, chosen_terms=None) -> dict:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import abort, flash, g, url_for
 from wtforms import HiddenField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 
 from coach.blueprints.directory import bp
@@ -22,7 +23,8 @@ CONFIRM = "directory/taxonomy_delete.html"
 class TermForm(BaseForm):
     # The service checks the name (it says what is wrong); the lengths here only keep huge posts out early.
     name = StringField("Name", validators=[Length(max=1000)], render_kw={"maxlength": terms.NAME_MAX})
-    kind = SelectField("Kind", choices=[(k, TERM_KIND_LABELS[k]) for k in TERM_KINDS], validate_choice=False)
+    kind = SelectField("Kind", choices=[SelectChoice(k, TERM_KIND_LABELS[k]) for k in TERM_KINDS],
+                       validate_choice=False)
     parent_id = HiddenField(validators=[Optional(), Length(max=64)])
 
 
