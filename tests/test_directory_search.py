@@ -268,3 +268,17 @@ def test_facet_counts_are_kept_for_a_while_but_cards_are_live(world, app):
         assert find().total == 3  # older than the period: counted again
     finally:
         app.config["DIRECTORY_FACET_CACHE_SECONDS"] = 0
+
+
+def test_the_next_page_of_a_begun_word_keeps_searching_it_as_a_prefix(world, app):
+    add_listings(world.org, [{"display_name": f"Padel Helper {n}", "headline": "Padel footwork helper"}
+                             for n in range(12)])
+    app.config["DIRECTORY_PAGE_SIZE"] = 5
+    try:
+        first = find(q="pade")
+        second = find(q="pade", cursor=first.next_cursor)
+        third = find(q="pade", cursor=second.next_cursor)
+    finally:
+        app.config["DIRECTORY_PAGE_SIZE"] = 20
+    handles = [hit.handle for page in (first, second, third) for hit in page.items]
+    assert len(handles) == 12 and len(set(handles)) == 12 and third.next_cursor is None
