@@ -122,6 +122,9 @@ class FuzzWorld:
         secure.update(self.seed_room())
         db.session.commit()
         tenancy.activate(self.org.id)
+        secure.update(self.seed_directory())
+        db.session.commit()
+        tenancy.activate(self.org.id)
         # Plain values, read while the rows are loaded: the fuzz uses them after the session is gone.
         self.ids = {**progress, **secure,
             "slug": self.org.slug, "coach": str(self.coach.id), "athlete": str(self.athlete.id),
@@ -215,9 +218,39 @@ class FuzzWorld:
         return {"org_id": str(self.org.id), "account_export": str(account_export.id), "org_export": str(org_export.id),
                 "email_confirm": confirm_secret, "email_undo": undo_secret}
 
-    def _past_booking(self, days_ago: int) -> Booking:
-        """An ended session of Carla's with Arno ``days_ago`` days ago at 10:00 UTC, written directly (the
-        booking rules only book the future), as ``coach/cli.py`` does for the demo."""
+    def seed_directory(self) -> dict[str, str]:
+        """Issue 22: the club lists its coaches publicly; Carla's profile (handle ``carla-coach``) teaches Tennis
+        and its Serve skill (the taxonomy the admin's editor shows has Padel and Volley too); Arno's ended session with Carla (day 5) waits
+        for his review (the form is fuzzed); Bea reviewed two ended sessions (days 6 and 7): one visible (reply,
+        flag, helpful and hide are fuzzed on it), one hidden by Ada (restore); the public booking page has a free
+        time of Carla's (day 40) for the sign-up and join forms."""
+        from coach.directory import profiles, projection, reviews, taxonomy
+
+        self.org.listed_publicly = True
+        tennis = taxonomy.add_term(self.org, "discipline", "Tennis", self.admin)
+        serve = taxonomy.add_term(self.org, "skill", "Serve", self.admin, parent_id=tennis.id)
+        taxonomy.add_term(self.org, "discipline", "Padel", self.admin)  # two of a kind: the editor's move forms
+        taxonomy.add_term(self.org, "skill", "Volley", self.admin, parent_id=tennis.id)
+        profile = profiles.ensure_profile(self.coach)
+        profiles.save_profile(profile, {"headline": "Serve and volley coach", "bio": "Twenty years on **clay**.",
+                                        "languages": ["en", "de"], "years_experience": "20", "online": True,
+                                        "in_person": True, "location": "Berlin", "listed": True,
+                                        "term_ids": [str(tennis.id), str(serve.id)]}, self.coach)
+        to_review = self._past_booking(5)
+        visible = reviews.write_review(self._past_booking(6, self.bea), self.bea, 4, "Clear and patient.")
+        hidden = reviews.write_review(self._past_booking(7, self.bea), self.bea, 2, "Late twice.")
+        reviews.hide(hidden, self.admin, "Off topic")
+        db.session.flush()
+        projection.refresh_org(self.org.id)
+        public_start = self._slot(self.offering, 40, 1).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"handle": profile.handle, "term": str(serve.id), "discipline": str(tennis.id),
+                "review_booking": str(to_review.id), "review": str(visible.id), "hidden_review": str(hidden.id),
+                "public_start": public_start}
+
+    def _past_booking(self, days_ago: int, athlete=None) -> Booking:
+        """An ended session of Carla's with Arno (or ``athlete``) ``days_ago`` days ago at 10:00 UTC, written
+        directly (the booking rules only book the future), as ``coach/cli.py`` does for the demo."""
+        athlete = athlete or self.athlete
         starts = datetime.combine(datetime.now(UTC).date() - timedelta(days=days_ago), time(10), UTC)
         ends = starts + timedelta(minutes=self.offering.duration_minutes)
         session = CoachingSession(tenant_id=self.org.id, coach_membership_id=self.coach.id,
@@ -226,8 +259,8 @@ class FuzzWorld:
         db.session.add(session)
         db.session.flush()
         row = Booking(tenant_id=self.org.id, session_id=session.id, offering_id=self.offering.id,
-                      coach_membership_id=self.coach.id, athlete_membership_id=self.athlete.id,
-                      booked_by_membership_id=self.athlete.id, starts_at=starts, ends_at=ends, status="ended",
+                      coach_membership_id=self.coach.id, athlete_membership_id=athlete.id,
+                      booked_by_membership_id=athlete.id, starts_at=starts, ends_at=ends, status="ended",
                       confirmed_at=starts - timedelta(days=2), status_changed_at=ends)
         db.session.add(row)
         db.session.flush()

@@ -21,6 +21,7 @@ they are listed in ``NOT_SENT`` with the reason. Examples are derandomized, so C
 """
 from __future__ import annotations
 
+import html
 import io
 import itertools
 import logging
@@ -30,6 +31,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import psycopg
 import pyotp
@@ -103,7 +105,8 @@ NOT_SENT_ACTIONS = {
 }
 
 ROLES = {"admin": "ada@example.com", "coach": "carla@example.com", "athlete": "arno@example.com",
-         "pat": "pat@example.com", "tess": "tess@example.com", "vic": "vic@example.com"}
+         "pat": "pat@example.com", "tess": "tess@example.com", "vic": "vic@example.com",
+         "lou": "lou@example.com"}  # issue 22: no member of the club (joins it from the public directory)
 # Roles with two-factor on: Tess signs in with her app's code; Vic stops at the second step (its forms are fuzzed).
 SECOND_STEP = {"tess": True, "vic": False}
 _n = itertools.count(1)
@@ -159,6 +162,23 @@ PAGES = [
     Page("athlete", "/o/{slug}/media", ("media.start_upload",)),
     Page("athlete", "/o/{slug}/media/{media}", ("media.update", "media.comment")),
     Page("admin", "/o/{slug}/admin/audit", ("admin.audit_log",)),
+    # Issue 22, before the settings' fuzz may unlist the club and the editors' fuzz may unlist Carla: the public
+    # booking page (a visitor signs up, Lou, signed in and no member, joins), the review form of Arno's ended
+    # session, Bea's review (the coach's reply, an athlete's helpful and flag, then restoring the hidden one and
+    # hiding this one), the taxonomy editor, the verification, the coach's own editor and an admin's (each with
+    # its live preview).
+    Page("anon", "/coaches/{slug}/{handle}/book?offering={offering}&start={public_start}", ("directory_public.book",)),
+    Page("lou", "/coaches/{slug}/{handle}/book?offering={offering}&start={public_start}", ("directory_public.join",)),
+    Page("athlete", "/o/{slug}/bookings/{review_booking}/review", ("directory.review_form",)),
+    Page("coach", "/o/{slug}/reviews/{review}", ("directory.reply",)),
+    Page("athlete", "/o/{slug}/reviews/{review}", ("directory.helpful",)),
+    Page("athlete", "/o/{slug}/reviews/{review}/flag", ("directory.flag",)),
+    Page("admin", "/o/{slug}/reviews/{hidden_review}", ("directory.restore",)),
+    Page("admin", "/o/{slug}/reviews/{review}/hide", ("directory.hide",)),
+    Page("admin", "/o/{slug}/admin/taxonomy", ("directory.taxonomy", "directory.rename_term", "directory.move_term")),
+    Page("admin", "/o/{slug}/coaches/{coach}/profile", ("directory.verification",)),
+    Page("coach", "/o/{slug}/profile", ("directory.edit_own",)),  # its live preview: see test_profile_live_preview_…
+    Page("admin", "/o/{slug}/coaches/{coach}/profile/edit", ("directory.edit_profile",)),
     # Athlete development (issue 17): frameworks, session records, goals, habits, readiness, programs, reports.
     Page("coach", P + "/frameworks/new", ("progress.new_framework",)),
     Page("coach", P + "/frameworks/{framework}",
@@ -287,6 +307,16 @@ QUERIES = [
     Query("coach", "/o/{slug}/offerings/{offering}/series", {"start": "{start}"}),
     Query("coach", "/o/{slug}/sessions/{group_join}/waitlist", {"athlete": "{athlete}"}),
     Query("anon", "/b/{reschedule_link}/reschedule", {"week": "{today}", "start": "{move_start}"}),
+    # Issue 22: the searches (public and the members' own), a public profile, its reviews and booking, a coach's
+    # reviews in the organization (see also test_directory_searches_survive_hostile_values).
+    *[Query(role, path, {"q": "tenis serv", "discipline": "tennis", "skill": "serve", "lang": "en", "price": "2",
+                         "rating": "4", "verified": "1", "week": "1", "mode": "online", "sort": "rating",
+                         "exact": "", "cursor": ""})
+      for role, path in (("anon", "/coaches"), ("athlete", "/o/{slug}/coaches"))],
+    Query("anon", "/coaches/{slug}/{handle}", {"tz": "Europe/London"}),
+    Query("anon", "/coaches/{slug}/{handle}/reviews", {"order": "helpful", "cursor": ""}),
+    Query("anon", "/coaches/{slug}/{handle}/book", {"offering": "{offering}", "start": "{public_start}", "tz": "london"}),
+    Query("coach", "/o/{slug}/coaches/{coach}/reviews", {"order": "helpful", "cursor": ""}),
 ]
 
 
@@ -880,3 +910,77 @@ def test_query_strings_survive_hostile_input(fuzz, query):
 
     failures = fuzz_inputs({name: "query" for name in keep}, keep, body, EXAMPLES, huge=False)
     assert not failures, f"== GET {url} ==\n" + "\n\n".join(failures)
+
+
+# Issue 22: what people (and scripts) type into a directory search, each alone in the parameter it targets.
+SEARCH_VALUES = {
+    "q": ["&|!():*", "aim & !coach | (tennis:* <-> serve)", "'\"", '"unclosed', "a:*:*", "!!!", "<->", "\\",
+          "a" * 10_000, "serve " * 2_000, "\x00", "ten\x00nis", "the and of a", "'; DROP TABLE directory_listings; --",
+          "%_%", "\u202eevil", "\U0001F3BE", "tenn", "valorrant", " "],
+    "discipline": ["no-such-sport", "", "a" * 5_000, "\x00", "tennis' OR '1'='1"],
+    "skill": ["unknown", "%", "\x00"],
+    "lang": ["xx", "english", "e", "\x00", "en,de"],
+    "price": ["-1", "99", "1e9", "1" + "0" * 30, "two"],
+    "rating": ["5", "4.5", "0", "-4", "NaN", "4+"],
+    "verified": ["maybe", "2", "\x00"], "week": ["yes", "-1"], "exact": ["perhaps"],
+    "mode": ["teleport", "in person", "in-person", "\x00"],
+    "sort": ["price; DROP", "RATING", "random()", ""],
+    "cursor": ["forged", "", "x" * 10_000, "\x00", "eyJhIjoxfQ.forged.sig", "..", "%00"],
+}
+
+
+def _tampered_cursors(fuzz: Fuzz) -> list[str]:
+    """A cursor of ours (signed), then the same changed by a character, cut short, with a foreign signature."""
+    from coach.directory.search import Cursor, encode_cursor, fingerprint
+
+    with fuzz.app.test_request_context():
+        real = encode_cursor(Cursor("rating", (Decimal("4.1"),), uuid.uuid4(), fingerprint("")))
+    flipped = real[:5] + ("A" if real[5] != "A" else "B") + real[6:]
+    return [flipped, real[: len(real) // 2], real.rsplit(".", 1)[0] + ".AAAA", real + real]
+
+
+@pytest.mark.parametrize("path", ["/coaches", "/o/{slug}/coaches"])
+def test_directory_searches_survive_hostile_values(fuzz, path):
+    """Hostile values in each search parameter (tsquery syntax, quotes, 10,000 characters, NUL, stop words only,
+    SQL metacharacters, unknown facet values, forged and tampered cursors) get a page or a 4xx, never a 5xx,
+    plain and as htmx; the same with every facet given at once."""
+    url = path.format(**fuzz.ids)
+    browser = fuzz.browser("athlete")
+    values = dict(SEARCH_VALUES, cursor=SEARCH_VALUES["cursor"] + _tampered_cursors(fuzz))
+    failures = []
+    for name, hostile in values.items():
+        for value in hostile:
+            for headers in ({}, HX):
+                try:
+                    send(fuzz, browser, "get", url, [(name, value.encode("utf-8", "surrogatepass"))], False, headers)
+                except AssertionError as exc:
+                    failures.append(str(exc)[:1500])
+    everything = [(name, hostile[0].encode()) for name, hostile in values.items()]
+    try:
+        send(fuzz, browser, "get", url, everything, False, {})
+    except AssertionError as exc:
+        failures.append(str(exc)[:1500])
+    # A search with a bad cursor says so (400) instead of starting over silently.
+    assert browser.get(f"{url}?cursor=forged").status_code == 400
+    assert not failures, "\n\n".join(failures)
+
+
+PREVIEW_RE = re.compile(r'id="profile-preview"[^>]*hx-post="([^"]+)"')
+
+
+@pytest.mark.parametrize("role, path", [("coach", "/o/{slug}/profile"), ("admin", "/o/{slug}/coaches/{coach}/profile/edit")])
+def test_profile_live_preview_survives_hostile_input(fuzz, role, path):
+    """The editor's live preview (htmx posts the editor's fields to the preview route on every pause in typing) is
+    fuzzed with the editor's own fields: it renders or refuses, never a 5xx, and writes nothing."""
+    shown = Page(role, path, ())
+    url, forms = page_forms(fuzz, shown)
+    page = fuzz.browser(role).get(url).get_data(as_text=True)
+    preview = PREVIEW_RE.search(page)
+    assert preview, f"{url} has no live preview: the fuzz would miss it"
+    editor = next(f for f in forms if f.method == "post" and fuzz.endpoint(f)[0] in ("directory.edit_own",
+                                                                                      "directory.edit_profile"))
+    form = Form(url, "post", html.unescape(preview.group(1)), editor.fields)
+    endpoint = fuzz.endpoint(form)[0]
+    assert endpoint in ("directory.preview_own", "directory.preview_profile"), endpoint
+    failures = fuzz_form(fuzz, shown, url, form, endpoint)
+    assert not failures, "\n\n".join(failures)
