@@ -203,7 +203,8 @@ def in_process(app, conninfo: str, listed: list[tuple[str, dict]], per_shape_lim
     :param per_shape_limit: at most this many queries of each shape (the first ones), to bound the time.
     :returns: shape → {"queries", "statements" (per page, median), "app_ms" (median wall time of a request in
         this process, PostgreSQL included), "sql_ms" and "sql_kind" (the slowest query's slowest statement),
-        "slowest" (that query's path), "scans" (every scan of the shape's statements), "failed" (not 200)}.
+        "slowest" (that query's path), "scans" (every scan of the shape's statements, by the statement's kind:
+        ``items: Index Scan using ...``), "failed" (not 200)}.
     """
     client = app.test_client()
     client.get(path_of({"q": "warm"}))  # first-request work is not a query's
@@ -230,7 +231,7 @@ def in_process(app, conninfo: str, listed: list[tuple[str, dict]], per_shape_lim
             key = statement + repr(parameters)
             if key not in planned:
                 planned[key] = _explain(conninfo, statement, parameters, analyze=False)["scans"]
-            entry["scans"].update(planned[key])
+            entry["scans"].update(f"{_kind(statement)}: {scan}" for scan in planned[key])
     for shape, entry in per_shape.items():
         entry["statements"] = statistics.median(entry["statements"]) if entry["statements"] else 0
         entry["app_ms"] = statistics.median(entry["app_ms"]) if entry["app_ms"] else float("nan")
