@@ -39,10 +39,13 @@ HIDDEN = ("Yara", "Hill Club", "yara-young")  # the unlisted club's coach, by an
 
 
 def shoot(page: Page, name: str) -> None:
-    """``name`` at a laptop's and a phone's size, then back to the laptop."""
+    """``name`` at a laptop's and a phone's size, then back to the laptop; at neither does the page run off the
+    side of the screen (a phone would scroll it sideways)."""
     for width, height in ((1280, 800), (390, 844)):
         page.set_viewport_size({"width": width, "height": height})
         snap(page, f"{name}-{width}")
+        wide = page.evaluate("() => document.documentElement.scrollWidth")
+        assert wide <= width, f"{name} is {wide} px wide on a {width} px screen"
     page.set_viewport_size({"width": 1280, "height": 800})
 
 
