@@ -38,6 +38,7 @@ from coach.booking import series as booking_series
 from coach.booking import service as booking
 from coach.booking.models import CoachingSession
 from coach.chat import service as chat
+from coach.directory import projection
 from coach.extensions import db
 from coach.governance import branding
 from coach.media import service as media
@@ -49,6 +50,7 @@ from coach.privacy.models import OrgExport
 from coach.spaces import service as spaces
 from tests.booking_support import make_offering, open_every_day
 from tests.calendar_rows import seed_calendar_rows
+from tests.directory_rows import seed_directory_rows
 from tests.factories import PASSWORD, add_member, make_org, make_user, media_row
 from tests.payments_support import seed_payment_rows
 from tests.progress_support import seed_progress_rows
@@ -77,18 +79,26 @@ PARAM_KINDS = {
     "connection_id": "connection", "series_id": "series", "entry_id": "waitlist_entry",
     # Issue 20: a room's recording.
     "recording_id": "recording",
+    # Issue 22: the taxonomy's terms, reviews; a public profile's address (its organization's slug and handle).
+    "term_id": "term", "review_id": "review", "org_slug": "org_slug", "handle": "handle",
 }
 # A parameter whose kind depends on the blueprint: (endpoint prefix, name) -> kind.
 ENDPOINT_PARAM_KINDS = {("privacy.", "export_id"): "account_export", ("org_privacy.", "export_id"): "org_export",
                         # a group session's waitlist (under /account, session_id is a signed-in device)
                         ("booking.", "session_id"): "group_session",
                         # Issue 20: the session of a room (open now, or ended), and one of its bookings (notes).
-                        ("rooms.", "session_id"): "room_session", ("rooms.", "booking_id"): "room_booking"}
+                        ("rooms.", "session_id"): "room_session", ("rooms.", "booking_id"): "room_booking",
+                        # Issue 22: a coach's profile (its page, editor, preview, verification, reviews), and the
+                        # booking a review is written for.
+                        ("directory.", "coach_id"): "profile_coach", ("directory.", "booking_id"): "review_booking"}
 # Issue 19's kinds: B's row of one of them under A's slug (or anything under B's slug) is a 404 (403 for a role
 # that may not open the page at all), never a page.
 REFUSED_KINDS = {"connection", "series", "group_session", "waitlist_entry",
                  # Issue 20: rooms (their page, panel, notes, consent, recording, end; the socket's handshake).
-                 "room_session", "room_booking", "recording"}
+                 "room_session", "room_booking", "recording",
+                 # Issue 22: profiles, terms, reviews, and a public profile's address (B is not listed; B's handle
+                 # under A's listed address is no profile either).
+                 "profile_coach", "term", "review", "review_booking", "org_slug", "handle"}
 # Kinds of rows that belong to a person, not to an organization: under /account, another person's is a 404.
 ACCOUNT_KINDS = {"session", "passkey", "account_export"}
 # Parameters that are not ids: the values a real page would put there.
@@ -109,6 +119,8 @@ OTHER_KIND = {
     "connection": "source", "source": "connection", "series": "booking", "group_session": "booking",
     "waitlist_entry": "group_session",
     "room_session": "booking", "room_booking": "room_session", "recording": "media",
+    "profile_coach": "offering", "term": "review", "review": "term", "review_booking": "review",
+    "org_slug": "handle", "handle": "org_slug",
 }
 
 
@@ -151,7 +163,7 @@ def _jpeg(path: Path) -> Path:
 
 
 def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: str, owner_url: str,
-               accent: str = "") -> World:
+               accent: str = "", listed: bool = False) -> World:
     """An organization with rows in every domain, made through the services with RLS in force.
 
     Issue 19: a recurring series of two sessions (booked by the coach), a full group session (two seats taken,
@@ -161,6 +173,11 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
 
     Issue 20 (written directly, see tests/room_rows.py): a room open now (the coach's 1:1 with the athlete) and
     an ended one with its stays, the athlete's consent and a finished recording with its media item.
+
+    Issue 22 (written directly, see tests/directory_rows.py): the coach's profile (handle ``<label>-coach``,
+    lower case) teaching a discipline and a skill, the athlete's review of the booking, flagged and voted helpful,
+    and the coach's rating. With ``listed``, the organization lists its coaches publicly and its listing is
+    projected (the crawl's A: its public profile is a page; B is never listed).
 
     Account level (issue 18): an export of the organization and one of the athlete's account, a passkey and
     a second signed-in session of the athlete, an email change of the spare member waiting for its link;
@@ -302,6 +319,20 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
         issue20 = seed_rooms(org, coach, athlete, offering, label=label)
         db.session.commit()
 
+        # Issue 22: a profile, terms, a review with a flag and a vote, a rating; A's public listing.
+        tenancy.activate(org_id)
+        directory = seed_directory_rows(org, coach, athlete, booked, label=low)
+        issue22 = {"profile_coach": [str(coach.id)], "review_booking": [str(booked.id)],
+                   "term": [str(directory["discipline"].id), str(directory["skill"].id)],
+                   "review": [str(directory["review"].id)], "org_slug": [slug], "handle": [directory["profile"].handle]}
+        if listed:
+            org.listed_publicly = True
+        db.session.commit()
+        if listed:
+            tenancy.activate(org_id)
+            projection.refresh_org(org_id)
+            db.session.commit()
+
         world = World(
             org_id=str(org_id), slug=slug, name=name, emails={role: email for role, (email, _) in people.items()},
             user_ids=[str(u.id) for u in users.values()] + [waiter_user_id],
@@ -331,7 +362,7 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
                                                      "assignment", "log", "note", "report", "value", "link")},
                 "org_export": [str(org_export.id)], "account_export": [str(account_export.id)],
                 "passkey": [str(passkey.id)], "session": [str(device.id)],
-                **issue19, **issue20,
+                **issue19, **issue20, **issue22,
             },
             tokens={"feed": feed_secret, "unsubscribe": unsubscribe, "manage_view": view_token,
                     "manage_cancel": calendar["manage_token"]},
@@ -517,6 +548,13 @@ def variants(rule: Rule, home: World, other: World) -> list[Variant]:
             values = {p: other.ids[OTHER_KIND[kind_of(rule.endpoint, p)]][0] if kind_of(rule.endpoint, p)
                       else other.first("post") for p in id_params}
             add(slug_world, values, ", ".join(x for x in (owner_label, "B ids of another kind") if x))
+    if {"org_slug", "handle"} <= set(params):
+        # Issue 22: a public profile's address. A is listed: B's handle under A's address is no profile of A's;
+        # A's own listing is a page (with B's ids in the form and the query).
+        values = {p: other.first(kind_of(rule.endpoint, p)) for p in id_params}
+        add(None, dict(values, org_slug=home.slug), "A's listed address, B's handle")
+        values = {p: home.first(kind_of(rule.endpoint, p)) for p in id_params}
+        add(None, values, "A slug, A's own ids (B ids in the form)")
     if has_slug and id_params and all(kind_of(rule.endpoint, p) in home.ids for p in id_params):
         # The last membership is A's spare member: the crawlers themselves are not removed or demoted.
         values = {p: home.ids[kind_of(rule.endpoint, p)][-1 if kind_of(rule.endpoint, p) == "membership" else 0]
@@ -545,7 +583,9 @@ def query_with_other_ids(other: World) -> str:
                       # issue 19: the series form's athlete, a time zone, the week's clock
                       "athlete": other.ids["membership"][2], "tz": "Europe/London", "week": date.today().isoformat(),
                       # issue 20: the room panel's athlete tab, the panel's open section
-                      "with": other.first("room_booking"), "panel": "notes"})
+                      "with": other.first("room_booking"), "panel": "notes",
+                      # issue 22: a public booking's offering; a page of reviews, of coaches; a review's order
+                      "offering": other.first("offering"), "cursor": "forged", "order": "helpful"})
 
 
 def form_data(other: World, csrf: str, n: int) -> dict:
@@ -575,6 +615,13 @@ def form_data(other: World, csrf: str, n: int) -> dict:
         "expected": "0" * 32, "waitlist_mode": "auto", "waitlist_offer_minutes": "60",
         # Issue 20: a room's consent and the coach's notes.
         "given": "1", "notes": "Crawl notes",
+        # Issue 22: a profile naming B's terms and media, a review, a term under B's discipline, a verification,
+        # booking from a public profile.
+        "headline": "Crawl headline", "bio": "Crawl bio", "languages": "en", "years_experience": "3",
+        "certifications": "Crawl certificate", "tags": "crawl", "online": "y", "listed": "y",
+        "photo_media_id": other.first("media"), "intro_media_id": other.ids["media"][1], "term_ids": other.ids["term"],
+        "stars": "5", "parent_id": other.first("term"), "step": "up", "action": "verify",
+        "offering": other.first("offering"),
     }
 
 
@@ -637,7 +684,10 @@ class Snapshot:
                   *[f"SELECT '{name}', {digest} FROM {name} t WHERE user_id = ANY(%(users)s::uuid[])"
                     for name in ("user_sessions", "passkeys", "recovery_codes", "security_events",
                                  "email_changes", "account_exports")],
-                  f"SELECT 'emails', {digest} FROM emails t WHERE lower(to_address) = ANY(%(emails)s)"]
+                  f"SELECT 'emails', {digest} FROM emails t WHERE lower(to_address) = ANY(%(emails)s)",
+                  # Issue 22: the public projection (B is never listed: no row may appear).
+                  *[f"SELECT '{name}', {digest} FROM {name} t WHERE organization_id = %(org)s"
+                    for name in ("directory_listings", "directory_words")]]
         self.sql = " UNION ALL ".join(parts)
 
     def take(self) -> dict[str, tuple]:

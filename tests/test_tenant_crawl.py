@@ -96,7 +96,8 @@ def worlds(app, job_runner, mailbox, local_media, stack, tmp_path, unlimited):  
     marker = f"ZZB-MARKER-{secrets.token_hex(5)}"
     owner = _plain(stack.owner_url)
     home = seed_world(app, job_runner, mailbox, tmp_path, slug=f"home-{secrets.token_hex(3)}", name="Home Club",
-                      label="Home", owner_url=owner, accent=HOME_ACCENT)
+                      label="Home", owner_url=owner, accent=HOME_ACCENT,
+                      listed=True)  # issue 22: A's coach has a public profile; B is never listed
     other = seed_world(app, job_runner, mailbox, tmp_path, slug=f"zzbslug-{secrets.token_hex(4)}",
                        name=f"{marker} Club", label=marker, owner_url=owner)
     return home, other, marker, owner
