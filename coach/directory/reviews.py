@@ -132,7 +132,7 @@ def _count(tenant_id: uuid.UUID, coach_id: uuid.UUID, changes: dict[int, int], n
 def _locked_review(review: Review) -> Review:
     """The review's row locked and read again (after the rating row: the lock order)."""
     return db.session.scalars(select(Review).where(Review.tenant_id == review.tenant_id, Review.id == review.id)
-                              .with_for_update().execution_options(populate_existing=True)).one()
+                              .with_for_update(of=Review).execution_options(populate_existing=True)).one()
 
 
 # --- checks of what people type ---------------------------------------------------------------------------
