@@ -756,3 +756,71 @@ def test_the_key_field_is_fresh_on_every_render(app, bw, carla):
     action = f"/o/{bw.org.slug}/coaches/{bw.coach.id}/schedule/rules"
     keys = {form_at(app, carla, schedule_path(bw), action)[FORM_FIELD] for _ in range(3)}
     assert len(keys) == 3 and all(re.fullmatch(r"[0-9a-f]{32}", k) for k in keys)
+
+
+# --- the coach directory (issue 22) ---------------------------------------------------------------------
+
+@pytest.fixture()
+def dw(ctx):
+    from tests.directory_support import DirectoryWorld
+
+    world = DirectoryWorld()
+    world.publish()
+    return world
+
+
+def test_the_directory_pages_give_every_protected_form_its_own_key(app, dw):
+    """The profile editor and page, verification, the taxonomy, the review form and a review's page, the flagged
+    reviews queue, and the public booking page's join form (a signed-in person outside the organization)."""
+    from coach import clock
+    from coach.directory import public as listed
+    from coach.directory import reviews
+
+    tenancy.activate(dw.org.id)
+    review = reviews.write_review(dw.ended, dw.ana, 5, "Sharp drills.")
+    reviews.flag(review, dw.ben, "Testing the queue")
+    db.session.commit()
+    river, maria = "/o/river", dw.maria.id
+    start = listed.next_slots(dw.aim, clock.now())[0].starts_at
+    outsider = make_user("olga@example.com", "Olga Outside")
+    db.session.commit()
+    pages = {
+        "maria@example.com": [f"{river}/profile", f"{river}/reviews/{review.id}"],
+        "ada@example.com": [f"{river}/admin/taxonomy", f"{river}/coaches/{maria}/profile",
+                            f"{river}/coaches/{maria}/profile/edit", f"{river}/moderation/reviews",
+                            f"{river}/reviews/{review.id}/hide"],
+        "ana@example.com": [f"{river}/bookings/{dw.ended.id}/review"],  # her own review: nothing to post
+        "ben@example.com": [f"{river}/reviews/{review.id}/flag", f"{river}/reviews/{review.id}"],
+        outsider.email: [f"/coaches/river/maria-santos/book?offering={dw.aim.id}"
+                         f"&start={start.astimezone(ZoneInfo('UTC')).strftime('%Y-%m-%dT%H:%M:%SZ')}"],
+    }
+    for email, paths in pages.items():
+        browser = browser_of(app, email)
+        for path in paths:
+            response = browser.get(path)
+            assert response.status_code == 200, (email, path, response.status_code)
+            forms = check_keys(app, body(response), path)
+            assert any(protected(app, endpoint_of(app, html.unescape(f["action"]))) for f in forms
+                       if f["method"] == "POST"), f"{email}: {path} has no protected form: the check tests nothing"
+
+
+@pytest.mark.parametrize("headers", [HX, {}], ids=["htmx", "plain"])
+def test_a_verification_and_a_term_submitted_twice_are_made_once(app, dw, owner_db, headers):
+    ada = browser_of(app, "ada@example.com")
+    page, action = f"/o/river/coaches/{dw.jon.id}/profile", f"/o/river/coaches/{dw.jon.id}/profile/verification"
+    fields = form_at(app, ada, page, action)
+    data = {**fields, "note": "Licence checked.", "action": fields.get("action") or "verify"}
+    first, second = ada.post(action, data=data, headers=headers), ada.post(action, data=data, headers=headers)
+    assert first.status_code in (200, 204, 303), first.status_code  # htmx: 204 with HX-Redirect
+    assert_replayed(first, second)
+    assert audits(owner_db, dw.org, "directory.coach_verified") == 1
+
+    taxonomy = "/o/river/admin/taxonomy"
+    forms = [f for f in forms_of(body(ada.get(taxonomy))) if html.unescape(f["action"]) == taxonomy
+             and f["fields"].get("kind") == "discipline"]
+    assert forms, "the taxonomy page has no form to add a discipline"
+    data = {**forms[0]["fields"], "name": "Padel"}
+    first, second = ada.post(taxonomy, data=data, headers=headers), ada.post(taxonomy, data=data, headers=headers)
+    assert first.status_code in (200, 204, 303), first.status_code  # htmx: 204 with HX-Redirect
+    assert_replayed(first, second)
+    assert count(owner_db, dw.org, "SELECT count(*) FROM directory_terms WHERE name = 'Padel'") == 1
