@@ -282,3 +282,12 @@ def test_the_next_page_of_a_begun_word_keeps_searching_it_as_a_prefix(world, app
         app.config["DIRECTORY_PAGE_SIZE"] = 20
     handles = [hit.handle for page in (first, second, third) for hit in page.items]
     assert len(handles) == 12 and len(set(handles)) == 12 and third.next_cursor is None
+
+
+def test_this_week_by_soonest_and_a_price_band_by_price(world):
+    now = clock.now()
+    assert set(names(find(week="1", sort="soonest", now=now))) == {"Maria Santos", "Jon Berg"}
+    assert names(find(price="2", sort="price")) == ["Maria Santos"]  # EUR 45
+    # A page link from the rows without a free slot, then "this week" ticked: an empty page, not an error.
+    cursor = search.encode_cursor(search.Cursor("soonest", (None,), uuid.uuid4(), search.fingerprint(""), None))
+    assert find(week="1", sort="soonest", cursor=cursor, now=now).items == []

@@ -53,7 +53,7 @@ CORRECTION_SIMILARITY = 0.35  # pg_trgm similarity a replacement word needs at l
 CURSOR_MAX = 600
 STALE_KEPT = 10  # older facet counts are shown this many periods while one request counts again
 COUNTING_LOCK = 30  # seconds one request may take to count them
-RELEVANCE_CANDIDATES = 1000  # best-rated matches a relevance sort ranks (see items_statement)
+RELEVANCE_CANDIDATES = 200  # best-rated matches a relevance sort ranks (see items_statement)
 WEEK = timedelta(days=7)
 BROKEN_LINK = "This page link is broken or expired; start the search again."
 
@@ -488,8 +488,12 @@ def items_statement(params: SearchParams, tq: TextQuery, now: datetime, limit: i
     if not (cursor and cursor.key[0] is None):
         branches.append(f"(SELECT {columns}, {rank} AS rank FROM directory_listings l WHERE {_where(valued)} "
                         f"ORDER BY {column}, l.id LIMIT :limit)")
-    branches.append(f"(SELECT {columns}, {rank} AS rank FROM directory_listings l WHERE {_where(unvalued)} "
-                    f"ORDER BY l.id LIMIT :limit)")
+    # A price band or "this week" chosen: no row without a price or a free slot can match (and the planner would
+    # not see that: it would read the whole id order to find none).
+    excluded = params.sort == "price" and params.price or params.sort == "soonest" and params.week
+    if not excluded or not branches:
+        branches.append(f"(SELECT {columns}, {rank} AS rank FROM directory_listings l WHERE {_where(unvalued)} "
+                        f"ORDER BY l.id LIMIT :limit)")
     order = column.replace("l.", "page.")
     sql = (f"SELECT * FROM ({' UNION ALL '.join(branches)}) page "
            f"ORDER BY {order} NULLS LAST, page.id LIMIT :limit")
