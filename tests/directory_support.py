@@ -14,6 +14,7 @@ from coach.directory.models import CoachProfile, CoachProfileTerm, DirectoryTerm
 from coach.extensions import db
 from coach.orgs.models import ATHLETE, COACH
 from coach.orgs.service import membership_for
+from coach.spaces.markdown import render as render_markdown
 from tests.booking_support import make_offering, open_every_day
 from tests.factories import add_member, make_org, make_user
 
@@ -78,7 +79,7 @@ class DirectoryWorld:
         """A profile row for ``coach`` teaching ``terms`` (keys of ``terms_of``, default ``self.terms``)."""
         tenancy.activate(coach.tenant_id)
         row = CoachProfile(tenant_id=coach.tenant_id, coach_membership_id=coach.id, handle=handle, headline=headline,
-                           bio_source=bio, bio_html=f"<p>{bio}</p>", languages=languages, tags=tags or [],
+                           bio_source=bio, bio_html=render_markdown(bio), languages=languages, tags=tags or [],
                            years_experience=years, online=online, in_person=in_person, location=location)
         if verified_by is not None:
             row.verified_at, row.verified_by_membership_id = clock.now(), verified_by.id
