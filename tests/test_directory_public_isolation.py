@@ -49,11 +49,14 @@ def world(ctx, app, monkeypatch):
     monkeypatch.setitem(app.config, "RATELIMIT_DIRECTORY_SEARCH", "off")  # hundreds of searches in a minute
     monkeypatch.setitem(app.config, "DIRECTORY_PAGE_SIZE", 1)  # next-page links with two coaches
     w = DirectoryWorld()
-    # A review of Maria's (her profile's reviews and their "More"), by a second athlete too.
+    # Reviews of Maria's: more than a page of them (her profile's reviews and their "More").
     tenancy.activate(w.org.id)
-    second = w.write_booking(w.maria, w.aim, w.ben, clock.now().replace(microsecond=0) - timedelta(days=2), "ended")
     reviews.write_review(w.ended, w.ana, 5, "Sharp drills, clear feedback.")
-    reviews.write_review(second, w.ben, 4, "Good routine for warm-ups.")
+    for days in range(2, 9):
+        athlete = (w.ana, w.ben)[days % 2]
+        ended = w.write_booking(w.maria, w.aim, athlete, clock.now().replace(microsecond=0) - timedelta(days=days),
+                                "ended")
+        reviews.write_review(ended, athlete, 3 + days % 3, f"Session {days}: good routine for warm-ups.")
     db.session.commit()
     w.publish()
     tenancy.activate(w.hill.id)
@@ -119,9 +122,9 @@ def endpoint_of(app, path: str) -> str | None:
         return None
 
 
-def crawl(app, client, needles: list[str], headers: dict | None = None) -> tuple[dict, list[str]]:
+def crawl(app, client, needles: list[str], headers: dict | None = None) -> tuple[dict, list[str], set[str]]:
     """Every /coaches page reachable from :func:`starts` (breadth first, at most MAX_PAGES): the statuses per
-    endpoint, and what went wrong (a server error, Hill shown)."""
+    endpoint, what went wrong (a server error, Hill shown), and the paths requested."""
     seen, queue = set(), deque(starts())
     reached: dict[str, set[int]] = {}
     problems: list[str] = []
@@ -141,7 +144,7 @@ def crawl(app, client, needles: list[str], headers: dict | None = None) -> tuple
             link = html.unescape(link)
             if link not in seen:
                 queue.append(link)
-    return reached, problems
+    return reached, problems, seen
 
 
 def test_the_public_pages_never_show_an_unlisted_organization(app, world):
@@ -150,12 +153,15 @@ def test_the_public_pages_never_show_an_unlisted_organization(app, world):
     ana = browser(app, "ana@example.com")
     for who, client in (("anonymous", browser(app, None)), ("River's athlete", ana)):
         for headers in ({}, {"HX-Request": "true"}):
-            reached, problems = crawl(app, client, world.hill_needles, headers)
+            reached, problems, seen = crawl(app, client, world.hill_needles, headers)
             assert not problems, f"{who}{' (htmx)' if headers else ''}:\n" + "\n".join(problems)
             ok = {e for e, statuses in reached.items() if statuses & {200, 302, 303}}
             # Photo: Maria has none (404); the route is still requested, and its answers checked above.
             assert public_gets - {"directory_public.photo"} <= ok, (who, sorted(public_gets - ok), reached)
             assert "directory_public.photo" in reached
+            # The pages' own next links were followed: a second page of coaches and of Maria's reviews.
+            assert any(p.startswith("/coaches?") and "cursor=" in p for p in seen), "no next page of coaches"
+            assert any("/maria-santos/reviews?" in p and "cursor=" in p for p in seen), "no next page of reviews"
         # The crawl saw River's coaches (the detector looks at real pages), never Hill's.
         page = client.get("/coaches?q=valorant").get_data(as_text=True)
         assert "Maria Santos" in page and "/coaches/river/maria-santos" in page
