@@ -129,3 +129,5 @@ def test_the_command_reports_then_fixes(app, world):
     assert fixed.exit_code == 0 and "(fixed)" in fixed.output
     assert runner.invoke(check_ratings_command, []).exit_code == 0
     assert "No organization" in runner.invoke(check_ratings_command, ["--org", "nope"]).output
+    as_typed = runner.invoke(args=["directory", "check-ratings", "--org", "river"])  # flask directory check-ratings
+    assert as_typed.exit_code == 0 and "0 coaches with wrong counts" in as_typed.output

@@ -5,8 +5,10 @@ import click
 from flask.cli import AppGroup
 
 from coach.directory import projection
+from coach.directory.review_cli import check_ratings_command
 
 directory_cli = AppGroup("directory", help="Public coach directory commands.")
+directory_cli.add_command(check_ratings_command)
 
 
 @directory_cli.command("rebuild")
