@@ -424,6 +424,8 @@ def run(argv: list[str] | None = None) -> str:
         return {"requests": requests, "rps": requests / secs if secs else float("nan"),
                 "p50": harness.percentile(latencies, 50), "p95": harness.percentile(latencies, 95),
                 "max": latencies[-1] if latencies else float("nan"), "cpu": harness.cpu_ms_per_request(results),
+                "server_cpu": harness.cpu_ms_per_request(results, trees=("server",)),
+                "postgres_cpu": harness.cpu_ms_per_request(results, trees=("postgres",)),
                 "errors": sum(sum(r["errors"].values()) for r in results),
                 "others": sum(r["cpu"].get("others", 0.0) for r in results) / max(1, len(results))}
 
@@ -439,16 +441,18 @@ def run(argv: list[str] | None = None) -> str:
     labels = {"baseline": "bare route GET / (baseline)", "directory": f"directory, {len(paths)} searches",
               "uncached": "directory, facet counts not cached"}
     rows = [[labels[side], f["requests"], f["rps"], f["rps"] / base["rps"] if base["rps"] else float("nan"),
-             f["p50"], f["p95"], f["max"], f"{f['cpu']:.2f}", f["errors"], f"{f['others']:.2f}"]
+             f["p50"], f["p95"], f["max"], f"{f['cpu']:.2f}", f"{f['server_cpu']:.2f}", f"{f['postgres_cpu']:.2f}",
+             f["errors"], f"{f['others']:.2f}"]
             for side, f in figures.items()]
-    harness.print_table(["run", "requests", "req/s", "ratio", "p50 ms", "p95 ms", "max ms", "CPU ms/req", "errors",
-                         "others"], rows)
+    harness.print_table(["run", "requests", "req/s", "ratio", "p50 ms", "p95 ms", "max ms", "CPU ms/req", "gunicorn",
+                         "PostgreSQL", "errors", "others"], rows)
     print(f"'stmts': SQL statements on the directory's tables per page; 'cold app ms': the median request in this "
           f"process with facet counts not cached (PostgreSQL included); 'sql ms': the slowest statement (of kind "
           f"'slowest') of the shape's slowest query under EXPLAIN ANALYZE; 'directory': every search's facet counts "
           f"kept in Valkey since the warm-up (DIRECTORY_FACET_CACHE_SECONDS={cached_ttl}); 'uncached': "
           f"DIRECTORY_FACET_CACHE_SECONDS=0, every search counts them; 'ratio': req/s / "
-          f"the bare route's; 'CPU ms/req': gunicorn + PostgreSQL + Valkey CPU per request; 'others': CPU no process "
+          f"the bare route's; 'CPU ms/req': gunicorn + PostgreSQL + Valkey CPU per request (then gunicorn's and "
+          f"PostgreSQL's alone); 'others': CPU no process "
           f"of this benchmark used (cores of {os.cpu_count()}): read it before trusting a figure. "
           f"Target: p95 < {TARGET_P95_MS:g} ms.")
     bad = failed + [f for entry in found.values() for f in entry["failed"]]
@@ -458,6 +462,7 @@ def run(argv: list[str] | None = None) -> str:
     if "uncached" in figures:
         extra = {"uncached_p50_ms": figures["uncached"]["p50"], "uncached_p95_ms": figures["uncached"]["p95"],
                  "uncached_cpu_ms": figures["uncached"]["cpu"]}
+    extra = {"gunicorn_cpu_ms": page["server_cpu"], "postgres_cpu_ms": page["postgres_cpu"], **extra}
     return harness.key_values(p50_ms=page["p50"], p95_ms=page["p95"], ratio=page["rps"] / base["rps"],
                               cpu_ms=page["cpu"], baseline_cpu_ms=base["cpu"], **extra, target_p95_ms=TARGET_P95_MS,
                               errors=page["errors"] + len(bad))
