@@ -330,7 +330,7 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
         db.session.commit()
         if listed:
             tenancy.activate(org_id)
-            projection.refresh_org(org_id)
+            assert projection.refresh_org(org_id) == 1, "the listed organization's coach should be public"
             db.session.commit()
 
         world = World(
