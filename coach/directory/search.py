@@ -6,7 +6,8 @@
   the organization's language and 'simple'). When the words as typed find (almost) nothing, the last word is
   tried as a prefix ("tenn" finds tennis): only then, because a prefix inflates the planner's estimate of the
   matches of a finished word and can turn a 13 ms bitmap scan into a 350 ms walk of the rating index.
-  Ranked with ``ts_rank_cd`` (the vector's A-D weights), then the Bayesian rating, then id.
+  Ranked with ``ts_rank_cd`` (the vector's A-D weights) among the best-rated :data:`RELEVANCE_CANDIDATES`
+  matches, then the Bayesian rating, then id.
 - Typos: when a first page finds fewer than :data:`FEW_RESULTS`, every query word that is no listing's word is
   replaced by the most similar word of ``directory_words`` (pg_trgm, its trigram index) and the search runs
   again; the corrected text is reported and carried by the page links' cursor.
