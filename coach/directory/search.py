@@ -642,7 +642,9 @@ def _counts(params: SearchParams, tq: TextQuery, now: datetime) -> list[tuple[st
     return counts
 
 
-def _label(facet: str, value: str) -> str:
+def facet_label(facet: str, value: str) -> str:
+    """How a facet's value reads on a page: the projection keeps sports, games and skills in lower case (so
+    filters match exactly), pages show them capitalised; codes become names."""
     if facet == "discipline":
         return " ".join(w if w in ("of", "and", "the") else w[:1].upper() + w[1:] for w in value.split(" "))
     if facet == "skill":
@@ -677,7 +679,7 @@ def facet_values(params: SearchParams, counts) -> tuple[dict[str, list[FacetValu
         else:
             order = [v for v, n in sorted(found.items(), key=lambda p: (-p[1], p[0])) if n][:FACET_TOP]
             order += [v for v in chosen if v not in order]
-        facets[facet] = [FacetValue(v, _label(facet, v), found.get(v, 0), v in chosen) for v in order]
+        facets[facet] = [FacetValue(v, facet_label(facet, v), found.get(v, 0), v in chosen) for v in order]
     return facets, total
 
 

@@ -117,7 +117,8 @@ def count_text(results) -> str:
 def _statics() -> dict:
     asked = request.args.get("sort", "")
     return dict(sorts=SORTS, chosen_sort=asked if asked in dict(SORTS) else "", facet_titles=FACET_TITLES,
-                facet_hints=FACET_HINTS, language_names=language_names)
+                facet_hints=FACET_HINTS, language_names=language_names,
+                term_label=search.facet_label)
 
 
 @public.get("")
