@@ -169,6 +169,8 @@ def test_done_when(app, browser, live_server, mailbox, job_runner, world, provid
         expect(coach_page).to_have_url(f"{live_server}/o/river/bookings/{booking_id}")
         coach_page.get_by_role("button", name="Accept").click()
         expect(coach_page.locator(f"#booking-{booking_id} .badge")).to_have_text("Confirmed")
+        # The page's own Status line follows the action without a reload.
+        expect(coach_page.locator("#booking-status .badge")).to_have_text("Confirmed")
 
         # 3. The session ends: the sweep, run at a moment past its end (grace included), starts and ends it.
         db.session.expire_all()
