@@ -58,7 +58,17 @@ class JobRunner:
             self._paused.clear()
 
     def drain(self, timeout: float = 10.0) -> None:
-        """Run relay and worker until nothing is left (from the calling thread)."""
+        """Run relay and worker until nothing is left (from the calling thread).
+
+        The background relay and worker are held still meanwhile (unless the caller holds them already): a job
+        they had taken would otherwise still be running when the outbox and queues look empty, and a test would
+        read the world before that job's change."""
+        if not self._paused.is_set():
+            with self.paused():
+                return self._drain(timeout)
+        return self._drain(timeout)
+
+    def _drain(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with self.app.app_context():
             while time.monotonic() < deadline:
