@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from simple_websocket import ConnectionError as HandshakeRefused
 
-from coach.chat import service
+from coach.chat import realtime, service
 from coach.chat.hub import hub_for
 from coach.extensions import db
 from coach.spaces import service as spaces
@@ -961,6 +961,32 @@ def test_members_see_each_other_come_online_and_go_away_on_their_conversation(ap
     ben.send(type="ping", state="away")  # the marker: published after Ana's own changes went round
     assert "presence-away" in ana.wait_for(has(f'id="presence-{world.ben.id}"'), what="Ben going away")
     assert not [f for f in ana.frames if dot in f]  # nobody is told about themselves
+
+
+def test_a_member_stays_online_while_any_of_their_pages_is_shown(app, sockets, world):
+    # Leaving a page says "away" as the page goes; that frame may come after the next page's "online".
+    with_ana = world.direct(world.ana, world.ben)
+    ben = sockets.open("ben@example.com")
+    follow(app, ben, world.ben, with_ana)
+    dot = f'id="presence-{world.ana.id}"'
+    leaving = sockets.open("ana@example.com")
+    assert "presence-online" in ben.wait_for(has(dot), what="Ana coming online")
+    sockets.open("ana@example.com")  # the next page, shown
+    hub = hub_for(app)
+    deadline = time.monotonic() + 5
+    while len(hub.connections_of(world.ana.id)) < 2:
+        assert time.monotonic() < deadline, "the server never took the second page"
+        time.sleep(0.02)
+    leaving.send(type="ping", state="away")  # the old page, hidden as it goes
+    while not any(c.state == "away" for c in hub.connections_of(world.ana.id)):
+        assert time.monotonic() < deadline, "the server never read the old page's ping"
+        time.sleep(0.02)
+    follow(app, leaving, world.ana, with_ana)  # so the marker below reaches Ana's old page
+    ben.send(type="ping", state="away")  # the marker: Ana's change, had there been one, went round first
+    leaving.wait_for(has(f'id="presence-{world.ben.id}"'), what="Ben going away")
+    ana_dots = [f for f in ben.frames if dot in f]
+    assert ana_dots and all("presence-online" in f for f in ana_dots)
+    assert realtime.presence_of(world.org.id, [world.ana.id])[world.ana.id] == "online"
 
 
 def test_presence_goes_only_to_pages_that_show_the_member(app, sockets, world):

@@ -136,6 +136,9 @@ class Connection:
         # Re-entrant: catch_up sends while holding it, so two deliveries reach the page in seq order.
         self.lock = threading.RLock()
         self.closed = False
+        # What this page last said of its member ("online" while shown, "away" while hidden): the member
+        # counts as online while any of their pages is (see Hub.presence_of).
+        self.state = "online"
         # Members whose presence this page shows: the other side of each direct conversation it follows.
         self.watching: dict[uuid.UUID, uuid.UUID] = {}
 
@@ -226,6 +229,16 @@ class Hub:
     def connections_of(self, member_id: uuid.UUID) -> list[Connection]:
         with self._lock:
             return list(self._by_member.get(member_id, ()))
+
+    def presence_of(self, member_id: uuid.UUID, state: str) -> str:
+        """The member's state as this process sees it, after one of their pages said ``state``: online
+        while any of their open pages here is. (A page being left says "away" as it goes, and that
+        frame can arrive after the next page's "online": the member must not look away meanwhile.)"""
+        if state == "online":
+            return state
+        with self._lock:
+            pages = list(self._by_member.get(member_id, ()))
+        return "online" if any(c.state == "online" and not c.closed for c in pages) else state
 
     def count(self) -> int:
         with self._lock:

@@ -276,6 +276,8 @@ def socket(ws):
             realtime.clear_presence(conn.tenant_id, conn.member_id)
             realtime.publish(conn.tenant_id, {"type": "presence", "tenant_id": str(conn.tenant_id),
                                               "member_id": str(conn.member_id), "state": "offline"})
+        elif conn.state == "online":
+            session.heartbeat("away")  # their other pages here may all be hidden: online only if one is not
         db.session.remove()
 
 
@@ -341,11 +343,12 @@ class _SocketSession:
         self.hub.send_unread(self.conn)
 
     def heartbeat(self, state: str | None = None) -> None:
-        self.state = state if state in realtime.STATES else self.state
-        previous = realtime.set_presence(self.tenant_id, self.member_id, self.state)
-        if previous != self.state:
+        self.state = self.conn.state = state if state in realtime.STATES else self.state
+        shown = self.hub.presence_of(self.member_id, self.state)
+        previous = realtime.set_presence(self.tenant_id, self.member_id, shown)
+        if previous != shown:
             realtime.publish(self.tenant_id, {"type": "presence", "tenant_id": str(self.tenant_id),
-                                              "member_id": str(self.member_id), "state": self.state})
+                                              "member_id": str(self.member_id), "state": shown})
 
     def error(self, message: str) -> None:
         self.conn.send(render_template("chat/_error.html", message=message))
