@@ -24,7 +24,7 @@ from coach.extensions import db
 from coach.governance import branding, operator
 from coach.governance import settings as org_settings
 from coach.media import service as media
-from coach.orgs.models import ADMIN, ATHLETE, COACH, Membership
+from coach.orgs.models import ADMIN, ATHLETE, COACH, SCHEDULER, Membership
 from coach.orgs.service import OrgError, create_organization, org_by_slug
 from coach.payments import catalog
 from coach.progress import athletes as progress_athletes
@@ -41,6 +41,7 @@ DEMO_PEOPLE = [
     ("sam@northside.example", "Sam Lee", ATHLETE),
     ("priya@northside.example", "Priya Nair", ATHLETE),
     ("tom@northside.example", "Tom Okafor", ATHLETE),
+    ("scheduler@northside.example", "Riley Ortiz", SCHEDULER),  # so every role's home page is on the demo
 ]
 
 

@@ -163,7 +163,7 @@ def test_seed_demo_creates_the_demo_organization_once(app, owner_db, job_runner)
     org_id = owner_db.execute("SELECT id FROM organizations WHERE slug = 'northside'").fetchone()[0]
     owner_db.execute("SELECT set_config('app.tenant_id', %s, false)", [str(org_id)])
     roles = dict(owner_db.execute("SELECT role, count(*) FROM memberships GROUP BY role").fetchall())
-    assert roles == {"admin": 1, "coach": 2, "athlete": 3}
+    assert roles == {"admin": 1, "coach": 2, "athlete": 3, "scheduler": 1}
     # Sam's development: the example frameworks, three signed records, a program for two, check-ins.
     counts = {table: owner_db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in (
         "skill_frameworks", "session_records", "athlete_skill_levels", "program_assignments", "workout_logs",
