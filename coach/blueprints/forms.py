@@ -11,7 +11,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from wtforms import EmailField, PasswordField, StringField
-from wtforms.widgets import html_params
+from wtforms.widgets import HiddenInput, html_params
 from wtforms.validators import DataRequired, Email, Length, ValidationError
 
 from coach import clock
@@ -123,9 +123,23 @@ class TimezoneField(StringField):
 NUL_MESSAGE = "This field cannot contain a NUL character."
 
 
+class HiddenInputWithoutId(HiddenInput):
+    """A hidden input with no ``id``: nothing labels or targets the CSRF token, and a page with several forms
+    would otherwise repeat ``id="csrf_token"`` once per form (an id must be unique in a page)."""
+
+    def __call__(self, field, **kwargs):
+        kwargs.setdefault("id", False)  # html_params leaves out an attribute whose value is False
+        return super().__call__(field, **kwargs)
+
+
 class BaseForm(FlaskForm):
     """All forms: CSRF from Flask-WTF, and no NUL in any text (PostgreSQL refuses it in text columns, and no
     field of ours means one): the field says so instead of the database failing the request."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.meta.csrf:
+            self[self.meta.csrf_field_name].widget = HiddenInputWithoutId()
 
     def validate(self, extra_validators=None) -> bool:
         valid = super().validate(extra_validators)

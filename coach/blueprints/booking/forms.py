@@ -154,7 +154,8 @@ class RuleForm(BaseForm):
 class OverrideForm(BaseForm):
     on_date = DateField("Date", validators=[InputRequired(message="Choose a date.")])
     closed = BooleanField("Closed all day")
-    hours = StringField("Hours", description="For example 09:00-12:00, 14:00-18:00",
+    # Its own id: the schedule page's weekly-hours section is ``#hours`` (an id is unique in a page).
+    hours = StringField("Hours", id="override-hours", description="For example 09:00-12:00, 14:00-18:00",
                         validators=[Optional(), Length(max=200)])
 
     def intervals(self) -> list[tuple[int, int]]:

@@ -1,0 +1,137 @@
+"""The browser guard: every browser test fails if a page in it logs a console error or breaks the CSP.
+
+A page that breaks the Content Security Policy still mostly works, so a journey's assertions pass while the
+user's console fills with violations (an htmx swap applying an inline style, a fragment with ``style=``). The
+guard wraps the session's ``browser`` for the length of each test: every context made through it (the ``page``
+and ``context`` fixtures, ``browser.new_context()``, ``browser.new_page()``) gets a listener for console errors
+and uncaught exceptions, and an init script that turns each ``securitypolicyviolation`` event into a console
+error naming the directive, the element and a sample of what was blocked (Chromium's own message names only
+the directive). At teardown the test fails with the list: page URL and message.
+
+What a test provokes on purpose it says so, with a reason and a pattern of the messages it expects::
+
+    @pytest.mark.allow_console("the test cuts the network; the socket's reconnects fail", r"net::ERR_")
+
+Nothing is allowed globally: a message allowed for every test would hide the same message where it is a bug.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pytest
+
+#: Prefix of the console errors the init script writes for each CSP violation (the guard matches on it).
+GUARD_PREFIX = "[csp-guard]"
+
+# Runs in every page (and frame) before the page's own scripts. The listener is on the window in the capture
+# phase so a violation in any document of the page reaches it; it writes through console.error, which
+# survives the navigation a form post or a boosted link starts (a binding call or a page variable might not).
+GUARD_SCRIPT = """
+(() => {
+  const describe = (node) => {
+    if (!node || node.nodeType !== 1) return node && node.nodeName ? node.nodeName : '';
+    const id = node.id ? '#' + node.id : '';
+    const classes = node.classList && node.classList.length ? '.' + Array.from(node.classList).join('.') : '';
+    return node.tagName.toLowerCase() + id + classes;
+  };
+  window.addEventListener('securitypolicyviolation', (event) => {
+    const where = event.sourceFile ? ` at ${event.sourceFile}:${event.lineNumber}:${event.columnNumber}` : '';
+    console.error(`GUARD_PREFIX ${event.effectiveDirective} blocked ${event.blockedURI || 'inline'}`
+      + ` on ${describe(event.target)}${where}; sample: ${JSON.stringify(event.sample || '')}`);
+  }, true);
+})();
+""".replace("GUARD_PREFIX", GUARD_PREFIX)
+
+
+# Until the base template links an icon (issue 21, H3's favicon), Chromium asks for /favicon.ico and logs its 404.
+STOPGAP_FAVICON = True
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "allow_console(reason, pattern): the browser guard lets console errors matching the regular expression "
+        "`pattern` pass in this test; `reason` says why they are expected",
+    )
+
+
+@dataclass
+class Record:
+    url: str
+    kind: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.url or '(no page)'}: {self.text}"
+
+
+class BrowserGuard:
+    """What the pages of one test logged: console errors, uncaught exceptions and CSP violations."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def watch(self, context) -> None:
+        """Listen to ``context``'s pages, and to every page it opens later."""
+        context.add_init_script(GUARD_SCRIPT)
+        context.on("console", self._console)
+        context.on("weberror", self._weberror)
+
+    def _console(self, message) -> None:
+        if message.type != "error":
+            return
+        page = message.page
+        url = page.url if page else message.location.get("url", "")
+        text = message.text
+        if text.startswith("Failed to load resource"):
+            source = message.location.get("url", "")
+            if STOPGAP_FAVICON and source.endswith("/favicon.ico"):
+                return
+            text = f"{text} ({source})"  # the message itself does not say which resource
+        kind = "CSP violation" if text.startswith(GUARD_PREFIX) else "console error"
+        self.records.append(Record(url, kind, text))
+
+    def _weberror(self, error) -> None:
+        page = error.page
+        self.records.append(Record(page.url if page else "", "uncaught exception", str(error.error)))
+
+    def violations(self) -> list[Record]:
+        return [r for r in self.records if r.kind == "CSP violation" or "Content Security Policy" in r.text]
+
+    def unexpected(self, allowed: list[re.Pattern]) -> list[Record]:
+        return [r for r in self.records if not any(p.search(r.text) for p in allowed)]
+
+
+@pytest.fixture(autouse=True)
+def browser_guard(request):
+    """Fail the test if any of its pages logged a console error or a CSP violation (see the module doc)."""
+    if "browser" not in request.fixturenames:
+        yield None
+        return
+    browser = request.getfixturevalue("browser")
+    guard = BrowserGuard()
+    original_new_context, original_new_page = browser.new_context, browser.new_page
+
+    def new_context(*args, **kwargs):
+        context = original_new_context(*args, **kwargs)
+        guard.watch(context)
+        return context
+
+    def new_page(*args, **kwargs):
+        # Browser.new_page makes its context inside Playwright, past the wrapper above: watch the one it made.
+        page = original_new_page(*args, **kwargs)
+        guard.watch(page.context)
+        return page
+
+    browser.new_context, browser.new_page = new_context, new_page
+    try:
+        yield guard
+    finally:
+        del browser.new_context, browser.new_page  # back to the class's methods
+    allowed = [re.compile(mark.args[1]) for mark in request.node.iter_markers("allow_console")]
+    unexpected = guard.unexpected(allowed)
+    if unexpected:
+        lines = "\n".join(f"  - {record}" for record in unexpected)
+        pytest.fail(f"the pages logged {len(unexpected)} console error(s) or CSP violation(s):\n{lines}",
+                    pytrace=False)
