@@ -45,6 +45,8 @@ class User(UserMixin, db.Model):
     # through their ``user_sessions`` rows).
     session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The person checked their name and time zone (onboarding's "Looks right", or saving the profile; 0022).
+    profile_confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Two-factor by TOTP (migration 0016): the secret sealed with the app's key (accounts.twofactor), set at
     # enrolment and live once confirmed (``totp_enabled_at``); the last time step accepted, so a code works once.
     totp_secret: Mapped[str | None] = mapped_column(String(300))

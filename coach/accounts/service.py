@@ -434,6 +434,7 @@ def _set_password(user: User, new_password: str, action: str) -> None:
 def update_profile(user: User, display_name: str, tz: str) -> None:
     user.display_name = display_name.strip()
     user.timezone = tz
+    user.profile_confirmed_at = now()  # onboarding's profile step: they saw both and saved
 
 
 def set_hour_cycle(user: User, hour_cycle: int) -> None:

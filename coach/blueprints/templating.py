@@ -20,6 +20,7 @@ from coach.payments import provider
 from coach.booking import service as booking
 from coach.clock import now
 from coach.governance import branding
+from coach.governance import onboarding
 from coach.governance.settings import babel_locale
 from coach.htmx import wants_fragment
 from coach.media import service as media
@@ -38,6 +39,14 @@ def _zone(name: str | None) -> ZoneInfo:
 def idempotency_field() -> Markup:
     """A hidden input with a fresh key: a double-clicked submit then creates one thing."""
     return Markup(f'<input type="hidden" name="{FORM_FIELD}" value="{new_key()}">')
+
+
+def onboarding_for():
+    """The signed-in member's getting-started checklist for the home page (orgs/onboarding/_slot.html), or None:
+    none for the role, hidden by the member, or long done. One statement at most; none once hidden."""
+    if g.get("membership") is None or g.get("org") is None:
+        return None
+    return onboarding.shown(g.org, g.membership, current_user)
 
 
 def nav_badges() -> dict:
@@ -160,7 +169,8 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(idempotency_field=idempotency_field, nav_badges=nav_badges, nav_urls=nav_urls,
                                  media_urls=media_urls, booking_actions=booking_actions,
                                  late_if_cancelled=late_if_cancelled, card_payments=provider.enabled,
-                                 org_brand=org_brand, org_locale=org_locale, hour_cycle=hour_cycle)
+                                 org_brand=org_brand, org_locale=org_locale, hour_cycle=hour_cycle,
+                                 onboarding_for=onboarding_for)
     app.jinja_env.filters.update(orgtime=orgtime, localtime=localtime, money=format_money, clock=clock)
 
     @app.context_processor

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
+from coach.clock import now
 from coach.directory import projection
 from coach.directory.events import LISTING_CHANGED
 from coach.errors import DomainError, NotAllowed
@@ -135,6 +136,8 @@ def save_settings(org: Organization, values: dict, actor: Membership) -> dict[st
     if actor.role != ADMIN or actor.tenant_id != org.id:
         raise NotAllowed("Only the organization's admins change its settings.")
     clean = _clean(values)
+    if "timezone" in clean and org.timezone_confirmed_at is None:
+        org.timezone_confirmed_at = now()  # the admin saw the zone and kept or changed it (onboarding's step)
     changed = {name: Change(getattr(org, name), value) for name, value in clean.items()
                if getattr(org, name) != value}
     if not changed:

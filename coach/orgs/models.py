@@ -75,6 +75,8 @@ class Organization(db.Model):
     default_cancellation_window_hours: Mapped[int] = mapped_column(SmallInteger, default=24, server_default="24")
     default_late_cancel_policy: Mapped[str] = mapped_column(String(8), default="forfeit", server_default="forfeit")
     default_late_cancel_fee_percent: Mapped[int] = mapped_column(SmallInteger, default=50, server_default="50")
+    # An admin kept or changed the time zone (onboarding's "Looks right", or saving the settings page; 0022).
+    timezone_confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Membership(TenantScoped, db.Model):
@@ -91,6 +93,8 @@ class Membership(TenantScoped, db.Model):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The member hid their getting-started checklist on the home page (0022).
+    onboarding_dismissed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
     # The tenant key is the organization's id (TenantScoped declares no foreign key for it; the schema does).
