@@ -140,6 +140,8 @@ PAGES = [
     Page("admin", "/orgs/new", ("orgs.create",)),
     Page("admin", "/o/{slug}/admin/members", ("admin.change_role", "admin.invite", "admin.resend_invitation"),
          prefer="bea"),
+    # Issue 21: the getting-started checklist (its time-zone "Looks right" and "Hide this checklist").
+    Page("admin", "/o/{slug}/onboarding", ("orgs.onboarding_confirm", "orgs.onboarding_dismiss")),
     Page("admin", "/o/{slug}/notifications/preferences", ("notifications.preferences",)),
     Page("admin", "/o/{slug}/notifications", ("notifications.mark_all",)),
     # Before the schedule's forms change the coach's hours.

@@ -319,3 +319,30 @@ def test_the_panel_costs_one_statement_and_none_once_hidden(ctx, world):
     admin = db.session.get(Membership, world.admin.id)
     onboarding.shown(world.org, admin, admin.user)
     assert statements(lambda: onboarding.shown(world.org, admin, admin.user)) == 0
+
+
+# --- on the home page, and twice-clicked buttons --------------------------------------------------------
+
+def test_the_home_page_shows_the_checklist_without_javascript_until_hidden(app, world):
+    ada = browser(app, "ada@example.com")
+    home = text(ada.get("/o/harbour/"))  # a plain request: what a browser without JavaScript gets
+    assert '<section id="onboarding"' in home and progress(home) == (1, 5)
+    assert 'action="/o/harbour/onboarding/dismiss"' in home
+    post_form(ada, home, "/o/harbour/onboarding/dismiss")
+    assert '<section id="onboarding"' not in text(ada.get("/o/harbour/"))
+    theo = browser(app, "theo@example.com")
+    assert "Check your name and time zone" in text(theo.get("/o/harbour/"))
+    sid = browser(app, "sid@example.com")
+    assert '<section id="onboarding"' not in text(sid.get("/o/harbour/"))
+
+
+def test_a_double_clicked_looks_right_confirms_once_and_answers_the_same(app, world, owner_db):
+    ada = browser(app, "ada@example.com")
+    page = text(ada.get(PANEL))
+    first = post_form(ada, page, "/o/harbour/onboarding/confirm/timezone", **HX)
+    second = post_form(ada, page, "/o/harbour/onboarding/confirm/timezone", **HX)
+    assert first.status_code == second.status_code == 200
+    assert second.headers.get("Idempotent-Replayed") == "true" and second.get_data() == first.get_data()
+    owner_db.execute("SELECT set_config('app.tenant_id', %s, false)", (str(world.org.id),))
+    assert owner_db.execute("SELECT count(*) FROM audit_events WHERE action = 'org.timezone_confirmed'"
+                            ).fetchone()[0] == 1
