@@ -66,3 +66,38 @@ def test_new_admin_follows_the_checklist_then_hides_it(ctx, page: Page, live_ser
     page.goto(f"{live_server}/o/liffey/onboarding")  # the page of its own keeps it
     expect(page.get_by_text("You hid this checklist from your home page.")).to_be_visible()
     expect(page.locator("#onboarding")).to_contain_text("2 of 5 done")
+
+
+def test_athlete_and_coach_walkthroughs_on_their_home(ctx, page: Page, live_server: str):
+    """Theo (athlete) confirms his name and zone in place; Cleo (coach) sees her profile ticked, hours next."""
+    from coach import tenancy
+    from coach.orgs.models import ATHLETE, COACH
+    from tests.factories import add_member, make_org
+    from tests.test_onboarding import write_profile
+
+    org = make_org(make_user("ada@example.com", "Ada Admin"), slug="harbour", name="Harbour Club")
+    add_member(org, make_user("theo@example.com", "Theo Athlete", tz="America/Chicago"), ATHLETE)
+    cleo = add_member(org, make_user("cleo@example.com", "Cleo Coach"), COACH)
+    write_profile(cleo)
+    tenancy.activate(org.id)
+
+    page.goto(f"{live_server}/login?next=/o/harbour/")
+    log_in(page, "theo@example.com", PASSWORD)
+    expect(page).to_have_url(f"{live_server}/o/harbour/")
+    wait_for_htmx(page)
+    checklist = page.locator("#onboarding")
+    expect(checklist).to_contain_text("0 of 3 done")
+    expect(checklist).to_contain_text("America/Chicago")
+    shoot(page, "athlete-start")
+    checklist.get_by_role("button", name="Looks right").click()
+    expect(checklist).to_contain_text("1 of 3 done")
+    expect(checklist.get_by_role("link", name="Coaches of Harbour Club")).to_be_visible()
+
+    page.context.clear_cookies()
+    page.goto(f"{live_server}/login?next=/o/harbour/")
+    log_in(page, "cleo@example.com", PASSWORD)
+    expect(page).to_have_url(f"{live_server}/o/harbour/")
+    expect(checklist).to_contain_text("Get ready to coach")
+    expect(checklist).to_contain_text("1 of 3 done")
+    expect(checklist.get_by_role("link", name="Set your hours")).to_be_visible()
+    shoot(page, "coach-start")
