@@ -12,7 +12,9 @@ What a test provokes on purpose it says so, with a reason and a pattern of the m
 
     @pytest.mark.allow_console("the test cuts the network; the socket's reconnects fail", r"net::ERR_")
 
-Nothing is allowed globally: a message allowed for every test would hide the same message where it is a bug.
+Allowed for every test is only what a person never notices as a fault: a page whose own document the server
+answered with a designed 4xx page (Chromium logs its status as a failed load). Anything else allowed for every
+test would hide the same message where it is a bug.
 """
 from __future__ import annotations
 
@@ -56,6 +58,17 @@ def pytest_configure(config):
     )
 
 
+DOCUMENT_4XX = re.compile(r"status of 4\d\d ")
+
+
+def _designed_refusal(text: str, source: str, page_url: str) -> bool:
+    """A page the server answered with a 4xx page of its own (a 404 for a wrong link, the 409 of a time just
+    taken): the person sees a designed page, and Chromium still logs the status as a failed load. Only the
+    page's own document: a stylesheet, script, image or fragment answered 4xx stays an error, and so does
+    every 5xx."""
+    return bool(DOCUMENT_4XX.search(text)) and source.split("#")[0] == page_url.split("#")[0]
+
+
 @dataclass
 class Record:
     url: str
@@ -87,6 +100,8 @@ class BrowserGuard:
         if text.startswith("Failed to load resource"):
             source = message.location.get("url", "")
             if STOPGAP_FAVICON and source.endswith("/favicon.ico"):
+                return
+            if _designed_refusal(text, source, url):
                 return
             text = f"{text} ({source})"  # the message itself does not say which resource
         kind = "CSP violation" if text.startswith(GUARD_PREFIX) else "console error"

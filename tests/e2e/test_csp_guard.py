@@ -135,4 +135,16 @@ def test_the_guard_catches_a_violation_and_a_console_error(page, live_server, br
     assert len(browser_guard.unexpected([])) == len(browser_guard.records)
     assert [r.text for r in browser_guard.unexpected([re.compile("style|Content Security Policy|inline")])] \
         == ["something broke"]
+    browser_guard.records.clear()
+
+    # A page answered with the app's own 404 page is no fault of the page; a missing image on it is.
+    missing = page.goto(f"{live_server}/no-such-page")
+    assert missing.status == 404
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    page.evaluate("document.querySelector('main').insertAdjacentHTML('beforeend', '<img alt=\"\" src=\"/none.png\">')")
+    page.wait_for_function("() => document.querySelector('main img').complete")
+    page.wait_for_timeout(300)
+    texts = [r.text for r in browser_guard.records]
+    assert any("status of 404" in t and t.endswith(f"({live_server}/none.png)") for t in texts), texts
+    assert not any("no-such-page" in t for t in texts), texts
     browser_guard.records.clear()  # recorded as it should be: this test is not the page's fault
