@@ -291,6 +291,7 @@ def error_page(code: int, message: str | None = None):
     title, text = ERROR_TEXT.get(code, ERROR_TEXT[500])
     try:
         db.session.rollback()
+        _keep_org_navigation(code)
         return render("errors/error.html", "content", status=code, code=code, title=title,
                       message=message or text)
     except OperationalError as exc:
@@ -299,6 +300,16 @@ def error_page(code: int, message: str | None = None):
         if not _away(exc):
             raise
         return database_away_page()
+
+
+def _keep_org_navigation(code: int) -> None:
+    """A member's 404 or 405 under ``/o/<slug>/`` for a URL no route matched keeps the organization's navigation
+    (the organization is resolved only for a matched route); a stranger's stays anonymous."""
+    if code not in (404, 405) or request.endpoint is not None or g.get("membership") is not None:
+        return
+    parts = request.path.split("/", 3)
+    if len(parts) >= 3 and parts[1] == "o" and current_user.is_authenticated:
+        tenancy.enter_org_if_member(parts[2])
 
 
 DATABASE_AWAY = "The database is not answering right now (a restart or a network blip). Try again in a few seconds."

@@ -21,7 +21,7 @@ from coach.orgs.service import member_context
 from coach.platform.tenant_context import acting_for, activate, deactivate, first_statement
 
 __all__ = ["acting_for", "activate", "deactivate", "current_org", "current_membership", "role_required",
-           "enter_org", "org_blueprint"]
+           "enter_org", "enter_org_if_member", "org_blueprint"]
 
 
 def current_org():
@@ -79,6 +79,20 @@ def enter_org(slug: str) -> None:
     if not current_user.is_authenticated:
         return  # role_required sends the visitor to log in
     abort(404)
+
+
+def enter_org_if_member(slug: str) -> None:
+    """Like :func:`enter_org` for an error page (a URL under ``/o/<slug>/`` that no route matched never resolved
+    its organization): a member gets the organization's navigation; anyone else is left as they are, refused
+    nothing more and told nothing about the organization."""
+    session_id = cookie_session_id()
+    if session_id is None or not slug or len(slug) > 40:
+        return
+    found = member_context(session_id, slug)
+    if found is not None and found.membership is not None and not (
+            found.org.require_two_factor and second_factor_missing(found.membership, found.user)):
+        g.org = found.org
+        g.membership = found.membership
 
 
 # Who must have a second factor where an organization requires it (``require_two_factor``).

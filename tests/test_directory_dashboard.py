@@ -118,15 +118,16 @@ def _nav(html: str) -> str:
 
 def test_each_role_finds_the_directory_from_the_navigation(app, world):
     visitor = _nav(app.test_client().get("/login").get_data(as_text=True))
-    assert '<a href="/coaches">Find a coach</a>' in visitor
+    assert 'href="/coaches">' in visitor and "<span>Find a coach</span></a>" in visitor
     athlete = _admin(app, "ana@example.com")
     home = _nav(athlete.get("/o/river/").get_data(as_text=True))
-    assert '<a href="/o/river/book">Coaches</a>' in home
+    # Under "More": the organization's coach search, and the booking list.
+    assert '<a href="/o/river/coaches">Coaches</a>' in home and '<a href="/o/river/book">Book a session</a>' in home
     assert "Find a coach" not in home and "My profile" not in home
     # Outside an organization a signed-in person may look for a coach too.
-    assert '<a href="/coaches">Find a coach</a>' in _nav(athlete.get("/profile").get_data(as_text=True))
+    assert '<a class="nav-link" href="/coaches">Find a coach</a>' in _nav(athlete.get("/profile").get_data(as_text=True))
     coach = _nav(_admin(app, "maria@example.com").get("/o/river/").get_data(as_text=True))
-    assert '<a href="/o/river/profile">My profile</a>' in coach and ">Coaches</a>" not in coach
+    assert '<a href="/o/river/profile">My profile</a>' in coach and ">Book a session</a>" not in coach
     # Each link opens its page.
     assert app.test_client().get("/coaches").status_code == 200
     assert athlete.get("/o/river/book").status_code == 200

@@ -17,6 +17,8 @@ from markupsafe import Markup
 
 from coach import money
 from coach.payments import provider
+from coach.blueprints.avatars import avatar_parts
+from coach.blueprints.navigation import nav_section
 from coach.booking import service as booking
 from coach.clock import now
 from coach.governance import branding
@@ -69,7 +71,8 @@ _ORG_NAV = {"home": "orgs.home", "feed": "spaces.feed", "spaces": "spaces.index"
             "settings": "admin.org_settings_page", "notifications": "notifications.index",
             "billing_mine": "payments.mine", "billing_products": "payments.products",
             "billing_admin": "payments.admin_payments", "progress": "progress.index",
-            "my_profile": "directory.edit_own"}
+            "my_profile": "directory.edit_own", "coaches": "directory.search_coaches",
+            "notification_settings": "notifications.preferences"}
 _SITE_NAV = {"start": "orgs.index", "picker": "orgs.picker", "profile": "accounts.profile",
              "security": "accounts.security", "platform": "operator.index",
              "logout": "accounts.logout", "login": "accounts.login", "signup": "accounts.signup",
@@ -170,6 +173,7 @@ def init_app(app: Flask) -> None:
                                  media_urls=media_urls, booking_actions=booking_actions,
                                  late_if_cancelled=late_if_cancelled, card_payments=provider.enabled,
                                  org_brand=org_brand, org_locale=org_locale, hour_cycle=hour_cycle,
+                                 avatar_parts=avatar_parts, nav_section=nav_section,
                                  onboarding_for=onboarding_for)
     app.jinja_env.filters.update(orgtime=orgtime, localtime=localtime, money=format_money, clock=clock)
 

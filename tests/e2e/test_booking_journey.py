@@ -40,7 +40,8 @@ def test_athlete_books_coach_accepts_in_place_athlete_cancels(browser, page, liv
 
     # The athlete finds the coach and the offering.
     open_org(page, live_server, slug, athlete_email)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Coaches").click()
+    page.get_by_role("navigation", name="Main").locator("summary", has_text="More").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Book a session").click()
     expect(page.get_by_role("heading", name="Book a session")).to_be_visible()
     page.get_by_role("link", name="Carla Coach").click()
     expect(page.get_by_role("heading", name="Carla Coach")).to_be_visible()
@@ -133,7 +134,8 @@ def test_athlete_books_through_plain_links_and_forms_without_javascript(no_js_pa
     slug = world.org.slug
 
     open_org(page, live_server, slug, world.athlete.user.email)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Coaches").click()
+    page.get_by_role("navigation", name="Main").locator("summary", has_text="More").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Book a session").click()
     page.get_by_role("link", name="Carla Coach").click()
     page.get_by_role("link", name="See times").click()
     page.get_by_role("link", name="Next week ›").click()

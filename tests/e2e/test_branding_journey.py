@@ -44,6 +44,7 @@ def test_admin_sets_up_and_brands_the_organization(page, live_server, world, tmp
     log_in(page, "ada@example.com", PASSWORD)
     expect(page).to_have_url(f"{live_server}/o/harbour/")
 
+    page.get_by_role("navigation", name="Main").locator("summary", has_text="More").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
     expect(page.get_by_role("heading", name="Settings of Harbour Rowing Club")).to_be_visible()
     page.get_by_label("Keep chat messages for (days)").fill("0")

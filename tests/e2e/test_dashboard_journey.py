@@ -46,6 +46,7 @@ def test_admin_reads_the_dashboard_and_an_operator_the_console(app, page, live_s
     log_in(page, "admin@harbour.example", PASSWORD)
     expect(page).to_have_url(f"{live_server}/o/harbour/")
 
+    page.get_by_role("navigation", name="Main").locator("summary", has_text="More").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
     expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
     expect(page.get_by_role("img", name="Bookings made, sessions delivered and bookings cancelled per week")) \
@@ -65,6 +66,7 @@ def test_admin_reads_the_dashboard_and_an_operator_the_console(app, page, live_s
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{live_server}/login")
     log_in(page, "olga@ops.example", PASSWORD)
+    page.locator("details.menu-account > summary").click()
     page.get_by_role("link", name="Platform").click()
     expect(page.get_by_role("heading", name="Operators' console")).to_be_visible()
     expect(page.locator("#org-harbour")).to_contain_text("Harbour Rowing")

@@ -90,6 +90,7 @@ def test_owner_signs_up_creates_an_organization_and_a_coach_joins_by_invitation(
     expect(page.get_by_text("Riverside Rowing is ready.")).to_be_visible()
 
     # Members: invite a coach by email.
+    page.get_by_role("navigation", name="Main").locator("summary", has_text="More").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Members").click()
     expect(page.get_by_role("heading", name="Members of Riverside Rowing")).to_be_visible()
     expect(page.get_by_role("row", name=re.compile("Olga Owner"))).to_be_visible()
@@ -121,6 +122,7 @@ def test_owner_signs_up_creates_an_organization_and_a_coach_joins_by_invitation(
         expect(coach.get_by_text("You are coach here")).to_be_visible()
 
         # Log out, then back in: the organization is one click from the picker.
+        coach.locator("details.menu-account > summary").click()
         coach.get_by_role("button", name="Log out").click()
         expect(coach.get_by_role("heading", name="Log in")).to_be_visible()
         expect(coach.get_by_text("You are logged out.")).to_be_visible()
@@ -132,7 +134,9 @@ def test_owner_signs_up_creates_an_organization_and_a_coach_joins_by_invitation(
         expect(coach.get_by_role("heading", name="Riverside Rowing")).to_be_visible()
         expect(coach.get_by_text("You are coach here")).to_be_visible()
         expect(coach.get_by_role("list").filter(has_text="Carl Coach")).to_be_visible()
-        # A coach does not administer members.
+        # A coach does not administer members (not even under More).
+        coach.get_by_role("navigation", name="Main").locator("summary", has_text="More").click()
+        expect(coach.get_by_role("link", name="Billing")).to_be_visible()
         expect(coach.get_by_role("link", name="Members")).to_have_count(0)
         shot(coach, "org-home")
 
@@ -233,6 +237,7 @@ def test_htmx_swaps_form_errors_in_place_without_csp_violations(page, live_serve
     # Boosted links keep working and the org pages load without CSP complaints.
     page.get_by_role("link", name="Swift Club").click()
     expect(page.get_by_text("You are admin here")).to_be_visible()
+    page.get_by_role("navigation", name="Main").locator("summary", has_text="More").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Members").click()
     expect(page.get_by_role("heading", name="Members of Swift Club")).to_be_visible()
 

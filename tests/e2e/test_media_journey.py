@@ -470,6 +470,7 @@ def test_coach_attaches_a_photo_to_a_post(browser, page, live_server, club, phot
     expect(page.locator(".media-image img")).to_be_visible(timeout=PROCESSING)
     image_loaded(page, ".media-image img")
 
+    page.get_by_role("navigation", name="Main").locator("summary", has_text="More").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Spaces").click()
     page.get_by_role("link", name="Tennis").click()
     expect(page).to_have_url(space_url)

@@ -83,6 +83,7 @@ def test_the_bell_counts_live_and_the_list_opens_and_reads_what_happened(people,
     # The athlete has the app open on the organization's home: nothing to read.
     count = bell(athlete.page)
     expect(count).to_be_hidden()
+    athlete.page.get_by_role("navigation", name="Main").locator("summary", has_text="More").click()
     athlete.page.get_by_role("navigation", name="Main").get_by_role("link", name="Spaces").click()
     expect(athlete.page.get_by_role("heading", name="Spaces")).to_be_visible()
     athlete.page.evaluate("window.__marker = 'still the same page'")

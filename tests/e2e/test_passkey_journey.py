@@ -79,6 +79,7 @@ def test_member_adds_a_passkey_and_signs_in_with_it_alone(page: Page, live_serve
     assert len(credentials) == 1 and credentials[0]["isResidentCredential"]
 
     # Log out, then sign in with the passkey alone: no email, no password.
+    page.locator("details.menu-account > summary").click()
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
     snap(page, "login")
@@ -122,6 +123,7 @@ def test_passkey_confirms_identity_and_a_removed_one_no_longer_signs_in(page: Pa
     expect(page.locator("#passkeys").get_by_text("You have no passkey yet.")).to_be_visible()
 
     # The authenticator still holds the credential, but it no longer signs in: a clear message, no sign-in.
+    page.locator("details.menu-account > summary").click()
     page.get_by_role("button", name="Log out").click()
     page.get_by_role("button", name="Sign in with a passkey").click()
     expect(page.locator("[data-passkey-status]")).to_contain_text("not registered with Coach")

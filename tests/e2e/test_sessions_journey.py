@@ -54,6 +54,7 @@ def test_a_member_signs_out_their_other_device_and_its_chat_socket_closes(browse
         assert closed == []
 
         # The laptop finds the security page from the header, then the sessions page.
+        laptop.locator("details.menu-account > summary").click()
         laptop.get_by_role("link", name="Security", exact=True).click()
         expect(laptop.get_by_role("heading", name="Security", exact=True)).to_be_visible()
         expect(laptop.get_by_text("2 active sessions")).to_be_visible()

@@ -38,6 +38,7 @@ def test_post_comment_react_flag_and_moderate(browser, page, live_server, club):
 
     # The coach creates an open space and posts in Markdown.
     open_org(page, live_server, "river", "maria@example.com")
+    page.get_by_role("navigation", name="Main").locator("summary", has_text="More").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Spaces").click()
     expect(page.get_by_role("heading", name="Spaces")).to_be_visible()
     page.get_by_role("link", name="New space").click()
@@ -66,6 +67,7 @@ def test_post_comment_react_flag_and_moderate(browser, page, live_server, club):
         athlete = athlete_context.new_page()
         athlete_csp = watch_csp(athlete)
         open_org(athlete, live_server, "river", "sam@example.com")
+        athlete.get_by_role("navigation", name="Main").locator("summary", has_text="More").click()
         athlete.get_by_role("navigation", name="Main").get_by_role("link", name="Spaces").click()
         athlete.get_by_role("link", name="Tennis").click()
         expect(athlete.get_by_text("Join the space to post and comment.")).to_be_visible()

@@ -42,6 +42,7 @@ def log_in(page: Page, live_server: str, email: str, password: str = PASSWORD) -
 
 
 def log_out(page: Page) -> None:
+    page.locator("details.menu-account > summary").click()
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_text("You are logged out.")).to_be_visible()
 
@@ -78,6 +79,7 @@ def test_member_turns_on_two_factor_signs_in_with_a_code_and_a_recovery_code_onc
     expect(page.get_by_role("heading", name="Your organizations")).to_be_visible()
 
     # Set up: the key is on the page (the QR code next to it), a code from the "app" confirms it.
+    page.locator("details.menu-account > summary").click()
     page.get_by_role("link", name="Security").click()
     page.get_by_role("link", name="Set up two-factor").click()
     expect(page.get_by_role("heading", name="Two-factor authentication", exact=True)).to_be_visible()
