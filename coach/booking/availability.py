@@ -5,6 +5,7 @@ Services never commit; the caller commits once.
 """
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import defaultdict
 from datetime import date, datetime, timedelta
@@ -375,6 +376,64 @@ def week_slots(offering: Offering, window_start: datetime, window_end: datetime,
     """:func:`available_slots` and the coach's zone they were read in (one statement for both)."""
     rules = slot_rules(offering, window_start, window_end, ignore_session=ignore_session, tz=tz)
     return slotlib.compute_slots(rules, window_start, window_end, now or clock.now()), rules.timezone
+
+
+def first_free_slot(offering: Offering, window_start: datetime, now: datetime | None = None,
+                    ignore_session: uuid.UUID | None = None) -> slotlib.Slot | None:
+    """The first bookable slot of ``offering`` from ``window_start`` to the end of its booking horizon, or None.
+
+    One statement for the whole horizon, then the slots a week at a time until a week has one: the calendar
+    opens on the first week with free times without rendering the empty weeks before it.
+    """
+    now = now or clock.now()
+    end = now + timedelta(days=offering.horizon_days)
+    if window_start >= end:
+        return None
+    rules = slot_rules(offering, window_start, end, ignore_session=ignore_session)
+    start = window_start
+    while start < end:
+        stop = min(start + timedelta(days=7), end)
+        found = slotlib.compute_slots(rules, start, stop, now)
+        if found:
+            return found[0]
+        start = stop
+    return None
+
+
+TAKEN, PAST, CLOSED = "taken", "past", "closed"
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeCheck:
+    """Whether a chosen start can still be booked; if not, why (``TAKEN``, ``PAST`` or ``CLOSED``: no longer in
+    the coach's hours) and the free slots nearest to it."""
+
+    free: bool
+    reason: str | None = None
+    alternatives: tuple[slotlib.Slot, ...] = ()
+
+
+def check_time(offering: Offering, starts_at: datetime, now: datetime | None = None,
+               ignore_session: uuid.UUID | None = None, nearest: int = 4) -> TimeCheck:
+    """Can ``starts_at`` be booked now? The book page asks before it shows its form, so a time taken since the
+    calendar was read says so at once instead of after the athlete filled the form in. One statement: the
+    rules of the fortnight around the time give the answer, the reason (the same rules with nothing booked
+    tell a taken time from one that was never free) and the nearest free times."""
+    now = now or clock.now()
+    lo = max(now, starts_at - timedelta(days=7))
+    hi = max(lo, starts_at) + timedelta(days=14)
+    rules = slot_rules(offering, lo, hi, ignore_session=ignore_session)
+    moment = (starts_at, starts_at + timedelta(minutes=1))
+    if any(s.starts_at == starts_at for s in slotlib.compute_slots(rules, *moment, now)):
+        return TimeCheck(True)
+    free_rules = dataclasses.replace(rules, busy=(), open_sessions=(), day_counts={})
+    if any(s.starts_at == starts_at for s in slotlib.compute_slots(free_rules, *moment, now)):
+        reason = TAKEN
+    else:
+        reason = PAST if starts_at < now else CLOSED
+    slots = slotlib.compute_slots(rules, lo, hi, now)
+    closest = sorted(slots, key=lambda s: abs(s.starts_at - starts_at))[:nearest]
+    return TimeCheck(False, reason, tuple(sorted(closest, key=lambda s: s.starts_at)))
 
 
 def week_window(week_start: date, tz: str) -> tuple[datetime, datetime]:

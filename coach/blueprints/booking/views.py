@@ -33,6 +33,8 @@ UTC = timezone.utc
 DETAIL = "booking/detail.html"
 # Rows of bookings, each rendered once per version and viewer (sessions page, a booking's page, an action's answer).
 bp.add_app_template_global(rows_html, "booking_rows")
+# Their links, for pages of other blueprints that show rows (the home page's sessions and requests).
+bp.add_app_template_global(row_links, "booking_row_links")
 DONE = {"confirm": "Confirmed.", "decline": "Declined.", "cancel": "Cancelled.", "no_show": "Marked as a no-show."}
 
 
@@ -142,18 +144,31 @@ class HourCycleForm(BaseForm):
     reschedule = HiddenField()
 
 
-def week_context(offering, week: date, reschedule=None, tz: str | None = None, tz_notice: str | None = None) -> dict:
+def week_context(offering, week: date, reschedule=None, tz: str | None = None, tz_notice: str | None = None,
+                 first_free: bool = False) -> dict:
     """Everything the week calendar needs: the week's slots grouped by the dates of zone ``tz`` (the viewer's by
-    default), on the viewer's clock."""
+    default), on the viewer's clock.
+
+    :param first_free: no week was asked for: when this week has no free time, open on the first week (within
+        the booking horizon) that has, and say why.
+    """
     mine = viewer_tz()
     tz = tz or mine
     zone = service.zone(tz)
     days, coach_tz = week_days(offering, week, tz, reschedule, current_user.hour_cycle)
     this_week = parse_week(None, tz)
+    skipped = None
+    if first_free and not any(days.values()):
+        ignore = reschedule.session_id if reschedule and offering.capacity == 1 else None
+        slot = service.first_free_slot(offering, service.week_window(week, tz)[1], ignore_session=ignore)
+        if slot is not None:
+            skipped, local = week, slot.starts_at.astimezone(zone).date()
+            week = local - timedelta(days=local.weekday())
+            days, coach_tz = week_days(offering, week, tz, reschedule, current_user.hour_cycle)
     window = service.week_window(week, tz)
     return dict(offering=offering, coach=offering.coach, week=week, days=days, zone=zone, tz=tz,
                 tz_abbr=zone_abbreviations(tz, window[0], window[1] - timedelta(minutes=1)), my_tz=mine,
-                tz_notice=tz_notice,
+                tz_notice=tz_notice, skipped_week=skipped,
                 zone_form=ZoneSwitchForm(formdata=None, tz=tz), hour_form=HourCycleForm(formdata=None),
                 coach_tz=coach_tz, reschedule=reschedule, preview_only=g.membership.role == COACH,
                 prev_week=week - timedelta(days=7) if week > this_week else None,
@@ -186,8 +201,9 @@ def calendar(offering_id: str):
     offering = load_offering(offering_id)
     reschedule = _load_reschedule(request.args.get("reschedule"), offering)
     tz, notice = shown_tz()
+    asked = request.args.get("week")
     return render("booking/calendar.html", "calendar", org=g.org,
-                  **week_context(offering, parse_week(request.args.get("week"), tz), reschedule, tz, notice))
+                  **week_context(offering, parse_week(asked, tz), reschedule, tz, notice, first_free=not asked))
 
 
 @bp.post("/offerings/<offering_id>/clock")
@@ -252,8 +268,14 @@ def book(offering_id: str):
     reschedule = _load_reschedule(form.reschedule.data, offering)
     if reschedule is not None:
         form.athlete.data = str(reschedule.athlete_membership_id)
-    status, taken = 200, False
-    if form.validate_on_submit():
+    status, taken, check = 200, False, None
+    ignore = reschedule.session_id if reschedule is not None and offering.capacity == 1 else None
+    if request.method == "GET":
+        # Taken since the calendar was read (or past, or out of the coach's hours now): say so before the form.
+        # A 200: the page answers what was asked (what about this time?); the POST of a taken time is the 409.
+        check = service.check_time(offering, starts_at, ignore_session=ignore)
+        taken = not check.free
+    elif form.validate_on_submit():
         placed = attempt(form, _place, offering, form, starts_at, reschedule)
         if placed:
             booking, checkout_url = placed.value
@@ -264,15 +286,33 @@ def book(offering_id: str):
             flash(_booked_message(booking), "success")
             return redirect_after_post(url_for("booking.detail", booking_id=booking.id))
         status, taken = placed.status, isinstance(placed.error, service.SlotTaken)
+        if taken:
+            check = service.check_time(offering, starts_at, ignore_session=ignore)
     elif form.errors:
         status = 422
     tz, notice = shown_tz()
     week = starts_at.astimezone(service.zone(tz)).date()
     return render("booking/book.html", "form", status=status, org=g.org, form=form, starts_at=starts_at,
                   ends_at=starts_at + timedelta(minutes=offering.duration_minutes), taken=taken,
+                  unavailable=check if check is not None and not check.free else None,
+                  alternatives=_alternatives(check, tz, reschedule),
                   choose_athlete=service.books_for_others(g.membership) and reschedule is None,
                   **_pay_context(offering, form, starts_at, reschedule),
                   **week_context(offering, week - timedelta(days=week.weekday()), reschedule, tz, notice))
+
+
+def _alternatives(check, tz: str, reschedule) -> list[tuple[str, str]]:
+    """The free times nearest to a time that cannot be booked, as (label on the viewer's clock, book link)."""
+    if check is None or check.free:
+        return []
+    zone = service.zone(tz)
+    args = {"reschedule": reschedule.id if reschedule else None, "tz": tz if tz != viewer_tz() else None}
+    return [(f"{slot.starts_at.astimezone(zone).strftime('%a %-d %b')}, "
+             f"{clock_time(slot.starts_at.astimezone(zone), current_user.hour_cycle)} "
+             f"{zone_abbreviations(tz, slot.starts_at, slot.starts_at)}",
+             url_for("booking.book", offering_id=request.view_args["offering_id"],
+                     start=slot.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ"), **args))
+            for slot in check.alternatives]
 
 
 def _pay_context(offering, form: BookForm, starts_at: datetime, reschedule) -> dict:
