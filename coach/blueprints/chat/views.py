@@ -427,7 +427,8 @@ class _SocketSession:
         """The page (after a navigation, or on a new socket) shows these conversations, each up to its
         ``after``, and no others: follow them, and stop following the rest, whose messages then count
         in the page's unread badge. ``{"type": "view", "conversations": [{"conversation": id,
-        "after": seq}, ...]}``; an empty list for a page without a conversation."""
+        "after": seq}, ...]}``; an empty list for a page without a conversation. With ``"presence": true`` (a
+        page reconnecting) the presence of the members the page shows comes too."""
         items = data.get("conversations")
         if not isinstance(items, list) or len(items) > VIEW_MAX or not all(isinstance(i, dict) for i in items):
             raise ChatError(UNREADABLE)
@@ -447,6 +448,12 @@ class _SocketSession:
                 self.hub.unfollow(self.conn, conversation_id)
         for conversation, after in shown.values():
             self._show(conversation, after, member)
+        if data.get("presence") is True:
+            # The page is back from a lost connection: the dots it greyed meanwhile get what is true now
+            # (presence only travels on changes, and the changes while it was away did not reach it).
+            watched = [w for c, _ in shown.values() if (w := c.other_member_id(member.id)) is not None]
+            for member_id, state in realtime.presence_of(self.tenant_id, watched).items():
+                self.conn.send(render_template("chat/_presence.html", member_id=member_id, state=state))
         if unavailable:
             raise ChatError(UNAVAILABLE)
 

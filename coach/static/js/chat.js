@@ -3,6 +3,9 @@
 // how far each conversation on the page goes (so a reconnect replays exactly what is missing),
 // dropping a pushed message the page already shows, typing and read signals, presence
 // heartbeats, and sending the composer over the socket when it is open (a plain POST when not).
+// A lost connection shows: a status line by the composer, presence dots greyed (nobody's presence can
+// be known meanwhile), and what is written while the browser is offline waits on the page as
+// "Sending…", to go over the socket once it is back (with the client id it got, so it is stored once).
 (function () {
   "use strict";
 
@@ -33,10 +36,13 @@
   // Which conversations this page shows, each up to its newest message, and no others (the list is
   // empty on a page without one): the server replays what a list lacks, follows those, and stops
   // following what an earlier page showed, so that conversation's messages count in the badge.
-  function sendView() {
-    send({ type: "view", conversations: liveLists().map(function (list) {
+  // After a lost connection the page also asks for the presence of whom it shows (its dots are grey).
+  function sendView(reconnected) {
+    var frame = { type: "view", conversations: liveLists().map(function (list) {
       return { conversation: list.getAttribute("data-conversation"), after: lastSeq(list) };
-    }) });
+    }) };
+    if (reconnected) { frame.presence = true; }
+    send(frame);
   }
 
   // Each message gets an id of its own before it is first sent, kept while it may be sent again (a
@@ -139,6 +145,91 @@
     });
   }
 
+  // --- the connection's state, and messages written while offline ----------------------------------
+  var everOpen = false;  // a page whose socket never opened (live updates paused) posts its forms
+  var wasDown = false;
+  var queued = [];  // send frames written while offline, in order, until each is back from the server
+
+  function connectionDown() { return everOpen && (!open || !navigator.onLine); }
+
+  function showConnection() {
+    var down = connectionDown();
+    wasDown = wasDown || down;
+    var status = document.getElementById("chat-status");
+    if (status) {
+      status.textContent = !down ? "" : navigator.onLine ? "Connection lost — reconnecting…" :
+        "Offline — reconnecting… Messages you write now are sent when you are back online.";
+      status.hidden = !down;
+    }
+    document.querySelectorAll("section.chat").forEach(function (el) { el.classList.toggle("chat-offline", down); });
+    document.querySelectorAll(".presence").forEach(function (dot) { dot.classList.toggle("presence-stale", down); });
+  }
+
+  // A message written while offline: shown at once as mine, "Sending…", and the composer is free again.
+  function hold(form, frame) {
+    var list = document.getElementById("messages-" + frame.conversation);
+    if (list) {
+      var bubble = document.createElement("article");
+      bubble.className = "message mine pending";
+      bubble.id = "pending-" + frame.client_id;
+      var meta = document.createElement("p");
+      meta.className = "message-meta";
+      var who = document.createElement("strong");
+      who.textContent = "You";
+      var note = document.createElement("span");
+      note.className = "pending-note";
+      note.textContent = "Sending…";
+      meta.append(who, " ", note);
+      bubble.append(meta);
+      if (frame.body) {
+        var text = document.createElement("p");
+        text.className = "message-body pre";
+        text.textContent = frame.body;
+        bubble.append(text);
+      }
+      if (frame.attachments.length) {
+        var extra = document.createElement("p");
+        extra.className = "muted";
+        extra.textContent = frame.attachments.length === 1 ? "With 1 attachment" :
+          "With " + frame.attachments.length + " attachments";
+        bubble.append(extra);
+      }
+      var empty = list.querySelector(".empty");
+      if (empty) { empty.remove(); }
+      list.append(bubble);
+      scrollDown(list, true);
+    }
+    queued.push(frame);
+    var box = form.querySelector("textarea");
+    if (box) { box.value = ""; }
+    form.querySelectorAll("input[name=attachments]:checked").forEach(function (c) { c.checked = false; });
+    var field = form.querySelector("input[data-client-id]");
+    if (field) { field.value = newClientId(); }  // the next message's
+  }
+
+  // Everything held goes, in order, whenever the socket is (back) open; a frame sent twice (a second
+  // drop before it came back) is stored once by its client id.
+  function flush() {
+    if (!open || !navigator.onLine) { return; }
+    queued.forEach(function (frame) { send(frame); });
+  }
+
+  // A held message is back (the server's copy is on the page): its bubble goes.
+  function settleHeld() {
+    queued = queued.filter(function (frame) {
+      if (!document.querySelector("article.mine[data-client-id='" + frame.client_id + "']")) { return true; }
+      var bubble = document.getElementById("pending-" + frame.client_id);
+      if (bubble) { bubble.remove(); }
+      return false;
+    });
+  }
+
+  window.addEventListener("offline", showConnection);
+  window.addEventListener("online", function () {
+    showConnection();
+    flush();
+  });
+
   // Before htmx swaps a push: messages the page already has (a replay overlapping a push) are
   // dropped, and so are swaps whose target this page does not show (a conversation's badge on a
   // page without the list, a presence dot of someone not on it): htmx would log each as an error.
@@ -163,13 +254,19 @@
   document.body.addEventListener("htmx:wsOpen", function (event) {
     socket = event.detail.socketWrapper;
     open = true;
-    sendView();
+    everOpen = true;
+    var reconnected = wasDown;
+    wasDown = false;
+    showConnection();
+    sendView(reconnected);
+    flush();
     markRead();
   });
 
   document.body.addEventListener("htmx:wsClose", function () {
     open = false;
     pending = {};  // what was not back may be lost: the composer still has it, and may send it again
+    showConnection();
   });
 
   // A pushed signal (e.g. "posts-changed": someone posted in a space of mine) becomes an event on
@@ -205,6 +302,7 @@
     });
     var error = document.getElementById("chat-error");
     if (error && error.textContent.trim()) { pending = {}; }  // refused: the text stays, to correct
+    settleHeld();
     afterMessages(true);
     markRead();
   });
@@ -271,6 +369,12 @@
     }
     var clientId = clientIdFor(form, JSON.stringify([body, media]));  // the form fallback posts it too
     sentTexts[clientId] = body;
+    if (everOpen && !navigator.onLine) {  // neither the socket nor a form would reach the server now
+      event.preventDefault();
+      event.stopPropagation();
+      hold(form, { type: "send", conversation: conversation, body: body, attachments: media, client_id: clientId });
+      return;
+    }
     if (send({ type: "send", conversation: conversation, body: body, attachments: media, client_id: clientId })) {
       event.preventDefault();
       event.stopPropagation();
@@ -281,4 +385,19 @@
     }
     // Not connected: the form posts as a page request (and the page shows the message).
   }, true);
+
+  // The form's post did not reach the server (the network went as it was sent): the message waits on
+  // the page like one written offline. Its client id is the one the post carried, so if the post did
+  // get through after all, the server still stores it once.
+  document.body.addEventListener("htmx:sendError", function (event) {
+    var form = event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("form[data-chat-composer]");
+    if (!form) { return; }
+    var data = new FormData(form);
+    var field = form.querySelector("input[data-client-id]");
+    if (!field || !field.value) { return; }
+    hold(form, { type: "send", conversation: String(data.get("conversation")),
+                 body: String(data.get("body") || "").trim(), attachments: data.getAll("attachments").map(String),
+                 client_id: field.value });
+    showConnection();
+  });
 })();
