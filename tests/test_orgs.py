@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from coach.extensions import db
-from coach.orgs.service import OrgError, change_role, create_organization, get_membership, remove_member
+from coach.orgs.service import OrgError, create_organization
 from tests.conftest import Auth, _plain, csrf_from
 from tests.factories import PASSWORD, add_member, make_org, make_user
 from tests.mailbox import Mailbox
@@ -239,62 +239,16 @@ def test_visitor_start_page_offers_sign_up_and_log_in(client):
 
 # -- organization home --------------------------------------------------------------------------
 
-def test_member_sees_the_organization_home_with_its_people(app, client, auth, ctx, club):
-    add_member(club, make_user("cora@example.com", "Cora Coach"), "coach")
-    add_member(club, make_user("cole@example.com", "Cole Coach"), "coach")
+# The home's blocks per role: tests/test_home_blocks.py (issue 21 replaced the member counts and the coach list).
+
+def test_member_sees_the_organization_home_with_their_role_and_name(app, client, auth, ctx, club):
     add_member(club, make_user("abe@example.com", "Abe Athlete"), "athlete")
     auth.login("abe@example.com")
 
     page = text(client.get("/o/harbour/"))
 
-    assert "<h1>Harbour Rowing</h1>" in page
-    assert "You are athlete here" in page
-    assert "Cora Coach" in page  # the coaches of the organization, not just me
-    assert '<span class="stat-n">1</span><span class="stat-l">Admin</span>' in page
-    assert '<span class="stat-n">2</span><span class="stat-l">Coaches</span>' in page
-    assert '<span class="stat-n">1</span><span class="stat-l">Athlete</span>' in page
+    assert ", Abe</h1>" in page and "You are athlete here at Harbour Rowing" in page
     assert 'href="/o/harbour/admin/members"' not in page  # no admin link for athletes
-
-
-def test_home_names_the_first_coaches_by_name_and_links_to_all_of_them(app, client, auth, ctx, club):
-    for n in range(15):
-        add_member(club, make_user(f"coach{n:02d}@example.com", f"Coach {n:02d}"), "coach")
-    auth.login("ada@example.com")
-
-    page = text(client.get("/o/harbour/"))
-
-    named = [f"Coach {n:02d}" for n in range(15) if f">Coach {n:02d}</a>" in page]
-    assert named == [f"Coach {n:02d}" for n in range(12)]  # a bounded set, alphabetically
-    assert '<span class="stat-n">15</span><span class="stat-l">Coaches</span>' in page
-    assert '<a href="/o/harbour/book">All 15 coaches</a>' in page
-
-
-def test_home_counts_follow_a_membership_change_at_once(app, client, auth, ctx, club):
-    cora = add_member(club, make_user("cora@example.com", "Cora Coach"), "coach")
-    abe = add_member(club, make_user("abe@example.com", "Abe Athlete"), "athlete")
-    auth.login("ada@example.com")
-    assert '<span class="stat-n">1</span><span class="stat-l">Coach</span>' in text(client.get("/o/harbour/"))
-
-    change_role(club, get_membership(club, abe.id), "coach")
-    db.session.commit()
-    page = text(client.get("/o/harbour/"))
-    assert '<span class="stat-n">2</span><span class="stat-l">Coaches</span>' in page
-    assert '<span class="stat-n">0</span><span class="stat-l">Athletes</span>' in page
-
-    remove_member(club, get_membership(club, cora.id))
-    db.session.commit()
-    page = text(client.get("/o/harbour/"))
-    assert '<span class="stat-n">1</span><span class="stat-l">Coach</span>' in page and "Cora Coach" not in page
-
-
-def test_home_with_few_coaches_lists_them_all_without_a_link(app, client, auth, ctx, club):
-    add_member(club, make_user("cora@example.com", "Cora Coach"), "coach")
-    auth.login("ada@example.com")
-
-    page = text(client.get("/o/harbour/"))
-
-    assert ">Cora Coach</a>" in page
-    assert "All 1 coaches" not in page and 'href="/o/harbour/book"' in page  # "Coaches" in the nav only
 
 
 def test_non_member_gets_not_found_rather_than_forbidden(app, client, auth, ctx, club):

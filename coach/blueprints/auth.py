@@ -11,6 +11,7 @@ from flask_login import current_user, login_user
 from coach.accounts import service
 from coach.extensions import db
 from coach.htmx import redirect_after_post
+from coach.orgs import service as orgs
 
 
 def client_country() -> str:
@@ -34,6 +35,12 @@ def start_session(user, second_factor: str | None = None) -> None:
     session.permanent = True
     if getattr(record, "deletion_cancelled", False):  # set by the privacy domain's sign-in receiver
         flash("Welcome back. Signing in cancelled the deletion of your account: it stays.", "success")
+
+
+def landing_url(user) -> str:
+    """Where signing in lands without a ``next``: the home of a member of one organization, else the picker."""
+    org = orgs.only_organization(user)
+    return url_for("orgs.home", slug=org.slug) if org is not None else url_for("orgs.picker")
 
 
 def fresh_auth_required(view):

@@ -173,3 +173,38 @@ def pending_count(membership: Membership) -> int:
     return db.session.scalar(select(func.count()).select_from(Booking).where(
         Booking.tenant_id == membership.tenant_id, Booking.coach_membership_id == membership.id,
         Booking.status == "requested")) or 0
+
+
+def org_rows(actor: Membership, tz: str, *, statuses: tuple[str, ...], since: datetime | None = None,
+             until: datetime | None = None, limit: int = 20, now: datetime | None = None) -> list[SessionRow]:
+    """Bookings of every coach of the organization (staff's home), by start time: both people's names joined,
+    since no one side is the viewer. One statement.
+
+    :param actor: the staff member viewing (what they may do with each row).
+    :param statuses: which bookings; ``since``/``until`` bound their start.
+    """
+    now = now or clock.now()
+    coach, coach_user, athlete, athlete_user = aliased(Membership), aliased(User), aliased(Membership), aliased(User)
+    query = (select(*ROW_COLUMNS, Offering.title, Offering.cancellation_window_hours, coach_user.display_name,
+                    athlete_user.display_name)
+             .join(Offering, and_(Offering.tenant_id == Booking.tenant_id, Offering.id == Booking.offering_id))
+             .join(coach, and_(coach.tenant_id == Booking.tenant_id, coach.id == Booking.coach_membership_id))
+             .join(coach_user, coach_user.id == coach.user_id)
+             .join(athlete, and_(athlete.tenant_id == Booking.tenant_id, athlete.id == Booking.athlete_membership_id))
+             .join(athlete_user, athlete_user.id == athlete.user_id)
+             .where(Booking.tenant_id == actor.tenant_id, Booking.status.in_(statuses)))
+    if since is not None:
+        query = query.where(Booking.starts_at >= since)
+    if until is not None:
+        query = query.where(Booking.starts_at < until)
+    viewer_zone = zone(tz)
+    return [_row(*row, actor=actor, viewer_zone=viewer_zone, now=now)
+            for row in db.session.execute(query.order_by(Booking.starts_at, Booking.id).limit(limit))]
+
+
+def athletes_of(coach: Membership, limit: int = 200) -> list[uuid.UUID]:
+    """The athletes who booked ``coach`` at least once (their memberships' ids; one statement)."""
+    return list(db.session.scalars(
+        select(Booking.athlete_membership_id).where(Booking.tenant_id == coach.tenant_id,
+                                                    Booking.coach_membership_id == coach.id)
+        .group_by(Booking.athlete_membership_id).limit(limit)))

@@ -546,7 +546,10 @@ class Hub:
                     if member is None:
                         continue
                     counts[conn.member_id] = badge.count(member)
-                conn.send(render_template(badge.template, count=counts[conn.member_id], oob=True))
+                # With the count, a "notified" signal: parts of the page that show what changed (the home
+                # page's sessions and requests) ask again.
+                conn.send(render_template(badge.template, count=counts[conn.member_id], oob=True)
+                          + render_template("chat/_signal.html", name="notified"))
 
     def send_unread(self, conn: Connection) -> None:
         """The nav badges (chat's and those registered) and the per-conversation counts of ``conn``'s

@@ -19,9 +19,11 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import delete, func, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import aliased
 
 from coach import clock
-from coach.booking.models import Booking
+from coach.accounts.models import User
+from coach.booking.models import Booking, Offering
 from coach.dbutil import insert_or_raise
 from coach.directory.events import LISTING_CHANGED, REVIEW_CHANGED, REVIEW_POSTED
 from coach.directory.models import (FLAG_REASON_MAX, REPLY_MAX, REVIEW_BODY_MAX, CoachRating, Review, ReviewFlag,
@@ -78,6 +80,21 @@ def why_not_reviewable(booking: Booking, member: Membership) -> DomainError | No
 def reviewable(booking: Booking, member: Membership) -> bool:
     """The booking's athlete, the session ended, no review yet."""
     return why_not_reviewable(booking, member) is None
+
+
+def to_write(athlete: Membership, limit: int = 3):
+    """The athlete's ended sessions without a review yet, newest first (their home's "Reviews to write"): rows
+    of booking id, start, offering title and coach name. One statement."""
+    coach = aliased(Membership)
+    reviewed = select(Review.id).where(Review.tenant_id == Booking.tenant_id, Review.booking_id == Booking.id)
+    return db.session.execute(
+        select(Booking.id, Booking.starts_at, Offering.title, User.display_name.label("coach_name"))
+        .join(Offering, (Offering.tenant_id == Booking.tenant_id) & (Offering.id == Booking.offering_id))
+        .join(coach, (coach.tenant_id == Booking.tenant_id) & (coach.id == Booking.coach_membership_id))
+        .join(User, User.id == coach.user_id)
+        .where(Booking.tenant_id == athlete.tenant_id, Booking.athlete_membership_id == athlete.id,
+               Booking.status == "ended", ~reviewed.exists())
+        .order_by(Booking.starts_at.desc()).limit(limit)).all()
 
 
 def editable(review: Review, member: Membership, now: datetime | None = None) -> bool:

@@ -160,6 +160,15 @@ def memberships_of(user: User) -> list[Membership]:
     ))
 
 
+def only_organization(user: User) -> Organization | None:
+    """The organization of a member of exactly one (where signing in lands them), else ``None``. One statement,
+    under the own-memberships policy (at sign-in no organization is in force yet)."""
+    with tenant_context.acting_for(None, user.id):
+        found = db.session.scalars(select(Organization).join(Membership, Membership.tenant_id == Organization.id)
+                                   .where(Membership.user_id == user.id).limit(2)).all()
+    return found[0] if len(found) == 1 else None
+
+
 def membership_by_slug(user: User, slug: str) -> Membership | None:
     """``user``'s membership of the organization at ``slug`` (visible through the own-membership policy), in one
     statement; ``None`` for an unknown organization or one they do not belong to."""

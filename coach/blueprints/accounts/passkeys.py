@@ -23,7 +23,7 @@ from coach.accounts import devices, passkeys, security_log, service
 from coach.accounts.passkeys import CHALLENGE_TTL, NAME_MAX, PasskeyError, RelyingParty
 from coach.blueprints.accounts import bp
 from coach.blueprints.accounts.views import safe_next
-from coach.blueprints.auth import fresh_auth_required, start_session
+from coach.blueprints.auth import fresh_auth_required, landing_url, start_session
 from coach.blueprints.forms import BaseForm, attempt, require_action_form
 from coach.errors import DomainError
 from coach.extensions import db
@@ -177,7 +177,7 @@ def passkey_login_verify():
     user = passkeys.authenticate(relying_party(), _take_challenge("signin"), _body()["credential"])
     passkeys.record_sign_in(user)
     start_session(user, second_factor="passkey")  # commits
-    return jsonify(redirect=safe_next(url_for("orgs.picker")))
+    return jsonify(redirect=safe_next(landing_url(user)))
 
 
 @bp.post("/account/confirm/passkey/options")

@@ -18,7 +18,7 @@ from wtforms.validators import DataRequired, Length
 from coach.accounts import alerts, service, twofactor
 from coach.accounts.models import User
 from coach.blueprints.accounts import bp
-from coach.blueprints.auth import fresh_auth_required, start_session
+from coach.blueprints.auth import fresh_auth_required, landing_url, start_session
 from coach.blueprints.forms import ActionForm, BaseForm, attempt, require_action_form
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
@@ -114,7 +114,7 @@ def _second_step(template: str, form, check, second_factor: str):
                 left = twofactor.recovery_codes_left(user)
                 flash(f"Recovery code used: {left} left. Make new ones on your security page if you are running "
                       "low.", "info")
-            return redirect_after_post(pending.get("next") or url_for("orgs.picker"))
+            return redirect_after_post(pending.get("next") or landing_url(user))
         if ratelimit.second_step_exhausted(_pending_key()):
             alerts.notice_lockout(user, "code", ratelimit.limit_window("RATELIMIT_TWOFACTOR_PER_ACCOUNT"))
         db.session.commit()  # the failure stays in the person's security log

@@ -19,7 +19,7 @@ from coach.blueprints.accounts.forms import (
     SignupForm,
 )
 from coach.blueprints.accounts.twofactor import finish_sign_in, tell_password_lockout
-from coach.blueprints.auth import fresh_auth_required, start_session
+from coach.blueprints.auth import fresh_auth_required, landing_url, start_session
 from coach.blueprints.forms import ActionForm, attempt
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
@@ -105,14 +105,14 @@ def confirm_signup(token: str):
 def login():
     """Log in with email and password."""
     if current_user.is_authenticated and request.method == "GET":
-        return redirect(safe_next(url_for("orgs.picker")))
+        return redirect(safe_next(landing_url(current_user)))
     form = LoginForm()
     if form.validate_on_submit():
         slow_down_login(form.email.data)
         user = service.authenticate(form.email.data, form.password.data)
         if user is not None:
             db.session.commit()
-            return finish_sign_in(user, "password", safe_next(url_for("orgs.picker")))
+            return finish_sign_in(user, "password", safe_next(landing_url(user)))
         db.session.commit()  # the failed attempt stays in the audit trail
         if count_failed_login(form.email.data):
             tell_password_lockout(form.email.data)
@@ -144,7 +144,7 @@ def use_sign_in_link(token: str):
         done = attempt(None, service.use_sign_in_link, token)  # the app's CSRF check came first
         if done:
             db.session.commit()
-            return finish_sign_in(done.value, "link", url_for("orgs.picker"))
+            return finish_sign_in(done.value, "link", landing_url(done.value))
     else:
         done = attempt(None, service.check_sign_in_link, token)
     if not done:

@@ -18,3 +18,4 @@ def _resolve_org(endpoint, values):
 # The route modules register their views on ``bp`` (imported last: they import ``bp`` from here).
 from coach.blueprints.orgs import views  # noqa: E402, F401
 from coach.blueprints.orgs import onboarding  # noqa: E402, F401
+from coach.blueprints.orgs import home  # noqa: E402, F401

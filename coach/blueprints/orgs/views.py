@@ -1,7 +1,7 @@
 """Organization picker, creation, home, and accepting invitations."""
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, request, session, url_for
+from flask import abort, flash, redirect, request, session, url_for
 from flask_login import current_user, login_required
 
 from coach import tenancy
@@ -14,18 +14,21 @@ from coach.htmx import redirect_after_post, render
 from coach.orgs import service
 from coach.orgs.models import ROLE_LABELS
 from coach.platform.idempotency import idempotent
-from coach.tenancy import role_required
 
 
 @bp.get("/")
 def index():
-    """Home: the last organization used, the picker, or the welcome page for visitors."""
+    """Where a member lands (after signing in too): the last organization used, else their only one, else the
+    picker; the welcome page for visitors."""
     if not current_user.is_authenticated:
         return render("orgs/welcome.html")
     last = service.membership_by_slug(current_user, session.get("last_org") or "")
     if last is not None:
         return redirect(url_for("orgs.home", slug=last.organization.slug))
     session.pop("last_org", None)  # left or removed since: don't send them to a 404
+    memberships = service.memberships_of(current_user)
+    if len(memberships) == 1:
+        return redirect(url_for("orgs.home", slug=memberships[0].organization.slug))
     return redirect(url_for("orgs.picker"))
 
 
@@ -50,16 +53,6 @@ def create():
     if not form.is_submitted():
         form.timezone.preselect(request.headers.get("Accept-Language"), known=current_user.timezone)
     return render("orgs/create.html", "form", status=422 if form.errors else 200, form=form)
-
-
-@bp.get("/o/<slug>/")
-@role_required()
-def home(slug: str):
-    """The organization's home for a member."""
-    if session.get("last_org") != g.org.slug:
-        session["last_org"] = g.org.slug
-    return render("orgs/home.html", org=g.org, membership=g.membership, home=service.home_summary(g.org),
-                  roles=ROLE_LABELS)
 
 
 def _load_invitation(slug: str, token: str):
