@@ -32,6 +32,9 @@ def stored_bodies(club) -> list[str]:
         Message.tenant_id == club.org.id, Message.conversation_id == club.conversation.id).order_by(Message.seq)))
 
 
+@pytest.mark.allow_console("the test cuts the network: the socket's reconnects fail until it is back (Chromium "
+                           "logs each, and htmx logs its wsError event)",
+                           r"net::ERR_INTERNET_DISCONNECTED|^\[object Event\]$")
 def test_offline_shows_and_what_is_written_meanwhile_is_sent_once_when_back(people, club, app):
     coach, athlete = people("carla@example.com"), people("sam@example.com")
     cid = club.conversation_id
