@@ -46,10 +46,6 @@ GUARD_SCRIPT = """
 """.replace("GUARD_PREFIX", GUARD_PREFIX)
 
 
-# Until the base template links an icon (issue 21, H3's favicon), Chromium asks for /favicon.ico and logs its 404.
-STOPGAP_FAVICON = True
-
-
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
@@ -99,8 +95,6 @@ class BrowserGuard:
         text = message.text
         if text.startswith("Failed to load resource"):
             source = message.location.get("url", "")
-            if STOPGAP_FAVICON and source.endswith("/favicon.ico"):
-                return
             if _designed_refusal(text, source, url):
                 return
             text = f"{text} ({source})"  # the message itself does not say which resource

@@ -17,6 +17,8 @@ pytestmark = pytest.mark.e2e
 INTENT_URL = re.compile(r"/o/river/media/uploads$")
 
 
+@pytest.mark.allow_console("the test cuts the first answer's connection on purpose",
+                           r"net::ERR_CONNECTION_RESET \(.*/media/uploads\)$")
 def test_a_lost_intent_answer_is_asked_again_with_the_same_key_and_makes_one_item(page, live_server, club,  # noqa: F811
                                                                                    owner_db, tmp_path):
     plan = tmp_path / "plan.pdf"
