@@ -132,7 +132,7 @@ def test_ctrl_c_stops_the_app_then_valkey_then_postgres_without_a_traceback(devs
     # Each app process stopped on its own terms, with Valkey and PostgreSQL still there to say goodbye to.
     assert "outbox relay stopped" in shutdown
     assert shutdown.count("worker stopped") == 2, shutdown  # worker and media
-    assert "Shutting down: Master" in shutdown  # gunicorn
+    assert "web.1 stopped" in shutdown  # gunicorn (honcho kills it if its graceful stop takes over 5 s)
     assert took < STOP_TIMEOUT
 
     # Nothing is left behind: not the app, not Valkey, not PostgreSQL (its postmaster is gone).
