@@ -99,7 +99,8 @@ def test_the_account_menu_holds_profile_security_switching_and_log_out(app, club
     menu = nav.xpath('.//details[contains(@class, "menu-account")]')[0]
     summary = menu.xpath("./summary")[0]
     assert "SS" in summary.text_content() and "Sam Sculler" in summary.text_content()  # initials avatar + name
-    assert labels(menu.xpath(".//a")) == ["Profile", "Security", "Notification settings", "Switch organization"]
+    assert labels(menu.xpath(".//a")) == ["Profile", "Security", "Notification settings", "Getting started",
+                                         "Switch organization"]
     assert menu.xpath('.//form[@method="post"]//button[normalize-space()="Log out"]')
     assert "Platform" not in labels(menu.xpath(".//a"))
     # The bell stays in the bar, outside every menu.

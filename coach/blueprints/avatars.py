@@ -1,8 +1,10 @@
 """Initials avatars: who wrote a post or a message, recognisable at a glance without a photo.
 
 The colour comes from a fixed palette of CSS classes (``avatar-c0`` … ``avatar-c7``), chosen from a stable hash
-of the person's id, so the same person has the same colour on every page and every process (``hash()`` of a
-string is salted per process), and the strict style policy needs no inline style.
+(CRC-32: ``hash()`` of a string is salted per process) of the person's display name, so the same person has the
+same colour on every page, whether the page's rows carry their user id, their membership id or only their name
+(a feed's rows have the name and the membership), and the strict style policy needs no inline style. Two people
+of the same name share a colour; they share initials too.
 """
 from __future__ import annotations
 
@@ -34,16 +36,14 @@ def initials(name: str | None) -> str:
 
 
 def colour(key) -> int:
-    """A palette index stable for ``key`` (an id, or the name when there is none)."""
+    """A palette index stable for ``key`` (the display name unless the caller gives another key)."""
     return zlib.crc32(str(key or "").encode()) % PALETTE_SIZE
 
 
 def avatar_parts(person=None, name: str | None = None, key=None) -> dict:
     """What the ``avatar`` macro draws for ``person`` (a user, a membership with ``.user``, or nothing and
-    ``name``/``key`` given directly)."""
+    ``name`` given directly); ``key`` overrides what the colour is derived from."""
     user = getattr(person, "user", None) or person
     if name is None:
         name = getattr(user, "display_name", None) or getattr(person, "name", None)
-    if key is None:
-        key = getattr(user, "id", None) if user is not None else None
     return {"initials": initials(name), "colour": colour(key if key is not None else name), "name": name or ""}

@@ -72,7 +72,7 @@ _ORG_NAV = {"home": "orgs.home", "feed": "spaces.feed", "spaces": "spaces.index"
             "billing_mine": "payments.mine", "billing_products": "payments.products",
             "billing_admin": "payments.admin_payments", "progress": "progress.index",
             "my_profile": "directory.edit_own", "coaches": "directory.search_coaches",
-            "notification_settings": "notifications.preferences"}
+            "notification_settings": "notifications.preferences", "onboarding": "orgs.onboarding"}
 _SITE_NAV = {"start": "orgs.index", "picker": "orgs.picker", "profile": "accounts.profile",
              "security": "accounts.security", "platform": "operator.index",
              "logout": "accounts.logout", "login": "accounts.login", "signup": "accounts.signup",
