@@ -9,13 +9,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event
 
-from coach import tenancy
+from coach import clock, tenancy
 from coach.booking import service as booking
 from coach.chat import service as chat
 from coach.directory import profiles
 from coach.extensions import db
 from coach.governance import onboarding
 from coach.governance import settings as org_settings
+from coach.orgs import service as orgs
 from coach.orgs.models import ADMIN, ATHLETE, COACH, SCHEDULER, Membership
 from coach.orgs.service import membership_for
 from coach.spaces import service as spaces
@@ -71,8 +72,6 @@ def write_profile(coach, headline="Sprint coach", bio="Ten years of track."):
 
 
 def first_slot(offering):
-    from coach import clock
-
     start = clock.now().replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=2)
     tenancy.activate(offering.tenant_id)
     slots = booking.available_slots(offering, start, start + timedelta(days=1))
@@ -157,8 +156,6 @@ def test_an_invitation_to_an_athlete_does_not_count_as_inviting_coaches_but_a_jo
     ada = make_user("ada@example.com")
     org = make_org(ada, slug="solo")
     admin = membership_for(org, ada)
-    from coach.orgs import service as orgs
-
     orgs.invite(org, admin, "athlete@example.com", ATHLETE)
     db.session.commit()
     assert not onboarding.checklist(org, admin, ada).steps[0].done

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from coach import tenancy
+from coach.orgs.models import ATHLETE, COACH
 from tests.e2e.test_journeys import log_in, wait_for_htmx
-from tests.factories import PASSWORD, make_user
+from tests.factories import PASSWORD, add_member, make_org, make_user
+from tests.test_onboarding import write_profile
 
 pytestmark = pytest.mark.e2e
 SHOTS = Path(os.environ.get("COACH_SCREENSHOTS", "/tmp/shots21"))
@@ -70,11 +73,6 @@ def test_new_admin_follows_the_checklist_then_hides_it(ctx, page: Page, live_ser
 
 def test_athlete_and_coach_walkthroughs_on_their_home(ctx, page: Page, live_server: str):
     """Theo (athlete) confirms his name and zone in place; Cleo (coach) sees her profile ticked, hours next."""
-    from coach import tenancy
-    from coach.orgs.models import ATHLETE, COACH
-    from tests.factories import add_member, make_org
-    from tests.test_onboarding import write_profile
-
     org = make_org(make_user("ada@example.com", "Ada Admin"), slug="harbour", name="Harbour Club")
     add_member(org, make_user("theo@example.com", "Theo Athlete", tz="America/Chicago"), ATHLETE)
     cleo = add_member(org, make_user("cleo@example.com", "Cleo Coach"), COACH)
