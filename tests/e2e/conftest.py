@@ -13,8 +13,8 @@ What a test provokes on purpose it says so, with a reason and a pattern of the m
     @pytest.mark.allow_console("the test cuts the network; the socket's reconnects fail", r"net::ERR_")
 
 Allowed for every test is only what a person never notices as a fault: a page whose own document the server
-answered with a designed 4xx page (Chromium logs its status as a failed load). Anything else allowed for every
-test would hide the same message where it is a bug.
+answered with a designed 4xx page, and a form refused with 422 (Chromium logs both statuses as failed loads).
+Anything else allowed for every test would hide the same message where it is a bug.
 """
 from __future__ import annotations
 
@@ -55,13 +55,17 @@ def pytest_configure(config):
 
 
 DOCUMENT_4XX = re.compile(r"status of 4\d\d ")
+FORM_REFUSED = re.compile(r"status of 422 ")
 
 
 def _designed_refusal(text: str, source: str, page_url: str) -> bool:
-    """A page the server answered with a 4xx page of its own (a 404 for a wrong link, the 409 of a time just
-    taken): the person sees a designed page, and Chromium still logs the status as a failed load. Only the
-    page's own document: a stylesheet, script, image or fragment answered 4xx stays an error, and so does
-    every 5xx."""
+    """A designed answer that Chromium still logs as a failed load: a page the server answered with a 4xx page
+    of its own (a 404 for a wrong link, the 409 of a time just taken), or a form refused with 422 (the app's
+    answer to invalid input: the form again with its messages, swapped in by htmx as any answer; see
+    ``responseHandling`` in base.html). A stylesheet, script, image or fragment answered another 4xx stays an
+    error, and so does every 5xx."""
+    if FORM_REFUSED.search(text):
+        return True
     return bool(DOCUMENT_4XX.search(text)) and source.split("#")[0] == page_url.split("#")[0]
 
 

@@ -137,6 +137,16 @@ def test_the_guard_catches_a_violation_and_a_console_error(page, live_server, br
         == ["something broke"]
     browser_guard.records.clear()
 
+    # A form refused with 422 (the form again, with its message) is the app's design, not a fault.
+    page.get_by_label("Email", exact=True).fill("nobody@example.com")
+    page.get_by_label("Password", exact=True).fill("not the password")
+    with page.expect_response(lambda r: r.request.method == "POST" and "/login" in r.url) as refused:
+        page.get_by_role("button", name="Log in").click()
+    assert refused.value.status == 422
+    expect(page.locator("[aria-invalid=true], .error").first).to_be_visible()
+    page.wait_for_timeout(300)
+    assert browser_guard.records == []
+
     # A page answered with the app's own 404 page is no fault of the page; a missing image on it is.
     missing = page.goto(f"{live_server}/no-such-page")
     assert missing.status == 404
