@@ -11,6 +11,7 @@ from sqlalchemy import event
 
 from coach import clock, tenancy
 from coach.booking import service as booking
+from coach.cli import DEMO_PASSWORD
 from coach.chat import service as chat
 from coach.directory import profiles
 from coach.extensions import db
@@ -22,7 +23,7 @@ from coach.orgs.service import membership_for
 from coach.spaces import service as spaces
 from tests.booking_support import make_offering, open_every_day
 from tests.conftest import Auth
-from tests.factories import add_member, make_org, make_user
+from tests.factories import PASSWORD, add_member, make_org, make_user
 
 HX = {"HX-Request": "true"}
 PANEL = "/o/harbour/onboarding"
@@ -84,9 +85,9 @@ def world(ctx):
     return World()
 
 
-def browser(app, email: str):
+def browser(app, email: str, password: str = PASSWORD):
     client = app.test_client()
-    assert Auth(client).login(email).status_code == 303
+    assert Auth(client).login(email, password).status_code == 303
     return client
 
 
@@ -343,3 +344,17 @@ def test_a_double_clicked_looks_right_confirms_once_and_answers_the_same(app, wo
     owner_db.execute("SELECT set_config('app.tenant_id', %s, false)", (str(world.org.id),))
     assert owner_db.execute("SELECT count(*) FROM audit_events WHERE action = 'org.timezone_confirmed'"
                             ).fetchone()[0] == 1
+
+
+def test_the_demo_members_see_sensible_first_steps(app, quiet):
+    """``flask seed-demo``: Northside's admin has one step left (the time zone), Maria (coach) is all set, Sam
+    (athlete) has booked and is asked to check his name and zone."""
+    assert app.test_cli_runner().invoke(args=["seed-demo"]).exit_code == 0
+    admin, maria, sam = (browser(app, f"{who}@northside.example", DEMO_PASSWORD) for who in ("admin", "maria.coach", "sam"))
+    page = text(admin.get("/o/northside/"))
+    assert progress(page) == (4, 5) and 'class="onboarding-step is-next"' in page
+    assert "Check the organization&#39;s time zone" in page.split('is-next')[1][:400]
+    page = text(maria.get("/o/northside/"))
+    assert "You're all set" in page and progress(page) == (3, 3) and "onboarding-steps" not in page
+    page = text(sam.get("/o/northside/"))
+    assert progress(page) == (2, 3) and "Check your name and time zone" in page
