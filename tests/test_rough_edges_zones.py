@@ -8,6 +8,7 @@ import html
 import re
 
 from tests.test_booking_views import (athlete, book, coach, iso, logged_in, text, world)  # noqa: F401
+from tests.test_booking_waitlist import GroupWorld
 
 TIME = re.compile(r"\b\d{1,2}:\d{2}(?:\s?[ap]m)?\b")
 # An abbreviation (CET, CEST, EST, UTC), an offset where a zone has none (+04, UTC+03:00), or an IANA name.
@@ -72,3 +73,16 @@ def test_the_sweep_finds_a_time_without_its_zone():
     assert unzoned_times("<p>the request lapses Mon 7 Dec, 02:46 if unanswered</p>")
     assert unzoned_times("<p>the request lapses Mon 7 Dec, 02:46 CET if unanswered</p>") == []
     assert unzoned_times("<p>Times in Europe/Berlin (CET)</p><ul><li><a>09:00</a></li></ul>") == []
+
+
+def test_waitlist_pages_show_no_time_without_its_zone(app, ctx):
+    group = GroupWorld()
+    group.line_up(group.waiting[0], group.waiting[1])
+    waiter, coach = logged_in(app, group.waiting[0].user.email), logged_in(app, group.coach.user.email)
+    waitlist = f"/o/{group.org.slug}/sessions/{group.session_id}/waitlist"
+    pages = {"athlete's waitlist": waiter.get(waitlist), "coach's waitlist": coach.get(waitlist),
+             "athlete's sessions (places)": waiter.get(f"/o/{group.org.slug}/bookings")}
+
+    assert "You are 1st in line" in text(pages["athlete's sessions (places)"])
+    assert all(TIME.search(text(response)) for response in pages.values())
+    assert {name: lines for name, response in pages.items() if (lines := unzoned_times(text(response)))} == {}
