@@ -52,14 +52,15 @@ def default_shots(org: str = DEMO_ORG, logins: dict[str, str] | None = None) -> 
     return [*shots, Shot("coaches", "/coaches")]
 
 
-def chromium_path() -> str | None:
-    """The system's Chromium when Playwright's own is not installed (None: Playwright finds its own)."""
+def chromium_path() -> str:
+    """Playwright's own Chromium if installed, else the system's. Named explicitly: left to itself, a headless
+    launch looks for Playwright's separate headless shell, which may be missing where the browser is not."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         own = p.chromium.executable_path
     if own and os.path.exists(own):
-        return None
+        return own
     for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
         if os.path.exists(candidate):
             return candidate
@@ -74,7 +75,8 @@ def log_in(browser, base_url: str, email: str, password: str) -> dict:
         page.goto(f"{base_url}/login")
         page.get_by_label("Email", exact=True).fill(email)
         page.get_by_label("Password", exact=True).fill(password)
-        page.get_by_role("button", name="Log in").click()
+        with page.expect_navigation():  # the form posts and the page that answers replaces it
+            page.get_by_role("button", name="Log in").click()
         page.wait_for_load_state("networkidle")
         if "/login" in page.url:
             raise SystemExit(f"Could not log in as {email} on {base_url} (is it the demo? `make run` seeds it).")
