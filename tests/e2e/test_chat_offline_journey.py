@@ -94,3 +94,37 @@ def test_offline_shows_and_what_is_written_meanwhile_is_sent_once_when_back(peop
     assert stored_bodies(club) == ["Running ten minutes late", "Parking now"]
     assert coach.bodies() == athlete.bodies() == ["Running ten minutes late", "Parking now"]
     assert coach.csp == [] and athlete.csp == []
+
+
+@pytest.mark.allow_console("the test makes the form's post fail as a lost network would",
+                           r"net::ERR_FAILED|^htmx:(sendError|afterRequest), ")
+def test_a_message_whose_form_post_failed_waits_and_goes_once_over_the_socket(people, club, app):
+    coach, athlete = people("carla@example.com"), people("sam@example.com")
+    cid = club.conversation_id
+    coach.open_conversation(club)
+    athlete.open_conversation(club)
+    page = athlete.page
+    # The socket goes and stays away (the test reconnects it by hand), so the composer posts the form...
+    page.evaluate("htmx.config.wsReconnectDelay = () => 600000")
+    drop_connections(app, club.sam.id)
+    expect(page.locator("#chat-status")).to_have_text("Connection lost — reconnecting…", timeout=LIVE)
+    # ...and the post does not get through either.
+    page.route("**/messages", lambda route: route.abort())
+    box = page.get_by_label("Message")
+    box.fill("Is court 3 free?")
+    box.press("Enter")
+    waiting = page.locator("article.message.pending")
+    expect(waiting).to_contain_text("Sending…", timeout=LIVE)
+    expect(box).to_have_value("")
+    assert stored_bodies(club) == []
+
+    # The socket is back: the message goes once, and its bubble gives way to the stored message.
+    page.unroute("**/messages")
+    resumes = athlete.resumes(cid)
+    page.evaluate("document.body['htmx-internal-data'].webSocket.init()")
+    athlete.wait_resumed(cid, more_than=resumes)
+    expect(athlete.messages()).to_have_count(1, timeout=LIVE)
+    expect(waiting).to_have_count(0)
+    expect(page.locator("#chat-status")).to_be_hidden()
+    expect(coach.messages()).to_have_count(1, timeout=LIVE)
+    assert stored_bodies(club) == ["Is court 3 free?"]
