@@ -168,3 +168,18 @@ def test_no_web_template_has_an_inline_style():
                  for n, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"\sstyle\s*=", line)]
     assert offenders == []
 
+
+
+def test_no_stylesheet_paints_a_fixed_white_the_dark_theme_cannot_change():
+    """A hard-coded white background stays white under a dark OS setting (light text on it vanishes)."""
+    allowed = {".logo-preview img", "body"}  # a logo keeps a white mat; a receipt prints black on white
+    offenders = []
+    for sheet in (ROOT / "coach/static/css").glob("*.css"):
+        if re.search(r"-[0-9a-f]{32}\.css$", sheet.name):
+            continue  # the build's fingerprinted copies
+        css = re.sub(r"/\*.*?\*/", "", sheet.read_text(), flags=re.S)
+        for selector, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css):
+            if re.search(r"background(-color)?\s*:\s*(#fff\b|#ffffff\b|white\b)", body, re.I) \
+                    and selector.strip() not in allowed:
+                offenders.append(f"{sheet.name}: {selector.strip()}")
+    assert offenders == []
