@@ -117,6 +117,7 @@ def test_book_page_of_a_time_taken_meanwhile_says_so_with_the_nearest_free_times
     assert "<html" in page
     local = slot.starts_at.astimezone(BERLIN)
     assert f"This time was just taken: {local.strftime('%a %-d %b')}, {local.strftime('%H:%M %Z')}" in page
+    assert "<h1>Choose another time</h1>" in page
     assert "Request booking" not in page and 'name="note"' not in page  # nothing to fill in
     alternatives = re.findall(r'<li><a class="button" href="([^"]+)">', page)
     assert len(alternatives) == 4

@@ -67,6 +67,7 @@ def test_calendar_opens_on_the_first_free_week_and_a_time_taken_meanwhile_says_s
 
     # Her click on it says so at once, with the nearest free times instead of a form.
     slot.click()
+    expect(page.get_by_role("heading", name="Choose another time", level=1)).to_be_visible()
     expect(page.get_by_role("alert")).to_contain_text("This time was just taken:")
     expect(page.get_by_role("button", name="Request booking")).to_have_count(0)
     expect(page.get_by_label("Note for the coach")).to_have_count(0)
