@@ -7,6 +7,9 @@ from __future__ import annotations
 import html
 import re
 
+from coach import tenancy
+from coach.booking import manage_links
+from coach.extensions import db
 from tests.test_booking_views import (athlete, book, coach, iso, logged_in, text, world)  # noqa: F401
 from tests.test_booking_waitlist import GroupWorld
 
@@ -16,14 +19,14 @@ ZONE = re.compile(r"\b(?:[A-Z]{2,5})\b|(?:^|\s|\()[+-]\d{2}\b|\b[A-Z][a-z]+/[A-Z
 BLOCKS = re.compile(r"</?(?:p|li|dd|dt|td|th|h[1-6]|div|section|ul|ol|header|footer|nav|br|tr|form|label|option"
                     r"|button)\b[^>]*>", re.I)
 # A slot of the week calendar: a bare time (maybe "3 left"), under the calendar's "Times in <zone>" line.
-SLOT = re.compile(r"^\d{1,2}:\d{2}(?:\s?[ap]m)?(?:\s+\d+ left|\s+Full · waitlist)?$")
+SLOT = re.compile(r"^\d{1,2}:\d{2}(?:\s?[ap]m)?(?:\s+\d+ left|\s+Full · waitlist|\s+current)?$")
 
 
 def lines_of(page: str) -> list[str]:
     """The page's visible text, one line per block element (scripts, styles and the head left out)."""
     body = re.sub(r"(?s)<head>.*?</head>|<script\b.*?</script>|<style\b.*?</style>|<template\b.*?</template>", "",
                   page)
-    body = BLOCKS.sub("\n", body)
+    body = BLOCKS.sub("\n", body.replace("\n", " "))  # a block is one line, however its source wraps
     body = html.unescape(re.sub(r"<[^>]+>", "", body))
     return [" ".join(line.split()) for line in body.splitlines() if line.strip()]
 
@@ -85,4 +88,20 @@ def test_waitlist_pages_show_no_time_without_its_zone(app, ctx):
 
     assert "You are 1st in line" in text(pages["athlete's sessions (places)"])
     assert all(TIME.search(text(response)) for response in pages.values())
+    assert {name: lines for name, response in pages.items() if (lines := unzoned_times(text(response)))} == {}
+
+
+def test_manage_link_pages_show_no_time_without_its_zone(app, world):
+    booking = book(world)
+    tenancy.activate(world.org.id)
+    view_token, cancel_token, move_token = (manage_links.issue(booking, action)
+                                            for action in ("view", "cancel", "reschedule"))
+    db.session.commit()
+    stranger = app.test_client()  # a mail client: no session
+    later = iso(world.first_slot(days_ahead=3).starts_at)
+    pages = {"view": stranger.get(f"/b/{view_token}"), "cancel": stranger.get(f"/b/{cancel_token}/cancel"),
+             "reschedule week": stranger.get(f"/b/{move_token}/reschedule"),
+             "reschedule to": stranger.get(f"/b/{move_token}/reschedule?start={later}")}
+
+    assert all(response.status_code == 200 and TIME.search(text(response)) for response in pages.values())
     assert {name: lines for name, response in pages.items() if (lines := unzoned_times(text(response)))} == {}
