@@ -92,7 +92,8 @@ def test_post_comment_react_flag_and_moderate(browser, page, live_server, club):
         expect(like).to_have_attribute("aria-pressed", "false")
         like.click()
         expect(like).to_have_attribute("aria-pressed", "true")
-        expect(like).to_have_text("👍 like 1")
+        expect(like).to_have_text("👍 Like 1")
+        expect(like).to_have_accessible_name("Like 1")  # the emoji is decoration
         assert athlete.evaluate("window.__marker") == "post"
         snap(athlete, "post")
 
@@ -109,7 +110,7 @@ def test_post_comment_react_flag_and_moderate(browser, page, live_server, club):
     page.goto(space_url)
     article = page.locator(f"#post-{post_id}")
     expect(article).to_contain_text("1 comment")
-    expect(article.locator("button[title='like']")).to_have_text("👍 like 1")
+    expect(article.locator("button[title='like']")).to_have_text("👍 Like 1")
     expect(article.locator("button[title='like']")).to_have_attribute("aria-pressed", "false")
     snap(page, "feed")
     page.get_by_role("link", name="Moderation").click()
