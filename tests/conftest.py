@@ -30,6 +30,7 @@ from werkzeug.serving import make_server
 
 from coach import create_app
 from coach.devstack import start_stack
+from tests.live_sockets import SocketsEndQuietly
 from tests.mailbox import Mailbox
 from tests.stripe_support import fake_stripe, fake_stripe_server  # noqa: F401  (fixtures; the app points at the fake)
 from tests.radicale_support import radicale  # noqa: F401  (fixture: a real CalDAV server)
@@ -284,7 +285,8 @@ def auth(client):
 def live_server(app, live_port, _live_socket):
     """The app on a real HTTP port for the browser (threaded Werkzeug server)."""
     _live_socket.listen(128)
-    server = make_server("127.0.0.1", live_port, app, threaded=True, fd=_live_socket.fileno())
+    # A finished WebSocket ends as under gunicorn, with nothing written after it (tests/live_sockets.py).
+    server = make_server("127.0.0.1", live_port, SocketsEndQuietly(app), threaded=True, fd=_live_socket.fileno())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{live_port}"

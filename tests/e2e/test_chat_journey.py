@@ -277,6 +277,9 @@ def test_the_coach_sends_a_clip_from_her_media_and_the_athlete_sees_it_live(peop
     assert coach.csp == [] and athlete.csp == []
 
 
+@pytest.mark.allow_console("the test cuts the network and the socket: reconnects fail until it is back (Chromium "
+                           "logs each, and htmx logs its wsError event)",
+                           r"net::ERR_INTERNET_DISCONNECTED|^\[object Event\]$")
 def test_a_dropped_connection_gets_every_missed_message_once_and_in_order(people, club, app):
     coach, athlete = people("carla@example.com"), people("sam@example.com")
     cid = club.conversation_id
