@@ -119,6 +119,8 @@ def test_a_members_404_inside_the_org_keeps_its_navigation(app, club, path):
     nav = nav_of(response)
     assert tabs(nav) == ["Home", "Feed", "Chat", "Sessions", "Media"]
     assert "Harbour Rowing" in nav.text_content()
+    back = lxml.html.document_fromstring(response.get_data(as_text=True)).xpath('//*[@id="error"]//a')[0]
+    assert (back.text_content(), back.get("href")) == ("Back to Harbour Rowing", "/o/harbour/")
 
 
 def test_a_members_403_keeps_the_navigation(app, club):
@@ -134,6 +136,7 @@ def test_a_strangers_404_names_no_organization(app, club, path):
     page = response.get_data(as_text=True)
     assert "Harbour Rowing" not in page
     assert tabs(nav_of(response)) == []
+    assert "Go to the start page" in page
 
 
 def test_the_manifest_names_the_app_and_its_icons_are_served_at_their_sizes(client, ctx):
