@@ -48,7 +48,8 @@ def test_athlete_books_coach_accepts_in_place_athlete_cancels(browser, page, liv
     page.get_by_role("link", name="See times").click()
     expect(page.get_by_role("heading", name="Technique session", level=1)).to_be_visible()
     expect(page.get_by_text(re.compile(r"Times in Europe/Berlin \(CES?T(/CES?T)?\), your time zone\."))).to_be_visible()
-    expect(page.get_by_role("link", name="‹ Previous week")).to_have_count(0)
+    if not page.get_by_text("the first with free times").count():  # late on a Sunday it opens on next week
+        expect(page.get_by_role("link", name="‹ Previous week")).to_have_count(0)
 
     # Next week swaps the calendar in place and puts the week in the address.
     wait_for_htmx(page)
