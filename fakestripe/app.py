@@ -14,9 +14,11 @@ from flask import Flask, Response, abort, redirect, render_template_string, requ
 from fakestripe.params import BadParam, decode
 from fakestripe.store import FakeError, Store, public
 
+# The page names an empty icon: without one the browser asks for /favicon.ico and logs its 404.
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }} · Fake payment provider</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>
 body{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem;color:#222}
 .banner{background:#fff3cd;border:1px solid #e0c36b;padding:.6rem .8rem;border-radius:.4rem}
