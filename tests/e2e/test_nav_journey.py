@@ -58,7 +58,7 @@ MEASURE = """() => {
     barHeight = bar.getBoundingClientRect().height;
   }
   const cut = [...nav.querySelectorAll('.tab-label, .nav-link span, .nav-signup')]
-    .filter(e => shown(e) && e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.trim());
+    .filter(e => shown(e) && e.clientWidth > 1 && e.scrollWidth > e.clientWidth + 1)  // 1 px: visually hidden.map(e => e.textContent.trim());
   return {height: box.height, barHeight, out, cut,
           overflow: document.documentElement.scrollWidth - innerWidth};
 }"""
