@@ -287,6 +287,8 @@ def test_coach_uploads_a_video_and_reviews_it_with_an_athlete(browser, page, liv
 
 # --- 2. retries and resuming -------------------------------------------------------------------------
 
+@pytest.mark.allow_console("the test drops a part's connection on purpose (then the page retries it)",
+                           r"net::ERR_CONNECTION_RESET \(.*/storage/parts/")
 def test_cut_off_upload_retries_then_resumes_from_where_it_stopped(page, live_server, club, clip, part_bytes):
     part_bytes(32 * KiB)
     parts = parts_of(clip, 32 * KiB)
