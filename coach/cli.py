@@ -17,6 +17,7 @@ from coach import clock, tenancy
 from coach.accounts.service import AccountError, create_user, find_user_by_email
 from coach.booking import service as booking
 from coach.booking.models import Booking, CoachingSession
+from coach.chat import service as chat
 from coach.directory import profiles as directory_profiles
 from coach.directory import projection, taxonomy
 from coach.directory import reviews as directory_reviews
@@ -243,6 +244,28 @@ def _seed_progress(org, memberships: dict) -> None:
                              dict(status="done" if item.workout.day == 1 else "partial", rpe="7",
                                   note="Legs heavy at the end."))
     progress_athletes.add_note(maria, sam, "Talked about school exams: keep sessions short until June.")
+
+
+def _seed_home(org, memberships: dict) -> None:
+    """What makes each role's home lively right after seeding: Maria's next open times booked (Priya confirmed,
+    Tom confirmed, Sam's request waiting for her answer), Sam's question Maria has not read yet and Jonas's note
+    Sam has not. Times come from Maria's real calendar, so they are bookable whatever day it is."""
+    maria = memberships["maria.coach@northside.example"]
+    one_to_one = booking.offerings_of(maria)[0]
+    start = clock.now()
+    slots = booking.available_slots(one_to_one, start, start + timedelta(days=7))
+    picked = [slot for n, slot in enumerate(slots) if n % 3 == 0][:3]  # spread out, not back to back
+    people = ("priya@northside.example", "tom@northside.example", "sam@northside.example")
+    for slot, email in zip(picked, people):
+        athlete = memberships[email]
+        made = booking.request_booking(one_to_one, athlete, slot.starts_at, "", athlete)
+        if email != "sam@northside.example":
+            booking.transition(made, "confirm", maria)
+    sam, jonas = memberships["sam@northside.example"], memberships["jonas.coach@northside.example"]
+    talk = chat.direct_with(org, sam, maria)
+    chat.send(talk, maria, "How did Saturday's match go?")
+    chat.send(talk, sam, "Could we look at my second serve on Thursday? I filmed the match.")
+    chat.send(chat.direct_with(org, jonas, sam), jonas, "I watched your clip: bring it to our review call.")
 
 
 def _seed_administration(org, admin_user) -> None:
@@ -503,6 +526,7 @@ def register_cli(app: Flask) -> None:
             _seed_billing(org, memberships)
             _seed_spaces(org, memberships)
             _seed_progress(org, memberships)
+            _seed_home(org, memberships)
             _seed_administration(org, people[0][0])
             _seed_directory(org, memberships)
             _project([org, *_seed_directory_orgs()])

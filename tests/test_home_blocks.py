@@ -118,7 +118,7 @@ def test_without_javascript_every_block_is_a_link_to_its_page(world):
     # The placeholders the page is served with (htmx fills them): each a heading and a link, never empty.
     for title, href in (("Next sessions", f"/o/{slug}/bookings"), ("Today", f"/o/{slug}/progress"),
                         ("Messages", f"/o/{slug}/chat"), ("New in your spaces", f"/o/{slug}/feed")):
-        assert re.search(rf'<h2 id="home-[a-z]+-title">{title}</h2>\s*<p><a href="{href}">', page), title
+        assert re.search(rf'<h2 id="home-[a-z]+-title">{title}</h2>\s*<p class="home-placeholder"><a href="{href}">', page), title
 
 
 def test_a_block_followed_as_a_link_is_a_page(world):
