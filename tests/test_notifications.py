@@ -757,6 +757,8 @@ def test_the_bell_is_pushed_over_the_socket_when_the_worker_notifies(world, app,
         world.run()
         frame = sock.wait_for(lambda f: 'id="notify-count"' in f and bell(f) == 1, what="the bell at 1")
         assert 'hx-swap-oob="true"' in frame
+        # With it, the signal the home page's blocks refresh on (issue 21).
+        assert 'id="live-signal" hx-swap-oob="true" data-signal="notified"' in frame
         # Reading it elsewhere (another tab, the plain page) brings every page's bell back to 0.
         n = only(world.notes(world.maria))
         world.browser(world.maria).get(f"/o/river/notifications/{n.id}")
