@@ -104,7 +104,7 @@ def seed(app, job_runner) -> World:
         world = World(
             maria=str(maria.id), sam=str(sam.id), space=str(space.id), post=str(post.id), video=str(video.id),
             offering=str(offering.id), requested=str(requested.id), confirmed=str(confirmed.id),
-            conversation=str(direct.id), free=slots[1].starts_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            conversation=str(direct.id), free=slots[len(slots) // 2].starts_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             goal=str(db.session.scalar(select(Goal.id).where(Goal.tenant_id == org.id))),
             habit=str(db.session.scalar(select(Habit.id).where(Habit.tenant_id == org.id))),
             program=str(db.session.scalar(select(Program.id).where(Program.tenant_id == org.id))))
@@ -193,6 +193,15 @@ def settle(page) -> None:
                            timeout=5000)
 
 
+def still(page) -> None:
+    """Let CSS transitions end: a button's colours fade after a switch of scheme or width, and axe would measure
+    a mix of the two."""
+    # A paused or endless animation never finishes: wait a second at most.
+    page.evaluate("""() => Promise.race([new Promise(done => setTimeout(done, 1000)),
+        Promise.all(document.getAnimations().filter(a => a.playState === 'running')
+            .map(a => a.finished.catch(() => null)))])""")
+
+
 def axe(page, rules: list[str] | None = None) -> list[dict]:
     """axe-core's serious and critical violations on the page as it is now."""
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
@@ -228,6 +237,7 @@ def sweep(page, live_server: str, pages: list[tuple[str, str]]) -> list[str]:
             page.set_viewport_size(SIZES[size])
             for scheme in ("light", "dark"):
                 page.emulate_media(color_scheme=scheme)
+                still(page)
                 for v in axe(page, None if scheme == "light" else COLOUR_RULES):
                     targets = "; ".join(f"{n['target']}" for n in v["nodes"][:6])
                     more = f" (+{len(v['nodes']) - 6} more)" if len(v["nodes"]) > 6 else ""
