@@ -8,7 +8,8 @@ Screenshots go to ``$COACH_SCREENSHOTS`` (``/tmp`` when unset) as ``booking-emai
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from icalendar import Calendar
@@ -73,13 +74,18 @@ def test_a_new_athlete_books_and_the_emails_cancel_link_works_once_without_a_ses
         page.get_by_role("button", name="Create account and join").click()
         expect(page).to_have_url(f"{live_server}/o/{world.org.slug}/")
 
-        # Next week's first free time.
+        # The first free time of the week after the one the calendar opens on (the first week with free times,
+        # so "‹ Previous week" may show before the swap: wait for the next week's heading instead).
         page.goto(f"{live_server}/o/{world.org.slug}/offerings/{world.offering.id}")
         wait_for_htmx(page)
-        page.get_by_role("link", name="Next week ›").click()
+        next_link = page.get_by_role("link", name="Next week ›")
+        next_week = date.fromisoformat(re.search(r"week=(\d{4}-\d{2}-\d{2})", next_link.get_attribute("href"))[1])
+        next_link.click()
+        expect(page.locator("#week-title")).to_have_text(f"Week of {next_week.day} {next_week:%B %Y}")
         expect(page.get_by_role("link", name="‹ Previous week")).to_be_visible()
         slot = page.locator("a.slot").first
         booked_start = datetime.fromisoformat(slot.get_attribute("data-start").replace("Z", "+00:00"))
+        assert booked_start.astimezone(ZoneInfo("America/New_York")).date() >= next_week
         slot.click()
         expect(page.get_by_role("heading", name="Book this time")).to_be_visible()
         page.get_by_role("button", name="Request booking").click()

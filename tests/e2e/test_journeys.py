@@ -47,6 +47,13 @@ def log_in(page: Page, email: str, password: str) -> None:
     page.get_by_role("button", name="Log in").click()
 
 
+def expect_home(page: Page, first_name: str, role: str, org_name: str) -> None:
+    """The organization's home: it greets the member by first name and names their role in the organization."""
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        re.compile(rf"^Good (morning|afternoon|evening), {re.escape(first_name)}$"))
+    expect(page.get_by_text(f"You are {role} here at {org_name}")).to_be_visible()
+
+
 def test_owner_signs_up_creates_an_organization_and_a_coach_joins_by_invitation(browser, page, live_server,
                                                                                  mailbox):
     owner_csp = watch_csp(page)
@@ -85,8 +92,7 @@ def test_owner_signs_up_creates_an_organization_and_a_coach_joins_by_invitation(
     page.get_by_label("Time zone").fill("Europe/Berlin")
     page.get_by_role("button", name="Create organization").click()
     expect(page).to_have_url(f"{live_server}/o/riverside/")
-    expect(page.get_by_role("heading", name="Riverside Rowing")).to_be_visible()
-    expect(page.get_by_text("You are admin here")).to_be_visible()
+    expect_home(page, "Olga", "admin", "Riverside Rowing")
     expect(page.get_by_text("Riverside Rowing is ready.")).to_be_visible()
 
     # Members: invite a coach by email.
@@ -121,19 +127,25 @@ def test_owner_signs_up_creates_an_organization_and_a_coach_joins_by_invitation(
         expect(coach.get_by_text("Welcome to Riverside Rowing!")).to_be_visible()
         expect(coach.get_by_text("You are coach here")).to_be_visible()
 
-        # Log out, then back in: the organization is one click from the picker.
+        # Log out, then back in: a member of one organization lands on its home; the picker is in the account menu.
         coach.locator("details.menu-account > summary").click()
         coach.get_by_role("button", name="Log out").click()
         expect(coach.get_by_role("heading", name="Log in")).to_be_visible()
         expect(coach.get_by_text("You are logged out.")).to_be_visible()
         log_in(coach, "carl.coach@example.com", "coach-password-1")
+        expect(coach).to_have_url(f"{live_server}/o/riverside/")
+        expect_home(coach, "Carl", "coach", "Riverside Rowing")
+        coach.locator("details.menu-account > summary").click()
+        coach.get_by_role("link", name="Switch organization").click()
         expect(coach.get_by_role("heading", name="Your organizations")).to_be_visible()
         expect(coach.get_by_role("listitem").filter(has_text="Riverside Rowing")).to_contain_text("Coach")
         shot(coach, "picker")
         coach.get_by_role("link", name="Riverside Rowing").first.click()
-        expect(coach.get_by_role("heading", name="Riverside Rowing")).to_be_visible()
-        expect(coach.get_by_text("You are coach here")).to_be_visible()
-        expect(coach.get_by_role("list").filter(has_text="Carl Coach")).to_be_visible()
+        expect_home(coach, "Carl", "coach", "Riverside Rowing")
+        # A coach's home: the walkthrough to get ready and the coach's blocks (no admin queue).
+        expect(coach.get_by_role("region", name="Get ready to coach")).to_be_visible()
+        expect(coach.get_by_role("region", name="Requests waiting")).to_contain_text("No requests waiting.")
+        expect(coach.get_by_role("region", name="Today and tomorrow")).to_be_visible()
         # A coach does not administer members (not even under More).
         coach.get_by_role("navigation", name="Main").locator("summary", has_text="More").click()
         expect(coach.get_by_role("link", name="Billing")).to_be_visible()
@@ -182,7 +194,11 @@ def test_forms_work_without_javascript(no_js_page, live_server, ctx):
     with page.expect_response(lambda r: r.request.method == "POST") as posted:
         log_in(page, "nina@example.com", PASSWORD)
     assert posted.value.status == 303
-    assert posted.value.header_value("Location").endswith("/orgs")
+    # A member of one organization lands on its home; the picker is in the account menu (a <details>, no script).
+    assert posted.value.header_value("Location").endswith("/o/quiet-club/")
+    expect_home(page, "Nina", "admin", "Quiet Club")
+    page.locator("details.menu-account > summary").click()
+    page.get_by_role("link", name="Switch organization").click()
     expect(page.get_by_role("heading", name="Your organizations")).to_be_visible()
     expect(page.get_by_role("link", name="Quiet Club")).to_be_visible()
 
@@ -202,8 +218,7 @@ def test_forms_work_without_javascript(no_js_page, live_server, ctx):
     page.get_by_label("Web address").fill("second-club")
     page.get_by_role("button", name="Create organization").click()
     expect(page).to_have_url(f"{live_server}/o/second-club/")
-    expect(page.get_by_role("heading", name="Second Club")).to_be_visible()
-    expect(page.get_by_text("You are admin here")).to_be_visible()
+    expect_home(page, "Nina", "admin", "Second Club")
 
 
 def test_htmx_swaps_form_errors_in_place_without_csp_violations(page, live_server, ctx):
@@ -231,12 +246,11 @@ def test_htmx_swaps_form_errors_in_place_without_csp_violations(page, live_serve
     with page.expect_response(lambda r: r.request.method == "POST") as posted:
         log_in(page, "hana@example.com", PASSWORD)
     assert posted.value.status == 204
-    expect(page.get_by_role("heading", name="Your organizations")).to_be_visible()
+    assert posted.value.header_value("HX-Redirect").endswith("/o/swift-club/")
+    expect_home(page, "Hana", "admin", "Swift Club")
     assert page.evaluate("window.__marker") is None
 
     # Boosted links keep working and the org pages load without CSP complaints.
-    page.get_by_role("link", name="Swift Club").click()
-    expect(page.get_by_text("You are admin here")).to_be_visible()
     page.get_by_role("navigation", name="Main").locator("summary", has_text="More").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Members").click()
     expect(page.get_by_role("heading", name="Members of Swift Club")).to_be_visible()

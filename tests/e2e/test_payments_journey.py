@@ -155,7 +155,10 @@ def test_a_subscription_renews_then_fails_and_access_ends_after_grace(page, live
     assert all(e["delivery"]["status"] == 200 for e in provider_to_live.events())
     reload_until(page, row, "Active", gone=first_period)
     # The renewal is a payment of its own in the history (the new period's credits start with the period).
+    # invoice.paid (the payment) and customer.subscription.updated (the period) are two webhooks, each applied by
+    # its own job: the new period can show a moment before the payment does, so wait for the payment too.
     history = page.locator("#history tbody tr")
+    reload_until(page, history.nth(1), "€39.00")
     expect(history).to_have_count(2)
     expect(history.first).to_contain_text("€39.00")
     snap(page, "renewed")

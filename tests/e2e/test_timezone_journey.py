@@ -75,7 +75,7 @@ def test_the_browsers_zone_is_preselected_and_the_week_shows_new_york_time(brows
         page.get_by_label("Password", exact=True).fill(PASSWORD)
         page.get_by_role("button", name="Create account and join").click()
         expect(page).to_have_url(f"{live_server}/o/{world.org.slug}/")
-        expect(page.get_by_text("times shown in America/New_York")).to_be_visible()
+        expect(page.get_by_text("Times in America/New York")).to_be_visible()  # the home names the zone its times are in
 
         # The coach's Berlin hours, on New York's clock.
         page.goto(f"{live_server}/o/{world.org.slug}/offerings/{world.offering.id}?week={next_monday()}")

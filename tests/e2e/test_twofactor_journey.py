@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from coach.extensions import db
+from tests.e2e.test_journeys import expect_home
 from tests.factories import PASSWORD, add_member, make_org, make_user
 
 pytestmark = pytest.mark.e2e
@@ -76,7 +77,7 @@ def club(ctx):
 def test_member_turns_on_two_factor_signs_in_with_a_code_and_a_recovery_code_once(page, live_server, club):
     violations = watch_csp(page)
     log_in(page, live_server, "mia@example.com")
-    expect(page.get_by_role("heading", name="Your organizations")).to_be_visible()
+    expect_home(page, "Mia", "athlete", "River Club")  # one organization: sign-in lands on its home
 
     # Set up: the key is on the page (the QR code next to it), a code from the "app" confirms it.
     page.locator("details.menu-account > summary").click()
@@ -114,7 +115,7 @@ def test_member_turns_on_two_factor_signs_in_with_a_code_and_a_recovery_code_onc
     expect(page.get_by_text("That code is not correct.")).to_be_visible()
     page.get_by_label("Code from your authenticator app").fill(next_code(totp, used))
     page.get_by_role("button", name="Verify").click()
-    expect(page.get_by_role("heading", name="Your organizations")).to_be_visible()
+    expect_home(page, "Mia", "athlete", "River Club")  # one organization: sign-in lands on its home
 
     # A recovery code instead of the app: once.
     log_out(page)
