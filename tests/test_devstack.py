@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,6 +55,14 @@ def _processes_under(folder: Path) -> list[str]:
     return found
 
 
+def _gone(pid: str) -> bool:
+    """The process has exited (a zombie not yet reaped counts: it runs nothing)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def _wait_for(condition, timeout: float, what: str, output: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -73,8 +82,12 @@ def _login_page_answers(port: int) -> bool:
 
 @pytest.fixture
 def devstack_run(tmp_path):
-    """``python -m coach.devstack run`` on its own data folder and ports, output in a file."""
-    data = tmp_path / "instance"
+    """``python -m coach.devstack run`` on its own data folder and ports, output in a file.
+
+    The data folder is made with ``mkdtemp`` as the suite's stacks are, not under ``tmp_path``: run as root, the
+    embedded PostgreSQL runs as its own system user, which cannot enter pytest's private (0700) folders.
+    """
+    data = Path(tempfile.mkdtemp(prefix="coach-devstack-"))
     ports = {"PORT": _free_port(), "DEVSTACK_VALKEY_PORT": _free_port(), "FAKE_STRIPE_PORT": _free_port()}
     env = {k: v for k, v in os.environ.items()
            if k not in {"DATABASE_URL", "DATABASE_OWNER_URL", "REDIS_URL", "STRIPE_SECRET_KEY", "COACH_ENV",
@@ -92,6 +105,7 @@ def devstack_run(tmp_path):
         if process.poll() is None:  # the test failed before the stop: leave nothing running
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=STOP_TIMEOUT)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def test_ctrl_c_stops_the_app_then_valkey_then_postgres_without_a_traceback(devstack_run):
@@ -139,6 +153,7 @@ def test_ctrl_c_stops_the_app_then_valkey_then_postgres_without_a_traceback(devs
     assert not _listening(ports["PORT"])
     assert not _listening(ports["DEVSTACK_VALKEY_PORT"])
     assert not _listening(ports["FAKE_STRIPE_PORT"])
-    assert not Path(f"/proc/{postmaster}").exists()
+    # pg_ctl's wait ends when the postmaster removes its pid file, a moment before the process itself exits.
+    _wait_for(lambda: _gone(postmaster), 10, "the postmaster exited", output)
     assert not (data / "postgres" / "postmaster.pid").exists()
     assert _processes_under(data) == []
