@@ -35,8 +35,6 @@ DETAIL = "booking/detail.html"
 bp.add_app_template_global(rows_html, "booking_rows")
 # Their links, for pages of other blueprints that show rows (the home page's sessions and requests).
 bp.add_app_template_global(row_links, "booking_row_links")
-# Their links, for pages of other blueprints that show rows (the home page's sessions and requests).
-bp.add_app_template_global(row_links, "booking_row_links")
 DONE = {"confirm": "Confirmed.", "decline": "Declined.", "cancel": "Cancelled.", "no_show": "Marked as a no-show."}
 
 
