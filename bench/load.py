@@ -37,6 +37,9 @@ class HttpError(RuntimeError):
     pass
 
 
+HX_PREFIX = "hx:"
+
+
 class Client:
     """One keep-alive connection with a cookie jar; reconnects when the server closes."""
 
@@ -62,8 +65,13 @@ class Client:
 
     async def request(self, method: str, path: str, form: dict | None = None) -> tuple[int, dict, bytes]:
         body = urlencode(form).encode() if form is not None else b""
+        # A path written "hx:/o/..." is asked as htmx asks a fragment (HX-Request, not boosted).
+        fragment = path.startswith(HX_PREFIX)
+        path = path.removeprefix(HX_PREFIX)
         lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{self.port}", "User-Agent: coach-bench",
                  "Accept: text/html"]
+        if fragment:
+            lines.append("HX-Request: true")
         last = not self.keepalive or (self.per_connection and self.sent_on_connection + 1 >= self.per_connection)
         if last:
             lines.append("Connection: close")
