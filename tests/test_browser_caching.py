@@ -26,7 +26,7 @@ from tests.media_support import local_media  # noqa: F401  (fixture)
 
 STATIC = Path(__file__).resolve().parent.parent / "coach" / "static"
 ASSET_RE = re.compile(r'(?:href|src)="(/static/[^"]+)"')
-FINGERPRINT_RE = re.compile(r"-[0-9a-f]{32}\.(?:css|js)$")
+FINGERPRINT_RE = re.compile(r"-[0-9a-f]{32}\.(?:css|js|svg|png)$")
 TEN_YEARS = 10 * 365 * 24 * 3600
 
 
@@ -45,8 +45,11 @@ def assets_of(html: str) -> list[str]:
 
 def test_pages_link_fingerprinted_static_files(client, built):
     assets = assets_of(client.get("/login").get_data(as_text=True))
-    # the stylesheet, htmx, its ws and head-support extensions, media.js, chat.js, passkeys.js, timezone.js
-    assert len(assets) == 8, assets
+    # The stylesheet, htmx and its ws and head-support extensions, our scripts, and the icons.
+    expected = {"css/app", "vendor/htmx.min", "vendor/htmx-ext-ws.min", "vendor/htmx-ext-head-support.min",
+                "js/media", "js/chat", "js/passkeys", "js/timezone", "js/menus", "icons/favicon", "icons/icon-192",
+                "icons/apple-touch-icon"}
+    assert expected <= {FINGERPRINT_RE.sub("", url.removeprefix("/static/")) for url in assets}, assets
     for url in assets:
         assert FINGERPRINT_RE.search(url), url
     assert any(url.startswith("/static/js/chat-") for url in assets)

@@ -530,7 +530,7 @@ def test_a_coach_without_a_second_factor_is_sent_to_set_up(app, strict_club):
 
 def test_an_athlete_is_not_asked_and_a_coach_with_two_factor_gets_in(app, strict_club):
     athlete = app.test_client()
-    assert log_in(athlete, "ath@example.com").headers["Location"].endswith("/orgs")
+    assert log_in(athlete, "ath@example.com").headers["Location"].endswith("/o/harbour/")  # their one organization
     assert athlete.get("/o/harbour/").status_code == 200
 
     cora = db.session.scalar(select(User).where(User.email == "cora@example.com"))
@@ -547,5 +547,5 @@ def test_a_passkey_satisfies_the_requirement(app, strict_club):
                            name="Laptop"))
     db.session.commit()
     admin = app.test_client()
-    assert log_in(admin, "ada@example.com").headers["Location"].endswith("/orgs")
+    assert log_in(admin, "ada@example.com").headers["Location"].endswith("/o/harbour/")  # her one organization
     assert admin.get("/o/harbour/").status_code == 200

@@ -168,8 +168,15 @@ def format_money(minor: int, currency: str) -> str:
     return money.format(minor, currency, babel_locale(org_locale()) if has_request_context() else money.DEFAULT_LOCALE)
 
 
+def avatar(*args, **kwargs):
+    """The ``_avatar.html`` macro as a global: a block rendered on its own (an htmx fragment) runs none of its
+    template's top-level ``{% from ... import %}`` lines, so a macro imported there is undefined in it."""
+    return current_app.jinja_env.get_template("_avatar.html").module.avatar(*args, **kwargs)
+
+
 def init_app(app: Flask) -> None:
-    app.jinja_env.globals.update(idempotency_field=idempotency_field, nav_badges=nav_badges, nav_urls=nav_urls,
+    app.jinja_env.globals.update(avatar=avatar, idempotency_field=idempotency_field, nav_badges=nav_badges,
+                                 nav_urls=nav_urls,
                                  media_urls=media_urls, booking_actions=booking_actions,
                                  late_if_cancelled=late_if_cancelled, card_payments=provider.enabled,
                                  org_brand=org_brand, org_locale=org_locale, hour_cycle=hour_cycle,
