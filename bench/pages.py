@@ -16,6 +16,10 @@ page (key)                path                                            opened
 ``media``                 ``/o/<slug>/media`` (library)                   16 athletes
 ``notifications``         ``/o/<slug>/notifications``                     16 athletes
 ``spaces``                ``/o/<slug>/spaces`` (spaces list)              16 athletes
+``home_<block>``          ``/o/<slug>/home/<block>`` as htmx asks it      16 athletes (sessions,
+                          (one block of the home page, issue 21)          today, messages, spaces,
+                                                                          reviews); the coach
+                                                                          (requests)
 ========================  ==============================================  ======================
 
 Two organizations in one database (as tenants share one in production), the large one
