@@ -444,6 +444,30 @@ def test_the_zone_switcher_swaps_the_week_in_place_for_htmx(app, world):
     assert dict(slots(fragment))[f"{winter_monday()}T08:00:00Z"] == "17:00"  # 09:00 in Berlin
 
 
+def test_a_week_swapped_in_place_does_not_carry_the_zone_list_again(app, world):
+    """The switcher's ~520 zones come once with the page; paging, the switcher and the clock toggle swap
+    #calendar and find the list still on the page (it sits outside the section)."""
+    athlete = logged_in(app, world.athlete.user.email)
+    monday = winter_monday()
+    page = text(athlete.get(calendar_path(world), query_string={"week": monday.isoformat()}))
+    assert page.count('<datalist id="week-tz-zones">') == 1
+    assert zone_box(page, "tz")["list"] == "week-tz-zones"
+    calendar_end = page.index("</section>", page.index('id="calendar"'))
+    assert page.index('<datalist id="week-tz-zones">') > calendar_end  # not inside what htmx replaces
+    assert '<option value="Asia/Tokyo">' in page
+
+    paged = text(athlete.get(calendar_path(world), query_string={"week": (monday + timedelta(days=7)).isoformat()},
+                             headers={**HX, "HX-Target": "calendar"}))
+    clocked = text(athlete.post(f"{calendar_path(world)}/clock", headers={**HX, "HX-Target": "calendar"},
+                                data={"csrf_token": csrf_from(page), "hour_cycle": "12",
+                                      "week": monday.isoformat()}))
+    for fragment in (paged, clocked):
+        assert '<section class="card calendar" id="calendar"' in fragment
+        assert "<datalist" not in fragment and "Asia/Tokyo" not in fragment
+        assert zone_box(fragment, "tz")["list"] == "week-tz-zones"
+        assert len(fragment) < len(page) - 20_000  # the zones were most of the week's weight
+
+
 def test_the_sessions_list_and_the_booking_follow_the_members_clock(app, world):
     offering = second_coach_at_half_past_two(world)
     tenancy.activate(world.org.id)

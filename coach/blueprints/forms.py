@@ -68,14 +68,21 @@ class TimezonePicker:
 
     def __call__(self, field, **kwargs) -> Markup:
         kwargs.setdefault("id", field.id)
-        list_id = f"{kwargs['id']}-zones"
+        # ``shared_list``: the id of a list the page renders once with :meth:`datalist`, outside a region htmx
+        # swaps (the week calendar's switcher would otherwise carry ~35 KB of zones with every week).
+        shared = kwargs.pop("shared_list", None)
+        list_id = shared or f"{kwargs['id']}-zones"
         attrs = {"type": "text", "name": field.name, "value": field._value(), "list": list_id,
                  "autocomplete": "off", "spellcheck": "false", "autocapitalize": "none", "maxlength": MAX_INPUT,
                  **kwargs}
         if field.preset:
             attrs["data-tz-preset"] = field._value()
-        return Markup(f'<input {html_params(**attrs)}>'
-                      f'<datalist id="{escape(list_id)}">{_zone_options(clock.now().date())}</datalist>')
+        return Markup(f'<input {html_params(**attrs)}>') + (Markup() if shared else self.datalist(list_id))
+
+    @staticmethod
+    def datalist(list_id: str) -> Markup:
+        """The zones' ``<datalist>`` alone, for boxes that name it in ``shared_list``."""
+        return Markup(f'<datalist id="{escape(list_id)}">{_zone_options(clock.now().date())}</datalist>')
 
 
 @lru_cache(maxsize=2)
