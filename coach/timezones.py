@@ -161,6 +161,14 @@ def clock_time(value: datetime | time, hour_cycle: int = 24) -> str:
     return f"{value.hour:02d}:{value.minute:02d}"
 
 
+def minutes_on_clock(minute: int, hour_cycle: int = 24) -> str:
+    """Minutes after midnight of a coach's hours (``1440`` is the day's end) on the reader's clock: ``"17:30"``
+    and ``"24:00"``, or ``"5:30 pm"`` and ``"midnight"`` (a 12-hour "12:00 am" would read as the day's start)."""
+    if minute >= 1440:
+        return "midnight" if hour_cycle == 12 else "24:00"
+    return clock_time(time(minute // 60, minute % 60), hour_cycle)
+
+
 def zone_abbreviations(name: str, start: datetime, end: datetime) -> str:
     """The zone's abbreviations between two instants: ``"CET"``, ``"CET/CEST"`` across a daylight-saving
     change; the offset (``"UTC+03:00"``) where tzdata has no abbreviation for the zone (it writes ``"+03"``)."""

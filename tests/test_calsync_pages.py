@@ -100,8 +100,17 @@ def test_a_wrong_password_reads_plainly_with_the_time_of_the_failure(app, ctx, r
     quiet.drain()
     shown = text(page.get())
     assert "The server refused the username or app password." in shown
-    assert re.search(r"Failed just now \(\d{4}-\d\d-\d\d \d\d:\d\d", shown)
+    assert re.search(r"Failed just now \(\w{3} \d{1,2} \w{3}, \d\d:\d\d CES?T\)\.", shown)
+    assert re.search(r"Next try \w{3} \d{1,2} \w{3}, \d\d:\d\d CES?T\.", shown)
     assert "not-my-password" not in shown
+
+    # A coach on a 12-hour clock reads the failure and the next try on it.
+    tenancy.activate(world.org.id)
+    world.coach.user.hour_cycle = 12
+    db.session.commit()
+    shown = text(Page(app, world).get())
+    assert re.search(r"Failed just now \(\w{3} \d{1,2} \w{3}, \d{1,2}:\d\d [ap]m CES?T\)\.", shown)
+    assert re.search(r"Next try \w{3} \d{1,2} \w{3}, \d{1,2}:\d\d [ap]m CES?T\.", shown)
 
 
 def test_a_server_that_never_answers_fails_within_the_timeout_and_the_page_stays_fast(app, ctx, quiet,

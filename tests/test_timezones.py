@@ -486,3 +486,50 @@ def test_the_sessions_list_and_the_booking_follow_the_members_clock(app, world):
     # The coach reads the same booking on a 24-hour clock.
     otto = logged_in(app, "otto@example.com")
     assert f"{monday.strftime('%a %-d %b')}, 14:30–15:30" in text(otto.get(f"/o/{world.org.slug}/bookings"))
+
+
+# --- the schedule and its hours on the coach's clock -------------------------------------------------------
+
+def test_the_schedule_lists_hours_and_time_off_on_the_coachs_12_hour_clock_and_reads_them_typed_that_way(app, world):
+    tenancy.activate(world.org.id)
+    world.coach.user.hour_cycle = 12
+    db.session.commit()
+    coach = logged_in(app, world.coach.user.email)
+    path = f"/o/{world.org.slug}/coaches/{world.coach.id}/schedule"
+    page = text(coach.get(path))
+    assert page.count("<span>9:00 am–5:00 pm</span>") == 7
+    assert "For example 9am-12pm, 2pm-6pm" in page
+
+    day = (clock.now().astimezone(BERLIN) + timedelta(days=9)).date()
+    token = csrf_from(page)
+    split = coach.post(f"{path}/overrides", headers={**HX, "HX-Target": "overrides"},
+                       data={"csrf_token": token, "on_date": day.isoformat(), "hours": "9am-12pm, 1:30 PM-midnight"})
+    assert split.status_code == 200
+    assert "9:00 am–12:00 pm, 1:30 pm–midnight" in text(split)
+    late = coach.post(f"{path}/rules", headers={**HX, "HX-Target": "hours"},
+                      data={"csrf_token": token, "weekday": "0", "start": "18:00", "end": "00:00"})
+    monday = text(late)[text(late).index("Monday"):text(late).index("Tuesday")]
+    assert "5:00 pm" in monday and "6:00 pm–midnight" in monday
+
+    off = coach.post(f"{path}/time-off", headers={**HX, "HX-Target": "time_off"},
+                     data={"csrf_token": token, "starts": f"{day}T14:00", "ends": f"{day}T15:30", "reason": "Dentist"})
+    zone = datetime(day.year, day.month, day.day, 12, tzinfo=BERLIN).strftime("%Z")
+    assert f"{day.strftime('%a %-d %b')} 2:00 pm – {day.strftime('%a %-d %b')} 3:30 pm {zone} · Dentist" in text(off)
+
+    # A coach on a 24-hour clock reads the same hours as before.
+    tenancy.activate(world.org.id)
+    world.coach.user.hour_cycle = 24
+    db.session.commit()
+    page = text(coach.get(path))
+    assert page.count("<span>09:00–17:00</span>") == 7 and "18:00–24:00" in page
+    assert "09:00–12:00, 13:30–24:00" in page and "For example 09:00-12:00, 14:00-18:00" in page
+
+
+@pytest.mark.parametrize("typed, minutes", [
+    ("09:30", 570), ("9:30", 570), ("24:00", 1440), ("9am", 540), ("9:30 pm", 1290), ("12 p.m.", 720),
+    ("12am", 0), ("12:15 AM", 15), ("midnight", 0), ("noon", 720), ("13pm", None), ("0am", None), ("9 pm pm", None),
+    ("nine", None), ("25:00", None),
+])
+def test_a_time_is_read_on_either_clock(typed, minutes):
+    from coach.blueprints.booking.forms import parse_time
+    assert parse_time(typed) == minutes

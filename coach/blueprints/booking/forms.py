@@ -23,13 +23,24 @@ from coach.booking.service import NOTE_MAX, WEEKDAYS
 from coach.booking.waitlist import MODES as WAITLIST_MODES
 
 TIME_RE = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
+# A 12-hour time as people type it: "9am", "9:30 pm", "12 p.m." (the schedule lists hours that way for a member
+# on a 12-hour clock).
+TIME_12_RE = re.compile(r"^(0?[1-9]|1[0-2])(?:[:.]([0-5]\d))?\s*([ap])\.?\s*m?\.?$", re.IGNORECASE)
 
 
 def parse_time(value: str) -> int | None:
-    """``"09:30"`` → 570 minutes; ``"24:00"`` → 1440; anything else → ``None``."""
-    match = TIME_RE.match((value or "").strip())
+    """``"09:30"`` or ``"9:30 am"`` → 570 minutes; ``"24:00"`` → 1440; ``"midnight"`` → 0 (as ``"00:00"``: an
+    end time reads it as the day's end); anything else → ``None``."""
+    value = (value or "").strip()
+    if value.lower() in ("midnight", "noon"):
+        return 0 if value.lower() == "midnight" else 720
+    match = TIME_RE.match(value)
     if not match:
-        return None
+        twelve = TIME_12_RE.match(value)
+        if twelve is None:
+            return None
+        hour = int(twelve.group(1)) % 12 + (12 if twelve.group(3).lower() == "p" else 0)
+        return hour * 60 + int(twelve.group(2) or 0)
     minutes = int(match.group(1)) * 60 + int(match.group(2))
     return minutes if minutes <= 1440 else None
 

@@ -6,8 +6,10 @@ section is a block of ``booking/schedule.html`` that htmx swaps in place.
 from __future__ import annotations
 
 from datetime import date
+from functools import partial
 
 from flask import abort, flash, g, request, url_for
+from flask_login import current_user
 from wtforms import ValidationError
 
 from coach import clock
@@ -23,6 +25,7 @@ from coach.orgs.models import COACH
 from coach.payments.settings import billing_settings
 from coach.platform.idempotency import idempotent
 from coach.tenancy import role_required
+from coach.timezones import minutes_on_clock
 
 SCHEDULE = "booking/schedule.html"
 
@@ -46,12 +49,17 @@ def _page_context(coach, **forms) -> dict:
     now = clock.now()
     today = now.astimezone(service.zone(tz)).date()
     tz_form = forms.pop("tz_form", None) or TimezoneForm(formdata=None, timezone=tz)
+    cycle = current_user.hour_cycle or 24
+    override_form = forms.get("override_form") or OverrideForm(formdata=None)
+    if cycle == 12:  # the example in the reader's own way of writing times (both ways are read)
+        override_form.hours.description = "For example 9am-12pm, 2pm-6pm"
     return dict(org=g.org, coach=coach, tz=tz,
-                weekly=service.weekly_rules(coach), weekdays=service.WEEKDAYS, label=service.minutes_label,
+                weekly=service.weekly_rules(coach), weekdays=service.WEEKDAYS,
+                label=partial(minutes_on_clock, hour_cycle=cycle),
                 overrides=service.upcoming_overrides(coach, today), time_off=service.upcoming_time_off(coach, now),
                 offerings=service.offerings_of(coach, include_inactive=True), tz_form=tz_form,
                 rule_form=forms.get("rule_form") or RuleForm(formdata=None),
-                override_form=forms.get("override_form") or OverrideForm(formdata=None),
+                override_form=override_form,
                 time_off_form=forms.get("time_off_form") or TimeOffForm(formdata=None),
                 action_form=ActionForm(formdata=None), zone=service.zone(tz))
 
