@@ -188,6 +188,36 @@ def test_choosing_a_calendar_of_another_connection_is_refused(app, ctx, radicale
                              .where(CalendarSource.blocks_time.is_(True))) == 0
 
 
+def test_sync_now_pressed_again_at_once_is_refused_with_the_wait_and_asks_the_server_nothing(app, ctx, radicale,
+                                                                                              quiet):
+    world = BookingWorld()
+    page = Page(app, world)
+    for name in ("Home", "Work"):
+        acct = radicale.account(name)
+        page.connect(acct.server_url, acct.username, acct.password)
+    quiet.drain()
+    one, two = connections(world)
+    assert page.post(f"/{one.id}/sync").status_code == 303
+    def again_of(connection):
+        return next(c for c in connections(world) if c.id == connection.id)
+
+    asked = again_of(one).sync_requested_at
+
+    again = page.post(f"/{one.id}/sync")  # without JavaScript: the page, with the wait
+    assert again.status_code == 429 and int(again.headers["Retry-After"]) >= 1
+    wait = re.search(r"Sync now works again in (\d+) s", text(again))
+    assert wait and 1 <= int(wait.group(1)) <= 30 and "<html" in text(again)
+    swapped = page.post(f"/{one.id}/sync", headers={**HX, "HX-Target": f"connection-{one.id}"})
+    assert swapped.status_code == 422 and "<html" not in text(swapped)  # htmx swaps the card, message and all
+    assert "Sync now works again in" in text(swapped) and f'id="connection-{one.id}"' in text(swapped)
+    assert again_of(one).sync_requested_at == asked  # no second sync was asked for
+    quiet.drain()
+    assert again_of(one).last_synced_at >= asked  # the one accepted press synced
+
+    # The limit is per connection: the other account syncs at once.
+    assert page.post(f"/{two.id}/sync").status_code == 303
+
+
 def test_disconnect_removes_the_connection(app, ctx, radicale, quiet):
     world = BookingWorld()
     acct = radicale.account()

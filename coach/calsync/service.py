@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import delete, select
 
 from coach import clock
@@ -27,10 +28,14 @@ from coach.ids import parse_uuid
 from coach.orgs.models import Membership
 from coach.platform import audit, sealing
 from coach.platform.outbox import emit
+from coach.platform.queues import redis_conn
 
 MAX_CONNECTIONS = 10
 # A page stops polling a requested sync after this long (a stopped worker must not keep browsers polling).
 POLL_FOR = timedelta(minutes=2)
+# "Sync now" of one connection at most once in this long: each press asks the coach's server for every chosen
+# calendar (and retries the failed writes); the job id already folds presses made while one waits.
+SYNC_NOW_SPACING = timedelta(seconds=30)
 
 
 class CalendarError(DomainError):
@@ -130,6 +135,20 @@ def request_sync(connection: CalendarConnection, discover: bool = False) -> None
     connection.sync_requested_at = clock.now()
     emit(CALENDAR_SYNC_REQUESTED, {"connection_id": str(connection.id),
                                    "discover": discover or connection.status == "pending"})
+
+
+def sync_now_wait(connection: CalendarConnection) -> int:
+    """Claim "Sync now" for ``connection``: 0 when it may go ahead (and the next press waits
+    :data:`SYNC_NOW_SPACING`), else the seconds until it may. Valkey down: allowed (the sync's own lock and job
+    id still keep the server from being asked twice at once)."""
+    key, spacing = f"calsync:sync-now:{connection.id}", int(SYNC_NOW_SPACING.total_seconds())
+    try:
+        store = redis_conn()
+        if store.set(key, "1", nx=True, ex=spacing):
+            return 0
+        return max(int(store.ttl(key)), 1)
+    except RedisError:
+        return 0
 
 
 def disconnect(connection: CalendarConnection, actor: Membership) -> None:

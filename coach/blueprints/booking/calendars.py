@@ -169,6 +169,14 @@ def choose_calendars(coach_id: str, connection_id: str):
 def sync_calendar(coach_id: str, connection_id: str):
     """Sync now (in the background; the card shows when it is done)."""
     coach, connection = _button(coach_id, connection_id)
+    wait = service.sync_now_wait(connection)
+    if wait:
+        flash(f"{connection.label} was synced on request moments ago; Sync now works again in {wait} s "
+              f"(Coach also syncs by itself every few minutes).", "error")
+        # 429 with Retry-After; htmx gets 422, which it swaps without treating the answer as an error.
+        response = _card(coach, connection, status=422 if wants_fragment() else 429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     service.request_sync(connection, discover=True)
     db.session.commit()
     return _done(coach, connection, "Syncing…")
