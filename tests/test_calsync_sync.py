@@ -239,3 +239,26 @@ def test_a_password_sealed_with_a_retired_key_is_a_clear_failure(ctx, radicale, 
     assert run_sync(world, connection) == "failed"
     connection = reload(connection)
     assert connection.status == "failing" and "can no longer be read" in connection.last_error
+
+
+def test_the_app_password_never_reaches_a_log_line_even_at_debug_level(ctx, radicale, quiet, caplog):
+    """caldav, requests and urllib3 log requests at DEBUG; neither the password nor the Basic credentials made
+    from it may be in what they (or we) write, on success or refusal."""
+    import base64
+    import logging
+
+    world = BookingWorld()
+    acct = radicale.account("Personal")
+    wrong = "wrong-app-password-7f3"
+    secrets = {acct.password, wrong}
+    secrets |= {base64.b64encode(f"{acct.username}:{p}".encode()).decode() for p in (acct.password, wrong)}
+    with caplog.at_level(logging.DEBUG):
+        connection = connected(world, acct)
+        acct.put(ical(berlin(3, 10), berlin(3, 11)))
+        assert run_sync(world, connection) == "synced"
+        refused = connect(world, acct.server_url, acct.username, wrong)
+        assert run_sync(world, refused) == "failed"
+    written = "\n".join(f"{record.getMessage()} {record.args!r} {record.exc_text or ''}" for record in caplog.records)
+    assert any(record.name.startswith(("caldav", "urllib3")) for record in caplog.records)  # they did log
+    for secret in secrets:
+        assert secret not in written
