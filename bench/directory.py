@@ -35,7 +35,10 @@ against the production settings but for the facet counts' time in Valkey (``dire
 ``DIRECTORY_FACET_CACHE_SECONDS`` = ``BENCH_DIRECTORY_CACHE_SECONDS``, default 900 instead of the production 60, so
 that none of the warm-up's counts expire during the run: every search with its counts kept) and against a second
 server with ``DIRECTORY_FACET_CACHE_SECONDS=0`` (``uncached``: every search counts its facets, as the first of its
-kind does; ``BENCH_DIRECTORY_UNCACHED=0`` skips it). Production lies between the two, by how often the same
+kind does; ``BENCH_DIRECTORY_UNCACHED=0`` skips it). The ``directory`` server also keeps whole answers
+(``DIRECTORY_RESULTS_CACHE_SECONDS`` = the same period), so it measures a search asked again; a third server,
+``misses`` (``BENCH_DIRECTORY_MISSES=0`` skips it), keeps facet counts but no answers: every search runs its
+statements and renders, as one asked for the first time in the period does (``uncached`` keeps neither). Production lies between the two, by how often the same
 search comes back within the minute. Each is a closed loop of
 ``BENCH_CLIENTS`` (16) clients, every client going round the 200 from its own place (:mod:`bench.load` with
 ``paths``). The public search's rate limit is off for the run (``RATELIMIT_DIRECTORY_SEARCH=off``, and the
@@ -264,7 +267,8 @@ def cold_app():
     and requests are not logged one by one."""
     from coach import create_app
 
-    return create_app({"DIRECTORY_FACET_CACHE_SECONDS": 0, "LOG_LEVEL": "WARNING"})
+    return create_app({"DIRECTORY_FACET_CACHE_SECONDS": 0, "DIRECTORY_RESULTS_CACHE_SECONDS": 0,
+                       "LOG_LEVEL": "WARNING"})
 
 
 # --- through the server -------------------------------------------------------------------------------------
@@ -394,17 +398,25 @@ def run(argv: list[str] | None = None) -> str:
         # production lies between, by how often the same searches come back within the minute.
         cached_ttl = os.environ.get("BENCH_DIRECTORY_CACHE_SECONDS", "900")
         web = bench.start_gunicorn("app", "wsgi:app", ready_path="/health/ready",
-                                   extra_env={"DIRECTORY_FACET_CACHE_SECONDS": cached_ttl})
+                                   extra_env={"DIRECTORY_FACET_CACHE_SECONDS": cached_ttl,
+                                              "DIRECTORY_RESULTS_CACHE_SECONDS": cached_ttl})
         services = bench.service_pids()
         harness.say("each query once through the server (warm-up; the second pages' links)")
         second_pages, failed = first_pages(web.port, listed)
         everything = listed + [("page2", {}) for _ in second_pages]
         paths = [path_of(params) for _, params in listed] + second_pages
         sides = [("directory", web)]
+        if os.environ.get("BENCH_DIRECTORY_MISSES", "1") != "0":
+            # Answers never kept, facet counts kept: a search asked for the first time (within the period), its
+            # cards rendered or taken from the process's kept cards.
+            sides.append(("misses", bench.start_gunicorn(
+                "app-misses", "wsgi:app", ready_path="/health/ready",
+                extra_env={"DIRECTORY_FACET_CACHE_SECONDS": cached_ttl, "DIRECTORY_RESULTS_CACHE_SECONDS": "0"})))
         if uncached:
             # The same server with facet counts never cached: what every first search of its kind costs.
             sides.append(("uncached", bench.start_gunicorn("app-uncached", "wsgi:app", ready_path="/health/ready",
-                                                           extra_env={"DIRECTORY_FACET_CACHE_SECONDS": "0"})))
+                                                           extra_env={"DIRECTORY_FACET_CACHE_SECONDS": "0",
+                                                                      "DIRECTORY_RESULTS_CACHE_SECONDS": "0"})))
         for n in range(1, rounds + 1):
             harness.say(f"round {n}/{rounds}: baseline GET / with {clients} clients")
             runs.append(("baseline", harness.run_load(port=baseline.port, path="/", clients=clients,
@@ -429,7 +441,8 @@ def run(argv: list[str] | None = None) -> str:
                 "errors": sum(sum(r["errors"].values()) for r in results),
                 "others": sum(r["cpu"].get("others", 0.0) for r in results) / max(1, len(results))}
 
-    figures = {side: pooled(side) for side in ("baseline", "directory", "uncached") if any(s == side for s, _ in runs)}
+    figures = {side: pooled(side) for side in ("baseline", "directory", "misses", "uncached")
+               if any(s == side for s, _ in runs)}
     base, page = figures["baseline"], figures["directory"]
     print()
     print(f"data: {counts['listings']:,} listings of {counts['organizations']:,} listed organizations, "
@@ -438,8 +451,8 @@ def run(argv: list[str] | None = None) -> str:
     print()
     _shape_table(found, {side: _latencies(runs, side, everything, paths) for side in figures if side != "baseline"})
     print()
-    labels = {"baseline": "bare route GET / (baseline)", "directory": f"directory, {len(paths)} searches",
-              "uncached": "directory, facet counts not cached"}
+    labels = {"baseline": "bare route GET / (baseline)", "directory": f"directory, {len(paths)} searches, kept",
+              "misses": "directory, answers not kept", "uncached": "directory, nothing kept"}
     rows = [[labels[side], f["requests"], f["rps"], f["rps"] / base["rps"] if base["rps"] else float("nan"),
              f["p50"], f["p95"], f["max"], f"{f['cpu']:.2f}", f"{f['server_cpu']:.2f}", f"{f['postgres_cpu']:.2f}",
              f["errors"], f"{f['others']:.2f}"]
@@ -448,9 +461,11 @@ def run(argv: list[str] | None = None) -> str:
                          "PostgreSQL", "errors", "others"], rows)
     print(f"'stmts': SQL statements on the directory's tables per page; 'cold app ms': the median request in this "
           f"process with facet counts not cached (PostgreSQL included); 'sql ms': the slowest statement (of kind "
-          f"'slowest') of the shape's slowest query under EXPLAIN ANALYZE; 'directory': every search's facet counts "
-          f"kept in Valkey since the warm-up (DIRECTORY_FACET_CACHE_SECONDS={cached_ttl}); 'uncached': "
-          f"DIRECTORY_FACET_CACHE_SECONDS=0, every search counts them; 'ratio': req/s / "
+          f"'slowest') of the shape's slowest query under EXPLAIN ANALYZE; 'directory': every search's answer "
+          f"and facet counts kept in Valkey since the warm-up (DIRECTORY_RESULTS_CACHE_SECONDS and "
+          f"DIRECTORY_FACET_CACHE_SECONDS={cached_ttl}: one statement checks the shown coaches); 'misses': answers "
+          f"never kept (DIRECTORY_RESULTS_CACHE_SECONDS=0), facet counts kept: every search runs and renders; "
+          f"'uncached': both 0, every search also counts its facets; 'ratio': req/s / "
           f"the bare route's; 'CPU ms/req': gunicorn + PostgreSQL + Valkey CPU per request (then gunicorn's and "
           f"PostgreSQL's alone); 'others': CPU no process "
           f"of this benchmark used (cores of {os.cpu_count()}): read it before trusting a figure. "
@@ -459,9 +474,13 @@ def run(argv: list[str] | None = None) -> str:
     if bad:
         print(f"not 200 ({len(bad)}): " + "; ".join(bad[:10]), file=sys.stderr)
     extra = {}
+    if "misses" in figures:
+        extra.update({"miss_p50_ms": figures["misses"]["p50"], "miss_p95_ms": figures["misses"]["p95"],
+                      "miss_cpu_ms": figures["misses"]["cpu"], "miss_gunicorn_cpu_ms": figures["misses"]["server_cpu"],
+                      "miss_postgres_cpu_ms": figures["misses"]["postgres_cpu"]})
     if "uncached" in figures:
-        extra = {"uncached_p50_ms": figures["uncached"]["p50"], "uncached_p95_ms": figures["uncached"]["p95"],
-                 "uncached_cpu_ms": figures["uncached"]["cpu"]}
+        extra.update({"uncached_p50_ms": figures["uncached"]["p50"], "uncached_p95_ms": figures["uncached"]["p95"],
+                      "uncached_cpu_ms": figures["uncached"]["cpu"]})
     extra = {"gunicorn_cpu_ms": page["server_cpu"], "postgres_cpu_ms": page["postgres_cpu"], **extra}
     return harness.key_values(p50_ms=page["p50"], p95_ms=page["p95"], ratio=page["rps"] / base["rps"],
                               cpu_ms=page["cpu"], baseline_cpu_ms=base["cpu"], **extra, target_p95_ms=TARGET_P95_MS,

@@ -161,6 +161,9 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         # The public search's facet counts are kept in Valkey this long (counting them over every listing takes
         # a few hundred ms at 100k listings); 0 counts every time (the tests' default: they change and re-read).
         "DIRECTORY_FACET_CACHE_SECONDS": _int("DIRECTORY_FACET_CACHE_SECONDS", 0 if env == "testing" else 60),
+        # A public search's rendered results are kept this long (a kept answer is used only while every coach it
+        # shows is still listed and unchanged; the order, the set of matches and the counts may be this old).
+        "DIRECTORY_RESULTS_CACHE_SECONDS": _int("DIRECTORY_RESULTS_CACHE_SECONDS", 0 if env == "testing" else 30),
         # Signaling frames: the largest accepted (an SDP offer with video, audio and a screen is a few KB), and
         # how many a socket may send in any 10 seconds before it is told to slow down (candidates come in bursts).
         "ROOM_MAX_FRAME_BYTES": _int("ROOM_MAX_FRAME_BYTES", 64 * 1024),

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from werkzeug.datastructures import MultiDict
 
 from bench.directory_seed import seed_listings
-from coach.directory import search
+from coach.directory import search, search_cache
 from coach.extensions import db
 
 INDEX_NODES = ("Index Scan", "Index Only Scan", "Bitmap Index Scan")
@@ -121,6 +121,11 @@ def test_every_search_statement_uses_an_index(seeded):
     nodes = plan_of(correction)
     if not any(n.get("Index Name") == "ix_directory_words_trgm" for n in nodes):
         failures.append(f"corrections: {scans(nodes, 'directory_words')}")
+    # A kept answer's check of the coaches it shows: the primary key, one probe per shown listing.
+    shown = [hit.id for hit in search.search(search.parse_params(MultiDict())).items]
+    freshness = search.Statement("freshness", search_cache.FRESHNESS_SQL, {"ids": shown})
+    if not any(n.get("Index Name") == "pk_directory_listings" for n in plan_of(freshness)):
+        failures.append(f"freshness: {scans(plan_of(freshness), 'directory_listings')}")
     assert not failures, "\n".join(failures)
 
 

@@ -79,7 +79,7 @@ CARD_COLUMNS = ("id", "organization_id", "coach_membership_id", "org_slug", "org
                 "headline", "excerpt", "photo_key", "disciplines", "skills", "tags", "languages", "online",
                 "in_person", "location", "timezone", "verified", "currency", "price_min_minor", "price_max_minor",
                 "price_band", "rating_count", "rating_avg", "rating_score", "next_slot_at", "response_minutes",
-                "sessions_delivered")
+                "sessions_delivered", "refreshed_at")
 
 
 class BadCursor(DomainError):
@@ -180,6 +180,7 @@ class Hit:
     response_minutes: int | None = None
     sessions_delivered: int = 0
     rank: float | None = None
+    refreshed_at: datetime | None = None  # the listing's version (kept answers and cards are checked against it)
 
 
 @dataclass

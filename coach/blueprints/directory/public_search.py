@@ -6,15 +6,19 @@ here build the page's links from the search's own parameters; the organization's
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from urllib.parse import urlencode
 
-from flask import current_app, request, url_for
+from flask import current_app, g, request, url_for
+from flask_login import current_user
+from jinja2_fragments.flask import render_block
+from markupsafe import Markup
 
 from coach.blueprints.directory import public
-from coach.directory import search
+from coach.directory import search, search_cache
 from coach.directory.profiles import language_names
-from coach.htmx import render
+from coach.htmx import render, wants_fragment
 from coach.platform.ratelimit import ip_key, limiter
 
 TEMPLATE = "directory/search.html"
@@ -28,6 +32,8 @@ NOTICES_SHOWN = 5
 # What a facet's values mean where the label alone does not say.
 FACET_HINTS = {"price": "A session's price, in the coach's currency.",
                "rating": "The average of their reviews (at least one)."}
+# Rendered public cards kept per process (~1.5 KB each), by listing version and the viewer's zone.
+CARD_CACHE_SIZE = 4000
 # A limit that is never reached, for when the setting says "off" (Flask-Limiter still parses the value).
 _UNREACHABLE = "1000000 per second"
 
@@ -118,14 +124,90 @@ def _statics() -> dict:
     asked = request.args.get("sort", "")
     return dict(sorts=SORTS, chosen_sort=asked if asked in dict(SORTS) else "", facet_titles=FACET_TITLES,
                 facet_hints=FACET_HINTS, language_names=language_names,
-                term_label=search.facet_label)
+                term_label=search.facet_label, coach_cards=coach_cards)
+
+
+class _Cards:
+    """A bounded map of rendered cards, least recently used out first (per process; a card is the same for
+    every viewer in one zone until its listing changes, and its listing's ``refreshed_at`` is in the key)."""
+
+    def __init__(self, size: int):
+        self.size, self.kept = size, OrderedDict()
+
+    def get(self, key):
+        html = self.kept.get(key)
+        if html is not None:
+            self.kept.move_to_end(key)
+        return html
+
+    def put(self, key, html) -> None:
+        self.kept[key] = html
+        if len(self.kept) > self.size:
+            self.kept.popitem(last=False)
+
+
+cards_cache = _Cards(CARD_CACHE_SIZE)
+
+
+def viewer_zone() -> str:
+    """The zone the cards' times are shown in (the ``localtime`` filter's)."""
+    return g.get("viewer_timezone") or (current_user.timezone if current_user.is_authenticated else "UTC") or "UTC"
+
+
+def coach_cards(items, public: bool) -> Markup:
+    """The results' ``<li>`` cards. A public listing's card is rendered once per version and zone and kept:
+    rendering 20 cards (links, labels, money, times) was most of the page's Python."""
+    template = current_app.jinja_env.get_template("directory/_card.html")
+    zone = viewer_zone()
+    values = dict(public=public, term_label=search.facet_label, language_names=language_names, g=g)
+    parts = []
+    for item in items:
+        key = (item.id, item.refreshed_at, zone, request.script_root) if public and item.refreshed_at else None
+        html = cards_cache.get(key) if key else None
+        if html is None:
+            html = template.render(item=item, **values)
+            if key:
+                cards_cache.put(key, html)
+        parts.append(f"<li>{html}</li>")
+    return Markup("".join(parts))
+
+
+def _answer_key() -> str:
+    """What a public answer depends on: the search's own arguments as asked (their order too: the page's links
+    keep it), the viewer's zone (the cards' times), and page or fragment (the fragment carries the count)."""
+    known = {*BASE_KEYS, *FACET_TITLES, "cursor"}
+    asked = [[k, v] for k, v in request.args.items(multi=True) if k in known and v != ""]
+    return search_cache.cache_key([asked, viewer_zone(), wants_fragment(), request.script_root])
 
 
 @public.get("")
 @limiter.limit(_search_limit, key_func=ip_key, scope="directory-search", exempt_when=_search_unlimited)
 def index():
-    """The public directory: search listed coaches, filter by facets, page through the results."""
-    context, status = page_context("directory_public.index", search.search)
+    """The public directory: search listed coaches, filter by facets, page through the results.
+
+    A first page or a later one, as a page or its fragment, is kept rendered for a few seconds
+    (:mod:`coach.directory.search_cache`): the same search again renders only the page around it, after one
+    statement checks that every coach it shows is still listed and unchanged."""
+    endpoint = "directory_public.index"
+    if not search_cache.seconds():
+        context, status = page_context(endpoint, search.search)
+        return answer(TEMPLATE, context, status, public=True)
+    key = _answer_key()
+    kept = search_cache.get(key)
+    if kept is not None:
+        try:
+            params = search.parse_params(request.args)
+        except search.BadCursor:  # the secret changed since: search as usual
+            kept = None
+    if kept is not None:
+        context = dict(params=params, links=Links(endpoint, request.args, FACET_TITLES), count_text=kept["count"],
+                       results_html=Markup(kept["html"]), **_statics())
+        return answer(TEMPLATE, context, 200, public=True)
+    context, status = page_context(endpoint, search.search)
+    if status == 200:
+        html = render_block(TEMPLATE, "results", **context, public=True)
+        search_cache.put(key, {"html": html, "count": context["count_text"]}, context["results"].items)
+        context["results_html"] = Markup(html)
     return answer(TEMPLATE, context, status, public=True)
 
 
