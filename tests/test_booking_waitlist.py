@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 
 from coach import clock, tenancy
 from coach.booking import service, waitlist
-from coach.booking.models import Booking, CoachingSession, WaitlistEntry
+from coach.booking.errors import LineWaiting, SlotTaken
+from coach.booking.models import Booking, CoachingSession, Offering, WaitlistEntry
 from coach.booking.waitlist import OfferGone, WaitlistError
 from coach.extensions import db
 from coach.notifications.models import Notification
@@ -310,3 +311,74 @@ def test_another_organizations_line_never_shows(group, job_runner, mailbox):
     assert statuses(other) == ["booked", "waiting", "waiting"]
     assert str(uuid.uuid4())  # (a random id is simply not found)
     assert waitlist.get_entry(other.org, "not-an-id") is None
+
+
+# --- a freed seat is the line's --------------------------------------------------------------------------
+
+def test_a_freed_seat_is_kept_for_the_line_until_the_first_in_line_has_it(group, job_runner, mailbox):
+    """Between a cancel and the waitlist's consumer, nobody books past the line; the first in line may."""
+    walk_in = add_member(group.org, make_user(name="Walt Walk-in"), ATHLETE)
+    group.line_up(*group.waiting[:2])
+    with job_runner.paused():
+        group.cancel(group.bookings[0])  # the consumer has not run yet: a seat is free, two wait
+        tenancy.activate(group.org.id)
+        for outsider in (walk_in, group.waiting[1]):
+            with pytest.raises(LineWaiting, match="2 athletes are waiting for a seat") as refused:
+                service.request_booking(group.offering, outsider, group.starts_at, "", outsider)
+            assert refused.value.status == 409 and refused.value.session_id == group.session_id
+        db.session.rollback()
+        assert seats(group) == (1, 2)
+        # Joining is open again: the free seat is the line's, so the session counts as full.
+        tenancy.activate(group.org.id)
+        session = db.session.get(CoachingSession, group.session_id)
+        assert waitlist.is_full(session)
+        waitlist.join(session, walk_in, walk_in)
+        db.session.commit()
+        job_runner.drain()
+    db.session.expire_all()
+    assert statuses(group) == ["booked", "waiting", "waiting"]
+    assert len(live_bookings_of(group, group.waiting[0])) == 1 and not live_bookings_of(group, walk_in)
+    assert seats(group) == (2, 2)
+
+
+def test_the_first_in_line_may_book_the_freed_seat_directly(group, job_runner, mailbox):
+    group.line_up(*group.waiting[:2])
+    with job_runner.paused():
+        group.cancel(group.bookings[0])
+        tenancy.activate(group.org.id)
+        service.request_booking(group.offering, group.waiting[0], group.starts_at, "", group.waiting[0])
+        db.session.commit()
+        job_runner.drain()  # the consumer finds them seated and marks their place booked
+    assert statuses(group) == ["booked", "waiting"]
+    assert seats(group) == (2, 2) and not live_bookings_of(group, group.waiting[1])
+
+
+def test_a_direct_booking_racing_the_filler_never_takes_the_first_in_lines_seat(group, app, job_runner, mailbox):
+    """The walk-in and the waitlist's filler start at the same moment (either may take the coach's seat lock
+    first): the seat goes to the first in line, exactly once, and the walk-in is told to join the line."""
+    walk_in = add_member(group.org, make_user(name="Walt Walk-in"), ATHLETE)
+    group.line_up(group.waiting[0])
+    org_id, session_id, offering_id, starts_at = group.org.id, group.session_id, group.offering.id, group.starts_at
+    walk_in_id = walk_in.id
+
+    def direct(ready):
+        offering = db.session.get(Offering, offering_id)
+        athlete = db.session.get(Membership, walk_in_id)
+        athlete.user, offering.coach
+        ready()
+        return service.request_booking(offering, athlete, starts_at, "", athlete).id
+
+    def fill(ready):
+        ready()
+        return waitlist.fill(org_id, session_id)
+
+    with job_runner.paused():
+        group.cancel(group.bookings[0])
+        outcomes = race(app, org_id, [direct, fill])
+    # The walk-in is refused either way: the seat kept for the line, or (the filler first) the session full.
+    assert isinstance(outcomes[0], LineWaiting | SlotTaken) and outcomes[0].status == 409, outcomes
+    assert outcomes[1] == 1, outcomes
+    db.session.expire_all()
+    assert statuses(group) == ["booked"]
+    assert len(live_bookings_of(group, group.waiting[0])) == 1 and not live_bookings_of(group, walk_in)
+    assert seats(group) == (2, 2)

@@ -11,7 +11,9 @@ from sqlalchemy import select
 from coach import tenancy
 from coach.booking.models import Booking, WaitlistEntry
 from coach.extensions import db
+from coach.orgs.models import ATHLETE
 from tests.test_booking_views import HX, logged_in, text, token
+from tests.factories import add_member, make_user
 from tests.test_booking_waitlist import GroupWorld, deliver, seats, statuses
 
 KEY_RE = re.compile(r'name="idempotency_key" value="([0-9a-f]+)"')
@@ -190,3 +192,29 @@ def test_a_paid_seat_is_offered_and_taken_through_the_checkout(app, ctx, fake_st
     held = db.session.get(Booking, entry.booking_id)
     assert (entry.status, held.status) == ("booked", "held")  # the checkout's own hold keeps the seat
     assert seats(world) == (2, 2)
+
+
+def test_booking_a_seat_kept_for_the_line_is_refused_with_the_way_to_join_it(app, group, job_runner, mailbox):
+    """A walk-in who opens the freed time before the line's consumer ran is told the seat is the line's and is
+    offered the waitlist; the seat stays free for the first in line, who gets it."""
+    walk_in = add_member(group.org, make_user(name="Walt Walk-in"), ATHLETE)
+    group.line_up(group.waiting[0])
+    browser = logged_in(app, walk_in.user.email)
+    start = group.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = f"/o/{group.org.slug}/offerings/{group.offering.id}/book"
+    with job_runner.paused():
+        group.cancel(group.bookings[0])
+        response = browser.post(path, data={"csrf_token": token(browser, group.org.slug), "start": start,
+                                             "athlete": str(walk_in.id)})
+        page = text(response)
+        assert response.status_code == 409
+        assert "1 athlete is waiting for a seat in this session" in page
+        assert f'href="{page_of(group)}"' in page and "Join the waitlist" in page
+        assert seats(group) == (1, 2)
+        # The waitlist page counts the kept seat as taken and lets the walk-in line up behind.
+        waitlist_page = text(browser.get(page_of(group)))
+        assert "A freed seat is kept for those already in line" in waitlist_page
+        assert form_post(browser, page_of(group), page_of(group)).status_code == 303
+        job_runner.drain()
+    assert statuses(group) == ["booked", "waiting"]
+    assert seats(group) == (2, 2)

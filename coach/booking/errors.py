@@ -23,6 +23,18 @@ class SlotTaken(BookingError):
     status = 409
 
 
+class LineWaiting(BookingError):
+    """The session's free seats are kept for the athletes on its waitlist, first in line first. HTTP 409.
+
+    ``session_id`` is the session whose line to join."""
+
+    status = 409
+
+    def __init__(self, message: str, session_id=None):
+        super().__init__(message)
+        self.session_id = session_id
+
+
 def sqlstate(exc: DBAPIError) -> str | None:
     """The SQLSTATE PostgreSQL refused a statement with."""
     return getattr(exc.orig, "sqlstate", None)

@@ -31,9 +31,9 @@ from coach import clock
 from coach.booking import slots as slotlib
 from coach.booking.access import books_for_others
 from coach.booking.availability import slot_rules
-from coach.booking.errors import EXCLUDED, BookingError, SlotTaken, sqlstate
+from coach.booking.errors import EXCLUDED, BookingError, LineWaiting, SlotTaken, sqlstate
 from coach.booking.events import STATUS_TOPICS
-from coach.booking.models import LIVE_STATUSES, Booking, CoachingSession, Offering
+from coach.booking.models import LIVE_STATUSES, Booking, CoachingSession, Offering, WaitlistEntry
 from coach.extensions import db
 from coach.orgs.models import ATHLETE, Membership
 from coach.platform import audit
@@ -83,14 +83,45 @@ def _check_slot(offering: Offering, starts_at: datetime, now: datetime,
     raise BookingError("That time is not available for this offering. Choose a time from the calendar.")
 
 
+def _seat_lock(offering: Offering) -> None:
+    """The coach's seat lock, held to the end of the transaction (taking it again in the same one is a no-op)."""
+    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                       {"key": f"coach-seats:{offering.tenant_id}:{offering.coach_membership_id}"})
+
+
+def _keep_seats_for_the_line(offering: Offering, starts_at: datetime, athlete_id: uuid.UUID) -> bool:
+    """While athletes wait for the session at ``starts_at``, its free seats are theirs, first in line first:
+    anyone else is refused (:class:`LineWaiting`), so a seat freed before the waitlist's consumer runs cannot be
+    taken past the line. Takes the coach's seat lock first (as every waitlist change does), so the line read here
+    is the one the seat is taken against. True when the athlete is one of those waiting (and may take it)."""
+    _seat_lock(offering)
+    line = db.session.execute(
+        select(WaitlistEntry.athlete_membership_id, WaitlistEntry.status, WaitlistEntry.session_id)
+        .join(CoachingSession, (CoachingSession.tenant_id == WaitlistEntry.tenant_id)
+              & (CoachingSession.id == WaitlistEntry.session_id))
+        .where(WaitlistEntry.tenant_id == offering.tenant_id, CoachingSession.offering_id == offering.id,
+               CoachingSession.starts_at == starts_at, WaitlistEntry.status.in_(("waiting", "offered")))
+        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)).all()
+    if not line or any(a == athlete_id and status == "offered" for a, status, _ in line):
+        return False  # nobody waits, or this is the athlete the seat was offered to (taking it through a checkout)
+    waiting = [a for a, status, _ in line if status == "waiting"]
+    taken = db.session.scalar(select(func.coalesce(func.sum(CoachingSession.live_seats), 0)).where(
+        CoachingSession.tenant_id == offering.tenant_id, CoachingSession.offering_id == offering.id,
+        CoachingSession.starts_at == starts_at))
+    if not waiting or athlete_id in waiting[:max(offering.capacity - taken, 0)]:
+        return athlete_id in waiting
+    people = "1 athlete is" if len(waiting) == 1 else f"{len(waiting)} athletes are"
+    raise LineWaiting(f"{people} waiting for a seat in this session, and a freed seat goes to the first in line. "
+                      "Join the waitlist to get the next one.", session_id=line[-1][2])
+
+
 def _hold_seat(offering: Offering, starts_at: datetime, ends_at: datetime) -> CoachingSession:
     """Take a seat: in an open group session at that time, or in a new session holding the coach's time."""
     # One seat-taker per coach at a time, until its transaction ends. Without it, two requests writing
     # overlapping sessions (or one joining a group session that another's new session overlaps) each wait
     # for the other's uncommitted row in the exclusion check, and PostgreSQL aborts one with a deadlock.
     # The exclusion constraint still decides who gets the time; this only puts the contenders in a line.
-    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                       {"key": f"coach-seats:{offering.tenant_id}:{offering.coach_membership_id}"})
+    _seat_lock(offering)
     for attempt in range(2):
         if offering.capacity > 1:
             taken = db.session.execute(
@@ -163,6 +194,7 @@ def request_booking(offering: Offering, athlete: Membership, starts_at: datetime
     try:
         # One savepoint for the seat and the booking: a refusal leaves no seat taken in the caller's transaction.
         with db.session.begin_nested():
+            in_line = offering.capacity > 1 and _keep_seats_for_the_line(offering, slot.starts_at, athlete.id)
             session = _hold_seat(offering, slot.starts_at, slot.ends_at)
             booking = Booking(
                 tenant_id=offering.tenant_id, session_id=session.id, offering_id=offering.id,
@@ -176,6 +208,15 @@ def request_booking(offering: Offering, athlete: Membership, starts_at: datetime
                 calendar_sequence=rescheduled_from.calendar_sequence + 1 if rescheduled_from else 0)
             db.session.add(booking)
             db.session.flush()
+            if in_line:  # they waited for this seat: their place in the line is done
+                db.session.execute(update(WaitlistEntry).where(
+                    WaitlistEntry.tenant_id == offering.tenant_id, WaitlistEntry.athlete_membership_id == athlete.id,
+                    WaitlistEntry.status == "waiting",
+                    WaitlistEntry.session_id.in_(select(CoachingSession.id).where(
+                        CoachingSession.tenant_id == offering.tenant_id, CoachingSession.offering_id == offering.id,
+                        CoachingSession.starts_at == slot.starts_at)))
+                    .values(status="booked", booking_id=booking.id, updated_at=now)
+                    .execution_options(synchronize_session=False))
     except IntegrityError as exc:
         if sqlstate(exc) == "23505":
             raise BookingError(f"{athlete.user.display_name} already has a place in this session.") from exc

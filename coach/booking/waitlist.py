@@ -16,6 +16,10 @@ Paid offerings always offer (never book automatically: the athlete has to pay), 
 (the blueprint hands the seat to :func:`coach.payments.checkout.start_session_checkout`; see
 :func:`release_for_checkout`).
 
+While anyone waits, the session's free seats are the line's: :func:`coach.booking.lifecycle.request_booking`
+refuses a direct booking by anyone but the first waiting (``LineWaiting``, 409), so a seat freed before the
+consumer runs still goes to the first in line; joining is open while the line claims every free seat.
+
 Exactly once under concurrency: every path that changes who has a seat (fill, join, leave, accept) first takes the
 coach's seat lock (the advisory lock ``request_booking`` takes) and then the session's row lock, in that order,
 so they queue; the free seats are counted from the locked row, and the seat itself is taken by
@@ -219,6 +223,17 @@ def seat_of(session: CoachingSession, athlete_id: uuid.UUID) -> Booking | None:
         Booking.athlete_membership_id == athlete_id, Booking.status.in_(LIVE_STATUSES)))
 
 
+def _waiting_count(session: CoachingSession) -> int:
+    return db.session.scalar(select(func.count()).select_from(WaitlistEntry).where(
+        WaitlistEntry.tenant_id == session.tenant_id, WaitlistEntry.session_id == session.id,
+        WaitlistEntry.status == "waiting"))
+
+
+def is_full(session: CoachingSession) -> bool:
+    """No seat is free for a newcomer: all taken, or the free ones kept for those already waiting."""
+    return session.live_seats >= session.capacity or session.live_seats + _waiting_count(session) >= session.capacity
+
+
 # --- joining and leaving ---------------------------------------------------------------------------------
 
 
@@ -240,7 +255,7 @@ def join(session: CoachingSession, athlete: Membership, actor: Membership,
     session = _lock_session(session.tenant_id, session.id)
     if session.starts_at <= now:
         raise WaitlistError("This session has already started.")
-    if session.live_seats < session.capacity:
+    if not is_full(session):  # a seat the line does not claim
         raise WaitlistError("This session has a free seat: book it instead.", status=409)
     if seat_of(session, athlete.id) is not None:
         raise WaitlistError(f"{athlete.user.display_name} already has a seat in this session.", status=409)
@@ -328,12 +343,13 @@ def release_for_checkout(entry: WaitlistEntry, actor: Membership, now: datetime 
     now = now or clock.now()
     entry, booking = _offer_to_take(entry, actor, now)
     lifecycle.transition(booking, "cancel", actor, now=now, reason="waitlist offer taken to checkout")
-    _set(entry, now, status="booked", booking_id=None)
+    # The entry stays "offered" until :func:`mark_booked`: that is what lets the checkout's booking take the seat
+    # the line keeps (lifecycle's rule for free seats while athletes wait).
     return db.session.get(CoachingSession, entry.session_id)
 
 
 def mark_booked(entry: WaitlistEntry, booking: Booking) -> None:
-    entry.booking_id = booking.id
+    _set(entry, clock.now(), status="booked", booking_id=booking.id)
     audit.record("waitlist.accepted", actor=None, actor_label="system", target_type="waitlist_entry",
                  target_id=entry.id, details={"booking": str(booking.id), "checkout": True})
 

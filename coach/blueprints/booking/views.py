@@ -268,7 +268,7 @@ def book(offering_id: str):
     reschedule = _load_reschedule(form.reschedule.data, offering)
     if reschedule is not None:
         form.athlete.data = str(reschedule.athlete_membership_id)
-    status, taken, check = 200, False, None
+    status, taken, check, line_session = 200, False, None, None
     ignore = reschedule.session_id if reschedule is not None and offering.capacity == 1 else None
     if request.method == "GET":
         # Taken since the calendar was read (or past, or out of the coach's hours now): say so before the form.
@@ -286,6 +286,7 @@ def book(offering_id: str):
             flash(_booked_message(booking), "success")
             return redirect_after_post(url_for("booking.detail", booking_id=booking.id))
         status, taken = placed.status, isinstance(placed.error, service.SlotTaken)
+        line_session = getattr(placed.error, "session_id", None)  # seats kept for a waitlist: offer to join it
         if taken:
             check = service.check_time(offering, starts_at, ignore_session=ignore)
     elif form.errors:
@@ -295,7 +296,7 @@ def book(offering_id: str):
     return render("booking/book.html", "form", status=status, org=g.org, form=form, starts_at=starts_at,
                   ends_at=starts_at + timedelta(minutes=offering.duration_minutes), taken=taken,
                   unavailable=check if check is not None and not check.free else None,
-                  alternatives=_alternatives(check, tz, reschedule),
+                  alternatives=_alternatives(check, tz, reschedule), line_session=line_session,
                   choose_athlete=service.books_for_others(g.membership) and reschedule is None,
                   **_pay_context(offering, form, starts_at, reschedule),
                   **week_context(offering, week - timedelta(days=week.weekday()), reschedule, tz, notice))

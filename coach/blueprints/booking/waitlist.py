@@ -56,7 +56,7 @@ def _page(session, form: WaitlistForm | None = None) -> dict:
                 place=waitlist.place_of(mine) if mine else None, ordinal=waitlist.ordinal,
                 my_booking=_my_booking(session) if me.role == ATHLETE else None, line=line, manages=manages,
                 for_others=for_others, may_join=me.role == ATHLETE or for_others,
-                full=session.live_seats >= session.capacity, started=session.starts_at <= now,
+                full=waitlist.is_full(session), started=session.starts_at <= now,
                 takes=waitlist.takes_waitlist(offering), mode=waitlist.mode_of(offering), form=form,
                 action_form=ActionForm(), tz=current_user.timezone or "UTC", status_labels=waitlist.STATUS_LABELS,
                 book_url=_book_url(session))
