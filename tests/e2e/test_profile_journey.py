@@ -41,7 +41,9 @@ def test_coach_fills_the_profile_sees_the_live_preview_saves_and_sees_it(ctx, pa
     expect(preview.locator("strong")).to_have_text("VODs")
     page.get_by_label("Aim", exact=True).check()
     expect(preview.locator(".profile-discipline h3")).to_have_text("Valorant")
-    page.get_by_label("Languages you coach in", exact=True).select_option(["en", "ko"])
+    languages = page.get_by_role("group", name="Languages you coach in")
+    languages.get_by_label("English", exact=True).check()
+    languages.get_by_label("Korean", exact=True).check()
     expect(preview).to_contain_text("English, Korean")
     page.get_by_label("Tags", exact=True).fill("vod review, ranked")
     expect(preview).to_contain_text("#ranked")
@@ -64,4 +66,11 @@ def test_coach_fills_the_profile_sees_the_live_preview_saves_and_sees_it(ctx, pa
     profile = saved_profile(world)
     assert profile is not None and profile.headline == "Valorant coach for Iron to Diamond"
     assert profile.years_experience == 4 and profile.languages == ["en", "ko"]
+    # Back in the editor the ticked languages head the list, ticked.
+    page.goto(f"{live_server}/o/river/profile")
+    first = page.get_by_role("group", name="Languages you coach in").get_by_role("checkbox")
+    expect(first.nth(0)).to_be_checked()
+    expect(first.nth(1)).to_be_checked()
+    expect(first.nth(2)).not_to_be_checked()
+    assert page.locator(".profile-language-list label").nth(1).inner_text().strip() == "Korean"
     assert csp == []

@@ -12,7 +12,7 @@ from coach.blueprints.forms import BaseForm, attempt
 from coach.booking.access import offerings_of
 from coach.booking.availability import coach_timezone
 from coach.directory import profiles, reviews, stats, taxonomy
-from coach.directory.models import BIO_MAX, CERTIFICATIONS_MAX, HEADLINE_MAX, LOCATION_MAX
+from coach.directory.models import BIO_MAX, CERTIFICATIONS_MAX, HEADLINE_MAX, LANGUAGES_MAX, LOCATION_MAX
 from coach.errors import DomainError
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
@@ -34,8 +34,7 @@ class ProfileForm(BaseForm):
                            render_kw={"maxlength": HEADLINE_MAX})
     bio = TextAreaField("About you", render_kw={"rows": 8, "maxlength": BIO_MAX},
                         description="Markdown: **bold**, *italic*, lists and links.")
-    languages = SelectMultipleField("Languages you coach in", choices=LANGUAGE_CHOICES, validate_choice=False,
-                                    render_kw={"size": 6})
+    languages = SelectMultipleField("Languages you coach in", choices=LANGUAGE_CHOICES, validate_choice=False)
     years_experience = StringField("Years of coaching experience",
                                    render_kw={"type": "number", "min": 0, "max": profiles.YEARS_MAX,
                                               "inputmode": "numeric"})
@@ -110,8 +109,12 @@ def _editor_page(coach, profile, form: ProfileForm, status: int = 200, preview=N
     preview_url = (url_for("directory.preview_own") if own
                    else url_for("directory.preview_profile", coach_id=coach.id))
     card = _card(coach, preview, extra.pop("chosen_terms", None)) if preview is not None else _card(coach, profile)
+    spoken = [code for code in form.languages.data or () if code in profiles.LANGUAGES]
+    language_options = [(code, profiles.LANGUAGES[code]) for code in spoken] + [
+        (code, name) for code, name in profiles.LANGUAGES.items() if code not in spoken]
     return render(EDITOR, block, status=status, org=g.org, coach=coach, profile=profile, form=form, own=own,
                   action=action, preview_url=preview_url, tree=taxonomy.terms_tree(g.org),
+                  language_options=language_options, languages_max=LANGUAGES_MAX,
                   previewing=preview is not None, chosen=set(form.term_ids.data or ()), **card, **extra)
 
 
