@@ -90,6 +90,18 @@ def test_unlisted_club_never_appears_even_after_its_events(world, job_runner):
     assert w.yara_profile.stats_at is not None and w.yara_profile.sessions_delivered == 0
 
 
+def test_a_new_organization_is_not_listed_and_a_new_profile_is_listed_once_it_is(world):
+    """Listing is the organization's choice, off when it is made (Hill Club was made by the ordinary service and
+    never touched); a coach's profile is in by default and each coach may opt out."""
+    w = world
+    assert w.hill.listed_publicly is False
+    assert db.session.execute(text(
+        "SELECT column_default FROM information_schema.columns "
+        "WHERE table_name = 'organizations' AND column_name = 'listed_publicly'")).scalar() == "false"
+    tenancy.activate(w.hill.id)
+    assert w.yara_profile.listed is True  # her own switch is on; her club's keeps her out
+
+
 def test_coach_opt_out_and_role_change_remove_the_listing(world, job_runner):
     w = world
     w.publish()
