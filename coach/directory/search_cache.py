@@ -55,7 +55,10 @@ def current(kept: list[list[str]]) -> bool:
     """Whether every listing of a kept answer is still listed, unchanged."""
     if not kept:
         return True
-    rows = db.session.execute(text(FRESHNESS_SQL), {"ids": [uuid.UUID(i) for i, _ in kept]}).all()
+    # Outside the session's transaction, in autocommit: one round trip instead of BEGIN, the statement, COMMIT
+    # (a kept answer needs nothing else from PostgreSQL).
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        rows = conn.execute(text(FRESHNESS_SQL), {"ids": [uuid.UUID(i) for i, _ in kept]}).all()
     return {(str(row.id), row.refreshed_at.isoformat()) for row in rows} == {(i, v) for i, v in kept}
 
 
