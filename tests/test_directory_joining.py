@@ -218,3 +218,16 @@ def test_joining_needs_a_login_and_a_token(client, owner_db, world):
     response = client.post(f"{MARIA}/join", data={"offering": str(world.aim.id), "start": start})
     assert response.status_code == 400
     assert audited(owner_db) == []
+
+
+def test_logging_in_from_the_booking_page_comes_back_to_it_with_its_time(client, world):  # noqa: F811
+    """An existing account's "Log in" on the booking page returns there, the chosen time kept, to join and book."""
+    make_user("nia@example.com", "Nia New")
+    start = first_slot(world)
+    html = client.get(book_path(world, start)).get_data(as_text=True)
+    login = re.search(r'href="(/login\?next=[^"]+)"', html).group(1).replace("&amp;", "&")
+    token = csrf_from(client.get(login).get_data(as_text=True))
+    response = client.post(login, data={"csrf_token": token, "email": "nia@example.com", "password": PASSWORD})
+    assert response.status_code == 303 and response.headers["Location"] == book_path(world, start)
+    fields = join_form(client, response.headers["Location"])
+    assert fields["start"] == utc(start) and fields["offering"] == str(world.aim.id)
