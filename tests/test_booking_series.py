@@ -464,3 +464,104 @@ def test_another_organization_sees_nothing_of_a_series(app, world, coach, owner_
     assert "Choose an athlete of this organization." in text(response)
     assert series_rows(owner_db, elsewhere.org) == []
     assert len(series_rows(owner_db, world.org)) == 1
+
+
+# --- moving across weeks, the end of a series, the viewer's clock --------------------------------------
+
+def move_to(coach, move: str, start: int, weekday: int, time: str, weeks: int):
+    """Preview a move, then confirm it as the page carries it."""
+    query = f"start={start}&weekday={weekday}&time={time}&weeks={weeks}"
+    page = text(coach.get(f"{move}?{query}"))
+    assert 'name="expected"' in page, page
+    return page, coach.post(move, data={"start": str(start), "weekday": str(weekday), "time": time,
+                                        "weeks": str(weeks), "expected": DIGEST_RE.search(page).group(1),
+                                        "csrf_token": csrf_from(page)})
+
+
+def current_times(owner_db, world) -> dict[int, dict]:
+    current = {}
+    for r in series_bookings(owner_db, world.org):
+        current[r["series_index"]] = r
+    return current
+
+
+def test_move_from_occurrence_three_a_week_later_onto_another_weekday(app, world, coach, owner_db):
+    """ "Every Tuesday 10:00 from the 3rd on" becomes "every Thursday 15:00, a week later": each moved occurrence
+    lands on the time the next one gives up or beyond, and all of them move together."""
+    location, first = booked_series(app, world, coach, count=5)
+    series_id = location.rsplit("/", 1)[1]
+    move = f"/o/{world.org.slug}/series/{series_id}/move"
+    assert "1 week later" in text(coach.get(f"{move}?start=3"))
+    same_day = first.weekday()
+    page, response = move_to(coach, move, 3, same_day, "10:00", 1)  # onto the next one's own time
+    assert "All 3 new times are free" in page
+    assert response.status_code == 303, text(response)
+    current = current_times(owner_db, world)
+    assert [current[i]["starts_at"] for i in (3, 4, 5)] == [at(first + timedelta(weeks=w), 10) for w in (3, 4, 5)]
+    assert all(current[i]["status"] == "confirmed" for i in current)
+    # And on to Thursday 15:00 of the following week, from occurrence 4.
+    thursday = 3
+    page, response = move_to(coach, move, 4, thursday, "15:00", 1)
+    assert response.status_code == 303, text(response)
+    current = current_times(owner_db, world)
+    for index, weeks_on in ((4, 5), (5, 6)):
+        local = current[index]["starts_at"].astimezone(BERLIN)
+        assert (local.weekday(), local.hour) == (thursday, 15)
+        monday = first - timedelta(days=first.weekday())
+        assert (local.date() - monday).days // 7 == weeks_on
+    assert current[3]["starts_at"] == at(first + timedelta(weeks=3), 10)
+    assert text(coach.get(location)).count("Move this and later") == 5
+
+
+def test_a_move_before_an_occurrence_that_stays_is_refused(app, world, coach, owner_db):
+    location, first = booked_series(app, world, coach, count=4, first_days=10)
+    series_id = location.rsplit("/", 1)[1]
+    move = f"/o/{world.org.slug}/series/{series_id}/move"
+    response = coach.get(f"{move}?start=3&weekday={first.weekday()}&time=09:00&weeks=-1")
+    assert response.status_code == 422
+    assert "The new first time comes before occurrence 2, which stays" in text(response)
+    response = coach.get(f"{move}?start=3&weekday=1&time=09:00&weeks=40")
+    assert response.status_code == 422 and "Not a valid choice" in text(response)
+    assert all(r["rescheduled_from_id"] is None for r in series_bookings(owner_db, world.org))
+
+
+def test_a_series_ends_when_its_last_occurrence_has_ended(app, world, coach, owner_db, job_runner):
+    location, first = booked_series(app, world, coach, count=2)
+    series_id = location.rsplit("/", 1)[1]
+    tenancy.activate(world.org.id)
+    series = series_service.get_series(world.org.id, series_id)
+    first_booking, second = series_service.occurrences(series)
+    after = at(first, 12)  # the first has taken place, the second is a week ahead
+    with job_runner.paused():
+        job_runner.drain()
+        tenancy.activate(world.org.id)
+        for action in ("start", "end"):
+            service.transition(first_booking, action, None, now=after)
+        db.session.commit()
+        job_runner.drain()
+        assert series_rows(owner_db, world.org)[0]["status"] == "active"  # one still to come
+        tenancy.activate(world.org.id)
+        service.transition(second, "cancel", world.coach, now=after)
+        db.session.commit()
+        job_runner.drain()
+    assert series_rows(owner_db, world.org)[0]["status"] == "ended"
+    page = text(coach.get(location))
+    assert "Ended" in page and "1 took place" in page and "Move this and later" not in page
+    # A redelivered event changes nothing.
+    tenancy.activate(world.org.id)
+    assert series_service.occurrence_settled(world.org.id, second.id) == "ended"
+
+
+def test_series_pages_follow_the_members_twelve_hour_clock(app, world, coach, owner_db):
+    location, first = booked_series(app, world, coach, count=2)
+    tenancy.activate(world.org.id)
+    world.coach.user.hour_cycle = 12
+    db.session.commit()
+    detail = text(coach.get(location))
+    assert "10:00 am" in detail and "10:00 C" not in detail
+    plan = text(coach.get(plan_url(world, **plan_query(world, berlin_day(20), time="14:00", count=2))))
+    assert "2:00 pm–3:00 pm" in plan
+    series_id = location.rsplit("/", 1)[1]
+    move = text(coach.get(f"/o/{world.org.slug}/series/{series_id}/move?start=1&weekday={first.weekday()}"
+                          "&time=16:00&weeks=0"))
+    assert "4:00 pm" in move and "10:00 am" in move

@@ -65,3 +65,5 @@ def schedule_from_event(payload: dict) -> None:
 
 # Waitlists move on when a seat frees (their consumer and sweep live in their own module).
 from coach.booking import waitlist_jobs  # noqa: E402, F401
+# A recurring series ends with its last occurrence.
+from coach.booking import series_jobs  # noqa: E402, F401

@@ -41,7 +41,8 @@ from coach.booking.availability import WEEKDAYS, coach_timezone, minutes_label, 
 from coach.booking.errors import BookingError
 from coach.booking.events import SERIES_TOPICS
 from coach.booking.lifecycle import request_booking, reschedule_booking, transition
-from coach.booking.models import LIVE_STATUSES, Booking, BookingSeries, CoachingSession, ExternalBusy, Offering
+from coach.booking.models import (LIVE_STATUSES, Booking, BookingSeries, CoachingSession, ExternalBusy, Offering,
+                                  WaitlistEntry)
 from coach.extensions import db
 from coach.ids import parse_uuid
 from coach.orgs.models import ATHLETE, Membership
@@ -51,6 +52,8 @@ from coach.platform.outbox import emit
 UTC = timezone.utc
 MAX_OCCURRENCES = 500
 MAX_INTERVAL_WEEKS = 12
+MAX_SHIFT_WEEKS = 12  # how far a move may shift the rest of a series
+TOOK_PLACE = ("ended", "no_show")
 
 
 class PlanChanged(BookingError):
@@ -216,6 +219,17 @@ def _athletes_places(offering: Offering, athlete: Membership, starts: list[datet
         Booking.starts_at.in_(starts))))
 
 
+def _lines_waiting(offering: Offering, athlete: Membership, starts: list[datetime]) -> set[datetime]:
+    """The starts among ``starts`` whose session has others waiting in its line (one statement): a direct booking
+    of it is refused (:func:`coach.booking.lifecycle.request_booking` keeps free seats for the line)."""
+    return set(db.session.scalars(select(CoachingSession.starts_at).join(
+        WaitlistEntry, (WaitlistEntry.tenant_id == CoachingSession.tenant_id)
+        & (WaitlistEntry.session_id == CoachingSession.id)).where(
+        CoachingSession.tenant_id == offering.tenant_id, CoachingSession.offering_id == offering.id,
+        CoachingSession.starts_at.in_(starts), WaitlistEntry.status == "waiting",
+        WaitlistEntry.athlete_membership_id != athlete.id)))
+
+
 def plan(offering: Offering, athlete: Membership, first_start: datetime, interval_weeks: int,
          count: int | None = None, until: date | None = None, actor: Membership | None = None,
          now: datetime | None = None) -> Plan:
@@ -236,7 +250,9 @@ def plan(offering: Offering, athlete: Membership, first_start: datetime, interva
     tz, conflicts = _check(offering, starts, now)
     if offering.capacity > 1:  # a group session the athlete already has a place in is no new place
         mine = _athletes_places(offering, athlete, starts)
+        lines = _lines_waiting(offering, athlete, starts)  # its free seats are kept for the line
         conflicts = [why or ("the athlete already has a place in this session" if start in mine else None)
+                     or ("others are on the waitlist for its free seat" if start in lines else None)
                      for start, why in zip(starts, conflicts)]
     if conflicts[0] is not None:
         raise BookingError(f"The first session is not a free time ({conflicts[0]}). "
@@ -323,13 +339,30 @@ def _later_live(series: BookingSeries, from_index: int) -> list[Booking]:
 
 
 def _settle_status(series: BookingSeries) -> None:
-    """The series is cancelled once none of its occurrences holds a time any more."""
-    live = db.session.scalar(select(func.count()).select_from(Booking).where(
-        Booking.tenant_id == series.tenant_id, Booking.series_id == series.id, Booking.status.in_(LIVE_STATUSES)))
-    if not live and series.status == "active":
-        db.session.execute(update(BookingSeries).where(BookingSeries.tenant_id == series.tenant_id,
-                                                       BookingSeries.id == series.id).values(status="cancelled"))
-        db.session.refresh(series)
+    """Once none of its occurrences holds a time any more, the series is ``ended`` if any of them took place
+    (ended, or the athlete did not show), else ``cancelled``. A compare-and-swap on ``active``: idempotent."""
+    held = dict(db.session.execute(select(Booking.status, func.count()).where(
+        Booking.tenant_id == series.tenant_id, Booking.series_id == series.id,
+        Booking.status.in_((*LIVE_STATUSES, *TOOK_PLACE))).group_by(Booking.status)).all())
+    if any(held.get(s) for s in LIVE_STATUSES):
+        return
+    db.session.execute(update(BookingSeries).where(
+        BookingSeries.tenant_id == series.tenant_id, BookingSeries.id == series.id, BookingSeries.status == "active")
+        .values(status="ended" if held else "cancelled"))
+    db.session.refresh(series)
+
+
+def occurrence_settled(tenant_id: uuid.UUID, booking_id: uuid.UUID) -> str | None:
+    """An occurrence stopped holding its time (it ended, was cancelled, declined or expired): the series ends
+    when it was the last. The series' status afterwards, or ``None`` for a booking of no series."""
+    series = db.session.scalar(select(BookingSeries).join(Booking, (Booking.tenant_id == BookingSeries.tenant_id)
+                                                         & (Booking.series_id == BookingSeries.id))
+                               .where(Booking.tenant_id == tenant_id, Booking.id == booking_id))
+    if series is None:
+        return None
+    if series.status == "active":
+        _settle_status(series)
+    return series.status
 
 
 def cancel_from(series: BookingSeries, from_index: int, actor: Membership, now: datetime | None = None) -> int:
@@ -355,9 +388,14 @@ def _require_manager_of(series: BookingSeries, actor: Membership) -> None:
 
 
 def plan_move(series: BookingSeries, from_index: int, weekday: int, minute: int, actor: Membership | None = None,
-              now: datetime | None = None) -> Plan:
+              now: datetime | None = None, weeks: int = 0) -> Plan:
     """Occurrence ``from_index`` and the later live ones moved to ``weekday`` (Monday = 0) at ``minute`` on the
-    coach's clock, each within its own week; their conflicts, treating the times they give up as free."""
+    coach's clock, each in its own week or ``weeks`` weeks later (earlier when negative); their conflicts,
+    treating the times they give up as free.
+
+    :raises BookingError: the numbers are out of range, or the first new time would come before an earlier
+        occurrence that stays (the series would change its order).
+    """
     now = now or clock.now()
     if actor is not None:
         _require_manager_of(series, actor)
@@ -365,15 +403,23 @@ def plan_move(series: BookingSeries, from_index: int, weekday: int, minute: int,
         raise BookingError("Choose a day of the week.")
     if not 0 <= minute < 1440:
         raise BookingError("Enter a time like 09:00.")
-    later = [b for b in _later_live(series, from_index) if b.starts_at > now]
+    if not -MAX_SHIFT_WEEKS <= weeks <= MAX_SHIFT_WEEKS:
+        raise BookingError(f"Move by at most {MAX_SHIFT_WEEKS} weeks either way.")
+    rows = occurrences(series)
+    later = [b for b in rows if b.series_index >= from_index and b.is_live and b.starts_at > now]
     if not later:
+        _later_live(series, from_index)  # says which: nothing left at all, or only sessions that took place
         raise BookingError("Those sessions have already taken place.")
     offering = later[0].offering
     zone = ZoneInfo(series.timezone)
     starts = []
     for booking in later:
         day = booking.starts_at.astimezone(zone).date()
-        starts.append(slotlib.wall_to_utc(day + timedelta(days=weekday - day.weekday()), minute, zone))
+        starts.append(slotlib.wall_to_utc(day + timedelta(days=weekday - day.weekday(), weeks=weeks), minute, zone))
+    kept = [b for b in rows if b.series_index < later[0].series_index and b.status != "cancelled"]
+    if kept and starts[0] <= kept[-1].starts_at:
+        raise BookingError(f"The new first time comes before occurrence {kept[-1].series_index}, which stays: "
+                           "choose a later day or week.")
     given_up = [(busy_from, busy_until) for busy_from, busy_until in db.session.execute(
         select(CoachingSession.busy_from, CoachingSession.busy_until).where(
             CoachingSession.tenant_id == series.tenant_id,
@@ -386,28 +432,33 @@ def plan_move(series: BookingSeries, from_index: int, weekday: int, minute: int,
 
 
 def move_from(series: BookingSeries, from_index: int, weekday: int, minute: int, expected: str, actor: Membership,
-              now: datetime | None = None) -> Plan:
+              now: datetime | None = None, weeks: int = 0) -> Plan:
     """Move occurrence ``from_index`` and later as :func:`plan_move` shows, all or nothing: any conflict (or a
     plan that reads differently from ``expected``) refuses the whole move."""
     now = now or clock.now()
-    moved = plan_move(series, from_index, weekday, minute, actor, now)
+    moved = plan_move(series, from_index, weekday, minute, actor, now, weeks)
     if moved.digest != expected:
         raise PlanChanged("Something changed since the preview: nothing was moved. Check the times below "
                           "and confirm again.")
     if moved.conflicts:
         raise BookingError("Some of the new times are not free: nothing was moved. Choose another day or time.")
+    # Moving later, the last goes first: an occurrence may move onto the time the next one gives up (a shift by
+    # a week), which must be free by then; moving earlier, the first goes first for the same reason.
+    later = moved.occurrences[0].starts_at > moved.occurrences[0].booking.starts_at
     replaced: list[Booking] = []
-    for occurrence in moved.occurrences:
+    for occurrence in reversed(moved.occurrences) if later else moved.occurrences:
         booking = occurrence.booking
         new = _book_one(lambda o=occurrence: reschedule_booking(o.booking, o.starts_at, actor, now=now,
                                                                 by_manager=True, series_batch=True))
         new.series_id, new.series_index = series.id, booking.series_index
         replaced.append(new)
+    if later:
+        replaced.reverse()
     db.session.flush()
     _announce(series, "moved", actor, from_index, replaced, previous=[o.booking for o in moved.occurrences])
     audit.record("series.moved", actor=actor.user, target_type="booking_series", target_id=series.id,
                  details={"from": from_index, "moved": len(moved.occurrences),
-                          "to": f"{WEEKDAYS[weekday]} {minutes_label(minute)}"})
+                          "to": f"{WEEKDAYS[weekday]} {minutes_label(minute)}", "weeks": weeks})
     return moved
 
 

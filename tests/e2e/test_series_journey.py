@@ -1,5 +1,5 @@
 """A recurring series in Chromium: the coach plans a weekly series of 8, sees the one conflict, books 7, then
-moves occurrence 3 and later to Thursdays and cancels the last two.
+moves occurrence 3 and later to Thursdays a week later and cancels the last two.
 
 Screenshots of the preview and the series page at 1280 and 390 px go to ``$COACH_SCREENSHOTS`` (``/tmp``
 when unset) as ``series-*.png``.
@@ -73,17 +73,19 @@ def test_coach_books_a_weekly_series_of_eight_with_one_conflict(browser, page: P
     expect(page.get_by_text("Occurrence 3 of 7 of a weekly series")).to_be_visible()
     both_widths(snap, page, "occurrence")
 
-    # From here on, Thursdays at 11:00: previewed, then all five moved.
+    # From here on, Thursdays at 11:00 and a week later: previewed, then all five moved.
     page.get_by_role("link", name="Move this and later").click()
     expect(page.get_by_role("heading", name="Move occurrence 3 and later")).to_be_visible()
     page.get_by_label("New day", exact=True).select_option(label="Thursday")
     page.get_by_label("New time", exact=True).fill("11:00")
+    page.get_by_label("Which week", exact=True).select_option(label="1 week later")
     page.get_by_role("button", name="Show the new times").click()
     expect(page.get_by_role("heading", name="All 5 new times are free")).to_be_visible()
     both_widths(snap, page, "move")
     page.get_by_role("button", name="Move 5 sessions").click()
     expect(page.get_by_text("Moved 5 sessions.")).to_be_visible()
-    expect(page.locator("#occurrences a.when").nth(2)).to_contain_text("Thu")
+    thursday = first - timedelta(days=first.weekday()) + timedelta(weeks=3, days=3)  # was week 2's session
+    expect(page.locator("#occurrences a.when").nth(2)).to_contain_text(f"Thu {thursday.day} ")
     expect(page.locator("#occurrences a.when").nth(2)).to_contain_text("11:00")
     expect(page.locator("#occurrences a.when").nth(1)).to_contain_text("10:00")
 

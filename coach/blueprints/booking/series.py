@@ -20,7 +20,7 @@ from coach.blueprints.forms import BaseForm, attempt
 from coach.booking import series as series_service
 from coach.booking import service
 from coach.booking.models import BookingSeries
-from coach.booking.series import MAX_INTERVAL_WEEKS, MAX_OCCURRENCES
+from coach.booking.series import MAX_INTERVAL_WEEKS, MAX_OCCURRENCES, MAX_SHIFT_WEEKS
 from coach.booking.slots import wall_to_utc
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, trigger
@@ -85,13 +85,18 @@ class CancelFromForm(BaseForm):
 
 
 class MoveForm(BaseForm):
-    """Where occurrence ``start`` and the later ones go: a weekday and a time on the coach's clock."""
+    """Where occurrence ``start`` and the later ones go: a weekday and a time on the coach's clock, in each one's
+    own week or shifted by whole weeks."""
 
     start = IntegerField("From occurrence", validators=[InputRequired(), NumberRange(1, MAX_OCCURRENCES)])
     weekday = SelectField("New day", coerce=int, choices=[SelectChoice(i, day) for i, day in
                                                           enumerate(service.WEEKDAYS)],
                           validators=[InputRequired(message="Choose a day of the week.")])
     time = TimeOfDayField("New time")
+    weeks = SelectField("Which week", coerce=int, default=0, choices=[
+        SelectChoice(n, "Each in its own week" if n == 0 else
+                     f"{abs(n)} week{'s' if abs(n) != 1 else ''} {'later' if n > 0 else 'earlier'}")
+        for n in [0, *range(1, MAX_SHIFT_WEEKS + 1), *range(-1, -5, -1)]])
     expected = HiddenField()
 
 
@@ -196,7 +201,8 @@ def series_detail(series_id: str):
 def _series_context(series: BookingSeries, error: str | None = None) -> dict:
     rows = series_service.occurrences(series)
     now = clock.now()
-    return dict(org=g.org, series=series, rows=rows, now=now, error=error, zone=service.zone(viewer_tz()),
+    tz = viewer_tz()
+    return dict(org=g.org, series=series, rows=rows, now=now, error=error, zone=service.zone(tz), tz=tz,
                 label=series_service.series_label(series), live=sum(1 for b in rows if b.is_live),
                 manages=service.manages_calendar(g.membership, series.coach) and series.status == "active")
 
@@ -225,7 +231,7 @@ def series_cancel(series_id: str):
 @role_required(COACH, *STAFF)
 @idempotent
 def series_move(series_id: str):
-    """Move one occurrence and the later ones to another weekday or time: preview, then all or nothing."""
+    """Move one occurrence and the later ones to another weekday, time or week: preview, then all or nothing."""
     series = _load_managed_series(series_id)
     form, submitted = _read_form(MoveForm, "weekday")
     if not submitted:
@@ -236,7 +242,7 @@ def series_move(series_id: str):
     if form.validate():
         if request.method == "POST":
             done = attempt(form, series_service.move_from, series, form.start.data, form.weekday.data,
-                           form.time.minutes, form.expected.data or "", g.membership)
+                           form.time.minutes, form.expected.data or "", g.membership, weeks=form.weeks.data)
             if done:
                 db.session.commit()
                 trigger("booking-changed")
@@ -244,7 +250,7 @@ def series_move(series_id: str):
                 return redirect_after_post(url_for("booking.series_detail", series_id=series.id))
             status = done.status
         planned = attempt(form, series_service.plan_move, series, form.start.data, form.weekday.data,
-                          form.time.minutes, g.membership)
+                          form.time.minutes, g.membership, weeks=form.weeks.data)
         preview = planned.value if planned else None
         status = max(status, planned.status)
     else:
