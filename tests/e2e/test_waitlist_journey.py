@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 from tests.e2e import both_widths, screenshots
 from tests.e2e.test_booking_journey import open_org
 from tests.e2e.test_journeys import watch_csp
-from tests.test_booking_waitlist import GroupWorld
+from tests.test_booking_waitlist import GroupWorld, statuses
 
 pytestmark = pytest.mark.e2e
 
@@ -79,3 +79,35 @@ def test_a_waitlisted_athlete_gets_the_freed_seat(browser, page: Page, live_serv
     expect(told).to_be_visible()
     both_widths(snap, page, "told")
     assert not csp, csp
+
+
+def test_a_walk_in_finds_the_freed_seat_kept_for_the_line_and_joins_it(browser, live_server, group, job_runner,
+                                                                      mailbox):
+    """Without JavaScript: a seat frees while one athlete waits; before the worker gives it, another athlete opens
+    that time and books. They are told the seat is the line's and join the line behind; the first in line gets it."""
+    slug = group.org.slug
+    group.line_up(group.waiting[0])
+    walk_in = group.waiting[1]
+    start = group.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    with job_runner.paused():
+        group.cancel(group.bookings[0])
+        plain = browser.new_context(java_script_enabled=False)
+        try:
+            page = plain.new_page()
+            open_org(page, live_server, slug, walk_in.user.email)
+            for scheme in ("light", "dark"):
+                page.emulate_media(color_scheme=scheme)
+                page.goto(f"{live_server}/o/{slug}/offerings/{group.offering.id}/book?start={start}")
+                expect(page.get_by_role("heading", name="Book this time")).to_be_visible()
+                page.get_by_role("button", name="Book").click()
+                expect(page.get_by_text("1 athlete is waiting for a seat in this session")).to_be_visible()
+                both_widths(snap, page, f"kept-{scheme}")
+            page.get_by_role("link", name="Join the waitlist").click()
+            expect(page.get_by_text("A freed seat is kept for those already in line.")).to_be_visible()
+            page.get_by_role("button", name="Join the waitlist").click()
+            expect(page.get_by_text("You are 2nd in line.").first).to_be_visible()
+            both_widths(snap, page, "kept-joined")
+        finally:
+            plain.close()
+        job_runner.drain()
+    assert statuses(group) == ["booked", "waiting"]
