@@ -174,10 +174,12 @@ def coach_cards(items, public: bool) -> Markup:
 
 def _answer_key() -> str:
     """What a public answer depends on: the search's own arguments as asked (their order too: the page's links
-    keep it), the viewer's zone (the cards' times), and page or fragment (the fragment carries the count)."""
+    keep it), the viewer's zone (the cards' times), page or fragment (the fragment carries the count), and the
+    page size (a setting)."""
     known = {*BASE_KEYS, *FACET_TITLES, "cursor"}
     asked = [[k, v] for k, v in request.args.items(multi=True) if k in known and v != ""]
-    return search_cache.cache_key([asked, viewer_zone(), wants_fragment(), request.script_root])
+    return search_cache.cache_key([asked, viewer_zone(), wants_fragment(), request.script_root,
+                                   search.page_size()])
 
 
 @public.get("")
