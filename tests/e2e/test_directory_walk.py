@@ -68,11 +68,11 @@ def signed_in(browser, live_server: str, email: str, java_script: bool = True) -
 
 
 def world_with_a_flagged_review() -> tuple[DirectoryWorld, object, object]:
-    """The directory world, published, with Ana's review of Maria (flagged by Ben) and Ben's session to review."""
+    """The directory world, published, with Ana's review of Maria (flagged by Jon) and Ben's session to review."""
     w = DirectoryWorld()
     tenancy.activate(w.org.id)
     review = reviews.write_review(w.ended, w.ana, 4, "Clear plan for my aim.\nWould book again.")
-    reviews.flag(review, w.ben, "Looks like an advert")
+    reviews.flag(review, w.jon, "Looks like an advert")  # a colleague's flag: Ben's is still his to give
     bens = w.write_booking(w.maria, w.aim, w.ben, clock.now().replace(microsecond=0) - timedelta(hours=5), "ended")
     db.session.commit()
     w.publish()
@@ -111,7 +111,8 @@ def test_every_directory_page_fits_a_phone_and_a_laptop_in_both_schemes(ctx, bro
     page = signed_in(browser, live_server, "ada@example.com")
     for name, path in (("settings", "/o/river/admin/settings"),
                        ("coach-profile", f"/o/river/coaches/{w.jon.id}/profile"),
-                       ("taxonomy", "/o/river/admin/taxonomy"), ("moderation", "/o/river/moderation/reviews")):
+                       ("taxonomy", "/o/river/admin/taxonomy"), ("moderation", "/o/river/moderation/reviews"),
+                       ("hide", f"/o/river/reviews/{review.id}/hide")):
         page.goto(f"{live_server}{path}")
         wait_for_htmx(page)
         look(page, f"admin-{name}")
@@ -120,7 +121,9 @@ def test_every_directory_page_fits_a_phone_and_a_laptop_in_both_schemes(ctx, bro
     # Athletes: Ben reviews his session and flags nothing of his own; Ana's review is his to flag.
     page = signed_in(browser, live_server, "ben@example.com")
     for name, path in (("review-form", f"/o/river/bookings/{bens.id}/review"),
-                       ("profile", f"/o/river/coaches/{w.maria.id}/profile")):
+                       ("profile", f"/o/river/coaches/{w.maria.id}/profile"),
+                       ("flag", f"/o/river/reviews/{review.id}/flag"),
+                       ("reviews", f"/o/river/coaches/{w.maria.id}/reviews")):
         page.goto(f"{live_server}{path}")
         wait_for_htmx(page)
         look(page, f"athlete-{name}")
