@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 import threading
+from urllib.parse import quote
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -217,6 +218,32 @@ def test_cancel_link_asks_first_then_cancels_once_and_is_refused_after(world, st
     refused = [a for a in trail if a["action"] == "booking_link.refused"]
     assert refused and refused[0]["details"]["why"] == "used"
     assert all(token not in str(a["details"]) for a in trail)
+
+
+def test_a_used_expired_or_mismatched_link_says_so_in_words_and_leads_to_the_booking_in_the_app(world, stranger,
+                                                                                                  monkeypatch):
+    booking = book(world)
+    view, cancel = issue(booking, "view"), issue(booking, "cancel")
+    in_app = f"/o/{world.org.slug}/bookings/{booking.id}"
+    stranger.post(f"/b/{cancel}/cancel", data={"csrf_token": csrf_of(stranger, f"/b/{cancel}/cancel")})
+
+    used = stranger.get(f"/b/{cancel}/cancel")
+    page = html.unescape(text(used))
+    assert used.status_code == 410 and "<h1>Link already used</h1>" in page
+    assert "410" not in page.split("<main", 1)[1] and "Gone" not in page  # words, not a status code
+    assert f'href="/login?next={quote(in_app, safe="")}"' in text(used) or f"next={in_app}" in page
+
+    wrong = stranger.get(f"/b/{view}/cancel")
+    assert wrong.status_code == 403 and "<h1>A link for something else</h1>" in html.unescape(text(wrong))
+
+    monkeypatch.setattr(clock, "now", lambda: booking.ends_at + timedelta(days=3))
+    expired = stranger.get(f"/b/{view}")
+    assert expired.status_code == 410 and "<h1>Link expired</h1>" in html.unescape(text(expired))
+    assert "See the booking in" in text(expired)
+
+    made_up = stranger.get("/b/not-a-token")
+    assert made_up.status_code == 404 and "This link is not valid" in text(made_up)
+    assert "See the booking in" not in text(made_up)
 
 
 def test_the_same_cancel_link_posted_twice_at_once_cancels_once(app, world, owner_db):

@@ -20,6 +20,7 @@ from coach.booking import manage_links, service
 from coach.booking.manage_links import LinkRefused
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render
+from coach.orgs.models import Organization
 from coach.payments import policy
 from coach.platform.ratelimit import ip_key, limiter
 from coach.timezones import clock_time
@@ -51,6 +52,19 @@ def _open(token: str, action: str):
     athlete = booking.athlete.user
     g.viewer_timezone = athlete.timezone  # times read in the athlete's own zone (the page names it)
     return link, booking
+
+
+@links.errorhandler(LinkRefused)
+def _link_refused(refused: LinkRefused):
+    """A genuine link that is spent, expired or for another action: a page of its own that says so in words and
+    offers the way into the app (the generic error page's big "410 Gone" tells an athlete nothing). A made-up
+    token keeps the plain 404."""
+    if refused.link is None:  # the app's own error page, as for any refusal
+        return render("errors/error.html", "content", status=refused.status, code=refused.status,
+                      title="Not found", message=str(refused))
+    org = db.session.get(Organization, refused.link.tenant_id)
+    in_app = url_for("booking.detail", slug=org.slug, booking_id=refused.link.booking_id) if org else None
+    return render("booking/manage/refused.html", status=refused.status, refused=refused, org=org, in_app=in_app)
 
 
 def _refused(refused: LinkRefused):
