@@ -6,12 +6,17 @@
 (function () {
   "use strict";
 
+  // Names a browser may report for UTC itself; the picker offers it as "UTC" only.
+  var UTC_ALIASES = /^(Etc\/)?(UTC|UCT|GMT|GMT0|Universal|Zulu|Greenwich)$/;
+
   function browserZone() {
+    var zone = "";
     try {
-      return Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+      zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
     } catch (error) {
       return "";
     }
+    return UTC_ALIASES.test(zone) ? "UTC" : zone;
   }
 
   function offered(input, zone) {
