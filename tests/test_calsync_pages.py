@@ -100,6 +100,7 @@ def test_a_wrong_password_reads_plainly_with_the_time_of_the_failure(app, ctx, r
     quiet.drain()
     shown = text(page.get())
     assert "The server refused the username or app password." in shown
+    assert "disconnect this account and connect it again" in shown  # what to do about it
     assert re.search(r"Failed just now \(\w{3} \d{1,2} \w{3}, \d\d:\d\d CES?T\)\.", shown)
     assert re.search(r"Next try \w{3} \d{1,2} \w{3}, \d\d:\d\d CES?T\.", shown)
     assert "not-my-password" not in shown
@@ -143,6 +144,7 @@ def test_a_server_answering_garbage_is_a_clear_error(app, ctx, quiet):
         quiet.drain()
     shown = text(page.get())
     assert "not valid CalDAV" in shown
+    assert "disconnect this account" not in shown  # the password hint is for refused passwords only
 
 
 @pytest.mark.parametrize("url, message", [

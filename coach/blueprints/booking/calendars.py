@@ -17,6 +17,7 @@ from coach.blueprints.booking import bp
 from coach.blueprints.booking.schedule import load_managed_coach
 from coach.blueprints.forms import ActionForm, BaseForm, attempt, require_action_form
 from coach.calsync import push, service
+from coach.calsync.caldav_read import AUTH_MESSAGE
 from coach.extensions import db
 from coach.htmx import redirect_after_post, render, swap_or_redirect, wants_fragment
 from coach.ids import parse_uuid
@@ -71,6 +72,7 @@ def _card_context(coach, connection, choose_form: ChooseForm | None = None) -> d
         form.blocks.data = [str(s.id) for s in state.sources if s.blocks_time]
         form.receives.data = next((str(s.id) for s in state.sources if s.receives_bookings), "")
     return dict(coach=coach, state=state, choose_form=form, since=since, now=clock.now(),
+                auth_failed=connection.status == "failing" and connection.last_error == AUTH_MESSAGE,
                 action_form=ActionForm(formdata=None), pushes=push.states([connection.id])[connection.id])
 
 
