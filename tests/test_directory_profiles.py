@@ -219,6 +219,33 @@ def test_every_member_sees_the_profile_with_its_facts_and_a_book_link(app, world
     assert "Identity and coaching certificate checked." in admin_html and "Remove verification" in admin_html
 
 
+def test_the_profile_page_gives_the_public_address_or_says_why_there_is_none(app, world):
+    """Members see a listed coach's public address; the coach and staff also see why an unlisted one is not there
+    (no headline, opted out, the organization does not list), and other members see nothing of it."""
+    w = world
+    public = "http://localhost/coaches/river/maria-santos"
+    maria = browser(app, "maria@example.com")
+    html = maria.get(f"/o/river/coaches/{w.maria.id}/profile").get_data(as_text=True)
+    assert f'<a href="/coaches/river/maria-santos">{public}</a>' in html
+    assert 'href="/coaches/river/maria-santos">its public address</a>' in maria.get("/o/river/profile").get_data(
+        as_text=True)
+    assert public in browser(app, "ben@example.com").get(f"/o/river/coaches/{w.maria.id}/profile").get_data(
+        as_text=True)
+    kim = browser(app, "kim@example.com").get(f"/o/river/coaches/{w.kim.id}/profile").get_data(as_text=True)
+    assert "the profile needs a headline" in kim
+    profiles.set_listed(w.jon_profile, False, w.jon)
+    db.session.commit()
+    ada = browser(app, "ada@example.com")
+    assert "the coach chose to stay out of it" in ada.get(f"/o/river/coaches/{w.jon.id}/profile").get_data(
+        as_text=True)
+    ben_sees = browser(app, "ben@example.com").get(f"/o/river/coaches/{w.jon.id}/profile").get_data(as_text=True)
+    assert "Public directory" not in ben_sees and "/coaches/river/jon-berg" not in ben_sees
+    w.org.listed_publicly = False
+    db.session.commit()
+    html = maria.get(f"/o/river/coaches/{w.maria.id}/profile").get_data(as_text=True)
+    assert "River Academy does not list its coaches" in html and public not in html
+
+
 def test_the_coach_page_links_the_profile(app, world):
     html = browser(app, "ben@example.com").get(f"/o/river/coaches/{world.maria.id}").get_data(as_text=True)
     assert f"/o/river/coaches/{world.maria.id}/profile" in html

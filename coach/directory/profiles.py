@@ -82,6 +82,30 @@ def may_edit(actor: Membership, coach: Membership) -> bool:
     return actor.tenant_id == coach.tenant_id and (actor.id == coach.id or actor.role in STAFF)
 
 
+@dataclass(frozen=True)
+class PublicStatus:
+    """Whether a coach's profile is published in the public directory and, when not, why (in the coach's words)."""
+
+    listed: bool
+    why_not: str = ""
+
+
+def public_status(org: Organization, coach: Membership, profile: CoachProfile | None) -> PublicStatus:
+    """The projection's rule for who is listed (``projection._project``), read from the organization's own rows, so
+    the profile page can say it at once (the public page follows when the projection's consumer has run)."""
+    if not org.listed_publicly:
+        return PublicStatus(False, f"{org.name} does not list its coaches in the public coach directory.")
+    if org.closing_requested_at is not None:
+        return PublicStatus(False, f"{org.name} is closing: its coaches are out of the public coach directory.")
+    if profile is None or not profile.headline.strip():
+        return PublicStatus(False, "Not in the public coach directory yet: the profile needs a headline.")
+    if not profile.listed:
+        return PublicStatus(False, "Not in the public coach directory: the coach chose to stay out of it.")
+    if coach.user.erased_at is not None:
+        return PublicStatus(False, "Not in the public coach directory.")
+    return PublicStatus(True)
+
+
 def language_names(codes) -> list[str]:
     return [LANGUAGES.get(code, code) for code in codes or ()]
 

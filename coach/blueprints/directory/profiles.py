@@ -115,6 +115,7 @@ def _editor_page(coach, profile, form: ProfileForm, status: int = 200, preview=N
     return render(EDITOR, block, status=status, org=g.org, coach=coach, profile=profile, form=form, own=own,
                   action=action, preview_url=preview_url, tree=taxonomy.terms_tree(g.org),
                   language_options=language_options, languages_max=LANGUAGES_MAX,
+                  public=profiles.public_status(g.org, coach, profile),
                   previewing=preview is not None, chosen=set(form.term_ids.data or ()), **card, **extra)
 
 
@@ -191,7 +192,8 @@ def _page_context(coach, profile, verify_form: VerificationForm) -> dict:
                 offerings=offerings_of(coach), may_edit=profiles.may_edit(g.membership, coach),
                 is_admin=g.membership.role == ADMIN, verify_form=verify_form,
                 rating=reviews.rating_of(g.org.id, coach.id), reviews_page=page, reviews_url=reviews_url,
-                more_url=more_url, coach_name=coach.user.display_name, member=g.membership, **_card(coach, profile))
+                more_url=more_url, coach_name=coach.user.display_name, member=g.membership,
+                public=profiles.public_status(g.org, coach, profile), **_card(coach, profile))
 
 
 # --- views --------------------------------------------------------------------------------------------
