@@ -223,6 +223,32 @@ def test_an_admin_hides_a_flagged_review_from_the_queue_and_it_leaves_the_list(c
     assert reviews.rating_of(w.org.id, w.maria.id).review_count == 1
 
 
+def test_the_queue_names_each_coach_marks_a_coachs_own_flag_and_costs_the_same_for_more_coaches(app, client, world):
+    """The reviewed coach may flag a review of themselves (not its author): the admin sees that flag marked as
+    theirs, since it weighs differently; other flaggers stay unnamed, as on posts. Coaches' names come in one
+    statement, however many coaches the queue holds."""
+    w = world
+    review = write(w, 2, "Late and unprepared")
+    reviews.flag(review, w.maria, "This never happened")
+    reviews.flag(review, w.ben, "Unfair")
+    db.session.commit()
+    log_in(client, "ada@example.com")
+    path = "/o/river/moderation/reviews"
+    queue = client.get(path).get_data(as_text=True)
+    item = queue[queue.index(f'id="queue-{review.id}"'):]
+    item = item[:item.index("</section>")]
+    assert "Review of <strong>Maria Santos</strong> · 2 open flags" in item
+    assert re.search(r"“This never happened” <small[^>]*>[^<]*· flagged by the coach reviewed</small>", item)
+    assert re.search(r"“Unfair” <small[^>]*>[^<·]*</small>", item)  # Ben's: no name, no mark
+    assert "Ben Brown" not in item
+    one_coach = statements_for(app, client, path)
+    jons = w.write_booking(w.jon, w.serve, w.ben, clock.now().replace(microsecond=0) - timedelta(days=1), "ended")
+    reviews.flag(reviews.write_review(jons, w.ben, 1, "No show"), w.ana, "Rude")
+    db.session.commit()
+    assert "Review of <strong>Jon Berg</strong>" in client.get(path).get_data(as_text=True)
+    assert statements_for(app, client, path) == one_coach
+
+
 def test_members_who_are_not_admins_get_403_from_moderation(client, world):
     w = world
     review = write(w)

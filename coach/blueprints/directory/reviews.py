@@ -273,13 +273,9 @@ def moderation_reviews():
         abort(403, "Only the organization's admins moderate reviews.")
     flagged, hidden = reviews.moderation_queue(g.org.id)
     flags = reviews.open_flags_of(g.org.id, [r.id for r in flagged])
-    coaches = {m.id: m for m in orgs_members(g.org, {r.coach_membership_id for r in flagged + hidden})}
+    coaches = reviews.names_of(g.org.id, {r.coach_membership_id for r in flagged + hidden})
     return render("directory/moderation_reviews.html", org=g.org, flagged=flagged, hidden=hidden, flags=flags,
                   coaches=coaches, action_form=ActionForm(), reason_form=ReasonForm(formdata=None))
-
-
-def orgs_members(org, ids) -> list:
-    return [m for m in (orgs.get_membership(org, i) for i in ids) if m is not None]
 
 
 # --- pages of a coach's reviews --------------------------------------------------------------------------
