@@ -565,3 +565,19 @@ def test_series_pages_follow_the_members_twelve_hour_clock(app, world, coach, ow
     move = text(coach.get(f"/o/{world.org.slug}/series/{series_id}/move?start=1&weekday={first.weekday()}"
                           "&time=16:00&weeks=0"))
     assert "4:00 pm" in move and "10:00 am" in move
+
+
+def test_confirming_five_hundred_occurrences_books_the_free_ones_and_skips_the_rest(app, world, coach, owner_db):
+    """Bad input from the issue: a series of 500. Those within the horizon are booked in one go; the rest are
+    listed as skipped, and nothing else is written."""
+    first = berlin_day(3)
+    query = plan_query(world, first, count=500)
+    page = text(coach.get(plan_url(world, **query)))
+    bookable = int(re.search(r"(\d+) of 500 will be booked", page).group(1))
+    assert 50 <= bookable <= 53  # a year's horizon of weekly sessions
+    response = confirm(coach, world, query, page)
+    assert response.status_code == 303, text(response)
+    rows = series_bookings(owner_db, world.org)
+    assert len(rows) == bookable and all(r["status"] == "confirmed" for r in rows)
+    assert [r["series_index"] for r in rows] == list(range(1, bookable + 1))
+    assert series_rows(owner_db, world.org)[0]["occurrences"] == bookable
