@@ -13,12 +13,14 @@ import pytest
 
 from coach import tenancy
 from coach.booking import series as series_service
-from coach.booking import service
+from coach.booking import service, waitlist
+from coach.booking.models import CoachingSession
 from coach.extensions import db
 from tests.booking_support import BookingWorld
 from tests.conftest import Auth, csrf_from
 from tests.factories import add_member, make_user
 from tests.querycount import statements_for
+from tests.test_booking_waitlist import GroupWorld
 
 UTC = timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -581,3 +583,24 @@ def test_confirming_five_hundred_occurrences_books_the_free_ones_and_skips_the_r
     assert len(rows) == bookable and all(r["status"] == "confirmed" for r in rows)
     assert [r["series_index"] for r in rows] == list(range(1, bookable + 1))
     assert series_rows(owner_db, world.org)[0]["occurrences"] == bookable
+
+
+def test_a_group_session_whose_free_seat_is_kept_for_its_waitlist_is_a_conflict(ctx, job_runner):
+    """A direct booking of a seat the line keeps is refused, so a series plan lists it as a conflict instead of
+    failing at confirmation; the athlete waiting in that line is not blocked by themselves."""
+    group = GroupWorld()
+    later = group.starts_at + timedelta(weeks=1)
+    with job_runner.paused():
+        group.cancel(group.bookings[1])  # nobody waits here: the first week has a free seat for anyone
+        tenancy.activate(group.org.id)
+        taken = [service.request_booking(group.offering, a, later, "", a) for a in (group.seated[0], group.waiting[2])]
+        db.session.commit()
+        waitlist.join(db.session.get(CoachingSession, taken[0].session_id), group.waiting[0], group.waiting[0])
+        db.session.commit()
+        group.cancel(taken[0])  # a seat frees in week two while one athlete waits
+        tenancy.activate(group.org.id)
+        planned = series_service.plan(group.offering, group.waiting[1], group.starts_at, 1, count=2)
+        assert [o.conflict for o in planned.occurrences] == [None, "others are on the waitlist for its free seat"]
+        theirs = series_service.plan(group.offering, group.waiting[0], group.starts_at, 1, count=2)
+        assert not theirs.conflicts
+        db.session.rollback()

@@ -426,6 +426,10 @@ def plan_move(series: BookingSeries, from_index: int, weekday: int, minute: int,
             CoachingSession.id.in_([b.session_id for b in later])))]
     _, conflicts = _check(offering, starts, now, ignore=given_up if offering.capacity == 1 else (),
                           tz=series.timezone)
+    if offering.capacity > 1:
+        lines = _lines_waiting(offering, series.athlete, starts)
+        conflicts = [why or ("others are on the waitlist for its free seat" if start in lines else None)
+                     for start, why in zip(starts, conflicts)]
     duration = timedelta(minutes=offering.duration_minutes)
     return Plan(series.timezone, [Occurrence(b.series_index, start, start + duration, why, b)
                                   for b, start, why in zip(later, starts, conflicts)])
