@@ -11,13 +11,14 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from coach import clock, tenancy
 from coach.booking.models import ExternalBusy
 from coach.calsync import sync
 from coach.calsync.models import CalendarConnection, CalendarSource
 from coach.extensions import db
+from coach.platform.sealing import seal
 from coach.orgs.models import COACH
 from tests.booking_support import BookingWorld
 from tests.conftest import csrf_from
@@ -100,7 +101,7 @@ def test_a_wrong_password_reads_plainly_with_the_time_of_the_failure(app, ctx, r
     quiet.drain()
     shown = text(page.get())
     assert "The server refused the username or app password." in shown
-    assert "disconnect this account and connect it again" in shown  # what to do about it
+    assert "make a new one and save it here" in shown and "New app password" in shown  # what to do about it
     assert re.search(r"Failed just now \(\w{3} \d{1,2} \w{3}, \d\d:\d\d CES?T\)\.", shown)
     assert re.search(r"Next try \w{3} \d{1,2} \w{3}, \d\d:\d\d CES?T\.", shown)
     assert "not-my-password" not in shown
@@ -144,7 +145,7 @@ def test_a_server_answering_garbage_is_a_clear_error(app, ctx, quiet):
         quiet.drain()
     shown = text(page.get())
     assert "not valid CalDAV" in shown
-    assert "disconnect this account" not in shown  # the password hint is for refused passwords only
+    assert "New app password" not in shown  # the password form is for refused passwords only
 
 
 @pytest.mark.parametrize("url, message", [
@@ -218,6 +219,54 @@ def test_sync_now_pressed_again_at_once_is_refused_with_the_wait_and_asks_the_se
 
     # The limit is per connection: the other account syncs at once.
     assert page.post(f"/{two.id}/sync").status_code == 303
+
+
+def test_a_revoked_app_password_is_replaced_on_the_card_and_the_chosen_calendars_stay(app, ctx, radicale, quiet,
+                                                                                        owner_db):
+    world = BookingWorld()
+    acct = radicale.account("Personal")
+    page = Page(app, world)
+    page.connect(acct.server_url, acct.username, acct.password)
+    quiet.drain()
+    (connection,) = connections(world)
+    (source,) = db.session.scalars(select(CalendarSource)).all()
+    page.post(f"/{connection.id}/choose", headers=HX, blocks=str(source.id), receives="")
+    quiet.drain()
+    card = card_html(page, connection)
+    assert "New app password" not in card  # nothing to fix while it works
+
+    # The app password is revoked: the sync fails with the server's refusal and the card asks for a new one.
+    tenancy.activate(world.org.id)
+    db.session.execute(update(CalendarConnection).where(CalendarConnection.id == connection.id)
+                       .values(secret_sealed=seal("revoked-password")))
+    db.session.commit()
+    tenancy.activate(world.org.id)
+    assert sync.run(world.org.id, connection.id) == "failed"
+    card = card_html(page, connection)
+    assert "The server refused the username or app password." in card and "New app password" in card
+
+    empty = page.post(f"/{connection.id}/password", headers={**HX, "HX-Target": f"connection-{connection.id}"},
+                      password="")
+    assert empty.status_code == 422 and "Enter the new app password." in text(empty)
+    assert f'id="connection-{connection.id}"' in text(empty) and "<html" not in text(empty)
+    without_js = page.post(f"/{connection.id}/password", password="")
+    assert without_js.status_code == 422 and "Enter the new app password." in text(without_js)
+
+    saved = page.post(f"/{connection.id}/password", password=acct.password)
+    assert saved.status_code == 303
+    assert "Syncing…" in text(page.get())
+    quiet.drain()
+    (connection,) = connections(world)
+    assert connection.status == "ok" and connection.failures == 0
+    (source,) = db.session.scalars(select(CalendarSource).execution_options(populate_existing=True)).all()
+    assert source.blocks_time  # chosen before, still chosen
+    card = card_html(page, connection)
+    assert "refused" not in card and "New app password" not in card and acct.password not in card
+    owner_db.execute("SELECT set_config('app.tenant_id', %s, false)", (str(world.org.id),))
+    trail = [row[0] for row in owner_db.execute(
+        "SELECT action || ' ' || details::text FROM audit_events ORDER BY created_at").fetchall()]
+    changed = [entry for entry in trail if entry.startswith("calendar.password_changed")]
+    assert len(changed) == 1 and acct.password not in " ".join(trail)
 
 
 def test_disconnect_removes_the_connection(app, ctx, radicale, quiet):

@@ -130,6 +130,17 @@ def choose_calendars(connection: CalendarConnection, blocking: set[uuid.UUID], r
                  details={"blocking": len(blocking), "receives_bookings": receiver is not None})
 
 
+def change_password(connection: CalendarConnection, password: str, actor: Membership) -> None:
+    """A new app password for ``connection`` (the server refused the old one): sealed, the back-off forgotten,
+    and a sync asked for at once. The calendars chosen and the events written stay as they were."""
+    connection.secret_sealed = sealing.seal(password)
+    connection.failures = 0
+    connection.updated_at = clock.now()
+    request_sync(connection)
+    audit.record("calendar.password_changed", actor=actor.user, target_type="calendar_connection",
+                 target_id=connection.id, details={"server": host_of(connection.server_url)})
+
+
 def request_sync(connection: CalendarConnection, discover: bool = False) -> None:
     """Ask for a sync now (the job runs once this transaction commits)."""
     connection.sync_requested_at = clock.now()

@@ -42,6 +42,11 @@ class ConnectForm(BaseForm):
     label = StringField("Name (optional)", validators=[Optional(), Length(max=120)])
 
 
+class PasswordForm(BaseForm):
+    password = PasswordField("New app password", validators=[InputRequired("Enter the new app password."),
+                                                             Length(max=500)])
+
+
 class ChooseForm(BaseForm):
     blocks = SelectMultipleField("Blocks my time", choices=[], validate_choice=True)
     receives = RadioField("Receives bookings", choices=[], validate_choice=True, default="")
@@ -65,7 +70,8 @@ def since(moment: datetime | None, now: datetime) -> str:
     return "just now"
 
 
-def _card_context(coach, connection, choose_form: ChooseForm | None = None) -> dict:
+def _card_context(coach, connection, choose_form: ChooseForm | None = None,
+                  password_form: PasswordForm | None = None) -> dict:
     state = service.state_of(connection)
     form = choose_form or ChooseForm(formdata=None).for_sources(state.sources)
     if choose_form is None:
@@ -73,11 +79,12 @@ def _card_context(coach, connection, choose_form: ChooseForm | None = None) -> d
         form.receives.data = next((str(s.id) for s in state.sources if s.receives_bookings), "")
     return dict(coach=coach, state=state, choose_form=form, since=since, now=clock.now(),
                 auth_failed=connection.status == "failing" and connection.last_error == AUTH_MESSAGE,
+                password_form=password_form or PasswordForm(formdata=None),
                 action_form=ActionForm(formdata=None), pushes=push.states([connection.id])[connection.id])
 
 
 def _page(coach, status: int = 200, connect_form: ConnectForm | None = None, forms: dict | None = None):
-    cards = [_card_context(coach, connection, (forms or {}).get(connection.id))
+    cards = [_card_context(coach, connection, **(forms or {}).get(connection.id, {}))
              for connection in service.connections_of(coach)]
     return render(PAGE, "connect", status=status, org=g.org, coach=coach, cards=cards,
                   connect_form=connect_form or ConnectForm(formdata=None))
@@ -98,11 +105,11 @@ def _button(coach_id: str, connection_id: str):
     return coach, connection
 
 
-def _card(coach, connection, status: int = 200, choose_form: ChooseForm | None = None):
-    """One connection's card for htmx; the whole page (with that card's form) otherwise."""
+def _card(coach, connection, status: int = 200, **forms):
+    """One connection's card for htmx; the whole page (with that card's forms as posted) otherwise."""
     if not wants_fragment():
-        return _page(coach, status=status, forms={connection.id: choose_form})
-    return render(CARD, "card", status=status, **_card_context(coach, connection, choose_form))
+        return _page(coach, status=status, forms={connection.id: forms})
+    return render(CARD, "card", status=status, **_card_context(coach, connection, **forms))
 
 
 def _page_url(coach) -> str:
@@ -163,6 +170,21 @@ def choose_calendars(coach_id: str, connection_id: str):
             db.session.commit()
             return _done(coach, connection, "Calendars saved; syncing now.")
     return _card(coach, connection, status=422, choose_form=form)
+
+
+@bp.post("/coaches/<coach_id>/calendars/<connection_id>/password")
+@role_required()
+@idempotent
+def change_calendar_password(coach_id: str, connection_id: str):
+    """A new app password for an account whose server refused the old one; the calendars chosen stay."""
+    coach = load_managed_coach(coach_id)
+    connection = _load_connection(coach, connection_id)
+    form = PasswordForm()
+    if form.validate_on_submit():
+        service.change_password(connection, form.password.data, g.membership)
+        db.session.commit()
+        return _done(coach, connection, "App password saved; syncing now.")
+    return _card(coach, connection, status=422, password_form=form)
 
 
 @bp.post("/coaches/<coach_id>/calendars/<connection_id>/sync")
