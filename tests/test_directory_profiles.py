@@ -372,6 +372,7 @@ def test_the_profile_shows_the_rating_and_the_newest_reviews(app, world):
     html = browser(app, "ben@example.com").get(f"/o/river/coaches/{world.maria.id}/profile").get_data(as_text=True)
     assert "Sharp notes on my crosshair placement." in html
     assert "4 out of 5 stars" in html and "rating-chart" in html
+    assert f'<a href="/o/river/coaches/{world.maria.id}/reviews">All reviews (1)</a>' in html
 
 
 def test_the_profile_page_sends_as_many_statements_whatever_the_profile_teaches(app, world):
