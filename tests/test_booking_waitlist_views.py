@@ -211,6 +211,11 @@ def test_booking_a_seat_kept_for_the_line_is_refused_with_the_way_to_join_it(app
         assert "1 athlete is waiting for a seat in this session" in page
         assert f'href="{page_of(group)}"' in page and "Join the waitlist" in page
         assert seats(group) == (1, 2)
+        # The week shows the time as full with its waitlist, not as a free seat to book.
+        week = (group.starts_at - timedelta(days=group.starts_at.weekday())).date().isoformat()
+        calendar = text(browser.get(f"/o/{group.org.slug}/offerings/{group.offering.id}?week={week}"))
+        assert "Full · waitlist" in calendar and f'href="{page_of(group)}"' in calendar
+        assert "1 left" not in calendar
         # The waitlist page counts the kept seat as taken and lets the walk-in line up behind.
         waitlist_page = text(browser.get(page_of(group)))
         assert "A freed seat is kept for those already in line" in waitlist_page

@@ -170,14 +170,19 @@ def places_of(athlete: Membership, now: datetime | None = None) -> list[Place]:
 def full_sessions(offering: Offering, window_start: datetime, window_end: datetime,
                   now: datetime | None = None) -> list[CoachingSession]:
     """Sessions of ``offering`` starting in the window that are full and still ahead (the week calendar shows
-    them as "Full · waitlist"); none when the offering takes no waitlist."""
+    them as "Full · waitlist"): every seat taken, or the free ones kept for those already waiting (see
+    :func:`is_full`). None when the offering takes no waitlist. One statement."""
     if not takes_waitlist(offering):
         return []
     now = now or clock.now()
+    waiting = (select(func.count()).select_from(WaitlistEntry).where(
+        WaitlistEntry.tenant_id == CoachingSession.tenant_id, WaitlistEntry.session_id == CoachingSession.id,
+        WaitlistEntry.status == "waiting").correlate(CoachingSession).scalar_subquery())
     return list(db.session.scalars(select(CoachingSession).where(
         CoachingSession.tenant_id == offering.tenant_id, CoachingSession.offering_id == offering.id,
         CoachingSession.starts_at >= max(window_start, now), CoachingSession.starts_at < window_end,
-        CoachingSession.live_seats >= CoachingSession.capacity).order_by(CoachingSession.starts_at)))
+        (CoachingSession.live_seats >= CoachingSession.capacity)
+        | (CoachingSession.live_seats + waiting >= CoachingSession.capacity)).order_by(CoachingSession.starts_at)))
 
 
 def offer_booking_ids(booking_ids: list[uuid.UUID]) -> set[uuid.UUID]:

@@ -105,11 +105,15 @@ def week_days(offering, week: date, tz: str, reschedule=None, hour_cycle: int = 
                                          else None)
     zone = service.zone(tz)
     days = {week + timedelta(days=i): [] for i in range(7)}
+    fulls = waitlist.full_sessions(offering, *window) if reschedule is None else []
+    kept = {full.starts_at for full in fulls}  # a free seat the line keeps shows as full, not as a free slot
     for slot in slots:
+        if slot.starts_at in kept:
+            continue
         local, start = slot.starts_at.astimezone(zone), slot.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         days.setdefault(local.date(), []).append(WeekSlot(clock_time(local, hour_cycle), start, quote(start),
                                                           slot.seats_left))
-    for full in waitlist.full_sessions(offering, *window) if reschedule is None else ():
+    for full in fulls:
         local, start = full.starts_at.astimezone(zone), full.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         day = days.setdefault(local.date(), [])
         day.append(WeekSlot(clock_time(local, hour_cycle), start, quote(start), 0, str(full.id)))
