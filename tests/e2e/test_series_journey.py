@@ -94,4 +94,9 @@ def test_coach_books_a_weekly_series_of_eight_with_one_conflict(browser, page: P
     expect(page.get_by_text("Cancelled 2 sessions from occurrence 6 on.")).to_be_visible()
     expect(page.locator("#occurrences .badge-cancelled")).to_have_count(2)
     expect(page.locator("#occurrences .badge-confirmed")).to_have_count(5)
+    page.emulate_media(color_scheme="dark")
+    both_widths(snap, page, "detail-dark")
+    page.goto(page.url.split("?")[0] + "/move?start=3")
+    expect(page.get_by_label("Which week", exact=True)).to_have_value("0")
+    both_widths(snap, page, "move-dark")
     assert csp == []
