@@ -267,3 +267,91 @@ def test_every_connection_is_checked_even_if_the_name_was_public_before(radicale
     acct = radicale.account()
     with pytest.raises(AddressRefused, match="private or local address"):
         provider_for(acct, allow_private=False).list_calendars()
+
+
+# --- a server without sync-collection: calendar-query, and its ctag -------------------------------------------
+
+class query_only_server:
+    """A CalDAV calendar at ``/cal/`` that refuses sync-collection (403, as RFC 3253's supported-report says),
+    answers calendar-query with its events, and PROPFIND with its ``getctag`` (``None``: the property is
+    missing). Counts the calendar-queries, the full reads that cost."""
+
+    def __init__(self, events: dict[str, str], ctag: str | None = "1"):
+        self.events, self.ctag, self.queries = events, ctag, 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _send(self, status: int, body: str):
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_REPORT(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                if "sync-collection" in body:
+                    return self._send(403, '<d:error xmlns:d="DAV:"><d:supported-report/></d:error>')
+                outer.queries += 1
+                listed = "".join(
+                    f'<d:response><d:href>/cal/{name}.ics</d:href><d:propstat><d:prop><d:getetag>"{name}"'
+                    f"</d:getetag><c:calendar-data>{ical}</c:calendar-data></d:prop>"
+                    "<d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>"
+                    for name, ical in outer.events.items())
+                self._send(207, '<?xml version="1.0"?><d:multistatus xmlns:d="DAV:" '
+                                f'xmlns:c="urn:ietf:params:xml:ns:caldav">{listed}</d:multistatus>')
+
+            def do_PROPFIND(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                prop = (f"<cs:getctag>{outer.ctag}</cs:getctag>", "200 OK") if outer.ctag else ("<cs:getctag/>",
+                                                                                              "404 Not Found")
+                self._send(207, '<?xml version="1.0"?><d:multistatus xmlns:d="DAV:" '
+                                'xmlns:cs="http://calendarserver.org/ns/"><d:response><d:href>/cal/</d:href>'
+                                f"<d:propstat><d:prop>{prop[0]}</d:prop><d:status>HTTP/1.1 {prop[1]}</d:status>"
+                                "</d:propstat></d:response></d:multistatus>")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_server_without_sync_collection_is_read_by_query_and_not_again_while_its_ctag_holds():
+    dentist = vevent("DTSTART:20270110T100000Z\nDTEND:20270110T110000Z")
+    fake = query_only_server({"dentist": dentist}, ctag="v1")
+    with fake as url:
+        reader = open_provider("caldav", _credentials(url))
+        first = reader.changes(url + "cal/", None, WINDOW)
+        assert first.full and fake.queries == 1
+        assert [e.occurrences for e in first.events] == [((utc(2027, 1, 10, 10), utc(2027, 1, 10, 11)),)]
+
+        # Nothing changed on the server: one PROPFIND, no events read, nothing removed.
+        again = reader.changes(url + "cal/", first.sync_token, WINDOW)
+        assert not again.full and again.events == [] and again.removed == [] and fake.queries == 1
+        assert again.sync_token == first.sync_token
+
+        # An event added (the server's ctag moves): everything is read again, the new event with it.
+        fake.events["gym"] = vevent("DTSTART:20270111T170000Z\nDTEND:20270111T180000Z")
+        fake.ctag = "v2"
+        moved = reader.changes(url + "cal/", first.sync_token, WINDOW)
+        assert moved.full and fake.queries == 2 and len(moved.events) == 2
+        assert moved.sync_token != first.sync_token
+
+
+def test_a_server_without_sync_collection_or_ctag_is_read_in_full_every_time():
+    fake = query_only_server({"dentist": vevent("DTSTART:20270110T100000Z\nDTEND:20270110T110000Z")}, ctag=None)
+    with fake as url:
+        reader = open_provider("caldav", _credentials(url))
+        first = reader.changes(url + "cal/", None, WINDOW)
+        assert first.full and first.sync_token is None and len(first.events) == 1
+        second = reader.changes(url + "cal/", first.sync_token, WINDOW)
+        assert second.full and len(second.events) == 1 and fake.queries == 2

@@ -3,7 +3,8 @@
 What changed comes from one REPORT: RFC 6578 ``sync-collection`` asking for each changed event's ETag and
 calendar data (removed events come back as 404 entries), so an incremental sync is one round trip. With no token,
 or one the server no longer knows, the same report without a token lists the whole calendar; a server without
-sync-collection gets a ``calendar-query`` of every event (``full``). The report is built here rather than with
+sync-collection gets a ``calendar-query`` of every event (``full``), skipped while the calendar's ``getctag`` is the
+one the last full read saw. The report is built here rather than with
 caldav's ``objects_by_sync_token(load_objects=True)``, which loads each changed event with a GET of its own.
 
 Each event resource is expanded with ``recurring_ical_events`` inside the window (RRULE, RDATE, EXDATE, overridden
@@ -51,6 +52,14 @@ _QUERY_REPORT = """<?xml version="1.0" encoding="utf-8"?>
 </c:calendar-query>"""
 
 
+_CTAG_PROPFIND = """<?xml version="1.0" encoding="utf-8"?>
+<d:propfind xmlns:d="DAV:" xmlns:cs="http://calendarserver.org/ns/"><d:prop><cs:getctag/></d:prop></d:propfind>"""
+CALSERVER = "http://calendarserver.org/ns/"
+# The token of a calendar read by calendar-query: its getctag when the full read began. The sync keeps tokens
+# opaque; this provider alone knows that one starting so means "no sync-collection here, compare the ctag".
+CTAG_TOKEN = "ctag:"
+
+
 class _SyncUnavailable(Exception):
     """The server refused the sync-collection report (unsupported, or our token is forgotten)."""
 
@@ -78,6 +87,13 @@ class CalDAVReader:
     def changes(self, calendar_url: str, sync_token: str | None, window: tuple[datetime, datetime],
                 zone: str = "UTC") -> Changes:
         with self._mapped_errors():
+            if sync_token and sync_token.startswith(CTAG_TOKEN):
+                # A server without sync-collection: its ctag unchanged since the last full read means no event
+                # changed, and one PROPFIND replaces reading every event again.
+                ctag = self._ctag(calendar_url)
+                if ctag is not None and CTAG_TOKEN + ctag == sync_token:
+                    return Changes(sync_token=sync_token, full=False)
+                return self._read_by_query(calendar_url, window, zone, ctag)
             if sync_token:
                 try:
                     return self._expand(*self._sync(calendar_url, sync_token), full=False, window=window, zone=zone)
@@ -86,8 +102,35 @@ class CalDAVReader:
             try:
                 entries, token = self._sync(calendar_url, "")
             except _SyncUnavailable:
-                entries, token = self._query(calendar_url, window), None
+                return self._read_by_query(calendar_url, window, zone, self._ctag(calendar_url))
             return self._expand(entries, token, full=True, window=window, zone=zone)
+
+    def _read_by_query(self, url: str, window, zone: str, ctag: str | None) -> Changes:
+        """Every event of the window by calendar-query; the ctag read *before* it becomes the token, so a change
+        made during the read shows as a new ctag next time. No ctag: a full read every time."""
+        token = CTAG_TOKEN + ctag if ctag else None
+        return self._expand(self._query(url, window), token, full=True, window=window, zone=zone)
+
+    def _ctag(self, url: str) -> str | None:
+        """The calendar's ``getctag`` (a version of the whole collection most servers keep), or None."""
+        try:
+            response = self.client.request(url, "PROPFIND", _CTAG_PROPFIND,
+                                           {"Depth": "0", "Content-Type": 'application/xml; charset="utf-8"'})
+        except dav_error.AuthorizationError:
+            return None  # a wrong password fails the query next, with its own message
+        if response.status != 207:
+            return None
+        try:
+            tree = _xml(response.raw)
+        except Malformed:
+            return None
+        for propstat in tree.iterfind(f"{{{DAV}}}response/{{{DAV}}}propstat"):
+            if " 200 " not in (propstat.findtext(f"{{{DAV}}}status") or " 200 "):
+                continue
+            value = (propstat.findtext(f"{{{DAV}}}prop/{{{CALSERVER}}}getctag") or "").strip()
+            if value:
+                return value[:400]
+        return None
 
     # --- the two reports -------------------------------------------------------------------------------------
 
