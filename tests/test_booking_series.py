@@ -604,3 +604,23 @@ def test_a_group_session_whose_free_seat_is_kept_for_its_waitlist_is_a_conflict(
         theirs = series_service.plan(group.offering, group.waiting[0], group.starts_at, 1, count=2)
         assert not theirs.conflicts
         db.session.rollback()
+
+
+def test_moving_a_week_later_across_the_daylight_saving_change_keeps_the_coachs_clock(ctx, world):
+    tenancy.activate(world.org.id)
+    year = berlin_day(0).year + (1 if berlin_day(0) >= date(berlin_day(0).year, 3, 25) else 0)
+    change = max(date(year, 3, d) for d in range(25, 32) if date(year, 3, d).weekday() == 6)
+    first = change - timedelta(weeks=2)
+    if first <= berlin_day(1):
+        first += timedelta(weeks=1)
+    planned = series_service.plan(world.offering, world.athlete, at(first, 10), 1, count=3, actor=world.coach)
+    series = series_service.book(world.offering, world.athlete, at(first, 10), 1, 3, None, planned.digest,
+                                 world.coach)
+    db.session.commit()
+    preview = series_service.plan_move(series, 1, first.weekday(), 11 * 60, world.coach, weeks=1)
+    series_service.move_from(series, 1, first.weekday(), 11 * 60, preview.digest, world.coach, weeks=1)
+    db.session.commit()
+    moved = series_service.occurrences(series)
+    assert [b.starts_at for b in moved] == [at(first + timedelta(weeks=w), 11) for w in (1, 2, 3)]
+    assert {b.starts_at.astimezone(BERLIN).hour for b in moved} == {11}
+    assert all(b.status == "confirmed" and b.rescheduled_from_id for b in moved)
