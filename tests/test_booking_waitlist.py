@@ -382,3 +382,19 @@ def test_a_direct_booking_racing_the_filler_never_takes_the_first_in_lines_seat(
     assert statuses(group) == ["booked"]
     assert len(live_bookings_of(group, group.waiting[0])) == 1 and not live_bookings_of(group, walk_in)
     assert seats(group) == (2, 2)
+
+
+def test_a_line_left_after_the_waitlist_was_turned_off_keeps_no_seat(group, job_runner, mailbox):
+    walk_in = add_member(group.org, make_user(name="Walt Walk-in"), ATHLETE)
+    group.line_up(group.waiting[0])
+    tenancy.activate(group.org.id)
+    service.save_offering(group.coach, {"waitlist_mode": "off"}, group.coach, group.offering)
+    db.session.commit()
+    with job_runner.paused():
+        group.cancel(group.bookings[0])
+        tenancy.activate(group.org.id)
+        booking = service.request_booking(group.offering, walk_in, group.starts_at, "", walk_in)
+        db.session.commit()
+        assert booking.status == "confirmed"
+        job_runner.drain()
+    assert statuses(group) == ["closed"] and seats(group) == (2, 2)

@@ -94,6 +94,8 @@ def _keep_seats_for_the_line(offering: Offering, starts_at: datetime, athlete_id
     anyone else is refused (:class:`LineWaiting`), so a seat freed before the waitlist's consumer runs cannot be
     taken past the line. Takes the coach's seat lock first (as every waitlist change does), so the line read here
     is the one the seat is taken against. True when the athlete is one of those waiting (and may take it)."""
+    if offering.waitlist_mode == "off":
+        return False  # a line left from before it was turned off closes at the next sweep; it keeps no seat
     _seat_lock(offering)
     line = db.session.execute(
         select(WaitlistEntry.athlete_membership_id, WaitlistEntry.status, WaitlistEntry.session_id)
