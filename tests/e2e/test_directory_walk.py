@@ -204,3 +204,33 @@ def test_the_visitor_and_the_coach_get_by_without_javascript(ctx, browser, live_
     expect(page.locator(f"#hidden-{review.id}")).to_contain_text("Advertising")
     snap(page, "nojs-moderated")
     page.context.close()
+
+
+def test_a_profile_filled_to_every_limit_with_unbroken_words_still_fits(ctx, browser, live_server: str):
+    """Jon's profile at its limits: a 120-character headline of one word, twelve languages, twenty 40-character tags,
+    certifications and a location without a space; his public page, his page in the club and his search card keep
+    to the screen at 390 and 1280 px."""
+    from coach.directory import profiles
+
+    w = DirectoryWorld()
+    tenancy.activate(w.org.id)
+    long_word = "Serveandvolley" * 20
+    profiles.save_profile(w.jon_profile, {
+        "headline": long_word[:120], "bio": "Para " + long_word[:400] + "\n\n- " + "x" * 300,
+        "languages": ["de", "en", "es", "fr", "it", "pt", "nl", "pl", "sv", "da", "fi", "cs"],
+        "tags": ", ".join(f"{i:02d}" + "t" * 38 for i in range(20)), "years_experience": "80",
+        "certifications": "\n".join(["C" * 199] * 5), "location": "L" * 120, "online": "y", "in_person": "y",
+        "listed": "y"}, w.jon)
+    db.session.commit()
+    w.publish()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    for name, path in (("public-profile", "/coaches/river/jon-berg"), ("search", "/coaches?q=tennis")):
+        page.goto(f"{live_server}{path}")
+        expect(page.get_by_text(long_word[:40], exact=False).first).to_be_visible()
+        look(page, f"long-{name}")
+    context.close()
+    page = signed_in(browser, live_server, "ben@example.com")
+    page.goto(f"{live_server}/o/river/coaches/{w.jon.id}/profile")
+    look(page, "long-profile")
+    page.context.close()
