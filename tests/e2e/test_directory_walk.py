@@ -208,8 +208,9 @@ def test_the_visitor_and_the_coach_get_by_without_javascript(ctx, browser, live_
 
 def test_a_profile_filled_to_every_limit_with_unbroken_words_still_fits(ctx, browser, live_server: str):
     """Jon's profile at its limits: a 120-character headline of one word, twelve languages, twenty 40-character tags,
-    certifications and a location without a space; his public page, his page in the club and his search card keep
-    to the screen at 390 and 1280 px."""
+    certifications and a location without a space, and a review, reply and flag reason each at its limit in one
+    word; his public page, his page in the club, his search card and the moderation queue keep to the screen at 390
+    and 1280 px."""
     from coach.directory import profiles
 
     w = DirectoryWorld()
@@ -221,6 +222,10 @@ def test_a_profile_filled_to_every_limit_with_unbroken_words_still_fits(ctx, bro
         "tags": ", ".join(f"{i:02d}" + "t" * 38 for i in range(20)), "years_experience": "80",
         "certifications": "\n".join(["C" * 199] * 5), "location": "L" * 120, "online": "y", "in_person": "y",
         "listed": "y"}, w.jon)
+    session = w.write_booking(w.jon, w.serve, w.ben, clock.now().replace(microsecond=0) - timedelta(hours=4), "ended")
+    review = reviews.write_review(session, w.ben, 5, "R" * 5000)
+    reviews.reply(review, w.jon, "Q" * 2000)
+    reviews.flag(review, w.ana, "F" * 300)
     db.session.commit()
     w.publish()
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -233,4 +238,8 @@ def test_a_profile_filled_to_every_limit_with_unbroken_words_still_fits(ctx, bro
     page = signed_in(browser, live_server, "ben@example.com")
     page.goto(f"{live_server}/o/river/coaches/{w.jon.id}/profile")
     look(page, "long-profile")
+    page.context.close()
+    page = signed_in(browser, live_server, "ada@example.com")
+    page.goto(f"{live_server}/o/river/moderation/reviews")
+    look(page, "long-moderation")
     page.context.close()
