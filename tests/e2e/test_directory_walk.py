@@ -213,10 +213,15 @@ def test_a_profile_filled_to_every_limit_with_unbroken_words_still_fits(ctx, bro
     and 1280 px."""
     from coach.directory import profiles
 
+    from coach.booking import availability
+    from coach.directory import taxonomy
+
     w = DirectoryWorld()
     tenancy.activate(w.org.id)
     long_word = "Serveandvolley" * 20
-    profiles.save_profile(w.jon_profile, {
+    skill = taxonomy.add_term(w.org, "skill", "K" * 60, w.admin, parent_id=w.terms["tennis"].id)
+    availability.save_offering(w.jon, {"title": "O" * 120}, w.jon, w.serve)
+    profiles.save_profile(w.jon_profile, {"term_ids": [str(skill.id)],
         "headline": long_word[:120], "bio": "Para " + long_word[:400] + "\n\n- " + "x" * 300,
         "languages": ["de", "en", "es", "fr", "it", "pt", "nl", "pl", "sv", "da", "fi", "cs"],
         "tags": ", ".join(f"{i:02d}" + "t" * 38 for i in range(20)), "years_experience": "80",
@@ -240,6 +245,8 @@ def test_a_profile_filled_to_every_limit_with_unbroken_words_still_fits(ctx, bro
     look(page, "long-profile")
     page.context.close()
     page = signed_in(browser, live_server, "ada@example.com")
-    page.goto(f"{live_server}/o/river/moderation/reviews")
-    look(page, "long-moderation")
+    for name, path in (("moderation", "/o/river/moderation/reviews"), ("taxonomy", "/o/river/admin/taxonomy"),
+                       ("editor", f"/o/river/coaches/{w.jon.id}/profile/edit")):
+        page.goto(f"{live_server}{path}")
+        look(page, f"long-{name}")
     page.context.close()
