@@ -132,3 +132,36 @@ def test_a_broken_page_link_is_not_kept(app, world, kept):
     assert browser.get("/coaches?cursor=garbage").status_code == 400
     assert browser.get("/coaches?cursor=garbage").status_code == 400
     assert kept_keys() == []
+
+
+def test_an_answer_kept_by_an_older_deploy_is_not_shown(app, world, kept, monkeypatch):
+    browser = visitor(app)
+    path = "/coaches?q=valorant"
+    assert "Maria Santos" in browser.get(path).get_data(as_text=True)
+    assert statements_for(app, browser, path) == 1  # kept
+    # A deploy whose templates or static build differ: the answer the old code rendered is not found.
+    monkeypatch.setattr(search_cache, "code_version", lambda: "next-deploy")
+    assert statements_for(app, browser, path) >= 3
+    assert "Maria Santos" in browser.get(path).get_data(as_text=True)
+    assert len(kept_keys()) == 2
+    assert statements_for(app, browser, path) == 1  # the new deploy keeps its own
+
+
+def test_the_code_version_follows_the_templates_and_the_static_manifest(app, tmp_path):
+    from jinja2 import DictLoader, Environment
+
+    templates = {name: f"{{# {name} #}}" for name in search_cache.RENDERING_TEMPLATES}
+    (tmp_path / "cache_manifest.json").write_text('{"css/app.css": "css/app-1.css"}')
+
+    def version():
+        return search_cache._rendering_version(str(tmp_path), app.root_path,
+                                                  Environment(loader=DictLoader(dict(templates))))
+
+    first = version()
+    assert version() == first  # the same code: the same keys
+    templates["directory/_card.html"] += "<p>a new line on every card</p>"
+    changed_card = version()
+    (tmp_path / "cache_manifest.json").write_text('{"css/app.css": "css/app-2.css"}')
+    assert len({first, changed_card, version()}) == 3
+    with app.test_request_context():
+        assert search_cache.code_version() == search_cache.code_version()
