@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
+from importlib import resources
 from zoneinfo import ZoneInfo, available_timezones
 
 from babel.core import get_global, parse_locale
@@ -82,13 +83,43 @@ def parse_timezone(text: str | None) -> str:
     full, cities = _lookup()
     key = _key(text)
     if key in full:
-        return full[key]
+        return canonical(full[key])
+    if key.removeprefix("etc/") in _UTC_ALIASES:  # names a browser or a person may use for UTC itself
+        return UTC_NAME
     matches = cities.get(key, ())
     if len(matches) == 1:
-        return matches[0]
+        return canonical(matches[0])
     if matches:
         raise UnknownTimezone(f"Several time zones are called {text}: {', '.join(matches)}. Choose one.")
     raise UnknownTimezone(UNKNOWN)
+
+
+_UTC_ALIASES = frozenset({"utc", "uct", "gmt", "gmt0", "universal", "zulu", "greenwich"})
+
+
+def canonical(name: str) -> str:
+    """The zone's current name when ``name`` is an old one tzdata keeps as a link (``Asia/Calcutta`` →
+    ``Asia/Kolkata``, ``Europe/Kiev`` → ``Europe/Kyiv``, ``US/Eastern`` → ``America/New_York``): Chromium still
+    reports several old names, and a member should read the one the place uses now. A country's own zone that
+    tzdata merely links to a neighbour with the same clocks since 1970 (``Europe/Oslo`` → ``Europe/Berlin``) is
+    no old name: it is in ``zone.tab`` and stays."""
+    target = _links().get(name)
+    return target if target is not None and target in _lookup()[0].values() else name
+
+
+@lru_cache(maxsize=1)
+def _links() -> dict[str, str]:
+    """Old zone name → current one: the ``L <target> <link>`` lines of the tzdata package's ``tzdata.zi``, less
+    the links that are a country's zone in ``zone.tab``."""
+    try:
+        folder = resources.files("tzdata.zoneinfo")
+        source = folder.joinpath("tzdata.zi").read_text(encoding="utf-8")
+        table = folder.joinpath("zone.tab").read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):  # no tzdata package (the system's zoneinfo): names stay
+        return {}
+    countries = {row.split("\t")[2] for row in table.splitlines() if row and not row.startswith("#")}
+    return {parts[2]: parts[1] for parts in (line.split() for line in source.splitlines())
+            if len(parts) == 3 and parts[0] == "L" and parts[2] not in countries}
 
 
 def offset_label(name: str, at: datetime | None = None) -> str:

@@ -101,6 +101,25 @@ def test_the_picker_reads_a_zone_in_any_case_with_spaces_or_a_city_alone(typed, 
     assert parse_timezone(typed) == zone
 
 
+@pytest.mark.parametrize("reported, zone", [
+    ("Asia/Calcutta", "Asia/Kolkata"),  # what Chromium reports in India
+    ("Europe/Kiev", "Europe/Kyiv"),
+    ("Asia/Saigon", "Asia/Ho_Chi_Minh"),
+    ("America/Buenos_Aires", "America/Argentina/Buenos_Aires"),
+    ("US/Eastern", "America/New_York"),
+    ("calcutta", "Asia/Kolkata"),
+    ("Etc/UTC", "UTC"),
+    ("GMT", "UTC"),
+    ("Etc/Zulu", "UTC"),
+    ("Asia/Kolkata", "Asia/Kolkata"),
+    ("Europe/Oslo", "Europe/Oslo"),  # tzdata links it to Berlin (same clocks), but it is Norway's own zone
+    ("Europe/Stockholm", "Europe/Stockholm"),
+    ("Europe/Amsterdam", "Europe/Amsterdam"),
+])
+def test_an_old_name_of_a_zone_is_kept_under_its_current_name(reported, zone):
+    assert parse_timezone(reported) == zone
+
+
 @pytest.mark.parametrize("typed, message", [
     ("", EMPTY),
     ("   ", EMPTY),
@@ -162,6 +181,11 @@ def test_sign_up_saves_the_zone_the_browser_posted(client, owner_db, mailbox):
     assert response.status_code == 303
     assert owner_db.execute("SELECT timezone FROM pending_signups WHERE email = 'grace@example.com'"
                             ).fetchone()[0] == "America/New_York"
+    # Chromium in India reports the zone's old name: the account gets the current one.
+    client.post("/signup", data={"csrf_token": csrf_from(page), "display_name": "Anil Kumar",
+                                 "email": "anil@example.com", "password": PASSWORD, "timezone": "Asia/Calcutta"})
+    assert owner_db.execute("SELECT timezone FROM pending_signups WHERE email = 'anil@example.com'"
+                            ).fetchone()[0] == "Asia/Kolkata"
 
 
 def test_sign_up_takes_a_city_typed_in_any_case(client, owner_db, mailbox):
