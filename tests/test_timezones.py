@@ -120,6 +120,15 @@ def test_an_old_name_of_a_zone_is_kept_under_its_current_name(reported, zone):
     assert parse_timezone(reported) == zone
 
 
+def test_the_pickers_list_marks_old_names_with_the_current_one_for_the_browsers_zone(client):
+    """timezone.js fills the browser's zone; an old name's option says which name to fill instead."""
+    page = text(client.get("/signup"))
+    assert re.search(r'<option value="Asia/Calcutta" data-current="Asia/Kolkata">', page)
+    assert re.search(r'<option value="Europe/Kiev" data-current="Europe/Kyiv">', page)
+    assert re.search(r'<option value="Europe/Oslo">', page)  # a country's own zone is no old name
+    assert re.search(r'<option value="Asia/Kolkata">', page)
+
+
 @pytest.mark.parametrize("typed, message", [
     ("", EMPTY),
     ("   ", EMPTY),

@@ -23,6 +23,7 @@ from coach.timezones import (
     UNKNOWN,
     UTC_NAME,
     UnknownTimezone,
+    canonical,
     is_valid_timezone,
     parse_timezone,
     picker_options,
@@ -87,8 +88,11 @@ class TimezonePicker:
 
 @lru_cache(maxsize=2)
 def _zone_options(on) -> Markup:
-    return Markup("".join(f'<option value="{escape(name)}">{escape(label)}</option>'
-                          for name, label in picker_options(on)))
+    # An old name (a browser may report Asia/Calcutta) names its current one, which timezone.js fills instead.
+    return Markup("".join(
+        f'<option value="{escape(name)}"'
+        + (f' data-current="{escape(canonical(name))}"' if canonical(name) != name else "")
+        + f'>{escape(label)}</option>' for name, label in picker_options(on)))
 
 
 class TimezoneField(StringField):

@@ -19,13 +19,15 @@
     return UTC_ALIASES.test(zone) ? "UTC" : zone;
   }
 
+  // The zone as the list offers it: its current name when the browser reports an old one the option marks
+  // (Chromium in India says Asia/Calcutta: data-current="Asia/Kolkata"); "" when the list lacks it.
   function offered(input, zone) {
     var list = input.list || document.getElementById(input.getAttribute("list"));
-    if (!list) { return false; }
+    if (!list) { return ""; }
     for (var i = 0; i < list.options.length; i += 1) {
-      if (list.options[i].value === zone) { return true; }
+      if (list.options[i].value === zone) { return list.options[i].getAttribute("data-current") || zone; }
     }
-    return false;
+    return "";
   }
 
   function fill(root) {
@@ -34,9 +36,10 @@
     var boxes = (root || document).querySelectorAll("input[data-tz-preset]");
     for (var i = 0; i < boxes.length; i += 1) {
       var input = boxes[i];
-      if (input.value !== input.getAttribute("data-tz-preset") || !offered(input, zone)) { continue; }
-      input.value = zone;
-      input.setAttribute("data-tz-preset", zone);
+      var shown = offered(input, zone);
+      if (input.value !== input.getAttribute("data-tz-preset") || !shown) { continue; }
+      input.value = shown;
+      input.setAttribute("data-tz-preset", shown);
       var field = input.closest(".field");
       var hint = field && field.querySelector(".hint");
       if (!hint && field) {
