@@ -12,7 +12,7 @@ from sqlalchemy import select, text, update
 from coach import clock, tenancy
 from coach.booking import availability, lifecycle
 from coach.directory import projection, projection_jobs
-from coach.directory.models import CoachRating, Listing, ListingWord
+from coach.directory.models import CoachProfile, CoachRating, Listing, ListingWord
 from coach.extensions import db
 from coach.governance.settings import save_settings
 from coach.orgs import service as orgs
@@ -294,3 +294,28 @@ def test_a_removed_coach_leaves_the_directory(world, job_runner):
         job_runner.drain()
     assert set(_listings()) == {"maria-santos"}
     assert "tennis" not in _words(w.org) and "valorant" in _words(w.org)
+
+
+def test_a_refresh_that_changes_nothing_keeps_every_listings_version(world):
+    """A listing's ``refreshed_at`` is its version (the public search's kept answers and cards are checked
+    against it): a refresh writes only the coaches whose listing differs."""
+    w = world
+    w.publish()
+    stamped = {handle: row.refreshed_at for handle, row in _listings().items()}
+    assert set(stamped) == {"maria-santos", "jon-berg"}
+    tenancy.activate(w.org.id)
+    assert projection.refresh_org(w.org.id) == 2
+    db.session.commit()  # a transaction of its own: a write would stamp a later now()
+    assert {handle: row.refreshed_at for handle, row in _listings().items()} == stamped
+    assert "crosshair" not in _words(w.org)
+    tenancy.activate(w.org.id)
+    db.session.execute(update(CoachProfile).where(CoachProfile.tenant_id == w.org.id,
+                                                  CoachProfile.id == w.maria_profile.id)
+                       .values(headline="Valorant aim and crosshair placement"))
+    projection.refresh_org(w.org.id)
+    db.session.commit()
+    rows = _listings()
+    assert rows["maria-santos"].headline == "Valorant aim and crosshair placement"
+    assert rows["maria-santos"].refreshed_at > stamped["maria-santos"]
+    assert rows["jon-berg"].refreshed_at == stamped["jon-berg"]
+    assert "crosshair" in _words(w.org)  # the organization's words follow a change

@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from babel import Locale, UnknownLocaleError
 from flask import current_app, g
-from sqlalchemy import cast, delete, func, literal, literal_column, select, text, update
+from sqlalchemy import cast, delete, func, literal, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import REGCONFIG, insert
 
 from coach import clock, money
@@ -173,6 +173,7 @@ def _project(tenant_id: uuid.UUID, coach_ids: list[uuid.UUID] | None) -> int:
               if p is not None and p.listed and p.headline.strip() and u.erased_at is None]
     values = _listing_values(org, listed, facts) if listed else []
     keep = [v["id"] for v in values]
+    written = 0
     removed = db.session.execute(
         delete(Listing).where(Listing.organization_id == tenant_id, Listing.id.not_in(keep),
                               *(() if coach_ids is None else (Listing.coach_membership_id.in_(coach_ids),)))
@@ -186,8 +187,14 @@ def _project(tenant_id: uuid.UUID, coach_ids: list[uuid.UUID] | None) -> int:
             | Listing.handle.in_([v["handle"] for v in values])))
         statement = insert(Listing).values(values)
         columns = {name: statement.excluded[name] for name in values[0] if name != "id"}
-        db.session.execute(statement.on_conflict_do_update(index_elements=[Listing.id], set_=columns))
-    if values or removed:
+        # A listing whose every column is as it was keeps its row and its version (``refreshed_at``): the
+        # public search's kept answers and cards stay good after a refresh that changed nothing.
+        shown = [name for name in columns if name != "refreshed_at"]
+        changed = tuple_(*(Listing.__table__.c[name] for name in shown)).is_distinct_from(
+            tuple_(*(statement.excluded[name] for name in shown)))
+        written = db.session.execute(statement.on_conflict_do_update(
+            index_elements=[Listing.id], set_=columns, where=changed)).rowcount
+    if written or removed:
         _refresh_words(tenant_id)
     return len(values)
 
