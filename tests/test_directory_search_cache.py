@@ -31,7 +31,7 @@ def world(ctx, job_runner):
     world = DirectoryWorld()
     world.publish()
     # The projection's consumers of the world's events run now, not between a test's two searches (a refresh
-    # gives every listing a new version, and a kept answer is then rightly searched again).
+    # that changes a listing gives it a new version, and a kept answer is then rightly searched again).
     with job_runner.paused():
         job_runner.drain()
     return world
