@@ -109,6 +109,36 @@ def test_a_coach_connects_a_calendar_reads_a_wrong_password_and_syncs(page: Page
     assert csp == []
 
 
+def test_the_calendars_page_works_without_javascript(browser, live_server, world, radicale):
+    acct = radicale.account("Personal")
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(f"{live_server}/login?next=/o/{world.org.slug}/calendars")
+        log_in(page, world.coach.user.email, PASSWORD)
+        page.get_by_label("Server address").fill(acct.server_url)
+        page.get_by_label("User name").fill(acct.username)
+        page.get_by_label("App password").fill(acct.password)
+        page.get_by_role("button", name="Connect").click()
+        expect(page.get_by_text("Connecting… the calendars appear in a moment.")).to_be_visible()
+        for _ in range(40):  # no polling without JavaScript: the coach reloads
+            if page.get_by_label("Personal blocks my time").count():
+                break
+            page.wait_for_timeout(500)
+            page.reload()
+        page.get_by_label("Personal blocks my time").check()
+        page.get_by_role("button", name="Save calendars").click()
+        expect(page.get_by_text("Calendars saved; syncing now.")).to_be_visible()
+        expect(page.get_by_label("Personal blocks my time")).to_be_checked()
+        page.get_by_role("button", name="Sync now").click()
+        expect(page.get_by_text("Syncing…").first).to_be_visible()
+        page.get_by_role("button", name="Sync now").click()
+        expect(page.get_by_text(re.compile(r"Sync now works again in \d+ s"))).to_be_visible()
+        snap(page, "calendars-nojs-1280")
+    finally:
+        context.close()
+
+
 def test_an_athlete_switches_the_weeks_zone_and_clock_in_place(page: Page, live_server, world):
     csp = watch_csp(page)
     slug = world.org.slug

@@ -195,8 +195,8 @@ def sync_calendar(coach_id: str, connection_id: str):
     coach, connection = _button(coach_id, connection_id)
     wait = service.sync_now_wait(connection)
     if wait:
-        flash(f"{connection.label} was synced on request moments ago; Sync now works again in {wait} s "
-              f"(Coach also syncs by itself every few minutes).", "error")
+        flash(f"{connection.label} was asked to sync moments ago. Sync now works again in {wait} s (Coach also "
+              f"syncs by itself every few minutes).", "error")
         # 429 with Retry-After; htmx gets 422, which it swaps without treating the answer as an error.
         response = _card(coach, connection, status=422 if wants_fragment() else 429)
         response.headers["Retry-After"] = str(wait)
