@@ -45,7 +45,8 @@ class CalendarConnection(TenantScoped, db.Model):
 
 class CalendarSource(TenantScoped, db.Model):
     """One calendar of a connection: whether its busy time blocks slots, whether bookings are written into it,
-    and where incremental sync left off (``sync_token``, ``ctag``)."""
+    and where incremental sync left off (``sync_token``: the provider's own token; a CalDAV server without
+    sync-collection keeps ``ctag:<getctag>`` there, so the ``ctag`` column is unused)."""
 
     __tablename__ = "calendar_sources"
     __table_args__ = (tenant_fk("connection_id", "calendar_connections", "fk_calendar_sources_connection"),)
