@@ -11,7 +11,13 @@ import lxml.html
 import pytest
 from PIL import Image
 
+from sqlalchemy import select
+
+from coach import tenancy
+from coach.accounts.models import User
 from coach.extensions import db
+from coach.orgs.models import Membership
+from tests.booking_support import make_offering
 from tests.conftest import Auth
 from tests.factories import add_member, make_org, make_user
 
@@ -91,6 +97,53 @@ def test_a_coach_finds_schedule_and_profile_under_more(app, club):
     assert more(nav)[:3] == ["Spaces", "Schedule", "My profile"]
     assert current(nav) == ["Schedule"]
     assert "Book a session" not in more(nav)
+
+
+def coach_of(org, email: str):
+    tenancy.activate(org.id)
+    return db.session.scalars(select(Membership).join(User, User.id == Membership.user_id)
+                              .where(Membership.tenant_id == org.id, User.email == email)).one()
+
+
+def more_is_current(nav) -> bool:
+    summary = nav.xpath('.//details[contains(@class, "menu-more")]/summary')[0]
+    return summary.get("aria-current") == "true" and "is-current" in summary.get("class")
+
+
+def test_the_schedules_pages_mark_schedule_whichever_address_they_came_by(app, club):
+    """The calendars, an offering's form and planning a series hang off the Schedule, as do both its addresses."""
+    carla = coach_of(club, "carla@example.com")
+    coach_id = str(carla.id)
+    browser = as_user(app, "carla@example.com")
+    offering = make_offering(carla, title="Sculling basics")
+    for path in ("/o/harbour/schedule", f"/o/harbour/coaches/{coach_id}/schedule", "/o/harbour/calendars",
+                 f"/o/harbour/coaches/{coach_id}/calendars", f"/o/harbour/coaches/{coach_id}/offerings/new",
+                 f"/o/harbour/offerings/{offering.id}/edit", f"/o/harbour/offerings/{offering.id}/series"):
+        response = browser.get(path)
+        assert response.status_code == 200, path
+        nav = nav_of(response)
+        assert current(nav) == ["Schedule"], path
+        assert more_is_current(nav), path
+    # An admin looking after the coach's schedule has no Schedule entry: More is still the open section.
+    nav = nav_of(as_user(app, "ada@example.com").get(f"/o/harbour/coaches/{coach_id}/calendars"))
+    assert current(nav) == [] and more_is_current(nav)
+
+
+def test_the_directorys_pages_mark_where_they_are_reached_from(app, club):
+    carla = coach_of(club, "carla@example.com")
+    cora = add_member(club, make_user("cora@example.com", "Cora Cox"), "coach")
+    browser = as_user(app, "carla@example.com")
+    for path in (f"/o/harbour/coaches/{carla.id}/profile", f"/o/harbour/coaches/{carla.id}/reviews", "/o/harbour/profile"):
+        assert current(nav_of(browser.get(path))) == ["My profile"], path
+    for path in (f"/o/harbour/coaches/{cora.id}/profile", f"/o/harbour/coaches/{cora.id}/reviews"):
+        assert current(nav_of(browser.get(path))) == ["Coaches"], path
+    admin = as_user(app, "ada@example.com")
+    nav = nav_of(admin.get("/o/harbour/admin/taxonomy"))
+    assert current(nav) == ["Settings"] and more_is_current(nav)
+    assert current(nav_of(admin.get(f"/o/harbour/coaches/{cora.id}/profile/edit"))) == ["Coaches"]
+    # The reviews' queue is reached from the posts' moderation page, which is the Feed's.
+    assert current(nav_of(admin.get("/o/harbour/moderation/reviews"))) == ["Feed"]
+    assert current(nav_of(admin.get("/o/harbour/moderation"))) == ["Feed"]
 
 
 def test_the_account_menu_holds_profile_security_switching_and_log_out(app, club):

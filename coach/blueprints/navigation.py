@@ -5,10 +5,16 @@ the "More" menu; ``item`` names the exact link (a "More" entry or an account-men
 page of a section's sub-tree (a space, a post, a conversation, a booking) marks its section. Every role has the
 same five tabs: a coach's daily page is Sessions too (requests are accepted there); their Schedule (availability)
 is set up now and then, from "More".
+
+A page reached from another page marks what that page marks (its breadcrumb's): the calendars, an offering's form
+and planning a series hang off the Schedule (a coach looks for them all under More › Schedule, whichever of the
+schedule's two addresses they came by); a coach's profile and reviews are More › Coaches, or More › My profile
+when they are the coach's own; the sports and skills list is one of the admin's settings pages; the reviews'
+moderation queue sits with the posts' (the Feed); reviewing a session is part of the session (Sessions).
 """
 from __future__ import annotations
 
-from flask import has_request_context, request
+from flask import current_app, g, has_request_context, request
 
 # Endpoints named by their own link in a menu (the first match wins: exact endpoints before blueprints).
 _ITEMS = {
@@ -17,7 +23,15 @@ _ITEMS = {
     "admin.dashboard": "dashboard", "admin.members": "members", "admin.audit_log": "audit",
     "admin.audit_csv": "audit", "admin.system_page": "system", "accounts.profile": "profile",
     "accounts.security": "security", "orgs.picker": "picker", "notifications.index": "notifications",
+    "booking.series_plan": "schedule", "directory.taxonomy": "settings", "directory.delete_term": "settings",
+    "directory.review": "coaches", "directory.flag": "coaches",
 }
+# Every route of these modules (a page, or a form re-shown without JavaScript) is part of the coach's schedule.
+_MODULE_ITEMS = {"coach.blueprints.booking.schedule": "schedule", "coach.blueprints.booking.calendars": "schedule"}
+# A coach's own pages of the directory are "My profile"; another coach's are "Coaches".
+_COACH_PAGES = frozenset({"directory.profile_page", "directory.edit_profile", "directory.coach_reviews"})
+# Pages whose parent marks a tab without a menu entry of its own.
+_SECTIONS = {"directory.moderation_reviews": "feed", "directory.hide": "feed", "directory.review_form": "sessions"}
 _BLUEPRINT_ITEMS = {"progress": "progress", "payments": "billing", "admin": "settings", "operator": "platform"}
 _BLUEPRINT_SECTIONS = {"spaces": "feed", "chat": "chat", "media": "media", "booking": "sessions",
                        "rooms": "sessions"}
@@ -31,8 +45,14 @@ def nav_section() -> dict[str, str | None]:
         return {"section": None, "item": None}
     endpoint = request.endpoint
     blueprint = request.blueprint or ""
-    item = _ITEMS.get(endpoint) or _BLUEPRINT_ITEMS.get(blueprint)
-    if endpoint == "orgs.home" or endpoint.startswith("orgs.onboarding"):
+    item = _ITEMS.get(endpoint) or _item_of_module(endpoint) or _BLUEPRINT_ITEMS.get(blueprint)
+    if endpoint in _COACH_PAGES:
+        me = getattr(g, "membership", None)
+        mine = me is not None and (request.view_args or {}).get("coach_id") == str(me.id)
+        item = "my_profile" if mine else "coaches"
+    if endpoint in _SECTIONS:
+        section = _SECTIONS[endpoint]
+    elif endpoint == "orgs.home" or endpoint.startswith("orgs.onboarding"):
         section = "home"
     elif item == "spaces":
         section = "feed"
@@ -41,3 +61,8 @@ def nav_section() -> dict[str, str | None]:
     else:
         section = _BLUEPRINT_SECTIONS.get(blueprint)
     return {"section": section, "item": item}
+
+
+def _item_of_module(endpoint: str) -> str | None:
+    view = current_app.view_functions.get(endpoint)
+    return _MODULE_ITEMS.get(getattr(view, "__module__", ""))
