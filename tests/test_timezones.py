@@ -309,7 +309,11 @@ def test_tz_switches_the_times_shown_a_berlin_nine_oclock_is_eight_in_london(app
     athlete = logged_in(app, world.athlete.user.email)
     monday = winter_monday()
 
-    page = text(athlete.get(f"{calendar_path(world)}?week={monday}&tz=europe/london"))
+    typed = athlete.get(f"{calendar_path(world)}?week={monday}&tz=europe/london")
+    # The address names the zone as the page does (a link copied from the bar reads Europe/London).
+    assert typed.status_code == 302
+    assert typed.headers["Location"] == f"{calendar_path(world)}?week={monday}&tz=Europe/London"
+    page = text(athlete.get(typed.headers["Location"]))
 
     assert "Times in <strong>Europe/London</strong> (GMT) · your time zone is Europe/Berlin" in page
     assert "the coach is in Europe/Berlin" in page
@@ -324,6 +328,28 @@ def test_tz_switches_the_times_shown_a_berlin_nine_oclock_is_eight_in_london(app
     book = text(athlete.get(book_link))
     assert re.search(r"08:00–09:00 GMT <span class=\"muted\">\(Europe/London\)</span>", book)
     assert "09:00–10:00 CET for Carla Coach (Europe/Berlin)" in book
+
+
+@pytest.mark.parametrize("asked", ["tokyo", "asia/tokyo", "Asia/Tokyo"])
+def test_the_switchers_pushed_address_names_the_zone_as_the_page_does(app, world, asked):
+    athlete = logged_in(app, world.athlete.user.email)
+    monday = winter_monday()
+    swapped = athlete.get(calendar_path(world), headers={**HX, "HX-Target": "calendar"},
+                          query_string={"week": monday.isoformat(), "tz": asked})
+    assert swapped.status_code == 200 and "<html" not in text(swapped)
+    assert "Times in <strong>Asia/Tokyo</strong>" in text(swapped)
+    if asked == "Asia/Tokyo":  # already as the page names it: htmx pushes the address it asked for
+        assert "HX-Push-Url" not in swapped.headers
+    else:
+        assert swapped.headers["HX-Push-Url"] == f"{calendar_path(world)}?week={monday}&tz=Asia/Tokyo"
+
+
+def test_an_old_zone_name_in_the_address_becomes_its_current_one(app, world):
+    athlete = logged_in(app, world.athlete.user.email)
+    typed = athlete.get(calendar_path(world), query_string={"tz": "Asia/Calcutta"})
+    assert typed.status_code == 302 and typed.headers["Location"] == f"{calendar_path(world)}?tz=Asia/Kolkata"
+    page = text(athlete.get(typed.headers["Location"]))
+    assert "Times in <strong>Asia/Kolkata</strong>" in page
 
 
 def test_without_tz_the_week_is_in_the_members_zone_and_names_it(app, world):

@@ -5,7 +5,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import NamedTuple
 from urllib.parse import quote
 
-from flask import abort, current_app, flash, g, make_response, request, url_for
+from flask import abort, current_app, flash, g, make_response, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from wtforms import Form, HiddenField, SelectField
@@ -206,8 +206,25 @@ def calendar(offering_id: str):
     reschedule = _load_reschedule(request.args.get("reschedule"), offering)
     tz, notice = shown_tz()
     asked = request.args.get("week")
-    return render("booking/calendar.html", "calendar", org=g.org,
-                  **week_context(offering, parse_week(asked, tz), reschedule, tz, notice, first_free=not asked))
+    spelled = None if notice else _zone_spelled_as_named(offering, tz)
+    if spelled and not wants_fragment():
+        return redirect(spelled)
+    response = render("booking/calendar.html", "calendar", org=g.org,
+                      **week_context(offering, parse_week(asked, tz), reschedule, tz, notice, first_free=not asked))
+    if spelled:  # the switcher's week, swapped in place: the address it pushes names the zone as the page does
+        response.headers["HX-Push-Url"] = spelled
+    return response
+
+
+def _zone_spelled_as_named(offering, tz: str) -> str | None:
+    """This week's address with the zone's own name when ``?tz=`` spelled it otherwise (``tokyo``, an old name
+    like ``Asia/Calcutta``), so the address bar, a copied link and the week's links agree; ``None`` when it already
+    does."""
+    asked = request.args.get("tz")
+    if not asked or asked == tz:
+        return None
+    kept = {name: request.args[name] for name in ("week", "reschedule") if request.args.get(name)}
+    return url_for("booking.calendar", offering_id=offering.id, **kept, tz=tz)
 
 
 @bp.post("/offerings/<offering_id>/clock")
