@@ -1,0 +1,84 @@
+"""Small things a coach notices on the pages of issues 19 and 22, looked at in Chromium at 390 and 1280 px, light
+and dark: the calendars card's last row ("No calendar receives bookings") drawn like the rows above it, header cell
+included. Screenshots go to ``$COACH_SCREENSHOTS`` (``/tmp`` when unset) as ``E-*.png``.
+"""
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from coach import tenancy
+from coach.calsync.models import CalendarConnection, CalendarSource
+from coach.extensions import db
+from coach.platform.sealing import seal
+from tests.booking_support import BookingWorld
+from tests.e2e import screenshots
+from tests.e2e.test_journeys import log_in, watch_csp
+from tests.factories import PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+snap = screenshots("E")
+
+
+def four_ways(page: Page, name: str) -> None:
+    """Screenshots at 1280 and 390 px, light and dark; back to 1280 px and light."""
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        for width, height in ((1280, 900), (390, 844)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(150)
+            snap(page, f"{name}-{scheme}-{width}")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+@pytest.fixture()
+def world(ctx):
+    return BookingWorld()
+
+
+def a_synced_calendar_account(world) -> None:
+    """An account whose sync has listed two calendars (written directly: the look is under test, not the sync)."""
+    tenancy.activate(world.org.id)
+    connection = CalendarConnection(tenant_id=world.org.id, coach_membership_id=world.coach.id, label="Fastmail",
+                                    server_url="http://127.0.0.1:9/dav/", username="carla",
+                                    secret_sealed=seal("app-password"), status="ok")
+    db.session.add(connection)
+    db.session.flush()
+    for name, receives in (("Personal", True), ("Club", False)):
+        db.session.add(CalendarSource(tenant_id=world.org.id, connection_id=connection.id,
+                                      url=f"http://127.0.0.1:9/dav/{name.lower()}/", display_name=name,
+                                      blocks_time=True, receives_bookings=receives))
+    db.session.commit()
+
+
+def cell_looks(page: Page, row) -> list[tuple[str, str]]:
+    """Each cell's bottom border width and background colour, header cell first."""
+    return [tuple(look) for look in row.locator("th, td").evaluate_all(
+        "cells => cells.map(c => [getComputedStyle(c).borderBottomWidth, getComputedStyle(c).backgroundColor])")]
+
+
+def test_the_calendars_last_row_is_drawn_like_its_cells_header_included(page: Page, live_server, world):
+    csp = watch_csp(page)
+    a_synced_calendar_account(world)
+    page.goto(f"{live_server}/login?next=/o/{world.org.slug}/calendars")
+    log_in(page, world.coach.user.email, PASSWORD)
+    table = page.locator("table.calendar-choices")
+    expect(table).to_be_visible()
+    last = table.locator("tbody tr").last
+    expect(last.locator("th")).to_have_text("No calendar receives bookings")
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        looks = cell_looks(page, last)
+        assert len(set(looks)) == 1, (scheme, looks)  # no rule under the header cell alone
+        assert looks[0][0] == "0px", (scheme, looks)
+        # Pointing at a row highlights the whole row, the calendar's name too.
+        last.locator("td").last.hover()
+        looks = cell_looks(page, last)
+        assert len(set(looks)) == 1, (scheme, looks)
+        page.mouse.move(0, 0)
+    first = table.locator("tbody tr").first
+    assert cell_looks(page, first)[0][0] == "1px"  # the rows above keep their rule
+    four_ways(page, "calendars-card")
+    assert csp == []
