@@ -1,6 +1,7 @@
 """Small things a coach notices on the pages of issues 19 and 22, looked at in Chromium at 390 and 1280 px, light
 and dark: the calendars card's last row ("No calendar receives bookings") drawn like the rows above it, header cell
-included. Screenshots go to ``$COACH_SCREENSHOTS`` (``/tmp`` when unset) as ``E-*.png``.
+included; the profile editor's live preview showing the saved price and sessions delivered beside what is
+typed, and saying where they come from. Screenshots go to ``$COACH_SCREENSHOTS`` (``/tmp`` when unset) as ``E-*.png``.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from coach.calsync.models import CalendarConnection, CalendarSource
 from coach.extensions import db
 from coach.platform.sealing import seal
 from tests.booking_support import BookingWorld
+from tests.directory_support import DirectoryWorld
 from tests.e2e import screenshots
 from tests.e2e.test_journeys import log_in, watch_csp
 from tests.factories import PASSWORD
@@ -81,4 +83,24 @@ def test_the_calendars_last_row_is_drawn_like_its_cells_header_included(page: Pa
     first = table.locator("tbody tr").first
     assert cell_looks(page, first)[0][0] == "1px"  # the rows above keep their rule
     four_ways(page, "calendars-card")
+    assert csp == []
+
+
+def test_the_editors_live_preview_shows_the_saved_price_and_sessions_beside_the_typed_headline(page: Page, live_server,
+                                                                                              ctx):
+    csp = watch_csp(page)
+    DirectoryWorld()
+    page.goto(f"{live_server}/login?next=/o/river/profile")
+    log_in(page, "maria@example.com", PASSWORD)
+    preview = page.locator("#profile-preview")
+    expect(preview.locator(".profile-facts")).to_contain_text("€45.00 per session")
+    page.get_by_label("Headline").fill("Aim coach for ranked climbers, typed just now")
+    expect(preview).to_contain_text("Preview: not saved yet")
+    expect(preview.locator(".profile-headline")).to_have_text("Aim coach for ranked climbers, typed just now")
+    # The live preview still shows what comes from her offerings and bookings, and says where it comes from.
+    expect(preview.locator(".profile-facts")).to_contain_text("€45.00 per session")
+    expect(preview.locator(".profile-facts")).to_contain_text("Sessions delivered")
+    expect(preview.locator(".profile-preview-note")).to_have_text(
+        "Price, answer time and sessions delivered come from your offerings and bookings, not from this form.")
+    four_ways(page, "profile-editor-preview")
     assert csp == []

@@ -116,7 +116,14 @@ def _editor_page(coach, profile, form: ProfileForm, status: int = 200, preview=N
                   action=action, preview_url=preview_url, tree=taxonomy.terms_tree(g.org),
                   language_options=language_options, languages_max=LANGUAGES_MAX,
                   public=profiles.public_status(g.org, coach, profile),
-                  previewing=preview is not None, chosen=set(form.term_ids.data or ()), **card, **extra)
+                  previewing=preview is not None, chosen=set(form.term_ids.data or ()), facts=_saved_facts(coach),
+                  **card, **extra)
+
+
+def _saved_facts(coach):
+    """What the card shows from the coach's offerings and bookings (price, answer time, sessions delivered), so
+    the preview shows the card athletes will see, not one without them; no next free slot (the card has none)."""
+    return stats.coach_facts(g.org.id, [coach.id], with_next_slot=False)[coach.id]
 
 
 def _expired(form: ProfileForm) -> bool:
