@@ -5,6 +5,8 @@ typed, and saying where they come from. Screenshots go to ``$COACH_SCREENSHOTS``
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -103,4 +105,46 @@ def test_the_editors_live_preview_shows_the_saved_price_and_sessions_beside_the_
     expect(preview.locator(".profile-preview-note")).to_have_text(
         "Price, answer time and sessions delivered come from your offerings and bookings, not from this form.")
     four_ways(page, "profile-editor-preview")
+    assert csp == []
+
+
+def test_without_javascript_the_preview_keeps_the_facts_and_the_header_marks_my_profile(browser, live_server, ctx):
+    DirectoryWorld()
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(f"{live_server}/login?next=/o/river/profile")
+        log_in(page, "maria@example.com", PASSWORD)
+        page.get_by_label("Headline").fill("Typed without JavaScript")
+        page.get_by_role("button", name="Preview", exact=True).click()
+        preview = page.locator("#profile-preview")
+        expect(preview).to_contain_text("Preview: not saved yet")
+        expect(preview.locator(".profile-headline")).to_have_text("Typed without JavaScript")
+        expect(preview.locator(".profile-facts")).to_contain_text("€45.00 per session")
+        expect(preview.locator(".profile-preview-note")).to_be_visible()
+        nav = page.get_by_role("navigation", name="Main")
+        expect(nav.locator('[aria-current="page"]')).to_have_text("My profile")
+        snap(page, "profile-editor-nojs-1280")
+    finally:
+        context.close()
+
+
+def test_a_coachs_schedule_and_calendars_mark_more_and_schedule_in_the_header(page: Page, live_server, world):
+    csp = watch_csp(page)
+    page.goto(f"{live_server}/login?next=/o/{world.org.slug}/coaches/{world.coach.id}/schedule")
+    log_in(page, world.coach.user.email, PASSWORD)
+    # The weekly hours' last row (Sunday) has no line under its day alone, as on the calendars card.
+    sunday = page.locator("table.week-editor tbody tr").last
+    expect(sunday.locator("th")).to_have_text("Sunday")
+    looks = cell_looks(page, sunday)
+    assert len(set(looks)) == 1 and looks[0][0] == "0px", looks
+    nav = page.get_by_role("navigation", name="Main")
+    for here, link in (("schedule", "Calendars"), ("calendars", "Schedule")):  # there and back by the pages' buttons
+        expect(nav.locator("summary.tab")).to_have_attribute("aria-current", "true")
+        expect(nav.get_by_role("link", name="Sessions")).not_to_have_attribute("aria-current", "page")
+        four_ways(page, f"nav-on-{here}")
+        page.locator("main").get_by_role("link", name=link, exact=True).click()
+    expect(page).to_have_url(re.compile(r"/schedule$"))
+    nav.locator("summary.tab").click()
+    expect(nav.get_by_role("link", name="Schedule")).to_have_attribute("aria-current", "page")
     assert csp == []
