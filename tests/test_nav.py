@@ -14,10 +14,11 @@ from PIL import Image
 from sqlalchemy import select
 
 from coach import tenancy
+from coach.booking import service as booking_service
 from coach.accounts.models import User
 from coach.extensions import db
 from coach.orgs.models import Membership
-from tests.booking_support import make_offering
+from tests.booking_support import BookingWorld, make_offering
 from tests.conftest import Auth
 from tests.factories import add_member, make_org, make_user
 
@@ -144,6 +145,23 @@ def test_the_directorys_pages_mark_where_they_are_reached_from(app, club):
     # The reviews' queue is reached from the posts' moderation page, which is the Feed's.
     assert current(nav_of(admin.get("/o/harbour/moderation/reviews"))) == ["Feed"]
     assert current(nav_of(admin.get("/o/harbour/moderation"))) == ["Feed"]
+
+
+def test_an_offerings_week_continues_book_a_session_unless_it_moves_a_booking(app, ctx):
+    world = BookingWorld()
+    tenancy.activate(world.org.id)
+    booking = booking_service.request_booking(world.offering, world.athlete, world.first_slot(3).starts_at, "",
+                                              world.athlete)
+    db.session.commit()
+    athlete = as_user(app, world.athlete.user.email)
+    base = f"/o/{world.org.slug}"
+    for path in (f"{base}/book", f"{base}/coaches/{world.coach.id}", f"{base}/offerings/{world.offering.id}"):
+        nav = nav_of(athlete.get(path))
+        assert current(nav) == ["Book a session"] and more_is_current(nav), path
+    # Moving a booking starts from the booking (Sessions), and its week stays there.
+    nav = nav_of(athlete.get(f"{base}/offerings/{world.offering.id}?reschedule={booking.id}"))
+    assert current(nav) == ["Sessions"] and not more_is_current(nav)
+    assert current(nav_of(athlete.get(f"{base}/bookings/{booking.id}"))) == ["Sessions"]
 
 
 def test_the_account_menu_holds_profile_security_switching_and_log_out(app, club):

@@ -10,7 +10,10 @@ A page reached from another page marks what that page marks (its breadcrumb's): 
 and planning a series hang off the Schedule (a coach looks for them all under More › Schedule, whichever of the
 schedule's two addresses they came by); a coach's profile and reviews are More › Coaches, or More › My profile
 when they are the coach's own; the sports and skills list is one of the admin's settings pages; the reviews'
-moderation queue sits with the posts' (the Feed); reviewing a session is part of the session (Sessions).
+moderation queue sits with the posts' (the Feed); reviewing a session is part of the session (Sessions). An
+offering's week and its booking form continue "Book a session" (their breadcrumb starts at its list of coaches),
+except when they move a booking (``reschedule``: that starts from the booking, under Sessions). A series, and a
+session's waitlist, are listed with the member's sessions: Sessions.
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ _ITEMS = {
 _MODULE_ITEMS = {"coach.blueprints.booking.schedule": "schedule", "coach.blueprints.booking.calendars": "schedule"}
 # A coach's own pages of the directory are "My profile"; another coach's are "Coaches".
 _COACH_PAGES = frozenset({"directory.profile_page", "directory.edit_profile", "directory.coach_reviews"})
+# Choosing a time and confirming it, after "Book a session" › a coach.
+_BOOKING_STEPS = frozenset({"booking.calendar", "booking.book"})
 # Pages whose parent marks a tab without a menu entry of its own.
 _SECTIONS = {"directory.moderation_reviews": "feed", "directory.hide": "feed", "directory.review_form": "sessions"}
 _BLUEPRINT_ITEMS = {"progress": "progress", "payments": "billing", "admin": "settings", "operator": "platform"}
@@ -50,6 +55,8 @@ def nav_section() -> dict[str, str | None]:
         me = getattr(g, "membership", None)
         mine = me is not None and (request.view_args or {}).get("coach_id") == str(me.id)
         item = "my_profile" if mine else "coaches"
+    if endpoint in _BOOKING_STEPS and not request.values.get("reschedule"):
+        item = "book"
     if endpoint in _SECTIONS:
         section = _SECTIONS[endpoint]
     elif endpoint == "orgs.home" or endpoint.startswith("orgs.onboarding"):
