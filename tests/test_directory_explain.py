@@ -76,6 +76,7 @@ SHAPES = {
     "facet only by soonest": "skill=aim&sort=soonest",
     "this week by soonest": "week=1&sort=soonest",
     "no text, no filter": "",
+    "stop words only": "q=the+of",
 }
 # Verified, price band and place have no index of their own (a boolean or five values: an index would rarely
 # be cheaper than reading rows). Sorted by rating they are read in the rating index's order until a page is
@@ -102,9 +103,16 @@ def test_every_search_statement_uses_an_index(seeded):
                 check(label, statement)
             elif statement.name.startswith("facets") and params.q:
                 check(label, statement)  # counting over the text's matches: found through the text index
+            elif statement.name == "facets" and not params.filters:
+                # No text, no filter (session 30, 0023): the kept totals by their key, and "free this week"
+                # counted over the next-slot index; no listing's arrays are read.
+                nodes = plan_of(statement)
+                assert uses_index(nodes, "directory_listings"), (label, scans(nodes, "directory_listings"))
+                assert not [k for k, _ in scans(nodes, "directory_listings") if k == "Seq Scan"], label
+                assert scans(nodes, "directory_facet_totals"), label
             elif statement.name == "facets":
-                # Without text every listing takes part in some facet's count (each facet ignores its own
-                # filter): reading the whole table is the right plan, and the counts are kept in Valkey for it.
+                # Filters without text: every listing takes part in some facet's count (each facet ignores its
+                # own filter), so reading the whole table is the right plan; the counts are kept in Valkey for it.
                 assert ("Seq Scan", None) in scans(plan_of(statement), "directory_listings"), label
     unindexed = plan_of(_items(search.parse_params(MultiDict(_pairs(UNINDEXED)))))
     assert set(scans(unindexed, "directory_listings")) <= {("Index Scan", "ix_directory_listings_rating"),

@@ -15,6 +15,8 @@
   filter) in one statement over the text's matches. Over the whole table (no text) that is a few hundred
   milliseconds at 100,000 listings, so the counts and total are kept in Valkey for
   ``DIRECTORY_FACET_CACHE_SECONDS`` (invalidated by nothing: they may be that old; the cards are always live).
+  With no text and no filter at all (the landing page, stop words only) they are read from the totals the
+  projection's triggers keep (``directory_facet_totals``, migration 0023) instead of counted.
 - Sorts with keyset pagination; the cursor is signed (itsdangerous), so a tampered one is a 400, never SQL.
 
 :func:`statements` returns the SQL a search runs, for the EXPLAIN test (tests/test_directory_explain.py).
@@ -28,7 +30,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
 from babel import Locale
@@ -544,6 +546,39 @@ def facets_statement(params: SearchParams, tq: TextQuery, now: datetime) -> Stat
     return Statement("facets", f"{scalars} UNION ALL {arrays}", binds)
 
 
+def totals_statement(now: datetime) -> Statement:
+    """The facet counts and the total of a search with no text and no filter (the landing page, stop words only),
+    from the projection's kept totals (``directory_facet_totals``, written by triggers on ``directory_listings``
+    in the writer's own statement, so exact): the same rows :func:`facets_statement` gives without text and
+    filters, without unnesting 100,000 listings' arrays (~1 s of CPU). "Free this week" changes with the clock:
+    the next free slots are kept per UTC day, so it is the whole days inside the week plus the two part days at
+    its ends, counted live over the next-slot index (short ranges)."""
+    week_end = now + WEEK
+    midnight = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    first_day = midnight if midnight == now else midnight + timedelta(days=1)
+    end_day = week_end.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    sql = ("SELECT t.facet, t.value, t.listings AS n FROM directory_facet_totals t "
+           "WHERE t.facet NOT IN ('total', 'slot_day') "
+           "AND (t.facet <> 'price' OR t.value = ANY(CAST(:bands AS text[]))) "
+           "UNION ALL SELECT 'total', '', COALESCE((SELECT t.listings FROM directory_facet_totals t "
+           "WHERE t.facet = 'total' AND t.value = ''), 0) "
+           "UNION ALL SELECT 'week', '1', COALESCE((SELECT sum(t.listings) FROM directory_facet_totals t "
+           "WHERE t.facet = 'slot_day' AND t.value >= :first_day AND t.value < :end_day), 0) "
+           "+ (SELECT count(*) FROM directory_listings l WHERE l.next_slot_at >= :now AND l.next_slot_at < :first) "
+           "+ (SELECT count(*) FROM directory_listings l WHERE l.next_slot_at >= :last AND l.next_slot_at < :week_end)")
+    return Statement("facets", sql, {"now": now, "week_end": week_end, "first": first_day, "last": end_day,
+                                     "first_day": first_day.strftime("%Y-%m-%d"),
+                                     "end_day": end_day.strftime("%Y-%m-%d"),
+                                     "bands": [str(band) for band in PRICE_BANDS]})
+
+
+def _facets(params: SearchParams, tq: TextQuery, now: datetime) -> Statement:
+    """How a search counts its facets: from the kept totals when it has no text and no filter."""
+    if not tq and not params.filters:
+        return totals_statement(now)
+    return facets_statement(params, tq, now)
+
+
 def check_statement(params: SearchParams) -> Statement:
     """Before searching: whether the text has words at all (stop words only: none), and which chosen sports or
     games and skills some listing has. Also asks for plans made for these values (see :func:`_run`)."""
@@ -579,7 +614,7 @@ def statements(params: SearchParams, now: datetime | None = None, misspelt: list
     tq = text_query(cursor.searched if cursor and cursor.searched else params.q, params.lang,
                     prefix=bool(cursor and cursor.prefixed))
     found = [check_statement(params), items_statement(params, tq, now, page_size() + 1),
-             facets_statement(params, tq, now)]
+             _facets(params, tq, now)]
     begun = text_query(params.q, params.lang, prefix=True)
     if params.q and not cursor and begun.binds != tq.binds:  # the retry with the last word as a prefix
         found += [replace(items_statement(params, begun, now, page_size() + 1), name="items, prefix"),
@@ -622,7 +657,7 @@ def _counts(params: SearchParams, tq: TextQuery, now: datetime) -> list[tuple[st
     """
     ttl = current_app.config.get("DIRECTORY_FACET_CACHE_SECONDS", 0)
     if not ttl:
-        return [tuple(r) for r in _run(facets_statement(params, tq, now))]
+        return [tuple(r) for r in _run(_facets(params, tq, now))]
     shape = json.dumps([tq.binds, [(f, params.selected(f)) for f in params.filters]], sort_keys=True)
     key = "coach:directory:facets:" + hashlib.sha256(shape.encode()).hexdigest()
     try:
@@ -634,7 +669,7 @@ def _counts(params: SearchParams, tq: TextQuery, now: datetime) -> list[tuple[st
                 return [tuple(r) for r in kept["counts"]]
     except (RedisError, ValueError, KeyError, TypeError):
         log.warning("could not read kept facet counts")
-    counts = [(f, v, int(n)) for f, v, n in _run(facets_statement(params, tq, now))]
+    counts = [(f, v, int(n)) for f, v, n in _run(_facets(params, tq, now))]
     try:
         redis_conn().set(key, json.dumps({"at": clock.now().timestamp(), "counts": counts}), ex=ttl * STALE_KEPT)
         redis_conn().delete(f"{key}:counting")
