@@ -3,6 +3,8 @@ are always what counting every listing gives: after the projection writes, chang
 seed of many organizations, after the table is emptied. Nobody but the triggers may write them."""
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import psycopg
@@ -133,3 +135,53 @@ def test_only_the_triggers_write_the_totals(ctx, app_db):
                 conn.execute(statement)
             conn.rollback()
         assert conn.execute("SELECT listings FROM directory_facet_totals WHERE facet = 'total'").fetchone() == (2,)
+
+
+def test_two_writers_of_listings_take_turns_before_locking_any_row(ctx, stack, job_runner):
+    """A writer waits for the totals' turn before its statement locks a listing. Taken after the rows (as the first
+    version did), this order deadlocked: the first writer updates Maria, the second locks Jon and waits for the
+    turn, the first then updates Jon and waits for the second (seen in a fresh-clone run, a test's direct UPDATE
+    against the projection's job)."""
+    world = DirectoryWorld()
+    with job_runner.paused():
+        world.publish()
+        job_runner.drain()
+    river = str(world.org.id)
+    rows = dict(db.session.execute(text("SELECT handle, id FROM directory_listings WHERE organization_id = :org"),
+                                   {"org": world.org.id}).all())
+    maria, jon = str(rows["maria-santos"]), str(rows["jon-berg"])
+    db.session.commit()
+    url = stack.database_url.replace("postgresql+psycopg://", "postgresql://")
+    touch = "UPDATE directory_listings SET headline = headline || '.' WHERE organization_id = %s AND id = %s"
+    second_done, failure = threading.Event(), []
+
+    def second_writer():
+        try:
+            with psycopg.connect(url) as other:
+                other.execute("SELECT set_config('app.tenant_id', %s, false)", (river,))
+                other.execute(touch, (river, jon))  # waits for the first writer's turn
+                other.commit()
+        except psycopg.Error as exc:  # a deadlock would end up here or in the first writer
+            failure.append(exc)
+        finally:
+            second_done.set()
+
+    with psycopg.connect(url) as first:
+        first.execute("SELECT set_config('app.tenant_id', %s, false)", (river,))
+        first.execute(touch, (river, maria))  # the first writer's turn, held to its commit
+        waiter = threading.Thread(target=second_writer)
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until the second writer is waiting for the turn
+            waiting = first.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()[0]
+            if waiting:
+                break
+            time.sleep(0.05)
+        assert waiting, "the second writer never waited for its turn"
+        first.execute(touch, (river, jon))  # would wait for the second writer's row lock if it held one
+        first.commit()
+    assert second_done.wait(10) and not failure, failure
+    waiter.join()
+    headlines = dict(db.session.execute(text("SELECT handle, headline FROM directory_listings")).all())
+    assert headlines["jon-berg"].endswith("..") and headlines["maria-santos"].endswith(".")

@@ -10,9 +10,12 @@ rebuild``, an organization's deletion cascading, the benchmark's seed).
 - "Free this week" changes with the clock, so it is not kept as such: the listings' next free slots are kept per
   UTC day (facet ``slot_day``, value ``YYYY-MM-DD``); the search adds the whole days inside its week and counts
   only the two part days at its ends live (short ranges of the next-slot index).
-- Writers take turns: the triggers take one transaction-level advisory lock before touching the totals, so two
-  transactions never lock the same total rows in different orders (a deadlock). Projection writes are short and
-  per organization; they already take turns per organization.
+- Writers take turns: a BEFORE statement trigger takes one transaction-level advisory lock before the statement
+  touches any listing, so two transactions never lock the same total rows in different orders (a deadlock). Taken
+  before the rows, not after: a writer whose statement had locked its listings and then waited for the lock could
+  deadlock with the holder waiting for one of those rows (seen: a direct UPDATE against the projection's job). A
+  transaction that has written listings therefore already holds it. Projection writes are short and per
+  organization; they already take turns per organization.
 - Public like the projection: anyone may read it (RLS forced, a read-only policy); the app's role may only read.
   The trigger function runs as its owner (SECURITY DEFINER), so no organization can write a total directly.
 - ``TRUNCATE directory_listings`` empties it too.
@@ -70,6 +73,16 @@ def upgrade():
         sa.Column("listings", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("facet", "value", name="pk_directory_facet_totals"),
     )
+    op.execute("""
+        CREATE FUNCTION directory_facet_totals_turn() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+        BEGIN
+            PERFORM pg_advisory_xact_lock(hashtext('directory:facet totals'));
+            RETURN NULL;
+        END $$
+    """)
+    op.execute("CREATE TRIGGER directory_facet_totals_turn BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
+               "ON directory_listings FOR EACH STATEMENT EXECUTE FUNCTION directory_facet_totals_turn()")
     op.execute(f"""
         CREATE FUNCTION directory_facet_totals_kept() RETURNS trigger
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
@@ -96,6 +109,7 @@ def upgrade():
     # The listings there already (none on a fresh database; a deployed directory's otherwise).
     op.execute(_apply(_changes("directory_listings", 1)))
     op.execute("REVOKE ALL ON FUNCTION directory_facet_totals_kept() FROM PUBLIC")
+    op.execute("REVOKE ALL ON FUNCTION directory_facet_totals_turn() FROM PUBLIC")
     op.execute(f"GRANT SELECT ON directory_facet_totals TO {APP_ROLE}")
     op.execute("ALTER TABLE directory_facet_totals ENABLE ROW LEVEL SECURITY")
     op.execute("ALTER TABLE directory_facet_totals FORCE ROW LEVEL SECURITY")
@@ -106,7 +120,8 @@ def upgrade():
 
 
 def downgrade():
-    for event in ("insert", "update", "delete", "truncate"):
+    for event in ("insert", "update", "delete", "truncate", "turn"):
         op.execute(f"DROP TRIGGER directory_facet_totals_{event} ON directory_listings")
     op.execute("DROP FUNCTION directory_facet_totals_kept()")
+    op.execute("DROP FUNCTION directory_facet_totals_turn()")
     op.drop_table("directory_facet_totals")
