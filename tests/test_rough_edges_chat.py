@@ -28,7 +28,7 @@ def view(sock, conversation, presence: bool | None = None) -> None:
     sock.send(**frame)
 
 
-def test_a_reconnected_page_gets_the_presence_of_whom_it_shows(sockets, world):
+def test_a_page_that_asks_gets_the_presence_of_whom_it_shows(sockets, world):
     with_ben = world.direct(world.ana, world.ben)
     sockets.open("ben@example.com")  # Ben is online on some page
     ana = sockets.open("ana@example.com")
@@ -39,7 +39,7 @@ def test_a_reconnected_page_gets_the_presence_of_whom_it_shows(sockets, world):
     assert "presence-online" in dot and 'hx-swap-oob="true"' in dot
 
 
-def test_only_a_reconnected_page_is_sent_presence(sockets, world):
+def test_presence_is_sent_only_to_a_page_that_asks(sockets, world):
     with_ben = world.direct(world.ana, world.ben)
     ana = sockets.open("ana@example.com")
 

@@ -52,6 +52,8 @@ MEMBER_IDS_IN_LIST = 50
 # process runs meanwhile (handshakes holding a database connection, Redis replies with a 2 s timeout),
 # so the hub yields after this many sends.
 YIELD_EVERY = 50
+# Locks shared by members' presence updates (striped: one lock per member would have to be forgotten).
+PRESENCE_LOCK_STRIPES = 64
 # The event types that end connections, and the close code their sockets get (1008, policy
 # violation: htmx's ws extension does not reconnect after it, as it would after 1006 or 1011).
 SESSIONS_ENDED = "sessions_ended"
@@ -178,6 +180,8 @@ class Hub:
         self._by_member: dict[uuid.UUID, set[Connection]] = defaultdict(set)
         self._listener: threading.Thread | None = None
         self.connected = threading.Event()
+        # One member's presence is worked out and stored by one socket at a time (see presence_turn).
+        self._presence_locks = [threading.RLock() for _ in range(PRESENCE_LOCK_STRIPES)]
 
     # --- registry --------------------------------------------------------------------------------
 
@@ -239,6 +243,13 @@ class Hub:
         with self._lock:
             pages = list(self._by_member.get(member_id, ()))
         return "online" if any(c.state == "online" and not c.closed for c in pages) else state
+
+    def presence_turn(self, member_id: uuid.UUID) -> threading.RLock:
+        """Held while a socket of ``member_id`` works out what their presence is, stores it and tells the
+        others. Without it two of their sockets race: the page being left computes "away" before the next
+        page registers, the next page stores "online" (unchanged, so untold), and the late "away" is stored
+        and published last; the member looks away while their page is shown, until their next change."""
+        return self._presence_locks[hash(member_id) % PRESENCE_LOCK_STRIPES]
 
     def count(self) -> int:
         with self._lock:

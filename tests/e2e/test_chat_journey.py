@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from coach.chat import service
+from coach.chat import realtime, service
 from coach.chat.hub import hub_for
 from coach.extensions import db
 from coach.orgs.models import Membership
@@ -414,6 +414,56 @@ def test_badge_counts_a_conversation_the_page_has_left(people, club):
     coach.say("Good")
     expect(athlete.messages()).to_have_count(2, timeout=LIVE)
     assert athlete.page.evaluate("window.__marker") == "still the same page"
+    assert coach.csp == [] and athlete.csp == []
+
+
+class HeldSocket:
+    """A page's sockets, connected to the server, whose frames to it wait until ``release``: the page is
+    drawn and its socket open, but the server does not yet know what the page shows."""
+
+    def __init__(self, page: Page):
+        self.released = False
+        self.held: list[tuple[object, str]] = []
+        page.route_web_socket(re.compile(r"/socket$"), self._route)
+
+    def _route(self, ws) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message) -> None:
+            if self.released:
+                server.send(message)
+            else:
+                self.held.append((server, message))
+        ws.on_message(from_page)
+
+    def holds_a_view(self) -> bool:
+        return any('"view"' in str(message) for _, message in self.held)
+
+    def release(self) -> None:
+        self.released = True
+        for server, message in self.held:
+            server.send(message)
+        self.held.clear()
+
+
+def test_someone_coming_online_before_the_page_follows_the_conversation_still_shows(people, club):
+    """Presence travels only on changes. The coach's page draws Sam's dot as it renders, and its socket
+    tells the server what the page shows a moment later; Sam coming online in between reaches no page of
+    hers, so the page asks for what is true now when it says what it shows."""
+    coach = people("carla@example.com")
+    gate = HeldSocket(coach.page)
+    coach.page.goto(coach.live_server + club.path())
+    pump(coach.page, gate.holds_a_view, "the page's view frame")
+    dot = coach.page.locator(f"#presence-{club.sam.id}")
+    expect(dot).to_have_class(re.compile(r"\bpresence-offline\b"))  # Sam was not online when it rendered
+
+    athlete = people("sam@example.com")  # on the organization's home: its socket says Sam is online
+    pump(coach.page, lambda: realtime.presence_of(club.org.id, [club.sam.id])[club.sam.id] == "online",
+         "Sam's socket to say he is online")
+    expect(dot).to_have_class(re.compile(r"\bpresence-offline\b"))  # the change went by the coach's page
+
+    gate.release()
+    expect(dot).to_have_class(re.compile(r"\bpresence-online\b"), timeout=LIVE)
     assert coach.csp == [] and athlete.csp == []
 
 

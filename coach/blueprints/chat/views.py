@@ -270,14 +270,15 @@ def socket(ws):
         pass
     finally:
         hub.unregister(conn)
-        if not hub.connections_of(conn.member_id):
-            # This process held the member's last socket: show them offline now, not in a minute
-            # (a socket on another process puts them back with its next heartbeat).
-            realtime.clear_presence(conn.tenant_id, conn.member_id)
-            realtime.publish(conn.tenant_id, {"type": "presence", "tenant_id": str(conn.tenant_id),
-                                              "member_id": str(conn.member_id), "state": "offline"})
-        elif conn.state == "online":
-            session.heartbeat("away")  # their other pages here may all be hidden: online only if one is not
+        with hub.presence_turn(conn.member_id):
+            if not hub.connections_of(conn.member_id):
+                # This process held the member's last socket: show them offline now, not in a minute
+                # (a socket on another process puts them back with its next heartbeat).
+                realtime.clear_presence(conn.tenant_id, conn.member_id)
+                realtime.publish(conn.tenant_id, {"type": "presence", "tenant_id": str(conn.tenant_id),
+                                                  "member_id": str(conn.member_id), "state": "offline"})
+            elif conn.state == "online":
+                session.heartbeat("away")  # their other pages here may all be hidden: online only if one is not
         db.session.remove()
 
 
@@ -343,12 +344,13 @@ class _SocketSession:
         self.hub.send_unread(self.conn)
 
     def heartbeat(self, state: str | None = None) -> None:
-        self.state = self.conn.state = state if state in realtime.STATES else self.state
-        shown = self.hub.presence_of(self.member_id, self.state)
-        previous = realtime.set_presence(self.tenant_id, self.member_id, shown)
-        if previous != shown:
-            realtime.publish(self.tenant_id, {"type": "presence", "tenant_id": str(self.tenant_id),
-                                              "member_id": str(self.member_id), "state": shown})
+        with self.hub.presence_turn(self.member_id):  # worked out, stored and told as one step
+            self.state = self.conn.state = state if state in realtime.STATES else self.state
+            shown = self.hub.presence_of(self.member_id, self.state)
+            previous = realtime.set_presence(self.tenant_id, self.member_id, shown)
+            if previous != shown:
+                realtime.publish(self.tenant_id, {"type": "presence", "tenant_id": str(self.tenant_id),
+                                                  "member_id": str(self.member_id), "state": shown})
 
     def error(self, message: str) -> None:
         self.conn.send(render_template("chat/_error.html", message=message))
@@ -427,8 +429,10 @@ class _SocketSession:
         """The page (after a navigation, or on a new socket) shows these conversations, each up to its
         ``after``, and no others: follow them, and stop following the rest, whose messages then count
         in the page's unread badge. ``{"type": "view", "conversations": [{"conversation": id,
-        "after": seq}, ...]}``; an empty list for a page without a conversation. With ``"presence": true`` (a
-        page reconnecting) the presence of the members the page shows comes too."""
+        "after": seq}, ...]}``; an empty list for a page without a conversation. With ``"presence": true`` the
+        presence of the members the page shows comes too: chat.js asks with every view, since presence
+        travels only on changes, and a change between the page's render (or a lost connection) and this
+        frame reached no socket of the page."""
         items = data.get("conversations")
         if not isinstance(items, list) or len(items) > VIEW_MAX or not all(isinstance(i, dict) for i in items):
             raise ChatError(UNREADABLE)
@@ -449,11 +453,14 @@ class _SocketSession:
         for conversation, after in shown.values():
             self._show(conversation, after, member)
         if data.get("presence") is True:
-            # The page is back from a lost connection: the dots it greyed meanwhile get what is true now
-            # (presence only travels on changes, and the changes while it was away did not reach it).
+            # What is true now, for dots drawn before the socket followed them (at render, or before a
+            # lost connection greyed them): the changes meanwhile did not reach this page.
+            # Read and sent holding the page's lock: a change published after the read waits for it and
+            # lands after it, so an older state never overwrites a newer one on the page.
             watched = [w for c, _ in shown.values() if (w := c.other_member_id(member.id)) is not None]
-            for member_id, state in realtime.presence_of(self.tenant_id, watched).items():
-                self.conn.send(render_template("chat/_presence.html", member_id=member_id, state=state))
+            with self.conn.lock:
+                for member_id, state in realtime.presence_of(self.tenant_id, watched).items():
+                    self.conn.send(render_template("chat/_presence.html", member_id=member_id, state=state))
         if unavailable:
             raise ChatError(UNAVAILABLE)
 

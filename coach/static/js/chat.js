@@ -36,12 +36,15 @@
   // Which conversations this page shows, each up to its newest message, and no others (the list is
   // empty on a page without one): the server replays what a list lacks, follows those, and stops
   // following what an earlier page showed, so that conversation's messages count in the badge.
-  // After a lost connection the page also asks for the presence of whom it shows (its dots are grey).
-  function sendView(reconnected) {
-    var frame = { type: "view", conversations: liveLists().map(function (list) {
+  // The page also asks for the presence of whom it shows: its dots were drawn before the socket
+  // followed them (at render, or before a lost connection greyed them), and presence travels only on
+  // changes, so a change in between would otherwise stay unseen until the next one.
+  function sendView() {
+    var lists = liveLists();
+    var frame = { type: "view", conversations: lists.map(function (list) {
       return { conversation: list.getAttribute("data-conversation"), after: lastSeq(list) };
     }) };
-    if (reconnected) { frame.presence = true; }
+    if (lists.length) { frame.presence = true; }
     send(frame);
   }
 
@@ -147,14 +150,12 @@
 
   // --- the connection's state, and messages written while offline ----------------------------------
   var everOpen = false;  // a page whose socket never opened (live updates paused) posts its forms
-  var wasDown = false;
   var queued = [];  // send frames written while offline, in order, until each is back from the server
 
   function connectionDown() { return everOpen && (!open || !navigator.onLine); }
 
   function showConnection() {
     var down = connectionDown();
-    wasDown = wasDown || down;
     var status = document.getElementById("chat-status");
     if (status) {
       status.textContent = !down ? "" : navigator.onLine ? "Connection lost — reconnecting…" :
@@ -255,10 +256,8 @@
     socket = event.detail.socketWrapper;
     open = true;
     everOpen = true;
-    var reconnected = wasDown;
-    wasDown = false;
     showConnection();
-    sendView(reconnected);
+    sendView();
     flush();
     markRead();
   });
