@@ -554,6 +554,79 @@ def test_a_series_ends_when_its_last_occurrence_has_ended(app, world, coach, own
     assert series_service.occurrence_settled(world.org.id, second.id) == "ended"
 
 
+def series_booked(world, first: date, hour: int, count: int):
+    """A weekly series booked through the service by the world's coach (no page in between): its id."""
+    tenancy.activate(world.org.id)
+    planned = series_service.plan(world.offering, world.athlete, at(first, hour), 1, count=count, actor=world.coach)
+    series = series_service.book(world.offering, world.athlete, at(first, hour), 1, count, None, planned.digest,
+                                 world.coach)
+    db.session.commit()
+    return series.id
+
+
+def settle_occurrences(world, series_id, actions: list[str]) -> None:
+    """Each occurrence in turn ends ("end", after it took place) or is cancelled by the coach ("cancel")."""
+    tenancy.activate(world.org.id)
+    series = series_service.get_series(world.org.id, series_id)
+    for booking, action in zip(series_service.occurrences(series), actions):
+        if action == "end":
+            for step in ("start", "end"):
+                service.transition(booking, step, None, now=booking.ends_at + timedelta(hours=1))
+        else:
+            service.transition(booking, "cancel", world.coach)
+    db.session.commit()
+
+
+def migrate_again_from_0023(app) -> None:
+    """The real Alembic round trip: down to 0023 (0024's downgrade changes nothing) and up to the head."""
+    from flask_migrate import downgrade, upgrade
+
+    with app.app_context():
+        downgrade(revision="0023_directory_facet_totals")
+        upgrade()
+
+
+def test_migration_0024_settles_series_that_finished_before_their_status_was_kept(app, world, coach, owner_db,
+                                                                                   job_runner):
+    """Series whose occurrences all settled before ``series_jobs`` existed still read ``active``: the migration
+    applies the consumer's rule to them, in every organization (row-level security is forced on the owner that
+    runs it), and leaves a series with a session still to come alone."""
+    other = BookingWorld(horizon_days=365)
+    first = berlin_day(3)
+    with job_runner.paused():
+        job_runner.drain()
+        took_place = series_booked(world, first, 10, 2)
+        called_off = series_booked(world, first, 12, 2)
+        going_on = series_booked(world, first, 14, 2)
+        elsewhere = series_booked(other, first, 10, 1)
+        settle_occurrences(world, took_place, ["cancel", "end"])
+        settle_occurrences(world, called_off, ["cancel", "cancel"])
+        settle_occurrences(world, going_on, ["end"])
+        settle_occurrences(other, elsewhere, ["end"])
+        job_runner.drain()
+        # As the series that finished before the consumer existed were left: every one still 'active'.
+        for org in (world.org, other.org):
+            act_for(owner_db, org)
+            owner_db.execute("UPDATE booking_series SET status = 'active'")
+        location = f"/o/{world.org.slug}/series/{took_place}"
+        assert "0 still on" in text(coach.get(location))
+
+        migrate_again_from_0023(app)
+        expected = {took_place: "ended", called_off: "cancelled", going_on: "active"}
+        assert {r["id"]: r["status"] for r in series_rows(owner_db, world.org)} == expected
+        assert [r["status"] for r in series_rows(owner_db, other.org)] == ["ended"]
+        page = text(coach.get(location))
+        assert "Ended" in page and "1 took place" in page and "still on" not in page
+        assert "Move this and later" not in page and "Cancel this and later" not in page
+        assert "still on" not in text(coach.get(f"/o/{world.org.slug}/series/{called_off}"))
+        still_going = text(coach.get(f"/o/{world.org.slug}/series/{going_on}"))
+        assert "1 still on" in still_going and still_going.count("Cancel this and later") == 1
+
+        migrate_again_from_0023(app)  # idempotent: a second run changes nothing
+        assert {r["id"]: r["status"] for r in series_rows(owner_db, world.org)} == expected
+        job_runner.drain()
+
+
 def test_series_pages_follow_the_members_twelve_hour_clock(app, world, coach, owner_db):
     location, first = booked_series(app, world, coach, count=2)
     tenancy.activate(world.org.id)
