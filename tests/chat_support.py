@@ -27,6 +27,9 @@ from coach.spaces import service as spaces
 from tests.conftest import csrf_from
 from tests.factories import PASSWORD, add_member, make_org, make_user, media_row
 
+# How long a test waits for a frame, a close or a follow that should come: generous, since CI's two cores run
+# two test processes with their browsers and servers; a wait ends as soon as what it waits for arrives.
+LIVE_WAIT = 20.0
 ARTICLE_RE = re.compile(r'<article class="message[^"]*" id="msg-([0-9a-f-]{36})" data-seq="(\d+)"')
 STREAM_RE = re.compile(r'<div hx-swap-oob="beforeend:#messages-([0-9a-f-]{36})">(.*?)</div>\s*$', re.S)
 ERROR_RE = re.compile(r'<p id="chat-error"[^>]*>([^<]*)</p>')
@@ -217,7 +220,7 @@ class ChatSocket:
         if frame is not None:
             self.frames.append(frame if isinstance(frame, str) else frame.decode())
 
-    def wait_for(self, predicate, timeout: float = 5.0, what: str = "a matching frame") -> str:
+    def wait_for(self, predicate, timeout: float = LIVE_WAIT, what: str = "a matching frame") -> str:
         """The next frame (after those already waited past) for which ``predicate`` holds."""
         deadline = time.monotonic() + timeout
         while True:
@@ -232,7 +235,7 @@ class ChatSocket:
                 raise AssertionError(f"no {what} within {timeout} s; last frames: {tail}")
             self._pull(min(remaining, 0.5))
 
-    def wait_closed(self, timeout: float = 5.0) -> ConnectionClosed:
+    def wait_closed(self, timeout: float = LIVE_WAIT) -> ConnectionClosed:
         """Wait until the server closes the socket; the close (its ``reason`` is the code)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -282,7 +285,7 @@ class Sockets:
         sock = ChatSocket(self.handshake(slug, email))
         self.opened.append(sock)
         sock.wait_for(lambda f: unread_badge(f) is not None, what="greeting (unread badge)")
-        assert hub_for(self.app).connected.wait(timeout=5), "the hub did not subscribe to Redis"
+        assert hub_for(self.app).connected.wait(timeout=LIVE_WAIT), "the hub did not subscribe to Redis"
         return sock
 
     def close_all(self) -> None:
@@ -292,7 +295,7 @@ class Sockets:
             browser.close()
 
 
-def wait_following(app, member_id, conversation_id, after: int = 0, timeout: float = 5.0) -> None:
+def wait_following(app, member_id, conversation_id, after: int = 0, timeout: float = LIVE_WAIT) -> None:
     """Wait until one of the member's sockets follows the conversation (its ``resume`` was handled)."""
     hub = hub_for(app)
     conversation_id = uuid.UUID(str(conversation_id))

@@ -57,8 +57,8 @@ class JobRunner:
         finally:
             self._paused.clear()
 
-    def drain(self, timeout: float = 10.0) -> None:
-        """Run relay and worker until nothing is left (from the calling thread).
+    def drain(self, timeout: float = 30.0) -> None:
+        """Run relay and worker until nothing is left (from the calling thread); returns as soon as it is.
 
         The background relay and worker are held still meanwhile (unless the caller holds them already): a job
         they had taken would otherwise still be running when the outbox and queues look empty, and a test would

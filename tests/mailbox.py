@@ -28,8 +28,9 @@ class Mailbox:
         with self._lock:
             return [m for m in self.messages if address.lower() in m["To"].lower()]
 
-    def wait_for(self, address: str, timeout: float = 5.0) -> EmailMessage:
-        """The latest message to ``address``, waiting up to ``timeout`` seconds for one."""
+    def wait_for(self, address: str, timeout: float = 20.0) -> EmailMessage:
+        """The latest message to ``address``, waiting up to ``timeout`` seconds for one (generous: the email
+        travels through the outbox, the relay and a worker, on a machine that may be loaded)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = self.to(address)

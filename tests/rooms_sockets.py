@@ -14,7 +14,7 @@ import uuid
 import requests
 from simple_websocket import Client, ConnectionClosed
 
-from tests.chat_support import cookie_header, login
+from tests.chat_support import LIVE_WAIT, cookie_header, login
 
 
 class RoomSocket:
@@ -38,7 +38,7 @@ class RoomSocket:
         if frame is not None:
             self.frames.append(json.loads(frame))
 
-    def wait_for(self, kind: str, predicate=None, timeout: float = 5.0) -> dict:
+    def wait_for(self, kind: str, predicate=None, timeout: float = LIVE_WAIT) -> dict:
         """The next frame of type ``kind`` (after those already waited past) for which ``predicate`` holds."""
         deadline = time.monotonic() + timeout
         while True:
@@ -72,7 +72,7 @@ class RoomSocket:
     def received(self, kind: str) -> list[dict]:
         return [f for f in self.frames if f.get("type") == kind]
 
-    def wait_closed(self, timeout: float = 5.0) -> ConnectionClosed:
+    def wait_closed(self, timeout: float = LIVE_WAIT) -> ConnectionClosed:
         """Wait until the server closes the socket; the close (``.reason`` is the code), frames kept."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

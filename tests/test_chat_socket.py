@@ -20,7 +20,7 @@ from coach.chat import realtime, service
 from coach.chat.hub import hub_for
 from coach.extensions import db
 from coach.spaces import service as spaces
-from tests.chat_support import (ChatWorld, Sockets, cookie_header, errors_in, has, has_seq, is_error, messages_in, post_message,
+from tests.chat_support import (LIVE_WAIT, ChatWorld, Sockets, cookie_header, errors_in, has, has_seq, is_error, messages_in, post_message,
                                 seqs_in, stored, unread_badge, wait_following)
 from tests.conftest import Auth, _free_port, csrf_from
 from tests.factories import add_member, make_user
@@ -80,7 +80,7 @@ def view(sock, *shown) -> None:
     sock.send(type="view", conversations=[{"conversation": str(c.id), "after": after} for c, after in shown])
 
 
-def wait_not_following(app, member_id, conversation_id, timeout: float = 5.0) -> None:
+def wait_not_following(app, member_id, conversation_id, timeout: float = LIVE_WAIT) -> None:
     hub = hub_for(app)
     deadline = time.monotonic() + timeout
     while any(c.member_id == member_id for c in hub.followers(conversation_id)):
@@ -973,7 +973,7 @@ def test_a_member_stays_online_while_any_of_their_pages_is_shown(app, sockets, w
     assert "presence-online" in ben.wait_for(has(dot), what="Ana coming online")
     sockets.open("ana@example.com")  # the next page, shown
     hub = hub_for(app)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + LIVE_WAIT
     while len(hub.connections_of(world.ana.id)) < 2:
         assert time.monotonic() < deadline, "the server never took the second page"
         time.sleep(0.02)
@@ -1021,7 +1021,7 @@ def test_a_closed_socket_is_forgotten_by_the_hub(app, sockets, world):
     ana = sockets.open("ana@example.com")
     assert len(hub.connections_of(world.ana.id)) == 1
     ana.close()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + LIVE_WAIT
     while hub.connections_of(world.ana.id) and time.monotonic() < deadline:
         time.sleep(0.02)  # the server notices the close on its own thread
     assert hub.connections_of(world.ana.id) == []

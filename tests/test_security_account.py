@@ -221,7 +221,7 @@ def _fresh_new_email(monkeypatch):
     monkeypatch.setitem(globals(), "NEW_EMAIL", f"lovelace-{uuid.uuid4().hex[:8]}@analytical.example")
 
 
-def mail_with(mailbox, address: str, subject: str, timeout: float = 5.0, nth: int = 1, containing: str = ""):
+def mail_with(mailbox, address: str, subject: str, timeout: float = 20.0, nth: int = 1, containing: str = ""):
     """The ``nth`` email to ``address`` with ``subject`` (and ``containing`` in its text), waiting for it."""
     import time
     deadline = time.monotonic() + timeout

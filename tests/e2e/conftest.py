@@ -22,6 +22,12 @@ import re
 from dataclasses import dataclass
 
 import pytest
+from playwright.sync_api import expect
+
+# expect() waits up to 15 s for what a page should show (Playwright's default is 5 s): on CI's two cores, two
+# test processes with their browsers, servers and workers can hold a swap or a live push back for longer. A wait
+# ends as soon as the page shows it, so a passing test takes no longer; what never comes still fails.
+expect.set_options(timeout=15_000)
 
 #: Prefix of the console errors the init script writes for each CSP violation (the guard matches on it).
 GUARD_PREFIX = "[csp-guard]"
