@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from coach import clock, tenancy
 from coach.booking.models import Booking, CoachingSession
 from coach.directory.models import CoachProfile, CoachProfileTerm, DirectoryTerm
@@ -16,6 +18,7 @@ from coach.orgs.models import ATHLETE, COACH
 from coach.orgs.service import membership_for
 from coach.spaces.markdown import render as render_markdown
 from tests.booking_support import make_offering, open_every_day
+from tests.conftest import Auth
 from tests.factories import add_member, make_org, make_user
 
 
@@ -134,3 +137,16 @@ class DirectoryWorld:
             projection.refresh_org(org.id)
         db.session.commit()
         tenancy.activate(self.org.id)
+
+
+@pytest.fixture()
+def world(ctx):
+    """A :class:`DirectoryWorld` for each test of a module that imports this fixture."""
+    return DirectoryWorld()
+
+
+def logged_in(app, email: str):
+    """A test client signed in through the real login form as ``email`` (the world's password)."""
+    client = app.test_client()
+    assert Auth(client).login(email).status_code == 303
+    return client
