@@ -61,6 +61,17 @@ def berlin_day(days_ahead: int) -> date:
     return (datetime.now(UTC).astimezone(BERLIN) + timedelta(days=days_ahead)).date()
 
 
+def weeks_before_spring_forward() -> date:
+    """A day two weeks (one, when two would be too soon) before the next Sunday the clocks go forward in Europe
+    (the last Sunday of March), so a weekly series from it crosses the change."""
+    year = berlin_day(0).year + (1 if berlin_day(0) >= date(berlin_day(0).year, 3, 25) else 0)
+    change = max(date(year, 3, d) for d in range(25, 32) if date(year, 3, d).weekday() == 6)
+    first = change - timedelta(weeks=2)
+    if first <= berlin_day(1):
+        first += timedelta(weeks=1)
+    return first
+
+
 def at(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=BERLIN).astimezone(UTC)
 
@@ -138,12 +149,7 @@ def test_weekly_series_of_eight_lists_the_one_conflict_and_books_seven(app, worl
 
 def test_series_across_the_daylight_saving_change_keeps_ten_oclock_on_the_coachs_clock(ctx, world):
     tenancy.activate(world.org.id)
-    # The Sunday the clocks go forward in Europe (last Sunday of March) after today.
-    year = berlin_day(0).year + (1 if berlin_day(0) >= date(berlin_day(0).year, 3, 25) else 0)
-    change = max(date(year, 3, d) for d in range(25, 32) if date(year, 3, d).weekday() == 6)
-    first = change - timedelta(weeks=2)
-    if first <= berlin_day(1):
-        first += timedelta(weeks=1)
+    first = weeks_before_spring_forward()
     plan = series_service.plan(world.offering, world.athlete, at(first, 10), 1, count=5, actor=world.coach,
                                now=at(first, 0) - timedelta(days=1))
     starts = [o.starts_at for o in plan.occurrences]
@@ -681,11 +687,7 @@ def test_a_group_session_whose_free_seat_is_kept_for_its_waitlist_is_a_conflict(
 
 def test_moving_a_week_later_across_the_daylight_saving_change_keeps_the_coachs_clock(ctx, world):
     tenancy.activate(world.org.id)
-    year = berlin_day(0).year + (1 if berlin_day(0) >= date(berlin_day(0).year, 3, 25) else 0)
-    change = max(date(year, 3, d) for d in range(25, 32) if date(year, 3, d).weekday() == 6)
-    first = change - timedelta(weeks=2)
-    if first <= berlin_day(1):
-        first += timedelta(weeks=1)
+    first = weeks_before_spring_forward()
     planned = series_service.plan(world.offering, world.athlete, at(first, 10), 1, count=3, actor=world.coach)
     series = series_service.book(world.offering, world.athlete, at(first, 10), 1, 3, None, planned.digest,
                                  world.coach)

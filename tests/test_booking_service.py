@@ -120,6 +120,18 @@ def race(app, tenant_id, workers) -> list:
     return results
 
 
+def requests_booking(offering_id, athlete_id, starts_at):
+    """A :func:`race` worker: the athlete requests ``starts_at`` in the offering (both loaded before the race);
+    the new booking's id."""
+    def worker(ready):
+        offering = db.session.get(Offering, offering_id)
+        athlete = db.session.get(Membership, athlete_id)
+        offering.coach, athlete.user  # loaded before the race
+        ready()
+        return service.request_booking(offering, athlete, starts_at, "", athlete).id
+    return worker
+
+
 @pytest.fixture()
 def world(ctx):
     return BookingWorld()
@@ -314,16 +326,7 @@ def test_eight_concurrent_requests_for_one_slot_make_exactly_one_booking(world, 
     offering_id = world.offering.id
     db.session.commit()
 
-    def request(athlete_id):
-        def worker(ready):
-            offering = db.session.get(Offering, offering_id)
-            athlete = db.session.get(Membership, athlete_id)
-            offering.coach, athlete.user  # loaded before the race
-            ready()
-            return service.request_booking(offering, athlete, slot.starts_at, "", athlete).id
-        return worker
-
-    results = race(app, world.org.id, [request(a) for a in athletes])
+    results = race(app, world.org.id, [requests_booking(offering_id, a, slot.starts_at) for a in athletes])
     won = [r for r in results if isinstance(r, uuid.UUID)]
     assert len(won) == 1, results
     assert all(isinstance(r, SlotTaken) for r in results if r not in won), results
@@ -386,17 +389,8 @@ def test_concurrent_group_requests_never_exceed_the_capacity(group, app):
     offering_id = group.offering.id
     db.session.commit()
 
-    def request(athlete_id, starts_at):
-        def worker(ready):
-            offering = db.session.get(Offering, offering_id)
-            athlete = db.session.get(Membership, athlete_id)
-            offering.coach, athlete.user
-            ready()
-            return service.request_booking(offering, athlete, starts_at, "", athlete).id
-        return worker
-
     for hour in (10, 11, 12):  # a few rounds: the interleavings differ each time
-        results = race(app, group.org.id, [request(a, berlin(3, hour)) for a in athletes])
+        results = race(app, group.org.id, [requests_booking(offering_id, a, berlin(3, hour)) for a in athletes])
         won = [r for r in results if isinstance(r, uuid.UUID)]
         assert len(won) == 3, results
         assert all(isinstance(r, SlotTaken) for r in results if r not in won), results

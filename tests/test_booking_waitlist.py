@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from coach import clock, tenancy
 from coach.booking import service, waitlist
 from coach.booking.errors import LineWaiting, SlotTaken
-from coach.booking.models import Booking, CoachingSession, Offering, WaitlistEntry
+from coach.booking.models import Booking, CoachingSession, WaitlistEntry
 from coach.booking.waitlist import OfferGone, WaitlistError
 from coach.extensions import db
 from coach.notifications.models import Notification
@@ -24,7 +24,7 @@ from coach.orgs.service import remove_member
 from coach.platform.models import AuditEvent
 from tests.booking_support import BookingWorld
 from tests.factories import add_member, make_user
-from tests.test_booking_service import berlin, race
+from tests.test_booking_service import berlin, race, requests_booking
 
 
 class GroupWorld(BookingWorld):
@@ -67,6 +67,15 @@ def deliver(job_runner):
     db.session.expire_all()
 
 
+def seat_offered(job_runner) -> GroupWorld:
+    """A line that offers freed seats, with one athlete in it (Wen Waiting 1), offered the seat Arno gave up."""
+    world = GroupWorld(waitlist_mode="offer")
+    world.line_up(world.waiting[0])
+    world.cancel(world.bookings[0])
+    deliver(job_runner)
+    return world
+
+
 def statuses(world) -> list[str]:
     """The line's places, first first (a line follows its time: when every seat freed, a new session row holds
     the time again and the line moves to it)."""
@@ -79,6 +88,15 @@ def live_bookings_of(world, athlete) -> list[Booking]:
     return list(db.session.scalars(select(Booking).where(
         Booking.offering_id == world.offering.id, Booking.starts_at == world.starts_at,
         Booking.athlete_membership_id == athlete.id, Booking.status.in_(("held", "requested", "confirmed")))))
+
+
+def filler(org_id, session_id):
+    """A :func:`race` worker that fills the session's freed seats from its line (as the consumer and the sweep
+    do); how many it gave."""
+    def worker(ready):
+        ready()
+        return waitlist.fill(org_id, session_id)
+    return worker
 
 
 def seats(world) -> tuple[int, int]:
@@ -273,15 +291,11 @@ def test_concurrent_cancels_and_fillers_give_two_seats_to_the_first_two_exactly_
             service.transition(booking, "cancel", booking.athlete)
         return worker
 
-    def fill(ready):
-        ready()
-        return waitlist.fill(org_id, session_id)
-
     with job_runner.paused():
         results = race(app, org_id, [cancel(b) for b in booking_ids])
         assert results == [None, None], results
         # Three fillers at once (two consumers and the sweep, say), then the real consumers themselves.
-        given = race(app, org_id, [fill, fill, fill])
+        given = race(app, org_id, [filler(org_id, session_id) for _ in range(3)])
         assert sorted(given) == [0, 0, 2] or sorted(given) == [0, 1, 1], given
         job_runner.drain()
     db.session.expire_all()
@@ -361,20 +375,9 @@ def test_a_direct_booking_racing_the_filler_never_takes_the_first_in_lines_seat(
     org_id, session_id, offering_id, starts_at = group.org.id, group.session_id, group.offering.id, group.starts_at
     walk_in_id = walk_in.id
 
-    def direct(ready):
-        offering = db.session.get(Offering, offering_id)
-        athlete = db.session.get(Membership, walk_in_id)
-        athlete.user, offering.coach
-        ready()
-        return service.request_booking(offering, athlete, starts_at, "", athlete).id
-
-    def fill(ready):
-        ready()
-        return waitlist.fill(org_id, session_id)
-
     with job_runner.paused():
         group.cancel(group.bookings[0])
-        outcomes = race(app, org_id, [direct, fill])
+        outcomes = race(app, org_id, [requests_booking(offering_id, walk_in_id, starts_at), filler(org_id, session_id)])
     # The walk-in is refused either way: the seat kept for the line, or (the filler first) the session full.
     assert isinstance(outcomes[0], LineWaiting | SlotTaken) and outcomes[0].status == 409, outcomes
     assert outcomes[1] == 1, outcomes

@@ -14,15 +14,11 @@ from coach.extensions import db
 from coach.orgs.models import ATHLETE
 from tests.test_booking_views import HX, logged_in, text, token
 from tests.factories import add_member, make_user
-from tests.test_booking_waitlist import GroupWorld, deliver, seats, statuses
+from tests.test_booking_waitlist import GroupWorld, seat_offered, seats, statuses
+from tests.test_booking_waitlist import group  # noqa: F401  (fixture)
 
 KEY_RE = re.compile(r'name="idempotency_key" value="([0-9a-f]+)"')
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
-
-
-@pytest.fixture()
-def group(ctx):
-    return GroupWorld()
 
 
 @pytest.fixture()
@@ -103,10 +99,7 @@ def test_a_session_with_a_free_seat_sends_the_athlete_to_book_it(waiter, group):
 
 
 def test_taking_an_offered_seat_books_it(app, ctx, job_runner, mailbox):
-    world = GroupWorld(waitlist_mode="offer")
-    world.line_up(world.waiting[0])
-    world.cancel(world.bookings[0])
-    deliver(job_runner)
+    world = seat_offered(job_runner)
     browser = logged_in(app, world.waiting[0].user.email)
     page = text(browser.get(page_of(world)))
     assert "A seat is yours until" in page and "Take the seat" in page
@@ -118,10 +111,7 @@ def test_taking_an_offered_seat_books_it(app, ctx, job_runner, mailbox):
 
 
 def test_taking_an_offer_that_ran_out_is_410(app, ctx, job_runner, mailbox):
-    world = GroupWorld(waitlist_mode="offer")
-    world.line_up(world.waiting[0])
-    world.cancel(world.bookings[0])
-    deliver(job_runner)
+    world = seat_offered(job_runner)
     entry = entry_of(world, world.waiting[0])
     entry.status, entry.offered_until = "expired", entry.offered_until
     db.session.commit()

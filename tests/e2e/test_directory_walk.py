@@ -57,6 +57,14 @@ def look(page: Page, name: str) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
+def look_at(page: Page, live_server: str, who: str, named_paths) -> None:
+    """Each ``(name, path)`` in turn: loaded, htmx ready, then :func:`look` at it as ``who-name``."""
+    for name, path in named_paths:
+        page.goto(f"{live_server}{path}")
+        wait_for_htmx(page)
+        look(page, f"{who}-{name}")
+
+
 def signed_in(browser, live_server: str, email: str, java_script: bool = True) -> Page:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Europe/Berlin",
                                   java_script_enabled=java_script)
@@ -88,11 +96,8 @@ def test_every_directory_page_fits_a_phone_and_a_laptop_in_both_schemes(ctx, bro
     # A visitor.
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    for name, path in (("search", "/coaches?q=valorant"), ("public-profile", "/coaches/river/maria-santos"),
-                       ("public-book", book)):
-        page.goto(f"{live_server}{path}")
-        wait_for_htmx(page)
-        look(page, f"visitor-{name}")
+    look_at(page, live_server, "visitor", (("search", "/coaches?q=valorant"),
+                                           ("public-profile", "/coaches/river/maria-santos"), ("public-book", book)))
     context.close()
 
     # The coach: the editor with its live preview, her profile with a review to answer.
@@ -109,24 +114,19 @@ def test_every_directory_page_fits_a_phone_and_a_laptop_in_both_schemes(ctx, bro
 
     # The admin: the listing switch, verification, the taxonomy, the queue.
     page = signed_in(browser, live_server, "ada@example.com")
-    for name, path in (("settings", "/o/river/admin/settings"),
-                       ("coach-profile", f"/o/river/coaches/{w.jon.id}/profile"),
-                       ("taxonomy", "/o/river/admin/taxonomy"), ("moderation", "/o/river/moderation/reviews"),
-                       ("hide", f"/o/river/reviews/{review.id}/hide")):
-        page.goto(f"{live_server}{path}")
-        wait_for_htmx(page)
-        look(page, f"admin-{name}")
+    look_at(page, live_server, "admin", (("settings", "/o/river/admin/settings"),
+                                         ("coach-profile", f"/o/river/coaches/{w.jon.id}/profile"),
+                                         ("taxonomy", "/o/river/admin/taxonomy"),
+                                         ("moderation", "/o/river/moderation/reviews"),
+                                         ("hide", f"/o/river/reviews/{review.id}/hide")))
     page.context.close()
 
     # Athletes: Ben reviews his session and flags nothing of his own; Ana's review is his to flag.
     page = signed_in(browser, live_server, "ben@example.com")
-    for name, path in (("review-form", f"/o/river/bookings/{bens.id}/review"),
-                       ("profile", f"/o/river/coaches/{w.maria.id}/profile"),
-                       ("flag", f"/o/river/reviews/{review.id}/flag"),
-                       ("reviews", f"/o/river/coaches/{w.maria.id}/reviews")):
-        page.goto(f"{live_server}{path}")
-        wait_for_htmx(page)
-        look(page, f"athlete-{name}")
+    look_at(page, live_server, "athlete", (("review-form", f"/o/river/bookings/{bens.id}/review"),
+                                           ("profile", f"/o/river/coaches/{w.maria.id}/profile"),
+                                           ("flag", f"/o/river/reviews/{review.id}/flag"),
+                                           ("reviews", f"/o/river/coaches/{w.maria.id}/reviews")))
     page.context.close()
     page = signed_in(browser, live_server, "ana@example.com")
     page.goto(f"{live_server}/o/river/bookings/{w.ended.id}/review")

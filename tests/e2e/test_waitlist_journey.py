@@ -14,16 +14,11 @@ from playwright.sync_api import Page, expect
 from tests.e2e import both_widths, screenshots
 from tests.e2e.test_booking_journey import open_org
 from tests.e2e.test_journeys import watch_csp
-from tests.test_booking_waitlist import GroupWorld, statuses
+from tests.test_booking_waitlist import group, statuses  # noqa: F401  (group: the fixture)
 
 pytestmark = pytest.mark.e2e
 
 snap = screenshots("waitlist")
-
-
-@pytest.fixture()
-def group(ctx):
-    return GroupWorld()
 
 
 def test_a_waitlisted_athlete_gets_the_freed_seat(browser, page: Page, live_server, group, job_runner, mailbox):
