@@ -15,8 +15,9 @@ from coach.directory.models import CoachProfile, CoachProfileTerm
 from coach.errors import NotAllowed
 from coach.extensions import db
 from coach.platform.models import AuditEvent, OutboxEvent
-from tests.conftest import Auth, csrf_from
-from tests.directory_support import DirectoryWorld
+from tests.conftest import csrf_from
+from tests.directory_support import world  # noqa: F401  (fixture)
+from tests.directory_support import logged_in as browser
 from tests.factories import add_member, make_user, media_row
 from tests.querycount import statements_for
 
@@ -24,17 +25,6 @@ HX = {"HX-Request": "true"}
 VALID = {"headline": "Serve and volley coach", "bio": "I teach **serves**.", "languages": ["de", "en"],
          "years_experience": "12", "certifications": "DTB B-Trainer\n\nITF Level 2", "tags": "Serve, Beginners, serve",
          "location": "Berlin", "online": "", "in_person": "y", "listed": "y"}
-
-
-@pytest.fixture()
-def world(ctx):
-    return DirectoryWorld()
-
-
-def browser(app, email: str):
-    client = app.test_client()
-    assert Auth(client).login(email).status_code == 303
-    return client
 
 
 def outbox(topic: str) -> list[dict]:

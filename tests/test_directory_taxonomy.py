@@ -13,21 +13,11 @@ from coach.directory.models import CoachProfileTerm, DirectoryTerm
 from coach.errors import NotAllowed
 from coach.extensions import db
 from coach.platform.models import AuditEvent, OutboxEvent
-from tests.conftest import Auth, csrf_from
-from tests.directory_support import DirectoryWorld
+from tests.conftest import csrf_from
+from tests.directory_support import world  # noqa: F401  (fixture)
+from tests.directory_support import logged_in as browser
 
 PAGE = "/o/river/admin/taxonomy"
-
-
-@pytest.fixture()
-def world(ctx):
-    return DirectoryWorld()
-
-
-def browser(app, email: str):
-    client = app.test_client()
-    assert Auth(client).login(email).status_code == 303
-    return client
 
 
 def names(org) -> list[str]:
