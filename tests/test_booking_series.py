@@ -4,6 +4,7 @@ one occurrence on; what the athlete and another organization see. Rows are read 
 from __future__ import annotations
 
 import html
+import logging
 import re
 from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urlencode
@@ -584,12 +585,19 @@ def settle_occurrences(world, series_id, actions: list[str]) -> None:
 
 
 def migrate_again_from_0023(app) -> None:
-    """The real Alembic round trip: down to 0023 (0024's downgrade changes nothing) and up to the head."""
+    """The real Alembic round trip: down to 0023 (0024's downgrade changes nothing) and up to the head. Alembic's
+    env applies alembic.ini's logging each run; the root logger is put back so later tests log as before."""
     from flask_migrate import downgrade, upgrade
 
-    with app.app_context():
-        downgrade(revision="0023_directory_facet_totals")
-        upgrade()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        with app.app_context():
+            downgrade(revision="0023_directory_facet_totals")
+            upgrade()
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def test_migration_0024_settles_series_that_finished_before_their_status_was_kept(app, world, coach, owner_db,
