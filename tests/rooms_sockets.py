@@ -12,9 +12,9 @@ import time
 import uuid
 
 import requests
-from simple_websocket import Client, ConnectionClosed
+from simple_websocket import ConnectionClosed
 
-from tests.chat_support import LIVE_WAIT, cookie_header, login
+from tests.chat_support import LIVE_WAIT, Client, cookie_header, login
 
 
 class RoomSocket:

@@ -31,7 +31,6 @@ import requests
 from flask_migrate import upgrade
 from rq import Worker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
-from simple_websocket import Client
 
 import tests.fault_consumers  # noqa: F401  (registers the test.* consumers in this process too)
 from coach.devstack import APP_ROLE, DB_NAME, OWNER_ROLE, bootstrap_roles, socket_dir_of, start_postgres, start_valkey
@@ -39,7 +38,7 @@ from coach.extensions import db
 from coach.platform import relay
 from coach.platform.outbox import emit
 from coach.platform.queues import queue, redis_conn
-from tests.chat_support import ChatSocket, ChatWorld, cookie_header, has_seq, post_message, unread_badge
+from tests.chat_support import ChatSocket, ChatWorld, Client, cookie_header, has_seq, post_message, unread_badge
 from tests.chat_support import login as chat_login
 from tests.conftest import Auth, csrf_from
 from tests.factories import PASSWORD, make_org, make_user

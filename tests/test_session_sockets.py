@@ -8,12 +8,11 @@ pub/sub after the commit, as they would between gunicorn processes.
 from __future__ import annotations
 
 import pytest
-from simple_websocket import Client
 
 from coach.chat.hub import hub_for
 from coach.extensions import db
 from coach.orgs.service import remove_member
-from tests.chat_support import ChatSocket, ChatWorld, Sockets, cookie_header, has_seq, login, post_message, unread_badge
+from tests.chat_support import ChatSocket, ChatWorld, Client, Sockets, cookie_header, has_seq, login, post_message, unread_badge
 from tests.conftest import Auth, csrf_from
 from tests.factories import PASSWORD
 
