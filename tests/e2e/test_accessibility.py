@@ -15,12 +15,9 @@ def world(app, job_runner) -> World:
     return seed(app, job_runner)
 
 
-def test_visitor_pages_have_no_serious_accessibility_problems(page, live_server, world):
-    problems = sweep(page, live_server, visitor_pages(world))
-    assert not problems, report(problems)
-
-
-def test_athlete_pages_have_no_serious_accessibility_problems(page, live_server, world):
+def test_visitor_and_athlete_pages_have_no_serious_accessibility_problems(page, live_server, world):
+    """The visitor's pages, then the athlete's: one seed of the demo for both (a sweep only opens pages)."""
+    problems = [f"visitor: {problem}" for problem in sweep(page, live_server, visitor_pages(world))]
     log_in(page, live_server, "athlete")
-    problems = sweep(page, live_server, pages_for("athlete", world))
+    problems += [f"athlete: {problem}" for problem in sweep(page, live_server, pages_for("athlete", world))]
     assert not problems, report(problems)

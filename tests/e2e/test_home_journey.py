@@ -56,8 +56,17 @@ def filled(page: Page, role: str) -> None:
         expect(page.locator(selector).first).to_be_visible()
 
 
-@pytest.mark.parametrize("role", list(ROLES))
-def test_each_role_lands_on_a_home_that_fills_in(browser, live_server, demo, role):
+def test_each_role_lands_on_a_home_that_fills_in(browser, live_server, demo):
+    """Every role in one test, each in a browser of its own: the demo is seeded once for the four (a seed, with
+    its video's processing, cost as much as a role's landings)."""
+    for role in ROLES:
+        try:
+            lands_on_a_home_that_fills_in(browser, live_server, role)
+        except AssertionError as failed:
+            raise AssertionError(f"the {role}'s home: {failed}") from failed
+
+
+def lands_on_a_home_that_fills_in(browser, live_server: str, role: str) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     try:
