@@ -652,7 +652,8 @@ def _run(statement: Statement):
 # --- searching ------------------------------------------------------------------------------------------------
 
 def _hit(row) -> Hit:
-    return Hit(**{key: row._mapping[key] for key in (*CARD_COLUMNS, "rank")})
+    mapping = row._mapping  # a new mapping object on every access: once, not once per column
+    return Hit(**{key: mapping[key] for key in (*CARD_COLUMNS, "rank")})
 
 
 def _page(params: SearchParams, tq: TextQuery, now: datetime, searched: str | None, prefixed: bool

@@ -3,8 +3,8 @@
 A search's answer is mostly the same for every visitor who asks it within seconds, and computing it is the
 search's statements (tens of milliseconds of PostgreSQL) plus rendering 20 cards and the facets. So the public
 search keeps the rendered region for ``DIRECTORY_RESULTS_CACHE_SECONDS`` under a key of everything that shapes it
-(the search as asked, the viewer's time zone, page or fragment, and the code's version: :func:`code_version`), with
-the version of every listing it shows.
+(the search as asked, the viewer's time zone and 12- or 24-hour clock, page or fragment, and the code's version:
+:func:`code_version`), with the version of every listing it shows.
 
 Privacy does not wait for the time to run out: before a kept answer is used, one statement (the primary key's
 index) reads the shown listings' ``refreshed_at``. A listing removed (coach or organization unlisted, coach gone)

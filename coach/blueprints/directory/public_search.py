@@ -16,6 +16,7 @@ from jinja2_fragments.flask import render_block
 from markupsafe import Markup
 
 from coach.blueprints.directory import public
+from coach.blueprints.templating import hour_cycle
 from coach.directory import search, search_cache
 from coach.directory.profiles import language_names
 from coach.htmx import render, wants_fragment
@@ -32,7 +33,7 @@ NOTICES_SHOWN = 5
 # What a facet's values mean where the label alone does not say.
 FACET_HINTS = {"price": "A session's price, in the coach's currency.",
                "rating": "The average of their reviews (at least one)."}
-# Rendered public cards kept per process (~1.5 KB each), by listing version and the viewer's zone.
+# Rendered public cards kept per process (~1.5 KB each), by listing version and the viewer's zone and clock.
 CARD_CACHE_SIZE = 4000
 # A limit that is never reached, for when the setting says "off" (Flask-Limiter still parses the value).
 _UNREACHABLE = "1000000 per second"
@@ -158,11 +159,11 @@ def coach_cards(items, public: bool) -> Markup:
     """The results' ``<li>`` cards. A public listing's card is rendered once per version and zone and kept:
     rendering 20 cards (links, labels, money, times) was most of the page's Python."""
     template = current_app.jinja_env.get_template("directory/_card.html")
-    zone = viewer_zone()
+    zone, cycle = viewer_zone(), hour_cycle()  # a card's next free time reads in the viewer's zone and clock
     values = dict(public=public, term_label=search.facet_label, language_names=language_names, g=g)
     parts = []
     for item in items:
-        key = (item.id, item.refreshed_at, zone, request.script_root) if public and item.refreshed_at else None
+        key = (item.id, item.refreshed_at, zone, cycle, request.script_root) if public and item.refreshed_at else None
         html = cards_cache.get(key) if key else None
         if html is None:
             html = template.render(item=item, **values)
@@ -174,11 +175,11 @@ def coach_cards(items, public: bool) -> Markup:
 
 def _answer_key() -> str:
     """What a public answer depends on: the search's own arguments as asked (their order too: the page's links
-    keep it), the viewer's zone (the cards' times), page or fragment (the fragment carries the count), and the
-    page size (a setting)."""
+    keep it), the viewer's zone and 12- or 24-hour clock (the cards' times), page or fragment (the fragment
+    carries the count), and the page size (a setting)."""
     known = {*BASE_KEYS, *FACET_TITLES, "cursor"}
     asked = [[k, v] for k, v in request.args.items(multi=True) if k in known and v != ""]
-    return search_cache.cache_key([asked, viewer_zone(), wants_fragment(), request.script_root,
+    return search_cache.cache_key([asked, viewer_zone(), hour_cycle(), wants_fragment(), request.script_root,
                                    search.page_size()])
 
 
