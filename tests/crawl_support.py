@@ -163,7 +163,7 @@ def _jpeg(path: Path) -> Path:
 
 
 def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: str, owner_url: str,
-               accent: str = "", listed: bool = False) -> World:
+               accent: str = "", listed: bool = False, hour_cycle: int = 24) -> World:
     """An organization with rows in every domain, made through the services with RLS in force.
 
     Issue 19: a recurring series of two sessions (booked by the coach), a full group session (two seats taken,
@@ -181,7 +181,8 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
 
     Account level (issue 18): an export of the organization and one of the athlete's account, a passkey and
     a second signed-in session of the athlete, an email change of the spare member waiting for its link;
-    with ``accent``, branding (that accent colour and a logo).
+    with ``accent``, branding (that accent colour and a logo). Everyone reads clocks on ``hour_cycle`` hours
+    (what is written for them, notification titles, is written on it).
 
     ``label`` starts every text, name and address (the marker for the other organization). Returns once
     every event its making emitted has been delivered (media processed, invitation emailed, notified).
@@ -192,6 +193,8 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
     invitee = f"{low}-invitee@example.com"
     with app.test_request_context():
         users = {role: make_user(email, display) for role, (email, display) in people.items()}
+        for user in users.values():
+            user.hour_cycle = hour_cycle
         org = make_org(users["admin"], slug=slug, name=name)
         tenancy.activate(org.id)
         admin = orgs.membership_for(org, users["admin"])
@@ -284,6 +287,7 @@ def seed_world(app, runner, mailbox, tmp: Path, *, slug: str, name: str, label: 
                               auto_confirm=True, waitlist_mode="auto")
         tenancy.activate(org_id)
         waiter = add_member(org, make_user(f"{low}-waiting@example.com", f"{label} Waiting"), "athlete")
+        waiter.user.hour_cycle = hour_cycle
         group_day = day + timedelta(days=8)
         group_start = booking.available_slots(group, group_day, group_day + timedelta(days=1))[0].starts_at
         seated = [booking.request_booking(group, a, group_start, "", a) for a in (athlete, waiter)]

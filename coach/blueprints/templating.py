@@ -6,12 +6,13 @@ transaction a page would not open anyway.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import lru_cache
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from flask import Flask, current_app, g, has_request_context, request, url_for
+from flask import Flask, current_app, g, has_app_context, has_request_context, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -28,7 +29,7 @@ from coach.htmx import wants_fragment
 from coach.media import service as media
 from coach.notifications import service as notifications
 from coach.platform.idempotency import FORM_FIELD, new_key
-from coach.timezones import clock_time, zone_abbreviations
+from coach.timezones import clock_time, minutes_on_clock, zone_abbreviations
 
 
 def _zone(name: str | None) -> ZoneInfo:
@@ -112,26 +113,46 @@ def late_if_cancelled(booking_row) -> bool:
     return booking.is_late_cancellation(booking_row, now())
 
 
+def on_clock(local: datetime, fmt: str, cycle: int) -> str:
+    """``local.strftime(fmt)`` with the time of day (``%H:%M``) on a ``cycle``-hour clock: "2:30 pm" for 12.
+
+    A stamp with seconds (``%H:%M:%S``, the audit trail's) stays on 24 hours: it is a record to sort and to
+    match with exported rows and logs, not a time to read at a glance."""
+    if cycle == 12 and "%H:%M" in fmt:
+        # Each %H:%M not followed by :%S becomes the 12-hour text (escaped: strftime reads what it is given).
+        text = clock_time(local, 12).replace("%", "%%")
+        fmt = _HOUR_MINUTE.sub(lambda _match: text, fmt)
+    return local.strftime(fmt)
+
+
+_HOUR_MINUTE = re.compile(r"%H:%M(?!:%S)")
+
+
 def orgtime(value: datetime | None, org, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """A UTC time in the organization's time zone (audit trails read in one zone)."""
+    """A UTC time in the organization's time zone (audit trails read in one zone); a time of day without
+    seconds on the viewer's clock."""
     if value is None:
         return ""
-    return value.astimezone(_zone(org.timezone)).strftime(fmt)
+    return on_clock(value.astimezone(_zone(org.timezone)), fmt, hour_cycle())
 
 
 def localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
-    """A UTC time in the viewer's time zone."""
+    """A UTC time in the viewer's time zone, its time of day (``%H:%M``) on the viewer's clock."""
     if value is None:
         return ""
     # Pages: the signed-in user's zone. Sockets' pushes are rendered outside any request, for a
-    # reader named by g.viewer_timezone.
+    # reader named by g.viewer_timezone (and g.viewer_hour_cycle).
     tz = g.get("viewer_timezone") or (current_user.timezone if has_request_context()
                                       and current_user.is_authenticated else "UTC")
-    return value.astimezone(_zone(tz)).strftime(fmt)
+    return on_clock(value.astimezone(_zone(tz)), fmt, hour_cycle())
 
 
 def hour_cycle() -> int:
-    """The viewer's clock: 12 or 24 hours (24 for visitors and outside requests)."""
+    """The viewer's clock: 12 or 24 hours (24 for visitors and outside requests). A push rendered for a
+    reader outside their request names their clock in ``g.viewer_hour_cycle``, as it names their zone."""
+    cycle = g.get("viewer_hour_cycle") if has_app_context() else None
+    if cycle:
+        return cycle
     if has_request_context() and current_user.is_authenticated:
         return current_user.hour_cycle or 24
     return 24
@@ -147,6 +168,11 @@ def clock(value: datetime | None, tz: str | None = None, with_zone: bool = False
     local = value.astimezone(_zone(tz))
     text = clock_time(local, hour_cycle())
     return f"{text} {zone_abbreviations(str(local.tzinfo), value, value)}" if with_zone else text
+
+
+def wall_clock(minute: int | None) -> str:
+    """Minutes after midnight of someone's day (a habit's reminder, a coach's hours) on the viewer's clock."""
+    return "" if minute is None else minutes_on_clock(minute, hour_cycle())
 
 
 def org_brand() -> dict | None:
@@ -182,7 +208,8 @@ def init_app(app: Flask) -> None:
                                  org_brand=org_brand, org_locale=org_locale, hour_cycle=hour_cycle,
                                  avatar_parts=avatar_parts, nav_section=nav_section,
                                  onboarding_for=onboarding_for)
-    app.jinja_env.filters.update(orgtime=orgtime, localtime=localtime, money=format_money, clock=clock)
+    app.jinja_env.filters.update(orgtime=orgtime, localtime=localtime, money=format_money, clock=clock,
+                                 wall_clock=wall_clock)
 
     @app.context_processor
     def _per_render():

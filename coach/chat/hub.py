@@ -114,7 +114,7 @@ class Connection:
 
     def __init__(self, send: Callable[[str], None], tenant_id: uuid.UUID, member_id: uuid.UUID, tz: str = "UTC",
                  session_id: uuid.UUID | None = None, close: Callable[[int, str], None] | None = None,
-                 write: Callable[[bytes], None] | None = None):
+                 write: Callable[[bytes], None] | None = None, hour_cycle: int = 24):
         """
         :param send: sends one text message.
         :param session_id: the signed-in session the socket was opened with (its end closes the socket).
@@ -122,6 +122,7 @@ class Connection:
         :param write: writes an already framed message (:class:`Frame`) to the socket as it is; without it,
             frames are sent with ``send``. Only for sockets without extensions (no compression): the bytes
             are the same for every socket.
+        :param hour_cycle: the member's clock (12 or 24 hours), for the times in pushed messages.
         """
         self._send = send
         self._write = write
@@ -133,7 +134,7 @@ class Connection:
         self.tenant_key = str(tenant_id)
         self.member_key = str(member_id)
         self.session_id = session_id
-        self.tz = tz  # times in pushed messages are shown in the member's zone
+        self.set_clock(tz, hour_cycle)
         self.last_seq: dict[uuid.UUID, int] = {}
         # Re-entrant: catch_up sends while holding it, so two deliveries reach the page in seq order.
         self.lock = threading.RLock()
@@ -143,6 +144,20 @@ class Connection:
         self.state = "online"
         # Members whose presence this page shows: the other side of each direct conversation it follows.
         self.watching: dict[uuid.UUID, uuid.UUID] = {}
+
+    def set_clock(self, tz: str, hour_cycle: int) -> None:
+        """Times in pushed messages are shown in the member's zone, on their clock (12 or 24 hours): the pair
+        is what a rendering depends on besides the message (two readers in one zone on different clocks
+        share no frame), set as one value so the hub never reads half of a change."""
+        self.clock: tuple[str, int] = (tz or "UTC", hour_cycle if hour_cycle in (12, 24) else 24)
+
+    @property
+    def tz(self) -> str:
+        return self.clock[0]
+
+    @property
+    def hour_cycle(self) -> int:
+        return self.clock[1]
 
     def send(self, html: str | Frame) -> None:
         if self.closed or not html:
@@ -371,16 +386,17 @@ class Hub:
             seq = int(event["seq"])
             rows = service.rows_after(conversation, seq - 1, upto=seq)
             if rows:
-                frames: dict = {}  # one rendering per (theirs or not, time zone), whoever follows
+                frames: dict = {}  # one rendering per (theirs or not, time zone and clock), whoever follows
                 for conn in followers:
                     mine = conn.member_id if conn.member_id == rows[0].author_id else None
-                    if (mine, conn.tz) not in frames:
-                        frames[(mine, conn.tz)] = Frame(render_messages(conversation, rows, mine, oob="outerHTML",
-                                                                        tz=conn.tz))
-                    conn.send(frames[(mine, conn.tz)])
+                    clock = conn.clock  # (zone, hours): read once, a view frame may set it meanwhile
+                    if (mine, clock) not in frames:
+                        frames[(mine, clock)] = Frame(render_messages(conversation, rows, mine, oob="outerHTML",
+                                                                      tz=clock[0], hour_cycle=clock[1]))
+                    conn.send(frames[(mine, clock)])
             return
         seq = int(event["seq"])
-        # A thousand followers share a handful of renderings (mine or not, time zone), each framed once.
+        # A thousand followers share a handful of renderings (mine or not, time zone and clock), each framed once.
         cache: dict = {}
         # Nearly every page has everything before this message: it gets this message's frame, with no more
         # than a look at its position (catch_up's general way costs several times as much per socket).
@@ -393,11 +409,12 @@ class Hub:
             with conn.lock:
                 if rows and conn.last_seq.get(conversation_id) == seq - 1:
                     mine = conn.member_id if conn.member_key == author_key else None
-                    key = ("frame", seq - 1, seq, mine, conn.tz)
+                    clock = conn.clock
+                    key = ("frame", seq - 1, seq, mine, clock)
                     frame = cache.get(key)
                     if frame is None:  # the first of its kind only
                         frame = cache[key] = Frame(render_messages(conversation, rows, mine, oob="beforeend",
-                                                                   tz=conn.tz))
+                                                                   tz=clock[0], hour_cycle=clock[1]))
                     conn.last_seq[conversation_id] = seq
                     conn.send(frame)
                     continue
@@ -428,7 +445,7 @@ class Hub:
         """Send ``conn`` every message after what its page has (up to ``upto``), oldest first, once.
 
         :param cache: what the connections of one event share, keyed by what differs between readers
-            (which messages, whether one is theirs, their time zone): the rows read, and each rendering
+            (which messages, whether one is theirs, their time zone and clock): the rows read, and each rendering
             framed once.
         """
         cache = {} if cache is None else cache
@@ -449,9 +466,11 @@ class Hub:
             if not missing:
                 return
             mine = conn.member_id if conn.member_id in authors else None
-            frame_key = ("frame", have, newest, mine, conn.tz)
+            clock = conn.clock
+            frame_key = ("frame", have, newest, mine, clock)
             if frame_key not in cache:
-                cache[frame_key] = Frame(render_messages(conversation, missing, mine, oob="beforeend", tz=conn.tz))
+                cache[frame_key] = Frame(render_messages(conversation, missing, mine, oob="beforeend",
+                                                         tz=clock[0], hour_cycle=clock[1]))
             with conn.lock:
                 if conn.last_seq.get(conversation_id) != have:
                     # Another delivery overtook this one: it may have sent fewer (its rows were read
@@ -594,16 +613,18 @@ def space_member_keys(tenant_id: uuid.UUID, space_id: uuid.UUID) -> set[str]:
 
 
 def render_messages(conversation: Conversation, rows: list[service.MessageRow], mine_id: uuid.UUID | None, oob: str,
-                    tz: str = "UTC") -> str:
+                    tz: str = "UTC", hour_cycle: int = 24) -> str:
     """Messages as out-of-band swaps: appended to their conversation's list, or replacing themselves (needs
     :meth:`Hub.rendering`'s context: links are the organization's).
 
     :param mine_id: the reader, if some of the messages are theirs (styled and offered as theirs).
     :param tz: the reader's time zone, for the times shown.
+    :param hour_cycle: the reader's clock (12 or 24 hours).
     """
     attachments = service.attachments_of(conversation.tenant_id, [m.id for m in rows if m.has_media])
     articles = render.articles(rows, base=url_for("chat.conversation", conversation_id=conversation.id),
-                               mine_id=mine_id, tz=tz, attachments=attachments, oob_each=oob != "beforeend")
+                               mine_id=mine_id, tz=tz, hour_cycle=hour_cycle, attachments=attachments,
+                               oob_each=oob != "beforeend")
     return render_template("chat/_stream.html", conversation_id=conversation.id, articles=articles, oob=oob)
 
 

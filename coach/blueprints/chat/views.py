@@ -141,7 +141,7 @@ def _page_context(conversation, acc, form=None, reads: dict | None = None) -> di
     # Each message's markup is cached by its version; links come from the conversation's URL, not url_for per message.
     articles = messages_html.articles(
         rows, base=url_for("chat.conversation", conversation_id=conversation.id), mine_id=g.membership.id,
-        tz=current_user.timezone or "UTC", csrf=generate_csrf(),
+        tz=current_user.timezone or "UTC", hour_cycle=current_user.hour_cycle or 24, csrf=generate_csrf(),
         attachments=service.attachments_of(g.org.id, [r.id for r in rows if r.has_media]))
     return dict(org=g.org, conversation=conversation, acc=acc, messages=rows, articles=articles, title=title,
                 other=other, form=form or MessageForm(formdata=None), before=before, seen=seen,
@@ -253,7 +253,8 @@ def socket(ws):
     hub = hub_for(app)
     org, member = g.org, g.membership
     conn = Connection(ws.send, org.id, member.id, member.user.timezone or "UTC",
-                      session_id=current_user.auth_session_id, close=_closer(ws), write=_writer(ws))
+                      session_id=current_user.auth_session_id, close=_closer(ws), write=_writer(ws),
+                      hour_cycle=member.user.hour_cycle or 24)
     hub.register(conn)
     session = _SocketSession(app, hub, conn, org.id, member.id, member.user.display_name)
     db.session.remove()  # hold no connection while the socket is idle
@@ -438,6 +439,9 @@ class _SocketSession:
             raise ChatError(UNREADABLE)
         wanted = [(item.get("conversation"), _seq(item.get("after"))) for item in items]
         member = self._member()
+        # The page may follow a change of zone or clock (the profile's form, the week's toggle) the socket
+        # outlived: its pushes show times as the page does (the user row comes with the membership).
+        self.conn.set_clock(member.user.timezone or "UTC", member.user.hour_cycle or 24)
         shown, unavailable = {}, False
         for conversation_id, after in wanted:
             conversation = service.get_conversation(member.organization, conversation_id)

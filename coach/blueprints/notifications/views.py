@@ -119,7 +119,8 @@ def preferences():
         prefs = {k: service.Preference(k, *choices.get(k, (p.channel, p.timing))) for k, p in prefs.items()}
     return render("notifications/preferences.html", status=422 if errors else 200, org=g.org, prefs=prefs,
                   groups=_grouped(prefs), channels=CHANNELS, timings=TIMINGS, errors=errors, kinds=KINDS,
-                  message_delay=current_app.config["NOTIFY_MESSAGE_EMAIL_DELAY_SECONDS"])
+                  message_delay=current_app.config["NOTIFY_MESSAGE_EMAIL_DELAY_SECONDS"],
+                  digest_minute=service.DIGEST_HOUR * 60)
 
 
 def _grouped(prefs: dict) -> list[tuple[str, list]]:

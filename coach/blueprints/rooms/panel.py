@@ -150,7 +150,8 @@ def panel_context(access, bookings: list[Booking]) -> dict:
     rows = chat.history_rows(conversation, limit=PANEL_MESSAGES)
     chat_url = url_for("chat.conversation", conversation_id=conversation.id)
     articles = messages_html.articles(
-        rows, base=chat_url, mine_id=me.id, tz=current_user.timezone or "UTC", csrf=generate_csrf(),
+        rows, base=chat_url, mine_id=me.id, tz=current_user.timezone or "UTC", hour_cycle=current_user.hour_cycle or 24,
+        csrf=generate_csrf(),
         attachments=chat.attachments_of(g.org.id, [r.id for r in rows if r.has_media]))
     back = url_for("rooms.room", session_id=access.session_id, **({"with": booking.id} if access.is_coach else {}))
     panel = Panel(booking=booking, other=other, conversation=conversation, messages=rows, articles=articles,

@@ -1,12 +1,12 @@
 """Rendering pages of posts without repeating work (issue 23): cached posts, URL patterns, per-reader parts.
 
 A post's ``<article>`` (author line, text, attachments, comment count) is the same for every reader of a page in
-one time zone, so it is rendered once (``spaces/_post.html``) and kept in a bounded in-process LRU cache. Its
-key is the post's id and everything the article shows (author's name, time, edited mark, pinned badge, space
-link, a digest of the text, comment count, each attachment's state) plus the reader's zone and the page's URL
-patterns. Every write that changes what an article shows changes its key: an edit (text and edited mark), a
-comment, an attachment that finishes processing or is deleted, an author's or a space's new name; a deleted,
-hidden or removed post leaves the feed's query. No write has to remember to invalidate anything, every web
+one time zone on one clock (12 or 24 hours), so it is rendered once (``spaces/_post.html``) and kept in a bounded
+in-process LRU cache. Its key is the post's id and everything the article shows (author's name, time, edited mark,
+pinned badge, space link, a digest of the text, comment count, each attachment's state) plus the reader's zone and
+clock and the page's URL patterns. Every write that changes what an article shows changes its key: an edit (text and
+edited mark), a comment, an attachment that finishes processing or is deleted, an author's or a space's new name; a
+deleted, hidden or removed post leaves the feed's query. No write has to remember to invalidate anything, every web
 process sees the change on its next read, and replaced entries age out.
 
 Signed media URLs are part of an article: the key carries the half-TTL window of each attachment's URLs
@@ -129,6 +129,12 @@ def viewer_zone() -> str:
     return g.get("viewer_timezone") or (current_user.timezone if current_user.is_authenticated else "UTC") or "UTC"
 
 
+def viewer_clock() -> tuple[str, int]:
+    """The zone and the clock (12 or 24 hours) the ``localtime`` filter shows times in for this request."""
+    cycle = g.get("viewer_hour_cycle") or (current_user.hour_cycle if current_user.is_authenticated else 24) or 24
+    return viewer_zone(), cycle
+
+
 def _media_key(item, now: int) -> tuple:
     ttl = max(2, media_service.url_ttl(item))
     return (item.id, item.kind, item.status, item.title, item.width, item.height, item.duration_ms,
@@ -146,7 +152,7 @@ def post_articles(posts, attachments: dict, counts: dict, mine: dict, *, in_spac
     :param can_react: the reader may react (else the bar shows the counts only).
     :param values: the page's shared values (:func:`page_values`).
     """
-    zone, now, urls = viewer_zone(), int(time.time()), values["urls"]
+    zone, now, urls = viewer_clock(), int(time.time()), values["urls"]
     reader = {"csrf": values["csrf_input"], "key": values["form_key"], "next": escape(values["next_path"] or "")}
     parts = []
     for post in posts:
@@ -156,8 +162,9 @@ def post_articles(posts, attachments: dict, counts: dict, mine: dict, *, in_spac
     return Markup("".join(parts))
 
 
-def _article(post, items, in_space: bool, zone: str, now: int, urls: dict) -> tuple[str, str]:
-    """The article before and after its reaction bar."""
+def _article(post, items, in_space: bool, zone: tuple[str, int], now: int, urls: dict) -> tuple[str, str]:
+    """The article before and after its reaction bar (``zone``: the reader's zone and clock, which its time is
+    shown in)."""
     key = None
     if len(post.body_html) <= CACHED_BODY_MAX:
         key = (post.id, post.author_name, post.created_at, post.edited_at is not None, post.comment_count,
