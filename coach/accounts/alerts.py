@@ -3,7 +3,8 @@ sign-in from a browser or country their account never used before. Both are emai
 log; the caller commits."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, select
 
@@ -13,6 +14,7 @@ from coach.accounts.service import session_opened
 from coach.clock import now
 from coach.extensions import db
 from coach.platform.mail import queue_email
+from coach.timezones import clock_time
 
 # Earlier sessions compared with a new one (the most recent; ended ones count: they are history).
 HISTORY = 200
@@ -65,4 +67,15 @@ def _tell_unusual_sign_in(user: User, session: UserSession, **_) -> None:
     security_log.record(user.id, "login.unusual", **new)
     queue_email(user.email, "New sign-in to your Coach account", "signin_unusual", user=user,
                 device=devices.describe(session.user_agent), country=session.country, ip=session.ip,
-                at=session.created_at, new=new)
+                when=_as_read_by(user, session.created_at), new=new)
+
+
+def _as_read_by(user: User, at: datetime) -> str:
+    """``at`` as ``user`` reads clocks: in their zone, named, on their 12- or 24-hour clock
+    ("2026-12-07 2:30 pm CET (Europe/Berlin)"): a sign-in in UTC sends a person to a converter."""
+    try:
+        zone = ZoneInfo(user.timezone or "UTC")
+    except (KeyError, ValueError):
+        zone = ZoneInfo("UTC")
+    local = at.astimezone(zone)
+    return f"{local:%Y-%m-%d} {clock_time(local, user.hour_cycle or 24)} {local:%Z} ({zone.key})"
