@@ -76,7 +76,7 @@ def fail_a_job(app, tenant_id, description: str) -> str:
         q.enqueue("coach.platform.jobs.handle_event", event, job_id=job_id, description=description,
                   job_timeout=30, failure_ttl=3600)
         registry = FailedJobRegistry(queue=q)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # a background worker or thread, on a loaded machine
         while job_id not in registry.get_job_ids() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert job_id in registry.get_job_ids(), "the job did not fail in time"

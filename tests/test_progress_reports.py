@@ -208,7 +208,7 @@ def test_a_failed_report_says_so_and_can_be_tried_again(app, job_runner, ctx, mo
     today = reports.athlete_today(world.athlete)
     assert ask(athlete, world, today - timedelta(days=6), today).status_code == 303
     report = the_report(world)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # a background worker or thread, on a loaded machine
     while the_report(world).status in ("queued", "running") and time.monotonic() < deadline:
         time.sleep(0.05)
     report = the_report(world)
@@ -220,7 +220,7 @@ def test_a_failed_report_says_so_and_can_be_tried_again(app, job_runner, ctx, mo
     retried = athlete.post(f"/o/{world.org.slug}/progress/reports/{report.id}/retry",
                            data={"csrf_token": csrf_from(page)})
     assert retried.status_code == 303
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # a background worker or thread, on a loaded machine
     while the_report(world).status != "ready" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert the_report(world).status == "ready"
