@@ -19,9 +19,9 @@ from sqlalchemy import update
 
 from coach.accounts.models import User
 from coach.extensions import db
-from tests.conftest import Auth
+from tests.conftest import Auth, csrf_from
 from tests.crawl_support import ROLES, seed_world
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, make_user
 from tests.media_support import local_media  # noqa: F401  (fixture)
 from tests.test_csp_unique_ids import _paths
 from tests.test_rough_edges_zones import lines_of
@@ -62,6 +62,24 @@ def test_the_sweep_tells_the_two_clocks_apart():
     assert on_12_hours(page) == ["Ben · 7 Dec 9:05 am"]
     assert times_of_day("<p>Figures as of 2:30 pm (counted at most once a minute).</p>") == [
         ("Figures as of 2:30 pm (counted at most once a minute).", "2:30 pm")]
+
+
+def test_the_profile_saves_the_clock_without_javascript_and_says_which(app, ctx, client, auth):
+    ada = make_user("ada@example.com", "Ada Lovelace", tz="America/New_York")
+    assert auth.login("ada@example.com").status_code == 303
+    form = {"csrf_token": auth.csrf("/profile"), "display_name": "Ada Lovelace", "timezone": "America/New_York"}
+
+    saved = client.post("/profile", data={**form, "hour_cycle": "12"})
+    shown = client.get("/profile").get_data(as_text=True)
+    refused = client.post("/profile", data={**form, "hour_cycle": "13"})
+
+    assert saved.status_code == 303 and saved.headers["Location"] == "/profile"
+    assert "Profile saved. Times show in America/New_York on the 12-hour clock (2:30 pm)." in shown
+    assert re.search(r'<input[^>]*checked[^>]*value="12"|<input[^>]*value="12"[^>]*checked', shown)
+    assert refused.status_code == 422 and "Not a valid choice" in refused.get_data(as_text=True)
+    db.session.refresh(ada)
+    assert ada.hour_cycle == 12  # the refused form changed nothing
+    assert csrf_from(shown)  # the page's form carries its token
 
 
 @pytest.fixture()

@@ -200,13 +200,14 @@ def reset_password(token: str):
 @bp.route("/profile", methods=["GET", "POST"])
 @login_required
 def profile():
-    """Edit name and time zone."""
+    """Edit name, time zone and clock (12 or 24 hours)."""
     form = ProfileForm(obj=current_user)
     if form.validate_on_submit():
         service.update_profile(current_user, form.display_name.data, form.timezone.data)
         service.set_hour_cycle(current_user, form.hour_cycle.data)
         db.session.commit()
-        flash("Profile saved.", "success")
+        clock = "12-hour clock (2:30 pm)" if current_user.hour_cycle == 12 else "24-hour clock (14:30)"
+        flash(f"Profile saved. Times show in {current_user.timezone} on the {clock}.", "success")
         return redirect_after_post(url_for("accounts.profile"))
     return render("accounts/profile.html", "profile_form", status=422 if form.errors else 200, form=form,
                   password_form=ChangePasswordForm(formdata=None))
