@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 from coach import clock, tenancy
 from coach.accounts.service import find_user_by_email
 from coach.booking import service as booking
+from coach.chat.hub import hub_for
 from coach.extensions import db
 from coach.orgs.service import membership_for, org_by_slug
 from tests.e2e import screenshots
@@ -103,6 +104,13 @@ def test_the_coachs_home_shows_a_new_request_without_a_reload(app, page, live_se
         org = org_by_slug(SLUG)
         tenancy.activate(org.id)
         maria = membership_for(org, find_user_by_email(ROLES["coach"]))
+        # The server answers the handshake before its handler registers the socket with the hub, and the badge's
+        # push (with its "notified" signal) reaches only registered sockets: wait for the server's side too.
+        for _ in range(200):
+            if hub_for(app).connections_of(maria.id):
+                break
+            page.wait_for_timeout(100)
+        assert hub_for(app).connections_of(maria.id), "the server never registered the page's socket"
         tom = membership_for(org, find_user_by_email("tom@northside.example"))
         offering = booking.offerings_of(maria)[0]
         slots = booking.available_slots(offering, clock.now(), clock.now() + timedelta(days=14))
