@@ -189,8 +189,9 @@ def settle(page) -> None:
         page.wait_for_load_state("networkidle", timeout=5000)
     except Exception:  # a page that polls never idles; the htmx check below still holds
         pass
+    # Up to 20 s: on a loaded machine a lazily loaded fragment can take longer than Playwright's 5 s.
     page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')",
-                           timeout=5000)
+                           timeout=20_000)
 
 
 def still(page) -> None:
