@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from flask import current_app, url_for
 from sqlalchemy import select, text, update
@@ -31,6 +32,7 @@ from coach.platform import audit
 from coach.platform.jobs import after_commit, consumer, each_tenant
 from coach.platform.outbox import emit
 from coach.platform.periodic import periodic
+from coach.timezones import clock_time, zone_abbreviations
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +108,25 @@ def start_session_checkout(offering: Offering, athlete: Membership, starts_at: d
                       expires_at=booking.expires_at)
     db.session.add(payment)
     db.session.flush()
-    when = booking.starts_at.strftime("%Y-%m-%d %H:%M UTC")
+    when = _as_read_by(athlete, booking.starts_at)
     url = _open_checkout(payment, mode="payment", title=f"{offering.title}, {when}", email=athlete.user.email,
                          extra={"booking_id": str(booking.id)})
     audit.record("payment.checkout", actor=actor.user, target_type="payment", target_id=payment.id,
                  details={"purpose": "session", "booking": str(booking.id), "amount": payment.amount_minor,
                           "currency": payment.currency})
     return booking, payment, url
+
+
+def _as_read_by(athlete: Membership, at: datetime) -> str:
+    """The session's start as its buyer reads clocks, for the provider's checkout page: in their zone, named, on
+    their 12- or 24-hour clock ("Mon 7 Dec 2026, 2:30 pm CET"), not in UTC."""
+    name = athlete.user.timezone or "UTC"
+    try:
+        local = at.astimezone(ZoneInfo(name))
+    except (KeyError, ValueError):
+        name, local = "UTC", at.astimezone(ZoneInfo("UTC"))
+    hours = clock_time(local, athlete.user.hour_cycle or 24)
+    return f"{local:%a %-d %b %Y}, {hours} {zone_abbreviations(name, at, at)}"
 
 
 def _check_product(product: Product, athlete: Membership) -> None:
