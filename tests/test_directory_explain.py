@@ -111,9 +111,19 @@ def test_every_search_statement_uses_an_index(seeded):
                 assert not [k for k, _ in scans(nodes, "directory_listings") if k == "Seq Scan"], label
                 assert scans(nodes, "directory_facet_totals"), label
             elif statement.name == "facets":
-                # Filters without text: every listing takes part in some facet's count (each facet ignores its
-                # own filter), so reading the whole table is the right plan; the counts are kept in Valkey for it.
-                assert ("Seq Scan", None) in scans(plan_of(statement), "directory_listings"), label
+                # Filters without text (session 31): only the listings that pass every filter but at most one
+                # take part. The one filter of a search is counted over every listing by the kept totals, so a
+                # sport or a skill reads its own listings through its index. (Two filters: the listings that
+                # pass either one, often a large share: the planner may rightly read the table.)
+                if len(params.filters) == 1:
+                    assert scans(plan_of(statement), "directory_facet_totals"), label
+                    if params.filters[0] in ("discipline", "skill", "lang"):
+                        check(label, statement)
+    # Filters with no index of their own (a boolean, five bands): most listings pass all but one of them, and
+    # reading the table is the right plan (the counts are kept in Valkey for it).
+    unindexed_facets = next(st for st in search.statements(search.parse_params(MultiDict(_pairs(UNINDEXED))))
+                            if st.name == "facets")
+    assert ("Seq Scan", None) in scans(plan_of(unindexed_facets), "directory_listings")
     unindexed = plan_of(_items(search.parse_params(MultiDict(_pairs(UNINDEXED)))))
     assert set(scans(unindexed, "directory_listings")) <= {("Index Scan", "ix_directory_listings_rating"),
                                                            ("Seq Scan", None)}

@@ -291,3 +291,67 @@ def test_this_week_by_soonest_and_a_price_band_by_price(world):
     # A page link from the rows without a free slot, then "this week" ticked: an empty page, not an error.
     cursor = search.encode_cursor(search.Cursor("soonest", (None,), uuid.uuid4(), search.fingerprint(""), None))
     assert find(week="1", sort="soonest", cursor=cursor, now=now).items == []
+
+
+def _passes(row, facet: str, chosen: list[str], now) -> bool:
+    """Whether a listing passes one facet's filter, as the page explains it (any chosen value of a facet)."""
+    if facet in ("discipline", "skill", "lang"):
+        return bool(set(getattr(row, {"discipline": "disciplines", "skill": "skills", "lang": "languages"}[facet]))
+                    & set(chosen))
+    if facet == "price":
+        return row.price_band is not None and str(row.price_band) in chosen
+    if facet == "rating":
+        return row.rating_count > 0 and row.rating_avg >= 4
+    if facet == "verified":
+        return row.verified
+    if facet == "week":
+        return row.next_slot_at is not None and now <= row.next_slot_at < now + timedelta(days=7)
+    return any(getattr(row, mode) for mode in chosen)  # mode
+
+
+def _values_of(row, facet: str, now) -> list[str]:
+    if facet in ("discipline", "skill", "lang"):
+        return list(getattr(row, {"discipline": "disciplines", "skill": "skills", "lang": "languages"}[facet]))
+    if facet == "price":
+        return [] if row.price_band is None else [str(row.price_band)]
+    if facet == "mode":
+        return [mode for mode in ("online", "in_person") if getattr(row, mode)]
+    return ["4" if facet == "rating" else "1"] if _passes(row, facet, [], now) else []
+
+
+@pytest.mark.parametrize("query", ["discipline=chess", "skill=aim", "lang=es", "price=2&price=0", "rating=4",
+                                   "verified=1", "week=1", "mode=in_person", "discipline=chess&lang=es",
+                                   "lang=en&lang=de&verified=1&mode=online", "week=1&price=2&rating=4"])
+def test_facet_counts_without_text_are_each_facets_count_over_the_other_filters(world, query):
+    """A filter without text: each facet counts the listings that pass every other facet's filter (its own counts
+    come from the kept totals when it is the only filter; the others are counted over its listings)."""
+    from urllib.parse import parse_qsl
+
+    tenancy.activate(world.org.id)
+    db.session.add(CoachRating(tenant_id=world.org.id, coach_membership_id=world.jon.id, review_count=2,
+                               star_sum=9, stars_4=1, stars_5=1))
+    db.session.commit()
+    world.publish()
+    add_listings(world.org, [
+        {"display_name": "Chess Fast", "languages": ["es", "en"], "price_band": 2, "verified": True,
+         "next_slot_at": clock.now() + timedelta(days=2), "skills": ["endgames"]},
+        {"display_name": "Chess Slow", "languages": ["de"], "price_band": 0, "online": False, "in_person": True,
+         "reviews": (3, 14), "next_slot_at": clock.now() + timedelta(days=20)},
+        {"display_name": "Aim Trainer", "disciplines": ["valorant"], "skills": ["aim"], "languages": ["es"],
+         "price_band": 2, "reviews": (1, 5)},
+    ])
+    now = clock.now()
+    chosen: dict[str, list[str]] = {}
+    for key, value in parse_qsl(query):
+        chosen.setdefault(key, []).append(value)
+    results = find(query, now=now)
+    listings = db.session.scalars(db.select(Listing)).all()
+    for facet in search.FACETS:
+        rows = [r for r in listings if all(_passes(r, f, v, now) for f, v in chosen.items() if f != facet)]
+        expected: dict[str, int] = {}
+        for row in rows:
+            for value in _values_of(row, facet, now):
+                expected[value] = expected.get(value, 0) + 1
+        shown = {fv.value: fv.count for fv in results.facets[facet] if fv.count}
+        assert shown == expected, (facet, shown, expected)
+    assert results.total == sum(all(_passes(r, f, v, now) for f, v in chosen.items()) for r in listings)

@@ -526,7 +526,13 @@ def facets_statement(params: SearchParams, tq: TextQuery, now: datetime) -> Stat
     for the one-value facets and the total (``count(*) FILTER``), one grouping of the three arrays' values
     unnested together (each value's facet known from its position). A facet counts the rows that pass every
     *other* facet's filter. (Measured at 100k listings: a CTE of the matches scanned once per facet, or a facet
-    per unnest, took about twice as long: they copy or re-read every row's arrays.)"""
+    per unnest, took about twice as long: they copy or re-read every row's arrays.)
+
+    Without text (session 31), a filtered facet's own counts are over every listing: with one filter, those come
+    from the kept totals (:func:`totals_statement`'s rows of that facet) and only the listings that pass the
+    filter are read, for the other facets and the total. With two or more, each facet still counts over the
+    listings that pass all the *other* filters, which no kept total holds (how many Spanish speakers teach chess
+    is a count of pairs); only the listings that pass all filters but at most one are read."""
     conditions = _filters(params, now)
     binds: dict = {"now": now, "week_end": now + WEEK, "min_rating": MIN_RATING, **tq.binds}
     for _, values in conditions.values():
@@ -535,6 +541,13 @@ def facets_statement(params: SearchParams, tq: TextQuery, now: datetime) -> Stat
 
     def others(facet: str | None, *extra: str) -> str:
         return _where([*extra, *(sql for f, (sql, _) in conditions.items() if f != facet)])
+
+    own = None  # the one filter of a search without text: its facet's counts are the kept totals
+    if not tq and len(conditions) == 1:
+        (own,) = conditions
+        where = conditions[own][0]
+    elif not tq and conditions:  # a listing counts in some facet only if it fails at most one filter
+        where = "(" + " OR ".join(f"({others(facet)})" for facet in conditions) + ")"
 
     counted = {
         **{f"price_{band}": others("price", f"l.price_band = {band}") for band in PRICE_BANDS},
@@ -545,12 +558,15 @@ def facets_statement(params: SearchParams, tq: TextQuery, now: datetime) -> Stat
         "mode_in_person": others("mode", "l.in_person"),
         "total_": others(None),
     }
+    counted = {name: sql for name, sql in counted.items() if name.split("_", 1)[0] != own}
     aggregate = ", ".join(f"count(*) FILTER (WHERE {sql}) AS {name}" for name, sql in counted.items())
     rows = ", ".join(f"('{name.split('_', 1)[0]}', '{name.split('_', 1)[1]}', a.{name})" for name in counted)
     scalars = (f"SELECT x.facet, x.value, x.n FROM (SELECT {aggregate} FROM directory_listings l WHERE {where}) a "
                f"CROSS JOIN LATERAL (VALUES {rows}) AS x(facet, value, n)")
 
     def values_of(facet: str, column: str) -> str:
+        if facet == own:
+            return "CAST('{}' AS varchar[])"
         rest = others(facet)
         return f"l.{column}" if rest == "true" else f"CASE WHEN {rest} THEN l.{column} ELSE '{{}}' END"
 
@@ -560,7 +576,11 @@ def facets_statement(params: SearchParams, tq: TextQuery, now: datetime) -> Stat
               f"{values_of('skill', 'skills')} AS s, {values_of('lang', 'languages')} AS g) a "
               f"CROSS JOIN LATERAL unnest(a.d || a.s || a.g) WITH ORDINALITY AS x(v, n) "
               f"WHERE {where} GROUP BY 1, 2")
-    return Statement("facets", f"{scalars} UNION ALL {arrays}", binds)
+    if own is None:
+        return Statement("facets", f"{scalars} UNION ALL {arrays}", binds)
+    kept = totals_statement(now)  # its other facets' rows are planned away: their facet is a constant
+    return Statement("facets", f"{scalars} UNION ALL {arrays} UNION ALL SELECT k.facet, k.value, k.n "
+                               f"FROM ({kept.sql}) k WHERE k.facet = '{own}'", {**binds, **kept.binds})
 
 
 def totals_statement(now: datetime) -> Statement:
