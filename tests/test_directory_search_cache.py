@@ -127,6 +127,27 @@ def test_the_zone_of_a_signed_in_viewer_is_not_given_to_a_visitor(app, world, ke
     assert len(kept_keys()) == 2
 
 
+def test_the_12_hour_clock_of_a_signed_in_viewer_is_not_given_to_a_visitor(app, world, kept):
+    """Same zone (UTC), other clocks: the member's kept answer and kept cards are theirs, the visitor's on 24 hours."""
+    from coach.accounts.models import User
+
+    user = db.session.scalar(db.select(User).where(User.email == "ana@example.com"))
+    user.timezone, user.hour_cycle = "UTC", 12
+    db.session.commit()
+    member = app.test_client()
+    Auth(member).login("ana@example.com")
+    times = lambda page: re.findall(r"<time [^>]*>([^<]*)</time>", page)  # noqa: E731
+    for first, second in ((member, visitor(app)), (visitor(app, "203.0.113.10"), member)):
+        for key in kept_keys():
+            redis_conn().delete(key)
+        before = times(first.get("/coaches?q=valorant").get_data(as_text=True))
+        after = times(second.get("/coaches?q=valorant").get_data(as_text=True))
+        theirs, mine = (before, after) if first is member else (after, before)
+        assert theirs and all(re.search(r"\d(:\d\d)? ?[ap]m", t) for t in theirs), theirs
+        assert mine and not any(re.search(r"[ap]m", t) for t in mine), mine
+        assert len(kept_keys()) == 2
+
+
 def test_a_broken_page_link_is_not_kept(app, world, kept):
     browser = visitor(app)
     assert browser.get("/coaches?cursor=garbage").status_code == 400
