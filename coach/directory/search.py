@@ -578,7 +578,7 @@ def facets_statement(params: SearchParams, tq: TextQuery, now: datetime) -> Stat
               f"WHERE {where} GROUP BY 1, 2")
     if own is None:
         return Statement("facets", f"{scalars} UNION ALL {arrays}", binds)
-    kept = totals_statement(now)  # its other facets' rows are planned away: their facet is a constant
+    kept = totals_statement(now)  # its other facets' parts never run: their facet is a constant (a false filter)
     return Statement("facets", f"{scalars} UNION ALL {arrays} UNION ALL SELECT k.facet, k.value, k.n "
                                f"FROM ({kept.sql}) k WHERE k.facet = '{own}'", {**binds, **kept.binds})
 
