@@ -28,6 +28,7 @@ from coach.spaces import service as spaces
 from tests.conftest import csrf_from
 from tests.factories import PASSWORD, add_member, make_org, make_user, media_row
 
+
 class Client(simple_websocket.Client):
     """simple_websocket's client without its race at the handshake: a frame that reaches the client in the same
     read as the handshake's answer (the server's greeting, sent at once; on a loaded machine the two arrive
