@@ -283,7 +283,7 @@ def test_an_oversize_frame_closes_only_that_socket(world, rooms, app):
 
     ana.send(type="offer", to=maria.peer, sdp=SDP + "a=x-padding:" + "p" * app.config["ROOM_MAX_FRAME_BYTES"])
     assert ana.wait_closed().reason == 1009
-    assert maria.wait_for("left", timeout=10)["peer"] == ana.peer
+    assert maria.wait_for("left")["peer"] == ana.peer
     assert maria.sync() == []  # Maria's socket is fine
 
 
@@ -312,7 +312,7 @@ def test_a_candidate_flood_is_throttled_then_closed_and_the_room_stays_up(world,
         pass  # the server closed it while the flood was still being written
     assert ana.wait_closed(timeout=30).reason == 1008
     assert any(f["code"] == "too_fast" for f in ana.received("error"))
-    maria.wait_for("left", lambda f: f["peer"] == ana.peer, timeout=10)
+    maria.wait_for("left", lambda f: f["peer"] == ana.peer)
     relayed = maria.received("candidate")
     assert 0 < len(relayed) <= limit - 1  # the join counted too; the rest were dropped
     ben.send(type="offer", to=maria.peer, sdp=SDP)  # the others go on
