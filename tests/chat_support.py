@@ -13,6 +13,7 @@ import time
 import uuid
 from datetime import datetime
 
+import pytest
 import requests
 import simple_websocket
 from simple_websocket import ConnectionClosed
@@ -320,3 +321,19 @@ def wait_following(app, member_id, conversation_id, after: int = 0, timeout: flo
                 return
         time.sleep(0.01)
     raise AssertionError("the socket does not follow the conversation")
+
+
+# --- fixtures (imported by the chat test modules) --------------------------------------------------
+
+@pytest.fixture()
+def world(ctx):
+    """River Club: its members and their conversations (ChatWorld)."""
+    return ChatWorld()
+
+
+@pytest.fixture()
+def sockets(app, live_server, world):
+    """Open test sockets to the live server; all closed after the test."""
+    opened = Sockets(app, live_server)
+    yield opened
+    opened.close_all()

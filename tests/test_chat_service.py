@@ -22,14 +22,10 @@ from coach.orgs.models import Membership
 from coach.orgs.service import remove_member
 from coach.platform.models import OutboxEvent
 from coach.spaces import service as spaces
-from tests.chat_support import ChatWorld, last_seq, stored
+from tests.chat_support import last_seq, stored
+from tests.chat_support import world  # noqa: F401 (fixtures)
 
 UTC = timezone.utc
-
-
-@pytest.fixture()
-def world(ctx):
-    return ChatWorld()
 
 
 def in_threads(app, tenant_id, n: int, work) -> list:

@@ -20,26 +20,15 @@ from coach.chat import realtime, service
 from coach.chat.hub import hub_for
 from coach.extensions import db
 from coach.spaces import service as spaces
-from tests.chat_support import (LIVE_WAIT, ChatWorld, Sockets, cookie_header, errors_in, has, has_seq, is_error, messages_in, post_message,
+from tests.chat_support import (LIVE_WAIT, cookie_header, errors_in, has, has_seq, is_error, messages_in, post_message,
                                 seqs_in, stored, unread_badge, wait_following)
+from tests.chat_support import sockets, world  # noqa: F401 (fixtures)
 from tests.conftest import Auth, _free_port, csrf_from
 from tests.factories import add_member, make_user
 from tests.querycount import statements_for
 
 UTC = timezone.utc
 SEQ_RE = re.compile(r'<article class="message[^"]*" id="msg-[0-9a-f-]{36}" data-seq="(\d+)"')
-
-
-@pytest.fixture()
-def world(ctx):
-    return ChatWorld()
-
-
-@pytest.fixture()
-def sockets(app, live_server, world):
-    opened = Sockets(app, live_server)
-    yield opened
-    opened.close_all()
 
 
 def logged_in(app, email: str):

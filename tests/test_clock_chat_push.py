@@ -10,26 +10,14 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import pytest
 
 from coach.extensions import db
 from coach.timezones import clock_time
-from tests.chat_support import ChatWorld, Sockets, has_seq, post_message, wait_following
+from tests.chat_support import has_seq, post_message, wait_following
+from tests.chat_support import sockets, world  # noqa: F401 (fixtures)
 from tests.conftest import csrf_from
 
 TIME_RE = re.compile(r'<time datetime="([^"]+)">([^<]*)</time>')
-
-
-@pytest.fixture()
-def world(ctx):
-    return ChatWorld()
-
-
-@pytest.fixture()
-def sockets(app, live_server, world):
-    opened = Sockets(app, live_server)
-    yield opened
-    opened.close_all()
 
 
 def shown_time(frame: str) -> tuple[datetime, str]:

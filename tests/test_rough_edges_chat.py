@@ -4,21 +4,9 @@ part (the status line, "Sending…", sent once) is the Chromium journey tests/e2
 """
 from __future__ import annotations
 
-import pytest
 
-from tests.chat_support import ChatWorld, Sockets, has, is_error
-
-
-@pytest.fixture()
-def world(ctx):
-    return ChatWorld()
-
-
-@pytest.fixture()
-def sockets(app, live_server, world):
-    opened = Sockets(app, live_server)
-    yield opened
-    opened.close_all()
+from tests.chat_support import has, is_error
+from tests.chat_support import sockets, world  # noqa: F401 (fixtures)
 
 
 def view(sock, conversation, presence: bool | None = None) -> None:

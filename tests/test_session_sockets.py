@@ -12,23 +12,12 @@ import pytest
 from coach.chat.hub import hub_for
 from coach.extensions import db
 from coach.orgs.service import remove_member
-from tests.chat_support import ChatSocket, ChatWorld, Client, Sockets, cookie_header, has_seq, login, post_message, unread_badge
+from tests.chat_support import ChatSocket, Client, cookie_header, has_seq, login, post_message, unread_badge
+from tests.chat_support import sockets, world  # noqa: F401 (fixtures)
 from tests.conftest import Auth, csrf_from
 from tests.factories import PASSWORD
 
 POLICY_CLOSE = 1008
-
-
-@pytest.fixture()
-def world(ctx):
-    return ChatWorld()
-
-
-@pytest.fixture()
-def sockets(app, live_server, world):
-    opened = Sockets(app, live_server)
-    yield opened
-    opened.close_all()
 
 
 def open_socket(sockets, browser) -> ChatSocket:
